@@ -1,0 +1,62 @@
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from astro_assets.defs.flatfield.sensors import ser_files_sensor
+
+
+def _ser(folder: Path, name: str, size: int = 64, age_s: float | None = 3600) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"\0" * size)
+    if age_s is not None:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(age_s * 1e9)))
+    return path
+
+
+def _tick(instance, data_store, cursor=None) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"data_store": data_store}
+    )
+    return ser_files_sensor(context)
+
+
+def test_new_file_adds_a_partition_and_requests_its_run(instance, data_store, layout):
+    _ser(layout.incoming_ser, "sun 01.ser")
+    result = _tick(instance, data_store)
+    assert [r.partition_key for r in result.run_requests] == ["sun_01"]
+    assert result.run_requests[0].run_key.startswith("sun_01:64:")
+    (request,) = result.dynamic_partitions_requests
+    assert request.partitions_def_name == "ser_files"
+    assert list(request.partition_keys) == ["sun_01"]
+    assert json.loads(result.cursor) == {}
+
+
+def test_file_still_growing_is_not_picked_up_until_it_stops(instance, data_store, layout):
+    path = _ser(layout.incoming_ser, "growing.ser", age_s=None)
+    first = _tick(instance, data_store)
+    assert first.run_requests == []
+    assert "growing.ser" in json.loads(first.cursor)
+    with path.open("ab") as handle:
+        handle.write(b"\0" * 32)
+    second = _tick(instance, data_store, cursor=first.cursor)
+    assert second.run_requests == []
+    third = _tick(instance, data_store, cursor=second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["growing"]
+
+
+def test_already_known_file_is_not_requested_again(instance, data_store, layout):
+    _ser(layout.incoming_ser, "known.ser")
+    instance.add_dynamic_partitions("ser_files", ["known"])
+    result = _tick(instance, data_store)
+    assert result.run_requests == []
+    assert result.dynamic_partitions_requests == []
+
+
+def test_empty_or_missing_folder_is_quiet(instance, data_store):
+    result = _tick(instance, data_store)
+    assert result.run_requests == []
+    assert json.loads(result.cursor) == {}

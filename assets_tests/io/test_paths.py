@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from astro_assets.io.paths import DataLayout, UnsafePathError, check_key, sanitize_key
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Sun_2026-05-01 12h30", "Sun_2026-05-01_12h30"),
+        ("jupiter.v2", "jupiter.v2"),
+        ("..hidden", "hidden"),
+        ("a/b\\c", "a_b_c"),
+        ("Mond éclipse", "Mond_clipse"),
+    ],
+)
+def test_sanitize_key_keeps_only_portable_characters(name, key):
+    assert sanitize_key(name) == key
+
+
+@pytest.mark.parametrize("name", ["", "...", "///", "ééé"])
+def test_sanitize_key_refuses_names_with_nothing_usable(name):
+    with pytest.raises(UnsafePathError, match="cannot derive a partition key"):
+        sanitize_key(name)
+
+
+@pytest.mark.parametrize("key", ["..", ".", "../x", "a/b", ".hidden", "a b", ""])
+def test_check_key_refuses_unsafe_components(key):
+    with pytest.raises(UnsafePathError, match="not a safe path component"):
+        check_key(key)
+
+
+def test_layout_paths_follow_the_contract(tmp_path: Path):
+    layout = DataLayout(tmp_path)
+    assert layout.incoming_ser == tmp_path / "incoming" / "ser"
+    assert layout.incoming_jobs == tmp_path / "incoming" / "jobs"
+    assert layout.flatfield_file("sun1", "ser_median.tiff") == (
+        tmp_path / "flatfield" / "sun1" / "ser_median.tiff"
+    )
+    assert layout.job_tensor_file("jid001") == tmp_path / "dataset" / "images" / "jid001.npy"
+    assert layout.models_dir == tmp_path / "models"
+
+
+def test_layout_refuses_keys_and_paths_escaping_the_root(tmp_path: Path):
+    layout = DataLayout(tmp_path / "root")
+    with pytest.raises(UnsafePathError):
+        layout.flatfield_dir("..")
+    with pytest.raises(UnsafePathError, match="escapes the data root"):
+        layout.resolve("..", "elsewhere")
+    with pytest.raises(UnsafePathError, match="escapes the data root"):
+        layout.resolve("/etc/passwd")
+
+
+def test_layout_refuses_symlink_escape(tmp_path: Path):
+    root = tmp_path / "root"
+    (root / "flatfield").mkdir(parents=True)
+    (root / "flatfield" / "evil").symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError, match="escapes the data root"):
+        DataLayout(root).resolve("flatfield", "evil", "x")

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from astro_assets.science.flatfield.planes import (
+    luminance_view,
+    mask_to_full,
+    merge_planes,
+    split_mask,
+    split_planes,
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "color", "n_planes"),
+    [((6, 8), "MONO", 1), ((6, 8, 3), "RGB", 3), ((6, 8), "RGGB", 4), ((7, 9), "GBRG", 4)],
+)
+def test_split_then_merge_is_the_identity(shape, color, n_planes):
+    image = np.random.default_rng(1).uniform(0, 1000, shape).astype(np.float32)
+    planes = split_planes(image, color)
+    assert len(planes) == n_planes
+    np.testing.assert_array_equal(merge_planes(planes, shape, color), image)
+
+
+def test_mosaic_planes_are_the_sub_lattices():
+    image = np.arange(16, dtype=np.float32).reshape(4, 4)
+    planes = split_planes(image, "RGGB")
+    assert planes[0].tolist() == [[0, 2], [8, 10]]
+    assert planes[3].tolist() == [[5, 7], [13, 15]]
+
+
+def test_mosaic_luminance_removes_the_cfa_checkerboard():
+    cell = np.array([[100.0, 50.0], [50.0, 20.0]])
+    mosaic = np.tile(cell, (4, 5))
+    view = luminance_view(mosaic, "RGGB")
+    assert view.shape == (4, 5)
+    np.testing.assert_allclose(view, 55.0)
+
+
+def test_rgb_luminance_is_the_channel_mean():
+    image = np.stack([np.full((3, 3), v) for v in (10.0, 20.0, 60.0)], axis=-1)
+    np.testing.assert_allclose(luminance_view(image, "RGB"), 30.0)
+
+
+def test_mask_from_cells_covers_each_2x2_pixel_block_including_odd_edges():
+    cells = np.zeros((3, 4), bool)
+    cells[1, 2] = True
+    cells[2, 3] = True
+    full = mask_to_full(cells, (7, 9), "BGGR")
+    assert full.shape == (7, 9)
+    assert full[2:4, 4:6].all()
+    assert full[4:7, 6:9].all()
+    assert full.sum() == 4 + 9
+
+
+def test_split_mask_matches_planes():
+    mask = np.zeros((4, 4))
+    mask[1, 1] = 1.0
+    planes = split_mask(mask, "RGGB")
+    assert [p.sum() for p in planes] == [0, 0, 0, 1]
+    assert len(split_mask(mask, "RGB")) == 3
+
+
+@pytest.mark.parametrize(
+    ("shape", "color", "message"),
+    [
+        ((4, 4), "RGB", r"must have shape \(H, W, 3\)"),
+        ((4, 4, 3), "MONO", r"must have shape \(H, W\)"),
+        ((2, 2), "RGGB", "at least 4x4"),
+        ((4, 4), "XYZ", "unknown colour layout"),
+    ],
+)
+def test_bad_layouts_are_refused(shape, color, message):
+    with pytest.raises(ValueError, match=message):
+        split_planes(np.zeros(shape), color)
+
+
+def test_inputs_are_not_changed():
+    image = np.random.default_rng(2).uniform(size=(6, 6)).astype(np.float32)
+    before = image.copy()
+    luminance_view(image, "MONO")[0, 0] = -1
+    split_planes(image, "MONO")[0][0, 0] = -1
+    np.testing.assert_array_equal(image, before)

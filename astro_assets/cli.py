@@ -1,0 +1,126 @@
+"""``astro-assets``: headless use of the code location against the persistent instance.
+
+Runs started here are recorded in ``$DAGSTER_HOME`` (default ``./.dagster_home``), so they show
+in the UI of ``make dev`` exactly like runs launched there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+PROJECT_INSTANCE_YAML = "dagster.yaml"
+
+
+def ensure_dagster_home() -> Path:
+    """Use ``$DAGSTER_HOME``, or ``./.dagster_home`` holding a copy of ``./dagster.yaml``."""
+    home = Path(os.environ.get(DAGSTER_HOME_ENV) or DEFAULT_DAGSTER_HOME).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / PROJECT_INSTANCE_YAML
+    project_yaml = Path.cwd() / PROJECT_INSTANCE_YAML
+    if not instance_yaml.exists() and project_yaml.is_file() and project_yaml.resolve() != instance_yaml:
+        shutil.copyfile(project_yaml, instance_yaml)
+    os.environ[DAGSTER_HOME_ENV] = str(home)
+    return home
+
+
+def _data_layout():
+    from astro_assets.io.paths import DataLayout, default_data_root
+
+    return DataLayout(default_data_root())
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from astro_assets.samples import generate_jobs, generate_samples
+
+    layout = _data_layout()
+    if not args.no_videos:
+        videos = generate_samples(layout.incoming_ser, size=args.size)
+        for path in videos:
+            print(f"video  {path}")
+    if args.jobs:
+        for path in generate_jobs(layout.incoming_jobs, args.jobs, size=args.job_size, seed=args.seed):
+            print(f"job    {path}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from astro_assets.ingest import register_new_inputs
+
+    ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    report = register_new_inputs(instance, _data_layout(), watch_seconds=args.watch_seconds)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from astro_assets.materialize import materialize_selection
+
+    ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    outcome = materialize_selection(instance, selection=args.select, partition=args.partition)
+    for line in outcome.lines():
+        print(line)
+    return 0 if outcome.succeeded else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astro-assets",
+        description="Headless runs of the astro_assets code location (data root: "
+        "$ASTRO_ASSETS_DATA or ./data; instance: $DAGSTER_HOME or ./.dagster_home).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    samples = sub.add_parser("samples", help="write seeded synthetic inputs with ground truth")
+    samples.add_argument("--size", choices=["small", "demo"], default="demo")
+    samples.add_argument("--no-videos", action="store_true", help="skip the SER videos")
+    samples.add_argument("--jobs", type=int, default=0, help="number of job folders to write")
+    samples.add_argument("--job-size", type=int, default=512, help="job image side, pixels")
+    samples.add_argument("--seed", type=int, default=0)
+    samples.set_defaults(func=cmd_samples)
+
+    ingest = sub.add_parser("ingest", help="register new inputs as partitions (as the sensors do)")
+    ingest.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=1.0,
+        help="how long a recently modified input must stay unchanged to count as complete",
+    )
+    ingest.set_defaults(func=cmd_ingest)
+
+    materialize = sub.add_parser("materialize", help="materialize assets in-process")
+    materialize.add_argument(
+        "--select",
+        default=None,
+        help="Dagster asset selection (e.g. 'ser_median', 'group:flatfield', '+final_flatfield'); "
+        "default: everything",
+    )
+    materialize.add_argument(
+        "--partition",
+        default=None,
+        help="one partition key; default: every registered partition of the selected assets",
+    )
+    materialize.set_defaults(func=cmd_materialize)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Register new inputs as dynamic partitions, the way the sensors do, for headless use."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from astro_assets.io.discovery import Discovery, scan_ser_files
+from astro_assets.io.paths import DataLayout
+
+SER_PARTITIONS = "ser_files"
+
+
+@dataclass
+class IngestReport:
+    """What one ingest pass registered, left pending, and refused."""
+
+    added: dict[str, list[str]] = field(default_factory=dict)
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, keys in self.added.items():
+            out.extend(f"added    {name}/{key}" for key in keys)
+        for name, items in self.pending.items():
+            out.extend(f"pending  {name}/{item} (still changing; run ingest again)" for item in items)
+        out.extend(f"rejected {message}" for message in self.rejected)
+        if not out:
+            out.append("nothing new")
+        return out
+
+
+def _scan_twice(scan, watch_seconds: float) -> Discovery:
+    """Scan, wait ``watch_seconds`` if anything was recently modified, then scan again."""
+    first = scan(pending={}, settle_seconds=watch_seconds)
+    if not first.pending:
+        return first
+    time.sleep(watch_seconds)
+    second = scan(pending=first.pending, settle_seconds=watch_seconds)
+    return Discovery(first.ready + second.ready, second.pending, first.rejected)
+
+
+def register_new_inputs(
+    instance: dg.DagsterInstance, layout: DataLayout, *, watch_seconds: float = 1.0
+) -> IngestReport:
+    """Add a partition for every new, complete input under the data root."""
+    report = IngestReport()
+    known = instance.get_dynamic_partitions(SER_PARTITIONS)
+    discovery = _scan_twice(
+        lambda pending, settle_seconds: scan_ser_files(
+            layout.incoming_ser, known_keys=known, pending=pending, settle_seconds=settle_seconds
+        ),
+        watch_seconds,
+    )
+    keys = [candidate.key for candidate in discovery.ready]
+    if keys:
+        instance.add_dynamic_partitions(SER_PARTITIONS, keys)
+    report.added[SER_PARTITIONS] = keys
+    report.pending[SER_PARTITIONS] = sorted(discovery.pending)
+    report.rejected.extend(discovery.rejected)
+    return report

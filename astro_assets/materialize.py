@@ -1,0 +1,105 @@
+"""In-process materialization of an asset selection against an instance, partition by partition."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from astro_assets.definitions import defs as default_defs
+
+
+@dataclass
+class MaterializeOutcome:
+    """One line per run: what it covered and whether it succeeded."""
+
+    runs: list[tuple[str, str, bool]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return all(ok for _, _, ok in self.runs)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{'ok    ' if ok else 'FAILED'} {scope} (run {run_id})" for run_id, scope, ok in self.runs
+        ]
+        out.extend(f"skipped {reason}" for reason in self.skipped)
+        if not out:
+            out.append("nothing selected")
+        return out
+
+
+def _partition_groups(
+    defs: dg.Definitions, keys: set[dg.AssetKey]
+) -> tuple[dict[str, list[dg.AssetKey]], list[dg.AssetKey]]:
+    """Split asset keys into dynamic-partitioned groups (by partitions name) and unpartitioned."""
+    graph = defs.resolve_asset_graph()
+    partitioned: dict[str, list[dg.AssetKey]] = defaultdict(list)
+    unpartitioned: list[dg.AssetKey] = []
+    for key in graph.toposorted_asset_keys:
+        if key not in keys or not graph.get(key).is_materializable:
+            continue
+        partitions_def = graph.get(key).partitions_def
+        if partitions_def is None:
+            unpartitioned.append(key)
+        elif isinstance(partitions_def, dg.DynamicPartitionsDefinition):
+            partitioned[partitions_def.name].append(key)
+        else:
+            raise ValueError(f"asset {key.to_user_string()} has unsupported partitions")
+    return dict(partitioned), unpartitioned
+
+
+def materialize_selection(
+    instance: dg.DagsterInstance,
+    *,
+    selection: str | None = None,
+    partition: str | None = None,
+    defs: dg.Definitions | None = None,
+    resources: dict[str, object] | None = None,
+) -> MaterializeOutcome:
+    """Materialize ``selection`` (Dagster asset-selection syntax; default all).
+
+    Partitioned assets run once per partition (``partition``, or every registered key of their
+    dynamic partitions), before the unpartitioned assets, which depend on them.
+    """
+    defs = defs or default_defs
+    graph = defs.resolve_asset_graph()
+    asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    keys = set(asset_selection.resolve(graph))
+    partitioned, unpartitioned = _partition_groups(defs, keys)
+    everything = [*defs.assets, *(defs.asset_checks or [])]
+    run_resources = resources if resources is not None else dict(defs.resources or {})
+    outcome = MaterializeOutcome()
+
+    def run(selected: list[dg.AssetKey], partition_key: str | None, scope: str) -> None:
+        result = dg.materialize(
+            everything,
+            selection=selected,
+            partition_key=partition_key,
+            instance=instance,
+            resources=run_resources,
+            raise_on_error=False,
+        )
+        outcome.runs.append((result.run_id, scope, result.success))
+
+    for partitions_name, asset_keys in partitioned.items():
+        registered = instance.get_dynamic_partitions(partitions_name)
+        if partition is not None:
+            if partition not in registered:
+                raise ValueError(
+                    f"partition {partition!r} is not registered in {partitions_name!r}: "
+                    "run `astro-assets ingest` first"
+                )
+            partition_keys = [partition]
+        else:
+            partition_keys = list(registered)
+        if not partition_keys:
+            outcome.skipped.append(f"{partitions_name}: no partitions registered (run ingest)")
+        names = ", ".join(k.to_user_string() for k in asset_keys)
+        for partition_key in partition_keys:
+            run(asset_keys, partition_key, f"{names} [{partitions_name}/{partition_key}]")
+    if unpartitioned:
+        run(unpartitioned, None, ", ".join(k.to_user_string() for k in unpartitioned))
+    return outcome

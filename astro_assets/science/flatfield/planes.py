@@ -1,0 +1,117 @@
+"""Colour layouts of a median: mono, RGB (H, W, 3) and raw CFA mosaics (Bayer, CYYM).
+
+Dust shadows are much larger than a CFA cell and are the same in every colour, so dust is
+located once on a luminance view; inpainting, matching and the flat ratio are then computed per
+colour plane, where neighbouring pixels measure the same colour. For a raw mosaic the planes are
+the four sub-lattices of the 2x2 cell; combining them back gives a flat in mosaic layout, ready to
+divide raw frames before debayering.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MOSAIC_COLORS = frozenset({"RGGB", "GRBG", "GBRG", "BGGR", "CYYM", "YCMY", "YMCY", "MYYC"})
+PLANAR_COLORS = frozenset({"RGB", "BGR"})
+
+
+def _layout(image: np.ndarray, color: str) -> str:
+    if color in PLANAR_COLORS:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"a {color} median must have shape (H, W, 3), got {image.shape}")
+        return "planar"
+    if image.ndim != 2:
+        raise ValueError(f"a {color} median must have shape (H, W), got {image.shape}")
+    if color in MOSAIC_COLORS:
+        if image.shape[0] < 4 or image.shape[1] < 4:
+            raise ValueError(f"a {color} mosaic needs at least 4x4 pixels, got {image.shape}")
+        return "mosaic"
+    if color == "MONO":
+        return "mono"
+    raise ValueError(f"unknown colour layout {color!r}: expected MONO, RGB, BGR or a CFA pattern")
+
+
+def luminance_view(image: np.ndarray, color: str) -> np.ndarray:
+    """A 2-D float32 image in which to look for dust.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        (H, W) mono or mosaic, or (H, W, 3) RGB, any real dtype.
+    color : str
+        ``"MONO"``, ``"RGB"``/``"BGR"`` or a CFA pattern such as ``"RGGB"``.
+
+    Returns
+    -------
+    np.ndarray
+        float32: (H, W) for mono, the channel mean for RGB, and the mean of each 2x2 cell
+        (shape (H // 2, W // 2)) for a mosaic, which removes the CFA checkerboard.
+    """
+    layout = _layout(image, color)
+    data = np.asarray(image, dtype=np.float32)
+    if layout == "mono":
+        return data.copy()
+    if layout == "planar":
+        return data.mean(axis=2, dtype=np.float32)
+    h, w = (data.shape[0] // 2) * 2, (data.shape[1] // 2) * 2
+    cells = data[:h, :w].reshape(h // 2, 2, w // 2, 2)
+    return cells.mean(axis=(1, 3), dtype=np.float32)
+
+
+def mask_to_full(mask: np.ndarray, image_shape: tuple[int, ...], color: str) -> np.ndarray:
+    """Bring a mask found on ``luminance_view`` back to the (H, W) pixel grid of the image.
+
+    For a mosaic each cell value is repeated over its 2x2 pixels (and over a last odd row or
+    column); for mono and RGB the mask is already at full size and is returned as a copy.
+    """
+    height, width = image_shape[:2]
+    mask = np.asarray(mask)
+    if color not in MOSAIC_COLORS:
+        if mask.shape != (height, width):
+            raise ValueError(f"mask shape {mask.shape} does not match the image ({height}, {width})")
+        return mask.copy()
+    if mask.shape != (height // 2, width // 2):
+        raise ValueError(
+            f"mask shape {mask.shape} does not match the mosaic's cells ({height // 2}, {width // 2})"
+        )
+    full = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
+    return np.pad(full, ((0, height - full.shape[0]), (0, width - full.shape[1])), mode="edge")
+
+
+def split_planes(image: np.ndarray, color: str) -> list[np.ndarray]:
+    """The colour planes of ``image`` as 2-D float32 copies.
+
+    One plane for mono, three for RGB (channel order kept), four for a mosaic: the sub-lattices
+    ``[0::2, 0::2]``, ``[0::2, 1::2]``, ``[1::2, 0::2]``, ``[1::2, 1::2]``.
+    """
+    layout = _layout(image, color)
+    data = np.asarray(image, dtype=np.float32)
+    if layout == "mono":
+        return [data.copy()]
+    if layout == "planar":
+        return [data[:, :, c].copy() for c in range(3)]
+    return [data[dy::2, dx::2].copy() for dy in (0, 1) for dx in (0, 1)]
+
+
+def merge_planes(planes: list[np.ndarray], image_shape: tuple[int, ...], color: str) -> np.ndarray:
+    """Inverse of :func:`split_planes`: float32 array of ``image_shape``."""
+    out = np.empty(image_shape, dtype=np.float32)
+    layout = _layout(out, color)
+    if layout == "mono":
+        out[...] = planes[0]
+    elif layout == "planar":
+        for c in range(3):
+            out[:, :, c] = planes[c]
+    else:
+        for plane, (dy, dx) in zip(planes, [(0, 0), (0, 1), (1, 0), (1, 1)], strict=True):
+            out[dy::2, dx::2] = plane
+    return out
+
+
+def split_mask(mask: np.ndarray, color: str) -> list[np.ndarray]:
+    """The full-size (H, W) mask sampled on each colour plane of :func:`split_planes`."""
+    mask = np.asarray(mask)
+    if color in MOSAIC_COLORS:
+        return [mask[dy::2, dx::2].copy() for dy in (0, 1) for dx in (0, 1)]
+    n_planes = 3 if color in PLANAR_COLORS else 1
+    return [mask.copy() for _ in range(n_planes)]
