@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from astro_assets.io.discovery import Discovery, scan_ser_files
+from astro_assets.io.discovery import Discovery, scan_job_folders, scan_ser_files
 from astro_assets.io.paths import DataLayout
 
 SER_PARTITIONS = "ser_files"
+JOB_PARTITIONS = "jids"
 
 
 @dataclass
@@ -26,7 +27,9 @@ class IngestReport:
         for name, keys in self.added.items():
             out.extend(f"added    {name}/{key}" for key in keys)
         for name, items in self.pending.items():
-            out.extend(f"pending  {name}/{item} (still changing; run ingest again)" for item in items)
+            out.extend(
+                f"pending  {name}/{item} (still changing; run ingest again)" for item in items
+            )
         out.extend(f"rejected {message}" for message in self.rejected)
         if not out:
             out.append("nothing new")
@@ -46,19 +49,30 @@ def _scan_twice(scan, watch_seconds: float) -> Discovery:
 def register_new_inputs(
     instance: dg.DagsterInstance, layout: DataLayout, *, watch_seconds: float = 1.0
 ) -> IngestReport:
-    """Add a partition for every new, complete input under the data root."""
+    """Add a partition for every new, complete input under the data root.
+
+    SER videos become ``ser_files`` partitions and job folders ``jids`` partitions, with the
+    same rules as the sensors: an input still changing during ``watch_seconds`` is left pending.
+    """
     report = IngestReport()
-    known = instance.get_dynamic_partitions(SER_PARTITIONS)
-    discovery = _scan_twice(
-        lambda pending, settle_seconds: scan_ser_files(
-            layout.incoming_ser, known_keys=known, pending=pending, settle_seconds=settle_seconds
-        ),
-        watch_seconds,
-    )
-    keys = [candidate.key for candidate in discovery.ready]
-    if keys:
-        instance.add_dynamic_partitions(SER_PARTITIONS, keys)
-    report.added[SER_PARTITIONS] = keys
-    report.pending[SER_PARTITIONS] = sorted(discovery.pending)
-    report.rejected.extend(discovery.rejected)
+    sources = {
+        SER_PARTITIONS: (scan_ser_files, layout.incoming_ser),
+        JOB_PARTITIONS: (scan_job_folders, layout.incoming_jobs),
+    }
+    for partitions_name, (scan_folder, folder) in sources.items():
+        known = instance.get_dynamic_partitions(partitions_name)
+        discovery = _scan_twice(
+            lambda pending, settle_seconds, scan_folder=scan_folder, folder=folder, known=known: (
+                scan_folder(
+                    folder, known_keys=known, pending=pending, settle_seconds=settle_seconds
+                )
+            ),
+            watch_seconds,
+        )
+        keys = [candidate.key for candidate in discovery.ready]
+        if keys:
+            instance.add_dynamic_partitions(partitions_name, keys)
+        report.added[partitions_name] = keys
+        report.pending[partitions_name] = sorted(discovery.pending)
+        report.rejected.extend(discovery.rejected)
     return report

@@ -1,4 +1,4 @@
-"""The code location loads, and its asset keys, partitions, checks, sensors and jobs are as documented."""
+"""The code location loads; its assets, partitions, checks, sensors and jobs are as documented."""
 
 import dagster as dg
 
@@ -6,14 +6,13 @@ from astro_assets.definitions import defs
 
 
 def test_definitions_load():
-    defs.validate_loadable()
+    dg.Definitions.validate_loadable(defs)
 
 
 def test_asset_keys_and_groups():
     graph = defs.resolve_asset_graph()
     groups = {
-        key.to_user_string(): graph.get(key).group_name
-        for key in graph.materializable_asset_keys
+        key.to_user_string(): graph.get(key).group_name for key in graph.materializable_asset_keys
     }
     assert groups["ser_median"] == "flatfield"
 

@@ -8,8 +8,10 @@ from astro_assets.io.discovery import (
     find_ser_for_key,
     is_settled,
     list_ser_files,
+    scan_job_folders,
     scan_ser_files,
 )
+from astro_assets.io.fits import JOB_FILES
 
 
 def _write(path: Path, size: int, age_s: float | None = None) -> Path:
@@ -35,7 +37,7 @@ def test_old_file_is_ready_at_once_and_fresh_file_waits_for_a_second_look(tmp_pa
     fresh = _write(tmp_path / "fresh.ser", 10)
     first = scan_ser_files(tmp_path, known_keys=[], pending={})
     assert [c.key for c in first.ready] == ["old_video"]
-    assert set(first.pending) == {"fresh.ser"}
+    assert set(first.pending) == {"fresh"}
     second = scan_ser_files(tmp_path, known_keys=["old_video"], pending=first.pending)
     assert [c.key for c in second.ready] == ["fresh"]
     assert second.ready[0].path == fresh
@@ -49,7 +51,7 @@ def test_growing_file_stays_pending(tmp_path: Path):
         handle.write(b"\0" * 10)
     second = scan_ser_files(tmp_path, known_keys=[], pending=first.pending)
     assert second.ready == ()
-    assert second.pending["growing.ser"].size == 20
+    assert second.pending["growing"].size == 20
 
 
 def test_known_keys_are_not_reported_again_and_run_keys_are_deterministic(tmp_path: Path):
@@ -83,3 +85,55 @@ def test_is_settled_by_age_or_by_repeat():
     assert not is_settled(obs, None, now_ns=obs.mtime_ns + 1, settle_seconds=30)
     assert is_settled(obs, None, now_ns=obs.mtime_ns + 31 * 10**9, settle_seconds=30)
     assert not is_settled(obs, Observation(9, obs.mtime_ns), now_ns=obs.mtime_ns)
+
+
+def _job(root: Path, jid: str, *, missing: str | None = None, age_s: float | None = 3600) -> Path:
+    folder = root / jid
+    folder.mkdir(parents=True)
+    for name in JOB_FILES.values():
+        if name != missing:
+            _write(folder / name, 16, age_s=age_s)
+    return folder
+
+
+def test_complete_job_folders_are_ready_incomplete_ones_are_not(tmp_path: Path):
+    _job(tmp_path, "jid001")
+    _job(tmp_path, "jid002", missing="psfcat.csv")
+    (tmp_path / "stray.txt").write_text("not a folder")
+    result = scan_job_folders(tmp_path, known_keys=[], pending={})
+    assert [c.key for c in result.ready] == ["jid001"]
+    assert result.ready[0].observation.size == 16 * 5
+    assert result.pending == {}
+
+
+def test_job_folder_still_being_written_waits(tmp_path: Path):
+    folder = _job(tmp_path, "jid003", age_s=None)
+    first = scan_job_folders(tmp_path, known_keys=[], pending={})
+    assert first.ready == ()
+    with (folder / "psfcat.csv").open("ab") as handle:
+        handle.write(b"more rows")
+    second = scan_job_folders(tmp_path, known_keys=[], pending=first.pending)
+    assert second.ready == ()
+    third = scan_job_folders(tmp_path, known_keys=[], pending=second.pending)
+    assert [c.key for c in third.ready] == ["jid003"]
+
+
+def test_unsafe_job_folder_names_are_rejected_not_rewritten(tmp_path: Path):
+    _job(tmp_path, "job one")
+    result = scan_job_folders(tmp_path, known_keys=[], pending={})
+    assert result.ready == ()
+    assert "job folder 'job one'" in result.rejected[0]
+    assert "rename the folder" in result.rejected[0]
+
+
+def test_work_per_scan_is_bounded_and_resumes(tmp_path: Path):
+    for i in range(7):
+        _job(tmp_path, f"jid{i:03d}")
+    seen: list[str] = []
+    known: list[str] = []
+    for _ in range(3):
+        result = scan_job_folders(tmp_path, known_keys=known, pending={}, limit=3)
+        assert len(result.ready) <= 3
+        seen.extend(c.key for c in result.ready)
+        known.extend(c.key for c in result.ready)
+    assert seen == [f"jid{i:03d}" for i in range(7)]

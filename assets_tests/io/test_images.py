@@ -38,7 +38,9 @@ def test_unity_uint16_maps_one_to_65535_and_reports_clipping(tmp_path: Path):
 def test_fits_keeps_orientation_values_and_long_keys(tmp_path: Path):
     image = np.zeros((4, 6), np.float32)
     image[0, 0] = 2.5
-    path = write_fits_float32(tmp_path / "f.fits", image, {"BACKEND": "classical", "DUSTAREA_FRACTION": 0.1})
+    path = write_fits_float32(
+        tmp_path / "f.fits", image, {"BACKEND": "classical", "DUSTAREA_FRACTION": 0.1}
+    )
     with fits.open(path) as hdul:
         np.testing.assert_array_equal(hdul[0].data, image)
         assert hdul[0].header["BACKEND"] == "classical"

@@ -36,7 +36,9 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 def preview(image: np.ndarray, *, alt: str, max_size: int = 256) -> dg.MetadataValue:
     """A small inline PNG (robust stretch) for the asset page."""
-    return dg.MetadataValue.md(thumbnail_markdown(to_display_uint8(luminance(image)), max_size=max_size, alt=alt))
+    return dg.MetadataValue.md(
+        thumbnail_markdown(to_display_uint8(luminance(image)), max_size=max_size, alt=alt)
+    )
 
 
 def path_value(path: Path) -> dg.MetadataValue:

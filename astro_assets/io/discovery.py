@@ -8,12 +8,14 @@ settling time.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from astro_assets.io.paths import UnsafePathError, sanitize_key
+from astro_assets.io.fits import is_job_complete, job_file_paths
+from astro_assets.io.paths import UnsafePathError, check_key, sanitize_key
 
 SER_SUFFIXES = frozenset({".ser"})
 
@@ -66,9 +68,7 @@ def list_ser_files(folder: Path) -> list[Path]:
     """``*.ser`` files (any case) directly inside ``folder``, sorted; empty if it is missing."""
     if not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SER_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SER_SUFFIXES)
 
 
 def ser_key_for(path: Path) -> str:
@@ -116,6 +116,40 @@ def is_settled(
     return (now_ns - observation.mtime_ns) >= settle_seconds * 1e9
 
 
+def _scan(
+    items: Iterable[tuple[str, Path]],
+    *,
+    known_keys: Iterable[str],
+    pending: Mapping[str, Observation],
+    settle_seconds: float,
+    now_ns: int | None,
+    observe: Callable[[Path], Observation | None],
+    limit: int | None,
+) -> tuple[list[Candidate], dict[str, Observation]]:
+    """Settled, complete, unknown inputs among ``items`` (key, path), at most ``limit`` observed."""
+    known = set(known_keys)
+    ready: list[Candidate] = []
+    next_pending: dict[str, Observation] = {}
+    observed = 0
+    for key, path in items:
+        if key in known:
+            continue
+        if limit is not None and observed >= limit:
+            if key in pending:
+                next_pending[key] = pending[key]
+            continue
+        observed += 1
+        observation = observe(path)
+        if observation is None:
+            continue
+        previous = pending.get(key)
+        if is_settled(observation, previous, now_ns=now_ns, settle_seconds=settle_seconds):
+            ready.append(Candidate(key, path, observation))
+        else:
+            next_pending[key] = observation
+    return ready, next_pending
+
+
 def scan_ser_files(
     folder: Path,
     *,
@@ -123,6 +157,7 @@ def scan_ser_files(
     pending: Mapping[str, Observation],
     settle_seconds: float = 30.0,
     now_ns: int | None = None,
+    limit: int | None = None,
 ) -> Discovery:
     """Find SER files in ``folder`` that are new and settled.
 
@@ -132,10 +167,12 @@ def scan_ser_files(
         Directory holding ``*.ser`` inputs.
     known_keys : iterable of str
         Partition keys already registered; their files are not reported again.
-    pending : mapping of file name to Observation
-        What the previous scan saw of files not yet ready (the sensor cursor).
+    pending : mapping of partition key to Observation
+        What the previous scan saw of inputs not yet ready (the sensor cursor).
     settle_seconds : float
         Age after which an unchanged file counts as complete even without a previous observation.
+    limit : int, optional
+        At most this many new files are examined per scan; the rest wait for the next one.
 
     Returns
     -------
@@ -143,9 +180,6 @@ def scan_ser_files(
         ``ready`` candidates (new keys, settled, one per key), the ``pending`` map for the next
         scan, and ``rejected`` messages (unusable names, key collisions).
     """
-    known = set(known_keys)
-    ready: list[Candidate] = []
-    next_pending: dict[str, Observation] = {}
     rejected: list[str] = []
     by_key: dict[str, list[Path]] = {}
     for path in list_ser_files(folder):
@@ -153,22 +187,69 @@ def scan_ser_files(
             by_key.setdefault(ser_key_for(path), []).append(path)
         except UnsafePathError as error:
             rejected.append(str(error))
+    items = []
     for key, paths in sorted(by_key.items()):
         if len(paths) > 1:
             names = ", ".join(p.name for p in paths)
             rejected.append(f"files {names} all map to partition {key!r}: rename all but one")
-            continue
-        if key in known:
-            continue
-        path = paths[0]
-        observation = observe_file(path)
-        if is_settled(
-            observation,
-            pending.get(path.name),
-            now_ns=now_ns,
-            settle_seconds=settle_seconds,
-        ):
-            ready.append(Candidate(key, path, observation))
         else:
-            next_pending[path.name] = observation
+            items.append((key, paths[0]))
+    ready, next_pending = _scan(
+        items,
+        known_keys=known_keys,
+        pending=pending,
+        settle_seconds=settle_seconds,
+        now_ns=now_ns,
+        observe=observe_file,
+        limit=limit,
+    )
+    return Discovery(tuple(ready), next_pending, tuple(rejected))
+
+
+def observe_job_folder(folder: Path) -> Observation | None:
+    """Total size and newest modification time of a complete job folder; None if incomplete."""
+    if not is_job_complete(folder):
+        return None
+    observations = [observe_file(path) for path in job_file_paths(folder).values()]
+    return Observation(sum(o.size for o in observations), max(o.mtime_ns for o in observations))
+
+
+def scan_job_folders(
+    folder: Path,
+    *,
+    known_keys: Iterable[str],
+    pending: Mapping[str, Observation],
+    settle_seconds: float = 30.0,
+    now_ns: int | None = None,
+    limit: int | None = None,
+) -> Discovery:
+    """Find job folders under ``folder`` that are new, complete and settled.
+
+    A folder counts only when all five contract files are present and non-empty and none of them
+    changed since the previous scan (or for ``settle_seconds``). Its name is its partition key and
+    is never rewritten: a name that is not a safe key is reported in ``rejected``. ``limit``
+    bounds the folders examined per scan (listing names is cheap; checking files is not), so a
+    sensor stays inside its time budget with thousands of folders.
+    """
+    if not folder.is_dir():
+        return Discovery((), {}, ())
+    rejected: list[str] = []
+    items = []
+    known = set(known_keys)
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not entry.is_dir() or entry.name in known:
+            continue
+        try:
+            items.append((check_key(entry.name), Path(entry.path)))
+        except UnsafePathError as error:
+            rejected.append(f"job folder {entry.name!r}: {error}; rename the folder")
+    ready, next_pending = _scan(
+        items,
+        known_keys=known,
+        pending=pending,
+        settle_seconds=settle_seconds,
+        now_ns=now_ns,
+        observe=observe_job_folder,
+        limit=limit,
+    )
     return Discovery(tuple(ready), next_pending, tuple(rejected))

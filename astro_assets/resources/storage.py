@@ -1,6 +1,5 @@
 """Where the product's data lives, as a Dagster resource."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -39,7 +39,7 @@ def test_file_still_growing_is_not_picked_up_until_it_stops(instance, data_store
     path = _ser(layout.incoming_ser, "growing.ser", age_s=None)
     first = _tick(instance, data_store)
     assert first.run_requests == []
-    assert "growing.ser" in json.loads(first.cursor)
+    assert "growing" in json.loads(first.cursor)
     with path.open("ab") as handle:
         handle.write(b"\0" * 32)
     second = _tick(instance, data_store, cursor=first.cursor)

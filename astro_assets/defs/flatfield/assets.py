@@ -1,7 +1,5 @@
 """The flat-field asset graph, one partition per SER video."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 import dagster as dg

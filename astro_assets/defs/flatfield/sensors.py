@@ -1,7 +1,5 @@
 """Discover new SER videos, register them as partitions and request their runs."""
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg
@@ -43,5 +41,5 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
         dynamic_partitions_requests=(
             [ser_files_partitions.build_add_request(new_keys)] if new_keys else []
         ),
-        cursor=json.dumps({name: obs.to_json() for name, obs in sorted(discovery.pending.items())}),
+        cursor=json.dumps({key: obs.to_json() for key, obs in sorted(discovery.pending.items())}),
     )

@@ -68,11 +68,14 @@ def mask_to_full(mask: np.ndarray, image_shape: tuple[int, ...], color: str) -> 
     mask = np.asarray(mask)
     if color not in MOSAIC_COLORS:
         if mask.shape != (height, width):
-            raise ValueError(f"mask shape {mask.shape} does not match the image ({height}, {width})")
+            raise ValueError(
+                f"mask shape {mask.shape} does not match the image ({height}, {width})"
+            )
         return mask.copy()
     if mask.shape != (height // 2, width // 2):
         raise ValueError(
-            f"mask shape {mask.shape} does not match the mosaic's cells ({height // 2}, {width // 2})"
+            f"mask shape {mask.shape} does not match the mosaic's cells "
+            f"({height // 2}, {width // 2})"
         )
     full = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
     return np.pad(full, ((0, height - full.shape[0]), (0, width - full.shape[1])), mode="edge")

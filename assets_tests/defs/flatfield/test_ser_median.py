@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from astro_assets.defs.flatfield.assets import ser_median
+from astro_assets.io.images import read_tiff
+from astro_assets.io.ser import write_ser
+
+
+def _video(folder: Path, name: str, frames: np.ndarray, **kwargs) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_ser(folder / name, frames, **kwargs)
+
+
+def _materialize(instance, data_store, key, run_config=None) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions("ser_files", [key])
+    return dg.materialize(
+        [ser_median],
+        partition_key=key,
+        instance=instance,
+        resources={"data_store": data_store},
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def test_ser_median_writes_the_exact_median_with_header_metadata(instance, data_store, layout):
+    rng = np.random.default_rng(3)
+    # A smooth scene, so that the byte order can be told from the pixels, plus noise per frame.
+    yy, xx = np.mgrid[0:12, 0:16]
+    scene = 1000 + 150 * yy + 90 * xx
+    frames = (scene + rng.integers(0, 8, size=(6, 12, 16))).astype(np.uint16) * 16
+    frames[:, 0, :4] = 60000  # an asymmetric marker that must keep its orientation
+    timestamps = np.datetime64("2026-05-01T12:00:00", "ns") + np.arange(6) * np.timedelta64(
+        40, "ms"
+    )
+    _video(layout.incoming_ser, "Sun 01.ser", frames, byte_order=">", timestamps=timestamps)
+    result = _materialize(instance, data_store, "Sun_01")
+    assert result.success
+    median = read_tiff(layout.flatfield_file("Sun_01", "ser_median.tiff"))
+    assert median.dtype == np.float32
+    np.testing.assert_array_equal(median, np.median(frames, axis=0).astype(np.float32))
+    assert median[0, :4].tolist() == [60000.0] * 4
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["frames_used"].value == 6
+    assert metadata["byte_order"].value == "big"
+    assert metadata["byte_order_source"].value == "detected"
+    assert metadata["time_span_s"].value == pytest.approx(0.2)
+    assert metadata["width"].value == 16
+    assert metadata["preview"].value.startswith("![temporal median](data:image/png;base64,")
+
+
+def test_ser_median_of_an_rgb_video_is_per_channel(instance, data_store, layout):
+    frames = np.zeros((3, 4, 5, 3), np.uint8)
+    frames[..., 0], frames[..., 1], frames[..., 2] = 10, 20, 30
+    frames[1, ..., 2] = 200
+    _video(layout.incoming_ser, "rgb.ser", frames, color="BGR")
+    assert _materialize(instance, data_store, "rgb").success
+    median = read_tiff(layout.flatfield_file("rgb", "ser_median.tiff"))
+    assert median.shape == (4, 5, 3)
+    assert median[0, 0].tolist() == [10.0, 20.0, 30.0]
+
+
+def test_frame_step_and_byte_order_override_come_from_run_config(instance, data_store, layout):
+    frames = np.arange(5 * 4 * 6, dtype=np.uint16).reshape(5, 4, 6) * 100
+    _video(layout.incoming_ser, "v.ser", frames)
+    config = {"ops": {"ser_median": {"config": {"frame_step": 2, "byte_order": "little"}}}}
+    result = _materialize(instance, data_store, "v", run_config=config)
+    assert result.success
+    median = read_tiff(layout.flatfield_file("v", "ser_median.tiff"))
+    np.testing.assert_array_equal(median, np.median(frames[::2], axis=0))
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["frames_used"].value == 3
+    assert metadata["byte_order_source"].value == "override"
+
+
+def test_missing_video_fails_with_a_clear_message(instance, data_store):
+    result = _materialize(instance, data_store, "gone")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "no SER file for partition 'gone'" in failure.step_failure_data.error.cause.message
+
+
+def test_malformed_video_fails_and_writes_nothing(instance, data_store, layout):
+    layout.incoming_ser.mkdir(parents=True)
+    (layout.incoming_ser / "junk.ser").write_bytes(b"\x01\x02" * 200)
+    result = _materialize(instance, data_store, "junk")
+    assert not result.success
+    assert not layout.flatfield_file("junk", "ser_median.tiff").exists()
