@@ -31,3 +31,14 @@ def test_temporary_path_keeps_the_suffix_and_lives_beside_the_target(tmp_path: P
         assert tmp.suffix == ".fits"
         tmp.write_bytes(b"ok")
     assert target.read_bytes() == b"ok"
+
+
+def test_files_get_ordinary_permissions_not_private_temporary_ones(tmp_path: Path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        target = atomic_write_bytes(tmp_path / "shared.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -13,13 +13,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+_DEFAULT_FILE_MODE = 0o666
+
+
+def _current_umask() -> int:
+    """The process umask.
+
+    Reading it requires setting it, which is not thread-safe, so it is read from /proc where
+    available and only otherwise by the set-and-restore call.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
     The temporary file lives in the same directory (same file system), so the final
     ``os.replace`` is atomic. On any exception the temporary file is removed and ``target``
-    is left untouched. Parent directories are created.
+    is left untouched. Parent directories are created. The file gets the permissions of a
+    normally created file (0666 minus the umask), not the private mode of a temporary file.
 
     Parameters
     ----------
@@ -43,6 +64,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,51 @@
+"""Seeded synthetic data generators with ground truth, for the demo, the tests and benchmarks."""
+
+from astro_assets.samples.jobs import (
+    PSFCAT_COLUMNS,
+    PSFCAT_FLAG_BITS,
+    JobParams,
+    generate_jobs,
+    read_truth,
+    write_sample_job,
+)
+from astro_assets.samples.solar import (
+    DustSpec,
+    SolarVideoParams,
+    SolarVideoTruth,
+    SunspotSpec,
+    SyntheticSolarVideo,
+    dust_transmission,
+    frame_timestamps,
+    generate_samples,
+    random_dust,
+    sample_catalog,
+    synthesize_frames_array,
+    synthesize_video,
+    truth_path_for,
+    vignetting_map,
+    write_sample_video,
+)
+
+__all__ = [
+    "PSFCAT_COLUMNS",
+    "PSFCAT_FLAG_BITS",
+    "DustSpec",
+    "JobParams",
+    "SolarVideoParams",
+    "SolarVideoTruth",
+    "SunspotSpec",
+    "SyntheticSolarVideo",
+    "dust_transmission",
+    "frame_timestamps",
+    "generate_jobs",
+    "generate_samples",
+    "random_dust",
+    "read_truth",
+    "sample_catalog",
+    "synthesize_frames_array",
+    "synthesize_video",
+    "truth_path_for",
+    "vignetting_map",
+    "write_sample_job",
+    "write_sample_video",
+]
