@@ -34,25 +34,32 @@ def _field_docs(params_cls: type) -> dict[str, str]:
     return docs
 
 
-def config_class(params_cls: type, *, name: str, extra: dict[str, Any] | None = None) -> type:
-    """A ``dg.Config`` subclass with one field per field of the dataclass ``params_cls``.
+def config_class(
+    *params_classes: type, name: str, doc: str, extra: dict[str, Any] | None = None
+) -> type:
+    """A ``dg.Config`` subclass with one field per field of each dataclass in ``params_classes``.
 
-    ``extra`` adds fields as ``name -> (type, default)`` for settings that are not algorithm
-    parameters (for instance a backend choice).
+    ``extra`` adds fields as ``name -> (type, default, description)`` for settings that are not
+    algorithm parameters (for instance a backend choice). Field names must be unique.
     """
-    hints = typing.get_type_hints(params_cls)
-    docs = _field_docs(params_cls)
     fields: dict[str, Any] = {}
-    for f in dataclasses.fields(params_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        fields[f.name] = (
-            hints[f.name],
-            pydantic.Field(default=default, description=docs.get(f.name) or None),
-        )
-    for field_name, (field_type, default) in (extra or {}).items():
-        fields[field_name] = (field_type, default)
+    for params_cls in params_classes:
+        hints = typing.get_type_hints(params_cls)
+        docs = _field_docs(params_cls)
+        for f in dataclasses.fields(params_cls):
+            if f.name in fields:
+                raise ValueError(f"parameter {f.name!r} is defined twice in {name}")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            fields[f.name] = (
+                hints[f.name],
+                pydantic.Field(default=default, description=docs.get(f.name) or None),
+            )
+    for field_name, (field_type, default, description) in (extra or {}).items():
+        if field_name in fields:
+            raise ValueError(f"parameter {field_name!r} is defined twice in {name}")
+        fields[field_name] = (field_type, pydantic.Field(default=default, description=description))
     model = pydantic.create_model(name, __base__=dg.Config, __module__=__name__, **fields)
-    model.__doc__ = (params_cls.__doc__ or "").strip().split("\n\n")[0]
+    model.__doc__ = doc
     return model
 
 

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from astro_assets.io.paths import DATA_ROOT_ENV
+from astro_assets.resources.dust_eye import BACKEND_ENV, DustEye
 from astro_assets.resources.storage import DataStore
 
 
@@ -17,9 +18,16 @@ def data_store() -> DataStore:
     return DataStore()
 
 
+def dust_eye() -> DustEye:
+    """The dust backend: ``$ASTRO_ASSETS_DUST_BACKEND`` when set, else ``auto``."""
+    if os.environ.get(BACKEND_ENV):
+        return DustEye(backend=dg.EnvVar(BACKEND_ENV))
+    return DustEye()
+
+
 def resources() -> dict[str, object]:
     """Every resource the code location binds, by key."""
-    return {"data_store": data_store()}
+    return {"data_store": data_store(), "dust_eye": dust_eye()}
 
 
 defs = dg.Definitions(resources=resources())

@@ -2,12 +2,21 @@
 
 import dagster as dg
 
-from astro_assets.defs.flatfield.assets import ser_median
+from astro_assets.defs.flatfield.assets import (
+    calibrated_video,
+    dust_mask,
+    final_flatfield,
+    inpainted,
+    matched_inpaint,
+    ser_median,
+)
+from astro_assets.defs.flatfield.checks import flatfield_checks
 from astro_assets.defs.flatfield.jobs import flatfield_job
 from astro_assets.defs.flatfield.sensors import ser_files_sensor
 
 defs = dg.Definitions(
-    assets=[ser_median],
+    assets=[ser_median, dust_mask, inpainted, matched_inpaint, final_flatfield, calibrated_video],
+    asset_checks=flatfield_checks,
     jobs=[flatfield_job],
     sensors=[ser_files_sensor],
 )

@@ -1,17 +1,50 @@
 """The flat-field asset graph, one partition per SER video."""
 
+import dataclasses
+import json
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import numpy as np
 
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
-from astro_assets.defs.previews import image_statistics, path_value, preview
+from astro_assets.defs.params import config_class, params_from_config
+from astro_assets.defs.previews import image_statistics, luminance, path_value, preview
+from astro_assets.io.atomic import atomic_write_text
 from astro_assets.io.discovery import find_ser_for_key
-from astro_assets.io.images import write_tiff_float32
-from astro_assets.io.ser import SerVideo, open_ser
+from astro_assets.io.images import (
+    overlay_mask,
+    read_tiff,
+    thumbnail_markdown,
+    to_display_uint8,
+    write_fits_float32,
+    write_png,
+    write_tiff_float32,
+    write_tiff_uint16_unity,
+)
+from astro_assets.io.ser import SerVideo, open_ser, write_ser
+from astro_assets.resources.classical import ClassicalImageModel
+from astro_assets.resources.dust_eye import DustEye
 from astro_assets.resources.storage import DataStore
+from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
+from astro_assets.science.flatfield.dust import (
+    DustDetectionParams,
+    MaskExpansionParams,
+    expand_mask,
+)
+from astro_assets.science.flatfield.flatfield import FlatParams, apply_flat, synthesize_flat
+from astro_assets.science.flatfield.inpaint import InpaintParams
+from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import temporal_median
+from astro_assets.science.flatfield.planes import (
+    MOSAIC_COLORS,
+    luminance_view,
+    mask_to_full,
+    merge_planes,
+    split_mask,
+    split_planes,
+)
 
 BYTE_ORDERS = {"auto": None, "little": "<", "big": ">"}
 
@@ -93,5 +126,408 @@ def ser_median(
             **image_statistics(median),
             "path": path_value(target),
             "preview": preview(median, alt="temporal median"),
+        }
+    )
+
+
+MEDIAN_FILE = "ser_median.tiff"
+MASK_FILE = "dust_mask.tiff"
+MASK_RECORD_FILE = "dust_mask.json"
+INPAINTED_FILE = "inpainted.tiff"
+MATCHED_FILE = "matched_inpaint.tiff"
+FLAT_TIFF_FILE = "final_flatfield.tiff"
+FLAT_FITS_FILE = "final_flatfield.fits"
+CALIBRATED_FILE = "calibrated.ser"
+
+DustMaskConfig = config_class(
+    DustDetectionParams,
+    MaskExpansionParams,
+    name="DustMaskConfig",
+    doc="Dust detection (classical backend), mask expansion, and the backend choice.",
+    extra={
+        "backend": (
+            str | None,
+            None,
+            "classical, gemini or auto; unset uses the dust_eye resource "
+            "($ASTRO_ASSETS_DUST_BACKEND, default auto)",
+        ),
+        "drift_max_frames": (int, DriftParams().max_frames, "frames sampled to measure drift"),
+    },
+)
+InpaintedConfig = config_class(
+    InpaintParams,
+    name="InpaintedConfig",
+    doc="How the dust-free signal is inferred under the mask.",
+    extra={"backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource")},
+)
+FinalFlatfieldConfig = config_class(
+    FlatParams, name="FinalFlatfieldConfig", doc="How the flat is synthesized."
+)
+
+
+def _source_video(data_store: DataStore, key: str) -> Path:
+    return find_ser_for_key(data_store.layout.incoming_ser, key)
+
+
+def _video_color(data_store: DataStore, key: str) -> str:
+    with open_ser(_source_video(data_store, key)) as video:
+        return video.color
+
+
+def _read(data_store: DataStore, key: str, name: str) -> np.ndarray:
+    path = data_store.layout.flatfield_file(key, name)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: materialize the upstream asset for partition {key!r} first"
+        )
+    return read_tiff(path)
+
+
+def _read_mask_record(data_store: DataStore, key: str) -> dict:
+    """What ``dust_mask`` recorded beside the mask: backend, regions, drift."""
+    path = data_store.layout.flatfield_file(key, MASK_RECORD_FILE)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: materialize dust_mask for partition {key!r} first"
+        )
+    return json.loads(path.read_text())
+
+
+def _classical_model(config) -> ClassicalImageModel:
+    detection = (
+        params_from_config(config, DustDetectionParams)
+        if hasattr(config, "min_radius_px")
+        else DustDetectionParams()
+    )
+    inpainting = (
+        params_from_config(config, InpaintParams) if hasattr(config, "method") else InpaintParams()
+    )
+    return ClassicalImageModel(detection=detection, inpainting=inpainting)
+
+
+def _json(value) -> dg.MetadataValue:
+    return dg.MetadataValue.json(value)
+
+
+@dg.asset(
+    partitions_def=ser_files_partitions,
+    group_name="flatfield",
+    deps=[ser_median],
+    code_version="1",
+    kinds={"numpy", "tiff"},
+)
+def dust_mask(
+    context: dg.AssetExecutionContext,
+    config: DustMaskConfig,
+    data_store: DataStore,
+    dust_eye: DustEye,
+) -> dg.MaterializeResult:
+    """Where dust shadows are: a support mask in [0, 1], 1.0 on the dust and its margin.
+
+    The eye (classical or Gemini) gives a binary core; it is dilated by ``dilation_px`` and
+    feathered outside the dilated support only, so every shadowed pixel is fully corrected.
+    Written as ``dust_mask.tiff`` (float32, (H, W), the pixel grid of the raw frames).
+    """
+    key = context.partition_key
+    median = _read(data_store, key, MEDIAN_FILE)
+    source = _source_video(data_store, key)
+    with open_ser(source) as video:
+        color = video.color
+        choice = dust_eye.choose(config.backend, _classical_model(config))
+        located = choice.model.locate_dust(luminance_view(median, color))
+        core = mask_to_full(located.core, median.shape[:2], color)
+        drift_frames = video.frames[..., 1] if video.frames.ndim == 4 else video.frames
+        drift = estimate_drift(drift_frames, exclude=core, max_frames=config.drift_max_frames)
+    expansion = params_from_config(config, MaskExpansionParams)
+    mask = expand_mask(core, expansion)
+    regions = located.details.get("regions", [])
+    cell = 2 if color in MOSAIC_COLORS else 1
+    diameters = [cell * r.get("equivalent_diameter_px", 0.0) for r in regions]
+    drift_ok, drift_message = drift_verdict(drift.total_px, diameters)
+    if not drift_ok:
+        context.log.warning(drift_message)
+    layout = data_store.layout
+    target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
+    atomic_write_text(
+        layout.flatfield_file(key, MASK_RECORD_FILE),
+        json.dumps(
+            {
+                "backend": choice.model.backend_name,
+                "requested": choice.requested,
+                "reason": choice.reason,
+                "regions": regions,
+                "drift_total_px": float(drift.total_px),
+            },
+            indent=2,
+        ),
+    )
+    overlay = overlay_mask(to_display_uint8(luminance(median)), mask)
+    quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
+    return dg.MaterializeResult(
+        metadata={
+            "backend": choice.model.backend_name,
+            "backend_requested": choice.requested,
+            "backend_reason": choice.reason,
+            "region_count": len(regions),
+            "core_fraction": float(core.mean()),
+            "masked_fraction": float((mask > 0).mean()),
+            "regions": _json(regions),
+            "peak_deficits": _json([round(r.get("peak_deficit", 0.0), 4) for r in regions]),
+            "drift_total_px": float(drift.total_px),
+            "drift_ok": drift_ok,
+            "drift_verdict": drift_message,
+            "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),
+            "expansion": _json(dataclasses.asdict(expansion)),
+            "path": path_value(target),
+            "overlay_png": path_value(quicklook),
+            "preview": dg.MetadataValue.md(
+                thumbnail_markdown(overlay, alt="dust mask over the median")
+            ),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=ser_files_partitions,
+    group_name="flatfield",
+    deps=[ser_median, dust_mask],
+    code_version="1",
+    kinds={"numpy", "tiff"},
+)
+def inpainted(
+    context: dg.AssetExecutionContext,
+    config: InpaintedConfig,
+    data_store: DataStore,
+    dust_eye: DustEye,
+) -> dg.MaterializeResult:
+    """The median with every masked pixel replaced by an estimate of the dust-free signal.
+
+    Each colour plane is inpainted on its own; outside the mask the median is kept bit for bit.
+    Written as ``inpainted.tiff`` (float32, the median's shape).
+    """
+    key = context.partition_key
+    median = _read(data_store, key, MEDIAN_FILE)
+    mask = _read(data_store, key, MASK_FILE)
+    color = _video_color(data_store, key)
+    choice = dust_eye.choose(config.backend, _classical_model(config))
+    results = [
+        choice.model.inpaint(plane, plane_mask)
+        for plane, plane_mask in zip(
+            split_planes(median, color), split_mask(mask, color), strict=True
+        )
+    ]
+    image = merge_planes([r.image for r in results], median.shape, color)
+    masked = np.broadcast_to((mask > 0)[..., None] if median.ndim == 3 else mask > 0, median.shape)
+    change = np.abs(image[masked] / np.where(median[masked] != 0, median[masked], 1) - 1)
+    target = write_tiff_float32(data_store.layout.flatfield_file(key, INPAINTED_FILE), image)
+    return dg.MaterializeResult(
+        metadata={
+            "backend": choice.model.backend_name,
+            "backend_reason": choice.reason,
+            "model_details": _json(results[0].details),
+            "masked_pixels": int(masked.sum()),
+            "median_relative_change_in_mask": float(np.median(change)) if change.size else 0.0,
+            "max_relative_change_in_mask": float(change.max()) if change.size else 0.0,
+            **image_statistics(image),
+            "path": path_value(target),
+            "preview": preview(image, alt="inpainted median"),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=ser_files_partitions,
+    group_name="flatfield",
+    deps=[ser_median, dust_mask, inpainted],
+    code_version="1",
+    kinds={"numpy", "tiff"},
+)
+def matched_inpaint(
+    context: dg.AssetExecutionContext, data_store: DataStore
+) -> dg.MaterializeResult:
+    """The inpainted image mapped onto the median's intensity distribution on clean pixels.
+
+    A float quantile mapping built only from pixels where the mask is 0, per colour plane,
+    removes any global luminance shift of the inference before the flat is formed.
+    """
+    key = context.partition_key
+    median = _read(data_store, key, MEDIAN_FILE)
+    mask = _read(data_store, key, MASK_FILE)
+    image = _read(data_store, key, INPAINTED_FILE)
+    color = _video_color(data_store, key)
+    planes = [
+        match_histogram(source, reference, plane_mask == 0)
+        for source, reference, plane_mask in zip(
+            split_planes(image, color),
+            split_planes(median, color),
+            split_mask(mask, color),
+            strict=True,
+        )
+    ]
+    matched = merge_planes(planes, median.shape, color)
+    target = write_tiff_float32(data_store.layout.flatfield_file(key, MATCHED_FILE), matched)
+    clean = np.broadcast_to((mask == 0)[..., None] if median.ndim == 3 else mask == 0, median.shape)
+    quantiles = [1, 50, 99]
+    return dg.MaterializeResult(
+        metadata={
+            "clean_quantiles_median": _json(np.percentile(median[clean], quantiles).tolist()),
+            "clean_quantiles_matched": _json(np.percentile(matched[clean], quantiles).tolist()),
+            **image_statistics(matched),
+            "path": path_value(target),
+            "preview": preview(matched, alt="matched inpaint"),
+        }
+    )
+
+
+def _fits_header(key: str, source: Path, backend: str, result, params: FlatParams) -> dict:
+    header: dict[str, object] = {
+        "SRCFILE": source.name,
+        "PARTKEY": key,
+        "BACKEND": backend,
+        "CODEVER": final_flatfield_code_version(),
+        "BLACKLVL": float(result.black_level),
+        "FLATDOM": "frame - BLACKLVL",
+        "UNITY": "1.0 outside the dust mask",
+    }
+    for name, value in dataclasses.asdict(params).items():
+        header[f"FF_{name.upper()}"] = "none" if value is None else value
+    return header
+
+
+def final_flatfield_code_version() -> str:
+    return "1"
+
+
+@dg.asset(
+    partitions_def=ser_files_partitions,
+    group_name="flatfield",
+    deps=[ser_median, dust_mask, matched_inpaint],
+    code_version=final_flatfield_code_version(),
+    kinds={"numpy", "tiff", "fits"},
+)
+def final_flatfield(
+    context: dg.AssetExecutionContext, config: FinalFlatfieldConfig, data_store: DataStore
+) -> dg.MaterializeResult:
+    """The flat: ``(1 - mask) * 1.0 + mask * ((median - b) / (matched_inpaint - b))``.
+
+    Exactly 1.0 outside the mask, and where the median is too dark to measure or near
+    saturation. Written twice: ``final_flatfield.fits`` (float32, unclipped, header records the
+    source, backend, parameters, black level and code version) and ``final_flatfield.tiff``
+    (uint16, 65535 == 1.0, values above 1.0 clipped) for PixInsight.
+    """
+    key = context.partition_key
+    layout = data_store.layout
+    median = _read(data_store, key, MEDIAN_FILE)
+    mask = _read(data_store, key, MASK_FILE)
+    matched = _read(data_store, key, MATCHED_FILE)
+    source = _source_video(data_store, key)
+    color = _video_color(data_store, key)
+    params = params_from_config(config, FlatParams)
+    results = [
+        synthesize_flat(m, r, k, params)
+        for m, r, k in zip(
+            split_planes(median, color),
+            split_planes(matched, color),
+            split_mask(mask, color),
+            strict=True,
+        )
+    ]
+    flat = merge_planes([r.flat for r in results], median.shape, color)
+    backend_name = _read_mask_record(data_store, key)["backend"]
+    fits_path = write_fits_float32(
+        layout.flatfield_file(key, FLAT_FITS_FILE),
+        flat,
+        _fits_header(key, source, backend_name, results[0], params),
+    )
+    tiff_path, clipped = write_tiff_uint16_unity(layout.flatfield_file(key, FLAT_TIFF_FILE), flat)
+    corrected = median / flat
+    before_after = np.concatenate(
+        [to_display_uint8(luminance(median)), to_display_uint8(luminance(corrected))], axis=1
+    )
+    quicklook = write_png(layout.flatfield_file(key, "before_after.png"), before_after)
+    masked = np.broadcast_to((mask > 0)[..., None] if flat.ndim == 3 else mask > 0, flat.shape)
+    inside = flat[masked]
+    return dg.MaterializeResult(
+        metadata={
+            "backend": backend_name,
+            "black_level": float(results[0].black_level),
+            "black_levels_per_plane": _json([float(r.black_level) for r in results]),
+            "clipped_fraction_uint16": float(clipped),
+            "masked_fraction": float(masked.mean()),
+            "forced_unity_pixels": int(sum(int(r.forced_unity.sum()) for r in results)),
+            "flat_min_in_mask": float(inside.min()) if inside.size else 1.0,
+            "flat_max_in_mask": float(inside.max()) if inside.size else 1.0,
+            "flat_mean_in_mask": float(inside.mean()) if inside.size else 1.0,
+            "fraction_above_one_in_mask": float((inside > 1).mean()) if inside.size else 0.0,
+            "parameters": _json(dataclasses.asdict(params)),
+            "plane_stats": _json([r.stats for r in results]),
+            "fits": path_value(fits_path),
+            "tiff": path_value(tiff_path),
+            "before_after_png": path_value(quicklook),
+            "preview": dg.MetadataValue.md(
+                thumbnail_markdown(before_after, max_size=512, alt="median before / after the flat")
+            ),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=ser_files_partitions,
+    group_name="flatfield",
+    deps=[final_flatfield],
+    code_version="1",
+    kinds={"ser"},
+)
+def calibrated_video(
+    context: dg.AssetExecutionContext, data_store: DataStore
+) -> dg.MaterializeResult:
+    """Every raw frame divided by the flat, in the input's format: ``calibrated.ser``.
+
+    ``calibrated = (frame - b) / flat`` with the black level ``b`` recorded in the flat's FITS
+    header; rounded to the input's integer type and clipped to its range (the clipped count is
+    reported). Streamed frame by frame, so memory stays bounded whatever the video's length.
+    """
+    from astropy.io import fits
+
+    key = context.partition_key
+    layout = data_store.layout
+    fits_path = layout.flatfield_file(key, FLAT_FITS_FILE)
+    with fits.open(fits_path) as hdul:
+        flat = np.asarray(hdul[0].data, dtype=np.float32)
+        black_level = float(hdul[0].header["BLACKLVL"])
+    source = _source_video(data_store, key)
+    clipped = 0
+    with open_ser(source) as video:
+        limit = min(np.iinfo(video.frames.dtype).max, (1 << video.header.pixel_depth) - 1)
+
+        def frames():
+            nonlocal clipped
+            for frame in video.frames:
+                calibrated = np.rint(apply_flat(frame, flat, black_level))
+                clipped += int(np.count_nonzero((calibrated < 0) | (calibrated > limit)))
+                yield np.clip(calibrated, 0, limit).astype(video.frames.dtype.newbyteorder("="))
+
+        header = video.header
+        target = write_ser(
+            layout.flatfield_file(key, CALIBRATED_FILE),
+            frames(),
+            color=video.color,
+            depth=header.pixel_depth,
+            byte_order="<",
+            timestamps=video.timestamps,
+            file_id="LUCAM-RECORDER",
+            observer=header.observer,
+            instrument=header.instrument,
+            telescope=header.telescope,
+            date_local=header.date_local,
+            date_utc=header.date_utc,
+        )
+        n_frames = video.n_frames
+    return dg.MaterializeResult(
+        metadata={
+            "frames": n_frames,
+            "black_level_removed": black_level,
+            "clipped_pixels": clipped,
+            "path": path_value(target),
         }
     )

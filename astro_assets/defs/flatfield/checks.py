@@ -1,0 +1,184 @@
+"""Checks that guard the flat-field products; the blocking ones stop downstream assets."""
+
+import dagster as dg
+import numpy as np
+import pydantic
+from astropy.io import fits
+
+from astro_assets.defs.flatfield.assets import (
+    FLAT_FITS_FILE,
+    FLAT_TIFF_FILE,
+    INPAINTED_FILE,
+    MASK_FILE,
+    MATCHED_FILE,
+    MEDIAN_FILE,
+    dust_mask,
+    final_flatfield,
+    inpainted,
+    matched_inpaint,
+)
+from astro_assets.defs.flatfield.partitions import ser_files_partitions
+from astro_assets.io.images import UNITY_UINT16, read_tiff
+from astro_assets.resources.storage import DataStore
+
+CLEAN_QUANTILES = (1, 5, 25, 50, 75, 95, 99)
+
+
+def _load(data_store: DataStore, key: str, name: str) -> np.ndarray:
+    return read_tiff(data_store.layout.flatfield_file(key, name))
+
+
+def _per_pixel(mask_2d: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The (H, W) mask broadcast to an (H, W) or (H, W, C) image."""
+    return np.broadcast_to(mask_2d[..., None] if image.ndim == 3 else mask_2d, image.shape)
+
+
+def _read_flat_fits(data_store: DataStore, key: str) -> np.ndarray:
+    with fits.open(data_store.layout.flatfield_file(key, FLAT_FITS_FILE)) as hdul:
+        return np.asarray(hdul[0].data, dtype=np.float32)
+
+
+@dg.asset_check(
+    asset=final_flatfield,
+    partitions_def=ser_files_partitions,
+    blocking=True,
+    description="Every pixel with mask == 0 is exactly 1.0 in the float flat and exactly 65535 "
+    "in the 16-bit TIFF: the flat never touches clean data.",
+)
+def final_flatfield_clean_area_is_unity(
+    context: dg.AssetCheckExecutionContext, data_store: DataStore
+) -> dg.AssetCheckResult:
+    key = context.partition_key
+    clean_2d = _load(data_store, key, MASK_FILE) == 0
+    flat = _read_flat_fits(data_store, key)
+    codes = _load(data_store, key, FLAT_TIFF_FILE)
+    clean = _per_pixel(clean_2d, flat)
+    float_off = int(np.count_nonzero(flat[clean] != 1.0))
+    uint16_off = int(np.count_nonzero(codes[clean] != UNITY_UINT16))
+    return dg.AssetCheckResult(
+        passed=float_off == 0 and uint16_off == 0,
+        metadata={
+            "clean_pixels": int(clean.sum()),
+            "float_pixels_not_unity": float_off,
+            "uint16_pixels_not_65535": uint16_off,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=final_flatfield,
+    partitions_def=ser_files_partitions,
+    blocking=True,
+    description="The float flat is finite and strictly positive everywhere (it is a divisor).",
+)
+def final_flatfield_finite_positive(
+    context: dg.AssetCheckExecutionContext, data_store: DataStore
+) -> dg.AssetCheckResult:
+    flat = _read_flat_fits(data_store, context.partition_key)
+    non_finite = int(np.count_nonzero(~np.isfinite(flat)))
+    non_positive = int(np.count_nonzero(flat <= 0))
+    finite = flat[np.isfinite(flat)]
+    return dg.AssetCheckResult(
+        passed=non_finite == 0 and non_positive == 0,
+        metadata={
+            "non_finite_pixels": non_finite,
+            "non_positive_pixels": non_positive,
+            "min": float(finite.min()) if finite.size else float("nan"),
+            "max": float(finite.max()) if finite.size else float("nan"),
+        },
+    )
+
+
+class DustMaskCoverageConfig(dg.Config):
+    max_fraction: float = pydantic.Field(
+        default=0.2,
+        description="Warn when more than this fraction of the frame is masked: dust rarely "
+        "covers that much, while a mis-detected limb or scene feature does.",
+    )
+
+
+@dg.asset_check(
+    asset=dust_mask,
+    partitions_def=ser_files_partitions,
+    description="The mask lies in [0, 1] and covers no more than max_fraction of the frame.",
+)
+def dust_mask_coverage(
+    context: dg.AssetCheckExecutionContext, config: DustMaskCoverageConfig, data_store: DataStore
+) -> dg.AssetCheckResult:
+    mask = _load(data_store, context.partition_key, MASK_FILE)
+    in_range = bool(np.all((mask >= 0) & (mask <= 1)))
+    fraction = float(np.mean(mask > 0))
+    return dg.AssetCheckResult(
+        passed=in_range and fraction <= config.max_fraction,
+        severity=dg.AssetCheckSeverity.ERROR if not in_range else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "masked_fraction": fraction,
+            "max_fraction": config.max_fraction,
+            "values_in_unit_range": in_range,
+        },
+    )
+
+
+class CleanAreaMatchConfig(dg.Config):
+    tolerance: float = pydantic.Field(
+        default=0.01,
+        description="Largest allowed difference between clean-area quantiles of the matched "
+        "inpaint and of the median, as a fraction of the median's 1-99 % clean range.",
+    )
+
+
+@dg.asset_check(
+    asset=matched_inpaint,
+    partitions_def=ser_files_partitions,
+    blocking=True,
+    description="On clean pixels the matched inpaint has the median's intensity distribution.",
+)
+def matched_inpaint_matches_clean_area(
+    context: dg.AssetCheckExecutionContext, config: CleanAreaMatchConfig, data_store: DataStore
+) -> dg.AssetCheckResult:
+    key = context.partition_key
+    median = _load(data_store, key, MEDIAN_FILE).astype(np.float64)
+    matched = _load(data_store, key, MATCHED_FILE).astype(np.float64)
+    clean = _per_pixel(_load(data_store, key, MASK_FILE) == 0, median)
+    reference = np.percentile(median[clean], CLEAN_QUANTILES)
+    candidate = np.percentile(matched[clean], CLEAN_QUANTILES)
+    scale = max(reference[-1] - reference[0], np.finfo(np.float32).tiny)
+    worst = float(np.max(np.abs(candidate - reference)) / scale)
+    return dg.AssetCheckResult(
+        passed=worst <= config.tolerance,
+        metadata={
+            "worst_quantile_difference": worst,
+            "tolerance": config.tolerance,
+            "quantiles": dg.MetadataValue.json(list(CLEAN_QUANTILES)),
+            "median_quantiles": dg.MetadataValue.json(reference.tolist()),
+            "matched_quantiles": dg.MetadataValue.json(candidate.tolist()),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=inpainted,
+    partitions_def=ser_files_partitions,
+    blocking=True,
+    description="Outside the mask the inpainted image equals the median bit for bit.",
+)
+def inpainted_unchanged_outside_mask(
+    context: dg.AssetCheckExecutionContext, data_store: DataStore
+) -> dg.AssetCheckResult:
+    key = context.partition_key
+    median = _load(data_store, key, MEDIAN_FILE)
+    image = _load(data_store, key, INPAINTED_FILE)
+    clean = _per_pixel(_load(data_store, key, MASK_FILE) == 0, median)
+    changed = int(np.count_nonzero(image[clean] != median[clean]))
+    return dg.AssetCheckResult(
+        passed=changed == 0, metadata={"clean_pixels": int(clean.sum()), "changed_pixels": changed}
+    )
+
+
+flatfield_checks = [
+    final_flatfield_clean_area_is_unity,
+    final_flatfield_finite_positive,
+    dust_mask_coverage,
+    matched_inpaint_matches_clean_area,
+    inpainted_unchanged_outside_mask,
+]
