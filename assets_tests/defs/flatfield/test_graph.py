@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astro_assets.defs.flatfield import defs as flatfield_defs
 from astro_assets.defs.flatfield import assets as flatfield_assets
+from astro_assets.defs.flatfield import defs as flatfield_defs
 from astro_assets.io.images import read_tiff
 from astro_assets.io.ser import open_ser
 from astro_assets.resources.dust_eye import DustEye
