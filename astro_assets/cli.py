@@ -24,7 +24,11 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / PROJECT_INSTANCE_YAML
     project_yaml = Path.cwd() / PROJECT_INSTANCE_YAML
-    if not instance_yaml.exists() and project_yaml.is_file() and project_yaml.resolve() != instance_yaml:
+    if (
+        not instance_yaml.exists()
+        and project_yaml.is_file()
+        and project_yaml.resolve() != instance_yaml
+    ):
         shutil.copyfile(project_yaml, instance_yaml)
     os.environ[DAGSTER_HOME_ENV] = str(home)
     return home
@@ -45,7 +49,9 @@ def cmd_samples(args: argparse.Namespace) -> int:
         for path in videos:
             print(f"video  {path}")
     if args.jobs:
-        for path in generate_jobs(layout.incoming_jobs, args.jobs, size=args.job_size, seed=args.seed):
+        for path in generate_jobs(
+            layout.incoming_jobs, args.jobs, size=args.job_size, seed=args.seed
+        ):
             print(f"job    {path}")
     return 0
 

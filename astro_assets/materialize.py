@@ -23,7 +23,8 @@ class MaterializeOutcome:
 
     def lines(self) -> list[str]:
         out = [
-            f"{'ok    ' if ok else 'FAILED'} {scope} (run {run_id})" for run_id, scope, ok in self.runs
+            f"{'ok    ' if ok else 'FAILED'} {scope} (run {run_id})"
+            for run_id, scope, ok in self.runs
         ]
         out.extend(f"skipped {reason}" for reason in self.skipped)
         if not out:
@@ -66,7 +67,9 @@ def materialize_selection(
     """
     defs = defs or default_defs
     graph = defs.resolve_asset_graph()
-    asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    asset_selection = (
+        dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    )
     keys = set(asset_selection.resolve(graph))
     partitioned, unpartitioned = _partition_groups(defs, keys)
     everything = [*defs.assets, *(defs.asset_checks or [])]

@@ -106,13 +106,17 @@ def write_png(path: str | os.PathLike[str], image_uint8: np.ndarray) -> Path:
     return Path(path)
 
 
-def thumbnail_markdown(image_uint8: np.ndarray, *, max_size: int = 256, alt: str = "preview") -> str:
+def thumbnail_markdown(
+    image_uint8: np.ndarray, *, max_size: int = 256, alt: str = "preview"
+) -> str:
     """A markdown image with an inline base64 PNG, for ``MetadataValue.md`` in the Dagster UI."""
     encoded = base64.b64encode(png_bytes(image_uint8, max_size=max_size)).decode("ascii")
     return f"![{alt}](data:image/png;base64,{encoded})"
 
 
-def overlay_mask(image_uint8: np.ndarray, mask: np.ndarray, *, color=(255, 64, 0), alpha=0.5) -> np.ndarray:
+def overlay_mask(
+    image_uint8: np.ndarray, mask: np.ndarray, *, color=(255, 64, 0), alpha=0.5
+) -> np.ndarray:
     """Blend ``mask`` (values in [0, 1]) in ``color`` over a grey uint8 image; returns (H, W, 3)."""
     grey = image_uint8 if image_uint8.ndim == 3 else np.repeat(image_uint8[..., None], 3, axis=-1)
     weight = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)[..., None] * alpha

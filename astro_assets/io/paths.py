@@ -70,9 +70,7 @@ class DataLayout:
         """Join ``parts`` under the root, refusing any result outside it."""
         path = self.root.joinpath(*parts).resolve()
         if path != self.root and self.root not in path.parents:
-            raise UnsafePathError(
-                f"path {'/'.join(parts)!r} escapes the data root {self.root}"
-            )
+            raise UnsafePathError(f"path {'/'.join(parts)!r} escapes the data root {self.root}")
         return path
 
     @property

@@ -25,7 +25,8 @@ integer values, x = column, y = row):
   filter, Gaussian of the same FWHM), divided by its robust noise: a significance map.
 - **Catalog** (``psfcat.csv``): ``photutils`` ``DAOStarFinder`` on the difference image
   (threshold ``detect_nsigma`` times its robust noise, no sharpness/roundness cuts, so artifacts
-  stay in the catalog), plus PSF-fit photometry at each detected position.
+  stay in the catalog; peaks closer than one FWHM are merged), plus PSF-fit photometry at each
+  detected position.
 
 ``psfcat.csv`` columns: ``id,x,y,sharpness,roundness1,roundness2,npix,peak,flux,mag,daofind_mag,
 flags,match,label``. ``sharpness``/``roundness1``/``roundness2``/``npix``/``peak``/``daofind_mag``
@@ -60,6 +61,7 @@ from skimage.draw import line_aa
 
 from astro_assets.io.atomic import atomic_write_text
 from astro_assets.io.images import write_fits_float32
+from astro_assets.io.paths import check_key
 
 __all__ = [
     "PSFCAT_COLUMNS",
@@ -132,7 +134,8 @@ class JobParams:
     star_flux_slope : float
         Power-law slope of cumulative star counts ``N(>F) ~ F**-slope``.
     transient_snr_min, transient_snr_max : float
-        Range of the transients' PSF-photometry signal-to-noise (log-uniform).
+        Range of the transients' signal-to-noise (log-uniform), defined for a Gaussian
+        matched filter on the sky-limited difference image.
     hosted_fraction : float
         Fraction of transients placed within 1 FWHM of a star.
     psf_matching_error : float
@@ -142,7 +145,9 @@ class JobParams:
     astrometric_jitter_px : float
         Per-star rms position error of the reference (pixels).
     detect_nsigma : float
-        DAOStarFinder threshold in units of the difference image's robust noise.
+        DAOStarFinder threshold in units of the difference image's robust noise. DAOFIND
+        compares it with the fitted peak amplitude, so the completeness limit lies near a
+        PSF-photometry SNR of 15-25 (depending on the FWHM), not at ``detect_nsigma``.
     match_radius_px : float
         Maximum detection-truth distance for a match (pixels).
     seed : int
@@ -464,6 +469,7 @@ def _detect(sim: Mapping[str, Any], params: JobParams) -> list[dict[str, Any]]:
         fwhm=fwhm,
         sharpness_range=None,
         roundness_range=None,
+        min_separation=fwhm,
     )
     table = finder(np.where(masked, np.float32(0.0), difference), mask=masked)
     if table is None:
@@ -558,11 +564,7 @@ def write_sample_job(dest_dir: str | os.PathLike[str], jid: str, params: JobPara
     pathlib.Path
         The job folder.
     """
-    if not jid or jid.startswith(".") or not all(c.isalnum() or c in "._-" for c in jid):
-        raise ValueError(
-            f"job id {jid!r} is not a safe folder name: use letters, digits, '.', '_', '-' "
-            "and do not start with '.'"
-        )
+    check_key(jid)
     dest_dir = Path(dest_dir)
     job_dir = dest_dir / jid
     sim = _simulate(params)
@@ -615,6 +617,8 @@ def generate_jobs(
     Observing conditions vary from job to job (seeing 2.5-4.5 px, sky 500-2000 ADU); object
     counts scale with the image area (:meth:`JobParams.scaled`). Job ``i`` depends only on
     ``seed`` and ``i``: generating more jobs with the same seed reproduces the first ones.
+    A 4090 x 4090 job takes about 15-20 s and 1.2 GB of memory (a few float32 images plus the
+    source finder's work arrays); 256 x 256 jobs take about 0.1 s.
 
     Parameters
     ----------

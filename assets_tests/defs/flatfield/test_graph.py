@@ -12,6 +12,7 @@ from astro_assets.defs.flatfield import defs as flatfield_defs
 from astro_assets.io.images import read_tiff
 from astro_assets.io.ser import open_ser
 from astro_assets.resources.dust_eye import DustEye
+from astro_assets.resources.gemini import GeminiImageModel
 from astro_assets.samples import DustSpec, SolarVideoParams, SolarVideoTruth, write_sample_video
 
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
@@ -38,7 +39,7 @@ def _materialize(instance, data_store, key, selection=None, run_config=None):
         selection=selection,
         partition_key=key,
         instance=instance,
-        resources={"data_store": data_store, "dust_eye": DustEye(backend="classical")},
+        resources={"data_store": data_store, "dust_eye": DustEye(backend="classical", gemini=GeminiImageModel())},
         run_config=run_config,
         raise_on_error=False,
     )

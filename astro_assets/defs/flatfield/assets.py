@@ -7,6 +7,7 @@ from typing import Literal
 
 import dagster as dg
 import numpy as np
+from scipy import ndimage
 
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.defs.params import config_class, params_from_config
@@ -25,7 +26,8 @@ from astro_assets.io.images import (
 )
 from astro_assets.io.ser import SerVideo, open_ser, write_ser
 from astro_assets.resources.classical import ClassicalImageModel
-from astro_assets.resources.dust_eye import DustEye
+from astro_assets.resources.dust_eye import BackendChoice, DustEye
+from astro_assets.resources.gemini import GeminiBlockedError, GeminiError
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
 from astro_assets.science.flatfield.dust import (
@@ -36,9 +38,8 @@ from astro_assets.science.flatfield.dust import (
 from astro_assets.science.flatfield.flatfield import FlatParams, apply_flat, synthesize_flat
 from astro_assets.science.flatfield.inpaint import InpaintParams
 from astro_assets.science.flatfield.matching import match_histogram
-from astro_assets.science.flatfield.median import temporal_median
+from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.planes import (
-    MOSAIC_COLORS,
     luminance_view,
     mask_to_full,
     merge_planes,
@@ -49,12 +50,18 @@ from astro_assets.science.flatfield.planes import (
 BYTE_ORDERS = {"auto": None, "little": "<", "big": ">"}
 
 
-class SerMedianConfig(dg.Config):
-    """How the temporal median is computed."""
-
-    memory_budget_mb: float = 256.0
-    frame_step: int = 1
-    byte_order: Literal["auto", "little", "big"] = "auto"
+SerMedianConfig = config_class(
+    TemporalMedianParams,
+    name="SerMedianConfig",
+    doc="How the video is read and its temporal median computed.",
+    extra={
+        "byte_order": (
+            Literal["auto", "little", "big"],
+            "auto",
+            "auto detects the byte order from the pixels (the header flag is unreliable)",
+        )
+    },
+)
 
 
 def header_metadata(video: SerVideo) -> dict[str, object]:
@@ -112,7 +119,10 @@ def ser_median(
     with open_ser(source, byte_order=BYTE_ORDERS[config.byte_order]) as video:
         frames_used = len(range(0, video.n_frames, config.frame_step))
         median = temporal_median(
-            video.frames, memory_budget_mb=config.memory_budget_mb, frame_step=config.frame_step
+            video.frames,
+            memory_budget_mb=config.memory_budget_mb,
+            frame_step=config.frame_step,
+            workers=config.workers,
         )
         metadata = header_metadata(video)
     for warning in metadata["warnings"].value:
@@ -152,13 +162,22 @@ DustMaskConfig = config_class(
             "($ASTRO_ASSETS_DUST_BACKEND, default auto)",
         ),
         "drift_max_frames": (int, DriftParams().max_frames, "frames sampled to measure drift"),
+        "attempt": (
+            int | None,
+            None,
+            "Gemini re-roll: a new number asks for a new answer (earlier ones stay cached); "
+            "unset uses the resource's",
+        ),
     },
 )
 InpaintedConfig = config_class(
     InpaintParams,
     name="InpaintedConfig",
     doc="How the dust-free signal is inferred under the mask.",
-    extra={"backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource")},
+    extra={
+        "backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource"),
+        "attempt": (int | None, None, "Gemini re-roll number, as for dust_mask"),
+    },
 )
 FinalFlatfieldConfig = config_class(
     FlatParams, name="FinalFlatfieldConfig", doc="How the flat is synthesized."
@@ -205,6 +224,55 @@ def _classical_model(config) -> ClassicalImageModel:
     return ClassicalImageModel(detection=detection, inpainting=inpainting)
 
 
+def _choose(dust_eye: DustEye, config, data_store: DataStore) -> BackendChoice:
+    return dust_eye.choose(
+        config.backend,
+        _classical_model(config),
+        cache_dir=data_store.layout.cache_dir / "gemini",
+        attempt=config.attempt,
+    )
+
+
+def _ask(call):
+    """Run an image-model call; only transient API failures may be retried by the step policy.
+
+    Bad inputs and safety blocks fail the same way on every attempt, so retrying them would
+    only repeat (and for Gemini, bill) the same request.
+    """
+    try:
+        return call()
+    except GeminiBlockedError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    except GeminiError:
+        raise
+    except ValueError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+
+
+EYE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=1, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def core_regions(core: np.ndarray) -> list[dict[str, float]]:
+    """Connected regions of a binary dust core, whichever backend found them (8-connected)."""
+    labels, count = ndimage.label(core, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(core, labels, index)
+    centroids = ndimage.center_of_mass(core, labels, index)
+    return [
+        {
+            "centroid_y": round(float(cy), 2),
+            "centroid_x": round(float(cx), 2),
+            "area_px": int(area),
+            "equivalent_diameter_px": round(float(np.sqrt(4.0 * area / np.pi)), 2),
+        }
+        for (cy, cx), area in zip(centroids, areas, strict=True)
+    ]
+
+
 def _json(value) -> dg.MetadataValue:
     return dg.MetadataValue.json(value)
 
@@ -215,6 +283,8 @@ def _json(value) -> dg.MetadataValue:
     deps=[ser_median],
     code_version="1",
     kinds={"numpy", "tiff"},
+    pool="gemini",
+    retry_policy=EYE_RETRY_POLICY,
 )
 def dust_mask(
     context: dg.AssetExecutionContext,
@@ -233,16 +303,15 @@ def dust_mask(
     source = _source_video(data_store, key)
     with open_ser(source) as video:
         color = video.color
-        choice = dust_eye.choose(config.backend, _classical_model(config))
-        located = choice.model.locate_dust(luminance_view(median, color))
+        choice = _choose(dust_eye, config, data_store)
+        located = _ask(lambda: choice.model.locate_dust(luminance_view(median, color)))
         core = mask_to_full(located.core, median.shape[:2], color)
         drift_frames = video.frames[..., 1] if video.frames.ndim == 4 else video.frames
         drift = estimate_drift(drift_frames, exclude=core, max_frames=config.drift_max_frames)
     expansion = params_from_config(config, MaskExpansionParams)
     mask = expand_mask(core, expansion)
-    regions = located.details.get("regions", [])
-    cell = 2 if color in MOSAIC_COLORS else 1
-    diameters = [cell * r.get("equivalent_diameter_px", 0.0) for r in regions]
+    regions = core_regions(core)
+    diameters = [r["equivalent_diameter_px"] for r in regions]
     drift_ok, drift_message = drift_verdict(drift.total_px, diameters)
     if not drift_ok:
         context.log.warning(drift_message)
@@ -272,7 +341,6 @@ def dust_mask(
             "core_fraction": float(core.mean()),
             "masked_fraction": float((mask > 0).mean()),
             "regions": _json(regions),
-            "peak_deficits": _json([round(r.get("peak_deficit", 0.0), 4) for r in regions]),
             "drift_total_px": float(drift.total_px),
             "drift_ok": drift_ok,
             "drift_verdict": drift_message,
@@ -293,6 +361,8 @@ def dust_mask(
     deps=[ser_median, dust_mask],
     code_version="1",
     kinds={"numpy", "tiff"},
+    pool="gemini",
+    retry_policy=EYE_RETRY_POLICY,
 )
 def inpainted(
     context: dg.AssetExecutionContext,
@@ -309,9 +379,9 @@ def inpainted(
     median = _read(data_store, key, MEDIAN_FILE)
     mask = _read(data_store, key, MASK_FILE)
     color = _video_color(data_store, key)
-    choice = dust_eye.choose(config.backend, _classical_model(config))
+    choice = _choose(dust_eye, config, data_store)
     results = [
-        choice.model.inpaint(plane, plane_mask)
+        _ask(lambda plane=plane, plane_mask=plane_mask: choice.model.inpaint(plane, plane_mask))
         for plane, plane_mask in zip(
             split_planes(median, color), split_mask(mask, color), strict=True
         )

@@ -1,0 +1,186 @@
+"""FITS reading and job folder resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from astro_assets.io.fits import (
+    IMAGE_ROLES,
+    JOB_FILES,
+    AmbiguousJobFileError,
+    FitsFormatError,
+    MissingJobFileError,
+    image_shape,
+    is_job_complete,
+    job_file_paths,
+    read_image,
+)
+
+
+def _image(shape=(12, 9), seed=0):
+    return np.random.default_rng(seed).normal(100.0, 5.0, shape).astype(np.float32)
+
+
+def test_primary_hdu_round_trip_with_info(tmp_path):
+    data = _image()
+    data[1, 2] = np.nan
+    data[3, 4] = np.inf
+    data[5, 6] = -np.inf
+    hdu = fits.PrimaryHDU(data)
+    hdu.header["BUNIT"] = "DN"
+    hdu.writeto(tmp_path / "a.fits")
+
+    image, info = read_image(tmp_path / "a.fits")
+
+    assert image.dtype == np.float32 and image.dtype.isnative
+    np.testing.assert_array_equal(image, data)
+    assert info == {
+        "hdu_index": 0,
+        "hdu_name": "PRIMARY",
+        "shape": (12, 9),
+        "bunit": "DN",
+        "nan_count": 1,
+        "inf_count": 2,
+    }
+    assert image_shape(tmp_path / "a.fits") == (12, 9)
+
+
+def test_gzip_file_with_image_in_an_extension_after_a_table(tmp_path):
+    data = _image((7, 11), seed=1)
+    table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=np.ones(3))])
+    hdul = fits.HDUList([fits.PrimaryHDU(), table, fits.ImageHDU(data, name="SCI")])
+    hdul.writeto(tmp_path / "b.fits.gz")
+
+    image, info = read_image(tmp_path / "b.fits.gz")
+
+    np.testing.assert_array_equal(image, data)
+    assert info["hdu_index"] == 2
+    assert info["hdu_name"] == "SCI"
+    assert info["bunit"] is None
+    assert image_shape(tmp_path / "b.fits.gz") == (7, 11)
+
+
+def test_bscale_bzero_give_physical_values(tmp_path):
+    physical = np.array([[0, 1, 2], [65535, 1000, 7]], dtype=np.float64) * 2.0 + 10.0
+    hdu = fits.PrimaryHDU(physical.copy())  # scale() rewrites its data in place
+    hdu.scale("int32", bscale=2.0, bzero=10.0)
+    hdu.writeto(tmp_path / "scaled.fits")
+    assert fits.getheader(tmp_path / "scaled.fits")["BSCALE"] == 2.0
+
+    image, _ = read_image(tmp_path / "scaled.fits")
+
+    assert image.dtype == np.float32
+    np.testing.assert_array_equal(image, physical.astype(np.float32))
+
+
+def test_unsigned_16_bit_data_stored_with_bzero(tmp_path):
+    raw = np.array([[0, 40000], [65535, 12]], dtype=np.uint16)
+    fits.PrimaryHDU(raw).writeto(tmp_path / "u16.fits")
+    assert fits.getheader(tmp_path / "u16.fits")["BZERO"] == 32768
+
+    image, _ = read_image(tmp_path / "u16.fits")
+
+    np.testing.assert_array_equal(image, raw.astype(np.float32))
+
+
+def test_length_one_axes_are_dropped(tmp_path):
+    data = _image((1, 5, 4))
+    fits.PrimaryHDU(data).writeto(tmp_path / "plane.fits")
+    image, info = read_image(tmp_path / "plane.fits")
+    np.testing.assert_array_equal(image, data[0])
+    assert info["shape"] == (5, 4)
+
+
+def test_cube_is_refused(tmp_path):
+    fits.PrimaryHDU(np.zeros((3, 5, 4), np.float32)).writeto(tmp_path / "cube.fits")
+    with pytest.raises(FitsFormatError, match=r"cube\.fits.*3-D.*extract one plane"):
+        read_image(tmp_path / "cube.fits")
+
+
+def test_one_dimensional_data_is_refused(tmp_path):
+    fits.PrimaryHDU(np.zeros(6, np.float32)).writeto(tmp_path / "line.fits")
+    with pytest.raises(FitsFormatError, match="not a 2-D image"):
+        read_image(tmp_path / "line.fits")
+
+
+def test_no_image_hdu(tmp_path):
+    table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=np.ones(3))])
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp_path / "table.fits")
+    with pytest.raises(FitsFormatError, match=r"table\.fits: no HDU holds an image"):
+        read_image(tmp_path / "table.fits")
+
+
+def test_non_fits_file(tmp_path):
+    (tmp_path / "junk.fits").write_bytes(b"this is not FITS" * 200)
+    with pytest.raises(FitsFormatError, match=r"junk\.fits: not a readable FITS file"):
+        read_image(tmp_path / "junk.fits")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.fits").write_bytes(b"")
+    with pytest.raises(FitsFormatError, match=r"empty\.fits"):
+        read_image(tmp_path / "empty.fits")
+
+
+def test_truncated_file(tmp_path):
+    fits.PrimaryHDU(_image((100, 80))).writeto(tmp_path / "full.fits")
+    content = (tmp_path / "full.fits").read_bytes()
+    (tmp_path / "cut.fits").write_bytes(content[: len(content) - 5000])
+    with pytest.raises(FitsFormatError, match=r"cut\.fits: File may have been truncated"):
+        read_image(tmp_path / "cut.fits")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such FITS file"):
+        read_image(tmp_path / "absent.fits")
+
+
+def _write_job(folder, gz=()):
+    folder.mkdir(parents=True)
+    for role in IMAGE_ROLES:
+        name = JOB_FILES[role] + (".gz" if role in gz else "")
+        fits.PrimaryHDU(_image((4, 4))).writeto(folder / name)
+    (folder / JOB_FILES["catalog"]).write_text("id,x\n")
+
+
+def test_job_file_paths_accepts_plain_and_gzip(tmp_path):
+    _write_job(tmp_path / "jid1", gz=("reference",))
+    paths = job_file_paths(tmp_path / "jid1")
+    assert set(paths) == set(JOB_FILES)
+    assert paths["reference"].name == "awaicgen_output_mosaic_image_resampled.fits.gz"
+    assert paths["science"].name == "bkg_subbed_science_image.fits"
+    assert paths["catalog"].name == "psfcat.csv"
+    assert is_job_complete(tmp_path / "jid1")
+
+
+def test_job_file_paths_names_every_missing_file(tmp_path):
+    _write_job(tmp_path / "jid1")
+    (tmp_path / "jid1" / JOB_FILES["difference"]).unlink()
+    (tmp_path / "jid1" / JOB_FILES["catalog"]).unlink()
+    with pytest.raises(MissingJobFileError, match=r"missing 2 file\(s\): diffimage_masked\.fits"):
+        job_file_paths(tmp_path / "jid1")
+    with pytest.raises(MissingJobFileError, match=r"psfcat\.csv"):
+        job_file_paths(tmp_path / "jid1")
+    assert not is_job_complete(tmp_path / "jid1")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(MissingJobFileError, match="does not exist"):
+        job_file_paths(tmp_path / "nope")
+    assert not is_job_complete(tmp_path / "nope")
+
+
+def test_plain_and_gzip_of_the_same_image_is_ambiguous(tmp_path):
+    _write_job(tmp_path / "jid1")
+    fits.PrimaryHDU(_image((4, 4))).writeto(tmp_path / "jid1" / (JOB_FILES["score"] + ".gz"))
+    with pytest.raises(AmbiguousJobFileError, match="keep only one"):
+        job_file_paths(tmp_path / "jid1")
+    assert not is_job_complete(tmp_path / "jid1")
+
+
+def test_zero_byte_file_is_not_complete(tmp_path):
+    _write_job(tmp_path / "jid1")
+    (tmp_path / "jid1" / JOB_FILES["catalog"]).write_bytes(b"")
+    assert not is_job_complete(tmp_path / "jid1")

@@ -1,0 +1,99 @@
+"""Drift measurement against the generator's true shifts, and the drift verdict."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
+from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
+
+DUST = (DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.4, kind="disc"),)
+
+
+@cache
+def video(drift_px: float, jitter_px: float):
+    return synthesize_frames_array(
+        SolarVideoParams(
+            n_frames=12, n_sunspots=1, drift_px=drift_px, jitter_px=jitter_px, dust=DUST, seed=6
+        )
+    )
+
+
+def test_recovers_the_true_shifts() -> None:
+    frames, truth = video(12.0, 0.5)
+    exclude = truth.dust_support()
+    estimate = estimate_drift(frames, exclude=exclude)
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    # Phase correlation on a granulated disc is good to a fraction of a pixel; 0.5 px is the
+    # tolerance the dust/scene separation needs (dust is >= 5 px across).
+    np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+    true_total = float(np.max(np.hypot(expected[:, 0], expected[:, 1])))
+    assert estimate.total_px == pytest.approx(true_total, abs=0.5)
+    # 12 px of drift washes out 5 px features (less than half of the drift) but not the 14 px
+    # shadow: a sunspot that size would survive in the median.
+    ok, message = drift_verdict(estimate.total_px, [5.0])
+    assert ok and "wash out" in message
+    ok, _ = drift_verdict(estimate.total_px, [DUST[0].diameter_px])
+    assert not ok
+
+
+def test_tracked_video_is_flagged() -> None:
+    frames, truth = video(0.0, 0.3)
+    estimate = estimate_drift(frames, exclude=truth.dust_support())
+    assert estimate.total_px < 2.0
+    ok, message = drift_verdict(estimate.total_px, [DUST[0].diameter_px])
+    assert not ok
+    assert "Review the mask" in message
+
+
+def test_sampling_is_bounded_and_includes_the_ends() -> None:
+    frames, _ = video(12.0, 0.5)
+    estimate = estimate_drift(frames, max_frames=4)
+    assert estimate.frames_used.tolist() == [0, 4, 7, 11]
+    assert estimate.shifts.shape == (4, 2)
+    assert np.all(estimate.shifts[0] == 0.0)
+    assert estimate.rms_px >= 0.0
+
+
+def test_accepts_a_sequence_of_frames() -> None:
+    frames, _ = video(12.0, 0.5)
+    from_list = estimate_drift(list(frames[:3]))
+    from_array = estimate_drift(frames[:3])
+    np.testing.assert_array_equal(from_list.shifts, from_array.shifts)
+
+
+def test_verdict_without_dust() -> None:
+    ok, message = drift_verdict(3.0, [])
+    assert ok and "no dust" in message
+
+
+def test_estimate_drift_does_not_change_its_input() -> None:
+    frames, truth = video(12.0, 0.5)
+    exclude = truth.dust_support().copy()
+    before, before_mask = frames.copy(), exclude.copy()
+    estimate_drift(frames, exclude=exclude)
+    np.testing.assert_array_equal(frames, before)
+    np.testing.assert_array_equal(exclude, before_mask)
+
+
+def test_bad_input_raises() -> None:
+    frames, _ = video(12.0, 0.5)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        estimate_drift(frames[:1])
+    with pytest.raises(ValueError, match="2-D"):
+        estimate_drift(frames[:, 0])
+    with pytest.raises(ValueError, match="exclude must be a bool"):
+        estimate_drift(frames, exclude=np.ones((3, 3), dtype=bool))
+    bad = frames[:3].astype(np.float32)
+    bad[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_drift(bad)
+    with pytest.raises(ValueError, match="max_frames"):
+        DriftParams(max_frames=1)
+    with pytest.raises(ValueError, match="total_px"):
+        drift_verdict(-1.0, [10.0])
+    with pytest.raises(ValueError, match="diameters"):
+        drift_verdict(5.0, [0.0])

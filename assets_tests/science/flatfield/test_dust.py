@@ -1,0 +1,239 @@
+"""Dust detection and mask expansion against the ground truth of the synthetic solar videos."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
+from astro_assets.science.flatfield import metrics
+from astro_assets.science.flatfield.dust import (
+    DustDetectionParams,
+    MaskExpansionParams,
+    detect_dust,
+    expand_mask,
+    robust_sigma,
+)
+
+DISC = DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.25, kind="disc")
+DONUT = DustSpec(x=66.0, y=44.0, diameter_px=18.0, depth=0.3, kind="donut")
+
+
+def _median(params: SolarVideoParams) -> tuple[np.ndarray, object]:
+    frames, truth = synthesize_frames_array(params)
+    return np.median(frames, axis=0).astype(np.float32), truth
+
+
+@cache
+def drifting_video() -> tuple[np.ndarray, object]:
+    return _median(
+        SolarVideoParams(n_frames=16, n_sunspots=0, drift_px=12.0, dust=(DISC, DONUT), seed=3)
+    )
+
+
+@cache
+def clean_video(seed: int) -> tuple[np.ndarray, object]:
+    return _median(SolarVideoParams(n_frames=16, n_sunspots=0, drift_px=12.0, dust=(), seed=seed))
+
+
+@cache
+def planet_video() -> tuple[np.ndarray, object]:
+    spot = DustSpec(x=48.0, y=36.0, diameter_px=9.0, depth=0.9, kind="disc")
+    return _median(
+        SolarVideoParams(
+            n_frames=16,
+            target="planet",
+            disk_radius_frac=0.4,
+            n_sunspots=0,
+            drift_px=8.0,
+            dust=(spot,),
+            seed=5,
+        )
+    )
+
+
+def test_finds_the_dust_of_a_drifting_video() -> None:
+    median, truth = drifting_video()
+    detection = detect_dust(median)
+    support = truth.dust_support()
+    noise = detection.noise_sigma
+    # Pixels whose true deficit is well above the grow level (3x) must all be found; the edges
+    # of a shadow (deficit near the noise) may be missed.
+    strong = (1.0 - truth.transmission) > 3.0 * DustDetectionParams().grow_sigma * noise
+    assert strong.any()
+    assert np.mean(detection.core[strong]) > 0.98
+    # Every detected pixel lies on a shadow, allowing 2 px for the soft edges and the filled
+    # donut hole (which is inside the shadow's outline).
+    outline = ndimage.binary_dilation(ndimage.binary_fill_holes(support), iterations=2)
+    assert not np.any(detection.core & ~outline)
+    assert metrics.deficit_weighted_recall(detection.core, truth.transmission) > 0.9
+    assert len(detection.regions) == 2
+
+
+def test_measured_deficit_matches_the_true_depth() -> None:
+    median, truth = drifting_video()
+    detection = detect_dust(median)
+    y, x = round(DISC.y), round(DISC.x)
+    # The median includes the black level b, so the shadow looks shallower by S / (S + b).
+    signal = float(np.median(median[detection.valid])) - truth.black_level_adu
+    expected = DISC.depth * signal / (signal + truth.black_level_adu)
+    centre = detection.deficit[y - 2 : y + 3, x - 2 : x + 3]
+    assert abs(float(centre.mean()) - expected) < 3 * detection.noise_sigma
+
+
+def test_donut_is_found_with_its_hole_filled() -> None:
+    median, _ = drifting_video()
+    detection = detect_dust(median)
+    centre = round(DONUT.y), round(DONUT.x)
+    assert detection.core[centre]
+    region = min(
+        detection.regions, key=lambda r: np.hypot(r.centroid_y - DONUT.y, r.centroid_x - DONUT.x)
+    )
+    assert region.kind == "donut"
+    assert abs(region.equivalent_diameter_px - DONUT.diameter_px) < 0.25 * DONUT.diameter_px
+
+
+def test_hot_and_cold_pixels_are_not_dust() -> None:
+    median, _ = clean_video(1)
+    damaged = median.copy()
+    rng = np.random.default_rng(0)
+    rows = rng.integers(10, median.shape[0] - 10, size=12)
+    cols = rng.integers(10, median.shape[1] - 10, size=12)
+    damaged[rows[:6], cols[:6]] = 0.0
+    damaged[rows[6:], cols[6:]] = 4.0 * median.max()
+    damaged[40:42, 20:22] = 0.0
+    detection = detect_dust(damaged)
+    assert detection.regions == ()
+    assert not detection.core.any()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_dust_free_video_gives_almost_no_mask(seed: int) -> None:
+    median, _ = clean_video(seed)
+    detection = detect_dust(median)
+    # A spurious detection would be at least one small-filter disc (~80 px, 1.2 % of this
+    # 96x72 frame); a clean video must not produce even that.
+    assert np.mean(detection.core) < 0.01
+
+
+def test_planet_limb_and_sky_are_not_dust() -> None:
+    median, truth = planet_video()
+    detection = detect_dust(median)
+    sky = truth.scene < 0.05 * truth.scene.max()
+    assert not detection.valid[sky].any()
+    assert not detection.core[sky].any()
+    limb_band = ndimage.binary_dilation(sky, iterations=3) & ~sky
+    assert not detection.core[limb_band].any()
+    assert detection.core[36, 48]
+    assert len(detection.regions) == 1
+
+
+def test_user_valid_mask_excludes_pixels() -> None:
+    median, _ = drifting_video()
+    valid = np.ones(median.shape, dtype=bool)
+    valid[:, :48] = False
+    detection = detect_dust(median, valid=valid)
+    assert not detection.core[:, :48].any()
+    assert detection.core[round(DONUT.y), round(DONUT.x)]
+
+
+def test_detection_fields_are_consistent() -> None:
+    median, _ = drifting_video()
+    detection = detect_dust(median)
+    assert detection.core.dtype == bool and detection.core.shape == median.shape
+    assert detection.deficit.dtype == np.float32 and detection.background.dtype == np.float32
+    assert np.all(detection.deficit[~detection.valid] == 0.0)
+    assert detection.noise_sigma == pytest.approx(
+        robust_sigma(detection.deficit[detection.valid]), rel=1e-6
+    )
+    assert max(detection.radii_px) <= min(median.shape) / 6.0 + 1e-9
+    summary = detection.summary()
+    assert summary["n_regions"] == len(detection.regions) == 2
+    assert [r.label for r in detection.regions] == [1, 2]
+    assert detection.regions[0].significance >= detection.regions[1].significance
+
+
+def test_detect_dust_does_not_change_its_input() -> None:
+    median, _ = drifting_video()
+    before = median.copy()
+    valid = np.ones(median.shape, dtype=bool)
+    detect_dust(median, valid=valid)
+    np.testing.assert_array_equal(median, before)
+    assert valid.all()
+
+
+def test_detect_dust_rejects_bad_input() -> None:
+    median, _ = drifting_video()
+    with pytest.raises(ValueError, match="2-D"):
+        detect_dust(np.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match="too small"):
+        detect_dust(np.ones((4, 40)))
+    with pytest.raises(ValueError, match="NaN"):
+        bad = median.copy()
+        bad[3, 3] = np.nan
+        detect_dust(bad)
+    with pytest.raises(ValueError, match="no positive signal"):
+        detect_dust(np.zeros((32, 32)))
+    with pytest.raises(ValueError, match="valid must be a bool"):
+        detect_dust(median, valid=np.ones(median.shape, dtype=np.uint8))
+    with pytest.raises(ValueError, match="real-valued"):
+        detect_dust(median.astype(np.complex64))
+
+
+def test_detection_params_are_validated() -> None:
+    with pytest.raises(ValueError, match="grow_sigma"):
+        DustDetectionParams(grow_sigma=6.0, seed_sigma=5.0)
+    with pytest.raises(ValueError, match="max_radius_px"):
+        DustDetectionParams(min_radius_px=10.0, max_radius_px=5.0)
+    with pytest.raises(ValueError, match="annulus_hole_fraction"):
+        DustDetectionParams(annulus_hole_fraction=1.0)
+    assert dataclasses.is_dataclass(DustDetectionParams())
+
+
+def test_expand_mask_keeps_core_and_ring_at_one_and_is_zero_far_away() -> None:
+    core = np.zeros((80, 90), dtype=bool)
+    core[30:36, 40:47] = True
+    params = MaskExpansionParams(dilation_px=10.0, feather_sigma_px=3.0)
+    mask = expand_mask(core, params)
+    assert mask.dtype == np.float32
+    distance = ndimage.distance_transform_edt(~core)
+    assert np.all(mask[core] == 1.0)
+    assert np.all(mask[distance <= params.dilation_px] == 1.0)
+    # Beyond the support the feather is exp(-t^2 / 2 sigma^2), cut below params.cutoff.
+    reach = params.dilation_px + params.feather_sigma_px * np.sqrt(-2 * np.log(params.cutoff))
+    assert np.all(mask[distance > reach + 1e-6] == 0.0)
+    feather = (distance > params.dilation_px) & (distance <= reach - 1)
+    assert np.all((mask[feather] > 0.0) & (mask[feather] < 1.0))
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
+
+
+def test_expand_mask_is_monotonic_with_distance() -> None:
+    core = np.zeros((60, 60), dtype=bool)
+    core[30, 30] = True
+    mask = expand_mask(core)
+    profile = mask[30, 30:]
+    assert np.all(np.diff(profile) <= 0)
+
+
+def test_expand_mask_of_empty_core_is_zero_and_input_unchanged() -> None:
+    core = np.zeros((20, 30), dtype=bool)
+    np.testing.assert_array_equal(expand_mask(core), np.zeros((20, 30), np.float32))
+    core[5, 5] = True
+    before = core.copy()
+    expand_mask(core)
+    np.testing.assert_array_equal(core, before)
+
+
+def test_expand_mask_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="bool mask"):
+        expand_mask(np.zeros((10, 10), dtype=np.float32))
+    with pytest.raises(ValueError, match="bool mask"):
+        expand_mask(np.zeros(10, dtype=bool))
+    with pytest.raises(ValueError, match="dilation_px"):
+        MaskExpansionParams(dilation_px=-1.0)
+    with pytest.raises(ValueError, match="cutoff"):
+        MaskExpansionParams(cutoff=0.0)

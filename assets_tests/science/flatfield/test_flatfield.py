@@ -1,0 +1,193 @@
+"""Flat synthesis and application against the noiseless model of the synthetic videos."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
+from astro_assets.science.flatfield.dust import expand_mask
+from astro_assets.science.flatfield.flatfield import (
+    FlatParams,
+    apply_flat,
+    estimate_black_level,
+    synthesize_flat,
+)
+
+DUST = (
+    DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.25, kind="disc"),
+    DustSpec(x=66.0, y=44.0, diameter_px=18.0, depth=0.3, kind="donut"),
+)
+
+
+@cache
+def sun():
+    return synthesize_frames_array(SolarVideoParams(n_frames=5, n_sunspots=0, dust=DUST, seed=2))
+
+
+@cache
+def planet():
+    return synthesize_frames_array(
+        SolarVideoParams(n_frames=9, target="planet", n_sunspots=0, dust=(), seed=4)
+    )
+
+
+def noiseless(truth):
+    """Median and perfect inpainting of the model ``b + V * T * S`` (scene at zero shift)."""
+    clean = truth.vignetting.astype(np.float64) * truth.scene
+    median = truth.black_level_adu + clean * truth.transmission
+    reference = truth.black_level_adu + clean
+    return median, reference
+
+
+def test_flat_equals_transmission_in_dust_and_exactly_one_outside() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    mask = expand_mask(truth.dust_support())
+    params = FlatParams(black_level_mode="value", black_level=truth.black_level_adu)
+    result = synthesize_flat(median, reference, mask, params)
+    assert result.flat.dtype == np.float32
+    assert np.all(result.flat[mask == 0] == 1.0)
+    inside = truth.dust_support()
+    # With an exact reference and the true black level, F = T up to float32 rounding.
+    np.testing.assert_allclose(result.flat[inside], truth.transmission[inside], rtol=1e-5)
+    assert result.black_level == truth.black_level_adu
+    assert result.stats["masked_px"] == int(np.count_nonzero(mask))
+
+
+def test_ignoring_the_black_level_underestimates_the_depth_by_s_over_s_plus_b() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    mask = expand_mask(truth.dust_support())
+    flat = synthesize_flat(median, reference, mask, FlatParams()).flat
+    inside = truth.dust_support()
+    b = truth.black_level_adu
+    signal = reference[inside] - b
+    expected_depth = (1.0 - truth.transmission[inside]) * signal / (signal + b)
+    np.testing.assert_allclose(1.0 - flat[inside], expected_depth, rtol=1e-4, atol=1e-6)
+
+
+def test_values_above_one_are_kept() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    mask = expand_mask(truth.dust_support())
+    bright = median * 1.0
+    bright[mask == 1.0] *= 1.2
+    flat = synthesize_flat(bright, reference, mask).flat
+    assert flat.max() > 1.1
+
+
+def test_black_level_from_the_sky_of_a_planet() -> None:
+    frames, truth = planet()
+    median = np.median(frames, axis=0)
+    estimate = estimate_black_level(median)
+    # Sky pixels hold the pedestal plus read noise; their median is the pedestal within the
+    # quantization step (1 ADU at 16 bit) plus a fraction of the read noise.
+    assert abs(estimate - truth.black_level_adu) < 1.0 + truth.params.read_noise_adu
+    result = synthesize_flat(
+        median, median, np.zeros(median.shape), FlatParams(black_level_mode="sky")
+    )
+    assert result.black_level == estimate
+
+
+def test_sky_estimate_fails_when_the_target_fills_the_frame() -> None:
+    _, truth = sun()
+    median, _ = noiseless(truth)
+    filled = median[20:50, 20:70]
+    with pytest.raises(ValueError, match="fills the frame"):
+        estimate_black_level(filled)
+
+
+def test_off_target_saturated_and_opaque_pixels_are_forced_to_one() -> None:
+    frames, truth = planet()
+    median = np.median(frames, axis=0).astype(np.float64)
+    reference = median.copy()
+    mask = np.ones(median.shape, dtype=np.float32)
+    yy, xx = np.indices(median.shape)
+    on_disk = median > 0.5 * np.percentile(median, 99)
+    opaque = on_disk & (yy % 7 == 0) & (xx % 5 == 0)
+    median[opaque] = truth.black_level_adu
+    peak = np.unravel_index(np.argmax(np.where(on_disk & ~opaque, median, 0)), median.shape)
+    result = synthesize_flat(
+        median,
+        reference,
+        mask,
+        FlatParams(
+            black_level_mode="value",
+            black_level=truth.black_level_adu,
+            saturation_level=float(median[peak]),
+        ),
+    )
+    sky = reference - truth.black_level_adu <= 0.05 * (
+        np.percentile(median, 99) - truth.black_level_adu
+    )
+    assert np.all(result.flat[sky] == 1.0) and np.all(result.forced_unity[sky])
+    assert np.all(result.flat[opaque] == 1.0)
+    assert result.forced_unity[peak]
+    assert result.stats["forced_opaque_px"] == int(np.count_nonzero(opaque))
+
+
+def test_clipped_plateau_is_treated_as_saturation() -> None:
+    median = np.full((20, 20), 1000.0)
+    median[5:15, 5:15] = 4095.0
+    result = synthesize_flat(median, median, np.ones(median.shape))
+    assert result.stats["saturation_level"] == 4095.0
+    assert np.all(result.forced_unity[5:15, 5:15])
+
+
+def test_apply_flat_inverts_the_flat() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    mask = expand_mask(truth.dust_support())
+    b = truth.black_level_adu
+    flat = synthesize_flat(
+        median, reference, mask, FlatParams(black_level_mode="value", black_level=b)
+    ).flat
+    frames, _ = sun()
+    frame = frames[0]
+    calibrated = apply_flat(frame, flat, b)
+    assert calibrated.dtype == np.float32
+    original = frame.astype(np.float64) - b
+    # calibrated * flat == frame - b: exact where the flat is 1.0, to float32 rounding elsewhere.
+    np.testing.assert_array_equal(calibrated[flat == 1.0], original[flat == 1.0])
+    np.testing.assert_allclose(calibrated * flat, original, rtol=1e-6, atol=1e-3)
+
+
+def test_functions_do_not_change_their_inputs() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    mask = expand_mask(truth.dust_support())
+    copies = median.copy(), reference.copy(), mask.copy()
+    result = synthesize_flat(median, reference, mask)
+    apply_flat(median, result.flat, 0.0)
+    estimate_black_level(median)
+    for original, copy in zip((median, reference, mask), copies, strict=True):
+        np.testing.assert_array_equal(original, copy)
+
+
+def test_synthesize_flat_rejects_bad_input() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    mask = expand_mask(truth.dust_support())
+    with pytest.raises(ValueError, match="no usable signal"):
+        synthesize_flat(
+            median, reference, mask, FlatParams(black_level_mode="value", black_level=1e9)
+        )
+    with pytest.raises(ValueError, match="NaN"):
+        bad = median.copy()
+        bad[0, 0] = np.nan
+        synthesize_flat(bad, reference, mask)
+    with pytest.raises(ValueError, match="same shape"):
+        synthesize_flat(median, reference[:-1], mask)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        synthesize_flat(median, reference, mask * 2.0)
+    with pytest.raises(ValueError, match="needs a finite black_level"):
+        FlatParams(black_level_mode="value")
+    with pytest.raises(ValueError, match="black_level_mode"):
+        FlatParams(black_level_mode="dark")
+    with pytest.raises(ValueError, match="flat must be > 0"):
+        apply_flat(median, np.zeros(median.shape), 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        apply_flat(median, np.ones((3, 3)), 0.0)

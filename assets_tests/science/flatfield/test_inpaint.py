@@ -1,0 +1,100 @@
+"""Harmonic and biharmonic inpainting: exactness on smooth fields, untouched known pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint
+
+
+def ramp(shape=(48, 64)) -> np.ndarray:
+    yy, xx = np.indices(shape)
+    return (1000.0 + 3.5 * yy - 2.25 * xx).astype(np.float64)
+
+
+def holes(shape=(48, 64)) -> np.ndarray:
+    yy, xx = np.indices(shape)
+    mask = np.hypot(yy - 15, xx - 20) <= 7
+    mask |= (np.abs(yy - 32) <= 3) & (np.abs(xx - 45) <= 9)
+    return mask
+
+
+def test_harmonic_is_exact_on_a_linear_ramp() -> None:
+    image, mask = ramp(), holes()
+    out = inpaint(image, mask)
+    assert out.dtype == np.float32
+    # A linear field has zero discrete Laplacian, so it is the exact solution; the only error
+    # left is the float32 rounding of the output.
+    np.testing.assert_allclose(out, image.astype(np.float32), rtol=2e-6)
+
+
+def test_output_equals_input_exactly_outside_the_mask() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.normal(500.0, 30.0, size=(40, 50)).astype(np.float32)
+    mask = holes((40, 50))
+    for method in ("harmonic", "biharmonic"):
+        out = inpaint(image, mask, InpaintParams(method=method))
+        np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+def test_float_mask_marks_every_positive_pixel_unknown() -> None:
+    image = ramp()
+    soft = holes().astype(np.float32) * 0.3
+    image_with_garbage = image.copy()
+    image_with_garbage[soft > 0] = np.nan
+    out = inpaint(image_with_garbage, soft)
+    np.testing.assert_allclose(out, image.astype(np.float32), rtol=2e-6)
+
+
+def test_harmonic_obeys_the_maximum_principle_at_the_frame_edge() -> None:
+    rng = np.random.default_rng(2)
+    image = rng.uniform(10.0, 20.0, size=(30, 30))
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[:8, :8] = True
+    out = inpaint(image, mask)
+    boundary = image[:9, :9][~mask[:9, :9]]
+    assert out[mask].min() >= boundary.min() - 1e-4
+    assert out[mask].max() <= boundary.max() + 1e-4
+
+
+def test_biharmonic_option_is_close_on_a_ramp() -> None:
+    image, mask = ramp(), holes()
+    out = inpaint(image, mask, InpaintParams(method="biharmonic"))
+    # The biharmonic equation also has linear fields as solutions; scikit-image solves it
+    # with a least-squares stencil, exact to its solver precision.
+    np.testing.assert_allclose(out, image.astype(np.float32), rtol=1e-5)
+
+
+def test_empty_mask_returns_a_copy() -> None:
+    image = ramp()
+    out = inpaint(image, np.zeros(image.shape, dtype=bool))
+    np.testing.assert_array_equal(out, image.astype(np.float32))
+
+
+def test_inpaint_does_not_change_its_input() -> None:
+    image, mask = ramp(), holes()
+    image[mask] = -1.0
+    before_image, before_mask = image.copy(), mask.copy()
+    inpaint(image, mask)
+    inpaint(image, mask, InpaintParams(method="biharmonic"))
+    np.testing.assert_array_equal(image, before_image)
+    np.testing.assert_array_equal(mask, before_mask)
+
+
+def test_inpaint_rejects_bad_input() -> None:
+    image, mask = ramp(), holes()
+    with pytest.raises(ValueError, match="covers the whole image"):
+        inpaint(image, np.ones(image.shape, dtype=bool))
+    with pytest.raises(ValueError, match="shape"):
+        inpaint(image, mask[:-1])
+    with pytest.raises(ValueError, match="2-D"):
+        inpaint(image[None], mask[None])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        inpaint(image, mask.astype(np.float32) * 2.0)
+    bad = image.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf outside the mask"):
+        inpaint(bad, mask)
+    with pytest.raises(ValueError, match="method"):
+        InpaintParams(method="telea")

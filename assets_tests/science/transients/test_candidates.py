@@ -1,0 +1,180 @@
+"""psfcat.csv validation and the master index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from astro_assets.io.paths import UnsafePathError
+from astro_assets.science.transients.candidates import (
+    MASTER_INDEX_COLUMNS,
+    PSFCAT_COLUMNS,
+    SEED_INDEX_COLUMNS,
+    PsfcatFormatError,
+    build_master_index,
+    read_psfcat,
+    write_master_index,
+)
+
+HEADER = ",".join(PSFCAT_COLUMNS)
+
+
+def _row(id_=1, x=10.0, y=20.0, label=0, match=-1, mag="-8.5"):
+    return f"{id_},{x},{y},0.5,0.01,-0.02,25,310.5,2400.0,{mag},-1.2,0,{match},{label}"
+
+
+def _write(tmp_path, *rows, header=HEADER, name="psfcat.csv"):
+    path = tmp_path / name
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_reads_columns_types_and_job_fields(tmp_path):
+    path = _write(tmp_path, _row(1, 10.25, 20.5, 1, 7), _row(2, 3.0, 4.0, 0, -1, mag=""))
+    frame = read_psfcat(path, jid="jid001", image_shape=(64, 96))
+
+    assert list(frame.columns) == [*SEED_INDEX_COLUMNS, "in_image"]
+    for name in PSFCAT_COLUMNS:
+        expected = np.int64 if name == "label" else np.float64
+        assert frame[name].dtype == expected, name
+    assert frame["x"].tolist() == [10.25, 3.0]
+    assert frame["match"].tolist() == [7.0, -1.0]
+    assert frame["label"].tolist() == [1, 0]
+    assert np.isnan(frame["mag"].iloc[1])
+    assert frame["jid"].tolist() == ["jid001", "jid001"]
+    assert frame["image_filename"].tolist() == ["images/jid001.npy"] * 2
+    assert frame["in_image"].tolist() == [True, True]
+
+
+def test_candidates_outside_the_image_are_kept_and_flagged(tmp_path):
+    path = _write(
+        tmp_path,
+        _row(1, -0.5, 0.0),  # on the outer edge of pixel 0: inside
+        _row(2, 95.49, 63.49),  # inside the last pixel
+        _row(3, 95.5, 10.0),  # beyond the last column
+        _row(4, 10.0, -3.0),
+        _row(5, 10.0, 64.0),
+    )
+    frame = read_psfcat(path, jid="j", image_shape=(64, 96))
+    assert frame["in_image"].tolist() == [True, True, False, False, False]
+
+
+def test_missing_columns_are_all_listed(tmp_path):
+    header = HEADER.replace("roundness2,", "").replace(",label", "")
+    path = _write(tmp_path, header=header)
+    with pytest.raises(PsfcatFormatError, match=r"lacks column\(s\) \['roundness2', 'label'\]"):
+        read_psfcat(path, jid="j", image_shape=(8, 8))
+
+
+def test_non_numeric_value_names_column_and_row(tmp_path):
+    bad = _row(2).replace("2400.0", "lots")
+    path = _write(tmp_path, _row(1), bad)
+    with pytest.raises(
+        PsfcatFormatError, match=r"column 'flux', row 1 \(file line 3\): 'lots' is not a number"
+    ):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+def test_missing_position_is_an_error(tmp_path):
+    path = _write(tmp_path, _row(1), _row(2, x=""))
+    with pytest.raises(PsfcatFormatError, match=r"column 'x', row 1 .* missing or not finite"):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+def test_infinite_position_is_an_error(tmp_path):
+    path = _write(tmp_path, _row(1, y="inf"))
+    with pytest.raises(PsfcatFormatError, match="column 'y', row 0"):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+@pytest.mark.parametrize("label", ["2", "0.5", "", "-1"])
+def test_labels_must_be_zero_or_one(tmp_path, label):
+    path = _write(tmp_path, _row(1), _row(2).rsplit(",", 1)[0] + f",{label}")
+    with pytest.raises(PsfcatFormatError, match=r"column 'label', row 1 .* must be 0 \(bogus\)"):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+def test_repeated_ids_are_an_error(tmp_path):
+    path = _write(tmp_path, _row(3), _row(3, x=5.0))
+    with pytest.raises(PsfcatFormatError, match=r"id\(s\) \[3\.0\] occur more than once"):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+def test_header_only_gives_an_empty_table(tmp_path):
+    frame = read_psfcat(_write(tmp_path), jid="j", image_shape=(8, 8))
+    assert len(frame) == 0 and list(frame.columns) == [*SEED_INDEX_COLUMNS, "in_image"]
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "psfcat.csv"
+    path.write_text("")
+    with pytest.raises(PsfcatFormatError, match="is empty"):
+        read_psfcat(path, jid="j", image_shape=(8, 8))
+
+
+def test_unsafe_job_id_and_bad_shape(tmp_path):
+    path = _write(tmp_path, _row(1))
+    with pytest.raises(UnsafePathError, match="not a safe path component"):
+        read_psfcat(path, jid="../etc", image_shape=(8, 8))
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W\)"):
+        read_psfcat(path, jid="j", image_shape=(8,))
+
+
+def _frames(tmp_path):
+    a = read_psfcat(
+        _write(tmp_path, _row(1), _row(2, label=1, match=4), name="a.csv"),
+        jid="jid002",
+        image_shape=(64, 64),
+    )
+    b = read_psfcat(_write(tmp_path, _row(5), name="b.csv"), jid="jid001", image_shape=(64, 64))
+    return a, b
+
+
+def test_master_index_columns_order_and_splits(tmp_path):
+    a, b = _frames(tmp_path)
+    before = (a.copy(), b.copy())
+    index = build_master_index([a, b], {"jid001": "test", "jid002": "train", "other": "test"})
+
+    assert tuple(index.columns) == MASTER_INDEX_COLUMNS
+    assert MASTER_INDEX_COLUMNS[: len(SEED_INDEX_COLUMNS)] == SEED_INDEX_COLUMNS
+    assert index["jid"].tolist() == ["jid001", "jid002", "jid002"]
+    assert index["id"].tolist() == [5.0, 1.0, 2.0]
+    assert index["split"].tolist() == ["test", "train", "train"]
+    assert index["label"].dtype == np.int64 and index["in_image"].dtype == bool
+    pd.testing.assert_frame_equal(a, before[0])
+    pd.testing.assert_frame_equal(b, before[1])
+
+
+def test_master_index_errors(tmp_path):
+    a, b = _frames(tmp_path)
+    with pytest.raises(ValueError, match=r"job\(s\) \['jid001'\] have no split"):
+        build_master_index([a, b], {"jid002": "train"})
+    with pytest.raises(ValueError, match="'jid002' appears in frames 0 and 1"):
+        build_master_index([a, a], {"jid002": "train"})
+    with pytest.raises(ValueError, match="mixes jobs"):
+        build_master_index([pd.concat([a, b])], {"jid001": "test", "jid002": "train"})
+    with pytest.raises(ValueError, match="lacks column"):
+        build_master_index([a.drop(columns=["flux"])], {"jid002": "train"})
+
+
+def test_empty_master_index():
+    index = build_master_index([], {})
+    assert tuple(index.columns) == MASTER_INDEX_COLUMNS and len(index) == 0
+
+
+def test_write_master_index_round_trip(tmp_path):
+    a, b = _frames(tmp_path)
+    index = build_master_index([a, b], {"jid001": "test", "jid002": "train"})
+    csv_path, parquet_path = write_master_index(
+        index, tmp_path / "ds" / "master_index.csv", tmp_path / "ds" / "master_index.parquet"
+    )
+    from_csv = pd.read_csv(csv_path)
+    assert tuple(from_csv.columns) == MASTER_INDEX_COLUMNS
+    np.testing.assert_array_equal(from_csv["x"], index["x"])
+    np.testing.assert_array_equal(from_csv["label"], index["label"])
+    assert from_csv["in_image"].tolist() == index["in_image"].tolist()
+    from_parquet = pd.read_parquet(parquet_path)
+    assert from_parquet["split"].tolist() == index["split"].tolist()
+    with pytest.raises(ValueError, match="lacks column"):
+        write_master_index(index.drop(columns=["split"]), tmp_path / "x.csv")

@@ -1,0 +1,200 @@
+"""Croissant 1.1 metadata: built with mlcroissant, validated statically and dynamically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from astro_assets.io.fits import IMAGE_ROLES, job_file_paths
+from astro_assets.samples.jobs import generate_jobs
+from astro_assets.science.transients.candidates import (
+    MASTER_INDEX_COLUMNS,
+    build_master_index,
+    read_psfcat,
+    write_master_index,
+)
+from astro_assets.science.transients.croissant import (
+    CROISSANT_1_1,
+    CroissantError,
+    build_croissant,
+    semver_for,
+    validate_croissant,
+    write_croissant,
+)
+from astro_assets.science.transients.splits import split_table
+from astro_assets.science.transients.tensors import write_job_tensor
+
+BUILD_ARGS = {
+    "name": "transients-demo",
+    "version": "1.2.3",
+    "date_published": "2025-06-01",
+    "cite_as": "@misc{demo, title={Synthetic transients}}",
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("croissant")
+    dataset_dir = root / "dataset"
+    frames = []
+    jobs = generate_jobs(root / "jobs", 4, size=64, seed=11)
+    for job in jobs:
+        paths = job_file_paths(job)
+        result = write_job_tensor(
+            dataset_dir / "images" / f"{job.name}.npy", {r: paths[r] for r in IMAGE_ROLES}
+        )
+        frames.append(read_psfcat(paths["catalog"], jid=job.name, image_shape=result.shape[:2]))
+    index = build_master_index(frames, split_table([job.name for job in jobs]))
+    write_master_index(index, dataset_dir / "master_index.csv")
+    jsonld = build_croissant(
+        dataset_dir,
+        dataset_dir / "master_index.csv",
+        rai={"data_collection": "Synthetic jobs from astro_assets.samples.jobs."},
+        **BUILD_ARGS,
+    )
+    write_croissant(dataset_dir / "croissant.json", jsonld)
+    return dataset_dir, index, jsonld
+
+
+def _fields(jsonld):
+    record_set = next(rs for rs in jsonld["recordSet"] if rs["@id"] == "candidates")
+    return {field["name"]: field for field in record_set["field"]}
+
+
+def test_static_and_dynamic_validation_pass(dataset):
+    dataset_dir, index, _ = dataset
+    report = validate_croissant(dataset_dir / "croissant.json")
+    assert report.ok, report
+    assert report.conforms_to == CROISSANT_1_1
+    assert report.record_counts == {"splits": 3, "candidates": len(index)}
+    report.raise_for_errors()
+
+
+def test_dict_validation_with_base_dir(dataset):
+    dataset_dir, index, jsonld = dataset
+    report = validate_croissant(jsonld, base_dir=dataset_dir)
+    assert report.ok and report.record_counts["candidates"] == len(index)
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_records_come_back_equal_to_the_index(dataset):
+    import mlcroissant as mlc
+
+    dataset_dir, _, _ = dataset
+    csv = pd.read_csv(dataset_dir / "master_index.csv")
+    records = list(
+        mlc.Dataset(jsonld=str(dataset_dir / "croissant.json")).records(record_set="candidates")
+    )
+    assert len(records) == len(csv)
+    assert [r["candidates/label"] for r in records] == csv["label"].tolist()
+    assert [r["candidates/jid"] for r in records] == [j.encode() for j in csv["jid"]]
+    assert [r["candidates/split"] for r in records] == [s.encode() for s in csv["split"]]
+    np.testing.assert_array_equal([r["candidates/x"] for r in records], csv["x"])
+    assert [r["candidates/in_image"] for r in records] == csv["in_image"].tolist()
+
+
+def test_document_structure(dataset):
+    dataset_dir, index, jsonld = dataset
+    assert jsonld["conformsTo"] == CROISSANT_1_1
+    assert jsonld["version"] == "1.2.3"
+    assert jsonld["datePublished"] == "2025-06-01"
+    assert jsonld["citeAs"] == BUILD_ARGS["cite_as"]
+    assert jsonld["license"] == "https://spdx.org/licenses/CC-BY-4.0.html"
+    assert jsonld["rai:dataCollection"] == "Synthetic jobs from astro_assets.samples.jobs."
+    for key in ("rai:dataBiases", "rai:dataLimitations", "rai:personalSensitiveInformation"):
+        assert jsonld[key]
+    assert f"{len(index)} candidates from 4 jobs" in jsonld["description"]
+
+    index_file, tensors = jsonld["distribution"]
+    digest = hashlib.sha256((dataset_dir / "master_index.csv").read_bytes()).hexdigest()
+    assert index_file["@type"] == "cr:FileObject" and index_file["sha256"] == digest
+    assert tensors["@type"] == "cr:FileSet" and tensors["includes"] == "images/*.npy"
+    assert "(H, W, 4)" in tensors["description"]
+    assert "0: science, 1: reference, 2: difference, 3: score" in tensors["description"]
+    assert "(64, 64, 4)" in tensors["description"]
+
+    fields = _fields(jsonld)
+    assert list(fields) == list(MASTER_INDEX_COLUMNS)
+    assert all(field.get("dataType") for field in fields.values())
+    assert fields["label"]["dataType"] == ["sc:Integer", "cr:Label"]
+    assert fields["flux"]["dataType"] == "sc:Float"
+    assert fields["in_image"]["dataType"] == "sc:Boolean"
+    assert fields["split"]["references"] == {"field": {"@id": "splits/name"}}
+    assert fields["x"]["source"]["extract"] == {"column": "x"}
+
+    splits = next(rs for rs in jsonld["recordSet"] if rs["@id"] == "splits")
+    assert splits["dataType"] == "cr:Split"
+    assert [row["splits/name"] for row in splits["data"]] == ["train", "validation", "test"]
+
+
+def test_a_changed_index_fails_dynamic_validation(dataset, tmp_path):
+    dataset_dir, _, jsonld = dataset
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    text = (dataset_dir / "master_index.csv").read_text()
+    (copy / "master_index.csv").write_text(text.replace(",0,", ",1,", 1))
+    write_croissant(copy / "croissant.json", jsonld)
+    report = validate_croissant(copy / "croissant.json")
+    assert not report.ok and report.dynamic_errors
+    with pytest.raises(CroissantError, match="Croissant validation failed"):
+        report.raise_for_errors()
+
+
+def test_static_error_is_reported(tmp_path):
+    document = {"@context": {}, "@type": "sc:Dataset", "name": "x"}
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    report = validate_croissant(tmp_path / "bad.json")
+    assert not report.ok and report.static_errors
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": "1.0"}, "not semantic"),
+        ({"date_published": "yesterday"}, "not an ISO date"),
+        ({"license": "my license"}, "neither a URL nor an SPDX"),
+        ({"rai": {"data_mood": "x"}}, "unknown RAI attribute"),
+        ({"rai": {"data_collection": ["a", "b"]}}, "takes one text"),
+    ],
+)
+def test_bad_arguments(dataset, change, message):
+    dataset_dir, _, _ = dataset
+    with pytest.raises(CroissantError, match=message):
+        build_croissant(dataset_dir, dataset_dir / "master_index.csv", **{**BUILD_ARGS, **change})
+
+
+def test_missing_tensor_and_wrong_columns(dataset, tmp_path):
+    _, index, _ = dataset
+    write_master_index(index, tmp_path / "master_index.csv")
+    with pytest.raises(CroissantError, match=r"image tensor\(s\) referenced by the index"):
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
+    index.drop(columns=["in_image"]).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(CroissantError, match="expected exactly"):
+        build_croissant(tmp_path, tmp_path / "short.csv", **BUILD_ARGS)
+    with pytest.raises(CroissantError, match="must lie inside"):
+        build_croissant(tmp_path / "sub", tmp_path / "short.csv", **BUILD_ARGS)
+
+
+@pytest.mark.parametrize(
+    ("previous", "old", "new", "expected"),
+    [
+        (None, {}, {"a": "train"}, "1.0.0"),
+        ("1.2.3", {"a": "train"}, {"a": "train"}, "1.2.4"),
+        ("1.2.3", {"a": "train"}, {"a": "train", "b": "test"}, "1.3.0"),
+        ("1.2.3", {"a": "train", "b": "test"}, {"a": "test", "b": "test"}, "2.0.0"),
+        ("1.2.3", {"a": "train", "b": "test"}, {"a": "train"}, "2.0.0"),
+        ("1.2.3", {"a": "train"}, {"a": "test", "c": "train"}, "2.0.0"),
+    ],
+)
+def test_semver_for(previous, old, new, expected):
+    assert semver_for(previous, old, new) == expected
+
+
+def test_semver_unchanged_content_keeps_the_version():
+    assert semver_for("3.1.4", {"a": "train"}, {"a": "train"}, content_changed=False) == "3.1.4"
+    with pytest.raises(ValueError, match="not semantic"):
+        semver_for("v1", {}, {})

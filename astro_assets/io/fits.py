@@ -1,0 +1,275 @@
+"""FITS images and RAPID-style job folders.
+
+A job folder holds one difference-imaging job: four images of the same sky area on the same pixel
+grid and the candidate catalog extracted from the difference image::
+
+    <jid>/bkg_subbed_science_image.fits                 science
+    <jid>/awaicgen_output_mosaic_image_resampled.fits   reference
+    <jid>/diffimage_masked.fits                         difference
+    <jid>/scorrimage_masked.fits                        score
+    <jid>/psfcat.csv                                    catalog
+
+Each image may also be gzip-compressed (``.fits.gz``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+__all__ = [
+    "IMAGE_ROLES",
+    "JOB_FILES",
+    "AmbiguousJobFileError",
+    "FitsFormatError",
+    "MissingJobFileError",
+    "image_shape",
+    "is_job_complete",
+    "job_file_paths",
+    "read_image",
+]
+
+JOB_FILES: Mapping[str, str] = MappingProxyType(
+    {
+        "science": "bkg_subbed_science_image.fits",
+        "reference": "awaicgen_output_mosaic_image_resampled.fits",
+        "difference": "diffimage_masked.fits",
+        "score": "scorrimage_masked.fits",
+        "catalog": "psfcat.csv",
+    }
+)
+"""Role -> file name of the five files of a job folder (the data contract)."""
+
+IMAGE_ROLES: tuple[str, ...] = ("science", "reference", "difference", "score")
+"""The roles in ``JOB_FILES`` that are FITS images, in tensor channel order."""
+
+_SCALING_KEYWORDS = ("BSCALE", "BZERO", "BLANK")
+_TRUNCATION_MESSAGE = "File may have been truncated"
+
+
+class FitsFormatError(ValueError):
+    """A file that is not a readable FITS file holding one 2-D image."""
+
+
+class MissingJobFileError(FileNotFoundError):
+    """A job folder that lacks one or more of the contract files."""
+
+
+class AmbiguousJobFileError(ValueError):
+    """A job folder that holds both ``name.fits`` and ``name.fits.gz`` for the same image."""
+
+
+def _image_hdu_index(hdul: fits.HDUList, path: Path) -> int:
+    """Index of the first HDU with image data; raise if there is none."""
+    for index, hdu in enumerate(hdul):
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.shape:
+            return index
+    raise FitsFormatError(
+        f"{path}: no HDU holds an image (found {len(hdul)} HDU(s): "
+        f"{', '.join(type(hdu).__name__ for hdu in hdul)}); write the image into the primary "
+        "HDU or an IMAGE extension"
+    )
+
+
+def _plane_shape(shape: tuple[int, ...], path: Path, index: int) -> tuple[int, int]:
+    """The 2-D shape of an image HDU, dropping length-1 axes; raise for cubes."""
+    plane = tuple(n for n in shape if n != 1)
+    if len(shape) < 2 or len(plane) > 2:
+        raise FitsFormatError(
+            f"{path}: HDU {index} holds a {len(shape)}-D array of shape {shape}, not a 2-D "
+            "image; extract one plane into its own file"
+        )
+    if len(plane) < 2:
+        raise FitsFormatError(
+            f"{path}: HDU {index} has shape {shape}, which is not a 2-D image of at least "
+            "2 x 2 pixels"
+        )
+    return plane[0], plane[1]
+
+
+def _open(path: Path, *, memmap: bool) -> tuple[fits.HDUList, list[warnings.WarningMessage]]:
+    """Open ``path`` with astropy, turning format problems into ``FitsFormatError``.
+
+    Warnings raised while opening are returned instead of emitted, so that a truncation warning
+    becomes an error here and the others can be re-emitted unchanged.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such FITS file")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul = fits.open(path, memmap=memmap, lazy_load_hdus=False)
+        except (OSError, ValueError, TypeError, EOFError) as err:
+            raise FitsFormatError(
+                f"{path}: not a readable FITS file ({err}); check that the file is complete "
+                "(not still being copied) and really is FITS"
+            ) from err
+    truncated = [w for w in caught if _TRUNCATION_MESSAGE in str(w.message)]
+    if truncated:
+        hdul.close()
+        raise FitsFormatError(
+            f"{path}: {truncated[0].message}; the file is incomplete, copy it again"
+        )
+    return hdul, caught
+
+
+def _reemit(caught: list[warnings.WarningMessage]) -> None:
+    for record in caught:
+        warnings.warn_explicit(
+            record.message, record.category, record.filename, record.lineno, source=record.source
+        )
+
+
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Shape (rows, columns) of the image that :func:`read_image` would return, from headers only.
+
+    Raises
+    ------
+    FitsFormatError
+        As :func:`read_image`.
+    """
+    path = Path(path)
+    hdul, caught = _open(path, memmap=True)
+    with hdul:
+        index = _image_hdu_index(hdul, path)
+        shape = _plane_shape(tuple(hdul[index].shape), path, index)
+    _reemit(caught)
+    return shape
+
+
+def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read the first 2-D image of a FITS file as float32.
+
+    The first HDU holding an image is used, whether it is the primary HDU or an extension (a
+    primary HDU without data, followed by an IMAGE extension, is common). ``BSCALE``/``BZERO``
+    are applied (physical values). Length-1 axes are dropped (a ``(1, H, W)`` array is a 2-D
+    image); a true cube is refused. Uncompressed files without scaling keywords are memory-mapped
+    while converting, so a 4090 x 4090 image needs one float32 copy in memory.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.fits`` or gzip-compressed ``.fits.gz`` file.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        Shape (H, W), float32, native byte order, FITS row 1 as row 0 (the astropy convention).
+        NaN and inf pixels are returned as they are (counted in ``info``).
+    info : dict
+        ``hdu_index`` (int), ``hdu_name`` (str), ``shape`` ((H, W)), ``bunit`` (str or None),
+        ``nan_count`` (int), ``inf_count`` (int).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    FitsFormatError
+        If the file is not FITS, is truncated, holds no image HDU, or its image is not 2-D.
+    """
+    path = Path(path)
+    hdul, caught = _open(path, memmap=True)
+    with hdul:
+        index = _image_hdu_index(hdul, path)
+        header = hdul[index].header
+        shape = _plane_shape(tuple(hdul[index].shape), path, index)
+        scaled = any(key in header for key in _SCALING_KEYWORDS)
+        if not scaled:
+            image = np.asarray(hdul[index].data, dtype=np.float32).reshape(shape)
+    if scaled:
+        # astropy refuses to memory-map scaled integer data; read it into memory instead.
+        hdul, caught_again = _open(path, memmap=False)
+        caught += caught_again
+        with hdul:
+            image = np.asarray(hdul[index].data, dtype=np.float32).reshape(shape)
+    _reemit(caught)
+    image = np.ascontiguousarray(image)
+    nan_count = int(np.count_nonzero(np.isnan(image)))
+    inf_count = int(np.count_nonzero(np.isinf(image)))
+    bunit = header.get("BUNIT")
+    info = {
+        "hdu_index": index,
+        "hdu_name": str(header.get("EXTNAME", "PRIMARY" if index == 0 else "")),
+        "shape": shape,
+        "bunit": None if bunit is None else str(bunit),
+        "nan_count": nan_count,
+        "inf_count": inf_count,
+    }
+    return image, info
+
+
+def _find_one(job_dir: Path, name: str) -> Path | None:
+    """``name`` or, for FITS images, ``name + '.gz'`` inside ``job_dir``; None if neither."""
+    candidates = [job_dir / name]
+    if name.endswith(".fits"):
+        candidates.append(job_dir / f"{name}.gz")
+    present = [path for path in candidates if path.is_file()]
+    if len(present) > 1:
+        raise AmbiguousJobFileError(
+            f"{job_dir}: both {present[0].name} and {present[1].name} exist; keep only one of "
+            "them so it is clear which image the job uses"
+        )
+    return present[0] if present else None
+
+
+def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Resolve the five contract files of a job folder.
+
+    Parameters
+    ----------
+    job_dir : path-like
+        The job folder (its name is the job id).
+
+    Returns
+    -------
+    dict
+        Role (the keys of ``JOB_FILES``) -> existing file path; images may end in ``.fits`` or
+        ``.fits.gz``.
+
+    Raises
+    ------
+    MissingJobFileError
+        If the folder does not exist or lacks any file; the message names every missing file.
+    AmbiguousJobFileError
+        If an image exists both plain and gzip-compressed.
+    """
+    job_dir = Path(job_dir)
+    if not job_dir.is_dir():
+        raise MissingJobFileError(
+            f"job folder {job_dir} does not exist or is not a folder; it must hold "
+            f"{', '.join(JOB_FILES.values())}"
+        )
+    paths: dict[str, Path] = {}
+    missing: list[str] = []
+    for role, name in JOB_FILES.items():
+        found = _find_one(job_dir, name)
+        if found is None:
+            missing.append(name + (" (or .gz)" if name.endswith(".fits") else ""))
+        else:
+            paths[role] = found
+    if missing:
+        raise MissingJobFileError(
+            f"job folder {job_dir} is missing {len(missing)} file(s): {', '.join(missing)}; "
+            "add them (or wait until the copy has finished)"
+        )
+    return paths
+
+
+def is_job_complete(job_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``job_dir`` holds all five contract files, none of them empty or ambiguous.
+
+    A file of zero bytes counts as not there yet (it is still being created). Whether a file is
+    still growing is for the caller to judge (e.g. a sensor comparing sizes between ticks).
+    """
+    try:
+        paths = job_file_paths(job_dir)
+    except (MissingJobFileError, AmbiguousJobFileError):
+        return False
+    return all(path.stat().st_size > 0 for path in paths.values())

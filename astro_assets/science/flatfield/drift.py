@@ -1,0 +1,257 @@
+"""How far the target moved over a video, and whether that is enough to tell dust from the scene.
+
+A temporal median keeps what is fixed on the sensor (dust) and also what is fixed in the scene
+when tracking is good (sunspots, limb). Dust can be told from a scene feature of the same size
+only if the scene moved by more than about twice that size (then the feature covers any pixel in
+fewer than half of the frames and drops out of the median).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import ndimage
+from skimage.registration import phase_cross_correlation
+
+__all__ = ["DriftEstimate", "DriftParams", "drift_verdict", "estimate_drift"]
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Parameters of :func:`estimate_drift`.
+
+    Attributes
+    ----------
+    max_frames : int
+        At most this many frames, evenly spaced over the video (first and last included), are
+        registered against the first one.
+    highpass_sigma_px : float
+        Gaussian scale removed before registration: vignetting and the smooth disc brightness are
+        fixed on the sensor or nearly flat and would pull the peak to zero shift.
+    despeckle_size_px : int
+        Median-filter size applied first, so that static hot pixels do not anchor the
+        correlation at zero shift (1 disables it).
+    upsample_factor : int
+        Sub-pixel precision of the phase correlation (1/upsample_factor px).
+    exclude_dilation_px : int
+        The excluded region (dust) is grown by this much before it is blanked.
+    refinements : int
+        Re-registrations after shifting the frame back by the current estimate; each removes
+        most of the pull of static features towards zero shift.
+    """
+
+    max_frames: int = 32
+    highpass_sigma_px: float = 8.0
+    despeckle_size_px: int = 3
+    upsample_factor: int = 20
+    exclude_dilation_px: int = 3
+    refinements: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_frames < 2:
+            raise ValueError(f"max_frames must be >= 2, got {self.max_frames}.")
+        if not self.highpass_sigma_px > 0:
+            raise ValueError(f"highpass_sigma_px must be > 0, got {self.highpass_sigma_px}.")
+        if self.despeckle_size_px < 1:
+            raise ValueError(f"despeckle_size_px must be >= 1, got {self.despeckle_size_px}.")
+        if self.upsample_factor < 1:
+            raise ValueError(f"upsample_factor must be >= 1, got {self.upsample_factor}.")
+        if self.refinements < 0:
+            raise ValueError(f"refinements must be >= 0, got {self.refinements}.")
+        if self.exclude_dilation_px < 0:
+            raise ValueError(f"exclude_dilation_px must be >= 0, got {self.exclude_dilation_px}.")
+
+
+@dataclass(frozen=True)
+class DriftEstimate:
+    """Measured motion of the target.
+
+    Attributes
+    ----------
+    shifts : np.ndarray
+        (n_used, 2) float64, (dy, dx) in pixels: position of the scene in each used frame
+        relative to the first frame (a feature at (y, x) in frame 0 is at (y + dy, x + dx)).
+    total_px : float
+        Largest displacement from the first frame, in pixels.
+    rms_px : float
+        RMS distance of the scene positions from their mean position, in pixels.
+    frames_used : np.ndarray
+        (n_used,) int64 indices of the registered frames.
+    """
+
+    shifts: np.ndarray
+    total_px: float
+    rms_px: float
+    frames_used: np.ndarray
+
+
+def _prepare(frame: np.ndarray, blank: np.ndarray | None, params: DriftParams) -> np.ndarray:
+    data = np.asarray(frame, dtype=np.float32)
+    if params.despeckle_size_px > 1:
+        data = ndimage.median_filter(data, size=params.despeckle_size_px)
+    if blank is None:
+        data = data - ndimage.gaussian_filter(data, params.highpass_sigma_px)
+    else:
+        # The low-pass ignores the blanked dust (normalized convolution); a plain blur would
+        # spread the static shadow into a halo that anchors the correlation at zero shift.
+        keep = (~blank).astype(np.float32)
+        weight = ndimage.gaussian_filter(keep, params.highpass_sigma_px)
+        low = ndimage.gaussian_filter(data * keep, params.highpass_sigma_px)
+        data = (data - low / np.maximum(weight, 1e-6)) * keep
+    window = np.outer(np.hanning(data.shape[0]), np.hanning(data.shape[1])).astype(np.float32)
+    return data * window
+
+
+def _register(
+    reference: np.ndarray, moving: np.ndarray, blank: np.ndarray | None, params: DriftParams
+) -> np.ndarray:
+    """Scene displacement (dy, dx) from ``reference`` to ``moving``.
+
+    The blanked (static) dust and the apodization pull a single estimate slightly towards zero
+    shift, in proportion to the shift; so the moving frame is shifted back by the estimate and
+    the small residual is measured again (``refinements`` times).
+    """
+    total = np.zeros(2)
+    prepared_reference = _prepare(reference, blank, params)
+    aligned, aligned_blank = moving, blank
+    for _ in range(1 + params.refinements):
+        registration, _, _ = phase_cross_correlation(
+            prepared_reference,
+            _prepare(aligned, aligned_blank, params),
+            upsample_factor=params.upsample_factor,
+            normalization=None,
+        )
+        # `registration` is the shift that registers the moving frame onto the reference; the
+        # scene moved by the opposite amount.
+        total -= np.asarray(registration, dtype=np.float64)
+        aligned = ndimage.shift(moving, -total, order=3, mode="nearest")
+        if blank is not None:
+            shifted = ndimage.shift(blank.astype(np.float32), -total, order=0, mode="constant")
+            aligned_blank = blank | (shifted > 0.5)
+            prepared_reference = _prepare(reference, aligned_blank, params)
+    return total
+
+
+def estimate_drift(
+    frames: np.ndarray | Sequence[np.ndarray],
+    *,
+    exclude: np.ndarray | None = None,
+    max_frames: int | None = None,
+    params: DriftParams = DriftParams(),
+) -> DriftEstimate:
+    """Measure the motion of the target across a video by phase correlation.
+
+    Frames are despeckled, high-passed and apodized, the excluded region (the dust, which is
+    fixed on the sensor) is blanked, and each sampled frame is registered against the first one
+    with ``phase_cross_correlation(..., normalization=None)``: the default phase normalization
+    whitens the spectrum and locks onto static sensor features.
+
+    Parameters
+    ----------
+    frames : array-like
+        (n, H, W) frames (an array, a memmap, or a sequence of (H, W) arrays); only the sampled
+        frames are read.
+    exclude : np.ndarray, optional
+        (H, W) bool, pixels to ignore (the dust core mask).
+    max_frames : int, optional
+        Overrides ``params.max_frames``.
+    params : DriftParams
+        Sampling and filtering.
+
+    Returns
+    -------
+    DriftEstimate
+
+    Raises
+    ------
+    ValueError
+        With fewer than two frames, frames that are not 2-D or differ in shape, a mask of the
+        wrong shape, or frames with NaN/inf.
+    """
+    if max_frames is not None:
+        params = replace(params, max_frames=max_frames)
+    n_frames = len(frames)
+    if n_frames < 2:
+        raise ValueError(f"need at least 2 frames to measure drift, got {n_frames}.")
+    first = np.asarray(frames[0])
+    if first.ndim != 2:
+        raise ValueError(f"each frame must be 2-D (H, W), got shape {first.shape}.")
+    blank = None
+    if exclude is not None:
+        blank = np.asarray(exclude)
+        if blank.shape != first.shape or blank.dtype != bool:
+            raise ValueError(
+                f"exclude must be a bool (H, W) = {first.shape} mask, got {blank.dtype} "
+                f"{blank.shape}."
+            )
+        if params.exclude_dilation_px > 0 and blank.any():
+            blank = ndimage.binary_dilation(blank, iterations=params.exclude_dilation_px)
+    count = min(params.max_frames, n_frames)
+    used = np.unique(np.linspace(0, n_frames - 1, count).round().astype(np.int64))
+    reference = None
+    shifts = np.zeros((used.size, 2), dtype=np.float64)
+    for position, frame_index in enumerate(used):
+        frame = np.asarray(frames[int(frame_index)])
+        if frame.shape != first.shape:
+            raise ValueError(
+                f"frame {frame_index} has shape {frame.shape}, the first has {first.shape}."
+            )
+        if not np.isfinite(frame).all():
+            raise ValueError(f"frame {frame_index} contains NaN or inf.")
+        frame = frame.astype(np.float32)
+        if reference is None:
+            reference = frame
+        else:
+            shifts[position] = _register(reference, frame, blank, params)
+    distances = np.hypot(shifts[:, 0], shifts[:, 1])
+    centred = shifts - shifts.mean(axis=0)
+    rms = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
+    return DriftEstimate(
+        shifts=shifts, total_px=float(distances.max()), rms_px=rms, frames_used=used
+    )
+
+
+def drift_verdict(
+    total_px: float, dust_diameters_px: Sequence[float], *, min_ratio: float = 2.0
+) -> tuple[bool, str]:
+    """Say whether the target moved enough to tell dust from scene features of the same size.
+
+    Parameters
+    ----------
+    total_px : float
+        Largest displacement of the target over the video (``DriftEstimate.total_px``).
+    dust_diameters_px : sequence of float
+        Equivalent diameters of the detected dust regions, in pixels.
+    min_ratio : float
+        Required drift in units of the largest dust diameter (2: a feature that size then covers
+        any pixel in fewer than half of the frames of a steady drift and leaves the median).
+
+    Returns
+    -------
+    ok : bool
+        False when the drift is too small: a sunspot the size of the dust would survive in the
+        median and look exactly like dust, so the mask needs review.
+    message : str
+        A sentence for the asset metadata and the log.
+    """
+    if not np.isfinite(total_px) or total_px < 0:
+        raise ValueError(f"total_px must be a finite distance >= 0, got {total_px}.")
+    diameters = [float(d) for d in dust_diameters_px]
+    if any(not np.isfinite(d) or d <= 0 for d in diameters):
+        raise ValueError(f"dust diameters must be finite and > 0, got {diameters}.")
+    if not diameters:
+        return True, f"the target moved {total_px:.1f} px; no dust was detected to compare with."
+    largest = max(diameters)
+    needed = min_ratio * largest
+    if total_px >= needed:
+        return True, (
+            f"the target moved {total_px:.1f} px, at least {min_ratio:g}x the largest dust "
+            f"diameter ({largest:.1f} px): scene features of that size wash out of the median."
+        )
+    return False, (
+        f"the target moved only {total_px:.1f} px, less than {min_ratio:g}x the largest dust "
+        f"diameter ({largest:.1f} px): sunspots or other fixed features of that size stay in the "
+        "median and look like dust. Review the mask, or capture with the mount drifting."
+    )

@@ -1,0 +1,323 @@
+"""Flat-field synthesis from the median and its dust-free reference, and flat application.
+
+Model: a raw pixel is ``R = F * S + b`` with flat ``F``, signal ``S`` and black level (pedestal)
+``b``. The temporal median ``M`` and the matched inpainted reference ``I`` (the median with dust
+removed) give ``F = (M - b) / (I - b)`` under the dust. Ignoring a non-zero ``b`` under-estimates
+the dust depth by the factor ``S / (S + b)``, hence the black-level options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "BLACK_LEVEL_MODES",
+    "FlatParams",
+    "FlatResult",
+    "apply_flat",
+    "estimate_black_level",
+    "signal_level",
+    "synthesize_flat",
+]
+
+BLACK_LEVEL_MODES = ("none", "value", "sky")
+
+_SIGNAL_PERCENTILE = 99.0
+"""Percentile of the median taken as its bright signal level (robust to a few hot pixels)."""
+
+_MIN_SKY_FRACTION = 0.01
+"""Smallest fraction of the frame that must be sky for a sky black-level estimate."""
+
+_PLATEAU_FRACTION = 1e-3
+"""Fraction of the frame sharing the maximum value from which the maximum is a clip level."""
+
+
+@dataclass(frozen=True)
+class FlatParams:
+    """Parameters of :func:`synthesize_flat` and :func:`estimate_black_level`.
+
+    Attributes
+    ----------
+    dark_fraction : float
+        Masked pixels whose dust-free reference (``matched_inpaint - b``) is below
+        ``dark_fraction`` times the bright signal level (99th percentile of ``median - b``) are
+        off-target (sky, off-disc): there is no light to measure a flat with, and the flat is
+        forced to 1.0. Also the sky threshold for ``black_level_mode="sky"``.
+    min_flat : float
+        Ratios below this (including zero or negative ``median - b`` under a bright reference)
+        mean an opaque shadow that hides the signal: no correction can recover it, so the flat
+        is forced to 1.0 there rather than amplifying noise (or dividing by zero) later.
+    saturation_fraction : float
+        Pixels at or above ``saturation_fraction * saturation_level`` are forced to 1.0: a
+        saturated pixel hides the dust shadow.
+    saturation_level : float or None
+        Clip level of the data in the median's units (e.g. 65535 for 16-bit frames). ``None``:
+        the median's maximum counts as a clip level only when at least 0.1 % of the pixels share
+        it exactly (a clipped plateau); otherwise no pixel is treated as saturated.
+    black_level : float or None
+        The pedestal in the median's units, used when ``black_level_mode="value"`` (e.g. from a
+        dark frame).
+    black_level_mode : {"none", "value", "sky"}
+        ``none``: the flat applies to raw values (b = 0); ``value``: use ``black_level``;
+        ``sky``: estimate ``b`` from the sky with :func:`estimate_black_level`.
+    """
+
+    dark_fraction: float = 0.05
+    min_flat: float = 0.02
+    saturation_fraction: float = 0.98
+    saturation_level: float | None = None
+    black_level: float | None = None
+    black_level_mode: Literal["none", "value", "sky"] = "none"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dark_fraction < 1.0:
+            raise ValueError(f"dark_fraction must lie in [0, 1), got {self.dark_fraction}.")
+        if not 0.0 <= self.min_flat < 1.0:
+            raise ValueError(f"min_flat must lie in [0, 1), got {self.min_flat}.")
+        if not 0.0 < self.saturation_fraction <= 1.0:
+            raise ValueError(
+                f"saturation_fraction must lie in (0, 1], got {self.saturation_fraction}."
+            )
+        if self.saturation_level is not None and not (
+            np.isfinite(self.saturation_level) and self.saturation_level > 0
+        ):
+            raise ValueError(f"saturation_level must be > 0, got {self.saturation_level}.")
+        if self.black_level_mode not in BLACK_LEVEL_MODES:
+            raise ValueError(
+                f"black_level_mode must be one of {BLACK_LEVEL_MODES}, got "
+                f"{self.black_level_mode!r}."
+            )
+        if self.black_level_mode == "value" and (
+            self.black_level is None or not np.isfinite(self.black_level)
+        ):
+            raise ValueError(
+                "black_level_mode='value' needs a finite black_level (the pedestal in ADU)."
+            )
+
+
+@dataclass(frozen=True)
+class FlatResult:
+    """A synthesized flat.
+
+    Attributes
+    ----------
+    flat : np.ndarray
+        (H, W) float32, unclipped (values above 1.0 are kept); exactly 1.0 where mask == 0.
+    forced_unity : np.ndarray
+        (H, W) bool, masked pixels forced to 1.0 (too dark to measure or near saturation).
+    black_level : float
+        The black level ``b`` subtracted; the flat applies to ``frame - b``.
+    stats : dict
+        JSON-serializable summary (masked fraction, forced pixels, min/max/mean of the flat under
+        the mask, fraction above 1.0, black-level mode, signal and saturation levels).
+    """
+
+    flat: np.ndarray
+    forced_unity: np.ndarray
+    black_level: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_finite_image(name: str, value: np.ndarray) -> np.ndarray:
+    array = np.asarray(value)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise ValueError(f"{name} must be real-valued, got dtype {array.dtype}.")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or inf; replace or mask them first.")
+    return array
+
+
+def signal_level(median: np.ndarray, black_level: float = 0.0) -> float:
+    """Bright signal level of a median above the black level (its 99th percentile minus ``b``)."""
+    data = _as_finite_image("median", median)
+    return float(np.percentile(data, _SIGNAL_PERCENTILE)) - float(black_level)
+
+
+def estimate_black_level(median: np.ndarray, params: FlatParams = FlatParams()) -> float:
+    """Estimate the pedestal from the sky (the dark part of the frame around a disc).
+
+    Sky pixels are those below ``low + dark_fraction * (high - low)``, with ``low`` and ``high``
+    the 0.1th and 99th percentiles of the median. The estimate is their median. Scattered light
+    makes the sky slightly brighter than the true pedestal, so this is an upper bound of ``b``
+    (it deepens the estimated dust a little, never the opposite).
+
+    Parameters
+    ----------
+    median : np.ndarray
+        (H, W) temporal median, in ADU.
+    params : FlatParams
+        ``dark_fraction`` sets the sky threshold.
+
+    Returns
+    -------
+    float
+        The black level, in the median's units.
+
+    Raises
+    ------
+    ValueError
+        When less than 1 % of the frame is sky (the target fills the frame; a full-disc sun
+        cropped to the disc, a lunar or planetary close-up): pass a measured value instead
+        (``black_level_mode="value"``, e.g. from a dark frame), or use ``"none"``.
+    """
+    data = _as_finite_image("median", median)
+    low, high = np.percentile(data, [0.1, _SIGNAL_PERCENTILE])
+    if high <= low:
+        raise ValueError(
+            "the median is flat (no contrast), so sky and target cannot be told apart; pass "
+            "black_level_mode='value' with a measured pedestal."
+        )
+    threshold = low + max(params.dark_fraction, 0.01) * (high - low)
+    sky = data <= threshold
+    fraction = float(np.mean(sky))
+    if fraction < _MIN_SKY_FRACTION:
+        raise ValueError(
+            f"only {fraction:.2%} of the frame is sky (below {threshold:.4g}); the target fills "
+            "the frame, so the black level cannot be estimated from the sky. Pass "
+            "black_level_mode='value' with a pedestal from a dark frame, or 'none'."
+        )
+    return float(np.median(data[sky]))
+
+
+def _resolve_black_level(median: np.ndarray, params: FlatParams) -> float:
+    if params.black_level_mode == "none":
+        return 0.0
+    if params.black_level_mode == "value":
+        return float(params.black_level)
+    return estimate_black_level(median, params)
+
+
+def _saturation_level(median: np.ndarray, params: FlatParams) -> float | None:
+    if params.saturation_level is not None:
+        return float(params.saturation_level)
+    peak = float(median.max())
+    if np.count_nonzero(median == peak) >= max(2, _PLATEAU_FRACTION * median.size):
+        return peak
+    return None
+
+
+def synthesize_flat(
+    median: np.ndarray,
+    matched_inpaint: np.ndarray,
+    mask: np.ndarray,
+    params: FlatParams = FlatParams(),
+) -> FlatResult:
+    """Synthesize the flat ``(1 - mask) * 1 + mask * (median - b) / (matched_inpaint - b)``.
+
+    Parameters
+    ----------
+    median : np.ndarray
+        (H, W) temporal median, in ADU.
+    matched_inpaint : np.ndarray
+        (H, W) dust-free reference in the same units (inpainted, then histogram-matched).
+    mask : np.ndarray
+        (H, W) float in [0, 1] (or bool): the expanded, feathered dust support.
+    params : FlatParams
+        Dark/saturation handling and black level.
+
+    Returns
+    -------
+    FlatResult
+        The float32 flat is exactly 1.0 wherever ``mask == 0`` and wherever a masked pixel is
+        off-target (``matched_inpaint - b`` below ``dark_fraction`` of the signal level), near
+        saturation, or behind an opaque shadow (ratio below ``min_flat``); elsewhere it is the
+        ratio, unclipped.
+
+    Raises
+    ------
+    ValueError
+        On shape mismatch, NaN/inf, a mask outside [0, 1], no signal above the black level
+        (black level at or above the signal), or a non-finite result.
+    """
+    med = _as_finite_image("median", median)
+    ref = _as_finite_image("matched_inpaint", matched_inpaint)
+    weights = _as_finite_image("mask", np.asarray(mask, dtype=np.float64))
+    if ref.shape != med.shape or weights.shape != med.shape:
+        raise ValueError(
+            f"median {med.shape}, matched_inpaint {ref.shape} and mask {weights.shape} must "
+            "have the same shape."
+        )
+    if weights.min() < 0 or weights.max() > 1:
+        raise ValueError("mask values must lie in [0, 1] (0 = clean, 1 = dust support).")
+    black = _resolve_black_level(med, params)
+    level = signal_level(med, black)
+    if not level > 0:
+        raise ValueError(
+            f"no usable signal: the black level {black:.6g} is at or above the bright level of "
+            f"the median ({level + black:.6g}). Lower the black level or check the input."
+        )
+    saturation = _saturation_level(med, params)
+    masked = weights > 0
+    too_dark = ref - black <= params.dark_fraction * level
+    near_saturation = (
+        med >= params.saturation_fraction * saturation
+        if saturation is not None
+        else np.zeros(med.shape, dtype=bool)
+    )
+    measurable = masked & ~too_dark & ~near_saturation
+    ratio = np.ones(med.shape, dtype=np.float64)
+    ratio[measurable] = (med[measurable] - black) / (ref[measurable] - black)
+    opaque = measurable & (ratio < params.min_flat)
+    forced = masked & (too_dark | near_saturation | opaque)
+    use_ratio = masked & ~forced
+    flat = np.ones(med.shape, dtype=np.float64)
+    flat[use_ratio] = (1.0 - weights[use_ratio]) + weights[use_ratio] * ratio[use_ratio]
+    if not np.isfinite(flat).all():
+        raise ValueError("the flat has non-finite values; check the median and reference.")
+    flat32 = flat.astype(np.float32)
+    under_mask = flat32[masked]
+    stats: dict[str, Any] = {
+        "masked_fraction": float(np.mean(masked)),
+        "masked_px": int(np.count_nonzero(masked)),
+        "forced_unity_px": int(np.count_nonzero(forced)),
+        "forced_dark_px": int(np.count_nonzero(masked & too_dark)),
+        "forced_saturated_px": int(np.count_nonzero(masked & near_saturation)),
+        "forced_opaque_px": int(np.count_nonzero(opaque)),
+        "flat_min": float(under_mask.min()) if under_mask.size else 1.0,
+        "flat_max": float(under_mask.max()) if under_mask.size else 1.0,
+        "flat_mean_masked": float(under_mask.mean()) if under_mask.size else 1.0,
+        "fraction_above_one": float(np.mean(under_mask > 1.0)) if under_mask.size else 0.0,
+        "black_level": black,
+        "black_level_mode": params.black_level_mode,
+        "signal_level": level,
+        "saturation_level": saturation,
+    }
+    return FlatResult(flat=flat32, forced_unity=forced, black_level=black, stats=stats)
+
+
+def apply_flat(frame: np.ndarray, flat: np.ndarray, black_level: float = 0.0) -> np.ndarray:
+    """Calibrate a raw frame: ``(frame - b) / flat``.
+
+    The calibrated output does NOT keep the pedestal: it is in the black-subtracted domain, so
+    ``calibrated * flat == frame - b`` (to float32 rounding, and exactly where the flat is 1.0:
+    clean pixels come out as ``frame - b`` bit for bit).
+
+    Parameters
+    ----------
+    frame : np.ndarray
+        (H, W) raw frame (any real dtype, e.g. uint16 ADU).
+    flat : np.ndarray
+        (H, W) flat, finite and > 0 (the unclipped float32 flat of :func:`synthesize_flat`).
+    black_level : float
+        The pedestal ``b`` the flat was synthesized with (``FlatResult.black_level``).
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32 calibrated frame.
+    """
+    data = _as_finite_image("frame", frame)
+    gain = _as_finite_image("flat", flat)
+    if gain.shape != data.shape:
+        raise ValueError(f"flat shape {gain.shape} differs from frame shape {data.shape}.")
+    if not np.all(gain > 0):
+        raise ValueError("flat must be > 0 everywhere; a zero or negative flat cannot divide.")
+    if not np.isfinite(black_level):
+        raise ValueError(f"black_level must be finite, got {black_level}.")
+    return ((data - float(black_level)) / gain.astype(np.float32)).astype(np.float32)

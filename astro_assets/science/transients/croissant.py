@@ -1,0 +1,607 @@
+"""Croissant 1.1 metadata for the transient dataset, built and validated with mlcroissant.
+
+The dataset folder::
+
+    master_index.csv     one row per candidate (columns: candidates.MASTER_INDEX_COLUMNS)
+    images/<jid>.npy     one (H, W, 4) float32 tensor per job (see tensors.py)
+    croissant.json       this metadata
+
+The JSON-LD is produced by mlcroissant's own serialization (``Metadata.to_json()``), with
+``conformsTo`` set to Croissant 1.1 through the context of every node. It declares:
+
+- a ``FileObject`` for ``master_index.csv`` with its SHA-256;
+- a ``FileSet`` for ``images/*.npy`` whose description gives shape, channel order and
+  normalization (mlcroissant has no reader for ``.npy``, so no RecordSet reads the tensors;
+  the ``image_filename`` column points to them);
+- a ``splits`` RecordSet of type ``cr:Split`` (train/validation/test) and a ``candidates``
+  RecordSet with every index column typed, ``label`` as ``["sc:Integer", "cr:Label"]`` and
+  ``split`` referencing ``splits/name``;
+- responsible-AI (RAI) attributes, ``citeAs``, ``datePublished``, a semantic ``version`` and
+  the license.
+
+Versioning (:func:`semver_for`): a dataset's version is MAJOR.MINOR.PATCH; MAJOR changes when
+an existing job changes split or disappears (results on the old splits are not comparable),
+MINOR when jobs are only added, PATCH when the content changed otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlcroissant as mlc
+import numpy as np
+import pandas as pd
+
+from astro_assets.io.atomic import atomic_write_text
+from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS
+from astro_assets.science.transients.splits import SPLITS
+from astro_assets.science.transients.tensors import CHANNELS
+
+__all__ = [
+    "CROISSANT_1_1",
+    "DEFAULT_RAI",
+    "CroissantError",
+    "ValidationReport",
+    "build_croissant",
+    "semver_for",
+    "validate_croissant",
+    "write_croissant",
+]
+
+CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
+_CR = "http://mlcommons.org/croissant/"
+_LABEL = _CR + "Label"
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_SPLIT_URLS = {
+    "train": "cr:TrainingSplit",
+    "validation": "cr:ValidationSplit",
+    "test": "cr:TestSplit",
+}
+_NPY_FORMAT = "https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html"
+
+_FIELD_DESCRIPTIONS: Mapping[str, str] = {
+    "id": "Candidate id within its job (from psfcat.csv).",
+    "jid": "Job id: the job folder name; all candidates of a job share its image tensor.",
+    "x": "Candidate column position, 0-based pixels (pixel centres at integers).",
+    "y": "Candidate row position, 0-based pixels (pixel centres at integers).",
+    "sharpness": "DAOFIND sharpness of the detection on the difference image.",
+    "roundness1": "DAOFIND symmetry-based roundness (SROUND).",
+    "roundness2": "DAOFIND marginal-Gaussian roundness (GROUND).",
+    "npix": "Number of pixels in the detection footprint.",
+    "peak": "Peak pixel value of the detection on the difference image (image units).",
+    "flux": "Candidate flux on the difference image (image units), from psfcat.csv.",
+    "mag": "Instrumental magnitude -2.5 log10(flux); empty when flux <= 0.",
+    "daofind_mag": "DAOFIND magnitude (peak relative to the detection threshold).",
+    "flags": "Quality bit flags from psfcat.csv (producer-defined).",
+    "match": "Id of the matched known transient, -1 when none.",
+    "label": "1 = real transient, 0 = bogus (artifact, subtraction residual or noise).",
+    "image_filename": "Path of the job's (H, W, 4) tensor relative to the dataset folder.",
+    "split": "The job's split (train, validation or test); all candidates of a job share it.",
+    "in_image": "Whether (x, y) lies inside the image; false rows are kept for transparency.",
+}
+
+DEFAULT_RAI: Mapping[str, str | list[str]] = {
+    "data_collection": (
+        "Difference-imaging jobs, one folder per job with a science image, a resampled "
+        "reference image, the difference image, its score (significance) image and the "
+        "candidate catalog psfcat.csv detected on the difference image, as delivered by the "
+        "imaging pipeline. No image was altered other than by the normalization described in "
+        "the preprocessing protocol."
+    ),
+    "data_collection_type": ["Observational data (astronomical imaging pipeline products)"],
+    "data_preprocessing_protocol": [
+        "Each of the four images of a job is ZScale-normalized (IRAF algorithm via astropy "
+        "ZScaleInterval on finite pixels, 1000 samples, contrast 0.25), clipped to [0, 1] and "
+        "stored as float32; NaN and infinite pixels become 0.",
+        "Catalog rows are validated (all columns numeric, positions finite, labels 0 or 1); "
+        "candidates outside the image are kept with in_image = false.",
+        "Jobs are assigned to train/validation/test by a seeded SHA-256 hash of the job id, "
+        "never by candidate, so candidates sharing images never cross splits.",
+    ],
+    "data_annotation_protocol": [
+        "Labels are taken from the label column of each job's psfcat.csv: 1 when the "
+        "candidate was matched by position to a known transient (match >= 0), else 0. "
+        "No visual vetting was added by this pipeline."
+    ],
+    "data_biases": [
+        "The class ratio is the natural one of the catalogs (bogus outnumber real); rebalance "
+        "in the loss or the sampler, not by editing the index.",
+        "Real transients missing from the list used for matching are labelled bogus, and "
+        "faint real transients below the detection threshold are absent.",
+        "Splits are by job; observing conditions (seeing, depth, field density) are not "
+        "stratified across splits.",
+    ],
+    "data_limitations": [
+        "Tensors are full images: cutouts (e.g. 64 x 64 around x, y) are left to the user.",
+        "ZScale normalization is per image and clips: absolute photometry cannot be recovered "
+        "from the tensors; use the catalog columns for fluxes.",
+        "Masked (NaN) pixels are indistinguishable from pixels at or below the lower ZScale "
+        "limit in the tensors.",
+    ],
+    "data_use_cases": [
+        "Training and evaluating real/bogus classifiers for difference-imaging candidates.",
+        "Not validated for photometric or astrometric measurements.",
+    ],
+    "personal_sensitive_information": [
+        "None: the data are images of the sky and detection catalogs; they contain no "
+        "information about people."
+    ],
+    "data_release_maintenance_plan": (
+        "Versions follow semantic versioning: the major version changes when an existing job "
+        "changes split or is removed, the minor version when jobs are added, the patch version "
+        "for any other content change."
+    ),
+}
+"""Default responsible-AI attributes; override per dataset through ``build_croissant(rai=...)``."""
+
+_RAI_ATTRIBUTES = frozenset(
+    {
+        "data_collection",
+        "data_collection_type",
+        "data_collection_missing_data",
+        "data_collection_raw_data",
+        "data_imputation_protocol",
+        "data_preprocessing_protocol",
+        "data_manipulation_protocol",
+        "data_annotation_protocol",
+        "data_annotation_platform",
+        "data_annotation_analysis",
+        "annotations_per_item",
+        "annotator_demographics",
+        "machine_annotation_tools",
+        "data_biases",
+        "data_use_cases",
+        "data_limitations",
+        "data_social_impact",
+        "personal_sensitive_information",
+        "data_release_maintenance_plan",
+    }
+)
+_RAI_SINGLE = frozenset(
+    {
+        "data_collection",
+        "data_collection_missing_data",
+        "data_collection_raw_data",
+        "data_imputation_protocol",
+        "data_manipulation_protocol",
+        "annotations_per_item",
+        "data_social_impact",
+        "data_release_maintenance_plan",
+    }
+)
+
+
+class CroissantError(ValueError):
+    """A dataset folder or argument from which no valid Croissant metadata can be built."""
+
+
+@contextmanager
+def _quiet_rdflib() -> Iterator[None]:
+    """Silence rdflib's deprecation of ConjunctiveGraph, which mlcroissant 1.1.1 still uses."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="ConjunctiveGraph is deprecated", category=DeprecationWarning
+        )
+        yield
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _license_url(license: str) -> str:
+    if license.startswith(("http://", "https://")):
+        return license
+    if not re.fullmatch(r"[A-Za-z0-9.+-]+", license):
+        raise CroissantError(
+            f"license {license!r} is neither a URL nor an SPDX identifier such as CC-BY-4.0"
+        )
+    return f"https://spdx.org/licenses/{license}.html"
+
+
+def _as_date(value: dt.date | dt.datetime | str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError as err:
+        raise CroissantError(f"date_published {value!r} is not an ISO date (YYYY-MM-DD)") from err
+
+
+def _data_types(column: str) -> list[Any]:
+    if column == "label":
+        return [mlc.DataType.INTEGER, _LABEL]
+    if column in ("jid", "image_filename", "split"):
+        return [mlc.DataType.TEXT]
+    if column == "in_image":
+        return [mlc.DataType.BOOL]
+    return [mlc.DataType.FLOAT]
+
+
+def _tensor_shapes(dataset_dir: Path, filenames: Sequence[str]) -> list[tuple[int, ...]]:
+    """Distinct shapes of the referenced tensors, read from the .npy headers only."""
+    missing = [name for name in filenames if not (dataset_dir / name).is_file()]
+    if missing:
+        raise CroissantError(
+            f"{len(missing)} image tensor(s) referenced by the index are missing from "
+            f"{dataset_dir}, e.g. {missing[:3]}; write the job tensors first"
+        )
+    shapes = set()
+    for name in filenames:
+        array = np.load(dataset_dir / name, mmap_mode="r")
+        if array.ndim != 3 or array.shape[2] != len(CHANNELS) or array.dtype != np.float32:
+            raise CroissantError(
+                f"{name} has shape {array.shape} and dtype {array.dtype}; expected "
+                f"(H, W, {len(CHANNELS)}) float32"
+            )
+        shapes.add(tuple(int(n) for n in array.shape))
+        del array
+    return sorted(shapes)
+
+
+def build_croissant(
+    dataset_dir: str | os.PathLike[str],
+    index_csv: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str,
+    date_published: dt.date | dt.datetime | str,
+    cite_as: str,
+    license: str = "CC-BY-4.0",
+    description: str | None = None,
+    url: str | None = None,
+    keywords: Sequence[str] = ("astronomy", "transients", "difference imaging", "real-bogus"),
+    rai: Mapping[str, str | Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Build the Croissant 1.1 JSON-LD of a transient dataset folder.
+
+    Parameters
+    ----------
+    dataset_dir : path-like
+        The dataset folder (holds the index and ``images/``).
+    index_csv : path-like
+        The master index CSV, inside ``dataset_dir``, with exactly the columns
+        ``MASTER_INDEX_COLUMNS``; its SHA-256 is recorded.
+    name : str
+        Dataset name.
+    version : str
+        Semantic version ``MAJOR.MINOR.PATCH`` (see :func:`semver_for`).
+    date_published : date, datetime or ISO string
+    cite_as : str
+        Citation (BibTeX recommended).
+    license : str
+        SPDX identifier (turned into its spdx.org URL) or a license URL.
+    description : str, optional
+        Free text; dataset statistics (jobs, candidates, real fraction, per-split counts,
+        tensor shapes) are appended.
+    url : str, optional
+        Landing page of the dataset.
+    keywords : sequence of str
+    rai : mapping, optional
+        Responsible-AI attributes (names of ``mlcroissant.Metadata`` fields such as
+        ``data_collection`` or ``data_biases``) replacing the entries of ``DEFAULT_RAI``.
+        Describe how *this* data was collected (e.g. that it is synthetic).
+
+    Returns
+    -------
+    dict
+        The JSON-LD, as serialized by ``mlcroissant.Metadata.to_json()``.
+
+    Raises
+    ------
+    CroissantError
+        If the index is outside ``dataset_dir``, its columns differ from the contract, a
+        referenced tensor is missing or malformed, or an argument is invalid.
+    """
+    dataset_dir = Path(dataset_dir).resolve()
+    index_path = Path(index_csv).resolve()
+    if dataset_dir not in index_path.parents:
+        raise CroissantError(f"the index {index_path} must lie inside {dataset_dir}")
+    if not _SEMVER.match(version):
+        raise CroissantError(f"version {version!r} is not semantic (MAJOR.MINOR.PATCH)")
+    unknown_rai = sorted(set(rai or {}) - _RAI_ATTRIBUTES)
+    if unknown_rai:
+        raise CroissantError(
+            f"unknown RAI attribute(s) {unknown_rai}; use some of {sorted(_RAI_ATTRIBUTES)}"
+        )
+    index = pd.read_csv(index_path)
+    if tuple(index.columns) != MASTER_INDEX_COLUMNS:
+        raise CroissantError(
+            f"{index_path} has columns {list(index.columns)}; expected exactly "
+            f"{list(MASTER_INDEX_COLUMNS)} (write it with write_master_index)"
+        )
+    unknown_splits = sorted(set(index["split"].astype(str)) - set(SPLITS))
+    if unknown_splits:
+        raise CroissantError(f"{index_path} uses unknown split name(s) {unknown_splits}")
+    filenames = sorted(set(index["image_filename"].astype(str)))
+    shapes = _tensor_shapes(dataset_dir, filenames)
+    content_url = index_path.relative_to(dataset_dir).as_posix()
+
+    n_jobs = index["jid"].nunique()
+    n_real = int(index["label"].sum())
+    jobs_per_split = index.groupby("split")["jid"].nunique().to_dict()
+    rows_per_split = index["split"].value_counts().to_dict()
+    split_text = ", ".join(
+        f"{split}: {jobs_per_split.get(split, 0)} jobs / {rows_per_split.get(split, 0)} candidates"
+        for split in SPLITS
+    )
+    statistics = (
+        f"{len(index)} candidates from {n_jobs} jobs; {n_real} real "
+        f"({(n_real / len(index) if len(index) else 0.0):.1%}); {split_text}."
+    )
+    channel_text = ", ".join(f"{i}: {channel}" for i, channel in enumerate(CHANNELS))
+    tensor_description = (
+        f"One NumPy .npy file per job, images/<jid>.npy, shape (H, W, {len(CHANNELS)}), "
+        f"float32, C order; last axis = channels ({channel_text}). Each channel is "
+        "ZScale-normalized independently (astropy ZScaleInterval on finite pixels, "
+        "1000 samples, contrast 0.25) to [0, 1]; NaN/inf pixels are 0. Row = y, column = x "
+        "of the catalog. Shapes present: "
+        + ", ".join(str(shape) for shape in shapes)
+        + ". Load with numpy.load(path, mmap_mode='r') and cut around (y, x)."
+    )
+
+    ctx = mlc.Context(conforms_to=CROISSANT_1_1)
+    index_id = content_url
+    index_file = mlc.FileObject(
+        ctx=ctx,
+        id=index_id,
+        name=Path(content_url).name,
+        description="Master index: one row per candidate, with label and split.",
+        content_url=content_url,
+        content_size=f"{index_path.stat().st_size} B",
+        encoding_formats=[mlc.EncodingFormat.CSV],
+        sha256=_sha256(index_path),
+    )
+    tensors = mlc.FileSet(
+        ctx=ctx,
+        id="images",
+        name="images",
+        description=tensor_description,
+        encoding_formats=[_NPY_FORMAT],
+        includes=["images/*.npy"],
+    )
+    split_records = mlc.RecordSet(
+        ctx=ctx,
+        id="splits",
+        name="splits",
+        description="The dataset splits; jobs (not candidates) are split.",
+        data_types=[mlc.DataType.SPLIT],
+        key=["splits/name"],
+        fields=[
+            mlc.Field(ctx=ctx, id="splits/name", name="name", data_types=[mlc.DataType.TEXT]),
+            mlc.Field(
+                ctx=ctx,
+                id="splits/url",
+                name="url",
+                data_types=[mlc.DataType.URL, mlc.DataType.SPLIT],
+            ),
+        ],
+        data=[{"splits/name": s, "splits/url": _SPLIT_URLS[s]} for s in SPLITS],
+    )
+    candidate_fields = []
+    for column in MASTER_INDEX_COLUMNS:
+        references = {"references": mlc.Source(ctx=ctx, field="splits/name")}
+        candidate_fields.append(
+            mlc.Field(
+                ctx=ctx,
+                id=f"candidates/{column}",
+                name=column,
+                description=_FIELD_DESCRIPTIONS[column],
+                data_types=_data_types(column),
+                source=mlc.Source(
+                    ctx=ctx, file_object=index_id, extract=mlc.Extract(ctx=ctx, column=column)
+                ),
+                **(references if column == "split" else {}),
+            )
+        )
+    candidates = mlc.RecordSet(
+        ctx=ctx,
+        id="candidates",
+        name="candidates",
+        description=(
+            "Transient candidates, one record per row of the master index; the image data of "
+            "a candidate is the tensor named by image_filename at (y, x)."
+        ),
+        key=["candidates/jid", "candidates/id"],
+        fields=candidate_fields,
+    )
+    rai_values: dict[str, Any] = dict(DEFAULT_RAI)
+    rai_values.update(rai or {})
+    for key, value in rai_values.items():
+        if key in _RAI_SINGLE:
+            if not isinstance(value, str):
+                raise CroissantError(f"RAI attribute {key} takes one text, got {value!r}")
+        else:
+            rai_values[key] = [value] if isinstance(value, str) else list(value)
+    full_description = f"{description.strip()} {statistics}" if description else statistics
+    with _quiet_rdflib():
+        metadata = mlc.Metadata(
+            ctx=ctx,
+            name=name,
+            description=full_description,
+            url=url,
+            license=[_license_url(license)],
+            version=version,
+            date_published=_as_date(date_published),
+            cite_as=cite_as,
+            keywords=list(keywords),
+            distribution=[index_file, tensors],
+            record_sets=[split_records, candidates],
+            **rai_values,
+        )
+        jsonld = metadata.to_json()
+    return json.loads(json.dumps(jsonld))
+
+
+def write_croissant(path: str | os.PathLike[str], jsonld: Mapping[str, Any]) -> Path:
+    """Write the JSON-LD returned by :func:`build_croissant` to ``path``, atomically."""
+    return atomic_write_text(path, json.dumps(jsonld, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Outcome of :func:`validate_croissant`.
+
+    Attributes
+    ----------
+    conforms_to : str or None
+        The ``conformsTo`` of the document.
+    static_errors, static_warnings : list of str
+        Issues found by mlcroissant's static analysis.
+    record_counts : dict
+        RecordSet id -> number of records generated (dynamic validation).
+    dynamic_errors : list of str
+        Errors raised while generating records (e.g. a file whose SHA-256 differs).
+    """
+
+    conforms_to: str | None
+    static_errors: list[str] = field(default_factory=list)
+    static_warnings: list[str] = field(default_factory=list)
+    record_counts: dict[str, int] = field(default_factory=dict)
+    dynamic_errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no static or dynamic error."""
+        return not self.static_errors and not self.dynamic_errors
+
+    def raise_for_errors(self) -> None:
+        """Raise ``CroissantError`` listing every error, if there is any."""
+        if not self.ok:
+            raise CroissantError(
+                "Croissant validation failed: "
+                + "; ".join([*self.static_errors, *self.dynamic_errors])
+            )
+
+
+def validate_croissant(
+    jsonld_or_path: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    dynamic: bool = True,
+) -> ValidationReport:
+    """Validate Croissant metadata statically and, optionally, dynamically.
+
+    Static validation loads the document with ``mlcroissant.Dataset``. Dynamic validation
+    generates every record of every RecordSet (which reads the files and checks their
+    SHA-256) and counts them. Errors are collected into the report, not raised; call
+    :meth:`ValidationReport.raise_for_errors` to fail on them.
+
+    Parameters
+    ----------
+    jsonld_or_path : mapping or path-like
+        The JSON-LD dict, or the path of ``croissant.json`` (relative file URLs resolve
+        against its folder).
+    base_dir : path-like, optional
+        For a dict: the folder its relative file URLs resolve against (required for dynamic
+        validation of a dict with local files).
+    dynamic : bool
+        Also generate the records.
+
+    Returns
+    -------
+    ValidationReport
+    """
+    if isinstance(jsonld_or_path, Mapping):
+        document = dict(jsonld_or_path)
+        mapping = {}
+        if base_dir is not None:
+            for node in document.get("distribution", []):
+                content_url = node.get("contentUrl")
+                if node.get("@type") == "cr:FileObject" and content_url:
+                    mapping[node["@id"]] = str(Path(base_dir) / content_url)
+        source: Any = document
+    else:
+        path = Path(jsonld_or_path)
+        document = json.loads(path.read_text(encoding="utf-8"))
+        mapping = {}
+        source = str(path)
+    conforms_to = document.get("conformsTo")
+    with _quiet_rdflib():
+        try:
+            dataset = mlc.Dataset(jsonld=source, mapping=mapping or None)
+        except mlc.ValidationError as err:
+            return ValidationReport(conforms_to=conforms_to, static_errors=[str(err)])
+        issues = dataset.metadata.ctx.issues
+        report = ValidationReport(
+            conforms_to=conforms_to,
+            static_errors=sorted(issues.errors),
+            static_warnings=sorted(issues.warnings),
+        )
+        if not dynamic or report.static_errors:
+            return report
+        for record_set in dataset.metadata.record_sets:
+            try:
+                report.record_counts[record_set.uuid] = sum(
+                    1 for _ in dataset.records(record_set=record_set.uuid)
+                )
+            except (mlc.GenerationError, AssertionError, ValueError, OSError) as err:
+                cause = err.__cause__ or err.__context__
+                report.dynamic_errors.append(
+                    f"RecordSet {record_set.uuid!r}: {err}" + (f" ({cause})" if cause else "")
+                )
+    return report
+
+
+def _parse_semver(version: str) -> tuple[int, int, int]:
+    match = _SEMVER.match(version)
+    if not match:
+        raise ValueError(f"version {version!r} is not semantic (MAJOR.MINOR.PATCH)")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def semver_for(
+    previous_version: str | None,
+    previous_split_membership: Mapping[str, str],
+    new_split_membership: Mapping[str, str],
+    *,
+    content_changed: bool = True,
+) -> str:
+    """The dataset version after a rebuild.
+
+    Parameters
+    ----------
+    previous_version : str or None
+        The last published version; None for a first release (returns ``"1.0.0"``).
+    previous_split_membership, new_split_membership : mapping
+        Job id -> split name before and after.
+    content_changed : bool
+        Whether anything else changed (index or tensor content). When False and the
+        memberships are equal, the version is kept.
+
+    Returns
+    -------
+    str
+        MAJOR+1 if a previous job changed split or was removed; else MINOR+1 if jobs were
+        added; else PATCH+1 (or unchanged when ``content_changed`` is False).
+    """
+    if previous_version is None:
+        return "1.0.0"
+    major, minor, patch = _parse_semver(previous_version)
+    moved_or_removed = any(
+        new_split_membership.get(jid) != split for jid, split in previous_split_membership.items()
+    )
+    if moved_or_removed:
+        return f"{major + 1}.0.0"
+    if set(new_split_membership) - set(previous_split_membership):
+        return f"{major}.{minor + 1}.0"
+    if content_changed:
+        return f"{major}.{minor}.{patch + 1}"
+    return previous_version

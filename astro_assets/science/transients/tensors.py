@@ -1,0 +1,180 @@
+"""Four-channel job tensors: science, reference, difference and score, ZScale-normalized.
+
+A job tensor is one ``.npy`` file of shape (H, W, 4), float32, values in [0, 1], channels in the
+order of ``CHANNELS``, each channel normalized independently by
+:func:`~astro_assets.science.transients.zscale.zscale_normalize` (non-finite pixels -> 0.0).
+
+The tensor is written channel by channel into a memory-mapped ``.npy`` file: one input image is
+read, normalized and written into its channel, then released before the next one is read. The
+output is mapped a block of rows at a time, so neither the output nor more than one input image
+is resident in memory at once: a 4090 x 4090 job (a 268 MB tensor) needs about one input image
+(67 MB) plus ZScale's sample buffers. The file is written under a temporary name and renamed when
+complete, so a failed job never leaves a partial tensor behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astro_assets.io.atomic import atomic_path
+from astro_assets.io.fits import image_shape, read_image
+from astro_assets.science.transients.zscale import (
+    ZScaleResult,
+    normalize_rows_into,
+    zscale_limits,
+)
+
+__all__ = ["CHANNELS", "ImageShapeMismatchError", "TensorResult", "write_job_tensor"]
+
+CHANNELS: tuple[str, ...] = ("science", "reference", "difference", "score")
+"""Channel order of a job tensor (last axis)."""
+
+_ROWS_PER_WINDOW = 256
+
+ImageSource = str | os.PathLike[str] | np.ndarray
+
+
+class ImageShapeMismatchError(ValueError):
+    """The four images of a job are not on the same pixel grid."""
+
+
+@dataclass(frozen=True)
+class TensorResult:
+    """A written job tensor.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The ``.npy`` file.
+    shape : tuple of int
+        (H, W, 4).
+    channels : dict
+        Channel name -> :class:`ZScaleResult` (limits, non-finite counts, degenerate flag).
+    nbytes : int
+        Size of the tensor data in bytes (without the ``.npy`` header).
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    channels: dict[str, ZScaleResult]
+    nbytes: int
+
+
+def _shape_of(source: ImageSource) -> tuple[int, ...]:
+    if isinstance(source, np.ndarray):
+        return tuple(source.shape)
+    return image_shape(source)
+
+
+def _load(source: ImageSource) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        return source
+    image, _ = read_image(source)
+    return image
+
+
+def write_job_tensor(
+    out_path: str | os.PathLike[str],
+    images: Mapping[str, ImageSource],
+    *,
+    n_samples: int = 1000,
+    contrast: float = 0.25,
+) -> TensorResult:
+    """Write the (H, W, 4) float32 ZScale tensor of one job, atomically.
+
+    Parameters
+    ----------
+    out_path : path-like
+        Destination ``.npy`` file; parent folders are created; an existing file is replaced
+        only once the new one is complete.
+    images : mapping
+        Exactly the keys of ``CHANNELS``; each value a FITS path (``.fits``/``.fits.gz``, read
+        with :func:`astro_assets.io.fits.read_image`) or a 2-D array of any real dtype (not
+        modified). All four must have the same shape (H, W).
+    n_samples, contrast
+        ZScale parameters, see :func:`~astro_assets.science.transients.zscale.zscale_limits`.
+
+    Returns
+    -------
+    TensorResult
+
+    Raises
+    ------
+    ValueError
+        If ``images`` lacks a channel or has an unknown one, or an array is not 2-D.
+    ImageShapeMismatchError
+        If the four images differ in shape (checked from FITS headers before anything is
+        written); the message lists every shape.
+    NoFinitePixelsError
+        If a channel has no finite pixel (nothing is written).
+    FitsFormatError
+        If a FITS file cannot be read (nothing is written).
+    """
+    missing = [name for name in CHANNELS if name not in images]
+    unknown = sorted(set(images) - set(CHANNELS))
+    if missing or unknown:
+        raise ValueError(
+            f"images must have exactly the channels {list(CHANNELS)}; missing {missing}, "
+            f"unknown {unknown}"
+        )
+    shapes = {name: _shape_of(images[name]) for name in CHANNELS}
+    for name, shape in shapes.items():
+        if len(shape) != 2:
+            raise ValueError(f"channel {name!r} must be a 2-D image, got shape {shape}")
+    if len(set(shapes.values())) != 1:
+        listing = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ImageShapeMismatchError(
+            f"the four images of a job must share one pixel grid, got {listing}; resample them "
+            "onto the science image grid first"
+        )
+    height, width = shapes["science"]
+    tensor_shape = (height, width, len(CHANNELS))
+    channels: dict[str, ZScaleResult] = {}
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tensor_shape)
+        data_offset = header.offset
+        del header
+        row_bytes = width * len(CHANNELS) * np.dtype(np.float32).itemsize
+        for index, name in enumerate(CHANNELS):
+            image = _load(images[name])
+            vmin, vmax = zscale_limits(image, n_samples=n_samples, contrast=contrast)
+            nan_count = inf_count = 0
+            for start in range(0, height, _ROWS_PER_WINDOW):
+                rows = min(_ROWS_PER_WINDOW, height - start)
+                # Mapping a window of rows at a time keeps the output's resident pages bounded;
+                # a whole-tensor map would hold all 4 channels' pages while writing each one.
+                window = np.memmap(
+                    tmp,
+                    dtype=np.float32,
+                    mode="r+",
+                    offset=data_offset + start * row_bytes,
+                    shape=(rows, width, len(CHANNELS)),
+                )
+                nans, infs = normalize_rows_into(
+                    image[start : start + rows], window[:, :, index], vmin, vmax
+                )
+                # No msync per window: unmapping keeps the dirty pages in the page cache, and
+                # the atomic writer fsyncs the whole file once before renaming it.
+                del window
+                nan_count += nans
+                inf_count += infs
+            channels[name] = ZScaleResult(
+                vmin=vmin,
+                vmax=vmax,
+                nan_count=nan_count,
+                inf_count=inf_count,
+                degenerate=vmax == vmin,
+            )
+            del image
+    return TensorResult(
+        path=out_path,
+        shape=tensor_shape,
+        channels=channels,
+        nbytes=height * row_bytes,
+    )
