@@ -63,7 +63,8 @@ def materialize_selection(
     """Materialize ``selection`` (Dagster asset-selection syntax; default all).
 
     Partitioned assets run once per partition (``partition``, or every registered key of their
-    dynamic partitions), before the unpartitioned assets, which depend on them.
+    dynamic partitions), or in one run over all keys when their backfill policy is single-run,
+    before the unpartitioned assets, which depend on them.
     """
     defs = defs or default_defs
     graph = defs.resolve_asset_graph()
@@ -76,13 +77,19 @@ def materialize_selection(
     run_resources = resources if resources is not None else dict(defs.resources or {})
     outcome = MaterializeOutcome()
 
-    def run(selected: list[dg.AssetKey], partition_key: str | None, scope: str) -> None:
+    def run(
+        selected: list[dg.AssetKey],
+        partition_key: str | None,
+        scope: str,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         result = dg.materialize(
             everything,
             selection=selected,
             partition_key=partition_key,
             instance=instance,
             resources=run_resources,
+            tags=tags,
             raise_on_error=False,
         )
         outcome.runs.append((result.run_id, scope, result.success))
@@ -101,6 +108,21 @@ def materialize_selection(
         if not partition_keys:
             outcome.skipped.append(f"{partitions_name}: no partitions registered (run ingest)")
         names = ", ".join(k.to_user_string() for k in asset_keys)
+        single_run = all(
+            graph.get(k).backfill_policy == dg.BackfillPolicy.single_run() for k in asset_keys
+        )
+        if single_run and len(partition_keys) > 1:
+            first, last = partition_keys[0], partition_keys[-1]
+            run(
+                asset_keys,
+                None,
+                f"{names} [{partitions_name}/{first}..{last}, {len(partition_keys)} partitions]",
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                },
+            )
+            continue
         for partition_key in partition_keys:
             run(asset_keys, partition_key, f"{names} [{partitions_name}/{partition_key}]")
     if unpartitioned:

@@ -121,6 +121,7 @@ def run_case(params: SolarVideoParams) -> dict:
     transmission = np.where(lit, truth.transmission, np.float32(1.0))
     scores = metrics.mask_scores(detection.core, support)
     errors = metrics.flat_errors(flat.flat, transmission, support)
+    found = metrics.flat_errors(flat.flat, transmission, support & detection.core)
     false_pos = metrics.false_positive_area(
         detection.core, support, feature_support(truth, support.shape)
     )
@@ -132,6 +133,7 @@ def run_case(params: SolarVideoParams) -> dict:
         "dwr": metrics.deficit_weighted_recall(detection.core, transmission),
         "flat_rms": errors["rms"],
         "flat_max": errors["max_abs"],
+        "found_rms": found["rms"],
         "unity": metrics.unity_outside(flat.flat, mask),
         "fp_fraction": false_pos["fraction"],
         "fp_on_features": false_pos["on_features_px"] / max(false_pos["px"], 1.0),
@@ -157,17 +159,18 @@ def summarize(rows: list[dict]) -> dict:
 def quality_table(results: dict[str, dict], seeds: list[int], shape) -> str:
     header = (
         "| case | IoU | precision | recall | deficit-weighted recall | flat rms in dust | "
-        "flat max in dust | F == 1 outside mask | false-positive area | masked | drift px | "
-        "drift verdict ok | detect + inpaint s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "flat max in dust | flat rms in detected dust | F == 1 outside mask | "
+        "false-positive area | masked | drift px | drift verdict ok | detect + inpaint s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for name, s in results.items():
         dust_cols = (
             f"{s['iou']:.2f} | {s['precision']:.2f} | {s['recall']:.2f} | {s['dwr']:.2f} | "
-            f"{100 * s['flat_rms']:.2f} % | {100 * s['flat_max']:.1f} %"
+            f"{100 * s['flat_rms']:.2f} % | {100 * s['flat_max']:.1f} % | "
+            f"{100 * s['found_rms']:.2f} %"
             if s["has_dust"]
-            else "- | - | - | - | - | -"
+            else "- | - | - | - | - | - | -"
         )
         lines.append(
             f"| {name} | {dust_cols} | {s['unity']:.4f} | {100 * s['fp_fraction']:.3f} % | "

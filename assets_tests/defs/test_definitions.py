@@ -4,30 +4,101 @@ import dagster as dg
 
 from astro_assets.definitions import defs
 
+FLATFIELD = [
+    "ser_median",
+    "dust_mask",
+    "inpainted",
+    "matched_inpaint",
+    "final_flatfield",
+    "calibrated_video",
+]
+TRANSIENTS = ["job_tensors", "master_index", "croissant_metadata", "cnn_model"]
+
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
-def test_asset_keys_and_groups():
+def test_asset_keys_groups_and_partitions():
     graph = defs.resolve_asset_graph()
-    groups = {
-        key.to_user_string(): graph.get(key).group_name for key in graph.materializable_asset_keys
+    nodes = {key.to_user_string(): graph.get(key) for key in graph.materializable_asset_keys}
+    assert sorted(nodes) == sorted(FLATFIELD + TRANSIENTS)
+    for name in FLATFIELD:
+        assert nodes[name].group_name == "flatfield"
+        assert nodes[name].partitions_def.name == "ser_files"
+    for name in TRANSIENTS:
+        assert nodes[name].group_name == "transients"
+    assert nodes["job_tensors"].partitions_def.name == "jids"
+    assert nodes["job_tensors"].backfill_policy == dg.BackfillPolicy.single_run()
+    for name in ["master_index", "croissant_metadata", "cnn_model"]:
+        assert nodes[name].partitions_def is None
+
+
+def test_lineage_edges():
+    graph = defs.resolve_asset_graph()
+
+    def parents(name):
+        return sorted(k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys)
+
+    assert parents("dust_mask") == ["ser_median"]
+    assert parents("inpainted") == ["dust_mask", "ser_median"]
+    assert parents("matched_inpaint") == ["dust_mask", "inpainted", "ser_median"]
+    assert parents("final_flatfield") == ["dust_mask", "matched_inpaint", "ser_median"]
+    assert parents("calibrated_video") == ["final_flatfield"]
+    assert parents("master_index") == ["job_tensors"]
+    assert parents("croissant_metadata") == ["master_index"]
+    assert parents("cnn_model") == ["croissant_metadata"]
+
+
+def test_checks_and_which_block():
+    graph = defs.resolve_asset_graph()
+    checks = {key.name: key.asset_key.to_user_string() for key in graph.asset_check_keys}
+    assert checks == {
+        "final_flatfield_clean_area_is_unity": "final_flatfield",
+        "final_flatfield_finite_positive": "final_flatfield",
+        "dust_mask_coverage": "dust_mask",
+        "matched_inpaint_matches_clean_area": "matched_inpaint",
+        "inpainted_unchanged_outside_mask": "inpainted",
+        "job_tensors_in_unit_range": "job_tensors",
+        "master_index_schema": "master_index",
+        "croissant_valid": "croissant_metadata",
+        "cnn_model_beats_baseline": "cnn_model",
+        "cnn_model_auc_above_threshold": "cnn_model",
     }
-    assert groups["ser_median"] == "flatfield"
+    blocking = {
+        spec.name
+        for checks_def in defs.asset_checks
+        for spec in checks_def.check_specs
+        if spec.blocking
+    }
+    assert blocking == {
+        "final_flatfield_clean_area_is_unity",
+        "final_flatfield_finite_positive",
+        "matched_inpaint_matches_clean_area",
+        "inpainted_unchanged_outside_mask",
+        "job_tensors_in_unit_range",
+        "master_index_schema",
+        "croissant_valid",
+    }
 
 
-def test_flatfield_assets_are_partitioned_per_ser_file():
-    graph = defs.resolve_asset_graph()
-    partitions = graph.get(dg.AssetKey("ser_median")).partitions_def
-    assert isinstance(partitions, dg.DynamicPartitionsDefinition)
-    assert partitions.name == "ser_files"
-
-
-def test_sensors_and_jobs():
+def test_sensors_schedules_and_jobs():
     assert defs.resolve_sensor_def("ser_files_sensor").job_name == "flatfield_job"
-    assert defs.resolve_job_def("flatfield_job") is not None
+    assert defs.resolve_sensor_def("jids_sensor").job_name == "job_tensors_job"
+    assert {s.name for s in defs.schedules} == {"dataset_nightly", "cnn_model_weekly"}
+    for name in ["flatfield_job", "job_tensors_job", "dataset_job", "cnn_model_job"]:
+        assert defs.resolve_job_def(name) is not None
 
 
 def test_resources_are_bound():
-    assert "data_store" in defs.resources
+    assert set(defs.resources) == {"data_store", "dust_eye"}
+
+
+def test_gemini_calls_share_one_pool():
+    graph = defs.resolve_asset_graph()
+    pools = {
+        key.to_user_string(): graph.get(key).pools
+        for key in graph.materializable_asset_keys
+        if graph.get(key).pools
+    }
+    assert pools == {"dust_mask": {"gemini"}, "inpainted": {"gemini"}}

@@ -71,8 +71,13 @@ class DustDetectionParams:
         Pixels whose deficit exceeds this many sigma (either sign) are left out of the
         background fit.
     dark_fraction : float
-        Pixels darker than this fraction of the bright level (99th percentile) are off-target
-        (sky), unless they form a hole inside the target no larger than the largest dust disc.
+        Pixels darker than this fraction of the bright level (99th percentile) are not used
+        (sky, and the steep outer edge of the limb), unless they form a hole inside the target
+        no larger than the largest dust disc (an opaque shadow).
+    limb_fraction : float
+        The edge of the target (the limb) is where the median falls below this fraction of the
+        bright level; the background model follows limb darkening with a term in the square
+        root of the distance to it.
     limb_margin_px : float
         Band along the edge of the target excluded from detection: limb darkening is steepest
         there and seeing blurs it.
@@ -101,6 +106,7 @@ class DustDetectionParams:
     grow_sigma: float = 2.5
     outlier_sigma: float = 3.0
     dark_fraction: float = 0.4
+    limb_fraction: float = 0.15
     limb_margin_px: float = 4.0
     saturation_level: float | None = None
     min_area_px: float = 20.0
@@ -131,6 +137,11 @@ class DustDetectionParams:
             raise ValueError(f"outlier_sigma must be > 0, got {self.outlier_sigma}.")
         if not 0.0 <= self.dark_fraction < 1.0:
             raise ValueError(f"dark_fraction must lie in [0, 1), got {self.dark_fraction}.")
+        if not 0.0 <= self.limb_fraction <= self.dark_fraction:
+            raise ValueError(
+                f"limb_fraction must lie in [0, dark_fraction={self.dark_fraction}], got "
+                f"{self.limb_fraction}."
+            )
         if not self.limb_margin_px >= 0:
             raise ValueError(f"limb_margin_px must be >= 0, got {self.limb_margin_px}.")
         if self.min_area_px < 1:
@@ -298,7 +309,10 @@ def _usable_pixels(
         usable = usable & (distance > params.limb_margin_px)
     if user_valid is not None:
         usable = usable & user_valid
-    return usable, on_target
+    # The limb itself (for the limb coordinate) is where the light falls to the sky, not the
+    # conservative usable threshold: limb darkening already dims the edge to ~0.3-0.5.
+    disc = ndimage.binary_fill_holes(data > params.limb_fraction * level) | on_target
+    return usable, disc
 
 
 _POLY_TERMS = ((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2))
@@ -667,8 +681,8 @@ def detect_dust(
     radii = _filter_radii(params, data.shape)
     sigma = min(params.background_sigma_px, min(data.shape) / 6.0)
     sigma = max(sigma, 0.75 * radii[-1])
-    usable, on_target = _usable_pixels(data, params, radii[-1], user_valid)
-    limb = _limb_coordinate(on_target, sigma)
+    usable, disc = _usable_pixels(data, params, radii[-1], user_valid)
+    limb = _limb_coordinate(disc, sigma)
     empty = np.zeros(data.shape, dtype=bool)
     if not usable.any():
         return DustDetection(

@@ -1,0 +1,178 @@
+"""The transient dataset graph materialized in a test instance, from generated job folders."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from astro_assets.defs.transients import assets as transient_assets
+from astro_assets.defs.transients import defs as transients_defs
+from astro_assets.materialize import materialize_selection
+from astro_assets.samples import generate_jobs, read_truth
+from astro_assets.science.transients.croissant import validate_croissant
+
+ASSETS = list(transients_defs.assets) + list(transients_defs.asset_checks)
+N_JOBS = 5
+
+
+@pytest.fixture
+def jobs(layout, instance) -> list[str]:
+    folders = generate_jobs(layout.incoming_jobs, N_JOBS, size=128, seed=11)
+    jids = [folder.name for folder in folders]
+    instance.add_dynamic_partitions("jids", jids)
+    return jids
+
+
+def _defs(data_store) -> dg.Definitions:
+    return dg.Definitions(assets=ASSETS, resources={"data_store": data_store})
+
+
+def _check_results(instance) -> dict[str, list[bool]]:
+    results: dict[str, list[bool]] = {}
+    for run in instance.get_runs():
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is not None and event.event_type_value == "ASSET_CHECK_EVALUATION":
+                data = event.event_specific_data
+                results.setdefault(data.check_name, []).append(data.passed)
+    return results
+
+
+def _materialize_all(instance, data_store):
+    return materialize_selection(
+        instance, defs=_defs(data_store), resources={"data_store": data_store}
+    )
+
+
+def test_truth_round_trips_through_tensors_index_and_croissant(instance, data_store, layout, jobs):
+    outcome = _materialize_all(instance, data_store)
+    assert outcome.succeeded, outcome.lines()
+    # job_tensors ran as ONE run over all jobs (single-run backfill), then the dataset assets.
+    assert len(outcome.runs) == 2
+    assert f"{N_JOBS} partitions" in outcome.runs[0][1]
+    checks = _check_results(instance)
+    assert checks == {
+        "job_tensors_in_unit_range": [True],
+        "master_index_schema": [True],
+        "croissant_valid": [True],
+    }
+    dataset = layout.dataset_dir
+    index = pd.read_csv(dataset / "master_index.csv")
+    assert sorted(index["jid"].unique()) == jobs
+    for jid in jobs:
+        truth = read_truth(layout.incoming_jobs, jid)
+        rows = index[index["jid"] == jid]
+        radius = truth["params"]["match_radius_px"]
+        for row in rows.itertuples():
+            distances = [np.hypot(row.x - t["x"], row.y - t["y"]) for t in truth["transients"]]
+            near = bool(distances) and min(distances) <= radius
+            assert row.label == int(near), (jid, row.id)
+        tensor = np.load(dataset / "images" / f"{jid}.npy", mmap_mode="r")
+        assert tensor.shape == (128, 128, 4)
+        assert tensor.dtype == np.float32
+    assert (index.groupby("jid")["split"].nunique() == 1).all()
+    parquet = pd.read_parquet(dataset / "master_index.parquet")
+    pd.testing.assert_frame_equal(parquet.reset_index(drop=True), index, check_dtype=False)
+    report = validate_croissant(dataset / "croissant.json", base_dir=dataset)
+    assert report.ok
+    assert report.conforms_to == "http://mlcommons.org/croissant/1.1"
+    assert report.record_counts["candidates"] == len(index)
+    assert json.loads((dataset / "croissant.json").read_text())["version"] == "1.0.0"
+
+
+def test_rebuilding_without_changes_is_a_patch_and_adding_jobs_is_minor(
+    instance, data_store, layout, jobs
+):
+    assert _materialize_all(instance, data_store).succeeded
+    dataset = layout.dataset_dir
+    select = "croissant_metadata"
+    assert materialize_selection(
+        instance, selection=select, defs=_defs(data_store), resources={"data_store": data_store}
+    ).succeeded
+    assert json.loads((dataset / "croissant.json").read_text())["version"] == "1.0.0"
+    more = generate_jobs(layout.incoming_jobs, N_JOBS + 3, size=128, seed=11)[N_JOBS:]
+    instance.add_dynamic_partitions("jids", [folder.name for folder in more])
+    assert _materialize_all(instance, data_store).succeeded
+    version = json.loads((dataset / "croissant.json").read_text())["version"]
+    assert version.split(".")[0] in {"1", "2"}
+    assert version != "1.0.0"
+
+
+def test_a_broken_tensor_fails_the_blocking_check(instance, data_store, layout, jobs, monkeypatch):
+    real = transient_assets.write_job_tensor
+
+    def broken(out_path, images, **kwargs):
+        result = real(out_path, images, **kwargs)
+        tensor = np.load(out_path, mmap_mode="r+")
+        tensor[0, 0, 0] = 1.5
+        tensor.flush()
+        return result
+
+    monkeypatch.setattr(transient_assets, "write_job_tensor", broken)
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        partition_key=jobs[0],
+        selection=["job_tensors"],
+        raise_on_error=False,
+    )
+    assert not result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed is False
+    assert "outside [0, 1]" in json.dumps(evaluation.metadata["problems"].value)
+
+
+def test_a_broken_index_fails_its_check_and_blocks_croissant(
+    instance, data_store, layout, jobs, monkeypatch
+):
+    outcome = materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    )
+    assert outcome.succeeded
+    real = transient_assets.build_master_index
+
+    def leaking(frames, splits):
+        index = real(frames, splits)
+        first = index["jid"] == index["jid"].iloc[0]
+        index.loc[first.idxmax(), "split"] = (
+            "test" if splits[index["jid"].iloc[0]] != "test" else "train"
+        )
+        return index
+
+    monkeypatch.setattr(transient_assets, "build_master_index", leaking)
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["master_index", "croissant_metadata"],
+        raise_on_error=False,
+    )
+    assert not result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "master_index_schema"
+    assert evaluation.passed is False
+    assert "jobs in more than one split" in json.dumps(evaluation.metadata["problems"].value)
+    assert result.asset_materializations_for_node("croissant_metadata") == []
+    assert not (layout.dataset_dir / "croissant.json").exists()
+
+
+def test_a_job_missing_a_file_fails_naming_it(instance, data_store, layout, jobs):
+    (layout.incoming_jobs / jobs[1] / "diffimage_masked.fits").unlink()
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        partition_key=jobs[1],
+        selection=["job_tensors"],
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "diffimage_masked.fits" in str(failure.step_failure_data.error)
+    assert not layout.job_tensor_file(jobs[1]).exists()

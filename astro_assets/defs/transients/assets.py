@@ -1,0 +1,256 @@
+"""The AI-ready transient dataset: per-job tensors, the master index and its Croissant record."""
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pydantic
+
+from astro_assets.defs.previews import path_value
+from astro_assets.defs.transients.partitions import jids_partitions
+from astro_assets.io.atomic import atomic_path, atomic_write_text
+from astro_assets.io.fits import IMAGE_ROLES, job_file_paths
+from astro_assets.io.images import thumbnail_markdown
+from astro_assets.resources.storage import DataStore
+from astro_assets.science.transients.candidates import (
+    build_master_index,
+    read_psfcat,
+    write_master_index,
+)
+from astro_assets.science.transients.croissant import (
+    DEFAULT_RAI,
+    build_croissant,
+    semver_for,
+    write_croissant,
+)
+from astro_assets.science.transients.splits import split_counts, split_table
+from astro_assets.science.transients.tensors import CHANNELS, write_job_tensor
+
+CANDIDATES_DIR = "candidates"
+INDEX_CSV = "master_index.csv"
+INDEX_PARQUET = "master_index.parquet"
+CROISSANT_FILE = "croissant.json"
+PUBLISHED_SPLITS_FILE = "published_splits.json"
+
+
+def candidates_file(data_store: DataStore, jid: str):
+    return data_store.layout.dataset_dir / CANDIDATES_DIR / f"{jid}.csv"
+
+
+def _channel_strip(tensor: np.ndarray, max_side: int = 128) -> np.ndarray:
+    """The four channels side by side, subsampled to about ``max_side`` pixels high."""
+    step = max(1, int(np.ceil(max(tensor.shape[:2]) / max_side)))
+    small = np.asarray(tensor[::step, ::step, :], dtype=np.float32)
+    return np.concatenate(
+        [np.rint(np.clip(small[..., c], 0, 1) * 255).astype(np.uint8) for c in range(4)], axis=1
+    )
+
+
+@dg.asset(
+    partitions_def=jids_partitions,
+    group_name="transients",
+    code_version="1",
+    kinds={"numpy", "fits"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.MaterializeResult:
+    """Each job's four FITS images, ZScale-normalized into ``images/<jid>.npy``.
+
+    The tensor is (H, W, 4) float32 in [0, 1], channels science, reference, difference, score,
+    written channel by channel through a memory map. The job's ``psfcat.csv`` is validated and
+    kept as ``candidates/<jid>.csv`` for ``master_index``. A backfill of many jobs runs as one
+    run (single-run backfill policy), processing its jobs one after the other.
+    """
+    layout = data_store.layout
+    summaries = {}
+    for jid in context.partition_keys:
+        files = job_file_paths(layout.job_dir(jid))
+        result = write_job_tensor(
+            layout.job_tensor_file(jid), {role: files[role] for role in IMAGE_ROLES}
+        )
+        candidates = read_psfcat(files["catalog"], jid=jid, image_shape=result.shape[:2])
+        with atomic_path(candidates_file(data_store, jid)) as tmp:
+            candidates.to_csv(tmp, index=False)
+        labels = candidates["label"].value_counts().to_dict()
+        summaries[jid] = {
+            "shape": list(result.shape),
+            "candidates": len(candidates),
+            "real": int(labels.get(1, 0)),
+            "bogus": int(labels.get(0, 0)),
+            "outside_image": int((~candidates["in_image"]).sum()),
+            "channels": {
+                name: dataclasses.asdict(zscale) for name, zscale in result.channels.items()
+            },
+        }
+        context.log.info(f"{jid}: {result.shape} tensor, {len(candidates)} candidates")
+    last = context.partition_keys[-1]
+    tensor = np.load(layout.job_tensor_file(last), mmap_mode="r")
+    metadata: dict[str, object] = {
+        "jobs": len(summaries),
+        "candidates": sum(s["candidates"] for s in summaries.values()),
+        "real": sum(s["real"] for s in summaries.values()),
+        "bogus": sum(s["bogus"] for s in summaries.values()),
+        "per_job": dg.MetadataValue.json(summaries),
+        "preview": dg.MetadataValue.md(
+            thumbnail_markdown(
+                _channel_strip(tensor), max_size=512, alt=f"{last}: {', '.join(CHANNELS)}"
+            )
+        ),
+    }
+    if len(summaries) == 1:
+        (summary,) = summaries.values()
+        metadata["shape"] = str(tuple(summary["shape"]))
+        metadata["nan_counts"] = dg.MetadataValue.json(
+            {name: ch["nan_count"] for name, ch in summary["channels"].items()}
+        )
+        metadata["zscale_limits"] = dg.MetadataValue.json(
+            {name: [ch["vmin"], ch["vmax"]] for name, ch in summary["channels"].items()}
+        )
+        metadata["path"] = path_value(layout.job_tensor_file(last))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class MasterIndexConfig(dg.Config):
+    split_seed: int = pydantic.Field(
+        default=0, description="Seed of the hash assigning jobs to splits."
+    )
+    train_fraction: float = 0.7
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+def _table_schema(index: pd.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in index.dtypes.items()]
+    )
+
+
+@dg.asset(
+    group_name="transients",
+    deps=[job_tensors],
+    code_version="1",
+    kinds={"pandas", "parquet"},
+)
+def master_index(
+    context: dg.AssetExecutionContext, config: MasterIndexConfig, data_store: DataStore
+) -> dg.MaterializeResult:
+    """One row per candidate of every job: ``master_index.csv`` (+ ``.parquet``).
+
+    The seed's columns, then ``split`` (train / validation / test, assigned per job by a seeded
+    hash of the jid, never per candidate) and ``in_image``.
+    """
+    registered = context.instance.get_dynamic_partitions(jids_partitions.name)
+    present = [jid for jid in registered if candidates_file(data_store, jid).exists()]
+    missing = sorted(set(registered) - set(present))
+    if not present:
+        raise ValueError(
+            "no job has been materialized yet: materialize job_tensors for at least one job"
+        )
+    if missing:
+        context.log.warning(
+            f"{len(missing)} registered job(s) have no tensors yet and are left out: "
+            f"{', '.join(missing[:20])}"
+        )
+    splits = split_table(
+        present,
+        seed=config.split_seed,
+        fractions=(config.train_fraction, config.validation_fraction, config.test_fraction),
+    )
+    frames = [pd.read_csv(candidates_file(data_store, jid)) for jid in present]
+    index = build_master_index(frames, splits)
+    dataset = data_store.layout.dataset_dir
+    write_master_index(index, dataset / INDEX_CSV, dataset / INDEX_PARQUET)
+    counts = (
+        index.groupby(["split", "label"]).size().rename("rows").reset_index().to_dict("records")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(index),
+            "jobs": len(present),
+            "jobs_left_out": dg.MetadataValue.json(missing),
+            "jobs_per_split": dg.MetadataValue.json(split_counts(splits)),
+            "rows_per_split_and_label": dg.MetadataValue.json(counts),
+            "real_fraction": float(index["label"].mean()) if len(index) else 0.0,
+            "dagster/column_schema": _table_schema(index),
+            "dagster/row_count": len(index),
+            "path": path_value(dataset / INDEX_CSV),
+        }
+    )
+
+
+class CroissantConfig(dg.Config):
+    name: str = "astro-assets-transients"
+    license: str = "CC-BY-4.0"
+    cite_as: str = pydantic.Field(
+        default="astro_assets transient real/bogus dataset",
+        description="Citation text (citeAs) for users of the dataset.",
+    )
+    url: str | None = None
+    data_collection: str | None = pydantic.Field(
+        default=None,
+        description="How this data was collected (RAI); unset keeps the pipeline's default text. "
+        "Say so when the jobs are synthetic.",
+    )
+
+
+@dg.asset(
+    group_name="transients",
+    deps=[master_index],
+    code_version="1",
+    kinds={"json"},
+)
+def croissant_metadata(
+    context: dg.AssetExecutionContext, config: CroissantConfig, data_store: DataStore
+) -> dg.MaterializeResult:
+    """``croissant.json``: the dataset described in MLCommons Croissant 1.1 by mlcroissant.
+
+    The version is semver: major when the split of an already published job changes, minor when
+    jobs are added, patch otherwise.
+    """
+    dataset = data_store.layout.dataset_dir
+    index = pd.read_csv(dataset / INDEX_CSV, usecols=["jid", "split"]).drop_duplicates()
+    membership = dict(zip(index["jid"], index["split"], strict=True))
+    published = dataset / PUBLISHED_SPLITS_FILE
+    previous = json.loads(published.read_text()) if published.exists() else {}
+    index_sha256 = hashlib.sha256((dataset / INDEX_CSV).read_bytes()).hexdigest()
+    version = semver_for(
+        previous.get("version"),
+        previous.get("splits", {}),
+        membership,
+        content_changed=index_sha256 != previous.get("index_sha256"),
+    )
+    rai = dict(DEFAULT_RAI)
+    if config.data_collection:
+        rai["data_collection"] = config.data_collection
+    jsonld = build_croissant(
+        dataset,
+        dataset / INDEX_CSV,
+        name=config.name,
+        version=version,
+        date_published=dt.date.today(),
+        cite_as=config.cite_as,
+        license=config.license,
+        url=config.url,
+        rai=rai,
+    )
+    target = write_croissant(dataset / CROISSANT_FILE, jsonld)
+    atomic_write_text(
+        published,
+        json.dumps(
+            {"version": version, "index_sha256": index_sha256, "splits": membership}, indent=1
+        ),
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "previous_version": previous.get("version") or "none",
+            "conforms_to": jsonld.get("conformsTo", ""),
+            "license": config.license,
+            "record_sets": dg.MetadataValue.json([rs["@id"] for rs in jsonld.get("recordSet", [])]),
+            "path": path_value(target),
+        }
+    )

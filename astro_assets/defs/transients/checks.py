@@ -1,0 +1,127 @@
+"""Blocking checks that guard the dataset: unit-range tensors, a sound index, valid Croissant."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from astro_assets.defs.transients.assets import (
+    CROISSANT_FILE,
+    INDEX_CSV,
+    croissant_metadata,
+    job_tensors,
+    master_index,
+)
+from astro_assets.defs.transients.partitions import jids_partitions
+from astro_assets.resources.storage import DataStore
+from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS
+from astro_assets.science.transients.croissant import validate_croissant
+from astro_assets.science.transients.splits import SPLITS
+
+ROWS_PER_BLOCK = 512
+
+
+def tensor_problems(path: Path) -> list[str]:
+    """What is wrong with a job tensor file, read in row blocks through a memory map."""
+    tensor = np.load(path, mmap_mode="r")
+    problems = []
+    if tensor.ndim != 3 or tensor.shape[2] != 4:
+        problems.append(f"shape {tensor.shape} is not (H, W, 4)")
+    if tensor.dtype != np.float32:
+        problems.append(f"dtype {tensor.dtype} is not float32")
+    if problems:
+        return problems
+    bad = 0
+    for start in range(0, tensor.shape[0], ROWS_PER_BLOCK):
+        block = np.asarray(tensor[start : start + ROWS_PER_BLOCK])
+        bad += int(np.count_nonzero(~((block >= 0) & (block <= 1))))
+    if bad:
+        problems.append(f"{bad} values are NaN or outside [0, 1]")
+    return problems
+
+
+@dg.asset_check(
+    asset=job_tensors,
+    partitions_def=jids_partitions,
+    blocking=True,
+    description="Each tensor is (H, W, 4) float32 with every value finite and in [0, 1].",
+)
+def job_tensors_in_unit_range(
+    context: dg.AssetCheckExecutionContext, data_store: DataStore
+) -> dg.AssetCheckResult:
+    problems = {}
+    for jid in context.partition_keys:
+        found = tensor_problems(data_store.layout.job_tensor_file(jid))
+        if found:
+            problems[jid] = found
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"jobs_checked": len(context.partition_keys), "problems": problems},
+    )
+
+
+def index_problems(index: pd.DataFrame, dataset_dir: Path) -> list[str]:
+    """Schema, label, file and split-leak problems of a master index."""
+    problems = []
+    missing = [c for c in MASTER_INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        return [f"missing columns: {', '.join(missing)}"]
+    for column in ["x", "y", "sharpness", "flux", "mag"]:
+        if not pd.api.types.is_float_dtype(index[column]):
+            problems.append(f"column {column} has dtype {index[column].dtype}, expected float")
+    if not set(index["label"].unique()) <= {0, 1}:
+        problems.append(f"labels outside {{0, 1}}: {sorted(set(index['label'].unique()) - {0, 1})}")
+    unknown_splits = set(index["split"].unique()) - set(SPLITS)
+    if unknown_splits:
+        problems.append(f"unknown splits: {sorted(unknown_splits)}")
+    splits_per_job = index.groupby("jid")["split"].nunique()
+    leaking = sorted(splits_per_job[splits_per_job > 1].index)
+    if leaking:
+        problems.append(f"jobs in more than one split: {', '.join(leaking[:20])}")
+    absent = [f for f in index["image_filename"].unique() if not (dataset_dir / f).is_file()]
+    if absent:
+        problems.append(f"image files missing: {', '.join(absent[:20])}")
+    return problems
+
+
+@dg.asset_check(
+    asset=master_index,
+    blocking=True,
+    description="Columns and dtypes as documented, labels in {0, 1}, every image_filename "
+    "exists, and no job is in two splits.",
+)
+def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
+    dataset = data_store.layout.dataset_dir
+    index = pd.read_csv(dataset / INDEX_CSV)
+    problems = index_problems(index, dataset)
+    return dg.AssetCheckResult(
+        passed=not problems, metadata={"rows": len(index), "problems": problems}
+    )
+
+
+@dg.asset_check(
+    asset=croissant_metadata,
+    blocking=True,
+    description="mlcroissant finds no static error, records of every RecordSet generate, and "
+    "the candidate records number exactly the index's rows.",
+)
+def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
+    dataset = data_store.layout.dataset_dir
+    report = validate_croissant(dataset / CROISSANT_FILE, base_dir=dataset)
+    rows = len(pd.read_csv(dataset / INDEX_CSV, usecols=["id"]))
+    candidates = report.record_counts.get("candidates")
+    return dg.AssetCheckResult(
+        passed=report.ok and candidates == rows,
+        metadata={
+            "conforms_to": report.conforms_to or "missing",
+            "static_errors": report.static_errors,
+            "static_warnings": report.static_warnings,
+            "dynamic_errors": report.dynamic_errors,
+            "record_counts": report.record_counts,
+            "index_rows": rows,
+        },
+    )
+
+
+transients_checks = [job_tensors_in_unit_range, master_index_schema, croissant_valid]
