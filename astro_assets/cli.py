@@ -82,6 +82,15 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0 if outcome.succeeded else 1
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from astro_assets.science.transients.scoring import score_candidates, write_scores
+
+    scores = score_candidates(args.model, args.dataset, device=args.device)
+    write_scores(scores, args.out)
+    print(f"scored {len(scores)} candidates -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="astro-assets",
@@ -120,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one partition key; default: every registered partition of the selected assets",
     )
     materialize.set_defaults(func=cmd_materialize)
+
+    score = sub.add_parser("score", help="score every candidate of a dataset with a trained model")
+    score.add_argument("--model", required=True, help="model folder (data/models/cnn_model)")
+    score.add_argument("--dataset", required=True, help="dataset folder with master_index.csv")
+    score.add_argument("--out", required=True, help="CSV to write: jid,id,score")
+    score.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    score.set_defaults(func=cmd_score)
     return parser
 
 

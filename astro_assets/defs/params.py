@@ -34,6 +34,14 @@ def _field_docs(params_cls: type) -> dict[str, str]:
     return docs
 
 
+def _config_type(hint: Any) -> Any:
+    """Dagster config has lists, not tuples: ``tuple[X, ...]`` becomes ``list[X]``."""
+    if typing.get_origin(hint) is tuple:
+        (item, *_rest) = typing.get_args(hint)
+        return list[item]
+    return hint
+
+
 def config_class(
     *params_classes: type, name: str, doc: str, extra: dict[str, Any] | None = None
 ) -> type:
@@ -50,8 +58,10 @@ def config_class(
             if f.name in fields:
                 raise ValueError(f"parameter {f.name!r} is defined twice in {name}")
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if isinstance(default, tuple):
+                default = list(default)
             fields[f.name] = (
-                hints[f.name],
+                _config_type(hints[f.name]),
                 pydantic.Field(default=default, description=docs.get(f.name) or None),
             )
     for field_name, (field_type, default, description) in (extra or {}).items():

@@ -39,7 +39,10 @@ def _materialize(instance, data_store, key, selection=None, run_config=None):
         selection=selection,
         partition_key=key,
         instance=instance,
-        resources={"data_store": data_store, "dust_eye": DustEye(backend="classical", gemini=GeminiImageModel())},
+        resources={
+            "data_store": data_store,
+            "dust_eye": DustEye(backend="classical", gemini=GeminiImageModel()),
+        },
         run_config=run_config,
         raise_on_error=False,
     )

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
 from astro_assets.materialize import materialize_selection
@@ -176,3 +177,60 @@ def test_a_job_missing_a_file_fails_naming_it(instance, data_store, layout, jobs
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "diffimage_masked.fits" in str(failure.step_failure_data.error)
     assert not layout.job_tensor_file(jobs[1]).exists()
+
+
+TINY_TRAINING = {
+    "epochs": 3,
+    "batch_size": 32,
+    "conv_channels": [4, 8],
+    "feature_hidden": 8,
+    "head_hidden": 8,
+    "augment": False,
+    "patience": 3,
+}
+
+
+def test_cnn_model_trains_from_croissant_and_the_score_command_covers_every_candidate(
+    instance, data_store, layout, jobs, tmp_path
+):
+    assert _materialize_all(instance, data_store).succeeded
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["cnn_model"],
+        run_config={"ops": {"cnn_model": {"config": TINY_TRAINING}}},
+    )
+    assert result.success
+    model_dir = layout.models_dir / "cnn_model"
+    for name in ["model.pt", "state_dict.pt", "config.json", "metrics.json", "roc.png"]:
+        assert (model_dir / name).is_file(), name
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["cnn"]["split"] == "test"
+    assert 0.0 <= metrics["cnn"]["roc_auc"] <= 1.0
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {
+        "cnn_model_beats_baseline",
+        "cnn_model_auc_above_threshold",
+    }
+    out = tmp_path / "scores.csv"
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(model_dir),
+                "--dataset",
+                str(layout.dataset_dir),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    scores = pd.read_csv(out, dtype={"jid": str})
+    index = pd.read_csv(layout.dataset_dir / "master_index.csv", dtype={"jid": str})
+    assert list(scores.columns) == ["jid", "id", "score"]
+    assert scores["jid"].tolist() == index["jid"].tolist()
+    assert scores["id"].tolist() == index["id"].tolist()
+    inside = index["in_image"].astype(bool).to_numpy()
+    assert scores["score"][inside].between(0, 1).all()

@@ -198,3 +198,21 @@ def test_semver_unchanged_content_keeps_the_version():
     assert semver_for("3.1.4", {"a": "train"}, {"a": "train"}, content_changed=False) == "3.1.4"
     with pytest.raises(ValueError, match="not semantic"):
         semver_for("v1", {}, {})
+
+
+def test_read_candidates_returns_the_index_through_mlcroissant(dataset):
+    from astro_assets.science.transients.croissant import read_candidates
+
+    dataset_dir, index, _ = dataset
+    table = read_candidates(dataset_dir / "croissant.json")
+    assert len(table) == len(index)
+    assert list(table["jid"]) == list(index["jid"].astype(str))
+    np.testing.assert_allclose(table["x"].to_numpy(float), index["x"].to_numpy(float))
+    assert list(table["label"].astype(int)) == list(index["label"])
+
+
+def test_read_candidates_refuses_a_missing_file(tmp_path):
+    from astro_assets.science.transients.croissant import CroissantError, read_candidates
+
+    with pytest.raises(CroissantError, match="materialize croissant_metadata"):
+        read_candidates(tmp_path / "croissant.json")

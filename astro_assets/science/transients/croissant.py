@@ -53,6 +53,7 @@ __all__ = [
     "CroissantError",
     "ValidationReport",
     "build_croissant",
+    "read_candidates",
     "semver_for",
     "validate_croissant",
     "write_croissant",
@@ -605,3 +606,48 @@ def semver_for(
     if content_changed:
         return f"{major}.{minor}.{patch + 1}"
     return previous_version
+
+
+def read_candidates(croissant_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The ``candidates`` RecordSet of a Croissant file as a DataFrame, read by mlcroissant.
+
+    This is how a consumer reads the dataset: through its description, so the CSV's SHA-256 is
+    verified and the columns come typed as the metadata declares them. Text values, which
+    mlcroissant yields as bytes, are decoded to ``str``.
+
+    Parameters
+    ----------
+    croissant_path : path-like
+        A ``croissant.json`` whose relative URLs resolve beside it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per candidate, columns named as in ``master_index.csv``, in file order.
+
+    Raises
+    ------
+    CroissantError
+        If the file is missing, statically invalid, or its records cannot be generated.
+    """
+    path = Path(croissant_path)
+    if not path.is_file():
+        raise CroissantError(
+            f"{path} does not exist: materialize croissant_metadata (or pass the dataset folder "
+            "that holds croissant.json)"
+        )
+    with _quiet_rdflib():
+        try:
+            dataset = mlc.Dataset(jsonld=str(path))
+            records = list(dataset.records(record_set="candidates"))
+        except (mlc.ValidationError, mlc.GenerationError, AssertionError, ValueError) as err:
+            raise CroissantError(f"{path} cannot be read with mlcroissant: {err}") from err
+    prefix = "candidates/"
+    rows = [
+        {
+            key.removeprefix(prefix): value.decode("utf-8") if isinstance(value, bytes) else value
+            for key, value in record.items()
+        }
+        for record in records
+    ]
+    return pd.DataFrame(rows)
