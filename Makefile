@@ -28,7 +28,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/astro-assets samples --size demo
+	$(BIN)/astro-assets samples --size demo --jobs 8 --job-size 512
 	$(BIN)/astro-assets ingest
 	$(BIN)/astro-assets materialize
 

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.add_argument(
         "--select",
         default=None,
-        help="Dagster asset selection (e.g. 'ser_median', 'group:flatfield', '+final_flatfield'); "
+        help="Dagster asset selection (e.g. 'ser_median', 'group:flatfield', '*final_flatfield'); "
         "default: everything",
     )
     materialize.add_argument(

@@ -59,6 +59,7 @@ def materialize_selection(
     partition: str | None = None,
     defs: dg.Definitions | None = None,
     resources: dict[str, object] | None = None,
+    log_level: str = "INFO",
 ) -> MaterializeOutcome:
     """Materialize ``selection`` (Dagster asset-selection syntax; default all).
 
@@ -90,6 +91,7 @@ def materialize_selection(
             instance=instance,
             resources=run_resources,
             tags=tags,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
         )
         outcome.runs.append((result.run_id, scope, result.success))

@@ -58,6 +58,8 @@ CASES: dict[str, dict] = {
     "f60 spots, tracked": {"focal_ratio": 60.0, "n_sunspots": 0, "drift": False},
     "f30 discs + sunspots, drifting": {"focal_ratio": 30.0, "n_sunspots": 3, "drift": True},
     "f30 discs + sunspots, tracked": {"focal_ratio": 30.0, "n_sunspots": 3, "drift": False},
+    "dust-free, drifting": {"dust": (), "n_sunspots": 0, "drift": True},
+    "dust-free, tracked": {"dust": (), "n_sunspots": 0, "drift": False},
     "dust-free + sunspots, drifting": {"dust": (), "n_sunspots": 2, "drift": True},
     "dust-free + sunspots, tracked": {"dust": (), "n_sunspots": 2, "drift": False},
     "planet f60, drifting": {"target": "planet", "focal_ratio": 60.0, "drift": True},
@@ -186,7 +188,39 @@ def quality_table(results: dict[str, dict], seeds: list[int], shape) -> str:
         f"videos drift by {DRIFT_FRACTION:.0%} of the frame width with 0.8 px jitter; tracked "
         "ones have 0.3 px jitter only.\n\n"
     )
-    return intro + header + "\n".join(lines) + "\n"
+    return intro + header + "\n".join(lines) + "\n\n" + target_check(results)
+
+
+def target_check(results: dict[str, dict]) -> str:
+    """Targets of the classical detector, each marked met or missed from this run."""
+    checks = []
+    for name, s in results.items():
+        if "drifting" in name and "sunspots" not in name and s["has_dust"]:
+            checks.append((f"{name}: deficit-weighted recall >= 0.85", s["dwr"] >= 0.85))
+            checks.append((f"{name}: precision >= 0.8", s["precision"] >= 0.8))
+            checks.append((f"{name}: flat rms in dust <= 2 %", s["flat_rms"] <= 0.02))
+        if name.startswith("dust-free") and "sunspots" not in name:
+            checks.append(
+                (f"{name}: masked (expanded mask) <= 0.1 % of the frame", s["masked"] <= 0.001)
+            )
+    rows = "\n".join(f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in checks)
+    return "Targets (computed from the table above):\n\n" + rows + "\n\n" + LIMITS
+
+
+LIMITS = """What limits the classical detector on these videos:
+
+- Sunspots (and, with drift, their smeared remnants when a spot is larger than half the drift)
+  stay in the median and look exactly like dust: they dominate the false positives of the
+  sunspot cases. `drift_verdict` flags these videos; the mask needs review (or the image model).
+- Faint, large f/10 donuts (1-3 % deep, 40-65 px) sit at the level of the large-scale solar
+  texture left in the median: most are missed, with or without drift.
+- In drifting videos the texture is smoother but the drift-smeared large-scale texture and the
+  limb near the frame corners give a few round 5-7 sigma blobs (2-3 % deep): they cost
+  precision and keep the dust-free control above the 0.1 % target.
+- Dust on a planet's limb: inpainting across the limb mixes sky into the reference, so the flat
+  error on such shadows is large (planet row); shadows half over the sky are only partly found.
+- Outside the mask the flat is exactly 1.0 in every case.
+"""
 
 
 def speed_section(width: int, height: int) -> str:

@@ -1,6 +1,5 @@
 """Where the product's data lives, as a Dagster resource."""
 
-
 import dagster as dg
 
 from astro_assets.io.paths import DEFAULT_DATA_ROOT, DataLayout

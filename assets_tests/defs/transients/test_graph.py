@@ -43,7 +43,10 @@ def _check_results(instance) -> dict[str, list[bool]]:
 
 def _materialize_all(instance, data_store):
     return materialize_selection(
-        instance, defs=_defs(data_store), resources={"data_store": data_store}
+        instance,
+        selection="*croissant_metadata",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
     )
 
 
