@@ -114,19 +114,30 @@ def test_calibrated_video_changes_frames_by_the_flat_alone(
     instance, data_store, layout, dusty_video
 ):
     video_path, _ = dusty_video
-    assert _materialize(instance, data_store, "dusty").success
+    result = _materialize(instance, data_store, "dusty")
+    assert result.success
     folder = layout.flatfield_dir("dusty")
     with fits.open(folder / "final_flatfield.fits") as hdul:
         flat = hdul[0].data.astype(np.float64)
         black = float(hdul[0].header["BLACKLVL"])
+    clipped = 0
     with open_ser(video_path) as original, open_ser(folder / "calibrated.ser") as calibrated:
         assert calibrated.n_frames == original.n_frames
         assert calibrated.color == original.color
         np.testing.assert_array_equal(calibrated.timestamps, original.timestamps)
+        limit = np.iinfo(calibrated.frames.dtype).max
         for raw, cal in zip(original.frames, calibrated.frames, strict=True):
             expected = raw.astype(np.float64) - black
+            ideal = np.rint(expected / flat)
+            unclipped = (ideal >= 0) & (ideal <= limit)
+            clipped += int(np.count_nonzero(~unclipped))
+            assert np.all(cal[ideal > limit] == limit)
             # Rounding to integers: calibrated * flat == frame - b within half a code times flat.
-            np.testing.assert_allclose(cal * flat, expected, atol=0.5 * flat.max() + 1e-6)
+            np.testing.assert_allclose(
+                (cal * flat)[unclipped], expected[unclipped], atol=0.5 * flat.max() + 1e-6
+            )
+    reported = result.asset_materializations_for_node("calibrated_video")[0].metadata
+    assert reported["clipped_pixels"].value == clipped
 
 
 def test_rematerializing_inpainted_updates_downstream_deterministically(
