@@ -237,3 +237,33 @@ def test_cnn_model_trains_from_croissant_and_the_score_command_covers_every_cand
     assert scores["id"].tolist() == index["id"].tolist()
     inside = index["in_image"].astype(bool).to_numpy()
     assert scores["score"][inside].between(0, 1).all()
+
+
+def test_an_invalid_croissant_fails_its_check_and_blocks_training(
+    instance, data_store, layout, jobs, monkeypatch
+):
+    assert _materialize_all(instance, data_store).succeeded
+    real = transient_assets.build_croissant
+
+    def stale_hash(*args, **kwargs):
+        jsonld = real(*args, **kwargs)
+        for node in jsonld["distribution"]:
+            if node.get("sha256"):
+                node["sha256"] = "0" * 64
+        return jsonld
+
+    monkeypatch.setattr(transient_assets, "build_croissant", stale_hash)
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["croissant_metadata", "cnn_model"],
+        run_config={"ops": {"cnn_model": {"config": TINY_TRAINING}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["croissant_valid"].passed is False
+    assert evaluations["croissant_valid"].metadata["dynamic_errors"].value
+    assert result.asset_materializations_for_node("cnn_model") == []
+    assert not (layout.models_dir / "cnn_model").exists()

@@ -10,6 +10,7 @@ from astro_assets.defs.flatfield.assets import (
     matched_inpaint,
     ser_median,
 )
+from astro_assets.defs.flatfield.automation import flatfield_staleness_sensor
 from astro_assets.defs.flatfield.checks import flatfield_checks
 from astro_assets.defs.flatfield.jobs import flatfield_job
 from astro_assets.defs.flatfield.sensors import ser_files_sensor
@@ -18,5 +19,5 @@ defs = dg.Definitions(
     assets=[ser_median, dust_mask, inpainted, matched_inpaint, final_flatfield, calibrated_video],
     asset_checks=flatfield_checks,
     jobs=[flatfield_job],
-    sensors=[ser_files_sensor],
+    sensors=[ser_files_sensor, flatfield_staleness_sensor],
 )

@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 from scipy import ndimage
 
+from astro_assets.defs.flatfield.automation import root_when_stale, when_stale
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.defs.params import config_class, params_from_config
 from astro_assets.defs.previews import image_statistics, luminance, path_value, preview
@@ -104,6 +105,7 @@ def header_metadata(video: SerVideo) -> dict[str, object]:
     group_name="flatfield",
     code_version="1",
     kinds={"numpy", "tiff"},
+    automation_condition=root_when_stale,
 )
 def ser_median(
     context: dg.AssetExecutionContext, config: SerMedianConfig, data_store: DataStore
@@ -280,6 +282,7 @@ def _json(value) -> dg.MetadataValue:
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
+    automation_condition=when_stale,
     deps=[ser_median],
     code_version="1",
     kinds={"numpy", "tiff"},
@@ -358,6 +361,7 @@ def dust_mask(
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
+    automation_condition=when_stale,
     deps=[ser_median, dust_mask],
     code_version="1",
     kinds={"numpy", "tiff"},
@@ -408,6 +412,7 @@ def inpainted(
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
+    automation_condition=when_stale,
     deps=[ser_median, dust_mask, inpainted],
     code_version="1",
     kinds={"numpy", "tiff"},
@@ -471,6 +476,7 @@ def final_flatfield_code_version() -> str:
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
+    automation_condition=when_stale,
     deps=[ser_median, dust_mask, matched_inpaint],
     code_version=final_flatfield_code_version(),
     kinds={"numpy", "tiff", "fits"},
@@ -544,6 +550,7 @@ def final_flatfield(
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
+    automation_condition=when_stale,
     deps=[final_flatfield],
     code_version="1",
     kinds={"ser"},
