@@ -62,6 +62,7 @@ from skimage.draw import line_aa
 from astro_assets.io.atomic import atomic_write_text
 from astro_assets.io.images import write_fits_float32
 from astro_assets.io.paths import check_key
+from astro_assets.science.transients.candidates import PSFCAT_COLUMNS
 
 __all__ = [
     "PSFCAT_COLUMNS",
@@ -72,22 +73,6 @@ __all__ = [
     "write_sample_job",
 ]
 
-PSFCAT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "x",
-    "y",
-    "sharpness",
-    "roundness1",
-    "roundness2",
-    "npix",
-    "peak",
-    "flux",
-    "mag",
-    "daofind_mag",
-    "flags",
-    "match",
-    "label",
-)
 
 PSFCAT_FLAG_BITS: Mapping[str, int] = MappingProxyType(
     {

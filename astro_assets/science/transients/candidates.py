@@ -56,24 +56,7 @@ PSFCAT_COLUMNS: tuple[str, ...] = (
 )
 """The columns of a job's ``psfcat.csv`` (the data contract)."""
 
-SEED_INDEX_COLUMNS: tuple[str, ...] = (
-    "id",
-    "jid",
-    "x",
-    "y",
-    "sharpness",
-    "roundness1",
-    "roundness2",
-    "npix",
-    "peak",
-    "flux",
-    "mag",
-    "daofind_mag",
-    "flags",
-    "match",
-    "label",
-    "image_filename",
-)
+SEED_INDEX_COLUMNS: tuple[str, ...] = ("id", "jid", *PSFCAT_COLUMNS[1:], "image_filename")
 """The published ``master_index.csv`` schema, in order."""
 
 MASTER_INDEX_COLUMNS: tuple[str, ...] = (*SEED_INDEX_COLUMNS, "split", "in_image")
