@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ASTRO_ASSETS_DATA ?= $(CURDIR)/data
 
-.PHONY: install demo test test-all dev bench lint format clean
+.PHONY: install services demo test test-all dev bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# PostgreSQL and Redis for the production-profile test (installed with apt-get when root).
+services:
+	scripts/install_services.sh
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -36,7 +40,7 @@ test: install
 	$(BIN)/ruff check astro_assets assets_tests benchmarks
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow and not gemini"
 
-test-all: install
+test-all: install services
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not gemini"
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

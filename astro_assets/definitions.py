@@ -3,5 +3,11 @@
 import dagster as dg
 
 from astro_assets.defs import flatfield, resources, transients
+from astro_assets.defs.executor import executor_from_env
 
-defs = dg.Definitions.merge(resources.defs, flatfield.defs, transients.defs)
+defs = dg.Definitions.merge(
+    resources.defs,
+    flatfield.defs,
+    transients.defs,
+    dg.Definitions(executor=executor_from_env()),
+)

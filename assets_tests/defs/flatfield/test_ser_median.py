@@ -89,3 +89,23 @@ def test_malformed_video_fails_and_writes_nothing(instance, data_store, layout):
     result = _materialize(instance, data_store, "junk")
     assert not result.success
     assert not layout.flatfield_file("junk", "ser_median.tiff").exists()
+
+
+def test_the_byte_order_used_is_recorded_for_downstream_assets(instance, data_store, layout):
+    import json
+
+    frames = np.arange(3 * 4 * 6, dtype=np.uint16).reshape(3, 4, 6) * 50
+    _video(layout.incoming_ser, "w.ser", frames)
+    config = {"ops": {"ser_median": {"config": {"byte_order": "big"}}}}
+    assert _materialize(instance, data_store, "w", run_config=config).success
+    record = json.loads(layout.flatfield_file("w", "source.json").read_text())
+    assert record == {"source": "w.ser", "byte_order": ">", "color": "MONO", "pixel_depth": 16}
+
+
+def test_an_8_bit_video_carries_the_gamma_warning(instance, data_store, layout):
+    frames = np.full((3, 4, 5), 100, np.uint8)
+    _video(layout.incoming_ser, "eight.ser", frames)
+    result = _materialize(instance, data_store, "eight")
+    assert result.success
+    warnings = result.asset_materializations_for_node("ser_median")[0].metadata["warnings"].value
+    assert any(w.startswith("8-bit capture") for w in warnings)

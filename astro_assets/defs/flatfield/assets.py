@@ -48,7 +48,21 @@ from astro_assets.science.flatfield.planes import (
     split_planes,
 )
 
+EIGHT_BIT_WARNING = (
+    "8-bit capture: if the camera applied a gamma curve the data are not linear and the "
+    "multiplicative flat model (frame = flat x signal + black) does not hold; capture linear "
+    "raw data (10-16 bit) for calibration"
+)
 BYTE_ORDERS = {"auto": None, "little": "<", "big": ">"}
+MEDIAN_FILE = "ser_median.tiff"
+SOURCE_RECORD_FILE = "source.json"
+MASK_FILE = "dust_mask.tiff"
+MASK_RECORD_FILE = "dust_mask.json"
+INPAINTED_FILE = "inpainted.tiff"
+MATCHED_FILE = "matched_inpaint.tiff"
+FLAT_TIFF_FILE = "final_flatfield.tiff"
+FLAT_FITS_FILE = "final_flatfield.fits"
+CALIBRATED_FILE = "calibrated.ser"
 
 
 SerMedianConfig = config_class(
@@ -127,9 +141,20 @@ def ser_median(
             workers=config.workers,
         )
         metadata = header_metadata(video)
+        record = {
+            "source": source.name,
+            "byte_order": video.byte_order,
+            "color": video.color,
+            "pixel_depth": video.header.pixel_depth,
+        }
+        if video.header.pixel_depth <= 8:
+            metadata["warnings"] = dg.MetadataValue.json(
+                [*metadata["warnings"].value, EIGHT_BIT_WARNING]
+            )
     for warning in metadata["warnings"].value:
         context.log.warning(f"{source.name}: {warning}")
-    target = write_tiff_float32(layout.flatfield_file(key, "ser_median.tiff"), median)
+    target = write_tiff_float32(layout.flatfield_file(key, MEDIAN_FILE), median)
+    atomic_write_text(layout.flatfield_file(key, SOURCE_RECORD_FILE), json.dumps(record, indent=2))
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -141,15 +166,6 @@ def ser_median(
         }
     )
 
-
-MEDIAN_FILE = "ser_median.tiff"
-MASK_FILE = "dust_mask.tiff"
-MASK_RECORD_FILE = "dust_mask.json"
-INPAINTED_FILE = "inpainted.tiff"
-MATCHED_FILE = "matched_inpaint.tiff"
-FLAT_TIFF_FILE = "final_flatfield.tiff"
-FLAT_FITS_FILE = "final_flatfield.fits"
-CALIBRATED_FILE = "calibrated.ser"
 
 DustMaskConfig = config_class(
     DustDetectionParams,
@@ -186,13 +202,30 @@ FinalFlatfieldConfig = config_class(
 )
 
 
+def _source_record(data_store: DataStore, key: str) -> dict:
+    """What ``ser_median`` recorded about the video: file name, byte order used, colour."""
+    path = data_store.layout.flatfield_file(key, SOURCE_RECORD_FILE)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: materialize ser_median for partition {key!r} first"
+        )
+    return json.loads(path.read_text())
+
+
 def _source_video(data_store: DataStore, key: str) -> Path:
     return find_ser_for_key(data_store.layout.incoming_ser, key)
 
 
+def _open_source(data_store: DataStore, key: str) -> SerVideo:
+    """The partition's video, read with the byte order ``ser_median`` used."""
+    byte_order = _source_record(data_store, key)["byte_order"]
+    return open_ser(
+        _source_video(data_store, key), byte_order=None if byte_order == "|" else byte_order
+    )
+
+
 def _video_color(data_store: DataStore, key: str) -> str:
-    with open_ser(_source_video(data_store, key)) as video:
-        return video.color
+    return _source_record(data_store, key)["color"]
 
 
 def _read(data_store: DataStore, key: str, name: str) -> np.ndarray:
@@ -303,8 +336,7 @@ def dust_mask(
     """
     key = context.partition_key
     median = _read(data_store, key, MEDIAN_FILE)
-    source = _source_video(data_store, key)
-    with open_ser(source) as video:
+    with _open_source(data_store, key) as video:
         color = video.color
         choice = _choose(dust_eye, config, data_store)
         located = _ask(lambda: choice.model.locate_dust(luminance_view(median, color)))
@@ -572,9 +604,8 @@ def calibrated_video(
     with fits.open(fits_path) as hdul:
         flat = np.asarray(hdul[0].data, dtype=np.float32)
         black_level = float(hdul[0].header["BLACKLVL"])
-    source = _source_video(data_store, key)
     clipped = 0
-    with open_ser(source) as video:
+    with _open_source(data_store, key) as video:
         limit = min(np.iinfo(video.frames.dtype).max, (1 << video.header.pixel_depth) - 1)
 
         def frames():
