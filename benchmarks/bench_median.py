@@ -3,11 +3,16 @@
 Writes a synthetic 16-bit MONO SER video (streamed frame by frame, so writing uses little
 memory), then in one run measures:
 
-- the wall time of ``cat FILE > /dev/null`` with the file in the page cache (run twice,
-  the second is reported; the best of three is reported too);
-- the wall time of ``temporal_median(open_ser(FILE).frames)`` in a fresh subprocess per
-  repetition (median of the repetitions), and the peak resident set of that subprocess
-  (``ru_maxrss``, which counts file pages mapped into the process as well);
+- the wall and CPU time (user + system) of ``cat FILE > /dev/null`` with the file in the
+  page cache (three runs: the second and the best are reported);
+- the wall and CPU time of ``temporal_median(open_ser(FILE).frames)`` in a fresh subprocess
+  per repetition (best and median of the repetitions), the peak resident set of that
+  subprocess (``ru_maxrss``, which counts file pages mapped into the process as well), and
+  the 1-minute load average before each repetition. Each subprocess first makes one tiny
+  call, timed apart, so that loading (or compiling) the counting kernels is not counted in
+  the call on the video;
+- the first call's time with an empty kernel cache (a fresh ``NUMBA_CACHE_DIR``: numba
+  compiles) and with that cache filled (numba loads the compiled kernels);
 - optionally (``--baseline``) the naive approach, all frames loaded then ``np.median``,
   when the machine has the memory for it.
 
@@ -30,6 +35,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -42,9 +48,10 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 README = REPOSITORY / "benchmarks" / "README.md"
 SECTION = "## Temporal median"
 TABLE_HEADER = (
-    "| date | machine | video | cat warm (s) | cat best of 3 (s) | median (s) | median / cat "
-    "| median CPU (s) | peak RSS (MiB) | budget (MiB) | threads | load before | naive (s) "
-    "| naive peak RSS (MiB) |"
+    "| date | machine | video | cat warm (s) | cat best (s) | cat CPU (s) | median best (s) "
+    "| median of runs (s) | best / cat best | median CPU best (s) | median CPU of runs (s) "
+    "| peak RSS (MiB) | budget (MiB) | threads | load before | first call: compile / cached (s) "
+    "| naive (s) | naive peak RSS (MiB) |"
 )
 
 
@@ -71,28 +78,59 @@ def write_video(path: Path, frames: int, height: int, width: int, seed: int) -> 
     write_ser(path, synthetic_frames(frames, height, width, seed), color="MONO", depth=16)
 
 
-def time_cat(path: Path) -> float:
+def cpu_seconds(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_cat(path: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``cat path > /dev/null``."""
     with open(os.devnull, "wb") as sink:
+        before = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
         start = time.perf_counter()
         subprocess.run(["cat", str(path)], stdout=sink, check=True)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        return seconds, cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before
 
 
-def run_child(args: list[str]) -> dict:
+def run_child(args: list[str], env: dict[str, str] | None = None) -> dict:
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *args],
         check=True,
         capture_output=True,
         text=True,
         cwd=REPOSITORY,
+        env=env,
     )
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def child_first_call() -> None:
+    """Time the first call in a fresh process: numba loads or compiles the kernels."""
+    import_start = time.perf_counter()
+    from astro_assets.science.flatfield.median import temporal_median
+
+    imported = time.perf_counter()
+    cpu_before = time.process_time()
+    temporal_median(np.arange(16, dtype=np.uint16).reshape(4, 2, 2))
+    called = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "import_seconds": imported - import_start,
+                "seconds": called - imported,
+                "cpu_seconds": time.process_time() - cpu_before,
+            }
+        )
+    )
 
 
 def child_median(path: Path, budget_mb: float, workers: int | None) -> None:
     from astro_assets.io.ser import open_ser
     from astro_assets.science.flatfield.median import temporal_median
 
+    start = time.perf_counter()
+    temporal_median(np.arange(16, dtype=np.uint16).reshape(4, 2, 2))
+    first_call = time.perf_counter() - start
     with open_ser(path) as video:
         frames = video.frames
         before = resource.getrusage(resource.RUSAGE_SELF)
@@ -100,18 +138,28 @@ def child_median(path: Path, budget_mb: float, workers: int | None) -> None:
         median = temporal_median(frames, memory_budget_mb=budget_mb, workers=workers)
         seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(
         json.dumps(
             {
                 "seconds": seconds,
-                "cpu_seconds": cpu,
+                "cpu_seconds": cpu_seconds(after) - cpu_seconds(before),
+                "first_call_seconds": first_call,
                 "peak_rss_mib": after.ru_maxrss / 1024,
                 "rss_before_mib": before.ru_maxrss / 1024,
                 "checksum": float(np.sum(median, dtype=np.float64)),
             }
         )
     )
+
+
+def time_first_calls() -> tuple[dict, dict]:
+    """The first call with an empty kernel cache (numba compiles) and with it filled (numba
+    loads the compiled kernels), each in a fresh process: wall and CPU seconds."""
+    with tempfile.TemporaryDirectory(prefix="numba_cache_") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        compiled = run_child(["--child-first-call"], env)
+        cached = run_child(["--child-first-call"], env)
+    return compiled, cached
 
 
 def child_naive(path: Path) -> None:
@@ -175,8 +223,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the video afterwards")
     parser.add_argument("--child-median", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-naive", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-first-call", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.child_first_call:
+        child_first_call()
+        return
     if args.child_median:
         child_median(args.child_median, args.budget, args.workers)
         return
@@ -194,22 +246,39 @@ def main() -> None:
         if size_gb < 1:
             print(f"note: the video is {size_gb:.2f} GB, below the 1 GB target", file=sys.stderr)
 
-        load_before = os.getloadavg()[0]
-        cat_times = [time_cat(path) for _ in range(3)]
-        cat_warm = cat_times[1]
-        cat_best = min(cat_times)
+        compiled, cached = time_first_calls()
+        cat_runs = [time_cat(path) for _ in range(3)]
+        cat_warm = cat_runs[1][0]
+        cat_best = min(seconds for seconds, _ in cat_runs)
+        cat_cpu = min(cpu for _, cpu in cat_runs)
 
         extra = ["--budget", str(args.budget)]
         if args.workers is not None:
             extra += ["--workers", str(args.workers)]
-        runs = [run_child(["--child-median", str(path), *extra]) for _ in range(args.repeat)]
-        seconds = statistics.median(run["seconds"] for run in runs)
-        cpu_seconds = statistics.median(run["cpu_seconds"] for run in runs)
+        runs, loads = [], []
+        for _ in range(args.repeat):
+            loads.append(os.getloadavg()[0])
+            runs.append(run_child(["--child-median", str(path), *extra]))
+        wall = [run["seconds"] for run in runs]
+        cpu = [run["cpu_seconds"] for run in runs]
         peak = max(run["peak_rss_mib"] for run in runs)
-        run_times = ", ".join(f"{run['seconds']:.3f}" for run in runs)
+        for run, load in zip(runs, loads, strict=True):
+            print(
+                f"run: wall {run['seconds']:.3f} s, CPU {run['cpu_seconds']:.3f} s, "
+                f"first call {run['first_call_seconds']:.2f} s, peak RSS "
+                f"{run['peak_rss_mib']:.0f} MiB (before the call {run['rss_before_mib']:.0f}), "
+                f"load before {load:.1f}",
+                file=sys.stderr,
+            )
         print(
-            f"median runs (s): {run_times}; "
-            f"RSS before the call {runs[0]['rss_before_mib']:.0f} MiB",
+            f"first call: compile {compiled['seconds']:.2f} s (CPU {compiled['cpu_seconds']:.2f}"
+            f" s), cached {cached['seconds']:.2f} s (CPU {cached['cpu_seconds']:.2f} s); "
+            f"import {cached['import_seconds']:.2f} s",
+            file=sys.stderr,
+        )
+        print(
+            "cat runs: "
+            + ", ".join(f"wall {wall_s:.3f} s CPU {cpu_s:.3f} s" for wall_s, cpu_s in cat_runs),
             file=sys.stderr,
         )
 
@@ -218,7 +287,7 @@ def main() -> None:
             needed = 4 * path.stat().st_size
             if psutil.virtual_memory().available > needed:
                 naive = run_child(["--child-naive", str(path)])
-                if abs(naive["checksum"] - runs[0]["checksum"]) > 1e-6 * abs(naive["checksum"]):
+                if naive["checksum"] != runs[0]["checksum"]:
                     raise SystemExit("the naive median differs from temporal_median")
                 naive_seconds = f"{naive['seconds']:.2f}"
                 naive_peak = f"{naive['peak_rss_mib']:.0f}"
@@ -229,8 +298,13 @@ def main() -> None:
         row = (
             f"| {date.today().isoformat()} | {machine()} | {args.frames} x {args.width} x "
             f"{args.height} u16, {size_gb:.2f} GB | {cat_warm:.3f} | {cat_best:.3f} | "
-            f"{seconds:.3f} | {seconds / cat_warm:.1f}x | {cpu_seconds:.2f} | {peak:.0f} | "
-            f"{args.budget:g} | {threads} | {load_before:.1f} | {naive_seconds} | {naive_peak} |"
+            f"{cat_cpu:.3f} | {min(wall):.3f} | {statistics.median(wall):.3f} | "
+            f"{min(wall) / cat_best:.1f}x | {min(cpu):.2f} | {statistics.median(cpu):.2f} | "
+            f"{peak:.0f} | {args.budget:g} | {threads} | "
+            f"{min(loads):.1f}-{max(loads):.1f} | {compiled['seconds']:.1f} "
+            f"({compiled['cpu_seconds']:.1f} CPU) / {cached['seconds']:.2f} "
+            f"({cached['cpu_seconds']:.2f} CPU) | "
+            f"{naive_seconds} | {naive_peak} |"
         )
         print(TABLE_HEADER)
         print("|" + "---|" * TABLE_HEADER.count(" |"))

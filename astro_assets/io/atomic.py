@@ -1,18 +1,31 @@
 """Atomic file output: write to a temporary sibling, then rename over the target.
 
 A crashed or killed run therefore never leaves a half-written product behind: readers see
-either the previous complete file or the new complete file.
+either the previous complete file or the new complete file. What a killed writer does leave is
+its temporary sibling ``.<name>.<token>.partial<suffix>``; the next successful write of the
+same target removes such leftovers once they are older than a grace period
+(:data:`STALE_PARTIAL_SECONDS`), so a writer still at work on the same target is never disturbed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 _DEFAULT_FILE_MODE = 0o666
+_TOKEN_BYTES = 8
+
+STALE_PARTIAL_SECONDS = 3600.0
+"""Age (seconds since its last modification) after which a temporary sibling is garbage.
+
+A live writer keeps modifying its temporary file; an hour without a change means the process
+that created it is gone (killed, or its machine lost).
+"""
 
 
 def _current_umask() -> int:
@@ -32,6 +45,87 @@ def _current_umask() -> int:
     return mask
 
 
+def _partial_name_pattern(target: Path) -> re.Pattern[str]:
+    token = rf"[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
+    return re.compile(
+        rf"\.{re.escape(target.name)}\.{token}\.partial{re.escape(target.suffix)}", re.ASCII
+    )
+
+
+def _create_partial(target: Path) -> Path:
+    """Create an empty, private temporary sibling of ``target`` with a name no one else holds."""
+    while True:
+        candidate = target.with_name(
+            f".{target.name}.{secrets.token_hex(_TOKEN_BYTES)}.partial{target.suffix}"
+        )
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+
+
+def partial_files(target: str | os.PathLike[str]) -> list[Path]:
+    """Temporary siblings of ``target`` that exist now (written by :func:`atomic_path`), sorted.
+
+    Costs one listing of the target's directory.
+    """
+    target = Path(target)
+    pattern = _partial_name_pattern(target)
+    prefix = f".{target.name}."
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return []
+    return sorted(
+        Path(entry.path)
+        for entry in entries
+        if entry.name.startswith(prefix) and pattern.fullmatch(entry.name)
+    )
+
+
+def remove_stale_partials(
+    target: str | os.PathLike[str],
+    *,
+    older_than_s: float = STALE_PARTIAL_SECONDS,
+    now: float | None = None,
+) -> list[Path]:
+    """Delete the temporary siblings of ``target`` not modified for ``older_than_s`` seconds.
+
+    Parameters
+    ----------
+    target : path-like
+        The final file whose leftovers are removed; it is never touched itself.
+    older_than_s : float
+        Grace period in seconds (>= 0): younger temporary files may belong to a writer still
+        at work and are kept.
+    now : float, optional
+        The current time (seconds since the epoch, as ``time.time()``); for reproducible use.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    if not older_than_s >= 0:
+        raise ValueError(
+            f"older_than_s must be >= 0 seconds, got {older_than_s}: pass the grace period "
+            "after which a temporary file counts as abandoned"
+        )
+    now = time.time() if now is None else now
+    removed = []
+    for partial in partial_files(target):
+        try:
+            modified = partial.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its writer renamed or removed it meanwhile
+        if now - modified > older_than_s:
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
@@ -40,6 +134,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     ``os.replace`` is atomic. On any exception the temporary file is removed and ``target``
     is left untouched. Parent directories are created. The file gets the permissions of a
     normally created file (0666 minus the umask), not the private mode of a temporary file.
+    After the rename, temporary siblings of ``target`` left by killed writers and older than
+    :data:`STALE_PARTIAL_SECONDS` are removed (one listing of the directory).
 
     Parameters
     ----------
@@ -49,16 +145,13 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     Yields
     ------
     pathlib.Path
-        Where the caller writes the complete content. The suffix of ``target`` is kept so that
-        libraries choosing a format by extension behave the same.
+        Where the caller writes the complete content: ``.<name>.<token>.partial<suffix>`` in
+        the target's directory. The suffix of ``target`` is kept so that libraries choosing a
+        format by extension behave the same.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".partial{target.suffix}", dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_partial(target)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -68,6 +161,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    remove_stale_partials(target)
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:

@@ -1,9 +1,16 @@
-"""temporal_median: exact equality with np.median, streaming, inputs of every layout."""
+"""temporal_median: exact equality with np.median, streaming, inputs of every layout.
+
+Integers of at most 16 bits take the counting path (numba kernels), other dtypes the
+sorting path; both are checked against np.median on the same cases.
+"""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+import numba
+import numba.core.caching
 import numpy as np
 import pytest
 
@@ -11,7 +18,7 @@ from astro_assets.science.flatfield import median as median_module
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 
 TINY_BUDGET_MB = 0.02
-"""Small enough that the 8x6 to 37x23 frames below are cut into many bands and stages."""
+"""Small enough that the 8x6 to 37x23 frames below are cut into many spans (or bands)."""
 
 
 def reference(frames: np.ndarray, frame_step: int = 1) -> np.ndarray:
@@ -39,9 +46,9 @@ def assert_exact(got: np.ndarray, frames: np.ndarray, frame_step: int = 1) -> No
 
 
 @pytest.mark.parametrize("frame_count", [1, 2, 7, 10])
-@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", ">u2", "int16", "float32"])
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", ">u2", "int16", ">i2", "float32"])
 @pytest.mark.parametrize("shape", [(23, 37), (6, 8, 3)], ids=["mono", "rgb"])
-def test_equals_np_median_with_many_bands_and_threads(frame_count, dtype, shape):
+def test_equals_np_median_with_many_spans_and_threads(frame_count, dtype, shape):
     frames = random_video((frame_count, *shape), dtype, seed=frame_count)
     got = temporal_median(frames, memory_budget_mb=TINY_BUDGET_MB, workers=3)
     assert_exact(got, frames)
@@ -53,6 +60,17 @@ def test_equals_np_median_for_wide_and_narrow_dtypes(dtype):
     assert_exact(temporal_median(frames, memory_budget_mb=TINY_BUDGET_MB, workers=2), frames)
 
 
+@pytest.mark.parametrize("frame_count", [1, 2, 3, 4, 9, 16, 31, 64])
+def test_counting_and_sorting_paths_agree(frame_count):
+    # The same values as uint16 (counted) and as float32 and int32 (sorted).
+    frames = random_video((frame_count, 11, 13), "uint16", seed=20 + frame_count)
+    counted = temporal_median(frames, memory_budget_mb=TINY_BUDGET_MB, workers=2)
+    for wider in ("float32", "int32"):
+        sorted_ = temporal_median(frames.astype(wider), memory_budget_mb=TINY_BUDGET_MB)
+        np.testing.assert_array_equal(counted, sorted_)
+    assert_exact(counted, frames)
+
+
 def test_int64_beyond_float64_precision_rounds_like_np_median():
     base = np.int64(2**62 + 1)
     frames = (base + np.arange(5 * 4 * 4, dtype=np.int64).reshape(5, 4, 4) * 3).astype(np.int64)
@@ -61,10 +79,127 @@ def test_int64_beyond_float64_precision_rounds_like_np_median():
 
 @pytest.mark.parametrize("frame_step", [2, 3, 7])
 @pytest.mark.parametrize("frame_count", [9, 12])
-def test_frame_step_selects_every_kth_frame(frame_step, frame_count):
-    frames = random_video((frame_count, 13, 17), "uint16", seed=frame_step)
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_frame_step_selects_every_kth_frame(frame_step, frame_count, dtype):
+    frames = random_video((frame_count, 13, 17), dtype, seed=frame_step)
     got = temporal_median(frames, frame_step=frame_step, memory_budget_mb=TINY_BUDGET_MB)
     assert_exact(got, frames, frame_step)
+
+
+@pytest.mark.parametrize("frame_count", [5, 6])
+@pytest.mark.parametrize(
+    ("dtype", "low", "high"),
+    [("uint16", 0, 65535), ("int16", -32768, 32767), ("uint8", 0, 255), ("int8", -128, 127)],
+)
+def test_extreme_values_of_the_dtype(frame_count, dtype, low, high):
+    # Medians at the ends of the range, and the widest spread a pixel can have.
+    frames = np.full((frame_count, 4, 5), low, dtype=dtype)
+    frames[:, 0] = high
+    frames[: frame_count // 2 + 1, 1] = high
+    frames[:2, 2] = high
+    frames[:, 3, :2] = [low + 1, high - 1]
+    frames[-1, 3, 2:] = high
+    got = temporal_median(frames, memory_budget_mb=TINY_BUDGET_MB)
+    assert_exact(got, frames)
+    assert got[0, 0] == high and got[3, 3] == low
+
+
+@pytest.mark.parametrize("frame_count", [7, 8])
+def test_ties_and_few_distinct_values(frame_count):
+    rng = np.random.default_rng(30)
+    frames = rng.choice(np.array([3, 1000, 1001, 65534], np.uint16), size=(frame_count, 9, 10))
+    assert_exact(temporal_median(frames, memory_budget_mb=TINY_BUDGET_MB, workers=2), frames)
+    constant = np.full((frame_count, 3, 4), 4242, np.uint16)
+    assert_exact(temporal_median(constant), constant)
+
+
+@pytest.mark.parametrize("frame_count", [9, 10])
+def test_left_aligned_12_bit_data_and_constant_low_bits(frame_count):
+    # 12-bit samples stored in the top bits (low 4 bits zero), then the same with the low
+    # bits all set: only the first lets the counting skip bits.
+    rng = np.random.default_rng(31)
+    twelve_bit = rng.integers(0, 4096, size=(frame_count, 15, 21)).astype(np.uint16) << 4
+    assert_exact(temporal_median(twelve_bit, workers=2), twelve_bit)
+    low_bits_set = twelve_bit | np.uint16(0xF)
+    assert_exact(temporal_median(low_bits_set, workers=2), low_bits_set)
+
+
+@pytest.mark.parametrize("frame_count", [24, 25])
+@pytest.mark.parametrize("spread_bits", [1, 3, 5, 9, 12, 16])
+@pytest.mark.parametrize("zero_low_bits", [0, 3, 6])
+def test_every_split_between_byte_and_16_bit_searches(frame_count, spread_bits, zero_low_bits):
+    # The top bits of each tile's spread are searched on byte keys when there are at least
+    # four of them, the rest on 16-bit keys; low bits zero in every value are skipped.
+    rng = np.random.default_rng(36)
+    bits = max(spread_bits - zero_low_bits, 0)
+    offsets = rng.integers(0, 2**bits, size=(frame_count, 7, 70), dtype=np.int64)
+    level = (rng.integers(0, 2**16 - 2**spread_bits + 1, size=(7, 70)) >> zero_low_bits) << (
+        zero_low_bits
+    )
+    frames = (level + (offsets << zero_low_bits)).astype(np.uint16)
+    assert_exact(temporal_median(frames, workers=2), frames)
+    assert_exact(temporal_median(frames.astype(np.int16), workers=1), frames.astype(np.int16))
+
+
+@pytest.mark.parametrize("frame_count", [41, 42])
+def test_narrow_noise_around_levels_that_vary_across_the_image(frame_count):
+    # Like a real video: smooth levels over the image, a little noise over time, so that
+    # tiles hold pixels with very different levels and spreads.
+    rng = np.random.default_rng(32)
+    level = np.linspace(100, 60000, 29 * 31).reshape(29, 31)
+    noise = rng.normal(0, 1, size=(frame_count, 29, 31)) * (5 + 0.02 * level)
+    frames = np.clip(level + noise, 0, 65535).astype(np.uint16)
+    assert_exact(temporal_median(frames, workers=2), frames)
+
+
+@pytest.mark.parametrize("frame_count", [99, 100])
+@pytest.mark.parametrize("values", [1, 31, 32, 100])
+def test_kernel_with_several_tiles_and_a_partial_one(frame_count, values):
+    rng = np.random.default_rng(33)
+    data = rng.integers(0, 2**16, size=(frame_count, values), dtype=np.uint16)
+    keys = np.zeros((frame_count, median_module._key_row_values(values)), np.uint16)
+    keys[:, :values] = data
+    out = np.full(values, np.nan, np.float32)
+    median_module._median_of_keys(keys, values, 32, False, 0, out)
+    np.testing.assert_array_equal(out, reference(data))
+
+
+def test_kernel_swaps_bytes_and_flips_signed_keys():
+    rng = np.random.default_rng(34)
+    data = rng.integers(-(2**15), 2**15, size=(12, 40), dtype=np.int16)
+    keys = np.zeros((12, median_module._key_row_values(40)), np.uint16)
+    keys[:, :40] = data.astype(">i2").view(np.uint16)
+    out = np.empty(40, np.float32)
+    median_module._median_of_keys(keys, 40, 32, True, 0x8000, out)
+    np.testing.assert_array_equal(out, reference(data))
+
+
+def test_more_frames_than_16_bit_counters_hold():
+    # 65539 frames: the counts overflow 16-bit lanes unless they are flushed in chunks.
+    frame_count = 65539
+    rng = np.random.default_rng(35)
+    frames = rng.integers(0, 2**16, size=(frame_count, 1, 3), dtype=np.uint16)
+    frames[:, 0, 1] = np.arange(frame_count) % 7
+    frames[:, 0, 2] = 60000
+    frames[: frame_count // 2 + 1, 0, 2] = 10
+    assert_exact(temporal_median(frames, workers=1), frames)
+
+
+def add_one(values):
+    return values + 1
+
+
+def test_kernels_compile_without_a_writable_cache_directory(monkeypatch):
+    # A read-only installation and no writable home: numba refuses cache=True, and the
+    # kernels are compiled in every process instead of failing at import.
+    def refuse(locator):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(numba.core.caching._CacheLocator, "ensure_cache_path", refuse)
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(add_one)
+    compiled = median_module._compiled(add_one)
+    np.testing.assert_array_equal(compiled(np.arange(3)), [1, 2, 3])
 
 
 def test_cfa_mosaic_keeps_each_raw_pixel_separate():
@@ -78,10 +213,11 @@ def test_cfa_mosaic_keeps_each_raw_pixel_separate():
     assert got.shape == (10, 14)
 
 
-def test_rgb_channels_stay_in_place_and_reversed_views_work():
-    frames = np.zeros((5, 4, 6, 3), dtype=np.uint16)
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_rgb_channels_stay_in_place_and_reversed_views_work(dtype):
+    frames = np.zeros((5, 4, 6, 3), dtype=dtype)
     frames[..., 0], frames[..., 1], frames[..., 2] = 100, 200, 300
-    frames += random_video((5, 4, 6, 3), "uint8", seed=5).astype(np.uint16) % 50
+    frames += random_video((5, 4, 6, 3), "uint8", seed=5).astype(dtype) % 50
     reversed_view = frames[..., ::-1]
     got = temporal_median(reversed_view, memory_budget_mb=TINY_BUDGET_MB, workers=2)
     assert_exact(got, reversed_view)
@@ -89,42 +225,98 @@ def test_rgb_channels_stay_in_place_and_reversed_views_work():
     assert np.all(got[..., 2] < 300)
 
 
-def test_band_height_that_does_not_divide_the_image():
+def test_spans_that_do_not_follow_rows():
+    plan = median_module._plan_spans(
+        frame_count=8,
+        height=29,
+        width=31,
+        channels=1,
+        staging_itemsize=0,
+        budget_bytes=12_000,
+        workers=2,
+    )
+    spans = plan.spans()
+    assert len(spans) > 4
+    assert plan.span_pixels % 31 != 0
+    assert spans[0][0] == 0 and spans[-1][1] == 29 * 31
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     frames = random_video((8, 29, 31), "uint16", seed=6)
+    budget_mb = (12_000 + frames[0].size * 4) / 2**20
+    assert_exact(temporal_median(frames, memory_budget_mb=budget_mb, workers=2), frames)
+    cropped = frames[:, 3:25, 2:29]
+    assert_exact(temporal_median(cropped, memory_budget_mb=budget_mb, workers=2), cropped)
+
+
+def test_row_pieces_cover_a_span_in_raster_order():
+    width = 10
+    for start, stop in [(0, 10), (0, 35), (3, 7), (7, 33), (10, 40), (13, 14)]:
+        covered = []
+        for row, col0, rows, cols in median_module._row_pieces(start, stop, width):
+            assert rows == 1 or (col0 == 0 and cols == width)
+            for r in range(row, row + rows):
+                covered.extend(r * width + c for c in range(col0, col0 + cols))
+        assert covered == list(range(start, stop))
+
+
+def test_key_rows_are_padded_to_an_odd_number_of_cache_lines():
+    for values in (1, 32, 33, 64, 32768, 100_000):
+        row = median_module._key_row_values(values)
+        assert row >= values
+        assert row % 32 == 0 and (row // 32) % 2 == 1
+
+
+def test_band_height_that_does_not_divide_the_image():
+    frames = random_video((8, 29, 31), "float32", seed=6)
     plan = median_module._plan_bands(
         frame_count=8,
         height=29,
         width=31,
         channels=1,
-        work_itemsize=2,
+        work_itemsize=4,
         staging_itemsize=0,
-        budget_bytes=12_000,
+        budget_bytes=24_000,
         workers=2,
     )
     bands = [band for stage in plan.stages() for band in stage]
     rows = {band.rows for band in bands}
     assert len(bands) > 2
     assert 29 % max(rows) != 0
-    budget_mb = (12_000 + frames[0].size * 4) / 2**20
+    budget_mb = (24_000 + frames[0].size * 4) / 2**20
     assert_exact(temporal_median(frames, memory_budget_mb=budget_mb, workers=2), frames)
 
 
 def test_a_budget_below_one_row_splits_rows_into_pieces():
-    frames = random_video((40, 5, 64), "uint16", seed=7)
+    frames = random_video((40, 5, 64), "float32", seed=7)
     plan = median_module._plan_bands(
         frame_count=40,
         height=5,
         width=64,
         channels=1,
-        work_itemsize=2,
+        work_itemsize=4,
         staging_itemsize=0,
-        budget_bytes=16_000,
+        budget_bytes=32_000,
         workers=1,
     )
     assert all(
         band.rows == 1 and band.col1 - band.col0 < 64 for stage in plan.stages() for band in stage
     )
-    budget_mb = (16_000 + frames[0].size * 4) / 2**20
+    budget_mb = (32_000 + frames[0].size * 4) / 2**20
+    assert_exact(temporal_median(frames, memory_budget_mb=budget_mb, workers=1), frames)
+
+
+def test_a_budget_below_one_row_gives_spans_of_a_few_pixels():
+    frames = random_video((40, 5, 64), "uint16", seed=7)
+    plan = median_module._plan_spans(
+        frame_count=40,
+        height=5,
+        width=64,
+        channels=1,
+        staging_itemsize=0,
+        budget_bytes=8_000,
+        workers=1,
+    )
+    assert plan.span_pixels < 64
+    budget_mb = (8_000 + frames[0].size * 4) / 2**20
     assert_exact(temporal_median(frames, memory_budget_mb=budget_mb, workers=1), frames)
 
 
@@ -160,16 +352,17 @@ def write_memmap(path: Path, frames: np.ndarray, header_bytes: int, dtype: str) 
     return np.memmap(path, dtype=dtype, mode="r", offset=header_bytes, shape=frames.shape)
 
 
-@pytest.mark.parametrize("dtype", ["<u2", ">u2", "u1", "<f4"])
+@pytest.mark.parametrize("dtype", ["<u2", ">u2", "<i2", ">i2", "u1", "i1", "<f4", ">f8"])
 @pytest.mark.parametrize("frame_step", [1, 2])
 def test_read_only_memmap_is_read_from_its_file(tmp_path, dtype, frame_step):
     frames = random_video((9, 11, 13), dtype, seed=10)
     mapped = write_memmap(tmp_path / "video.bin", frames, 178, dtype)
     assert not mapped.flags.writeable
-    source = median_module._open_source(mapped[::frame_step, ..., np.newaxis], np.dtype(dtype))
-    assert isinstance(source, median_module._FileSource)
+    behind = median_module._file_behind(mapped[::frame_step, ..., np.newaxis])
+    assert behind == (str(tmp_path / "video.bin"), 178)
     got = temporal_median(mapped, frame_step=frame_step, memory_budget_mb=TINY_BUDGET_MB, workers=2)
     assert_exact(got, frames, frame_step)
+    np.testing.assert_array_equal(mapped, frames)
 
 
 def test_views_of_a_memmap_like_a_ser_reader_makes(tmp_path):
@@ -196,11 +389,23 @@ def test_copy_on_write_memmap_is_read_through_the_map(tmp_path):
     assert_exact(temporal_median(private, memory_budget_mb=TINY_BUDGET_MB), np.asarray(private))
 
 
-def test_truncated_file_behind_a_map_raises(tmp_path):
+def test_truncated_file_behind_a_map_raises_on_the_counting_path(tmp_path):
     frames = random_video((5, 6, 7), "<u2", seed=13)
     path = tmp_path / "video.bin"
     mapped = write_memmap(path, frames, 16, "<u2")
-    detached = median_module._FileSource(mapped[..., np.newaxis], np.dtype("<u2"), str(path), 16)
+    reader = median_module._KeyFileReader(mapped[..., np.newaxis], str(path), 16)
+    with path.open("r+b") as stream:
+        stream.truncate(16 + frames[0].nbytes)
+    keys = np.empty((5, median_module._key_row_values(42)), np.uint16)
+    with reader, pytest.raises(ValueError, match="shorter than its memory map"):
+        reader.read(0, 42, keys, None)
+
+
+def test_truncated_file_behind_a_map_raises_on_the_sorting_path(tmp_path):
+    frames = random_video((5, 6, 7), "<f4", seed=13)
+    path = tmp_path / "video.bin"
+    mapped = write_memmap(path, frames, 16, "<f4")
+    detached = median_module._FileSource(mapped[..., np.newaxis], np.dtype("<f4"), str(path), 16)
     with path.open("r+b") as stream:
         stream.truncate(16 + frames[0].nbytes)
     plan = median_module._plan_bands(
@@ -208,12 +413,12 @@ def test_truncated_file_behind_a_map_raises(tmp_path):
         height=6,
         width=7,
         channels=1,
-        work_itemsize=2,
+        work_itemsize=4,
         staging_itemsize=0,
         budget_bytes=1e6,
         workers=1,
     )
-    stage = np.empty((plan.bands_per_stage, 5, plan.band_values), np.uint16)
+    stage = np.empty((plan.bands_per_stage, 5, plan.band_values), np.float32)
     with detached, pytest.raises(ValueError, match="shorter than its memory map"):
         detached.read(plan.stages()[0], stage)
 
@@ -256,24 +461,35 @@ def test_bad_parameters_raise(kwargs, match):
         temporal_median(np.zeros((3, 4, 5), np.uint16), **kwargs)
 
 
-def test_budget_too_small_for_the_frames_says_how_much_is_needed():
-    frames = np.zeros((200, 4, 5), np.uint16)
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_budget_too_small_for_the_frames_says_how_much_is_needed(dtype):
+    frames = np.zeros((200, 4, 5), dtype)
     with pytest.raises(ValueError, match=r"too small for 200 frames of 4x5x1: at least .* MiB"):
         temporal_median(frames, memory_budget_mb=0.001)
 
 
 def test_budget_for_one_thread_only_uses_one_thread():
-    plan = median_module._plan_bands(
+    sorting = median_module._plan_bands(
         frame_count=100,
         height=10,
         width=10,
         channels=1,
-        work_itemsize=2,
+        work_itemsize=4,
         staging_itemsize=0,
-        budget_bytes=16 * 100 * 8 * 1.5,
+        budget_bytes=8 * 100 * 16 * 1.5,
         workers=8,
     )
-    assert plan.workers == 1
+    counting = median_module._plan_spans(
+        frame_count=100,
+        height=10,
+        width=10,
+        channels=1,
+        staging_itemsize=0,
+        budget_bytes=100 * (2 + 128) * 1.5,
+        workers=8,
+    )
+    assert sorting.workers == 1
+    assert counting.workers == 1
 
 
 def test_params_defaults():
@@ -281,16 +497,27 @@ def test_params_defaults():
     assert (params.memory_budget_mb, params.frame_step, params.workers) == (256.0, 1, None)
 
 
-def test_tiny_budget_used_above_gives_several_stages_and_threads():
-    plan = median_module._plan_bands(
+def test_tiny_budget_used_above_gives_several_spans_and_threads():
+    counting = median_module._plan_spans(
         frame_count=10,
         height=23,
         width=37,
         channels=1,
-        work_itemsize=2,
         staging_itemsize=0,
         budget_bytes=TINY_BUDGET_MB * 2**20 - 23 * 37 * 4,
         workers=3,
     )
-    assert plan.workers == 3
-    assert len(plan.stages()) >= 2 * plan.workers
+    assert counting.workers == 3
+    assert len(counting.spans()) >= 2 * counting.workers
+    sorting = median_module._plan_bands(
+        frame_count=10,
+        height=23,
+        width=37,
+        channels=1,
+        work_itemsize=4,
+        staging_itemsize=0,
+        budget_bytes=TINY_BUDGET_MB * 2**20 - 23 * 37 * 4,
+        workers=3,
+    )
+    assert sorting.workers == 3
+    assert len(sorting.stages()) >= 2 * sorting.workers

@@ -1,6 +1,5 @@
 """The AI-ready transient dataset: per-job tensors, the master index and its Croissant record."""
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -41,8 +40,8 @@ def candidates_file(data_store: DataStore, jid: str):
     return data_store.layout.dataset_dir / CANDIDATES_DIR / f"{jid}.csv"
 
 
-def _channel_strip(tensor: np.ndarray, max_side: int = 128) -> np.ndarray:
-    """The four channels side by side, subsampled to about ``max_side`` pixels high."""
+def _channel_strip(tensor: np.ndarray, max_side: int = 64) -> np.ndarray:
+    """The four channels side by side, subsampled to at most ``max_side`` pixels high."""
     step = max(1, int(np.ceil(max(tensor.shape[:2]) / max_side)))
     small = np.asarray(tensor[::step, ::step, :], dtype=np.float32)
     return np.concatenate(
@@ -66,52 +65,58 @@ def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.
     run (single-run backfill policy), processing its jobs one after the other.
     """
     layout = data_store.layout
-    summaries = {}
+    totals = {"candidates": 0, "real": 0, "bogus": 0}
     for jid in context.partition_keys:
         files = job_file_paths(layout.job_dir(jid))
-        result = write_job_tensor(
-            layout.job_tensor_file(jid), {role: files[role] for role in IMAGE_ROLES}
-        )
+        target = layout.job_tensor_file(jid)
+        result = write_job_tensor(target, {role: files[role] for role in IMAGE_ROLES})
         candidates = read_psfcat(files["catalog"], jid=jid, image_shape=result.shape[:2])
         with atomic_path(candidates_file(data_store, jid)) as tmp:
             candidates.to_csv(tmp, index=False)
         labels = candidates["label"].value_counts().to_dict()
-        summaries[jid] = {
-            "shape": list(result.shape),
-            "candidates": len(candidates),
-            "real": int(labels.get(1, 0)),
-            "bogus": int(labels.get(0, 0)),
-            "outside_image": int((~candidates["in_image"]).sum()),
-            "channels": {
-                name: dataclasses.asdict(zscale) for name, zscale in result.channels.items()
+        real, bogus = int(labels.get(1, 0)), int(labels.get(0, 0))
+        totals["candidates"] += len(candidates)
+        totals["real"] += real
+        totals["bogus"] += bogus
+        # Metadata per partition: a run over N jobs records N small events, not N copies of
+        # everything (the event log would grow as N squared).
+        context.add_asset_metadata(
+            {
+                "shape": str(result.shape),
+                "candidates": len(candidates),
+                "real": real,
+                "bogus": bogus,
+                "outside_image": int((~candidates["in_image"]).sum()),
+                "zscale_limits": dg.MetadataValue.json(
+                    {name: [z.vmin, z.vmax] for name, z in result.channels.items()}
+                ),
+                "nan_counts": dg.MetadataValue.json(
+                    {name: z.nan_count for name, z in result.channels.items()}
+                ),
+                "inf_counts": dg.MetadataValue.json(
+                    {name: z.inf_count for name, z in result.channels.items()}
+                ),
+                "degenerate_channels": dg.MetadataValue.json(
+                    [name for name, z in result.channels.items() if z.degenerate]
+                ),
+                "path": path_value(target),
+                "preview": dg.MetadataValue.md(
+                    thumbnail_markdown(
+                        _channel_strip(np.load(target, mmap_mode="r")),
+                        max_size=256,
+                        alt=f"{jid}: {', '.join(CHANNELS)}",
+                    )
+                ),
             },
-        }
+            partition_key=jid,
+        )
         context.log.info(f"{jid}: {result.shape} tensor, {len(candidates)} candidates")
-    last = context.partition_keys[-1]
-    tensor = np.load(layout.job_tensor_file(last), mmap_mode="r")
-    metadata: dict[str, object] = {
-        "jobs": len(summaries),
-        "candidates": sum(s["candidates"] for s in summaries.values()),
-        "real": sum(s["real"] for s in summaries.values()),
-        "bogus": sum(s["bogus"] for s in summaries.values()),
-        "per_job": dg.MetadataValue.json(summaries),
-        "preview": dg.MetadataValue.md(
-            thumbnail_markdown(
-                _channel_strip(tensor), max_size=512, alt=f"{last}: {', '.join(CHANNELS)}"
-            )
-        ),
-    }
-    if len(summaries) == 1:
-        (summary,) = summaries.values()
-        metadata["shape"] = str(tuple(summary["shape"]))
-        metadata["nan_counts"] = dg.MetadataValue.json(
-            {name: ch["nan_count"] for name, ch in summary["channels"].items()}
-        )
-        metadata["zscale_limits"] = dg.MetadataValue.json(
-            {name: [ch["vmin"], ch["vmax"]] for name, ch in summary["channels"].items()}
-        )
-        metadata["path"] = path_value(layout.job_tensor_file(last))
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(
+        metadata={
+            "jobs_in_run": len(context.partition_keys),
+            **{f"{k}_in_run": v for k, v in totals.items()},
+        }
+    )
 
 
 class MasterIndexConfig(dg.Config):

@@ -1,5 +1,6 @@
 """Discover complete job folders, register them as partitions and request one run for them."""
 
+import hashlib
 import json
 
 import dagster as dg
@@ -41,7 +42,10 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     if new_keys:
         run_requests.append(
             dg.RunRequest(
-                run_key="jids:" + ",".join(c.run_key for c in discovery.ready),
+                run_key="jids:"
+                + hashlib.sha256(
+                    ",".join(c.run_key for c in discovery.ready).encode("utf-8")
+                ).hexdigest(),
                 tags={
                     "dagster/asset_partition_range_start": new_keys[0],
                     "dagster/asset_partition_range_end": new_keys[-1],

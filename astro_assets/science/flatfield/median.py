@@ -1,47 +1,59 @@
-"""Exact per-pixel temporal median of a video, streamed in bands within a memory budget.
+"""Exact per-pixel temporal median of a video, streamed within a memory budget.
 
 The median of a video keeps what is fixed on the sensor (dust shadows, vignetting, pixel
 response) and averages away what moves. A video is often larger than memory, so the frames
-are never loaded together: the image plane is cut into bands of rows (or, when one row of
-all frames is too large for the budget, into pieces of a row), and a band holds every
-selected frame for its pixels only. Consecutive bands form a stage; each thread reads a
-whole stage, then computes its bands while they are still in the caches, so one thread
-reads while another computes. numpy releases the GIL in the reads, copies and sorts that
-make up the work, so the threads run on separate cores.
+are never loaded together: the image is cut into spans of pixels, and a thread holds every
+selected frame for the pixels of one span only, computes their medians, then goes on to the
+next span. Threads run on separate cores: the numba kernels, numpy and the reads release the
+GIL.
 
-Why the work is done this way (AMD EPYC with AVX-512, 440 frames of 1280 x 960 uint16;
-nanoseconds of one core per input value):
+Integers of at most 16 bits (every SER video) take a counting path, written as numba
+kernels because numpy has no selection along the frame axis that is not dominated by
+transposing (figures: AMD EPYC with AVX-512, 440 frames of 1280 x 960 uint16, nanoseconds
+of one core per input value):
 
-- Selection along the frame axis needs each pixel's values contiguous, while a video stores
-  each frame contiguous. ``np.partition(..., axis=0)`` on the frame-major block costs
-  6-15 ns/value and a plain transposing copy 2.4-3.2 ns/value. Transposing in two steps is
-  far cheaper: first as 32-byte blocks of neighbouring pixels (16 uint16 values move as one
-  element: 0.15-0.4 ns/value), then each block's small (frames x 16) tile (0.3 ns/value).
-- numpy sorts 16-bit and 32-bit integers with vectorised (AVX-512/AVX2) kernels: a full sort
-  of each pixel's 440 uint16 values costs 0.5 ns/value, as fast as ``np.partition`` with one
-  kth and many times faster than ``np.partition`` with the two kths an even count needs
-  (multi-kth partition falls back to scalar introselect, 8-12 ns/value). A full sort also
-  puts NaN last, which makes NaN detection free. Sorting float64 instead of the native
-  integers would cost 7-10 ns/value, and uint8 sorts slowly (24 ns/value), so data of at
-  most 16 bits is sorted as 16-bit integers and only the selected values are converted.
-- Exactness: converting integers or float32 to float64 preserves order (it is monotone), so
-  the order statistics of the native values, converted afterwards, equal those of the
-  float64 values. The two middle values are averaged in float64 exactly as ``np.median``
-  does, then cast to float32.
-- A memory-mapped input (such as a SER file opened lazily) is read from its file with
-  positioned reads into buffers the budget accounts for. Reading through the map is a
-  little cheaper (0.10 instead of 0.18 ns/value) but leaves every page touched mapped into
-  the process, so its resident set would grow with the video (recent Linux kernels map
-  whole page-cache folios of up to a few MiB per touch, far beyond the rows asked for).
-  The data stay in the operating system's page cache and the file is never modified.
+- A video stores each frame contiguous; selecting along the frame axis by partitioning or
+  sorting wants each pixel's values contiguous, and transposing alone costs 0.4-3 ns per
+  value in numpy. Counting needs no transpose: for a tile of several hundred neighbouring
+  pixels held in the core's L2 cache, one pass over the frames counts, for every pixel at
+  once, how many of its values lie below a threshold of its own. The loops compile to
+  32-lane AVX-512 (16-lane AVX2) compares and adds: about 0.045 ns per value and pass.
+- The k-th smallest value is the largest threshold with at most k values below it, so it is
+  found bit by bit from the top, one pass per bit: the result is one of the values, exact
+  for any data, ties and outliers included. A first pass finds each pixel's minimum and
+  maximum; only the bits of (maximum - minimum) need passes, and low bits that are zero in
+  every value of the tile (12- or 14-bit cameras writing 16-bit files) are skipped. The top
+  8 of those bits are searched on byte keys, ``(value - minimum) >> shift``, at 64 lanes per
+  compare (0.023 ns per value and pass), the rest on the 16-bit keys. A noise spread of a
+  few thousand ADU needs 8 byte passes and about 5 16-bit passes.
+- For an even count, one more pass finds the largest value below the upper middle one (or
+  that it is repeated), and the two are averaged in float64 exactly as ``np.median`` does,
+  then cast to float32. Signed integers are counted as unsigned keys (``value ^ 0x8000``,
+  which preserves order); big-endian data are byte-swapped in the first pass.
+- In all, about 0.45-0.55 ns per value for the kernels and 0.35-0.45 for reading the file
+  (0.2 CPU-seconds per GB in the system, copying from the page cache into buffers larger
+  than the caches): about 0.5 CPU-seconds per GB, where ``cat`` needs 0.08-0.15 to read the
+  same file from the page cache. The kernels are bound by the 15 to 20 passes over each
+  tile, one vector compare and add per 32 (or 64) values and pass.
 
-In all, about 1.0-1.1 CPU-seconds per GB of uint16 video (read 0.18, transposes 0.4-0.5,
-sort 0.28, the rest bookkeeping), several times what ``cat`` needs to read the same file
-from the page cache (about 0.1 s per GB): the transposes and the sort alone, spread over two
-cores, take longer than twice the ``cat`` time. Going further needs compiled code that
-fuses the read, an in-register transpose and a vectorised selection per cache-sized tile
-(e.g. a small numba or C++ kernel using Highway's ``VQSelect`` or x86-simd-sort), not more
-numpy.
+Other dtypes (floating point, wider integers) take a sorting path: blocks are transposed in
+two steps (32-byte blocks of neighbouring pixels first, then the small tile inside each
+block, 0.5-0.7 ns per value) and every pixel's values are sorted with numpy's vectorised
+sort, which also puts NaN last (so a NaN anywhere shows in the last value). Converting
+integers or floats to float64 preserves order, so selecting in the native dtype and
+converting afterwards is exact.
+
+A memory-mapped input (such as a SER file opened lazily) is read from its file with
+positioned reads into buffers the budget accounts for, 64 KiB per frame and read. Reading
+through the map would leave every page touched mapped into the process, so its resident set
+would grow with the video (recent Linux kernels map whole page-cache folios of up to a few
+MiB per touch). The data stay in the operating system's page cache and the file is never
+modified.
+
+The counting kernels are compiled by numba on the first call in a process (about 4
+CPU-seconds) and cached next to this module, or in numba's user-wide cache directory when
+the package is read-only, so later processes load them (about 0.35 CPU-seconds). Without any
+writable cache directory they are compiled in every process.
 """
 
 from __future__ import annotations
@@ -50,28 +62,54 @@ import math
 import mmap
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numba
 import numpy as np
 
 __all__ = ["TemporalMedianParams", "temporal_median"]
 
-_BLOCK_BYTES = 32
-"""Bytes of neighbouring pixels moved as one element in the first transposing step."""
-
-_BAND_TARGET_BYTES = 4 * 2**20
-"""Upper bound on each of a band's working buffers: a band this small stays in the caches
-between the transposing copies and the sort."""
+_Task = TypeVar("_Task")
 
 _READ_TARGET_BYTES = 64 * 2**10
-"""Bytes read per frame at a time (a stage) when the budget allows: each read has a fixed
+"""Bytes read per frame at a time when the budget allows: each positioned read has a fixed
 cost of a few microseconds, so much smaller reads would dominate."""
 
 _MIN_STAGES_PER_WORKER = 4
-"""Stages are made small enough that every thread gets several, which keeps all cores busy
-until the end."""
+"""Work is cut small enough that every thread gets several pieces, which keeps all cores
+busy until the end."""
+
+_TILE_BYTES = 768 * 2**10
+"""Bytes of a counting tile's 16-bit keys (its pixels in every frame): with its byte keys,
+about a core's L2 cache, where the tile stays during the passes over it."""
+
+_TILE_MAX_VALUES = 1024
+"""Widest counting tile: wider ones gain nothing once the loops run at full vector speed."""
+
+_KEY_ROW_ALIGN_VALUES = 32
+
+_COUNT_CHUNK_FRAMES = 65528
+"""Frames counted in 16-bit lanes before the counts go to 64-bit totals: below 2**16, and a
+multiple of the 8 frames compared per step."""
+
+_COARSE_CHUNK_FRAMES = 248
+"""Frames counted in 8-bit lanes before the counts go to 64-bit totals: below 2**8, and a
+multiple of the 8 frames compared per step."""
+
+_MIN_COARSE_BITS = 4
+"""Fewest top bits worth searching on byte keys: making them costs about one 16-bit pass,
+and a byte pass costs about half of one."""
+
+_COARSE_SCALES = np.array([2 ** (16 - max(top, 8)) for top in range(17)], dtype=np.uint16)
+"""Per number of bits ``top`` of a tile's spread, the factor that moves an offset's top 8
+bits into the high byte of 16 bits. A table, so that the compiler cannot turn the
+multiplication back into a shift by a variable amount."""
+
+_SIGNED_KEY_FLIP = 0x8000
+"""``value ^ 0x8000`` maps int16 (and int8 widened to int16) onto uint16 in the same order."""
 
 
 def _is_integer(value: object) -> bool:
@@ -124,6 +162,9 @@ class TemporalMedianParams:
 _DEFAULTS = TemporalMedianParams()
 
 
+_DEFAULTS = TemporalMedianParams()
+
+
 def temporal_median(
     frames,
     *,
@@ -164,6 +205,10 @@ def temporal_median(
     NaN follows ``np.median``: a pixel with a NaN in any selected frame has a NaN median.
     Infinities take part in the ordering; the mean of ``-inf`` and ``inf`` is NaN.
 
+    Integers of at most 16 bits are counted (see the module notes), other dtypes sorted;
+    both are exact. The first call in a process may compile the counting kernels (a few
+    seconds, once per installation when numba can write its cache).
+
     A numpy array (including ``np.memmap``) is read in place; any other array-like is
     converted with ``np.asarray`` first, outside the budget. A view of a ``np.memmap`` that
     is not copy-on-write is read from the file named by the map with positioned reads
@@ -176,55 +221,15 @@ def temporal_median(
     _check_video(video)
     selected = video[:: params.frame_step]
     video4 = selected if selected.ndim == 4 else selected[..., np.newaxis]
-    frame_count, height, width, channels = video4.shape
-    work_dtype = _work_dtype(selected.dtype)
+    _, height, width, channels = video4.shape
     result = np.empty((height, width, channels), dtype=np.float32)
-
-    with _open_source(video4, work_dtype) as source:
-        plan = _plan_bands(
-            frame_count=frame_count,
-            height=height,
-            width=width,
-            channels=channels,
-            work_itemsize=work_dtype.itemsize,
-            staging_itemsize=source.staging_itemsize,
-            budget_bytes=params.memory_budget_mb * 2**20 - result.nbytes,
-            workers=params.workers if params.workers is not None else (os.cpu_count() or 1),
-        )
-        workspace = threading.local()
-
-        def process(bands: list[_Region]) -> None:
-            buffers = getattr(workspace, "buffers", None)
-            if buffers is None:
-                buffers = _Workspace(frame_count, plan, work_dtype)
-                workspace.buffers = buffers
-            stage = buffers.stage[: len(bands)]
-            source.read(bands, stage)
-            for band, held in zip(bands, stage, strict=True):
-                medians = buffers.median(held[:, : band.values(channels)])
-                result[band.row0 : band.row1, band.col0 : band.col1, :] = medians.reshape(
-                    band.rows, band.col1 - band.col0, channels
-                )
-
-        stages = plan.stages()
-        if plan.workers == 1:
-            for bands in stages:
-                process(bands)
-        else:
-            with ThreadPoolExecutor(max_workers=plan.workers) as pool:
-                _wait_all([pool.submit(process, bands) for bands in stages])
+    budget_bytes = params.memory_budget_mb * 2**20 - result.nbytes
+    workers = params.workers if params.workers is not None else (os.cpu_count() or 1)
+    if _is_counted(video4.dtype):
+        _median_by_counting(video4, result, budget_bytes, workers)
+    else:
+        _median_by_sorting(video4, result, budget_bytes, workers)
     return result if video.ndim == 4 else result[..., 0]
-
-
-def _wait_all(futures: list[Future]) -> None:
-    """Wait for every future; on the first error, cancel those not started and re-raise."""
-    try:
-        for future in futures:
-            future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
 
 
 def _check_video(video: np.ndarray) -> None:
@@ -246,10 +251,670 @@ def _check_video(video: np.ndarray) -> None:
         )
 
 
+def _is_counted(dtype: np.dtype) -> bool:
+    """Whether the counting path takes this dtype: integers of at most 16 bits."""
+    return dtype.kind in "iu" and dtype.itemsize <= 2
+
+
+def _too_small(frame_count: int, height: int, width: int, channels: int, needed: float) -> str:
+    return (
+        f"memory_budget_mb is too small for {frame_count} frames of {height}x{width}"
+        f"x{channels}: at least {needed / 2**20:.2f} MiB are needed; raise memory_budget_mb "
+        "or use a larger frame_step."
+    )
+
+
+def _run_all(tasks: Sequence[_Task], workers: int, process: Callable[[_Task], None]) -> None:
+    """Run ``process`` on every task, on ``workers`` threads."""
+    if workers == 1:
+        for task in tasks:
+            process(task)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        _wait_all([pool.submit(process, task) for task in tasks])
+
+
+def _wait_all(futures: list[Future]) -> None:
+    """Wait for every future; on the first error, cancel those not started and re-raise."""
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _file_behind(video4: np.ndarray) -> tuple[str, int] | None:
+    """The file and byte position of ``video4[0, 0, 0, 0]`` when ``video4`` is a view of a
+    shared file map with dense frames, else None.
+
+    Dense frames (rows, pixels and channels packed in C order, channels possibly reversed)
+    make any run of whole pixels a single byte range per frame. A copy-on-write map
+    (``mode="c"``) may hold changes that are not in the file, so it is read through the map.
+    """
+    root = video4
+    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
+        root = root.base
+    if not isinstance(root, np.memmap) or root.filename is None or root.mode == "c":
+        return None
+    _, _, width, channels = video4.shape
+    itemsize = video4.dtype.itemsize
+    frame_stride, row_stride, pixel_stride, channel_stride = video4.strides
+    dense_frames = (
+        row_stride == width * channels * itemsize
+        and pixel_stride == channels * itemsize
+        and (channels == 1 or abs(channel_stride) == itemsize)
+        and frame_stride > 0
+    )
+    if not dense_frames:
+        return None
+    offset_in_map = video4.ctypes.data - root.ctypes.data
+    return os.fspath(root.filename), root.offset + offset_in_map
+
+
+def _check_read(path: str, got: int, expected: int, position: int) -> None:
+    if got != expected:
+        raise ValueError(
+            f"{path} is shorter than its memory map (it ends before byte "
+            f"{position + expected}); was it truncated or replaced? Open it again."
+        )
+
+
+# Counting path: integers of at most 16 bits.
+
+
+@dataclass(frozen=True)
+class _SpanPlan:
+    """Spans of ``span_pixels`` consecutive pixels (raster order) of a ``pixels``-pixel
+    image, each held by a thread in a key buffer of ``row_values`` values per frame."""
+
+    pixels: int
+    span_pixels: int
+    row_values: int
+    tile_values: int
+    workers: int
+
+    def spans(self) -> list[tuple[int, int]]:
+        return [
+            (start, min(start + self.span_pixels, self.pixels))
+            for start in range(0, self.pixels, self.span_pixels)
+        ]
+
+
+def _key_row_values(values: int) -> int:
+    """Length of a key buffer row holding ``values`` values: whole 64-byte lines, an odd
+    number of them, so that the rows of a tile (one per frame) fall into different cache
+    sets instead of competing for the same few (as a power-of-two stride would)."""
+    lines = -(-values // _KEY_ROW_ALIGN_VALUES)
+    lines += 1 - lines % 2
+    return lines * _KEY_ROW_ALIGN_VALUES
+
+
+def _plan_spans(
+    *,
+    frame_count: int,
+    height: int,
+    width: int,
+    channels: int,
+    staging_itemsize: int,
+    budget_bytes: float,
+    workers: int,
+) -> _SpanPlan:
+    """Choose the span size, the tile width and the number of threads from the memory budget.
+
+    Per thread, every value of a span costs one uint16 key per frame, plus a staging copy in
+    the input dtype when the input has to be converted on the way in; a key row is padded by
+    up to two cache lines; the kernel needs a byte key per frame and a few per-column
+    numbers for every column of its tile. Tiles are narrowed to 32 columns before threads
+    are dropped to fit a small budget.
+    """
+    pixel_cost = frame_count * channels * (2 + staging_itemsize)
+    row_padding = frame_count * 4 * _KEY_ROW_ALIGN_VALUES
+    cache_tile = _TILE_BYTES // (2 * frame_count) // 32 * 32
+    tile_values = min(_TILE_MAX_VALUES, max(32, cache_tile))
+    fixed = row_padding + _tile_scratch_bytes(frame_count, tile_values)
+    if budget_bytes < workers * (fixed + pixel_cost):
+        tile_values = 32
+        fixed = row_padding + _tile_scratch_bytes(frame_count, tile_values)
+    affordable = int(budget_bytes // (fixed + pixel_cost))
+    if affordable < 1:
+        needed = fixed + pixel_cost + height * width * channels * 4
+        raise ValueError(_too_small(frame_count, height, width, channels, needed))
+    workers = min(workers, affordable)
+    pixels = height * width
+    span_pixels = min(
+        int((budget_bytes / workers - fixed) // pixel_cost),
+        max(1, _READ_TARGET_BYTES // (2 * channels)),
+        math.ceil(pixels / (_MIN_STAGES_PER_WORKER * workers)),
+    )
+    span_pixels = max(1, span_pixels)
+    return _SpanPlan(
+        pixels=pixels,
+        span_pixels=span_pixels,
+        row_values=_key_row_values(span_pixels * channels),
+        tile_values=tile_values,
+        workers=workers,
+    )
+
+
+def _tile_scratch_bytes(frame_count: int, tile_values: int) -> int:
+    """Bytes :func:`_median_of_keys` allocates for a tile: a byte key per frame and column,
+    and 31 bytes of per-column state (counts, bounds, thresholds), rounded up to 32."""
+    return tile_values * (frame_count + 32)
+
+
+def _median_by_counting(
+    video4: np.ndarray, result: np.ndarray, budget_bytes: float, workers: int
+) -> None:
+    """Fill ``result`` (h, w, channels) with the medians of integers of at most 16 bits."""
+    frame_count, height, width, channels = video4.shape
+    file = _file_behind(video4)
+    reader = _KeyArrayReader(video4) if file is None else _KeyFileReader(video4, *file)
+    plan = _plan_spans(
+        frame_count=frame_count,
+        height=height,
+        width=width,
+        channels=channels,
+        staging_itemsize=reader.staging_itemsize,
+        budget_bytes=budget_bytes,
+        workers=workers,
+    )
+    flat_result = result.reshape(-1)
+    workspace = threading.local()
+
+    with reader:
+
+        def process(span: tuple[int, int]) -> None:
+            keys = getattr(workspace, "keys", None)
+            if keys is None:
+                keys = workspace.keys = np.empty((frame_count, plan.row_values), np.uint16)
+                staging_shape = (frame_count, plan.span_pixels * channels)
+                workspace.staging = (
+                    np.empty(staging_shape, video4.dtype) if reader.staging_itemsize else None
+                )
+            start, stop = span
+            reader.read(start, stop, keys, workspace.staging)
+            _median_of_keys(
+                keys,
+                (stop - start) * channels,
+                plan.tile_values,
+                reader.swap,
+                reader.flip,
+                flat_result[start * channels : stop * channels],
+            )
+
+        _run_all(plan.spans(), plan.workers, process)
+
+
+def _key_view_dtype(dtype: np.dtype) -> np.dtype:
+    """The native 16-bit dtype whose bits are the key (before the signed flip)."""
+    return np.dtype(np.int16 if dtype.kind == "i" else np.uint16)
+
+
+class _KeyArrayReader:
+    """Copies spans of any numpy array into key buffers (widening, byte order, strides)."""
+
+    staging_itemsize = 0
+    swap = False
+
+    def __init__(self, video4: np.ndarray) -> None:
+        self.video4 = video4
+        self.flip = _SIGNED_KEY_FLIP if video4.dtype.kind == "i" else 0
+        self.key_dtype = _key_view_dtype(video4.dtype)
+
+    def __enter__(self) -> _KeyArrayReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def read(self, start: int, stop: int, keys: np.ndarray, staging: np.ndarray | None) -> None:
+        """Copy pixels [start, stop) of every frame into ``keys[:, :values]``."""
+        n, _, width, channels = self.video4.shape
+        target = keys.view(self.key_dtype)
+        done = 0
+        for row, col0, rows, cols in _row_pieces(start, stop, width):
+            piece = self.video4[:, row : row + rows, col0 : col0 + cols, :]
+            values = rows * cols * channels
+            np.copyto(
+                target[:, done : done + values].reshape(n, rows, cols, channels),
+                piece,
+                casting="safe",
+            )
+            done += values
+
+
+def _row_pieces(start: int, stop: int, width: int) -> Iterator[tuple[int, int, int, int]]:
+    """Pixels [start, stop) of a ``width``-wide image in raster order as rectangles
+    (row, first column, rows, columns): at most a partial row, whole rows, a partial row."""
+    position = start
+    while position < stop:
+        row, col = divmod(position, width)
+        if col == 0 and stop - position >= width:
+            rows = (stop - position) // width
+            yield row, 0, rows, width
+            position += rows * width
+        else:
+            cols = min(width - col, stop - position)
+            yield row, col, 1, cols
+            position += cols
+
+
+class _KeyFileReader:
+    """Reads spans of a memory-mapped video from its file with positioned reads.
+
+    Pixels [start, stop) of a frame are one byte range of the file, read straight into the
+    key buffer for 16-bit data (the kernel swaps the bytes of big-endian data in place), or
+    into a staging buffer that is then converted (8-bit data, reversed channels).
+    """
+
+    def __init__(self, video4: np.ndarray, path: str, first_position: int) -> None:
+        self.video4 = video4
+        self.path = path
+        self.first_position = first_position
+        dtype = video4.dtype
+        self.channels_reversed = video4.shape[3] > 1 and video4.strides[3] < 0
+        self.direct = dtype.itemsize == 2 and not self.channels_reversed
+        self.staging_itemsize = 0 if self.direct else dtype.itemsize
+        self.swap = self.direct and not dtype.isnative
+        self.flip = _SIGNED_KEY_FLIP if dtype.kind == "i" else 0
+        self.key_dtype = _key_view_dtype(dtype)
+        self.descriptor = -1
+
+    def __enter__(self) -> _KeyFileReader:
+        self.descriptor = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.descriptor)
+
+    def read(self, start: int, stop: int, keys: np.ndarray, staging: np.ndarray | None) -> None:
+        """Read pixels [start, stop) of every frame into ``keys[:, :values]``."""
+        n, _, _, channels = self.video4.shape
+        frame_stride, _, pixel_stride, channel_stride = self.video4.strides
+        values = (stop - start) * channels
+        target = keys if staging is None else staging
+        first = self.first_position + start * pixel_stride
+        if self.channels_reversed:
+            first += (channels - 1) * channel_stride
+        expected = values * self.video4.dtype.itemsize
+        for frame in range(n):
+            position = first + frame * frame_stride
+            got = os.preadv(self.descriptor, [target[frame, :values]], position)
+            _check_read(self.path, got, expected, position)
+        if staging is None:
+            return
+        source = staging[:, :values].reshape(n, stop - start, channels)
+        if self.channels_reversed:
+            source = source[..., ::-1]
+        converted = keys.view(self.key_dtype)[:, :values].reshape(n, stop - start, channels)
+        np.copyto(converted, source, casting="safe")
+
+
+def _compiled(function: Callable) -> Callable:
+    """``function`` compiled by numba on first call, releasing the GIL, without bounds checks.
+
+    The machine code is cached on disk (next to this module, or in numba's user-wide cache
+    directory) so that later processes load it instead of compiling again. Where numba finds
+    no writable cache directory (a read-only installation without a writable home), numba
+    refuses ``cache=True``; the kernels are then compiled in every process instead.
+    """
+    try:
+        return numba.njit(nogil=True, cache=True, boundscheck=False)(function)
+    except RuntimeError as error:
+        if "no locator available" not in str(error):
+            raise
+    return numba.njit(nogil=True, boundscheck=False)(function)
+
+
+@_compiled
+def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - compiled
+    """Medians over axis 0 of ``keys[:, :values]`` (uint16 keys), written to ``out[:values]``
+    as float32 values (``int16(key ^ flip)`` for signed data, else the key).
+
+    The keys are first made native in place (``swap``: byte-swapped; ``flip``: xor-ed), then
+    every tile of ``tile`` neighbouring columns is searched by bisection, see the module notes.
+    """
+    frame_count = keys.shape[0]
+    rank = frame_count // 2
+    flip_key = np.uint16(flip)
+    lowest = np.empty(tile, np.uint16)
+    highest = np.empty(tile, np.uint16)
+    seen = np.empty(tile, np.uint16)
+    found = np.empty(tile, np.int64)
+    threshold = np.empty(tile, np.uint16)
+    lane_counts = np.empty(tile, np.uint16)
+    counts = np.empty(tile, np.int64)
+    below = np.empty(tile, np.uint16)
+    coarse = np.empty((frame_count, tile), np.uint8)
+    coarse_found = np.empty(tile, np.uint8)
+    coarse_threshold = np.empty(tile, np.uint8)
+    coarse_lanes = np.empty(tile, np.uint8)
+    for start in range(0, values, tile):
+        stop = min(start + tile, values)
+        width = stop - start
+        _prepare_tile(keys, start, stop, swap, flip_key, lowest, highest, seen)
+        spread = 0
+        bits_seen = 0
+        for p in range(width):
+            spread = max(spread, np.int64(highest[p]) - np.int64(lowest[p]))
+            bits_seen |= np.int64(seen[p])
+            found[p] = lowest[p]
+        top = 0
+        while spread >> top:
+            top += 1
+        bottom = 0
+        while bottom < top and ((bits_seen >> bottom) & 1) == 0:
+            bottom += 1
+        # found = lowest + the bits of (k-th value - lowest) decided so far, from the top:
+        # the top 8 bits on byte keys when that saves passes, the rest on the 16-bit keys.
+        fine_top = top
+        shift = max(0, top - 8)
+        coarse_bottom = max(shift, bottom)
+        if top - coarse_bottom >= _MIN_COARSE_BITS:
+            _build_coarse_keys(keys, start, stop, lowest, top, coarse)
+            for p in range(width):
+                coarse_found[p] = 0
+            for bit in range(top - 1, coarse_bottom - 1, -1):
+                coarse_step = np.uint8(1 << (bit - shift))
+                for p in range(width):
+                    coarse_threshold[p] = coarse_found[p] + coarse_step
+                _count_coarse_below(coarse, width, coarse_threshold, coarse_lanes, counts)
+                for p in range(width):
+                    if counts[p] <= rank:
+                        coarse_found[p] += coarse_step
+            for p in range(width):
+                found[p] += np.int64(coarse_found[p]) << shift
+            fine_top = shift
+        for bit in range(fine_top - 1, bottom - 1, -1):
+            step = np.int64(1) << bit
+            for p in range(width):
+                threshold[p] = min(found[p] + step, 65535)
+            _count_below(keys, start, stop, threshold, lane_counts, counts)
+            for p in range(width):
+                if counts[p] <= rank and found[p] + step <= 65535:
+                    found[p] += step
+        if frame_count % 2 == 0:
+            for p in range(width):
+                threshold[p] = found[p]
+            _count_and_max_below(keys, start, stop, threshold, lane_counts, counts, below)
+        for p in range(width):
+            upper = np.uint16(found[p])
+            lower = upper
+            if frame_count % 2 == 0 and counts[p] >= rank:
+                lower = below[p]
+            if flip_key:
+                low_value = np.float64(np.int16(lower ^ flip_key))
+                high_value = np.float64(np.int16(upper ^ flip_key))
+            else:
+                low_value = np.float64(lower)
+                high_value = np.float64(upper)
+            out[start + p] = np.float32((low_value + high_value) / 2)
+
+
+@_compiled
+def _prepare_tile(
+    keys, start, stop, swap, flip_key, lowest, highest, seen
+):  # pragma: no cover - compiled
+    """Make the keys of columns [start, stop) native in place; per column, their minimum,
+    maximum and bitwise or."""
+    width = stop - start
+    for p in range(width):
+        lowest[p] = 65535
+        highest[p] = 0
+        seen[p] = 0
+    frame_count = keys.shape[0]
+    if swap or flip_key:
+        eight = np.uint16(8)
+        for frame in range(frame_count):
+            row = keys[frame, start:stop]
+            if swap:
+                for p in range(width):
+                    value = row[p]
+                    row[p] = ((value >> eight) | (value << eight)) ^ flip_key
+            else:
+                for p in range(width):
+                    row[p] = row[p] ^ flip_key
+    frame = 0
+    while frame + 4 <= frame_count:
+        r0 = keys[frame, start:stop]
+        r1 = keys[frame + 1, start:stop]
+        r2 = keys[frame + 2, start:stop]
+        r3 = keys[frame + 3, start:stop]
+        for p in range(width):
+            a = r0[p]
+            b = r1[p]
+            c = r2[p]
+            d = r3[p]
+            lowest[p] = min(lowest[p], min(min(a, b), min(c, d)))
+            highest[p] = max(highest[p], max(max(a, b), max(c, d)))
+            seen[p] |= (a | b) | (c | d)
+        frame += 4
+    while frame < frame_count:
+        row = keys[frame, start:stop]
+        for p in range(width):
+            value = row[p]
+            lowest[p] = min(lowest[p], value)
+            highest[p] = max(highest[p], value)
+            seen[p] |= value
+        frame += 1
+
+
+@_compiled
+def _count_below(keys, start, stop, threshold, lane_counts, counts):  # pragma: no cover
+    """``counts[p]`` = number of frames whose key in column ``start + p`` is below
+    ``threshold[p]``. Counted in 16-bit lanes, eight frames per step (one vector compare
+    and add per frame and 16 or 32 columns), in chunks that cannot overflow them."""
+    width = stop - start
+    one = np.uint16(1)
+    zero = np.uint16(0)
+    for p in range(width):
+        counts[p] = 0
+    frame_count = keys.shape[0]
+    for chunk in range(0, frame_count, _COUNT_CHUNK_FRAMES):
+        chunk_stop = min(chunk + _COUNT_CHUNK_FRAMES, frame_count)
+        for p in range(width):
+            lane_counts[p] = 0
+        frame = chunk
+        while frame + 8 <= chunk_stop:
+            r0 = keys[frame, start:stop]
+            r1 = keys[frame + 1, start:stop]
+            r2 = keys[frame + 2, start:stop]
+            r3 = keys[frame + 3, start:stop]
+            r4 = keys[frame + 4, start:stop]
+            r5 = keys[frame + 5, start:stop]
+            r6 = keys[frame + 6, start:stop]
+            r7 = keys[frame + 7, start:stop]
+            for p in range(width):
+                t = threshold[p]
+                lane_counts[p] += (
+                    (one if r0[p] < t else zero)
+                    + (one if r1[p] < t else zero)
+                    + (one if r2[p] < t else zero)
+                    + (one if r3[p] < t else zero)
+                    + (one if r4[p] < t else zero)
+                    + (one if r5[p] < t else zero)
+                    + (one if r6[p] < t else zero)
+                    + (one if r7[p] < t else zero)
+                )
+            frame += 8
+        while frame < chunk_stop:
+            row = keys[frame, start:stop]
+            for p in range(width):
+                lane_counts[p] += one if row[p] < threshold[p] else zero
+            frame += 1
+        for p in range(width):
+            counts[p] += lane_counts[p]
+
+
+@_compiled
+def _build_coarse_keys(keys, start, stop, lowest, top, coarse):  # pragma: no cover
+    """``coarse[f, p]`` = the top 8 of the ``top`` bits of ``keys[f, start + p] - lowest[p]``
+    (all of them when ``top <= 8``).
+
+    The offset is moved to the top of 16 bits by a multiplication and its high byte taken: a
+    shift by a variable amount would be computed in 64-bit lanes.
+    """
+    width = stop - start
+    scale = _COARSE_SCALES[top]
+    for frame in range(keys.shape[0]):
+        row = keys[frame, start:stop]
+        target = coarse[frame, :width]
+        for p in range(width):
+            aligned = np.uint16(np.uint16(row[p] - lowest[p]) * scale)
+            target[p] = np.uint8(aligned >> 8)
+
+
+@_compiled
+def _count_coarse_below(coarse, width, threshold, lane_counts, counts):  # pragma: no cover
+    """``counts[p]`` = number of frames whose byte key ``coarse[f, p]`` is below
+    ``threshold[p]``: 64 columns per vector compare, counted in 8-bit lanes in chunks of
+    248 frames, which cannot overflow them."""
+    one = np.uint8(1)
+    zero = np.uint8(0)
+    for p in range(width):
+        counts[p] = 0
+    frame_count = coarse.shape[0]
+    for chunk in range(0, frame_count, _COARSE_CHUNK_FRAMES):
+        chunk_stop = min(chunk + _COARSE_CHUNK_FRAMES, frame_count)
+        for p in range(width):
+            lane_counts[p] = 0
+        frame = chunk
+        while frame + 8 <= chunk_stop:
+            r0 = coarse[frame, :width]
+            r1 = coarse[frame + 1, :width]
+            r2 = coarse[frame + 2, :width]
+            r3 = coarse[frame + 3, :width]
+            r4 = coarse[frame + 4, :width]
+            r5 = coarse[frame + 5, :width]
+            r6 = coarse[frame + 6, :width]
+            r7 = coarse[frame + 7, :width]
+            for p in range(width):
+                t = threshold[p]
+                lane_counts[p] += (
+                    (one if r0[p] < t else zero)
+                    + (one if r1[p] < t else zero)
+                    + (one if r2[p] < t else zero)
+                    + (one if r3[p] < t else zero)
+                    + (one if r4[p] < t else zero)
+                    + (one if r5[p] < t else zero)
+                    + (one if r6[p] < t else zero)
+                    + (one if r7[p] < t else zero)
+                )
+            frame += 8
+        while frame < chunk_stop:
+            row = coarse[frame, :width]
+            for p in range(width):
+                lane_counts[p] += one if row[p] < threshold[p] else zero
+            frame += 1
+        for p in range(width):
+            counts[p] += lane_counts[p]
+
+
+@_compiled
+def _count_and_max_below(
+    keys, start, stop, threshold, lane_counts, counts, below
+):  # pragma: no cover - compiled
+    """Like :func:`_count_below`, and ``below[p]`` = the largest key below ``threshold[p]``
+    in column ``start + p`` (0 if none)."""
+    width = stop - start
+    one = np.uint16(1)
+    zero = np.uint16(0)
+    for p in range(width):
+        counts[p] = 0
+        below[p] = 0
+    frame_count = keys.shape[0]
+    for chunk in range(0, frame_count, _COUNT_CHUNK_FRAMES):
+        chunk_stop = min(chunk + _COUNT_CHUNK_FRAMES, frame_count)
+        for p in range(width):
+            lane_counts[p] = 0
+        frame = chunk
+        while frame + 4 <= chunk_stop:
+            r0 = keys[frame, start:stop]
+            r1 = keys[frame + 1, start:stop]
+            r2 = keys[frame + 2, start:stop]
+            r3 = keys[frame + 3, start:stop]
+            for p in range(width):
+                t = threshold[p]
+                a = r0[p]
+                b = r1[p]
+                c = r2[p]
+                d = r3[p]
+                lane_counts[p] += (
+                    (one if a < t else zero)
+                    + (one if b < t else zero)
+                    + (one if c < t else zero)
+                    + (one if d < t else zero)
+                )
+                largest = max(
+                    max(a if a < t else zero, b if b < t else zero),
+                    max(c if c < t else zero, d if d < t else zero),
+                )
+                below[p] = max(below[p], largest)
+            frame += 4
+        while frame < chunk_stop:
+            row = keys[frame, start:stop]
+            for p in range(width):
+                value = row[p]
+                is_below = value < threshold[p]
+                lane_counts[p] += one if is_below else zero
+                below[p] = max(below[p], value if is_below else zero)
+            frame += 1
+        for p in range(width):
+            counts[p] += lane_counts[p]
+
+
+# Sorting path: floating point and integers wider than 16 bits.
+
+_BLOCK_BYTES = 32
+"""Bytes of neighbouring pixels moved as one element in the first transposing step."""
+
+_BAND_TARGET_BYTES = 4 * 2**20
+"""Upper bound on each of a band's working buffers: a band this small stays in the caches
+between the transposing copies and the sort."""
+
+
+def _median_by_sorting(
+    video4: np.ndarray, result: np.ndarray, budget_bytes: float, workers: int
+) -> None:
+    """Fill ``result`` (h, w, channels) with the medians of any other numeric dtype."""
+    frame_count, height, width, channels = video4.shape
+    work_dtype = _work_dtype(video4.dtype)
+    file = _file_behind(video4)
+    source = _ArraySource(video4) if file is None else _FileSource(video4, work_dtype, *file)
+    plan = _plan_bands(
+        frame_count=frame_count,
+        height=height,
+        width=width,
+        channels=channels,
+        work_itemsize=work_dtype.itemsize,
+        staging_itemsize=source.staging_itemsize,
+        budget_bytes=budget_bytes,
+        workers=workers,
+    )
+    workspace = threading.local()
+
+    with source:
+
+        def process(bands: list[_Region]) -> None:
+            buffers = getattr(workspace, "buffers", None)
+            if buffers is None:
+                buffers = _Workspace(frame_count, plan, work_dtype)
+                workspace.buffers = buffers
+            stage = buffers.stage[: len(bands)]
+            source.read(bands, stage)
+            for band, held in zip(bands, stage, strict=True):
+                medians = buffers.median(held[:, : band.values(channels)])
+                result[band.row0 : band.row1, band.col0 : band.col1, :] = medians.reshape(
+                    band.rows, band.col1 - band.col0, channels
+                )
+
+        _run_all(plan.stages(), plan.workers, process)
+
+
 def _work_dtype(dtype: np.dtype) -> np.dtype:
     """Native-order dtype in which the values are sorted (order-preserving and exact)."""
-    if dtype.itemsize == 1:
-        return np.dtype(np.uint16 if dtype.kind == "u" else np.int16)
     if dtype.kind == "f" and dtype.itemsize == 2:
         return np.dtype(np.float32)
     return dtype.newbyteorder("=")
@@ -328,12 +993,8 @@ def _plan_bands(
     minimum_per_worker = block * (band_cost + stage_cost)
     affordable = int(budget_bytes // minimum_per_worker)
     if affordable < 1:
-        needed_mib = (minimum_per_worker + height * width * channels * 4) / 2**20
-        raise ValueError(
-            f"memory_budget_mb is too small for {frame_count} frames of {height}x{width}"
-            f"x{channels}: at least {needed_mib:.2f} MiB are needed; raise memory_budget_mb "
-            "or use a larger frame_step."
-        )
+        needed = minimum_per_worker + height * width * channels * 4
+        raise ValueError(_too_small(frame_count, height, width, channels, needed))
     workers = min(workers, affordable)
     per_worker = budget_bytes / workers
     total_values = height * width * channels
@@ -488,11 +1149,8 @@ class _FileSource:
         expected = sum(sizes) * self.video4.dtype.itemsize
         for frame, pieces in enumerate(self._pieces(target, sizes)):
             position = start + frame * frame_stride
-            if os.preadv(self.descriptor, pieces, position) != expected:
-                raise ValueError(
-                    f"{self.path} is shorter than its memory map (it ends before byte "
-                    f"{position + expected}); was it truncated or replaced? Open it again."
-                )
+            got = os.preadv(self.descriptor, pieces, position)
+            _check_read(self.path, got, expected, position)
         if target is stage:
             return
         for band, held, staged in zip(bands, stage, target, strict=False):
@@ -515,30 +1173,3 @@ class _FileSource:
                 for frame in range(target.shape[1])
             ]
         return cache[key]
-
-
-def _open_source(video4: np.ndarray, work_dtype: np.dtype) -> _ArraySource | _FileSource:
-    """A file source when ``video4`` is a view of a shared file map with dense frames.
-
-    Dense frames (rows, pixels and channels packed in C order, channels possibly reversed)
-    make every stage a single byte range per frame. A copy-on-write map (``mode="c"``) may
-    hold changes that are not in the file, so it is read through the map.
-    """
-    root = video4
-    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
-        root = root.base
-    if not isinstance(root, np.memmap) or root.filename is None or root.mode == "c":
-        return _ArraySource(video4)
-    _, _, width, channels = video4.shape
-    itemsize = video4.dtype.itemsize
-    frame_stride, row_stride, pixel_stride, channel_stride = video4.strides
-    dense_frames = (
-        row_stride == width * channels * itemsize
-        and pixel_stride == channels * itemsize
-        and (channels == 1 or abs(channel_stride) == itemsize)
-        and frame_stride > 0
-    )
-    if not dense_frames:
-        return _ArraySource(video4)
-    offset_in_map = video4.ctypes.data - root.ctypes.data
-    return _FileSource(video4, work_dtype, os.fspath(root.filename), root.offset + offset_in_map)
