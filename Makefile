@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ASTRO_ASSETS_DATA ?= $(CURDIR)/data
 
-.PHONY: install services demo test test-all dev bench lint format clean
+.PHONY: install browser services demo test test-all dev bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Chromium for the UI test (installed with apt-get when root; otherwise the test is skipped).
+browser:
+	bash scripts/install_browser.sh
+
 # PostgreSQL and Redis for the production-profile test (installed with apt-get when root).
 services:
-	scripts/install_services.sh
+	bash scripts/install_services.sh
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -36,11 +40,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/astro-assets ingest
 	$(BIN)/astro-assets materialize
 
-test: install
+test: install browser
 	$(BIN)/ruff check astro_assets assets_tests benchmarks
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow and not gemini"
 
-test-all: install services
+test-all: install browser services
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not gemini"
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

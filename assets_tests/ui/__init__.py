@@ -1,0 +1,1 @@
+"""The real Dagster UI (``dagster dev``) driven by headless Chromium."""
