@@ -1,68 +1,91 @@
-"""``astro-assets`` end to end against a persistent (on-disk) instance, as ``make demo`` uses it."""
+"""``astro-assets`` end to end against a persistent (on-disk) instance, as ``make demo`` uses it.
 
+Each command runs as its own process, exactly as a user runs it.
+"""
+
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from astro_assets.cli import main
+YAML = "telemetry:\n  enabled: false\n"
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("ASTRO_ASSETS_DATA", str(tmp_path / "data"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    monkeypatch.setenv("ASTRO_ASSETS_DUST_BACKEND", "classical")
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "dagster.yaml").write_text(YAML)
     return tmp_path
 
 
-def test_samples_ingest_materialize_record_runs_in_the_project_instance(project, capsys):
-    assert main(["samples", "--size", "small", "--jobs", "2", "--job-size", "64"]) == 0
-    data = project / "data"
-    videos = sorted(p.name for p in (data / "incoming" / "ser").glob("*.ser"))
-    assert videos and all(
-        (data / "incoming" / "ser" / v).with_suffix(".truth.npz").exists() for v in videos
+def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DAGSTER_HOME", "GEMINI_API_KEY", "ASTRO_ASSETS_DATA"}
+    }
+    env.update(ASTRO_ASSETS_DATA=str(project / "data"), ASTRO_ASSETS_DUST_BACKEND="classical")
+    return subprocess.run(
+        [sys.executable, "-m", "astro_assets.cli", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    assert sorted(p.name for p in (data / "incoming" / "jobs").iterdir() if p.is_dir()) == [
-        "jid001",
-        "jid002",
-    ]
 
-    assert main(["ingest", "--watch-seconds", "0"]) == 0
-    out = capsys.readouterr().out
-    assert "added    jids/jid001" in out
-    assert main(["ingest", "--watch-seconds", "0"]) == 0
-    assert "nothing new" in capsys.readouterr().out
+
+def test_samples_ingest_materialize_record_runs_in_the_project_instance(project):
+    samples = cli(project, "samples", "--size", "small", "--jobs", "2", "--job-size", "64")
+    assert samples.returncode == 0, samples.stderr
+    data = project / "data"
+    incoming = data / "incoming" / "ser"
+    videos = sorted(p.stem for p in incoming.glob("*.ser"))
+    assert videos
+    assert all((incoming / f"{v}.truth.npz").exists() for v in videos)
+    jobs = sorted(p.name for p in (data / "incoming" / "jobs").iterdir() if p.is_dir())
+    assert jobs == ["jid001", "jid002"]
+
+    first = cli(project, "ingest", "--watch-seconds", "0")
+    assert first.returncode == 0, first.stderr
+    assert "added    jids/jid001" in first.stdout
+    again = cli(project, "ingest", "--watch-seconds", "0")
+    assert "nothing new" in again.stdout
 
     home = project / ".dagster_home"
-    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
-    key = Path(videos[0]).stem
-    assert main(["materialize", "--select", "ser_median", "--partition", key]) == 0
-    assert (data / "flatfield" / key / "ser_median.tiff").is_file()
+    assert (home / "dagster.yaml").read_text() == YAML
+    run = cli(project, "materialize", "--select", "ser_median", "--partition", videos[0])
+    assert run.returncode == 0, run.stderr
+    assert f"ok     ser_median [ser_files/{videos[0]}]" in run.stdout
+    assert (data / "flatfield" / videos[0] / "ser_median.tiff").is_file()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 1
-        assert runs[0].status == dg.DagsterRunStatus.SUCCESS
-        assert instance.get_dynamic_partitions("ser_files") == sorted(Path(v).stem for v in videos)
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+        assert instance.get_dynamic_partitions("ser_files") == videos
 
 
-def test_materialize_refuses_an_unregistered_partition(project, capsys):
-    assert main(["materialize", "--select", "ser_median", "--partition", "nope"]) == 2
-    assert "run `astro-assets ingest` first" in capsys.readouterr().err
+def test_materialize_refuses_an_unregistered_partition(project):
+    result = cli(project, "materialize", "--select", "ser_median", "--partition", "nope")
+    assert result.returncode == 2
+    assert "run `astro-assets ingest` first" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
-def test_materialize_exits_non_zero_when_a_run_fails(project, capsys):
+def test_materialize_exits_non_zero_when_a_run_fails(project):
     ser = project / "data" / "incoming" / "ser"
     ser.mkdir(parents=True)
     (ser / "broken.ser").write_bytes(b"not a ser file at all" * 20)
-    assert main(["ingest", "--watch-seconds", "0"]) == 0
-    assert main(["materialize", "--select", "ser_median"]) == 1
-    assert "FAILED ser_median [ser_files/broken]" in capsys.readouterr().out
+    assert cli(project, "ingest", "--watch-seconds", "0").returncode == 0
+    result = cli(project, "materialize", "--select", "ser_median")
+    assert result.returncode == 1
+    assert "FAILED ser_median [ser_files/broken]" in result.stdout
 
 
-def test_unknown_selection_is_an_error(project, capsys):
-    assert main(["materialize", "--select", "nonexistent_asset"]) == 2
-    assert "nonexistent_asset" in capsys.readouterr().err
+def test_unknown_selection_is_an_error(project):
+    result = cli(project, "materialize", "--select", "nonexistent_asset")
+    assert result.returncode == 2
+    assert "nonexistent_asset" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -132,6 +132,66 @@ def test_planet_limb_and_sky_are_not_dust() -> None:
     assert len(detection.regions) == 1
 
 
+def _limb_darkened_disc(shape, centre, radius, flattening=0.0) -> np.ndarray:
+    """Noiseless disc with the solar limb-darkening law 1 - 0.6 (1 - mu) - 0.1 (1 - mu)^2.
+
+    Seeing blur (1 px) is applied on a larger canvas, then cropped, as a sensor sees it.
+    """
+    pad = 8
+    yy, xx = np.indices((shape[0] + 2 * pad, shape[1] + 2 * pad), dtype=np.float64) - pad
+    rho = np.hypot(xx - centre[1], (yy - centre[0]) / (1.0 - flattening))
+    mu = np.sqrt(np.clip(1.0 - (rho / radius) ** 2, 0.0, 1.0))
+    disc = (1.0 - 0.6 * (1.0 - mu) - 0.1 * (1.0 - mu) ** 2) * (rho < radius)
+    return 20.0 + 1000.0 * ndimage.gaussian_filter(disc, 1.0)[pad:-pad, pad:-pad]
+
+
+@pytest.mark.parametrize(
+    ("centre", "radius", "flattening"),
+    [
+        ((48.0, 64.0), 72.0, 0.0),  # close-up: the limb cuts the corners only
+        ((40.0, 70.0), 30.0, 0.065),  # whole oblate planet on the sky
+    ],
+)
+def test_background_follows_limb_darkening_to_the_limb(centre, radius, flattening) -> None:
+    median = _limb_darkened_disc((96, 128), centre, radius, flattening)
+    detection = detect_dust(median)
+    # The limb-darkening law is a quadratic in mu, so the background model (quadratic surface
+    # plus mu of the fitted limb) reproduces it to the limb and at the frame edges, where the
+    # limb itself lies outside the frame.
+    assert detection.valid.sum() > 0.3 * median.size * min(1.0, (radius / 72.0) ** 2)
+    assert np.abs(detection.deficit[detection.valid]).max() < 0.01
+    assert detection.regions == ()
+
+
+def test_two_close_opaque_spots_are_both_found() -> None:
+    first = DustSpec(x=40.0, y=36.0, diameter_px=8.0, depth=0.9, kind="disc")
+    second = DustSpec(x=58.0, y=36.0, diameter_px=8.0, depth=0.9, kind="disc")
+    median, truth = _median(
+        SolarVideoParams(n_frames=12, n_sunspots=0, drift_px=12.0, dust=(first, second), seed=7)
+    )
+    detection = detect_dust(median)
+    assert detection.core[36, 40] and detection.core[36, 58]
+    assert len(detection.regions) == 2
+    assert not np.any(detection.core & ~ndimage.binary_dilation(truth.dust_support(), iterations=2))
+
+
+def test_noisy_band_along_the_limb_is_measured_apart() -> None:
+    # A clean disc whose outer band carries much stronger texture than its centre, as the
+    # median of a video drifting across its own limb does. Blobs of that band must be judged
+    # against the band's own noise, not the quiet centre's.
+    rng = np.random.default_rng(11)
+    shape, centre, radius = (96, 128), (48.0, 64.0), 44.0
+    median = _limb_darkened_disc(shape, centre, radius)
+    yy, xx = np.indices(shape)
+    depth_below_limb = radius - np.hypot(yy - centre[0], xx - centre[1])
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    texture /= texture.std()
+    amplitude = np.where(depth_below_limb < 14.0, 0.04, 0.004)
+    median = median * (1.0 + amplitude * texture)
+    detection = detect_dust(median)
+    assert detection.regions == ()
+
+
 def test_user_valid_mask_excludes_pixels() -> None:
     median, _ = drifting_video()
     valid = np.ones(median.shape, dtype=bool)

@@ -129,6 +129,24 @@ def test_off_target_saturated_and_opaque_pixels_are_forced_to_one() -> None:
     assert result.stats["forced_opaque_px"] == int(np.count_nonzero(opaque))
 
 
+def test_implausibly_bright_ratios_are_forced_to_one_and_counted() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    support = truth.dust_support()
+    mask = expand_mask(support)
+    # A reference far too dark under part of the mask (as when it mixes in the sky): dust
+    # only blocks light, so a ratio of 2 cannot be a flat.
+    wrong = support & (np.indices(median.shape)[1] < 30)
+    reference = reference.copy()
+    reference[wrong] = truth.black_level_adu + 0.5 * (median[wrong] - truth.black_level_adu)
+    params = FlatParams(black_level_mode="value", black_level=truth.black_level_adu)
+    result = synthesize_flat(median, reference, mask, params)
+    assert np.all(result.flat[wrong] == 1.0) and np.all(result.forced_unity[wrong])
+    assert result.stats["forced_implausible_px"] == int(np.count_nonzero(wrong))
+    fine = support & ~wrong
+    np.testing.assert_allclose(result.flat[fine], truth.transmission[fine], rtol=1e-4)
+
+
 def test_clipped_plateau_is_treated_as_saturation() -> None:
     median = np.full((20, 20), 1000.0)
     median[5:15, 5:15] = 4095.0
@@ -187,6 +205,8 @@ def test_synthesize_flat_rejects_bad_input() -> None:
         FlatParams(black_level_mode="value")
     with pytest.raises(ValueError, match="black_level_mode"):
         FlatParams(black_level_mode="dark")
+    with pytest.raises(ValueError, match="max_flat"):
+        FlatParams(max_flat=1.0)
     with pytest.raises(ValueError, match="flat must be > 0"):
         apply_flat(median, np.zeros(median.shape), 0.0)
     with pytest.raises(ValueError, match="shape"):

@@ -66,6 +66,35 @@ def test_biharmonic_option_is_close_on_a_ramp() -> None:
     np.testing.assert_allclose(out, image.astype(np.float32), rtol=1e-5)
 
 
+def limb_scene(shape=(48, 64)) -> tuple[np.ndarray, np.ndarray]:
+    """A bright ramp (the target) on the left, dark sky on the right, and a mask across it."""
+    yy, xx = np.indices(shape)
+    image = np.where(xx < 40, 1000.0 + 4.0 * yy - 3.0 * xx, 10.0)
+    mask = np.hypot(yy - 24, xx - 38) <= 6
+    return image, mask
+
+
+@pytest.mark.parametrize("method", ["harmonic", "biharmonic"])
+def test_a_mask_across_the_limb_is_continued_from_the_target_only(method: str) -> None:
+    image, mask = limb_scene()
+    out = inpaint(image, mask, InpaintParams(method=method))
+    on_target = mask & (np.indices(image.shape)[1] < 40)
+    # The continuation of the target side alone: the sky does not pull the reference down.
+    # (The harmonic membrane has zero flux toward the sky, so it bends slightly off the ramp.)
+    np.testing.assert_allclose(out[on_target], image[on_target], rtol=0.02)
+    mixed = inpaint(image, mask, InpaintParams(method=method, dark_fraction=0.0))
+    assert np.min(mixed[on_target] / image[on_target]) < 0.9
+
+
+def test_a_mask_surrounded_by_sky_uses_the_sky() -> None:
+    image = np.full((30, 30), 10.0)
+    image[:, :3] = 1000.0
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[10:15, 12:18] = True
+    out = inpaint(image, mask)
+    np.testing.assert_allclose(out[mask], 10.0)
+
+
 def test_empty_mask_returns_a_copy() -> None:
     image = ramp()
     out = inpaint(image, np.zeros(image.shape, dtype=bool))
@@ -98,3 +127,5 @@ def test_inpaint_rejects_bad_input() -> None:
         inpaint(bad, mask)
     with pytest.raises(ValueError, match="method"):
         InpaintParams(method="telea")
+    with pytest.raises(ValueError, match="dark_fraction"):
+        InpaintParams(dark_fraction=1.0)

@@ -5,20 +5,29 @@ the matched-filter bank, so nothing is tuned to a particular video):
 
 1. **Usable pixels.** The on-target region is where the median is brighter than a fraction of its
    bright level; small dark holes inside it (opaque dust) are filled back, the sky and a thin
-   band along the limb are left out, as are saturated pixels.
-2. **Background.** A local-linear fit (normalized convolution with a Gaussian window) over the
-   usable pixels only: it follows vignetting and limb darkening and never mixes sky into the
-   disc. It is re-estimated with the dark (and bright) outliers and the first-pass detections
-   left out, so dust does not pull the background down.
+   band along the limb are left out, as are saturated pixels. When an ellipse (or circle) fits
+   the target's edge, the limb is known geometrically: the limb-darkened rim is usable down to
+   the limb level and dark notches well inside the fitted limb count as holes.
+2. **Background.** A local regression (normalized convolution with a Gaussian window) over the
+   usable pixels only, of a quadratic surface plus ``mu``, the limb-darkening coordinate of
+   the fitted limb: it follows vignetting and limb darkening to the limb (also where the limb
+   runs just outside the frame) and never mixes sky into the disc. It is re-estimated with the
+   dark (and bright) outliers and the first-pass detections left out, so dust does not pull
+   the background down.
 3. **Relative deficit** ``D = 1 - M / B`` and its robust noise (MAD).
 4. **Matched filters.** A bank of zero-mean disc and annulus filters (disc mean minus the mean of
    a surrounding ring; annulus mean minus the mean of hole and ring), radii about 5-75 px in
-   steps of sqrt(2), computed by FFT on a pyramid (large radii on binned images), each response
-   divided by its own robust spread, which measures the solar texture at that scale.
+   steps of sqrt(2), computed by FFT on a pyramid (large radii on binned images). Each response
+   is divided by its local noise: its robust spread in tiles many filter diameters wide, split
+   into bands of distance to the limb (never below the spread over the whole image). The
+   texture left in the median is far from uniform: where the target drifted across its own
+   limb the median keeps the texture of a few frames only.
 5. **Hysteresis** on the maximum significance (seed ~5 sigma, grow ~2.5 sigma) gives candidates.
-6. **Shape.** Each candidate is segmented on the pixel deficit, smoothed only as much as its
-   signal-to-noise ratio needs, donut holes are filled, and candidates that are too small (hot or
-   cold pixels) or violate the shape priors (solidity, elongation) are dropped.
+6. **Shape.** Each local maximum above the seed level (strongest first; two close shadows can
+   share one grown region) is segmented on the pixel deficit, smoothed only as much as its
+   signal-to-noise ratio needs, down to the larger of the grow level and a tenth of its
+   plateau; donut holes are filled, and candidates with too little pixel-level evidence (hot
+   or cold pixels) or that violate the shape priors (solidity, elongation) are dropped.
 """
 
 from __future__ import annotations
@@ -46,6 +55,12 @@ _MAD_TO_SIGMA = 1.4826
 _ROBUST_SAMPLE = 200_000
 _MIN_COVERAGE = 0.5
 """A filter response is kept where at least this fraction of its disc and of its ring is usable."""
+_NOISE_TILE_RADII = 8
+"""Side of the tiles in which the local noise of a filter response is measured, in radii."""
+_OUTLINE_FRACTION = 0.1
+"""The outline of a shadow is where its deficit falls to this fraction of its plateau."""
+_NOISE_BANDS = (1.0, 2.0, 4.0, 8.0)
+"""Bands of distance to unusable pixels, in filter radii, in which noise is measured apart."""
 _SMOOTHING_STEPS_PX = (0.0, 0.7, 1.4, 2.8, 5.6, 11.2)
 """Gaussian scales tried, smallest first, when segmenting a candidate on the pixel deficit."""
 
@@ -73,11 +88,12 @@ class DustDetectionParams:
     dark_fraction : float
         Pixels darker than this fraction of the bright level (99th percentile) are not used
         (sky, and the steep outer edge of the limb), unless they form a hole inside the target
-        no larger than the largest dust disc (an opaque shadow).
+        (or, with a fitted limb, a notch well inside it) no larger than the largest dust disc
+        (an opaque shadow).
     limb_fraction : float
         The edge of the target (the limb) is where the median falls below this fraction of the
-        bright level; the background model follows limb darkening with a term in the square
-        root of the distance to it.
+        bright level; the limb ellipse is fitted to that edge and the background model follows
+        limb darkening with ``mu`` of the fitted limb.
     limb_margin_px : float
         Band along the edge of the target excluded from detection: limb darkening is steepest
         there and seeing blurs it.
@@ -85,8 +101,9 @@ class DustDetectionParams:
         Clip level of the data; pixels at or above it are unusable. None: the maximum of the
         median counts as a clip level when at least 0.1 % of the pixels share it.
     min_area_px : float
-        Smallest shadow area kept (20 px: about 5 px across); smaller components cannot be told
-        from clusters of cold pixels or noise.
+        Smallest shadow kept, counted in pixels whose own deficit exceeds the grow level (20 px:
+        about 5 px across); smaller components cannot be told from clusters of cold pixels or
+        noise.
     min_solidity : float
         Smallest area / convex-hull area (dust shadows are discs and donuts: about 1 once holes
         are filled).
@@ -281,18 +298,35 @@ def _validate_median(median: np.ndarray, valid: np.ndarray | None) -> tuple[np.n
 
 def _usable_pixels(
     data: np.ndarray, params: DustDetectionParams, max_radius: float, user_valid: Any
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Usable pixels, the target's disc (for the limb fit) and the fitted limb, if any.
+
+    Returns ``(usable, disc, normalized_radius)``; ``normalized_radius`` is the ``s`` of
+    ``_fit_limb`` (1 on the fitted limb) or None when no ellipse fits the target's edge.
+    """
     level = float(np.percentile(data, 99.0))
     if not level > 0:
         raise ValueError(
             "the median has no positive signal (99th percentile <= 0); nothing to detect dust on."
         )
     on_target = data > params.dark_fraction * level
+    # The limb itself is where the light falls to the sky, not the conservative usable
+    # threshold: limb darkening already dims the edge to ~0.3-0.5.
+    disc = ndimage.binary_fill_holes(data > params.limb_fraction * level) | on_target
+    normalized_radius = _fit_limb(disc) if disc.any() and not disc.all() else None
     # Opaque dust is as dark as the sky, but it is a small hole inside the target, not the sky.
-    holes = ndimage.binary_fill_holes(on_target) & ~on_target
-    if holes.any():
-        labels, n = ndimage.label(holes)
-        sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
+    dark_spots = ndimage.binary_fill_holes(on_target) & ~on_target
+    if normalized_radius is not None:
+        # With a fitted limb the whole disc is known: its limb-darkened rim is usable down to
+        # the limb level, and a dark notch well inside the limb (opaque dust on the limb) is a
+        # hole like any other.
+        radius_px = _limb_radius_px(normalized_radius)
+        inside = normalized_radius < 1.0 - (params.limb_margin_px + 1.0) / radius_px
+        on_target |= inside & (data > params.limb_fraction * level)
+        dark_spots = (dark_spots | inside) & ~on_target
+    if dark_spots.any():
+        labels, n = ndimage.label(dark_spots)
+        sizes = ndimage.sum_labels(dark_spots, labels, index=np.arange(1, n + 1))
         small = np.zeros(n + 1, dtype=bool)
         small[1:] = sizes <= math.pi * (2.0 * max_radius) ** 2
         on_target |= small[labels]
@@ -309,27 +343,148 @@ def _usable_pixels(
         usable = usable & (distance > params.limb_margin_px)
     if user_valid is not None:
         usable = usable & user_valid
-    # The limb itself (for the limb coordinate) is where the light falls to the sky, not the
-    # conservative usable threshold: limb darkening already dims the edge to ~0.3-0.5.
-    disc = ndimage.binary_fill_holes(data > params.limb_fraction * level) | on_target
-    return usable, disc
+    return usable, disc, normalized_radius
+
+
+def _limb_radius_px(normalized_radius: np.ndarray) -> float:
+    """Mean radius of the fitted limb in pixels, from the gradient of ``s`` (``1 / R``)."""
+    grad_y, grad_x = np.gradient(normalized_radius)
+    slope = np.hypot(grad_y, grad_x)
+    near = np.abs(normalized_radius - 1.0) < 0.05
+    return float(1.0 / np.median(slope[near])) if near.any() else float(max(slope.shape))
 
 
 _POLY_TERMS = ((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2))
 """Exponents (of y, of x) of the local quadratic background model."""
 
 
-def _limb_coordinate(on_target: np.ndarray, sigma: float) -> np.ndarray | None:
-    """``sqrt(distance to the sky / sigma)``, capped at 3 sigma; None when there is no sky.
+def _limb_coordinate(
+    on_target: np.ndarray, normalized_radius: np.ndarray | None, sigma: float
+) -> np.ndarray | None:
+    """Limb-darkening regressor: ``mu = cos(theta)`` on a fitted limb, else a distance proxy.
 
-    Limb darkening is a smooth function of ``mu = cos(theta)``, and near the edge of any round
-    target ``mu ~ sqrt(2 d / R)`` with ``d`` the distance to the limb: a quadratic surface cannot
-    follow that square root, this extra regressor can.
+    Limb darkening is a smooth function of ``mu``, the cosine of the angle between the line of
+    sight and the surface normal; for a spherical (or spheroidal) target seen from afar,
+    ``mu = sqrt(1 - s**2)`` with ``s`` the normalized radius of the projected disc (an ellipse).
+    Every common limb-darkening law is a low-order polynomial in ``mu`` and ``mu**2 = 1 - s**2``
+    is a quadratic surface, so ``mu`` plus the quadratic terms of the background model follow
+    limb darkening exactly. The limb ellipse (or circle) is fitted to the visible edge of the
+    target, so the regressor stays right where the limb runs outside the frame (a close-up
+    whose limb only cuts the corners): a distance to the visible sky would be wrong there.
+
+    When no ellipse fits the edge (an irregular target: a terminator, a crescent, a ragged
+    crop), ``sqrt(d / sigma)`` with ``d`` the distance to the sky (capped at 3 sigma) stands in:
+    near the edge of a round target ``mu ~ sqrt(2 d / R)``. None when there is no sky.
     """
     if on_target.all() or not on_target.any():
         return None
+    if normalized_radius is not None:
+        return np.sqrt(np.clip(1.0 - normalized_radius**2, 0.0, 1.0))
     distance = ndimage.distance_transform_edt(on_target)
     return np.sqrt(np.minimum(distance, 3.0 * sigma) / sigma)
+
+
+_MIN_LIMB_POINTS = 24
+_LIMB_TOLERANCE_PX = 1.0
+"""A limb fit is accepted when its rms radial residual is below this plus 1 % of its radius."""
+
+
+def _fit_limb(on_target: np.ndarray) -> np.ndarray | None:
+    """Normalized radius ``s`` of the best-fitting limb ellipse or circle (1 on the limb).
+
+    The limb is the edge of the largest on-target component, without the frame border. An
+    ellipse (algebraic least squares) is preferred when it fits clearly better than a circle
+    (oblate planets); a circle is more robust when only short arcs are visible. Two rounds drop
+    edge points far from the fit (dust notches, prominences). Returns None when the edge is too
+    short or no conic fits it (an irregular target).
+    """
+    labels, n = ndimage.label(on_target)
+    if n > 1:
+        sizes = ndimage.sum_labels(on_target, labels, index=np.arange(1, n + 1))
+        target = labels == 1 + int(np.argmax(sizes))
+    else:
+        target = on_target
+    edge = target & ~ndimage.binary_erosion(target, border_value=1)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    rows, cols = np.nonzero(edge)
+    if rows.size < _MIN_LIMB_POINTS:
+        return None
+    # Coordinates centred inside the target and scaled to order one, for a well-posed fit.
+    target_rows, target_cols = np.nonzero(target)
+    origin = np.array([target_rows.mean(), target_cols.mean()])
+    scale = float(max(on_target.shape))
+    points = (np.stack([rows, cols], axis=1) - origin) / scale
+    best = None
+    for shape in ("circle", "ellipse"):
+        keep = np.ones(len(points), dtype=bool)
+        fit = None
+        for _round in range(3):
+            if keep.sum() < _MIN_LIMB_POINTS:
+                fit = None
+                break
+            fit = _fit_conic(points[keep], shape)
+            if fit is None:
+                break
+            residual = _radial_residual(points, *fit) * scale
+            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 0.5)
+            keep = np.abs(residual) <= 3.0 * spread
+        if fit is None:
+            continue
+        centre, metric = fit
+        residual = _radial_residual(points[keep], centre, metric) * scale
+        rms = float(np.sqrt(np.mean(residual**2)))
+        radius = scale / math.sqrt(float(np.sqrt(np.linalg.det(metric))))
+        if rms > _LIMB_TOLERANCE_PX + 0.01 * radius:
+            continue
+        if best is None or rms < 0.7 * best[0]:
+            best = (rms, centre, metric)
+    if best is None:
+        return None
+    _, centre, metric = best
+    height, width = on_target.shape
+    dy = ((np.arange(height) - origin[0]) / scale - centre[0])[:, None]
+    dx = ((np.arange(width) - origin[1]) / scale - centre[1])[None, :]
+    quadratic = metric[0, 0] * dy**2 + 2.0 * metric[0, 1] * dy * dx + metric[1, 1] * dx**2
+    return np.sqrt(np.maximum(quadratic, 0.0))
+
+
+def _fit_conic(points: np.ndarray, shape: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centre and metric ``M`` of the conic ``(p - c)^T M (p - c) = 1`` through ``points``.
+
+    Algebraic least squares: ``a y^2 + b yx + c x^2 + d y + e x = 1`` for an ellipse (the origin
+    lies inside the target), ``y^2 + x^2 + d y + e x + f = 0`` for a circle. None when the fit
+    is not a real ellipse or is too eccentric for a limb (axis ratio below 0.7).
+    """
+    y, x = points[:, 0], points[:, 1]
+    if shape == "circle":
+        design = np.stack([y, x, np.ones_like(y)], axis=1)
+        (d, e, f), *_ = np.linalg.lstsq(design, -(y**2 + x**2), rcond=None)
+        centre = np.array([-d / 2.0, -e / 2.0])
+        radius_sq = float(centre @ centre - f)
+        if not radius_sq > 0:
+            return None
+        return centre, np.eye(2) / radius_sq
+    design = np.stack([y**2, y * x, x**2, y, x], axis=1)
+    (a, b, c, d, e), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
+    metric = np.array([[a, b / 2.0], [b / 2.0, c]])
+    eigenvalues = np.linalg.eigvalsh(metric)
+    if not eigenvalues[0] > 0:
+        return None
+    centre = -0.5 * np.linalg.solve(metric, np.array([d, e]))
+    norm = 1.0 + float(centre @ metric @ centre)
+    if not norm > 0:
+        return None
+    metric = metric / norm
+    if math.sqrt(eigenvalues[0] / eigenvalues[1]) < 0.7:
+        return None
+    return centre, metric
+
+
+def _radial_residual(points: np.ndarray, centre: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Distance of each point from the conic along the ray from its centre (signed, outward)."""
+    offset = points - centre
+    s = np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", offset, metric, offset), 1e-300))
+    return np.linalg.norm(offset, axis=1) * (1.0 - 1.0 / s)
 
 
 def _local_background(
@@ -337,14 +492,14 @@ def _local_background(
 ) -> np.ndarray:
     """Weighted local regression in a Gaussian window, evaluated at every pixel.
 
-    The model is a quadratic surface (vignetting is one; so is limb darkening away from the
-    edge), plus, when the target has an edge in the frame, a term in the square root of the
-    distance to that edge (see ``_limb_coordinate``). This is normalized convolution of order 2:
-    it reproduces the model exactly and ignores pixels of zero weight, so the sky never leaks
-    into the disc and detected dust never pulls the background down. For speed the weighted
-    moments (at exact pixel positions) are summed in blocks of about ``sigma / 6`` px, the
-    Gaussian weight is taken per block, the normal equations are solved per block, and the
-    fitted coefficients of the nearest blocks are blended bilinearly at each pixel.
+    The model is a quadratic surface (vignetting is one), plus, when the target has an edge in
+    the frame, the limb-darkening regressor of ``_limb_coordinate``. This is normalized
+    convolution of order 2: it reproduces the model exactly and ignores pixels of zero weight,
+    so the sky never leaks into the disc and detected dust never pulls the background down.
+    For speed the weighted moments (at exact pixel positions) are summed in blocks of about
+    ``sigma / 6`` px, the Gaussian weight is taken per block, the normal equations are solved
+    per block, and at each pixel the fits of the nearest blocks are blended bilinearly in
+    proportion to the usable pixels each block holds.
     """
     height, width = data.shape
     factor = max(1, int(sigma / 6.0))
@@ -367,20 +522,45 @@ def _local_background(
         for j in range(i, n_terms):
             matrix[..., i, j] = matrix[..., j, i] = smoothed(weighted_basis[i] * basis[j])
     rhs = np.stack([smoothed(wb * data) for wb in weighted_basis], axis=-1)
-    # A ridge on the curvature and limb terms keeps one-sided windows (limb, frame edge) and
-    # windows where the limb term is flat from extrapolating wildly.
-    for i in range(3, n_terms):
-        matrix[..., i, i] += 1e-4 * total
     coefficients = np.full((*total.shape, n_terms), np.nan)
     enough = total > 1e-6 * max(float(total.max()), 1e-300)
-    coefficients[enough] = np.linalg.solve(matrix[enough], rhs[enough][..., None])[..., 0]
-    fields = [_fill_nan_nearest(coefficients[..., k]) for k in range(n_terms)]
+    coefficients[enough] = _solve_normal_equations(matrix[enough], rhs[enough])
+    # Each pixel blends the fits of the nearest blocks in proportion to the usable pixels the
+    # blocks hold: a block over the sky or a masked shadow has only an extrapolated fit.
+    support = _bin(weights, factor)
+    fields = [_fill_nan_nearest(coefficients[..., k]) * support for k in range(n_terms)]
     if factor > 1:
+        norm = _upsample_linear(support, factor, (height, width))
         fields = [_upsample_linear(f, factor, (height, width)) for f in fields]
+    else:
+        norm = support
+    plain = norm <= 1e-9 * max(float(support.max()), 1e-300)
+    norm = np.where(plain, 1.0, norm)
     result = np.zeros((height, width))
-    for coefficient, term in zip(fields, basis, strict=True):
-        result += coefficient * term
+    for index, (coefficient, term) in enumerate(zip(fields, basis, strict=True)):
+        if plain.any():
+            fallback = _fill_nan_nearest(coefficients[..., index])
+            if factor > 1:
+                fallback = _upsample_linear(fallback, factor, (height, width))
+            coefficient = np.where(plain, fallback, coefficient)
+        result += coefficient / norm * term
     return result
+
+
+def _solve_normal_equations(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients from stacked normal equations ``(n, k, k) @ x = (n, k)``.
+
+    The model terms are nearly collinear in many windows (the limb term is smooth far from the
+    limb; a one-sided window near the frame edge constrains curvature poorly). The matrices are
+    Jacobi-scaled (unit diagonal) and given a ridge of 1e-9, which only damps the numerically
+    undetermined directions; a ridge on the raw matrices, large enough to matter there, biases
+    the well-determined fit itself by percents next to a limb.
+    """
+    scale = 1.0 / np.sqrt(np.maximum(np.einsum("nii->ni", matrix), 1e-300))
+    scaled = matrix * scale[:, :, None] * scale[:, None, :]
+    scaled += 1e-9 * np.eye(matrix.shape[-1])
+    solution = np.linalg.solve(scaled, (rhs * scale)[..., None])[..., 0]
+    return scale * solution
 
 
 def _upsample_linear(grid: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
@@ -469,14 +649,24 @@ def _unbin(image: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray
 
 
 def _matched_significance(
-    deficit: np.ndarray, usable: np.ndarray, radii: tuple[float, ...], hole_fraction: float
+    deficit: np.ndarray,
+    usable: np.ndarray,
+    radii: tuple[float, ...],
+    hole_fraction: float,
+    *,
+    local_noise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum significance over the disc and annulus filters, and the radius that gave it."""
+    """Maximum significance over the disc and annulus filters, and the radius that gave it.
+
+    Each response is divided by its noise: the larger of its robust spread over the whole
+    image and, with ``local_noise``, its local spread (see ``_local_spread``).
+    """
     shape = deficit.shape
     best = np.zeros(shape, dtype=np.float32)
     best_radius = np.zeros(shape, dtype=np.float32)
     weights = usable.astype(np.float64)
     weighted = deficit * weights
+    edge_distance = ndimage.distance_transform_edt(usable)
     spectra: dict[int, _Spectra] = {}
     for radius in radii:
         factor = 2 ** max(0, math.floor(math.log2(radius / 4.0)))
@@ -504,11 +694,85 @@ def _matched_significance(
             spread = robust_sigma(response[covered]) if covered.any() else 0.0
             if not spread > 0:
                 continue
-            significance = _unbin((response / spread).astype(np.float32), factor, shape)
+            noise = spread
+            if local_noise:
+                local = _local_spread(
+                    response,
+                    covered,
+                    max(16, math.ceil(_NOISE_TILE_RADII * r)),
+                    edge_distance[::factor, ::factor] / radius,
+                )
+                noise = np.maximum(local, spread)
+            significance = _unbin((response / noise).astype(np.float32), factor, shape)
             better = significance > best
             best[better] = significance[better]
             best_radius[better] = radius
     return best, best_radius
+
+
+def _local_spread(
+    response: np.ndarray, covered: np.ndarray, tile: int, edge_distance: np.ndarray
+) -> np.ndarray:
+    """Robust spread (1.4826 MAD) of a filter response in cells, as a map.
+
+    The texture left in a median is not uniform: where the target drifted across its own limb,
+    the median keeps the texture of a few frames only, and the background fit is least sure
+    next to the limb and the frame edges. The cells are square tiles many filter diameters
+    wide, each split into bands of distance to the unusable pixels (1, 2, 4, 8 filter radii),
+    so a band along the limb gets its own noise. A cell with too few samples takes the spread
+    of its whole tile, a tile with too few that of the nearest tile with enough; 0 when no
+    tile has enough (the caller then uses the spread over the whole image).
+    """
+    height, width = response.shape
+    n_y, n_x = -(-height // tile), -(-width // tile)
+    n_bands = len(_NOISE_BANDS) + 1
+    # A sparse grid of samples: the response is smooth on the scale of the filter (>= 4 px).
+    grid = (slice(None, None, _NOISE_STRIDE), slice(None, None, _NOISE_STRIDE))
+    rows, cols = np.nonzero(covered[grid])
+    rows *= _NOISE_STRIDE
+    cols *= _NOISE_STRIDE
+    values = response[rows, cols]
+    tiles = (rows // tile) * n_x + cols // tile
+    bands = np.searchsorted(_NOISE_BANDS, edge_distance[rows, cols], side="right")
+    tile_spread = _grouped_spread(values, tiles, n_y * n_x).reshape(n_y, n_x)
+    if np.isnan(tile_spread).all():
+        return np.zeros(response.shape)
+    tile_spread = _fill_nan_nearest(tile_spread).ravel()
+    cell_spread = _grouped_spread(values, tiles * n_bands + bands, n_y * n_x * n_bands)
+    cell_spread = np.where(np.isnan(cell_spread), np.repeat(tile_spread, n_bands), cell_spread)
+    pixel_tiles = (np.arange(height) // tile)[:, None] * n_x + (np.arange(width) // tile)[None, :]
+    pixel_bands = np.searchsorted(_NOISE_BANDS, edge_distance, side="right")
+    return cell_spread[pixel_tiles * n_bands + pixel_bands]
+
+
+_MIN_CELL_SAMPLES = 48
+_NOISE_STRIDE = 2
+
+
+def _grouped_spread(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """1.4826 MAD of ``values`` per group id in ``[0, n_groups)``; NaN for small groups.
+
+    One sort by (group, value) serves every group at once (``ndimage.median`` per label is
+    an order of magnitude slower on millions of samples); the lower median is used.
+    """
+    spread = np.full(n_groups, np.nan)
+    counts = np.bincount(groups, minlength=n_groups)
+    enough = counts >= _MIN_CELL_SAMPLES
+    if not enough.any():
+        return spread
+    middle = np.cumsum(counts) - counts + counts // 2
+    centre = _sorted_by_group(values, groups)[np.minimum(middle, values.size - 1)]
+    deviation = _sorted_by_group(np.abs(values - centre[groups]), groups)
+    spread[enough] = _MAD_TO_SIGMA * deviation[middle[enough]]
+    return spread
+
+
+def _sorted_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``values`` sorted by group id, then by value (one float sort on a combined key)."""
+    low, high = float(values.min()), float(values.max())
+    unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    key = groups + 0.999 * unit
+    return values[np.argsort(key)]
 
 
 def _segment_candidate(
@@ -544,7 +808,12 @@ def _segment_candidate(
             smooth = ndimage.gaussian_filter(window_deficit, scale) / np.maximum(weights, 1e-6)
         inside = smooth[peak_area & window_usable]
         if inside.size and np.median(inside) >= params.seed_sigma * noise:
-            above = (smooth >= params.grow_sigma * noise) & window_usable
+            # A shadow is a plateau with a short edge: its outline is where the deficit falls
+            # to a fraction of the plateau, or to the noise for a faint one. The noise level
+            # alone would let a deep shadow reach out along the texture around it.
+            plateau = float(np.percentile(inside, 90))
+            level = max(params.grow_sigma * noise, _OUTLINE_FRACTION * plateau)
+            above = (smooth >= level) & window_usable
             labels, _ = ndimage.label(above)
             touching = np.unique(labels[peak_area & above])
             shape = np.isin(labels, touching[touching > 0])
@@ -587,13 +856,13 @@ def _radial_template(
 def _noise_by_scale(deficit: np.ndarray, usable: np.ndarray, radii: tuple[float, ...]) -> dict:
     """Robust noise of the deficit smoothed at each segmentation scale.
 
-    Measured on at most the central 1024 x 1024 px of the usable region: a noise level needs
+    Measured on at most the central 512 x 512 px of the usable region: a noise level needs
     far fewer pixels, and smoothing a multi-megapixel image at five scales is not free.
     """
     rows, cols = np.nonzero(usable.any(axis=1))[0], np.nonzero(usable.any(axis=0))[0]
     crop = []
     for index in (rows, cols):
-        centre, half = (index[0] + index[-1]) // 2, min(512, (index[-1] - index[0]) // 2 + 1)
+        centre, half = (index[0] + index[-1]) // 2, min(256, (index[-1] - index[0]) // 2 + 1)
         crop.append(slice(max(centre - half, 0), centre + half + 1))
     deficit, usable = deficit[tuple(crop)], usable[tuple(crop)]
     noise = {}
@@ -612,8 +881,8 @@ def _noise_by_scale(deficit: np.ndarray, usable: np.ndarray, radii: tuple[float,
 
 def _hysteresis(
     significance: np.ndarray, usable: np.ndarray, params: DustDetectionParams, min_radius: float
-) -> np.ndarray:
-    """Connected regions above ``grow_sigma`` that contain a seed above ``seed_sigma``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Connected regions above ``grow_sigma`` that contain a seed above ``seed_sigma``; seeds.
 
     Seeds must lie farther than the smallest filter radius from the frame border and from
     unusable pixels (sky, limb band): a shadow's matched-filter peak sits at its centre, and
@@ -623,10 +892,10 @@ def _hysteresis(
     inner = ndimage.distance_transform_edt(np.pad(usable, 1))[1:-1, 1:-1]
     seeds = grown & (significance >= params.seed_sigma) & (inner > min_radius)
     if not seeds.any():
-        return np.zeros(significance.shape, dtype=bool)
+        return np.zeros(significance.shape, dtype=bool), seeds
     labels, _ = ndimage.label(grown)
     keep = np.unique(labels[seeds])
-    return np.isin(labels, keep[keep > 0])
+    return np.isin(labels, keep[keep > 0]), seeds
 
 
 def _detect_once(
@@ -637,13 +906,14 @@ def _detect_once(
     params: DustDetectionParams,
     radii: tuple[float, ...],
     sigma: float,
+    local_noise: bool,
 ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
     background = _local_background(data, fit_weights, sigma, limb)
     with np.errstate(divide="ignore", invalid="ignore"):
         deficit = np.where(usable & (background > 0), 1.0 - data / background, 0.0)
     noise = robust_sigma(deficit[usable]) if usable.any() else 0.0
     significance, best_radius = _matched_significance(
-        deficit, usable, radii, params.annulus_hole_fraction
+        deficit, usable, radii, params.annulus_hole_fraction, local_noise=local_noise
     )
     return background, deficit, noise, significance, best_radius
 
@@ -681,8 +951,8 @@ def detect_dust(
     radii = _filter_radii(params, data.shape)
     sigma = min(params.background_sigma_px, min(data.shape) / 6.0)
     sigma = max(sigma, 0.75 * radii[-1])
-    usable, disc = _usable_pixels(data, params, radii[-1], user_valid)
-    limb = _limb_coordinate(disc, sigma)
+    usable, disc, normalized_radius = _usable_pixels(data, params, radii[-1], user_valid)
+    limb = _limb_coordinate(disc, normalized_radius, sigma)
     empty = np.zeros(data.shape, dtype=bool)
     if not usable.any():
         return DustDetection(
@@ -697,12 +967,15 @@ def detect_dust(
             radii_px=radii,
         )
     fit_weights = usable.astype(np.float64)
-    candidates = empty
+    candidates = seeds = empty
     for iteration in range(params.n_iterations):
+        # Only the final pass needs the local noise: earlier passes only decide what the
+        # background fit leaves out, and leaving out a little texture costs nothing.
+        final = iteration + 1 == params.n_iterations
         background, deficit, noise, significance, best_radius = _detect_once(
-            data, usable, fit_weights, limb, params, radii, sigma
+            data, usable, fit_weights, limb, params, radii, sigma, final
         )
-        candidates = _hysteresis(significance, usable, params, radii[0])
+        candidates, seeds = _hysteresis(significance, usable, params, radii[0])
         if iteration + 1 < params.n_iterations:
             outliers = np.abs(deficit) > params.outlier_sigma * noise
             excluded = ndimage.binary_dilation(
@@ -710,7 +983,7 @@ def detect_dust(
             )
             fit_weights = (usable & ~excluded).astype(np.float64)
     core, regions = _shape_regions(
-        deficit, usable, significance, best_radius, candidates, radii, params
+        deficit, usable, significance, best_radius, candidates, seeds, radii, params
     )
     return DustDetection(
         core=core,
@@ -731,6 +1004,7 @@ def _shape_regions(
     significance: np.ndarray,
     best_radius: np.ndarray,
     candidates: np.ndarray,
+    seeds: np.ndarray,
     radii: tuple[float, ...],
     params: DustDetectionParams,
 ) -> tuple[np.ndarray, tuple[DustRegion, ...]]:
@@ -738,20 +1012,39 @@ def _shape_regions(
     if not candidates.any():
         return core, ()
     smoothed_noise = _noise_by_scale(deficit, usable, radii)
-    labels, _ = ndimage.label(candidates)
-    boxes = ndimage.find_objects(labels)
+    # One grown region may hold several shadows (two close spots joined by the skirts of the
+    # larger filters): each local maximum above the seed level is segmented on its own,
+    # strongest first, unless a shape already found lies within two filter radii of it (a side
+    # peak of the same shadow).
+    size = 2 * math.ceil(radii[0]) + 1
+    maxima = seeds.copy()
+    maxima &= significance >= ndimage.maximum_filter(significance, size=size)
+    maxima_labels, n_maxima = ndimage.label(maxima)
+    if n_maxima == 0:
+        return core, ()
+    rows, cols = np.nonzero(maxima)
+    _, first = np.unique(maxima_labels[rows, cols], return_index=True)
+    positions = list(zip(rows[first].tolist(), cols[first].tolist(), strict=True))
     height, width = deficit.shape
-    for label_id, box in enumerate(boxes, start=1):
-        members = labels[box] == label_id
-        peak_index = np.argmax(np.where(members, significance[box], -np.inf))
-        peak = np.unravel_index(peak_index, members.shape)
-        radius = float(best_radius[box][peak])
-        grow = math.ceil(1.5 * radius) + 2
+    for peak_row, peak_col in sorted(positions, key=lambda rc: -significance[rc]):
+        peak_value = float(significance[peak_row, peak_col])
+        radius = float(best_radius[peak_row, peak_col])
+        reach = math.ceil(2.0 * radius)
+        near = core[
+            max(peak_row - reach, 0) : peak_row + reach + 1,
+            max(peak_col - reach, 0) : peak_col + reach + 1,
+        ]
+        if near.any():
+            continue
+        top = candidates & (significance >= max(params.seed_sigma, 0.5 * peak_value))
+        box = _component_box(top, peak_row, peak_col, reach)
+        grow = math.ceil(3.0 * radius) + 2
         window = (
             slice(max(box[0].start - grow, 0), min(box[0].stop + grow, height)),
             slice(max(box[1].start - grow, 0), min(box[1].stop + grow, width)),
         )
-        seed = labels[window] == label_id
+        labels, _ = ndimage.label(top[window])
+        seed = labels == labels[peak_row - window[0].start, peak_col - window[1].start]
         shape = _segment_candidate(
             deficit[window],
             usable[window],
@@ -763,7 +1056,37 @@ def _shape_regions(
         )
         core[window] |= shape
     core = ndimage.binary_fill_holes(core) & (usable | ndimage.binary_fill_holes(usable))
-    return _keep_dust_like(core, deficit, significance, best_radius, params)
+    return _keep_dust_like(core, deficit, significance, best_radius, params, smoothed_noise[0.0])
+
+
+def _component_box(mask: np.ndarray, row: int, col: int, start_half: int) -> tuple[slice, slice]:
+    """Bounding box of the connected component of ``mask`` through ``(row, col)``.
+
+    Searched in a window grown until the component no longer touches its border, so a small
+    component costs a small window whatever the image size.
+    """
+    height, width = mask.shape
+    half = max(start_half, 4)
+    while True:
+        window = (
+            slice(max(row - half, 0), min(row + half + 1, height)),
+            slice(max(col - half, 0), min(col + half + 1, width)),
+        )
+        labels, _ = ndimage.label(mask[window])
+        component = labels == labels[row - window[0].start, col - window[1].start]
+        rows, cols = np.nonzero(component)
+        touches = (
+            (rows.min() == 0 and window[0].start > 0)
+            or (rows.max() == component.shape[0] - 1 and window[0].stop < height)
+            or (cols.min() == 0 and window[1].start > 0)
+            or (cols.max() == component.shape[1] - 1 and window[1].stop < width)
+        )
+        if not touches:
+            return (
+                slice(window[0].start + rows.min(), window[0].start + rows.max() + 1),
+                slice(window[1].start + cols.min(), window[1].start + cols.max() + 1),
+            )
+        half *= 2
 
 
 def _keep_dust_like(
@@ -772,18 +1095,26 @@ def _keep_dust_like(
     significance: np.ndarray,
     best_radius: np.ndarray,
     params: DustDetectionParams,
+    pixel_noise: float,
 ) -> tuple[np.ndarray, tuple[DustRegion, ...]]:
+    """Regions that look like dust shadows, and their descriptions.
+
+    A region must hold ``min_area_px`` pixels whose own deficit exceeds the grow level (a
+    cluster of cold pixels is found by the filters and widened by smoothing, but it stays
+    smaller), and be round and compact enough (``min_solidity``, ``max_elongation``).
+    """
     labels, _ = ndimage.label(core)
     kept = np.zeros(core.shape, dtype=bool)
     found = []
     for props in regionprops(labels):
-        if props.area < params.min_area_px:
+        rows, cols = props.coords[:, 0], props.coords[:, 1]
+        evidence = np.count_nonzero(deficit[rows, cols] > params.grow_sigma * pixel_noise)
+        if evidence < params.min_area_px:
             continue
         minor = max(props.axis_minor_length, 1.0)
         elongation = props.axis_major_length / minor
         if props.solidity < params.min_solidity or elongation > params.max_elongation:
             continue
-        rows, cols = props.coords[:, 0], props.coords[:, 1]
         region_deficit = deficit[rows, cols]
         region_significance = significance[rows, cols]
         peak_at = int(np.argmax(region_significance))

@@ -50,6 +50,11 @@ class FlatParams:
         Ratios below this (including zero or negative ``median - b`` under a bright reference)
         mean an opaque shadow that hides the signal: no correction can recover it, so the flat
         is forced to 1.0 there rather than amplifying noise (or dividing by zero) later.
+    max_flat : float
+        Ratios above this cannot come from dust, which only blocks light: the reference is
+        wrong there (a mask across a limb whose reference mixes in the sky, a scene feature
+        that moved). The flat is forced to 1.0 there and the pixels are counted
+        (``forced_implausible_px``), rather than amplifying the data later.
     saturation_fraction : float
         Pixels at or above ``saturation_fraction * saturation_level`` are forced to 1.0: a
         saturated pixel hides the dust shadow.
@@ -67,6 +72,7 @@ class FlatParams:
 
     dark_fraction: float = 0.05
     min_flat: float = 0.02
+    max_flat: float = 1.5
     saturation_fraction: float = 0.98
     saturation_level: float | None = None
     black_level: float | None = None
@@ -77,6 +83,8 @@ class FlatParams:
             raise ValueError(f"dark_fraction must lie in [0, 1), got {self.dark_fraction}.")
         if not 0.0 <= self.min_flat < 1.0:
             raise ValueError(f"min_flat must lie in [0, 1), got {self.min_flat}.")
+        if not (np.isfinite(self.max_flat) and self.max_flat > 1.0):
+            raise ValueError(f"max_flat must be a finite value > 1, got {self.max_flat}.")
         if not 0.0 < self.saturation_fraction <= 1.0:
             raise ValueError(
                 f"saturation_fraction must lie in (0, 1], got {self.saturation_fraction}."
@@ -226,8 +234,8 @@ def synthesize_flat(
     FlatResult
         The float32 flat is exactly 1.0 wherever ``mask == 0`` and wherever a masked pixel is
         off-target (``matched_inpaint - b`` below ``dark_fraction`` of the signal level), near
-        saturation, or behind an opaque shadow (ratio below ``min_flat``); elsewhere it is the
-        ratio, unclipped.
+        saturation, behind an opaque shadow (ratio below ``min_flat``) or implausibly bright
+        (ratio above ``max_flat``); elsewhere it is the ratio, unclipped.
 
     Raises
     ------
@@ -264,7 +272,8 @@ def synthesize_flat(
     ratio = np.ones(med.shape, dtype=np.float64)
     ratio[measurable] = (med[measurable] - black) / (ref[measurable] - black)
     opaque = measurable & (ratio < params.min_flat)
-    forced = masked & (too_dark | near_saturation | opaque)
+    implausible = measurable & (ratio > params.max_flat)
+    forced = masked & (too_dark | near_saturation | opaque | implausible)
     use_ratio = masked & ~forced
     flat = np.ones(med.shape, dtype=np.float64)
     flat[use_ratio] = (1.0 - weights[use_ratio]) + weights[use_ratio] * ratio[use_ratio]
@@ -279,6 +288,7 @@ def synthesize_flat(
         "forced_dark_px": int(np.count_nonzero(masked & too_dark)),
         "forced_saturated_px": int(np.count_nonzero(masked & near_saturation)),
         "forced_opaque_px": int(np.count_nonzero(opaque)),
+        "forced_implausible_px": int(np.count_nonzero(implausible)),
         "flat_min": float(under_mask.min()) if under_mask.size else 1.0,
         "flat_max": float(under_mask.max()) if under_mask.size else 1.0,
         "flat_mean_masked": float(under_mask.mean()) if under_mask.size else 1.0,

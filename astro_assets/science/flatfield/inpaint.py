@@ -31,14 +31,25 @@ class InpaintParams:
         linear field; the result is the smoothest membrane through the boundary.
         ``biharmonic``: scikit-image ``inpaint_biharmonic`` on each region's bounding box; also
         continues gradients (smoother across the boundary), several times slower.
+    dark_fraction : float
+        Known pixels darker than this fraction of the bright level (99th percentile of the known
+        pixels) are off the target (the sky beside a limb): they are not used as boundary
+        values, so a region that crosses a limb is continued from the target side only and
+        the sky never pulls the reference down. A region with no bright known neighbour uses
+        all of them. 0 uses every known pixel.
     """
 
     method: Literal["harmonic", "biharmonic"] = "harmonic"
+    dark_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if self.method not in ("harmonic", "biharmonic"):
             raise ValueError(
                 f"InpaintParams.method must be 'harmonic' or 'biharmonic', got {self.method!r}."
+            )
+        if not 0.0 <= self.dark_fraction < 1.0:
+            raise ValueError(
+                f"InpaintParams.dark_fraction must lie in [0, 1), got {self.dark_fraction}."
             )
 
 
@@ -71,11 +82,14 @@ def _validate(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return img, unknown
 
 
-def _harmonic_region(values: np.ndarray, unknown: np.ndarray, region: np.ndarray) -> np.ndarray:
+def _harmonic_region(
+    values: np.ndarray, unknown: np.ndarray, region: np.ndarray, ignored: np.ndarray
+) -> np.ndarray:
     """Solve the 5-point Laplace equation on ``region`` (a bool array) inside ``values``.
 
-    Neighbours outside the array are absent (zero-flux boundary); known neighbours are Dirichlet.
-    Returns the solved values of the region pixels in ``np.nonzero(region)`` order.
+    Neighbours outside the array and ``ignored`` known neighbours are absent (zero-flux
+    boundary); the other known neighbours are Dirichlet. Returns the solved values of the
+    region pixels in ``np.nonzero(region)`` order.
     """
     rows, cols = np.nonzero(region)
     n = rows.size
@@ -90,6 +104,7 @@ def _harmonic_region(values: np.ndarray, unknown: np.ndarray, region: np.ndarray
         n_rows = rows + d_row
         n_cols = cols + d_col
         inside = (n_rows >= 0) & (n_rows < height) & (n_cols >= 0) & (n_cols < width)
+        inside[inside] &= ~ignored[n_rows[inside], n_cols[inside]]
         diagonal += inside
         src = np.nonzero(inside)[0]
         nr, nc = n_rows[inside], n_cols[inside]
@@ -141,6 +156,10 @@ def inpaint(
     if not unknown.any():
         return out
     values = img.astype(np.float64)
+    dark = np.zeros(unknown.shape, dtype=bool)
+    if params.dark_fraction > 0:
+        level = float(np.percentile(values[~unknown], 99.0))
+        dark = ~unknown & (values < params.dark_fraction * level)
     labels, n_regions = ndimage.label(unknown)
     boxes = ndimage.find_objects(labels)
     height, width = unknown.shape
@@ -157,12 +176,15 @@ def inpaint(
                 f"masked region {label_id} of {n_regions} has no known pixel next to it "
                 "(it fills the frame), so it cannot be inpainted. Shrink the mask."
             )
+        ignored = dark[window]
+        if not (ring & ~ignored).any():
+            ignored = np.zeros(region.shape, dtype=bool)
         if params.method == "harmonic":
-            solved = _harmonic_region(values[window], unknown[window], region)
+            solved = _harmonic_region(values[window], unknown[window], region, ignored)
             out[window][region] = solved.astype(np.float32)
         else:
             crop = values[window].copy()
-            crop_unknown = unknown[window]
+            crop_unknown = unknown[window] | ignored
             crop[crop_unknown] = 0.0
             filled = inpaint_biharmonic(crop, crop_unknown)
             out[window][region] = filled[region].astype(np.float32)
