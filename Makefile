@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python benchmarks/quality_flatfield.py
 	$(BIN)/python benchmarks/bench_job_tensors.py
 	$(BIN)/python benchmarks/bench_cnn.py
+	$(BIN)/python benchmarks/bench_scale.py --jobs 200
 
 lint: install
 	$(BIN)/ruff check astro_assets assets_tests benchmarks
