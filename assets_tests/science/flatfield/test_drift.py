@@ -40,6 +40,20 @@ def test_recovers_the_true_shifts() -> None:
     assert not ok
 
 
+def test_large_frames_are_binned_and_the_shifts_scaled_back() -> None:
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=640, height=480, n_frames=4, n_sunspots=0, drift_px=30.0, jitter_px=0.3, seed=2
+        )
+    )
+    binned = estimate_drift(frames, params=DriftParams(max_side_px=160))
+    expected = truth.shifts[binned.frames_used] - truth.shifts[binned.frames_used[0]]
+    # Binned by 4: the tolerance is the 0.5 px of full resolution scaled by the bin factor.
+    np.testing.assert_allclose(binned.shifts, expected, atol=0.5 * 4)
+    full = estimate_drift(frames, params=DriftParams(max_side_px=640))
+    np.testing.assert_allclose(full.shifts, expected, atol=0.5)
+
+
 def test_tracked_video_is_flagged() -> None:
     frames, truth = video(0.0, 0.3)
     estimate = estimate_drift(frames, exclude=truth.dust_support())
