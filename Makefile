@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_job_tensors.py
 	$(BIN)/python benchmarks/bench_cnn.py
 	$(BIN)/python benchmarks/bench_scale.py --jobs 200
+	$(BIN)/python benchmarks/bench_flatfield_graph.py
 
 lint: install
 	$(BIN)/ruff check astro_assets assets_tests benchmarks
