@@ -247,22 +247,13 @@ def _read_mask_record(data_store: DataStore, key: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _classical_model(config) -> ClassicalImageModel:
-    detection = (
-        params_from_config(config, DustDetectionParams)
-        if hasattr(config, "min_radius_px")
-        else DustDetectionParams()
-    )
-    inpainting = (
-        params_from_config(config, InpaintParams) if hasattr(config, "method") else InpaintParams()
-    )
-    return ClassicalImageModel(detection=detection, inpainting=inpainting)
-
-
-def _choose(dust_eye: DustEye, config, data_store: DataStore) -> BackendChoice:
+def _choose(
+    dust_eye: DustEye, config, data_store: DataStore, classical: ClassicalImageModel
+) -> BackendChoice:
+    """The eye for this run: ``config.backend`` (or the resource's), with the run's re-roll."""
     return dust_eye.choose(
         config.backend,
-        _classical_model(config),
+        classical,
         cache_dir=data_store.layout.cache_dir / "gemini",
         attempt=config.attempt,
     )
@@ -338,7 +329,8 @@ def dust_mask(
     median = _read(data_store, key, MEDIAN_FILE)
     with _open_source(data_store, key) as video:
         color = video.color
-        choice = _choose(dust_eye, config, data_store)
+        classical = ClassicalImageModel(detection=params_from_config(config, DustDetectionParams))
+        choice = _choose(dust_eye, config, data_store, classical)
         located = _ask(lambda: choice.model.locate_dust(luminance_view(median, color)))
         core = mask_to_full(located.core, median.shape[:2], color)
         drift_frames = video.frames[..., 1] if video.frames.ndim == 4 else video.frames
@@ -415,7 +407,8 @@ def inpainted(
     median = _read(data_store, key, MEDIAN_FILE)
     mask = _read(data_store, key, MASK_FILE)
     color = _video_color(data_store, key)
-    choice = _choose(dust_eye, config, data_store)
+    classical = ClassicalImageModel(inpainting=params_from_config(config, InpaintParams))
+    choice = _choose(dust_eye, config, data_store, classical)
     results = [
         _ask(lambda plane=plane, plane_mask=plane_mask: choice.model.inpaint(plane, plane_mask))
         for plane, plane_mask in zip(
