@@ -107,3 +107,18 @@ def test_gemini_calls_share_one_pool():
         if graph.get(key).pools
     }
     assert pools == {"dust_mask": {"gemini"}, "inpainted": {"gemini"}}
+
+
+def test_loading_the_code_location_does_not_import_torch():
+    """Every step process imports the code location; torch loads only in the steps that train."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, astro_assets.definitions\n"
+        "print(sorted(m for m in ('torch', 'mlcroissant') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

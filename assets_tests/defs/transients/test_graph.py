@@ -12,6 +12,7 @@ from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
 from astro_assets.materialize import materialize_selection
 from astro_assets.samples import generate_jobs, read_truth
+from astro_assets.science.transients import croissant as croissant_science
 from astro_assets.science.transients.croissant import validate_croissant
 
 ASSETS = list(transients_defs.assets) + list(transients_defs.asset_checks)
@@ -243,7 +244,7 @@ def test_an_invalid_croissant_fails_its_check_and_blocks_training(
     instance, data_store, layout, jobs, monkeypatch
 ):
     assert _materialize_all(instance, data_store).succeeded
-    real = transient_assets.build_croissant
+    real = croissant_science.build_croissant
 
     def stale_hash(*args, **kwargs):
         jsonld = real(*args, **kwargs)
@@ -252,7 +253,7 @@ def test_an_invalid_croissant_fails_its_check_and_blocks_training(
                 node["sha256"] = "0" * 64
         return jsonld
 
-    monkeypatch.setattr(transient_assets, "build_croissant", stale_hash)
+    monkeypatch.setattr(croissant_science, "build_croissant", stale_hash)
     result = dg.materialize(
         ASSETS,
         instance=instance,

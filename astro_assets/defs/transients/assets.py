@@ -20,12 +20,6 @@ from astro_assets.science.transients.candidates import (
     read_psfcat,
     write_master_index,
 )
-from astro_assets.science.transients.croissant import (
-    DEFAULT_RAI,
-    build_croissant,
-    semver_for,
-    write_croissant,
-)
 from astro_assets.science.transients.splits import split_counts, split_table
 from astro_assets.science.transients.tensors import CHANNELS, write_job_tensor
 
@@ -216,22 +210,25 @@ def croissant_metadata(
     The version is semver: major when the split of an already published job changes, minor when
     jobs are added, patch otherwise.
     """
+    # mlcroissant imports torch: loaded when this step runs, not with the code location.
+    from astro_assets.science.transients import croissant
+
     dataset = data_store.layout.dataset_dir
     index = pd.read_csv(dataset / INDEX_CSV, usecols=["jid", "split"]).drop_duplicates()
     membership = dict(zip(index["jid"], index["split"], strict=True))
     published = dataset / PUBLISHED_SPLITS_FILE
     previous = json.loads(published.read_text()) if published.exists() else {}
     index_sha256 = hashlib.sha256((dataset / INDEX_CSV).read_bytes()).hexdigest()
-    version = semver_for(
+    version = croissant.semver_for(
         previous.get("version"),
         previous.get("splits", {}),
         membership,
         content_changed=index_sha256 != previous.get("index_sha256"),
     )
-    rai = dict(DEFAULT_RAI)
+    rai = dict(croissant.DEFAULT_RAI)
     if config.data_collection:
         rai["data_collection"] = config.data_collection
-    jsonld = build_croissant(
+    jsonld = croissant.build_croissant(
         dataset,
         dataset / INDEX_CSV,
         name=config.name,
@@ -242,7 +239,7 @@ def croissant_metadata(
         url=config.url,
         rai=rai,
     )
-    target = write_croissant(dataset / CROISSANT_FILE, jsonld)
+    target = croissant.write_croissant(dataset / CROISSANT_FILE, jsonld)
     atomic_write_text(
         published,
         json.dumps(

@@ -16,7 +16,6 @@ from astro_assets.defs.transients.assets import (
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS
-from astro_assets.science.transients.croissant import validate_croissant
 from astro_assets.science.transients.splits import SPLITS
 
 ROWS_PER_BLOCK = 512
@@ -107,6 +106,9 @@ def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
     "the candidate records number exactly the index's rows.",
 )
 def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
+    # mlcroissant imports torch: loaded when the check runs, not with the code location.
+    from astro_assets.science.transients.croissant import validate_croissant
+
     dataset = data_store.layout.dataset_dir
     report = validate_croissant(dataset / CROISSANT_FILE, base_dir=dataset)
     rows = len(pd.read_csv(dataset / INDEX_CSV, usecols=["id"]))

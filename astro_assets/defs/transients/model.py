@@ -11,9 +11,7 @@ from astro_assets.defs.previews import path_value
 from astro_assets.defs.transients.assets import CROISSANT_FILE, croissant_metadata
 from astro_assets.io.images import thumbnail_markdown
 from astro_assets.resources.storage import DataStore
-from astro_assets.science.transients.cnn import TrainConfig, export_model, train_model
-from astro_assets.science.transients.croissant import read_candidates
-from astro_assets.science.transients.evaluation import evaluate_model
+from astro_assets.science.transients.training_params import TrainConfig
 
 MODEL_DIR = "cnn_model"
 METRICS_FILE = "metrics.json"
@@ -35,6 +33,8 @@ def _png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
 
 def load_training_table(croissant_path) -> pd.DataFrame:
     """The candidates as the Croissant file describes them, typed for training."""
+    from astro_assets.science.transients.croissant import read_candidates
+
     table = read_candidates(croissant_path)
     table["label"] = table["label"].astype(int)
     if table["in_image"].dtype != bool:
@@ -59,6 +59,11 @@ def cnn_model(
     (TorchScript, feature scaling included), ``state_dict.pt``, ``config.json``,
     ``metrics.json`` and the plots; it is replaced as a whole only when everything is written.
     """
+    # torch (and mlcroissant, which imports it) load here, not with the code location: every
+    # step process imports the code location, and most steps never train.
+    from astro_assets.science.transients.cnn import export_model, train_model
+    from astro_assets.science.transients.evaluation import evaluate_model
+
     dataset = data_store.layout.dataset_dir
     table = load_training_table(dataset / CROISSANT_FILE)
     train_config = params_from_config(config, TrainConfig)

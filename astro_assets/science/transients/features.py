@@ -38,6 +38,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from astro_assets.science.transients.training_params import FeatureScalingConfig
+
 FEATURE_COLUMNS: tuple[str, ...] = (
     "sharpness",
     "roundness1",
@@ -50,37 +52,12 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "flags",
 )
 HEAVY_TAILED_COLUMNS: frozenset[str] = frozenset({"flux", "peak", "npix"})
-NAN_POLICIES: tuple[str, ...] = ("impute_median", "error")
 _GAUSSIAN_IQR_TO_SIGMA = 1.349
 SCALER_FORMAT_VERSION = 1
 
 
 class MissingFeatureError(ValueError):
     """Raised when features contain NaN or infinite values under the ``"error"`` policy."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureScalingConfig:
-    """Parameters of the feature scaling.
-
-    Attributes
-    ----------
-    clip : float
-        Scaled values are clipped to ``[-clip, clip]`` (in robust standard deviations).
-    nan_policy : str
-            ``"impute_median"``: NaN/inf are replaced by the training median of their column and
-        flagged in appended missing-indicator outputs.
-        ``"error"``: NaN/inf features raise :class:`MissingFeatureError`.
-    """
-
-    clip: float = 5.0
-    nan_policy: str = "impute_median"
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.clip) and self.clip > 0):
-            raise ValueError(f"clip must be a finite positive number, got {self.clip!r}.")
-        if self.nan_policy not in NAN_POLICIES:
-            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}.")
 
 
 def signed_log1p(values: np.ndarray) -> np.ndarray:
