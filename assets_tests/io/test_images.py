@@ -78,3 +78,14 @@ def test_png_and_overlay(tmp_path: Path):
     assert rgb[0, 0].tolist() == [100, 100, 100]
     path = write_png(tmp_path / "q.png", rgb)
     assert np.array_equal(np.asarray(Image.open(path)), rgb)
+
+
+def test_fits_reader_returns_what_the_writer_wrote(tmp_path: Path):
+    from astro_assets.io.images import read_fits_float32
+
+    image = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    path = write_fits_float32(tmp_path / "f.fits", image, {"BLACKLVL": 12.5})
+    data, header = read_fits_float32(path)
+    assert data.dtype == np.float32
+    np.testing.assert_array_equal(data, image)
+    assert header["BLACKLVL"] == 12.5

@@ -68,6 +68,12 @@ def write_fits_float32(
     return Path(path)
 
 
+def read_fits_float32(path: str | os.PathLike[str]) -> tuple[np.ndarray, fits.Header]:
+    """The primary image of a FITS file written by :func:`write_fits_float32`, and its header."""
+    with fits.open(path) as hdul:
+        return np.asarray(hdul[0].data, dtype=np.float32), hdul[0].header.copy()
+
+
 def to_display_uint8(
     image: np.ndarray, *, low_percentile: float = 0.5, high_percentile: float = 99.5
 ) -> np.ndarray:

@@ -80,3 +80,14 @@ def test_inputs_are_not_changed():
     luminance_view(image, "MONO")[0, 0] = -1
     split_planes(image, "MONO")[0][0, 0] = -1
     np.testing.assert_array_equal(image, before)
+
+
+def test_broadcast_mask_covers_every_channel():
+    from astro_assets.science.flatfield.planes import broadcast_mask
+
+    mask = np.array([[True, False], [False, True]])
+    assert broadcast_mask(mask, (2, 2)).tolist() == mask.tolist()
+    rgb = broadcast_mask(mask, (2, 2, 3))
+    assert rgb.shape == (2, 2, 3)
+    assert rgb[0, 0].tolist() == [True] * 3
+    assert rgb[0, 1].tolist() == [False] * 3

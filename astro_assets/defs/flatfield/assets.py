@@ -17,6 +17,7 @@ from astro_assets.io.atomic import atomic_write_text
 from astro_assets.io.discovery import find_ser_for_key
 from astro_assets.io.images import (
     overlay_mask,
+    read_fits_float32,
     read_tiff,
     thumbnail_markdown,
     to_display_uint8,
@@ -41,6 +42,7 @@ from astro_assets.science.flatfield.inpaint import InpaintParams
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.planes import (
+    broadcast_mask,
     luminance_view,
     mask_to_full,
     merge_planes,
@@ -416,7 +418,7 @@ def inpainted(
         )
     ]
     image = merge_planes([r.image for r in results], median.shape, color)
-    masked = np.broadcast_to((mask > 0)[..., None] if median.ndim == 3 else mask > 0, median.shape)
+    masked = broadcast_mask(mask > 0, median.shape)
     change = np.abs(image[masked] / np.where(median[masked] != 0, median[masked], 1) - 1)
     target = write_tiff_float32(data_store.layout.flatfield_file(key, INPAINTED_FILE), image)
     return dg.MaterializeResult(
@@ -466,7 +468,7 @@ def matched_inpaint(
     ]
     matched = merge_planes(planes, median.shape, color)
     target = write_tiff_float32(data_store.layout.flatfield_file(key, MATCHED_FILE), matched)
-    clean = np.broadcast_to((mask == 0)[..., None] if median.ndim == 3 else mask == 0, median.shape)
+    clean = broadcast_mask(mask == 0, median.shape)
     quantiles = [1, 50, 99]
     return dg.MaterializeResult(
         metadata={
@@ -479,9 +481,9 @@ def matched_inpaint(
     )
 
 
-def _fits_header(key: str, source: Path, backend: str, result, params: FlatParams) -> dict:
+def _fits_header(key: str, source: str, backend: str, result, params: FlatParams) -> dict:
     header: dict[str, object] = {
-        "SRCFILE": source.name,
+        "SRCFILE": source,
         "PARTKEY": key,
         "BACKEND": backend,
         "CODEVER": final_flatfield_code_version(),
@@ -521,8 +523,8 @@ def final_flatfield(
     median = _read(data_store, key, MEDIAN_FILE)
     mask = _read(data_store, key, MASK_FILE)
     matched = _read(data_store, key, MATCHED_FILE)
-    source = _source_video(data_store, key)
-    color = _video_color(data_store, key)
+    record = _source_record(data_store, key)
+    color = record["color"]
     params = params_from_config(config, FlatParams)
     results = [
         synthesize_flat(m, r, k, params)
@@ -538,7 +540,7 @@ def final_flatfield(
     fits_path = write_fits_float32(
         layout.flatfield_file(key, FLAT_FITS_FILE),
         flat,
-        _fits_header(key, source, backend_name, results[0], params),
+        _fits_header(key, record["source"], backend_name, results[0], params),
     )
     tiff_path, clipped = write_tiff_uint16_unity(layout.flatfield_file(key, FLAT_TIFF_FILE), flat)
     corrected = median / flat
@@ -546,7 +548,7 @@ def final_flatfield(
         [to_display_uint8(luminance(median)), to_display_uint8(luminance(corrected))], axis=1
     )
     quicklook = write_png(layout.flatfield_file(key, "before_after.png"), before_after)
-    masked = np.broadcast_to((mask > 0)[..., None] if flat.ndim == 3 else mask > 0, flat.shape)
+    masked = broadcast_mask(mask > 0, flat.shape)
     inside = flat[masked]
     return dg.MaterializeResult(
         metadata={
@@ -589,14 +591,10 @@ def calibrated_video(
     header; rounded to the input's integer type and clipped to its range (the clipped count is
     reported). Streamed frame by frame, so memory stays bounded whatever the video's length.
     """
-    from astropy.io import fits
-
     key = context.partition_key
     layout = data_store.layout
-    fits_path = layout.flatfield_file(key, FLAT_FITS_FILE)
-    with fits.open(fits_path) as hdul:
-        flat = np.asarray(hdul[0].data, dtype=np.float32)
-        black_level = float(hdul[0].header["BLACKLVL"])
+    flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
+    black_level = float(header["BLACKLVL"])
     clipped = 0
     with _open_source(data_store, key) as video:
         limit = min(np.iinfo(video.frames.dtype).max, (1 << video.header.pixel_depth) - 1)

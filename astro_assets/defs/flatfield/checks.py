@@ -3,7 +3,6 @@
 import dagster as dg
 import numpy as np
 import pydantic
-from astropy.io import fits
 
 from astro_assets.defs.flatfield.assets import (
     FLAT_FITS_FILE,
@@ -18,8 +17,9 @@ from astro_assets.defs.flatfield.assets import (
     matched_inpaint,
 )
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
-from astro_assets.io.images import UNITY_UINT16, read_tiff
+from astro_assets.io.images import UNITY_UINT16, read_fits_float32, read_tiff
 from astro_assets.resources.storage import DataStore
+from astro_assets.science.flatfield.planes import broadcast_mask
 
 CLEAN_QUANTILES = (1, 5, 25, 50, 75, 95, 99)
 
@@ -28,14 +28,9 @@ def _load(data_store: DataStore, key: str, name: str) -> np.ndarray:
     return read_tiff(data_store.layout.flatfield_file(key, name))
 
 
-def _per_pixel(mask_2d: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The (H, W) mask broadcast to an (H, W) or (H, W, C) image."""
-    return np.broadcast_to(mask_2d[..., None] if image.ndim == 3 else mask_2d, image.shape)
-
-
 def _read_flat_fits(data_store: DataStore, key: str) -> np.ndarray:
-    with fits.open(data_store.layout.flatfield_file(key, FLAT_FITS_FILE)) as hdul:
-        return np.asarray(hdul[0].data, dtype=np.float32)
+    flat, _ = read_fits_float32(data_store.layout.flatfield_file(key, FLAT_FITS_FILE))
+    return flat
 
 
 @dg.asset_check(
@@ -52,7 +47,7 @@ def final_flatfield_clean_area_is_unity(
     clean_2d = _load(data_store, key, MASK_FILE) == 0
     flat = _read_flat_fits(data_store, key)
     codes = _load(data_store, key, FLAT_TIFF_FILE)
-    clean = _per_pixel(clean_2d, flat)
+    clean = broadcast_mask(clean_2d, flat.shape)
     float_off = int(np.count_nonzero(flat[clean] != 1.0))
     uint16_off = int(np.count_nonzero(codes[clean] != UNITY_UINT16))
     return dg.AssetCheckResult(
@@ -139,7 +134,7 @@ def matched_inpaint_matches_clean_area(
     key = context.partition_key
     median = _load(data_store, key, MEDIAN_FILE).astype(np.float64)
     matched = _load(data_store, key, MATCHED_FILE).astype(np.float64)
-    clean = _per_pixel(_load(data_store, key, MASK_FILE) == 0, median)
+    clean = broadcast_mask(_load(data_store, key, MASK_FILE) == 0, median.shape)
     reference = np.percentile(median[clean], CLEAN_QUANTILES)
     candidate = np.percentile(matched[clean], CLEAN_QUANTILES)
     scale = max(reference[-1] - reference[0], np.finfo(np.float32).tiny)
@@ -168,7 +163,7 @@ def inpainted_unchanged_outside_mask(
     key = context.partition_key
     median = _load(data_store, key, MEDIAN_FILE)
     image = _load(data_store, key, INPAINTED_FILE)
-    clean = _per_pixel(_load(data_store, key, MASK_FILE) == 0, median)
+    clean = broadcast_mask(_load(data_store, key, MASK_FILE) == 0, median.shape)
     changed = int(np.count_nonzero(image[clean] != median[clean]))
     return dg.AssetCheckResult(
         passed=changed == 0, metadata={"clean_pixels": int(clean.sum()), "changed_pixels": changed}

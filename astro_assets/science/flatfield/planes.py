@@ -118,3 +118,9 @@ def split_mask(mask: np.ndarray, color: str) -> list[np.ndarray]:
         return [mask[dy::2, dx::2].copy() for dy in (0, 1) for dx in (0, 1)]
     n_planes = 3 if color in PLANAR_COLORS else 1
     return [mask.copy() for _ in range(n_planes)]
+
+
+def broadcast_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of an (H, W) mask over an (H, W) or (H, W, C) image of ``shape``."""
+    mask = np.asarray(mask)
+    return np.broadcast_to(mask[..., None] if len(shape) == 3 else mask, shape)
