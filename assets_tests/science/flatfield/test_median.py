@@ -7,6 +7,7 @@ sorting path; both are checked against np.median on the same cases.
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import numba
@@ -139,6 +140,93 @@ def test_every_split_between_byte_and_16_bit_searches(frame_count, spread_bits, 
     frames = (level + (offsets << zero_low_bits)).astype(np.uint16)
     assert_exact(temporal_median(frames, workers=2), frames)
     assert_exact(temporal_median(frames.astype(np.int16), workers=1), frames.astype(np.int16))
+
+
+def median_of_keys(data: np.ndarray, tile: int) -> np.ndarray:
+    """Run the counting kernel on uint16 ``data`` (frames, values) with tiles of ``tile``."""
+    frame_count, values = data.shape
+    keys = np.zeros((frame_count, median_module._key_row_values(values)), np.uint16)
+    keys[:, :values] = data
+    out = np.full(values, np.nan, np.float32)
+    median_module._median_of_keys(keys, values, tile, False, 0, out)
+    return out
+
+
+def window_columns(frame_count: int, spread: int, rng: np.random.Generator) -> np.ndarray:
+    """Columns whose median falls at every position of the window the first byte round
+    leaves: many levels, a shared spread, so the lower middle value also falls below the
+    window and at its edges."""
+    columns = 96
+    offsets = rng.integers(0, spread + 1, size=(frame_count, columns), dtype=np.int64)
+    offsets[:, 0] = 0
+    offsets[:, 1] = spread
+    offsets[: frame_count // 2, 2] = 0
+    offsets[frame_count // 2 :, 2] = spread
+    # Middle values wide apart: a low half near 0 and a high half at every offset.
+    offsets[:, 3:] = np.where(np.arange(frame_count)[:, None] < frame_count // 2, 0, offsets[:, 3:])
+    level = rng.integers(0, 65536 - spread, size=columns, dtype=np.int64)
+    return (level + offsets).astype(np.uint16)
+
+
+@pytest.mark.parametrize("frame_count", [2, 3, 16, 17, 250, 251])
+@pytest.mark.parametrize("spread", [1, 7, 255, 256, 2047, 4097, 40000, 65535])
+def test_window_search_on_byte_keys_places_the_median_anywhere(frame_count, spread):
+    # The low bits are searched on byte keys of the window left by the top bits, saturated
+    # below and above it; for an even count the value below the upper middle is read from
+    # the same keys, or looked up when it lies below the window.
+    rng = np.random.default_rng(spread + frame_count)
+    data = window_columns(frame_count, spread, rng)
+    np.testing.assert_array_equal(median_of_keys(data, 32), reference(data))
+    noisy = rng.integers(0, spread + 1, size=data.shape).astype(np.uint16) + data // 2
+    np.testing.assert_array_equal(median_of_keys(noisy, 64), reference(noisy))
+
+
+@pytest.mark.parametrize("frame_count", [6, 7, 40, 41])
+@pytest.mark.parametrize("zero_low_bits", [0, 2, 4])
+def test_window_search_with_outliers_at_both_ends_and_ties(frame_count, zero_low_bits):
+    # Outliers at 0 and 65535 make the spread 16 bits, so the window is 256 levels wide
+    # with no margin; ties and 12-bit left-aligned data on top.
+    rng = np.random.default_rng(40 + frame_count + zero_low_bits)
+    level = rng.integers(1000, 60000, size=64)
+    data = (level + rng.normal(0, 300, size=(frame_count, 64))).astype(np.int64)
+    data = np.clip(data, 0, 65535) >> zero_low_bits << zero_low_bits
+    data[0, ::3] = 0
+    data[-1, 1::3] = 65535 >> zero_low_bits << zero_low_bits
+    data[:, 5] = data[0, 6]
+    data[: frame_count // 2, 7] = 0
+    data = data.astype(np.uint16)
+    np.testing.assert_array_equal(median_of_keys(data, 32), reference(data))
+    assert_exact(
+        temporal_median(data.reshape(frame_count, 8, 8), workers=2), data.reshape(-1, 8, 8)
+    )
+
+
+def test_window_keys_are_clamped_offsets():
+    rng = np.random.default_rng(41)
+    keys = rng.integers(0, 65536, size=(9, 40), dtype=np.uint16)
+    window_low = rng.integers(0, 65536, size=40).astype(np.uint16)
+    for unit in (0, 1, 5, 8):
+        coarse = np.full((9, 40), 7, np.uint8)
+        median_module._build_window_keys(keys, 0, 40, window_low, unit, coarse)
+        offsets = (keys.astype(np.int64) - window_low.astype(np.int64)) >> unit
+        np.testing.assert_array_equal(coarse, np.clip(offsets, 0, 255))
+
+
+@pytest.mark.parametrize("frame_count", [3, 247, 248, 249, 600])
+def test_byte_count_and_largest_below_match_numpy(frame_count):
+    # Counted in 8-bit lanes in chunks of 248 frames, which must not overflow.
+    rng = np.random.default_rng(frame_count)
+    coarse = rng.integers(0, 256, size=(frame_count, 50), dtype=np.uint8)
+    coarse[:, 0] = 0
+    threshold = rng.integers(0, 256, size=50).astype(np.uint8)
+    threshold[1] = 255
+    counts = np.empty(50, np.int64)
+    below = np.empty(50, np.uint8)
+    lanes = np.empty(50, np.uint8)
+    median_module._count_coarse_and_max_below(coarse, 50, threshold, lanes, counts, below)
+    is_below = coarse < threshold
+    np.testing.assert_array_equal(counts, is_below.sum(axis=0))
+    np.testing.assert_array_equal(below, np.where(is_below, coarse, 0).max(axis=0))
 
 
 @pytest.mark.parametrize("frame_count", [41, 42])
@@ -399,6 +487,22 @@ def test_truncated_file_behind_a_map_raises_on_the_counting_path(tmp_path):
     keys = np.empty((5, median_module._key_row_values(42)), np.uint16)
     with reader, pytest.raises(ValueError, match="shorter than its memory map"):
         reader.read(0, 42, keys, None)
+
+
+def test_compiled_reads_fill_rows_and_report_where_the_file_ends(tmp_path):
+    path = tmp_path / "rows.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    target = np.zeros((5, 24), np.uint8)
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        assert median_module._read_rows(descriptor, target[:4], 24, 10, 200) == 4
+        expected = np.frombuffer(path.read_bytes(), np.uint8)
+        for row in range(4):
+            np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
+        # Row 4 would start at byte 810 + 200 = 1010: only 14 bytes are left there.
+        assert median_module._read_rows(descriptor, target, 24, 210, 200) == 4
+    finally:
+        os.close(descriptor)
 
 
 def test_truncated_file_behind_a_map_raises_on_the_sorting_path(tmp_path):

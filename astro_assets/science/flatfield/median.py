@@ -17,24 +17,36 @@ of one core per input value):
   value in numpy. Counting needs no transpose: for a tile of several hundred neighbouring
   pixels held in the core's L2 cache, one pass over the frames counts, for every pixel at
   once, how many of its values lie below a threshold of its own. The loops compile to
-  32-lane AVX-512 (16-lane AVX2) compares and adds: about 0.045 ns per value and pass.
+  32-lane AVX-512 (16-lane AVX2) compares and adds: about 0.035 ns per value and pass.
 - The k-th smallest value is the largest threshold with at most k values below it, so it is
   found bit by bit from the top, one pass per bit: the result is one of the values, exact
   for any data, ties and outliers included. A first pass finds each pixel's minimum and
   maximum; only the bits of (maximum - minimum) need passes, and low bits that are zero in
   every value of the tile (12- or 14-bit cameras writing 16-bit files) are skipped. The top
   8 of those bits are searched on byte keys, ``(value - minimum) >> shift``, at 64 lanes per
-  compare (0.023 ns per value and pass), the rest on the 16-bit keys. A noise spread of a
-  few thousand ADU needs 8 byte passes and about 5 16-bit passes.
+  compare (0.016 ns per value and pass, against 0.035 on the 16-bit keys).
+- The low bits left after that first byte round are searched on byte keys too when there
+  are at least three of them: the k-th value now lies in a window of at most 256 levels, so
+  a second byte key per value, its offset from just below the window clamped to [0, 255],
+  places it exactly (values below the window count as below every threshold, those above
+  as above). Making these keys costs about four byte passes, so fewer low bits are left to
+  16-bit passes. A noise spread of a few thousand ADU needs 8 + 5 byte passes.
 - For an even count, one more pass finds the largest value below the upper middle one (or
-  that it is repeated), and the two are averaged in float64 exactly as ``np.median`` does,
+  that it is repeated), on the byte keys when they are exact there: the window keys leave
+  room on both sides of the window (when it is narrower than 256 levels), so the lower
+  middle value is almost always inside; when it lies below the window (key 0), that
+  column alone is scanned. The two are averaged in float64 exactly as ``np.median`` does,
   then cast to float32. Signed integers are counted as unsigned keys (``value ^ 0x8000``,
   which preserves order); big-endian data are byte-swapped in the first pass.
-- In all, about 0.45-0.55 ns per value for the kernels and 0.35-0.45 for reading the file
-  (0.2 CPU-seconds per GB in the system, copying from the page cache into buffers larger
-  than the caches): about 0.5 CPU-seconds per GB, where ``cat`` needs 0.08-0.15 to read the
-  same file from the page cache. The kernels are bound by the 15 to 20 passes over each
-  tile, one vector compare and add per 32 (or 64) values and pass.
+- Reading costs about two thirds as much as the kernels: copying from the page cache takes
+  0.11-0.13 CPU-seconds per GB, against 0.08 for ``cat``, which reads into one small buffer. The
+  reads of a span (one per frame) are issued from compiled code, not from a Python loop
+  (which cost about half a microsecond more per read, 15 % of the reading), and a span
+  holds 32 KiB per frame: 14 MiB of keys for 440 frames, which mostly stay in the last-level cache
+  until the first pass reads them back (from main memory, that pass took twice as long).
+- In all, on one core: 0.11-0.13 CPU-seconds per GB for reading and 0.18-0.20 for the
+  kernels (first pass 0.02-0.03, byte keys 0.03, 13 byte passes, the even-count pass),
+  about 0.31-0.33 CPU-seconds per GB; on two cores sharing the last-level cache, 0.33-0.37.
 
 Other dtypes (floating point, wider integers) take a sorting path: blocks are transposed in
 two steps (32-byte blocks of neighbouring pixels first, then the small tile inside each
@@ -44,13 +56,14 @@ integers or floats to float64 preserves order, so selecting in the native dtype 
 converting afterwards is exact.
 
 A memory-mapped input (such as a SER file opened lazily) is read from its file with
-positioned reads into buffers the budget accounts for, 64 KiB per frame and read. Reading
-through the map would leave every page touched mapped into the process, so its resident set
-would grow with the video (recent Linux kernels map whole page-cache folios of up to a few
-MiB per touch). The data stay in the operating system's page cache and the file is never
-modified.
+positioned reads into buffers the budget accounts for (32 KiB per frame and read on the
+counting path, 64 KiB on the sorting path). Reading through the map would leave every page
+touched mapped into the process, so its resident set would grow with the video (recent
+Linux kernels map whole page-cache folios of up to a few MiB per touch). The data stay in
+the operating system's page cache and the file is never modified. The counting path calls
+the C library's ``pread`` from compiled code (POSIX, 64-bit file offsets).
 
-The counting kernels are compiled by numba on the first call in a process (about 4
+The counting kernels are compiled by numba on the first call in a process (about 5
 CPU-seconds) and cached next to this module, or in numba's user-wide cache directory when
 the package is read-only, so later processes load them (about 0.35 CPU-seconds). Without any
 writable cache directory they are compiled in every process.
@@ -75,8 +88,16 @@ __all__ = ["TemporalMedianParams", "temporal_median"]
 _Task = TypeVar("_Task")
 
 _READ_TARGET_BYTES = 64 * 2**10
-"""Bytes read per frame at a time when the budget allows: each positioned read has a fixed
-cost of a few microseconds, so much smaller reads would dominate."""
+"""Bytes read per frame at a time by the sorting path when the budget allows: each
+positioned read from Python has a fixed cost of a few microseconds, so much smaller reads
+would dominate."""
+
+_SPAN_READ_BYTES = 32 * 2**10
+"""Bytes read per frame at a time by the counting path when the budget allows. Its reads
+are issued from compiled code (under a microsecond each), and a span this size (14 MiB of
+keys for 440 frames) mostly stays in the shared last-level cache between the read and the
+first pass over it, which then does not wait for main memory; much smaller reads would
+multiply the calls, larger ones spill to memory."""
 
 _MIN_STAGES_PER_WORKER = 4
 """Work is cut small enough that every thread gets several pieces, which keeps all cores
@@ -102,6 +123,10 @@ multiple of the 8 frames compared per step."""
 _MIN_COARSE_BITS = 4
 """Fewest top bits worth searching on byte keys: making them costs about one 16-bit pass,
 and a byte pass costs about half of one."""
+
+_MIN_WINDOW_BITS = 3
+"""Fewest low bits worth searching on byte keys of the window left by the first byte round:
+making them costs about four byte passes, and a 16-bit pass costs two and a half."""
 
 _COARSE_SCALES = np.array([2 ** (16 - max(top, 8)) for top in range(17)], dtype=np.uint16)
 """Per number of bits ``top`` of a tile's spread, the factor that moves an offset's top 8
@@ -157,9 +182,6 @@ class TemporalMedianParams:
                 f"workers must be an integer >= 1 or None, got {self.workers!r}; "
                 "use None to take every core."
             )
-
-
-_DEFAULTS = TemporalMedianParams()
 
 
 _DEFAULTS = TemporalMedianParams()
@@ -385,7 +407,7 @@ def _plan_spans(
     pixels = height * width
     span_pixels = min(
         int((budget_bytes / workers - fixed) // pixel_cost),
-        max(1, _READ_TARGET_BYTES // (2 * channels)),
+        max(1, _SPAN_READ_BYTES // (2 * channels)),
         math.ceil(pixels / (_MIN_STAGES_PER_WORKER * workers)),
     )
     span_pixels = max(1, span_pixels)
@@ -400,8 +422,8 @@ def _plan_spans(
 
 def _tile_scratch_bytes(frame_count: int, tile_values: int) -> int:
     """Bytes :func:`_median_of_keys` allocates for a tile: a byte key per frame and column,
-    and 31 bytes of per-column state (counts, bounds, thresholds), rounded up to 32."""
-    return tile_values * (frame_count + 32)
+    and 34 bytes of per-column state (counts, bounds, thresholds), rounded up to 40."""
+    return tile_values * (frame_count + 40)
 
 
 def _median_by_counting(
@@ -539,7 +561,11 @@ class _KeyFileReader:
         if self.channels_reversed:
             first += (channels - 1) * channel_stride
         expected = values * self.video4.dtype.itemsize
-        for frame in range(n):
+        rows = target.view(np.uint8)
+        failed = _read_rows(self.descriptor, rows, expected, first, frame_stride)
+        # From the first read that failed or came short on, the reads are repeated here,
+        # where they raise the operating system's error or say that the file ends too soon.
+        for frame in range(failed, n):
             position = first + frame * frame_stride
             got = os.preadv(self.descriptor, [target[frame, :values]], position)
             _check_read(self.path, got, expected, position)
@@ -568,6 +594,31 @@ def _compiled(function: Callable) -> Callable:
     return numba.njit(nogil=True, boundscheck=False)(function)
 
 
+_pread = numba.types.ExternalFunction(
+    "pread",
+    numba.types.intp(numba.types.intc, numba.types.voidptr, numba.types.uintp, numba.types.int64),
+)
+"""POSIX ``pread(descriptor, buffer, count, offset)`` of the C library, called from compiled
+code: the read loop of a span then runs without the interpreter (one call per frame)."""
+
+
+@_compiled
+def _read_rows(descriptor, target, row_bytes, first, stride):  # pragma: no cover - compiled
+    """Read ``row_bytes`` bytes at ``first + f * stride`` of the file into row ``f`` of
+    ``target`` for every row; return the number of rows read, or the first row whose read
+    failed or ended early (at the end of the file)."""
+    for row in range(target.shape[0]):
+        address = target[row].ctypes.data
+        position = first + row * stride
+        done = 0
+        while done < row_bytes:
+            got = _pread(descriptor, address + done, row_bytes - done, position + done)
+            if got <= 0:
+                return row
+            done += got
+    return target.shape[0]
+
+
 @_compiled
 def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - compiled
     """Medians over axis 0 of ``keys[:, :values]`` (uint16 keys), written to ``out[:values]``
@@ -587,10 +638,12 @@ def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - 
     lane_counts = np.empty(tile, np.uint16)
     counts = np.empty(tile, np.int64)
     below = np.empty(tile, np.uint16)
+    window_low = np.empty(tile, np.uint16)
     coarse = np.empty((frame_count, tile), np.uint8)
     coarse_found = np.empty(tile, np.uint8)
     coarse_threshold = np.empty(tile, np.uint8)
     coarse_lanes = np.empty(tile, np.uint8)
+    coarse_below = np.empty(tile, np.uint8)
     for start in range(0, values, tile):
         stop = min(start + tile, values)
         width = stop - start
@@ -608,25 +661,62 @@ def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - 
         while bottom < top and ((bits_seen >> bottom) & 1) == 0:
             bottom += 1
         # found = lowest + the bits of (k-th value - lowest) decided so far, from the top:
-        # the top 8 bits on byte keys when that saves passes, the rest on the 16-bit keys.
+        # the top 8 bits on byte keys relative to each column's minimum when that saves
+        # passes, the rest on byte keys of the window they leave, or on the 16-bit keys.
         fine_top = top
         shift = max(0, top - 8)
         coarse_bottom = max(shift, bottom)
+        # When the byte keys in ``coarse`` are exact: value = window_low + key << key_unit.
+        exact_bytes = False
+        key_unit = 0
         if top - coarse_bottom >= _MIN_COARSE_BITS:
             _build_coarse_keys(keys, start, stop, lowest, top, coarse)
             for p in range(width):
                 coarse_found[p] = 0
-            for bit in range(top - 1, coarse_bottom - 1, -1):
-                coarse_step = np.uint8(1 << (bit - shift))
-                for p in range(width):
-                    coarse_threshold[p] = coarse_found[p] + coarse_step
-                _count_coarse_below(coarse, width, coarse_threshold, coarse_lanes, counts)
-                for p in range(width):
-                    if counts[p] <= rank:
-                        coarse_found[p] += coarse_step
+            _search_coarse(
+                coarse,
+                width,
+                top - shift,
+                coarse_bottom - shift,
+                rank,
+                coarse_found,
+                coarse_threshold,
+                coarse_lanes,
+                counts,
+            )
             for p in range(width):
                 found[p] += np.int64(coarse_found[p]) << shift
+                window_low[p] = lowest[p]
             fine_top = shift
+            exact_bytes = shift <= bottom
+            key_unit = shift
+        if fine_top - bottom >= _MIN_WINDOW_BITS:
+            # The k-th value lies in [found, found + 2**fine_top): a byte key per value,
+            # saturated at both ends, places it in that window with a margin on each side
+            # (where the value below it usually lies too, for an even count).
+            levels = 1 << (fine_top - bottom)
+            margin = np.int64(max(0, (255 - levels) // 2)) << bottom
+            for p in range(width):
+                low = max(found[p] - margin, np.int64(lowest[p]))
+                window_low[p] = low
+                coarse_found[p] = (found[p] - low) >> bottom
+            _build_window_keys(keys, start, stop, window_low, bottom, coarse)
+            _search_coarse(
+                coarse,
+                width,
+                fine_top - bottom,
+                0,
+                rank,
+                coarse_found,
+                coarse_threshold,
+                coarse_lanes,
+                counts,
+            )
+            for p in range(width):
+                found[p] = np.int64(window_low[p]) + (np.int64(coarse_found[p]) << bottom)
+            fine_top = bottom
+            exact_bytes = True
+            key_unit = bottom
         for bit in range(fine_top - 1, bottom - 1, -1):
             step = np.int64(1) << bit
             for p in range(width):
@@ -636,9 +726,25 @@ def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - 
                 if counts[p] <= rank and found[p] + step <= 65535:
                     found[p] += step
         if frame_count % 2 == 0:
-            for p in range(width):
-                threshold[p] = found[p]
-            _count_and_max_below(keys, start, stop, threshold, lane_counts, counts, below)
+            if exact_bytes:
+                for p in range(width):
+                    coarse_threshold[p] = (found[p] - np.int64(window_low[p])) >> key_unit
+                _count_coarse_and_max_below(
+                    coarse, width, coarse_threshold, coarse_lanes, counts, coarse_below
+                )
+                for p in range(width):
+                    largest = coarse_below[p]
+                    if window_low[p] > lowest[p] and (coarse_threshold[p] == 0 or largest == 0):
+                        # Key 0 also holds the values below the window: look them up.
+                        counts[p], below[p] = _count_and_largest_below(
+                            keys, start + p, np.uint16(found[p])
+                        )
+                    else:
+                        below[p] = window_low[p] + (np.uint16(largest) << np.uint16(key_unit))
+            else:
+                for p in range(width):
+                    threshold[p] = found[p]
+                _count_and_max_below(keys, start, stop, threshold, lane_counts, counts, below)
         for p in range(width):
             upper = np.uint16(found[p])
             lower = upper
@@ -651,6 +757,22 @@ def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - 
                 low_value = np.float64(lower)
                 high_value = np.float64(upper)
             out[start + p] = np.float32((low_value + high_value) / 2)
+
+
+@_compiled
+def _search_coarse(
+    coarse, width, bits, skipped, rank, coarse_found, threshold, lane_counts, counts
+):  # pragma: no cover - compiled
+    """Bisection on byte keys: for bit ``bits - 1`` down to ``skipped``, add the bit to
+    ``coarse_found[p]`` when at most ``rank`` keys of column ``p`` lie below the result."""
+    for bit in range(bits - 1, skipped - 1, -1):
+        step = np.uint8(1 << bit)
+        for p in range(width):
+            threshold[p] = coarse_found[p] + step
+        _count_coarse_below(coarse, width, threshold, lane_counts, counts)
+        for p in range(width):
+            if counts[p] <= rank:
+                coarse_found[p] += step
 
 
 @_compiled
@@ -764,6 +886,92 @@ def _build_coarse_keys(keys, start, stop, lowest, top, coarse):  # pragma: no co
         for p in range(width):
             aligned = np.uint16(np.uint16(row[p] - lowest[p]) * scale)
             target[p] = np.uint8(aligned >> 8)
+
+
+@_compiled
+def _build_window_keys(keys, start, stop, window_low, unit, coarse):  # pragma: no cover
+    """``coarse[f, p]`` = ``(keys[f, start + p] - window_low[p]) >> unit``, clamped to
+    [0, 255]: exact inside the window, 0 below it and 255 above, which keeps every count
+    below a threshold of at most 255 exact. ``unit`` is at most 8.
+
+    The clamped offset is moved to the top of 16 bits by a multiplication and its high byte
+    taken, as in :func:`_build_coarse_keys`.
+    """
+    width = stop - start
+    scale = _COARSE_SCALES[unit + 8]
+    cap = np.uint16(255 << unit)
+    for frame in range(keys.shape[0]):
+        row = keys[frame, start:stop]
+        target = coarse[frame, :width]
+        for p in range(width):
+            low = window_low[p]
+            offset = min(np.uint16(max(row[p], low) - low), cap)
+            target[p] = np.uint8(np.uint16(offset * scale) >> 8)
+
+
+@_compiled
+def _count_coarse_and_max_below(
+    coarse, width, threshold, lane_counts, counts, below
+):  # pragma: no cover - compiled
+    """Like :func:`_count_coarse_below`, and ``below[p]`` = the largest byte key below
+    ``threshold[p]`` in column ``p`` (0 if none)."""
+    one = np.uint8(1)
+    zero = np.uint8(0)
+    for p in range(width):
+        counts[p] = 0
+        below[p] = 0
+    frame_count = coarse.shape[0]
+    for chunk in range(0, frame_count, _COARSE_CHUNK_FRAMES):
+        chunk_stop = min(chunk + _COARSE_CHUNK_FRAMES, frame_count)
+        for p in range(width):
+            lane_counts[p] = 0
+        frame = chunk
+        while frame + 4 <= chunk_stop:
+            r0 = coarse[frame, :width]
+            r1 = coarse[frame + 1, :width]
+            r2 = coarse[frame + 2, :width]
+            r3 = coarse[frame + 3, :width]
+            for p in range(width):
+                t = threshold[p]
+                a = r0[p]
+                b = r1[p]
+                c = r2[p]
+                d = r3[p]
+                lane_counts[p] += (
+                    (one if a < t else zero)
+                    + (one if b < t else zero)
+                    + (one if c < t else zero)
+                    + (one if d < t else zero)
+                )
+                largest = max(
+                    max(a if a < t else zero, b if b < t else zero),
+                    max(c if c < t else zero, d if d < t else zero),
+                )
+                below[p] = max(below[p], largest)
+            frame += 4
+        while frame < chunk_stop:
+            row = coarse[frame, :width]
+            for p in range(width):
+                value = row[p]
+                is_below = value < threshold[p]
+                lane_counts[p] += one if is_below else zero
+                below[p] = max(below[p], value if is_below else zero)
+            frame += 1
+        for p in range(width):
+            counts[p] += lane_counts[p]
+
+
+@_compiled
+def _count_and_largest_below(keys, column, limit):  # pragma: no cover - compiled
+    """The number of keys below ``limit`` in column ``column``, and the largest (0 if none)."""
+    count = 0
+    largest = np.uint16(0)
+    for frame in range(keys.shape[0]):
+        value = keys[frame, column]
+        if value < limit:
+            count += 1
+            largest = max(largest, value)
+    return count, largest
 
 
 @_compiled
