@@ -1,18 +1,21 @@
 """The whole flat-field graph materialized per partition in a test instance."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
 from astropy.io import fits
+from scipy import ndimage
 
 from astro_assets.defs.flatfield import assets as flatfield_assets
 from astro_assets.defs.flatfield import defs as flatfield_defs
 from astro_assets.io.images import read_tiff
-from astro_assets.io.ser import open_ser
+from astro_assets.io.ser import open_ser, write_ser
 from astro_assets.resources.dust_eye import DustEye
 from astro_assets.resources.gemini import GeminiImageModel
+from astro_assets.resources.image_model import DustMaskResult
 from astro_assets.samples import DustSpec, SolarVideoParams, SolarVideoTruth, write_sample_video
 
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
@@ -99,6 +102,12 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
     # the shadow's rms deficit is removed. benchmarks/quality_flatfield.py measures the figures.
     for spec in DUSTY.dust:
         assert mask[int(spec.y), int(spec.x)] == 1.0
+    # The 16 px drift is about one shadow diameter: too little for the motion test to tell,
+    # so both shadows are recorded as undecided and kept.
+    record = json.loads((folder / "dust_mask.json").read_text())
+    verdicts = {round(v["centroid_x"] / 10): v["verdict"] for v in record["motion_test"]}
+    for spec in DUSTY.dust:
+        assert verdicts[round(spec.x / 10)].startswith("undecided: the target moved too little")
     dust = truth.dust_support()
     errors = flat[dust] / truth.transmission[dust] - 1.0
     assert np.sqrt(np.mean(errors**2)) < 0.05
@@ -181,3 +190,45 @@ def test_broken_flat_fails_the_blocking_check_and_stops_calibration(
     assert "final_flatfield" in materialized
     assert "calibrated_video" not in materialized
     assert not (layout.flatfield_dir("dusty") / "calibrated.ser").exists()
+
+
+def test_dust_mask_drops_a_candidate_that_moves_with_the_scene(
+    instance, data_store, layout, monkeypatch
+):
+    # A scene drifting 40 px along x, with one dark scene feature (a small sunspot) and one
+    # dust shadow fixed on the sensor; the eye reports both as candidates.
+    rng = np.random.default_rng(8)
+    height, width, frames_count, drift = 96, 128, 24, 40.0
+    margin = 48
+    canvas = ndimage.gaussian_filter(
+        rng.standard_normal((height + 2 * margin, width + 2 * margin)), 2
+    )
+    canvas = 2000.0 * (1.0 + 0.06 * canvas / canvas.std())
+    yy, xx = np.indices(canvas.shape)
+    canvas[np.hypot(yy - margin - 60, xx - margin - 30) <= 5] *= 0.7
+    sensor_y, sensor_x = np.indices((height, width))
+    dust = np.hypot(sensor_y - 30, sensor_x - 90) <= 5
+    frames = []
+    shifts = np.linspace(0.0, drift, frames_count)
+    for dx in shifts:
+        moved = ndimage.shift(canvas, (0.0, dx), order=1)[margin:-margin, margin:-margin]
+        frames.append(np.rint(np.where(dust, 0.75, 1.0) * moved + rng.normal(0, 5, moved.shape)))
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "moving.ser", np.stack(frames).astype(np.uint16), depth=16)
+    spot_in_median = np.hypot(sensor_y - 60, sensor_x - 30 - drift / 2) <= 5
+
+    def locate_both(self, median):
+        return DustMaskResult(core=dust | spot_in_median, backend=self.backend_name)
+
+    monkeypatch.setattr(flatfield_assets.ClassicalImageModel, "locate_dust", locate_both)
+    result = _materialize(instance, data_store, "moving", selection=["ser_median", "dust_mask"])
+    assert result.success
+    folder = layout.flatfield_dir("moving")
+    mask = read_tiff(folder / "dust_mask.tiff")
+    assert np.all(mask[dust] == 1.0)
+    assert not np.any(mask[spot_in_median])
+    record = json.loads((folder / "dust_mask.json").read_text())
+    assert sorted(v["verdict"] for v in record["motion_test"]) == ["scene", "sensor"]
+    assert len(record["regions"]) == 1
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["moved_with_scene_count"].value == 1

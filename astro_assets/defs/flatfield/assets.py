@@ -41,7 +41,9 @@ from astro_assets.science.flatfield.flatfield import FlatParams, apply_flat, syn
 from astro_assets.science.flatfield.inpaint import InpaintParams
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
+from astro_assets.science.flatfield.motion import MotionTestParams, separate_sensor_fixed
 from astro_assets.science.flatfield.planes import (
+    LuminanceFrame,
     broadcast_mask,
     luminance_view,
     mask_to_full,
@@ -171,9 +173,13 @@ def ser_median(
 
 DustMaskConfig = config_class(
     DustDetectionParams,
+    MotionTestParams,
     MaskExpansionParams,
     name="DustMaskConfig",
-    doc="Dust detection (classical backend), mask expansion, and the backend choice.",
+    doc=(
+        "Dust detection (classical backend), the test that drops candidates moving with the "
+        "scene, mask expansion, and the backend choice."
+    ),
     extra={
         "backend": (
             str | None,
@@ -305,6 +311,14 @@ def _json(value) -> dg.MetadataValue:
     return dg.MetadataValue.json(value)
 
 
+def _finite_or_none(record: dict) -> dict:
+    """``record`` with NaN and infinite floats replaced by None (JSON has no NaN)."""
+    return {
+        name: None if isinstance(value, float) and not np.isfinite(value) else value
+        for name, value in record.items()
+    }
+
+
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
@@ -323,9 +337,13 @@ def dust_mask(
 ) -> dg.MaterializeResult:
     """Where dust shadows are: a support mask in [0, 1], 1.0 on the dust and its margin.
 
-    The eye (classical or Gemini) gives a binary core; it is dilated by ``dilation_px`` and
-    feathered outside the dilated support only, so every shadowed pixel is fully corrected.
-    Written as ``dust_mask.tiff`` (float32, (H, W), the pixel grid of the raw frames).
+    The eye (classical or Gemini) gives a binary core of candidates. Candidates that moved with
+    the scene (texture, faculae, small sunspots on a drifting target) are dropped by comparing
+    the median with its dust-free prediction from the registered frames
+    (``science.flatfield.motion``); with the classical eye, faint shadows are also searched in
+    the ratio of the median to that prediction, where the texture has cancelled. The core is
+    dilated by ``dilation_px`` and feathered outside the dilated support only, so every
+    shadowed pixel is fully corrected. Written as ``dust_mask.tiff`` (float32, (H, W), the pixel grid of the raw frames).
     """
     key = context.partition_key
     median = _read(data_store, key, MEDIAN_FILE)
@@ -333,10 +351,34 @@ def dust_mask(
         color = video.color
         classical = ClassicalImageModel(detection=params_from_config(config, DustDetectionParams))
         choice = _choose(dust_eye, config, data_store, classical)
-        located = _ask(lambda: choice.model.locate_dust(luminance_view(median, color)))
-        core = mask_to_full(located.core, median.shape[:2], color)
+        view = luminance_view(median, color)
+        located = _ask(lambda: choice.model.locate_dust(view))
+        candidates = mask_to_full(located.core, median.shape[:2], color)
         drift_frames = video.frames[..., 1] if video.frames.ndim == 4 else video.frames
-        drift = estimate_drift(drift_frames, exclude=core, max_frames=config.drift_max_frames)
+        drift = estimate_drift(drift_frames, exclude=candidates, max_frames=config.drift_max_frames)
+        registered = [LuminanceFrame(video.frames[int(i)], color) for i in drift.frames_used]
+        scale = np.asarray(view.shape, dtype=np.float64) / np.asarray(median.shape[:2])
+        motion_params = params_from_config(config, MotionTestParams)
+        if choice.model.backend_name != classical.backend_name:
+            # The ratio search is the classical detector's; another eye's answer is only tested.
+            motion_params = dataclasses.replace(motion_params, ratio_search=False)
+        separated = separate_sensor_fixed(
+            located.core,
+            view,
+            registered,
+            drift.shifts * scale,
+            params=motion_params,
+            detection=classical.detection,
+        )
+    core = mask_to_full(separated.core, median.shape[:2], color)
+    motion = [_finite_or_none(dataclasses.asdict(v)) for v in separated.verdicts]
+    rejected = sum(not verdict.kept for verdict in separated.verdicts)
+    if rejected:
+        context.log.info(
+            f"{rejected} of {len(separated.verdicts)} candidates moved with the scene and were "
+            "dropped."
+        )
+    from_ratio = [_finite_or_none(dataclasses.asdict(r)) for r in separated.ratio_shadows]
     expansion = params_from_config(config, MaskExpansionParams)
     mask = expand_mask(core, expansion)
     regions = core_regions(core)
@@ -355,6 +397,8 @@ def dust_mask(
                 "reason": choice.reason,
                 "regions": regions,
                 "drift_total_px": float(drift.total_px),
+                "motion_test": motion,
+                "found_in_ratio": from_ratio,
             },
             indent=2,
         ),
@@ -373,6 +417,11 @@ def dust_mask(
             "drift_total_px": float(drift.total_px),
             "drift_ok": drift_ok,
             "drift_verdict": drift_message,
+            "moved_with_scene_count": rejected,
+            "motion_test": _json(motion),
+            "ratio_searched": separated.ratio_searched,
+            "found_in_ratio_count": len(from_ratio),
+            "found_in_ratio": _json(from_ratio),
             "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),
             "expansion": _json(dataclasses.asdict(expansion)),
             "path": path_value(target),

@@ -104,10 +104,16 @@ def _bin(image: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
-def _prepare(frame: np.ndarray, blank: np.ndarray | None, params: DriftParams) -> np.ndarray:
+def _despeckle(frame: np.ndarray, params: DriftParams) -> np.ndarray:
+    """The frame as float32, median-filtered so that static hot pixels are gone."""
     data = np.asarray(frame, dtype=np.float32)
     if params.despeckle_size_px > 1:
         data = ndimage.median_filter(data, size=params.despeckle_size_px)
+    return data
+
+
+def _prepare(data: np.ndarray, blank: np.ndarray | None, params: DriftParams) -> np.ndarray:
+    """High-passed, blanked and apodized copy of a despeckled frame, ready to correlate."""
     if blank is None:
         data = data - ndimage.gaussian_filter(data, params.highpass_sigma_px)
     else:
@@ -124,16 +130,17 @@ def _prepare(frame: np.ndarray, blank: np.ndarray | None, params: DriftParams) -
 def _register(
     reference: np.ndarray, moving: np.ndarray, blank: np.ndarray | None, params: DriftParams
 ) -> np.ndarray:
-    """Scene displacement (dy, dx) from ``reference`` to ``moving``.
+    """Scene displacement (dy, dx) from ``reference`` to ``moving`` (both despeckled).
 
     The blanked (static) dust and the apodization pull a single estimate slightly towards zero
     shift, in proportion to the shift; so the moving frame is shifted back by the estimate and
-    the small residual is measured again (``refinements`` times).
+    the small residual is measured again (``refinements`` times). Frames are despeckled once,
+    before any shift: a small median filter commutes with a shift up to the interpolation.
     """
     total = np.zeros(2)
     prepared_reference = _prepare(reference, blank, params)
     aligned, aligned_blank = moving, blank
-    for _ in range(1 + params.refinements):
+    for iteration in range(1 + params.refinements):
         registration, _, _ = phase_cross_correlation(
             prepared_reference,
             _prepare(aligned, aligned_blank, params),
@@ -143,6 +150,8 @@ def _register(
         # `registration` is the shift that registers the moving frame onto the reference; the
         # scene moved by the opposite amount.
         total -= np.asarray(registration, dtype=np.float64)
+        if iteration == params.refinements:
+            break
         aligned = ndimage.shift(moving, -total, order=3, mode="nearest")
         if blank is not None:
             shifted = ndimage.shift(blank.astype(np.float32), -total, order=0, mode="constant")
@@ -220,7 +229,7 @@ def estimate_drift(
             )
         if not np.isfinite(frame).all():
             raise ValueError(f"frame {frame_index} contains NaN or inf.")
-        frame = _bin(frame.astype(np.float32), factor)
+        frame = _despeckle(_bin(frame.astype(np.float32), factor), params)
         if reference is None:
             reference = frame
         else:

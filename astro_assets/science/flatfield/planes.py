@@ -58,6 +58,50 @@ def luminance_view(image: np.ndarray, color: str) -> np.ndarray:
     return cells.mean(axis=(1, 3), dtype=np.float32)
 
 
+class LuminanceFrame:
+    """The :func:`luminance_view` of one raw frame, computed only for the windows asked for.
+
+    Parameters
+    ----------
+    frame : np.ndarray
+        (H, W) mono or mosaic, or (H, W, 3) RGB frame, any real dtype; typically a read-only
+        memory-mapped frame of a video, so that a window reads only its own rows.
+    color : str
+        As for :func:`luminance_view`.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of the whole luminance view.
+
+    Notes
+    -----
+    Indexing takes two slices with step 1 (``view[r0:r1, c0:c1]``) and returns a float32
+    array equal to the same window of ``luminance_view(frame, color)``.
+    """
+
+    def __init__(self, frame: np.ndarray, color: str) -> None:
+        self._layout = _layout(frame, color)
+        self._frame = frame
+        height, width = frame.shape[:2]
+        self.shape = (height // 2, width // 2) if self._layout == "mosaic" else (height, width)
+
+    def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = window
+        row0, row1, row_step = rows.indices(self.shape[0])
+        col0, col1, col_step = cols.indices(self.shape[1])
+        if row_step != 1 or col_step != 1:
+            raise ValueError("a luminance window takes slices with step 1")
+        if self._layout == "mosaic":
+            raw = np.asarray(self._frame[2 * row0 : 2 * row1, 2 * col0 : 2 * col1], np.float32)
+            cells = raw.reshape(row1 - row0, 2, col1 - col0, 2)
+            return cells.mean(axis=(1, 3), dtype=np.float32)
+        raw = np.asarray(self._frame[row0:row1, col0:col1], dtype=np.float32)
+        if self._layout == "planar":
+            return raw.mean(axis=2, dtype=np.float32)
+        return raw
+
+
 def mask_to_full(mask: np.ndarray, image_shape: tuple[int, ...], color: str) -> np.ndarray:
     """Bring a mask found on ``luminance_view`` back to the (H, W) pixel grid of the image.
 

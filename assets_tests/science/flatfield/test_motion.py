@@ -1,0 +1,304 @@
+"""The motion test keeps shadows fixed on the sensor and drops features that move with the scene."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from astro_assets.science.flatfield import motion
+from astro_assets.science.flatfield.dust import detect_dust
+from astro_assets.science.flatfield.motion import (
+    MotionTestParams,
+    find_shadows_in_ratio,
+    predict_dust_free_median,
+    sensor_fixed_test,
+    separate_sensor_fixed,
+)
+from astro_assets.science.flatfield.planes import LuminanceFrame, luminance_view
+
+HEIGHT, WIDTH = 96, 128
+DUST = (40.0, 40.0, 5.0, 0.25)
+"""Sensor-fixed shadow: centre row, centre column, radius (px), depth."""
+SPOT = (56.0, 88.0, 5.0, 0.3)
+"""Dark scene feature at its frame-0 position: it moves with the scene."""
+
+
+def _disc(shape, row, col, radius):
+    yy, xx = np.indices(shape)
+    return np.hypot(yy - row, xx - col) <= radius
+
+
+def _scene(rng: np.random.Generator, shape, contrast: float) -> np.ndarray:
+    """Smooth random texture (granulation-like, ``contrast`` rms) on a level of 1000 ADU."""
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    return 1000.0 * (1.0 + contrast * texture / texture.std())
+
+
+def _video(drift_px: float, n_frames: int = 24, seed: int = 5, dust=DUST, texture=0.06):
+    """Frames of a scene drifting along x by ``drift_px`` in total, seen through a sensor with
+    one dust shadow ``dust`` (row, column, radius, depth); the scene holds one dark feature
+    and a texture of ``texture`` rms. Returns frames, shifts, median, and the core mask (the
+    dust and the feature's position in the median)."""
+    rng = np.random.default_rng(seed)
+    margin = int(drift_px) + 8
+    canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), texture)
+    spot_row, spot_col, spot_radius, spot_depth = SPOT
+    spot = _disc(canvas.shape, spot_row + margin, spot_col + margin, spot_radius)
+    canvas = np.where(spot, canvas * (1 - spot_depth), canvas)
+    dust_row, dust_col, dust_radius, dust_depth = dust
+    transmission = np.where(
+        _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius), 1 - dust_depth, 1.0
+    )
+    shifts = np.zeros((n_frames, 2))
+    shifts[:, 1] = np.linspace(0.0, drift_px, n_frames)
+    shifts[:, 0] = 0.4 * np.sin(np.arange(n_frames))
+    frames = []
+    for dy, dx in shifts:
+        moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
+        noisy = moved * transmission + rng.normal(0.0, 5.0, moved.shape)
+        frames.append(noisy.astype(np.float32))
+    median = np.median(np.stack(frames), axis=0)
+    middle = shifts[n_frames // 2]
+    core = _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius) | _disc(
+        (HEIGHT, WIDTH), spot_row + middle[0], spot_col + middle[1], spot_radius
+    )
+    return frames, shifts, median, core
+
+
+def _verdict_at(verdicts, row, col):
+    return min(verdicts, key=lambda v: np.hypot(v.centroid_y - row, v.centroid_x - col))
+
+
+def test_keeps_the_sensor_shadow_and_drops_the_scene_feature():
+    frames, shifts, median, core = _video(drift_px=30.0)
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts)
+    dust = _disc(core.shape, *DUST[:3])
+    assert len(verdicts) == 2
+    dust_verdict = _verdict_at(verdicts, DUST[0], DUST[1])
+    assert dust_verdict.verdict == "sensor"
+    # The ratio to the dust-free prediction measures the shadow's true depth.
+    assert dust_verdict.fixed_deficit == pytest.approx(DUST[3], abs=0.03)
+    assert dust_verdict.median_deficit == pytest.approx(DUST[3], abs=0.03)
+    scene_verdict = _verdict_at(verdicts, SPOT[0], SPOT[1] + shifts[len(shifts) // 2, 1])
+    assert scene_verdict.verdict == "scene"
+    assert abs(scene_verdict.fixed_deficit) < 0.5 * scene_verdict.median_deficit
+    np.testing.assert_array_equal(kept, dust)
+
+
+def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
+    frames, shifts, median, core = _video(drift_px=6.0)
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts)
+    np.testing.assert_array_equal(kept, core)
+    assert {v.verdict for v in verdicts} == {
+        "undecided: the target moved too little compared with this shadow's size"
+    }
+    assert all(v.overlap_fraction > 0.35 for v in verdicts)
+
+
+def test_candidate_without_a_deficit_is_kept_undecided():
+    frames, shifts, median, _ = _video(drift_px=30.0)
+    bright = np.zeros(median.shape, dtype=bool)
+    bright[10:16, 100:106] = True
+    brightened = np.where(bright, median * 1.2, median)
+    kept, verdicts = sensor_fixed_test(bright, brightened, frames, shifts)
+    np.testing.assert_array_equal(kept, bright)
+    assert verdicts[0].verdict.startswith("undecided: no deficit")
+
+
+def test_nothing_to_test_and_disabled_test_return_the_core():
+    frames, shifts, median, core = _video(drift_px=30.0, n_frames=6)
+    empty = np.zeros_like(core)
+    kept, verdicts = sensor_fixed_test(empty, median, frames, shifts)
+    assert not kept.any() and verdicts == ()
+    kept, verdicts = sensor_fixed_test(
+        core, median, frames, shifts, MotionTestParams(motion_test=False)
+    )
+    np.testing.assert_array_equal(kept, core)
+    assert verdicts == ()
+    assert kept is not core
+
+
+def test_inputs_are_not_modified():
+    frames, shifts, median, core = _video(drift_px=30.0, n_frames=8)
+    copies = ([f.copy() for f in frames], shifts.copy(), median.copy(), core.copy())
+    sensor_fixed_test(core, median, frames, shifts)
+    for frame, copy in zip(frames, copies[0], strict=True):
+        np.testing.assert_array_equal(frame, copy)
+    np.testing.assert_array_equal(shifts, copies[1])
+    np.testing.assert_array_equal(median, copies[2])
+    np.testing.assert_array_equal(core, copies[3])
+
+
+def test_works_on_lazy_luminance_frames_of_a_mosaic():
+    frames, shifts, median, core = _video(drift_px=30.0, n_frames=12)
+    # A mosaic whose 2x2 cells all hold the mono value: its luminance view is the mono frame.
+    mosaics = [np.repeat(np.repeat(f, 2, axis=0), 2, axis=1) for f in frames]
+    views = [LuminanceFrame(m, "RGGB") for m in mosaics]
+    expected = sensor_fixed_test(core, median, frames, shifts)
+    got = sensor_fixed_test(core, median, views, shifts)
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert [v.verdict for v in got[1]] == [v.verdict for v in expected[1]]
+
+
+@pytest.mark.parametrize(
+    ("color", "shape"),
+    [("MONO", (10, 14)), ("RGB", (10, 14, 3)), ("GRBG", (10, 14)), ("BGGR", (11, 15))],
+)
+def test_luminance_frame_windows_equal_the_luminance_view(color, shape):
+    frame = np.random.default_rng(2).integers(0, 4096, size=shape, dtype=np.uint16)
+    view = LuminanceFrame(frame, color)
+    full = luminance_view(frame, color)
+    assert view.shape == full.shape
+    np.testing.assert_array_equal(view[1:4, 2:6], full[1:4, 2:6])
+    np.testing.assert_array_equal(view[:, :], full)
+    with pytest.raises(ValueError, match="step 1"):
+        view[::2, :]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"core": np.zeros((4, 4), bool)}, "core must be a bool mask"),
+        ({"core": np.zeros((HEIGHT, WIDTH), np.uint8)}, "core must be a bool mask"),
+        ({"median": np.zeros((HEIGHT, WIDTH, 3))}, "median must be a real"),
+        ({"frames_count": 1}, "at least 2 registered frames"),
+        ({"shifts": np.zeros((3, 2))}, "shifts must have shape"),
+        ({"shifts_nan": True}, "NaN or inf"),
+        ({"frame_shape": (4, 4)}, "every frame must have the median's shape"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(change, message):
+    frames, shifts, median, core = _video(drift_px=30.0, n_frames=4)
+    core = change.get("core", core)
+    median = change.get("median", median)
+    shifts = change.get("shifts", shifts)
+    if change.get("shifts_nan"):
+        shifts = shifts.copy()
+        shifts[1, 0] = np.nan
+    if "frames_count" in change:
+        frames, shifts = frames[:1], shifts[:1]
+    if "frame_shape" in change:
+        frames = [frames[0], np.zeros(change["frame_shape"], np.float32), *frames[2:]]
+    with pytest.raises(ValueError, match=message):
+        sensor_fixed_test(core, median, frames, shifts)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_overlap_fraction", 0.0),
+        ("max_overlap_fraction", 0.6),
+        ("min_coverage_fraction", 0.0),
+        ("min_coverage_fraction", 1.5),
+        ("min_deficit_ratio", 0.0),
+        ("min_deficit_ratio", 1.0),
+    ],
+)
+def test_parameters_are_validated(field, value):
+    with pytest.raises(ValueError, match=field):
+        MotionTestParams(**{field: value})
+
+
+FAINT = (44.0, 46.0, 12.0, 0.03)
+"""A large faint shadow (3 % deep, 24 px across) under strong large-scale texture."""
+
+
+def _faint_video(drift_px=60.0):
+    return _video(drift_px=drift_px, n_frames=24, seed=9, dust=FAINT, texture=0.12)
+
+
+def test_prediction_is_the_median_without_the_shadow():
+    frames, shifts, median, _ = _video(drift_px=30.0)
+    predicted = predict_dust_free_median(frames, shifts, median.shape)
+    assert predicted.dtype == np.float32 and predicted.shape == median.shape
+    known = np.isfinite(predicted)
+    # Unknown only where the scene left the frame for most of the video: near the edges.
+    assert known[2:-2, 20:-20].all()
+    ratio = median / predicted
+    dust = _disc(median.shape, DUST[0], DUST[1], DUST[2] - 1)
+    assert np.median(ratio[dust]) == pytest.approx(1 - DUST[3], abs=0.02)
+    spot_path = np.zeros_like(dust)
+    spot_path[int(SPOT[0]) - 8 : int(SPOT[0]) + 9, :] = True
+    clean = known & ~ndimage.binary_dilation(dust, iterations=3) & ~spot_path
+    assert np.median(np.abs(ratio[clean] - 1)) < 0.01
+    # The scene texture left in the median (2.7 % rms here) mostly cancels in the ratio; what
+    # remains is noise and the finest texture, smoothed by the bilinear shifts.
+    assert np.std(ratio[clean]) < 0.4 * np.std(median[clean] / np.median(median[clean]))
+
+
+def test_prediction_bands_do_not_change_the_result():
+    frames, shifts, median, _ = _video(drift_px=30.0, n_frames=8)
+    whole = predict_dust_free_median(frames, shifts, median.shape, band_rows=HEIGHT)
+    banded = predict_dust_free_median(frames, shifts, median.shape, band_rows=7)
+    np.testing.assert_array_equal(np.isnan(whole), np.isnan(banded))
+    np.testing.assert_allclose(banded, whole, rtol=1e-6, equal_nan=True)
+
+
+def test_shifted_window_is_bilinear_interpolation():
+    image = np.random.default_rng(3).random((20, 30)).astype(np.float32)
+    got = motion._shifted_window(image, image.shape, 2.25, -1.5, (10, 12))
+    rows, cols = np.meshgrid(np.arange(10) + 2.25, np.arange(12) - 1.5, indexing="ij")
+    expected = ndimage.map_coordinates(image.astype(np.float64), [rows, cols], order=1)
+    inside = cols >= 0
+    np.testing.assert_allclose(got[inside], expected[inside], rtol=1e-5)
+    assert np.isnan(got[~inside]).all()
+    exact = motion._shifted_window(image, image.shape, 3.0, 4.0, (5, 6))
+    np.testing.assert_array_equal(exact, image[3:8, 4:10])
+
+
+def test_nanmedian_matches_numpy():
+    rng = np.random.default_rng(4)
+    stack = rng.random((9, 5, 7)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.3] = np.nan
+    stack[:, 0, 0] = np.nan
+    got = motion._nanmedian(stack, minimum=0)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):
+        expected = np.nanmedian(stack.astype(np.float64), axis=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+    counts = np.isfinite(stack).sum(axis=0)
+    sparse = motion._nanmedian(stack, minimum=6)
+    assert np.isnan(sparse[counts < 6]).all()
+    np.testing.assert_array_equal(np.isfinite(sparse), counts >= 6)
+
+
+def test_ratio_search_finds_a_shadow_the_texture_hides():
+    frames, shifts, median, _ = _faint_video()
+    shadow = _disc(median.shape, *FAINT[:3])
+    # In the median the texture outshines the 3 % shadow: the detector finds it not.
+    assert not detect_dust(median).core[shadow].any()
+    predicted = predict_dust_free_median(frames, shifts, median.shape)
+    found, shadows = find_shadows_in_ratio(median, predicted)
+    assert len(shadows) == 1
+    assert found[int(FAINT[0]), int(FAINT[1])]
+    assert not (found & ~ndimage.binary_dilation(shadow, iterations=3)).any()
+    assert shadows[0].fixed_deficit == pytest.approx(FAINT[3], abs=0.01)
+    assert shadows[0].median_deficit > 0
+    blocked, none = find_shadows_in_ratio(median, predicted, exclude=shadow)
+    assert not blocked.any() and none == ()
+
+
+def test_separate_sensor_fixed_searches_the_ratio_only_with_enough_motion():
+    frames, shifts, median, _ = _faint_video()
+    empty = np.zeros(median.shape, dtype=bool)
+    result = separate_sensor_fixed(empty, median, frames, shifts)
+    assert result.ratio_searched and len(result.ratio_shadows) == 1
+    assert result.core[int(FAINT[0]), int(FAINT[1])]
+    still = np.zeros_like(shifts)
+    still[:, 0] = 0.3 * np.sin(np.arange(len(shifts)))
+    quiet = separate_sensor_fixed(empty, median, frames, still)
+    assert not quiet.ratio_searched and not quiet.core.any()
+    off = separate_sensor_fixed(
+        empty, median, frames, shifts, params=MotionTestParams(ratio_search=False)
+    )
+    assert not off.ratio_searched and not off.core.any()
+
+
+def test_ratio_search_rejects_bad_inputs():
+    image = np.ones((16, 16))
+    with pytest.raises(ValueError, match="one shape"):
+        find_shadows_in_ratio(image, np.ones((8, 8)))
+    with pytest.raises(ValueError, match="exclude must be a bool mask"):
+        find_shadows_in_ratio(image, image, exclude=np.zeros((16, 16), np.uint8))
+    with pytest.raises(ValueError, match="band_rows"):
+        predict_dust_free_median([image, image], np.zeros((2, 2)), image.shape, band_rows=0)
+    with pytest.raises(ValueError, match="one \\(dy, dx\\) per frame"):
+        predict_dust_free_median([image, image], np.zeros((3, 2)), image.shape)

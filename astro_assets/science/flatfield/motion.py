@@ -1,0 +1,638 @@
+"""Tell sensor-fixed shadows from scene features by how the scene moved during the video.
+
+A dust shadow is fixed on the sensor; granulation, faculae or a sunspot's smeared remnant move
+with the target. Where the target drifted, the video itself predicts what the median would be
+without anything fixed on the sensor (the idea behind flat fields from displaced images, Kuhn,
+Lin & Loranz 1991, PASP 103, 1097):
+
+1. the scene is estimated in its own coordinates as the median, over the registered frames, of
+   each frame shifted back by its measured displacement; a shadow fixed on the sensor lands on a
+   different part of the scene in every frame and drops out of that median;
+2. the scene is shifted forward again by every frame's displacement and the median taken over
+   frames: the prediction of the temporal median for a dust-free sensor;
+3. the ratio of the temporal median to that prediction keeps what is fixed on the sensor
+   (dust, and vignetting at scales far above the drift) and cancels what moved with the scene.
+
+A candidate whose deficit in the median is not found again in the ratio moved with the scene and
+is rejected. The test needs the scene to have moved by more than the shadow's size between most
+pairs of frames (otherwise the shadow stays in the scene estimate and the ratio hides it); such
+candidates, and those where too few frames cover the scene, are left undecided and kept.
+
+Everything is computed in small windows around the candidates, so the cost does not grow with
+the frame size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
+
+__all__ = [
+    "MotionResult",
+    "MotionTestParams",
+    "MotionVerdict",
+    "RatioShadow",
+    "find_shadows_in_ratio",
+    "predict_dust_free_median",
+    "sensor_fixed_test",
+    "separate_sensor_fixed",
+]
+
+SENSOR = "sensor"
+SCENE = "scene"
+UNDECIDED_SIZE = "undecided: the target moved too little compared with this shadow's size"
+UNDECIDED_COVERAGE = "undecided: too few frames cover this part of the scene"
+UNDECIDED_SIGNAL = "undecided: no deficit against its surroundings in the median"
+_DEFAULT_DETECTION = DustDetectionParams()
+
+
+@dataclass(frozen=True)
+class MotionTestParams:
+    """Parameters of :func:`sensor_fixed_test`.
+
+    Attributes
+    ----------
+    motion_test : bool
+        Whether to run the test at all (False keeps every candidate).
+    max_overlap_fraction : float
+        A candidate is decidable only when, in at most this fraction of the pairs of registered
+        frames, the scene moved by less than the candidate's radius. That fraction is about the
+        share of frames in which a shadow covers a given point of the scene; above it the
+        shadow stays in the scene estimate too strongly to tell. In (0, 0.5].
+    min_coverage_fraction : float
+        Scene pixels seen by fewer than this fraction of the registered frames are unknown; a
+        candidate needs most of its pixels and of its surroundings known. In (0, 1].
+    min_deficit_ratio : float
+        A candidate is confirmed as sensor-fixed when its deficit against the scene prediction
+        is at least this fraction of its deficit in the median; below, it moved with the scene
+        and is rejected. In (0, 1).
+    ratio_search : bool
+        Also look for shadows in the ratio of the median to its dust-free prediction
+        (:func:`find_shadows_in_ratio`), where the scene's texture no longer hides faint ones.
+    """
+
+    motion_test: bool = True
+    max_overlap_fraction: float = 0.35
+    min_coverage_fraction: float = 0.5
+    min_deficit_ratio: float = 0.5
+    ratio_search: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_overlap_fraction <= 0.5:
+            raise ValueError(
+                f"max_overlap_fraction must be in (0, 0.5], got {self.max_overlap_fraction}."
+            )
+        if not 0.0 < self.min_coverage_fraction <= 1.0:
+            raise ValueError(
+                f"min_coverage_fraction must be in (0, 1], got {self.min_coverage_fraction}."
+            )
+        if not 0.0 < self.min_deficit_ratio < 1.0:
+            raise ValueError(f"min_deficit_ratio must be in (0, 1), got {self.min_deficit_ratio}.")
+
+
+@dataclass(frozen=True)
+class MotionVerdict:
+    """What the test decided for one connected candidate of the core mask.
+
+    Attributes
+    ----------
+    centroid_y, centroid_x : float
+        Centroid of the candidate, pixels.
+    diameter_px : float
+        Equivalent diameter (of a disc of the same area), pixels.
+    overlap_fraction : float
+        Fraction of frame pairs between which the scene moved by less than half of
+        ``diameter_px``.
+    median_deficit : float
+        ``1 - median(candidate / plane)`` in the temporal median, ``plane`` fitted to the
+        surroundings (NaN when not measured).
+    fixed_deficit : float
+        The same in the ratio of the median to the dust-free prediction (NaN when not measured).
+    verdict : str
+        ``"sensor"`` (kept), ``"scene"`` (rejected) or ``"undecided: ..."`` (kept) with the
+        reason.
+    """
+
+    centroid_y: float
+    centroid_x: float
+    diameter_px: float
+    overlap_fraction: float
+    median_deficit: float
+    fixed_deficit: float
+    verdict: str
+
+    @property
+    def kept(self) -> bool:
+        return self.verdict != SCENE
+
+
+def sensor_fixed_test(
+    core: np.ndarray,
+    median: np.ndarray,
+    frames: Sequence[np.ndarray],
+    shifts: np.ndarray,
+    params: MotionTestParams = MotionTestParams(),
+) -> tuple[np.ndarray, tuple[MotionVerdict, ...]]:
+    """Drop candidates of ``core`` that moved with the scene.
+
+    Parameters
+    ----------
+    core : np.ndarray
+        (H, W) bool, candidate dust shadows (connected components are tested one by one).
+    median : np.ndarray
+        (H, W) temporal median of the video, linear data in ADU.
+    frames : sequence of np.ndarray
+        Registered frames, each (H, W) on the pixel grid of ``median`` (for example every
+        few-th frame of the video); only windows around the candidates are read.
+    shifts : np.ndarray
+        (len(frames), 2) float, displacement (dy, dx) in pixels of the scene in each frame:
+        a scene feature at (y, x) in the scene's coordinates is at (y + dy, x + dx) in that
+        frame (``DriftEstimate.shifts``, scaled to this pixel grid).
+    params : MotionTestParams
+
+    Returns
+    -------
+    kept : np.ndarray
+        (H, W) bool, ``core`` without the candidates found to move with the scene.
+    verdicts : tuple of MotionVerdict
+        One per connected candidate, in label order.
+
+    Raises
+    ------
+    ValueError
+        For masks or images of the wrong shape or dtype, fewer than two frames, shifts that do
+        not match the frames, or non-finite shifts.
+    """
+    mask, image, offsets = _validate(core, median, frames, shifts)
+    if not params.motion_test or not mask.any():
+        return mask.copy(), ()
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    boxes = ndimage.find_objects(labels)
+    pair_distances = _pair_distances(offsets)
+    verdicts = []
+    rejected = np.zeros(count + 1, dtype=bool)
+    for label, box in enumerate(boxes, start=1):
+        verdict = _judge(labels, label, box, image, frames, offsets, pair_distances, params)
+        verdicts.append(verdict)
+        rejected[label] = not verdict.kept
+    return mask & ~rejected[labels], tuple(verdicts)
+
+
+@dataclass(frozen=True)
+class MotionResult:
+    """Outcome of :func:`separate_sensor_fixed`.
+
+    Attributes
+    ----------
+    core : np.ndarray
+        (H, W) bool, the shadows fixed on the sensor: candidates not found to move with the
+        scene, plus the shadows found in the ratio.
+    verdicts : tuple of MotionVerdict
+        One per candidate of the input core.
+    ratio_shadows : tuple of RatioShadow
+        Shadows added from the ratio of the median to its dust-free prediction.
+    ratio_searched : bool
+        Whether the ratio was searched (the search needs enough motion for the smallest shadow
+        the detector looks for, and ``params.ratio_search``).
+    """
+
+    core: np.ndarray
+    verdicts: tuple[MotionVerdict, ...]
+    ratio_shadows: tuple[RatioShadow, ...]
+    ratio_searched: bool
+
+
+def separate_sensor_fixed(
+    core: np.ndarray,
+    median: np.ndarray,
+    frames: Sequence[np.ndarray],
+    shifts: np.ndarray,
+    *,
+    params: MotionTestParams = MotionTestParams(),
+    detection: DustDetectionParams = _DEFAULT_DETECTION,
+) -> MotionResult:
+    """Keep the candidates fixed on the sensor and add the faint shadows the scene hid.
+
+    Runs :func:`sensor_fixed_test` on ``core``; then, when ``params.ratio_search`` is set and
+    the scene moved by more than the smallest shadow the detector looks for
+    (``2 * detection.min_radius_px``) between enough pairs of frames, searches the ratio of
+    the median to :func:`predict_dust_free_median` with :func:`find_shadows_in_ratio`, never
+    where a candidate was found to move with the scene.
+
+    Parameters
+    ----------
+    core, median, frames, shifts
+        As for :func:`sensor_fixed_test`.
+    params : MotionTestParams
+    detection : DustDetectionParams
+        Detector parameters for the ratio search.
+
+    Returns
+    -------
+    MotionResult
+
+    Raises
+    ------
+    ValueError
+        As :func:`sensor_fixed_test`.
+    """
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params)
+    smallest = 2.0 * detection.min_radius_px
+    offsets = np.asarray(shifts, dtype=np.float64)
+    moved = float(np.mean(_pair_distances(offsets) < smallest / 2)) <= params.max_overlap_fraction
+    if not (params.motion_test and params.ratio_search and moved):
+        return MotionResult(core=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False)
+    image = np.asarray(median)
+    predicted = predict_dust_free_median(frames, offsets, image.shape, params)
+    found, shadows = find_shadows_in_ratio(
+        image, predicted, exclude=np.asarray(core) & ~kept, detection=detection
+    )
+    return MotionResult(
+        core=kept | found, verdicts=verdicts, ratio_shadows=shadows, ratio_searched=True
+    )
+
+
+def _validate(
+    core: np.ndarray, median: np.ndarray, frames: Sequence[np.ndarray], shifts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mask = np.asarray(core)
+    image = np.asarray(median)
+    if image.ndim != 2 or not np.issubdtype(image.dtype, np.number):
+        raise ValueError(f"median must be a real (H, W) image, got {image.dtype} {image.shape}.")
+    if mask.shape != image.shape or mask.dtype != bool:
+        raise ValueError(
+            f"core must be a bool mask of the median's shape {image.shape}, got "
+            f"{mask.dtype} {mask.shape}."
+        )
+    offsets = np.asarray(shifts, dtype=np.float64)
+    if len(frames) < 2:
+        raise ValueError(f"need at least 2 registered frames, got {len(frames)}.")
+    if offsets.shape != (len(frames), 2):
+        raise ValueError(
+            f"shifts must have shape ({len(frames)}, 2), one (dy, dx) per frame, got "
+            f"{offsets.shape}."
+        )
+    if not np.isfinite(offsets).all():
+        raise ValueError("shifts contain NaN or inf; measure the drift again.")
+    for index, frame in enumerate(frames):
+        if np.shape(frame) != image.shape:
+            raise ValueError(
+                f"frame {index} has shape {np.shape(frame)}; every frame must have the "
+                f"median's shape {image.shape}."
+            )
+    return mask, image.astype(np.float64), offsets
+
+
+def _pair_distances(offsets: np.ndarray) -> np.ndarray:
+    """Distances between the scene positions of every pair of distinct frames."""
+    first, second = np.triu_indices(len(offsets), k=1)
+    return np.hypot(*(offsets[first] - offsets[second]).T)
+
+
+def _judge(
+    labels: np.ndarray,
+    label: int,
+    box: tuple[slice, slice],
+    image: np.ndarray,
+    frames: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    pair_distances: np.ndarray,
+    params: MotionTestParams,
+) -> MotionVerdict:
+    height, width = image.shape
+    rows, cols = np.nonzero(labels[box] == label)
+    area = rows.size
+    diameter = 2.0 * math.sqrt(area / math.pi)
+    centroid_y = float(rows.mean() + box[0].start)
+    centroid_x = float(cols.mean() + box[1].start)
+    overlap = float(np.mean(pair_distances < diameter / 2))
+
+    def verdict(text: str, median_deficit: float = math.nan, fixed: float = math.nan):
+        return MotionVerdict(
+            centroid_y=centroid_y,
+            centroid_x=centroid_x,
+            diameter_px=diameter,
+            overlap_fraction=overlap,
+            median_deficit=median_deficit,
+            fixed_deficit=fixed,
+            verdict=text,
+        )
+
+    if overlap > params.max_overlap_fraction:
+        return verdict(UNDECIDED_SIZE)
+    ring_px = max(3, math.ceil(diameter / 2))
+    gap_px = 2
+    reach = ring_px + gap_px + 1
+    window = (
+        slice(max(0, box[0].start - reach), min(height, box[0].stop + reach)),
+        slice(max(0, box[1].start - reach), min(width, box[1].stop + reach)),
+    )
+    candidate = labels[window] == label
+    near = ndimage.binary_dilation(candidate, iterations=gap_px)
+    ring = ndimage.binary_dilation(candidate, iterations=gap_px + ring_px) & ~near
+    ring &= labels[window] == 0
+    local = image[window]
+    median_deficit = _deficit(local, candidate, ring)
+    if not median_deficit > 0:
+        return verdict(UNDECIDED_SIGNAL, median_deficit)
+    predicted = _predicted_median(frames, offsets, window, (height, width), params).astype(
+        np.float64
+    )
+    known = np.isfinite(predicted) & (predicted > 0)
+    if known[candidate].mean() < 0.5 or known[ring].mean() < 0.5:
+        return verdict(UNDECIDED_COVERAGE, median_deficit)
+    ratio = np.where(known, local / np.where(known, predicted, 1.0), np.nan)
+    fixed = _deficit(ratio, candidate & known, ring & known)
+    if fixed >= params.min_deficit_ratio * median_deficit:
+        return verdict(SENSOR, median_deficit, fixed)
+    return verdict(SCENE, median_deficit, fixed)
+
+
+def _deficit(values: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> float:
+    """``1 - median(values / plane)`` over ``inside``, with ``plane`` the least-squares plane
+    through the ``ring`` values; NaN when the ring cannot carry a plane or it is not positive.
+
+    A plane rather than the ring's median: near the limb, limb darkening and vignetting tilt
+    the surroundings by as much as a faint shadow is deep.
+    """
+    ring_rows, ring_cols = np.nonzero(ring)
+    if not inside.any() or ring_rows.size < 3:
+        return math.nan
+    design = np.column_stack([np.ones(ring_rows.size), ring_rows, ring_cols])
+    coefficients, _, rank, _ = np.linalg.lstsq(design, values[ring], rcond=None)
+    if rank < 3:
+        return math.nan
+    rows, cols = np.nonzero(inside)
+    plane = coefficients[0] + coefficients[1] * rows + coefficients[2] * cols
+    if not np.all(plane > 0):
+        return math.nan
+    return 1.0 - float(np.median(values[inside] / plane))
+
+
+@dataclass(frozen=True)
+class RatioShadow:
+    """A shadow found in the ratio of the median to its dust-free prediction.
+
+    Attributes
+    ----------
+    centroid_y, centroid_x : float
+        Centroid, pixels.
+    diameter_px : float
+        Equivalent diameter, pixels.
+    median_deficit, fixed_deficit : float
+        ``1 - median(shadow / plane)`` in the median and in the ratio, ``plane`` fitted to the
+        surroundings.
+    """
+
+    centroid_y: float
+    centroid_x: float
+    diameter_px: float
+    median_deficit: float
+    fixed_deficit: float
+
+
+def find_shadows_in_ratio(
+    median: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    detection: DustDetectionParams = _DEFAULT_DETECTION,
+) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
+    """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
+
+    The ratio keeps what is fixed on the sensor, so shadows too faint to stand out of the
+    texture left in the median (large, 1-3 % deep out-of-focus donuts) stand out of the
+    noise of the ratio. :func:`~astro_assets.science.flatfield.dust.detect_dust` runs on the
+    ratio where the prediction is known and on the target. A shadow found there is kept when
+    it and its surroundings (half a diameter and 3 px around it) lie inside the frame and where
+    the prediction is known: along the frame's edges the vignetting, smeared by the drift in
+    the prediction but not in the median, leaves dips in the ratio, and shadows cut by the edge
+    are left to the detector on the median.
+
+    Parameters
+    ----------
+    median : np.ndarray
+        (H, W) temporal median, linear data in ADU.
+    predicted : np.ndarray
+        (H, W) :func:`predict_dust_free_median` of the same video (NaN where unknown).
+    exclude : np.ndarray, optional
+        (H, W) bool, pixels where no shadow may be added (for example candidates found to move
+        with the scene).
+    detection : DustDetectionParams
+        Parameters of the detector; ``dark_fraction`` of the prediction's 99th percentile
+        delimits the target.
+
+    Returns
+    -------
+    found : np.ndarray
+        (H, W) bool, the shadows kept.
+    shadows : tuple of RatioShadow
+        One per shadow kept.
+
+    Raises
+    ------
+    ValueError
+        For images of different shapes or a bad ``exclude`` mask.
+    """
+    image = np.asarray(median, dtype=np.float64)
+    model = np.asarray(predicted, dtype=np.float64)
+    if image.ndim != 2 or model.shape != image.shape:
+        raise ValueError(
+            f"median and predicted must be (H, W) images of one shape, got {image.shape} and "
+            f"{model.shape}."
+        )
+    blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
+    if blocked.shape != image.shape or blocked.dtype != bool:
+        raise ValueError(
+            f"exclude must be a bool mask of shape {image.shape}, got {blocked.dtype} "
+            f"{blocked.shape}."
+        )
+    known = np.isfinite(model) & (model > 0)
+    empty = np.zeros(image.shape, dtype=bool)
+    if not known.any():
+        return empty, ()
+    level = float(np.percentile(model[known], 99.0))
+    reliable = known & (model > detection.dark_fraction * level)
+    if reliable.sum() < 0.01 * reliable.size or min(image.shape) < 8:
+        return empty, ()
+    ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
+    found = detect_dust(ratio, detection, valid=reliable).core
+    labels, count = ndimage.label(found, structure=np.ones((3, 3), dtype=bool))
+    kept = np.zeros(count + 1, dtype=bool)
+    shadows = []
+    height, width = image.shape
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        candidate_full = labels == label
+        area = int(np.count_nonzero(candidate_full[box]))
+        diameter = 2.0 * math.sqrt(area / math.pi)
+        reach = math.ceil(diameter / 2) + 3
+        if (
+            box[0].start < reach
+            or box[1].start < reach
+            or box[0].stop + reach > height
+            or box[1].stop + reach > width
+        ):
+            continue
+        window = (
+            slice(box[0].start - reach, box[0].stop + reach),
+            slice(box[1].start - reach, box[1].stop + reach),
+        )
+        candidate = candidate_full[window]
+        surroundings = ndimage.binary_dilation(candidate, iterations=reach)
+        if not reliable[window][surroundings].all() or blocked[window][candidate].any():
+            continue
+        ring = surroundings & ~ndimage.binary_dilation(candidate, iterations=2)
+        median_deficit = _deficit(image[window], candidate, ring)
+        rows, cols = np.nonzero(candidate)
+        kept[label] = True
+        shadows.append(
+            RatioShadow(
+                centroid_y=float(rows.mean() + window[0].start),
+                centroid_x=float(cols.mean() + window[1].start),
+                diameter_px=diameter,
+                median_deficit=median_deficit,
+                fixed_deficit=_deficit(ratio[window], candidate, ring),
+            )
+        )
+    return kept[labels], tuple(shadows)
+
+
+def predict_dust_free_median(
+    frames: Sequence[np.ndarray],
+    shifts: np.ndarray,
+    shape: tuple[int, int],
+    params: MotionTestParams = MotionTestParams(),
+    *,
+    band_rows: int = 64,
+) -> np.ndarray:
+    """The temporal median a sensor without dust would have recorded, from registered frames.
+
+    Parameters
+    ----------
+    frames : sequence of np.ndarray
+        Registered frames, each of ``shape`` (only row bands are read at a time).
+    shifts : np.ndarray
+        (len(frames), 2) displacement (dy, dx) of the scene in each frame, pixels, as for
+        :func:`sensor_fixed_test`.
+    shape : tuple of int
+        (H, W) of the frames.
+    params : MotionTestParams
+        ``min_coverage_fraction`` decides where the scene counts as known.
+    band_rows : int
+        Rows computed at a time; the working memory is about
+        ``2 * len(frames) * (band_rows + drift) * (W + drift) * 4`` bytes.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32 prediction in the frames' units; NaN where too few frames see the scene.
+
+    Raises
+    ------
+    ValueError
+        For shifts that do not match the frames, non-finite shifts, or ``band_rows < 1``.
+    """
+    offsets = np.asarray(shifts, dtype=np.float64)
+    if offsets.shape != (len(frames), 2) or len(frames) < 2:
+        raise ValueError(
+            f"need at least 2 frames and one (dy, dx) per frame, got {len(frames)} frames and "
+            f"shifts of shape {offsets.shape}."
+        )
+    if not np.isfinite(offsets).all():
+        raise ValueError("shifts contain NaN or inf; measure the drift again.")
+    if band_rows < 1:
+        raise ValueError(f"band_rows must be >= 1, got {band_rows}.")
+    height, width = shape
+    predicted = np.empty((height, width), dtype=np.float32)
+    for row0 in range(0, height, band_rows):
+        window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
+        predicted[window] = _predicted_median(frames, offsets, window, shape, params)
+    return predicted
+
+
+def _predicted_median(
+    frames: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    window: tuple[slice, slice],
+    shape: tuple[int, int],
+    params: MotionTestParams,
+) -> np.ndarray:
+    """The temporal median a dust-free sensor would record over ``window`` (NaN where the
+    scene is not known), from the scene estimated in the frames' registered median."""
+    low = offsets.min(axis=0)
+    high = offsets.max(axis=0)
+    # Scene coordinates needed: every window pixel x minus every frame's displacement.
+    scene_y0 = math.floor(window[0].start - high[0]) - 1
+    scene_x0 = math.floor(window[1].start - high[1]) - 1
+    scene_y1 = math.ceil(window[0].stop - low[0]) + 1
+    scene_x1 = math.ceil(window[1].stop - low[1]) + 1
+    scene_shape = (scene_y1 - scene_y0, scene_x1 - scene_x0)
+    samples = np.empty((len(frames), *scene_shape), dtype=np.float32)
+    for index, (frame, (dy, dx)) in enumerate(zip(frames, offsets, strict=True)):
+        samples[index] = _shifted_window(frame, shape, scene_y0 + dy, scene_x0 + dx, scene_shape)
+    minimum = params.min_coverage_fraction * len(frames)
+    scene = _nanmedian(samples, minimum)
+    window_shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
+    projected = samples[:, : window_shape[0], : window_shape[1]]
+    for index, (dy, dx) in enumerate(offsets):
+        projected[index] = _shifted_window(
+            scene,
+            scene_shape,
+            window[0].start - dy - scene_y0,
+            window[1].start - dx - scene_x0,
+            window_shape,
+        )
+    return _nanmedian(projected, minimum)
+
+
+def _shifted_window(
+    image: np.ndarray, shape: tuple[int, int], row: float, col: float, size: tuple[int, int]
+) -> np.ndarray:
+    """Bilinear samples of ``image`` (of ``shape``) at rows ``row + i`` and columns
+    ``col + j`` for ``i < size[0]``, ``j < size[1]`` (float32); NaN outside the image or
+    next to a NaN.
+
+    One sub-pixel offset for the whole window, so the interpolation is four weighted slices;
+    ``scipy.ndimage.map_coordinates`` computes weights per sample and is several times slower.
+    """
+    top, left = math.floor(row), math.floor(col)
+    frac_y, frac_x = row - top, col - left
+    rows_needed = size[0] + (frac_y > 0)
+    cols_needed = size[1] + (frac_x > 0)
+    source = np.full((rows_needed, cols_needed), np.nan, dtype=np.float32)
+    src_r0, src_r1 = max(0, top), min(shape[0], top + rows_needed)
+    src_c0, src_c1 = max(0, left), min(shape[1], left + cols_needed)
+    if src_r0 < src_r1 and src_c0 < src_c1:
+        source[src_r0 - top : src_r1 - top, src_c0 - left : src_c1 - left] = image[
+            src_r0:src_r1, src_c0:src_c1
+        ]
+    if frac_y > 0:
+        source = (1 - frac_y) * source[:-1] + frac_y * source[1:]
+    if frac_x > 0:
+        source = (1 - frac_x) * source[:, :-1] + frac_x * source[:, 1:]
+    return source.astype(np.float32, copy=False)
+
+
+def _nanmedian(stack: np.ndarray, minimum: float) -> np.ndarray:
+    """Median over axis 0 ignoring NaN, as ``np.nanmedian``; NaN where fewer than ``minimum``
+    values are finite.
+
+    Sorting each pixel's values (NaN sort last) and picking the middle of the finite ones is
+    several times faster than ``np.nanmedian`` on a short axis.
+    """
+    count, *rest = stack.shape
+    values = np.ascontiguousarray(stack.reshape(count, -1).T)
+    values.sort(axis=1)
+    finite = np.isfinite(values).sum(axis=1)
+    lower = np.maximum(finite - 1, 0) // 2
+    upper = finite // 2
+    picked = np.take_along_axis(values, np.stack([lower, upper], axis=1), axis=1)
+    median = picked.mean(axis=1, dtype=np.float64).astype(np.float32)
+    median[(finite == 0) | (finite < minimum)] = np.nan
+    return median.reshape(rest)
