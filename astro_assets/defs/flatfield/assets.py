@@ -343,7 +343,8 @@ def dust_mask(
     (``science.flatfield.motion``); with the classical eye, faint shadows are also searched in
     the ratio of the median to that prediction, where the texture has cancelled. The core is
     dilated by ``dilation_px`` and feathered outside the dilated support only, so every
-    shadowed pixel is fully corrected. Written as ``dust_mask.tiff`` (float32, (H, W), the pixel grid of the raw frames).
+    shadowed pixel is fully corrected. Written as ``dust_mask.tiff`` (float32, (H, W), the
+    pixel grid of the raw frames).
     """
     key = context.partition_key
     median = _read(data_store, key, MEDIAN_FILE)

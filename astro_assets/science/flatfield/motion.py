@@ -193,6 +193,9 @@ class MotionResult:
     core : np.ndarray
         (H, W) bool, the shadows fixed on the sensor: candidates not found to move with the
         scene, plus the shadows found in the ratio.
+    tested : np.ndarray
+        (H, W) bool, the candidates not found to move with the scene (``core`` before the
+        shadows found in the ratio were added).
     verdicts : tuple of MotionVerdict
         One per candidate of the input core.
     ratio_shadows : tuple of RatioShadow
@@ -203,6 +206,7 @@ class MotionResult:
     """
 
     core: np.ndarray
+    tested: np.ndarray
     verdicts: tuple[MotionVerdict, ...]
     ratio_shadows: tuple[RatioShadow, ...]
     ratio_searched: bool
@@ -247,14 +251,20 @@ def separate_sensor_fixed(
     offsets = np.asarray(shifts, dtype=np.float64)
     moved = float(np.mean(_pair_distances(offsets) < smallest / 2)) <= params.max_overlap_fraction
     if not (params.motion_test and params.ratio_search and moved):
-        return MotionResult(core=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False)
+        return MotionResult(
+            core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
+        )
     image = np.asarray(median)
     predicted = predict_dust_free_median(frames, offsets, image.shape, params)
     found, shadows = find_shadows_in_ratio(
         image, predicted, exclude=np.asarray(core) & ~kept, detection=detection
     )
     return MotionResult(
-        core=kept | found, verdicts=verdicts, ratio_shadows=shadows, ratio_searched=True
+        core=kept | found,
+        tested=kept,
+        verdicts=verdicts,
+        ratio_shadows=shadows,
+        ratio_searched=True,
     )
 
 
