@@ -18,8 +18,10 @@ from astro_assets.science.flatfield.planes import LuminanceFrame, luminance_view
 HEIGHT, WIDTH = 96, 128
 DUST = (40.0, 40.0, 5.0, 0.25)
 """Sensor-fixed shadow: centre row, centre column, radius (px), depth."""
-SPOT = (56.0, 88.0, 5.0, 0.3)
-"""Dark scene feature at its frame-0 position: it moves with the scene."""
+SPOT = (56.0, 80.0, 5.0, 0.3)
+"""Dark scene feature at its frame-0 position (row, column, half-height, depth): a lane 70 px
+long along the drift, so that it stays in the median, as a filament along the drift would;
+it moves with the scene."""
 
 
 def _disc(shape, row, col, radius):
@@ -42,7 +44,10 @@ def _video(drift_px: float, n_frames: int = 24, seed: int = 5, dust=DUST, textur
     margin = int(drift_px) + 8
     canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), texture)
     spot_row, spot_col, spot_radius, spot_depth = SPOT
-    spot = _disc(canvas.shape, spot_row + margin, spot_col + margin, spot_radius)
+    rows, cols = np.indices(canvas.shape)
+    spot = (np.abs(rows - spot_row - margin) <= spot_radius) & (
+        np.abs(cols - spot_col - margin) <= 35
+    )
     canvas = np.where(spot, canvas * (1 - spot_depth), canvas)
     dust_row, dust_col, dust_radius, dust_depth = dust
     transmission = np.where(
@@ -69,7 +74,7 @@ def _verdict_at(verdicts, row, col):
 
 
 def test_keeps_the_sensor_shadow_and_drops_the_scene_feature():
-    frames, shifts, median, core = _video(drift_px=30.0)
+    frames, shifts, median, core = _video(drift_px=40.0)
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts)
     dust = _disc(core.shape, *DUST[:3])
     assert len(verdicts) == 2
@@ -92,6 +97,18 @@ def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
         "undecided: the target moved too little compared with this shadow's size"
     }
     assert all(v.overlap_fraction > 0.35 for v in verdicts)
+
+
+def test_a_fragment_is_judged_on_its_whole_extent():
+    frames, shifts, median, _ = _video(drift_px=40.0)
+    # A thin arc 30 px long (a piece of a large donut's ring) has a small equivalent diameter
+    # but would stay in the scene estimate like the whole shadow: it is left undecided.
+    arc = np.zeros(median.shape, dtype=bool)
+    arc[20:23, 60:90] = True
+    _, verdicts = sensor_fixed_test(arc, median * np.where(arc, 0.9, 1.0), frames, shifts)
+    assert verdicts[0].diameter_px < 12
+    assert verdicts[0].extent_px == pytest.approx(np.hypot(3, 30), abs=1.5)
+    assert verdicts[0].verdict.startswith("undecided: the target moved too little")
 
 
 def test_candidate_without_a_deficit_is_kept_undecided():

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from skimage.measure import regionprops
 
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
 
@@ -61,10 +62,11 @@ class MotionTestParams:
     motion_test : bool
         Whether to run the test at all (False keeps every candidate).
     max_overlap_fraction : float
-        A candidate is decidable only when, in at most this fraction of the pairs of registered
-        frames, the scene moved by less than the candidate's radius. That fraction is about the
-        share of frames in which a shadow covers a given point of the scene; above it the
-        shadow stays in the scene estimate too strongly to tell. In (0, 0.5].
+        A candidate is decidable only when at most this share of the frames that see its part
+        of the scene put it on the same scene point (the scene moved by less than its radius
+        between them); above it the shadow stays in the scene estimate too strongly to tell.
+        The smallest shadow the ratio search looks for is held to the same share, over all
+        pairs of frames. In (0, 0.5].
     min_coverage_fraction : float
         Scene pixels seen by fewer than this fraction of the registered frames are unknown; a
         candidate needs most of its pixels and of its surroundings known. In (0, 1].
@@ -106,9 +108,12 @@ class MotionVerdict:
         Centroid of the candidate, pixels.
     diameter_px : float
         Equivalent diameter (of a disc of the same area), pixels.
+    extent_px : float
+        Longest extent (maximum Feret diameter), pixels; the size the overlap is judged on.
     overlap_fraction : float
-        Fraction of frame pairs between which the scene moved by less than half of
-        ``diameter_px``.
+        Share of the frames that put the candidate on the same part of the scene, averaged
+        over the frames (pairs of frames that moved by less than half of its size,
+        counting only frames that see that part of the scene), for a shadow of ``extent_px``.
     median_deficit : float
         ``1 - median(candidate / plane)`` in the temporal median, ``plane`` fitted to the
         surroundings (NaN when not measured).
@@ -122,6 +127,7 @@ class MotionVerdict:
     centroid_y: float
     centroid_x: float
     diameter_px: float
+    extent_px: float
     overlap_fraction: float
     median_deficit: float
     fixed_deficit: float
@@ -174,11 +180,10 @@ def sensor_fixed_test(
         return mask.copy(), ()
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     boxes = ndimage.find_objects(labels)
-    pair_distances = _pair_distances(offsets)
     verdicts = []
     rejected = np.zeros(count + 1, dtype=bool)
     for label, box in enumerate(boxes, start=1):
-        verdict = _judge(labels, label, box, image, frames, offsets, pair_distances, params)
+        verdict = _judge(labels, label, box, image, frames, offsets, params)
         verdicts.append(verdict)
         rejected[label] = not verdict.kept
     return mask & ~rejected[labels], tuple(verdicts)
@@ -299,6 +304,28 @@ def _validate(
     return mask, image.astype(np.float64), offsets
 
 
+def _overlap_fraction(
+    offsets: np.ndarray, centre: tuple[float, float], radius: float, shape: tuple[int, int]
+) -> float:
+    """Share of the frames that put a shadow of ``radius`` at ``centre`` (sensor pixels) on
+    the same part of the scene, averaged over the scene points the prediction there uses.
+
+    The prediction at ``centre`` for frame ``k`` reads the scene at ``centre - d_k``, which
+    the frames ``j`` that see it (``centre - d_k + d_j`` inside the frame) estimate; the shadow
+    lies on it in those with ``|d_j - d_k| < radius``. Near the frame's edges fewer frames
+    see a scene point, over a shorter stretch of the drift, so the share grows there.
+    """
+    position = np.asarray(centre, dtype=np.float64)
+    limits = np.asarray(shape, dtype=np.float64) - 1
+    shares = []
+    for shift in offsets:
+        seen_at = position - shift + offsets
+        seen = np.all((seen_at >= 0) & (seen_at <= limits), axis=1)
+        distances = np.hypot(*(offsets[seen] - shift).T)
+        shares.append(float(np.mean(distances < radius)))
+    return float(np.mean(shares))
+
+
 def _pair_distances(offsets: np.ndarray) -> np.ndarray:
     """Distances between the scene positions of every pair of distinct frames."""
     first, second = np.triu_indices(len(offsets), k=1)
@@ -312,7 +339,6 @@ def _judge(
     image: np.ndarray,
     frames: Sequence[np.ndarray],
     offsets: np.ndarray,
-    pair_distances: np.ndarray,
     params: MotionTestParams,
 ) -> MotionVerdict:
     height, width = image.shape
@@ -321,13 +347,19 @@ def _judge(
     diameter = 2.0 * math.sqrt(area / math.pi)
     centroid_y = float(rows.mean() + box[0].start)
     centroid_x = float(cols.mean() + box[1].start)
-    overlap = float(np.mean(pair_distances < diameter / 2))
+    # The longest extent, not the equivalent diameter: a candidate may be a fragment (an arc)
+    # of a larger shadow, and the shadow's whole size decides whether it stays in the scene.
+    extent = max(
+        diameter, float(regionprops((labels[box] == label).astype(np.uint8))[0].feret_diameter_max)
+    )
+    overlap = _overlap_fraction(offsets, (centroid_y, centroid_x), extent / 2, (height, width))
 
     def verdict(text: str, median_deficit: float = math.nan, fixed: float = math.nan):
         return MotionVerdict(
             centroid_y=centroid_y,
             centroid_x=centroid_x,
             diameter_px=diameter,
+            extent_px=extent,
             overlap_fraction=overlap,
             median_deficit=median_deficit,
             fixed_deficit=fixed,
