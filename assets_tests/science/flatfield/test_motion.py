@@ -208,6 +208,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("min_coverage_fraction", 1.5),
         ("min_deficit_ratio", 0.0),
         ("min_deficit_ratio", 1.0),
+        ("min_ratio_depth", -0.1),
+        ("min_ratio_depth", 1.0),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -291,6 +293,9 @@ def test_ratio_search_finds_a_shadow_the_texture_hides():
     assert shadows[0].median_deficit > 0
     blocked, none = find_shadows_in_ratio(median, predicted, exclude=shadow)
     assert not blocked.any() and none == ()
+    # A shadow shallower than min_depth would not be worth correcting: it is not added.
+    shallow, none = find_shadows_in_ratio(median, predicted, min_depth=0.05)
+    assert not shallow.any() and none == ()
 
 
 def test_separate_sensor_fixed_searches_the_ratio_only_with_enough_motion():
@@ -313,6 +318,8 @@ def test_ratio_search_rejects_bad_inputs():
     image = np.ones((16, 16))
     with pytest.raises(ValueError, match="one shape"):
         find_shadows_in_ratio(image, np.ones((8, 8)))
+    with pytest.raises(ValueError, match="min_depth"):
+        find_shadows_in_ratio(image, image, min_depth=1.0)
     with pytest.raises(ValueError, match="exclude must be a bool mask"):
         find_shadows_in_ratio(image, image, exclude=np.zeros((16, 16), np.uint8))
     with pytest.raises(ValueError, match="band_rows"):

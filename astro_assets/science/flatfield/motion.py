@@ -14,12 +14,16 @@ Lin & Loranz 1991, PASP 103, 1097):
    (dust, and vignetting at scales far above the drift) and cancels what moved with the scene.
 
 A candidate whose deficit in the median is not found again in the ratio moved with the scene and
-is rejected. The test needs the scene to have moved by more than the shadow's size between most
-pairs of frames (otherwise the shadow stays in the scene estimate and the ratio hides it); such
-candidates, and those where too few frames cover the scene, are left undecided and kept.
+is rejected (:func:`sensor_fixed_test`). The test needs most frames that see a part of the
+scene to have put the shadow elsewhere on it (otherwise the shadow stays in the scene estimate
+and the ratio hides it); such candidates, judged on their longest extent, and those where too
+few frames cover the scene, are left undecided and kept. The test reads small windows around
+the candidates only.
 
-Everything is computed in small windows around the candidates, so the cost does not grow with
-the frame size.
+In the ratio the texture of the scene has cancelled, so shadows too faint to stand out of the
+texture left in the median stand out of the ratio's noise: :func:`find_shadows_in_ratio`
+searches it with the classical detector (:func:`predict_dust_free_median` computes the whole
+prediction band by band, in bounded memory).
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ class MotionTestParams:
     ratio_search : bool
         Also look for shadows in the ratio of the median to its dust-free prediction
         (:func:`find_shadows_in_ratio`), where the scene's texture no longer hides faint ones.
+    min_ratio_depth : float
+        Shallowest shadow the ratio search adds, as the fraction of light it blocks (its
+        deficit in the ratio). The ratio's noise can be far below a percent on long videos,
+        but an inpainted flat is accurate to 1-3 % rms, so correcting a shallower shadow would
+        add more error than it removes. In [0, 1).
     """
 
     motion_test: bool = True
@@ -84,6 +93,7 @@ class MotionTestParams:
     min_coverage_fraction: float = 0.5
     min_deficit_ratio: float = 0.5
     ratio_search: bool = True
+    min_ratio_depth: float = 0.005
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -96,6 +106,8 @@ class MotionTestParams:
             )
         if not 0.0 < self.min_deficit_ratio < 1.0:
             raise ValueError(f"min_deficit_ratio must be in (0, 1), got {self.min_deficit_ratio}.")
+        if not 0.0 <= self.min_ratio_depth < 1.0:
+            raise ValueError(f"min_ratio_depth must be in [0, 1), got {self.min_ratio_depth}.")
 
 
 @dataclass(frozen=True)
@@ -262,7 +274,11 @@ def separate_sensor_fixed(
     image = np.asarray(median)
     predicted = predict_dust_free_median(frames, offsets, image.shape, params)
     found, shadows = find_shadows_in_ratio(
-        image, predicted, exclude=np.asarray(core) & ~kept, detection=detection
+        image,
+        predicted,
+        exclude=np.asarray(core) & ~kept,
+        detection=detection,
+        min_depth=params.min_ratio_depth,
     )
     return MotionResult(
         core=kept | found,
@@ -445,6 +461,7 @@ def find_shadows_in_ratio(
     *,
     exclude: np.ndarray | None = None,
     detection: DustDetectionParams = _DEFAULT_DETECTION,
+    min_depth: float = MotionTestParams().min_ratio_depth,
 ) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
     """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
 
@@ -455,7 +472,8 @@ def find_shadows_in_ratio(
     it and its surroundings (half a diameter and 3 px around it) lie inside the frame and where
     the prediction is known: along the frame's edges the vignetting, smeared by the drift in
     the prediction but not in the median, leaves dips in the ratio, and shadows cut by the edge
-    are left to the detector on the median.
+    are left to the detector on the median. Shadows shallower than ``min_depth`` in the ratio
+    are not kept.
 
     Parameters
     ----------
@@ -469,6 +487,9 @@ def find_shadows_in_ratio(
     detection : DustDetectionParams
         Parameters of the detector; ``dark_fraction`` of the prediction's 99th percentile
         delimits the target.
+    min_depth : float
+        Shadows whose deficit in the ratio is below this are not kept
+        (``MotionTestParams.min_ratio_depth``).
 
     Returns
     -------
@@ -480,7 +501,8 @@ def find_shadows_in_ratio(
     Raises
     ------
     ValueError
-        For images of different shapes or a bad ``exclude`` mask.
+        For images of different shapes, a bad ``exclude`` mask or ``min_depth`` outside
+        [0, 1).
     """
     image = np.asarray(median, dtype=np.float64)
     model = np.asarray(predicted, dtype=np.float64)
@@ -489,6 +511,8 @@ def find_shadows_in_ratio(
             f"median and predicted must be (H, W) images of one shape, got {image.shape} and "
             f"{model.shape}."
         )
+    if not 0.0 <= min_depth < 1.0:
+        raise ValueError(f"min_depth must be in [0, 1), got {min_depth}.")
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
     if blocked.shape != image.shape or blocked.dtype != bool:
         raise ValueError(
@@ -530,7 +554,9 @@ def find_shadows_in_ratio(
         if not reliable[window][surroundings].all() or blocked[window][candidate].any():
             continue
         ring = surroundings & ~ndimage.binary_dilation(candidate, iterations=2)
-        median_deficit = _deficit(image[window], candidate, ring)
+        fixed_deficit = _deficit(ratio[window], candidate, ring)
+        if not fixed_deficit >= min_depth:
+            continue
         rows, cols = np.nonzero(candidate)
         kept[label] = True
         shadows.append(
@@ -538,8 +564,8 @@ def find_shadows_in_ratio(
                 centroid_y=float(rows.mean() + window[0].start),
                 centroid_x=float(cols.mean() + window[1].start),
                 diameter_px=diameter,
-                median_deficit=median_deficit,
-                fixed_deficit=_deficit(ratio[window], candidate, ring),
+                median_deficit=_deficit(image[window], candidate, ring),
+                fixed_deficit=fixed_deficit,
             )
         )
     return kept[labels], tuple(shadows)
