@@ -326,3 +326,37 @@ def test_ratio_search_rejects_bad_inputs():
         predict_dust_free_median([image, image], np.zeros((2, 2)), image.shape, band_rows=0)
     with pytest.raises(ValueError, match="one \\(dy, dx\\) per frame"):
         predict_dust_free_median([image, image], np.zeros((3, 2)), image.shape)
+
+
+def test_on_a_generated_video_the_ratio_measures_the_true_transmission():
+    from astro_assets.samples import DustSpec, SolarVideoParams, synthesize_frames_array
+
+    params = SolarVideoParams(
+        width=192,
+        height=144,
+        n_frames=24,
+        drift_px=60.0,
+        n_sunspots=0,
+        black_level_adu=0.0,
+        dust=(
+            DustSpec(x=60.0, y=50.0, diameter_px=14.0, depth=0.3, kind="disc"),
+            DustSpec(x=120.0, y=90.0, diameter_px=12.0, depth=0.5, kind="disc"),
+        ),
+        seed=7,
+    )
+    frames, truth = synthesize_frames_array(params)
+    median = np.median(frames.astype(np.float64), axis=0)
+    core = truth.transmission < 0.9
+    shifts = truth.shifts - truth.shifts[0]
+    kept, verdicts = sensor_fixed_test(core, median, list(frames), shifts)
+    assert [v.verdict for v in verdicts] == ["sensor", "sensor"]
+    np.testing.assert_array_equal(kept, core)
+    for verdict in verdicts:
+        row, col = round(verdict.centroid_y), round(verdict.centroid_x)
+        assert verdict.fixed_deficit == pytest.approx(1 - truth.transmission[row, col], abs=0.04)
+    predicted = predict_dust_free_median(list(frames), shifts, median.shape)
+    ratio = median / predicted
+    inside = core & np.isfinite(ratio)
+    np.testing.assert_allclose(
+        np.median(ratio[inside]), np.median(truth.transmission[inside]), atol=0.03
+    )
