@@ -210,6 +210,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("min_deficit_ratio", 1.0),
         ("min_ratio_depth", -0.1),
         ("min_ratio_depth", 1.0),
+        ("max_texture_left", 0.0),
+        ("max_texture_left", 1.5),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -360,3 +362,15 @@ def test_on_a_generated_video_the_ratio_measures_the_true_transmission():
     np.testing.assert_allclose(
         np.median(ratio[inside]), np.median(truth.transmission[inside]), atol=0.03
     )
+
+
+def test_ratio_is_not_searched_when_the_prediction_does_not_explain_the_scene():
+    frames, shifts, median, _ = _faint_video()
+    empty = np.zeros(median.shape, dtype=bool)
+    good = separate_sensor_fixed(empty, median, frames, shifts)
+    assert good.texture_left < 0.3
+    # Shifts of the wrong sign stand for a scene the frames do not predict (evolving
+    # granulation, rotation): the ratio keeps the texture, so it is not searched.
+    wrong = separate_sensor_fixed(empty, median, frames, -shifts)
+    assert wrong.texture_left > MotionTestParams().max_texture_left
+    assert not wrong.ratio_searched and not wrong.core.any()

@@ -421,6 +421,9 @@ def dust_mask(
             "moved_with_scene_count": rejected,
             "motion_test": _json(motion),
             "ratio_searched": separated.ratio_searched,
+            "ratio_texture_left": (
+                float(separated.texture_left) if np.isfinite(separated.texture_left) else None
+            ),
             "found_in_ratio_count": len(from_ratio),
             "found_in_ratio": _json(from_ratio),
             "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
+from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
 
 __all__ = [
     "MotionResult",
@@ -86,6 +86,12 @@ class MotionTestParams:
         deficit in the ratio). The ratio's noise can be far below a percent on long videos,
         but an inpainted flat is accurate to 1-3 % rms, so correcting a shallower shadow would
         add more error than it removes. In [0, 1).
+    max_texture_left : float
+        The ratio is searched only when the prediction explains the scene: the spread of the
+        ratio at the scales of the shadows must be at most this fraction of that of the
+        median. Where the scene changed during the video (evolving granulation, seeing
+        distortions, field rotation) the shifted frames do not predict it, and the ratio keeps
+        texture the detector could take for dust. In (0, 1].
     """
 
     motion_test: bool = True
@@ -94,6 +100,7 @@ class MotionTestParams:
     min_deficit_ratio: float = 0.5
     ratio_search: bool = True
     min_ratio_depth: float = 0.005
+    max_texture_left: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -108,6 +115,8 @@ class MotionTestParams:
             raise ValueError(f"min_deficit_ratio must be in (0, 1), got {self.min_deficit_ratio}.")
         if not 0.0 <= self.min_ratio_depth < 1.0:
             raise ValueError(f"min_ratio_depth must be in [0, 1), got {self.min_ratio_depth}.")
+        if not 0.0 < self.max_texture_left <= 1.0:
+            raise ValueError(f"max_texture_left must be in (0, 1], got {self.max_texture_left}.")
 
 
 @dataclass(frozen=True)
@@ -218,8 +227,12 @@ class MotionResult:
     ratio_shadows : tuple of RatioShadow
         Shadows added from the ratio of the median to its dust-free prediction.
     ratio_searched : bool
-        Whether the ratio was searched (the search needs enough motion for the smallest shadow
-        the detector looks for, and ``params.ratio_search``).
+        Whether the ratio was searched (the search needs ``params.ratio_search``, enough
+        motion for the smallest shadow the detector looks for, and a prediction that explains
+        the scene).
+    texture_left : float
+        Spread of the ratio over that of the median at the scales of the shadows (NaN when no
+        prediction was made): how much of the scene's texture the prediction left.
     """
 
     core: np.ndarray
@@ -227,6 +240,7 @@ class MotionResult:
     verdicts: tuple[MotionVerdict, ...]
     ratio_shadows: tuple[RatioShadow, ...]
     ratio_searched: bool
+    texture_left: float = math.nan
 
 
 def separate_sensor_fixed(
@@ -271,8 +285,18 @@ def separate_sensor_fixed(
         return MotionResult(
             core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
         )
-    image = np.asarray(median)
+    image = np.asarray(median, dtype=np.float64)
     predicted = predict_dust_free_median(frames, offsets, image.shape, params)
+    texture_left = _texture_left(image, predicted, core, detection)
+    if not texture_left <= params.max_texture_left:
+        return MotionResult(
+            core=kept,
+            tested=kept,
+            verdicts=verdicts,
+            ratio_shadows=(),
+            ratio_searched=False,
+            texture_left=texture_left,
+        )
     found, shadows = find_shadows_in_ratio(
         image,
         predicted,
@@ -286,7 +310,40 @@ def separate_sensor_fixed(
         verdicts=verdicts,
         ratio_shadows=shadows,
         ratio_searched=True,
+        texture_left=texture_left,
     )
+
+
+def _texture_left(
+    median: np.ndarray, predicted: np.ndarray, core: np.ndarray, detection: DustDetectionParams
+) -> float:
+    """Spread of ``median / predicted`` over that of ``median`` at the scales of the shadows
+    the detector looks for (a band-pass between half and four times the smallest radius, so
+    that pixel noise, the same in both, does not dominate), on the target away from the
+    candidates."""
+    known = np.isfinite(predicted) & (predicted > 0)
+    if not known.any():
+        return math.nan
+    level = float(np.percentile(predicted[known], 99.0))
+    target = known & (predicted > detection.dark_fraction * level)
+    target &= ~ndimage.binary_dilation(np.asarray(core), iterations=3)
+    if target.sum() < 100:
+        return math.nan
+    ratio = np.where(target, median / np.where(target, predicted, 1.0), 0.0)
+    fine, coarse = 0.5 * detection.min_radius_px, 4.0 * detection.min_radius_px
+    spreads = []
+    for image in (ratio, np.where(target, median, 0.0)):
+        fine_weight = ndimage.gaussian_filter(target.astype(np.float64), fine)
+        coarse_weight = ndimage.gaussian_filter(target.astype(np.float64), coarse)
+        smoothed = ndimage.gaussian_filter(image, fine) / np.maximum(fine_weight, 1e-12)
+        local = ndimage.gaussian_filter(image, coarse) / np.maximum(coarse_weight, 1e-12)
+        inside = target & (fine_weight > 0.9) & (coarse_weight > 0.5)
+        if not inside.any():
+            return math.nan
+        spreads.append(robust_sigma(smoothed[inside] / local[inside] - 1.0))
+    if not spreads[1] > 0:
+        return math.nan
+    return spreads[0] / spreads[1]
 
 
 def _validate(
