@@ -232,3 +232,46 @@ def test_dust_mask_drops_a_candidate_that_moves_with_the_scene(
     assert len(record["regions"]) == 1
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert metadata["moved_with_scene_count"].value == 1
+
+
+def test_dust_mask_on_a_drifting_bayer_video_reports_raw_pixels(instance, data_store, layout):
+    # A textured scene drifting 96 raw px along x, seen through an RGGB mosaic with unequal
+    # colour gains and one dust shadow 24 raw px across at raw (70, 150).
+    rng = np.random.default_rng(12)
+    height, width, frames_count, drift = 144, 224, 24, 96.0
+    margin = 112
+    canvas = ndimage.gaussian_filter(
+        rng.standard_normal((height + 2 * margin, width + 2 * margin)), 4
+    )
+    canvas = 3000.0 * (1.0 + 0.05 * canvas / canvas.std())
+    gains = np.tile(np.array([[1.0, 0.6], [0.6, 0.3]]), (height // 2, width // 2))
+    sensor_y, sensor_x = np.indices((height, width))
+    dust = np.hypot(sensor_y - 70, sensor_x - 150) <= 12
+    frames = []
+    for dx in np.linspace(0.0, drift, frames_count):
+        moved = ndimage.shift(canvas, (0.0, dx), order=1)[margin:-margin, margin:-margin]
+        signal = gains * np.where(dust, 0.7, 1.0) * moved
+        frames.append(np.rint(signal + rng.normal(0, 4, signal.shape)))
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(
+        layout.incoming_ser / "bayer.ser",
+        np.stack(frames).astype(np.uint16),
+        color="RGGB",
+        depth=16,
+    )
+    result = _materialize(instance, data_store, "bayer", selection=["ser_median", "dust_mask"])
+    assert result.success
+    folder = layout.flatfield_dir("bayer")
+    mask = read_tiff(folder / "dust_mask.tiff")
+    assert mask.shape == (height, width)
+    assert np.all(mask[dust] == 1.0)
+    record = json.loads((folder / "dust_mask.json").read_text())
+    assert record["drift_total_px"] == pytest.approx(drift, abs=1.0)
+    verdict = min(
+        record["motion_test"], key=lambda v: np.hypot(v["centroid_y"] - 70, v["centroid_x"] - 150)
+    )
+    assert verdict["verdict"] == "sensor"
+    assert verdict["centroid_y"] == pytest.approx(70, abs=1.5)
+    assert verdict["centroid_x"] == pytest.approx(150, abs=1.5)
+    assert verdict["diameter_px"] == pytest.approx(24, abs=4)
+    assert verdict["fixed_deficit"] == pytest.approx(0.3, abs=0.05)

@@ -181,6 +181,7 @@ def test_luminance_frame_windows_equal_the_luminance_view(color, shape):
         ({"shifts": np.zeros((3, 2))}, "shifts must have shape"),
         ({"shifts_nan": True}, "NaN or inf"),
         ({"frame_shape": (4, 4)}, "every frame must have the median's shape"),
+        ({"median_nan": True}, "median contains NaN or inf"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(change, message):
@@ -195,6 +196,9 @@ def test_bad_inputs_raise_clear_errors(change, message):
         frames, shifts = frames[:1], shifts[:1]
     if "frame_shape" in change:
         frames = [frames[0], np.zeros(change["frame_shape"], np.float32), *frames[2:]]
+    if change.get("median_nan"):
+        median = median.copy()
+        median[3, 4] = np.nan
     with pytest.raises(ValueError, match=message):
         sensor_fixed_test(core, median, frames, shifts)
 
@@ -322,6 +326,12 @@ def test_ratio_search_rejects_bad_inputs():
         find_shadows_in_ratio(image, np.ones((8, 8)))
     with pytest.raises(ValueError, match="min_depth"):
         find_shadows_in_ratio(image, image, min_depth=1.0)
+    holed = image.copy()
+    holed[2, 2] = np.nan
+    with pytest.raises(ValueError, match="median contains NaN or inf"):
+        find_shadows_in_ratio(holed, image)
+    with pytest.raises(ValueError, match="every frame must have the shape"):
+        predict_dust_free_median([image, np.ones((8, 16))], np.zeros((2, 2)), image.shape)
     with pytest.raises(ValueError, match="exclude must be a bool mask"):
         find_shadows_in_ratio(image, image, exclude=np.zeros((16, 16), np.uint8))
     with pytest.raises(ValueError, match="band_rows"):
@@ -374,3 +384,38 @@ def test_ratio_is_not_searched_when_the_prediction_does_not_explain_the_scene():
     wrong = separate_sensor_fixed(empty, median, frames, -shifts)
     assert wrong.texture_left > MotionTestParams().max_texture_left
     assert not wrong.ratio_searched and not wrong.core.any()
+
+
+def test_shifts_a_rounding_error_away_from_whole_pixels_are_whole():
+    frames, shifts, median, _ = _video(drift_px=30.0, n_frames=6)
+    whole = np.round(shifts)
+    nudged = np.nextafter(whole, whole + 1)
+    below = np.nextafter(whole, whole - 1)
+    reference = predict_dust_free_median(frames, whole, median.shape)
+    for variant in (nudged, below):
+        got = predict_dust_free_median(frames, variant, median.shape)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(reference))
+        np.testing.assert_allclose(got, reference, rtol=1e-6, equal_nan=True)
+
+
+def test_nanmedian_treats_infinities_as_unknown():
+    stack = np.array([[-np.inf], [1.0], [2.0], [3.0], [np.inf]], dtype=np.float32)[:, :, None]
+    np.testing.assert_array_equal(motion._nanmedian(stack, minimum=0), [[2.0]])
+
+
+def test_two_frames_never_search_the_ratio():
+    frames, shifts, median, _ = _faint_video()
+    empty = np.zeros(median.shape, dtype=bool)
+    pair = separate_sensor_fixed(empty, median, frames[:: len(frames) - 1], shifts[[0, -1]])
+    assert not pair.ratio_searched and not pair.core.any()
+
+
+def test_new_shadows_leave_out_those_the_candidates_covered():
+    frames, shifts, median, _ = _faint_video()
+    shadow = _disc(median.shape, *FAINT[:3])
+    fresh = separate_sensor_fixed(np.zeros_like(shadow), median, frames, shifts)
+    assert len(fresh.new_shadows) == len(fresh.ratio_shadows) == 1
+    # The same shadow handed in as a candidate: found again in the ratio, but not new.
+    known = separate_sensor_fixed(shadow, median, frames, shifts)
+    assert known.tested[int(FAINT[0]), int(FAINT[1])]
+    assert len(known.ratio_shadows) == 1 and known.new_shadows == ()

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from astro_assets.science.flatfield.planes import (
+    LuminanceVideo,
     luminance_view,
     mask_to_full,
     merge_planes,
@@ -91,3 +92,19 @@ def test_broadcast_mask_covers_every_channel():
     assert rgb.shape == (2, 2, 3)
     assert rgb[0, 0].tolist() == [True] * 3
     assert rgb[0, 1].tolist() == [False] * 3
+
+
+@pytest.mark.parametrize(
+    ("shape", "color", "cell"),
+    [((3, 10, 14), "MONO", 1), ((3, 10, 14, 3), "RGB", 1), ((3, 11, 15), "GBRG", 2)],
+)
+def test_luminance_video_gives_each_frames_luminance_view(shape, color, cell):
+    frames = np.random.default_rng(5).integers(0, 4096, size=shape, dtype=np.uint16)
+    video = LuminanceVideo(frames, color)
+    assert len(video) == 3 and video.cell_px == cell
+    for index in range(3):
+        np.testing.assert_array_equal(video[index], luminance_view(frames[index], color))
+        window = video.window_view(index)[1:3, 2:5]
+        np.testing.assert_allclose(window, luminance_view(frames[index], color)[1:3, 2:5])
+    with pytest.raises(ValueError, match="no frame"):
+        LuminanceVideo(frames[:0], color)

@@ -43,7 +43,7 @@ from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.motion import MotionTestParams, separate_sensor_fixed
 from astro_assets.science.flatfield.planes import (
-    LuminanceFrame,
+    LuminanceVideo,
     broadcast_mask,
     luminance_view,
     mask_to_full,
@@ -311,12 +311,20 @@ def _json(value) -> dg.MetadataValue:
     return dg.MetadataValue.json(value)
 
 
-def _finite_or_none(record: dict) -> dict:
-    """``record`` with NaN and infinite floats replaced by None (JSON has no NaN)."""
-    return {
-        name: None if isinstance(value, float) and not np.isfinite(value) else value
-        for name, value in record.items()
-    }
+def _raw_pixels(record: dict, cell: int) -> dict:
+    """A verdict or shadow measured on the luminance view, in raw pixels (a mosaic's 2x2 cell
+    ``(r, c)`` covers raw pixels ``2r .. 2r + 1``, centred on ``2r + 0.5``), with NaN and
+    infinite floats replaced by None (JSON has no NaN)."""
+    converted = {}
+    for name, value in record.items():
+        if isinstance(value, float) and not np.isfinite(value):
+            value = None
+        elif name in ("centroid_y", "centroid_x") and cell > 1:
+            value = cell * value + (cell - 1) / 2
+        elif name in ("diameter_px", "extent_px"):
+            value = cell * value
+        converted[name] = value
+    return converted
 
 
 @dg.asset(
@@ -354,11 +362,14 @@ def dust_mask(
         choice = _choose(dust_eye, config, data_store, classical)
         view = luminance_view(median, color)
         located = _ask(lambda: choice.model.locate_dust(view))
-        candidates = mask_to_full(located.core, median.shape[:2], color)
-        drift_frames = video.frames[..., 1] if video.frames.ndim == 4 else video.frames
-        drift = estimate_drift(drift_frames, exclude=candidates, max_frames=config.drift_max_frames)
-        registered = [LuminanceFrame(video.frames[int(i)], color) for i in drift.frames_used]
-        scale = np.asarray(view.shape, dtype=np.float64) / np.asarray(median.shape[:2])
+        # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
+        # the correlation towards zero shift.
+        luminance_frames = LuminanceVideo(video.frames, color)
+        cell = luminance_frames.cell_px
+        drift = estimate_drift(
+            luminance_frames, exclude=located.core, max_frames=config.drift_max_frames
+        )
+        registered = [luminance_frames.window_view(int(i)) for i in drift.frames_used]
         motion_params = params_from_config(config, MotionTestParams)
         if choice.model.backend_name != classical.backend_name:
             # The ratio search is the classical detector's; another eye's answer is only tested.
@@ -367,24 +378,29 @@ def dust_mask(
             located.core,
             view,
             registered,
-            drift.shifts * scale,
+            drift.shifts,
             params=motion_params,
             detection=classical.detection,
         )
     core = mask_to_full(separated.core, median.shape[:2], color)
-    motion = [_finite_or_none(dataclasses.asdict(v)) for v in separated.verdicts]
+    drift_total_px = cell * float(drift.total_px)
+    motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
     rejected = sum(not verdict.kept for verdict in separated.verdicts)
     if rejected:
         context.log.info(
             f"{rejected} of {len(separated.verdicts)} candidates moved with the scene and were "
             "dropped."
         )
-    from_ratio = [_finite_or_none(dataclasses.asdict(r)) for r in separated.ratio_shadows]
+    new_shadows = set(separated.new_shadows)
+    from_ratio = [
+        {**_raw_pixels(dataclasses.asdict(shadow), cell), "new": shadow in new_shadows}
+        for shadow in separated.ratio_shadows
+    ]
     expansion = params_from_config(config, MaskExpansionParams)
     mask = expand_mask(core, expansion)
     regions = core_regions(core)
     diameters = [r["equivalent_diameter_px"] for r in regions]
-    drift_ok, drift_message = drift_verdict(drift.total_px, diameters)
+    drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
     if not drift_ok:
         context.log.warning(drift_message)
     layout = data_store.layout
@@ -397,7 +413,7 @@ def dust_mask(
                 "requested": choice.requested,
                 "reason": choice.reason,
                 "regions": regions,
-                "drift_total_px": float(drift.total_px),
+                "drift_total_px": drift_total_px,
                 "motion_test": motion,
                 "found_in_ratio": from_ratio,
             },
@@ -415,7 +431,7 @@ def dust_mask(
             "core_fraction": float(core.mean()),
             "masked_fraction": float((mask > 0).mean()),
             "regions": _json(regions),
-            "drift_total_px": float(drift.total_px),
+            "drift_total_px": drift_total_px,
             "drift_ok": drift_ok,
             "drift_verdict": drift_message,
             "moved_with_scene_count": rejected,
@@ -424,7 +440,7 @@ def dust_mask(
             "ratio_texture_left": (
                 float(separated.texture_left) if np.isfinite(separated.texture_left) else None
             ),
-            "found_in_ratio_count": len(from_ratio),
+            "found_in_ratio_count": len(new_shadows),
             "found_in_ratio": _json(from_ratio),
             "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),
             "expansion": _json(dataclasses.asdict(expansion)),

@@ -193,8 +193,8 @@ def sensor_fixed_test(
     Raises
     ------
     ValueError
-        For masks or images of the wrong shape or dtype, fewer than two frames, shifts that do
-        not match the frames, or non-finite shifts.
+        For masks or images of the wrong shape or dtype, a median with NaN or inf, fewer than
+        two frames, shifts that do not match the frames, or non-finite shifts.
     """
     mask, image, offsets = _validate(core, median, frames, shifts)
     if not params.motion_test or not mask.any():
@@ -225,7 +225,8 @@ class MotionResult:
     verdicts : tuple of MotionVerdict
         One per candidate of the input core.
     ratio_shadows : tuple of RatioShadow
-        Shadows added from the ratio of the median to its dust-free prediction.
+        Shadows found in the ratio of the median to its dust-free prediction and added to the
+        core (some may overlap kept candidates: :attr:`new_shadows` are the others).
     ratio_searched : bool
         Whether the ratio was searched (the search needs ``params.ratio_search``, enough
         motion for the smallest shadow the detector looks for, and a prediction that explains
@@ -241,6 +242,15 @@ class MotionResult:
     ratio_shadows: tuple[RatioShadow, ...]
     ratio_searched: bool
     texture_left: float = math.nan
+
+    @property
+    def new_shadows(self) -> tuple[RatioShadow, ...]:
+        """The shadows found in the ratio that no kept candidate already covered."""
+        return tuple(
+            shadow
+            for shadow in self.ratio_shadows
+            if not self.tested[round(shadow.centroid_y), round(shadow.centroid_x)]
+        )
 
 
 def separate_sensor_fixed(
@@ -280,7 +290,7 @@ def separate_sensor_fixed(
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params)
     smallest = 2.0 * detection.min_radius_px
     offsets = np.asarray(shifts, dtype=np.float64)
-    moved = float(np.mean(_pair_distances(offsets) < smallest / 2)) <= params.max_overlap_fraction
+    moved = _shared_share(offsets, smallest / 2) <= params.max_overlap_fraction
     if not (params.motion_test and params.ratio_search and moved):
         return MotionResult(
             core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
@@ -353,6 +363,8 @@ def _validate(
     image = np.asarray(median)
     if image.ndim != 2 or not np.issubdtype(image.dtype, np.number):
         raise ValueError(f"median must be a real (H, W) image, got {image.dtype} {image.shape}.")
+    if not np.isfinite(image).all():
+        raise ValueError("median contains NaN or inf; replace them (or crop) before the test.")
     if mask.shape != image.shape or mask.dtype != bool:
         raise ValueError(
             f"core must be a bool mask of the median's shape {image.shape}, got "
@@ -399,10 +411,13 @@ def _overlap_fraction(
     return float(np.mean(shares))
 
 
-def _pair_distances(offsets: np.ndarray) -> np.ndarray:
-    """Distances between the scene positions of every pair of distinct frames."""
-    first, second = np.triu_indices(len(offsets), k=1)
-    return np.hypot(*(offsets[first] - offsets[second]).T)
+def _shared_share(offsets: np.ndarray, radius: float) -> float:
+    """Share of the frames (itself included) within ``radius`` of a frame's scene position,
+    averaged over the frames: :func:`_overlap_fraction` away from the frame's edges."""
+    distances = np.hypot(
+        *(offsets[:, np.newaxis, :] - offsets[np.newaxis, :, :]).transpose(2, 0, 1)
+    )
+    return float(np.mean(distances < radius))
 
 
 def _judge(
@@ -558,8 +573,8 @@ def find_shadows_in_ratio(
     Raises
     ------
     ValueError
-        For images of different shapes, a bad ``exclude`` mask or ``min_depth`` outside
-        [0, 1).
+        For images of different shapes, a median with NaN or inf, a bad ``exclude`` mask or
+        ``min_depth`` outside [0, 1).
     """
     image = np.asarray(median, dtype=np.float64)
     model = np.asarray(predicted, dtype=np.float64)
@@ -568,6 +583,8 @@ def find_shadows_in_ratio(
             f"median and predicted must be (H, W) images of one shape, got {image.shape} and "
             f"{model.shape}."
         )
+    if not np.isfinite(image).all():
+        raise ValueError("median contains NaN or inf; replace them (or crop) before the search.")
     if not 0.0 <= min_depth < 1.0:
         raise ValueError(f"min_depth must be in [0, 1), got {min_depth}.")
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
@@ -661,7 +678,8 @@ def predict_dust_free_median(
     Raises
     ------
     ValueError
-        For shifts that do not match the frames, non-finite shifts, or ``band_rows < 1``.
+        For shifts that do not match the frames, non-finite shifts, frames of another shape,
+        or ``band_rows < 1``.
     """
     offsets = np.asarray(shifts, dtype=np.float64)
     if offsets.shape != (len(frames), 2) or len(frames) < 2:
@@ -673,6 +691,12 @@ def predict_dust_free_median(
         raise ValueError("shifts contain NaN or inf; measure the drift again.")
     if band_rows < 1:
         raise ValueError(f"band_rows must be >= 1, got {band_rows}.")
+    for index, frame in enumerate(frames):
+        if np.shape(frame)[:2] != tuple(shape) or len(np.shape(frame)) != 2:
+            raise ValueError(
+                f"frame {index} has shape {np.shape(frame)}; every frame must have the shape "
+                f"{tuple(shape)}."
+            )
     height, width = shape
     predicted = np.empty((height, width), dtype=np.float32)
     for row0 in range(0, height, band_rows):
@@ -726,8 +750,12 @@ def _shifted_window(
     One sub-pixel offset for the whole window, so the interpolation is four weighted slices;
     ``scipy.ndimage.map_coordinates`` computes weights per sample and is several times slower.
     """
-    top, left = math.floor(row), math.floor(col)
+    top, left = _whole(row), _whole(col)
     frac_y, frac_x = row - top, col - left
+    if frac_y < _SNAP:
+        frac_y = 0.0
+    if frac_x < _SNAP:
+        frac_x = 0.0
     rows_needed = size[0] + (frac_y > 0)
     cols_needed = size[1] + (frac_x > 0)
     source = np.full((rows_needed, cols_needed), np.nan, dtype=np.float32)
@@ -744,15 +772,27 @@ def _shifted_window(
     return source.astype(np.float32, copy=False)
 
 
+_SNAP = 1e-6
+"""Sub-pixel fractions closer than this to a whole pixel are whole: accumulated shifts such as
+3.9999999999999996 would otherwise need (and lose, at the frame's edge) one more row."""
+
+
+def _whole(position: float) -> int:
+    """``floor(position)``, or the next integer when ``position`` is within ``_SNAP`` below it."""
+    nearest = round(position)
+    return nearest if abs(position - nearest) < _SNAP else math.floor(position)
+
+
 def _nanmedian(stack: np.ndarray, minimum: float) -> np.ndarray:
-    """Median over axis 0 ignoring NaN, as ``np.nanmedian``; NaN where fewer than ``minimum``
-    values are finite.
+    """Median over axis 0 of the finite values (infinities count as unknown, like NaN); NaN
+    where fewer than ``minimum`` values are finite.
 
     Sorting each pixel's values (NaN sort last) and picking the middle of the finite ones is
     several times faster than ``np.nanmedian`` on a short axis.
     """
     count, *rest = stack.shape
     values = np.ascontiguousarray(stack.reshape(count, -1).T)
+    values[np.isinf(values)] = np.nan
     values.sort(axis=1)
     finite = np.isfinite(values).sum(axis=1)
     lower = np.maximum(finite - 1, 0) // 2

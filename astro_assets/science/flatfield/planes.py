@@ -76,8 +76,9 @@ class LuminanceFrame:
 
     Notes
     -----
-    Indexing takes two slices with step 1 (``view[r0:r1, c0:c1]``) and returns a float32
-    array equal to the same window of ``luminance_view(frame, color)``.
+    Indexing takes two slices with step 1 (``view[r0:r1, c0:c1]``) and returns a new float32
+    array equal to the same window of ``luminance_view(frame, color)`` (to float32 rounding:
+    a mean over another extent may add in another order).
     """
 
     def __init__(self, frame: np.ndarray, color: str) -> None:
@@ -96,10 +97,47 @@ class LuminanceFrame:
             raw = np.asarray(self._frame[2 * row0 : 2 * row1, 2 * col0 : 2 * col1], np.float32)
             cells = raw.reshape(row1 - row0, 2, col1 - col0, 2)
             return cells.mean(axis=(1, 3), dtype=np.float32)
-        raw = np.asarray(self._frame[row0:row1, col0:col1], dtype=np.float32)
+        raw = np.asarray(self._frame[row0:row1, col0:col1])
         if self._layout == "planar":
             return raw.mean(axis=2, dtype=np.float32)
-        return raw
+        return raw.astype(np.float32)
+
+
+class LuminanceVideo:
+    """The frames of a video as :func:`luminance_view` images, each made when asked for.
+
+    Parameters
+    ----------
+    frames : sequence of np.ndarray
+        (n, H, W) mono or mosaic, or (n, H, W, 3) RGB frames (for example the lazy
+        ``SerVideo.frames``).
+    color : str
+        As for :func:`luminance_view`.
+
+    Attributes
+    ----------
+    cell_px : int
+        Raw pixels per luminance pixel along each axis: 2 for a mosaic, else 1. Positions
+        and sizes measured on the views are ``cell_px`` times larger on the raw frames.
+    """
+
+    def __init__(self, frames, color: str) -> None:
+        if len(frames) == 0:
+            raise ValueError("the video holds no frame")
+        self._frames = frames
+        self._color = color
+        self.cell_px = 2 if _layout(np.asarray(frames[0]), color) == "mosaic" else 1
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """(h, w) float32 luminance view of frame ``index``."""
+        return luminance_view(np.asarray(self._frames[index]), self._color)
+
+    def window_view(self, index: int) -> LuminanceFrame:
+        """Frame ``index`` as a :class:`LuminanceFrame`, which reads only the windows asked for."""
+        return LuminanceFrame(self._frames[index], self._color)
 
 
 def mask_to_full(mask: np.ndarray, image_shape: tuple[int, ...], color: str) -> np.ndarray:
