@@ -151,10 +151,7 @@ def run_case(params: SolarVideoParams) -> dict:
         "fp_on_features": false_pos["on_features_px"] / max(false_pos["px"], 1.0),
         "core": float(np.mean(core)),
         "dropped": sum(not verdict.kept for verdict in separated.verdicts),
-        "added": sum(
-            not separated.tested[round(shadow.centroid_y), round(shadow.centroid_x)]
-            for shadow in separated.ratio_shadows
-        ),
+        "added": len(separated.new_shadows),
         "motion_seconds": timings["motion"],
         "masked": float(np.mean(mask > 0)),
         "drift_px": drift.total_px,
