@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pytest
 from astropy.io import fits
+from PIL import Image
 from scipy import ndimage
 
 from astro_assets.defs.flatfield import assets as flatfield_assets
@@ -232,6 +233,12 @@ def test_dust_mask_drops_a_candidate_that_moves_with_the_scene(
     assert len(record["regions"]) == 1
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert metadata["moved_with_scene_count"].value == 1
+    # The quick-look shows the dropped candidate in blue, the kept dust in the mask's orange.
+    overlay = np.asarray(Image.open(folder / "dust_mask_overlay.png"))
+    spot_rgb = overlay[spot_in_median].mean(axis=0)
+    dust_rgb = overlay[dust].mean(axis=0)
+    assert spot_rgb[2] > spot_rgb[0] + 40
+    assert dust_rgb[0] > dust_rgb[2] + 40
 
 
 def test_dust_mask_on_a_drifting_bayer_video_reports_raw_pixels(instance, data_store, layout):

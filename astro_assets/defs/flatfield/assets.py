@@ -59,6 +59,8 @@ EIGHT_BIT_WARNING = (
 )
 BYTE_ORDERS = {"auto": None, "little": "<", "big": ">"}
 MEDIAN_FILE = "ser_median.tiff"
+DROPPED_OVERLAY_COLOR = (0, 140, 255)
+"""Colour of the candidates dropped by the motion test in ``dust_mask_overlay.png``."""
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
 MASK_RECORD_FILE = "dust_mask.json"
@@ -421,6 +423,9 @@ def dust_mask(
         ),
     )
     overlay = overlay_mask(to_display_uint8(luminance(median)), mask)
+    # Candidates dropped as moving with the scene, in blue, so that a reviewer sees them too.
+    dropped = mask_to_full(located.core & ~separated.tested, median.shape[:2], color)
+    overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
     quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
     return dg.MaterializeResult(
         metadata={
