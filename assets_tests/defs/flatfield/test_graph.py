@@ -193,6 +193,12 @@ def test_broken_flat_fails_the_blocking_check_and_stops_calibration(
     assert not (layout.flatfield_dir("dusty") / "calibrated.ser").exists()
 
 
+def _textured_scene(rng, shape, grain_px, level, contrast):
+    """A smooth random texture of ``contrast`` rms around ``level`` ADU, grains ``grain_px``."""
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), grain_px)
+    return level * (1.0 + contrast * texture / texture.std())
+
+
 def test_dust_mask_drops_a_candidate_that_moves_with_the_scene(
     instance, data_store, layout, monkeypatch
 ):
@@ -201,10 +207,7 @@ def test_dust_mask_drops_a_candidate_that_moves_with_the_scene(
     rng = np.random.default_rng(8)
     height, width, frames_count, drift = 96, 128, 24, 40.0
     margin = 48
-    canvas = ndimage.gaussian_filter(
-        rng.standard_normal((height + 2 * margin, width + 2 * margin)), 2
-    )
-    canvas = 2000.0 * (1.0 + 0.06 * canvas / canvas.std())
+    canvas = _textured_scene(rng, (height + 2 * margin, width + 2 * margin), 2.0, 2000.0, 0.06)
     yy, xx = np.indices(canvas.shape)
     canvas[np.hypot(yy - margin - 60, xx - margin - 30) <= 5] *= 0.7
     sensor_y, sensor_x = np.indices((height, width))
@@ -247,10 +250,7 @@ def test_dust_mask_on_a_drifting_bayer_video_reports_raw_pixels(instance, data_s
     rng = np.random.default_rng(12)
     height, width, frames_count, drift = 144, 224, 24, 96.0
     margin = 112
-    canvas = ndimage.gaussian_filter(
-        rng.standard_normal((height + 2 * margin, width + 2 * margin)), 4
-    )
-    canvas = 3000.0 * (1.0 + 0.05 * canvas / canvas.std())
+    canvas = _textured_scene(rng, (height + 2 * margin, width + 2 * margin), 4.0, 3000.0, 0.05)
     gains = np.tile(np.array([[1.0, 0.6], [0.6, 0.3]]), (height // 2, width // 2))
     sensor_y, sensor_x = np.indices((height, width))
     dust = np.hypot(sensor_y - 70, sensor_x - 150) <= 12
