@@ -268,7 +268,8 @@ def separate_sensor_fixed(
     the scene moved by more than the smallest shadow the detector looks for
     (``2 * detection.min_radius_px``) between enough pairs of frames, searches the ratio of
     the median to :func:`predict_dust_free_median` with :func:`find_shadows_in_ratio`, never
-    where a candidate was found to move with the scene.
+    where a candidate was found to move with the scene, provided the prediction explains the
+    scene (at most ``params.max_texture_left`` of the median's texture is left in the ratio).
 
     Parameters
     ----------
@@ -290,7 +291,7 @@ def separate_sensor_fixed(
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params)
     smallest = 2.0 * detection.min_radius_px
     offsets = np.asarray(shifts, dtype=np.float64)
-    moved = _shared_share(offsets, smallest / 2) <= params.max_overlap_fraction
+    moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
     if not (params.motion_test and params.ratio_search and moved):
         return MotionResult(
             core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
@@ -341,10 +342,10 @@ def _texture_left(
         return math.nan
     ratio = np.where(target, median / np.where(target, predicted, 1.0), 0.0)
     fine, coarse = 0.5 * detection.min_radius_px, 4.0 * detection.min_radius_px
+    fine_weight = ndimage.gaussian_filter(target.astype(np.float64), fine)
+    coarse_weight = ndimage.gaussian_filter(target.astype(np.float64), coarse)
     spreads = []
     for image in (ratio, np.where(target, median, 0.0)):
-        fine_weight = ndimage.gaussian_filter(target.astype(np.float64), fine)
-        coarse_weight = ndimage.gaussian_filter(target.astype(np.float64), coarse)
         smoothed = ndimage.gaussian_filter(image, fine) / np.maximum(fine_weight, 1e-12)
         local = ndimage.gaussian_filter(image, coarse) / np.maximum(coarse_weight, 1e-12)
         inside = target & (fine_weight > 0.9) & (coarse_weight > 0.5)
@@ -411,7 +412,7 @@ def _overlap_fraction(
     return float(np.mean(shares))
 
 
-def _shared_share(offsets: np.ndarray, radius: float) -> float:
+def _mean_overlap(offsets: np.ndarray, radius: float) -> float:
     """Share of the frames (itself included) within ``radius`` of a frame's scene position,
     averaged over the frames: :func:`_overlap_fraction` away from the frame's edges."""
     distances = np.hypot(
