@@ -128,9 +128,14 @@ def _prepare(data: np.ndarray, blank: np.ndarray | None, params: DriftParams) ->
 
 
 def _register(
-    reference: np.ndarray, moving: np.ndarray, blank: np.ndarray | None, params: DriftParams
+    reference: np.ndarray,
+    prepared_reference: np.ndarray,
+    moving: np.ndarray,
+    blank: np.ndarray | None,
+    params: DriftParams,
 ) -> np.ndarray:
-    """Scene displacement (dy, dx) from ``reference`` to ``moving`` (both despeckled).
+    """Scene displacement (dy, dx) from ``reference`` to ``moving`` (both despeckled);
+    ``prepared_reference`` is ``_prepare(reference, blank, params)``, the same for every frame.
 
     The blanked (static) dust and the apodization pull a single estimate slightly towards zero
     shift, in proportion to the shift; so the moving frame is shifted back by the estimate and
@@ -138,7 +143,6 @@ def _register(
     before any shift: a small median filter commutes with a shift up to the interpolation.
     """
     total = np.zeros(2)
-    prepared_reference = _prepare(reference, blank, params)
     aligned, aligned_blank = moving, blank
     for iteration in range(1 + params.refinements):
         registration, _, _ = phase_cross_correlation(
@@ -222,7 +226,7 @@ def estimate_drift(
     reference = None
     shifts = np.zeros((used.size, 2), dtype=np.float64)
     for position, frame_index in enumerate(used):
-        frame = np.asarray(frames[int(frame_index)])
+        frame = first if frame_index == 0 else np.asarray(frames[int(frame_index)])
         if frame.shape != first.shape:
             raise ValueError(
                 f"frame {frame_index} has shape {frame.shape}, the first has {first.shape}."
@@ -232,8 +236,11 @@ def estimate_drift(
         frame = _despeckle(_bin(frame.astype(np.float32), factor), params)
         if reference is None:
             reference = frame
+            prepared_reference = _prepare(reference, blank, params)
         else:
-            shifts[position] = factor * _register(reference, frame, blank, params)
+            shifts[position] = factor * _register(
+                reference, prepared_reference, frame, blank, params
+            )
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
     rms = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))

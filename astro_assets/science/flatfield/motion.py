@@ -325,6 +325,16 @@ def separate_sensor_fixed(
     )
 
 
+def _lit_by_prediction(predicted: np.ndarray, detection: DustDetectionParams) -> np.ndarray:
+    """Where the prediction is known and on the target: above ``detection.dark_fraction`` of
+    its 99th percentile, as the detector delimits the target in a median."""
+    known = np.isfinite(predicted) & (predicted > 0)
+    if not known.any():
+        return known
+    level = float(np.percentile(predicted[known], 99.0))
+    return known & (predicted > detection.dark_fraction * level)
+
+
 def _texture_left(
     median: np.ndarray, predicted: np.ndarray, core: np.ndarray, detection: DustDetectionParams
 ) -> float:
@@ -332,11 +342,7 @@ def _texture_left(
     the detector looks for (a band-pass between half and four times the smallest radius, so
     that pixel noise, the same in both, does not dominate), on the target away from the
     candidates."""
-    known = np.isfinite(predicted) & (predicted > 0)
-    if not known.any():
-        return math.nan
-    level = float(np.percentile(predicted[known], 99.0))
-    target = known & (predicted > detection.dark_fraction * level)
+    target = _lit_by_prediction(predicted, detection)
     target &= ~ndimage.binary_dilation(np.asarray(core), iterations=3)
     if target.sum() < 100:
         return math.nan
@@ -594,12 +600,8 @@ def find_shadows_in_ratio(
             f"exclude must be a bool mask of shape {image.shape}, got {blocked.dtype} "
             f"{blocked.shape}."
         )
-    known = np.isfinite(model) & (model > 0)
     empty = np.zeros(image.shape, dtype=bool)
-    if not known.any():
-        return empty, ()
-    level = float(np.percentile(model[known], 99.0))
-    reliable = known & (model > detection.dark_fraction * level)
+    reliable = _lit_by_prediction(model, detection)
     if reliable.sum() < 0.01 * reliable.size or min(image.shape) < 8:
         return empty, ()
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
@@ -609,8 +611,7 @@ def find_shadows_in_ratio(
     shadows = []
     height, width = image.shape
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
-        candidate_full = labels == label
-        area = int(np.count_nonzero(candidate_full[box]))
+        area = int(np.count_nonzero(labels[box] == label))
         diameter = 2.0 * math.sqrt(area / math.pi)
         reach = math.ceil(diameter / 2) + 3
         if (
@@ -624,7 +625,7 @@ def find_shadows_in_ratio(
             slice(box[0].start - reach, box[0].stop + reach),
             slice(box[1].start - reach, box[1].stop + reach),
         )
-        candidate = candidate_full[window]
+        candidate = labels[window] == label
         surroundings = ndimage.binary_dilation(candidate, iterations=reach)
         if not reliable[window][surroundings].all() or blocked[window][candidate].any():
             continue

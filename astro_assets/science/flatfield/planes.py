@@ -47,15 +47,7 @@ def luminance_view(image: np.ndarray, color: str) -> np.ndarray:
         float32: (H, W) for mono, the channel mean for RGB, and the mean of each 2x2 cell
         (shape (H // 2, W // 2)) for a mosaic, which removes the CFA checkerboard.
     """
-    layout = _layout(image, color)
-    data = np.asarray(image, dtype=np.float32)
-    if layout == "mono":
-        return data.copy()
-    if layout == "planar":
-        return data.mean(axis=2, dtype=np.float32)
-    h, w = (data.shape[0] // 2) * 2, (data.shape[1] // 2) * 2
-    cells = data[:h, :w].reshape(h // 2, 2, w // 2, 2)
-    return cells.mean(axis=(1, 3), dtype=np.float32)
+    return LuminanceFrame(np.asarray(image), color)[:, :]
 
 
 class LuminanceFrame:
@@ -77,8 +69,9 @@ class LuminanceFrame:
     Notes
     -----
     Indexing takes two slices with step 1 (``view[r0:r1, c0:c1]``) and returns a new float32
-    array equal to the same window of ``luminance_view(frame, color)`` (to float32 rounding:
-    a mean over another extent may add in another order).
+    array; ``view[:, :]`` is ``luminance_view(frame, color)``, and a smaller window equals
+    the same window of it (to float32 rounding: a mean over another extent may add in
+    another order).
     """
 
     def __init__(self, frame: np.ndarray, color: str) -> None:
