@@ -38,10 +38,10 @@ from astro_assets.science.flatfield.dust import (
     expand_mask,
 )
 from astro_assets.science.flatfield.flatfield import FlatParams, synthesize_flat
-from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint
+from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import temporal_median
-from astro_assets.science.flatfield.motion import separate_sensor_fixed
+from astro_assets.science.flatfield.motion import inpainting_guide, separate_sensor_fixed
 
 README = Path(__file__).with_name("README.md")
 QUALITY_HEADING = "## Flat-field quality"
@@ -115,7 +115,11 @@ def run_case(params: SolarVideoParams) -> dict:
     core = separated.core
     start, start_cpu = time.perf_counter(), time.process_time()
     mask = expand_mask(core, MaskExpansionParams())
-    inpainted = inpaint(median, mask, InpaintParams()) if mask.any() else median.astype(np.float32)
+    if mask.any():
+        guide = inpainting_guide(separated, mask)
+        inpainted = inpaint_guided(median, mask, guide, InpaintParams())
+    else:
+        inpainted = median.astype(np.float32)
     timings["detect_inpaint"] = detect_s + time.perf_counter() - start
     timings["detect_inpaint_cpu"] = detect_cpu + time.process_time() - start_cpu
     matched = match_histogram(inpainted, median, mask == 0)

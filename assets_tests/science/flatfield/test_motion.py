@@ -9,6 +9,7 @@ from astro_assets.science.flatfield.dust import detect_dust
 from astro_assets.science.flatfield.motion import (
     MotionTestParams,
     find_shadows_in_ratio,
+    predict_dust_free,
     predict_dust_free_median,
     sensor_fixed_test,
     separate_sensor_fixed,
@@ -290,17 +291,18 @@ def test_ratio_search_finds_a_shadow_the_texture_hides():
     shadow = _disc(median.shape, *FAINT[:3])
     # In the median the texture outshines the 3 % shadow: the detector finds it not.
     assert not detect_dust(median).core[shadow].any()
-    predicted = predict_dust_free_median(frames, shifts, median.shape)
-    found, shadows = find_shadows_in_ratio(median, predicted)
+    prediction = predict_dust_free(frames, shifts, median.shape)
+    observed, predicted = prediction.observed, prediction.predicted
+    found, shadows = find_shadows_in_ratio(observed, predicted)
     assert len(shadows) == 1
     assert found[int(FAINT[0]), int(FAINT[1])]
     assert not (found & ~ndimage.binary_dilation(shadow, iterations=3)).any()
     assert shadows[0].fixed_deficit == pytest.approx(FAINT[3], abs=0.01)
     assert shadows[0].median_deficit > 0
-    blocked, none = find_shadows_in_ratio(median, predicted, exclude=shadow)
+    blocked, none = find_shadows_in_ratio(observed, predicted, exclude=shadow)
     assert not blocked.any() and none == ()
     # A shadow shallower than min_depth would not be worth correcting: it is not added.
-    shallow, none = find_shadows_in_ratio(median, predicted, min_depth=0.05)
+    shallow, none = find_shadows_in_ratio(observed, predicted, min_depth=0.05)
     assert not shallow.any() and none == ()
 
 
@@ -328,7 +330,7 @@ def test_ratio_search_rejects_bad_inputs():
         find_shadows_in_ratio(image, image, min_depth=1.0)
     holed = image.copy()
     holed[2, 2] = np.nan
-    with pytest.raises(ValueError, match="median contains NaN or inf"):
+    with pytest.raises(ValueError, match="median contains NaN or inf where the prediction"):
         find_shadows_in_ratio(holed, image)
     with pytest.raises(ValueError, match="every frame must have the shape"):
         predict_dust_free_median([image, np.ones((8, 16))], np.zeros((2, 2)), image.shape)

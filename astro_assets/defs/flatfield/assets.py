@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -38,14 +39,19 @@ from astro_assets.science.flatfield.dust import (
     expand_mask,
 )
 from astro_assets.science.flatfield.flatfield import FlatParams, apply_flat, synthesize_flat
-from astro_assets.science.flatfield.inpaint import InpaintParams
+from astro_assets.science.flatfield.inpaint import InpaintParams, guided_regions, inpaint_guided
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
-from astro_assets.science.flatfield.motion import MotionTestParams, separate_sensor_fixed
+from astro_assets.science.flatfield.motion import (
+    MotionTestParams,
+    inpainting_guide,
+    separate_sensor_fixed,
+)
 from astro_assets.science.flatfield.planes import (
     LuminanceVideo,
     broadcast_mask,
     luminance_view,
+    mask_to_cells,
     mask_to_full,
     merge_planes,
     split_mask,
@@ -64,6 +70,7 @@ DROPPED_OVERLAY_COLOR = (0, 140, 255)
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
 MASK_RECORD_FILE = "dust_mask.json"
+GUIDE_FILE = "inpaint_guide.tiff"
 INPAINTED_FILE = "inpainted.tiff"
 MATCHED_FILE = "matched_inpaint.tiff"
 FLAT_TIFF_FILE = "final_flatfield.tiff"
@@ -205,6 +212,12 @@ InpaintedConfig = config_class(
     extra={
         "backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource"),
         "attempt": (int | None, None, "Gemini re-roll number, as for dust_mask"),
+        "follow_motion": (
+            bool,
+            True,
+            "fill the regions dust_mask marked (shadows found only in the ratio of a drifting "
+            "video) along its dust-free prediction, keeping the scene's texture under them",
+        ),
     },
 )
 FinalFlatfieldConfig = config_class(
@@ -309,6 +322,16 @@ def core_regions(core: np.ndarray) -> list[dict[str, float]]:
     ]
 
 
+def _on_plane(guide: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The luminance-grid ``guide`` on a colour plane of ``shape``: a mosaic's planes have one
+    more row or column than its cells when the frame's side is odd (NaN there)."""
+    out = np.full(shape, np.nan, dtype=np.float32)
+    if guide is not None:
+        rows, cols = min(shape[0], guide.shape[0]), min(shape[1], guide.shape[1])
+        out[:rows, :cols] = guide[:rows, :cols]
+    return out
+
+
 def _json(value) -> dg.MetadataValue:
     return dg.MetadataValue.json(value)
 
@@ -405,7 +428,10 @@ def dust_mask(
     drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
     if not drift_ok:
         context.log.warning(drift_message)
+    guide = inpainting_guide(separated, mask_to_cells(mask, color))
+    guided_count = int(ndimage.label(guided_regions(mask_to_cells(mask, color), guide))[1])
     layout = data_store.layout
+    write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide)
     target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
     atomic_write_text(
         layout.flatfield_file(key, MASK_RECORD_FILE),
@@ -447,6 +473,7 @@ def dust_mask(
             ),
             "found_in_ratio_count": len(new_shadows),
             "found_in_ratio": _json(from_ratio),
+            "guided_region_count": guided_count,
             "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),
             "expansion": _json(dataclasses.asdict(expansion)),
             "path": path_value(target),
@@ -483,15 +510,27 @@ def inpainted(
     median = _read(data_store, key, MEDIAN_FILE)
     mask = _read(data_store, key, MASK_FILE)
     color = _video_color(data_store, key)
-    classical = ClassicalImageModel(inpainting=params_from_config(config, InpaintParams))
+    inpainting = params_from_config(config, InpaintParams)
+    classical = ClassicalImageModel(inpainting=inpainting)
     choice = _choose(dust_eye, config, data_store, classical)
-    results = [
-        _ask(lambda plane=plane, plane_mask=plane_mask: choice.model.inpaint(plane, plane_mask))
-        for plane, plane_mask in zip(
-            split_planes(median, color), split_mask(mask, color), strict=True
-        )
-    ]
-    image = merge_planes([r.image for r in results], median.shape, color)
+    guide_path = data_store.layout.flatfield_file(key, GUIDE_FILE)
+    guide = (
+        _read(data_store, key, GUIDE_FILE) if config.follow_motion and guide_path.exists() else None
+    )
+    planes, results, guided_pixels = [], [], 0
+    for plane, plane_mask in zip(split_planes(median, color), split_mask(mask, color), strict=True):
+        plane_guide = _on_plane(guide, plane.shape)
+        guided = guided_regions(plane_mask, plane_guide)
+        rest = np.where(guided, 0, plane_mask)
+        result = _ask(partial(choice.model.inpaint, plane, rest))
+        image = result.image
+        if guided.any():
+            image = image.copy()
+            image[guided] = inpaint_guided(plane, guided, plane_guide, inpainting)[guided]
+            guided_pixels += int(guided.sum())
+        planes.append(image)
+        results.append(result)
+    image = merge_planes(planes, median.shape, color)
     masked = broadcast_mask(mask > 0, median.shape)
     change = np.abs(image[masked] / np.where(median[masked] != 0, median[masked], 1) - 1)
     target = write_tiff_float32(data_store.layout.flatfield_file(key, INPAINTED_FILE), image)
@@ -501,6 +540,7 @@ def inpainted(
             "backend_reason": choice.reason,
             "model_details": _json(results[0].details),
             "masked_pixels": int(masked.sum()),
+            "guided_pixels": guided_pixels,
             "median_relative_change_in_mask": float(np.median(change)) if change.size else 0.0,
             "max_relative_change_in_mask": float(change.max()) if change.size else 0.0,
             **image_statistics(image),

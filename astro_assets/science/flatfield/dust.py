@@ -40,6 +40,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 from skimage.measure import regionprops
+from skimage.morphology import convex_hull_image
 
 __all__ = [
     "DustDetection",
@@ -1113,7 +1114,8 @@ def _keep_dust_like(
             continue
         minor = max(props.axis_minor_length, 1.0)
         elongation = props.axis_major_length / minor
-        if props.solidity < params.min_solidity or elongation > params.max_elongation:
+        solidity = _outline_solidity(props)
+        if solidity < params.min_solidity or elongation > params.max_elongation:
             continue
         region_deficit = deficit[rows, cols]
         region_significance = significance[rows, cols]
@@ -1141,13 +1143,31 @@ def _keep_dust_like(
                 mean_deficit=float(region_deficit.mean()),
                 peak_deficit=float(np.percentile(region_deficit, 99)),
                 significance=peak_sig,
-                solidity=float(props.solidity),
+                solidity=_outline_solidity(props),
                 elongation=float(elongation),
                 kind=_kind_guess(props, deficit),
                 best_radius_px=radius,
             )
         )
     return kept, tuple(regions)
+
+
+def _outline_solidity(props: Any) -> float:
+    """Solidity of a region once its outline is smoothed at a tenth of its radius.
+
+    A faint shadow is outlined where its smoothed deficit crosses a level a few times the
+    noise, so its outline is ragged at the scale of the noise; the shape prior is about the
+    shadow's shape, not about that raggedness.
+    """
+    radius = 0.5 * props.equivalent_diameter_area
+    closing = round(0.1 * radius)
+    if closing < 1:
+        return float(props.solidity)
+    image = np.pad(props.image, closing)
+    closed = ndimage.binary_closing(image, structure=_disc_kernel(closing) > 0)
+    area = np.count_nonzero(closed)
+    hull = np.count_nonzero(convex_hull_image(closed))
+    return float(area / hull) if hull else 0.0
 
 
 def _kind_guess(props: Any, deficit: np.ndarray) -> str:

@@ -13,7 +13,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 from skimage.restoration import inpaint_biharmonic
 
-__all__ = ["InpaintParams", "inpaint"]
+__all__ = ["InpaintParams", "guided_regions", "inpaint", "inpaint_guided"]
 
 _BIHARMONIC_MARGIN_PX = 4
 """Known pixels kept around a region for the biharmonic stencil (it reaches two pixels out)."""
@@ -189,3 +189,91 @@ def inpaint(
             filled = inpaint_biharmonic(crop, crop_unknown)
             out[window][region] = filled[region].astype(np.float32)
     return out
+
+
+def inpaint_guided(
+    image: np.ndarray,
+    mask: np.ndarray,
+    guide: np.ndarray,
+    params: InpaintParams = InpaintParams(),
+) -> np.ndarray:
+    """Inpaint ``image`` along a guide that has the scene's texture but not the dust.
+
+    Where a masked region and the pixels next to it have a guide (for a drifting target, the
+    dust-free prediction of the median from the registered frames, see
+    :func:`astro_assets.science.flatfield.motion.predict_dust_free`), the ratio
+    ``image / guide`` is inpainted instead of the image and multiplied back by the guide: the
+    texture the guide shares with the image is kept under the mask, and only the smooth ratio
+    (vignetting, colour, the guide's scale) is continued from the surroundings. Other regions
+    are inpainted as by :func:`inpaint`.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        (H, W) real image, e.g. one colour plane of the temporal median, in ADU.
+    mask : np.ndarray
+        (H, W) bool or float in [0, 1]; pixels with ``mask > 0`` are replaced.
+    guide : np.ndarray
+        (H, W) real image in the units of ``image`` or any multiple of them; NaN (or values
+        <= 0) where there is no guide.
+    params : InpaintParams
+        Method for the ratio and for the unguided regions.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32, equal to ``image`` (as float32) exactly wherever ``mask == 0``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`inpaint`, and for a guide of another shape.
+    """
+    img, unknown = _validate(image, mask)
+    hint = np.asarray(guide, dtype=np.float64)
+    guided = guided_regions(unknown, hint)
+    result = inpaint(img, unknown & ~guided, params)
+    if guided.any():
+        usable = _usable_guide(hint)
+        ratio = np.where(usable, img / np.where(usable, hint, 1.0), 1.0)
+        filled = inpaint(ratio, guided, params)
+        result[guided] = (filled[guided] * hint[guided]).astype(np.float32)
+    return result
+
+
+def guided_regions(mask: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """The pixels of ``mask`` that :func:`inpaint_guided` fills along ``guide``: the connected
+    regions of ``mask > 0`` where the guide is positive and finite on every pixel and on
+    every pixel next to them.
+
+    Parameters
+    ----------
+    mask : np.ndarray
+        (H, W) bool or float in [0, 1].
+    guide : np.ndarray
+        (H, W) real image, NaN where there is no guide.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) bool.
+
+    Raises
+    ------
+    ValueError
+        For arrays of different shapes.
+    """
+    unknown = np.asarray(mask) > 0
+    hint = np.asarray(guide, dtype=np.float64)
+    if hint.shape != unknown.shape:
+        raise ValueError(f"guide shape {hint.shape} differs from mask shape {unknown.shape}.")
+    usable = _usable_guide(hint)
+    labels, _ = ndimage.label(unknown)
+    outside = ndimage.binary_dilation(unknown) & ~unknown
+    uncovered = np.unique(labels[ndimage.binary_dilation(~usable & (unknown | outside))])
+    return unknown & ~np.isin(labels, uncovered[uncovered > 0])
+
+
+def _usable_guide(guide: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(guide) & (guide > 0)

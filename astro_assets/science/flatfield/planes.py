@@ -156,6 +156,23 @@ def mask_to_full(mask: np.ndarray, image_shape: tuple[int, ...], color: str) -> 
     return np.pad(full, ((0, height - full.shape[0]), (0, width - full.shape[1])), mode="edge")
 
 
+def mask_to_cells(mask: np.ndarray, color: str) -> np.ndarray:
+    """Bring an (H, W) mask on the image's pixel grid to the grid of :func:`luminance_view`.
+
+    For a mosaic each 2x2 cell takes the largest value of its pixels (a cell is masked when
+    any of its pixels is; a last odd row or column is dropped); for mono and RGB the mask is
+    returned as a copy.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    if color not in MOSAIC_COLORS:
+        return mask.copy()
+    height, width = (mask.shape[0] // 2) * 2, (mask.shape[1] // 2) * 2
+    cells = mask[:height, :width]
+    return np.maximum.reduce([cells[dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)])
+
+
 def split_planes(image: np.ndarray, color: str) -> list[np.ndarray]:
     """The colour planes of ``image`` as 2-D float32 copies.
 
