@@ -282,3 +282,50 @@ def test_dust_mask_on_a_drifting_bayer_video_reports_raw_pixels(instance, data_s
     assert verdict["centroid_x"] == pytest.approx(150, abs=1.5)
     assert verdict["diameter_px"] == pytest.approx(24, abs=4)
     assert verdict["fixed_deficit"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_inpainted_follows_the_prediction_under_a_shadow_found_only_in_the_ratio(
+    instance, data_store, layout
+):
+    # A 3 % shadow 24 px across under a texture of 12 % rms, on a scene drifting 60 px: the
+    # texture hides it in the median, the ratio to the dust-free prediction shows it.
+    rng = np.random.default_rng(9)
+    height, width, frames_count, drift = 96, 128, 24, 60.0
+    margin = 68
+    canvas = _textured_scene(rng, (height + 2 * margin, width + 2 * margin), 2.0, 2000.0, 0.12)
+    sensor_y, sensor_x = np.indices((height, width))
+    shadow = np.hypot(sensor_y - 44, sensor_x - 46) <= 12
+    frames = []
+    for dx in np.linspace(0.0, drift, frames_count):
+        moved = ndimage.shift(canvas, (0.0, dx), order=1)[margin:-margin, margin:-margin]
+        frames.append(np.rint(np.where(shadow, 0.97, 1.0) * moved + rng.normal(0, 8, moved.shape)))
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "faint.ser", np.stack(frames).astype(np.uint16), depth=16)
+    selection = ["ser_median", "dust_mask", "inpainted"]
+    result = _materialize(instance, data_store, "faint", selection=selection)
+    assert result.success
+    folder = layout.flatfield_dir("faint")
+    guide = read_tiff(folder / "inpaint_guide.tiff")
+    assert np.isfinite(guide[shadow]).all()
+    assert (
+        result.asset_materializations_for_node("dust_mask")[0].metadata["guided_region_count"].value
+        == 1
+    )
+    median = read_tiff(folder / "ser_median.tiff")
+    mask = read_tiff(folder / "dust_mask.tiff") > 0
+    guided = read_tiff(folder / "inpainted.tiff")
+    pixels = result.asset_materializations_for_node("inpainted")[0].metadata["guided_pixels"]
+    assert pixels.value == int(mask.sum())
+    # The flat median / inpainted measures the shadow's 3 % with the texture cancelled; the
+    # harmonic fill leaves the texture in it.
+    inner = np.hypot(sensor_y - 44, sensor_x - 46) <= 9
+    assert np.median(median[inner] / guided[inner]) == pytest.approx(0.97, abs=0.01)
+    assert np.std(median[inner] / guided[inner]) < 0.02
+    plain_config = {"ops": {"inpainted": {"config": {"follow_motion": False}}}}
+    plain = _materialize(instance, data_store, "faint", ["inpainted"], run_config=plain_config)
+    assert plain.success
+    harmonic = read_tiff(folder / "inpainted.tiff")
+    assert (
+        plain.asset_materializations_for_node("inpainted")[0].metadata["guided_pixels"].value == 0
+    )
+    assert np.std(median[inner] / harmonic[inner]) > 2 * np.std(median[inner] / guided[inner])

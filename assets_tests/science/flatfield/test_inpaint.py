@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint
+from astro_assets.science.flatfield.inpaint import (
+    InpaintParams,
+    guided_regions,
+    inpaint,
+    inpaint_guided,
+)
 
 
 def ramp(shape=(48, 64)) -> np.ndarray:
@@ -129,3 +135,46 @@ def test_inpaint_rejects_bad_input() -> None:
         InpaintParams(method="telea")
     with pytest.raises(ValueError, match="dark_fraction"):
         InpaintParams(dark_fraction=1.0)
+
+
+def textured(shape=(48, 64), seed=2) -> np.ndarray:
+    """A ramp with granulation-like texture of 5 % rms: what a harmonic fill cannot continue."""
+    rng = np.random.default_rng(seed)
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 1.5)
+    return ramp(shape) * (1.0 + 0.05 * texture / texture.std())
+
+
+def test_guided_inpainting_keeps_the_texture_the_guide_shares() -> None:
+    scene, mask = textured(), holes()
+    shadowed = np.where(mask, 0.97 * scene, scene)
+    # The guide has the scene's texture at another scale (a prediction in other units) and
+    # a smooth factor the inpainting must continue from the surroundings.
+    yy, xx = np.indices(scene.shape)
+    guide = scene * 0.5 * (1.0 + 0.001 * xx)
+    out = inpaint_guided(shadowed, mask, guide)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[~mask], shadowed[~mask].astype(np.float32))
+    np.testing.assert_allclose(out[mask], scene[mask], rtol=2e-4)
+    plain = inpaint(shadowed, mask)
+    assert np.abs(plain[mask] / scene[mask] - 1).max() > 0.03
+
+
+def test_regions_without_a_guide_on_them_and_around_them_are_inpainted_as_usual() -> None:
+    scene, mask = textured(), holes()
+    guide = scene.copy()
+    # The disc's left neighbour has no guide: the disc is left to the harmonic fill.
+    guide[15, 12] = np.nan
+    guided = guided_regions(mask, guide)
+    disc = np.hypot(*np.indices(mask.shape) - np.array([15, 20])[:, None, None]) <= 7
+    np.testing.assert_array_equal(guided, mask & ~disc)
+    out = inpaint_guided(scene, mask, guide)
+    np.testing.assert_allclose(out[disc], inpaint(scene, mask)[disc], rtol=1e-6)
+    np.testing.assert_allclose(out[mask & ~disc], scene[mask & ~disc], rtol=2e-4)
+    nothing = inpaint_guided(scene, mask, np.full(scene.shape, np.nan))
+    np.testing.assert_array_equal(nothing, inpaint(scene, mask))
+    with pytest.raises(ValueError, match="guide shape"):
+        inpaint_guided(scene, mask, guide[:-1])
+    before = scene.copy(), guide.copy()
+    inpaint_guided(scene, mask, guide)
+    np.testing.assert_array_equal(scene, before[0])
+    np.testing.assert_array_equal(guide, before[1])

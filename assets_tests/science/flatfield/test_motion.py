@@ -9,6 +9,7 @@ from astro_assets.science.flatfield.dust import detect_dust
 from astro_assets.science.flatfield.motion import (
     MotionTestParams,
     find_shadows_in_ratio,
+    inpainting_guide,
     predict_dust_free,
     predict_dust_free_median,
     sensor_fixed_test,
@@ -421,3 +422,76 @@ def test_new_shadows_leave_out_those_the_candidates_covered():
     known = separate_sensor_fixed(shadow, median, frames, shifts)
     assert known.tested[int(FAINT[0]), int(FAINT[1])]
     assert len(known.ratio_shadows) == 1 and known.new_shadows == ()
+
+
+def _gradient_video(drift_px=40.0, n_frames=24, shadow=None):
+    """Frames of a textured scene whose level falls by half across the canvas along the drift
+    (as a limb-darkened disc does), with 0.5-1 % noise, optionally through one sensor-fixed
+    shadow (row, column, radius, depth)."""
+    rng = np.random.default_rng(3)
+    margin = int(drift_px) + 8
+    canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.05)
+    canvas *= np.linspace(1.0, 0.5, canvas.shape[1])[None, :]
+    transmission = np.ones((HEIGHT, WIDTH))
+    if shadow is not None:
+        row, col, radius, depth = shadow
+        transmission[_disc((HEIGHT, WIDTH), row, col, radius)] = 1 - depth
+    shifts = np.zeros((n_frames, 2))
+    shifts[:, 1] = np.linspace(0.0, drift_px, n_frames)
+    frames = []
+    for dy, dx in shifts:
+        moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
+        noisy = moved * transmission + rng.normal(0.0, 5.0, moved.shape)
+        frames.append(noisy.astype(np.float32))
+    return frames, shifts, np.median(np.stack(frames), axis=0)
+
+
+def test_observed_median_uses_the_same_frames_as_the_prediction():
+    frames, shifts, median = _gradient_video()
+    prediction = predict_dust_free(frames, shifts, median.shape)
+    known = np.isfinite(prediction.predicted)
+    np.testing.assert_array_equal(np.isfinite(prediction.observed), known)
+    inner = np.zeros_like(known)
+    inner[4:-4, 2:-2] = True
+    edges = known & inner
+    edges[:, 12:-12] = False
+    # Near the edges only some frames see a part of the scene enough others saw: the full
+    # median is over other frames than the prediction there, and the gradient biases it.
+    full_bias = np.abs(median[edges] / prediction.predicted[edges] - 1)
+    same_frames = np.abs(prediction.ratio[edges] - 1)
+    assert np.median(full_bias) > 0.01
+    assert np.median(same_frames) < 0.003
+    assert np.median(np.abs(prediction.ratio[known & inner] - 1)) < 0.003
+
+
+def test_ratio_search_finds_a_shadow_cut_by_the_frame_edge():
+    # It reaches the bottom row: its surroundings are cut by the edge.
+    shadow = (HEIGHT - 10.0, 60.0, 10.0, 0.05)
+    frames, shifts, median = _gradient_video(drift_px=50.0, shadow=shadow)
+    prediction = predict_dust_free(frames, shifts, median.shape)
+    found, shadows = find_shadows_in_ratio(prediction.observed, prediction.predicted)
+    assert len(shadows) == 1
+    truth = _disc(median.shape, *shadow[:3])
+    assert found[truth].mean() > 0.7
+    assert not (found & ~ndimage.binary_dilation(truth, iterations=3)).any()
+    assert shadows[0].fixed_deficit == pytest.approx(shadow[3], abs=0.01)
+
+
+def test_inpainting_guide_covers_only_regions_found_in_the_ratio_alone():
+    frames, shifts, median, _ = _faint_video()
+    seen = _disc(median.shape, DUST[0], 100.0, 5.0)
+    result = separate_sensor_fixed(seen, median * np.where(seen, 0.7, 1.0), frames, shifts)
+    assert result.ratio_searched and result.prediction is not None
+    mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
+    guide = inpainting_guide(result, mask)
+    assert guide.dtype == np.float32 and guide.shape == median.shape
+    faint = _disc(median.shape, *FAINT[:3])
+    covered = np.isfinite(guide)
+    assert covered[faint].all()
+    np.testing.assert_array_equal(guide[covered], result.prediction.predicted[covered])
+    assert not covered[ndimage.binary_dilation(seen, iterations=6)].any()
+    still = separate_sensor_fixed(seen, median, frames, np.zeros_like(shifts))
+    assert still.prediction is None
+    assert np.isnan(inpainting_guide(still, mask)).all()
+    with pytest.raises(ValueError, match="mask shape"):
+        inpainting_guide(result, mask[:-1])

@@ -4,6 +4,7 @@ import pytest
 from astro_assets.science.flatfield.planes import (
     LuminanceVideo,
     luminance_view,
+    mask_to_cells,
     mask_to_full,
     merge_planes,
     split_mask,
@@ -108,3 +109,18 @@ def test_luminance_video_gives_each_frames_luminance_view(shape, color, cell):
         np.testing.assert_allclose(window, luminance_view(frames[index], color)[1:3, 2:5])
     with pytest.raises(ValueError, match="no frame"):
         LuminanceVideo(frames[:0], color)
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (7, 9)])
+def test_mask_to_cells_marks_a_cell_where_any_of_its_pixels_is_masked(shape):
+    cells = np.zeros((shape[0] // 2, shape[1] // 2), dtype=np.float32)
+    cells[1, 2] = 0.5
+    full = mask_to_full(cells, shape, "RGGB")
+    np.testing.assert_array_equal(mask_to_cells(full, "RGGB"), cells)
+    single = np.zeros(shape, dtype=np.float32)
+    single[3, 4] = 0.25
+    back = mask_to_cells(single, "BGGR")
+    assert back[1, 2] == 0.25 and np.count_nonzero(back) == 1
+    np.testing.assert_array_equal(mask_to_cells(single, "MONO"), single)
+    with pytest.raises(ValueError, match="mask must be"):
+        mask_to_cells(np.zeros((2, 4, 4)), "RGB")
