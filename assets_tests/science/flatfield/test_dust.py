@@ -297,3 +297,24 @@ def test_expand_mask_rejects_bad_input() -> None:
         MaskExpansionParams(dilation_px=-1.0)
     with pytest.raises(ValueError, match="cutoff"):
         MaskExpansionParams(cutoff=0.0)
+
+
+def test_solidity_is_measured_on_the_outline_not_on_its_noise():
+    from skimage.measure import regionprops
+
+    from astro_assets.science.flatfield import dust as dust_module
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.indices((80, 80))
+    radius = np.hypot(yy - 40, xx - 40)
+    # A disc 60 px across whose outline is frayed in a 5 px band, as a faint shadow's is
+    # where its smoothed deficit crosses a level near the noise.
+    frayed = (radius <= 30) & ~((radius > 25) & (rng.random(radius.shape) < 0.5))
+    props = regionprops(frayed.astype(np.uint8))[0]
+    assert props.solidity < 0.85
+    assert dust_module._outline_solidity(props) > 0.97
+    # A crescent stays a crescent: the closing only mends notches much narrower than it.
+    crescent = (radius <= 30) & (np.hypot(yy - 40, xx - 55) > 24)
+    props = regionprops(crescent.astype(np.uint8))[0]
+    assert dust_module._outline_solidity(props) == pytest.approx(props.solidity, abs=0.1)
+    assert dust_module._outline_solidity(props) < 0.7

@@ -107,7 +107,8 @@ class DustDetectionParams:
         noise.
     min_solidity : float
         Smallest area / convex-hull area (dust shadows are discs and donuts: about 1 once holes
-        are filled).
+        are filled), measured on the outline closed at a tenth of the region's radius, since
+        a faint shadow's outline is ragged at the scale of the noise.
     max_elongation : float
         Largest major/minor axis ratio. A shadow is an image of the round aperture (ratio ~1;
         a shadow cut in half by the frame edge reaches ~1.9); limb arcs, filaments and noise
@@ -191,7 +192,8 @@ class DustRegion:
     significance : float
         Peak matched-filter significance (robust sigmas).
     solidity, elongation : float
-        Area over convex-hull area; major over minor axis length.
+        Area over convex-hull area (of the outline closed at a tenth of the radius); major over
+        minor axis length.
     kind : str
         ``"donut"`` when the central part is clearly lighter than the ring, else ``"disc"``.
     best_radius_px : float
