@@ -1,6 +1,8 @@
 """Quality and speed of the classical dust flat-field pipeline on synthetic videos with truth.
 
-Pipeline per video: temporal median -> detect_dust -> expand_mask -> inpaint (harmonic) ->
+Pipeline per video: temporal median -> detect_dust -> drift -> separate_sensor_fixed (motion
+test, ratio search) -> expand_mask -> inpaint_guided (harmonic; along the dust-free prediction
+for the regions found only in the ratio) ->
 match_histogram (clean pixels) -> synthesize_flat (black level known, as from a dark frame).
 
 Scores (``astro_assets.science.flatfield.metrics``; the flat estimates the dust transmission T):
