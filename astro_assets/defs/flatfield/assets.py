@@ -428,8 +428,9 @@ def dust_mask(
     drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
     if not drift_ok:
         context.log.warning(drift_message)
-    guide = inpainting_guide(separated, mask_to_cells(mask, color))
-    guided_count = int(ndimage.label(guided_regions(mask_to_cells(mask, color), guide))[1])
+    cell_mask = mask_to_cells(mask, color)
+    guide = inpainting_guide(separated, cell_mask)
+    guided_count = int(ndimage.label(guided_regions(cell_mask, guide))[1])
     layout = data_store.layout
     write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide)
     target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
