@@ -218,6 +218,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("min_ratio_depth", 1.0),
         ("max_texture_left", 0.0),
         ("max_texture_left", 1.5),
+        ("max_outline_growth", -0.1),
+        ("max_outline_growth", 1.5),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -285,6 +287,46 @@ def test_nanmedian_matches_numpy():
     sparse = motion._nanmedian(stack, minimum=6)
     assert np.isnan(sparse[counts < 6]).all()
     np.testing.assert_array_equal(np.isfinite(sparse), counts >= 6)
+
+
+LARGE = (48.0, 60.0, 14.0, 0.2)
+"""A 20 % shadow 28 px across: over a 40 px drift most frames see its part of the scene
+through it, so the first scene estimate keeps much of it."""
+
+
+def test_excluding_a_shadow_from_the_scene_estimate_restores_its_depth():
+    frames, shifts, median, _ = _video(drift_px=40.0, seed=9, dust=LARGE)
+    inside = _disc(median.shape, LARGE[0], LARGE[1], LARGE[2] - 2)
+    first = predict_dust_free(frames, shifts, median.shape)
+    assert 1 - np.median(first.ratio[inside]) < 0.1
+    excluded = _disc(median.shape, LARGE[0], LARGE[1], LARGE[2] + 3)
+    again = predict_dust_free(frames, shifts, median.shape, excluded=excluded)
+    assert np.isfinite(again.predicted[inside]).all()
+    assert 1 - np.median(again.ratio[inside]) == pytest.approx(LARGE[3], abs=0.01)
+    # The observed median is over the same frames wherever both predictions are known.
+    both = np.isfinite(first.predicted) & np.isfinite(again.predicted)
+    np.testing.assert_array_equal(again.observed[both], first.observed[both])
+    np.testing.assert_array_equal(
+        np.isfinite(again.predicted), np.isfinite(first.predicted)
+    )
+    with pytest.raises(ValueError, match="excluded"):
+        predict_dust_free(frames, shifts, median.shape, excluded=excluded[:-1])
+
+
+def test_outlines_are_drawn_again_in_the_ratio_without_the_shadows():
+    frames, shifts, median, _ = _video(drift_px=40.0, seed=9, dust=LARGE)
+    true = _disc(median.shape, *LARGE[:3])
+    empty = np.zeros(median.shape, dtype=bool)
+    once = separate_sensor_fixed(
+        empty, median, frames, shifts, params=MotionTestParams(max_outline_growth=0.0)
+    )
+    redrawn = separate_sensor_fixed(empty, median, frames, shifts)
+    assert len(once.ratio_shadows) == len(redrawn.ratio_shadows) == 1
+    # Half-hidden in the first scene estimate, the shadow looks smaller than it is.
+    assert np.count_nonzero(once.core & true) < 0.85 * true.sum()
+    assert np.count_nonzero(redrawn.core & true) > 0.95 * true.sum()
+    assert np.count_nonzero(redrawn.core & ~true) < 0.02 * true.sum()
+    assert (redrawn.core >= once.core).all()
 
 
 def test_ratio_search_finds_a_shadow_the_texture_hides():

@@ -26,7 +26,9 @@ the candidates only.
 In the ratio the texture of the scene has cancelled, so shadows too faint to stand out of the
 texture left in the median stand out of the ratio's noise: :func:`find_shadows_in_ratio`
 searches it with the classical detector (:func:`predict_dust_free` computes the whole
-prediction band by band, in bounded memory).
+prediction band by band, in bounded memory). A shadow as large as a good part of the drift is
+partly in that first scene estimate, so :func:`separate_sensor_fixed` estimates the scene again
+without the pixels of the shadows found and draws their outlines again in the cleaner ratio.
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ class MotionTestParams:
         median. Where the scene changed during the video (evolving granulation, seeing
         distortions, field rotation) the shifted frames do not predict it, and the ratio keeps
         texture the detector could take for dust. In (0, 1].
+    max_outline_growth : float
+        After the ratio search, the scene is estimated again without the sensor pixels of the
+        shadows found (each grown by this fraction of its equivalent diameter, at least
+        3 px), and each shadow's outline is drawn again in the cleaner ratio, at most that far
+        out. A shadow as large as a good part of the drift is in the first scene estimate too,
+        which makes it look shallower and smaller in the ratio than it is. 0 turns the
+        refinement off. In [0, 1].
     """
 
     motion_test: bool = True
@@ -107,6 +116,7 @@ class MotionTestParams:
     ratio_search: bool = True
     min_ratio_depth: float = 0.005
     max_texture_left: float = 0.5
+    max_outline_growth: float = 0.15
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -123,6 +133,10 @@ class MotionTestParams:
             raise ValueError(f"min_ratio_depth must be in [0, 1), got {self.min_ratio_depth}.")
         if not 0.0 < self.max_texture_left <= 1.0:
             raise ValueError(f"max_texture_left must be in (0, 1], got {self.max_texture_left}.")
+        if not 0.0 <= self.max_outline_growth <= 1.0:
+            raise ValueError(
+                f"max_outline_growth must be in [0, 1], got {self.max_outline_growth}."
+            )
 
 
 @dataclass(frozen=True)
@@ -240,6 +254,9 @@ class MotionResult:
     texture_left : float
         Spread of the ratio over that of the median at the scales of the shadows (NaN when no
         prediction was made): how much of the scene's texture the prediction left.
+    prediction : DustFreePrediction or None
+        The prediction the outlines were last drawn in (made again without the shadows'
+        pixels when ``max_outline_growth`` is above 0); None when the ratio was not searched.
     """
 
     core: np.ndarray
@@ -277,6 +294,9 @@ def separate_sensor_fixed(
     :func:`predict_dust_free` with :func:`find_shadows_in_ratio`, never
     where a candidate was found to move with the scene, provided the prediction explains the
     scene (at most ``params.max_texture_left`` of the median's texture is left in the ratio).
+    With ``params.max_outline_growth`` above 0 the scene is then estimated again without the
+    pixels of the shadows kept and found, and each shadow's outline is drawn again in that
+    ratio, at most that fraction of its diameter farther out; no new shadow is added then.
 
     Parameters
     ----------
@@ -316,21 +336,72 @@ def separate_sensor_fixed(
             ratio_searched=False,
             texture_left=texture_left,
         )
+    moving = np.asarray(core) & ~kept
     found, shadows = find_shadows_in_ratio(
         observed,
         predicted,
-        exclude=np.asarray(core) & ~kept,
+        exclude=moving,
         detection=detection,
         min_depth=params.min_ratio_depth,
     )
+    fixed = kept | found
+    if params.max_outline_growth > 0 and fixed.any():
+        reach = _outline_reach(fixed, params.max_outline_growth)
+        prediction = _without_pixels(prediction, frames, offsets, reach, params)
+        redrawn, _ = find_shadows_in_ratio(
+            prediction.observed,
+            prediction.predicted,
+            exclude=moving,
+            detection=detection,
+            min_depth=params.min_ratio_depth,
+        )
+        labels, _ = ndimage.label(redrawn)
+        same = np.unique(labels[redrawn & fixed])
+        fixed = fixed | (np.isin(labels, same[same > 0]) & reach)
     return MotionResult(
-        core=kept | found,
+        core=fixed,
         tested=kept,
         verdicts=verdicts,
         ratio_shadows=shadows,
         ratio_searched=True,
         texture_left=texture_left,
         prediction=prediction,
+    )
+
+
+def _outline_reach(shadows: np.ndarray, growth: float) -> np.ndarray:
+    """Each connected shadow of ``shadows`` grown by ``growth`` times its equivalent diameter
+    (at least 3 px): where its outline may lie once drawn again."""
+    labels, _ = ndimage.label(shadows)
+    reach = np.zeros(shadows.shape, dtype=bool)
+    height, width = shadows.shape
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        shadow = labels[box] == label
+        steps = max(3, round(growth * 2.0 * math.sqrt(np.count_nonzero(shadow) / math.pi)))
+        window = (
+            slice(max(box[0].start - steps, 0), min(box[0].stop + steps, height)),
+            slice(max(box[1].start - steps, 0), min(box[1].stop + steps, width)),
+        )
+        inside = labels[window] == label
+        reach[window] |= ndimage.binary_dilation(inside, iterations=steps)
+    return reach
+
+
+def _without_pixels(
+    first: DustFreePrediction,
+    frames: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    pixels: np.ndarray,
+    params: MotionTestParams,
+) -> DustFreePrediction:
+    """The prediction made again with ``pixels`` left out of the scene estimate; ``first``
+    where the scene is then unknown (parts of the scene seen through those pixels by most of
+    the frames)."""
+    again = predict_dust_free(frames, offsets, pixels.shape, params, excluded=pixels)
+    unknown = ~np.isfinite(again.predicted)
+    return DustFreePrediction(
+        observed=np.where(unknown, first.observed, again.observed),
+        predicted=np.where(unknown, first.predicted, again.predicted),
     )
 
 
@@ -738,6 +809,7 @@ def predict_dust_free(
     shape: tuple[int, int],
     params: MotionTestParams = MotionTestParams(),
     *,
+    excluded: np.ndarray | None = None,
     band_rows: int = 64,
 ) -> DustFreePrediction:
     """The temporal median a sensor without dust would have recorded, from registered frames,
@@ -754,6 +826,12 @@ def predict_dust_free(
         (H, W) of the frames.
     params : MotionTestParams
         ``min_coverage_fraction`` decides where the scene counts as known.
+    excluded : np.ndarray, optional
+        (H, W) bool, sensor pixels left out of the scene estimate (shadows already found), so
+        that they cannot darken it. A part of the scene still counts as known where enough
+        frames see it (``min_coverage_fraction``); its estimate then needs at least
+        ``max(3, 0.1 * len(frames))`` frames that saw it through other pixels. The observed
+        median is unaffected.
     band_rows : int
         Rows computed at a time; the working memory is about
         ``2 * len(frames) * (band_rows + drift) * (W + drift) * 4`` bytes.
@@ -766,7 +844,7 @@ def predict_dust_free(
     ------
     ValueError
         For shifts that do not match the frames, non-finite shifts, frames of another shape,
-        or ``band_rows < 1``.
+        a bad ``excluded`` mask, or ``band_rows < 1``.
     """
     offsets = np.asarray(shifts, dtype=np.float64)
     if offsets.shape != (len(frames), 2) or len(frames) < 2:
@@ -784,13 +862,23 @@ def predict_dust_free(
                 f"frame {index} has shape {np.shape(frame)}; every frame must have the shape "
                 f"{tuple(shape)}."
             )
+    blocked = None
+    if excluded is not None:
+        blocked = np.asarray(excluded)
+        if blocked.shape != tuple(shape) or blocked.dtype != bool:
+            raise ValueError(
+                f"excluded must be a bool mask of shape {tuple(shape)}, got {blocked.dtype} "
+                f"{blocked.shape}."
+            )
+        if not blocked.any():
+            blocked = None
     height, width = shape
     observed = np.empty((height, width), dtype=np.float32)
     predicted = np.empty((height, width), dtype=np.float32)
     for row0 in range(0, height, band_rows):
         window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
         observed[window], predicted[window] = _predicted_median(
-            frames, offsets, window, shape, params
+            frames, offsets, window, shape, params, blocked
         )
     return DustFreePrediction(observed=observed, predicted=predicted)
 
@@ -820,6 +908,7 @@ def _predicted_median(
     window: tuple[slice, slice],
     shape: tuple[int, int],
     params: MotionTestParams,
+    blocked: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Over ``window``: the median of the frames, and the temporal median a dust-free sensor
     would record, both over the frames whose part of the scene is known (NaN elsewhere),
@@ -834,9 +923,16 @@ def _predicted_median(
     scene_shape = (scene_y1 - scene_y0, scene_x1 - scene_x0)
     samples = np.empty((len(frames), *scene_shape), dtype=np.float32)
     for index, (frame, (dy, dx)) in enumerate(zip(frames, offsets, strict=True)):
-        samples[index] = _shifted_window(frame, shape, scene_y0 + dy, scene_x0 + dx, scene_shape)
+        samples[index] = _shifted_window(
+            frame, shape, scene_y0 + dy, scene_x0 + dx, scene_shape, blocked
+        )
     minimum = params.min_coverage_fraction * len(frames)
-    scene = _nanmedian(samples, minimum)
+    if blocked is None:
+        scene = _nanmedian(samples, minimum)
+    else:
+        in_frame = np.count_nonzero(~np.isnan(samples), axis=0)
+        scene = _nanmedian(samples, max(_MIN_UNBLOCKED, _MIN_UNBLOCKED_FRACTION * len(frames)))
+        scene[in_frame < minimum] = np.nan
     window_shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
     projected = samples[:, : window_shape[0], : window_shape[1]]
     for index, (dy, dx) in enumerate(offsets):
@@ -856,7 +952,12 @@ def _predicted_median(
 
 
 def _shifted_window(
-    image: np.ndarray, shape: tuple[int, int], row: float, col: float, size: tuple[int, int]
+    image: np.ndarray,
+    shape: tuple[int, int],
+    row: float,
+    col: float,
+    size: tuple[int, int],
+    blocked: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bilinear samples of ``image`` (of ``shape``) at rows ``row + i`` and columns
     ``col + j`` for ``i < size[0]``, ``j < size[1]`` (float32); NaN outside the image or
@@ -877,15 +978,21 @@ def _shifted_window(
     src_r0, src_r1 = max(0, top), min(shape[0], top + rows_needed)
     src_c0, src_c1 = max(0, left), min(shape[1], left + cols_needed)
     if src_r0 < src_r1 and src_c0 < src_c1:
-        source[src_r0 - top : src_r1 - top, src_c0 - left : src_c1 - left] = image[
-            src_r0:src_r1, src_c0:src_c1
-        ]
+        inside = (slice(src_r0 - top, src_r1 - top), slice(src_c0 - left, src_c1 - left))
+        source[inside] = image[src_r0:src_r1, src_c0:src_c1]
+        if blocked is not None:
+            source[inside][blocked[src_r0:src_r1, src_c0:src_c1]] = np.inf
     if frac_y > 0:
         source = (1 - frac_y) * source[:-1] + frac_y * source[1:]
     if frac_x > 0:
         source = (1 - frac_x) * source[:, :-1] + frac_x * source[:, 1:]
     return source.astype(np.float32, copy=False)
 
+
+_MIN_UNBLOCKED = 3
+_MIN_UNBLOCKED_FRACTION = 0.1
+"""Frames that must see a part of the scene through pixels not excluded for its estimate
+(at least the larger of the two): a median of fewer is too noisy to stand for the scene."""
 
 _SNAP = 1e-6
 """Sub-pixel fractions closer than this to a whole pixel are whole: accumulated shifts such as
