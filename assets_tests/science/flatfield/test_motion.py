@@ -306,9 +306,7 @@ def test_excluding_a_shadow_from_the_scene_estimate_restores_its_depth():
     # The observed median is over the same frames wherever both predictions are known.
     both = np.isfinite(first.predicted) & np.isfinite(again.predicted)
     np.testing.assert_array_equal(again.observed[both], first.observed[both])
-    np.testing.assert_array_equal(
-        np.isfinite(again.predicted), np.isfinite(first.predicted)
-    )
+    np.testing.assert_array_equal(np.isfinite(again.predicted), np.isfinite(first.predicted))
     with pytest.raises(ValueError, match="excluded"):
         predict_dust_free(frames, shifts, median.shape, excluded=excluded[:-1])
 
