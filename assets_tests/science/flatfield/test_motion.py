@@ -37,11 +37,18 @@ def _scene(rng: np.random.Generator, shape, contrast: float) -> np.ndarray:
     return 1000.0 * (1.0 + contrast * texture / texture.std())
 
 
-def _video(drift_px: float, n_frames: int = 24, seed: int = 5, dust=DUST, texture=0.06):
+def _video(
+    drift_px: float,
+    n_frames: int = 24,
+    seed: int = 5,
+    dust=DUST,
+    texture=0.06,
+    transmission=None,
+):
     """Frames of a scene drifting along x by ``drift_px`` in total, seen through a sensor with
-    one dust shadow ``dust`` (row, column, radius, depth); the scene holds one dark feature
-    and a texture of ``texture`` rms. Returns frames, shifts, median, and the core mask (the
-    dust and the feature's position in the median)."""
+    one dust shadow ``dust`` (row, column, radius, depth), or the given ``transmission`` map;
+    the scene holds one dark feature and a texture of ``texture`` rms. Returns frames, shifts,
+    median, and the core mask (the dust disc and the feature's position in the median)."""
     rng = np.random.default_rng(seed)
     margin = int(drift_px) + 8
     canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), texture)
@@ -52,9 +59,10 @@ def _video(drift_px: float, n_frames: int = 24, seed: int = 5, dust=DUST, textur
     )
     canvas = np.where(spot, canvas * (1 - spot_depth), canvas)
     dust_row, dust_col, dust_radius, dust_depth = dust
-    transmission = np.where(
-        _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius), 1 - dust_depth, 1.0
-    )
+    if transmission is None:
+        transmission = np.where(
+            _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius), 1 - dust_depth, 1.0
+        )
     shifts = np.zeros((n_frames, 2))
     shifts[:, 1] = np.linspace(0.0, drift_px, n_frames)
     shifts[:, 0] = 0.4 * np.sin(np.arange(n_frames))
@@ -101,16 +109,38 @@ def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
     assert all(v.overlap_fraction > 0.35 for v in verdicts)
 
 
-def test_a_fragment_is_judged_on_its_whole_extent():
-    frames, shifts, median, _ = _video(drift_px=40.0)
-    # A thin arc 30 px long (a piece of a large donut's ring) has a small equivalent diameter
-    # but would stay in the scene estimate like the whole shadow: it is left undecided.
-    arc = np.zeros(median.shape, dtype=bool)
-    arc[20:23, 60:90] = True
-    _, verdicts = sensor_fixed_test(arc, median * np.where(arc, 0.9, 1.0), frames, shifts)
-    assert verdicts[0].diameter_px < 12
-    assert verdicts[0].extent_px == pytest.approx(np.hypot(3, 30), abs=1.5)
-    assert verdicts[0].verdict.startswith("undecided: the target moved too little")
+def test_a_fragment_of_a_large_ring_is_kept():
+    # A thin arc (a piece of a large donut's ring) has a small equivalent diameter, but the
+    # rest of the ring, fixed on the sensor too, is not left out of the scene estimate.
+    shape = (HEIGHT, WIDTH)
+    ring = _disc(shape, 48, 60, 20) & ~_disc(shape, 48, 60, 13)
+    frames, shifts, median, _ = _video(
+        drift_px=40.0, seed=9, transmission=np.where(ring, 0.85, 1.0)
+    )
+    arc = ring & (np.indices(shape)[0] < 34)
+    kept, verdicts = sensor_fixed_test(arc, median, frames, shifts)
+    assert len(verdicts) == 1 and verdicts[0].diameter_px < 20
+    assert verdicts[0].extent_px > 25 and verdicts[0].overlap_fraction > 0.35
+    assert verdicts[0].kept
+    np.testing.assert_array_equal(kept, arc)
+
+
+def test_large_candidates_are_decided_with_their_pixels_left_out():
+    # Over a 40 px drift most frames see the 28 px shadow's part of the scene through it, and
+    # the scene feature stays in the median 40 px long: both overlap too much for a scene
+    # estimate that keeps their pixels, so the test leaves them out of it.
+    frames, shifts, median, _ = _video(drift_px=40.0, seed=9, dust=LARGE)
+    shadow = _disc(median.shape, *LARGE[:3])
+    remnant = np.zeros_like(shadow)
+    remnant[int(SPOT[0]) - 4 : int(SPOT[0]) + 5, 80:115] = True
+    kept, verdicts = sensor_fixed_test(shadow | remnant, median, frames, shifts)
+    dust = _verdict_at(verdicts, *LARGE[:2])
+    feature = _verdict_at(verdicts, SPOT[0], 97.0)
+    assert dust.overlap_fraction > 0.35 and feature.overlap_fraction > 0.35
+    assert dust.verdict == "sensor"
+    assert dust.fixed_deficit == pytest.approx(LARGE[3], abs=0.02)
+    assert feature.verdict == "scene" and feature.fixed_deficit < 0.1 * feature.median_deficit
+    np.testing.assert_array_equal(kept, shadow)
 
 
 def test_candidate_without_a_deficit_is_kept_undecided():
@@ -342,6 +372,13 @@ def test_ratio_search_finds_a_shadow_the_texture_hides():
     assert shadows[0].median_deficit > 0
     blocked, none = find_shadows_in_ratio(observed, predicted, exclude=shadow)
     assert not blocked.any() and none == ()
+    # Inside an excluded region (a feature that moved with the scene) a shadow is kept when the
+    # ratio shows at least that fraction of its deficit in the median.
+    inside, again = find_shadows_in_ratio(
+        observed, predicted, exclude=shadow, min_fixed_fraction=0.5
+    )
+    np.testing.assert_array_equal(inside, found)
+    assert again[0].fixed_deficit >= 0.5 * again[0].median_deficit
     # A shadow shallower than min_depth would not be worth correcting: it is not added.
     shallow, none = find_shadows_in_ratio(observed, predicted, min_depth=0.05)
     assert not shallow.any() and none == ()
@@ -369,6 +406,8 @@ def test_ratio_search_rejects_bad_inputs():
         find_shadows_in_ratio(image, np.ones((8, 8)))
     with pytest.raises(ValueError, match="min_depth"):
         find_shadows_in_ratio(image, image, min_depth=1.0)
+    with pytest.raises(ValueError, match="min_fixed_fraction"):
+        find_shadows_in_ratio(image, image, min_fixed_fraction=1.0)
     holed = image.copy()
     holed[2, 2] = np.nan
     with pytest.raises(ValueError, match="median contains NaN or inf where the prediction"):

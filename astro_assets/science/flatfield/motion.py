@@ -17,11 +17,12 @@ Lin & Loranz 1991, PASP 103, 1097):
    all of them wherever the scene has a gradient along the drift.
 
 A candidate whose deficit in the median is not found again in the ratio moved with the scene and
-is rejected (:func:`sensor_fixed_test`). The test needs most frames that see a part of the
-scene to have put the shadow elsewhere on it (otherwise the shadow stays in the scene estimate
-and the ratio hides it); such candidates, judged on their longest extent, and those where too
-few frames cover the scene, are left undecided and kept. The test reads small windows around
-the candidates only.
+is rejected (:func:`sensor_fixed_test`). Each candidate is judged in a prediction whose scene
+estimate leaves the candidate's own pixels out: a shadow fixed on the sensor then cannot darken
+it, however large, while a scene feature is still seen, through other pixels, by the frames
+that put it elsewhere on the sensor. Candidates whose part of the scene too few frames see
+through other pixels (a shadow almost as long as the drift), or where too few frames cover the
+scene, are left undecided and kept. The test reads small windows around the candidates only.
 
 In the ratio the texture of the scene has cancelled, so shadows too faint to stand out of the
 texture left in the median stand out of the ratio's noise: :func:`find_shadows_in_ratio`
@@ -74,14 +75,18 @@ class MotionTestParams:
     motion_test : bool
         Whether to run the test at all (False keeps every candidate).
     max_overlap_fraction : float
-        A candidate is decidable only when at most this share of the frames that see its part
-        of the scene put it on the same scene point (the scene moved by less than its radius
-        between them); above it the shadow stays in the scene estimate too strongly to tell.
-        The smallest shadow the ratio search looks for is held to the same share, over all
-        pairs of frames. In (0, 0.5].
+        Above this share of the frames putting a shadow on the same scene point (the scene
+        moved by less than its radius between them), the target moved too little for that
+        shadow to drop out of a scene estimate that keeps its pixels. The ratio search needs
+        the smallest shadow it looks for below it, over all pairs of frames; a candidate left
+        undecided is reported as too large for the drift above it, as short of coverage
+        below. In (0, 0.5].
     min_coverage_fraction : float
         Scene pixels seen by fewer than this fraction of the registered frames are unknown; a
-        candidate needs most of its pixels and of its surroundings known. In (0, 1].
+        candidate needs most of its pixels and of its surroundings known. A candidate's own
+        pixels are left out of the scene estimate it is judged in, so each part of the scene
+        must also be seen through other pixels by at least ``max(3, 0.1 * frames)`` frames:
+        a shadow almost as long as the drift stays undecided. In (0, 1].
     min_deficit_ratio : float
         A candidate is confirmed as sensor-fixed when its deficit against the scene prediction
         is at least this fraction of its deficit in the median; below, it moved with the scene
@@ -343,6 +348,7 @@ def separate_sensor_fixed(
         exclude=moving,
         detection=detection,
         min_depth=params.min_ratio_depth,
+        min_fixed_fraction=params.min_deficit_ratio,
     )
     fixed = kept | found
     if params.max_outline_growth > 0 and fixed.any():
@@ -354,6 +360,7 @@ def separate_sensor_fixed(
             exclude=moving,
             detection=detection,
             min_depth=params.min_ratio_depth,
+            min_fixed_fraction=params.min_deficit_ratio,
         )
         labels, _ = ndimage.label(redrawn)
         same = np.unique(labels[redrawn & fixed])
@@ -587,8 +594,6 @@ def _judge(
             verdict=text,
         )
 
-    if overlap > params.max_overlap_fraction:
-        return verdict(UNDECIDED_SIZE)
     ring_px = max(3, math.ceil(diameter / 2))
     gap_px = 2
     reach = ring_px + gap_px + 1
@@ -604,11 +609,19 @@ def _judge(
     median_deficit = _deficit(local, candidate, ring)
     if not median_deficit > 0:
         return verdict(UNDECIDED_SIGNAL, median_deficit)
-    observed, predicted = _predicted_median(frames, offsets, window, (height, width), params)
+    # The candidate's own pixels are left out of the scene estimate: a shadow fixed on the
+    # sensor then cannot darken the prediction, while a scene feature is still seen, through
+    # other pixels, by the frames that put it elsewhere on the sensor.
+    blocked = np.zeros((height, width), dtype=bool)
+    blocked[window] = near
+    observed, predicted = _predicted_median(
+        frames, offsets, window, (height, width), params, blocked
+    )
     ratio = DustFreePrediction(observed=observed, predicted=predicted).ratio
     known = np.isfinite(ratio)
     if known[candidate].mean() < 0.5 or known[ring].mean() < 0.5:
-        return verdict(UNDECIDED_COVERAGE, median_deficit)
+        too_large = overlap > params.max_overlap_fraction
+        return verdict(UNDECIDED_SIZE if too_large else UNDECIDED_COVERAGE, median_deficit)
     fixed = _deficit(ratio, candidate & known, ring & known)
     if fixed >= params.min_deficit_ratio * median_deficit:
         return verdict(SENSOR, median_deficit, fixed)
@@ -666,6 +679,7 @@ def find_shadows_in_ratio(
     exclude: np.ndarray | None = None,
     detection: DustDetectionParams = _DEFAULT_DETECTION,
     min_depth: float = MotionTestParams().min_ratio_depth,
+    min_fixed_fraction: float | None = None,
 ) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
     """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
 
@@ -687,13 +701,18 @@ def find_shadows_in_ratio(
         (H, W) ``predicted`` median of :func:`predict_dust_free` (NaN where unknown).
     exclude : np.ndarray, optional
         (H, W) bool, pixels where no shadow may be added (for example candidates found to move
-        with the scene).
+        with the scene), unless ``min_fixed_fraction`` is given.
     detection : DustDetectionParams
         Parameters of the detector; ``dark_fraction`` of the prediction's 99th percentile
         delimits the target.
     min_depth : float
         Shadows whose deficit in the ratio is below this are not kept
         (``MotionTestParams.min_ratio_depth``).
+    min_fixed_fraction : float, optional
+        A shadow reaching into ``exclude`` is kept when its deficit in the ratio is at least
+        this fraction of its deficit in the median, as the motion test keeps a candidate
+        (``MotionTestParams.min_deficit_ratio``): a dust shadow inside a scene feature's
+        remnant shows in both, the remnant's own edges only in the median. None keeps none.
 
     Returns
     -------
@@ -722,6 +741,8 @@ def find_shadows_in_ratio(
         )
     if not 0.0 <= min_depth < 1.0:
         raise ValueError(f"min_depth must be in [0, 1), got {min_depth}.")
+    if min_fixed_fraction is not None and not 0.0 < min_fixed_fraction < 1.0:
+        raise ValueError(f"min_fixed_fraction must be in (0, 1), got {min_fixed_fraction}.")
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
     if blocked.shape != image.shape or blocked.dtype != bool:
         raise ValueError(
@@ -749,11 +770,17 @@ def find_shadows_in_ratio(
         )
         candidate = labels[window] == label
         surroundings = ndimage.binary_dilation(candidate, iterations=reach)
-        if not reliable[window][surroundings].all() or blocked[window][candidate].any():
+        if not reliable[window][surroundings].all():
+            continue
+        in_excluded = bool(blocked[window][candidate].any())
+        if in_excluded and min_fixed_fraction is None:
             continue
         ring = surroundings & ~ndimage.binary_dilation(candidate, iterations=2)
         fixed_deficit = _deficit(ratio[window], candidate, ring)
         if not fixed_deficit >= min_depth:
+            continue
+        median_deficit = _deficit(image[window], candidate, ring)
+        if in_excluded and not fixed_deficit >= min_fixed_fraction * median_deficit:
             continue
         rows, cols = np.nonzero(candidate)
         kept[label] = True
@@ -762,7 +789,7 @@ def find_shadows_in_ratio(
                 centroid_y=float(rows.mean() + window[0].start),
                 centroid_x=float(cols.mean() + window[1].start),
                 diameter_px=diameter,
-                median_deficit=_deficit(image[window], candidate, ring),
+                median_deficit=median_deficit,
                 fixed_deficit=fixed_deficit,
             )
         )
