@@ -357,6 +357,36 @@ def test_outlines_are_drawn_again_in_the_ratio_without_the_shadows():
     assert (redrawn.core >= once.core).all()
 
 
+def test_a_scene_remnant_found_in_the_ratio_alone_is_dropped(monkeypatch):
+    # Where the first scene estimate keeps a feature longer than the drift only in part, the
+    # ratio can show a remnant of it; the motion test, with the remnant's own pixels left out
+    # of the scene estimate, finds it moved with the scene. A shadow in the ratio is kept.
+    frames, shifts, median, _ = _video(drift_px=40.0, seed=9, dust=LARGE)
+    shadow = _disc(median.shape, *LARGE[:3])
+    remnant = np.zeros_like(shadow)
+    remnant[int(SPOT[0]) - 4 : int(SPOT[0]) + 5, 80:115] = True
+    search = motion.find_shadows_in_ratio
+    records = (
+        motion.RatioShadow(LARGE[0], LARGE[1], 2 * LARGE[2], LARGE[3], LARGE[3]),
+        motion.RatioShadow(SPOT[0], 97.0, 20.0, 0.2, 0.01),
+    )
+    calls = []
+
+    def first_finds_the_remnant(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            return shadow | remnant, records
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(motion, "find_shadows_in_ratio", first_finds_the_remnant)
+    empty = np.zeros(median.shape, dtype=bool)
+    result = separate_sensor_fixed(empty, median, frames, shifts)
+    assert result.ratio_searched and len(calls) == 2
+    assert not (result.core & remnant).any()
+    assert result.core[shadow].all()
+    assert result.ratio_shadows == records[:1]
+
+
 def test_ratio_search_finds_a_shadow_the_texture_hides():
     frames, shifts, median, _ = _faint_video()
     shadow = _disc(median.shape, *FAINT[:3])

@@ -299,6 +299,8 @@ def separate_sensor_fixed(
     :func:`predict_dust_free` with :func:`find_shadows_in_ratio`, never
     where a candidate was found to move with the scene, provided the prediction explains the
     scene (at most ``params.max_texture_left`` of the median's texture is left in the ratio).
+    Shadows found in the ratio alone go through :func:`sensor_fixed_test` as well, which drops
+    remnants of scene features the first scene estimate kept in part.
     With ``params.max_outline_growth`` above 0 the scene is then estimated again without the
     pixels of the shadows kept and found, and each shadow's outline is drawn again in that
     ratio, at most that fraction of its diameter farther out; no new shadow is added then.
@@ -350,6 +352,21 @@ def separate_sensor_fixed(
         min_depth=params.min_ratio_depth,
         min_fixed_fraction=params.min_deficit_ratio,
     )
+    # A shadow of the ratio alone may be the remnant of a scene feature (a sunspot longer
+    # than the drift) that the scene estimate kept only in part: the motion test, which
+    # leaves the shadow's own pixels out of the scene estimate, tells.
+    found_labels, _ = ndimage.label(found)
+    touching = np.unique(found_labels[found & kept])
+    with_candidate = np.isin(found_labels, touching[touching > 0])
+    alone = found & ~with_candidate
+    if alone.any():
+        confirmed, _ = sensor_fixed_test(alone, image, frames, offsets, params)
+        found = with_candidate | confirmed
+        shadows = tuple(
+            shadow
+            for shadow in shadows
+            if found[round(shadow.centroid_y), round(shadow.centroid_x)]
+        )
     fixed = kept | found
     if params.max_outline_growth > 0 and fixed.any():
         reach = _outline_reach(fixed, params.max_outline_growth)
@@ -711,8 +728,8 @@ def find_shadows_in_ratio(
     min_fixed_fraction : float, optional
         A shadow reaching into ``exclude`` is kept when its deficit in the ratio is at least
         this fraction of its deficit in the median, as the motion test keeps a candidate
-        (``MotionTestParams.min_deficit_ratio``): a dust shadow inside a scene feature's
-        remnant shows in both, the remnant's own edges only in the median. None keeps none.
+        (``MotionTestParams.min_deficit_ratio``): a dust shadow on a scene feature's remnant
+        shows in both, the remnant's own edges only in the median. None keeps none.
 
     Returns
     -------
