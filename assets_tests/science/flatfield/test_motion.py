@@ -143,6 +143,33 @@ def test_large_candidates_are_decided_with_their_pixels_left_out():
     np.testing.assert_array_equal(kept, shadow)
 
 
+def test_the_sky_beside_a_limb_is_no_reference():
+    # A candidate on the rim of a drifting disc: with the sky in its surroundings, a plane
+    # through them would lie below the candidate (no deficit, undecided). Measured against the
+    # surroundings on the target, it has a deficit the ratio does not show: it moved.
+    rng = np.random.default_rng(3)
+    drift, n_frames = 40.0, 24
+    margin = int(drift) + 8
+    canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.06)
+    rows, cols = np.indices(canvas.shape)
+    radius = np.hypot(rows - 48 - margin, cols - 10 - margin)
+    disc = np.sqrt(np.clip(1 - (radius / 56) ** 2, 0, 1)) / (1 + np.exp((radius - 55) / 2))
+    canvas = canvas * (0.01 + 0.99 * disc)
+    shifts = np.zeros((n_frames, 2))
+    shifts[:, 1] = np.linspace(0.0, drift, n_frames)
+    shifts[:, 0] = 0.4 * np.sin(np.arange(n_frames))
+    frames = []
+    for dy, dx in shifts:
+        moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
+        frames.append((moved + rng.normal(0.0, 5.0, moved.shape)).astype(np.float32))
+    median = np.median(np.stack(frames), axis=0)
+    rim = _disc(median.shape, 48, 80, 12)
+    assert median[48, 94] < 0.05 * median[48, 70]
+    _, verdicts = sensor_fixed_test(rim, median, frames, shifts)
+    assert verdicts[0].median_deficit > 0
+    assert verdicts[0].verdict == "scene"
+
+
 def test_candidate_without_a_deficit_is_kept_undecided():
     frames, shifts, median, _ = _video(drift_px=30.0)
     bright = np.zeros(median.shape, dtype=bool)

@@ -228,8 +228,9 @@ def sensor_fixed_test(
     boxes = ndimage.find_objects(labels)
     verdicts = []
     rejected = np.zeros(count + 1, dtype=bool)
+    on_target = _DEFAULT_DETECTION.dark_fraction * float(np.percentile(image, 99.0))
     for label, box in enumerate(boxes, start=1):
-        verdict = _judge(labels, label, box, image, frames, offsets, params)
+        verdict = _judge(labels, label, box, image, frames, offsets, params, on_target)
         verdicts.append(verdict)
         rejected[label] = not verdict.kept
     return mask & ~rejected[labels], tuple(verdicts)
@@ -585,6 +586,7 @@ def _judge(
     frames: Sequence[np.ndarray],
     offsets: np.ndarray,
     params: MotionTestParams,
+    on_target: float,
 ) -> MotionVerdict:
     height, width = image.shape
     rows, cols = np.nonzero(labels[box] == label)
@@ -621,8 +623,9 @@ def _judge(
     candidate = labels[window] == label
     near = ndimage.binary_dilation(candidate, iterations=gap_px)
     ring = ndimage.binary_dilation(candidate, iterations=gap_px + ring_px) & ~near
-    ring &= labels[window] == 0
     local = image[window]
+    # The sky beside a limb is no reference for a shadow on the target.
+    ring &= (labels[window] == 0) & (local > on_target)
     median_deficit = _deficit(local, candidate, ring)
     if not median_deficit > 0:
         return verdict(UNDECIDED_SIGNAL, median_deficit)
