@@ -313,6 +313,11 @@ def test_inpainted_follows_the_prediction_under_a_shadow_found_only_in_the_ratio
         result.asset_materializations_for_node("dust_mask")[0].metadata["guided_region_count"].value
         == 1
     )
+    # Found in the ratio alone, the shadow went through the motion test too, and stayed.
+    record = json.loads((folder / "dust_mask.json").read_text())
+    assert len(record["ratio_motion_test"]) == 1
+    assert record["ratio_motion_test"][0]["verdict"] != "scene"
+    assert record["ratio_motion_test"][0]["centroid_x"] == pytest.approx(46, abs=2)
     median = read_tiff(folder / "ser_median.tiff")
     mask = read_tiff(folder / "dust_mask.tiff") > 0
     guided = read_tiff(folder / "inpainted.tiff")

@@ -412,6 +412,8 @@ def test_a_scene_remnant_found_in_the_ratio_alone_is_dropped(monkeypatch):
     assert not (result.core & remnant).any()
     assert result.core[shadow].all()
     assert result.ratio_shadows == records[:1]
+    verdicts = sorted(verdict.verdict for verdict in result.ratio_verdicts)
+    assert verdicts == ["scene", "sensor"]
 
 
 def test_ratio_search_finds_a_shadow_the_texture_hides():

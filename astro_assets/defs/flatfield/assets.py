@@ -416,6 +416,8 @@ def dust_mask(
             f"{rejected} of {len(separated.verdicts)} candidates moved with the scene and were "
             "dropped."
         )
+    ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
+    ratio_rejected = sum(not verdict.kept for verdict in separated.ratio_verdicts)
     new_shadows = set(separated.new_shadows)
     from_ratio = [
         {**_raw_pixels(dataclasses.asdict(shadow), cell), "new": shadow in new_shadows}
@@ -445,6 +447,7 @@ def dust_mask(
                 "drift_total_px": drift_total_px,
                 "motion_test": motion,
                 "found_in_ratio": from_ratio,
+                "ratio_motion_test": ratio_motion,
             },
             indent=2,
         ),
@@ -474,6 +477,8 @@ def dust_mask(
             ),
             "found_in_ratio_count": len(new_shadows),
             "found_in_ratio": _json(from_ratio),
+            "ratio_moved_with_scene_count": ratio_rejected,
+            "ratio_motion_test": _json(ratio_motion),
             "guided_region_count": guided_count,
             "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),
             "expansion": _json(dataclasses.asdict(expansion)),

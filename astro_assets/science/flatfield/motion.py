@@ -263,6 +263,10 @@ class MotionResult:
     prediction : DustFreePrediction or None
         The prediction the outlines were last drawn in (made again without the shadows'
         pixels when ``max_outline_growth`` is above 0); None when the ratio was not searched.
+    ratio_verdicts : tuple of MotionVerdict
+        The motion test's verdicts on the shadows found in the ratio alone (touching no kept
+        candidate); those judged to move with the scene are not in ``core`` or
+        ``ratio_shadows``.
     """
 
     core: np.ndarray
@@ -272,6 +276,7 @@ class MotionResult:
     ratio_searched: bool
     texture_left: float = math.nan
     prediction: DustFreePrediction | None = None
+    ratio_verdicts: tuple[MotionVerdict, ...] = ()
 
     @property
     def new_shadows(self) -> tuple[RatioShadow, ...]:
@@ -360,8 +365,9 @@ def separate_sensor_fixed(
     touching = np.unique(found_labels[found & kept])
     with_candidate = np.isin(found_labels, touching[touching > 0])
     alone = found & ~with_candidate
+    ratio_verdicts: tuple[MotionVerdict, ...] = ()
     if alone.any():
-        confirmed, _ = sensor_fixed_test(alone, image, frames, offsets, params)
+        confirmed, ratio_verdicts = sensor_fixed_test(alone, image, frames, offsets, params)
         found = with_candidate | confirmed
         shadows = tuple(
             shadow
@@ -391,6 +397,7 @@ def separate_sensor_fixed(
         ratio_searched=True,
         texture_left=texture_left,
         prediction=prediction,
+        ratio_verdicts=ratio_verdicts,
     )
 
 
