@@ -63,6 +63,18 @@ def _video(
         transmission = np.where(
             _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius), 1 - dust_depth, 1.0
         )
+    frames, shifts, median = _drifting(canvas, margin, drift_px, n_frames, rng, transmission)
+    middle = shifts[n_frames // 2]
+    core = _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius) | _disc(
+        (HEIGHT, WIDTH), spot_row + middle[0], spot_col + middle[1], spot_radius
+    )
+    return frames, shifts, median, core
+
+
+def _drifting(canvas, margin, drift_px, n_frames, rng, transmission=1.0):
+    """Frames of ``canvas`` drifting along x by ``drift_px`` (with 0.4 px of jitter along y),
+    cropped by ``margin``, through ``transmission``, with noise of 5 ADU rms; returns frames,
+    shifts and their median."""
     shifts = np.zeros((n_frames, 2))
     shifts[:, 1] = np.linspace(0.0, drift_px, n_frames)
     shifts[:, 0] = 0.4 * np.sin(np.arange(n_frames))
@@ -71,12 +83,7 @@ def _video(
         moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
         noisy = moved * transmission + rng.normal(0.0, 5.0, moved.shape)
         frames.append(noisy.astype(np.float32))
-    median = np.median(np.stack(frames), axis=0)
-    middle = shifts[n_frames // 2]
-    core = _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius) | _disc(
-        (HEIGHT, WIDTH), spot_row + middle[0], spot_col + middle[1], spot_radius
-    )
-    return frames, shifts, median, core
+    return frames, shifts, np.median(np.stack(frames), axis=0)
 
 
 def _verdict_at(verdicts, row, col):
@@ -155,14 +162,7 @@ def test_the_sky_beside_a_limb_is_no_reference():
     radius = np.hypot(rows - 48 - margin, cols - 10 - margin)
     disc = np.sqrt(np.clip(1 - (radius / 56) ** 2, 0, 1)) / (1 + np.exp((radius - 55) / 2))
     canvas = canvas * (0.01 + 0.99 * disc)
-    shifts = np.zeros((n_frames, 2))
-    shifts[:, 1] = np.linspace(0.0, drift, n_frames)
-    shifts[:, 0] = 0.4 * np.sin(np.arange(n_frames))
-    frames = []
-    for dy, dx in shifts:
-        moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
-        frames.append((moved + rng.normal(0.0, 5.0, moved.shape)).astype(np.float32))
-    median = np.median(np.stack(frames), axis=0)
+    frames, shifts, median = _drifting(canvas, margin, drift, n_frames, rng)
     rim = _disc(median.shape, 48, 80, 12)
     assert median[48, 94] < 0.05 * median[48, 70]
     _, verdicts = sensor_fixed_test(rim, median, frames, shifts)

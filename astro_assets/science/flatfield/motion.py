@@ -350,14 +350,18 @@ def separate_sensor_fixed(
             texture_left=texture_left,
         )
     moving = np.asarray(core) & ~kept
-    found, shadows = find_shadows_in_ratio(
-        observed,
-        predicted,
-        exclude=moving,
-        detection=detection,
-        min_depth=params.min_ratio_depth,
-        min_fixed_fraction=params.min_deficit_ratio,
-    )
+
+    def search(in_prediction: DustFreePrediction) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
+        return find_shadows_in_ratio(
+            in_prediction.observed,
+            in_prediction.predicted,
+            exclude=moving,
+            detection=detection,
+            min_depth=params.min_ratio_depth,
+            min_fixed_fraction=params.min_deficit_ratio,
+        )
+
+    found, shadows = search(prediction)
     # A shadow of the ratio alone may be the remnant of a scene feature (a sunspot longer
     # than the drift) that the scene estimate kept only in part: the motion test, which
     # leaves the shadow's own pixels out of the scene estimate, tells.
@@ -378,14 +382,7 @@ def separate_sensor_fixed(
     if params.max_outline_growth > 0 and fixed.any():
         reach = _outline_reach(fixed, params.max_outline_growth)
         prediction = _without_pixels(prediction, frames, offsets, reach, params)
-        redrawn, _ = find_shadows_in_ratio(
-            prediction.observed,
-            prediction.predicted,
-            exclude=moving,
-            detection=detection,
-            min_depth=params.min_ratio_depth,
-            min_fixed_fraction=params.min_deficit_ratio,
-        )
+        redrawn, _ = search(prediction)
         labels, _ = ndimage.label(redrawn)
         same = np.unique(labels[redrawn & fixed])
         fixed = fixed | (np.isin(labels, same[same > 0]) & reach)
