@@ -244,7 +244,8 @@ class MotionResult:
     ----------
     core : np.ndarray
         (H, W) bool, the shadows fixed on the sensor: candidates not found to move with the
-        scene, plus the shadows found in the ratio.
+        scene, plus the shadows found in the ratio, their outlines drawn again when
+        ``max_outline_growth`` is above 0.
     tested : np.ndarray
         (H, W) bool, the candidates not found to move with the scene (``core`` before the
         shadows found in the ratio were added).
