@@ -71,13 +71,13 @@ def _video(
     return frames, shifts, median, core
 
 
-def _drifting(canvas, margin, drift_px, n_frames, rng, transmission=1.0):
-    """Frames of ``canvas`` drifting along x by ``drift_px`` (with 0.4 px of jitter along y),
-    cropped by ``margin``, through ``transmission``, with noise of 5 ADU rms; returns frames,
-    shifts and their median."""
+def _drifting(canvas, margin, drift_px, n_frames, rng, transmission=1.0, jitter_px=0.4):
+    """Frames of ``canvas`` drifting along x by ``drift_px`` (with ``jitter_px`` of jitter
+    along y), cropped by ``margin``, through ``transmission``, with noise of 5 ADU rms; returns
+    frames, shifts and their median."""
     shifts = np.zeros((n_frames, 2))
     shifts[:, 1] = np.linspace(0.0, drift_px, n_frames)
-    shifts[:, 0] = 0.4 * np.sin(np.arange(n_frames))
+    shifts[:, 0] = jitter_px * np.sin(np.arange(n_frames))
     frames = []
     for dy, dx in shifts:
         moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
@@ -574,14 +574,7 @@ def _gradient_video(drift_px=40.0, n_frames=24, shadow=None):
     if shadow is not None:
         row, col, radius, depth = shadow
         transmission[_disc((HEIGHT, WIDTH), row, col, radius)] = 1 - depth
-    shifts = np.zeros((n_frames, 2))
-    shifts[:, 1] = np.linspace(0.0, drift_px, n_frames)
-    frames = []
-    for dy, dx in shifts:
-        moved = ndimage.shift(canvas, (dy, dx), order=1)[margin:-margin, margin:-margin]
-        noisy = moved * transmission + rng.normal(0.0, 5.0, moved.shape)
-        frames.append(noisy.astype(np.float32))
-    return frames, shifts, np.median(np.stack(frames), axis=0)
+    return _drifting(canvas, margin, drift_px, n_frames, rng, transmission, jitter_px=0.0)
 
 
 def test_observed_median_uses_the_same_frames_as_the_prediction():

@@ -1127,6 +1127,7 @@ def _keep_dust_like(
                 float(region_significance[peak_at]),
                 props,
                 region_deficit,
+                solidity,
                 elongation,
                 float(best_radius[rows[peak_at], cols[peak_at]]),
             )
@@ -1134,7 +1135,9 @@ def _keep_dust_like(
         kept[rows, cols] = True
     found.sort(key=lambda item: -item[0])
     regions = []
-    for label, (peak_sig, props, region_deficit, elongation, radius) in enumerate(found, start=1):
+    for label, (peak_sig, props, region_deficit, solidity, elongation, radius) in enumerate(
+        found, start=1
+    ):
         regions.append(
             DustRegion(
                 label=label,
@@ -1145,7 +1148,7 @@ def _keep_dust_like(
                 mean_deficit=float(region_deficit.mean()),
                 peak_deficit=float(np.percentile(region_deficit, 99)),
                 significance=peak_sig,
-                solidity=_outline_solidity(props),
+                solidity=solidity,
                 elongation=float(elongation),
                 kind=_kind_guess(props, deficit),
                 best_radius_px=radius,

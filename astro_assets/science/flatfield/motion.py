@@ -190,6 +190,8 @@ def sensor_fixed_test(
     frames: Sequence[np.ndarray],
     shifts: np.ndarray,
     params: MotionTestParams = MotionTestParams(),
+    *,
+    detection: DustDetectionParams = _DEFAULT_DETECTION,
 ) -> tuple[np.ndarray, tuple[MotionVerdict, ...]]:
     """Drop candidates of ``core`` that moved with the scene.
 
@@ -207,6 +209,9 @@ def sensor_fixed_test(
         a scene feature at (y, x) in the scene's coordinates is at (y + dy, x + dx) in that
         frame (``DriftEstimate.shifts``, scaled to this pixel grid).
     params : MotionTestParams
+    detection : DustDetectionParams
+        ``dark_fraction`` of the median's 99th percentile delimits the target: a candidate's
+        surroundings off the target (the sky beside a limb) are no reference for its deficit.
 
     Returns
     -------
@@ -228,7 +233,7 @@ def sensor_fixed_test(
     boxes = ndimage.find_objects(labels)
     verdicts = []
     rejected = np.zeros(count + 1, dtype=bool)
-    on_target = _DEFAULT_DETECTION.dark_fraction * float(np.percentile(image, 99.0))
+    on_target = detection.dark_fraction * float(np.percentile(image, 99.0))
     for label, box in enumerate(boxes, start=1):
         verdict = _judge(labels, label, box, image, frames, offsets, params, on_target)
         verdicts.append(verdict)
@@ -318,7 +323,8 @@ def separate_sensor_fixed(
         As for :func:`sensor_fixed_test`.
     params : MotionTestParams
     detection : DustDetectionParams
-        Detector parameters for the ratio search.
+        Detector parameters for the ratio search; ``dark_fraction`` also delimits the target
+        for :func:`sensor_fixed_test`.
 
     Returns
     -------
@@ -329,7 +335,7 @@ def separate_sensor_fixed(
     ValueError
         As :func:`sensor_fixed_test`.
     """
-    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params)
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params, detection=detection)
     smallest = 2.0 * detection.min_radius_px
     offsets = np.asarray(shifts, dtype=np.float64)
     moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
@@ -372,7 +378,9 @@ def separate_sensor_fixed(
     alone = found & ~with_candidate
     ratio_verdicts: tuple[MotionVerdict, ...] = ()
     if alone.any():
-        confirmed, ratio_verdicts = sensor_fixed_test(alone, image, frames, offsets, params)
+        confirmed, ratio_verdicts = sensor_fixed_test(
+            alone, image, frames, offsets, params, detection=detection
+        )
         found = with_candidate | confirmed
         shadows = tuple(
             shadow
