@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from astro_assets.samples.solar import SolarVideoParams, SyntheticSolarVideo
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
     guided_regions,
@@ -53,15 +54,85 @@ def test_float_mask_marks_every_positive_pixel_unknown() -> None:
     np.testing.assert_allclose(out, image.astype(np.float32), rtol=2e-6)
 
 
-def test_harmonic_obeys_the_maximum_principle_at_the_frame_edge() -> None:
+def test_the_plain_membrane_obeys_the_maximum_principle_at_the_frame_edge() -> None:
     rng = np.random.default_rng(2)
     image = rng.uniform(10.0, 20.0, size=(30, 30))
     mask = np.zeros(image.shape, dtype=bool)
     mask[:8, :8] = True
-    out = inpaint(image, mask)
+    out = inpaint(image, mask, InpaintParams(trend="none"))
     boundary = image[:9, :9][~mask[:9, :9]]
     assert out[mask].min() >= boundary.min() - 1e-4
     assert out[mask].max() <= boundary.max() + 1e-4
+
+
+def dome(shape=(48, 64)) -> np.ndarray:
+    """A concave quadratic field, as a limb-darkened disc is near its limb (laplacian < 0)."""
+    yy, xx = np.indices(shape)
+    return (
+        30000.0
+        + 40.0 * yy
+        - 25.0 * xx
+        - 4.0 * (yy - 20.0) ** 2
+        - 6.0 * (xx - 30.0) ** 2
+        + (1.5 * yy * xx)
+    )
+
+
+def test_harmonic_with_the_quadratic_trend_is_exact_on_a_curved_field() -> None:
+    image, mask = dome(), holes()
+    out = inpaint(image, mask)
+    np.testing.assert_allclose(out, image.astype(np.float32), rtol=2e-6)
+    # The plain membrane is the mean of its boundary: it sags under the dome by about
+    # |laplacian| R^2 / 4 = 20 * 49 / 4 ADU at the centre of the 7 px disc.
+    sag = image - inpaint(image, mask, InpaintParams(trend="none"))
+    assert sag[15, 20] > 150.0
+
+
+def test_a_region_at_the_frame_edge_keeps_the_field_slope_and_curvature() -> None:
+    image = dome()
+    yy, xx = np.indices(image.shape)
+    mask = np.hypot(yy - 24, xx - 2) <= 9
+    out = inpaint(image, mask)
+    np.testing.assert_allclose(out, image.astype(np.float32), rtol=2e-6)
+    # Without a trend the frame edge has zero flux: the slope of the field across it is lost.
+    plain = inpaint(image, mask, InpaintParams(trend="none"))
+    assert np.abs(plain[mask] / image[mask] - 1).max() > 0.01
+
+
+def test_the_trend_fixes_the_fill_near_the_synthetic_suns_limb() -> None:
+    params = SolarVideoParams(
+        width=256, height=192, n_frames=2, texture_contrast=0.0, n_sunspots=0, dust=(), seed=0
+    )
+    scene = SyntheticSolarVideo(params).truth.scene.astype(np.float64)
+    yy, xx = np.indices(scene.shape)
+    for row, col in ((95.5, 20.0), (95.5, 10.0)):
+        mask = np.hypot(yy - row, xx - col) <= 16
+        error = np.abs(inpaint(scene, mask)[mask] / scene[mask] - 1)
+        plain = inpaint(scene, mask, InpaintParams(trend="none"))
+        plain_error = np.abs(plain[mask] / scene[mask] - 1)
+        assert error.max() < 0.005
+        assert plain_error.max() > 4 * error.max()
+
+
+def test_few_known_pixels_fit_a_plane_instead() -> None:
+    image = ramp((6, 7))
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[:5, 1:6] = True
+    # 17 known pixels: too few for six coefficients (30), enough for a plane (15), which
+    # carries the ramp's slope across the frame's edge.
+    out = inpaint(image, mask)
+    np.testing.assert_allclose(out, image.astype(np.float32), rtol=2e-6)
+    plain = inpaint(image, mask, InpaintParams(trend="none"))
+    assert np.abs(plain[mask] - image[mask]).max() > 1.0
+
+
+def test_a_hot_pixel_beside_the_region_does_not_drag_the_trend() -> None:
+    image, mask = dome(), holes()
+    hot = image.copy()
+    hot[15, 10] *= 10.0
+    out = inpaint(hot, mask)
+    disc = np.hypot(*np.indices(mask.shape) - np.array([15, 20])[:, None, None]) <= 7
+    np.testing.assert_allclose(out[disc], image[disc], rtol=2e-3)
 
 
 def test_biharmonic_option_is_close_on_a_ramp() -> None:
@@ -135,6 +206,11 @@ def test_inpaint_rejects_bad_input() -> None:
         InpaintParams(method="telea")
     with pytest.raises(ValueError, match="dark_fraction"):
         InpaintParams(dark_fraction=1.0)
+    with pytest.raises(ValueError, match="trend must be"):
+        InpaintParams(trend="cubic")
+    for reach in (0.5, float("nan")):
+        with pytest.raises(ValueError, match="trend_reach_px"):
+            InpaintParams(trend_reach_px=reach)
 
 
 def textured(shape=(48, 64), seed=2) -> np.ndarray:
