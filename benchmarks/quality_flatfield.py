@@ -264,38 +264,45 @@ LIMITS = """What limits the classical detector on these videos:
   with sunspots: 0.004 % with dust, 0.19 % dust-free (2.28 % and 1.94 % when such
   candidates were kept as undecided). Left on the dust-free ones: two faint shadows of the
   ratio search (0.5-0.6 % deep, where the median is brighter than their surroundings) and a
-  candidate with no deficit against its surroundings, kept as undecided. The flat rms in dust
-  of the case with dust, 2.36 %, comes from one shadow 3 px from the frame's edge (6.8 % rms
-  there): a continuation from three sides misses the limb darkening's gradient. Biharmonic
-  inpainting of the regions at the frame's edge took that shadow to 3.2 % but raised f/30
-  discs from 1.25 to 1.83 %, and guiding them along the prediction raised f/10 and f/60; neither
-  is used. On tracked videos nothing moved: every sunspot stays.
+  candidate with no deficit against its surroundings, kept as undecided. On tracked videos
+  nothing moved: every sunspot stays.
+- Flat error from the curvature of the field: a harmonic membrane is the mean of its
+  boundary, so it sags under the limb-darkened disc (whose intensity falls faster and faster
+  toward the limb) by about |laplacian| R^2 / 4, and at the frame's edge it can only assume a
+  zero slope. Inpainting solves for the departure from a quadratic fitted to the known pixels
+  around each region (`InpaintParams.trend`). With the plain membrane the flat rms in dust was
+  1.25 % (f/30), 1.63 % (f/10), 1.11 % (f/60) and 2.36 % (f/30 with sunspots, where one shadow
+  3 px from the frame's edge had 6.8 % rms; 1.5 % now). Tried before it: the second normal
+  derivative set to zero at the frame's edge (that shadow 2.5 %, but f/30 1.55 % through a
+  shadow whose edge profile curves), a flux measured along the edge (6.6 %: the membrane
+  still sags), biharmonic inpainting of the regions at the edge (3.2 %, f/30 1.83 %).
 - On the planet (one video in three), two large candidates on the limb, 40-46 px across, had
   no deficit against surroundings that crossed the limb and were kept as undecided (precision
   0.65). Measured against their surroundings on the target only, they are dropped as moving
   (precision 0.95). One of them had covered, by chance, part of a near-opaque shadow on the
   limb that the detector misses: the flat rms over all the planet's dust rose from 228 to
-  304 %; in the dust found it stays 9.6 %.
+  304 %; in the dust found it is 10.8 % (9.6 % with the plain membrane).
 - Faint, large f/10 donuts (1-3 % deep, 40-70 px) sit at the level of the texture left in the
   median (matched-filter significance 5-10 sigma, that of the strongest texture blobs). In the
   ratio of the median to its dust-free prediction the texture cancels, and the ratio search
   finds most of them. A donut as large as most of the drift is partly in the first scene
   estimate, so it looks shallower and smaller in the ratio (1.1-1.3 % instead of 2.4 % deep
   for a 70 px donut); the outlines are therefore drawn again in a ratio whose scene estimate
-  leaves the shadows' pixels out (`max_outline_growth`): deficit-weighted recall 0.81 -> 0.88,
-  flat rms in dust 1.79 -> 1.63 %. Still missed: the faintest donut (about 1 % peak) and the
-  faint outer rims. Both medians of the ratio are taken over the same frames at every pixel;
-  with the full median over the prediction the ratio was biased by up to 13 % near the edges
-  (where only some frames see a part of the scene others saw too). The solidity prior is
-  taken on the outline closed at a tenth of the radius: a faint donut's outline is ragged at
-  the noise level. On tracked videos nothing moved and most are missed.
+  leaves the shadows' pixels out (`max_outline_growth`): deficit-weighted recall 0.81 -> 0.88
+  (flat rms in dust 1.79 -> 1.63 % with the plain membrane). Still missed: the faintest donut
+  (about 1 % peak) and the faint outer rims. Both medians of the ratio are taken over the same
+  frames at every pixel; with the full median over the prediction the ratio was biased by up
+  to 13 % near the edges (where only some frames see a part of the scene others saw too). The
+  solidity prior is taken on the outline closed at a tenth of the radius: a faint donut's
+  outline is ragged at the noise level. On tracked videos nothing moved and most are missed.
 - Flat error inside faint donuts: a continuation from the surroundings leaves the texture
   hidden under the shadow in the flat, as deep as the shadow. The regions holding only
   shadows found in the ratio are inpainted along the dust-free prediction
   (`science.flatfield.inpaint.inpaint_guided`). Guiding every region instead, with the
-  prediction whose scene estimate leaves the shadows out, gave 1.47 % in f/10 donuts but
-  raised f/60 spots from 1.11 to 1.32 %: in a small, deep shadow the smooth continuation is
-  closer than a prediction from fewer, interpolated frames.
+  prediction whose scene estimate leaves the shadows out, gives a flat rms in dust of 1.29 %
+  (f/30), 1.48 % (f/10), 1.37 % (f/60) and 1.98 % (with sunspots), against 0.87, 1.13, 0.91
+  and 1.08 % for the continuation from the surroundings: in a small, deep shadow that
+  continuation is closer than a prediction from fewer, interpolated frames.
 - A texture blob of the quiet disc that reached the seed level in the median (the dust-free
   drifting row, one video in three) is dropped by the motion test: its deficit is not in the
   ratio.
