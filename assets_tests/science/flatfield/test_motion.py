@@ -277,6 +277,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("max_texture_left", 1.5),
         ("max_outline_growth", -0.1),
         ("max_outline_growth", 1.5),
+        ("min_deep_depth", 0.0),
+        ("min_deep_depth", 1.5),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -443,6 +445,35 @@ def test_ratio_search_finds_a_shadow_the_texture_hides():
     assert not shallow.any() and none == ()
 
 
+def _planet(shape=(96, 128), radius=40.0):
+    """A limb-darkened disc on a dark sky (100 ADU), centre at (48, 64)."""
+    yy, xx = np.indices(shape)
+    r = np.hypot(yy - 48.0, xx - 64.0) / radius
+    mu = np.sqrt(np.clip(1.0 - r**2, 0.0, 1.0))
+    return 100.0 + np.where(r < 1.0, 20000.0 * (0.2 + 0.8 * mu), 0.0)
+
+
+def test_a_near_opaque_shadow_on_the_limb_is_found_in_the_ratio():
+    predicted = _planet()
+    # Centred 2 px inside the limb: a notch in the median, continuous with the sky.
+    shadow = _disc(predicted.shape, 48.0, 26.0, 6.0)
+    median = np.where(shadow, 100.0 + 0.05 * (predicted - 100.0), predicted)
+    on_target = shadow & (predicted > 0.1 * predicted.max())
+    plain, none = find_shadows_in_ratio(median, predicted)
+    assert not plain[shadow].any() and none == ()
+    found, shadows = find_shadows_in_ratio(median, predicted, min_deep_depth=0.5)
+    assert len(shadows) == 1
+    assert found[on_target].mean() > 0.9
+    assert not (found & ~ndimage.binary_dilation(shadow, iterations=2)).any()
+    assert shadows[0].fixed_deficit > 0.5
+    # The prediction's residues at a limb (here 15 % along the whole limb band) are far
+    # shallower than a near-opaque shadow: nothing is found.
+    limb_band = (predicted > 100.0) & (predicted < 0.5 * predicted.max())
+    residue = np.where(limb_band, 0.85 * predicted, predicted)
+    clean, none = find_shadows_in_ratio(residue, predicted, min_deep_depth=0.5)
+    assert not clean.any() and none == ()
+
+
 def test_separate_sensor_fixed_searches_the_ratio_only_with_enough_motion():
     frames, shifts, median, _ = _faint_video()
     empty = np.zeros(median.shape, dtype=bool)
@@ -467,6 +498,8 @@ def test_ratio_search_rejects_bad_inputs():
         find_shadows_in_ratio(image, image, min_depth=1.0)
     with pytest.raises(ValueError, match="min_fixed_fraction"):
         find_shadows_in_ratio(image, image, min_fixed_fraction=1.0)
+    with pytest.raises(ValueError, match="min_deep_depth"):
+        find_shadows_in_ratio(image, image, min_deep_depth=0.0)
     holed = image.copy()
     holed[2, 2] = np.nan
     with pytest.raises(ValueError, match="median contains NaN or inf where the prediction"):

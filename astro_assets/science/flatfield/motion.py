@@ -64,6 +64,13 @@ UNDECIDED_SIZE = "undecided: the target moved too little compared with this shad
 UNDECIDED_COVERAGE = "undecided: too few frames cover this part of the scene"
 UNDECIDED_SIGNAL = "undecided: no deficit against its surroundings in the median"
 _DEFAULT_DETECTION = DustDetectionParams()
+_DEEP_SEARCH_FLOOR = 0.1
+"""Fraction of the prediction's 99th percentile above which deep shadows are searched in the
+ratio: on the limb band of a planet the ratio's noise is still a fraction of a percent there,
+while below it the sky's black level and noise make the ratio meaningless."""
+_DEEP_OUTLINE_LEVEL = 0.25
+"""A deep shadow's outline is drawn where the ratio is below 1 minus this fraction of the
+shadow's median depth (its penumbra, out to a quarter of the depth)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,13 @@ class MotionTestParams:
         out. A shadow as large as a good part of the drift is in the first scene estimate too,
         which makes it look shallower and smaller in the ratio than it is. 0 turns the
         refinement off. In [0, 1].
+    min_deep_depth : float
+        Shadows at least this deep in the ratio are also searched where the detector cannot
+        look: on a limb, where a near-opaque shadow fixed on the sensor is, in the median, a
+        dark notch continuous with the sky, and its surroundings leave the target. There the
+        ratio is taken wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of its 99th
+        percentile; the prediction's own residues at a limb stay far shallower (up to 15 %).
+        1 turns this search off. In (0, 1].
     """
 
     motion_test: bool = True
@@ -122,6 +136,7 @@ class MotionTestParams:
     min_ratio_depth: float = 0.005
     max_texture_left: float = 0.5
     max_outline_growth: float = 0.15
+    min_deep_depth: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -142,6 +157,8 @@ class MotionTestParams:
             raise ValueError(
                 f"max_outline_growth must be in [0, 1], got {self.max_outline_growth}."
             )
+        if not 0.0 < self.min_deep_depth <= 1.0:
+            raise ValueError(f"min_deep_depth must be in (0, 1], got {self.min_deep_depth}.")
 
 
 @dataclass(frozen=True)
@@ -366,6 +383,7 @@ def separate_sensor_fixed(
             detection=detection,
             min_depth=params.min_ratio_depth,
             min_fixed_fraction=params.min_deficit_ratio,
+            min_deep_depth=params.min_deep_depth,
         )
 
     found, shadows = search(prediction)
@@ -713,6 +731,7 @@ def find_shadows_in_ratio(
     detection: DustDetectionParams = _DEFAULT_DETECTION,
     min_depth: float = MotionTestParams().min_ratio_depth,
     min_fixed_fraction: float | None = None,
+    min_deep_depth: float = 1.0,
 ) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
     """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
 
@@ -746,6 +765,11 @@ def find_shadows_in_ratio(
         this fraction of its deficit in the median, as the motion test keeps a candidate
         (``MotionTestParams.min_deficit_ratio``): a dust shadow on a scene feature's remnant
         shows in both, the remnant's own edges only in the median. None keeps none.
+    min_deep_depth : float
+        Shadows at least this deep in the ratio are also kept where the detector cannot look
+        (``MotionTestParams.min_deep_depth``): wherever the prediction is above
+        ``_DEEP_SEARCH_FLOOR`` of its 99th percentile, across a limb and over ``exclude``
+        (no scene feature leaves half of its contrast in the ratio). 1 turns this off.
 
     Returns
     -------
@@ -776,6 +800,8 @@ def find_shadows_in_ratio(
         raise ValueError(f"min_depth must be in [0, 1), got {min_depth}.")
     if min_fixed_fraction is not None and not 0.0 < min_fixed_fraction < 1.0:
         raise ValueError(f"min_fixed_fraction must be in (0, 1), got {min_fixed_fraction}.")
+    if not 0.0 < min_deep_depth <= 1.0:
+        raise ValueError(f"min_deep_depth must be in (0, 1], got {min_deep_depth}.")
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
     if blocked.shape != image.shape or blocked.dtype != bool:
         raise ValueError(
@@ -786,6 +812,7 @@ def find_shadows_in_ratio(
     reliable = _lit_by_prediction(model, detection) & np.isfinite(image)
     if reliable.sum() < 0.01 * reliable.size or min(image.shape) < 8:
         return empty, ()
+    deep, deep_shadows = _deep_shadows(image, model, min_deep_depth, detection.min_area_px)
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
     image = np.where(reliable, image, 0.0)
     found = detect_dust(ratio, detection, valid=reliable).core
@@ -826,7 +853,66 @@ def find_shadows_in_ratio(
                 fixed_deficit=fixed_deficit,
             )
         )
-    return kept[labels], tuple(shadows)
+    found = kept[labels]
+    deep_labels, _ = ndimage.label(deep)
+    overlapping = np.unique(deep_labels[deep & found])
+    new_deep = deep & ~np.isin(deep_labels, overlapping[overlapping > 0])
+    for shadow in deep_shadows:
+        if new_deep[round(shadow.centroid_y), round(shadow.centroid_x)]:
+            shadows.append(shadow)
+    return found | new_deep, tuple(shadows)
+
+
+def _deep_shadows(
+    image: np.ndarray, model: np.ndarray, min_depth: float, min_area: float
+) -> tuple[np.ndarray, list[RatioShadow]]:
+    """Shadows at least ``min_depth`` deep in ``image / model`` wherever the prediction is
+    above ``_DEEP_SEARCH_FLOOR`` of its 99th percentile, each drawn out to
+    ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius beyond its deep part; their
+    deficits are measured against the surroundings in that band (the target's side of a
+    limb)."""
+    empty = np.zeros(image.shape, dtype=bool)
+    known = np.isfinite(model) & (model > 0) & np.isfinite(image)
+    if min_depth >= 1.0 or not known.any():
+        return empty, []
+    band = known & (model > _DEEP_SEARCH_FLOOR * float(np.percentile(model[known], 99.0)))
+    ratio = np.where(band, image / np.where(band, model, 1.0), 1.0)
+    seeds, _ = ndimage.label(band & (ratio < 1.0 - min_depth))
+    found = empty.copy()
+    shadows = []
+    height, width = image.shape
+    for label, box in enumerate(ndimage.find_objects(seeds), start=1):
+        seed_area = np.count_nonzero(seeds[box] == label)
+        reach = max(3, round(math.sqrt(seed_area / math.pi)))
+        margin = 2 * reach + 3
+        window = (
+            slice(max(box[0].start - margin, 0), min(box[0].stop + margin, height)),
+            slice(max(box[1].start - margin, 0), min(box[1].stop + margin, width)),
+        )
+        seed = seeds[window] == label
+        depth = 1.0 - float(np.median(ratio[window][seed]))
+        near = ndimage.binary_dilation(seed, iterations=reach)
+        outline = near & (ratio[window] < 1.0 - _DEEP_OUTLINE_LEVEL * depth)
+        penumbra, _ = ndimage.label(outline)
+        touched = np.unique(penumbra[seed])
+        shadow = np.isin(penumbra, touched[touched > 0])
+        area = np.count_nonzero(shadow)
+        if area < min_area:
+            continue
+        found[window] |= shadow
+        beyond = ndimage.binary_dilation(shadow, iterations=reach + 2)
+        ring = beyond & ~ndimage.binary_dilation(shadow, iterations=2) & band[window]
+        rows, cols = np.nonzero(shadow)
+        shadows.append(
+            RatioShadow(
+                centroid_y=float(rows.mean() + window[0].start),
+                centroid_x=float(cols.mean() + window[1].start),
+                diameter_px=2.0 * math.sqrt(area / math.pi),
+                median_deficit=_deficit(image[window], shadow, ring),
+                fixed_deficit=_deficit(ratio[window], shadow, ring),
+            )
+        )
+    return found, shadows
 
 
 @dataclass(frozen=True)
