@@ -20,9 +20,6 @@ __all__ = ["InpaintParams", "guided_regions", "inpaint", "inpaint_guided"]
 _BIHARMONIC_MARGIN_PX = 4
 """Known pixels kept around a region for the biharmonic stencil (it reaches two pixels out)."""
 
-_TREND_TERMS = {"quadratic": 6, "plane": 3}
-"""Number of coefficients of each trend surface, for the fit's rank check."""
-
 _TREND_MIN_PIXELS_PER_TERM = 5
 """Known pixels needed per coefficient before a trend is fitted (fewer: a lower degree)."""
 

@@ -507,14 +507,15 @@ def inpainting_guide(result: MotionResult, mask: np.ndarray) -> np.ndarray:
     return guide
 
 
-def _lit_by_prediction(predicted: np.ndarray, detection: DustDetectionParams) -> np.ndarray:
-    """Where the prediction is known and on the target: above ``detection.dark_fraction`` of
-    its 99th percentile, as the detector delimits the target in a median."""
+def _lit_by_prediction(predicted: np.ndarray, fraction: float) -> np.ndarray:
+    """Where the prediction is known and above ``fraction`` of its 99th percentile (with
+    ``DustDetectionParams.dark_fraction``: on the target, as the detector delimits it in a
+    median)."""
     known = np.isfinite(predicted) & (predicted > 0)
     if not known.any():
         return known
     level = float(np.percentile(predicted[known], 99.0))
-    return known & (predicted > detection.dark_fraction * level)
+    return known & (predicted > fraction * level)
 
 
 def _texture_left(
@@ -524,7 +525,7 @@ def _texture_left(
     the detector looks for (a band-pass between half and four times the smallest radius, so
     that pixel noise, the same in both, does not dominate), on the target away from the
     candidates."""
-    target = _lit_by_prediction(predicted, detection) & np.isfinite(median)
+    target = _lit_by_prediction(predicted, detection.dark_fraction) & np.isfinite(median)
     target &= ~ndimage.binary_dilation(np.asarray(core), iterations=3)
     if target.sum() < 100:
         return math.nan
@@ -809,7 +810,7 @@ def find_shadows_in_ratio(
             f"{blocked.shape}."
         )
     empty = np.zeros(image.shape, dtype=bool)
-    reliable = _lit_by_prediction(model, detection) & np.isfinite(image)
+    reliable = _lit_by_prediction(model, detection.dark_fraction) & np.isfinite(image)
     if reliable.sum() < 0.01 * reliable.size or min(image.shape) < 8:
         return empty, ()
     deep, deep_shadows = _deep_shadows(image, model, min_deep_depth, detection.min_area_px)
@@ -872,10 +873,9 @@ def _deep_shadows(
     deficits are measured against the surroundings in that band (the target's side of a
     limb)."""
     empty = np.zeros(image.shape, dtype=bool)
-    known = np.isfinite(model) & (model > 0) & np.isfinite(image)
-    if min_depth >= 1.0 or not known.any():
+    if min_depth >= 1.0:
         return empty, []
-    band = known & (model > _DEEP_SEARCH_FLOOR * float(np.percentile(model[known], 99.0)))
+    band = _lit_by_prediction(model, _DEEP_SEARCH_FLOOR) & np.isfinite(image)
     ratio = np.where(band, image / np.where(band, model, 1.0), 1.0)
     seeds, _ = ndimage.label(band & (ratio < 1.0 - min_depth))
     found = empty.copy()
