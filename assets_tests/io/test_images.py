@@ -89,3 +89,20 @@ def test_fits_reader_returns_what_the_writer_wrote(tmp_path: Path):
     assert data.dtype == np.float32
     np.testing.assert_array_equal(data, image)
     assert header["BLACKLVL"] == 12.5
+
+
+def test_fits_of_a_three_plane_image_holds_three_planes_and_reads_back(tmp_path: Path):
+    from astro_assets.io.images import read_fits_float32
+
+    image = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    path = write_fits_float32(tmp_path / "rgb.fits", image)
+    with fits.open(path) as hdul:
+        header = hdul[0].header
+        # Width, height and three colour planes, R first: how Siril and PixInsight store colour.
+        assert (header["NAXIS1"], header["NAXIS2"], header["NAXIS3"]) == (4, 2, 3)
+        np.testing.assert_array_equal(hdul[0].data[0], image[..., 0])
+        np.testing.assert_array_equal(hdul[0].data[2], image[..., 2])
+    data, _ = read_fits_float32(path)
+    np.testing.assert_array_equal(data, image)
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, 3\)"):
+        write_fits_float32(tmp_path / "bad.fits", np.zeros((2, 4, 2)))

@@ -54,12 +54,19 @@ def read_tiff(path: str | os.PathLike[str]) -> np.ndarray:
 def write_fits_float32(
     path: str | os.PathLike[str], image: np.ndarray, header: Mapping[str, object] | None = None
 ) -> Path:
-    """Write ``image`` as a float32 primary HDU with ``header`` cards, atomically.
+    """Write ``image`` (H, W) or (H, W, 3) as a float32 primary HDU with ``header`` cards,
+    atomically.
 
     Image row 0 is written as FITS row 1, the convention astropy, Siril and PixInsight share
-    when reading arrays; keys longer than 8 characters become HIERARCH cards.
+    when reading arrays. A three-plane image is written as three planes (NAXIS1 = W, NAXIS2 = H,
+    NAXIS3 = 3, R first), the layout of colour images in Siril and PixInsight. Keys longer than
+    8 characters become HIERARCH cards.
     """
-    hdu = fits.PrimaryHDU(np.ascontiguousarray(image, dtype=np.float32))
+    data = np.asarray(image)
+    if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 3)):
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {data.shape}.")
+    planes = np.moveaxis(data, 2, 0) if data.ndim == 3 else data
+    hdu = fits.PrimaryHDU(np.ascontiguousarray(planes, dtype=np.float32))
     for key, value in (header or {}).items():
         card_key = key if len(key) <= 8 else f"HIERARCH {key}"
         hdu.header[card_key] = value
@@ -69,9 +76,14 @@ def write_fits_float32(
 
 
 def read_fits_float32(path: str | os.PathLike[str]) -> tuple[np.ndarray, fits.Header]:
-    """The primary image of a FITS file written by :func:`write_fits_float32`, and its header."""
+    """The primary image of a FITS file written by :func:`write_fits_float32`, (H, W) or
+    (H, W, 3), and its header."""
     with fits.open(path) as hdul:
-        return np.asarray(hdul[0].data, dtype=np.float32), hdul[0].header.copy()
+        data = np.asarray(hdul[0].data, dtype=np.float32)
+        header = hdul[0].header.copy()
+    if data.ndim == 3:
+        data = np.ascontiguousarray(np.moveaxis(data, 0, 2))
+    return data, header
 
 
 def to_display_uint8(

@@ -12,12 +12,13 @@ from scipy import ndimage
 
 from astro_assets.defs.flatfield import assets as flatfield_assets
 from astro_assets.defs.flatfield import defs as flatfield_defs
-from astro_assets.io.images import read_tiff
+from astro_assets.io.images import read_fits_float32, read_tiff
 from astro_assets.io.ser import open_ser, write_ser
 from astro_assets.resources.dust_eye import DustEye
 from astro_assets.resources.gemini import GeminiImageModel
 from astro_assets.resources.image_model import DustMaskResult
 from astro_assets.samples import DustSpec, SolarVideoParams, SolarVideoTruth, write_sample_video
+from astro_assets.samples.solar import synthesize_frames_array
 
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
 
@@ -150,6 +151,38 @@ def test_calibrated_video_changes_frames_by_the_flat_alone(
             )
     reported = result.asset_materializations_for_node("calibrated_video")[0].metadata
     assert reported["clipped_pixels"].value == clipped
+
+
+@pytest.mark.parametrize("color", ["RGB", "BGR"])
+def test_whole_graph_calibrates_a_three_plane_video(instance, data_store, layout, color):
+    # The dusty sample seen in three planes of unequal gain, stored in either channel order.
+    frames, truth = synthesize_frames_array(DUSTY)
+    gains = np.array([1.0, 0.7, 0.4])
+    video = np.rint(frames[..., None] * gains).astype(np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "planes.ser", video, color=color, depth=16)
+    result = _materialize(instance, data_store, "planes")
+    assert result.success
+    assert _check_results(result) == dict.fromkeys(_check_results(result), True)
+    folder = layout.flatfield_dir("planes")
+    flat, header = read_fits_float32(folder / "final_flatfield.fits")
+    black = float(header["BLACKLVL"])
+    assert flat.shape == video.shape[1:]
+    assert (header["NAXIS1"], header["NAXIS2"], header["NAXIS3"]) == (DUSTY.width, DUSTY.height, 3)
+    assert read_tiff(folder / "final_flatfield.tiff").shape == video.shape[1:]
+    dust = truth.transmission < 0.9
+    for plane in range(3):
+        assert np.all(flat[..., plane][dust] < 0.95)
+    with open_ser(folder / "calibrated.ser") as calibrated:
+        assert calibrated.color == color
+        assert calibrated.frames.shape == video.shape
+        for raw, cal in zip(video, calibrated.frames, strict=True):
+            expected = raw - black
+            kept = (expected >= 0) & (np.rint(expected / flat) <= 65535)
+            # Rounding to integers: calibrated * flat == frame - b within half a code times flat.
+            np.testing.assert_allclose(
+                (cal * flat)[kept], expected[kept], atol=0.5 * flat.max() + 1e-6
+            )
 
 
 def test_rematerializing_inpainted_updates_downstream_deterministically(

@@ -11,6 +11,7 @@ from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_fr
 from astro_assets.science.flatfield.dust import expand_mask
 from astro_assets.science.flatfield.flatfield import (
     FlatParams,
+    IntegerCalibrator,
     apply_flat,
     estimate_black_level,
     synthesize_flat,
@@ -171,6 +172,90 @@ def test_apply_flat_inverts_the_flat() -> None:
     # calibrated * flat == frame - b: exact where the flat is 1.0, to float32 rounding elsewhere.
     np.testing.assert_array_equal(calibrated[flat == 1.0], original[flat == 1.0])
     np.testing.assert_allclose(calibrated * flat, original, rtol=1e-6, atol=1e-3)
+
+
+def rounded_reference(frame, flat, black_level, max_value, dtype):
+    """What the integer calibration must return: the float32 calibration rounded and clipped."""
+    calibrated = np.rint(apply_flat(frame, flat, black_level))
+    clipped = int(np.count_nonzero((calibrated < 0) | (calibrated > max_value)))
+    return np.clip(calibrated, 0, max_value).astype(dtype), clipped
+
+
+def test_integer_calibration_rounds_and_clips_the_float_calibration_exactly() -> None:
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    b = truth.black_level_adu
+    params = FlatParams(black_level_mode="value", black_level=b)
+    flat = synthesize_flat(median, reference, expand_mask(truth.dust_support()), params).flat
+    assert np.any(flat < 1.0)
+    rng = np.random.default_rng(3)
+    # The whole 16-bit range: values below the black level clip to 0, values that the flat
+    # raises above 65535 clip to 65535, and halves of odd values round to even.
+    frames = rng.integers(0, 65536, (3, *flat.shape), dtype=np.uint16)
+    frames[0, flat < 1.0] = 65535
+    frames[1] = np.uint16(b) + 5
+    calibrate = IntegerCalibrator(flat, b, np.uint16, 65535)
+    expected_clipped = 0
+    for frame in frames:
+        original = frame.copy()
+        expected, clipped = rounded_reference(frame, flat, b, 65535, np.uint16)
+        got = calibrate(frame)
+        assert got.dtype == np.uint16
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(frame, original)
+        expected_clipped += clipped
+    assert expected_clipped > 0
+    assert calibrate.clipped_pixels == expected_clipped
+
+
+def test_integer_calibration_of_rgb_12_bit_and_big_endian_frames() -> None:
+    rng = np.random.default_rng(4)
+    flat = rng.uniform(0.5, 1.3, (6, 7, 3)).astype(np.float32)
+    frame = rng.integers(0, 4096, (6, 7, 3), dtype=np.uint16)
+    calibrate = IntegerCalibrator(flat, 12.5, np.uint16, 4095)
+    expected, clipped = rounded_reference(frame, flat, 12.5, 4095, np.uint16)
+    np.testing.assert_array_equal(calibrate(frame), expected)
+    # The same values stored big-endian, and seen through a channel-reversed view.
+    np.testing.assert_array_equal(calibrate(frame.astype(">u2")), expected)
+    reversed_view = frame[..., ::-1].copy()[..., ::-1]
+    np.testing.assert_array_equal(calibrate(reversed_view), expected)
+    assert calibrate.clipped_pixels == 3 * clipped
+    eight_bit = IntegerCalibrator(flat[..., 0], 0.0, np.uint8, 255)
+    small = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    expected, _ = rounded_reference(small, flat[..., 0], 0.0, 255, np.uint8)
+    np.testing.assert_array_equal(eight_bit(small), expected)
+
+
+def test_integer_calibration_rejects_bad_input() -> None:
+    flat = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="flat must be > 0"):
+        IntegerCalibrator(np.zeros((4, 5)), 0.0, np.uint16, 65535)
+    with pytest.raises(ValueError, match="NaN"):
+        IntegerCalibrator(np.full((4, 5), np.nan), 0.0, np.uint16, 65535)
+    with pytest.raises(ValueError, match="black_level must be finite"):
+        IntegerCalibrator(flat, np.inf, np.uint16, 65535)
+    with pytest.raises(ValueError, match="integer type"):
+        IntegerCalibrator(flat, 0.0, np.float32, 1)
+    with pytest.raises(ValueError, match="max_value"):
+        IntegerCalibrator(flat, 0.0, np.uint8, 4095)
+    calibrate = IntegerCalibrator(flat, 0.0, np.uint16, 65535)
+    with pytest.raises(ValueError, match="differs from the flat"):
+        calibrate(np.ones((5, 4), np.uint16))
+    with pytest.raises(ValueError, match="raw integers"):
+        calibrate(np.ones((4, 5), np.float32))
+
+
+def test_apply_flat_takes_rgb_frames_plane_by_plane() -> None:
+    rng = np.random.default_rng(5)
+    flat = rng.uniform(0.5, 1.0, (4, 5, 3)).astype(np.float32)
+    frame = rng.integers(100, 1000, (4, 5, 3), dtype=np.uint16)
+    calibrated = apply_flat(frame, flat, 10.0)
+    for plane in range(3):
+        np.testing.assert_array_equal(
+            calibrated[..., plane], apply_flat(frame[..., plane], flat[..., plane], 10.0)
+        )
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, 3\)"):
+        apply_flat(frame[..., :2], flat[..., :2], 0.0)
 
 
 def test_functions_do_not_change_their_inputs() -> None:

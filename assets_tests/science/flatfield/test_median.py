@@ -10,8 +10,6 @@ import itertools
 import os
 from pathlib import Path
 
-import numba
-import numba.core.caching
 import numpy as np
 import pytest
 
@@ -271,23 +269,6 @@ def test_more_frames_than_16_bit_counters_hold():
     frames[:, 0, 2] = 60000
     frames[: frame_count // 2 + 1, 0, 2] = 10
     assert_exact(temporal_median(frames, workers=1), frames)
-
-
-def add_one(values):
-    return values + 1
-
-
-def test_kernels_compile_without_a_writable_cache_directory(monkeypatch):
-    # A read-only installation and no writable home: numba refuses cache=True, and the
-    # kernels are compiled in every process instead of failing at import.
-    def refuse(locator):
-        raise OSError("read-only file system")
-
-    monkeypatch.setattr(numba.core.caching._CacheLocator, "ensure_cache_path", refuse)
-    with pytest.raises(RuntimeError, match="no locator available"):
-        numba.njit(cache=True)(add_one)
-    compiled = median_module._compiled(add_one)
-    np.testing.assert_array_equal(compiled(np.arange(3)), [1, 2, 3])
 
 
 def test_cfa_mosaic_keeps_each_raw_pixel_separate():

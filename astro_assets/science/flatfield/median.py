@@ -84,6 +84,8 @@ from typing import TypeVar
 import numba
 import numpy as np
 
+from astro_assets.science.compiled import compiled
+
 __all__ = ["TemporalMedianParams", "temporal_median"]
 
 _Task = TypeVar("_Task")
@@ -579,22 +581,6 @@ class _KeyFileReader:
         np.copyto(converted, source, casting="safe")
 
 
-def _compiled(function: Callable) -> Callable:
-    """``function`` compiled by numba on first call, releasing the GIL, without bounds checks.
-
-    The machine code is cached on disk (next to this module, or in numba's user-wide cache
-    directory) so that later processes load it instead of compiling again. Where numba finds
-    no writable cache directory (a read-only installation without a writable home), numba
-    refuses ``cache=True``; the kernels are then compiled in every process instead.
-    """
-    try:
-        return numba.njit(nogil=True, cache=True, boundscheck=False)(function)
-    except RuntimeError as error:
-        if "no locator available" not in str(error):
-            raise
-    return numba.njit(nogil=True, boundscheck=False)(function)
-
-
 _pread = numba.types.ExternalFunction(
     "pread",
     numba.types.intp(numba.types.intc, numba.types.voidptr, numba.types.uintp, numba.types.int64),
@@ -603,7 +589,7 @@ _pread = numba.types.ExternalFunction(
 code: the read loop of a span then runs without the interpreter (one call per frame)."""
 
 
-@_compiled
+@compiled
 def _read_rows(descriptor, target, row_bytes, first, stride):  # pragma: no cover - compiled
     """Read ``row_bytes`` bytes at ``first + f * stride`` of the file into row ``f`` of
     ``target`` for every row; return the number of rows read, or the first row whose read
@@ -620,7 +606,7 @@ def _read_rows(descriptor, target, row_bytes, first, stride):  # pragma: no cove
     return target.shape[0]
 
 
-@_compiled
+@compiled
 def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - compiled
     """Medians over axis 0 of ``keys[:, :values]`` (uint16 keys), written to ``out[:values]``
     as float32 values (``int16(key ^ flip)`` for signed data, else the key).
@@ -760,7 +746,7 @@ def _median_of_keys(keys, values, tile, swap, flip, out):  # pragma: no cover - 
             out[start + p] = np.float32((low_value + high_value) / 2)
 
 
-@_compiled
+@compiled
 def _search_coarse(
     coarse, width, bits, skipped, rank, coarse_found, threshold, lane_counts, counts
 ):  # pragma: no cover - compiled
@@ -776,7 +762,7 @@ def _search_coarse(
                 coarse_found[p] += step
 
 
-@_compiled
+@compiled
 def _prepare_tile(
     keys, start, stop, swap, flip_key, lowest, highest, seen
 ):  # pragma: no cover - compiled
@@ -824,7 +810,7 @@ def _prepare_tile(
         frame += 1
 
 
-@_compiled
+@compiled
 def _count_below(keys, start, stop, threshold, lane_counts, counts):  # pragma: no cover
     """``counts[p]`` = number of frames whose key in column ``start + p`` is below
     ``threshold[p]``. Counted in 16-bit lanes, eight frames per step (one vector compare
@@ -871,7 +857,7 @@ def _count_below(keys, start, stop, threshold, lane_counts, counts):  # pragma: 
             counts[p] += lane_counts[p]
 
 
-@_compiled
+@compiled
 def _build_coarse_keys(keys, start, stop, lowest, top, coarse):  # pragma: no cover
     """``coarse[f, p]`` = the top 8 of the ``top`` bits of ``keys[f, start + p] - lowest[p]``
     (all of them when ``top <= 8``).
@@ -889,7 +875,7 @@ def _build_coarse_keys(keys, start, stop, lowest, top, coarse):  # pragma: no co
             target[p] = np.uint8(aligned >> 8)
 
 
-@_compiled
+@compiled
 def _build_window_keys(keys, start, stop, window_low, unit, coarse):  # pragma: no cover
     """``coarse[f, p]`` = ``(keys[f, start + p] - window_low[p]) >> unit``, clamped to
     [0, 255]: exact inside the window, 0 below it and 255 above, which keeps every count
@@ -910,7 +896,7 @@ def _build_window_keys(keys, start, stop, window_low, unit, coarse):  # pragma: 
             target[p] = np.uint8(np.uint16(offset * scale) >> 8)
 
 
-@_compiled
+@compiled
 def _count_coarse_and_max_below(
     coarse, width, threshold, lane_counts, counts, below
 ):  # pragma: no cover - compiled
@@ -962,7 +948,7 @@ def _count_coarse_and_max_below(
             counts[p] += lane_counts[p]
 
 
-@_compiled
+@compiled
 def _count_and_largest_below(keys, column, limit):  # pragma: no cover - compiled
     """The number of keys below ``limit`` in column ``column``, and the largest (0 if none)."""
     count = 0
@@ -975,7 +961,7 @@ def _count_and_largest_below(keys, column, limit):  # pragma: no cover - compile
     return count, largest
 
 
-@_compiled
+@compiled
 def _count_coarse_below(coarse, width, threshold, lane_counts, counts):  # pragma: no cover
     """``counts[p]`` = number of frames whose byte key ``coarse[f, p]`` is below
     ``threshold[p]``: 64 columns per vector compare, counted in 8-bit lanes in chunks of
@@ -1021,7 +1007,7 @@ def _count_coarse_below(coarse, width, threshold, lane_counts, counts):  # pragm
             counts[p] += lane_counts[p]
 
 
-@_compiled
+@compiled
 def _count_and_max_below(
     keys, start, stop, threshold, lane_counts, counts, below
 ):  # pragma: no cover - compiled
