@@ -185,6 +185,20 @@ def test_whole_graph_calibrates_a_three_plane_video(instance, data_store, layout
             )
 
 
+def test_a_single_frame_video_fails_dust_mask_with_what_to_do(instance, data_store, layout):
+    frames, _ = synthesize_frames_array(DUSTY)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "still.ser", frames[:1], color="MONO", depth=16)
+    result = _materialize(instance, data_store, "still")
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["dust_mask"]
+    message = failures[0].event_specific_data.error.message
+    assert "has 1 frame" in message and "capture a video" in message
+    assert read_tiff(layout.flatfield_dir("still") / "ser_median.tiff").shape == frames.shape[1:]
+    assert not (layout.flatfield_dir("still") / "dust_mask.tiff").exists()
+
+
 def test_rematerializing_inpainted_updates_downstream_deterministically(
     instance, data_store, layout, dusty_video
 ):

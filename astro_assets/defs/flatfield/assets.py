@@ -386,6 +386,16 @@ def dust_mask(
     key = context.partition_key
     median = _read(data_store, key, MEDIAN_FILE)
     with _open_source(data_store, key) as video:
+        if video.n_frames < 2:
+            raise dg.Failure(
+                description=(
+                    f"{key}: the video has {video.n_frames} frame. Dust is told from the scene "
+                    "by what stays fixed on the sensor while the target moves, which takes "
+                    "several frames; capture a video (hundreds of frames) with the target "
+                    "drifting across the sensor."
+                ),
+                allow_retries=False,
+            )
         color = video.color
         classical = ClassicalImageModel(detection=params_from_config(config, DustDetectionParams))
         choice = _choose(dust_eye, config, data_store, classical)
