@@ -352,8 +352,8 @@ class IntegerCalibrator:
 
     ``calibrator(frame)`` is ``np.clip(np.rint(apply_flat(frame, flat, b)), 0, max_value)``
     cast to ``dtype``, value for value, computed in one compiled pass per frame instead of
-    about a dozen numpy passes over float64 copies (7-8x faster on a 1.2 MP 16-bit frame). The
-    flat is checked once, not per frame.
+    about a dozen numpy passes over float64 copies, with the flat checked once instead of per
+    frame: 1.4 s against 4.0 s for 440 frames of 1280 x 960 16-bit on 2 cores.
 
     Parameters
     ----------
