@@ -190,7 +190,7 @@ def test_integer_calibration_rounds_and_clips_the_float_calibration_exactly() ->
     assert np.any(flat < 1.0)
     rng = np.random.default_rng(3)
     # The whole 16-bit range: values below the black level clip to 0, values that the flat
-    # raises above 65535 clip to 65535, and halves of odd values round to even.
+    # raises above 65535 clip to 65535.
     frames = rng.integers(0, 65536, (3, *flat.shape), dtype=np.uint16)
     frames[0, flat < 1.0] = 65535
     frames[1] = np.uint16(b) + 5
@@ -220,6 +220,11 @@ def test_integer_calibration_of_rgb_12_bit_and_big_endian_frames() -> None:
     reversed_view = frame[..., ::-1].copy()[..., ::-1]
     np.testing.assert_array_equal(calibrate(reversed_view), expected)
     assert calibrate.clipped_pixels == 3 * clipped
+    # A black level of half a code puts every value of a unit flat on a half: rounded to even.
+    halves = IntegerCalibrator(np.ones((2, 3), np.float32), 0.5, np.uint16, 4095)
+    np.testing.assert_array_equal(
+        halves(np.array([[1, 2, 3], [4, 5, 6]], np.uint16)), [[0, 2, 2], [4, 4, 6]]
+    )
     eight_bit = IntegerCalibrator(flat[..., 0], 0.0, np.uint8, 255)
     small = rng.integers(0, 256, (6, 7), dtype=np.uint8)
     expected, _ = rounded_reference(small, flat[..., 0], 0.0, 255, np.uint8)

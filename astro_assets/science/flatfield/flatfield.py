@@ -384,7 +384,7 @@ class IntegerCalibrator:
             raise ValueError(
                 f"max_value must lie in [1, {limit}] for {out_dtype}, got {max_value}."
             )
-        self._flat = np.ascontiguousarray(_checked_flat(flat, black_level))
+        self._flat = _checked_flat(flat, black_level)
         self._black_level = float(black_level)
         self._dtype = out_dtype.newbyteorder("=")
         self._max_value = float(max_value)
