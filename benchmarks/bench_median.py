@@ -9,7 +9,8 @@ memory), then in one run measures:
   per repetition (best and median of the repetitions), the peak resident set of that
   subprocess (``ru_maxrss``, which counts file pages mapped into the process as well), and
   the 1-minute load average before each repetition. Each subprocess first makes one tiny
-  call, timed apart, so that loading (or compiling) the counting kernels is not counted in
+  call on the same file (the first row of two frames), timed apart, so that loading (or
+  compiling) the counting kernels, the one that reads the file included, is not counted in
   the call on the video;
 - the first call's time with an empty kernel cache (a fresh ``NUMBA_CACHE_DIR``: numba
   compiles) and with that cache filled (numba loads the compiled kernels);
@@ -128,11 +129,11 @@ def child_median(path: Path, budget_mb: float, workers: int | None) -> None:
     from astro_assets.io.ser import open_ser
     from astro_assets.science.flatfield.median import temporal_median
 
-    start = time.perf_counter()
-    temporal_median(np.arange(16, dtype=np.uint16).reshape(4, 2, 2))
-    first_call = time.perf_counter() - start
     with open_ser(path) as video:
         frames = video.frames
+        start = time.perf_counter()
+        temporal_median(frames[:2, :1], workers=workers)
+        first_call = time.perf_counter() - start
         before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         median = temporal_median(frames, memory_budget_mb=budget_mb, workers=workers)

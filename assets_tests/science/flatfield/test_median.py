@@ -146,7 +146,9 @@ def median_of_keys(data: np.ndarray, tile: int) -> np.ndarray:
     keys = np.zeros((frame_count, median_module._key_row_values(values)), np.uint16)
     keys[:, :values] = data
     out = np.full(values, np.nan, np.float32)
-    median_module._median_of_keys(keys, values, tile, False, 0, out)
+    median_module._median_of_keys(
+        keys, values, tile, False, 0, out, median_module._new_guessing_state()
+    )
     return out
 
 
@@ -246,7 +248,9 @@ def test_kernel_with_several_tiles_and_a_partial_one(frame_count, values):
     keys = np.zeros((frame_count, median_module._key_row_values(values)), np.uint16)
     keys[:, :values] = data
     out = np.full(values, np.nan, np.float32)
-    median_module._median_of_keys(keys, values, 32, False, 0, out)
+    median_module._median_of_keys(
+        keys, values, 32, False, 0, out, median_module._new_guessing_state()
+    )
     np.testing.assert_array_equal(out, reference(data))
 
 
@@ -256,8 +260,131 @@ def test_kernel_swaps_bytes_and_flips_signed_keys():
     keys = np.zeros((12, median_module._key_row_values(40)), np.uint16)
     keys[:, :40] = data.astype(">i2").view(np.uint16)
     out = np.empty(40, np.float32)
-    median_module._median_of_keys(keys, 40, 32, True, 0x8000, out)
+    median_module._median_of_keys(
+        keys, 40, 32, True, 0x8000, out, median_module._new_guessing_state()
+    )
     np.testing.assert_array_equal(out, reference(data))
+
+
+def run_kernel(data: np.ndarray, tile: int, guessing: np.ndarray) -> np.ndarray:
+    """Run the counting kernel on uint16 ``data`` (frames, values) with a given state of
+    its mean-centred windows (updated in place)."""
+    frame_count, values = data.shape
+    keys = np.zeros((frame_count, median_module._key_row_values(values)), np.uint16)
+    keys[:, :values] = data
+    out = np.full(values, np.nan, np.float32)
+    median_module._median_of_keys(keys, values, tile, False, 0, out, guessing)
+    return out
+
+
+def noisy_columns(frame_count: int, columns: int, sigma: float, seed: int) -> np.ndarray:
+    """Gaussian noise of ``sigma`` around a level of its own per column: a spread of about
+    6 sigma, mostly in the tails, with the median within a few hundredths of sigma of the
+    mean for a few hundred frames."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(5 * sigma, 65535 - 5 * sigma, size=columns)
+    return np.rint(level + rng.normal(0.0, sigma, size=(frame_count, columns)))
+
+
+def far_from_the_mean(frame_count: int, level: float, separation: float, seed: int) -> np.ndarray:
+    """A column whose median lies far from its mean: 60 % of its values in a second mode
+    ``separation`` above the first (each mode 1/15 of that wide)."""
+    rng = np.random.default_rng(seed)
+    values = level + rng.normal(0.0, separation / 15, size=frame_count)
+    values[: frame_count * 3 // 5] += separation
+    return np.rint(rng.permutation(values))
+
+
+@pytest.mark.parametrize("frame_count", [200, 201])
+@pytest.mark.parametrize("zero_low_bits", [0, 4])
+def test_mean_centred_windows_place_medians_and_columns_that_miss_are_searched_alone(
+    frame_count, zero_low_bits
+):
+    columns = 1024
+    level = 2**zero_low_bits
+    # 12 bits of levels: a spread of about 2,200 levels.
+    data = noisy_columns(frame_count, columns, sigma=400.0 * level, seed=7)
+    far = [3, 100, 511, 700, 1000]
+    for number, column in enumerate(far):
+        data[:, column] = far_from_the_mean(frame_count, 20000.0, 1000.0 * level, seed=number)
+    # The lower middle of an even count 300 levels below the upper middle, which is the
+    # mean: below the window of 128 levels on each side.
+    middle = 30000
+    split = np.full(frame_count, float(middle))
+    below, above = (frame_count - 1) // 2, frame_count // 2
+    split[:below] = middle - 1000 * level
+    split[below] = middle - 300 * level
+    split[frame_count - above + 1 :] = middle + 1000 * level
+    split[-1] += 300 * level + 1000 * level * (below - above + 1)
+    assert split.mean() == middle
+    data[:, 20] = split
+    # Medians at the lowest value, 100 levels below the mean (the window starts there),
+    # and at 0 (a window that would start below 0).
+    lowest = data[:, 21].min()
+    data[:, 21] = np.where(np.arange(frame_count) % 2 == 0, lowest, lowest + 200 * level)
+    data[:, 22] = np.where(np.arange(frame_count) % 3 == 0, 300.0 * level, 0.0)
+    # A median at the top key of its window, which is the column's highest value: the
+    # window starts 128 levels below the mean and holds 255 levels, so 60 % of the values
+    # at ``d`` levels above the rest put the median there when d - floor(0.6 d) = 127.
+    high = frame_count * 3 // 5
+    d = next(d for d in range(200, 400) if d - (d * high) // frame_count == 127)
+    data[:, 23] = np.where(np.arange(frame_count) < high, 25000.0 + d * level, 25000.0)
+    # The medians of these lie outside their windows: the far columns, and for an odd
+    # count the split one, whose median is its value 300 levels below the mean.
+    alone = len(far) + frame_count % 2
+    data = (np.clip(data, 0, 65535).astype(np.int64) >> zero_low_bits << zero_low_bits).astype(
+        np.uint16
+    )
+    guessing = median_module._new_guessing_state()
+
+    np.testing.assert_array_equal(run_kernel(data, columns, guessing), reference(data))
+    tiles_placed, columns_alone = guessing[2], guessing[3]
+    assert tiles_placed == 1
+    assert columns_alone == alone
+
+
+@pytest.mark.parametrize("frame_count", [60, 61])
+def test_tiles_with_many_misses_are_searched_from_the_top_and_windows_pause(frame_count):
+    columns = 256
+    data = np.stack(
+        [far_from_the_mean(frame_count, 20000.0 + 10 * c, 3000.0, seed=c) for c in range(columns)],
+        axis=1,
+    ).astype(np.uint16)
+    data[0, 0] = 65535
+    guessing = median_module._new_guessing_state()
+
+    np.testing.assert_array_equal(run_kernel(data, 64, guessing), reference(data))
+    # Tile 1 missed: 4 tiles of pause, of which tiles 2-4 are 3; the next pause is 8.
+    assert guessing.tolist() == [1, 8, 0, 0]
+    np.testing.assert_array_equal(run_kernel(data, 64, guessing), reference(data))
+    # Tile 1 of this call ends the pause, tile 2 misses: 8 tiles, 2 of them done.
+    assert guessing.tolist() == [6, 16, 0, 0]
+    guessing[:2] = [0, 64]
+    run_kernel(data, 64, guessing)
+    assert guessing[1] == median_module._GUESS_MAX_PAUSE_TILES
+    assert guessing[0] == median_module._GUESS_MAX_PAUSE_TILES - 3
+
+
+def test_a_placed_tile_resets_the_pause():
+    noisy = noisy_columns(301, 128, sigma=500.0, seed=9).astype(np.uint16)
+    guessing = np.array([0, 32, 0, 0], np.int64)
+
+    np.testing.assert_array_equal(run_kernel(noisy, 64, guessing), reference(noisy))
+    assert guessing.tolist() == [0, median_module._GUESS_PAUSE_TILES, 2, 0]
+
+
+@pytest.mark.parametrize("dtype", [">u2", "<i2", ">i2"])
+def test_mean_centred_windows_at_both_ends_of_the_range(dtype):
+    # Saturated and black pixels: clipped noise whose windows would reach beyond 0 and
+    # 65535 (or the int16 limits), through the whole function with its byte swaps and flips.
+    rng = np.random.default_rng(8)
+    frame_count = 150
+    low = rng.normal(0, 1500, size=(frame_count, 16, 16))
+    high = rng.normal(65535, 1500, size=(frame_count, 16, 16))
+    data = np.clip(np.concatenate([low, high], axis=1), 0, 65535).astype(np.uint16)
+    frames = (data.astype(np.int32) - 32768).astype(dtype) if "i" in dtype else data.astype(dtype)
+
+    assert_exact(temporal_median(frames, workers=2), frames)
 
 
 def test_more_frames_than_16_bit_counters_hold():
