@@ -199,6 +199,43 @@ def test_a_single_frame_video_fails_dust_mask_with_what_to_do(instance, data_sto
     assert not (layout.flatfield_dir("still") / "dust_mask.tiff").exists()
 
 
+def _retries(result) -> list[str]:
+    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_a_video_replaced_after_its_median_fails_dust_mask_at_once(instance, data_store, layout):
+    frames, _ = synthesize_frames_array(DUSTY)
+    layout.incoming_ser.mkdir(parents=True)
+    video = layout.incoming_ser / "replaced.ser"
+    write_ser(video, frames, color="MONO", depth=16)
+    assert _materialize(instance, data_store, "replaced", selection=["ser_median"]).success
+    write_ser(video, frames[:, :100, :120], color="MONO", depth=16)
+
+    result = _materialize(instance, data_store, "replaced", selection=["dust_mask"])
+
+    assert not result.success
+    assert _retries(result) == []
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failures[0].event_specific_data.error.message
+    assert f"shape {frames.shape[1:]}" in message and "(100, 120)" in message
+    assert "Materialize ser_median again" in message
+
+
+def test_bad_configuration_of_dust_mask_and_inpainted_is_not_retried(
+    instance, data_store, layout, dusty_video
+):
+    assert _materialize(instance, data_store, "dusty", selection=["ser_median"]).success
+    bad_mask = {"ops": {"dust_mask": {"config": {"min_deficit_ratio": 1.5}}}}
+    result = _materialize(instance, data_store, "dusty", ["dust_mask"], bad_mask)
+    assert not result.success
+    assert _retries(result) == []
+    assert _materialize(instance, data_store, "dusty", selection=["dust_mask"]).success
+    bad_inpainting = {"ops": {"inpainted": {"config": {"trend_reach_px": 0.5}}}}
+    result = _materialize(instance, data_store, "dusty", ["inpainted"], bad_inpainting)
+    assert not result.success
+    assert _retries(result) == []
+
+
 def test_rematerializing_inpainted_updates_downstream_deterministically(
     instance, data_store, layout, dusty_video
 ):

@@ -1,8 +1,9 @@
 """The flat-field asset graph, one partition per SER video."""
 
+import contextlib
 import dataclasses
 import json
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -286,14 +287,16 @@ def _choose(
     )
 
 
-def _ask(call):
-    """Run an image-model call; only transient API failures may be retried by the step policy.
+@contextlib.contextmanager
+def _fails_at_once_on_bad_input() -> Iterator[None]:
+    """Let the step's retry policy retry only what may pass on another attempt.
 
-    Bad inputs and safety blocks fail the same way on every attempt, so retrying them would
-    only repeat (and for Gemini, bill) the same request.
+    The policy is there for transient image-model API failures. Bad inputs and configuration
+    (``ValueError``, which includes ``SerFormatError``) and safety blocks fail the same way
+    on every attempt, so retrying them would only repeat (and for Gemini, bill) the same work.
     """
     try:
-        return call()
+        yield
     except GeminiBlockedError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except GeminiError:
@@ -383,126 +386,138 @@ def dust_mask(
     shadowed pixel is fully corrected. Written as ``dust_mask.tiff`` (float32, (H, W), the
     pixel grid of the raw frames).
     """
-    key = context.partition_key
-    median = _read(data_store, key, MEDIAN_FILE)
-    with _open_source(data_store, key) as video:
-        if video.n_frames < 2:
-            raise dg.Failure(
-                description=(
-                    f"{key}: the video has {video.n_frames} frame. Dust is told from the scene "
-                    "by what stays fixed on the sensor while the target moves, which takes "
-                    "several frames; capture a video (hundreds of frames) with the target "
-                    "drifting across the sensor."
-                ),
-                allow_retries=False,
+    with _fails_at_once_on_bad_input():
+        key = context.partition_key
+        median = _read(data_store, key, MEDIAN_FILE)
+        with _open_source(data_store, key) as video:
+            if video.n_frames < 2:
+                raise dg.Failure(
+                    description=(
+                        f"{key}: the video has {video.n_frames} frame. Dust is told from the scene "
+                        "by what stays fixed on the sensor while the target moves, which takes "
+                        "several frames; capture a video (hundreds of frames) with the target "
+                        "drifting across the sensor."
+                    ),
+                    allow_retries=False,
+                )
+            if median.shape != video.frames.shape[1:]:
+                raise ValueError(
+                    f"{key}: ser_median.tiff has shape {median.shape} but the video's frames "
+                    f"now have shape {video.frames.shape[1:]}: the file changed after ser_median "
+                    "was materialized. Materialize ser_median again, then the assets downstream "
+                    "of it."
+                )
+            color = video.color
+            classical = ClassicalImageModel(
+                detection=params_from_config(config, DustDetectionParams)
             )
-        color = video.color
-        classical = ClassicalImageModel(detection=params_from_config(config, DustDetectionParams))
-        choice = _choose(dust_eye, config, data_store, classical)
-        view = luminance_view(median, color)
-        located = _ask(lambda: choice.model.locate_dust(view))
-        # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
-        # the correlation towards zero shift.
-        luminance_frames = LuminanceVideo(video.frames, color)
-        cell = luminance_frames.cell_px
-        drift = estimate_drift(
-            luminance_frames, exclude=located.core, max_frames=config.drift_max_frames
+            choice = _choose(dust_eye, config, data_store, classical)
+            view = luminance_view(median, color)
+            located = choice.model.locate_dust(view)
+            # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
+            # the correlation towards zero shift.
+            luminance_frames = LuminanceVideo(video.frames, color)
+            cell = luminance_frames.cell_px
+            drift = estimate_drift(
+                luminance_frames, exclude=located.core, max_frames=config.drift_max_frames
+            )
+            registered = [luminance_frames.window_view(int(i)) for i in drift.frames_used]
+            motion_params = params_from_config(config, MotionTestParams)
+            if choice.model.backend_name != classical.backend_name:
+                # The ratio search is the classical detector's; another eye's answer is only tested.
+                motion_params = dataclasses.replace(motion_params, ratio_search=False)
+            separated = separate_sensor_fixed(
+                located.core,
+                view,
+                registered,
+                drift.shifts,
+                params=motion_params,
+                detection=classical.detection,
+            )
+        core = mask_to_full(separated.core, median.shape[:2], color)
+        drift_total_px = cell * float(drift.total_px)
+        motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
+        rejected = sum(not verdict.kept for verdict in separated.verdicts)
+        if rejected:
+            context.log.info(
+                f"{rejected} of {len(separated.verdicts)} candidates moved with the scene and were "
+                "dropped."
+            )
+        ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
+        ratio_rejected = sum(not verdict.kept for verdict in separated.ratio_verdicts)
+        new_shadows = set(separated.new_shadows)
+        from_ratio = [
+            {**_raw_pixels(dataclasses.asdict(shadow), cell), "new": shadow in new_shadows}
+            for shadow in separated.ratio_shadows
+        ]
+        expansion = params_from_config(config, MaskExpansionParams)
+        mask = expand_mask(core, expansion)
+        regions = core_regions(core)
+        diameters = [r["equivalent_diameter_px"] for r in regions]
+        drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
+        if not drift_ok:
+            context.log.warning(drift_message)
+        cell_mask = mask_to_cells(mask, color)
+        guide = inpainting_guide(separated, cell_mask)
+        guided_count = int(ndimage.label(guided_regions(cell_mask, guide))[1])
+        layout = data_store.layout
+        write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide)
+        target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
+        atomic_write_text(
+            layout.flatfield_file(key, MASK_RECORD_FILE),
+            json.dumps(
+                {
+                    "backend": choice.model.backend_name,
+                    "requested": choice.requested,
+                    "reason": choice.reason,
+                    "regions": regions,
+                    "drift_total_px": drift_total_px,
+                    "motion_test": motion,
+                    "found_in_ratio": from_ratio,
+                    "ratio_motion_test": ratio_motion,
+                },
+                indent=2,
+            ),
         )
-        registered = [luminance_frames.window_view(int(i)) for i in drift.frames_used]
-        motion_params = params_from_config(config, MotionTestParams)
-        if choice.model.backend_name != classical.backend_name:
-            # The ratio search is the classical detector's; another eye's answer is only tested.
-            motion_params = dataclasses.replace(motion_params, ratio_search=False)
-        separated = separate_sensor_fixed(
-            located.core,
-            view,
-            registered,
-            drift.shifts,
-            params=motion_params,
-            detection=classical.detection,
-        )
-    core = mask_to_full(separated.core, median.shape[:2], color)
-    drift_total_px = cell * float(drift.total_px)
-    motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
-    rejected = sum(not verdict.kept for verdict in separated.verdicts)
-    if rejected:
-        context.log.info(
-            f"{rejected} of {len(separated.verdicts)} candidates moved with the scene and were "
-            "dropped."
-        )
-    ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
-    ratio_rejected = sum(not verdict.kept for verdict in separated.ratio_verdicts)
-    new_shadows = set(separated.new_shadows)
-    from_ratio = [
-        {**_raw_pixels(dataclasses.asdict(shadow), cell), "new": shadow in new_shadows}
-        for shadow in separated.ratio_shadows
-    ]
-    expansion = params_from_config(config, MaskExpansionParams)
-    mask = expand_mask(core, expansion)
-    regions = core_regions(core)
-    diameters = [r["equivalent_diameter_px"] for r in regions]
-    drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
-    if not drift_ok:
-        context.log.warning(drift_message)
-    cell_mask = mask_to_cells(mask, color)
-    guide = inpainting_guide(separated, cell_mask)
-    guided_count = int(ndimage.label(guided_regions(cell_mask, guide))[1])
-    layout = data_store.layout
-    write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide)
-    target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
-    atomic_write_text(
-        layout.flatfield_file(key, MASK_RECORD_FILE),
-        json.dumps(
-            {
+        overlay = overlay_mask(to_display_uint8(luminance(median)), mask)
+        # Candidates dropped as moving with the scene, in blue, so that a reviewer sees them too.
+        dropped = mask_to_full(located.core & ~separated.tested, median.shape[:2], color)
+        overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
+        quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
+        return dg.MaterializeResult(
+            metadata={
                 "backend": choice.model.backend_name,
-                "requested": choice.requested,
-                "reason": choice.reason,
-                "regions": regions,
+                "backend_requested": choice.requested,
+                "backend_reason": choice.reason,
+                "region_count": len(regions),
+                "core_fraction": float(core.mean()),
+                "masked_fraction": float((mask > 0).mean()),
+                "regions": _json(regions),
                 "drift_total_px": drift_total_px,
-                "motion_test": motion,
-                "found_in_ratio": from_ratio,
-                "ratio_motion_test": ratio_motion,
-            },
-            indent=2,
-        ),
-    )
-    overlay = overlay_mask(to_display_uint8(luminance(median)), mask)
-    # Candidates dropped as moving with the scene, in blue, so that a reviewer sees them too.
-    dropped = mask_to_full(located.core & ~separated.tested, median.shape[:2], color)
-    overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
-    quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
-    return dg.MaterializeResult(
-        metadata={
-            "backend": choice.model.backend_name,
-            "backend_requested": choice.requested,
-            "backend_reason": choice.reason,
-            "region_count": len(regions),
-            "core_fraction": float(core.mean()),
-            "masked_fraction": float((mask > 0).mean()),
-            "regions": _json(regions),
-            "drift_total_px": drift_total_px,
-            "drift_ok": drift_ok,
-            "drift_verdict": drift_message,
-            "moved_with_scene_count": rejected,
-            "motion_test": _json(motion),
-            "ratio_searched": separated.ratio_searched,
-            "ratio_texture_left": (
-                float(separated.texture_left) if np.isfinite(separated.texture_left) else None
-            ),
-            "found_in_ratio_count": len(new_shadows),
-            "found_in_ratio": _json(from_ratio),
-            "ratio_moved_with_scene_count": ratio_rejected,
-            "ratio_motion_test": _json(ratio_motion),
-            "guided_region_count": guided_count,
-            "model_details": _json({k: v for k, v in located.details.items() if k != "regions"}),
-            "expansion": _json(dataclasses.asdict(expansion)),
-            "path": path_value(target),
-            "overlay_png": path_value(quicklook),
-            "preview": dg.MetadataValue.md(
-                thumbnail_markdown(overlay, alt="dust mask over the median")
-            ),
-        }
-    )
+                "drift_ok": drift_ok,
+                "drift_verdict": drift_message,
+                "moved_with_scene_count": rejected,
+                "motion_test": _json(motion),
+                "ratio_searched": separated.ratio_searched,
+                "ratio_texture_left": (
+                    float(separated.texture_left) if np.isfinite(separated.texture_left) else None
+                ),
+                "found_in_ratio_count": len(new_shadows),
+                "found_in_ratio": _json(from_ratio),
+                "ratio_moved_with_scene_count": ratio_rejected,
+                "ratio_motion_test": _json(ratio_motion),
+                "guided_region_count": guided_count,
+                "model_details": _json(
+                    {k: v for k, v in located.details.items() if k != "regions"}
+                ),
+                "expansion": _json(dataclasses.asdict(expansion)),
+                "path": path_value(target),
+                "overlay_png": path_value(quicklook),
+                "preview": dg.MetadataValue.md(
+                    thumbnail_markdown(overlay, alt="dust mask over the median")
+                ),
+            }
+        )
 
 
 @dg.asset(
@@ -526,48 +541,53 @@ def inpainted(
     Each colour plane is inpainted on its own; outside the mask the median is kept bit for bit.
     Written as ``inpainted.tiff`` (float32, the median's shape).
     """
-    key = context.partition_key
-    median = _read(data_store, key, MEDIAN_FILE)
-    mask = _read(data_store, key, MASK_FILE)
-    color = _video_color(data_store, key)
-    inpainting = params_from_config(config, InpaintParams)
-    classical = ClassicalImageModel(inpainting=inpainting)
-    choice = _choose(dust_eye, config, data_store, classical)
-    guide_path = data_store.layout.flatfield_file(key, GUIDE_FILE)
-    guide = (
-        _read(data_store, key, GUIDE_FILE) if config.follow_motion and guide_path.exists() else None
-    )
-    planes, results, guided_pixels = [], [], 0
-    for plane, plane_mask in zip(split_planes(median, color), split_mask(mask, color), strict=True):
-        plane_guide = _on_plane(guide, plane.shape)
-        guided = guided_regions(plane_mask, plane_guide)
-        rest = np.where(guided, 0, plane_mask)
-        result = _ask(partial(choice.model.inpaint, plane, rest))
-        image = result.image
-        if guided.any():
-            image = image.copy()
-            image[guided] = inpaint_guided(plane, guided, plane_guide, inpainting)[guided]
-            guided_pixels += int(guided.sum())
-        planes.append(image)
-        results.append(result)
-    image = merge_planes(planes, median.shape, color)
-    masked = broadcast_mask(mask > 0, median.shape)
-    change = np.abs(image[masked] / np.where(median[masked] != 0, median[masked], 1) - 1)
-    target = write_tiff_float32(data_store.layout.flatfield_file(key, INPAINTED_FILE), image)
-    return dg.MaterializeResult(
-        metadata={
-            "backend": choice.model.backend_name,
-            "backend_reason": choice.reason,
-            "model_details": _json(results[0].details),
-            "masked_pixels": int(masked.sum()),
-            "guided_pixels": guided_pixels,
-            "median_relative_change_in_mask": float(np.median(change)) if change.size else 0.0,
-            "max_relative_change_in_mask": float(change.max()) if change.size else 0.0,
-            **image_statistics(image),
-            "path": path_value(target),
-            "preview": preview(image, alt="inpainted median"),
-        }
-    )
+    with _fails_at_once_on_bad_input():
+        key = context.partition_key
+        median = _read(data_store, key, MEDIAN_FILE)
+        mask = _read(data_store, key, MASK_FILE)
+        color = _video_color(data_store, key)
+        inpainting = params_from_config(config, InpaintParams)
+        classical = ClassicalImageModel(inpainting=inpainting)
+        choice = _choose(dust_eye, config, data_store, classical)
+        guide_path = data_store.layout.flatfield_file(key, GUIDE_FILE)
+        guide = (
+            _read(data_store, key, GUIDE_FILE)
+            if config.follow_motion and guide_path.exists()
+            else None
+        )
+        planes, results, guided_pixels = [], [], 0
+        for plane, plane_mask in zip(
+            split_planes(median, color), split_mask(mask, color), strict=True
+        ):
+            plane_guide = _on_plane(guide, plane.shape)
+            guided = guided_regions(plane_mask, plane_guide)
+            rest = np.where(guided, 0, plane_mask)
+            result = choice.model.inpaint(plane, rest)
+            image = result.image
+            if guided.any():
+                image = image.copy()
+                image[guided] = inpaint_guided(plane, guided, plane_guide, inpainting)[guided]
+                guided_pixels += int(guided.sum())
+            planes.append(image)
+            results.append(result)
+        image = merge_planes(planes, median.shape, color)
+        masked = broadcast_mask(mask > 0, median.shape)
+        change = np.abs(image[masked] / np.where(median[masked] != 0, median[masked], 1) - 1)
+        target = write_tiff_float32(data_store.layout.flatfield_file(key, INPAINTED_FILE), image)
+        return dg.MaterializeResult(
+            metadata={
+                "backend": choice.model.backend_name,
+                "backend_reason": choice.reason,
+                "model_details": _json(results[0].details),
+                "masked_pixels": int(masked.sum()),
+                "guided_pixels": guided_pixels,
+                "median_relative_change_in_mask": float(np.median(change)) if change.size else 0.0,
+                "max_relative_change_in_mask": float(change.max()) if change.size else 0.0,
+                **image_statistics(image),
+                "path": path_value(target),
+                "preview": preview(image, alt="inpainted median"),
+            }
+        )
 
 
 @dg.asset(
