@@ -57,9 +57,10 @@ of one core per input value):
   holds 32 KiB per frame: 14 MiB of keys for 440 frames, which mostly stay in the last-level cache
   until the first pass reads them back (from main memory, that pass took twice as long).
 - In all, on one core: 0.11-0.17 CPU-seconds per GB for reading and 0.18-0.22 for the
-  kernels (first pass 0.02-0.03, byte keys 0.03, 13 byte passes, the even-count pass),
-  about 0.31-0.40 CPU-seconds per GB as the shared machine's speed varies; two threads
-  sharing the memory and the last-level cache spend about 0.05 CPU-seconds per GB more.
+  kernels (first pass 0.02-0.03, byte keys 0.03, 13 byte passes, the even-count pass), or
+  0.15 where mean-centred windows place the medians, about 0.27-0.40 CPU-seconds per GB as
+  the data and the shared machine's speed vary; two threads sharing the memory and the
+  last-level cache spend about 0.05 CPU-seconds per GB more.
 
 Other dtypes (floating point, wider integers) take a sorting path: blocks are transposed in
 two steps (32-byte blocks of neighbouring pixels first, then the small tile inside each
