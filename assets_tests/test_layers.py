@@ -41,3 +41,19 @@ def test_science_source_does_not_read_the_environment():
         if "os.environ" in p.read_text() or "getenv" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_loading_the_code_location_imports_no_heavy_optional_clients():
+    # Every step process of a run loads the code location; the Gemini client (a third of a
+    # second to import) and PyTorch are imported only by the code that uses them.
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "import astro_assets.definitions\n"
+        "heavy = {'google.genai', 'torch'}\n"
+        "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

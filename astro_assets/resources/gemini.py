@@ -38,14 +38,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
 from dotenv import dotenv_values
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field, PrivateAttr
 from scipy import ndimage
@@ -64,6 +61,10 @@ from astro_assets.io.gemini_codec import (
 )
 from astro_assets.resources.image_model import DustMaskResult, InpaintResult
 from astro_assets.science.flatfield.referee import RefereeParams, referee_mask
+
+if TYPE_CHECKING:
+    from google.genai import errors as genai_errors
+    from google.genai import types
 
 BACKEND_NAME = "gemini"
 API_KEY_NAME = "GEMINI_API_KEY"
@@ -594,6 +595,12 @@ class GeminiImageModel(dg.ConfigurableResource):
         return delay
 
     def _request_with_retries(self, encoded: EncodedImage, prompt: str) -> _Answer:
+        # Imported here: google-genai takes a third of a second to import, which every step
+        # process of every run would pay, most of them never calling the API.
+        from google import genai
+        from google.genai import errors as genai_errors
+        from google.genai import types
+
         key = self._resolve_api_key()
         http_options = types.HttpOptions(
             base_url=self.base_url,
