@@ -169,6 +169,9 @@ distribution is far from symmetric around the median, and there each try costs a
 of a tile's passes."""
 
 _GUESS_MAX_PAUSE_TILES = 64
+"""Longest pause of the mean-centred windows: a try every 64 tiles costs under 1 % of the
+passes where they never place the medians, and finds their use again within 64 tiles where
+the scene changes (a drifting disc's limb left behind for the sky or a quiet area)."""
 
 _SIGNED_KEY_FLIP = 0x8000
 """``value ^ 0x8000`` maps int16 (and int8 widened to int16) onto uint16 in the same order."""
