@@ -42,6 +42,8 @@ from scipy import ndimage
 from skimage.measure import regionprops
 from skimage.morphology import convex_hull_image
 
+from astro_assets.science.flatfield.regions import regions_touching
+
 __all__ = [
     "DustDetection",
     "DustDetectionParams",
@@ -817,10 +819,7 @@ def _segment_candidate(
             plateau = float(np.percentile(inside, 90))
             level = max(params.grow_sigma * noise, _OUTLINE_FRACTION * plateau)
             above = (smooth >= level) & window_usable
-            labels, _ = ndimage.label(above)
-            touching = np.unique(labels[peak_area & above])
-            shape = np.isin(labels, touching[touching > 0])
-            return ndimage.binary_fill_holes(shape)
+            return ndimage.binary_fill_holes(regions_touching(above, peak_area))
     return _radial_template(window_deficit, window_usable, window_significance, seed, best_radius)
 
 
@@ -896,9 +895,7 @@ def _hysteresis(
     seeds = grown & (significance >= params.seed_sigma) & (inner > min_radius)
     if not seeds.any():
         return np.zeros(significance.shape, dtype=bool), seeds
-    labels, _ = ndimage.label(grown)
-    keep = np.unique(labels[seeds])
-    return np.isin(labels, keep[keep > 0]), seeds
+    return regions_touching(grown, seeds), seeds
 
 
 def _detect_once(

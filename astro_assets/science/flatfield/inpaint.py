@@ -15,6 +15,8 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 from skimage.restoration import inpaint_biharmonic
 
+from astro_assets.science.flatfield.regions import regions_touching
+
 __all__ = ["InpaintParams", "guided_regions", "inpaint", "inpaint_guided"]
 
 _BIHARMONIC_MARGIN_PX = 4
@@ -377,10 +379,9 @@ def guided_regions(mask: np.ndarray, guide: np.ndarray) -> np.ndarray:
     if hint.shape != unknown.shape:
         raise ValueError(f"guide shape {hint.shape} differs from mask shape {unknown.shape}.")
     usable = _usable_guide(hint)
-    labels, _ = ndimage.label(unknown)
     outside = ndimage.binary_dilation(unknown) & ~unknown
-    uncovered = np.unique(labels[ndimage.binary_dilation(~usable & (unknown | outside))])
-    return unknown & ~np.isin(labels, uncovered[uncovered > 0])
+    uncovered = ndimage.binary_dilation(~usable & (unknown | outside))
+    return unknown & ~regions_touching(unknown, uncovered)
 
 
 def _usable_guide(guide: np.ndarray) -> np.ndarray:

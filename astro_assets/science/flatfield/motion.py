@@ -43,6 +43,7 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
+from astro_assets.science.flatfield.regions import regions_touching
 
 __all__ = [
     "DustFreePrediction",
@@ -390,9 +391,7 @@ def separate_sensor_fixed(
     # A shadow of the ratio alone may be the remnant of a scene feature (a sunspot longer
     # than the drift) that the scene estimate kept only in part: the motion test, which
     # leaves the shadow's own pixels out of the scene estimate, tells.
-    found_labels, _ = ndimage.label(found)
-    touching = np.unique(found_labels[found & kept])
-    with_candidate = np.isin(found_labels, touching[touching > 0])
+    with_candidate = regions_touching(found, kept)
     alone = found & ~with_candidate
     ratio_verdicts: tuple[MotionVerdict, ...] = ()
     if alone.any():
@@ -410,9 +409,7 @@ def separate_sensor_fixed(
         reach = _outline_reach(fixed, params.max_outline_growth)
         prediction = _without_pixels(prediction, frames, offsets, reach, params)
         redrawn, _ = search(prediction)
-        labels, _ = ndimage.label(redrawn)
-        same = np.unique(labels[redrawn & fixed])
-        fixed = fixed | (np.isin(labels, same[same > 0]) & reach)
+        fixed = fixed | (regions_touching(redrawn, fixed) & reach)
     return MotionResult(
         core=fixed,
         tested=kept,
@@ -496,13 +493,12 @@ def inpainting_guide(result: MotionResult, mask: np.ndarray) -> np.ndarray:
     guide = np.full(support.shape, np.nan, dtype=np.float32)
     if result.prediction is None:
         return guide
-    labels, _ = ndimage.label(support)
-    from_ratio = np.unique(labels[result.core & ~result.tested])
-    from_median = np.unique(labels[result.tested])
-    chosen = np.setdiff1d(from_ratio[from_ratio > 0], from_median)
-    if chosen.size == 0:
+    chosen = regions_touching(support, result.core & ~result.tested) & ~regions_touching(
+        support, result.tested
+    )
+    if not chosen.any():
         return guide
-    near = ndimage.binary_dilation(np.isin(labels, chosen), iterations=2)
+    near = ndimage.binary_dilation(chosen, iterations=2)
     guide[near] = result.prediction.predicted[near]
     return guide
 
@@ -855,9 +851,7 @@ def find_shadows_in_ratio(
             )
         )
     found = kept[labels]
-    deep_labels, _ = ndimage.label(deep)
-    overlapping = np.unique(deep_labels[deep & found])
-    new_deep = deep & ~np.isin(deep_labels, overlapping[overlapping > 0])
+    new_deep = deep & ~regions_touching(deep, found)
     for shadow in deep_shadows:
         if new_deep[round(shadow.centroid_y), round(shadow.centroid_x)]:
             shadows.append(shadow)
@@ -893,9 +887,7 @@ def _deep_shadows(
         depth = 1.0 - float(np.median(ratio[window][seed]))
         near = ndimage.binary_dilation(seed, iterations=reach)
         outline = near & (ratio[window] < 1.0 - _DEEP_OUTLINE_LEVEL * depth)
-        penumbra, _ = ndimage.label(outline)
-        touched = np.unique(penumbra[seed])
-        shadow = np.isin(penumbra, touched[touched > 0])
+        shadow = regions_touching(outline, seed)
         area = np.count_nonzero(shadow)
         if area < min_area:
             continue
