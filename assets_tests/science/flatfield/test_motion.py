@@ -11,7 +11,6 @@ from astro_assets.science.flatfield.motion import (
     find_shadows_in_ratio,
     inpainting_guide,
     predict_dust_free,
-    predict_dust_free_median,
     sensor_fixed_test,
     separate_sensor_fixed,
 )
@@ -296,7 +295,7 @@ def _faint_video(drift_px=60.0):
 
 def test_prediction_is_the_median_without_the_shadow():
     frames, shifts, median, _ = _video(drift_px=30.0)
-    predicted = predict_dust_free_median(frames, shifts, median.shape)
+    predicted = predict_dust_free(frames, shifts, median.shape).predicted
     assert predicted.dtype == np.float32 and predicted.shape == median.shape
     known = np.isfinite(predicted)
     # Unknown only where the scene left the frame for most of the video: near the edges.
@@ -315,8 +314,8 @@ def test_prediction_is_the_median_without_the_shadow():
 
 def test_prediction_bands_do_not_change_the_result():
     frames, shifts, median, _ = _video(drift_px=30.0, n_frames=8)
-    whole = predict_dust_free_median(frames, shifts, median.shape, band_rows=HEIGHT)
-    banded = predict_dust_free_median(frames, shifts, median.shape, band_rows=7)
+    whole = predict_dust_free(frames, shifts, median.shape, band_rows=HEIGHT).predicted
+    banded = predict_dust_free(frames, shifts, median.shape, band_rows=7).predicted
     np.testing.assert_array_equal(np.isnan(whole), np.isnan(banded))
     np.testing.assert_allclose(banded, whole, rtol=1e-6, equal_nan=True)
 
@@ -505,13 +504,13 @@ def test_ratio_search_rejects_bad_inputs():
     with pytest.raises(ValueError, match="median contains NaN or inf where the prediction"):
         find_shadows_in_ratio(holed, image)
     with pytest.raises(ValueError, match="every frame must have the shape"):
-        predict_dust_free_median([image, np.ones((8, 16))], np.zeros((2, 2)), image.shape)
+        predict_dust_free([image, np.ones((8, 16))], np.zeros((2, 2)), image.shape)
     with pytest.raises(ValueError, match="exclude must be a bool mask"):
         find_shadows_in_ratio(image, image, exclude=np.zeros((16, 16), np.uint8))
     with pytest.raises(ValueError, match="band_rows"):
-        predict_dust_free_median([image, image], np.zeros((2, 2)), image.shape, band_rows=0)
+        predict_dust_free([image, image], np.zeros((2, 2)), image.shape, band_rows=0)
     with pytest.raises(ValueError, match="one \\(dy, dx\\) per frame"):
-        predict_dust_free_median([image, image], np.zeros((3, 2)), image.shape)
+        predict_dust_free([image, image], np.zeros((3, 2)), image.shape)
 
 
 def test_on_a_generated_video_the_ratio_measures_the_true_transmission():
@@ -540,7 +539,7 @@ def test_on_a_generated_video_the_ratio_measures_the_true_transmission():
     for verdict in verdicts:
         row, col = round(verdict.centroid_y), round(verdict.centroid_x)
         assert verdict.fixed_deficit == pytest.approx(1 - truth.transmission[row, col], abs=0.04)
-    predicted = predict_dust_free_median(list(frames), shifts, median.shape)
+    predicted = predict_dust_free(list(frames), shifts, median.shape).predicted
     ratio = median / predicted
     inside = core & np.isfinite(ratio)
     np.testing.assert_allclose(
@@ -565,9 +564,9 @@ def test_shifts_a_rounding_error_away_from_whole_pixels_are_whole():
     whole = np.round(shifts)
     nudged = np.nextafter(whole, whole + 1)
     below = np.nextafter(whole, whole - 1)
-    reference = predict_dust_free_median(frames, whole, median.shape)
+    reference = predict_dust_free(frames, whole, median.shape).predicted
     for variant in (nudged, below):
-        got = predict_dust_free_median(frames, variant, median.shape)
+        got = predict_dust_free(frames, variant, median.shape).predicted
         np.testing.assert_array_equal(np.isnan(got), np.isnan(reference))
         np.testing.assert_allclose(got, reference, rtol=1e-6, equal_nan=True)
 

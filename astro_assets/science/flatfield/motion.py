@@ -54,7 +54,6 @@ __all__ = [
     "find_shadows_in_ratio",
     "inpainting_guide",
     "predict_dust_free",
-    "predict_dust_free_median",
     "sensor_fixed_test",
     "separate_sensor_fixed",
 ]
@@ -1019,25 +1018,6 @@ def predict_dust_free(
             frames, offsets, window, shape, params, blocked
         )
     return DustFreePrediction(observed=observed, predicted=predicted)
-
-
-def predict_dust_free_median(
-    frames: Sequence[np.ndarray],
-    shifts: np.ndarray,
-    shape: tuple[int, int],
-    params: MotionTestParams = MotionTestParams(),
-    *,
-    band_rows: int = 64,
-) -> np.ndarray:
-    """The temporal median a sensor without dust would have recorded, from registered frames:
-    ``predict_dust_free(...).predicted``, see :func:`predict_dust_free`.
-
-    Returns
-    -------
-    np.ndarray
-        (H, W) float32 prediction in the frames' units; NaN where too few frames see the scene.
-    """
-    return predict_dust_free(frames, shifts, shape, params, band_rows=band_rows).predicted
 
 
 def _predicted_median(
