@@ -391,14 +391,11 @@ def dust_mask(
         median = _read(data_store, key, MEDIAN_FILE)
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
-                raise dg.Failure(
-                    description=(
-                        f"{key}: the video has {video.n_frames} frame. Dust is told from the scene "
-                        "by what stays fixed on the sensor while the target moves, which takes "
-                        "several frames; capture a video (hundreds of frames) with the target "
-                        "drifting across the sensor."
-                    ),
-                    allow_retries=False,
+                raise ValueError(
+                    f"{key}: the video has {video.n_frames} frame. Dust is told from the scene "
+                    "by what stays fixed on the sensor while the target moves, which takes "
+                    "several frames; capture a video (hundreds of frames) with the target "
+                    "drifting across the sensor."
                 )
             if median.shape != video.frames.shape[1:]:
                 raise ValueError(
