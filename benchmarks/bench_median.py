@@ -1,7 +1,8 @@
 """Benchmark: streamed exact temporal median of a >= 1 GB 16-bit SER video against `cat`.
 
 Writes a synthetic 16-bit MONO SER video (streamed frame by frame, so writing uses little
-memory), then in one run measures:
+memory), puts it in the page cache as a file read from disk (see :func:`cache_as_read`),
+then in one run measures:
 
 - the wall and CPU time (user + system) of ``cat FILE > /dev/null`` with the file in the
   page cache (three runs: the second and the best are reported);
@@ -77,6 +78,23 @@ def write_video(path: Path, frames: int, height: int, width: int, seed: int) -> 
     from astro_assets.io.ser import write_ser
 
     write_ser(path, synthetic_frames(frames, height, width, seed), color="MONO", depth=16)
+
+
+def cache_as_read(path: Path) -> None:
+    """Put ``path`` in the page cache as a file read from disk is: written to disk, dropped
+    from the cache, then read once.
+
+    A file just written is cached in the pieces its writer wrote; read back from disk, it is
+    cached in large folios (runs of pages the kernel manages as one). Copying it out of the
+    cache then costs a third less: ``cat`` of the 1.08 GB video took 0.13 s in the first
+    state and 0.08-0.09 s in the second on the same machine, and the median's reads gain
+    about as much. Measuring both in the second state takes the faster ``cat`` as the
+    reference.
+    """
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    time_cat(path)
 
 
 def cpu_seconds(usage: resource.struct_rusage) -> float:
@@ -247,6 +265,7 @@ def main() -> None:
         if size_gb < 1:
             print(f"note: the video is {size_gb:.2f} GB, below the 1 GB target", file=sys.stderr)
 
+        cache_as_read(path)
         compiled, cached = time_first_calls()
         cat_runs = [time_cat(path) for _ in range(3)]
         cat_warm = cat_runs[1][0]

@@ -355,10 +355,10 @@ def test_tiles_with_many_misses_are_searched_from_the_top_and_windows_pause(fram
 
     np.testing.assert_array_equal(run_kernel(data, 64, guessing), reference(data))
     # Tile 1 missed: 4 tiles of pause, of which tiles 2-4 are 3; the next pause is 8.
-    assert guessing.tolist() == [1, 8, 0, 0]
+    assert guessing[:4].tolist() == [1, 8, 0, 0]
     np.testing.assert_array_equal(run_kernel(data, 64, guessing), reference(data))
     # Tile 1 of this call ends the pause, tile 2 misses: 8 tiles, 2 of them done.
-    assert guessing.tolist() == [6, 16, 0, 0]
+    assert guessing[:4].tolist() == [6, 16, 0, 0]
     guessing[:2] = [0, 64]
     run_kernel(data, 64, guessing)
     assert guessing[1] == median_module._GUESS_MAX_PAUSE_TILES
@@ -367,10 +367,76 @@ def test_tiles_with_many_misses_are_searched_from_the_top_and_windows_pause(fram
 
 def test_a_placed_tile_resets_the_pause():
     noisy = noisy_columns(301, 128, sigma=500.0, seed=9).astype(np.uint16)
-    guessing = np.array([0, 32, 0, 0], np.int64)
+    guessing = np.array([0, 32, 0, 0, 0, 1], np.int64)
 
     np.testing.assert_array_equal(run_kernel(noisy, 64, guessing), reference(noisy))
-    assert guessing.tolist() == [0, median_module._GUESS_PAUSE_TILES, 2, 0]
+    assert guessing[:4].tolist() == [0, median_module._GUESS_PAUSE_TILES, 2, 0]
+
+
+def guessing_state(*, paused: int = 0, measure_in: int = 0, wide: bool = True) -> np.ndarray:
+    """A state of the mean-centred windows: ``paused`` tiles of pause left, the spread to be
+    measured again in ``measure_in`` tiles, the last one measured ``wide`` or not."""
+    state = median_module._new_guessing_state()
+    state[0], state[4], state[5] = paused, measure_in, int(wide)
+    return state
+
+
+@pytest.mark.parametrize("frame_count", [120, 121])
+@pytest.mark.parametrize("zero_low_bits", [0, 4])
+def test_windows_place_tiles_between_measurements_of_the_spread(frame_count, zero_low_bits):
+    # Tiles between two measurements of the spread are searched with their sums alone (no
+    # minimum or maximum): medians at the lowest and highest values, and columns whose
+    # medians lie far from their means, must still come out exact.
+    columns, tile = 256, 64
+    level = 2**zero_low_bits
+    data = noisy_columns(frame_count, columns, sigma=300.0 * level, seed=11)
+    data[:, 70] = far_from_the_mean(frame_count, 30000.0, 1000.0 * level, seed=1)
+    data[:, 140] = np.where(np.arange(frame_count) % 2 == 0, 0.0, 200.0 * level)
+    data[:, 141] = np.where(np.arange(frame_count) % 2 == 0, 65535.0, 65535.0 - 200.0 * level)
+    data = (np.clip(data, 0, 65535).astype(np.int64) >> zero_low_bits << zero_low_bits).astype(
+        np.uint16
+    )
+    guessing = guessing_state(measure_in=median_module._SPREAD_CHECK_TILES)
+
+    np.testing.assert_array_equal(run_kernel(data, tile, guessing), reference(data))
+    tiles_placed, columns_alone, measure_in = guessing[2], guessing[3], guessing[4]
+    assert tiles_placed == columns // tile
+    assert columns_alone >= 1
+    assert measure_in == median_module._SPREAD_CHECK_TILES - columns // tile
+
+
+@pytest.mark.parametrize("measure_in", [0, 5])
+@pytest.mark.parametrize("wide", [True, False])
+def test_tiles_whose_windows_miss_are_searched_from_the_top_in_every_state(measure_in, wide):
+    # Windows tried with or without the extremes, after a narrow or a wide spread: where
+    # they miss, the tile is searched from the top with its true extremes.
+    frame_count, columns = 61, 128
+    data = np.stack(
+        [far_from_the_mean(frame_count, 20000.0 + 10 * c, 3000.0, seed=c) for c in range(columns)],
+        axis=1,
+    ).astype(np.uint16)
+    guessing = guessing_state(measure_in=measure_in, wide=wide)
+
+    np.testing.assert_array_equal(run_kernel(data, columns, guessing), reference(data))
+    assert guessing[2] == 0
+    assert guessing[0] == median_module._GUESS_PAUSE_TILES
+
+
+def test_a_narrow_spread_measured_turns_the_windows_off_until_a_wide_one():
+    # Every _SPREAD_CHECK_TILES tiles the extremes are measured: a narrow spread (here 6
+    # bits) stops the windows, which the next wide tile, measured at once, takes up again.
+    tile = 32
+    wide = noisy_columns(101, tile, sigma=500.0, seed=12)
+    narrow = 30000 + np.random.default_rng(13).integers(-30, 31, size=(101, tile))
+    data = np.concatenate([wide, narrow, narrow, wide], axis=1).astype(np.uint16)
+    guessing = guessing_state(measure_in=1)
+
+    np.testing.assert_array_equal(run_kernel(data, tile, guessing), reference(data))
+    # Tile 1: windows without extremes; tile 2: measured narrow, off; tile 3: measured
+    # narrow again; tile 4: measured wide, placed by the windows.
+    assert guessing[2] == 2
+    assert guessing[5] == 1
+    assert guessing[4] == median_module._SPREAD_CHECK_TILES
 
 
 @pytest.mark.parametrize("dtype", [">u2", "<i2", ">i2"])

@@ -33,10 +33,15 @@ of one core per input value):
   16-bit passes. A noise spread of a few thousand ADU needs 8 + 5 byte passes.
 - A wide spread is mostly noise far out in the tails: the median of several hundred noisy
   values lies close to their mean (within a few tens of ADU for 3 % noise on 440 frames),
-  so when a tile's spread needs at least 11 bits, a sum over the frames gives each column
+  so when a tile's spread needs at least 10 bits, a sum over the frames gives each column
   its mean, and byte keys of a window of 255 levels centred there are searched directly,
   skipping the first byte round (its keys and the passes above 8 bits: the work of 5.6 of
-  about 23 byte passes for 13 bits). The window keys are exact inside and saturated
+  about 23 byte passes for 13 bits). The windows need no minimum or maximum, so while
+  they place the medians the first pass only sums (and ors, for the zero low bits), and
+  measures the extremes, which tell when the spread has narrowed, on one tile in 16: that
+  pass costs 0.04 ns per value, against 0.07 for the extremes and the sums apart. A tile
+  searched without its extremes takes 0 and 65535 as its columns' bounds, so every test
+  of them errs on the safe side. The window keys are exact inside and saturated
   outside, so a column whose k-th value falls outside is recognised (its key is 0 or 255
   and values lie beyond) and searched alone, by bisection on a contiguous copy of its
   values (1.2 microseconds). Where more than 1/64 of a tile's columns miss, as where a
@@ -50,17 +55,23 @@ of one core per input value):
   column alone is scanned. The two are averaged in float64 exactly as ``np.median`` does,
   then cast to float32. Signed integers are counted as unsigned keys (``value ^ 0x8000``,
   which preserves order); big-endian data are byte-swapped in the first pass.
-- Reading costs about two thirds as much as the kernels: copying from the page cache takes
-  0.11-0.13 CPU-seconds per GB, against 0.08 for ``cat``, which reads into one small buffer. The
-  reads of a span (one per frame) are issued from compiled code, not from a Python loop
-  (which cost about half a microsecond more per read, 15 % of the reading), and a span
-  holds 32 KiB per frame: 14 MiB of keys for 440 frames, which mostly stay in the last-level cache
-  until the first pass reads them back (from main memory, that pass took twice as long).
-- In all, on one core: 0.11-0.17 CPU-seconds per GB for reading and 0.18-0.22 for the
-  kernels (first pass 0.02-0.03, byte keys 0.03, 13 byte passes, the even-count pass), or
-  0.15 where mean-centred windows place the medians, about 0.27-0.40 CPU-seconds per GB as
-  the data and the shared machine's speed vary; two threads sharing the memory and the
-  last-level cache spend about 0.05 CPU-seconds per GB more.
+- Reading costs about two thirds as much as the kernels. Copying from the page cache takes
+  0.10-0.11 CPU-seconds per GB when the file is cached as read from disk (in large folios),
+  0.15-0.18 when it is cached as its writer wrote it; ``cat`` takes 0.085 and 0.13, reading
+  128 KiB at a time into one small buffer. Each read costs about 1.4 microseconds besides
+  its copy on these (virtual) machines, and a span takes one read per frame: the reads of
+  a span are issued from compiled code, not from a Python loop (which cost about half a
+  microsecond more per read), and a span holds 32 KiB per frame: 14 MiB of keys for 440
+  frames, which mostly stay in the last-level cache until the first pass reads them back.
+  Spans of 64 or 128 KiB per frame halve or quarter the reads but spill that cache, and
+  were no faster.
+- In all, on one core, for the 1 GB benchmark video cached as read: 0.11 CPU-seconds for
+  reading and 0.145 for the kernels (0.26 ns per value: first pass 0.04, window keys 0.045,
+  8 byte passes of 0.015, the even-count pass 0.02, the per-column steps between them). On
+  the demo's 60-frame videos the kernels take 0.27-0.34 ns per value where the video is
+  tracked, 0.46-0.76 where the scene drifts and the windows rarely place the medians. Two
+  threads sharing the memory and the last-level cache spend about a quarter more CPU
+  time, both on reading and on the kernels.
 
 Other dtypes (floating point, wider integers) take a sorting path: blocks are transposed in
 two steps (32-byte blocks of neighbouring pixels first, then the small tile inside each
@@ -149,11 +160,18 @@ _COARSE_SCALES = np.array([2 ** (16 - max(top, 8)) for top in range(17)], dtype=
 bits into the high byte of 16 bits. A table, so that the compiler cannot turn the
 multiplication back into a shift by a variable amount."""
 
-_MIN_GUESS_BITS = 11
+_MIN_GUESS_BITS = 10
 """Fewest bits of a tile's spread for which mean-centred windows are tried: they replace the
-first byte round (its keys and ``bits - 8`` passes) with a sum over the frames, which saves
-about three and a half byte passes at 11 bits, as much as the scalar searches of 1/64 of
-the columns cost."""
+first byte round (its keys and ``bits - 8`` passes) and the 16-bit passes below it with a
+sum over the frames, and the window's keys and 8 byte passes. Measured on noisy and on
+tracked 12-bit videos, 10 bits was the fewest where that paid (at 9 the 12-bit video's
+kernels took 1.5 % longer)."""
+
+_SPREAD_CHECK_TILES = 16
+"""Tiles searched by mean-centred windows without measuring each column's minimum and
+maximum, between two tiles where they are measured: the windows need only the sums, and
+the extremes tell when the spread has become too narrow for the windows to pay (a pass
+saved on 15 of 16 tiles)."""
 
 _MAX_MISSES_FRACTION = 64
 """A tile whose mean-centred windows miss the k-th value of more than 1/64 of its columns is
@@ -513,9 +531,10 @@ def _median_by_counting(
 
 def _new_guessing_state() -> np.ndarray:
     """The state :func:`_median_of_keys` carries between calls, before the first: no pause,
-    a first pause of :data:`_GUESS_PAUSE_TILES`, no tile placed by mean-centred windows and
-    no column searched alone."""
-    return np.array([0, _GUESS_PAUSE_TILES, 0, 0], np.int64)
+    a first pause of :data:`_GUESS_PAUSE_TILES`, no tile placed by mean-centred windows, no
+    column searched alone, the spread to be measured on the next tile, and the last
+    spread taken as wide enough for the windows."""
+    return np.array([0, _GUESS_PAUSE_TILES, 0, 0, 0, 1], np.int64)
 
 
 def _key_view_dtype(dtype: np.dtype) -> np.dtype:
@@ -659,10 +678,11 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
 
     The keys are first made native in place (``swap``: byte-swapped; ``flip``: xor-ed), then
     every tile of ``tile`` neighbouring columns is searched by bisection, see the module notes.
-    ``guessing`` (int64, 4 values, from :func:`_new_guessing_state`) carries from one call to
-    the next whether mean-centred windows are worth trying (the tiles left to pause, and
-    the next pause) and counts the tiles placed by them and the columns they missed, each
-    then searched alone.
+    ``guessing`` (int64, 6 values, from :func:`_new_guessing_state`) carries from one call to
+    the next whether mean-centred windows are worth trying: the tiles left to pause them,
+    the next pause, the tiles placed by them, the columns they missed (each then searched
+    alone), the tiles left before the spread is measured again, and whether the last
+    spread measured was wide enough for them (1) or not (0).
     """
     frame_count = keys.shape[0]
     rank = frame_count // 2
@@ -688,34 +708,47 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
     for start in range(0, values, tile):
         stop = min(start + tile, values)
         width = stop - start
-        _prepare_tile(keys, start, stop, swap, flip_key, lowest, highest, seen)
-        spread = 0
-        bits_seen = 0
-        for p in range(width):
-            spread = max(spread, np.int64(highest[p]) - np.int64(lowest[p]))
-            bits_seen |= np.int64(seen[p])
-            found[p] = lowest[p]
-        top = 0
-        while spread >> top:
-            top += 1
-        bottom = 0
-        while bottom < top and ((bits_seen >> bottom) & 1) == 0:
-            bottom += 1
+        if swap or flip_key:
+            _make_native(keys, start, stop, swap, flip_key)
+        # The first pass over the tile: its extremes (each column's minimum and maximum,
+        # which give the spread), its sums (each column's mean, which centres the windows),
+        # or both. A tile whose windows are tried without its extremes takes 0 and 65535 as
+        # its columns' bounds: every test of them below then errs on the safe side.
+        paused = guessing[0] > 0
+        wide = guessing[5] == 1
+        with_extremes = paused or not wide or guessing[4] == 0
+        with_sums = not paused and wide
+        if with_extremes:
+            _tile_extremes(keys, start, stop, lowest, highest, seen)
+        else:
+            for p in range(width):
+                lowest[p] = 0
+                highest[p] = 65535
+        if with_sums:
+            _tile_sums(keys, start, stop, seen, lane_sums, totals)
+        if paused:
+            guessing[0] -= 1
+        elif with_extremes:
+            guessing[4] = _SPREAD_CHECK_TILES
+        else:
+            guessing[4] -= 1
+        top, bottom = _spread_bits(lowest, highest, seen, width)
+        if with_extremes:
+            guessing[5] = 1 if top - bottom >= _MIN_GUESS_BITS else 0
+        try_windows = not paused and top - bottom >= _MIN_GUESS_BITS
         # found = lowest + the bits of (k-th value - lowest) decided so far, from the top:
         # all of them at once by byte keys of a window around each column's mean when the
         # spread is wide and those windows have been placing the medians; otherwise the top
         # 8 bits on byte keys relative to each column's minimum when that saves passes, the
         # rest on byte keys of the window they leave, or on the 16-bit keys.
-        fine_top = top
-        shift = max(0, top - 8)
-        coarse_bottom = max(shift, bottom)
         # When the byte keys in ``coarse`` are exact: value = window_low + key << key_unit.
         exact_bytes = False
         key_unit = 0
         misses = 0
         guessed = False
-        if top - bottom >= _MIN_GUESS_BITS and guessing[0] == 0:
-            _sum_columns(keys, start, stop, lane_sums, totals)
+        if try_windows:
+            if not with_sums:
+                _tile_sums(keys, start, stop, seen, lane_sums, totals)
             misses = _search_around_means(
                 keys,
                 start,
@@ -740,14 +773,20 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
                 guessing[3] += misses
                 for p in range(width):
                     found[p] = np.int64(window_low[p]) + (np.int64(coarse_found[p]) << bottom)
-                fine_top = bottom
                 exact_bytes = True
                 key_unit = bottom
             else:
                 guessing[0] = guessing[1]
                 guessing[1] = min(2 * guessing[1], _GUESS_MAX_PAUSE_TILES)
-        elif guessing[0] > 0:
-            guessing[0] -= 1
+                if not with_extremes:
+                    _tile_extremes(keys, start, stop, lowest, highest, seen)
+                    top, bottom = _spread_bits(lowest, highest, seen, width)
+        fine_top = bottom if guessed else top
+        shift = max(0, top - 8)
+        coarse_bottom = max(shift, bottom)
+        if not guessed:
+            for p in range(width):
+                found[p] = lowest[p]
         if not guessed and top - coarse_bottom >= _MIN_COARSE_BITS:
             _build_coarse_keys(keys, start, stop, lowest, top, coarse)
             for p in range(width):
@@ -828,7 +867,7 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
             for p in range(width):
                 if missed[p]:
                     found[p], counts[p], below[p] = _column_order_statistics(
-                        keys, start + p, rank, lowest[p], top, bottom, column
+                        keys, start + p, rank, bottom, column
                     )
         for p in range(width):
             upper = np.uint16(found[p])
@@ -842,38 +881,6 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
                 low_value = np.float64(lower)
                 high_value = np.float64(upper)
             out[start + p] = np.float32((low_value + high_value) / 2)
-
-
-@compiled
-def _sum_columns(keys, start, stop, lane_sums, totals):  # pragma: no cover - compiled
-    """``totals[p]`` = the sum of the keys of column ``start + p``, summed in 32-bit lanes
-    ``lane_sums`` over chunks of frames that cannot overflow them."""
-    width = stop - start
-    for p in range(width):
-        totals[p] = 0
-    frame_count = keys.shape[0]
-    for chunk in range(0, frame_count, _COUNT_CHUNK_FRAMES):
-        chunk_stop = min(chunk + _COUNT_CHUNK_FRAMES, frame_count)
-        for p in range(width):
-            lane_sums[p] = 0
-        frame = chunk
-        while frame + 4 <= chunk_stop:
-            r0 = keys[frame, start:stop]
-            r1 = keys[frame + 1, start:stop]
-            r2 = keys[frame + 2, start:stop]
-            r3 = keys[frame + 3, start:stop]
-            for p in range(width):
-                lane_sums[p] += (np.uint32(r0[p]) + np.uint32(r1[p])) + (
-                    np.uint32(r2[p]) + np.uint32(r3[p])
-                )
-            frame += 4
-        while frame < chunk_stop:
-            row = keys[frame, start:stop]
-            for p in range(width):
-                lane_sums[p] += np.uint32(row[p])
-            frame += 1
-        for p in range(width):
-            totals[p] += lane_sums[p]
 
 
 @compiled
@@ -922,16 +929,22 @@ def _search_around_means(
 
 
 @compiled
-def _column_order_statistics(
-    keys, column, rank, lowest, top, unit, buffer
-):  # pragma: no cover - compiled
+def _column_order_statistics(keys, column, rank, unit, buffer):  # pragma: no cover - compiled
     """For one column of ``keys``: its ``rank``-th smallest value (from 0), the number of
     values below it, and the largest of those (0 if none), found by bisection over a
-    contiguous copy of the column in ``buffer``. The column's values minus ``lowest`` fit
-    in ``top`` bits and are multiples of ``2**unit``."""
+    contiguous copy of the column in ``buffer``. The column's values are multiples of
+    ``2**unit``."""
     frame_count = keys.shape[0]
+    lowest = np.uint16(65535)
+    highest = np.uint16(0)
     for frame in range(frame_count):
-        buffer[frame] = keys[frame, column]
+        value = keys[frame, column]
+        buffer[frame] = value
+        lowest = min(lowest, value)
+        highest = max(highest, value)
+    top = 0
+    while (np.int64(highest) - np.int64(lowest)) >> top:
+        top += 1
     found = np.int64(lowest)
     for bit in range(top - 1, unit - 1, -1):
         candidate = found + (np.int64(1) << bit)
@@ -971,28 +984,30 @@ def _search_coarse(
 
 
 @compiled
-def _prepare_tile(
-    keys, start, stop, swap, flip_key, lowest, highest, seen
-):  # pragma: no cover - compiled
-    """Make the keys of columns [start, stop) native in place; per column, their minimum,
-    maximum and bitwise or."""
+def _make_native(keys, start, stop, swap, flip_key):  # pragma: no cover - compiled
+    """Make the keys of columns [start, stop) native in place: byte-swapped (``swap``) and
+    xor-ed with ``flip_key``."""
+    eight = np.uint16(8)
+    for frame in range(keys.shape[0]):
+        row = keys[frame, start:stop]
+        if swap:
+            for p in range(stop - start):
+                value = row[p]
+                row[p] = ((value >> eight) | (value << eight)) ^ flip_key
+        else:
+            for p in range(stop - start):
+                row[p] = row[p] ^ flip_key
+
+
+@compiled
+def _tile_extremes(keys, start, stop, lowest, highest, seen):  # pragma: no cover - compiled
+    """Per column of [start, stop): the minimum, maximum and bitwise or of its keys."""
     width = stop - start
     for p in range(width):
         lowest[p] = 65535
         highest[p] = 0
         seen[p] = 0
     frame_count = keys.shape[0]
-    if swap or flip_key:
-        eight = np.uint16(8)
-        for frame in range(frame_count):
-            row = keys[frame, start:stop]
-            if swap:
-                for p in range(width):
-                    value = row[p]
-                    row[p] = ((value >> eight) | (value << eight)) ^ flip_key
-            else:
-                for p in range(width):
-                    row[p] = row[p] ^ flip_key
     frame = 0
     while frame + 4 <= frame_count:
         r0 = keys[frame, start:stop]
@@ -1016,6 +1031,62 @@ def _prepare_tile(
             highest[p] = max(highest[p], value)
             seen[p] |= value
         frame += 1
+
+
+@compiled
+def _tile_sums(keys, start, stop, seen, lane_sums, totals):  # pragma: no cover - compiled
+    """Per column of [start, stop): the sum of its keys (``totals``, summed in 32-bit
+    lanes ``lane_sums`` over chunks of frames that cannot overflow them) and their bitwise
+    or (``seen``)."""
+    width = stop - start
+    for p in range(width):
+        totals[p] = 0
+        seen[p] = 0
+    frame_count = keys.shape[0]
+    for chunk in range(0, frame_count, _COUNT_CHUNK_FRAMES):
+        chunk_stop = min(chunk + _COUNT_CHUNK_FRAMES, frame_count)
+        for p in range(width):
+            lane_sums[p] = 0
+        frame = chunk
+        while frame + 4 <= chunk_stop:
+            r0 = keys[frame, start:stop]
+            r1 = keys[frame + 1, start:stop]
+            r2 = keys[frame + 2, start:stop]
+            r3 = keys[frame + 3, start:stop]
+            for p in range(width):
+                a = r0[p]
+                b = r1[p]
+                c = r2[p]
+                d = r3[p]
+                seen[p] |= (a | b) | (c | d)
+                lane_sums[p] += (np.uint32(a) + np.uint32(b)) + (np.uint32(c) + np.uint32(d))
+            frame += 4
+        while frame < chunk_stop:
+            row = keys[frame, start:stop]
+            for p in range(width):
+                seen[p] |= row[p]
+                lane_sums[p] += np.uint32(row[p])
+            frame += 1
+        for p in range(width):
+            totals[p] += lane_sums[p]
+
+
+@compiled
+def _spread_bits(lowest, highest, seen, width):  # pragma: no cover - compiled
+    """(top, bottom) of a tile of ``width`` columns: every key minus its column's minimum
+    fits in ``top`` bits, and its ``bottom`` lowest bits are zero in every key."""
+    spread = 0
+    bits_seen = 0
+    for p in range(width):
+        spread = max(spread, np.int64(highest[p]) - np.int64(lowest[p]))
+        bits_seen |= np.int64(seen[p])
+    top = 0
+    while spread >> top:
+        top += 1
+    bottom = 0
+    while bottom < top and ((bits_seen >> bottom) & 1) == 0:
+        bottom += 1
+    return top, bottom
 
 
 @compiled
