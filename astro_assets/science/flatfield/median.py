@@ -778,6 +778,8 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
             else:
                 guessing[0] = guessing[1]
                 guessing[1] = min(2 * guessing[1], _GUESS_MAX_PAUSE_TILES)
+                # The bounds 0 and 65535 would also search exactly, but over all 16 bits:
+                # the extremes cost one pass and save several.
                 if not with_extremes:
                     _tile_extremes(keys, start, stop, lowest, highest, seen)
                     top, bottom = _spread_bits(lowest, highest, seen, width)
