@@ -147,7 +147,7 @@ def median_of_keys(data: np.ndarray, tile: int) -> np.ndarray:
     keys[:, :values] = data
     out = np.full(values, np.nan, np.float32)
     median_module._median_of_keys(
-        keys, values, tile, False, 0, out, median_module._new_guessing_state()
+        keys, 0, values, tile, False, 0, out, median_module._new_guessing_state()
     )
     return out
 
@@ -249,7 +249,7 @@ def test_kernel_with_several_tiles_and_a_partial_one(frame_count, values):
     keys[:, :values] = data
     out = np.full(values, np.nan, np.float32)
     median_module._median_of_keys(
-        keys, values, 32, False, 0, out, median_module._new_guessing_state()
+        keys, 0, values, 32, False, 0, out, median_module._new_guessing_state()
     )
     np.testing.assert_array_equal(out, reference(data))
 
@@ -261,7 +261,7 @@ def test_kernel_swaps_bytes_and_flips_signed_keys():
     keys[:, :40] = data.astype(">i2").view(np.uint16)
     out = np.empty(40, np.float32)
     median_module._median_of_keys(
-        keys, 40, 32, True, 0x8000, out, median_module._new_guessing_state()
+        keys, 0, 40, 32, True, 0x8000, out, median_module._new_guessing_state()
     )
     np.testing.assert_array_equal(out, reference(data))
 
@@ -273,8 +273,25 @@ def run_kernel(data: np.ndarray, tile: int, guessing: np.ndarray) -> np.ndarray:
     keys = np.zeros((frame_count, median_module._key_row_values(values)), np.uint16)
     keys[:, :values] = data
     out = np.full(values, np.nan, np.float32)
-    median_module._median_of_keys(keys, values, tile, False, 0, out, guessing)
+    median_module._median_of_keys(keys, 0, values, tile, False, 0, out, guessing)
     return out
+
+
+def test_kernel_searches_and_touches_only_the_columns_from_first_on():
+    # A thread of a pair searches its share of a span's columns in the shared buffer: the
+    # other thread's keys must not be swapped or written, nor its results.
+    rng = np.random.default_rng(35)
+    data = rng.integers(-(2**15), 2**15, size=(11, 100), dtype=np.int16)
+    keys = np.zeros((11, median_module._key_row_values(100)), np.uint16)
+    keys[:, :100] = data.astype(">i2").view(np.uint16)
+    before = keys.copy()
+    out = np.full(100, np.nan, np.float32)
+    median_module._median_of_keys(
+        keys, 64, 100, 32, True, 0x8000, out, median_module._new_guessing_state()
+    )
+    assert np.isnan(out[:64]).all()
+    np.testing.assert_array_equal(out[64:], reference(data)[64:])
+    np.testing.assert_array_equal(keys[:, :64], before[:, :64])
 
 
 def noisy_columns(frame_count: int, columns: int, sigma: float, seed: int) -> np.ndarray:
@@ -494,7 +511,7 @@ def test_spans_that_do_not_follow_rows():
         width=31,
         channels=1,
         staging_itemsize=0,
-        budget_bytes=12_000,
+        budget_bytes=6_000,
         workers=2,
     )
     spans = plan.spans()
@@ -503,7 +520,7 @@ def test_spans_that_do_not_follow_rows():
     assert spans[0][0] == 0 and spans[-1][1] == 29 * 31
     assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     frames = random_video((8, 29, 31), "uint16", seed=6)
-    budget_mb = (12_000 + frames[0].size * 4) / 2**20
+    budget_mb = (6_000 + frames[0].size * 4) / 2**20
     assert_exact(temporal_median(frames, memory_budget_mb=budget_mb, workers=2), frames)
     cropped = frames[:, 3:25, 2:29]
     assert_exact(temporal_median(cropped, memory_budget_mb=budget_mb, workers=2), cropped)
@@ -669,14 +686,43 @@ def test_compiled_reads_fill_rows_and_report_where_the_file_ends(tmp_path):
     target = np.zeros((5, 24), np.uint8)
     descriptor = os.open(path, os.O_RDONLY)
     try:
-        assert median_module._read_rows(descriptor, target[:4], 24, 10, 200) == 4
+        assert median_module._read_rows(descriptor, target[:4], 24, 10, 200, 0, 1) == 4
         expected = np.frombuffer(path.read_bytes(), np.uint8)
         for row in range(4):
             np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
         # Row 4 would start at byte 810 + 200 = 1010: only 14 bytes are left there.
-        assert median_module._read_rows(descriptor, target, 24, 210, 200) == 4
+        assert median_module._read_rows(descriptor, target, 24, 210, 200, 0, 1) == 4
     finally:
         os.close(descriptor)
+
+
+def test_compiled_reads_fill_every_other_row_for_one_thread_of_a_pair(tmp_path):
+    path = tmp_path / "rows.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    target = np.zeros((5, 24), np.uint8)
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        assert median_module._read_rows(descriptor, target, 24, 10, 200, 1, 2) == 5
+    finally:
+        os.close(descriptor)
+    expected = np.frombuffer(path.read_bytes(), np.uint8)
+    for row in (1, 3):
+        np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
+    assert not target[[0, 2, 4]].any()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_a_read_failing_in_one_thread_of_a_pair_raises_its_error(tmp_path, workers):
+    # The last frame, read by the second thread of the first pair, ends early: that
+    # thread's error is raised, and neither its partner nor another team waits for ever.
+    frames = random_video((6, 40, 50), "<u2", seed=14)
+    path = tmp_path / "video.bin"
+    mapped = write_memmap(path, frames, 16, "<u2")
+    with path.open("r+b") as stream:
+        stream.truncate(16 + 5 * frames[0].nbytes + 100)
+    with pytest.raises(ValueError, match="shorter than its memory map"):
+        temporal_median(mapped, workers=workers)
 
 
 def test_truncated_file_behind_a_map_raises_on_the_sorting_path(tmp_path):
@@ -768,6 +814,56 @@ def test_budget_for_one_thread_only_uses_one_thread():
     )
     assert sorting.workers == 1
     assert counting.workers == 1
+
+
+def test_threads_work_in_pairs_that_share_a_span_buffer():
+    assert median_module._team_sizes(1) == [1]
+    assert median_module._team_sizes(2) == [2]
+    assert median_module._team_sizes(5) == [2, 2, 1]
+    # One key buffer for two threads: 100 frames cost 12,800 bytes of row padding and 200 per
+    # pixel of span, each thread 4,480 of tile scratch; two buffers would not fit.
+    plan = median_module._plan_spans(
+        frame_count=100,
+        height=100,
+        width=100,
+        channels=1,
+        staging_itemsize=0,
+        budget_bytes=30_000,
+        workers=3,
+    )
+    assert plan.workers == 2
+    assert plan.team_sizes() == [2]
+    assert plan.span_pixels == (30_000 - 2 * 4_480 - 12_800) // 200
+
+
+def test_a_thread_of_a_pair_searches_its_share_of_the_columns():
+    queue = median_module._SpanQueue([(0, 10), (10, 700)])
+    pair = median_module._SpanTeam(2, np.empty((3, 2112), np.uint16), None, 3, queue)
+    assert pair.span == (0, 10)
+    assert queue.take() == (10, 700)
+    assert queue.take() is None
+    # 30 values: the first 32-aligned bound is 0, so the second thread takes all of them.
+    assert [pair.columns((0, 10), member) for member in (0, 1)] == [(0, 0), (0, 30)]
+    assert [pair.columns((10, 700), member) for member in (0, 1)] == [(0, 1024), (1024, 2070)]
+    alone = median_module._SpanTeam(1, np.empty((3, 2112), np.uint16), None, 3, queue)
+    assert alone.span is None
+    assert alone.columns((10, 700), 0) == (0, 2070)
+
+
+def test_spans_of_few_frames_read_more_of_each_frame():
+    assert median_module._span_read_bytes(440) == 32 * 2**10
+    assert median_module._span_read_bytes(256) == 32 * 2**10
+    assert median_module._span_read_bytes(60) == 136 * 2**10
+    plan = median_module._plan_spans(
+        frame_count=60,
+        height=2160,
+        width=3840,
+        channels=1,
+        staging_itemsize=0,
+        budget_bytes=256 * 2**20,
+        workers=2,
+    )
+    assert plan.span_pixels == 136 * 2**10 // 2
 
 
 def test_params_defaults():

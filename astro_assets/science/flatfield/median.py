@@ -2,10 +2,9 @@
 
 The median of a video keeps what is fixed on the sensor (dust shadows, vignetting, pixel
 response) and averages away what moves. A video is often larger than memory, so the frames
-are never loaded together: the image is cut into spans of pixels, and a thread holds every
-selected frame for the pixels of one span only, computes their medians, then goes on to the
-next span. Threads run on separate cores: the numba kernels, numpy and the reads release the
-GIL.
+are never loaded together: the image is cut into spans of pixels, every selected frame of
+one span is held in memory at a time, their medians computed, then the next span read.
+Threads run on separate cores: the numba kernels, numpy and the reads release the GIL.
 
 Integers of at most 16 bits (every SER video) take a counting path, written as numba
 kernels because numpy has no selection along the frame axis that is not dominated by
@@ -61,17 +60,20 @@ of one core per input value):
   128 KiB at a time into one small buffer. Each read costs about 1.4 microseconds besides
   its copy on these (virtual) machines, and a span takes one read per frame: the reads of
   a span are issued from compiled code, not from a Python loop (which cost about half a
-  microsecond more per read), and a span holds 32 KiB per frame: 14 MiB of keys for 440
-  frames, which mostly stay in the last-level cache until the first pass reads them back.
-  Spans of 64 or 128 KiB per frame halve or quarter the reads but spill that cache, and
-  were no faster.
+  microsecond more per read), and a span holds at least 32 KiB per frame (8 MiB of keys
+  over all frames for videos of fewer than 256 frames): 14 MiB of keys for 440 frames,
+  which mostly stay in the last-level cache until the first pass reads them back.
+- Threads work in pairs that share one span: each reads half of its frames, then searches
+  half of its columns. A span per thread kept both threads' keys (28 MiB for 440 frames)
+  and the page-cache data streaming through together in the 32 MiB last-level cache, which
+  they overflowed: two threads then spent a quarter more CPU time than one, on reading and
+  on the kernels alike. Sharing, they spend what one thread does (0.28-0.29 against
+  0.34-0.36 CPU-seconds on the benchmark video), for two waits per span.
 - In all, on one core, for the 1 GB benchmark video cached as read: 0.11 CPU-seconds for
   reading and 0.145 for the kernels (0.26 ns per value: first pass 0.04, window keys 0.045,
   8 byte passes of 0.015, the even-count pass 0.02, the per-column steps between them). On
   the demo's 60-frame videos the kernels take 0.27-0.34 ns per value where the video is
-  tracked, 0.46-0.76 where the scene drifts and the windows rarely place the medians. Two
-  threads sharing the memory and the last-level cache spend about a quarter more CPU
-  time, both on reading and on the kernels.
+  tracked, 0.46-0.76 where the scene drifts and the windows rarely place the medians.
 
 Other dtypes (floating point, wider integers) take a sorting path: blocks are transposed in
 two steps (32-byte blocks of neighbouring pixels first, then the small tile inside each
@@ -81,8 +83,8 @@ integers or floats to float64 preserves order, so selecting in the native dtype 
 converting afterwards is exact.
 
 A memory-mapped input (such as a SER file opened lazily) is read from its file with
-positioned reads into buffers the budget accounts for (32 KiB per frame and read on the
-counting path, 64 KiB on the sorting path). Reading through the map would leave every page
+positioned reads into buffers the budget accounts for (at least 32 KiB per frame and read
+on the counting path, 64 KiB on the sorting path). Reading through the map would leave every page
 touched mapped into the process, so its resident set would grow with the video (recent
 Linux kernels map whole page-cache folios of up to a few MiB per touch). The data stay in
 the operating system's page cache and the file is never modified. The counting path calls
@@ -120,15 +122,32 @@ positioned read from Python has a fixed cost of a few microseconds, so much smal
 would dominate."""
 
 _SPAN_READ_BYTES = 32 * 2**10
-"""Bytes read per frame at a time by the counting path when the budget allows. Its reads
-are issued from compiled code (under a microsecond each), and a span this size (14 MiB of
-keys for 440 frames) mostly stays in the shared last-level cache between the read and the
-first pass over it, which then does not wait for main memory; much smaller reads would
-multiply the calls, larger ones spill to memory."""
+"""Fewest bytes read per frame at a time by the counting path when the budget allows. Its
+reads are issued from compiled code, but each still costs about 1.4 microseconds besides
+its copy (on these virtual machines): reading the 1 GB benchmark video 16 KiB at a time
+cost 0.02 CPU-seconds more than 32 KiB at a time, and larger reads gained nothing there."""
+
+_SPAN_KEY_BYTES = 8 * 2**20
+"""Keys a span holds over all its frames when reads of :data:`_SPAN_READ_BYTES` would hold
+fewer: a span's keys mostly stay in the last-level cache between the read and the first
+pass over them, and each span costs a team two waits, so videos of few frames read more
+of each frame at a time. Measured with pairs of threads on 2 cores (wall time of the
+median): 60 frames of 3840 x 2160 took 0.166 s with 128 KiB per frame (7.5 MiB) against
+0.199 s with 32 KiB and 0.185 s with 256 KiB; 100 frames of 1920 x 1080, 0.060 s with 64 or
+128 KiB against 0.066 s with 32 KiB."""
 
 _MIN_STAGES_PER_WORKER = 4
-"""Work is cut small enough that every thread gets several pieces, which keeps all cores
-busy until the end."""
+"""Work is cut small enough that every thread (or team of threads sharing a span) gets
+several pieces, which keeps all cores busy until the end."""
+
+_TEAM_SIZE = 2
+"""Threads of the counting path that share one span: each reads every second frame of it,
+both wait for the other, each searches half of its columns, and both wait again before the
+next span is read. One span of 14 MiB of keys (440 frames) then stays in the 32 MiB
+last-level cache that the page-cache data also stream through; a span per thread (28 MiB)
+did not, and two threads spent 0.34 CPU-seconds on the 1 GB benchmark video against 0.27
+for a pair sharing its spans, whose two waits per span cost less than the misses saved.
+Larger teams would wait on each other more often; more threads form more pairs."""
 
 _TILE_BYTES = 768 * 2**10
 """Bytes of a counting tile's 16-bit keys (its pixels in every frame): with its byte keys,
@@ -407,7 +426,8 @@ def _check_read(path: str, got: int, expected: int, position: int) -> None:
 @dataclass(frozen=True)
 class _SpanPlan:
     """Spans of ``span_pixels`` consecutive pixels (raster order) of a ``pixels``-pixel
-    image, each held by a thread in a key buffer of ``row_values`` values per frame."""
+    image, each held by a team of threads in a key buffer of ``row_values`` values per
+    frame; ``workers`` threads in all, in teams of :meth:`team_sizes`."""
 
     pixels: int
     span_pixels: int
@@ -420,6 +440,15 @@ class _SpanPlan:
             (start, min(start + self.span_pixels, self.pixels))
             for start in range(0, self.pixels, self.span_pixels)
         ]
+
+    def team_sizes(self) -> list[int]:
+        """Threads of each team: pairs, and one alone for an odd number of threads."""
+        return _team_sizes(self.workers)
+
+
+def _team_sizes(workers: int) -> list[int]:
+    full, rest = divmod(workers, _TEAM_SIZE)
+    return [_TEAM_SIZE] * full + ([rest] if rest else [])
 
 
 def _key_row_values(values: int) -> int:
@@ -443,30 +472,36 @@ def _plan_spans(
 ) -> _SpanPlan:
     """Choose the span size, the tile width and the number of threads from the memory budget.
 
-    Per thread, every value of a span costs one uint16 key per frame, plus a staging copy in
-    the input dtype when the input has to be converted on the way in; a key row is padded by
-    up to two cache lines; the kernel needs a byte key per frame and a few per-column
-    numbers for every column of its tile. Tiles are narrowed to 32 columns before threads
-    are dropped to fit a small budget.
+    Per team of threads (:data:`_TEAM_SIZE`), every value of a span costs one uint16 key
+    per frame, plus a staging copy in the input dtype when the input has to be converted on
+    the way in, and a key row is padded by up to two cache lines; per thread, the kernel
+    needs a byte key per frame and a few per-column numbers for every column of its tile.
+    Tiles are narrowed to 32 columns before threads are dropped to fit a small budget.
     """
     pixel_cost = frame_count * channels * (2 + staging_itemsize)
     row_padding = frame_count * 4 * _KEY_ROW_ALIGN_VALUES
     cache_tile = _TILE_BYTES // (2 * frame_count) // 32 * 32
     tile_values = min(_TILE_MAX_VALUES, max(32, cache_tile))
-    fixed = row_padding + _tile_scratch_bytes(frame_count, tile_values)
-    if budget_bytes < workers * (fixed + pixel_cost):
+
+    def cost(threads: int, tile: int) -> float:
+        """Bytes that ``threads`` threads need for spans of one pixel."""
+        teams = len(_team_sizes(threads))
+        return teams * (row_padding + pixel_cost) + threads * _tile_scratch_bytes(frame_count, tile)
+
+    if budget_bytes < cost(workers, tile_values):
         tile_values = 32
-        fixed = row_padding + _tile_scratch_bytes(frame_count, tile_values)
-    affordable = int(budget_bytes // (fixed + pixel_cost))
-    if affordable < 1:
-        needed = fixed + pixel_cost + height * width * channels * 4
+    while workers > 1 and budget_bytes < cost(workers, tile_values):
+        workers -= 1
+    if budget_bytes < cost(1, tile_values):
+        needed = cost(1, tile_values) + height * width * channels * 4
         raise ValueError(_too_small(frame_count, height, width, channels, needed))
-    workers = min(workers, affordable)
+    teams = len(_team_sizes(workers))
+    scratch = workers * _tile_scratch_bytes(frame_count, tile_values)
     pixels = height * width
     span_pixels = min(
-        int((budget_bytes / workers - fixed) // pixel_cost),
-        max(1, _SPAN_READ_BYTES // (2 * channels)),
-        math.ceil(pixels / (_MIN_STAGES_PER_WORKER * workers)),
+        int(((budget_bytes - scratch) / teams - row_padding) // pixel_cost),
+        max(1, _span_read_bytes(frame_count) // (2 * channels)),
+        math.ceil(pixels / (_MIN_STAGES_PER_WORKER * teams)),
     )
     span_pixels = max(1, span_pixels)
     return _SpanPlan(
@@ -476,6 +511,12 @@ def _plan_spans(
         tile_values=tile_values,
         workers=workers,
     )
+
+
+def _span_read_bytes(frame_count: int) -> int:
+    """Bytes of each frame a span holds when the budget allows: :data:`_SPAN_KEY_BYTES` over
+    all frames, in whole pages, and at least :data:`_SPAN_READ_BYTES`."""
+    return max(_SPAN_READ_BYTES, _SPAN_KEY_BYTES // frame_count // 4096 * 4096)
 
 
 def _tile_scratch_bytes(frame_count: int, tile_values: int) -> int:
@@ -501,32 +542,120 @@ def _median_by_counting(
         workers=workers,
     )
     flat_result = result.reshape(-1)
-    workspace = threading.local()
+    queue = _SpanQueue(plan.spans())
+
+    def search(keys: np.ndarray, span: tuple[int, int], first: int, stop: int, guessing):
+        start = span[0]
+        _median_of_keys(
+            keys,
+            first,
+            stop,
+            plan.tile_values,
+            reader.swap,
+            reader.flip,
+            flat_result[start * channels : span[1] * channels],
+            guessing,
+        )
 
     with reader:
+        teams = []
+        for size in plan.team_sizes():
+            keys = np.empty((frame_count, plan.row_values), np.uint16)
+            staging_shape = (frame_count, plan.span_pixels * channels)
+            staging = np.empty(staging_shape, video4.dtype) if reader.staging_itemsize else None
+            teams.append(_SpanTeam(size, keys, staging, channels, queue))
+        _run_teams(teams, reader.read, search)
 
-        def process(span: tuple[int, int]) -> None:
-            keys = getattr(workspace, "keys", None)
-            if keys is None:
-                keys = workspace.keys = np.empty((frame_count, plan.row_values), np.uint16)
-                workspace.guessing = _new_guessing_state()
-                staging_shape = (frame_count, plan.span_pixels * channels)
-                workspace.staging = (
-                    np.empty(staging_shape, video4.dtype) if reader.staging_itemsize else None
-                )
-            start, stop = span
-            reader.read(start, stop, keys, workspace.staging)
-            _median_of_keys(
-                keys,
-                (stop - start) * channels,
-                plan.tile_values,
-                reader.swap,
-                reader.flip,
-                flat_result[start * channels : stop * channels],
-                workspace.guessing,
-            )
 
-        _run_all(plan.spans(), plan.workers, process)
+class _SpanQueue:
+    """Hands out spans, one at a time to whichever team asks, until none is left or a
+    thread has failed."""
+
+    def __init__(self, spans: Sequence[tuple[int, int]]) -> None:
+        self._spans = iter(spans)
+        self._lock = threading.Lock()
+        self.failed = False
+
+    def take(self) -> tuple[int, int] | None:
+        with self._lock:
+            return None if self.failed else next(self._spans, None)
+
+
+class _SpanTeam:
+    """Threads sharing one span's key buffer (see :data:`_TEAM_SIZE`).
+
+    Member ``m`` of ``size`` reads frames ``m, m + size, ...`` of the span into the buffer,
+    waits for the others, searches its share of the span's columns (a multiple of 32 values
+    wide, so the kernels' rows stay aligned), and waits again, while member 0 takes the next
+    span from the queue. Each member carries its own state of the mean-centred windows,
+    since it searches the same part of every span.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        keys: np.ndarray,
+        staging: np.ndarray | None,
+        channels: int,
+        queue: _SpanQueue,
+    ) -> None:
+        self.size = size
+        self.keys = keys
+        self.staging = staging
+        self.channels = channels
+        self.queue = queue
+        self.barrier = threading.Barrier(size)
+        self.span = queue.take()
+
+    def columns(self, span: tuple[int, int], member: int) -> tuple[int, int]:
+        """The values [first, stop) of ``span`` that ``member`` searches."""
+        values = (span[1] - span[0]) * self.channels
+
+        def bound(part: int) -> int:
+            return min(values, round(values * part / self.size / 32) * 32)
+
+        return bound(member), values if member == self.size - 1 else bound(member + 1)
+
+    def work(self, member: int, read: Callable, search: Callable) -> None:
+        """Run ``member``'s share of every span the team takes, until the queue is empty."""
+        guessing = _new_guessing_state()
+        try:
+            while self.span is not None:
+                span = self.span
+                read(*span, self.keys, self.staging, member, self.size)
+                self.barrier.wait()
+                first, stop = self.columns(span, member)
+                if first < stop:
+                    search(self.keys, span, first, stop, guessing)
+                if member == 0:
+                    self.span = self.queue.take()
+                self.barrier.wait()
+        except BaseException:
+            # The other members would wait for this one for ever, and other teams would
+            # go on with spans whose results are lost.
+            self.queue.failed = True
+            self.barrier.abort()
+            raise
+
+
+def _run_teams(teams: list[_SpanTeam], read: Callable, search: Callable) -> None:
+    """Run every member of every team on its own thread (the only one in the calling
+    thread); on failure, raise the error that stopped the first failing member rather than
+    the broken barrier it left the others."""
+    members = [(team, member) for team in teams for member in range(team.size)]
+    if len(members) == 1:
+        team, member = members[0]
+        team.work(member, read, search)
+        return
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        futures = [pool.submit(team.work, member, read, search) for team, member in members]
+        errors = [future.exception() for future in futures]
+    causes = [error for error in errors if error is not None]
+    if causes:
+        raise next(
+            (error for error in causes if not isinstance(error, threading.BrokenBarrierError)),
+            causes[0],
+        )
 
 
 def _new_guessing_state() -> np.ndarray:
@@ -559,16 +688,26 @@ class _KeyArrayReader:
     def __exit__(self, *exc_info: object) -> None:
         return None
 
-    def read(self, start: int, stop: int, keys: np.ndarray, staging: np.ndarray | None) -> None:
-        """Copy pixels [start, stop) of every frame into ``keys[:, :values]``."""
-        n, _, width, channels = self.video4.shape
-        target = keys.view(self.key_dtype)
+    def read(
+        self,
+        start: int,
+        stop: int,
+        keys: np.ndarray,
+        staging: np.ndarray | None,
+        first_frame: int = 0,
+        frame_step: int = 1,
+    ) -> None:
+        """Copy pixels [start, stop) of frames ``first_frame::frame_step`` into the same
+        rows of ``keys[:, :values]``."""
+        _, _, width, channels = self.video4.shape
+        frames = slice(first_frame, None, frame_step)
+        target = keys.view(self.key_dtype)[frames]
         done = 0
         for row, col0, rows, cols in _row_pieces(start, stop, width):
-            piece = self.video4[:, row : row + rows, col0 : col0 + cols, :]
+            piece = self.video4[frames, row : row + rows, col0 : col0 + cols, :]
             values = rows * cols * channels
             np.copyto(
-                target[:, done : done + values].reshape(n, rows, cols, channels),
+                target[:, done : done + values].reshape(len(piece), rows, cols, channels),
                 piece,
                 casting="safe",
             )
@@ -619,8 +758,17 @@ class _KeyFileReader:
     def __exit__(self, *exc_info: object) -> None:
         os.close(self.descriptor)
 
-    def read(self, start: int, stop: int, keys: np.ndarray, staging: np.ndarray | None) -> None:
-        """Read pixels [start, stop) of every frame into ``keys[:, :values]``."""
+    def read(
+        self,
+        start: int,
+        stop: int,
+        keys: np.ndarray,
+        staging: np.ndarray | None,
+        first_frame: int = 0,
+        frame_step: int = 1,
+    ) -> None:
+        """Read pixels [start, stop) of frames ``first_frame::frame_step`` into the same
+        rows of ``keys[:, :values]``."""
         n, _, _, channels = self.video4.shape
         frame_stride, _, pixel_stride, channel_stride = self.video4.strides
         values = (stop - start) * channels
@@ -630,19 +778,22 @@ class _KeyFileReader:
             first += (channels - 1) * channel_stride
         expected = values * self.video4.dtype.itemsize
         rows = target.view(np.uint8)
-        failed = _read_rows(self.descriptor, rows, expected, first, frame_stride)
+        failed = _read_rows(
+            self.descriptor, rows, expected, first, frame_stride, first_frame, frame_step
+        )
         # From the first read that failed or came short on, the reads are repeated here,
         # where they raise the operating system's error or say that the file ends too soon.
-        for frame in range(failed, n):
+        for frame in range(failed, n, frame_step):
             position = first + frame * frame_stride
             got = os.preadv(self.descriptor, [target[frame, :values]], position)
             _check_read(self.path, got, expected, position)
         if staging is None:
             return
-        source = staging[:, :values].reshape(n, stop - start, channels)
+        frames = slice(first_frame, None, frame_step)
+        source = staging[frames, :values].reshape(-1, stop - start, channels)
         if self.channels_reversed:
             source = source[..., ::-1]
-        converted = keys.view(self.key_dtype)[:, :values].reshape(n, stop - start, channels)
+        converted = keys.view(self.key_dtype)[frames, :values].reshape(-1, stop - start, channels)
         np.copyto(converted, source, casting="safe")
 
 
@@ -655,11 +806,14 @@ code: the read loop of a span then runs without the interpreter (one call per fr
 
 
 @compiled
-def _read_rows(descriptor, target, row_bytes, first, stride):  # pragma: no cover - compiled
+def _read_rows(
+    descriptor, target, row_bytes, first, stride, first_row, row_step
+):  # pragma: no cover - compiled
     """Read ``row_bytes`` bytes at ``first + f * stride`` of the file into row ``f`` of
-    ``target`` for every row; return the number of rows read, or the first row whose read
-    failed or ended early (at the end of the file)."""
-    for row in range(target.shape[0]):
+    ``target`` for rows ``f = first_row, first_row + row_step, ...``; return the number of
+    rows of ``target``, or the first of those rows whose read failed or ended early (at
+    the end of the file)."""
+    for row in range(first_row, target.shape[0], row_step):
         address = target[row].ctypes.data
         position = first + row * stride
         done = 0
@@ -672,12 +826,14 @@ def _read_rows(descriptor, target, row_bytes, first, stride):  # pragma: no cove
 
 
 @compiled
-def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: no cover
-    """Medians over axis 0 of ``keys[:, :values]`` (uint16 keys), written to ``out[:values]``
-    as float32 values (``int16(key ^ flip)`` for signed data, else the key).
+def _median_of_keys(keys, first, values, tile, swap, flip, out, guessing):  # pragma: no cover
+    """Medians over axis 0 of ``keys[:, first:values]`` (uint16 keys), written to
+    ``out[first:values]`` as float32 values (``int16(key ^ flip)`` for signed data, else the
+    key).
 
     The keys are first made native in place (``swap``: byte-swapped; ``flip``: xor-ed), then
-    every tile of ``tile`` neighbouring columns is searched by bisection, see the module notes.
+    every tile of ``tile`` neighbouring columns from ``first`` on is searched by bisection,
+    see the module notes.
     ``guessing`` (int64, 6 values, from :func:`_new_guessing_state`) carries from one call to
     the next whether mean-centred windows are worth trying: the tiles left to pause them,
     the next pause, the tiles placed by them, the columns they missed (each then searched
@@ -705,7 +861,7 @@ def _median_of_keys(keys, values, tile, swap, flip, out, guessing):  # pragma: n
     totals = np.empty(tile, np.int64)
     missed = np.empty(tile, np.bool_)
     column = np.empty(frame_count, np.uint16)
-    for start in range(0, values, tile):
+    for start in range(first, values, tile):
         stop = min(start + tile, values)
         width = stop - start
         if swap or flip_key:
