@@ -51,6 +51,8 @@ def test_science_source_does_not_read_the_environment():
 
 
 def test_loading_the_code_location_imports_no_heavy_optional_clients():
-    # Every step process of a run loads the code location; the Gemini client (a third of a
-    # second to import) and PyTorch are imported only by the code that uses them.
-    assert _imported_after(["astro_assets.definitions"], {"google.genai", "torch"}) == []
+    # Every step process of a run loads the code location; the Gemini client and pandas (a
+    # third of a second each to import) and PyTorch are imported only by the code that uses
+    # them.
+    heavy = {"google.genai", "pandas", "torch"}
+    assert _imported_after(["astro_assets.definitions"], heavy) == []

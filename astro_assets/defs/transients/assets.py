@@ -3,10 +3,10 @@
 import datetime as dt
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 import pydantic
 
 from astro_assets.defs.previews import path_value
@@ -22,6 +22,11 @@ from astro_assets.science.transients.candidates import (
 )
 from astro_assets.science.transients.splits import split_counts, split_table
 from astro_assets.science.transients.tensors import CHANNELS, write_job_tensor
+
+if TYPE_CHECKING:
+    # pandas takes 0.3 s to import, and every step process loads the code location: the
+    # steps that use it import it.
+    import pandas as pd
 
 CANDIDATES_DIR = "candidates"
 INDEX_CSV = "master_index.csv"
@@ -122,7 +127,7 @@ class MasterIndexConfig(dg.Config):
     test_fraction: float = 0.15
 
 
-def _table_schema(index: pd.DataFrame) -> dg.TableSchema:
+def _table_schema(index: "pd.DataFrame") -> dg.TableSchema:
     return dg.TableSchema(
         columns=[dg.TableColumn(name, str(dtype)) for name, dtype in index.dtypes.items()]
     )
@@ -142,6 +147,8 @@ def master_index(
     The seed's columns, then ``split`` (train / validation / test, assigned per job by a seeded
     hash of the jid, never per candidate) and ``in_image``.
     """
+    import pandas as pd
+
     registered = context.instance.get_dynamic_partitions(jids_partitions.name)
     present = [jid for jid in registered if candidates_file(data_store, jid).exists()]
     missing = sorted(set(registered) - set(present))
@@ -211,6 +218,8 @@ def croissant_metadata(
     jobs are added, patch otherwise.
     """
     # mlcroissant imports torch: loaded when this step runs, not with the code location.
+    import pandas as pd
+
     from astro_assets.science.transients import croissant
 
     dataset = data_store.layout.dataset_dir

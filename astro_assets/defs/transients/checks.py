@@ -1,10 +1,10 @@
 """Blocking checks that guard the dataset: unit-range tensors, a sound index, valid Croissant."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from astro_assets.defs.transients.assets import (
     CROISSANT_FILE,
@@ -17,6 +17,11 @@ from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS
 from astro_assets.science.transients.splits import SPLITS
+
+if TYPE_CHECKING:
+    # pandas takes 0.3 s to import, and every step process loads the code location: the
+    # steps that use it import it.
+    import pandas as pd
 
 ROWS_PER_BLOCK = 512
 
@@ -60,8 +65,10 @@ def job_tensors_in_unit_range(
     )
 
 
-def index_problems(index: pd.DataFrame, dataset_dir: Path) -> list[str]:
+def index_problems(index: "pd.DataFrame", dataset_dir: Path) -> list[str]:
     """Schema, label, file and split-leak problems of a master index."""
+    import pandas as pd
+
     problems = []
     missing = [c for c in MASTER_INDEX_COLUMNS if c not in index.columns]
     if missing:
@@ -91,6 +98,8 @@ def index_problems(index: pd.DataFrame, dataset_dir: Path) -> list[str]:
     "exists, and no job is in two splits.",
 )
 def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
+    import pandas as pd
+
     dataset = data_store.layout.dataset_dir
     index = pd.read_csv(dataset / INDEX_CSV)
     problems = index_problems(index, dataset)
@@ -107,6 +116,8 @@ def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
 )
 def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
     # mlcroissant imports torch: loaded when the check runs, not with the code location.
+    import pandas as pd
+
     from astro_assets.science.transients.croissant import validate_croissant
 
     dataset = data_store.layout.dataset_dir

@@ -1,9 +1,9 @@
 """The real/bogus CNN: trained on the dataset as its Croissant description presents it."""
 
 import json
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 import pydantic
 
 from astro_assets.defs.params import config_class, params_from_config
@@ -12,6 +12,11 @@ from astro_assets.defs.transients.assets import CROISSANT_FILE, croissant_metada
 from astro_assets.io.images import thumbnail_markdown
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.training_params import TrainConfig
+
+if TYPE_CHECKING:
+    # pandas takes 0.3 s to import, and every step process loads the code location: the
+    # steps that use it import it.
+    import pandas as pd
 
 MODEL_DIR = "cnn_model"
 METRICS_FILE = "metrics.json"
@@ -31,7 +36,7 @@ def _png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(thumbnail_markdown(image, max_size=360, alt=alt))
 
 
-def load_training_table(croissant_path) -> pd.DataFrame:
+def load_training_table(croissant_path) -> "pd.DataFrame":
     """The candidates as the Croissant file describes them, typed for training."""
     from astro_assets.science.transients.croissant import read_candidates
 

@@ -21,12 +21,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from astro_assets.io.atomic import atomic_path
 from astro_assets.io.paths import check_key
+
+if TYPE_CHECKING:
+    # pandas takes 0.3 s to import and the code location imports this module for its
+    # column names in every step process, so the functions import it where they use it.
+    import pandas as pd
 
 __all__ = [
     "MASTER_INDEX_COLUMNS",
@@ -103,6 +108,8 @@ def read_psfcat(
     FileNotFoundError
         If ``path`` does not exist.
     """
+    import pandas as pd
+
     check_key(jid)
     if len(image_shape) != 2 or min(image_shape) < 1:
         raise ValueError(f"image_shape must be (H, W) with H, W >= 1, got {tuple(image_shape)}")
@@ -190,6 +197,8 @@ def build_master_index(frames: Sequence[pd.DataFrame], splits: Mapping[str, str]
     ValueError
         If a job appears in two frames, a frame mixes jobs, or a job has no split.
     """
+    import pandas as pd
+
     seen: dict[str, int] = {}
     parts = []
     for position, frame in enumerate(frames):
