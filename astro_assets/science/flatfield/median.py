@@ -60,9 +60,10 @@ of one core per input value):
   128 KiB at a time into one small buffer. Each read costs about 1.4 microseconds besides
   its copy on these (virtual) machines, and a span takes one read per frame: the reads of
   a span are issued from compiled code, not from a Python loop (which cost about half a
-  microsecond more per read), and a span holds at least 32 KiB per frame (8 MiB of keys
-  over all frames for videos of fewer than 256 frames): 14 MiB of keys for 440 frames,
-  which mostly stay in the last-level cache until the first pass reads them back.
+  microsecond more per read), and when the memory budget allows, a span holds 32 KiB per
+  frame, or 8 MiB of keys over all frames for videos of fewer than 256 frames: 14 MiB of
+  keys for 440 frames, which mostly stay in the last-level cache until the first pass
+  reads them back.
 - Threads work in pairs that share one span: each reads half of its frames, then searches
   half of its columns. A span per thread kept both threads' keys (28 MiB for 440 frames)
   and the page-cache data streaming through together in the 32 MiB last-level cache, which
@@ -90,7 +91,7 @@ Linux kernels map whole page-cache folios of up to a few MiB per touch). The dat
 the operating system's page cache and the file is never modified. The counting path calls
 the C library's ``pread`` from compiled code (POSIX, 64-bit file offsets).
 
-The counting kernels are compiled by numba on the first call in a process (about 5
+The counting kernels are compiled by numba on the first call in a process (about 8
 CPU-seconds) and cached next to this module, or in numba's user-wide cache directory when
 the package is read-only, so later processes load them (about 0.35 CPU-seconds). Without any
 writable cache directory they are compiled in every process.
@@ -145,8 +146,9 @@ _TEAM_SIZE = 2
 both wait for the other, each searches half of its columns, and both wait again before the
 next span is read. One span of 14 MiB of keys (440 frames) then stays in the 32 MiB
 last-level cache that the page-cache data also stream through; a span per thread (28 MiB)
-did not, and two threads spent 0.34 CPU-seconds on the 1 GB benchmark video against 0.27
-for a pair sharing its spans, whose two waits per span cost less than the misses saved.
+did not, and two threads spent 0.34-0.36 CPU-seconds on the 1 GB benchmark video against
+0.28-0.29 for a pair sharing its spans, whose two waits per span cost less than the misses
+saved.
 Larger teams would wait on each other more often; more threads form more pairs."""
 
 _TILE_BYTES = 768 * 2**10
@@ -232,7 +234,9 @@ class TemporalMedianParams:
         Use every ``frame_step``-th frame (``frames[::frame_step]``). Must be >= 1.
     workers : int or None
         Number of threads; ``None`` means ``os.cpu_count()``. Must be >= 1. Fewer are used
-        when the budget cannot hold one band per thread.
+        when the budget cannot hold one band per thread. Integers of at most 16 bits are
+        computed by pairs of threads that share each span of pixels (and a thread alone
+        for an odd number).
     """
 
     memory_budget_mb: float = 256.0
@@ -639,9 +643,9 @@ class _SpanTeam:
 
 
 def _run_teams(teams: list[_SpanTeam], read: Callable, search: Callable) -> None:
-    """Run every member of every team on its own thread (the only one in the calling
-    thread); on failure, raise the error that stopped the first failing member rather than
-    the broken barrier it left the others."""
+    """Run every member of every team on a thread of its own (a lone member in the calling
+    thread); on failure, raise the error that stopped the failing member rather than the
+    broken barrier it left the others."""
     members = [(team, member) for team in teams for member in range(team.size)]
     if len(members) == 1:
         team, member = members[0]
