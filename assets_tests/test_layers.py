@@ -51,8 +51,8 @@ def test_science_source_does_not_read_the_environment():
 
 
 def test_loading_the_code_location_imports_no_heavy_optional_clients():
-    # Every step process of a run loads the code location; the Gemini client and pandas (a
-    # third of a second each to import) and PyTorch are imported only by the code that uses
+    # Every step process of a run loads the code location; the Gemini client, pandas and
+    # astropy (0.2-0.3 s each to import) and PyTorch are imported only by the code that uses
     # them.
-    heavy = {"google.genai", "pandas", "torch"}
+    heavy = {"astropy", "google.genai", "pandas", "torch"}
     assert _imported_after(["astro_assets.definitions"], heavy) == []

@@ -19,10 +19,14 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
+
+if TYPE_CHECKING:
+    # astropy takes 0.2 s to import, and the code location imports this module in every
+    # step process: the functions that use it import it.
+    from astropy.io import fits
 
 __all__ = [
     "IMAGE_ROLES",
@@ -68,6 +72,8 @@ class AmbiguousJobFileError(ValueError):
 
 def _image_hdu_index(hdul: fits.HDUList, path: Path) -> int:
     """Index of the first HDU with image data; raise if there is none."""
+    from astropy.io import fits
+
     for index, hdu in enumerate(hdul):
         if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.shape:
             return index
@@ -100,6 +106,8 @@ def _open(path: Path, *, memmap: bool) -> tuple[fits.HDUList, list[warnings.Warn
     Warnings raised while opening are returned instead of emitted, so that a truncation warning
     becomes an error here and the others can be re-emitted unchanged.
     """
+    from astropy.io import fits
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such FITS file")
     with warnings.catch_warnings(record=True) as caught:

@@ -7,13 +7,18 @@ import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tifffile
-from astropy.io import fits
 from PIL import Image
 
 from astro_assets.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    # astropy takes 0.2 s to import, and the code location imports this module in every
+    # step process: the functions that use it import it.
+    from astropy.io import fits
 
 UNITY_UINT16 = 65535
 
@@ -62,6 +67,8 @@ def write_fits_float32(
     NAXIS3 = 3, R first), the layout of colour images in Siril and PixInsight. Keys longer than
     8 characters become HIERARCH cards.
     """
+    from astropy.io import fits
+
     data = np.asarray(image)
     if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 3)):
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {data.shape}.")
@@ -78,6 +85,8 @@ def write_fits_float32(
 def read_fits_float32(path: str | os.PathLike[str]) -> tuple[np.ndarray, fits.Header]:
     """The primary image of a FITS file written by :func:`write_fits_float32`, (H, W) or
     (H, W, 3), and its header."""
+    from astropy.io import fits
+
     with fits.open(path) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
         header = hdul[0].header.copy()

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.visualization import ZScaleInterval
 
 __all__ = [
     "NoFinitePixelsError",
@@ -123,6 +122,10 @@ def zscale_limits(
     ValueError
         If ``image`` is not a non-empty 2-D numeric array, or a parameter is out of range.
     """
+    # astropy.visualization takes 0.2 s to import, and the code location imports this
+    # module in every step process.
+    from astropy.visualization import ZScaleInterval
+
     params = ZScaleParams(n_samples=n_samples, contrast=contrast)
     array = _check_image(image)
     if not np.isfinite(array).any():
