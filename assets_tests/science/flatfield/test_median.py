@@ -680,32 +680,30 @@ def test_truncated_file_behind_a_map_raises_on_the_counting_path(tmp_path):
         reader.read(0, 42, keys, None)
 
 
-def test_compiled_reads_fill_rows_and_report_where_the_file_ends(tmp_path):
+@pytest.fixture
+def rows_file(tmp_path):
+    """A file of 1,024 known bytes, open for reading: its descriptor and its bytes."""
     path = tmp_path / "rows.bin"
     path.write_bytes(bytes(range(256)) * 4)
-    target = np.zeros((5, 24), np.uint8)
     descriptor = os.open(path, os.O_RDONLY)
-    try:
-        assert median_module._read_rows(descriptor, target[:4], 24, 10, 200, 0, 1) == 4
-        expected = np.frombuffer(path.read_bytes(), np.uint8)
-        for row in range(4):
-            np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
-        # Row 4 would start at byte 810 + 200 = 1010: only 14 bytes are left there.
-        assert median_module._read_rows(descriptor, target, 24, 210, 200, 0, 1) == 4
-    finally:
-        os.close(descriptor)
+    yield descriptor, np.frombuffer(path.read_bytes(), np.uint8)
+    os.close(descriptor)
 
 
-def test_compiled_reads_fill_every_other_row_for_one_thread_of_a_pair(tmp_path):
-    path = tmp_path / "rows.bin"
-    path.write_bytes(bytes(range(256)) * 4)
+def test_compiled_reads_fill_rows_and_report_where_the_file_ends(rows_file):
+    descriptor, expected = rows_file
     target = np.zeros((5, 24), np.uint8)
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        assert median_module._read_rows(descriptor, target, 24, 10, 200, 1, 2) == 5
-    finally:
-        os.close(descriptor)
-    expected = np.frombuffer(path.read_bytes(), np.uint8)
+    assert median_module._read_rows(descriptor, target[:4], 24, 10, 200, 0, 1) == 4
+    for row in range(4):
+        np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
+    # Row 4 would start at byte 810 + 200 = 1010: only 14 bytes are left there.
+    assert median_module._read_rows(descriptor, target, 24, 210, 200, 0, 1) == 4
+
+
+def test_compiled_reads_fill_every_other_row_for_one_thread_of_a_pair(rows_file):
+    descriptor, expected = rows_file
+    target = np.zeros((5, 24), np.uint8)
+    assert median_module._read_rows(descriptor, target, 24, 10, 200, 1, 2) == 5
     for row in (1, 3):
         np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
     assert not target[[0, 2, 4]].any()

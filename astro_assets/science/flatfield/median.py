@@ -549,7 +549,7 @@ def _median_by_counting(
     queue = _SpanQueue(plan.spans())
 
     def search(keys: np.ndarray, span: tuple[int, int], first: int, stop: int, guessing):
-        start = span[0]
+        span_start, span_stop = span
         _median_of_keys(
             keys,
             first,
@@ -557,7 +557,7 @@ def _median_by_counting(
             plan.tile_values,
             reader.swap,
             reader.flip,
-            flat_result[start * channels : span[1] * channels],
+            flat_result[span_start * channels : span_stop * channels],
             guessing,
         )
 
