@@ -402,6 +402,9 @@ def test_inpainted_follows_the_prediction_under_a_shadow_found_only_in_the_ratio
     assert len(record["ratio_motion_test"]) == 1
     assert record["ratio_motion_test"][0]["verdict"] != "scene"
     assert record["ratio_motion_test"][0]["centroid_x"] == pytest.approx(46, abs=2)
+    (choice,) = record["inpainting_guide"]
+    assert (choice["guided"], choice["reason"]) == (True, "found in the ratio alone")
+    assert choice["area_px"] == int((read_tiff(folder / "dust_mask.tiff") > 0).sum())
     median = read_tiff(folder / "ser_median.tiff")
     mask = read_tiff(folder / "dust_mask.tiff") > 0
     guided = read_tiff(folder / "inpainted.tiff")

@@ -1,12 +1,16 @@
 """The motion test keeps shadows fixed on the sensor and drops features that move with the scene."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from astro_assets.science.flatfield import motion
 from astro_assets.science.flatfield.dust import detect_dust
+from astro_assets.science.flatfield.inpaint import inpaint, inpaint_guided
 from astro_assets.science.flatfield.motion import (
+    DustFreePrediction,
     MotionTestParams,
     find_shadows_in_ratio,
     inpainting_guide,
@@ -278,6 +282,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("max_outline_growth", 1.5),
         ("min_deep_depth", 0.0),
         ("min_deep_depth", 1.5),
+        ("guide_holdout_px", -1),
+        ("min_guide_advantage", 0.5),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -640,21 +646,130 @@ def test_ratio_search_finds_a_shadow_cut_by_the_frame_edge():
     assert shadows[0].fixed_deficit == pytest.approx(shadow[3], abs=0.01)
 
 
-def test_inpainting_guide_covers_only_regions_found_in_the_ratio_alone():
-    frames, shifts, median, _ = _faint_video()
-    seen = _disc(median.shape, DUST[0], 100.0, 5.0)
-    result = separate_sensor_fixed(seen, median * np.where(seen, 0.7, 1.0), frames, shifts)
+def _seen_and_faint_video(texture):
+    """A 30 % shadow the median shows (radius 5 px at row 20, column 100) and the large faint
+    one the texture hides (``FAINT``), on a scene of ``texture`` rms drifting 60 px; returns
+    frames, shifts, median, the shown shadow's disc, and the median without any dust."""
+    seen = _disc((HEIGHT, WIDTH), 20.0, 100.0, 5.0)
+    faint = _disc((HEIGHT, WIDTH), *FAINT[:3])
+    transmission = np.where(seen, 0.7, 1.0) * np.where(faint, 1 - FAINT[3], 1.0)
+    frames, shifts, median, _ = _video(
+        drift_px=60.0, seed=9, dust=FAINT, texture=texture, transmission=transmission
+    )
+    clean = _video(drift_px=60.0, seed=9, texture=texture, transmission=np.ones(seen.shape))[2]
+    return frames, shifts, median, seen, clean
+
+
+def test_inpainting_guide_follows_the_prediction_only_where_it_explains_the_surroundings():
+    frames, shifts, median, seen, _ = _seen_and_faint_video(texture=0.02)
+    result = separate_sensor_fixed(seen, median, frames, shifts)
     assert result.ratio_searched and result.prediction is not None
+    assert result.tested[seen].all()
     mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
-    guide = inpainting_guide(result, mask)
-    assert guide.dtype == np.float32 and guide.shape == median.shape
     faint = _disc(median.shape, *FAINT[:3])
-    covered = np.isfinite(guide)
-    assert covered[faint].all()
-    np.testing.assert_array_equal(guide[covered], result.prediction.predicted[covered])
-    assert not covered[ndimage.binary_dilation(seen, iterations=6)].any()
+    around_seen = ndimage.binary_dilation(seen, iterations=6)
+    labels = ndimage.label(mask > 0)[0]
+    # A prediction with a 10 % pattern of its own around the shown shadow does not explain
+    # the median there: the held-out ring shows it, and that region is continued.
+    rows, cols = np.indices(median.shape)
+    pattern = 1.0 + 0.1 * np.sin(rows / 1.5) * np.cos(cols / 1.5)
+    wrong = DustFreePrediction(
+        observed=result.prediction.observed,
+        predicted=np.where(ndimage.binary_dilation(seen, iterations=20), pattern, 1.0).astype(
+            np.float32
+        )
+        * result.prediction.predicted,
+    )
+    guide = inpainting_guide(dataclasses.replace(result, prediction=wrong), mask, median)
+    assert guide.image.dtype == np.float32 and guide.image.shape == median.shape
+    covered = np.isfinite(guide.image)
+    assert covered[faint].all() and not covered[around_seen].any()
+    # The prediction carried to the median's frames: predicted * median / observed.
+    carried = wrong.predicted * median / wrong.observed
+    np.testing.assert_allclose(guide.image[covered], carried[covered], rtol=1e-6)
+    by_column = {round(r.centroid_x): r for r in guide.regions}
+    assert sorted(by_column) == [46, 100] and guide.guided_count == 1
+    assert (by_column[46].guided, by_column[46].reason) == (True, "found in the ratio alone")
+    assert (by_column[100].guided, by_column[100].reason) == (
+        False,
+        "continuation fits the ring as well",
+    )
+    assert by_column[100].continued_rms < by_column[100].guided_rms
+    assert by_column[100].area_px == int((labels == labels[20, 100]).sum())
+    # The true prediction explains the surroundings better than a continuation: followed,
+    # unless the continuation is favoured by more than the margin it loses by.
+    right = inpainting_guide(result, mask, median)
+    region = {round(r.centroid_x): r for r in right.regions}[100]
+    assert (region.guided, region.reason) == (True, "prediction fits the ring better")
+    assert np.isfinite(right.image[seen]).all()
+    margin = region.continued_rms / region.guided_rms
+    favoured = MotionTestParams(min_guide_advantage=1.01 * margin)
+    assert not {
+        round(r.centroid_x): r
+        for r in inpainting_guide(result, mask, median, params=favoured).regions
+    }[100].guided
     still = separate_sensor_fixed(seen, median, frames, np.zeros_like(shifts))
     assert still.prediction is None
-    assert np.isnan(inpainting_guide(still, mask)).all()
+    nothing = inpainting_guide(still, mask, median)
+    assert np.isnan(nothing.image).all()
+    assert {r.reason for r in nothing.regions} == {"no prediction"}
     with pytest.raises(ValueError, match="mask shape"):
-        inpainting_guide(result, mask[:-1])
+        inpainting_guide(result, mask[:-1], median)
+    with pytest.raises(ValueError, match="median shape"):
+        inpainting_guide(result, mask, median[:-1])
+
+
+def test_a_shadow_in_strong_texture_is_filled_along_the_prediction():
+    frames, shifts, median, seen, clean = _seen_and_faint_video(texture=0.12)
+    result = separate_sensor_fixed(seen, median, frames, shifts)
+    mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
+    guide = inpainting_guide(result, mask, median)
+    (region,) = [r for r in guide.regions if round(r.centroid_x) == 100]
+    assert (region.guided, region.reason) == (True, "prediction fits the ring better")
+    assert guide.guided_count == 2
+    around = (mask > 0) & ndimage.binary_dilation(seen, iterations=6)
+    along = inpaint_guided(median, mask, guide.image)[around] / clean[around]
+    continued = inpaint(median, mask)[around] / clean[around]
+    assert np.sqrt(np.mean((along - 1) ** 2)) < 0.01
+    assert np.sqrt(np.mean((continued - 1) ** 2)) > 3 * np.sqrt(np.mean((along - 1) ** 2))
+
+
+def _limb_video(transmission):
+    """A limb-darkened disc (radius 56 px) drifting 40 px along x over a dark sky, its limb
+    crossing the frame at column 66 in the median, through ``transmission``; returns frames,
+    shifts and median."""
+    rng = np.random.default_rng(4)
+    drift, n_frames = 40.0, 24
+    margin = int(drift) + 8
+    canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.02)
+    rows, cols = np.indices(canvas.shape)
+    radius = np.hypot(rows - 48 - margin, cols - (-10) - margin)
+    disc = np.sqrt(np.clip(1 - (radius / 56) ** 2, 0, 1)) / (1 + np.exp((radius - 55) / 1.5))
+    canvas = 20.0 * canvas * (0.005 + 0.995 * disc)
+    return _drifting(canvas, margin, drift, n_frames, rng, transmission)
+
+
+def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
+    # A continuation from the disc's side cannot follow the limb's fall to the sky; the
+    # prediction carries it.
+    shadow = _disc((HEIGHT, WIDTH), 48.0, 62.0, 6.0)
+    frames, shifts, median = _limb_video(np.where(shadow, 0.1, 1.0))
+    _, _, clean = _limb_video(np.ones((HEIGHT, WIDTH)))
+    assert median[48, 40] > 10 * median[48, 90]
+    result = separate_sensor_fixed(shadow, median, frames, shifts)
+    assert result.prediction is not None and result.core[48, 62]
+    mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
+    guide = inpainting_guide(result, mask, median)
+    (region,) = guide.regions
+    assert region.guided and region.reason == "prediction fits the ring better"
+    assert region.continued_rms > 2 * region.guided_rms
+    lit = (mask > 0) & (clean > 0.2 * clean.max())
+    along = inpaint_guided(median, mask, guide.image)
+    continued = inpaint(median, mask)
+    error_along = np.sqrt(np.mean((along[lit] / clean[lit] - 1) ** 2))
+    error_continued = np.sqrt(np.mean((continued[lit] / clean[lit] - 1) ** 2))
+    assert error_along < 0.03
+    assert error_continued > 3 * error_along
+    off = inpainting_guide(result, mask, median, params=MotionTestParams(guide_holdout_px=0))
+    assert np.isnan(off.image).all()
+    assert [(r.guided, r.reason) for r in off.regions] == [(False, "not judged")]

@@ -355,6 +355,8 @@ def _raw_pixels(record: dict, cell: int) -> dict:
             value = cell * value + (cell - 1) / 2
         elif name in ("diameter_px", "extent_px"):
             value = cell * value
+        elif name == "area_px":
+            value = cell * cell * value
         converted[name] = value
     return converted
 
@@ -455,10 +457,12 @@ def dust_mask(
         if not drift_ok:
             context.log.warning(drift_message)
         cell_mask = mask_to_cells(mask, color)
-        guide = inpainting_guide(separated, cell_mask)
-        guided_count = int(ndimage.label(guided_regions(cell_mask, guide))[1])
+        guide = inpainting_guide(
+            separated, cell_mask, view, params=motion_params, detection=classical.detection
+        )
+        guide_choice = [_raw_pixels(dataclasses.asdict(r), cell) for r in guide.regions]
         layout = data_store.layout
-        write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide)
+        write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide.image)
         target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
         atomic_write_text(
             layout.flatfield_file(key, MASK_RECORD_FILE),
@@ -472,6 +476,7 @@ def dust_mask(
                     "motion_test": motion,
                     "found_in_ratio": from_ratio,
                     "ratio_motion_test": ratio_motion,
+                    "inpainting_guide": guide_choice,
                 },
                 indent=2,
             ),
@@ -503,7 +508,8 @@ def dust_mask(
                 "found_in_ratio": _json(from_ratio),
                 "ratio_moved_with_scene_count": ratio_rejected,
                 "ratio_motion_test": _json(ratio_motion),
-                "guided_region_count": guided_count,
+                "guided_region_count": guide.guided_count,
+                "inpainting_guide": _json(guide_choice),
                 "model_details": _json(
                     {k: v for k, v in located.details.items() if k != "regions"}
                 ),
