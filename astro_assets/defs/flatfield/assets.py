@@ -220,8 +220,10 @@ InpaintedConfig = config_class(
         "follow_motion": (
             bool,
             True,
-            "fill the regions dust_mask marked (shadows found only in the ratio of a drifting "
-            "video) along its dust-free prediction, keeping the scene's texture under them",
+            "fill the regions dust_mask chose for it (on a drifting video: shadows found only "
+            "in the ratio, and those whose held-out surroundings the prediction fits better) "
+            "along the dust-free prediction, keeping the scene's texture and a limb's fall "
+            "under them",
         ),
     },
 )
