@@ -282,6 +282,7 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("max_outline_growth", 1.5),
         ("min_deep_depth", 0.0),
         ("min_deep_depth", 1.5),
+        ("min_limb_depth", 0.0),
         ("guide_holdout_px", -1),
         ("min_guide_advantage", 0.5),
     ],
@@ -479,6 +480,32 @@ def test_a_near_opaque_shadow_on_the_limb_is_found_in_the_ratio():
     assert not clean.any() and none == ()
 
 
+def test_a_shallower_shadow_across_the_limb_is_found_when_it_is_wide():
+    predicted = _planet()
+    # 20 % deep, 16 px across, centred on the limb: its surroundings leave the target, and
+    # it is far shallower than half the light.
+    shadow = _disc(predicted.shape, 48.0, 24.0, 8.0)
+    on_target = shadow & (predicted > 0.1 * predicted.max())
+    # The ratio's own residue along the limb: as deep (25 %), but a thin arc 2 px across.
+    radius = np.hypot(*(np.indices(predicted.shape) - np.array([48.0, 64.0])[:, None, None]))
+    arc = (radius > 37.0) & (radius <= 39.0) & (np.indices(predicted.shape)[1] > 64)
+    observed = predicted * np.where(shadow, 0.8, 1.0) * np.where(arc, 0.75, 1.0)
+    assert not find_shadows_in_ratio(observed, predicted, min_deep_depth=0.5)[0][shadow].any()
+    found, shadows = find_shadows_in_ratio(
+        observed, predicted, min_deep_depth=0.5, min_limb_depth=0.1
+    )
+    assert len(shadows) == 1
+    assert found[on_target].mean() > 0.9
+    assert not (found & ~ndimage.binary_dilation(shadow, iterations=2)).any()
+    assert shadows[0].fixed_deficit == pytest.approx(0.2, abs=0.03)
+    # Reaching into a candidate that moved with the scene, it is left out.
+    moved = _disc(predicted.shape, 48.0, 30.0, 3.0)
+    blocked, none = find_shadows_in_ratio(
+        observed, predicted, exclude=moved, min_deep_depth=0.5, min_limb_depth=0.1
+    )
+    assert not blocked.any() and none == ()
+
+
 def test_separate_sensor_fixed_searches_the_ratio_only_with_enough_motion():
     frames, shifts, median, _ = _faint_video()
     empty = np.zeros(median.shape, dtype=bool)
@@ -505,6 +532,8 @@ def test_ratio_search_rejects_bad_inputs():
         find_shadows_in_ratio(image, image, min_fixed_fraction=1.0)
     with pytest.raises(ValueError, match="min_deep_depth"):
         find_shadows_in_ratio(image, image, min_deep_depth=0.0)
+    with pytest.raises(ValueError, match="min_limb_depth"):
+        find_shadows_in_ratio(image, image, min_limb_depth=1.5)
     holed = image.copy()
     holed[2, 2] = np.nan
     with pytest.raises(ValueError, match="median contains NaN or inf where the prediction"):

@@ -135,6 +135,14 @@ class MotionTestParams:
         ratio is taken wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of its 99th
         percentile; the prediction's own residues at a limb stay far shallower (up to 15 %).
         1 turns this search off. In (0, 1].
+    min_limb_depth : float
+        Shallower shadows are searched there too when they are at least this deep and wide
+        enough to hold a disc of half the detector's smallest radius
+        (``DustDetectionParams.min_radius_px``) at that depth. The ratio's own residues along a
+        limb are as deep (up to a quarter of the light on a synthetic planet) but thin arcs,
+        1-4 px across, that no such disc fits; dust 10-27 % deep across the limb of a small
+        disc is found. Shadows reaching into candidates found to move with the scene are left
+        out. 1 turns this search off. In (0, 1].
     guide_holdout_px : int
         Width, in pixels, of the ring of clean pixels around each region of the mask that
         :func:`inpainting_guide` holds out to judge whether the region is filled better along
@@ -157,6 +165,7 @@ class MotionTestParams:
     max_texture_left: float = 0.5
     max_outline_growth: float = 0.15
     min_deep_depth: float = 0.5
+    min_limb_depth: float = 0.1
     guide_holdout_px: int = 5
     min_guide_advantage: float = 1.0
 
@@ -181,6 +190,8 @@ class MotionTestParams:
             )
         if not 0.0 < self.min_deep_depth <= 1.0:
             raise ValueError(f"min_deep_depth must be in (0, 1], got {self.min_deep_depth}.")
+        if not 0.0 < self.min_limb_depth <= 1.0:
+            raise ValueError(f"min_limb_depth must be in (0, 1], got {self.min_limb_depth}.")
         if self.guide_holdout_px < 0:
             raise ValueError(f"guide_holdout_px must be >= 0, got {self.guide_holdout_px}.")
         if not self.min_guide_advantage >= 1.0:
@@ -412,6 +423,7 @@ def separate_sensor_fixed(
             min_depth=params.min_ratio_depth,
             min_fixed_fraction=params.min_deficit_ratio,
             min_deep_depth=params.min_deep_depth,
+            min_limb_depth=params.min_limb_depth,
         )
 
     found, shadows = search(prediction)
@@ -942,6 +954,7 @@ def find_shadows_in_ratio(
     min_depth: float = MotionTestParams().min_ratio_depth,
     min_fixed_fraction: float | None = None,
     min_deep_depth: float = 1.0,
+    min_limb_depth: float = 1.0,
 ) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
     """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
 
@@ -980,6 +993,10 @@ def find_shadows_in_ratio(
         (``MotionTestParams.min_deep_depth``): wherever the prediction is above
         ``_DEEP_SEARCH_FLOOR`` of its 99th percentile, across a limb and over ``exclude``
         (no scene feature leaves half of its contrast in the ratio). 1 turns this off.
+    min_limb_depth : float
+        Shadows at least this deep that hold a disc of half ``detection.min_radius_px`` at
+        that depth are kept there too, outside ``exclude`` (``MotionTestParams.min_limb_depth``).
+        1 turns this off.
 
     Returns
     -------
@@ -1012,6 +1029,8 @@ def find_shadows_in_ratio(
         raise ValueError(f"min_fixed_fraction must be in (0, 1), got {min_fixed_fraction}.")
     if not 0.0 < min_deep_depth <= 1.0:
         raise ValueError(f"min_deep_depth must be in (0, 1], got {min_deep_depth}.")
+    if not 0.0 < min_limb_depth <= 1.0:
+        raise ValueError(f"min_limb_depth must be in (0, 1], got {min_limb_depth}.")
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
     if blocked.shape != image.shape or blocked.dtype != bool:
         raise ValueError(
@@ -1022,7 +1041,14 @@ def find_shadows_in_ratio(
     reliable = _lit_by_prediction(model, detection.dark_fraction) & np.isfinite(image)
     if reliable.sum() < 0.01 * reliable.size or min(image.shape) < 8:
         return empty, ()
-    deep, deep_shadows = _deep_shadows(image, model, min_deep_depth, detection.min_area_px)
+    deep, deep_shadows = _deep_shadows(
+        image,
+        model,
+        min_deep_depth,
+        detection,
+        min_wide_depth=min_limb_depth,
+        exclude=blocked,
+    )
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
     image = np.where(reliable, image, 0.0)
     found = detect_dust(ratio, detection, valid=reliable).core
@@ -1072,19 +1098,36 @@ def find_shadows_in_ratio(
 
 
 def _deep_shadows(
-    image: np.ndarray, model: np.ndarray, min_depth: float, min_area: float
+    image: np.ndarray,
+    model: np.ndarray,
+    min_depth: float,
+    detection: DustDetectionParams,
+    *,
+    min_wide_depth: float,
+    exclude: np.ndarray,
 ) -> tuple[np.ndarray, list[RatioShadow]]:
-    """Shadows at least ``min_depth`` deep in ``image / model`` wherever the prediction is
-    above ``_DEEP_SEARCH_FLOOR`` of its 99th percentile, each drawn out to
-    ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius beyond its deep part; their
-    deficits are measured against the surroundings in that band (the target's side of a
-    limb)."""
+    """Shadows in ``image / model`` wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of
+    its 99th percentile: at least ``min_depth`` deep, or at least ``min_wide_depth`` deep over
+    a part that holds a disc of half ``detection.min_radius_px`` and touches no ``exclude``
+    pixel. Each is drawn out to ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius
+    beyond that part; their deficits are measured against the surroundings in that band (the
+    target's side of a limb)."""
     empty = np.zeros(image.shape, dtype=bool)
-    if min_depth >= 1.0:
+    if min_depth >= 1.0 and min_wide_depth >= 1.0:
         return empty, []
+    min_area = detection.min_area_px
     band = _lit_by_prediction(model, _DEEP_SEARCH_FLOOR) & np.isfinite(image)
     ratio = np.where(band, image / np.where(band, model, 1.0), 1.0)
-    seeds, _ = ndimage.label(band & (ratio < 1.0 - min_depth))
+    deep = band & (ratio < 1.0 - min_depth)
+    wide = empty
+    if min_wide_depth < 1.0:
+        radius = 0.5 * detection.min_radius_px
+        reach = math.floor(radius)
+        rows, cols = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+        disc = np.hypot(rows, cols) <= radius
+        wide = ndimage.binary_opening(band & (ratio < 1.0 - min_wide_depth), structure=disc)
+        wide &= ~regions_touching(wide, exclude)
+    seeds, _ = ndimage.label(deep | wide)
     found = empty.copy()
     shadows = []
     height, width = image.shape
