@@ -323,7 +323,7 @@ LIMITS = """What limits the classical detector on these videos:
   must stay on the target) finds it. Shadows at least `min_deep_depth` (half the light) deep
   in the ratio are therefore also searched wherever the prediction is above a tenth of its
   99th percentile, across the limb and over candidates dropped as moving; the prediction's
-  own residues at a limb stay below 15 %. On the planet, deficit-weighted recall 0.73 -> 0.98
+  own residues at a limb reach 19-26 %. On the planet, deficit-weighted recall 0.73 -> 0.98
   and flat rms over all its dust 305 % -> 9.8 % (the two missed limb shadows had F = 1 where
   T = 0.05); the other cases are unchanged. A continuation across the limb from the target's
   side cannot follow the limb's fall to the sky (the held-out ring around a limb shadow is
@@ -333,20 +333,20 @@ LIMITS = """What limits the classical detector on these videos:
   1.0 there, against T = 0.05. A ratio above 1.5 (dust only blocks light) is forced to 1.0
   and counted, so a limb never gives a wild flat.
 - Dust on the limb of a small solar disc (the small Sun case: a radius of 134 px, 0.35 of the
-  frame's height, instead of 288 px): shadows 20-27 % deep that sit across the limb fall
-  between the detector's search of the ratio, which keeps only shadows whose surroundings lie
-  on the target, and the search for shadows at least half the light deep. The ratio has
-  residues of its own along a limb: within 8 px of it, away from the dust, the deficit's
-  99.9th percentile is 11-12 % on the small Sun and 17-22 % on the planet (maxima 12-16 % and
-  19-26 %), with 0.8 or 2 px of jitter, against 1.5-2.5 % inside the disc. Those residues are
-  thin arcs, 1-4 px across, and dust is round, so shadows at least `min_limb_depth` (10 %)
-  deep are also searched across the limb where a disc of half the detector's smallest radius
-  (2.5 px) fits inside the part at that depth: deficit-weighted recall 0.73 -> 0.98, flat rms
-  in dust 6.85 -> 1.03 % (one video in three had missed two such shadows: recall 0.21, flat
-  rms 19 %). No other case changed; on dust-free drifting videos of a planet (radius 0.2 and
-  0.3 of the frame's height) and of the small Sun, with 2 px of jitter, nothing was added at
-  depths of 8, 10, 12 or 20 % and discs of 2-3 px radius. Guiding the inpainting by the
-  prediction had already taken this case's flat rms from 2.9-21.7 % to 0.6-19.0 %.
+  frame's height, instead of 288 px): shadows 20-27 % deep that sit across the limb fall between
+  the detector's search of the ratio, which keeps only shadows whose surroundings lie on the
+  target, and the search for shadows at least half the light deep. The ratio has residues of its
+  own along a limb: within 8 px of it, away from the dust, the deficit's 99.9th percentile is
+  11-12 % on the small Sun and 17-22 % on the planet (maxima 12-16 % and 19-26 %), with 0.8 or 2
+  px of jitter, against 1.5-2.5 % inside the disc. Those residues are thin arcs (no disc of 2 px
+  radius fits in them at 8-20 % depth), and dust is round, so shadows at least `min_limb_depth`
+  (10 %) deep are also searched across the limb where a disc of half the detector's smallest
+  radius (2.5 px) fits inside the part at that depth: deficit-weighted recall 0.73 -> 0.98, flat
+  rms in dust 6.85 -> 1.03 % (one video in three had missed two such shadows: recall 0.21, flat
+  rms 19 %). No other case changed; on dust-free drifting videos of a planet (radius 0.2 and 0.3
+  of the frame's height) and of the small Sun, with 2 px of jitter, nothing was added at depths
+  of 8, 10, 12 or 20 % and discs of 2-3 px radius. Guiding the inpainting by the prediction had
+  already taken this case's flat rms from 2.9-21.7 % to 0.6-19.0 %.
 - Outside the mask the flat is exactly 1.0 in every case.
 """
 

@@ -133,16 +133,16 @@ class MotionTestParams:
         look: on a limb, where a near-opaque shadow fixed on the sensor is, in the median, a
         dark notch continuous with the sky, and its surroundings leave the target. There the
         ratio is taken wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of its 99th
-        percentile; the prediction's own residues at a limb stay far shallower (up to 15 %).
+        percentile; the prediction's own residues at a limb stay shallower (up to 19-26 %).
         1 turns this search off. In (0, 1].
     min_limb_depth : float
         Shallower shadows are searched there too when they are at least this deep and wide
         enough to hold a disc of half the detector's smallest radius
         (``DustDetectionParams.min_radius_px``) at that depth. The ratio's own residues along a
-        limb are as deep (up to a quarter of the light on a synthetic planet) but thin arcs,
-        1-4 px across, that no such disc fits; dust 10-27 % deep across the limb of a small
-        disc is found. Shadows reaching into candidates found to move with the scene are left
-        out. 1 turns this search off. In (0, 1].
+        limb are as deep (up to a quarter of the light on a synthetic planet) but thin arcs in
+        which no disc of 2 px radius fits at 8-20 % depth; dust 20-27 % deep across the limb of
+        a small synthetic disc is found. Shadows reaching into candidates found to move with the
+        scene are left out. 1 turns this search off. In (0, 1].
     guide_holdout_px : int
         Width, in pixels, of the ring of clean pixels around each region of the mask that
         :func:`inpainting_guide` holds out to judge whether the region is filled better along
