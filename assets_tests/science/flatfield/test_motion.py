@@ -772,7 +772,7 @@ def _limb_video(transmission):
     margin = int(drift) + 8
     canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.02)
     rows, cols = np.indices(canvas.shape)
-    radius = np.hypot(rows - 48 - margin, cols - (-10) - margin)
+    radius = np.hypot(rows - 48 - margin, cols + 10 - margin)
     disc = np.sqrt(np.clip(1 - (radius / 56) ** 2, 0, 1)) / (1 + np.exp((radius - 55) / 1.5))
     canvas = 20.0 * canvas * (0.005 + 0.995 * disc)
     return _drifting(canvas, margin, drift, n_frames, rng, transmission)

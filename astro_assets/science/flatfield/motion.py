@@ -34,10 +34,10 @@ without the pixels of the shadows found and draws their outlines again in the cl
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -622,13 +622,13 @@ def inpainting_guide(
     guide = np.full(support.shape, np.nan, dtype=np.float32)
     if result.prediction is None:
         return InpaintingGuide(guide, _guide_regions(labels, count, {}, "no prediction"))
-    predicted = _predicted_full_median(result.prediction, image)
+    predicted = result.prediction.carried_to(image)
     from_ratio = regions_touching(support, result.core & ~result.tested) & ~regions_touching(
         support, result.tested
     )
-    judged: dict[int, GuideRegion] = {}
-    for label_id in np.unique(labels[from_ratio]):
-        judged[int(label_id)] = GuideRegion(0.0, 0.0, 0, True, "found in the ratio alone")
+    judged = {
+        int(i): _Choice(True, "found in the ratio alone") for i in np.unique(labels[from_ratio])
+    }
     shown = support & ~from_ratio
     if params.guide_holdout_px > 0 and shown.any():
         judged.update(_judge_on_ring(image, support, shown, labels, predicted, params, detection))
@@ -638,28 +638,20 @@ def inpainting_guide(
         guide[near] = predicted[near]
         followed = guided_regions(support, guide)
         for label_id in np.unique(labels[chosen & ~followed]):
-            judged[int(label_id)] = dataclasses.replace(
-                judged[int(label_id)], guided=False, reason="prediction unknown around it"
+            judged[int(label_id)] = judged[int(label_id)]._replace(
+                guided=False, reason="prediction unknown around it"
             )
     return InpaintingGuide(guide, _guide_regions(labels, count, judged, "not judged"))
 
 
-def _predicted_full_median(prediction: DustFreePrediction, median: np.ndarray) -> np.ndarray:
-    """The prediction carried from the frames it was taken over to all the median's frames:
-    ``predicted * median / observed`` (NaN where unknown).
+class _Choice(NamedTuple):
+    """How :func:`inpainting_guide` fills one region: a :class:`GuideRegion` without its
+    place and size."""
 
-    Dust multiplies every frame at a pixel by the same transmission, so it cancels in
-    ``median / observed``, which is what the other frames change. Near the frame's edges,
-    where only some frames see a part of the scene, that change is large wherever the scene
-    has a gradient along the drift, and a limb there lies elsewhere in ``predicted`` than in the
-    median (on a synthetic solar disc whose radius is half the frame's height, a 53 px donut at
-    the frame's edge got a flat error of 23 % rms along the plain prediction, 1.2 % along
-    this one).
-    """
-    observed = prediction.observed.astype(np.float64)
-    known = np.isfinite(observed) & (observed > 0) & np.isfinite(median)
-    scale = np.where(known, median / np.where(known, observed, 1.0), np.nan)
-    return (prediction.predicted * scale).astype(np.float32)
+    guided: bool
+    reason: str
+    continued_rms: float = math.nan
+    guided_rms: float = math.nan
 
 
 def _judge_on_ring(
@@ -670,7 +662,7 @@ def _judge_on_ring(
     predicted: np.ndarray,
     params: MotionTestParams,
     detection: DustDetectionParams,
-) -> dict[int, GuideRegion]:
+) -> dict[int, _Choice]:
     """Whether each region of ``shown`` is filled better along ``predicted`` than from its
     surroundings, judged on a ring of clean pixels held out around it (keyed by label)."""
     held_out = ndimage.binary_dilation(support, iterations=params.guide_holdout_px)
@@ -678,10 +670,8 @@ def _judge_on_ring(
         return {}
     ring = held_out & ~support & np.isfinite(median)
     ring &= _lit_by_prediction(predicted, detection.dark_fraction)
-    usable = np.isfinite(predicted) & (predicted > 0)
-    hint = np.where(usable, predicted, np.nan)
     continued = inpaint(median, held_out, InpaintParams())
-    along = inpaint_guided(median, held_out, hint, InpaintParams())
+    along = inpaint_guided(median, held_out, predicted, InpaintParams())
     groups, group_count = ndimage.label(held_out)
     group_ids = np.arange(1, group_count + 1)
     in_ring = ring.astype(np.float64)
@@ -689,11 +679,10 @@ def _judge_on_ring(
     continued_sq = ndimage.sum_labels(in_ring * (continued - median) ** 2, groups, group_ids)
     guided_sq = ndimage.sum_labels(in_ring * (along - median) ** 2, groups, group_ids)
     shown_labels = np.unique(labels[shown])
-    # Every pixel of a region lies in one group of the held-out mask: read it at any one.
-    first_pixel = ndimage.minimum_position(labels > 0, labels, shown_labels.tolist())
-    verdicts: dict[int, GuideRegion] = {}
-    for label_id, position in zip(shown_labels, first_pixel, strict=True):
-        group = groups[position] - 1
+    # A region lies within one group of the held-out mask, so its largest group label is it.
+    region_groups = ndimage.maximum(groups, labels, shown_labels).astype(int) - 1
+    verdicts: dict[int, _Choice] = {}
+    for label_id, group in zip(shown_labels, region_groups, strict=True):
         if ring_px[group] == 0:
             continue
         continued_rms = float(np.sqrt(continued_sq[group] / ring_px[group]))
@@ -702,30 +691,24 @@ def _judge_on_ring(
         reason = (
             "prediction fits the ring better" if guided else "continuation fits the ring as well"
         )
-        verdicts[int(label_id)] = GuideRegion(
-            0.0, 0.0, 0, guided, reason, continued_rms, guided_rms
-        )
+        verdicts[int(label_id)] = _Choice(guided, reason, continued_rms, guided_rms)
     return verdicts
 
 
 def _guide_regions(
-    labels: np.ndarray, count: int, judged: dict[int, GuideRegion], default: str
+    labels: np.ndarray, count: int, judged: dict[int, _Choice], default: str
 ) -> tuple[GuideRegion, ...]:
-    """One record per region of ``labels``, with its centroid and area filled in."""
+    """One record per region of ``labels``: its choice in ``judged`` (not guided, for
+    ``default``, where absent), with its centroid and area."""
     if count == 0:
         return ()
     ids = np.arange(1, count + 1)
     areas = ndimage.sum_labels(np.ones(labels.shape), labels, ids)
     centroids = ndimage.center_of_mass(np.ones(labels.shape), labels, ids)
-    records = []
-    for label_id, area, (row, col) in zip(ids, areas, centroids, strict=True):
-        verdict = judged.get(int(label_id), GuideRegion(0.0, 0.0, 0, False, default))
-        records.append(
-            dataclasses.replace(
-                verdict, centroid_y=float(row), centroid_x=float(col), area_px=int(area)
-            )
-        )
-    return tuple(records)
+    return tuple(
+        GuideRegion(float(row), float(col), int(area), *judged.get(int(i), _Choice(False, default)))
+        for i, area, (row, col) in zip(ids, areas, centroids, strict=True)
+    )
 
 
 def _lit_by_prediction(predicted: np.ndarray, fraction: float) -> np.ndarray:
@@ -1195,6 +1178,33 @@ class DustFreePrediction:
         known = np.isfinite(self.predicted) & (self.predicted > 0) & np.isfinite(self.observed)
         observed = self.observed.astype(np.float64)
         return np.where(known, observed / np.where(known, self.predicted, 1.0), np.nan)
+
+    def carried_to(self, median: np.ndarray) -> np.ndarray:
+        """The prediction carried from the frames it was taken over to all the frames of
+        ``median``: ``predicted * median / observed``.
+
+        Dust multiplies every frame at a pixel by the same transmission, so it cancels in
+        ``median / observed``, which is what the other frames change. Near the frame's edges,
+        where only some frames see a part of the scene, that change is large wherever the scene
+        has a gradient along the drift, and a limb there lies elsewhere in ``predicted`` than in
+        the median (on a synthetic solar disc whose radius is half the frame's height, a 53 px
+        donut at the frame's edge got a flat error of 23 % rms along the plain prediction,
+        1.2 % along this one).
+
+        Parameters
+        ----------
+        median : np.ndarray
+            (H, W) temporal median of all the video's frames, in ADU.
+
+        Returns
+        -------
+        np.ndarray
+            (H, W) float32, NaN where the prediction is unknown or ``observed`` is not positive.
+        """
+        observed = self.observed.astype(np.float64)
+        known = np.isfinite(observed) & (observed > 0) & np.isfinite(median)
+        scale = np.where(known, median / np.where(known, observed, 1.0), np.nan)
+        return (self.predicted * scale).astype(np.float32)
 
 
 def predict_dust_free(
