@@ -6,9 +6,15 @@ from functools import cache
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
-from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
+from astro_assets.science.flatfield.drift import (
+    DriftParams,
+    drift_verdict,
+    estimate_drift,
+    median_filter_reflect,
+)
 
 DUST = (DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.4, kind="disc"),)
 
@@ -111,3 +117,15 @@ def test_bad_input_raises() -> None:
         drift_verdict(-1.0, [10.0])
     with pytest.raises(ValueError, match="diameters"):
         drift_verdict(5.0, [0.0])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("shape", [(37, 53), (2, 9), (1, 1)])
+def test_median_filter_equals_scipy_value_for_value(size: int, shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(size * 100 + shape[0])
+    image = rng.integers(0, 6, shape).astype(np.float32)
+    image[rng.random(shape) < 0.2] = rng.normal(0.0, 1e3)
+    original = image.copy()
+    got = median_filter_reflect(image, size)
+    np.testing.assert_array_equal(got, ndimage.median_filter(image, size=size))
+    np.testing.assert_array_equal(image, original)

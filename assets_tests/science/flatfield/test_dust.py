@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
-from astro_assets.science.flatfield import metrics
+from astro_assets.science.flatfield import dust, metrics
 from astro_assets.science.flatfield.dust import (
     DustDetectionParams,
     MaskExpansionParams,
@@ -318,3 +318,49 @@ def test_solidity_is_measured_on_the_outline_not_on_its_noise():
     props = regionprops(crescent.astype(np.uint8))[0]
     assert dust_module._outline_solidity(props) == pytest.approx(props.solidity, abs=0.1)
     assert dust_module._outline_solidity(props) < 0.7
+
+
+@pytest.mark.parametrize(("sigma", "with_limb"), [(48.0, True), (48.0, False), (9.0, True)])
+def test_local_background_reproduces_its_model_and_ignores_unweighted_pixels(
+    sigma: float, with_limb: bool
+) -> None:
+    """Normalized convolution of order 2 is exact on its own model, whatever the weights; the
+    block moments and their blend (block factor 8 at sigma 48, none at sigma 9) keep that, up
+    to the ridge that damps the nearly collinear limb term (1e-5 of the level)."""
+    height, width = 150, 203
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:height, :width]
+    ys, xs = (yy - 0.5 * (height - 1)) / sigma, (xx - 0.5 * (width - 1)) / sigma
+    limb = np.sqrt(np.clip(1.0 - ((yy - 60.0) ** 2 + (xx - 90.0) ** 2) / 140.0**2, 0.0, 1.0))
+    model = 900.0 + 30.0 * ys - 12.0 * xs + 4.0 * ys**2 - 3.0 * ys * xs + 2.0 * xs**2
+    if with_limb:
+        model = model + 250.0 * limb
+    weights = rng.random((height, width))
+    weights[rng.random((height, width)) < 0.3] = 0.0
+    weights[40:70, 100:140] = 0.0
+    data = np.where(weights > 0, model, rng.normal(0.0, 1e4, (height, width)))
+    original = data.copy()
+
+    background = dust._local_background(data, weights, sigma, limb if with_limb else None)
+
+    np.testing.assert_allclose(background, model, rtol=5e-5)
+    np.testing.assert_array_equal(data, original)
+
+
+def test_grouped_spread_is_the_mad_of_each_large_enough_group() -> None:
+    rng = np.random.default_rng(11)
+    n_groups = 9
+    groups = rng.integers(0, n_groups - 1, 5000)
+    groups[groups == 3] = 4
+    groups[:30] = 3
+    values = rng.standard_t(3, groups.size) * (1 + groups)
+    spread = dust._grouped_spread(values, groups, n_groups)
+
+    for group in range(n_groups):
+        members = np.sort(values[groups == group])
+        if members.size < dust._MIN_CELL_SAMPLES:
+            assert np.isnan(spread[group])
+            continue
+        centre = members[members.size // 2]
+        deviations = np.sort(np.abs(members - centre))
+        assert spread[group] == 1.4826 * deviations[members.size // 2]
