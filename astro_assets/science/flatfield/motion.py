@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import regionprops
 
+from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
@@ -1394,17 +1395,35 @@ def _nanmedian(stack: np.ndarray, minimum: float) -> np.ndarray:
     """Median over axis 0 of the finite values (infinities count as unknown, like NaN); NaN
     where fewer than ``minimum`` values are finite.
 
-    Sorting each pixel's values (NaN sort last) and picking the middle of the finite ones is
-    several times faster than ``np.nanmedian`` on a short axis.
+    Each pixel's values are sorted with numpy (NaN sort last, -inf first, +inf just before
+    the NaN), several times faster than ``np.nanmedian`` on a short axis; one compiled pass
+    then finds each pixel's run of finite values and takes its middle.
     """
     count, *rest = stack.shape
     values = np.ascontiguousarray(stack.reshape(count, -1).T)
-    values[np.isinf(values)] = np.nan
     values.sort(axis=1)
-    finite = np.isfinite(values).sum(axis=1)
-    lower = np.maximum(finite - 1, 0) // 2
-    upper = finite // 2
-    picked = np.take_along_axis(values, np.stack([lower, upper], axis=1), axis=1)
-    median = picked.mean(axis=1, dtype=np.float64).astype(np.float32)
-    median[(finite == 0) | (finite < minimum)] = np.nan
+    median = np.empty(values.shape[0], dtype=np.float32)
+    _middle_of_finite_runs(values, float(minimum), median)
     return median.reshape(rest)
+
+
+@compiled
+def _middle_of_finite_runs(rows, minimum, out):  # pragma: no cover - compiled
+    """``out[i]``: the median of the finite values of the sorted row ``rows[i]`` (the mean of
+    the two middle ones, in float64, for an even count); NaN below ``minimum`` of them."""
+    n_rows, length = rows.shape
+    for index in range(n_rows):
+        row = rows[index]
+        first = 0
+        while first < length and row[first] == -np.inf:
+            first += 1
+        stop = length
+        while stop > first and not np.isfinite(row[stop - 1]):
+            stop -= 1
+        size = stop - first
+        if size == 0 or size < minimum:
+            out[index] = np.nan
+        else:
+            lower = np.float64(row[first + (size - 1) // 2])
+            upper = np.float64(row[first + size // 2])
+            out[index] = np.float32(0.5 * (lower + upper))
