@@ -64,6 +64,21 @@ def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     return seconds
 
 
+def record(header: str, row: str) -> None:
+    """Add ``row`` under the last row of the section's table (the section and table are
+    created at the end of the README when missing); the findings below stay below."""
+    lines = README.read_text().rstrip("\n").splitlines()
+    if SECTION not in lines:
+        lines += ["", SECTION, "", INTRO, "", header, "|" + "---|" * (header.count("|") - 1)]
+    start = lines.index(SECTION)
+    table = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    end = table
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines.insert(end, row)
+    README.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=440)
@@ -122,16 +137,7 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     print(row)
     if args.record:
-        text = README.read_text()
-        if SECTION not in text:
-            text = (
-                text.rstrip("\n")
-                + f"\n\n{SECTION}\n\n{INTRO}\n\n{header}\n|"
-                + "---|" * (header.count("|") - 1)
-                + "\n"
-            )
-        text = text.rstrip("\n") + "\n" + row + "\n"
-        README.write_text(text)
+        record(header, row)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
