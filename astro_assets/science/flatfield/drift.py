@@ -17,7 +17,13 @@ from skimage.registration import phase_cross_correlation
 
 from astro_assets.science.compiled import compiled
 
-__all__ = ["DriftEstimate", "DriftParams", "drift_verdict", "estimate_drift"]
+__all__ = [
+    "DriftEstimate",
+    "DriftParams",
+    "drift_verdict",
+    "estimate_drift",
+    "median_filter_reflect",
+]
 
 
 @dataclass(frozen=True)
@@ -117,9 +123,10 @@ def _despeckle(frame: np.ndarray, params: DriftParams) -> np.ndarray:
 def median_filter_reflect(image: np.ndarray, size: int) -> np.ndarray:
     """``scipy.ndimage.median_filter(image, size=size)`` (mode ``reflect``), value for value.
 
-    Compiled, with each window insertion-sorted in a small buffer: scipy's rank filter takes
-    about 15 ms on a 0.14-megapixel frame for a 3 x 3 window, this about 2 ms, and drift
-    registration despeckles every sampled frame.
+    Compiled, because drift registration despeckles every sampled frame and scipy's rank
+    filter takes about 15 ms on a 0.14-megapixel frame for a 3 x 3 window. A 3 x 3 window is
+    taken from its sorted columns (0.4 ms on that frame); other sizes insertion-sort each
+    window in a small buffer (about as fast as scipy).
 
     Parameters
     ----------
