@@ -280,6 +280,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("max_texture_left", 1.5),
         ("max_outline_growth", -0.1),
         ("max_outline_growth", 1.5),
+        ("min_ratio_significance", -0.5),
+        ("min_ratio_significance", float("nan")),
         ("min_deep_depth", 0.0),
         ("min_deep_depth", 1.5),
         ("min_limb_depth", 0.0),
@@ -534,6 +536,8 @@ def test_ratio_search_rejects_bad_inputs():
         find_shadows_in_ratio(image, image, min_deep_depth=0.0)
     with pytest.raises(ValueError, match="min_limb_depth"):
         find_shadows_in_ratio(image, image, min_limb_depth=1.5)
+    with pytest.raises(ValueError, match="min_significance"):
+        find_shadows_in_ratio(image, image, min_significance=-1.0)
     holed = image.copy()
     holed[2, 2] = np.nan
     with pytest.raises(ValueError, match="median contains NaN or inf where the prediction"):
@@ -802,3 +806,46 @@ def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
     off = inpainting_guide(result, mask, median, params=MotionTestParams(guide_holdout_px=0))
     assert np.isnan(off.image).all()
     assert [(r.guided, r.reason) for r in off.regions] == [(False, "not judged")]
+
+
+@pytest.mark.parametrize(("amplitude", "period"), [(0.01, 30.0), (0.02, 50.0)])
+def test_ratio_residues_as_deep_as_their_surroundings_are_not_shadows(amplitude, period):
+    """The left half of the ratio holds an egg-crate residue (a prediction that misses a scene
+    feature by part of its contrast): each of its dips is as deep as faint dust, but no deeper
+    than the ratio's fluctuations around it. A 3 % disc in the quiet right half stands out."""
+    shape = (160, 240)
+    yy, xx = np.indices(shape)
+    rng = np.random.default_rng(5)
+    residue = amplitude * np.cos(2 * np.pi * xx / period) * np.cos(2 * np.pi * yy / period)
+    ratio = 1.0 + rng.normal(0.0, 0.002, shape) + np.where(xx < 120, residue, 0.0)
+    disc = np.hypot(yy - 80.0, xx - 185.0) <= 8.0
+    predicted = np.full(shape, 20000.0)
+    median = predicted * np.where(disc, 0.97 * ratio, ratio)
+
+    everything, all_shadows = find_shadows_in_ratio(median, predicted, min_significance=0.0)
+    found, shadows = find_shadows_in_ratio(median, predicted, min_significance=3.0)
+
+    residue_dips = [s for s in all_shadows if s.centroid_x < 125]
+    assert len(residue_dips) >= 3
+    assert all(s.fixed_deficit > 0.005 and s.significance < 3.0 for s in residue_dips)
+    assert len(shadows) == 1
+    assert (shadows[0].centroid_y, shadows[0].centroid_x) == pytest.approx((80, 185), abs=1)
+    assert shadows[0].significance > 30
+    np.testing.assert_array_equal(found, everything & (xx >= 125))
+    assert found[disc].mean() > 0.9
+
+
+def test_ratio_significance_is_measured_against_the_rms_at_the_shadow_scale():
+    """On white noise the fluctuation of a box average of side ``s`` is sigma / s."""
+    shape = (200, 200)
+    rng = np.random.default_rng(9)
+    sigma = 0.004
+    ratio = 1.0 + rng.normal(0.0, sigma, shape)
+    shadow = np.hypot(*(np.indices(shape) - 100.0)) <= 12.0
+    box = ndimage.find_objects(shadow.astype(int))[0]
+    usable = np.ones(shape, dtype=bool)
+    significance = motion._significance_at_scale(ratio, usable, shadow, box, 0.01, 12.0)
+    assert significance == pytest.approx(0.01 / (sigma / 12.0), rel=0.25)
+    assert np.isnan(
+        motion._significance_at_scale(ratio, np.zeros(shape, bool), shadow, box, 0.01, 12.0)
+    )

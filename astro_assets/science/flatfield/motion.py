@@ -129,6 +129,15 @@ class MotionTestParams:
         out. A shadow as large as a good part of the drift is in the first scene estimate too,
         which makes it look shallower and smaller in the ratio than it is. 0 turns the
         refinement off. In [0, 1].
+    min_ratio_significance : float
+        A shadow the ratio search adds must be at least this many times deeper than the
+        ratio's own fluctuations at the shadow's scale around it: the rms, about a plane, of
+        the ratio smoothed over a box of the shadow's radius, over a ring from half a radius
+        to 2.5 radii beyond its outline (other shadows left out). Where the scene holds a
+        strong feature (a sunspot's trail) the prediction misses it by a fraction of its
+        contrast, and the ratio keeps residues of either sign as deep as faint dust; dust
+        stands out of the ratio's fluctuations around it, which such a residue does not.
+        0 turns the test off. At least 0.
     min_deep_depth : float
         Shadows at least this deep in the ratio are also searched where the detector cannot
         look: on a limb, where a near-opaque shadow fixed on the sensor is, in the median, a
@@ -165,6 +174,7 @@ class MotionTestParams:
     min_ratio_depth: float = 0.005
     max_texture_left: float = 0.5
     max_outline_growth: float = 0.15
+    min_ratio_significance: float = 3.0
     min_deep_depth: float = 0.5
     min_limb_depth: float = 0.1
     guide_holdout_px: int = 5
@@ -188,6 +198,10 @@ class MotionTestParams:
         if not 0.0 <= self.max_outline_growth <= 1.0:
             raise ValueError(
                 f"max_outline_growth must be in [0, 1], got {self.max_outline_growth}."
+            )
+        if not self.min_ratio_significance >= 0.0:
+            raise ValueError(
+                f"min_ratio_significance must be at least 0, got {self.min_ratio_significance}."
             )
         if not 0.0 < self.min_deep_depth <= 1.0:
             raise ValueError(f"min_deep_depth must be in (0, 1], got {self.min_deep_depth}.")
@@ -425,6 +439,7 @@ def separate_sensor_fixed(
             min_fixed_fraction=params.min_deficit_ratio,
             min_deep_depth=params.min_deep_depth,
             min_limb_depth=params.min_limb_depth,
+            min_significance=params.min_ratio_significance,
         )
 
     found, shadows = search(prediction)
@@ -920,6 +935,10 @@ class RatioShadow:
         ``1 - median(shadow / plane)`` in the median of the frames used (the ``observed``
         median of :func:`predict_dust_free`) and in the ratio, ``plane`` fitted to the
         surroundings.
+    significance : float
+        ``fixed_deficit`` over the ratio's fluctuations at the shadow's scale around it
+        (``MotionTestParams.min_ratio_significance``); NaN where not measured (too few lit
+        pixels around it, or a shadow of the deep search).
     """
 
     centroid_y: float
@@ -927,6 +946,7 @@ class RatioShadow:
     diameter_px: float
     median_deficit: float
     fixed_deficit: float
+    significance: float = math.nan
 
 
 def find_shadows_in_ratio(
@@ -939,6 +959,7 @@ def find_shadows_in_ratio(
     min_fixed_fraction: float | None = None,
     min_deep_depth: float = 1.0,
     min_limb_depth: float = 1.0,
+    min_significance: float = 0.0,
 ) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
     """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
 
@@ -981,6 +1002,11 @@ def find_shadows_in_ratio(
         Shadows at least this deep that hold a disc of half ``detection.min_radius_px`` at
         that depth are kept there too, outside ``exclude`` (``MotionTestParams.min_limb_depth``).
         1 turns this off.
+    min_significance : float
+        Shadows of the detector are kept only when their deficit in the ratio is at least this
+        many times the ratio's fluctuations at their scale around them
+        (``MotionTestParams.min_ratio_significance``); where too few lit pixels surround a
+        shadow to tell, it is kept. 0 keeps every one.
 
     Returns
     -------
@@ -1015,6 +1041,8 @@ def find_shadows_in_ratio(
         raise ValueError(f"min_deep_depth must be in (0, 1], got {min_deep_depth}.")
     if not 0.0 < min_limb_depth <= 1.0:
         raise ValueError(f"min_limb_depth must be in (0, 1], got {min_limb_depth}.")
+    if not min_significance >= 0.0:
+        raise ValueError(f"min_significance must be at least 0, got {min_significance}.")
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
     if blocked.shape != image.shape or blocked.dtype != bool:
         raise ValueError(
@@ -1037,6 +1065,7 @@ def find_shadows_in_ratio(
     image = np.where(reliable, image, 0.0)
     found = detect_dust(ratio, detection, valid=reliable).core
     labels, count = ndimage.label(found, structure=np.ones((3, 3), dtype=bool))
+    others = ndimage.binary_dilation(found, iterations=_SIGNIFICANCE_GAP_PX)
     kept = np.zeros(count + 1, dtype=bool)
     shadows = []
     height, width = image.shape
@@ -1062,6 +1091,11 @@ def find_shadows_in_ratio(
         median_deficit = _deficit(image[window], candidate, ring)
         if in_excluded and not fixed_deficit >= min_fixed_fraction * median_deficit:
             continue
+        significance = _significance_at_scale(
+            ratio, reliable & ~others, labels == label, box, fixed_deficit, diameter / 2
+        )
+        if significance < min_significance:
+            continue
         rows, cols = np.nonzero(candidate)
         kept[label] = True
         shadows.append(
@@ -1071,6 +1105,7 @@ def find_shadows_in_ratio(
                 diameter_px=diameter,
                 median_deficit=median_deficit,
                 fixed_deficit=fixed_deficit,
+                significance=significance,
             )
         )
     found = kept[labels]
@@ -1079,6 +1114,54 @@ def find_shadows_in_ratio(
         if new_deep[round(shadow.centroid_y), round(shadow.centroid_x)]:
             shadows.append(shadow)
     return found | new_deep, tuple(shadows)
+
+
+_SIGNIFICANCE_GAP_PX = 3
+"""Pixels within this distance of any shadow of the ratio are left out of the fluctuations a
+shadow is judged against (a neighbouring shadow is no fluctuation of the prediction)."""
+
+_MIN_SIGNIFICANCE_RING_PX = 24
+"""Fewest lit pixels around a shadow to measure the ratio's fluctuations on."""
+
+
+def _significance_at_scale(
+    ratio: np.ndarray,
+    usable: np.ndarray,
+    shadow: np.ndarray,
+    box: tuple[slice, slice],
+    depth: float,
+    radius: float,
+) -> float:
+    """``depth`` over the rms of the ratio's fluctuations at the scale ``radius`` around
+    ``shadow`` (bool, full size, bounding ``box``): the ratio averaged over a box of the
+    radius on ``usable`` pixels, about the least-squares plane through it, on the ring from
+    ``radius / 2`` to ``2.5 * radius`` beyond the outline (2 px more on both sides). A plain
+    rms, not a robust one: a residue covering part of the ring is what it must weigh. NaN
+    when the ring holds too few usable pixels, inf when the ring is flat."""
+    size = max(3, round(radius))
+    inner = 0.5 * radius + 2.0
+    outer = 2.5 * radius + 2.0
+    margin = math.ceil(outer) + size
+    height, width = ratio.shape
+    window = (
+        slice(max(0, box[0].start - margin), min(height, box[0].stop + margin)),
+        slice(max(0, box[1].start - margin), min(width, box[1].stop + margin)),
+    )
+    valid = usable[window] & ~shadow[window]
+    weight = ndimage.uniform_filter(valid.astype(np.float64), size, mode="constant")
+    total = ndimage.uniform_filter(np.where(valid, ratio[window], 0.0), size, mode="constant")
+    distance = ndimage.distance_transform_edt(~shadow[window])
+    ring = valid & (weight >= 0.5) & (distance > inner) & (distance <= outer)
+    rows, cols = np.nonzero(ring)
+    if rows.size < _MIN_SIGNIFICANCE_RING_PX:
+        return math.nan
+    smoothed = total[ring] / weight[ring]
+    design = np.column_stack([np.ones(rows.size), rows, cols])
+    coefficients, *_ = np.linalg.lstsq(design, smoothed, rcond=None)
+    spread = float(np.sqrt(np.mean((smoothed - design @ coefficients) ** 2)))
+    if not spread > 0:
+        return math.inf
+    return depth / spread
 
 
 def _deep_shadows(
