@@ -841,11 +841,11 @@ def test_ratio_significance_is_measured_against_the_rms_at_the_shadow_scale():
     rng = np.random.default_rng(9)
     sigma = 0.004
     ratio = 1.0 + rng.normal(0.0, sigma, shape)
-    shadow = np.hypot(*(np.indices(shape) - 100.0)) <= 12.0
-    box = ndimage.find_objects(shadow.astype(int))[0]
+    labels = (np.hypot(*(np.indices(shape) - 100.0)) <= 12.0).astype(int)
+    box = ndimage.find_objects(labels)[0]
     usable = np.ones(shape, dtype=bool)
-    significance = motion._significance_at_scale(ratio, usable, shadow, box, 0.01, 12.0)
+    significance = motion._significance_at_scale(ratio, usable, labels, 1, box, 0.01, 12.0)
     assert significance == pytest.approx(0.01 / (sigma / 12.0), rel=0.25)
     assert np.isnan(
-        motion._significance_at_scale(ratio, np.zeros(shape, bool), shadow, box, 0.01, 12.0)
+        motion._significance_at_scale(ratio, np.zeros(shape, bool), labels, 1, box, 0.01, 12.0)
     )

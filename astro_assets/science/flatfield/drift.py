@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -223,30 +224,33 @@ def _reflected_indices(length, before, size):  # pragma: no cover - compiled
     return indices
 
 
-def _blank_weight(blank: np.ndarray | None, params: DriftParams) -> np.ndarray | None:
-    """Low-pass of the unblanked pixels: the normalization of ``_prepare``'s blanked low-pass,
-    the same for every frame prepared with the same ``blank``."""
+class _Blanking(NamedTuple):
+    """Pixels left out of the correlation, in the forms ``_prepare`` uses: the same for every
+    frame prepared with the same blank, so made once per blank."""
+
+    mask: np.ndarray
+    keep: np.ndarray
+    weight: np.ndarray
+
+
+def _blanking(blank: np.ndarray | None, params: DriftParams) -> _Blanking | None:
+    """``blank`` (bool), its complement as float32 and the low-pass of that complement (the
+    normalization of ``_prepare``'s blanked low-pass); None without a blank."""
     if blank is None:
         return None
-    return ndimage.gaussian_filter((~blank).astype(np.float32), params.highpass_sigma_px)
+    keep = (~blank).astype(np.float32)
+    return _Blanking(blank, keep, ndimage.gaussian_filter(keep, params.highpass_sigma_px))
 
 
-def _prepare(
-    data: np.ndarray,
-    blank: np.ndarray | None,
-    weight: np.ndarray | None,
-    params: DriftParams,
-) -> np.ndarray:
-    """High-passed, blanked and apodized copy of a despeckled frame, ready to correlate;
-    ``weight`` is ``_blank_weight(blank, params)``."""
-    if blank is None:
+def _prepare(data: np.ndarray, blanking: _Blanking | None, params: DriftParams) -> np.ndarray:
+    """High-passed, blanked and apodized copy of a despeckled frame, ready to correlate."""
+    if blanking is None:
         data = data - ndimage.gaussian_filter(data, params.highpass_sigma_px)
     else:
         # The low-pass ignores the blanked dust (normalized convolution); a plain blur would
         # spread the static shadow into a halo that anchors the correlation at zero shift.
-        keep = (~blank).astype(np.float32)
-        low = ndimage.gaussian_filter(data * keep, params.highpass_sigma_px)
-        data = (data - low / np.maximum(weight, 1e-6)) * keep
+        low = ndimage.gaussian_filter(data * blanking.keep, params.highpass_sigma_px)
+        data = (data - low / np.maximum(blanking.weight, 1e-6)) * blanking.keep
     window = np.outer(np.hanning(data.shape[0]), np.hanning(data.shape[1])).astype(np.float32)
     return data * window
 
@@ -255,13 +259,12 @@ def _register(
     reference: np.ndarray,
     prepared_reference: np.ndarray,
     moving: np.ndarray,
-    blank: np.ndarray | None,
-    weight: np.ndarray | None,
+    blanking: _Blanking | None,
     params: DriftParams,
 ) -> np.ndarray:
     """Scene displacement (dy, dx) from ``reference`` to ``moving`` (both despeckled);
-    ``prepared_reference`` is ``_prepare(reference, blank, weight, params)`` and ``weight`` is
-    ``_blank_weight(blank, params)``, the same for every frame.
+    ``prepared_reference`` is ``_prepare(reference, blanking, params)``, the same for every
+    frame.
 
     The blanked (static) dust and the apodization pull a single estimate slightly towards zero
     shift, in proportion to the shift; so the moving frame is shifted back by the estimate and
@@ -269,11 +272,11 @@ def _register(
     before any shift: a small median filter commutes with a shift up to the interpolation.
     """
     total = np.zeros(2)
-    aligned, aligned_blank = moving, blank
+    aligned, aligned_blanking = moving, blanking
     for iteration in range(1 + params.refinements):
         registration, _, _ = phase_cross_correlation(
             prepared_reference,
-            _prepare(aligned, aligned_blank, weight, params),
+            _prepare(aligned, aligned_blanking, params),
             upsample_factor=params.upsample_factor,
             normalization=None,
         )
@@ -283,11 +286,11 @@ def _register(
         if iteration == params.refinements:
             break
         aligned = ndimage.shift(moving, -total, order=3, mode="nearest")
-        if blank is not None:
-            shifted = ndimage.shift(blank.astype(np.float32), -total, order=0, mode="constant")
-            aligned_blank = blank | (shifted > 0.5)
-            weight = _blank_weight(aligned_blank, params)
-            prepared_reference = _prepare(reference, aligned_blank, weight, params)
+        if blanking is not None:
+            mask = blanking.mask
+            shifted = ndimage.shift(mask.astype(np.float32), -total, order=0, mode="constant")
+            aligned_blanking = _blanking(mask | (shifted > 0.5), params)
+            prepared_reference = _prepare(reference, aligned_blanking, params)
     return total
 
 
@@ -348,7 +351,7 @@ def estimate_drift(
         blank = _bin(blank.astype(np.float32), factor) > 0
         if params.exclude_dilation_px > 0 and blank.any():
             blank = ndimage.binary_dilation(blank, iterations=params.exclude_dilation_px)
-    weight = _blank_weight(blank, params)
+    blanking = _blanking(blank, params)
     count = min(params.max_frames, n_frames)
     used = np.unique(np.linspace(0, n_frames - 1, count).round().astype(np.int64))
     reference = None
@@ -364,10 +367,10 @@ def estimate_drift(
         frame = _despeckle(_bin(frame.astype(np.float32), factor), params)
         if reference is None:
             reference = frame
-            prepared_reference = _prepare(reference, blank, weight, params)
+            prepared_reference = _prepare(reference, blanking, params)
         else:
             shifts[position] = factor * _register(
-                reference, prepared_reference, frame, blank, weight, params
+                reference, prepared_reference, frame, blanking, params
             )
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)

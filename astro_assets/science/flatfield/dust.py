@@ -518,15 +518,12 @@ def _local_background(
     limb_values = np.ascontiguousarray(limb, dtype=np.float64) if has_limb else np.zeros((1, 1))
     n_terms = len(_POLY_TERMS) + has_limb
     exponents = np.array(_POLY_TERMS, dtype=np.int64)
+    # The model's terms and the block size, as both kernels take them.
+    model = (y_powers, x_powers, exponents, limb_values, has_limb, factor)
     moments = _block_moments(
         np.ascontiguousarray(data, dtype=np.float64),
         np.ascontiguousarray(weights, dtype=np.float64),
-        y_powers,
-        x_powers,
-        exponents,
-        limb_values,
-        has_limb,
-        factor,
+        *model,
     )
     moments = np.moveaxis(moments, -1, 0)
 
@@ -552,18 +549,8 @@ def _local_background(
     support = moments[0]
     filled = np.stack([_fill_nan_nearest(coefficients[..., k]) for k in range(n_terms)])
     result = np.empty((height, width))
-    _blend_block_fits(
-        filled,
-        np.ascontiguousarray(support),
-        1e-9 * max(float(support.max()), 1e-300),
-        y_powers,
-        x_powers,
-        exponents,
-        limb_values,
-        has_limb,
-        factor,
-        result,
-    )
+    min_support = 1e-9 * max(float(support.max()), 1e-300)
+    _blend_block_fits(filled, np.ascontiguousarray(support), min_support, *model, result)
     return result
 
 

@@ -1065,7 +1065,8 @@ def find_shadows_in_ratio(
     image = np.where(reliable, image, 0.0)
     found = detect_dust(ratio, detection, valid=reliable).core
     labels, count = ndimage.label(found, structure=np.ones((3, 3), dtype=bool))
-    others = ndimage.binary_dilation(found, iterations=_SIGNIFICANCE_GAP_PX)
+    # A neighbouring shadow is no fluctuation of the prediction.
+    quiet = reliable & ~ndimage.binary_dilation(found, iterations=_SIGNIFICANCE_GAP_PX)
     kept = np.zeros(count + 1, dtype=bool)
     shadows = []
     height, width = image.shape
@@ -1092,7 +1093,7 @@ def find_shadows_in_ratio(
         if in_excluded and not fixed_deficit >= min_fixed_fraction * median_deficit:
             continue
         significance = _significance_at_scale(
-            ratio, reliable & ~others, labels == label, box, fixed_deficit, diameter / 2
+            ratio, quiet, labels, label, box, fixed_deficit, diameter / 2
         )
         if significance < min_significance:
             continue
@@ -1118,7 +1119,7 @@ def find_shadows_in_ratio(
 
 _SIGNIFICANCE_GAP_PX = 3
 """Pixels within this distance of any shadow of the ratio are left out of the fluctuations a
-shadow is judged against (a neighbouring shadow is no fluctuation of the prediction)."""
+shadow is judged against."""
 
 _MIN_SIGNIFICANCE_RING_PX = 24
 """Fewest lit pixels around a shadow to measure the ratio's fluctuations on."""
@@ -1127,13 +1128,14 @@ _MIN_SIGNIFICANCE_RING_PX = 24
 def _significance_at_scale(
     ratio: np.ndarray,
     usable: np.ndarray,
-    shadow: np.ndarray,
+    labels: np.ndarray,
+    label: int,
     box: tuple[slice, slice],
     depth: float,
     radius: float,
 ) -> float:
-    """``depth`` over the rms of the ratio's fluctuations at the scale ``radius`` around
-    ``shadow`` (bool, full size, bounding ``box``): the ratio averaged over a box of the
+    """``depth`` over the rms of the ratio's fluctuations at the scale ``radius`` around the
+    shadow ``labels == label`` (bounding ``box``): the ratio averaged over a box of the
     radius on ``usable`` pixels, about the least-squares plane through it, on the ring from
     ``radius / 2`` to ``2.5 * radius`` beyond the outline (2 px more on both sides). A plain
     rms, not a robust one: a residue covering part of the ring is what it must weigh. NaN
@@ -1147,10 +1149,11 @@ def _significance_at_scale(
         slice(max(0, box[0].start - margin), min(height, box[0].stop + margin)),
         slice(max(0, box[1].start - margin), min(width, box[1].stop + margin)),
     )
-    valid = usable[window] & ~shadow[window]
+    shadow = labels[window] == label
+    valid = usable[window] & ~shadow
     weight = ndimage.uniform_filter(valid.astype(np.float64), size, mode="constant")
     total = ndimage.uniform_filter(np.where(valid, ratio[window], 0.0), size, mode="constant")
-    distance = ndimage.distance_transform_edt(~shadow[window])
+    distance = ndimage.distance_transform_edt(~shadow)
     ring = valid & (weight >= 0.5) & (distance > inner) & (distance <= outer)
     rows, cols = np.nonzero(ring)
     if rows.size < _MIN_SIGNIFICANCE_RING_PX:
