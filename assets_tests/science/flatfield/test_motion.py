@@ -173,14 +173,42 @@ def test_the_sky_beside_a_limb_is_no_reference():
     assert verdicts[0].verdict == "scene"
 
 
-def test_candidate_without_a_deficit_is_kept_undecided():
+def test_candidate_without_a_deficit_anywhere_is_dropped_as_too_shallow():
     frames, shifts, median, _ = _video(drift_px=30.0)
     bright = np.zeros(median.shape, dtype=bool)
     bright[10:16, 100:106] = True
     brightened = np.where(bright, median * 1.2, median)
     kept, verdicts = sensor_fixed_test(bright, brightened, frames, shifts)
-    np.testing.assert_array_equal(kept, bright)
+    assert not kept.any()
+    assert verdicts[0].median_deficit < 0 and abs(verdicts[0].fixed_deficit) < 0.005
+    assert verdicts[0].verdict.startswith("too shallow")
+
+
+def test_candidate_without_a_deficit_in_the_median_but_one_in_the_ratio_is_kept_undecided():
+    # A shadow the scene hides in the median (here a median brightened over it by 5 % more
+    # than its depth) still shows in the ratio of the frames to their dust-free prediction.
+    frames, shifts, median, _ = _video(drift_px=30.0)
+    shadow = _disc(median.shape, *DUST[:3])
+    hidden = np.where(shadow, median * 1.05 / (1 - DUST[3]), median)
+    kept, verdicts = sensor_fixed_test(shadow, hidden, frames, shifts)
+    np.testing.assert_array_equal(kept, shadow)
+    assert verdicts[0].median_deficit < 0
+    assert verdicts[0].fixed_deficit == pytest.approx(DUST[3], abs=0.03)
     assert verdicts[0].verdict.startswith("undecided: no deficit")
+
+
+@pytest.mark.parametrize(("depth", "kept_expected"), [(0.002, False), (0.015, True)])
+def test_a_shadow_shallower_than_min_ratio_depth_is_dropped(depth, kept_expected):
+    # Noise 5 ADU on 1000 over a 5 px disc of 24 frames: both depths are measured to 0.1 %.
+    frames, shifts, _, _ = _video(drift_px=30.0, dust=(40.0, 40.0, 5.0, depth), texture=0.0)
+    shadow = _disc((HEIGHT, WIDTH), 40.0, 40.0, 5.0)
+    median = np.median(np.stack(frames), axis=0)
+    kept, verdicts = sensor_fixed_test(shadow, median, frames, shifts)
+    assert verdicts[0].fixed_deficit == pytest.approx(depth, abs=0.002)
+    assert bool(kept.any()) is kept_expected
+    assert verdicts[0].kept is kept_expected
+    loose = MotionTestParams(min_ratio_depth=0.001)
+    assert sensor_fixed_test(shadow, median, frames, shifts, loose)[0].any()
 
 
 def test_nothing_to_test_and_disabled_test_return_the_core():

@@ -52,6 +52,10 @@ from astro_assets.science.flatfield.inpaint import (
     inpaint_guided,
 )
 from astro_assets.science.flatfield.regions import regions_touching
+from astro_assets.science.flatfield.response import (
+    ResponseCorrectedFrame,
+    estimate_sensor_response,
+)
 
 __all__ = [
     "DustFreePrediction",
@@ -73,6 +77,7 @@ SCENE = "scene"
 UNDECIDED_SIZE = "undecided: the target moved too little compared with this shadow's size"
 UNDECIDED_COVERAGE = "undecided: too few frames cover this part of the scene"
 UNDECIDED_SIGNAL = "undecided: no deficit against its surroundings in the median"
+SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and in the ratio"
 _DEFAULT_DETECTION = DustDetectionParams()
 _DEEP_SEARCH_FLOOR = 0.1
 """Fraction of the prediction's 99th percentile above which deep shadows are searched in the
@@ -112,10 +117,11 @@ class MotionTestParams:
         Also look for shadows in the ratio of the median to its dust-free prediction
         (:func:`find_shadows_in_ratio`), where the scene's texture no longer hides faint ones.
     min_ratio_depth : float
-        Shallowest shadow the ratio search adds, as the fraction of light it blocks (its
-        deficit in the ratio). The ratio's noise can be far below a percent on long videos,
-        but an inpainted flat is accurate to 1-3 % rms, so correcting a shallower shadow would
-        add more error than it removes. In [0, 1).
+        Shallowest shadow kept, as the fraction of light it blocks: the ratio search adds no
+        shadow shallower in the ratio, and the motion test drops a candidate shallower both in
+        the median and in the ratio (verdict ``"too shallow: ..."``). The ratio's noise can be
+        far below a percent on long videos, but an inpainted flat is accurate to 1-3 % rms,
+        so correcting a shallower shadow would add more error than it removes. In [0, 1).
     max_texture_left : float
         The ratio is searched only when the prediction explains the scene: the spread of the
         ratio at the scales of the shadows must be at most this fraction of that of the
@@ -159,6 +165,15 @@ class MotionTestParams:
         the dust-free prediction or from its surroundings (regions found in the ratio alone are
         always filled along it). 0 turns the judgement off: regions the median shows are then
         continued from their surroundings.
+    response_degree : int
+        Before the frames are compared, each is divided by the sensor's smooth response
+        (vignetting, illumination gradients), a polynomial of this degree measured from the
+        frames themselves (:func:`.response.estimate_sensor_response`) once they are known
+        to predict the scene (the ratio is searched). Otherwise a pixel
+        near a vignetted corner is predicted from frames that saw its part of the scene nearer
+        the centre, and near the frame's edges, where only the frames displaced one way see a
+        part of the scene, the ratio keeps a deficit as deep as faint dust. Below 2 turns it
+        off. In [0, 8].
     min_guide_advantage : float
         A region the median shows is filled along the prediction when the continuation from
         the surroundings misses the held-out ring by more than this factor times the fill
@@ -178,6 +193,7 @@ class MotionTestParams:
     min_deep_depth: float = 0.5
     min_limb_depth: float = 0.1
     guide_holdout_px: int = 5
+    response_degree: int = 4
     min_guide_advantage: float = 1.0
 
     def __post_init__(self) -> None:
@@ -209,6 +225,8 @@ class MotionTestParams:
             raise ValueError(f"min_limb_depth must be in (0, 1], got {self.min_limb_depth}.")
         if self.guide_holdout_px < 0:
             raise ValueError(f"guide_holdout_px must be >= 0, got {self.guide_holdout_px}.")
+        if not 0 <= self.response_degree <= 8:
+            raise ValueError(f"response_degree must be in [0, 8], got {self.response_degree}.")
         if not self.min_guide_advantage >= 1.0:
             raise ValueError(
                 f"min_guide_advantage must be at least 1, got {self.min_guide_advantage}."
@@ -237,8 +255,8 @@ class MotionVerdict:
     fixed_deficit : float
         The same in the ratio of the median to the dust-free prediction (NaN when not measured).
     verdict : str
-        ``"sensor"`` (kept), ``"scene"`` (rejected) or ``"undecided: ..."`` (kept) with the
-        reason.
+        ``"sensor"`` (kept), ``"scene"`` (rejected), ``"too shallow: ..."`` (rejected: too
+        shallow to correct) or ``"undecided: ..."`` (kept) with the reason.
     """
 
     centroid_y: float
@@ -252,7 +270,7 @@ class MotionVerdict:
 
     @property
     def kept(self) -> bool:
-        return self.verdict != SCENE
+        return self.verdict not in (SCENE, SHALLOW)
 
 
 def sensor_fixed_test(
@@ -406,19 +424,24 @@ def separate_sensor_fixed(
     ValueError
         As :func:`sensor_fixed_test`.
     """
-    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params, detection=detection)
+    _validate(core, median, frames, shifts)
     smallest = 2.0 * detection.min_radius_px
     offsets = np.asarray(shifts, dtype=np.float64)
     moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
     if not (params.motion_test and params.ratio_search and moved):
+        kept, verdicts = sensor_fixed_test(
+            core, median, frames, shifts, params, detection=detection
+        )
         return MotionResult(
             core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
         )
     image = np.asarray(median, dtype=np.float64)
     prediction = predict_dust_free(frames, offsets, image.shape, params)
-    observed, predicted = prediction.observed, prediction.predicted
-    texture_left = _texture_left(observed, predicted, core, detection)
+    texture_left = _texture_left(prediction.observed, prediction.predicted, core, detection)
     if not texture_left <= params.max_texture_left:
+        kept, verdicts = sensor_fixed_test(
+            core, median, frames, shifts, params, detection=detection
+        )
         return MotionResult(
             core=kept,
             tested=kept,
@@ -427,6 +450,16 @@ def separate_sensor_fixed(
             ratio_searched=False,
             texture_left=texture_left,
         )
+    if params.response_degree >= 2:
+        # Measured only once the frames are known to predict the scene: fitted to frames that
+        # do not (a scene that changed, a failed registration), a polynomial would take up
+        # part of what they miss.
+        response = estimate_sensor_response(
+            frames, offsets, degree=params.response_degree, dark_fraction=detection.dark_fraction
+        )
+        frames = [ResponseCorrectedFrame(frame, response) for frame in frames]
+        prediction = predict_dust_free(frames, offsets, image.shape, params)
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params, detection=detection)
     moving = np.asarray(core) & ~kept
 
     def search(in_prediction: DustFreePrediction) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
@@ -879,7 +912,7 @@ def _judge(
     # The sky beside a limb is no reference for a shadow on the target.
     ring &= (labels[window] == 0) & (local > on_target)
     median_deficit = _deficit(local, candidate, ring)
-    if not median_deficit > 0:
+    if math.isnan(median_deficit):
         return verdict(UNDECIDED_SIGNAL, median_deficit)
     # The candidate's own pixels are left out of the scene estimate: a shadow fixed on the
     # sensor then cannot darken the prediction, while a scene feature is still seen, through
@@ -892,9 +925,18 @@ def _judge(
     ratio = DustFreePrediction(observed=observed, predicted=predicted).ratio
     known = np.isfinite(ratio)
     if known[candidate].mean() < 0.5 or known[ring].mean() < 0.5:
+        if not median_deficit > 0:
+            return verdict(UNDECIDED_SIGNAL, median_deficit)
         too_large = overlap > params.max_overlap_fraction
         return verdict(UNDECIDED_SIZE if too_large else UNDECIDED_COVERAGE, median_deficit)
     fixed = _deficit(ratio, candidate & known, ring & known)
+    # Correcting a shadow shallower than the flat's own accuracy adds more error than it
+    # removes; a donut filled to its hole can look shallow in the median, hence both.
+    deepest = median_deficit if math.isnan(fixed) else max(median_deficit, fixed)
+    if deepest < params.min_ratio_depth:
+        return verdict(SHALLOW, median_deficit, fixed)
+    if not median_deficit > 0:
+        return verdict(UNDECIDED_SIGNAL, median_deficit, fixed)
     if fixed >= params.min_deficit_ratio * median_deficit:
         return verdict(SENSOR, median_deficit, fixed)
     return verdict(SCENE, median_deficit, fixed)
