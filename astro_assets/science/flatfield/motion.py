@@ -400,7 +400,10 @@ def separate_sensor_fixed(
     :func:`predict_dust_free` with :func:`find_shadows_in_ratio`, never
     where a candidate was found to move with the scene, provided the prediction explains the
     scene (at most ``params.max_texture_left`` of the median's texture is left in the ratio).
-    Shadows found in the ratio alone go through :func:`sensor_fixed_test` as well, which drops
+    Once a prediction over a third of the rows shows that the frames predict the scene, each
+    frame is divided by the sensor's smooth response (``params.response_degree``) before the
+    frames are compared, for the motion test and the search alike. Shadows found in the ratio
+    alone go through :func:`sensor_fixed_test` as well, which drops
     remnants of scene features the first scene estimate kept in part.
     With ``params.max_outline_growth`` above 0 the scene is then estimated again without the
     pixels of the shadows kept and found, and each shadow's outline is drawn again in that
@@ -436,6 +439,21 @@ def separate_sensor_fixed(
             core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
         )
     image = np.asarray(median, dtype=np.float64)
+    if params.response_degree >= 2:
+        # Measured only once the frames are known to predict the scene: fitted to frames that
+        # do not (a scene that changed, a failed registration), a polynomial would take up
+        # part of what they miss. A third of the rows tells.
+        sampled = _prediction_in_bands(frames, offsets, image.shape, params, every=3)
+        if _texture_left(sampled.observed, sampled.predicted, core, detection) <= (
+            params.max_texture_left
+        ):
+            response = estimate_sensor_response(
+                frames,
+                offsets,
+                degree=params.response_degree,
+                dark_fraction=detection.dark_fraction,
+            )
+            frames = [ResponseCorrectedFrame(frame, response) for frame in frames]
     prediction = predict_dust_free(frames, offsets, image.shape, params)
     texture_left = _texture_left(prediction.observed, prediction.predicted, core, detection)
     if not texture_left <= params.max_texture_left:
@@ -450,15 +468,6 @@ def separate_sensor_fixed(
             ratio_searched=False,
             texture_left=texture_left,
         )
-    if params.response_degree >= 2:
-        # Measured only once the frames are known to predict the scene: fitted to frames that
-        # do not (a scene that changed, a failed registration), a polynomial would take up
-        # part of what they miss.
-        response = estimate_sensor_response(
-            frames, offsets, degree=params.response_degree, dark_fraction=detection.dark_fraction
-        )
-        frames = [ResponseCorrectedFrame(frame, response) for frame in frames]
-        prediction = predict_dust_free(frames, offsets, image.shape, params)
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params, detection=detection)
     moving = np.asarray(core) & ~kept
 
@@ -1412,6 +1421,28 @@ def predict_dust_free(
         window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
         observed[window], predicted[window] = _predicted_median(
             frames, offsets, window, shape, params, blocked
+        )
+    return DustFreePrediction(observed=observed, predicted=predicted)
+
+
+def _prediction_in_bands(
+    frames: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    shape: tuple[int, int],
+    params: MotionTestParams,
+    *,
+    every: int,
+    band_rows: int = 64,
+) -> DustFreePrediction:
+    """:func:`predict_dust_free` over one band of ``band_rows`` rows in ``every``, NaN in the
+    rows between."""
+    observed = np.full(shape, np.nan, dtype=np.float32)
+    predicted = np.full(shape, np.nan, dtype=np.float32)
+    height, width = shape
+    for row0 in range(0, height, band_rows * every):
+        window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
+        observed[window], predicted[window] = _predicted_median(
+            frames, offsets, window, shape, params
         )
     return DustFreePrediction(observed=observed, predicted=predicted)
 
