@@ -322,6 +322,7 @@ def test_dust_mask_drops_a_candidate_that_moves_with_the_scene(
     assert len(record["regions"]) == 1
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert metadata["moved_with_scene_count"].value == 1
+    assert metadata["too_shallow_count"].value == 0
     # The quick-look shows the dropped candidate in blue, the kept dust in the mask's orange.
     overlay = np.asarray(Image.open(folder / "dust_mask_overlay.png"))
     spot_rgb = overlay[spot_in_median].mean(axis=0)

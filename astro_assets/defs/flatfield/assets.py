@@ -48,6 +48,8 @@ from astro_assets.science.flatfield.inpaint import InpaintParams, guided_regions
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.motion import (
+    SCENE,
+    SHALLOW,
     MotionTestParams,
     inpainting_guide,
     separate_sensor_fixed,
@@ -438,11 +440,12 @@ def dust_mask(
         core = mask_to_full(separated.core, median.shape[:2], color)
         drift_total_px = cell * float(drift.total_px)
         motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
-        rejected = sum(not verdict.kept for verdict in separated.verdicts)
-        if rejected:
+        rejected = sum(verdict.verdict == SCENE for verdict in separated.verdicts)
+        too_shallow = sum(verdict.verdict == SHALLOW for verdict in separated.verdicts)
+        if rejected or too_shallow:
             context.log.info(
-                f"{rejected} of {len(separated.verdicts)} candidates moved with the scene and were "
-                "dropped."
+                f"Of {len(separated.verdicts)} candidates, {rejected} moved with the scene and "
+                f"{too_shallow} were too shallow to correct; both were dropped."
             )
         ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
         ratio_rejected = sum(not verdict.kept for verdict in separated.ratio_verdicts)
@@ -501,6 +504,7 @@ def dust_mask(
                 "drift_ok": drift_ok,
                 "drift_verdict": drift_message,
                 "moved_with_scene_count": rejected,
+                "too_shallow_count": too_shallow,
                 "motion_test": _json(motion),
                 "ratio_searched": separated.ratio_searched,
                 "ratio_texture_left": (

@@ -58,6 +58,9 @@ from astro_assets.science.flatfield.response import (
 )
 
 __all__ = [
+    "SCENE",
+    "SENSOR",
+    "SHALLOW",
     "DustFreePrediction",
     "GuideRegion",
     "InpaintingGuide",
