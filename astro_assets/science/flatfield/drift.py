@@ -21,6 +21,7 @@ from astro_assets.science.compiled import compiled
 __all__ = [
     "DriftEstimate",
     "DriftParams",
+    "checked_offsets",
     "drift_verdict",
     "estimate_drift",
     "median_filter_reflect",
@@ -422,3 +423,25 @@ def drift_verdict(
         f"diameter ({largest:.1f} px): sunspots or other fixed features of that size stay in the "
         "median and look like dust. Review the mask, or capture with the mount drifting."
     )
+
+
+def checked_offsets(frames: Sequence, shifts) -> np.ndarray:
+    """``shifts`` as a float64 (len(frames), 2) array of (dy, dx) displacements, one per
+    registered frame (``DriftEstimate.shifts``, scaled to the frames' pixel grid).
+
+    Raises
+    ------
+    ValueError
+        For fewer than two frames, shifts of another shape, or non-finite shifts.
+    """
+    offsets = np.asarray(shifts, dtype=np.float64)
+    if len(frames) < 2:
+        raise ValueError(f"need at least 2 registered frames, got {len(frames)}.")
+    if offsets.shape != (len(frames), 2):
+        raise ValueError(
+            f"shifts must have shape ({len(frames)}, 2), one (dy, dx) per frame, got "
+            f"{offsets.shape}."
+        )
+    if not np.isfinite(offsets).all():
+        raise ValueError("shifts contain NaN or inf; measure the drift again.")
+    return offsets

@@ -44,6 +44,7 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.drift import checked_offsets
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
@@ -430,18 +431,25 @@ def separate_sensor_fixed(
     ValueError
         As :func:`sensor_fixed_test`.
     """
-    _validate(core, median, frames, shifts)
+    _, image, offsets = _validate(core, median, frames, shifts)
     smallest = 2.0 * detection.min_radius_px
-    offsets = np.asarray(shifts, dtype=np.float64)
     moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
-    if not (params.motion_test and params.ratio_search and moved):
+
+    def without_search(texture_left: float = math.nan) -> MotionResult:
         kept, verdicts = sensor_fixed_test(
             core, median, frames, shifts, params, detection=detection
         )
         return MotionResult(
-            core=kept, tested=kept, verdicts=verdicts, ratio_shadows=(), ratio_searched=False
+            core=kept,
+            tested=kept,
+            verdicts=verdicts,
+            ratio_shadows=(),
+            ratio_searched=False,
+            texture_left=texture_left,
         )
-    image = np.asarray(median, dtype=np.float64)
+
+    if not (params.motion_test and params.ratio_search and moved):
+        return without_search()
     if params.response_degree >= 2:
         # Measured only once the frames are known to predict the scene: fitted to frames that
         # do not (a scene that changed, a failed registration), a polynomial would take up
@@ -460,17 +468,7 @@ def separate_sensor_fixed(
     prediction = predict_dust_free(frames, offsets, image.shape, params)
     texture_left = _texture_left(prediction.observed, prediction.predicted, core, detection)
     if not texture_left <= params.max_texture_left:
-        kept, verdicts = sensor_fixed_test(
-            core, median, frames, shifts, params, detection=detection
-        )
-        return MotionResult(
-            core=kept,
-            tested=kept,
-            verdicts=verdicts,
-            ratio_shadows=(),
-            ratio_searched=False,
-            texture_left=texture_left,
-        )
+        return without_search(texture_left)
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params, detection=detection)
     moving = np.asarray(core) & ~kept
 
@@ -825,16 +823,7 @@ def _validate(
             f"core must be a bool mask of the median's shape {image.shape}, got "
             f"{mask.dtype} {mask.shape}."
         )
-    offsets = np.asarray(shifts, dtype=np.float64)
-    if len(frames) < 2:
-        raise ValueError(f"need at least 2 registered frames, got {len(frames)}.")
-    if offsets.shape != (len(frames), 2):
-        raise ValueError(
-            f"shifts must have shape ({len(frames)}, 2), one (dy, dx) per frame, got "
-            f"{offsets.shape}."
-        )
-    if not np.isfinite(offsets).all():
-        raise ValueError("shifts contain NaN or inf; measure the drift again.")
+    offsets = checked_offsets(frames, shifts)
     for index, frame in enumerate(frames):
         if np.shape(frame) != image.shape:
             raise ValueError(
@@ -1391,14 +1380,7 @@ def predict_dust_free(
         For shifts that do not match the frames, non-finite shifts, frames of another shape,
         a bad ``excluded`` mask, or ``band_rows < 1``.
     """
-    offsets = np.asarray(shifts, dtype=np.float64)
-    if offsets.shape != (len(frames), 2) or len(frames) < 2:
-        raise ValueError(
-            f"need at least 2 frames and one (dy, dx) per frame, got {len(frames)} frames and "
-            f"shifts of shape {offsets.shape}."
-        )
-    if not np.isfinite(offsets).all():
-        raise ValueError("shifts contain NaN or inf; measure the drift again.")
+    offsets = checked_offsets(frames, shifts)
     if band_rows < 1:
         raise ValueError(f"band_rows must be >= 1, got {band_rows}.")
     for index, frame in enumerate(frames):
@@ -1417,15 +1399,7 @@ def predict_dust_free(
             )
         if not blocked.any():
             blocked = None
-    height, width = shape
-    observed = np.empty((height, width), dtype=np.float32)
-    predicted = np.empty((height, width), dtype=np.float32)
-    for row0 in range(0, height, band_rows):
-        window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
-        observed[window], predicted[window] = _predicted_median(
-            frames, offsets, window, shape, params, blocked
-        )
-    return DustFreePrediction(observed=observed, predicted=predicted)
+    return _prediction_in_bands(frames, offsets, shape, params, blocked, band_rows=band_rows)
 
 
 def _prediction_in_bands(
@@ -1433,19 +1407,20 @@ def _prediction_in_bands(
     offsets: np.ndarray,
     shape: tuple[int, int],
     params: MotionTestParams,
+    blocked: np.ndarray | None = None,
     *,
-    every: int,
     band_rows: int = 64,
+    every: int = 1,
 ) -> DustFreePrediction:
-    """:func:`predict_dust_free` over one band of ``band_rows`` rows in ``every``, NaN in the
-    rows between."""
+    """:func:`predict_dust_free` over one band of ``band_rows`` rows in ``every`` (all of
+    them by default), NaN in the rows between."""
     observed = np.full(shape, np.nan, dtype=np.float32)
     predicted = np.full(shape, np.nan, dtype=np.float32)
     height, width = shape
     for row0 in range(0, height, band_rows * every):
         window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
         observed[window], predicted[window] = _predicted_median(
-            frames, offsets, window, shape, params
+            frames, offsets, window, shape, params, blocked
         )
     return DustFreePrediction(observed=observed, predicted=predicted)
 

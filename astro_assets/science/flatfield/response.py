@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from astro_assets.science.flatfield.drift import checked_offsets
+
 __all__ = ["ResponseCorrectedFrame", "estimate_sensor_response"]
 
 _CLIP_SIGMA = 3.0
@@ -105,14 +107,7 @@ def estimate_sensor_response(
         For fewer than two frames, shifts that do not match them, non-finite shifts, frames of
         different shapes, a negative degree, or ``dark_fraction`` outside [0, 1).
     """
-    offsets = np.asarray(shifts, dtype=np.float64)
-    if len(frames) < 2 or offsets.shape != (len(frames), 2):
-        raise ValueError(
-            f"need at least 2 frames and one (dy, dx) per frame, got {len(frames)} frames and "
-            f"shifts of shape {offsets.shape}."
-        )
-    if not np.isfinite(offsets).all():
-        raise ValueError("shifts contain NaN or inf; measure the drift again.")
+    offsets = checked_offsets(frames, shifts)
     if degree < 0:
         raise ValueError(f"degree must be >= 0, got {degree}.")
     if not 0.0 <= dark_fraction < 1.0:
