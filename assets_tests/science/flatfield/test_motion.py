@@ -315,6 +315,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("min_limb_depth", 0.0),
         ("guide_holdout_px", -1),
         ("min_guide_advantage", 0.5),
+        ("guide_filter_px", -1),
+        ("guide_filter_px", 5),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -745,9 +747,19 @@ def test_inpainting_guide_follows_the_prediction_only_where_it_explains_the_surr
     assert guide.image.dtype == np.float32 and guide.image.shape == median.shape
     covered = np.isfinite(guide.image)
     assert covered[faint].all() and not covered[around_seen].any()
-    # The prediction carried to the median's frames: predicted * median / observed.
+    # The prediction carried to the median's frames (predicted * median / observed), then
+    # filtered to match the median away from the mask and the ring the choice is judged on.
     carried = wrong.predicted * median / wrong.observed
-    np.testing.assert_allclose(guide.image[covered], carried[covered], rtol=1e-6)
+    fitted_on = ~ndimage.binary_dilation(mask > 0, iterations=6)
+    filtered = motion.filtered_to_match(carried, median, fitted_on, 2)
+    np.testing.assert_allclose(guide.image[covered], filtered[covered], rtol=1e-6)
+    unfiltered = inpainting_guide(
+        dataclasses.replace(result, prediction=wrong),
+        mask,
+        median,
+        params=MotionTestParams(guide_filter_px=0),
+    )
+    np.testing.assert_allclose(unfiltered.image[covered], carried[covered], rtol=1e-6)
     by_column = {round(r.centroid_x): r for r in guide.regions}
     assert sorted(by_column) == [46, 100] and guide.guided_count == 1
     assert (by_column[46].guided, by_column[46].reason) == (True, "found in the ratio alone")
@@ -831,9 +843,79 @@ def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
     error_continued = np.sqrt(np.mean((continued[lit] / clean[lit] - 1) ** 2))
     assert error_along < 0.03
     assert error_continued > 3 * error_along
+    # The prediction, shifted twice by bilinear interpolation, is blurrier than the median on
+    # the limb's steep fall; the filter fitted on the clean pixels sharpens it.
+    unfiltered = inpainting_guide(result, mask, median, params=MotionTestParams(guide_filter_px=0))
+    along_unfiltered = inpaint_guided(median, mask, unfiltered.image)
+    error_unfiltered = np.sqrt(np.mean((along_unfiltered[lit] / clean[lit] - 1) ** 2))
+    assert error_along < 0.7 * error_unfiltered
     off = inpainting_guide(result, mask, median, params=MotionTestParams(guide_holdout_px=0))
     assert np.isnan(off.image).all()
     assert [(r.guided, r.reason) for r in off.regions] == [(False, "not judged")]
+
+
+def _textured(shape=(120, 160), seed=3):
+    """Smooth random texture of 10 % rms on a level of 1000 ADU."""
+    return _scene(np.random.default_rng(seed), shape, 0.1)
+
+
+def test_filtered_to_match_undoes_a_blur_and_a_sub_pixel_shift():
+    target = _textured()
+    source = ndimage.shift(ndimage.gaussian_filter(target, 0.7), (0.3, -0.25), order=3)
+    kept = source.copy()
+    filtered = motion.filtered_to_match(source, target, np.ones(target.shape, bool), 2)
+    np.testing.assert_array_equal(source, kept)
+    assert filtered.dtype == np.float32 and filtered.shape == target.shape
+    inside = (slice(4, -4), slice(4, -4))
+    before = np.sqrt(np.mean((source[inside] / target[inside] - 1) ** 2))
+    after = np.sqrt(np.mean((filtered[inside] / target[inside] - 1) ** 2))
+    assert before > 0.01
+    assert after < before / 10
+    same = motion.filtered_to_match(target, target, np.ones(target.shape, bool), 1)
+    np.testing.assert_allclose(same, target, rtol=1e-5)
+
+
+def test_filtered_to_match_leaves_a_shadow_of_the_target_in_the_ratio():
+    clean = _textured()
+    shadow = _disc(clean.shape, 60.0, 80.0, 8.0)
+    target = np.where(shadow, 0.8, 1.0) * clean
+    source = ndimage.gaussian_filter(clean, 0.8)
+    fitted_on = ~ndimage.binary_dilation(shadow, iterations=3)
+    filtered = motion.filtered_to_match(source, target, fitted_on, 2)
+    inner = _disc(clean.shape, 60.0, 80.0, 5.0)
+    assert np.median(target[inner] / filtered[inner]) == pytest.approx(0.8, abs=0.005)
+
+
+def test_filtered_to_match_keeps_the_source_where_its_footprint_is_unknown():
+    target = _textured()
+    source = ndimage.gaussian_filter(target, 0.7)
+    source[50:60, 70:90] = np.nan
+    everywhere = np.ones(target.shape, bool)
+    filtered = motion.filtered_to_match(source, target, everywhere, 2)
+    near = ndimage.binary_dilation(np.isnan(source), iterations=2, structure=np.ones((3, 3)))
+    edge = np.ones(target.shape, bool)
+    edge[2:-2, 2:-2] = False
+    assert np.isnan(filtered[50:60, 70:90]).all()
+    reached = (near | edge) & np.isfinite(source)
+    np.testing.assert_array_equal(filtered[reached], source[reached].astype(np.float32))
+    assert not np.allclose(filtered[~near & ~edge], source[~near & ~edge], rtol=1e-3)
+    # Too few pixels to fit 100 per weight: the source is returned as it is.
+    few = np.zeros(target.shape, bool)
+    few[:20, :20] = True
+    np.testing.assert_array_equal(
+        motion.filtered_to_match(source, target, few, 2), source.astype(np.float32)
+    )
+
+
+def test_filtered_to_match_rejects_bad_inputs():
+    image = _textured()
+    everywhere = np.ones(image.shape, bool)
+    with pytest.raises(ValueError, match="one shape"):
+        motion.filtered_to_match(image, image[:-1], everywhere, 1)
+    with pytest.raises(ValueError, match="one shape"):
+        motion.filtered_to_match(image, image, everywhere[:-1], 1)
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        motion.filtered_to_match(image, image, everywhere, -1)
 
 
 @pytest.mark.parametrize(("amplitude", "period"), [(0.01, 30.0), (0.02, 50.0)])

@@ -183,6 +183,13 @@ class MotionTestParams:
         the surroundings misses the held-out ring by more than this factor times the fill
         along the prediction (rms). 1 takes whichever misses less; larger values favour the
         continuation. At least 1.
+    guide_filter_px : int
+        Radius, in pixels, of the square linear filter fitted to map the prediction onto the
+        median over the clean pixels before it guides the inpainting
+        (:func:`filtered_to_match`). The prediction is the scene shifted twice by bilinear
+        interpolation, so it is blurred more than the median, and sub-pixel errors of the
+        measured drift displace it; on a limb both leave errors as deep as the dust. 0 turns
+        the filter off. In [0, 4].
     """
 
     motion_test: bool = True
@@ -199,6 +206,7 @@ class MotionTestParams:
     guide_holdout_px: int = 5
     response_degree: int = 4
     min_guide_advantage: float = 1.0
+    guide_filter_px: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -235,6 +243,8 @@ class MotionTestParams:
             raise ValueError(
                 f"min_guide_advantage must be at least 1, got {self.min_guide_advantage}."
             )
+        if not 0 <= self.guide_filter_px <= 4:
+            raise ValueError(f"guide_filter_px must be in [0, 4], got {self.guide_filter_px}.")
 
 
 @dataclass(frozen=True)
@@ -682,6 +692,10 @@ def inpainting_guide(
     if result.prediction is None:
         return InpaintingGuide(guide, _guide_regions(labels, count, {}, "no prediction"))
     predicted = result.prediction.carried_to(image)
+    if params.guide_filter_px > 0:
+        # The ring the choice is judged on stays out of the fit, so that it judges the filter.
+        fitted_on = ~ndimage.binary_dilation(support, iterations=params.guide_holdout_px + 1)
+        predicted = filtered_to_match(predicted, image, fitted_on, params.guide_filter_px)
     from_ratio = regions_touching(support, result.core & ~result.tested) & ~regions_touching(
         support, result.tested
     )
@@ -701,6 +715,80 @@ def inpainting_guide(
                 guided=False, reason="prediction unknown around it"
             )
     return InpaintingGuide(guide, _guide_regions(labels, count, judged, "not judged"))
+
+
+def filtered_to_match(
+    source: np.ndarray,
+    target: np.ndarray,
+    fitted_on: np.ndarray,
+    radius: int,
+    *,
+    max_samples: int = 200_000,
+) -> np.ndarray:
+    """``source`` correlated with the square kernel that maps it best onto ``target``.
+
+    The kernel's ``(2 * radius + 1) ** 2`` weights are fitted by linear least squares: the
+    filtered source is the best linear prediction of the target from the source's pixels
+    around each one. It takes up any blur, sharpening or sub-pixel displacement that is the
+    same over the image, and where the source is noisier than the target it smooths; what a
+    kernel of that size cannot describe (a shadow in the target alone) stays in the ratio.
+
+    Parameters
+    ----------
+    source : np.ndarray
+        (H, W) real image, NaN where unknown.
+    target : np.ndarray
+        (H, W) real image in the units of ``source``, NaN where unknown.
+    fitted_on : np.ndarray
+        (H, W) bool, the pixels whose target values the kernel is fitted to (those whose
+        kernel footprint reaches an unknown source pixel or the image's edge are left out).
+    radius : int
+        Half the kernel's side, in pixels; 0 fits a single scale factor.
+    max_samples : int
+        At most this many pixels, evenly spaced in raster order, enter the fit.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32: the filtered source where its whole footprint is known, the source
+        elsewhere (too few pixels to fit 100 per weight leave it unfiltered).
+
+    Raises
+    ------
+    ValueError
+        For images or a mask of different shapes, a negative radius or ``max_samples < 1``.
+    """
+    image = np.asarray(source, dtype=np.float64)
+    wanted = np.asarray(target, dtype=np.float64)
+    chosen = np.asarray(fitted_on, dtype=bool)
+    if wanted.shape != image.shape or chosen.shape != image.shape or image.ndim != 2:
+        raise ValueError(
+            f"source {image.shape}, target {wanted.shape} and fitted_on {chosen.shape} must be "
+            "2-D images of one shape."
+        )
+    if radius < 0 or max_samples < 1:
+        raise ValueError(
+            f"radius must be >= 0 and max_samples >= 1, got {radius} and {max_samples}."
+        )
+    side = 2 * radius + 1
+    known = np.isfinite(image)
+    footprint_known = ndimage.minimum_filter(
+        known.astype(np.uint8), size=side, mode="constant", cval=0
+    ).astype(bool)
+    samples = np.flatnonzero(footprint_known & chosen & np.isfinite(wanted))
+    if samples.size < 100 * side * side:
+        return image.astype(np.float32)
+    samples = samples[:: math.ceil(samples.size / max_samples)]
+    width = image.shape[1]
+    taps = np.array(
+        [dy * width + dx for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    )
+    design = image.ravel()[samples[:, None] + taps[None, :]]
+    weights, *_ = np.linalg.lstsq(design, wanted.ravel()[samples], rcond=None)
+    filtered = ndimage.correlate(
+        np.where(known, image, 0.0), weights.reshape(side, side), mode="constant"
+    )
+    return np.where(footprint_known, filtered, image).astype(np.float32)
 
 
 class _Choice(NamedTuple):
