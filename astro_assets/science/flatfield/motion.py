@@ -750,8 +750,9 @@ def filtered_to_match(
     Returns
     -------
     np.ndarray
-        (H, W) float32: the filtered source where its whole footprint is known, the source
-        elsewhere (too few pixels to fit 100 per weight leave it unfiltered).
+        (H, W) float32: the filtered source where its whole footprint is known, elsewhere
+        the source times the sum of the weights (too few pixels to fit 100 per weight leave
+        the source as it is).
 
     Raises
     ------
@@ -788,7 +789,9 @@ def filtered_to_match(
     filtered = ndimage.correlate(
         np.where(known, image, 0.0), weights.reshape(side, side), mode="constant"
     )
-    return np.where(footprint_known, filtered, image).astype(np.float32)
+    # Scaled by the kernel's response to a flat field, so that the level does not step where
+    # the footprint leaves the known pixels.
+    return np.where(footprint_known, filtered, weights.sum() * image).astype(np.float32)
 
 
 class _Choice(NamedTuple):
