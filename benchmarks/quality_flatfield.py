@@ -361,11 +361,12 @@ LIMITS = """What limits the classical detector on these videos:
   by least squares away from the mask and the held-out rings (`guide_filter_px`,
   `science.flatfield.motion.filtered_to_match`): flat rms in dust 2.03 -> 1.46 % (planet),
   1.01 -> 0.68 % (small Sun), 0.46 -> 0.42 % (f/30), 0.60 -> 0.57 % (f/10), 0.63 -> 0.58 %
-  (f/60), 0.53 -> 0.49 % (with sunspots); a 3x3 kernel gave 1.56 and 0.79 % on the first two.
-  The fitted kernels sharpen on the planet (centre 0.94, edge neighbours about 0.2, corners
-  about -0.18) and smooth slightly on the Sun's granulation, where the prediction's noise
-  dominates. Tried first: Keys cubic interpolation in both shifts (with bilinear where a
-  cubic tap is unknown): planet 2.15 %, and the sharper but noisier prediction cost the ratio
+  (f/60), 0.53 -> 0.49 % (with sunspots); a 3x3 kernel gave 1.56 and 0.79 % on the first two,
+  and its weights show what it corrects: it sharpens on the planet (centre 0.94, edge
+  neighbours about 0.2, corners about -0.18, with the asymmetry of a sub-pixel shift) and
+  smooths slightly on the Sun's granulation, where the prediction's noise dominates. Tried
+  first: Keys cubic interpolation in both shifts (with bilinear where a cubic tap is
+  unknown): planet 2.15 %, and the sharper but noisier prediction cost the ratio
   search the faint f/10 donuts (deficit-weighted recall 0.89 -> 0.75). The same filter
   applied to the prediction the ratio is searched in changed no score but the planet's
   precision (0.99 -> 0.96), and is not used.

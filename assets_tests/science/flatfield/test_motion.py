@@ -750,8 +750,10 @@ def test_inpainting_guide_follows_the_prediction_only_where_it_explains_the_surr
     # The prediction carried to the median's frames (predicted * median / observed), then
     # filtered to match the median away from the mask and the ring the choice is judged on.
     carried = wrong.predicted * median / wrong.observed
-    fitted_on = ~ndimage.binary_dilation(mask > 0, iterations=6)
-    filtered = motion.filtered_to_match(carried, median, fitted_on, 2)
+    defaults = MotionTestParams()
+    ring_reach = defaults.guide_holdout_px + 1
+    fitted_on = ~ndimage.binary_dilation(mask > 0, iterations=ring_reach)
+    filtered = motion.filtered_to_match(carried, median, fitted_on, defaults.guide_filter_px)
     np.testing.assert_allclose(guide.image[covered], filtered[covered], rtol=1e-6)
     unfiltered = inpainting_guide(
         dataclasses.replace(result, prediction=wrong),

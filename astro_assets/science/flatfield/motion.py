@@ -608,8 +608,9 @@ class InpaintingGuide:
     Attributes
     ----------
     image : np.ndarray
-        (H, W) float32: the dust-free prediction of the median over the guided regions and the
-        2 px around them, NaN elsewhere.
+        (H, W) float32: the dust-free prediction of the median, carried and filtered as
+        :func:`inpainting_guide` describes, over the guided regions and the 2 px around them,
+        NaN elsewhere.
     regions : tuple of GuideRegion
         One per connected region of the mask, in label order (rows first).
     """
@@ -636,7 +637,10 @@ def inpainting_guide(
 
     The prediction is carried from the frames it was taken over to all the median's frames
     (``predicted * median / observed``, in which the dust cancels), so that near the frame's
-    edges it describes the median it guides.
+    edges it describes the median it guides, and then filtered to match the median
+    (:func:`filtered_to_match`, ``params.guide_filter_px``; fitted away from the mask and the
+    held-out rings), which takes up the blur of its two interpolations and sub-pixel errors of
+    the drift.
 
     Regions that hold only shadows found in the ratio are always guided: those shadows were
     hidden in the median by the scene's texture, so a continuation from the surroundings would
@@ -665,7 +669,7 @@ def inpainting_guide(
         (H, W) real image the mask was found in (the temporal median, or its luminance view),
         in ADU.
     params : MotionTestParams
-        ``guide_holdout_px`` and ``min_guide_advantage``.
+        ``guide_holdout_px``, ``min_guide_advantage`` and ``guide_filter_px``.
     detection : DustDetectionParams
         ``dark_fraction`` delimits the lit pixels of the ring.
 
