@@ -119,6 +119,59 @@ def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
     assert all(v.overlap_fraction > 0.35 for v in verdicts)
 
 
+def test_a_scene_feature_longer_than_the_drift_is_dropped_when_its_rim_shows_it_moved():
+    # Over a 16 px drift, the lane is 55 px long in the median and the shadow 26 px across:
+    # no frame sees most of their part of the scene through other pixels. Along its rim the
+    # lane's deficit is gone from the ratio on every side (it moved); the shadow's is not.
+    shadow_spec = (22.0, 24.0, 13.0, 0.2)
+    drift = 16.0
+    frames, shifts, median, _ = _video(drift_px=drift, seed=9, dust=shadow_spec)
+    middle = shifts[len(shifts) // 2]
+    rows, cols = np.indices(median.shape)
+    lane = (np.abs(rows - SPOT[0] - middle[0]) <= SPOT[2]) & (
+        np.abs(cols - SPOT[1] - middle[1]) <= 35 - drift / 2
+    )
+    shadow = _disc(median.shape, *shadow_spec[:3])
+    kept, verdicts = sensor_fixed_test(shadow | lane, median, frames, shifts)
+    feature = _verdict_at(verdicts, SPOT[0] + middle[0], SPOT[1] + middle[1])
+    dust = _verdict_at(verdicts, *shadow_spec[:2])
+    assert feature.extent_px > 3 * drift and feature.verdict == "scene"
+    assert abs(feature.fixed_deficit) < 0.05 * feature.median_deficit
+    assert dust.verdict == "undecided: the target moved too little compared with this shadow's size"
+    np.testing.assert_array_equal(kept, shadow)
+
+
+def test_a_partly_known_candidate_moved_only_if_every_side_says_so():
+    # A candidate 20 % deep in the median, known in the ratio along its rim only.
+    shape = (60, 80)
+    candidate = _disc(shape, 30, 40, 16)
+    known = ~_disc(shape, 30, 40, 10)
+    ring = _disc(shape, 30, 40, 26) & ~_disc(shape, 30, 40, 19)
+    image = np.where(candidate, 800.0, 1000.0)
+    params = MotionTestParams()
+    rows, cols = np.indices(shape)
+
+    def moved(ratio):
+        return motion._moved_on_every_side(image, ratio, candidate, known, ring, params)
+
+    assert moved(np.ones(shape))
+    # A shadow whose outline missed part of its penumbra on one side keeps its deficit on
+    # the others; still under half of min_deficit_ratio, a side says it moved.
+    assert not moved(np.where(candidate & (cols > 40), 0.8, 1.0))
+    assert not moved(np.where(candidate, 0.8, 1.0))
+    assert moved(np.where(candidate, 0.96, 1.0)) and not moved(np.where(candidate, 0.94, 1.0))
+    # Too few known pixels, or a single side known, decide nothing.
+    assert not motion._moved_on_every_side(
+        image, np.ones(shape), candidate, known & (cols < 30) & (rows < 30), ring, params
+    )
+    assert motion._moved_on_every_side(
+        image, np.ones(shape), candidate, known & (cols < 30), ring, params
+    )
+    assert not motion._moved_on_every_side(
+        image, np.ones(shape), candidate, _disc(shape, 30, 40, 3), ring, params
+    )
+
+
 def test_a_fragment_of_a_large_ring_is_kept():
     # A thin arc (a piece of a large donut's ring) has a small equivalent diameter, but the
     # rest of the ring, fixed on the sensor too, is not left out of the scene estimate.
@@ -807,6 +860,37 @@ def test_a_shadow_in_strong_texture_is_filled_along_the_prediction():
     continued = inpaint(median, mask)[around] / clean[around]
     assert np.sqrt(np.mean((along - 1) ** 2)) < 0.01
     assert np.sqrt(np.mean((continued - 1) ** 2)) > 3 * np.sqrt(np.mean((along - 1) ** 2))
+
+
+def test_a_shown_shadow_the_scene_estimate_still_holds_is_continued():
+    # A 36 px shadow over a 30 px drift: with its pixels left out, too few frames see the
+    # middle of its part of the scene through other pixels, and the prediction there is the
+    # first one, whose scene estimate holds much of the shadow. Followed, it would put the
+    # shadow back into the flat's reference.
+    spec = (26.0, 60.0, 18.0, 0.25)
+    frames, shifts, median, _ = _video(drift_px=30.0, seed=9, dust=spec, texture=0.01)
+    clean = _video(
+        drift_px=30.0, seed=9, dust=spec, texture=0.01, transmission=np.ones(median.shape)
+    )[2]
+    shadow = _disc(median.shape, *spec[:3])
+    result = separate_sensor_fixed(shadow, median, frames, shifts)
+    assert result.ratio_searched and result.tested[shadow].all()
+    holds = result.prediction.with_excluded
+    assert (
+        0.3 < holds[shadow].mean() < 1
+        and not holds[~ndimage.binary_dilation(shadow, iterations=8)].any()
+    )
+    mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
+    guide = inpainting_guide(result, mask, median)
+    (region,) = guide.regions
+    assert (region.guided, region.reason) == (False, "prediction holds the shadow")
+    assert region.continued_rms > region.guided_rms
+    assert np.isnan(guide.image).all()
+    continued = inpaint_guided(median, mask, guide.image)[shadow] / clean[shadow] - 1
+    along = inpaint_guided(median, mask, result.prediction.carried_to(median))
+    followed = along[shadow] / clean[shadow] - 1
+    assert np.sqrt(np.mean(continued**2)) < 0.01
+    assert np.mean(followed) < -0.05
 
 
 def _limb_video(transmission):

@@ -557,12 +557,13 @@ def _without_pixels(
 ) -> DustFreePrediction:
     """The prediction made again with ``pixels`` left out of the scene estimate; ``first``
     where the scene is then unknown (parts of the scene seen through those pixels by most of
-    the frames)."""
+    the frames), marked in ``with_excluded``."""
     again = predict_dust_free(frames, offsets, pixels.shape, params, excluded=pixels)
     unknown = ~np.isfinite(again.predicted)
     return DustFreePrediction(
         observed=np.where(unknown, first.observed, again.observed),
         predicted=np.where(unknown, first.predicted, again.predicted),
+        with_excluded=unknown & np.isfinite(first.predicted),
     )
 
 
@@ -581,11 +582,14 @@ class GuideRegion:
     reason : str
         ``"found in the ratio alone"``; ``"prediction fits the ring better"`` or
         ``"continuation fits the ring as well"`` (judged on the held-out ring of clean pixels,
-        see ``MotionTestParams.guide_holdout_px``);
+        see ``MotionTestParams.guide_holdout_px``); ``"prediction holds the shadow"`` (it fits
+        the ring better, but where too few frames saw the shadow's part of the scene through
+        other pixels it still holds the shadow, deeper there than the continuation's miss of
+        the ring; see ``DustFreePrediction.with_excluded``);
         ``"not judged"`` (the judgement is off, or no lit clean pixel lies in the ring);
-        ``"prediction unknown around it"`` (chosen, but the prediction is unknown on a pixel of
-        the region or next to it, so it is continued); or ``"no prediction"`` (the ratio was
-        not searched).
+        ``"prediction unknown around it"`` (the prediction is unknown on a pixel of the region
+        or next to it, so it is continued); or ``"no prediction"`` (the ratio was not
+        searched).
     continued_rms, guided_rms : float
         Rms miss, in the median's units, of the held-out ring's lit pixels by the continuation
         from the surroundings and by the fill along the prediction; NaN where not judged. Where
@@ -707,8 +711,23 @@ def inpainting_guide(
         int(i): _Choice(True, "found in the ratio alone") for i in np.unique(labels[from_ratio])
     }
     shown = support & ~from_ratio
+    holds_shadows = result.prediction.with_excluded
+    if holds_shadows is None:
+        holds_shadows = np.zeros(support.shape, dtype=bool)
+    unfollowable = shown & ~guided_regions(support, predicted)
+    judged.update(
+        {
+            int(i): _Choice(False, "prediction unknown around it")
+            for i in np.unique(labels[unfollowable])
+        }
+    )
+    shown &= ~unfollowable
     if params.guide_holdout_px > 0 and shown.any():
-        judged.update(_judge_on_ring(image, support, shown, labels, predicted, params, detection))
+        judged.update(
+            _judge_on_ring(
+                image, support, shown, labels, predicted, holds_shadows, params, detection
+            )
+        )
     chosen = np.isin(labels, [label_id for label_id, r in judged.items() if r.guided])
     if chosen.any():
         near = ndimage.binary_dilation(chosen, iterations=2)
@@ -814,11 +833,19 @@ def _judge_on_ring(
     shown: np.ndarray,
     labels: np.ndarray,
     predicted: np.ndarray,
+    holds_shadows: np.ndarray,
     params: MotionTestParams,
     detection: DustDetectionParams,
 ) -> dict[int, _Choice]:
     """Whether each region of ``shown`` is filled better along ``predicted`` than from its
-    surroundings, judged on a ring of clean pixels held out around it (keyed by label)."""
+    surroundings, judged on a ring of clean pixels held out around it (keyed by label).
+
+    Where ``predicted`` still holds the shadows (``holds_shadows``: their part of the scene
+    too few frames saw through other pixels), a fill along it errs there by up to the
+    shadow's depth, which the ring cannot show; the region is then continued when that depth
+    (measured against the continuation) is above the continuation's rms miss of the ring
+    relative to the ring's level. A faint shadow the texture hides is still followed.
+    """
     held_out = ndimage.binary_dilation(support, iterations=params.guide_holdout_px)
     if held_out.all():
         return {}
@@ -833,6 +860,7 @@ def _judge_on_ring(
     continued_sq = ndimage.sum_labels(in_ring * (continued - median) ** 2, groups, group_ids)
     guided_sq = ndimage.sum_labels(in_ring * (along - median) ** 2, groups, group_ids)
     shown_labels = np.unique(labels[shown])
+    any_held = bool(holds_shadows.any())
     # A region lies within one group of the held-out mask, so its largest group label is it.
     region_groups = ndimage.maximum(groups, labels, shown_labels).astype(int) - 1
     verdicts: dict[int, _Choice] = {}
@@ -845,8 +873,44 @@ def _judge_on_ring(
         reason = (
             "prediction fits the ring better" if guided else "continuation fits the ring as well"
         )
+        if (
+            guided
+            and any_held
+            and _holds_a_deeper_shadow(
+                median,
+                continued,
+                labels,
+                label_id,
+                groups == group + 1,
+                ring,
+                holds_shadows,
+                continued_rms,
+            )
+        ):
+            guided, reason = False, "prediction holds the shadow"
         verdicts[int(label_id)] = _Choice(guided, reason, continued_rms, guided_rms)
     return verdicts
+
+
+def _holds_a_deeper_shadow(
+    median: np.ndarray,
+    continued: np.ndarray,
+    labels: np.ndarray,
+    label_id: int,
+    group: np.ndarray,
+    ring: np.ndarray,
+    holds_shadows: np.ndarray,
+    continued_rms: float,
+) -> bool:
+    """Whether, where the prediction still holds the shadows inside region ``label_id``, the
+    median lies further below the continuation than the continuation misses the region's
+    ring (both relative to the ring's median level)."""
+    held = (labels == label_id) & holds_shadows
+    if not held.any():
+        return False
+    level = float(np.median(median[ring & group]))
+    depth = 1.0 - float(np.median(median[held] / continued[held]))
+    return level > 0 and depth > continued_rms / level
 
 
 def _guide_regions(
@@ -1023,6 +1087,10 @@ def _judge(
     if known[candidate].mean() < 0.5 or known[ring].mean() < 0.5:
         if not median_deficit > 0:
             return verdict(UNDECIDED_SIGNAL, median_deficit)
+        if known[ring].mean() >= 0.5 and _moved_on_every_side(
+            local, ratio, candidate, known, ring & known, params
+        ):
+            return verdict(SCENE, median_deficit, _deficit(ratio, candidate & known, ring & known))
         too_large = overlap > params.max_overlap_fraction
         return verdict(UNDECIDED_SIZE if too_large else UNDECIDED_COVERAGE, median_deficit)
     fixed = _deficit(ratio, candidate & known, ring & known)
@@ -1036,6 +1104,65 @@ def _judge(
     if fixed >= params.min_deficit_ratio * median_deficit:
         return verdict(SENSOR, median_deficit, fixed)
     return verdict(SCENE, median_deficit, fixed)
+
+
+_MIN_SIDE_PX = 20
+"""Known pixels a side of a partly known candidate needs for its deficits to be measured."""
+
+
+def _moved_on_every_side(
+    image: np.ndarray,
+    ratio: np.ndarray,
+    candidate: np.ndarray,
+    known: np.ndarray,
+    ring: np.ndarray,
+    params: MotionTestParams,
+) -> bool:
+    """Whether the known part of a candidate shows, on every side, that it moved with the scene.
+
+    A candidate almost as long as the drift is known in the prediction only along its rim:
+    the rest of its part of the scene no frame sees through other pixels. There a scene
+    feature (a crater, a filament or a large sunspot smeared along the drift) has its deficit
+    in the median and none in the ratio. A shadow fixed on the sensor keeps its deficit in the
+    ratio, except where its outline missed part of its penumbra, which then darkens its own
+    scene estimate on that side. So the known part is split into the quadrants around the
+    candidate's centroid; each with at least ``_MIN_SIDE_PX`` pixels and a deficit in the
+    median of at least ``params.min_ratio_depth`` (measured on the same pixels, both against
+    the plane through ``ring``) is a side. The candidate moved when there are at least two
+    sides and on every one the deficit in the ratio is below half of
+    ``params.min_deficit_ratio`` times that in the median.
+
+    Parameters
+    ----------
+    image, ratio : np.ndarray
+        (h, w) median and ratio of the median to its dust-free prediction over the window.
+    candidate, known : np.ndarray
+        (h, w) bool, the candidate's pixels and the pixels where the ratio is known.
+    ring : np.ndarray
+        (h, w) bool, the candidate's surroundings where the ratio is known.
+    params : MotionTestParams
+    """
+    all_rows, all_cols = np.nonzero(candidate)
+    centre_y, centre_x = all_rows.mean(), all_cols.mean()
+    rows, cols = np.nonzero(candidate & known)
+    if rows.size < 2 * _MIN_SIDE_PX:
+        return False
+    quadrant = (rows >= centre_y).astype(int) * 2 + (cols >= centre_x)
+    sides = 0
+    for index in range(4):
+        on_side = quadrant == index
+        if np.count_nonzero(on_side) < _MIN_SIDE_PX:
+            continue
+        side = np.zeros_like(candidate)
+        side[rows[on_side], cols[on_side]] = True
+        in_median = _deficit(image, side, ring)
+        if not in_median >= params.min_ratio_depth:
+            continue
+        in_ratio = _deficit(ratio, side, ring)
+        if not in_ratio < 0.5 * params.min_deficit_ratio * in_median:
+            return False
+        sides += 1
+    return sides >= 2
 
 
 def _deficit(values: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> float:
@@ -1384,6 +1511,11 @@ class DustFreePrediction:
     predicted : np.ndarray
         (H, W) float32 median, over the same frames, of the scene estimate shifted by each
         frame's displacement (NaN where too few frames see the scene).
+    with_excluded : np.ndarray or None
+        (H, W) bool, where pixels meant to be left out of the scene estimate (the shadows
+        found, in :func:`separate_sensor_fixed`) had to stay in it, because too few frames saw
+        that part of the scene through other pixels: there the prediction holds those shadows
+        as far as they stayed in the scene estimate. None when no pixel was left out.
 
     Notes
     -----
@@ -1396,6 +1528,7 @@ class DustFreePrediction:
 
     observed: np.ndarray
     predicted: np.ndarray
+    with_excluded: np.ndarray | None = None
 
     @property
     def ratio(self) -> np.ndarray:
