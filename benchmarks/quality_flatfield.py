@@ -102,10 +102,10 @@ def feature_support(truth, shape) -> np.ndarray:
     return support
 
 
-def run_case(params: SolarVideoParams) -> dict:
-    video = SyntheticSolarVideo(params)
-    truth = video.truth
-    frames = np.stack([video.frame(i) for i in range(params.n_frames)])
+def classical_flat(frames: np.ndarray, black_level: float) -> dict:
+    """The classical pipeline on (n, h, w) frames with a known black level: the core after the
+    motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
+    and the timings of its steps."""
     timings = {}
     start = time.perf_counter()
     median = temporal_median(frames)
@@ -132,11 +132,25 @@ def run_case(params: SolarVideoParams) -> dict:
     timings["detect_inpaint_cpu"] = detect_cpu + time.process_time() - start_cpu
     matched = match_histogram(inpainted, median, mask == 0)
     flat = synthesize_flat(
-        median,
-        matched,
-        mask,
-        FlatParams(black_level_mode="value", black_level=truth.black_level_adu),
+        median, matched, mask, FlatParams(black_level_mode="value", black_level=black_level)
     )
+    return {
+        "core": core,
+        "mask": mask,
+        "flat": flat,
+        "separated": separated,
+        "drift": drift,
+        "timings": timings,
+    }
+
+
+def run_case(params: SolarVideoParams) -> dict:
+    video = SyntheticSolarVideo(params)
+    truth = video.truth
+    frames = np.stack([video.frame(i) for i in range(params.n_frames)])
+    outcome = classical_flat(frames, truth.black_level_adu)
+    core, mask, flat = outcome["core"], outcome["mask"], outcome["flat"]
+    separated, drift, timings = outcome["separated"], outcome["drift"], outcome["timings"]
     areas = np.bincount(ndimage.label(core)[0].ravel())[1:]
     diameters = [2.0 * np.sqrt(area / np.pi) for area in areas]
     ok, _ = drift_verdict(drift.total_px, diameters)

@@ -20,9 +20,11 @@ A candidate whose deficit in the median is not found again in the ratio moved wi
 is rejected (:func:`sensor_fixed_test`). Each candidate is judged in a prediction whose scene
 estimate leaves the candidate's own pixels out: a shadow fixed on the sensor then cannot darken
 it, however large, while a scene feature is still seen, through other pixels, by the frames
-that put it elsewhere on the sensor. Candidates whose part of the scene too few frames see
-through other pixels (a shadow almost as long as the drift), or where too few frames cover the
-scene, are left undecided and kept. The test reads small windows around the candidates only.
+that put it elsewhere on the sensor. A candidate whose part of the scene too few frames see
+through other pixels (one almost as long as the drift) is known only along its rim: it is
+rejected when the rim shows on every side that it moved, else left undecided and kept, as are
+candidates where too few frames cover the scene. The test reads small windows around the
+candidates only.
 
 In the ratio the texture of the scene has cancelled, so shadows too faint to stand out of the
 texture left in the median stand out of the ratio's noise: :func:`find_shadows_in_ratio`
@@ -112,7 +114,8 @@ class MotionTestParams:
         candidate needs most of its pixels and of its surroundings known. A candidate's own
         pixels are left out of the scene estimate it is judged in, so each part of the scene
         must also be seen through other pixels by at least ``max(3, 0.1 * frames)`` frames:
-        a shadow almost as long as the drift stays undecided. In (0, 1].
+        a shadow almost as long as the drift stays undecided, unless its known rim shows on
+        every side that it moved (:func:`_moved_on_every_side`). In (0, 1].
     min_deficit_ratio : float
         A candidate is confirmed as sensor-fixed when its deficit against the scene prediction
         is at least this fraction of its deficit in the median; below, it moved with the scene

@@ -1,0 +1,224 @@
+"""Quality of the classical dust flat-field pipeline beyond the grid of ``quality_flatfield.py``.
+
+Two sets of videos with truth, each scored like the grid (precision, recall and
+deficit-weighted recall of the binary core against the true dust support, flat rms inside it):
+
+1. **A real texture.** The scene is ``skimage.data.moon()``, a 512 x 512 8-bit photograph of
+   the lunar surface shipped with scikit-image (nothing is downloaded), enlarged 2x by cubic
+   interpolation and blurred by a 1 px Gaussian. Its craters and their shadows are dark
+   features of every size, some larger than half the drift, which the median keeps as streaks
+   along it; the synthetic scenes of the grid have none. The scene drifts by 82 px in a
+   seeded random direction with 0.8 px of jitter over 40 frames of 512 x 384 px, under three
+   shadows drawn by ``random_dust`` for f/10, f/30 and f/60, 10 % vignetting, Poisson noise
+   (20,000 e- at the 99.5th percentile of the scene) and 3 e- of read noise, 16-bit.
+2. **Shadows larger than the drift.** Four shadows of 70-120 px (25 % deep discs, 15 % deep
+   donuts or 8 % deep discs) on the synthetic Sun of the grid drifting by 26, 40 or 82 px.
+
+Usage::
+
+    .venv/bin/python benchmarks/quality_flatfield_beyond.py            # print the tables
+    .venv/bin/python benchmarks/quality_flatfield_beyond.py --record   # also update README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import numpy as np
+import skimage.data
+from quality_flatfield import README, classical_flat, replace_section
+from scipy import ndimage
+
+from astro_assets.samples.solar import (
+    DustSpec,
+    SolarVideoParams,
+    SyntheticSolarVideo,
+    dust_transmission,
+    random_dust,
+    vignetting_map,
+)
+from astro_assets.science.flatfield import metrics
+
+HEADING = "## Flat-field quality beyond the grid"
+SEEDS = (0, 1, 2)
+LUNAR_SHAPE = (384, 512)
+LUNAR_FRAMES = 40
+LUNAR_DRIFT_PX = 82.0
+FULL_WELL = 20000.0
+BLACK_ADU = 1024.0
+LARGE_DRIFTS_PX = (82.0, 40.0, 26.0)
+LARGE_KINDS = (("disc", 0.25), ("donut", 0.15), ("disc", 0.08))
+LARGE_LAYOUT = (
+    (190.0, 130.0, 120.0),
+    (120.0, 380.0, 90.0),
+    (310.0, 400.0, 70.0),
+    (40.0, 40.0, 75.0),
+)
+"""Row, column and diameter (px) of the four large shadows in a 512 x 384 frame."""
+
+FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
+
+- Lunar texture. Before the motion test decided a candidate almost as long as the drift from
+  its known rim, two crater streaks of about 4,000 px each at the frame's edges (extent
+  93-99 px over the 83 px drift) were kept as undecided on one seed of three. On that seed
+  precision was 0.36, 0.10 and 0.03 at f/10, f/30 and f/60, with 3.9-4.2 % of the frame in
+  the core outside the dust. Now both streaks are dropped as moving with the scene. No
+  candidate is left undecided; the worst seed's precision is 0.86, 0.99 and 0.81, with at
+  most 0.64 % of the frame outside the dust (f/10). Flat rms in dust is unchanged
+  (0.33-0.68 %). No true shadow was dropped by the new rule, here or in the large-shadow set.
+- Large shadows. Before, a region the median shows could be filled along a prediction whose
+  scene estimate still held up to all of a shadow larger than the drift (too few frames see
+  its part of the scene through other pixels), and the fill put the shadow back. Such a
+  region is now continued from its surroundings where the median lies deeper below the
+  continuation there than the continuation misses the region's ring. Flat rms in dust,
+  before -> after, at drifts of 82, 40 and 26 px:
+  - 25 % discs: 18.7, 24.7, 24.4 % -> 6.7, 10.7, 5.3 %;
+  - 15 % donuts: 8.9, 11.7, 12.4 % -> 5.9, 6.0, 5.8 %;
+  - 8 % discs: 6.5, 7.0, 7.1 % -> 5.5, 5.3, 5.0 %.
+- What is left there is recall, unchanged: 0.40-0.85 (deficit-weighted
+  0.48-0.94).
+  - The detector's background (a 48 px Gaussian) takes up part of a shadow 90-120 px across;
+    8 % deep discs are found at 40-57 % recall.
+  - On one seed a 25 % deep, 90 px disc over a 40 px drift is judged to move: its deficit in
+    the ratio is 0.49 of that in the median, against 0.5. The frames that see its part of the
+    scene just outside its outline see it through its penumbra.
+"""
+
+
+def _lunar_video(focal_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (n, h, w) uint16, transmission (h, w) and the noiseless scene at zero shift
+    (h, w), 1.0 at the 99.5th percentile of the enlarged photograph."""
+    scene = np.clip(ndimage.zoom(skimage.data.moon().astype(np.float64), 2.0, order=3), 0, None)
+    scene = ndimage.gaussian_filter(scene / np.percentile(scene, 99.5), 1.0)
+    height, width = LUNAR_SHAPE
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    along = np.linspace(-0.5, 0.5, LUNAR_FRAMES)[:, np.newaxis]
+    shifts = LUNAR_DRIFT_PX * along * np.array([np.sin(angle), np.cos(angle)])
+    shifts += 0.8 * rng.standard_normal(shifts.shape)
+    top, left = (scene.shape[0] - height) // 2, (scene.shape[1] - width) // 2
+    params = SolarVideoParams(
+        width=width,
+        height=height,
+        n_frames=2,
+        focal_ratio=focal_ratio,
+        n_sunspots=0,
+        disk_radius_frac=5.0,
+        seed=seed,
+    )
+    transmission = dust_transmission(random_dust(params), LUNAR_SHAPE).astype(np.float64)
+    electrons = FULL_WELL * vignetting_map(LUNAR_SHAPE, 0.1) * transmission
+    gain = (0.7 * 65535 - BLACK_ADU) / FULL_WELL
+    frames = np.empty((LUNAR_FRAMES, height, width), dtype=np.uint16)
+    for index, (dy, dx) in enumerate(shifts):
+        moved = ndimage.shift(scene, (dy, dx), order=3, mode="nearest")
+        crop = np.clip(moved[top : top + height, left : left + width], 0.0, None)
+        adu = BLACK_ADU + gain * rng.poisson(electrons * crop)
+        adu += 3.0 * gain * rng.standard_normal(adu.shape)
+        frames[index] = np.clip(np.rint(adu), 0, 65535)
+    return frames, transmission, scene[top : top + height, left : left + width]
+
+
+def _scores(outcome: dict, transmission: np.ndarray, lit: np.ndarray) -> dict:
+    support = (transmission < 0.995) & lit
+    transmission = np.where(lit, transmission, 1.0)
+    core = outcome["core"]
+    scores = metrics.mask_scores(core, support)
+    return {
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+        "dwr": metrics.deficit_weighted_recall(core, transmission),
+        "flat_rms": metrics.flat_errors(outcome["flat"].flat, transmission, support)["rms"],
+        "false_core": float(np.mean(core & ~support)),
+        "masked": float(np.mean(outcome["mask"] > 0)),
+        "undecided": sum(v.verdict.startswith("undecided") for v in outcome["separated"].verdicts),
+    }
+
+
+def _mean(rows: list[dict]) -> dict:
+    return {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
+
+
+def _row(name: str, score: dict) -> str:
+    return (
+        f"| {name} | {score['precision']:.2f} | {score['recall']:.2f} | {score['dwr']:.2f} | "
+        f"{100 * score['flat_rms']:.2f} % | {100 * score['false_core']:.3f} % | "
+        f"{100 * score['masked']:.2f} % | {score['undecided']:.1f} |"
+    )
+
+
+HEADER = (
+    "| case | precision | recall | deficit-weighted recall | flat rms in dust | "
+    "core outside dust | masked (expanded) | undecided candidates |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def lunar_rows() -> list[str]:
+    rows = []
+    for focal_ratio in (10.0, 30.0, 60.0):
+        per_seed = []
+        for seed in SEEDS:
+            frames, transmission, scene = _lunar_video(focal_ratio, seed)
+            outcome = classical_flat(frames, BLACK_ADU)
+            per_seed.append(_scores(outcome, transmission, scene > 0.05))
+            print(f"lunar f/{focal_ratio:g} seed {seed}: {per_seed[-1]}", flush=True)
+        rows.append(_row(f"lunar texture, f/{focal_ratio:g}", _mean(per_seed)))
+        worst = min(per_seed, key=lambda score: score["precision"])
+        rows.append(_row(f"lunar texture, f/{focal_ratio:g}, worst seed", worst))
+    return rows
+
+
+def large_rows() -> list[str]:
+    rows = []
+    for drift in LARGE_DRIFTS_PX:
+        for kind, depth in LARGE_KINDS:
+            dust = tuple(
+                DustSpec(x=col, y=row, diameter_px=diameter, depth=depth, kind=kind)
+                for row, col, diameter in LARGE_LAYOUT
+            )
+            per_seed = []
+            for seed in SEEDS:
+                params = SolarVideoParams(
+                    width=512,
+                    height=384,
+                    n_frames=40,
+                    drift_px=drift,
+                    jitter_px=0.8,
+                    seed=seed,
+                    dust=dust,
+                    n_sunspots=0,
+                )
+                video = SyntheticSolarVideo(params)
+                frames = np.stack([video.frame(i) for i in range(params.n_frames)])
+                truth = video.truth
+                outcome = classical_flat(frames, truth.black_level_adu)
+                lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
+                per_seed.append(_scores(outcome, truth.transmission, lit))
+                print(f"large {kind} {depth} drift {drift:g} seed {seed}: {per_seed[-1]}")
+            name = f"{depth:.0%} {kind}s 70-120 px, drift {drift:g} px"
+            rows.append(_row(name, _mean(per_seed)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", action="store_true", help="update benchmarks/README.md")
+    parser.add_argument("--set", choices=("lunar", "large"), help="run one set only")
+    args = parser.parse_args()
+    intro = (
+        "`quality_flatfield_beyond.py`: the classical pipeline with default parameters on "
+        "videos the grid does not hold (see the script's docstring), mean over seeds "
+        f"{list(SEEDS)}; the worst seed by precision is shown for the lunar texture."
+    )
+    rows = [] if args.set == "large" else lunar_rows()
+    rows += [] if args.set == "lunar" else large_rows()
+    body = "\n".join([intro, "", HEADER, *rows, "", FINDINGS.rstrip("\n"), ""])
+    print(body)
+    if args.record and args.set is None:
+        README.write_text(replace_section(README.read_text(), HEADING, body))
+
+
+if __name__ == "__main__":
+    main()
