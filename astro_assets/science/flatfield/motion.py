@@ -908,7 +908,7 @@ def _holds_a_deeper_shadow(
     """Whether, where the prediction still holds the shadows inside region ``label_id``, the
     median lies further below the continuation than the continuation misses the region's
     ring (both relative to the ring's median level)."""
-    held = (labels == label_id) & holds_shadows
+    held = (labels == label_id) & holds_shadows & (continued > 0)
     if not held.any():
         return False
     level = float(np.median(median[ring & group]))
