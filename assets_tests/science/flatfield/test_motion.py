@@ -159,7 +159,10 @@ def test_a_partly_known_candidate_moved_only_if_every_side_says_so():
     # the others; still under half of min_deficit_ratio, a side says it moved.
     assert not moved(np.where(candidate & (cols > 40), 0.8, 1.0))
     assert not moved(np.where(candidate, 0.8, 1.0))
-    assert moved(np.where(candidate, 0.96, 1.0)) and not moved(np.where(candidate, 0.94, 1.0))
+    # Moved below half of min_deficit_ratio times the 20 % deficit in the median.
+    limit = 0.5 * params.min_deficit_ratio * 0.2
+    assert moved(np.where(candidate, 1 - 0.8 * limit, 1.0))
+    assert not moved(np.where(candidate, 1 - 1.2 * limit, 1.0))
     # Too few known pixels, or a single side known, decide nothing.
     assert not motion._moved_on_every_side(
         image, np.ones(shape), candidate, known & (cols < 30) & (rows < 30), ring, params

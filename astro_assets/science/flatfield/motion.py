@@ -713,33 +713,31 @@ def inpainting_guide(
     judged = {
         int(i): _Choice(True, "found in the ratio alone") for i in np.unique(labels[from_ratio])
     }
-    shown = support & ~from_ratio
-    holds_shadows = result.prediction.with_excluded
-    if holds_shadows is None:
-        holds_shadows = np.zeros(support.shape, dtype=bool)
-    unfollowable = shown & ~guided_regions(support, predicted)
+    unfollowable = support & ~guided_regions(support, predicted)
     judged.update(
         {
             int(i): _Choice(False, "prediction unknown around it")
             for i in np.unique(labels[unfollowable])
         }
     )
-    shown &= ~unfollowable
+    shown = support & ~from_ratio & ~unfollowable
     if params.guide_holdout_px > 0 and shown.any():
         judged.update(
             _judge_on_ring(
-                image, support, shown, labels, predicted, holds_shadows, params, detection
+                image,
+                support,
+                shown,
+                labels,
+                predicted,
+                result.prediction.with_excluded,
+                params,
+                detection,
             )
         )
     chosen = np.isin(labels, [label_id for label_id, r in judged.items() if r.guided])
     if chosen.any():
         near = ndimage.binary_dilation(chosen, iterations=2)
         guide[near] = predicted[near]
-        followed = guided_regions(support, guide)
-        for label_id in np.unique(labels[chosen & ~followed]):
-            judged[int(label_id)] = judged[int(label_id)]._replace(
-                guided=False, reason="prediction unknown around it"
-            )
     return InpaintingGuide(guide, _guide_regions(labels, count, judged, "not judged"))
 
 
@@ -836,18 +834,19 @@ def _judge_on_ring(
     shown: np.ndarray,
     labels: np.ndarray,
     predicted: np.ndarray,
-    holds_shadows: np.ndarray,
+    holds_shadows: np.ndarray | None,
     params: MotionTestParams,
     detection: DustDetectionParams,
 ) -> dict[int, _Choice]:
     """Whether each region of ``shown`` is filled better along ``predicted`` than from its
     surroundings, judged on a ring of clean pixels held out around it (keyed by label).
 
-    Where ``predicted`` still holds the shadows (``holds_shadows``: their part of the scene
-    too few frames saw through other pixels), a fill along it errs there by up to the
-    shadow's depth, which the ring cannot show; the region is then continued when that depth
-    (measured against the continuation) is above the continuation's rms miss of the ring
-    relative to the ring's level. A faint shadow the texture hides is still followed.
+    Where ``predicted`` still holds the shadows (``holds_shadows``, None for nowhere: their
+    part of the scene too few frames saw through other pixels), a fill along it errs there by
+    up to the shadow's depth, which the ring cannot show; the region is then continued when
+    that depth (measured against the continuation) is above the continuation's rms miss of
+    the ring relative to the ring's level. A faint shadow the texture hides is still
+    followed.
     """
     held_out = ndimage.binary_dilation(support, iterations=params.guide_holdout_px)
     if held_out.all():
@@ -863,7 +862,7 @@ def _judge_on_ring(
     continued_sq = ndimage.sum_labels(in_ring * (continued - median) ** 2, groups, group_ids)
     guided_sq = ndimage.sum_labels(in_ring * (along - median) ** 2, groups, group_ids)
     shown_labels = np.unique(labels[shown])
-    any_held = bool(holds_shadows.any())
+    held_labels = set() if holds_shadows is None else set(np.unique(labels[holds_shadows]))
     # A region lies within one group of the held-out mask, so its largest group label is it.
     region_groups = ndimage.maximum(groups, labels, shown_labels).astype(int) - 1
     verdicts: dict[int, _Choice] = {}
@@ -878,7 +877,7 @@ def _judge_on_ring(
         )
         if (
             guided
-            and any_held
+            and label_id in held_labels
             and _holds_a_deeper_shadow(
                 median,
                 continued,
