@@ -175,6 +175,25 @@ def test_two_close_opaque_spots_are_both_found() -> None:
     assert not np.any(detection.core & ~ndimage.binary_dilation(truth.dust_support(), iterations=2))
 
 
+def test_shadow_larger_than_its_strongest_filter_is_outlined_whole() -> None:
+    # In this frame a 90 px shadow is wider than the largest filter (a sixth of the shorter
+    # side), and on its textured plateau a 5-7 px filter responds most strongly. The shape must
+    # still be the whole shadow: one region, most of its pixels, none outside it.
+    big = DustSpec(x=130.0, y=100.0, diameter_px=90.0, depth=0.15, kind="disc")
+    median, truth = _median(
+        SolarVideoParams(
+            width=256, height=192, n_frames=16, n_sunspots=0, drift_px=40.0, dust=(big,), seed=0
+        )
+    )
+    detection = detect_dust(median)
+    support = truth.dust_support()
+    assert len(detection.regions) == 1
+    assert detection.regions[0].best_radius_px < big.diameter_px / 4
+    assert detection.regions[0].equivalent_diameter_px > 0.7 * big.diameter_px
+    assert np.count_nonzero(detection.core & support) > 0.5 * np.count_nonzero(support)
+    assert not np.any(detection.core & ~ndimage.binary_dilation(support, iterations=2))
+
+
 def test_noisy_band_along_the_limb_is_measured_apart() -> None:
     # A clean disc whose outer band carries much stronger texture than its centre, as the
     # median of a video drifting across its own limb does. Blobs of that band must be judged

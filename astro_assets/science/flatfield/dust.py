@@ -1025,6 +1025,7 @@ def detect_dust(
     params: DustDetectionParams = DustDetectionParams(),
     *,
     valid: np.ndarray | None = None,
+    whole_shapes: bool = True,
 ) -> DustDetection:
     """Find dust shadows in the temporal median of a video.
 
@@ -1039,6 +1040,12 @@ def detect_dust(
     valid : np.ndarray, optional
         (H, W) bool, pixels the caller allows (e.g. to exclude a known feature); combined with
         the usable on-target pixels found here.
+    whole_shapes : bool
+        Let a candidate's segmentation window grow until its shape no longer reaches the
+        window's border (up to the reach of the largest filter), so a shadow whose strongest
+        response comes from a small filter is still outlined whole. False keeps the window
+        the strongest filter sets: the motion test's ratio search draws its outlines again
+        itself, by at most ``MotionTestParams.max_outline_growth``.
 
     Returns
     -------
@@ -1085,7 +1092,7 @@ def detect_dust(
             )
             fit_weights = (usable & ~excluded).astype(np.float64)
     core, regions = _shape_regions(
-        deficit, usable, significance, best_radius, candidates, seeds, radii, params
+        deficit, usable, significance, best_radius, candidates, seeds, radii, params, whole_shapes
     )
     return DustDetection(
         core=core,
@@ -1109,6 +1116,7 @@ def _shape_regions(
     seeds: np.ndarray,
     radii: tuple[float, ...],
     params: DustDetectionParams,
+    whole_shapes: bool,
 ) -> tuple[np.ndarray, tuple[DustRegion, ...]]:
     core = np.zeros(deficit.shape, dtype=bool)
     if not candidates.any():
@@ -1128,6 +1136,8 @@ def _shape_regions(
     _, first = np.unique(maxima_labels[rows, cols], return_index=True)
     positions = list(zip(rows[first].tolist(), cols[first].tolist(), strict=True))
     height, width = deficit.shape
+    max_grow = math.ceil(3.0 * radii[-1]) + 2 if whole_shapes else 0
+    opening = max(1, round(radii[0] / 2))
     for peak_row, peak_col in sorted(positions, key=lambda rc: -significance[rc]):
         peak_value = float(significance[peak_row, peak_col])
         radius = float(best_radius[peak_row, peak_col])
@@ -1140,25 +1150,58 @@ def _shape_regions(
             continue
         top = candidates & (significance >= max(params.seed_sigma, 0.5 * peak_value))
         box = _component_box(top, peak_row, peak_col, reach)
+        # The strongest response inside a large shadow may come from a small filter (texture
+        # on its plateau), so the window first sized from that filter can be smaller than the
+        # shadow: it grows until the shape no longer reaches an inner border, up to the reach
+        # of the largest filter, beyond which no shape is a single shadow.
         grow = math.ceil(3.0 * radius) + 2
-        window = (
-            slice(max(box[0].start - grow, 0), min(box[0].stop + grow, height)),
-            slice(max(box[1].start - grow, 0), min(box[1].stop + grow, width)),
-        )
-        labels, _ = ndimage.label(top[window])
-        seed = labels == labels[peak_row - window[0].start, peak_col - window[1].start]
-        shape = _segment_candidate(
-            deficit[window],
-            usable[window],
-            significance[window],
-            seed,
-            smoothed_noise,
-            radius,
-            params,
-        )
+        grown = False
+        while True:
+            window = (
+                slice(max(box[0].start - grow, 0), min(box[0].stop + grow, height)),
+                slice(max(box[1].start - grow, 0), min(box[1].stop + grow, width)),
+            )
+            labels, _ = ndimage.label(top[window])
+            seed = labels == labels[peak_row - window[0].start, peak_col - window[1].start]
+            shape = _segment_candidate(
+                deficit[window],
+                usable[window],
+                significance[window],
+                seed,
+                smoothed_noise,
+                radius,
+                params,
+            )
+            # Threads narrower than the smallest filter (noise the outline level lets the shape
+            # run along) are no reason to grow the window, and in a grown window, where they can
+            # run far, they are cut off.
+            if grow >= max_grow:
+                break
+            body = ndimage.binary_opening(shape, iterations=opening)
+            if not _reaches_inner_border(body, window, (height, width)):
+                break
+            grow = min(2 * grow, max_grow)
+            grown = True
+        if grown:
+            body = ndimage.binary_opening(shape, iterations=opening)
+            shape &= ndimage.binary_dilation(body, iterations=opening)
         core[window] |= shape
     core = ndimage.binary_fill_holes(core) & (usable | ndimage.binary_fill_holes(usable))
     return _keep_dust_like(core, deficit, significance, best_radius, params, smoothed_noise[0.0])
+
+
+def _reaches_inner_border(
+    shape: np.ndarray, window: tuple[slice, slice], frame_shape: tuple[int, int]
+) -> bool:
+    """Whether ``shape`` (bool, the window's shape) touches a side of ``window`` that is not
+    the frame's edge."""
+    (rows, cols), (height, width) = window, frame_shape
+    return bool(
+        (rows.start > 0 and shape[0].any())
+        or (rows.stop < height and shape[-1].any())
+        or (cols.start > 0 and shape[:, 0].any())
+        or (cols.stop < width and shape[:, -1].any())
+    )
 
 
 def _component_box(mask: np.ndarray, row: int, col: int, start_half: int) -> tuple[slice, slice]:

@@ -1233,7 +1233,10 @@ def find_shadows_in_ratio(
     The ratio keeps what is fixed on the sensor, so shadows too faint to stand out of the
     texture left in the median (large, 1-3 % deep out-of-focus donuts) stand out of the
     noise of the ratio. :func:`~astro_assets.science.flatfield.dust.detect_dust` runs on the
-    ratio where the prediction is known and on the target. A shadow found there is kept when
+    ratio where the prediction is known and on the target, each shape in the window its
+    strongest filter sets (``whole_shapes=False``: :func:`separate_sensor_fixed` draws these
+    outlines again without the shadows, within ``max_outline_growth``). A shadow found there is
+    kept when
     its surroundings inside the frame (half a diameter and 3 px around it) lie where the
     prediction is known and on the target, and when it is at least ``min_depth`` deep in the
     ratio against a plane fitted to those surroundings.
@@ -1330,7 +1333,7 @@ def find_shadows_in_ratio(
     )
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
     image = np.where(reliable, image, 0.0)
-    found = detect_dust(ratio, detection, valid=reliable).core
+    found = detect_dust(ratio, detection, valid=reliable, whole_shapes=False).core
     labels, count = ndimage.label(found, structure=np.ones((3, 3), dtype=bool))
     # A neighbouring shadow is no fluctuation of the prediction.
     quiet = reliable & ~ndimage.binary_dilation(found, iterations=_SIGNIFICANCE_GAP_PX)
