@@ -1136,7 +1136,7 @@ def _shape_regions(
     _, first = np.unique(maxima_labels[rows, cols], return_index=True)
     positions = list(zip(rows[first].tolist(), cols[first].tolist(), strict=True))
     height, width = deficit.shape
-    max_grow = math.ceil(3.0 * radii[-1]) + 2 if whole_shapes else 0
+    max_grow = math.ceil(3.0 * radii[-1]) + 2
     opening = max(1, round(radii[0] / 2))
     for peak_row, peak_col in sorted(positions, key=lambda rc: -significance[rc]):
         peak_value = float(significance[peak_row, peak_col])
@@ -1172,18 +1172,17 @@ def _shape_regions(
                 radius,
                 params,
             )
+            if not whole_shapes:
+                break
             # Threads narrower than the smallest filter (noise the outline level lets the shape
             # run along) are no reason to grow the window, and in a grown window, where they can
             # run far, they are cut off.
-            if grow >= max_grow:
-                break
             body = ndimage.binary_opening(shape, iterations=opening)
-            if not _reaches_inner_border(body, window, (height, width)):
+            if grow >= max_grow or not _reaches_inner_border(body, window, (height, width)):
                 break
             grow = min(2 * grow, max_grow)
             grown = True
         if grown:
-            body = ndimage.binary_opening(shape, iterations=opening)
             shape &= ndimage.binary_dilation(body, iterations=opening)
         core[window] |= shape
     core = ndimage.binary_fill_holes(core) & (usable | ndimage.binary_fill_holes(usable))
@@ -1219,14 +1218,8 @@ def _component_box(mask: np.ndarray, row: int, col: int, start_half: int) -> tup
         )
         labels, _ = ndimage.label(mask[window])
         component = labels == labels[row - window[0].start, col - window[1].start]
-        rows, cols = np.nonzero(component)
-        touches = (
-            (rows.min() == 0 and window[0].start > 0)
-            or (rows.max() == component.shape[0] - 1 and window[0].stop < height)
-            or (cols.min() == 0 and window[1].start > 0)
-            or (cols.max() == component.shape[1] - 1 and window[1].stop < width)
-        )
-        if not touches:
+        if not _reaches_inner_border(component, window, mask.shape):
+            rows, cols = np.nonzero(component)
             return (
                 slice(window[0].start + rows.min(), window[0].start + rows.max() + 1),
                 slice(window[1].start + cols.min(), window[1].start + cols.max() + 1),
