@@ -107,11 +107,70 @@ def test_the_trend_fixes_the_fill_near_the_synthetic_suns_limb() -> None:
     yy, xx = np.indices(scene.shape)
     for row, col in ((95.5, 20.0), (95.5, 10.0)):
         mask = np.hypot(yy - row, xx - col) <= 16
-        error = np.abs(inpaint(scene, mask)[mask] / scene[mask] - 1)
-        plain = inpaint(scene, mask, InpaintParams(trend="none"))
+        error = np.abs(inpaint(scene, mask, InpaintParams(limb="none"))[mask] / scene[mask] - 1)
+        plain = inpaint(scene, mask, InpaintParams(trend="none", limb="none"))
         plain_error = np.abs(plain[mask] / scene[mask] - 1)
         assert error.max() < 0.005
         assert plain_error.max() > 4 * error.max()
+
+
+def smooth_sun(texture_contrast: float = 0.0) -> np.ndarray:
+    """The synthetic Sun of 256 x 192 px: a limb-darkened disc of 144 px radius centred in the
+    frame, whose limb crosses the four corners."""
+    params = SolarVideoParams(
+        width=256,
+        height=192,
+        n_frames=2,
+        texture_contrast=texture_contrast,
+        n_sunspots=0,
+        dust=(),
+        seed=0,
+    )
+    return SyntheticSolarVideo(params).truth.scene.astype(np.float64)
+
+
+@pytest.mark.parametrize("method", ["harmonic", "biharmonic"])
+def test_a_region_over_the_limb_in_a_corner_follows_the_limb(method: str) -> None:
+    # The region covers the whole limb in the corner: its known surroundings are the disc's
+    # inner side and the sky, and only the profile, measured along the rest of the limb,
+    # knows how steeply the light falls there.
+    scene = smooth_sun()
+    yy, xx = np.indices(scene.shape)
+    mask = np.hypot(yy - 12, xx - 12) <= 30
+    lit = mask & (scene > 0.2 * np.percentile(scene, 99))
+    assert lit.any() and (mask & (scene < 0.01 * scene.max())).any()
+    along = inpaint(scene, mask, InpaintParams(method=method))
+    continued = inpaint(scene, mask, InpaintParams(method=method, limb="none"))
+    error_along = np.abs(along[lit] / scene[lit] - 1)
+    error_continued = np.abs(continued[lit] / scene[lit] - 1)
+    assert np.sqrt(np.mean(error_along**2)) < 0.01
+    assert error_along.max() < 0.05
+    assert np.sqrt(np.mean(error_continued**2)) > 0.1
+    np.testing.assert_array_equal(along[~mask], scene[~mask].astype(np.float32))
+
+
+def test_only_regions_within_their_diameter_of_the_limb_follow_the_profile() -> None:
+    scene = smooth_sun(texture_contrast=0.03)
+    yy, xx = np.indices(scene.shape)
+    centre = np.hypot(yy - 96, xx - 128) <= 20
+    edge = np.hypot(yy - 20, xx - 30) <= 25
+    both = inpaint(scene, centre | edge)
+    np.testing.assert_array_equal(
+        both[centre], inpaint(scene, centre | edge, InpaintParams(limb="none"))[centre]
+    )
+    lit = edge & (scene > 0.2 * np.percentile(scene, 99))
+    error = np.sqrt(np.mean((both[lit] / scene[lit] - 1) ** 2))
+    assert error < 0.02
+
+
+def test_no_profile_without_a_round_limb() -> None:
+    image = ramp((64, 80))
+    image[:, :20] = 0.0
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[20:40, 10:40] = True
+    np.testing.assert_array_equal(
+        inpaint(image, mask), inpaint(image, mask, InpaintParams(limb="none"))
+    )
 
 
 def test_few_known_pixels_fit_a_plane_instead() -> None:
@@ -211,6 +270,11 @@ def test_inpaint_rejects_bad_input() -> None:
     for reach in (0.5, float("nan")):
         with pytest.raises(ValueError, match="trend_reach_px"):
             InpaintParams(trend_reach_px=reach)
+    with pytest.raises(ValueError, match="limb must be"):
+        InpaintParams(limb="model")
+    for fraction in (0.0, 1.0):
+        with pytest.raises(ValueError, match="limb_fraction"):
+            InpaintParams(limb_fraction=fraction)
 
 
 def textured(shape=(48, 64), seed=2) -> np.ndarray:

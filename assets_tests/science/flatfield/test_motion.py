@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from astro_assets.science.flatfield import motion
 from astro_assets.science.flatfield.dust import detect_dust
-from astro_assets.science.flatfield.inpaint import inpaint, inpaint_guided
+from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
 from astro_assets.science.flatfield.motion import (
     DustFreePrediction,
     MotionTestParams,
@@ -912,8 +912,9 @@ def _limb_video(transmission):
 
 
 def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
-    # A continuation from the disc's side cannot follow the limb's fall to the sky; the
-    # prediction carries it.
+    # A continuation of the image from the disc's side cannot follow the limb's fall to the
+    # sky; the prediction carries it, and so does the continuation of the image's ratio to
+    # its radial profile.
     shadow = _disc((HEIGHT, WIDTH), 48.0, 62.0, 6.0)
     frames, shifts, median = _limb_video(np.where(shadow, 0.1, 1.0))
     _, _, clean = _limb_video(np.ones((HEIGHT, WIDTH)))
@@ -927,11 +928,14 @@ def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
     assert region.continued_rms > 2 * region.guided_rms
     lit = (mask > 0) & (clean > 0.2 * clean.max())
     along = inpaint_guided(median, mask, guide.image)
-    continued = inpaint(median, mask)
+    continued = inpaint(median, mask, InpaintParams(limb="none"))
+    along_profile = inpaint(median, mask)
     error_along = np.sqrt(np.mean((along[lit] / clean[lit] - 1) ** 2))
     error_continued = np.sqrt(np.mean((continued[lit] / clean[lit] - 1) ** 2))
+    error_profile = np.sqrt(np.mean((along_profile[lit] / clean[lit] - 1) ** 2))
     assert error_along < 0.03
     assert error_continued > 3 * error_along
+    assert error_profile < 0.03
     # The prediction, shifted twice by bilinear interpolation, is blurrier than the median on
     # the limb's steep fall; the filter fitted on the clean pixels sharpens it.
     unfiltered = inpainting_guide(result, mask, median, params=MotionTestParams(guide_filter_px=0))

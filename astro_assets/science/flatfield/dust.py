@@ -43,6 +43,7 @@ from skimage.measure import regionprops
 from skimage.morphology import convex_hull_image
 
 from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.limb import fit_limb, limb_radius_px
 from astro_assets.science.flatfield.regions import regions_touching
 
 __all__ = [
@@ -308,7 +309,8 @@ def _usable_pixels(
     """Usable pixels, the target's disc (for the limb fit) and the fitted limb, if any.
 
     Returns ``(usable, disc, normalized_radius)``; ``normalized_radius`` is the ``s`` of
-    ``_fit_limb`` (1 on the fitted limb) or None when no ellipse fits the target's edge.
+    :func:`~astro_assets.science.flatfield.limb.fit_limb` (1 on the fitted limb) or None when
+    no ellipse fits the target's edge.
     """
     level = float(np.percentile(data, 99.0))
     if not level > 0:
@@ -319,14 +321,14 @@ def _usable_pixels(
     # The limb itself is where the light falls to the sky, not the conservative usable
     # threshold: limb darkening already dims the edge to ~0.3-0.5.
     disc = ndimage.binary_fill_holes(data > params.limb_fraction * level) | on_target
-    normalized_radius = _fit_limb(disc) if disc.any() and not disc.all() else None
+    normalized_radius = fit_limb(disc) if disc.any() and not disc.all() else None
     # Opaque dust is as dark as the sky, but it is a small hole inside the target, not the sky.
     dark_spots = ndimage.binary_fill_holes(on_target) & ~on_target
     if normalized_radius is not None:
         # With a fitted limb the whole disc is known: its limb-darkened rim is usable down to
         # the limb level, and a dark notch well inside the limb (opaque dust on the limb) is a
         # hole like any other.
-        radius_px = _limb_radius_px(normalized_radius)
+        radius_px = limb_radius_px(normalized_radius)
         inside = normalized_radius < 1.0 - (params.limb_margin_px + 1.0) / radius_px
         on_target |= inside & (data > params.limb_fraction * level)
         dark_spots = (dark_spots | inside) & ~on_target
@@ -350,14 +352,6 @@ def _usable_pixels(
     if user_valid is not None:
         usable = usable & user_valid
     return usable, disc, normalized_radius
-
-
-def _limb_radius_px(normalized_radius: np.ndarray) -> float:
-    """Mean radius of the fitted limb in pixels, from the gradient of ``s`` (``1 / R``)."""
-    grad_y, grad_x = np.gradient(normalized_radius)
-    slope = np.hypot(grad_y, grad_x)
-    near = np.abs(normalized_radius - 1.0) < 0.05
-    return float(1.0 / np.median(slope[near])) if near.any() else float(max(slope.shape))
 
 
 _POLY_TERMS = ((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2))
@@ -388,109 +382,6 @@ def _limb_coordinate(
         return np.sqrt(np.clip(1.0 - normalized_radius**2, 0.0, 1.0))
     distance = ndimage.distance_transform_edt(on_target)
     return np.sqrt(np.minimum(distance, 3.0 * sigma) / sigma)
-
-
-_MIN_LIMB_POINTS = 24
-_LIMB_TOLERANCE_PX = 1.0
-"""A limb fit is accepted when its rms radial residual is below this plus 1 % of its radius."""
-
-
-def _fit_limb(on_target: np.ndarray) -> np.ndarray | None:
-    """Normalized radius ``s`` of the best-fitting limb ellipse or circle (1 on the limb).
-
-    The limb is the edge of the largest on-target component, without the frame border. An
-    ellipse (algebraic least squares) is preferred when it fits clearly better than a circle
-    (oblate planets); a circle is more robust when only short arcs are visible. Two rounds drop
-    edge points far from the fit (dust notches, prominences). Returns None when the edge is too
-    short or no conic fits it (an irregular target).
-    """
-    labels, n = ndimage.label(on_target)
-    if n > 1:
-        sizes = ndimage.sum_labels(on_target, labels, index=np.arange(1, n + 1))
-        target = labels == 1 + int(np.argmax(sizes))
-    else:
-        target = on_target
-    edge = target & ~ndimage.binary_erosion(target, border_value=1)
-    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
-    rows, cols = np.nonzero(edge)
-    if rows.size < _MIN_LIMB_POINTS:
-        return None
-    # Coordinates centred inside the target and scaled to order one, for a well-posed fit.
-    target_rows, target_cols = np.nonzero(target)
-    origin = np.array([target_rows.mean(), target_cols.mean()])
-    scale = float(max(on_target.shape))
-    points = (np.stack([rows, cols], axis=1) - origin) / scale
-    best = None
-    for shape in ("circle", "ellipse"):
-        keep = np.ones(len(points), dtype=bool)
-        fit = None
-        for _round in range(3):
-            if keep.sum() < _MIN_LIMB_POINTS:
-                fit = None
-                break
-            fit = _fit_conic(points[keep], shape)
-            if fit is None:
-                break
-            residual = _radial_residual(points, *fit) * scale
-            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 0.5)
-            keep = np.abs(residual) <= 3.0 * spread
-        if fit is None:
-            continue
-        centre, metric = fit
-        residual = _radial_residual(points[keep], centre, metric) * scale
-        rms = float(np.sqrt(np.mean(residual**2)))
-        radius = scale / math.sqrt(float(np.sqrt(np.linalg.det(metric))))
-        if rms > _LIMB_TOLERANCE_PX + 0.01 * radius:
-            continue
-        if best is None or rms < 0.7 * best[0]:
-            best = (rms, centre, metric)
-    if best is None:
-        return None
-    _, centre, metric = best
-    height, width = on_target.shape
-    dy = ((np.arange(height) - origin[0]) / scale - centre[0])[:, None]
-    dx = ((np.arange(width) - origin[1]) / scale - centre[1])[None, :]
-    quadratic = metric[0, 0] * dy**2 + 2.0 * metric[0, 1] * dy * dx + metric[1, 1] * dx**2
-    return np.sqrt(np.maximum(quadratic, 0.0))
-
-
-def _fit_conic(points: np.ndarray, shape: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Centre and metric ``M`` of the conic ``(p - c)^T M (p - c) = 1`` through ``points``.
-
-    Algebraic least squares: ``a y^2 + b yx + c x^2 + d y + e x = 1`` for an ellipse (the origin
-    lies inside the target), ``y^2 + x^2 + d y + e x + f = 0`` for a circle. None when the fit
-    is not a real ellipse or is too eccentric for a limb (axis ratio below 0.7).
-    """
-    y, x = points[:, 0], points[:, 1]
-    if shape == "circle":
-        design = np.stack([y, x, np.ones_like(y)], axis=1)
-        (d, e, f), *_ = np.linalg.lstsq(design, -(y**2 + x**2), rcond=None)
-        centre = np.array([-d / 2.0, -e / 2.0])
-        radius_sq = float(centre @ centre - f)
-        if not radius_sq > 0:
-            return None
-        return centre, np.eye(2) / radius_sq
-    design = np.stack([y**2, y * x, x**2, y, x], axis=1)
-    (a, b, c, d, e), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
-    metric = np.array([[a, b / 2.0], [b / 2.0, c]])
-    eigenvalues = np.linalg.eigvalsh(metric)
-    if not eigenvalues[0] > 0:
-        return None
-    centre = -0.5 * np.linalg.solve(metric, np.array([d, e]))
-    norm = 1.0 + float(centre @ metric @ centre)
-    if not norm > 0:
-        return None
-    metric = metric / norm
-    if math.sqrt(eigenvalues[0] / eigenvalues[1]) < 0.7:
-        return None
-    return centre, metric
-
-
-def _radial_residual(points: np.ndarray, centre: np.ndarray, metric: np.ndarray) -> np.ndarray:
-    """Distance of each point from the conic along the ray from its centre (signed, outward)."""
-    offset = points - centre
-    s = np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", offset, metric, offset), 1e-300))
-    return np.linalg.norm(offset, axis=1) * (1.0 - 1.0 / s)
 
 
 def _local_background(
