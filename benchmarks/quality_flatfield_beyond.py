@@ -87,11 +87,19 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   - 15 % donuts: 0.85, 0.76, 0.74 -> 0.86, 0.79, 0.77; 5.90, 5.99, 5.83 -> 5.89, 5.85, 5.81 %;
   - 8 % discs: 0.57, 0.40, 0.40 -> 0.74, 0.42, 0.41; 5.51, 5.30, 5.03 -> 4.57, 5.40, 5.02 %.
   The lunar rows are unchanged but for rounding (f/30 flat rms 0.33 -> 0.34 %).
+- Large shadows, across the limb. Most of the flat error left was one shadow, the 75 px one
+  across the limb in the frame's corner (10-14 % rms there with 25 % discs). Its mask covers
+  the whole limb in the corner, so the fill's trend, fitted to the disc's inner side alone,
+  did not follow the limb's steepening fall: next to the limb the fill was up to 1.5 times
+  too bright. A region within its own diameter of the fitted limb is now filled in the
+  median's ratio to the target's radial profile (its median at each depth below the limb,
+  measured along the rest of the limb) and multiplied back. Flat rms in dust, before ->
+  after, at drifts of 82, 40 and 26 px:
+  - 25 % discs: 5.71, 5.67, 5.58 -> 2.38, 2.08, 2.13 % (the corner shadow: 1.8-5.2 %);
+  - 15 % donuts: 5.89, 5.85, 5.81 -> 2.16, 2.12, 2.18 %;
+  - 8 % discs: 4.57, 5.40, 5.02 -> 2.69, 4.82, 4.74 %.
+  Detection is unchanged; the lunar rows, on a target that fills the frame, are identical.
 - What is left there:
-  - Most of the remaining flat error is one shadow, the 75 px one across the limb in the
-    frame's corner (10-14 % rms there, 0.3-1.3 % in the three others with 25 % discs): the
-    core stops some 15 px short of the limb, and the fill there does not follow the limb's
-    fall.
   - The detector's background (a 48 px Gaussian) takes up part of a shadow 90-120 px across
     (on one video, 8 % deep at the centre of a 120 px disc measured 3 %); at 26-40 px drift
     the 8 % deep 120 px disc is missed on two seeds of three.

@@ -25,8 +25,20 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     The limb is the edge of the largest on-target component, without the frame border. An
     ellipse (algebraic least squares) is preferred when it fits clearly better than a circle
     (oblate planets); a circle is more robust when only short arcs are visible. Two rounds drop
-    edge points far from the fit (dust notches, prominences). Returns None when the edge is too
-    short or no conic fits it (an irregular target).
+    edge points far from the fit (dust notches, prominences).
+
+    Parameters
+    ----------
+    on_target : np.ndarray
+        (H, W) bool, the lit disc (e.g. the image above a fraction of its bright level, holes
+        filled).
+
+    Returns
+    -------
+    np.ndarray or None
+        (H, W) float64 ``s = sqrt((p - c)^T M (p - c))``: 0 at the centre, 1 on the limb,
+        dimensionless; None when the edge has fewer than 24 pixels or no conic fits it to
+        within 1 px plus 1 % of its radius rms (an irregular target: a terminator, a crop).
     """
     labels, n = ndimage.label(on_target)
     if n > 1:
@@ -118,7 +130,19 @@ def _radial_residual(points: np.ndarray, centre: np.ndarray, metric: np.ndarray)
 
 
 def limb_radius_px(normalized_radius: np.ndarray) -> float:
-    """Mean radius of the fitted limb in pixels, from the gradient of ``s`` (``1 / R``)."""
+    """Mean radius of the fitted limb in pixels, from the gradient of ``s`` (``1 / R``).
+
+    Parameters
+    ----------
+    normalized_radius : np.ndarray
+        (H, W) ``s`` of :func:`fit_limb`.
+
+    Returns
+    -------
+    float
+        The median of ``1 / |grad s|`` within 5 % of the limb, in pixels; the frame's longer
+        side when the limb lies that far outside the frame.
+    """
     grad_y, grad_x = np.gradient(normalized_radius)
     slope = np.hypot(grad_y, grad_x)
     near = np.abs(normalized_radius - 1.0) < 0.05
