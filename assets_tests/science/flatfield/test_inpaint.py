@@ -149,6 +149,32 @@ def test_a_region_over_the_limb_in_a_corner_follows_the_limb(method: str) -> Non
     np.testing.assert_array_equal(along[~mask], scene[~mask].astype(np.float32))
 
 
+def test_a_region_over_the_limb_of_a_half_lit_target_follows_its_lit_part() -> None:
+    # A half Moon or planet at quadrature: the terminator is half of the lit edge, and half
+    # of every ring below the limb is dark.
+    params = SolarVideoParams(
+        width=192,
+        height=192,
+        n_frames=2,
+        texture_contrast=0.0,
+        n_sunspots=0,
+        dust=(),
+        seed=0,
+        disk_radius_frac=0.4,
+    )
+    scene = SyntheticSolarVideo(params).truth.scene.astype(np.float64)
+    yy, xx = np.indices(scene.shape)
+    image = np.where(xx < 96, scene.min(), scene)
+    mask = np.hypot(yy - 96, xx - 172) <= 12
+    lit = mask & (image > 0.2 * np.percentile(image, 99))
+    along = inpaint(image, mask)
+    continued = inpaint(image, mask, InpaintParams(limb="none"))
+    error_along = np.sqrt(np.mean((along[lit] / image[lit] - 1) ** 2))
+    error_continued = np.sqrt(np.mean((continued[lit] / image[lit] - 1) ** 2))
+    assert error_along < 0.02
+    assert error_continued > 0.08
+
+
 def test_only_regions_within_their_diameter_of_the_limb_follow_the_profile() -> None:
     scene = smooth_sun(texture_contrast=0.03)
     yy, xx = np.indices(scene.shape)

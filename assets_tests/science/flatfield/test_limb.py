@@ -17,14 +17,16 @@ CENTRE = (70.0, 110.0)
 RADIUS = 90.0
 
 
-def limb_darkened_disc(u: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
-    """A disc of radius 90 px whose limb leaves the frame at the top, under the linear law
-    ``I = 1000 (1 - u (1 - mu))``, and the true depth below its limb in pixels."""
-    yy, xx = np.indices(SHAPE, dtype=np.float64)
-    radius = np.hypot(yy - CENTRE[0], xx - CENTRE[1])
-    mu = np.sqrt(np.clip(1.0 - (radius / RADIUS) ** 2, 0.0, 1.0))
-    image = np.where(radius <= RADIUS, 1000.0 * (1.0 - u * (1.0 - mu)), 0.0)
-    return image, RADIUS - radius
+def limb_darkened_disc(
+    u: float = 0.6, shape=SHAPE, centre=CENTRE, limb_radius=RADIUS
+) -> tuple[np.ndarray, np.ndarray]:
+    """A disc (by default of radius 90 px, whose limb leaves the frame at the top) under the
+    linear law ``I = 1000 (1 - u (1 - mu))``, and the true depth below its limb in pixels."""
+    yy, xx = np.indices(shape, dtype=np.float64)
+    radius = np.hypot(yy - centre[0], xx - centre[1])
+    mu = np.sqrt(np.clip(1.0 - (radius / limb_radius) ** 2, 0.0, 1.0))
+    image = np.where(radius <= limb_radius, 1000.0 * (1.0 - u * (1.0 - mu)), 0.0)
+    return image, limb_radius - radius
 
 
 def test_depth_below_a_fitted_circle_is_the_distance_to_it() -> None:
@@ -35,6 +37,28 @@ def test_depth_below_a_fitted_circle_is_the_distance_to_it() -> None:
     depth = depth_below_limb(normalized_radius)
     near = np.abs(true_depth) < 40.0
     assert np.abs(depth[near] - true_depth[near]).max() < 1.0
+
+
+@pytest.mark.parametrize("terminator_col", [80.0, 110.0, 160.0])
+def test_the_limb_of_a_target_in_phase_is_fitted_without_its_terminator(
+    terminator_col: float,
+) -> None:
+    # Gibbous, half and crescent: the terminator, half an ellipse across the disc, is up to
+    # half of the lit part's edge.
+    centre = (90.0, 110.0)
+    image, true_depth = limb_darkened_disc(centre=centre, limb_radius=80.0)
+    yy, xx = np.indices(SHAPE, dtype=np.float64)
+    terminator = centre[1] + (terminator_col - centre[1]) * np.sqrt(
+        np.clip(1.0 - ((yy - centre[0]) / 80.0) ** 2, 0.0, 1.0)
+    )
+    lit = (image > 150.0) & (xx > terminator)
+    normalized_radius = fit_limb(lit)
+    assert normalized_radius is not None
+    assert limb_radius_px(normalized_radius) == pytest.approx(80.0, abs=1.0)
+    depth = depth_below_limb(normalized_radius)
+    error = np.abs(depth - true_depth)
+    assert error[np.abs(true_depth) < 10.0].max() < 1.0
+    assert error[np.abs(true_depth) < 40.0].max() < 2.0
 
 
 def test_no_limb_on_an_irregular_target() -> None:

@@ -70,15 +70,18 @@ class InpaintParams:
     limb : {"profile", "none"}
         ``profile`` (default): where an ellipse fits the edge of the target
         (:func:`~astro_assets.science.flatfield.limb.fit_limb`), a region that comes within its
-        own equivalent diameter of that limb is filled in the image's ratio to the target's
-        median brightness at each depth below the limb
-        (:func:`~astro_assets.science.flatfield.limb.radial_profile`), and multiplied back.
+        own equivalent diameter of that limb is filled in the image's ratio to the median
+        brightness of the target's lit pixels (not darker than ``dark_fraction`` of the bright
+        level) at each depth below the limb
+        (:func:`~astro_assets.science.flatfield.limb.radial_profile`), and multiplied back;
+        lit pixels alone, so that in phase the profile is the lit part's.
         The profile carries limb darkening and the seeing-blurred edge, measured all along the
         limb, into the region; a trend fitted to the region's surroundings sees only their
         inner side when the region covers the limb there (a shadow across the limb in a corner
-        of the frame) and cannot follow the limb's steepening fall, which it misses by up to
-        40 % of the signal next to it. Farther in, limb darkening is smooth enough for the
-        trend. ``none``: every region is filled in the image itself.
+        of the frame) and cannot follow the limb's steepening fall: over a 30 px region
+        across the corner limb of the synthetic Sun it errs by 12-14 % rms, the profile by
+        0.3-1.4 % (without and with granulation). Farther in, limb darkening is smooth enough
+        for the trend. ``none``: every region is filled in the image itself.
     limb_fraction : float
         The edge of the target is where the image falls below this fraction of the bright level
         (as ``DustDetectionParams.limb_fraction``).
@@ -301,7 +304,7 @@ def inpaint(
     height, width = unknown.shape
     profile, near_limb = None, np.zeros(n_regions + 1, dtype=bool)
     if params.limb == "profile":
-        profile, near_limb = _limb_profile(values, unknown, level, labels, boxes, params)
+        profile, near_limb = _limb_profile(values, unknown, dark, level, labels, boxes, params)
     to_profile = values / profile if profile is not None else None
     for label_id, box in enumerate(boxes, start=1):
         grow = 1 if params.method == "harmonic" else _BIHARMONIC_MARGIN_PX
@@ -343,6 +346,7 @@ def inpaint(
 def _limb_profile(
     values: np.ndarray,
     unknown: np.ndarray,
+    dark: np.ndarray,
     level: float,
     labels: np.ndarray,
     boxes: list[tuple[slice, slice] | None],
@@ -367,7 +371,9 @@ def _limb_profile(
         near[label_id] = depth[box][region].min() < diameter
     if not near.any():
         return None, near
-    profile = radial_profile(values, ~unknown, depth)
+    # Only the lit pixels: where a terminator darkens part of the disc (a phase), the profile
+    # is that of its lit part, at the limb's blurred edge too.
+    profile = radial_profile(values, ~unknown & ~dark, depth)
     return np.maximum(profile, _PROFILE_FLOOR * level), near
 
 

@@ -25,7 +25,10 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     The limb is the edge of the largest on-target component, without the frame border. An
     ellipse (algebraic least squares) is preferred when it fits clearly better than a circle
     (oblate planets); a circle is more robust when only short arcs are visible. Two rounds drop
-    edge points far from the fit (dust notches, prominences).
+    edge points far from the fit (dust notches, prominences). When no conic fits the whole edge
+    (a terminator: the Moon or a planet in phase), the fit starts again from the circle through
+    three edge points that most edge points lie on, and is kept if it holds at least half of
+    the edge.
 
     Parameters
     ----------
@@ -37,8 +40,8 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     -------
     np.ndarray or None
         (H, W) float64 ``s = sqrt((p - c)^T M (p - c))``: 0 at the centre, 1 on the limb,
-        dimensionless; None when the edge has fewer than 24 pixels or no conic fits it to
-        within 1 px plus 1 % of its radius rms (an irregular target: a terminator, a crop).
+        dimensionless; None when the edge has fewer than 24 pixels or no conic fits it, or
+        half of it, to within 1 px plus 1 % of its radius rms (an irregular target, a crop).
     """
     labels, n = ndimage.label(on_target)
     if n > 1:
@@ -56,38 +59,88 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     origin = np.array([target_rows.mean(), target_cols.mean()])
     scale = float(max(on_target.shape))
     points = (np.stack([rows, cols], axis=1) - origin) / scale
-    best = None
-    for shape in ("circle", "ellipse"):
-        keep = np.ones(len(points), dtype=bool)
-        fit = None
-        for _round in range(3):
-            if keep.sum() < _MIN_LIMB_POINTS:
-                fit = None
-                break
-            fit = _fit_conic(points[keep], shape)
-            if fit is None:
-                break
-            residual = _radial_residual(points, *fit) * scale
-            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 0.5)
-            keep = np.abs(residual) <= 3.0 * spread
-        if fit is None:
-            continue
-        centre, metric = fit
-        residual = _radial_residual(points[keep], centre, metric) * scale
-        rms = float(np.sqrt(np.mean(residual**2)))
-        radius = scale / math.sqrt(float(np.sqrt(np.linalg.det(metric))))
-        if rms > _LIMB_TOLERANCE_PX + 0.01 * radius:
-            continue
-        if best is None or rms < 0.7 * best[0]:
-            best = (rms, centre, metric)
+    best = _best_conic(points, np.ones(len(points), dtype=bool), scale)
+    if best is None:
+        # A terminator (a phase of the Moon or a planet) is part of the edge but not of the
+        # limb; the limb is the larger part of the edge at any phase.
+        arc = _circle_consensus(points, scale)
+        if arc is not None:
+            best = _best_conic(points, arc, scale)
+            if best is not None and best[3].sum() < 0.5 * len(points):
+                best = None
     if best is None:
         return None
-    _, centre, metric = best
+    _, centre, metric, _ = best
     height, width = on_target.shape
     dy = ((np.arange(height) - origin[0]) / scale - centre[0])[:, None]
     dx = ((np.arange(width) - origin[1]) / scale - centre[1])[None, :]
     quadratic = metric[0, 0] * dy**2 + 2.0 * metric[0, 1] * dy * dx + metric[1, 1] * dx**2
     return np.sqrt(np.maximum(quadratic, 0.0))
+
+
+def _best_conic(
+    points: np.ndarray, keep: np.ndarray, scale: float
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(rms_px, centre, metric, kept)`` of the better of a circle and an ellipse fitted to
+    ``points[keep]`` and refitted twice to the points within 3 robust sigmas of the fit; the
+    ellipse wins when its rms is under 0.7 of the circle's. None when neither fits to within
+    ``_LIMB_TOLERANCE_PX`` plus 1 % of its radius rms."""
+    best = None
+    for shape in ("circle", "ellipse"):
+        kept = keep.copy()
+        fit = None
+        for _round in range(3):
+            if kept.sum() < _MIN_LIMB_POINTS:
+                fit = None
+                break
+            fit = _fit_conic(points[kept], shape)
+            if fit is None:
+                break
+            residual = _radial_residual(points, *fit) * scale
+            spread = max(1.4826 * float(np.median(np.abs(residual[kept]))), 0.5)
+            kept = np.abs(residual) <= 3.0 * spread
+        if fit is None:
+            continue
+        centre, metric = fit
+        residual = _radial_residual(points[kept], centre, metric) * scale
+        rms = float(np.sqrt(np.mean(residual**2)))
+        radius = scale / math.sqrt(float(np.sqrt(np.linalg.det(metric))))
+        if rms > _LIMB_TOLERANCE_PX + 0.01 * radius:
+            continue
+        if best is None or rms < 0.7 * best[0]:
+            best = (rms, centre, metric, kept)
+    return best
+
+
+_CONSENSUS_TRIALS = 256
+"""Circles through random triples of edge points tried by :func:`_circle_consensus`: with the
+limb at least half of the edge, all three points lie on it in one trial in eight, so every
+trial misses it with a probability of (7/8)**256 ~ 1e-15."""
+
+
+def _circle_consensus(points: np.ndarray, scale: float) -> np.ndarray | None:
+    """The points within ``_LIMB_TOLERANCE_PX`` plus 1 % of the radius (at most of ``scale``,
+    the frame's longer side) of the circle through three of them that holds the most (random
+    triples, seeded: the same edge gives the same answer); None when no triple spans a
+    circle."""
+    rng = np.random.default_rng(0)
+    triples = rng.integers(0, len(points), size=(_CONSENSUS_TRIALS, 3))
+    best_count, best = 0, None
+    for triple in triples:
+        fit = _fit_conic(points[triple], "circle")
+        if fit is None:
+            continue
+        centre, metric = fit
+        radius_px = scale / math.sqrt(float(metric[0, 0]))
+        distance = np.hypot(*(points - centre).T) * scale
+        # The band is that of the final fit, but never wider than for a limb as large as the
+        # frame: a near-straight circle through three points would otherwise take in all.
+        band = _LIMB_TOLERANCE_PX + 0.01 * min(radius_px, scale)
+        near = np.abs(distance - radius_px) <= band
+        count = int(near.sum())
+        if count > best_count:
+            best_count, best = count, near
+    return best
 
 
 def _fit_conic(points: np.ndarray, shape: str) -> tuple[np.ndarray, np.ndarray] | None:
