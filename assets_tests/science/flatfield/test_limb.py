@@ -61,6 +61,16 @@ def test_the_limb_of_a_target_in_phase_is_fitted_without_its_terminator(
     assert error[np.abs(true_depth) < 40.0].max() < 2.0
 
 
+def test_a_rounded_corner_is_not_taken_for_a_limb_in_phase() -> None:
+    # A quarter circle of 60 px between two straight sides: the circle holds more than half
+    # of the edge over a quarter of a turn, but the sides run outside it, where no terminator
+    # lies.
+    yy, xx = np.indices(SHAPE)
+    target = (yy >= 40) & (xx >= 60)
+    target &= ~((yy < 100) & (xx < 120) & (np.hypot(yy - 100, xx - 120) > 60))
+    assert fit_limb(target) is None
+
+
 def test_no_limb_on_an_irregular_target() -> None:
     target = np.zeros(SHAPE, dtype=bool)
     target[20:140, 30:170] = True

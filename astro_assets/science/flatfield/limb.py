@@ -27,8 +27,8 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     (oblate planets); a circle is more robust when only short arcs are visible. Two rounds drop
     edge points far from the fit (dust notches, prominences). When no conic fits the whole edge
     (a terminator: the Moon or a planet in phase), the fit starts again from the circle through
-    three edge points that most edge points lie on, and is kept if it holds at least half of
-    the edge.
+    three edge points that most edge points lie on, and is kept if the rest of the edge can be
+    a terminator (:func:`_holds_a_terminator`).
 
     Parameters
     ----------
@@ -40,8 +40,9 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     -------
     np.ndarray or None
         (H, W) float64 ``s = sqrt((p - c)^T M (p - c))``: 0 at the centre, 1 on the limb,
-        dimensionless; None when the edge has fewer than 24 pixels or no conic fits it, or
-        half of it, to within 1 px plus 1 % of its radius rms (an irregular target, a crop).
+        dimensionless; None when the edge has fewer than 24 pixels or no conic fits it (or
+        half of it, as above) to within 1 px plus 1 % of its radius rms (an irregular target,
+        a crop).
     """
     labels, n = ndimage.label(on_target)
     if n > 1:
@@ -62,11 +63,12 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     best = _best_conic(points, np.ones(len(points), dtype=bool), scale)
     if best is None:
         # A terminator (a phase of the Moon or a planet) is part of the edge but not of the
-        # limb; the limb is the larger part of the edge at any phase.
+        # limb; the limb is the larger part of the edge at any phase. A limb larger than the
+        # frame could not be told from a straight stretch of an irregular edge.
         arc = _circle_consensus(points, scale)
         if arc is not None:
             best = _best_conic(points, arc, scale)
-            if best is not None and best[3].sum() < 0.5 * len(points):
+            if best is not None and not _holds_a_terminator(points, best, scale):
                 best = None
     if best is None:
         return None
@@ -104,12 +106,43 @@ def _best_conic(
         centre, metric = fit
         residual = _radial_residual(points[kept], centre, metric) * scale
         rms = float(np.sqrt(np.mean(residual**2)))
-        radius = scale / math.sqrt(float(np.sqrt(np.linalg.det(metric))))
+        radius = _conic_radius(metric, scale)
         if rms > _LIMB_TOLERANCE_PX + 0.01 * radius:
             continue
         if best is None or rms < 0.7 * best[0]:
             best = (rms, centre, metric, kept)
     return best
+
+
+def _holds_a_terminator(
+    points: np.ndarray, fit: tuple[float, np.ndarray, np.ndarray, np.ndarray], scale: float
+) -> bool:
+    """Whether the conic ``fit`` (of :func:`_best_conic`) is the limb of a target in phase whose
+    terminator is the rest of the edge: it holds at least half of the edge, over at least a
+    quarter of a turn (a shorter arc can be any bend of an irregular edge), it is no larger
+    than the frame (``scale`` px), and every other edge point lies inside it, as a terminator
+    does (a straight stretch of edge beyond a rounded corner runs outside)."""
+    _, centre, metric, kept = fit
+    radius = _conic_radius(metric, scale)
+    if kept.sum() < 0.5 * len(points) or radius > scale:
+        return False
+    if _arc_span(points[kept], centre) < 0.5 * math.pi:
+        return False
+    outward = _radial_residual(points[~kept], centre, metric) * scale
+    return bool(np.all(outward <= _LIMB_TOLERANCE_PX + 0.01 * radius))
+
+
+def _arc_span(points: np.ndarray, centre: np.ndarray) -> float:
+    """Angle, in radians, of the arc around ``centre`` that holds ``points`` (the full turn
+    less the largest gap between them)."""
+    angles = np.sort(np.arctan2(points[:, 0] - centre[0], points[:, 1] - centre[1]))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2.0 * math.pi]))
+    return float(2.0 * math.pi - gaps.max())
+
+
+def _conic_radius(metric: np.ndarray, scale: float) -> float:
+    """Geometric mean of the conic's semi-axes, in pixels (``metric`` in units of ``scale``)."""
+    return scale / math.sqrt(float(np.sqrt(np.linalg.det(metric))))
 
 
 _CONSENSUS_TRIALS = 256
@@ -119,10 +152,10 @@ trial misses it with a probability of (7/8)**256 ~ 1e-15."""
 
 
 def _circle_consensus(points: np.ndarray, scale: float) -> np.ndarray | None:
-    """The points within ``_LIMB_TOLERANCE_PX`` plus 1 % of the radius (at most of ``scale``,
-    the frame's longer side) of the circle through three of them that holds the most (random
-    triples, seeded: the same edge gives the same answer); None when no triple spans a
-    circle."""
+    """The points within ``_LIMB_TOLERANCE_PX`` plus 1 % of the radius of the circle through
+    three of them, no larger than ``scale`` (the frame's longer side), that holds the most
+    (random triples, seeded: the same edge gives the same answer); None when no triple spans
+    such a circle."""
     rng = np.random.default_rng(0)
     triples = rng.integers(0, len(points), size=(_CONSENSUS_TRIALS, 3))
     best_count, best = 0, None
@@ -132,10 +165,10 @@ def _circle_consensus(points: np.ndarray, scale: float) -> np.ndarray | None:
             continue
         centre, metric = fit
         radius_px = scale / math.sqrt(float(metric[0, 0]))
+        if radius_px > scale:
+            continue
         distance = np.hypot(*(points - centre).T) * scale
-        # The band is that of the final fit, but never wider than for a limb as large as the
-        # frame: a near-straight circle through three points would otherwise take in all.
-        band = _LIMB_TOLERANCE_PX + 0.01 * min(radius_px, scale)
+        band = _LIMB_TOLERANCE_PX + 0.01 * radius_px
         near = np.abs(distance - radius_px) <= band
         count = int(near.sum())
         if count > best_count:
