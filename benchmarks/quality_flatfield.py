@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -449,10 +450,13 @@ def speed_section(width: int, height: int) -> str:
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
+    """``text`` with the section under ``heading`` (a line of its own) replaced by ``body``,
+    or with the section added at the end; a mention of the heading inside a line is text."""
     block = f"{heading}\n\n{body}"
-    if heading not in text:
+    found = re.search(f"^{re.escape(heading)}$", text, flags=re.MULTILINE)
+    if found is None:
         return text.rstrip("\n") + "\n\n" + block
-    start = text.index(heading)
+    start = found.start()
     next_heading = text.find("\n## ", start + len(heading))
     end = len(text) if next_heading < 0 else next_heading + 1
     return text[:start] + block + ("\n" if next_heading >= 0 else "") + text[end:]
