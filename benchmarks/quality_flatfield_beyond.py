@@ -13,6 +13,11 @@ deficit-weighted recall of the binary core against the true dust support, flat r
    (20,000 e- at the 99.5th percentile of the scene) and 3 e- of read noise, 16-bit.
 2. **Shadows larger than the drift.** Four shadows of 70-120 px (25 % deep discs, 15 % deep
    donuts or 8 % deep discs) on the synthetic Sun of the grid drifting by 26, 40 or 82 px.
+3. **A planet in phase.** The grid's planet (radius 115 px) drifting by 83 px, lit from the
+   right at phase angles of 60, 100 and 140 degrees (gibbous, a thick and a thin crescent):
+   a terminator crosses the disk and its night side is as dark as the sky. Four 10 px, 80 %
+   deep shadows sit on the disk at fixed places from its right limb inwards
+   (``PHASE_LAYOUT``); those on the night side hide nothing and are not scored.
 
 Usage::
 
@@ -102,6 +107,17 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   The profile is measured on lit pixels only, so that a target in phase has the profile of
   its lit part; the limb of a target in phase is fitted to the larger part of its edge
   (`science.flatfield.limb.fit_limb`). Neither moved a figure here by more than 0.01 %.
+- A planet in phase (new set): at 60 degrees (gibbous) precision 0.95, deficit-weighted recall
+  0.99 and flat rms in dust 0.89 %, as on the grid's full planet. The crescents are not
+  handled: at 100 degrees precision is 0.43 (0.16 and 0.11 on two seeds, with 1.0-1.5 % of the
+  frame in the core outside the dust; on one of them the motion test's search for deep
+  shadows took a region of the sky in the frame's corner for one), and at 140 degrees, a
+  crescent 20-30 px wide, recall is 0.14 (the near-opaque shadows on it are missed, and the
+  flat's relative error there is 1 / T - 1) and one seed has 9.8 % of the frame in the core.
+  The scores are the same before this stop's changes. The detector does not use a limb fitted
+  to a target in phase: inside such a limb the night side is as dark as opaque dust, and the
+  rule that fills dark notches well inside the limb took it for a 619 px shadow on a dust-free
+  crescent.
 - What is left there:
   - The detector's background (a 48 px Gaussian) takes up part of a shadow 90-120 px across
     (on one video, 8 % deep at the centre of a 120 px disc measured 3 %); at 26-40 px drift
@@ -237,18 +253,66 @@ def large_rows() -> list[str]:
     return rows
 
 
+PHASE_ANGLES_DEG = (60.0, 100.0, 140.0)
+PHASE_LAYOUT = ((0.93, 0.0), (0.8, 0.35), (0.5, -0.5), (0.2, 0.2))
+"""Shadow centres in units of the planet's radius from its centre (x to the light, y down)."""
+PLANET_AXIS_RATIO = 0.935
+"""Polar over equatorial radius of the synthetic planet."""
+
+
+def phase_rows() -> list[str]:
+    rows = []
+    for angle in PHASE_ANGLES_DEG:
+        per_seed = []
+        for seed in SEEDS:
+            radius = 0.3 * 384
+            dust = tuple(
+                DustSpec(
+                    x=256 + radius * x,
+                    y=192 + radius * PLANET_AXIS_RATIO * y,
+                    diameter_px=10.0,
+                    depth=0.8,
+                    kind="disc",
+                )
+                for x, y in PHASE_LAYOUT
+            )
+            params = SolarVideoParams(
+                width=512,
+                height=384,
+                n_frames=40,
+                target="planet",
+                disk_radius_frac=0.3,
+                disk_center_frac=(256 / 511, 192 / 383),
+                phase_angle_deg=angle,
+                dust=dust,
+                drift_px=83.0,
+                jitter_px=0.8,
+                seed=seed,
+            )
+            video = SyntheticSolarVideo(params)
+            frames = np.stack([video.frame(i) for i in range(params.n_frames)])
+            truth = video.truth
+            outcome = classical_flat(frames, truth.black_level_adu)
+            lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
+            per_seed.append(_scores(outcome, truth.transmission, lit))
+            print(f"phase {angle:g} seed {seed}: {per_seed[-1]}", flush=True)
+        rows.append(_row(f"planet f/60, phase {angle:g} deg, drift 83 px", _mean(per_seed)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="update benchmarks/README.md")
-    parser.add_argument("--set", choices=("lunar", "large"), help="run one set only")
+    parser.add_argument("--set", choices=("lunar", "large", "phase"), help="run one set only")
     args = parser.parse_args()
     intro = (
         "`quality_flatfield_beyond.py`: the classical pipeline with default parameters on "
         "videos the grid does not hold (see the script's docstring), mean over seeds "
         f"{list(SEEDS)}; the worst seed by precision is shown for the lunar texture."
     )
-    rows = [] if args.set == "large" else lunar_rows()
-    rows += [] if args.set == "lunar" else large_rows()
+    rows = lunar_rows() if args.set in (None, "lunar") else []
+    rows += large_rows() if args.set in (None, "large") else []
+    rows += phase_rows() if args.set in (None, "phase") else []
     body = "\n".join([intro, "", HEADER, *rows, "", FINDINGS.rstrip("\n"), ""])
     print(body)
     if args.record and args.set is None:

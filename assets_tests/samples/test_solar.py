@@ -238,6 +238,37 @@ def test_planet_sky_sits_at_the_black_level() -> None:
     assert np.median(frames) < 0.5 * frames.max()
 
 
+@pytest.mark.parametrize("target", ["planet", "sun"])
+def test_a_disk_in_phase_is_lit_on_the_day_side_of_its_terminator(target: str) -> None:
+    base = {
+        "target": target,
+        "width": 96,
+        "height": 96,
+        "n_frames": 1,
+        "disk_radius_frac": 0.35,
+        "n_sunspots": 0,
+        "dust": (),
+        "blur_sigma_px": 0.0,
+        "texture_contrast": 0.0,
+        "seed": 4,
+    }
+    full = SyntheticSolarVideo(SolarVideoParams(**base)).truth.scene
+    yy, xx = np.indices(full.shape)
+    # The disk: radius 33.6 px about (47.5, 47.5); light from +x.
+    on_disk = np.hypot(yy - 47.5, (xx - 47.5)) < 30.0
+    half = SyntheticSolarVideo(SolarVideoParams(**base, phase_angle_deg=90.0)).truth.scene
+    # At 90 degrees the terminator is the central meridian, a few pixels wide.
+    day, night = on_disk & (xx > 52), on_disk & (xx < 43)
+    np.testing.assert_allclose(half[day], full[day], rtol=1e-5)
+    assert np.all(half[night] < 1e-3 * full[night])
+    crescent = SyntheticSolarVideo(SolarVideoParams(**base, phase_angle_deg=140.0)).truth.scene
+    lit = on_disk & (crescent > 0.5 * full)
+    # cos(140 deg) mu + sin(140 deg) x > 0: lit only where x > 1.19 mu radii, a crescent on
+    # the right whose inner edge (mu > 0.45 inside 30 px) is at least a third of a radius in.
+    assert lit.any() and np.all(xx[lit] > 47.5 + 0.3 * 33.6)
+    assert np.count_nonzero(lit) < 0.2 * np.count_nonzero(on_disk)
+
+
 def test_sun_overfills_the_frame_with_the_limb_in_the_corners() -> None:
     _, truth = synthesize_video(SolarVideoParams(**TINY, disk_radius_frac=0.7, n_sunspots=0))
     centre = truth.scene[20, 24]
@@ -423,6 +454,8 @@ def test_frame_index_out_of_range() -> None:
         ({"target": "moon"}, "target='moon' is unknown"),
         ({"disk_radius_frac": 0.0}, "disk_radius_frac"),
         ({"disk_center_frac": (0.5,)}, "disk_center_frac"),
+        ({"phase_angle_deg": 180.0}, "phase_angle_deg"),
+        ({"phase_angle_deg": -1.0}, "phase_angle_deg"),
         ({"drift_px": -1.0}, "drift_px"),
         ({"jitter_px": float("nan")}, "jitter_px"),
         ({"drift_px": 200.0}, "reduce them or enlarge the frame"),

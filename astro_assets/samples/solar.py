@@ -72,6 +72,7 @@ _PARAM_INT_FIELDS = ("width", "height", "n_frames", "n_sunspots", "n_dust", "bit
 _OPTIONAL_PARAM_FIELDS = frozenset({"disk_radius_frac", "read_noise_adu", "black_level_adu"})
 _PARAM_FLOAT_FIELDS = (
     "disk_radius_frac",
+    "phase_angle_deg",
     "drift_px",
     "jitter_px",
     "blur_sigma_px",
@@ -199,6 +200,11 @@ class SolarVideoParams:
         corners, as in close-ups), 0.3 for a planet.
     disk_center_frac : tuple of float
         Disk centre as fractions of ``(width - 1, height - 1)``; (0.5, 0.5) is the frame centre.
+    phase_angle_deg : float
+        Angle between the directions of the light and of the observer, degrees in [0, 180): 0
+        lights the whole disk; the light comes from +x, so the terminator, half an ellipse
+        across the disk, darkens its left part: 90 is half lit, more is a crescent (the Moon
+        or a planet in phase).
     n_sunspots : int
         Sunspots (sun) or moon shadows (planet), drawn on the disk inside the frame.
     drift_px : float
@@ -248,6 +254,7 @@ class SolarVideoParams:
     target: str = "sun"
     disk_radius_frac: float | None = None
     disk_center_frac: tuple[float, float] = (0.5, 0.5)
+    phase_angle_deg: float = 0.0
     n_sunspots: int = 1
     drift_px: float = 6.0
     jitter_px: float = 0.5
@@ -322,6 +329,11 @@ class SolarVideoParams:
                 f"disk_center_frac={self.disk_center_frac!r} must be two finite fractions (x, y)"
             )
         object.__setattr__(self, "disk_center_frac", tuple(float(v) for v in self.disk_center_frac))
+        if not 0.0 <= self.phase_angle_deg < 180.0:
+            raise ValueError(
+                f"phase_angle_deg={self.phase_angle_deg} must be in [0, 180): 0 is a fully lit "
+                "disk, 90 half lit"
+            )
         if self.n_sunspots < 0 or self.n_dust < 0:
             raise ValueError("n_sunspots and n_dust must be >= 0")
         if self.seed < 0:
@@ -1022,7 +1034,7 @@ def _render_scene_canvas(
     rho = np.hypot(dx, dy)
     mu = np.sqrt(np.clip(1.0 - (rho / radius) ** 2, 0.0, 1.0))
     edge = 0.5 * special.erfc((rho - radius) / (math.sqrt(2.0) * _LIMB_EDGE_SIGMA_PX))
-    disk = _limb_darkening(mu, coeffs) * edge
+    disk = _limb_darkening(mu, coeffs) * edge * _daylight(dx / radius, mu, params.phase_angle_deg)
     spot_multiplier, spot_coverage = _spot_multiplier(params, spots, yy, xx, rng)
     if params.target == "sun":
         texture = _granulation(rng, canvas_shape, params.granule_size_px)
@@ -1046,6 +1058,23 @@ def _render_scene_canvas(
         scene = scene * spot_multiplier
     scene = np.clip(scene, 0.0, None)
     return _taper_to_periodic(scene)
+
+
+_TERMINATOR_WIDTH = 0.03
+"""Width of the terminator's fall from day to night, in units of the cosine of the light's
+incidence (about 3 % of the disk's radius across its middle)."""
+
+
+def _daylight(x: np.ndarray, mu: np.ndarray, phase_angle_deg: float) -> np.ndarray:
+    """Share of the light a point of the disk gets: 1 on the day side, 0 on the night side,
+    across a soft terminator; ``x`` is the coordinate along the light over the radius and
+    ``mu`` the cosine of the angle to the observer, so the cosine of the light's incidence
+    is ``x sin(a) + mu cos(a)``."""
+    if phase_angle_deg == 0.0:
+        return np.ones_like(mu)
+    angle = math.radians(phase_angle_deg)
+    incidence = x * math.sin(angle) + mu * math.cos(angle)
+    return 0.5 * special.erfc(-incidence / (math.sqrt(2.0) * _TERMINATOR_WIDTH))
 
 
 def _taper_to_periodic(canvas: np.ndarray) -> np.ndarray:

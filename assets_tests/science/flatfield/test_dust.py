@@ -132,6 +132,26 @@ def test_planet_limb_and_sky_are_not_dust() -> None:
     assert len(detection.regions) == 1
 
 
+def test_the_night_side_of_a_planet_in_phase_is_not_dust() -> None:
+    # Inside the limb the night side is as dark as opaque dust; taken for a notch in the lit
+    # disc it became one large false shadow (619 px on this video).
+    params = SolarVideoParams(
+        target="planet",
+        width=384,
+        height=288,
+        n_frames=1,
+        phase_angle_deg=100.0,
+        dust=(),
+        n_sunspots=0,
+        seed=0,
+    )
+    frames, truth = synthesize_frames_array(params)
+    detection = detect_dust(frames[0].astype(np.float32))
+    night = truth.scene < 0.05 * truth.scene.max()
+    assert not detection.valid[night].any()
+    assert not detection.core.any()
+
+
 def _limb_darkened_disc(shape, centre, radius, flattening=0.0) -> np.ndarray:
     """Noiseless disc with the solar limb-darkening law 1 - 0.6 (1 - mu) - 0.1 (1 - mu)^2.
 

@@ -321,7 +321,11 @@ def _usable_pixels(
     # The limb itself is where the light falls to the sky, not the conservative usable
     # threshold: limb darkening already dims the edge to ~0.3-0.5.
     disc = ndimage.binary_fill_holes(data > params.limb_fraction * level) | on_target
-    normalized_radius = fit_limb(disc) if disc.any() and not disc.all() else None
+    normalized_radius = None
+    if disc.any() and not disc.all():
+        # A target in phase has no notches inside its limb to fill: the dark part there is its
+        # night side, which this detector's hole rule would take for opaque dust.
+        normalized_radius = fit_limb(disc, in_phase=False)
     # Opaque dust is as dark as the sky, but it is a small hole inside the target, not the sky.
     dark_spots = ndimage.binary_fill_holes(on_target) & ~on_target
     if normalized_radius is not None:

@@ -19,7 +19,7 @@ _LIMB_TOLERANCE_PX = 1.0
 """A limb fit is accepted when its rms radial residual is below this plus 1 % of its radius."""
 
 
-def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
+def fit_limb(on_target: np.ndarray, *, in_phase: bool = True) -> np.ndarray | None:
     """Normalized radius ``s`` of the best-fitting limb ellipse or circle (1 on the limb).
 
     The limb is the edge of the largest on-target component, without the frame border. An
@@ -35,6 +35,9 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     on_target : np.ndarray
         (H, W) bool, the lit disc (e.g. the image above a fraction of its bright level, holes
         filled).
+    in_phase : bool
+        Look for the limb of a target in phase when no conic fits the whole edge; False
+        returns None then.
 
     Returns
     -------
@@ -61,7 +64,7 @@ def fit_limb(on_target: np.ndarray) -> np.ndarray | None:
     scale = float(max(on_target.shape))
     points = (np.stack([rows, cols], axis=1) - origin) / scale
     best = _best_conic(points, np.ones(len(points), dtype=bool), scale)
-    if best is None:
+    if best is None and in_phase:
         # A terminator (a phase of the Moon or a planet) is part of the edge but not of the
         # limb; the limb is the larger part of the edge at any phase. A limb larger than the
         # frame could not be told from a straight stretch of an irregular edge.
