@@ -68,11 +68,11 @@ class InpaintParams:
         the sky never pulls the reference down. A region with no bright known neighbour uses
         all of them. 0 uses every known pixel.
     limb : {"profile", "none"}
-        ``profile`` (default): where an ellipse fits the edge of the target
-        (:func:`~astro_assets.science.flatfield.limb.fit_limb`), a region that comes within its
-        own equivalent diameter of that limb is filled in the image's ratio to the median
-        brightness of the target's lit pixels (not darker than ``dark_fraction`` of the bright
-        level) at each depth below the limb
+        ``profile`` (default): where an ellipse or circle fits the edge of the target, or in
+        phase the larger part of it (:func:`~astro_assets.science.flatfield.limb.fit_limb`),
+        a region that comes within its own equivalent diameter of that limb is filled in the
+        image's ratio to the median brightness of the target's lit pixels (not darker than
+        ``dark_fraction`` of the bright level) at each depth below the limb
         (:func:`~astro_assets.science.flatfield.limb.radial_profile`), and multiplied back;
         lit pixels alone, so that in phase the profile is the lit part's.
         The profile carries limb darkening and the seeing-blurred edge, measured all along the
