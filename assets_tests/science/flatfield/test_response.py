@@ -72,6 +72,25 @@ def test_vignetting_is_recovered_from_a_drifting_scene():
         np.testing.assert_array_equal(frame, copy)
 
 
+def test_the_response_is_not_extrapolated_over_unlit_pixels():
+    # The left third of the sensor sees only sky: the polynomial, measured on the rest, is
+    # held within the range it takes there instead of following its extrapolation (which,
+    # around a planet, fell to 0.15 in a frame's corner and made the sky look lit).
+    truth = _vignetting(0.25, centre=(40.0, 70.0))
+    shifts = _circling()
+    frames = [frame.copy() for frame in _frames(truth, shifts)]
+    for frame in frames:
+        frame[:, :43] = 2.0
+    response = estimate_sensor_response(frames, shifts)
+    lit = np.log(response[:, 60:])
+    unlit = np.log(response[:, :40])
+    assert unlit.min() >= lit.min() - 1e-6
+    assert unlit.max() <= lit.max() + 1e-6
+    # Where it was measured it still follows the vignetting.
+    error = _without_plane(np.log(response[:, 60:])) - _without_plane(np.log(truth[:, 60:]))
+    assert np.abs(error).max() < 0.01
+
+
 def test_changes_of_transparency_and_a_dust_shadow_do_not_bias_it():
     truth = _vignetting(0.3)
     shifts = _circling()

@@ -97,9 +97,10 @@ def estimate_sensor_response(
     Returns
     -------
     np.ndarray
-        (H, W) float32, positive, with median 1 over the pixels sampled; ones where the frames
-        did not move enough to tell (fewer than 50 samples per term, or no displacement
-        between the paired frames).
+        (H, W) float32, positive, with median 1 over the pixels sampled, and within the range
+        it takes over the pixels it was measured on (lit in both frames of a pair) everywhere
+        else; ones where the frames did not move enough to tell (fewer than 50 samples per
+        term, or no displacement between the paired frames).
 
     Raises
     ------
@@ -154,11 +155,13 @@ def estimate_sensor_response(
     level = max(float(np.percentile(here, 99.0)) for here, *_ in sampled)
     floor = max(dark_fraction * level, 0.0)
     values, designs, pair_index = [], [], []
+    measured = np.zeros(grid_rows.size, dtype=bool)
     for number, (here, there, there_rows, there_cols) in enumerate(sampled):
         with np.errstate(invalid="ignore"):
             usable = (here > floor) & (there > floor)
         if not usable.any():
             continue
+        measured |= usable
         values.append(np.log(here[usable]) - np.log(there[usable]))
         designs.append(at_grid[usable] - normalized(there_rows[usable], there_cols[usable]))
         pair_index.append(np.full(int(usable.sum()), number))
@@ -193,6 +196,11 @@ def estimate_sensor_response(
     for (a, b), coefficient in zip(_powers(degree), polynomial, strict=True):
         log_response += coefficient * np.outer(y**b, x**a)
     log_response -= float(np.median(at_grid @ polynomial))
+    # Beyond the pixels it was measured on (over the sky around a planet) the polynomial is
+    # an extrapolation that can fall to a fraction of the light: it stays within the range
+    # it takes where it was measured.
+    at_measured = log_response[grid_rows[measured], grid_cols[measured]]
+    log_response = np.clip(log_response, at_measured.min(), at_measured.max())
     return np.exp(log_response).astype(np.float32)
 
 
