@@ -37,6 +37,7 @@ from quality_flatfield import README, classical_flat, replace_section
 from scipy import ndimage
 
 from astro_assets.samples.solar import (
+    PLANET_FLATTENING,
     DustSpec,
     SolarVideoParams,
     SyntheticSolarVideo,
@@ -190,6 +191,16 @@ def _scores(outcome: dict, transmission: np.ndarray, lit: np.ndarray) -> dict:
     }
 
 
+def _synthetic_scores(params: SolarVideoParams) -> dict:
+    """The classical pipeline on a generated video, scored on the pixels its scene lights."""
+    video = SyntheticSolarVideo(params)
+    frames = np.stack([video.frame(i) for i in range(params.n_frames)])
+    truth = video.truth
+    outcome = classical_flat(frames, truth.black_level_adu)
+    lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
+    return _scores(outcome, truth.transmission, lit)
+
+
 def _mean(rows: list[dict]) -> dict:
     return {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
 
@@ -244,12 +255,7 @@ def large_rows() -> list[str]:
                     dust=dust,
                     n_sunspots=0,
                 )
-                video = SyntheticSolarVideo(params)
-                frames = np.stack([video.frame(i) for i in range(params.n_frames)])
-                truth = video.truth
-                outcome = classical_flat(frames, truth.black_level_adu)
-                lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
-                per_seed.append(_scores(outcome, truth.transmission, lit))
+                per_seed.append(_synthetic_scores(params))
                 print(f"large {kind} {depth} drift {drift:g} seed {seed}: {per_seed[-1]}")
             name = f"{depth:.0%} {kind}s 70-120 px, drift {drift:g} px"
             rows.append(_row(name, _mean(per_seed)))
@@ -259,26 +265,24 @@ def large_rows() -> list[str]:
 PHASE_ANGLES_DEG = (60.0, 100.0, 140.0)
 PHASE_LAYOUT = ((0.93, 0.0), (0.8, 0.35), (0.5, -0.5), (0.2, 0.2))
 """Shadow centres in units of the planet's radius from its centre (x to the light, y down)."""
-PLANET_AXIS_RATIO = 0.935
-"""Polar over equatorial radius of the synthetic planet."""
 
 
 def phase_rows() -> list[str]:
+    radius = 0.3 * 384
+    dust = tuple(
+        DustSpec(
+            x=256 + radius * x,
+            y=192 + radius * (1.0 - PLANET_FLATTENING) * y,
+            diameter_px=10.0,
+            depth=0.8,
+            kind="disc",
+        )
+        for x, y in PHASE_LAYOUT
+    )
     rows = []
     for angle in PHASE_ANGLES_DEG:
         per_seed = []
         for seed in SEEDS:
-            radius = 0.3 * 384
-            dust = tuple(
-                DustSpec(
-                    x=256 + radius * x,
-                    y=192 + radius * PLANET_AXIS_RATIO * y,
-                    diameter_px=10.0,
-                    depth=0.8,
-                    kind="disc",
-                )
-                for x, y in PHASE_LAYOUT
-            )
             params = SolarVideoParams(
                 width=512,
                 height=384,
@@ -292,12 +296,7 @@ def phase_rows() -> list[str]:
                 jitter_px=0.8,
                 seed=seed,
             )
-            video = SyntheticSolarVideo(params)
-            frames = np.stack([video.frame(i) for i in range(params.n_frames)])
-            truth = video.truth
-            outcome = classical_flat(frames, truth.black_level_adu)
-            lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
-            per_seed.append(_scores(outcome, truth.transmission, lit))
+            per_seed.append(_synthetic_scores(params))
             print(f"phase {angle:g} seed {seed}: {per_seed[-1]}", flush=True)
         rows.append(_row(f"planet f/60, phase {angle:g} deg, drift 83 px", _mean(per_seed)))
     return rows

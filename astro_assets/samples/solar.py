@@ -63,7 +63,8 @@ _PROFILE_CUTOFF = 1e-5
 _MAX_DUST_FRACTION = 0.25
 _SUN_LIMB_COEFFS = (0.6, 0.1)
 _PLANET_LIMB_COEFFS = (0.5, 0.0)
-_PLANET_FLATTENING = 0.065
+PLANET_FLATTENING = 0.065
+"""1 - polar / equatorial radius of the synthetic planet."""
 _LIMB_EDGE_SIGMA_PX = 0.6
 _SUN_AUREOLE_LEVEL = 0.01
 
@@ -854,7 +855,7 @@ def _disk_geometry(params: SolarVideoParams) -> tuple[float, float, float]:
 def _on_disk(params: SolarVideoParams, x: float, y: float, margin: float) -> bool:
     cx, cy, radius = _disk_geometry(params)
     if params.target == "planet":
-        dy = (y - cy) / (1.0 - _PLANET_FLATTENING)
+        dy = (y - cy) / (1.0 - PLANET_FLATTENING)
         return math.hypot(x - cx, dy) <= radius - margin
     return math.hypot(x - cx, y - cy) <= radius - margin
 
@@ -1029,7 +1030,7 @@ def _render_scene_canvas(
         dy = yy - cy
         coeffs = _SUN_LIMB_COEFFS
     else:
-        dy = (yy - cy) / (1.0 - _PLANET_FLATTENING)
+        dy = (yy - cy) / (1.0 - PLANET_FLATTENING)
         coeffs = _PLANET_LIMB_COEFFS
     rho = np.hypot(dx, dy)
     mu = np.sqrt(np.clip(1.0 - (rho / radius) ** 2, 0.0, 1.0))

@@ -109,8 +109,7 @@ def _best_conic(
         centre, metric = fit
         residual = _radial_residual(points[kept], centre, metric) * scale
         rms = float(np.sqrt(np.mean(residual**2)))
-        radius = _conic_radius(metric, scale)
-        if rms > _LIMB_TOLERANCE_PX + 0.01 * radius:
+        if rms > _tolerance_px(_conic_radius(metric, scale)):
             continue
         if best is None or rms < 0.7 * best[0]:
             best = (rms, centre, metric, kept)
@@ -132,7 +131,7 @@ def _holds_a_terminator(
     if _arc_span(points[kept], centre) < 0.5 * math.pi:
         return False
     outward = _radial_residual(points[~kept], centre, metric) * scale
-    return bool(np.all(outward <= _LIMB_TOLERANCE_PX + 0.01 * radius))
+    return bool(np.all(outward <= _tolerance_px(radius)))
 
 
 def _arc_span(points: np.ndarray, centre: np.ndarray) -> float:
@@ -141,6 +140,12 @@ def _arc_span(points: np.ndarray, centre: np.ndarray) -> float:
     angles = np.sort(np.arctan2(points[:, 0] - centre[0], points[:, 1] - centre[1]))
     gaps = np.diff(np.concatenate([angles, angles[:1] + 2.0 * math.pi]))
     return float(2.0 * math.pi - gaps.max())
+
+
+def _tolerance_px(radius_px: float) -> float:
+    """Rms (or, for single points, largest) radial distance of edge points from a limb of
+    ``radius_px``: ``_LIMB_TOLERANCE_PX`` plus 1 % of the radius."""
+    return _LIMB_TOLERANCE_PX + 0.01 * radius_px
 
 
 def _conic_radius(metric: np.ndarray, scale: float) -> float:
@@ -167,12 +172,11 @@ def _circle_consensus(points: np.ndarray, scale: float) -> np.ndarray | None:
         if fit is None:
             continue
         centre, metric = fit
-        radius_px = scale / math.sqrt(float(metric[0, 0]))
+        radius_px = _conic_radius(metric, scale)
         if radius_px > scale:
             continue
         distance = np.hypot(*(points - centre).T) * scale
-        band = _LIMB_TOLERANCE_PX + 0.01 * radius_px
-        near = np.abs(distance - radius_px) <= band
+        near = np.abs(distance - radius_px) <= _tolerance_px(radius_px)
         count = int(near.sum())
         if count > best_count:
             best_count, best = count, near
