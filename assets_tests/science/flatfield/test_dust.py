@@ -152,6 +152,28 @@ def test_the_night_side_of_a_planet_in_phase_is_not_dust() -> None:
     assert not detection.core.any()
 
 
+def test_a_planet_under_one_percent_of_the_frame_is_the_target_not_the_sky() -> None:
+    # The frame's 99th percentile is then the sky's pedestal: taken as the bright level it made
+    # the whole sky usable, where deficits of a few 1e-4 were significant.
+    params = SolarVideoParams(
+        target="planet",
+        width=384,
+        height=288,
+        n_frames=5,
+        disk_radius_frac=0.06,
+        dust=(),
+        n_sunspots=0,
+        seed=1,
+    )
+    median, truth = _median(params)
+    lit = truth.scene > 0.05 * truth.scene.max()
+    assert 0.001 < lit.mean() < 0.01
+    detection = detect_dust(median)
+    assert not detection.valid[~lit].any()
+    assert detection.valid.any()
+    assert not detection.core.any()
+
+
 def _limb_darkened_disc(shape, centre, radius, flattening=0.0) -> np.ndarray:
     """Noiseless disc with the solar limb-darkening law 1 - 0.6 (1 - mu) - 0.1 (1 - mu)^2.
 

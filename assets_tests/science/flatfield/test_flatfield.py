@@ -6,6 +6,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
 from astro_assets.science.flatfield.dust import expand_mask
@@ -91,6 +92,33 @@ def test_black_level_from_the_sky_of_a_planet() -> None:
         median, median, np.zeros(median.shape), FlatParams(black_level_mode="sky")
     )
     assert result.black_level == estimate
+
+
+def test_a_planet_under_one_percent_of_the_frame_keeps_the_sky_dark() -> None:
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=256,
+            height=192,
+            n_frames=5,
+            target="planet",
+            disk_radius_frac=0.05,
+            n_sunspots=0,
+            dust=(),
+            seed=4,
+        )
+    )
+    median = np.median(frames, axis=0)
+    assert 0.001 < np.mean(truth.scene > 0.05 * truth.scene.max()) < 0.01
+    # Beyond the disc's reach over the frames' jitter.
+    sky = ~ndimage.binary_dilation(truth.scene > 0.01 * truth.scene.max(), iterations=5)
+    estimate = estimate_black_level(median)
+    assert abs(estimate - truth.black_level_adu) < 1.0 + truth.params.read_noise_adu
+    # Another noise draw of the sky: the ratio there is noise over noise, never a flat.
+    reference = np.median(frames[::-1][:3], axis=0)
+    params = FlatParams(black_level_mode="value", black_level=truth.black_level_adu)
+    result = synthesize_flat(median, reference, np.ones(median.shape), params)
+    assert result.stats["signal_level"] > 0.5 * (median.max() - truth.black_level_adu)
+    assert np.all(result.flat[sky] == 1.0) and np.all(result.forced_unity[sky])
 
 
 def test_sky_estimate_fails_when_the_target_fills_the_frame() -> None:

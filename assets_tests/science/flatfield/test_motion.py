@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from astro_assets.science.flatfield import motion
-from astro_assets.science.flatfield.dust import detect_dust
+from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
 from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
 from astro_assets.science.flatfield.motion import (
     DustFreePrediction,
@@ -1055,4 +1055,21 @@ def test_ratio_significance_is_measured_against_the_rms_at_the_shadow_scale():
     assert significance == pytest.approx(0.01 / (sigma / 12.0), rel=0.25)
     assert np.isnan(
         motion._significance_at_scale(ratio, np.zeros(shape, bool), labels, 1, box, 0.01, 12.0)
+    )
+
+
+def test_texture_left_is_measured_on_a_target_thinner_than_its_coarse_scale() -> None:
+    # A 20 px wide arc: the coarse scale's Gaussian (20 px) never has half its weight on it.
+    rng = np.random.default_rng(0)
+    rows, cols = np.indices((240, 240))
+    radius = np.hypot(rows - 120.0, cols - 40.0)
+    arc = (radius > 80.0) & (radius < 100.0)
+    texture = ndimage.gaussian_filter(rng.standard_normal(arc.shape), 4.0)
+    median = np.where(arc, 1000.0 * (1.0 + 0.1 * texture / texture.std()), 10.0)
+    untextured = np.where(arc, 1000.0, 10.0)
+    nothing = np.zeros(arc.shape, dtype=bool)
+    detection = DustDetectionParams()
+    assert motion._texture_left(median, median, nothing, detection) == 0.0
+    assert motion._texture_left(median, untextured, nothing, detection) == pytest.approx(
+        1.0, abs=0.05
     )

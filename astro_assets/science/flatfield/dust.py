@@ -43,6 +43,7 @@ from skimage.measure import regionprops
 from skimage.morphology import convex_hull_image
 
 from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import fit_limb, limb_radius_px
 from astro_assets.science.flatfield.regions import regions_touching
 
@@ -91,7 +92,7 @@ class DustDetectionParams:
         Pixels whose deficit exceeds this many sigma (either sign) are left out of the
         background fit.
     dark_fraction : float
-        Pixels darker than this fraction of the bright level (99th percentile) are not used
+        Pixels darker than this fraction of the bright level (``levels.target_level``) are not used
         (sky, and the steep outer edge of the limb), unless they form a hole inside the target
         (or, with a fitted limb, a notch well inside it) no larger than the largest dust disc
         (an opaque shadow).
@@ -312,10 +313,11 @@ def _usable_pixels(
     :func:`~astro_assets.science.flatfield.limb.fit_limb` (1 on the fitted limb) or None when
     no ellipse fits the target's edge.
     """
-    level = float(np.percentile(data, 99.0))
+    level = target_level(data)
     if not level > 0:
         raise ValueError(
-            "the median has no positive signal (99th percentile <= 0); nothing to detect dust on."
+            "the median has no positive signal (its bright level is <= 0); nothing to detect dust "
+            "on."
         )
     on_target = data > params.dark_fraction * level
     # The limb itself is where the light falls to the sky, not the conservative usable

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.levels import target_level
 
 __all__ = [
     "BLACK_LEVEL_MODES",
@@ -27,9 +28,6 @@ __all__ = [
 ]
 
 BLACK_LEVEL_MODES = ("none", "value", "sky")
-
-_SIGNAL_PERCENTILE = 99.0
-"""Percentile of the median taken as its bright signal level (robust to a few hot pixels)."""
 
 _MIN_SKY_FRACTION = 0.01
 """Smallest fraction of the frame that must be sky for a sky black-level estimate."""
@@ -46,7 +44,7 @@ class FlatParams:
     ----------
     dark_fraction : float
         Masked pixels whose dust-free reference (``matched_inpaint - b``) is below
-        ``dark_fraction`` times the bright signal level (99th percentile of ``median - b``) are
+        ``dark_fraction`` times the bright signal level (:func:`signal_level`) are
         off-target (sky, off-disc): there is no light to measure a flat with, and the flat is
         forced to 1.0. Also the sky threshold for ``black_level_mode="sky"``.
     min_flat : float
@@ -148,18 +146,21 @@ def _as_finite_image(name: str, value: np.ndarray, *, planes: bool = False) -> n
 
 
 def signal_level(median: np.ndarray, black_level: float = 0.0) -> float:
-    """Bright signal level of a median above the black level (its 99th percentile minus ``b``)."""
+    """Bright signal level of a median above the black level: ``levels.target_level`` of
+    ``median - b``, the 99th percentile of the target's pixels even where it covers less than
+    1 % of the frame."""
     data = _as_finite_image("median", median)
-    return float(np.percentile(data, _SIGNAL_PERCENTILE)) - float(black_level)
+    return target_level(data - float(black_level))
 
 
 def estimate_black_level(median: np.ndarray, params: FlatParams = FlatParams()) -> float:
     """Estimate the pedestal from the sky (the dark part of the frame around a disc).
 
     Sky pixels are those below ``low + dark_fraction * (high - low)``, with ``low`` and ``high``
-    the 0.1th and 99th percentiles of the median. The estimate is their median. Scattered light
-    makes the sky slightly brighter than the true pedestal, so this is an upper bound of ``b``
-    (it deepens the estimated dust a little, never the opposite).
+    the median's 0.1th percentile and its bright level (``levels.target_level``). The estimate
+    is their median. Scattered light makes the sky slightly brighter than the true pedestal, so
+    this is an upper bound of ``b`` (it deepens the estimated dust a little, never the
+    opposite).
 
     Parameters
     ----------
@@ -181,7 +182,7 @@ def estimate_black_level(median: np.ndarray, params: FlatParams = FlatParams()) 
         (``black_level_mode="value"``, e.g. from a dark frame), or use ``"none"``.
     """
     data = _as_finite_image("median", median)
-    low, high = np.percentile(data, [0.1, _SIGNAL_PERCENTILE])
+    low, high = float(np.percentile(data, 0.1)), target_level(data)
     if high <= low:
         raise ValueError(
             "the median is flat (no contrast), so sky and target cannot be told apart; pass "

@@ -16,6 +16,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 from skimage.restoration import inpaint_biharmonic
 
+from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import depth_below_limb, fit_limb, radial_profile
 from astro_assets.science.flatfield.regions import regions_touching
 
@@ -62,8 +63,8 @@ class InpaintParams:
         The trend is fitted to the known pixels within this distance of the region, or within
         half the region's equivalent radius where that is larger.
     dark_fraction : float
-        Known pixels darker than this fraction of the bright level (99th percentile of the known
-        pixels) are off the target (the sky beside a limb): they are not used as boundary
+        Known pixels darker than this fraction of the bright level (``levels.target_level`` of
+        the known pixels) are off the target (the sky beside a limb): they are not used as boundary
         values, so a region that crosses a limb is continued from the target side only and
         the sky never pulls the reference down. A region with no bright known neighbour uses
         all of them. 0 uses every known pixel.
@@ -296,7 +297,7 @@ def inpaint(
         return out
     values = img.astype(np.float64)
     dark = np.zeros(unknown.shape, dtype=bool)
-    level = float(np.percentile(values[~unknown], 99.0))
+    level = target_level(values[~unknown])
     if params.dark_fraction > 0:
         dark = ~unknown & (values < params.dark_fraction * level)
     labels, n_regions = ndimage.label(unknown)

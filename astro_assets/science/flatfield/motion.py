@@ -54,6 +54,7 @@ from astro_assets.science.flatfield.inpaint import (
     inpaint,
     inpaint_guided,
 )
+from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.regions import regions_touching
 from astro_assets.science.flatfield.response import (
     ResponseCorrectedFrame,
@@ -155,9 +156,9 @@ class MotionTestParams:
         Shadows at least this deep in the ratio are also searched where the detector cannot
         look: on a limb, where a near-opaque shadow fixed on the sensor is, in the median, a
         dark notch continuous with the sky, and its surroundings leave the target. There the
-        ratio is taken wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of its 99th
-        percentile; the prediction's own residues at a limb stay shallower (up to 19-26 %).
-        1 turns this search off. In (0, 1].
+        ratio is taken wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of its bright
+        level (``levels.target_level``); the prediction's own residues at a limb stay
+        shallower (up to 19-26 %). 1 turns this search off. In (0, 1].
     min_limb_depth : float
         Shallower shadows are searched there too when they are at least this deep and wide
         enough to hold a disc of half the detector's smallest radius
@@ -316,7 +317,8 @@ def sensor_fixed_test(
         frame (``DriftEstimate.shifts``, scaled to this pixel grid).
     params : MotionTestParams
     detection : DustDetectionParams
-        ``dark_fraction`` of the median's 99th percentile delimits the target: a candidate's
+        ``dark_fraction`` of the median's bright level (``levels.target_level``) delimits the
+        target: a candidate's
         surroundings off the target (the sky beside a limb) are no reference for its deficit.
 
     Returns
@@ -339,7 +341,7 @@ def sensor_fixed_test(
     boxes = ndimage.find_objects(labels)
     verdicts = []
     rejected = np.zeros(count + 1, dtype=bool)
-    on_target = detection.dark_fraction * float(np.percentile(image, 99.0))
+    on_target = detection.dark_fraction * target_level(image)
     for label, box in enumerate(boxes, start=1):
         verdict = _judge(labels, label, box, image, frames, offsets, params, on_target)
         verdicts.append(verdict)
@@ -932,13 +934,13 @@ def _guide_regions(
 
 
 def _lit_by_prediction(predicted: np.ndarray, fraction: float) -> np.ndarray:
-    """Where the prediction is known and above ``fraction`` of its 99th percentile (with
+    """Where the prediction is known and above ``fraction`` of its bright level (with
     ``DustDetectionParams.dark_fraction``: on the target, as the detector delimits it in a
     median)."""
     known = np.isfinite(predicted) & (predicted > 0)
     if not known.any():
         return known
-    level = float(np.percentile(predicted[known], 99.0))
+    level = target_level(predicted[known])
     return known & (predicted > fraction * level)
 
 
@@ -948,7 +950,9 @@ def _texture_left(
     """Spread of ``median / predicted`` over that of ``median`` at the scales of the shadows
     the detector looks for (a band-pass between half and four times the smallest radius, so
     that pixel noise, the same in both, does not dominate), on the target away from the
-    candidates."""
+    candidates. Both scales are means over the target's pixels alone (normalized convolution),
+    so a target thinner than the coarse scale (a crescent 20 px wide) is measured too: a tenth
+    of the coarse Gaussian's weight is still about 250 pixels of it."""
     target = _lit_by_prediction(predicted, detection.dark_fraction) & np.isfinite(median)
     target &= ~ndimage.binary_dilation(np.asarray(core), iterations=3)
     if target.sum() < 100:
@@ -961,7 +965,7 @@ def _texture_left(
     for image in (ratio, np.where(target, median, 0.0)):
         smoothed = ndimage.gaussian_filter(image, fine) / np.maximum(fine_weight, 1e-12)
         local = ndimage.gaussian_filter(image, coarse) / np.maximum(coarse_weight, 1e-12)
-        inside = target & (fine_weight > 0.9) & (coarse_weight > 0.5)
+        inside = target & (fine_weight > 0.9) & (coarse_weight > 0.1)
         if not inside.any():
             return math.nan
         spreads.append(robust_sigma(smoothed[inside] / local[inside] - 1.0))
@@ -1253,8 +1257,8 @@ def find_shadows_in_ratio(
         (H, W) bool, pixels where no shadow may be added (for example candidates found to move
         with the scene), unless ``min_fixed_fraction`` is given.
     detection : DustDetectionParams
-        Parameters of the detector; ``dark_fraction`` of the prediction's 99th percentile
-        delimits the target.
+        Parameters of the detector; ``dark_fraction`` of the prediction's bright level
+        (``levels.target_level``) delimits the target.
     min_depth : float
         Shadows whose deficit in the ratio is below this are not kept
         (``MotionTestParams.min_ratio_depth``).
@@ -1266,7 +1270,7 @@ def find_shadows_in_ratio(
     min_deep_depth : float
         Shadows at least this deep in the ratio are also kept where the detector cannot look
         (``MotionTestParams.min_deep_depth``): wherever the prediction is above
-        ``_DEEP_SEARCH_FLOOR`` of its 99th percentile, across a limb and over ``exclude``
+        ``_DEEP_SEARCH_FLOOR`` of its bright level, across a limb and over ``exclude``
         (no scene feature leaves half of its contrast in the ratio). 1 turns this off.
     min_limb_depth : float
         Shadows at least this deep that hold a disc of half ``detection.min_radius_px`` at
@@ -1447,7 +1451,7 @@ def _deep_shadows(
     exclude: np.ndarray,
 ) -> tuple[np.ndarray, list[RatioShadow]]:
     """Shadows in ``image / model`` wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of
-    its 99th percentile: at least ``min_depth`` deep, or at least ``min_wide_depth`` deep over
+    its bright level: at least ``min_depth`` deep, or at least ``min_wide_depth`` deep over
     a part that holds a disc of half ``detection.min_radius_px`` and touches no ``exclude``
     pixel. Each is drawn out to ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius
     beyond that part; their deficits are measured against the surroundings in that band (the

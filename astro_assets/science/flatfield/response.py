@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from astro_assets.science.flatfield.drift import checked_offsets
+from astro_assets.science.flatfield.levels import target_level
 
 __all__ = ["ResponseCorrectedFrame", "estimate_sensor_response"]
 
@@ -90,7 +91,8 @@ def estimate_sensor_response(
         each frame scaled by the tilt over its displacement, which no comparison of frames can
         tell from a change of transparency; and like one, it changes all of a frame alike.
     dark_fraction : float
-        Samples below this fraction of the frames' 99th percentile are not used. In [0, 1).
+        Samples below this fraction of the frames' bright level (``levels.target_level``) are
+        not used. In [0, 1).
     max_samples : int
         Pixels sampled in all, on a regular grid spread over the pairs.
 
@@ -152,7 +154,7 @@ def estimate_sensor_response(
             cval=np.nan,
         )
         sampled.append((here, there, there_rows, there_cols))
-    level = max(float(np.percentile(here, 99.0)) for here, *_ in sampled)
+    level = max(target_level(here) for here, *_ in sampled)
     floor = max(dark_fraction * level, 0.0)
     values, designs, pair_index = [], [], []
     measured = np.zeros(grid_rows.size, dtype=bool)

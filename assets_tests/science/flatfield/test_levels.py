@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astro_assets.science.flatfield.levels import (
+    BRIGHTER_FACTOR,
+    MIN_TARGET_FRACTION,
+    target_level,
+)
+
+SHAPE = (300, 400)
+PEDESTAL = 1000.0
+
+
+def small_planet(radius: float, *, pedestal: float = PEDESTAL, seed: int = 0) -> np.ndarray:
+    """A limb-darkened disc peaking at ``pedestal + 40000`` on a noisy sky at ``pedestal``."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.indices(SHAPE, dtype=np.float64)
+    s = np.hypot(rows - 150, cols - 200) / radius
+    disc = 40000.0 * np.sqrt(np.clip(1.0 - s**2, 0.0, 1.0))
+    return pedestal + disc + 5.0 * rng.standard_normal(SHAPE)
+
+
+def test_a_target_over_one_percent_of_the_frame_has_the_frames_99th_percentile() -> None:
+    image = small_planet(80.0)
+    assert target_level(image) == pytest.approx(np.percentile(image, 99.0), abs=0)
+
+
+def test_a_target_under_one_percent_of_the_frame_is_not_taken_for_the_sky() -> None:
+    image = small_planet(15.0)  # 707 px, 0.59 % of the frame
+    on_disc = image > PEDESTAL + 50.0
+    assert 0.005 < on_disc.mean() < 0.01
+    assert np.percentile(image, 99.0) < PEDESTAL + 50.0
+    assert target_level(image) == pytest.approx(np.percentile(image[on_disc], 99.0), rel=0.02)
+
+
+def test_a_sky_with_its_pedestal_removed_leaves_the_level_on_the_target() -> None:
+    image = small_planet(15.0, pedestal=0.0)
+    exact_zero_sky = np.where(image > 50.0, image, 0.0)
+    for values in (image, exact_zero_sky):
+        assert target_level(values) > 0.9 * 40000.0
+
+
+def test_hot_pixels_and_tiny_targets_do_not_move_the_level() -> None:
+    image = small_planet(80.0)
+    level = target_level(image)
+    hot = image.copy()
+    rng = np.random.default_rng(1)
+    count = int(0.5 * MIN_TARGET_FRACTION * image.size)
+    hot.flat[rng.choice(image.size, count, replace=False)] = BRIGHTER_FACTOR * level * 1.5
+    assert target_level(hot) == pytest.approx(np.percentile(hot, 99.0), abs=0)
+    assert target_level(small_planet(2.0)) == pytest.approx(PEDESTAL, abs=30.0)
+
+
+def test_samples_of_any_shape_are_accepted_and_never_modified() -> None:
+    image = small_planet(15.0)
+    before = image.copy()
+    assert target_level(image.ravel()) == target_level(image)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_no_values_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one value"):
+        target_level(np.array([]))
