@@ -312,7 +312,26 @@ def test_detection_params_are_validated() -> None:
         DustDetectionParams(min_radius_px=10.0, max_radius_px=5.0)
     with pytest.raises(ValueError, match="annulus_hole_fraction"):
         DustDetectionParams(annulus_hole_fraction=1.0)
+    for depth in (-0.01, 1.0):
+        with pytest.raises(ValueError, match="min_depth"):
+            DustDetectionParams(min_depth=depth)
     assert dataclasses.is_dataclass(DustDetectionParams())
+
+
+@pytest.mark.parametrize(("depth", "found"), [(0.003, False), (0.02, True)])
+def test_shadows_shallower_than_min_depth_are_not_outlined(depth, found) -> None:
+    # Noise of 1e-4, as in a median of a few hundred frames: the 0.3 % dip is many sigma deep.
+    rows, cols = np.indices((160, 200))
+    field = 1000.0 * (1.0 - 0.1 * (((rows - 80) / 160) ** 2 + ((cols - 100) / 160) ** 2))
+    disc = (np.hypot(rows - 80, cols - 100) < 12).astype(np.float64)
+    shadow = ndimage.gaussian_filter(disc, 1.0)
+    noise = 0.1 * np.random.default_rng(0).standard_normal(field.shape)
+    median = field * (1.0 - depth * shadow) + noise
+    detection = detect_dust(median)
+    assert bool(detection.core[80, 100]) is found
+    assert len(detection.regions) == int(found)
+    anything = detect_dust(median, DustDetectionParams(min_depth=0.0))
+    assert len(anything.regions) == 1 and anything.core[80, 100]
 
 
 def test_expand_mask_keeps_core_and_ring_at_one_and_is_zero_far_away() -> None:

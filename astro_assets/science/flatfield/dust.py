@@ -106,6 +106,12 @@ class DustDetectionParams:
     saturation_level : float or None
         Clip level of the data; pixels at or above it are unusable. None: the maximum of the
         median counts as a clip level when at least 0.1 % of the pixels share it.
+    min_depth : float
+        Smallest relative deficit of a shadow's plateau (the 90th percentile over its peak
+        area) that is outlined. In a median of hundreds of frames the noise can be a few 1e-4,
+        where the background model's own residues (limb darkening, vignetting it does not quite
+        follow) stand out at the seed level; an inpainted flat is accurate to 1-3 % rms, so
+        correcting a shallower shadow would add more error than it removes. In [0, 1).
     min_area_px : float
         Smallest shadow kept, counted in pixels whose own deficit exceeds the grow level (20 px:
         about 5 px across); smaller components cannot be told from clusters of cold pixels or
@@ -133,6 +139,7 @@ class DustDetectionParams:
     limb_fraction: float = 0.15
     limb_margin_px: float = 4.0
     saturation_level: float | None = None
+    min_depth: float = 0.005
     min_area_px: float = 20.0
     min_solidity: float = 0.7
     max_elongation: float = 2.0
@@ -168,6 +175,8 @@ class DustDetectionParams:
             )
         if not self.limb_margin_px >= 0:
             raise ValueError(f"limb_margin_px must be >= 0, got {self.limb_margin_px}.")
+        if not 0.0 <= self.min_depth < 1.0:
+            raise ValueError(f"min_depth must lie in [0, 1), got {self.min_depth}.")
         if self.min_area_px < 1:
             raise ValueError(f"min_area_px must be >= 1, got {self.min_area_px}.")
         if not 0.0 <= self.min_solidity <= 1.0:
@@ -796,6 +805,8 @@ def _segment_candidate(
     level connected to the peak area. If no scale up to a third of
     the filter radius suffices (a faint, large shadow), the shape is the disc whose radius is
     where the azimuthal deficit profile around the matched-filter peak falls to half its maximum.
+    The shape is empty when the plateau (or that profile's maximum) is shallower than
+    ``params.min_depth``.
     """
     seed_significance = np.where(seed, window_significance, -np.inf)
     peak_area = seed & (seed_significance >= 0.5 * seed_significance.max())
@@ -816,10 +827,14 @@ def _segment_candidate(
             # to a fraction of the plateau, or to the noise for a faint one. The noise level
             # alone would let a deep shadow reach out along the texture around it.
             plateau = float(np.percentile(inside, 90))
+            if plateau < params.min_depth:
+                return np.zeros(window_deficit.shape, dtype=bool)
             level = max(params.grow_sigma * noise, _OUTLINE_FRACTION * plateau)
             above = (smooth >= level) & window_usable
             return ndimage.binary_fill_holes(regions_touching(above, peak_area))
-    return _radial_template(window_deficit, window_usable, window_significance, seed, best_radius)
+    return _radial_template(
+        window_deficit, window_usable, window_significance, seed, best_radius, params.min_depth
+    )
 
 
 def _radial_template(
@@ -828,6 +843,7 @@ def _radial_template(
     window_significance: np.ndarray,
     seed: np.ndarray,
     best_radius: float,
+    min_depth: float,
 ) -> np.ndarray:
     seed_significance = np.where(seed, window_significance, 0.0)
     top = seed_significance >= 0.7 * seed_significance.max()
@@ -847,7 +863,7 @@ def _radial_template(
     search = min(n_bins, math.ceil(1.5 * best_radius) + 1)
     peak_bin = int(np.argmax(profile[:search]))
     peak = profile[peak_bin]
-    if not peak > 0:
+    if not (peak > 0 and peak >= min_depth):
         return np.zeros(window_deficit.shape, dtype=bool)
     below = np.nonzero(profile[peak_bin:] < 0.5 * peak)[0]
     outer = peak_bin + (int(below[0]) if below.size else n_bins - peak_bin)
