@@ -45,6 +45,7 @@ from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpai
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import inpainting_guide, separate_sensor_fixed
+from astro_assets.science.flatfield.quantized import interpolated_median
 
 README = Path(__file__).with_name("README.md")
 QUALITY_HEADING = "## Flat-field quality"
@@ -103,13 +104,18 @@ def feature_support(truth, shape) -> np.ndarray:
     return support
 
 
-def classical_flat(frames: np.ndarray, black_level: float) -> dict:
+def classical_flat(
+    frames: np.ndarray, black_level: float, *, interpolate_levels: bool = True
+) -> dict:
     """The classical pipeline on (n, h, w) frames with a known black level: the core after the
     motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
-    and the timings of its steps."""
+    and the timings of its steps. The median of 8-bit frames is interpolated within its level
+    as ``ser_median`` does, unless ``interpolate_levels`` is False."""
     timings = {}
     start = time.perf_counter()
     median = temporal_median(frames)
+    if interpolate_levels and frames.dtype.itemsize == 1:
+        median = interpolated_median(frames, median)
     timings["median"] = time.perf_counter() - start
 
     start, start_cpu = time.perf_counter(), time.process_time()

@@ -57,10 +57,31 @@ def test_ser_median_of_an_rgb_video_is_per_channel(instance, data_store, layout)
     frames[..., 0], frames[..., 1], frames[..., 2] = 10, 20, 30
     frames[1, ..., 2] = 200
     _video(layout.incoming_ser, "rgb.ser", frames, color="BGR")
-    assert _materialize(instance, data_store, "rgb").success
+    config = {"ops": {"ser_median": {"config": {"interpolate_levels": False}}}}
+    result = _materialize(instance, data_store, "rgb", run_config=config)
+    assert result.success
     median = read_tiff(layout.flatfield_file("rgb", "ser_median.tiff"))
     assert median.shape == (4, 5, 3)
     assert median[0, 0].tolist() == [10.0, 20.0, 30.0]
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["median_estimator"].value == "exact"
+
+
+def test_an_8_bit_median_is_interpolated_within_its_level(instance, data_store, layout):
+    # Values 29, 30 and 31 around a signal of 29.9: the exact median is 30 on every pixel.
+    rng = np.random.default_rng(5)
+    frames = np.rint(29.9 + 0.8 * rng.standard_normal((201, 6, 8))).astype(np.uint8)
+    _video(layout.incoming_ser, "eight bit.ser", frames)
+    result = _materialize(instance, data_store, "eight_bit")
+    assert result.success
+    median = read_tiff(layout.flatfield_file("eight_bit", "ser_median.tiff"))
+    exact = np.median(frames, axis=0)
+    below = np.sum(frames < exact, axis=0)
+    at = np.sum(frames == exact, axis=0)
+    np.testing.assert_allclose(median, exact - 0.5 + (100.5 - below) / at, rtol=1e-6)
+    assert abs(float(median.mean()) - 29.9) < 0.05 < abs(float(exact.mean()) - 29.9)
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["median_estimator"].value == "interpolated within 8-bit levels"
 
 
 def test_frame_step_and_byte_order_override_come_from_run_config(instance, data_store, layout):
