@@ -51,6 +51,18 @@ def test_each_pixel_is_the_median_of_grouped_data(values, expected) -> None:
     assert got[0, 0] == pytest.approx(expected, abs=1e-6)
 
 
+def test_every_pixel_of_a_long_video_matches_the_formula() -> None:
+    # More frames than one pass of 8-bit counters and more pixels than one tile of them.
+    rng = np.random.default_rng(2)
+    frames = rng.binomial(6, 0.5, size=(300, 100, 90)).astype(np.uint8)
+    exact = np.median(frames, axis=0)
+    below = np.sum(frames < exact, axis=0)
+    at = np.sum(frames == exact, axis=0)
+    expected = np.where(at > 0, exact - 0.5 + (150.0 - below) / np.maximum(at, 1), exact)
+    got = interpolated_median(frames, exact.astype(np.float32))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
 def test_levels_of_a_coarser_step() -> None:
     frames = single_pixel([16, 32, 32, 32], np.uint16)
     # 32 - 8 + 16 * (2 - 1) / 3

@@ -78,28 +78,77 @@ def interpolated_median(
     if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
         raise ValueError(f"frame_step must be an integer >= 1, got {frame_step!r}.")
     selected = video[::frame_step]
-    flat_levels = np.ascontiguousarray(levels, dtype=np.float64).ravel()
-    below = np.zeros(flat_levels.size, dtype=np.int64)
-    at = np.zeros(flat_levels.size, dtype=np.int64)
-    native = selected.dtype.newbyteorder("=")
-    for frame in selected:
-        values = np.ascontiguousarray(frame, dtype=native).ravel()
-        _count_below_and_at(values, flat_levels, below, at)
     count = selected.shape[0]
+    flat_levels = np.ascontiguousarray(levels, dtype=np.float64).ravel()
+    native = selected.dtype.newbyteorder("=")
+    info = np.iinfo(native)
+    # Only a median some frame holds is interpolated, and such a median is one of the values.
+    candidate = (
+        (np.floor(flat_levels) == flat_levels)
+        & (flat_levels >= info.min)
+        & (flat_levels <= info.max)
+    )
+    keys = np.where(candidate, flat_levels, 0).astype(native)
+    below = np.zeros(keys.size, dtype=np.uint32)
+    at = np.zeros(keys.size, dtype=np.uint32)
+    rows = _frames_as_rows(selected)
+    if rows is not None and rows.dtype == native:
+        _count_in_tiles(rows, keys, below, at)
+    else:
+        for frame in selected:
+            values = np.ascontiguousarray(frame, dtype=native).reshape(1, -1)
+            _count_in_tiles(values, keys, below, at)
     # A median no frame holds (halfway between two values) is already the grouped median.
-    held = at > 0
+    held = candidate & (at > 0)
     interpolated = flat_levels - 0.5 * step + step * (0.5 * count - below) / np.maximum(at, 1)
     result = np.where(held, interpolated, flat_levels)
     return result.astype(np.float32).reshape(levels.shape)
 
 
+def _frames_as_rows(frames: np.ndarray) -> np.ndarray | None:
+    """``frames`` as an (n, pixels) view with each frame contiguous, or None where that view
+    would need a copy (a channel-reversed or cropped view)."""
+    rows = frames.view()
+    try:
+        rows.shape = (frames.shape[0], -1)
+    except AttributeError:
+        return None
+    return rows if rows.strides[1] == rows.itemsize else None
+
+
+_TILE_PIXELS = 8192
+"""Pixels whose counts stay in the core's L1 cache while every frame passes over them."""
+
+
 @compiled
-def _count_below_and_at(values, levels, below, at):  # pragma: no cover - compiled
-    """Adds 1 to ``below[i]`` where ``values[i] < levels[i]`` and to ``at[i]`` where equal."""
-    for index in range(values.size):
-        value = values[index]
-        level = levels[index]
-        if value < level:
-            below[index] += 1
-        elif value == level:
-            at[index] += 1
+def _count_in_tiles(rows, keys, below, at):  # pragma: no cover - compiled
+    """Adds to ``below[p]`` the rows whose value at ``p`` is under ``keys[p]`` and to ``at[p]``
+    those equal to it.
+
+    A tile of pixels at a time, for every row, so that its counts stay cached; counted in
+    8-bit lanes over up to 255 rows, which the compiler turns into 32-64 compares per
+    instruction, then added to the totals.
+    """
+    count, size = rows.shape
+    lanes_below = np.zeros(_TILE_PIXELS, np.uint8)
+    lanes_at = np.zeros(_TILE_PIXELS, np.uint8)
+    for start in range(0, size, _TILE_PIXELS):
+        stop = min(start + _TILE_PIXELS, size)
+        width = stop - start
+        tile_keys = keys[start:stop]
+        first = 0
+        while first < count:
+            last = min(first + 255, count)
+            lanes_below[:width] = 0
+            lanes_at[:width] = 0
+            for frame in range(first, last):
+                values = rows[frame, start:stop]
+                for pixel in range(width):
+                    value = values[pixel]
+                    key = tile_keys[pixel]
+                    lanes_below[pixel] += np.uint8(value < key)
+                    lanes_at[pixel] += np.uint8(value == key)
+            for pixel in range(width):
+                below[start + pixel] += lanes_below[pixel]
+                at[start + pixel] += lanes_at[pixel]
+            first = last
