@@ -1038,8 +1038,9 @@ def _shape_regions(
     # One grown region may hold several shadows (two close spots joined by the skirts of the
     # larger filters): each local maximum above the seed level is segmented on its own,
     # strongest first, unless a shape already found lies within two filter radii of it (a side
-    # peak of the same shadow).
+    # peak of the same shadow) or it lies on the seed of one declined as too shallow.
     size = 2 * math.ceil(radii[0]) + 1
+    declined = np.zeros(deficit.shape, dtype=bool)
     maxima = seeds.copy()
     maxima &= significance >= ndimage.maximum_filter(significance, size=size)
     maxima_labels, n_maxima = ndimage.label(maxima)
@@ -1055,11 +1056,11 @@ def _shape_regions(
         peak_value = float(significance[peak_row, peak_col])
         radius = float(best_radius[peak_row, peak_col])
         reach = math.ceil(2.0 * radius)
-        near = core[
-            max(peak_row - reach, 0) : peak_row + reach + 1,
-            max(peak_col - reach, 0) : peak_col + reach + 1,
-        ]
-        if near.any():
+        near = (
+            slice(max(peak_row - reach, 0), peak_row + reach + 1),
+            slice(max(peak_col - reach, 0), peak_col + reach + 1),
+        )
+        if core[near].any() or declined[peak_row, peak_col]:
             continue
         top = candidates & (significance >= max(params.seed_sigma, 0.5 * peak_value))
         box = _component_box(top, peak_row, peak_col, reach)
@@ -1097,6 +1098,10 @@ def _shape_regions(
             grown = True
         if grown:
             shape &= ndimage.binary_dilation(body, iterations=opening)
+        if not shape.any():
+            # Too shallow (``params.min_depth``): the other maxima of its seed component are
+            # the same plateau and would be declined alike, each at the cost of a segmentation.
+            declined[window] |= seed
         core[window] |= shape
     core = ndimage.binary_fill_holes(core) & (usable | ndimage.binary_fill_holes(usable))
     return _keep_dust_like(core, deficit, significance, best_radius, params, smoothed_noise[0.0])
