@@ -318,6 +318,26 @@ def test_detection_params_are_validated() -> None:
     assert dataclasses.is_dataclass(DustDetectionParams())
 
 
+def test_maxima_on_a_declined_plateau_are_not_segmented_again(monkeypatch) -> None:
+    # A 90 px plateau 0.3 % deep at noise 3e-4 holds many local maxima of the filter bank;
+    # each was segmented, and declined, on its own (13 segmentations on this median).
+    calls = []
+    segment = dust._segment_candidate
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(dust, "_segment_candidate", counted)
+    rows, cols = np.indices((200, 240))
+    field = 1000.0 * (1.0 - 0.1 * (((rows - 100) / 200) ** 2 + ((cols - 120) / 200) ** 2))
+    disc = (np.hypot(rows - 100, cols - 120) < 45).astype(np.float64)
+    noise = 0.3 * np.random.default_rng(0).standard_normal(field.shape)
+    median = field * (1.0 - 0.003 * ndimage.gaussian_filter(disc, 1.0)) + noise
+    assert detect_dust(median).regions == ()
+    assert 1 <= len(calls) <= 3
+
+
 @pytest.mark.parametrize(("depth", "found"), [(0.003, False), (0.02, True)])
 def test_shadows_shallower_than_min_depth_are_not_outlined(depth, found) -> None:
     # Noise of 1e-4, as in a median of a few hundred frames: the 0.3 % dip is many sigma deep.
