@@ -1099,8 +1099,9 @@ def _shape_regions(
         if grown:
             shape &= ndimage.binary_dilation(body, iterations=opening)
         if not shape.any():
-            # Too shallow (``params.min_depth``): the other maxima of its seed component are
-            # the same plateau and would be declined alike, each at the cost of a segmentation.
+            # Declined (shallower than ``params.min_depth``): the other maxima of its seed
+            # component are the same plateau and would be declined alike, each at the cost of
+            # a segmentation.
             declined[window] |= seed
         core[window] |= shape
     core = ndimage.binary_fill_holes(core) & (usable | ndimage.binary_fill_holes(usable))

@@ -75,7 +75,9 @@ def interpolated_median(
         raise ValueError("median contains NaN or inf; pass the exact median of the frames.")
     if not (np.isfinite(step) and step > 0):
         raise ValueError(f"step must be a finite number of ADU > 0, got {step!r}.")
-    if isinstance(frame_step, bool) or not isinstance(frame_step, int) or frame_step < 1:
+    if isinstance(frame_step, bool) or not isinstance(frame_step, int | np.integer):
+        raise ValueError(f"frame_step must be an integer >= 1, got {frame_step!r}.")
+    if frame_step < 1:
         raise ValueError(f"frame_step must be an integer >= 1, got {frame_step!r}.")
     selected = video[::frame_step]
     count = selected.shape[0]
