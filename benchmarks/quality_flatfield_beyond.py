@@ -24,7 +24,7 @@ deficit-weighted recall of the binary core against the true dust support, flat r
    are means over the seeds that have dust lit in the median; the other columns over all.
 4. **An 8-bit capture.** The grid's planet (f/60, near-opaque spots) and Sun (f/30) drifting by
    83 px over 100 frames, reduced to 8 bits by rounding ``frame / 256`` (the planet's disc
-   then spans about 180 levels above a black level of 4), run with the exact temporal median
+   then spans about 170 levels above a black level of 4), run with the exact temporal median
    and with the median interpolated within its level (``ser_median``'s default for 8-bit
    videos, ``science.flatfield.quantized``), against the same videos at 16 bits.
 
