@@ -40,6 +40,7 @@ import argparse
 import dataclasses
 import functools
 import statistics
+from typing import Any
 
 import numpy as np
 import skimage.data
@@ -56,8 +57,7 @@ from astro_assets.samples.solar import (
     vignetting_map,
 )
 from astro_assets.science.flatfield import metrics
-from astro_assets.science.flatfield.flatfield import FlatParams
-from astro_assets.science.flatfield.levels import target_level
+from astro_assets.science.flatfield.flatfield import FlatParams, signal_level
 
 HEADING = "## Flat-field quality beyond the grid"
 SEEDS = (0, 1, 2)
@@ -231,15 +231,28 @@ def _scores(outcome: dict, transmission: np.ndarray, lit: np.ndarray) -> dict:
     }
 
 
+def _video_params(seed: int, **overrides) -> SolarVideoParams:
+    """The generated sets' video, 40 frames of 512 x 384 px with 0.8 px of jitter, with
+    ``overrides``."""
+    return SolarVideoParams(
+        **{"width": 512, "height": 384, "n_frames": 40, "jitter_px": 0.8, "seed": seed, **overrides}
+    )
+
+
+def _generated(params: SolarVideoParams) -> tuple[np.ndarray, Any, np.ndarray]:
+    """Frames (n, h, w) uint16, the truth, and the pixels its scene lights."""
+    video = SyntheticSolarVideo(params)
+    frames = np.stack([video.frame(i) for i in range(params.n_frames)])
+    truth = video.truth
+    return frames, truth, truth.scene > 0.05 * np.percentile(truth.scene, 99)
+
+
 def _synthetic_scores(params: SolarVideoParams, *, lit_in_median: bool = False) -> dict:
     """The classical pipeline on a generated video, scored on the pixels its scene lights
     (with ``lit_in_median``, only those its dust-free median lights too: see
     :func:`_lit_in_median`); ``dust_px`` counts the dust pixels scored."""
-    video = SyntheticSolarVideo(params)
-    frames = np.stack([video.frame(i) for i in range(params.n_frames)])
-    truth = video.truth
+    frames, truth, lit = _generated(params)
     outcome = classical_flat(frames, truth.black_level_adu)
-    lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
     if lit_in_median:
         lit &= _lit_in_median(params)
     scores = _scores(outcome, truth.transmission, lit)
@@ -248,11 +261,11 @@ def _synthetic_scores(params: SolarVideoParams, *, lit_in_median: bool = False) 
 
 def _lit_in_median(params: SolarVideoParams) -> np.ndarray:
     """Where the noiseless median of the video without dust is above ``FlatParams``'s
-    ``dark_fraction`` of its bright level: the only pixels where a flat is measured at all. A
+    ``dark_fraction`` of its signal level: the only pixels where a flat is measured at all. A
     thin crescent drifting across its own width leaves most of its scene dark there."""
     clean = SyntheticSolarVideo(dataclasses.replace(params, dust=()))
     median = np.median([clean.expected_electrons(i) for i in range(params.n_frames)], axis=0)
-    return median > FlatParams().dark_fraction * target_level(median)
+    return median > FlatParams().dark_fraction * signal_level(median)
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -299,16 +312,7 @@ def large_rows() -> list[str]:
             )
             per_seed = []
             for seed in SEEDS:
-                params = SolarVideoParams(
-                    width=512,
-                    height=384,
-                    n_frames=40,
-                    drift_px=drift,
-                    jitter_px=0.8,
-                    seed=seed,
-                    dust=dust,
-                    n_sunspots=0,
-                )
+                params = _video_params(seed, drift_px=drift, dust=dust, n_sunspots=0)
                 per_seed.append(_synthetic_scores(params))
                 print(f"large {kind} {depth} drift {drift:g} seed {seed}: {per_seed[-1]}")
             name = f"{depth:.0%} {kind}s 70-120 px, drift {drift:g} px"
@@ -337,18 +341,14 @@ def phase_rows() -> list[str]:
     for angle in PHASE_ANGLES_DEG:
         per_seed = []
         for seed in SEEDS:
-            params = SolarVideoParams(
-                width=512,
-                height=384,
-                n_frames=40,
+            params = _video_params(
+                seed,
                 target="planet",
                 disk_radius_frac=0.3,
                 disk_center_frac=(256 / 511, 192 / 383),
                 phase_angle_deg=angle,
                 dust=dust,
                 drift_px=83.0,
-                jitter_px=0.8,
-                seed=seed,
             )
             per_seed.append(_synthetic_scores(params, lit_in_median=True))
             print(f"phase {angle:g} seed {seed}: {per_seed[-1]}", flush=True)
@@ -383,19 +383,8 @@ def eight_bit_rows() -> list[str]:
     for name, case in EIGHT_BIT_CASES:
         per_run: dict[str, list[dict]] = {label: [] for label, *_ in runs}
         for seed in SEEDS:
-            params = SolarVideoParams(
-                width=512,
-                height=384,
-                n_frames=EIGHT_BIT_FRAMES,
-                drift_px=83.0,
-                jitter_px=0.8,
-                seed=seed,
-                **case,
-            )
-            video = SyntheticSolarVideo(params)
-            frames = np.stack([video.frame(i) for i in range(params.n_frames)])
-            truth = video.truth
-            lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
+            params = _video_params(seed, n_frames=EIGHT_BIT_FRAMES, drift_px=83.0, **case)
+            frames, truth, lit = _generated(params)
             for label, eight_bit, interpolate in runs:
                 data, black = frames, truth.black_level_adu
                 if eight_bit:

@@ -132,20 +132,19 @@ def test_planet_limb_and_sky_are_not_dust() -> None:
     assert len(detection.regions) == 1
 
 
+def _dust_free_planet(**overrides) -> SolarVideoParams:
+    """A 384 x 288 px planet without dust or spots, with ``overrides``."""
+    return SolarVideoParams(
+        target="planet", width=384, height=288, dust=(), n_sunspots=0, **overrides
+    )
+
+
 def test_the_night_side_of_a_planet_in_phase_is_not_dust() -> None:
     # Inside the limb the night side is as dark as opaque dust; taken for a notch in the lit
     # disc it became one large false shadow (619 px on this video).
-    params = SolarVideoParams(
-        target="planet",
-        width=384,
-        height=288,
-        n_frames=1,
-        phase_angle_deg=100.0,
-        dust=(),
-        n_sunspots=0,
-        seed=0,
+    frames, truth = synthesize_frames_array(
+        _dust_free_planet(n_frames=1, phase_angle_deg=100.0, seed=0)
     )
-    frames, truth = synthesize_frames_array(params)
     detection = detect_dust(frames[0].astype(np.float32))
     night = truth.scene < 0.05 * truth.scene.max()
     assert not detection.valid[night].any()
@@ -155,17 +154,7 @@ def test_the_night_side_of_a_planet_in_phase_is_not_dust() -> None:
 def test_a_planet_under_one_percent_of_the_frame_is_the_target_not_the_sky() -> None:
     # The frame's 99th percentile is then the sky's pedestal: taken as the bright level it made
     # the whole sky usable, where deficits of a few 1e-4 were significant.
-    params = SolarVideoParams(
-        target="planet",
-        width=384,
-        height=288,
-        n_frames=5,
-        disk_radius_frac=0.06,
-        dust=(),
-        n_sunspots=0,
-        seed=1,
-    )
-    median, truth = _median(params)
+    median, truth = _median(_dust_free_planet(n_frames=5, disk_radius_frac=0.06, seed=1))
     lit = truth.scene > 0.05 * truth.scene.max()
     assert 0.001 < lit.mean() < 0.01
     detection = detect_dust(median)

@@ -171,7 +171,8 @@ def ser_median(
             frame_step=config.frame_step,
             workers=config.workers,
         )
-        interpolated = config.interpolate_levels and video.header.pixel_depth <= 8
+        eight_bit = video.header.pixel_depth <= 8
+        interpolated = config.interpolate_levels and eight_bit
         if interpolated:
             median = interpolated_median(video.frames, median, frame_step=config.frame_step)
         metadata = header_metadata(video)
@@ -181,7 +182,7 @@ def ser_median(
             "color": video.color,
             "pixel_depth": video.header.pixel_depth,
         }
-        if video.header.pixel_depth <= 8:
+        if eight_bit:
             metadata["warnings"] = dg.MetadataValue.json(
                 [*metadata["warnings"].value, EIGHT_BIT_WARNING]
             )

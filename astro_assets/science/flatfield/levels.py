@@ -46,7 +46,7 @@ def target_level(values: np.ndarray) -> float:
     ValueError
         If ``values`` is empty.
     """
-    flat = np.asarray(values, dtype=np.float64).ravel()
+    flat = np.ravel(values)
     if flat.size == 0:
         raise ValueError("target_level needs at least one value.")
     level = float(np.percentile(flat, 99.0))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.median import TemporalMedianParams
 
 __all__ = ["interpolated_median"]
 
@@ -61,7 +62,7 @@ def interpolated_median(
         For frames that are not integer or not 3-D or 4-D, a median of another shape, a
         non-finite median, or ``step`` or ``frame_step`` out of range.
     """
-    video = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
+    video = np.asarray(frames)
     if video.ndim not in (3, 4) or not np.issubdtype(video.dtype, np.integer):
         raise ValueError(
             f"frames must be integer (n, h, w) or (n, h, w, 3), got {video.dtype} {video.shape}."
@@ -75,10 +76,7 @@ def interpolated_median(
         raise ValueError("median contains NaN or inf; pass the exact median of the frames.")
     if not (np.isfinite(step) and step > 0):
         raise ValueError(f"step must be a finite number of ADU > 0, got {step!r}.")
-    if isinstance(frame_step, bool) or not isinstance(frame_step, int | np.integer):
-        raise ValueError(f"frame_step must be an integer >= 1, got {frame_step!r}.")
-    if frame_step < 1:
-        raise ValueError(f"frame_step must be an integer >= 1, got {frame_step!r}.")
+    TemporalMedianParams(frame_step=frame_step)  # validated as the exact median's own
     selected = video[::frame_step]
     count = selected.shape[0]
     flat_levels = np.ascontiguousarray(levels, dtype=np.float64).ravel()
