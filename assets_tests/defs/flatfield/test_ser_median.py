@@ -130,3 +130,28 @@ def test_an_8_bit_video_carries_the_gamma_warning(instance, data_store, layout):
     assert result.success
     warnings = result.asset_materializations_for_node("ser_median")[0].metadata["warnings"].value
     assert any(w.startswith("8-bit capture") for w in warnings)
+
+
+def _bar_video(drift_px: int) -> np.ndarray:
+    """21 frames of a 4 px wide bright bar (a thin crescent, seen edge on) on a dark sky,
+    moving across its width by ``drift_px`` in all."""
+    frames = np.full((21, 32, 48), 100, np.uint16)
+    for index, column in enumerate(np.linspace(10, 10 + drift_px, 21).round().astype(int)):
+        frames[index, :, column : column + 4] = 5000
+    return frames
+
+
+def test_a_target_that_moved_across_its_width_is_flagged(instance, data_store, layout):
+    _video(layout.incoming_ser, "crescent.ser", _bar_video(drift_px=20))
+    _video(layout.incoming_ser, "steady.ser", _bar_video(drift_px=2))
+    moved = _materialize(instance, data_store, "crescent")
+    metadata = moved.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["lit_fraction_frames"].value == pytest.approx(4 / 48)
+    assert metadata["lit_fraction_median"].value == 0.0
+    assert metadata["coverage_ok"].value is False
+    assert any("moved across much of its own width" in w for w in metadata["warnings"].value)
+    steady = _materialize(instance, data_store, "steady")
+    metadata = steady.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["lit_fraction_median"].value == pytest.approx(4 / 48)
+    assert metadata["coverage_ok"].value is True
+    assert not any("moved across" in w for w in metadata["warnings"].value)

@@ -6,6 +6,8 @@ import pytest
 from astro_assets.science.flatfield.levels import (
     BRIGHTER_FACTOR,
     MIN_TARGET_FRACTION,
+    coverage_verdict,
+    lit_fraction,
     target_level,
 )
 
@@ -63,3 +65,33 @@ def test_samples_of_any_shape_are_accepted_and_never_modified() -> None:
 def test_no_values_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one value"):
         target_level(np.array([]))
+
+
+def test_the_lit_fraction_is_the_share_above_the_dark_threshold() -> None:
+    image = small_planet(60.0)
+    kept = image.copy()
+    rows, cols = np.indices(SHAPE)
+    s = np.hypot(rows - 150, cols - 200) / 60.0
+    # The disc's light sqrt(1 - s**2) passes 5 % of its bright level (99th percentile of the
+    # disc, about 0.99) where s < sqrt(1 - 0.0495**2).
+    expected = np.mean(s < np.sqrt(1.0 - (0.05 * 0.99) ** 2))
+    assert lit_fraction(image) == pytest.approx(expected, rel=0.02)
+    assert lit_fraction(image, dark_fraction=0.5) < 0.8 * lit_fraction(image)
+    np.testing.assert_array_equal(image, kept)
+    assert lit_fraction(np.full(SHAPE, 7.0)) == 0.0
+    with pytest.raises(ValueError, match="dark_fraction"):
+        lit_fraction(image, dark_fraction=1.0)
+
+
+def test_a_median_lighting_under_half_of_what_the_frames_light_is_flagged() -> None:
+    ok, message = coverage_verdict(0.20, 0.25)
+    assert ok and "20.0%" in message
+    ok, message = coverage_verdict(0.01, 0.08)
+    assert not ok
+    assert "only 1.0% of the frame where single frames light 8.0%" in message
+    assert coverage_verdict(0.0, 0.0)[0]
+    for bad in ((1.5, 0.2), (0.1, -0.1)):
+        with pytest.raises(ValueError, match="must lie in"):
+            coverage_verdict(*bad)
+    with pytest.raises(ValueError, match="min_share"):
+        coverage_verdict(0.1, 0.2, min_share=0.0)

@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from astro_assets.science.flatfield import motion
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
+from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
 from astro_assets.science.flatfield.motion import (
     DustFreePrediction,
@@ -945,6 +946,57 @@ def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
     off = inpainting_guide(result, mask, median, params=MotionTestParams(guide_holdout_px=0))
     assert np.isnan(off.image).all()
     assert [(r.guided, r.reason) for r in off.regions] == [(False, "not judged")]
+
+
+def test_a_limb_shadow_is_carried_to_all_frames_above_the_pedestal():
+    # The prediction is taken over every third frame, whose median softens the limb's steep
+    # fall, and carried to the median of all of them by the ratio of their light. Under a
+    # 90 % deep shadow a pedestal of 5 % of the disc's light, scaled with it, pulls that ratio
+    # towards 1.
+    shadow = _disc((HEIGHT, WIDTH), 48.0, 62.0, 6.0)
+    pedestal = np.float32(1000.0)
+    frames, shifts, median = _limb_video(np.where(shadow, 0.1, 1.0))
+    clean = _limb_video(np.ones((HEIGHT, WIDTH)))[2] + pedestal
+    frames, median = [frame + pedestal for frame in frames], median + pedestal
+    lit = shadow & (clean - pedestal > 0.1 * (clean.max() - pedestal))
+
+    def carried_error(black_level):
+        result = separate_sensor_fixed(
+            shadow, median, frames[::3], shifts[::3], black_level=black_level
+        )
+        assert result.black_level == result.prediction.black_level
+        carried = result.prediction.carried_to(median)
+        return result, np.sqrt(
+            np.mean(((carried[lit] - pedestal) / (clean[lit] - pedestal) - 1) ** 2)
+        )
+
+    result, error = carried_error(float(pedestal))
+    assert result.black_level == 1000.0 and error < 0.03
+    assert carried_error(0.0)[1] > 0.1
+    # Unset, the pedestal is taken from the sky, which here holds 0.5 % of the disc's light.
+    estimated, _ = carried_error(None)
+    assert estimated.black_level == pytest.approx(sky_black_level(median))
+    assert 1000.0 < estimated.black_level < 1000.0 + 0.01 * (clean.max() - pedestal)
+    with pytest.raises(ValueError, match="black_level must be finite"):
+        separate_sensor_fixed(shadow, median, frames, shifts, black_level=np.nan)
+
+
+def test_carried_to_scales_the_light_and_carries_the_difference_in_the_dark():
+    black = 100.0
+    observed = np.array([[100.0 + 0.1 * 1000.0, 100.0 + 2.0, np.nan, 100.0 + 500.0]])
+    predicted = np.array([[100.0 + 1000.0, 100.0 + 3.0, 500.0, np.nan]], dtype=np.float32)
+    median = np.array([[100.0 + 0.1 * 1500.0, 100.0 + 4.0, 300.0, 700.0]])
+    prediction = DustFreePrediction(
+        observed=observed.astype(np.float32), predicted=predicted, black_level=black
+    )
+    carried = prediction.carried_to(median)
+    assert carried.dtype == np.float32
+    # Lit: the dust-free light scaled by the change of the (equally shadowed) light; dark
+    # (below 1 % of the observed light's bright level): the difference carried.
+    np.testing.assert_allclose(carried[0, :2], [100.0 + 1500.0, 100.0 + 3.0 + 2.0], rtol=1e-6)
+    assert np.isnan(carried[0, 2:]).all()
+    without = DustFreePrediction(observed=observed.astype(np.float32), predicted=predicted)
+    assert without.carried_to(median)[0, 0] == pytest.approx(1100.0 * 250.0 / 200.0, rel=1e-6)
 
 
 def _textured(shape=(120, 160), seed=3):

@@ -135,6 +135,36 @@ def test_frames_of_different_shapes_are_refused():
         estimate_sensor_response(frames, np.zeros((2, 2)))
 
 
+def test_a_pedestal_is_not_taken_for_light():
+    # A pedestal as bright as the scene's light: left in, it halves the vignetting measured.
+    truth = _vignetting(0.25, centre=(40.0, 70.0))
+    shifts = _circling()
+    pedestal = 1000.0
+    frames = [frame + np.float32(pedestal) for frame in _frames(truth, shifts)]
+    expected = _without_plane(np.log(truth))
+    measured = estimate_sensor_response(frames, shifts, black_level=pedestal)
+    assert np.abs(_without_plane(np.log(measured)) - expected).max() < 0.004
+    ignored = estimate_sensor_response(frames, shifts)
+    ignored_error = np.abs(_without_plane(np.log(ignored)) - expected).max()
+    assert ignored_error > 0.3 * np.abs(expected).max()
+    with pytest.raises(ValueError, match="black_level must be finite"):
+        estimate_sensor_response(frames, shifts, black_level=np.nan)
+
+
+def test_corrected_frame_divides_only_the_light_above_the_pedestal():
+    frame = np.arange(12, dtype=np.uint16).reshape(3, 4) + 100
+    kept = frame.copy()
+    response = np.full((3, 4), 2.0, dtype=np.float32)
+    corrected = ResponseCorrectedFrame(frame, response, black_level=100.0)
+    np.testing.assert_array_equal(corrected[1:3, 0:2], 100.0 + (frame[1:3, 0:2] - 100.0) / 2.0)
+    np.testing.assert_array_equal(frame, kept)
+    floats = frame.astype(np.float32)
+    ResponseCorrectedFrame(floats, response, black_level=100.0)[:, :]
+    np.testing.assert_array_equal(floats, kept)
+    with pytest.raises(ValueError, match="black_level must be finite"):
+        ResponseCorrectedFrame(frame, response, black_level=np.inf)
+
+
 def test_corrected_frame_divides_each_window_by_the_response():
     frame = np.arange(12, dtype=np.uint16).reshape(3, 4)
     response = np.full((3, 4), 2.0, dtype=np.float32)

@@ -45,6 +45,7 @@ from astro_assets.science.flatfield.flatfield import (
     synthesize_flat,
 )
 from astro_assets.science.flatfield.inpaint import InpaintParams, guided_regions, inpaint_guided
+from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.motion import (
@@ -71,6 +72,8 @@ EIGHT_BIT_WARNING = (
     "multiplicative flat model (frame = flat x signal + black) does not hold; capture linear "
     "raw data (10-16 bit) for calibration"
 )
+COVERAGE_SAMPLE_FRAMES = 8
+"""Frames, spread over the video, whose lit share of the frame the median's is compared with."""
 BYTE_ORDERS = {"auto": None, "little": "<", "big": ">"}
 MEDIAN_FILE = "ser_median.tiff"
 DROPPED_OVERLAY_COLOR = (0, 140, 255)
@@ -143,6 +146,17 @@ def header_metadata(video: SerVideo) -> dict[str, object]:
     return metadata
 
 
+def _lit_fractions(video: SerVideo, median: np.ndarray, frame_step: int) -> tuple[float, float]:
+    """``lit_fraction`` of the median's luminance, and the median of that of
+    ``COVERAGE_SAMPLE_FRAMES`` frames spread over those the median was taken over."""
+    used = range(0, video.n_frames, frame_step)
+    picks = np.unique(np.linspace(0, len(used) - 1, min(COVERAGE_SAMPLE_FRAMES, len(used))).round())
+    frames_lit = [
+        lit_fraction(luminance_view(video.frames[used[int(i)]], video.color)) for i in picks
+    ]
+    return lit_fraction(luminance_view(median, video.color)), float(np.median(frames_lit))
+
+
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
@@ -182,10 +196,13 @@ def ser_median(
             "color": video.color,
             "pixel_depth": video.header.pixel_depth,
         }
+        median_lit, frames_lit = _lit_fractions(video, median, config.frame_step)
+        coverage_ok, coverage_message = coverage_verdict(median_lit, frames_lit)
+        added = [] if coverage_ok else [coverage_message]
         if eight_bit:
-            metadata["warnings"] = dg.MetadataValue.json(
-                [*metadata["warnings"].value, EIGHT_BIT_WARNING]
-            )
+            added.append(EIGHT_BIT_WARNING)
+        if added:
+            metadata["warnings"] = dg.MetadataValue.json([*metadata["warnings"].value, *added])
     for warning in metadata["warnings"].value:
         context.log.warning(f"{source.name}: {warning}")
     target = write_tiff_float32(layout.flatfield_file(key, MEDIAN_FILE), median)
@@ -196,6 +213,9 @@ def ser_median(
             "frames_used": frames_used,
             "frame_step": config.frame_step,
             "median_estimator": "interpolated within 8-bit levels" if interpolated else "exact",
+            "lit_fraction_median": median_lit,
+            "lit_fraction_frames": frames_lit,
+            "coverage_ok": coverage_ok,
             **image_statistics(median),
             "path": path_value(target),
             "preview": preview(median, alt="temporal median"),
@@ -220,6 +240,13 @@ DustMaskConfig = config_class(
             "($ASTRO_ASSETS_DUST_BACKEND, default auto)",
         ),
         "drift_max_frames": (int, DriftParams().max_frames, "frames sampled to measure drift"),
+        "black_level": (
+            float | None,
+            None,
+            "the frames' pedestal in ADU, which is not light: the dust-free prediction scales "
+            "only the light above it; unset estimates it from the median's sky (0 where the "
+            "target fills the frame)",
+        ),
         "attempt": (
             int | None,
             None,
@@ -452,6 +479,7 @@ def dust_mask(
                 drift.shifts,
                 params=motion_params,
                 detection=classical.detection,
+                black_level=config.black_level,
             )
         core = mask_to_full(separated.core, median.shape[:2], color)
         drift_total_px = cell * float(drift.total_px)
@@ -494,6 +522,7 @@ def dust_mask(
                     "reason": choice.reason,
                     "regions": regions,
                     "drift_total_px": drift_total_px,
+                    "prediction_black_level": separated.black_level,
                     "motion_test": motion,
                     "found_in_ratio": from_ratio,
                     "ratio_motion_test": ratio_motion,
@@ -523,6 +552,7 @@ def dust_mask(
                 "too_shallow_count": too_shallow,
                 "motion_test": _json(motion),
                 "ratio_searched": separated.ratio_searched,
+                "prediction_black_level": separated.black_level,
                 "ratio_texture_left": (
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
                 ),

@@ -24,6 +24,7 @@ __all__ = [
     "apply_flat",
     "estimate_black_level",
     "signal_level",
+    "sky_black_level",
     "synthesize_flat",
 ]
 
@@ -181,10 +182,30 @@ def estimate_black_level(median: np.ndarray, params: FlatParams = FlatParams()) 
         cropped to the disc, a lunar or planetary close-up): pass a measured value instead
         (``black_level_mode="value"``, e.g. from a dark frame), or use ``"none"``.
     """
-    data = _as_finite_image("median", median)
+    level, problem = _sky_level(_as_finite_image("median", median), params)
+    if level is None:
+        raise ValueError(problem)
+    return level
+
+
+def sky_black_level(median: np.ndarray, params: FlatParams = FlatParams()) -> float | None:
+    """The pedestal as :func:`estimate_black_level` measures it from the sky, or None where
+    it cannot (a median without contrast, or less than 1 % of the frame sky).
+
+    Raises
+    ------
+    ValueError
+        For a median that is not a finite 2-D image.
+    """
+    level, _ = _sky_level(_as_finite_image("median", median), params)
+    return level
+
+
+def _sky_level(data: np.ndarray, params: FlatParams) -> tuple[float | None, str]:
+    """The median of the sky pixels of ``data``, or None and why there is no sky to measure."""
     low, high = float(np.percentile(data, 0.1)), target_level(data)
     if high <= low:
-        raise ValueError(
+        return None, (
             "the median is flat (no contrast), so sky and target cannot be told apart; pass "
             "black_level_mode='value' with a measured pedestal."
         )
@@ -192,12 +213,12 @@ def estimate_black_level(median: np.ndarray, params: FlatParams = FlatParams()) 
     sky = data <= threshold
     fraction = float(np.mean(sky))
     if fraction < _MIN_SKY_FRACTION:
-        raise ValueError(
+        return None, (
             f"only {fraction:.2%} of the frame is sky (below {threshold:.4g}); the target fills "
             "the frame, so the black level cannot be estimated from the sky. Pass "
             "black_level_mode='value' with a pedestal from a dark frame, or 'none'."
         )
-    return float(np.median(data[sky]))
+    return float(np.median(data[sky])), ""
 
 
 def _resolve_black_level(median: np.ndarray, params: FlatParams) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["target_level"]
+__all__ = ["coverage_verdict", "lit_fraction", "target_level"]
 
 BRIGHTER_FACTOR = 4.0
 """How much brighter than the frame's 99th percentile a population must be to be the target
@@ -57,3 +57,84 @@ def target_level(values: np.ndarray) -> float:
         if brighter.size < needed:
             return level
         level = float(np.percentile(brighter, 99.0))
+
+
+def lit_fraction(image: np.ndarray, dark_fraction: float = 0.05) -> float:
+    """Share of the pixels lit by the target: above ``low + dark_fraction * (high - low)``,
+    with ``low`` the 0.1th percentile (the pedestal, the sky) and ``high`` the
+    :func:`target_level`, the threshold under which no flat is measured.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        Finite pixel values, any shape, in ADU; not modified.
+    dark_fraction : float
+        In [0, 1).
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 for an image without contrast.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is empty or ``dark_fraction`` lies outside [0, 1).
+    """
+    if not 0.0 <= dark_fraction < 1.0:
+        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
+    values = np.ravel(image)
+    high = target_level(values)
+    low = float(np.percentile(values, 0.1))
+    if not high > low:
+        return 0.0
+    return float(np.count_nonzero(values > low + dark_fraction * (high - low)) / values.size)
+
+
+def coverage_verdict(
+    median_lit: float, frames_lit: float, *, min_share: float = 0.5
+) -> tuple[bool, str]:
+    """Say whether the temporal median lights about as much of the frame as the frames do.
+
+    A target that drifted across much of its own width (a thin crescent moving across its
+    width) is lit at a pixel in fewer than half of the frames over most of its track, and the
+    median leaves that pixel dark: the flat is measured only where the median is lit, and is
+    1.0 elsewhere, dust or not.
+
+    Parameters
+    ----------
+    median_lit : float
+        :func:`lit_fraction` of the median, in [0, 1].
+    frames_lit : float
+        :func:`lit_fraction` of single frames (e.g. the median over a few of them), in [0, 1].
+    min_share : float
+        Smallest ``median_lit / frames_lit`` that passes, in (0, 1].
+
+    Returns
+    -------
+    ok : bool
+        False when the median lights less than ``min_share`` of what the frames light.
+    message : str
+        A sentence for the asset metadata and the log.
+
+    Raises
+    ------
+    ValueError
+        For fractions outside [0, 1] or ``min_share`` outside (0, 1].
+    """
+    for name, value in (("median_lit", median_lit), ("frames_lit", frames_lit)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}.")
+    if not 0.0 < min_share <= 1.0:
+        raise ValueError(f"min_share must lie in (0, 1], got {min_share}.")
+    if frames_lit == 0.0 or median_lit >= min_share * frames_lit:
+        return True, (
+            f"the median lights {median_lit:.1%} of the frame, single frames {frames_lit:.1%}."
+        )
+    return False, (
+        f"the median lights only {median_lit:.1%} of the frame where single frames light "
+        f"{frames_lit:.1%}: the target moved across much of its own width, so the flat is "
+        "measured only where it stayed lit in more than half of the frames and is 1.0 "
+        "elsewhere on its track, dust or not. Capture with less drift across the target's "
+        "width (a crescent: drift along its length)."
+    )

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -48,6 +48,7 @@ from skimage.measure import regionprops
 from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.drift import checked_offsets
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
+from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
     guided_regions,
@@ -381,6 +382,8 @@ class MotionResult:
         The motion test's verdicts on the shadows found in the ratio alone (touching no kept
         candidate); those judged to move with the scene are not in ``core`` or
         ``ratio_shadows``.
+    black_level : float
+        The frames' pedestal the frames were compared with, ADU.
     """
 
     core: np.ndarray
@@ -391,6 +394,7 @@ class MotionResult:
     texture_left: float = math.nan
     prediction: DustFreePrediction | None = None
     ratio_verdicts: tuple[MotionVerdict, ...] = ()
+    black_level: float = 0.0
 
     @property
     def new_shadows(self) -> tuple[RatioShadow, ...]:
@@ -410,6 +414,7 @@ def separate_sensor_fixed(
     *,
     params: MotionTestParams = MotionTestParams(),
     detection: DustDetectionParams = _DEFAULT_DETECTION,
+    black_level: float | None = None,
 ) -> MotionResult:
     """Keep the candidates fixed on the sensor and add the faint shadows the scene hid.
 
@@ -436,6 +441,11 @@ def separate_sensor_fixed(
     detection : DustDetectionParams
         Detector parameters for the ratio search; ``dark_fraction`` also delimits the target
         for :func:`sensor_fixed_test`.
+    black_level : float, optional
+        The frames' pedestal, ADU, which neither the sensor's response nor dust scales. None
+        estimates it from the median's sky
+        (:func:`~astro_assets.science.flatfield.flatfield.sky_black_level`), and takes 0 where
+        the target fills the frame.
 
     Returns
     -------
@@ -444,9 +454,15 @@ def separate_sensor_fixed(
     Raises
     ------
     ValueError
-        As :func:`sensor_fixed_test`.
+        As :func:`sensor_fixed_test`, and for a non-finite ``black_level``.
     """
     _, image, offsets = _validate(core, median, frames, shifts)
+    if black_level is None:
+        black_level = sky_black_level(image)
+        black_level = 0.0 if black_level is None else black_level
+    elif not np.isfinite(black_level):
+        raise ValueError(f"black_level must be finite or None, got {black_level}.")
+    black_level = float(black_level)
     smallest = 2.0 * detection.min_radius_px
     moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
 
@@ -461,6 +477,7 @@ def separate_sensor_fixed(
             ratio_shadows=(),
             ratio_searched=False,
             texture_left=texture_left,
+            black_level=black_level,
         )
 
     if not (params.motion_test and params.ratio_search and moved):
@@ -478,9 +495,10 @@ def separate_sensor_fixed(
                 offsets,
                 degree=params.response_degree,
                 dark_fraction=detection.dark_fraction,
+                black_level=black_level,
             )
-            frames = [ResponseCorrectedFrame(frame, response) for frame in frames]
-    prediction = predict_dust_free(frames, offsets, image.shape, params)
+            frames = [ResponseCorrectedFrame(frame, response, black_level) for frame in frames]
+    prediction = predict_dust_free(frames, offsets, image.shape, params, black_level=black_level)
     texture_left = _texture_left(prediction.observed, prediction.predicted, core, detection)
     if not texture_left <= params.max_texture_left:
         return without_search(texture_left)
@@ -532,6 +550,7 @@ def separate_sensor_fixed(
         texture_left=texture_left,
         prediction=prediction,
         ratio_verdicts=ratio_verdicts,
+        black_level=black_level,
     )
 
 
@@ -569,6 +588,7 @@ def _without_pixels(
         observed=np.where(unknown, first.observed, again.observed),
         predicted=np.where(unknown, first.predicted, again.predicted),
         with_excluded=unknown & np.isfinite(first.predicted),
+        black_level=first.black_level,
     )
 
 
@@ -1525,6 +1545,8 @@ class DustFreePrediction:
         found, in :func:`separate_sensor_fixed`) had to stay in it, because too few frames saw
         that part of the scene through other pixels: there the prediction holds those shadows
         as far as they stayed in the scene estimate. None when no pixel was left out.
+    black_level : float
+        The frames' pedestal, ADU, which :meth:`carried_to` does not scale.
 
     Notes
     -----
@@ -1538,6 +1560,7 @@ class DustFreePrediction:
     observed: np.ndarray
     predicted: np.ndarray
     with_excluded: np.ndarray | None = None
+    black_level: float = 0.0
 
     @property
     def ratio(self) -> np.ndarray:
@@ -1548,15 +1571,23 @@ class DustFreePrediction:
 
     def carried_to(self, median: np.ndarray) -> np.ndarray:
         """The prediction carried from the frames it was taken over to all the frames of
-        ``median``: ``predicted * median / observed``.
+        ``median``: ``b + (predicted - b) * (median - b) / (observed - b)``, with ``b`` the
+        pedestal (:attr:`black_level`).
 
-        Dust multiplies every frame at a pixel by the same transmission, so it cancels in
-        ``median / observed``, which is what the other frames change. Near the frame's edges,
-        where only some frames see a part of the scene, that change is large wherever the scene
-        has a gradient along the drift, and a limb there lies elsewhere in ``predicted`` than in
-        the median (on a synthetic solar disc whose radius is half the frame's height, a 53 px
-        donut at the frame's edge got a flat error of 23 % rms along the plain prediction,
-        1.2 % along this one).
+        Dust multiplies the light of every frame at a pixel by the same transmission, so it
+        cancels in ``(median - b) / (observed - b)``, which is what the other frames change.
+        That change is large wherever the scene has a gradient along the drift: on a limb,
+        whose median over a few dozen frames is softer than over all of them, and near the
+        frame's edges, where only some frames see a part of the scene and a limb there lies
+        elsewhere in ``predicted`` than in the median (on a synthetic solar disc whose radius
+        is half the frame's height, a 53 px donut at the frame's edge got a flat error of 23 %
+        rms along the plain prediction, 1.2 % along this one). Dust does not dim the
+        pedestal, which left in would pull the ratio towards 1 under a deep shadow (under an
+        80 % deep shadow on a planet's limb, with a pedestal of 4 % of the disc's light, the
+        prediction fell 10 % rms below the dust-free median).
+        Where the observed light is below ``_MIN_CARRIED_LIGHT`` of its bright level (the sky,
+        the night side) that ratio is noise over noise, and the difference ``median -
+        observed`` is carried instead: dust that dark changes it by less than the noise.
 
         Parameters
         ----------
@@ -1566,12 +1597,22 @@ class DustFreePrediction:
         Returns
         -------
         np.ndarray
-            (H, W) float32, NaN where the prediction is unknown or ``observed`` is not positive.
+            (H, W) float32, NaN where the prediction or ``observed`` is unknown.
         """
+        black = float(self.black_level)
         observed = self.observed.astype(np.float64)
-        known = np.isfinite(observed) & (observed > 0) & np.isfinite(median)
-        scale = np.where(known, median / np.where(known, observed, 1.0), np.nan)
-        return (self.predicted * scale).astype(np.float32)
+        light = observed - black
+        known = np.isfinite(observed) & np.isfinite(median)
+        if not known.any():
+            return np.full(observed.shape, np.nan, dtype=np.float32)
+        lit = known & (light > _MIN_CARRIED_LIGHT * target_level(light[known]))
+        safe_light = np.where(lit, light, 1.0)
+        carried = np.where(
+            lit,
+            black + (self.predicted - black) * ((median - black) / safe_light),
+            self.predicted + (median - observed),
+        )
+        return np.where(known, carried, np.nan).astype(np.float32)
 
 
 def predict_dust_free(
@@ -1582,6 +1623,7 @@ def predict_dust_free(
     *,
     excluded: np.ndarray | None = None,
     band_rows: int = 64,
+    black_level: float = 0.0,
 ) -> DustFreePrediction:
     """The temporal median a sensor without dust would have recorded, from registered frames,
     with the observed median over the same frames.
@@ -1606,6 +1648,8 @@ def predict_dust_free(
     band_rows : int
         Rows computed at a time; the working memory is about
         ``2 * len(frames) * (band_rows + drift) * (W + drift) * 4`` bytes.
+    black_level : float
+        The frames' pedestal, ADU, recorded for :meth:`DustFreePrediction.carried_to`.
 
     Returns
     -------
@@ -1615,11 +1659,13 @@ def predict_dust_free(
     ------
     ValueError
         For shifts that do not match the frames, non-finite shifts, frames of another shape,
-        a bad ``excluded`` mask, or ``band_rows < 1``.
+        a bad ``excluded`` mask, ``band_rows < 1`` or a non-finite ``black_level``.
     """
     offsets = checked_offsets(frames, shifts)
     if band_rows < 1:
         raise ValueError(f"band_rows must be >= 1, got {band_rows}.")
+    if not np.isfinite(black_level):
+        raise ValueError(f"black_level must be finite, got {black_level}.")
     for index, frame in enumerate(frames):
         if np.shape(frame)[:2] != tuple(shape) or len(np.shape(frame)) != 2:
             raise ValueError(
@@ -1636,7 +1682,8 @@ def predict_dust_free(
             )
         if not blocked.any():
             blocked = None
-    return _prediction_in_bands(frames, offsets, shape, params, blocked, band_rows=band_rows)
+    prediction = _prediction_in_bands(frames, offsets, shape, params, blocked, band_rows=band_rows)
+    return replace(prediction, black_level=float(black_level))
 
 
 def _prediction_in_bands(
@@ -1748,6 +1795,11 @@ def _shifted_window(
         source = (1 - frac_x) * source[:, :-1] + frac_x * source[:, 1:]
     return source.astype(np.float32, copy=False)
 
+
+_MIN_CARRIED_LIGHT = 0.01
+"""Fraction of the observed light's bright level above which :meth:`DustFreePrediction.carried_to`
+scales the prediction's light; below it (a median of a few dozen frames has a noise of about
+1 % of the level at that light) it carries the difference."""
 
 _MIN_UNBLOCKED = 3
 _MIN_UNBLOCKED_FRACTION = 0.1
