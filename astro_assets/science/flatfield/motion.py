@@ -1582,9 +1582,9 @@ class DustFreePrediction:
         elsewhere in ``predicted`` than in the median (on a synthetic solar disc whose radius
         is half the frame's height, a 53 px donut at the frame's edge got a flat error of 23 %
         rms along the plain prediction, 1.2 % along this one). Dust does not dim the
-        pedestal, which left in would pull the ratio towards 1 under a deep shadow (under an
-        80 % deep shadow on a planet's limb, with a pedestal of 4 % of the disc's light, the
-        prediction fell 10 % rms below the dust-free median).
+        pedestal, which left in would pull the ratio towards 1 under a deep shadow (under a
+        near-opaque shadow on a synthetic planet's limb, with a pedestal of 4 % of the disc's
+        light, the prediction lay 10 % rms from the dust-free median, 3 % without it).
         Where the observed light is below ``_MIN_CARRIED_LIGHT`` of its bright level (the sky,
         the night side) that ratio is noise over noise, and the difference ``median -
         observed`` is carried instead: dust that dark changes it by less than the noise.
