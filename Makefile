@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python benchmarks/quality_flatfield_beyond.py
 	$(BIN)/python benchmarks/quality_detect_low_noise.py
 	$(BIN)/python benchmarks/bench_interpolated_median.py
+	$(BIN)/python benchmarks/bench_detector_memory.py
 	$(BIN)/python benchmarks/bench_job_tensors.py
 	$(BIN)/python benchmarks/bench_cnn.py
 	$(BIN)/python benchmarks/bench_scale.py --jobs 200

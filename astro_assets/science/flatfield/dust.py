@@ -283,12 +283,128 @@ class DustDetection:
 
 def robust_sigma(values: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation (1.4826 * MAD)."""
-    data = np.asarray(values, dtype=np.float64).ravel()
+    data = np.asarray(values).ravel()
     if data.size == 0:
         return 0.0
-    # A regular subsample of at most ~2e5 values estimates the spread to well under 1 %.
-    data = data[:: max(1, data.size // _ROBUST_SAMPLE)]
+    # A regular subsample of at most ~2e5 values estimates the spread to well under 1 %; only
+    # the subsample is converted to float64.
+    return _mad_sigma(data[:: max(1, data.size // _ROBUST_SAMPLE)])
+
+
+def _mad_sigma(sample: np.ndarray) -> float:
+    data = np.asarray(sample, dtype=np.float64)
     return float(_MAD_TO_SIGMA * np.median(np.abs(data - np.median(data))))
+
+
+def _robust_sigma_where(values: np.ndarray, where: np.ndarray) -> float:
+    """``robust_sigma(values[where])`` for (H, W) arrays, without the copy of ``values[where]``.
+
+    The same regular subsample is gathered band of rows by band of rows.
+    """
+    count = int(np.count_nonzero(where))
+    if count == 0:
+        return 0.0
+    step = max(1, count // _ROBUST_SAMPLE)
+    rows = _band_rows(values.shape[1])
+    parts, seen = [], 0
+    for start in range(0, values.shape[0], rows):
+        chosen = values[start : start + rows][where[start : start + rows]]
+        parts.append(chosen[(-seen) % step :: step])
+        seen += chosen.size
+    return _mad_sigma(np.concatenate(parts))
+
+
+_BAND_PIXELS = 1 << 16
+"""Pixels per band of rows in which full-frame intermediates are computed."""
+
+
+def _band_rows(width: int, multiple: int = 1) -> int:
+    """Rows of a band of about ``_BAND_PIXELS`` pixels, a multiple of ``multiple``."""
+    return multiple * max(1, _BAND_PIXELS // max(1, width * multiple))
+
+
+def _squared_distance_to_false(mask: np.ndarray) -> np.ndarray:
+    """(H, W) int32 squared Euclidean distance from each pixel to the nearest False of ``mask``.
+
+    The square of ``ndimage.distance_transform_edt(mask)``, exactly (its distances are the
+    float64 square roots of these integers), in one int32 image: scipy's transform holds its
+    int32 feature transform (two planes) and a float64 copy of it. Where ``mask`` has no
+    False, the distance is measured, as scipy measures it, to the pixel just above the
+    top-left corner.
+    """
+    squared = np.empty(mask.shape, dtype=np.int32)
+    if mask.all():
+        rows = np.arange(1, mask.shape[0] + 1, dtype=np.int32)[:, None]
+        cols = np.arange(mask.shape[1], dtype=np.int32)[None, :]
+        np.add(rows * rows, cols * cols, out=squared)
+    else:
+        _squared_distances(np.ascontiguousarray(mask), squared)
+    return squared
+
+
+@compiled
+def _squared_distances(mask, out):  # pragma: no cover - compiled
+    """Exact squared Euclidean distance transform (Meijster, Roerdink and Hesselink 2000):
+    the distance to the nearest False along each column, then per row the lower envelope of
+    the parabolas ``(x - u)**2 + g(u)**2``, in integers. ``mask`` must hold a False."""
+    height, width = mask.shape
+    far = height + width
+    for row in range(height):
+        for col in range(width):
+            if not mask[row, col]:
+                out[row, col] = 0
+            elif row == 0:
+                out[row, col] = far
+            else:
+                out[row, col] = min(out[row - 1, col] + 1, far)
+    for row in range(height - 2, -1, -1):
+        for col in range(width):
+            below = out[row + 1, col] + 1
+            if below < out[row, col]:
+                out[row, col] = below
+    g = np.empty(width, dtype=np.int64)
+    starts = np.empty(width, dtype=np.int64)
+    owners = np.empty(width, dtype=np.int64)
+    for row in range(height):
+        for col in range(width):
+            g[col] = out[row, col]
+        q = 0
+        starts[0] = 0
+        owners[0] = 0
+        for u in range(1, width):
+            while q >= 0:
+                owner, start = owners[q], starts[q]
+                if (start - owner) ** 2 + g[owner] ** 2 <= (start - u) ** 2 + g[u] ** 2:
+                    break
+                q -= 1
+            if q < 0:
+                q = 0
+                owners[0] = u
+            else:
+                owner = owners[q]
+                numerator = u * u - owner * owner + g[u] * g[u] - g[owner] * g[owner]
+                start = 1 + numerator // (2 * (u - owner))
+                if start < width:
+                    q += 1
+                    owners[q] = u
+                    starts[q] = start
+        for u in range(width - 1, -1, -1):
+            owner = owners[q]
+            out[row, u] = (u - owner) ** 2 + g[owner] ** 2
+            if u == starts[q]:
+                q -= 1
+
+
+def _beyond(squared: np.ndarray, distance: float) -> np.ndarray:
+    """``np.sqrt(squared) > distance`` (bool) for integer squared distances, without a float
+    copy: the square root is monotonic, so it is the comparison with the largest integer whose
+    float64 square root is at most ``distance``."""
+    limit = math.floor(distance * distance) if distance > 0 else -1
+    while math.sqrt(limit + 1) <= distance:
+        limit += 1
+    while limit >= 0 and math.sqrt(limit) > distance:
+        limit -= 1
+    return squared > limit
 
 
 def _validate_median(median: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, Any]:
@@ -299,8 +415,9 @@ def _validate_median(median: np.ndarray, valid: np.ndarray | None) -> tuple[np.n
         raise ValueError(f"median must be real-valued, got dtype {data.dtype}.")
     if min(data.shape) < 8:
         raise ValueError(f"median {data.shape} is too small; dust detection needs >= 8x8 px.")
-    data = data.astype(np.float64)
-    if not np.isfinite(data).all():
+    # Checked in the median's own dtype (no float64 copy) unless float64 cannot hold it.
+    finite = data if np.can_cast(data.dtype, np.float64) else _as_float64(data)
+    if not np.isfinite(finite).all():
         raise ValueError("median contains NaN or inf; replace them (or crop) before detection.")
     user_valid = None
     if valid is not None:
@@ -314,7 +431,7 @@ def _validate_median(median: np.ndarray, valid: np.ndarray | None) -> tuple[np.n
 
 
 def _usable_pixels(
-    data: np.ndarray, params: DustDetectionParams, max_radius: float, user_valid: Any
+    median: np.ndarray, params: DustDetectionParams, max_radius: float, user_valid: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Usable pixels, the target's disc (for the limb fit) and the fitted limb, if any.
 
@@ -322,6 +439,7 @@ def _usable_pixels(
     :func:`~astro_assets.science.flatfield.limb.fit_limb` (1 on the fitted limb) or None when
     no ellipse fits the target's edge.
     """
+    data = _as_float64(median)
     level = target_level(data)
     if not level > 0:
         raise ValueError(
@@ -331,7 +449,17 @@ def _usable_pixels(
     on_target = data > params.dark_fraction * level
     # The limb itself is where the light falls to the sky, not the conservative usable
     # threshold: limb darkening already dims the edge to ~0.3-0.5.
-    disc = ndimage.binary_fill_holes(data > params.limb_fraction * level) | on_target
+    lit = data > params.limb_fraction * level
+    saturation = params.saturation_level
+    if saturation is None:
+        peak = float(data.max())
+        if np.count_nonzero(data == peak) >= max(2, 1e-3 * data.size):
+            saturation = peak
+    unsaturated = None if saturation is None else data < saturation
+    # Only these masks are needed from the median: the limb fit below holds several float64
+    # frames of its own.
+    del data
+    disc = ndimage.binary_fill_holes(lit) | on_target
     normalized_radius = None
     if disc.any() and not disc.all():
         # A target in phase has no notches inside its limb to fill: the dark part there is its
@@ -345,7 +473,7 @@ def _usable_pixels(
         # hole like any other.
         radius_px = limb_radius_px(normalized_radius)
         inside = normalized_radius < 1.0 - (params.limb_margin_px + 1.0) / radius_px
-        on_target |= inside & (data > params.limb_fraction * level)
+        on_target |= inside & lit
         dark_spots = (dark_spots | inside) & ~on_target
     if dark_spots.any():
         labels, n = ndimage.label(dark_spots)
@@ -353,17 +481,11 @@ def _usable_pixels(
         small = np.zeros(n + 1, dtype=bool)
         small[1:] = sizes <= math.pi * (2.0 * max_radius) ** 2
         on_target |= small[labels]
-    saturation = params.saturation_level
-    if saturation is None:
-        peak = float(data.max())
-        if np.count_nonzero(data == peak) >= max(2, 1e-3 * data.size):
-            saturation = peak
     usable = on_target
-    if saturation is not None:
-        usable = usable & (data < saturation)
+    if unsaturated is not None:
+        usable = usable & unsaturated
     if params.limb_margin_px > 0 and not usable.all():
-        distance = ndimage.distance_transform_edt(usable)
-        usable = usable & (distance > params.limb_margin_px)
+        usable = usable & _beyond(_squared_distance_to_false(usable), params.limb_margin_px)
     if user_valid is not None:
         usable = usable & user_valid
     return usable, disc, normalized_radius
@@ -393,10 +515,16 @@ def _limb_coordinate(
     """
     if on_target.all() or not on_target.any():
         return None
+    # Computed in place: one full-frame float64 array at a time.
     if normalized_radius is not None:
-        return np.sqrt(np.clip(1.0 - normalized_radius**2, 0.0, 1.0))
-    distance = ndimage.distance_transform_edt(on_target)
-    return np.sqrt(np.minimum(distance, 3.0 * sigma) / sigma)
+        mu = np.square(normalized_radius)
+        np.subtract(1.0, mu, out=mu)
+        np.clip(mu, 0.0, 1.0, out=mu)
+    else:
+        mu = np.sqrt(_squared_distance_to_false(on_target), dtype=np.float64)
+        np.minimum(mu, 3.0 * sigma, out=mu)
+        np.divide(mu, sigma, out=mu)
+    return np.sqrt(mu, out=mu)
 
 
 def _local_background(
@@ -426,11 +554,12 @@ def _local_background(
     exponents = np.array(_POLY_TERMS, dtype=np.int64)
     # The model's terms and the block size, as both kernels take them.
     model = (y_powers, x_powers, exponents, limb_values, has_limb, factor)
-    moments = _block_moments(
-        np.ascontiguousarray(data, dtype=np.float64),
-        np.ascontiguousarray(weights, dtype=np.float64),
-        *model,
-    )
+    if np.asarray(weights).dtype == bool:
+        # 0/1 weights go to the kernel as bytes: the same sums, without a float64 copy.
+        weights = np.ascontiguousarray(weights).view(np.uint8)
+    else:
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+    moments = _block_moments(np.ascontiguousarray(data, dtype=np.float64), weights, *model)
     moments = np.moveaxis(moments, -1, 0)
 
     def smoothed(image: np.ndarray) -> np.ndarray:
@@ -604,41 +733,93 @@ def _disc_kernel(radius: float) -> np.ndarray:
 
 
 class _Spectra:
-    """FFTs of the weighted deficit and of the weights on one binned grid, reused per kernel."""
+    """FFTs of the weighted deficit and of the weights on one binned grid, reused per kernel.
 
-    def __init__(self, weighted: np.ndarray, weights: np.ndarray, max_kernel_half: int) -> None:
+    ``deficit`` must be 0 where not usable: it is then its own weighted deficit.
+    """
+
+    def __init__(
+        self, deficit: np.ndarray, usable: np.ndarray, factor: int, max_kernel_half: int
+    ) -> None:
+        weighted = _bin(deficit, factor)
+        self.factor = factor
         self.shape = weighted.shape
         self.pad = max_kernel_half
         self.fft_shape = tuple(
             scipy.fft.next_fast_len(n + 2 * max_kernel_half, real=True) for n in self.shape
         )
-        # Single precision halves the FFT cost; significances need nowhere near 1e-7.
-        self.f_data = scipy.fft.rfft2(weighted.astype(np.float32), s=self.fft_shape, workers=-1)
-        self.f_weight = scipy.fft.rfft2(weights.astype(np.float32), s=self.fft_shape, workers=-1)
+        # Single precision halves the FFT cost; significances need nowhere near 1e-7. Both
+        # images are written into one zero-padded float32 buffer, the padding the FFT would
+        # otherwise add to a float32 copy of each.
+        padded = np.zeros(self.fft_shape, dtype=np.float32)
+        inside = (slice(0, self.shape[0]), slice(0, self.shape[1]))
+        padded[inside] = weighted
+        del weighted
+        self.f_data = scipy.fft.rfft2(padded, workers=-1)
+        padded[inside] = _bin(usable, factor, np.float64)
+        self.f_weight = scipy.fft.rfft2(padded, workers=-1)
 
     def correlate(self, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Correlations of the weighted deficit and of the weights with ``kernel``."""
+        spectrum = self._kernel_spectrum(kernel)
+        data = self._inverse(self.f_data * spectrum, kernel)
+        # The kernel's spectrum becomes the second product: one product buffer at a time.
+        np.multiply(self.f_weight, spectrum, out=spectrum)
+        return data, self._inverse(spectrum, kernel)
+
+    def correlate_one(self, kernel: np.ndarray, *, weights: bool) -> np.ndarray:
+        """Correlation of the weights (or of the weighted deficit) alone with ``kernel``.
+
+        The product is formed in the kernel's own spectrum, so while the inverse FFT runs no
+        other spectrum is held than the two images'; the price is one more FFT of the kernel
+        when both correlations are needed.
+        """
+        spectrum = self._kernel_spectrum(kernel)
+        np.multiply(self.f_weight if weights else self.f_data, spectrum, out=spectrum)
+        return self._inverse(spectrum, kernel)
+
+    def _kernel_spectrum(self, kernel: np.ndarray) -> np.ndarray:
+        return scipy.fft.rfft2(kernel.astype(np.float32), s=self.fft_shape, workers=-1)
+
+    def _inverse(self, product: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        """``scipy.fft.irfft2(product)`` on the padded grid (``product`` is overwritten),
+        cropped to the binned grid.
+
+        The same arithmetic as irfft2 (pocketfft's: the unscaled complex transform over axis
+        0, the real one over axis 1, then one scaling by ``1 / (N0 * N1)`` rounded from long
+        double to float32), with the first step in place, where irfft2 allocates a work array
+        of the product's size for it.
+        """
+        height, width = self.fft_shape
+        product = scipy.fft.ifft(product, axis=0, norm="forward", overwrite_x=True, workers=-1)
+        image = scipy.fft.irfft(product, n=width, axis=1, norm="forward", workers=-1)
+        del product
+        image *= np.float32(np.longdouble(1) / np.longdouble(height * width))
         half = kernel.shape[0] // 2
-        f_kernel = scipy.fft.rfft2(kernel.astype(np.float32), s=self.fft_shape, workers=-1)
-        data = scipy.fft.irfft2(self.f_data * f_kernel, s=self.fft_shape, workers=-1)
-        weight = scipy.fft.irfft2(self.f_weight * f_kernel, s=self.fft_shape, workers=-1)
         # The kernel is symmetric, so convolution equals correlation; undo its offset.
-        window = (slice(half, half + self.shape[0]), slice(half, half + self.shape[1]))
-        return data[window], weight[window]
+        return image[half : half + self.shape[0], half : half + self.shape[1]]
 
 
-def _bin(image: np.ndarray, factor: int) -> np.ndarray:
+def _bin(image: np.ndarray, factor: int, dtype: Any = None) -> np.ndarray:
+    """Sums over ``factor`` x ``factor`` blocks, the far edges padded with zeros.
+
+    ``image`` itself for factor 1. Otherwise summed band of rows by band of rows, converted to
+    ``dtype`` first when given: neither a padded nor a converted copy of the whole image is
+    made, and each block's sum is the one over the whole padded image.
+    """
     if factor == 1:
         return image
-    height, width = image.shape
-    padded = np.pad(image, ((0, (-height) % factor), (0, (-width) % factor)))
-    shape = (padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
-    return padded.reshape(shape).sum(axis=(1, 3))
-
-
-def _unbin(image: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    if factor == 1:
-        return image
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)[: shape[0], : shape[1]]
+    width = image.shape[1]
+    rows = _band_rows(width, factor)
+    bands = []
+    for start in range(0, image.shape[0], rows):
+        band = image[start : start + rows]
+        if dtype is not None:
+            band = band.astype(dtype)
+        padded = np.pad(band, ((0, (-band.shape[0]) % factor), (0, (-width) % factor)))
+        shape = (padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
+        bands.append(padded.reshape(shape).sum(axis=(1, 3)))
+    return np.concatenate(bands)
 
 
 def _matched_significance(
@@ -652,61 +833,151 @@ def _matched_significance(
     """Maximum significance over the disc and annulus filters, and the radius that gave it.
 
     Each response is divided by its noise: the larger of its robust spread over the whole
-    image and, with ``local_noise``, its local spread (see ``_local_spread``).
+    image and, with ``local_noise``, its local spread (see ``_local_spread``). ``deficit`` is
+    0 where not usable.
+
+    Memory: besides the results (float32, and a byte per pixel for the best filter until the
+    end), the two spectra of the finest grid and at most six float32 images (or complex64
+    half-spectra of their size) on the FFT's padded grid: four correlations and two responses,
+    or four correlations, a kernel's spectrum and an inverse FFT's output; with
+    ``local_noise`` also the int32 squared distance to unusable pixels. The significances and
+    the local noise are formed in bands of rows.
     """
     shape = deficit.shape
     best = np.zeros(shape, dtype=np.float32)
-    best_radius = np.zeros(shape, dtype=np.float32)
-    weights = usable.astype(np.float64)
-    weighted = deficit * weights
-    edge_distance = ndimage.distance_transform_edt(usable)
-    spectra: dict[int, _Spectra] = {}
-    for radius in radii:
+    # The best filter as its 1-based index in ``radii``: a byte per pixel until the end.
+    best_index = np.zeros(shape, dtype=np.uint8)
+    squared_edge = _squared_distance_to_false(usable) if local_noise else None
+    spectra = None
+    for index, radius in enumerate(radii, start=1):
         factor = 2 ** max(0, math.floor(math.log2(radius / 4.0)))
         r = radius / factor
-        if factor not in spectra:
-            spectra[factor] = _Spectra(
-                _bin(weighted, factor), _bin(weights, factor), math.ceil(2 * r + 2) + 1
-            )
-        spec = spectra[factor]
-        s_in, n_in = spec.correlate(_disc_kernel(r))
-        s_out, n_out = spec.correlate(_disc_kernel(2.0 * r))
-        s_hole, n_hole = spec.correlate(_disc_kernel(hole_fraction * r))
+        if spectra is None or spectra.factor != factor:
+            # Radii grow, so the finer grid's spectra are not needed again; dropped before
+            # the coarser grid's are made.
+            spectra = None
+            spectra = _Spectra(deficit, usable, factor, math.ceil(2 * r + 2) + 1)
+        noise = _ResponseNoise(
+            factor,
+            radius,
+            max(16, math.ceil(_NOISE_TILE_RADII * r)),
+            None if squared_edge is None else squared_edge[::factor, ::factor],
+        )
+        s_in, n_in = spectra.correlate(_disc_kernel(r))
+        ring_s, ring_n = spectra.correlate(_disc_kernel(2.0 * r))
         disc_area = float(_disc_kernel(r).sum()) * factor**2
         ring_area = float(_disc_kernel(2.0 * r).sum()) * factor**2 - disc_area
-        covered = (n_in >= _MIN_COVERAGE * disc_area) & (n_out - n_in >= _MIN_COVERAGE * ring_area)
-        ring_s, ring_n = s_out - s_in, n_out - n_in
-        ann_s, ann_n = s_in - s_hole, n_in - n_hole
+        # The correlations are the largest intermediates, so the responses are formed in place,
+        # with the float32 operations (in their order) of ``disc = s_in / n_in - ring_s /
+        # ring_n`` (the ring's term 0 where it holds under half a usable pixel) and ``annulus =
+        # (s_in - s_hole) / (n_in - n_hole) - (ring_s + s_hole) / (ring_n + n_hole)``, every
+        # denominator kept at least 1e-12.
+        ring_s -= s_in
+        ring_n -= n_in
+        covered = (n_in >= _MIN_COVERAGE * disc_area) & (ring_n >= _MIN_COVERAGE * ring_area)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ring_mean = np.where(ring_n > 0.5, ring_s / np.maximum(ring_n, 1e-12), 0.0)
-            disc_resp = s_in / np.maximum(n_in, 1e-12) - ring_mean
-            other = (ring_s + s_hole) / np.maximum(ring_n + n_hole, 1e-12)
-            ann_resp = ann_s / np.maximum(ann_n, 1e-12) - other
-        for response in (disc_resp, ann_resp):
-            response = np.where(covered, response, 0.0)
-            spread = robust_sigma(response[covered]) if covered.any() else 0.0
-            if not spread > 0:
-                continue
-            noise = spread
-            if local_noise:
-                local = _local_spread(
-                    response,
-                    covered,
-                    max(16, math.ceil(_NOISE_TILE_RADII * r)),
-                    edge_distance[::factor, ::factor] / radius,
+            ring_mean = np.maximum(ring_n, 1e-12)
+            np.divide(ring_s, ring_mean, out=ring_mean)
+            ring_mean[ring_n <= 0.5] = 0.0
+            response = np.maximum(n_in, 1e-12)
+            np.divide(s_in, response, out=response)
+            response -= ring_mean
+        del ring_mean
+        noise.keep_better(response, covered, best, best_index, index)
+        del response
+        hole = _disc_kernel(hole_fraction * r)
+        s_hole = spectra.correlate_one(hole, weights=False)
+        ring_s += s_hole
+        s_in -= s_hole
+        del s_hole
+        n_hole = spectra.correlate_one(hole, weights=True)
+        ring_n += n_hole
+        n_in -= n_hole
+        del n_hole
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.maximum(ring_n, 1e-12, out=ring_n)
+            ring_s /= ring_n
+            np.maximum(n_in, 1e-12, out=n_in)
+            s_in /= n_in
+            s_in -= ring_s
+        del ring_s, ring_n, n_in
+        noise.keep_better(s_in, covered, best, best_index, index)
+        del s_in
+    radius_of = np.array((0.0, *radii), dtype=np.float32)
+    return best, radius_of[best_index]
+
+
+class _ResponseNoise:
+    """Noise of the filter responses of one radius, and the best significance kept from them.
+
+    Parameters
+    ----------
+    factor : int
+        Binning of the responses' grid.
+    radius : float
+        Filter radius in full-resolution pixels.
+    tile : int
+        Side of the local noise tiles, in binned pixels.
+    squared_edge : np.ndarray or None
+        Squared distance to unusable pixels (full-resolution pixels squared) on the binned
+        grid; None: the spread over the whole image only.
+    """
+
+    def __init__(
+        self, factor: int, radius: float, tile: int, squared_edge: np.ndarray | None
+    ) -> None:
+        self.factor = factor
+        self.radius = radius
+        self.tile = tile
+        self.squared_edge = squared_edge
+
+    def keep_better(
+        self,
+        response: np.ndarray,
+        covered: np.ndarray,
+        best: np.ndarray,
+        best_index: np.ndarray,
+        index: int,
+    ) -> None:
+        """Where ``response`` over its noise (float32, unbinned) beats ``best``, take it and
+        set ``best_index`` to ``index``. ``response`` is set to 0 where not ``covered``."""
+        response[~covered] = 0.0
+        spread = _robust_sigma_where(response, covered)
+        if not spread > 0:
+            return
+        cells = None
+        if self.squared_edge is not None:
+            cells = _local_spread(response, covered, self.tile, self.squared_edge, self.radius)
+        height, width = best.shape
+        factor = self.factor
+        rows = _band_rows(width * factor)
+        for start in range(0, response.shape[0], rows):
+            band = response[start : start + rows]
+            if cells is None:
+                significance = (band / spread).astype(np.float32)
+            else:
+                local = _local_spread_rows(
+                    cells, self.tile, self.squared_edge[start : start + rows], self.radius, start
                 )
-                noise = np.maximum(local, spread)
-            significance = _unbin((response / noise).astype(np.float32), factor, shape)
-            better = significance > best
-            best[better] = significance[better]
-            best_radius[better] = radius
-    return best, best_radius
+                significance = (band / np.maximum(local, spread)).astype(np.float32)
+            full = slice(start * factor, min((start + rows) * factor, height))
+            if factor > 1:
+                significance = np.repeat(np.repeat(significance, factor, axis=0), factor, axis=1)
+                significance = significance[: full.stop - full.start, :width]
+            target = best[full]
+            better = significance > target
+            target[better] = significance[better]
+            best_index[full][better] = index
 
 
 def _local_spread(
-    response: np.ndarray, covered: np.ndarray, tile: int, edge_distance: np.ndarray
+    response: np.ndarray,
+    covered: np.ndarray,
+    tile: int,
+    squared_edge: np.ndarray,
+    radius: float,
 ) -> np.ndarray:
-    """Robust spread (1.4826 MAD) of a filter response in cells, as a map.
+    """Robust spread (1.4826 MAD) of a filter response in cells: the table of the cells.
 
     The texture left in a median is not uniform: where the target drifted across its own limb,
     the median keeps the texture of a few frames only, and the background fit is least sure
@@ -715,27 +986,60 @@ def _local_spread(
     so a band along the limb gets its own noise. A cell with too few samples takes the spread
     of its whole tile, a tile with too few that of the nearest tile with enough; 0 when no
     tile has enough (the caller then uses the spread over the whole image).
+
+    ``squared_edge`` is the squared distance to unusable pixels, in full-resolution pixels, on
+    the response's grid; ``radius`` the filter radius in the same pixels. Returns the spread of
+    each cell, ``tile_index * n_bands + band``; ``_local_spread_rows`` gives the cell of each
+    pixel.
     """
     height, width = response.shape
     n_y, n_x = -(-height // tile), -(-width // tile)
     n_bands = len(_NOISE_BANDS) + 1
     # A sparse grid of samples: the response is smooth on the scale of the filter (>= 4 px).
+    # Gathered band of rows by band of rows, in the row-major order of the whole grid, into
+    # arrays of the final size.
     grid = (slice(None, None, _NOISE_STRIDE), slice(None, None, _NOISE_STRIDE))
-    rows, cols = np.nonzero(covered[grid])
-    rows *= _NOISE_STRIDE
-    cols *= _NOISE_STRIDE
-    values = response[rows, cols]
-    tiles = (rows // tile) * n_x + cols // tile
-    bands = np.searchsorted(_NOISE_BANDS, edge_distance[rows, cols], side="right")
+    count = int(np.count_nonzero(covered[grid]))
+    values = np.empty(count, dtype=np.float64)
+    tiles = np.empty(count, dtype=np.int64)
+    bands = np.empty(count, dtype=np.uint8)
+    step = _band_rows(width, _NOISE_STRIDE)
+    filled = 0
+    for start in range(0, height, step):
+        rows, cols = np.nonzero(covered[start : start + step : _NOISE_STRIDE, ::_NOISE_STRIDE])
+        rows = rows * _NOISE_STRIDE + start
+        cols *= _NOISE_STRIDE
+        taken = slice(filled, filled + rows.size)
+        values[taken] = response[rows, cols]
+        tiles[taken] = (rows // tile) * n_x + cols // tile
+        bands[taken] = _distance_bands(squared_edge[rows, cols], radius)
+        filled += rows.size
     tile_spread = _grouped_spread(values, tiles, n_y * n_x).reshape(n_y, n_x)
     if np.isnan(tile_spread).all():
-        return np.zeros(response.shape)
+        return np.zeros(n_y * n_x * n_bands)
     tile_spread = _fill_nan_nearest(tile_spread).ravel()
-    cell_spread = _grouped_spread(values, tiles * n_bands + bands, n_y * n_x * n_bands)
-    cell_spread = np.where(np.isnan(cell_spread), np.repeat(tile_spread, n_bands), cell_spread)
-    pixel_tiles = (np.arange(height) // tile)[:, None] * n_x + (np.arange(width) // tile)[None, :]
-    pixel_bands = np.searchsorted(_NOISE_BANDS, edge_distance, side="right")
-    return cell_spread[pixel_tiles * n_bands + pixel_bands]
+    tiles *= n_bands
+    tiles += bands
+    cell_spread = _grouped_spread(values, tiles, n_y * n_x * n_bands)
+    return np.where(np.isnan(cell_spread), np.repeat(tile_spread, n_bands), cell_spread)
+
+
+def _local_spread_rows(
+    cells: np.ndarray, tile: int, squared_edge: np.ndarray, radius: float, start: int
+) -> np.ndarray:
+    """Local spread (float64) of each pixel of the rows ``start:start + len(squared_edge)``,
+    from the table of ``_local_spread``; ``squared_edge`` is that table's, on those rows."""
+    height, width = squared_edge.shape
+    n_x = -(-width // tile)
+    tiles = (np.arange(start, start + height) // tile)[:, None] * n_x
+    tiles = tiles + (np.arange(width) // tile)[None, :]
+    return cells[tiles * (len(_NOISE_BANDS) + 1) + _distance_bands(squared_edge, radius)]
+
+
+def _distance_bands(squared_edge: np.ndarray, radius: float) -> np.ndarray:
+    """Band of ``_NOISE_BANDS`` (distances to unusable pixels in filter radii) of each pixel."""
+    distance = np.sqrt(squared_edge, dtype=np.float64)
+    return np.searchsorted(_NOISE_BANDS, distance / radius, side="right")
 
 
 _MIN_CELL_SAMPLES = 48
@@ -906,31 +1210,64 @@ def _hysteresis(
     the one-sided background fit there is the least reliable.
     """
     grown = (significance >= params.grow_sigma) & usable
-    inner = ndimage.distance_transform_edt(np.pad(usable, 1))[1:-1, 1:-1]
-    seeds = grown & (significance >= params.seed_sigma) & (inner > min_radius)
+    inner = _beyond(_squared_distance_to_false(np.pad(usable, 1))[1:-1, 1:-1], min_radius)
+    seeds = grown & (significance >= params.seed_sigma) & inner
     if not seeds.any():
         return np.zeros(significance.shape, dtype=bool), seeds
     return regions_touching(grown, seeds), seeds
 
 
-def _detect_once(
+def _as_float64(median: np.ndarray) -> np.ndarray:
+    """The (validated) median as float64; itself when it already is."""
+    return np.asarray(median).astype(np.float64, copy=False)
+
+
+def _background_and_deficit(
     data: np.ndarray,
     usable: np.ndarray,
-    fit_weights: np.ndarray,
+    fit_mask: np.ndarray,
+    limb: np.ndarray | None,
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The background fitted to the ``fit_mask`` pixels and the relative deficit ``1 - M / B``
+    (0 where not usable or where ``B <= 0``), both (H, W) float64."""
+    background = _local_background(data, fit_mask, sigma, limb)
+    # In place: one full-frame temporary instead of three.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deficit = np.divide(data, background)
+        np.subtract(1.0, deficit, out=deficit)
+    deficit[~(usable & (background > 0))] = 0.0
+    return background, deficit
+
+
+def _excluded_from_fit(
+    median: np.ndarray,
+    usable: np.ndarray,
+    fit_mask: np.ndarray,
     limb: np.ndarray | None,
     params: DustDetectionParams,
     radii: tuple[float, ...],
     sigma: float,
-    local_noise: bool,
-) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
-    background = _local_background(data, fit_weights, sigma, limb)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        deficit = np.where(usable & (background > 0), 1.0 - data / background, 0.0)
-    noise = robust_sigma(deficit[usable]) if usable.any() else 0.0
-    significance, best_radius = _matched_significance(
-        deficit, usable, radii, params.annulus_hole_fraction, local_noise=local_noise
+) -> np.ndarray:
+    """Pixels a pass finds the next background fit must leave out (bool): its candidates and
+    the outliers of its deficit, dilated by half the smallest filter radius.
+
+    Such a pass needs no local noise: it only decides what the background fit leaves out, and
+    leaving out a little texture costs nothing.
+    """
+    data = _as_float64(median)
+    background, deficit = _background_and_deficit(data, usable, fit_mask, limb, sigma)
+    # The filter bank holds the memory peak: the float64 images it does not use go first.
+    del data, background
+    noise = _robust_sigma_where(deficit, usable)
+    significance, _ = _matched_significance(
+        deficit, usable, radii, params.annulus_hole_fraction, local_noise=False
     )
-    return background, deficit, noise, significance, best_radius
+    candidates, _ = _hysteresis(significance, usable, params, radii[0])
+    del significance
+    threshold = params.outlier_sigma * noise
+    outliers = (deficit > threshold) | (deficit < -threshold)
+    return ndimage.binary_dilation(candidates | outliers, iterations=max(1, round(radii[0] / 2)))
 
 
 def detect_dust(
@@ -968,19 +1305,28 @@ def detect_dust(
     ------
     ValueError
         For a non-2-D, tiny, non-finite or signal-free median, or a bad ``valid`` mask.
+
+    Notes
+    -----
+    Peak memory, besides the median itself, is about eight float64 copies of it (8 bytes per
+    pixel each; about 1.2 GB at 20 MP), taken by the matched-filter bank and by the limb fit;
+    see ``benchmarks/bench_detector_memory.py``.
     """
+    # ``data`` is the median in its own dtype; each step converts it to float64 and drops the
+    # copy before the next, so that no float64 copy is held through the filter bank, where the
+    # memory peaks (nor ``limb``, in the final pass).
     data, user_valid = _validate_median(median, valid)
     radii = _filter_radii(params, data.shape)
     sigma = min(params.background_sigma_px, min(data.shape) / 6.0)
     sigma = max(sigma, 0.75 * radii[-1])
     usable, disc, normalized_radius = _usable_pixels(data, params, radii[-1], user_valid)
     limb = _limb_coordinate(disc, normalized_radius, sigma)
-    empty = np.zeros(data.shape, dtype=bool)
+    del disc, normalized_radius
     if not usable.any():
         return DustDetection(
-            core=empty,
+            core=np.zeros(data.shape, dtype=bool),
             deficit=np.zeros(data.shape, np.float32),
-            background=data.astype(np.float32),
+            background=_as_float64(data).astype(np.float32),
             valid=usable,
             significance=np.zeros(data.shape, np.float32),
             noise_sigma=0.0,
@@ -988,29 +1334,26 @@ def detect_dust(
             params=params,
             radii_px=radii,
         )
-    fit_weights = usable.astype(np.float64)
-    candidates = seeds = empty
-    for iteration in range(params.n_iterations):
-        # Only the final pass needs the local noise: earlier passes only decide what the
-        # background fit leaves out, and leaving out a little texture costs nothing.
-        final = iteration + 1 == params.n_iterations
-        background, deficit, noise, significance, best_radius = _detect_once(
-            data, usable, fit_weights, limb, params, radii, sigma, final
-        )
-        candidates, seeds = _hysteresis(significance, usable, params, radii[0])
-        if iteration + 1 < params.n_iterations:
-            outliers = np.abs(deficit) > params.outlier_sigma * noise
-            excluded = ndimage.binary_dilation(
-                candidates | outliers, iterations=max(1, round(radii[0] / 2))
-            )
-            fit_weights = (usable & ~excluded).astype(np.float64)
+    fit_mask = usable
+    for _ in range(params.n_iterations - 1):
+        fit_mask = usable & ~_excluded_from_fit(data, usable, fit_mask, limb, params, radii, sigma)
+    data64 = _as_float64(data)
+    background, deficit = _background_and_deficit(data64, usable, fit_mask, limb, sigma)
+    np.copyto(background, data64, where=~usable)
+    background = background.astype(np.float32)
+    del data64, limb, fit_mask
+    noise = _robust_sigma_where(deficit, usable)
+    significance, best_radius = _matched_significance(
+        deficit, usable, radii, params.annulus_hole_fraction
+    )
+    candidates, seeds = _hysteresis(significance, usable, params, radii[0])
     core, regions = _shape_regions(
         deficit, usable, significance, best_radius, candidates, seeds, radii, params, whole_shapes
     )
     return DustDetection(
         core=core,
         deficit=deficit.astype(np.float32),
-        background=np.where(usable, background, data).astype(np.float32),
+        background=background,
         valid=usable,
         significance=significance,
         noise_sigma=float(noise),
