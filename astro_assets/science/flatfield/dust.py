@@ -528,13 +528,14 @@ def _limb_coordinate(
 
 
 def _local_background(
-    data: np.ndarray, weights: np.ndarray, sigma: float, limb: np.ndarray | None
+    data: np.ndarray, fit_mask: np.ndarray, sigma: float, limb: np.ndarray | None
 ) -> np.ndarray:
-    """Weighted local regression in a Gaussian window, evaluated at every pixel.
+    """Local regression in a Gaussian window over the ``fit_mask`` pixels (bool), evaluated at
+    every pixel.
 
     The model is a quadratic surface (vignetting is one), plus, when the target has an edge in
     the frame, the limb-darkening regressor of ``_limb_coordinate``. This is normalized
-    convolution of order 2: it reproduces the model exactly and ignores pixels of zero weight,
+    convolution of order 2: it reproduces the model exactly and ignores pixels out of the mask,
     so the sky never leaks into the disc and detected dust never pulls the background down.
     For speed the weighted moments (at exact pixel positions) are summed in blocks of about
     ``sigma / 6`` px, the Gaussian weight is taken per block, the normal equations are solved
@@ -554,11 +555,8 @@ def _local_background(
     exponents = np.array(_POLY_TERMS, dtype=np.int64)
     # The model's terms and the block size, as both kernels take them.
     model = (y_powers, x_powers, exponents, limb_values, has_limb, factor)
-    if np.asarray(weights).dtype == bool:
-        # 0/1 weights go to the kernel as bytes: the same sums, without a float64 copy.
-        weights = np.ascontiguousarray(weights).view(np.uint8)
-    else:
-        weights = np.ascontiguousarray(weights, dtype=np.float64)
+    # The mask goes to the kernel as 0/1 bytes: its weights, without a float64 copy.
+    weights = np.ascontiguousarray(fit_mask, dtype=bool).view(np.uint8)
     moments = _block_moments(np.ascontiguousarray(data, dtype=np.float64), weights, *model)
     moments = np.moveaxis(moments, -1, 0)
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from astro_assets.science.compiled import compiled
-from astro_assets.science.flatfield.levels import target_level
+from astro_assets.science.flatfield.levels import dark_threshold, target_level
 
 __all__ = [
     "BLACK_LEVEL_MODES",
@@ -203,13 +203,12 @@ def sky_black_level(median: np.ndarray, params: FlatParams = FlatParams()) -> fl
 
 def _sky_level(data: np.ndarray, params: FlatParams) -> tuple[float | None, str]:
     """The median of the sky pixels of ``data``, or None and why there is no sky to measure."""
-    low, high = float(np.percentile(data, 0.1)), target_level(data)
-    if high <= low:
+    threshold = dark_threshold(data, max(params.dark_fraction, 0.01))
+    if threshold is None:
         return None, (
             "the median is flat (no contrast), so sky and target cannot be told apart; pass "
             "black_level_mode='value' with a measured pedestal."
         )
-    threshold = low + max(params.dark_fraction, 0.01) * (high - low)
     sky = data <= threshold
     fraction = float(np.mean(sky))
     if fraction < _MIN_SKY_FRACTION:

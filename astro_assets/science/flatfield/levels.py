@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["coverage_verdict", "lit_fraction", "target_level"]
+__all__ = ["coverage_verdict", "dark_threshold", "lit_fraction", "target_level"]
 
 BRIGHTER_FACTOR = 4.0
 """How much brighter than the frame's 99th percentile a population must be to be the target
@@ -59,10 +59,41 @@ def target_level(values: np.ndarray) -> float:
         level = float(np.percentile(brighter, 99.0))
 
 
+def dark_threshold(values: np.ndarray, dark_fraction: float) -> float | None:
+    """``low + dark_fraction * (high - low)``: below it a pixel is sky (or too dark to measure
+    a flat on), with ``low`` the 0.1th percentile of ``values`` (the pedestal, the sky) and
+    ``high`` their :func:`target_level`.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Finite pixel values, any shape, in ADU; not modified.
+    dark_fraction : float
+        In [0, 1).
+
+    Returns
+    -------
+    float or None
+        The threshold in the units of ``values``; None when they have no contrast
+        (``high <= low``), so sky and target cannot be told apart.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty or ``dark_fraction`` lies outside [0, 1).
+    """
+    if not 0.0 <= dark_fraction < 1.0:
+        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
+    high = target_level(values)
+    low = float(np.percentile(values, 0.1))
+    if not high > low:
+        return None
+    return low + dark_fraction * (high - low)
+
+
 def lit_fraction(image: np.ndarray, dark_fraction: float = 0.05) -> float:
-    """Share of the pixels lit by the target: above ``low + dark_fraction * (high - low)``,
-    with ``low`` the 0.1th percentile (the pedestal, the sky) and ``high`` the
-    :func:`target_level`, the threshold under which no flat is measured.
+    """Share of the pixels lit by the target: above :func:`dark_threshold`, under which no
+    flat is measured.
 
     Parameters
     ----------
@@ -81,14 +112,11 @@ def lit_fraction(image: np.ndarray, dark_fraction: float = 0.05) -> float:
     ValueError
         If ``image`` is empty or ``dark_fraction`` lies outside [0, 1).
     """
-    if not 0.0 <= dark_fraction < 1.0:
-        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
     values = np.ravel(image)
-    high = target_level(values)
-    low = float(np.percentile(values, 0.1))
-    if not high > low:
+    threshold = dark_threshold(values, dark_fraction)
+    if threshold is None:
         return 0.0
-    return float(np.count_nonzero(values > low + dark_fraction * (high - low)) / values.size)
+    return float(np.count_nonzero(values > threshold) / values.size)
 
 
 def coverage_verdict(
