@@ -57,6 +57,7 @@ def test_checks_and_which_block():
         "final_flatfield_clean_area_is_unity": "final_flatfield",
         "final_flatfield_finite_positive": "final_flatfield",
         "dust_mask_coverage": "dust_mask",
+        "dust_mask_candidates_confirmed": "dust_mask",
         "matched_inpaint_matches_clean_area": "matched_inpaint",
         "inpainted_unchanged_outside_mask": "inpainted",
         "job_tensors_in_unit_range": "job_tensors",

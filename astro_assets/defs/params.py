@@ -16,21 +16,23 @@ P = TypeVar("P")
 
 
 def _field_docs(params_cls: type) -> dict[str, str]:
-    """Parameter descriptions from the dataclass's numpy-style ``Attributes`` section."""
+    """Parameter descriptions from the dataclass's numpy-style ``Attributes`` section; an
+    entry may document several fields at once (``low, high : float``)."""
     docs: dict[str, str] = {}
     lines = (params_cls.__doc__ or "").splitlines()
     names = {f.name for f in dataclasses.fields(params_cls)}
-    current = None
+    current: list[str] = []
     for line in lines:
         stripped = line.strip()
-        head = stripped.split(" : ")[0].strip()
-        if head in names and (" : " in stripped or stripped == head):
-            current = head
-            docs[current] = ""
+        heads = [head.strip() for head in stripped.split(" : ")[0].split(",")]
+        if all(head in names for head in heads) and (" : " in stripped or stripped in names):
+            current = heads
+            docs.update(dict.fromkeys(current, ""))
         elif current and stripped:
-            docs[current] = (docs[current] + " " + stripped).strip()
+            for name in current:
+                docs[name] = (docs[name] + " " + stripped).strip()
         elif current and not stripped:
-            current = None
+            current = []
     return docs
 
 

@@ -1,5 +1,6 @@
 """The whole flat-field graph materialized per partition in a test instance."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
     _, truth = dusty_video
     result = _materialize(instance, data_store, "dusty")
     assert result.success
-    assert _check_results(result) == dict.fromkeys(_check_results(result), True)
+    checks = _check_results(result)
+    confirmed = checks.pop("dust_mask_candidates_confirmed")
+    assert checks == dict.fromkeys(checks, True)
     folder = layout.flatfield_dir("dusty")
     for name in [
         "ser_median.tiff",
@@ -112,6 +115,7 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
         assert verdicts[round(spec.x / 10)] == "sensor" or verdicts[round(spec.x / 10)].startswith(
             "undecided: the target moved too little"
         )
+    assert confirmed == all(verdict == "sensor" for verdict in verdicts.values())
     dust = truth.dust_support()
     errors = flat[dust] / truth.transmission[dust] - 1.0
     assert np.sqrt(np.mean(errors**2)) < 0.05
@@ -121,6 +125,50 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
     codes = read_tiff(folder / "final_flatfield.tiff")
     assert codes.dtype == np.uint16
     assert np.all(codes[mask == 0] == 65535)
+
+
+def _check_evaluation(result, name: str):
+    (evaluation,) = (
+        event.event_specific_data
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+        and event.event_specific_data.check_name == name
+    )
+    return evaluation
+
+
+def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_confirmed(
+    instance, data_store, layout
+):
+    # The target stays put: each shadow could be a sunspot, which a flat would correct away.
+    tracked = dataclasses.replace(DUSTY, drift_px=0.0, jitter_px=0.3)
+    layout.incoming_ser.mkdir(parents=True)
+    write_sample_video(layout.incoming_ser / "tracked.ser", tracked)
+    selection = ["ser_median", "dust_mask"]
+    result = _materialize(instance, data_store, "tracked", selection=selection)
+    assert result.success
+    evaluation = _check_evaluation(result, "dust_mask_candidates_confirmed")
+    assert evaluation.passed is False
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    kept = metadata["undecided_kept_count"].value
+    assert kept == evaluation.metadata["undecided_kept"].value == metadata["region_count"].value
+    assert kept >= len(DUSTY.dust)
+    mask = read_tiff(layout.flatfield_file("tracked", "dust_mask.tiff"))
+    assert all(mask[int(spec.y), int(spec.x)] == 1.0 for spec in DUSTY.dust)
+
+    strict = {"ops": {"dust_mask": {"config": {"keep_undecided": False}}}}
+    result = _materialize(instance, data_store, "tracked", ["dust_mask"], strict)
+    assert result.success
+    assert _check_evaluation(result, "dust_mask_candidates_confirmed").passed is True
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["undecided_dropped_count"].value == kept
+    assert metadata["undecided_kept_count"].value == 0
+    assert not read_tiff(layout.flatfield_file("tracked", "dust_mask.tiff")).any()
+    record = json.loads(layout.flatfield_file("tracked", "dust_mask.json").read_text())
+    assert all(
+        v["verdict"].startswith("dropped, keep_undecided is off") for v in record["motion_test"]
+    )
 
 
 def test_calibrated_video_changes_frames_by_the_flat_alone(

@@ -11,6 +11,7 @@ from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
 from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
 from astro_assets.science.flatfield.motion import (
+    DROPPED_UNDECIDED,
     DustFreePrediction,
     MotionTestParams,
     find_shadows_in_ratio,
@@ -118,6 +119,25 @@ def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
         "undecided: the target moved too little compared with this shadow's size"
     }
     assert all(v.overlap_fraction > 0.35 for v in verdicts)
+    assert all(v.undecided and v.kept for v in verdicts)
+
+
+def test_without_keep_undecided_only_confirmed_shadows_stay():
+    # Over a 6 px drift neither the shadow nor the scene's lane can be told apart: both go.
+    frames, shifts, median, core = _video(drift_px=6.0)
+    strict = MotionTestParams(keep_undecided=False)
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, strict)
+    assert not kept.any()
+    assert {v.verdict for v in verdicts} == {
+        DROPPED_UNDECIDED + "undecided: the target moved too little compared with this "
+        "shadow's size"
+    }
+    assert not any(v.kept or v.undecided for v in verdicts)
+    # Over 40 px the shadow is shown fixed on the sensor and stays, the lane goes as moving.
+    frames, shifts, median, core = _video(drift_px=40.0)
+    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, strict)
+    np.testing.assert_array_equal(kept, _disc(core.shape, *DUST[:3]))
+    assert sorted(v.verdict for v in verdicts) == ["scene", "sensor"]
 
 
 def test_a_scene_feature_longer_than_the_drift_is_dropped_when_its_rim_shows_it_moved():
@@ -511,6 +531,21 @@ def test_a_scene_remnant_found_in_the_ratio_alone_is_dropped(monkeypatch):
     assert result.ratio_shadows == records[:1]
     verdicts = sorted(verdict.verdict for verdict in result.ratio_verdicts)
     assert verdicts == ["scene", "sensor"]
+    # Without keep_undecided the eye's candidates must be shown fixed; the shadows of the
+    # ratio have shown their deficit there, and only what moved is dropped of them.
+    calls.clear()
+    test = motion.sensor_fixed_test
+    keeps = []
+
+    def recording(*args, **kwargs):
+        keeps.append(args[4].keep_undecided)
+        return test(*args, **kwargs)
+
+    monkeypatch.setattr(motion, "sensor_fixed_test", recording)
+    strict = MotionTestParams(keep_undecided=False)
+    result = separate_sensor_fixed(empty, median, frames, shifts, params=strict)
+    assert keeps == [False, True]
+    assert result.core[shadow].all() and not (result.core & remnant).any()
 
 
 def test_ratio_search_finds_a_shadow_the_texture_hides():

@@ -49,6 +49,7 @@ from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.motion import (
+    DROPPED_UNDECIDED,
     SCENE,
     SHALLOW,
     MotionTestParams,
@@ -486,10 +487,21 @@ def dust_mask(
         motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
         rejected = sum(verdict.verdict == SCENE for verdict in separated.verdicts)
         too_shallow = sum(verdict.verdict == SHALLOW for verdict in separated.verdicts)
-        if rejected or too_shallow:
+        undecided = sum(verdict.undecided for verdict in separated.verdicts)
+        unconfirmed_dropped = sum(
+            verdict.verdict.startswith(DROPPED_UNDECIDED) for verdict in separated.verdicts
+        )
+        if rejected or too_shallow or unconfirmed_dropped:
             context.log.info(
-                f"Of {len(separated.verdicts)} candidates, {rejected} moved with the scene and "
-                f"{too_shallow} were too shallow to correct; both were dropped."
+                f"Of {len(separated.verdicts)} candidates, {rejected} moved with the scene, "
+                f"{too_shallow} were too shallow to correct and {unconfirmed_dropped} could not "
+                "be shown fixed on the sensor with keep_undecided off; all were dropped."
+            )
+        if undecided:
+            context.log.warning(
+                f"{undecided} of {len(separated.verdicts)} candidates are kept although the "
+                "video cannot show them fixed on the sensor (verdicts in motion_test): review "
+                "them on the overlay, or set keep_undecided: false to keep only confirmed dust."
             )
         ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
         ratio_rejected = sum(not verdict.kept for verdict in separated.ratio_verdicts)
@@ -523,6 +535,7 @@ def dust_mask(
                     "regions": regions,
                     "drift_total_px": drift_total_px,
                     "prediction_black_level": separated.black_level,
+                    "motion_tested": motion_params.motion_test,
                     "motion_test": motion,
                     "found_in_ratio": from_ratio,
                     "ratio_motion_test": ratio_motion,
@@ -550,6 +563,8 @@ def dust_mask(
                 "drift_verdict": drift_message,
                 "moved_with_scene_count": rejected,
                 "too_shallow_count": too_shallow,
+                "undecided_kept_count": undecided,
+                "undecided_dropped_count": unconfirmed_dropped,
                 "motion_test": _json(motion),
                 "ratio_searched": separated.ratio_searched,
                 "prediction_black_level": separated.black_level,

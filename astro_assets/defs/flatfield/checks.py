@@ -11,6 +11,7 @@ from astro_assets.defs.flatfield.assets import (
     MASK_FILE,
     MATCHED_FILE,
     MEDIAN_FILE,
+    _read_mask_record,
     dust_mask,
     final_flatfield,
     inpainted,
@@ -19,6 +20,7 @@ from astro_assets.defs.flatfield.assets import (
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.io.images import UNITY_UINT16, read_fits_float32, read_tiff
 from astro_assets.resources.storage import DataStore
+from astro_assets.science.flatfield.motion import UNDECIDED
 from astro_assets.science.flatfield.planes import broadcast_mask
 
 CLEAN_QUANTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -114,6 +116,49 @@ def dust_mask_coverage(
     )
 
 
+@dg.asset_check(
+    asset=dust_mask,
+    partitions_def=ser_files_partitions,
+    description="Every candidate in the mask was shown fixed on the sensor by the video. Warns "
+    "when some are kept undecided (a tracked video, too few frames covering them, the motion "
+    "test off): a sunspot that stays still looks exactly like dust, and the flat would correct "
+    "it away.",
+)
+def dust_mask_candidates_confirmed(
+    context: dg.AssetCheckExecutionContext, data_store: DataStore
+) -> dg.AssetCheckResult:
+    record = _read_mask_record(data_store, context.partition_key)
+    verdicts = record.get("motion_test", [])
+    undecided = [v for v in verdicts if v["verdict"].startswith(UNDECIDED)]
+    untested = not record.get("motion_tested", True) and bool(record["regions"])
+    if untested:
+        advice = (
+            "the motion test was off (dust_mask config motion_test: false), so no candidate "
+            "was confirmed; review the overlay before using the flat."
+        )
+    elif undecided:
+        advice = (
+            f"{len(undecided)} of {len(verdicts)} candidates are kept undecided; review them on "
+            "dust_mask_overlay.png, capture with the mount drifting (at least twice the largest "
+            "shadow's diameter), or materialize dust_mask with keep_undecided: false to keep "
+            "only confirmed dust."
+        )
+    else:
+        advice = "every candidate kept was shown fixed on the sensor."
+    return dg.AssetCheckResult(
+        passed=not undecided and not untested,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=advice,
+        metadata={
+            "candidates": len(verdicts),
+            "undecided_kept": len(undecided),
+            "motion_tested": not untested,
+            "drift_total_px": record.get("drift_total_px"),
+            "undecided": dg.MetadataValue.json(undecided),
+        },
+    )
+
+
 class CleanAreaMatchConfig(dg.Config):
     tolerance: float = pydantic.Field(
         default=0.01,
@@ -174,6 +219,7 @@ flatfield_checks = [
     final_flatfield_clean_area_is_unity,
     final_flatfield_finite_positive,
     dust_mask_coverage,
+    dust_mask_candidates_confirmed,
     matched_inpaint_matches_clean_area,
     inpainted_unchanged_outside_mask,
 ]

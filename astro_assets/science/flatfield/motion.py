@@ -63,9 +63,11 @@ from astro_assets.science.flatfield.response import (
 )
 
 __all__ = [
+    "DROPPED_UNDECIDED",
     "SCENE",
     "SENSOR",
     "SHALLOW",
+    "UNDECIDED",
     "DustFreePrediction",
     "GuideRegion",
     "InpaintingGuide",
@@ -82,10 +84,12 @@ __all__ = [
 
 SENSOR = "sensor"
 SCENE = "scene"
-UNDECIDED_SIZE = "undecided: the target moved too little compared with this shadow's size"
-UNDECIDED_COVERAGE = "undecided: too few frames cover this part of the scene"
-UNDECIDED_SIGNAL = "undecided: no deficit against its surroundings in the median"
+UNDECIDED = "undecided"
+UNDECIDED_SIZE = f"{UNDECIDED}: the target moved too little compared with this shadow's size"
+UNDECIDED_COVERAGE = f"{UNDECIDED}: too few frames cover this part of the scene"
+UNDECIDED_SIGNAL = f"{UNDECIDED}: no deficit against its surroundings in the median"
 SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and in the ratio"
+DROPPED_UNDECIDED = "dropped, keep_undecided is off: "
 _DEFAULT_DETECTION = DustDetectionParams()
 _DEEP_SEARCH_FLOOR = 0.1
 """Fraction of the prediction's 99th percentile above which deep shadows are searched in the
@@ -137,6 +141,15 @@ class MotionTestParams:
         median. Where the scene changed during the video (evolving granulation, seeing
         distortions, field rotation) the shifted frames do not predict it, and the ratio keeps
         texture the detector could take for dust. In (0, 1].
+    keep_undecided : bool
+        Whether the eye's candidates the test cannot decide (the target moved too little for
+        their size, as in a tracked video; too few frames cover them; no deficit against
+        their surroundings) stay in the mask. True corrects every candidate: on a tracked
+        video of a spotted Sun the sunspots are then corrected away like dust. False keeps
+        only what the video shows to be fixed on the sensor (the others get the verdict
+        ``DROPPED_UNDECIDED`` followed by the undecided one), and on a tracked video the dust
+        goes with the sunspots. Shadows found in the ratio have shown their deficit there and
+        stay.
     max_outline_growth : float
         After the ratio search, the scene is estimated again without the sensor pixels of the
         shadows found (each grown by this fraction of its equivalent diameter, at least
@@ -204,6 +217,7 @@ class MotionTestParams:
     ratio_search: bool = True
     min_ratio_depth: float = 0.005
     max_texture_left: float = 0.5
+    keep_undecided: bool = True
     max_outline_growth: float = 0.15
     min_ratio_significance: float = 3.0
     min_deep_depth: float = 0.5
@@ -275,7 +289,8 @@ class MotionVerdict:
         The same in the ratio of the median to the dust-free prediction (NaN when not measured).
     verdict : str
         ``"sensor"`` (kept), ``"scene"`` (rejected), ``"too shallow: ..."`` (rejected: too
-        shallow to correct) or ``"undecided: ..."`` (kept) with the reason.
+        shallow to correct), ``"undecided: ..."`` (kept) with the reason, or
+        ``DROPPED_UNDECIDED + "undecided: ..."`` (rejected: ``keep_undecided`` is off).
     """
 
     centroid_y: float
@@ -289,7 +304,14 @@ class MotionVerdict:
 
     @property
     def kept(self) -> bool:
-        return self.verdict not in (SCENE, SHALLOW)
+        return self.verdict not in (SCENE, SHALLOW) and not self.verdict.startswith(
+            DROPPED_UNDECIDED
+        )
+
+    @property
+    def undecided(self) -> bool:
+        """Kept without the video showing it fixed on the sensor."""
+        return self.verdict.startswith(UNDECIDED)
 
 
 def sensor_fixed_test(
@@ -345,6 +367,8 @@ def sensor_fixed_test(
     on_target = detection.dark_fraction * target_level(image)
     for label, box in enumerate(boxes, start=1):
         verdict = _judge(labels, label, box, image, frames, offsets, params, on_target)
+        if verdict.undecided and not params.keep_undecided:
+            verdict = replace(verdict, verdict=DROPPED_UNDECIDED + verdict.verdict)
         verdicts.append(verdict)
         rejected[label] = not verdict.kept
     return mask & ~rejected[labels], tuple(verdicts)
@@ -526,8 +550,10 @@ def separate_sensor_fixed(
     alone = found & ~with_candidate
     ratio_verdicts: tuple[MotionVerdict, ...] = ()
     if alone.any():
+        # Their deficit in the ratio already shows them fixed on the sensor: undecided here
+        # means only that the test lacks the frames to show they moved.
         confirmed, ratio_verdicts = sensor_fixed_test(
-            alone, image, frames, offsets, params, detection=detection
+            alone, image, frames, offsets, replace(params, keep_undecided=True), detection=detection
         )
         found = with_candidate | confirmed
         shadows = tuple(

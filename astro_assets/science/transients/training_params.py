@@ -50,6 +50,7 @@ class TrainConfig:
     epochs : int
         Maximum number of passes over the training split.
     batch_size : int
+        Candidates per optimization step.
     learning_rate, weight_decay : float
         AdamW parameters.
     seed : int
