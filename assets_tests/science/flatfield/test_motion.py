@@ -630,6 +630,27 @@ def test_a_shallower_shadow_across_the_limb_is_found_when_it_is_wide():
     assert not blocked.any() and none == ()
 
 
+def test_a_prediction_offset_as_deep_as_its_surroundings_is_no_limb_shadow():
+    # A response that misses a steeply vignetted corner leaves the ratio falling smoothly
+    # there, to 20 % at the corner: as deep as a shadow on a limb, but no deeper than its
+    # surroundings.
+    predicted = np.full((HEIGHT, WIDTH), 1000.0)
+    rows, cols = np.indices(predicted.shape)
+    into_corner = np.clip(1.0 - np.hypot(rows, WIDTH - 1 - cols) / 40.0, 0.0, 1.0)
+    observed = predicted * (1.0 - 0.2 * into_corner**2)
+    found, shadows = find_shadows_in_ratio(
+        observed, predicted, min_deep_depth=0.5, min_limb_depth=0.1
+    )
+    assert not found.any() and shadows == ()
+    # A shadow 20 % deeper than its surroundings on that slope is found.
+    shadow = _disc(predicted.shape, 20.0, WIDTH - 30.0, 8.0)
+    found, shadows = find_shadows_in_ratio(
+        observed * np.where(shadow, 0.8, 1.0), predicted, min_deep_depth=0.5, min_limb_depth=0.1
+    )
+    assert len(shadows) == 1 and found[20, WIDTH - 30]
+    assert shadows[0].fixed_deficit > 0.15
+
+
 def test_separate_sensor_fixed_searches_the_ratio_only_with_enough_motion():
     frames, shifts, median, _ = _faint_video()
     empty = np.zeros(median.shape, dtype=bool)

@@ -95,6 +95,10 @@ _DEEP_SEARCH_FLOOR = 0.1
 """Fraction of the prediction's 99th percentile above which deep shadows are searched in the
 ratio: on the limb band of a planet the ratio's noise is still a fraction of a percent there,
 while below it the sky's black level and noise make the ratio meaningless."""
+_DEEP_MIN_CONTRAST = 0.5
+"""A deep shadow must lie at least this fraction of its depth in the ratio below the plane
+through its surroundings there, as a candidate of the eye must show at least
+``min_deficit_ratio`` of its deficit in the ratio."""
 _DEEP_OUTLINE_LEVEL = 0.25
 """A deep shadow's outline is drawn where the ratio is below 1 minus this fraction of the
 shadow's median depth (its penumbra, out to a quarter of the depth)."""
@@ -1501,7 +1505,8 @@ def _deep_shadows(
     a part that holds a disc of half ``detection.min_radius_px`` and touches no ``exclude``
     pixel. Each is drawn out to ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius
     beyond that part; their deficits are measured against the surroundings in that band (the
-    target's side of a limb)."""
+    target's side of a limb); a shadow that lies less than ``_DEEP_MIN_CONTRAST`` of its depth
+    below the plane through its surroundings is left out."""
     empty = np.zeros(image.shape, dtype=bool)
     if min_depth >= 1.0 and min_wide_depth >= 1.0:
         return empty, []
@@ -1537,9 +1542,14 @@ def _deep_shadows(
         area = np.count_nonzero(shadow)
         if area < min_area:
             continue
-        found[window] |= shadow
         beyond = ndimage.binary_dilation(shadow, iterations=reach + 2)
         ring = beyond & ~ndimage.binary_dilation(shadow, iterations=2) & band[window]
+        fixed_deficit = _deficit(ratio[window], shadow, ring)
+        # Hardly deeper than its surroundings, it is an offset of the prediction (a response
+        # that misses a steeply vignetted corner), not a shadow; NaN: no surroundings to tell.
+        if fixed_deficit < _DEEP_MIN_CONTRAST * depth:
+            continue
+        found[window] |= shadow
         rows, cols = np.nonzero(shadow)
         shadows.append(
             RatioShadow(
@@ -1547,7 +1557,7 @@ def _deep_shadows(
                 centroid_x=float(cols.mean() + window[1].start),
                 diameter_px=2.0 * math.sqrt(area / math.pi),
                 median_deficit=_deficit(image[window], shadow, ring),
-                fixed_deficit=_deficit(ratio[window], shadow, ring),
+                fixed_deficit=fixed_deficit,
             )
         )
     return found, shadows

@@ -209,8 +209,13 @@ def estimate_sensor_response(
     log_response -= float(np.median(at_grid @ polynomial))
     # Beyond the pixels it was measured on (over the sky around a planet) the polynomial is
     # an extrapolation that can fall to a fraction of the light: it stays within the range
-    # it takes where it was measured.
-    at_measured = log_response[grid_rows[measured], grid_cols[measured]]
+    # it takes where it was measured, which reaches the grid's step around each sample (a
+    # steeply vignetted corner falls by several percent between the last sample and the
+    # frame's edge).
+    near_measured = np.zeros(shape, dtype=bool)
+    near_measured[grid_rows[measured], grid_cols[measured]] = True
+    near_measured = ndimage.maximum_filter(near_measured, size=2 * step + 1)
+    at_measured = log_response[near_measured]
     log_response = np.clip(log_response, at_measured.min(), at_measured.max())
     return np.exp(log_response).astype(np.float32)
 
