@@ -437,6 +437,10 @@ LIMITS = """What limits the classical detector on these videos:
   sunspots goes from 1.81 % of the frame in false positives (6.39 % masked) to none, and the
   tracked videos with dust lose all of it (recall 0). By default undecided candidates stay,
   and the check `dust_mask_candidates_confirmed` warns about them.
+- A deep or wide shadow of the ratio must now lie at least half its depth below the plane
+  through its surroundings, and the sensor's response is held within the range it takes up to
+  a sampling step from the pixels it was measured on (see `quality_flatfield_beyond.py`: strong
+  vignetting). No score of this grid moved.
 - Outside the mask the flat is exactly 1.0 in every case.
 """
 

@@ -186,6 +186,19 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   measured before. The other 300 pixels there have 3.1 % rms (3.5 % before). On the Sun 0.64,
   0.67 and 0.66 % -> 0.60, 0.63 and 0.63 %; at 140 degrees the thin crescent 4.94 -> 3.62 %;
   the other rows moved by at most 0.02 %.
+- Strong vignetting (new set). The sensor's response is a polynomial of degree 4 in the log,
+  which misses a fall-off of 70 % at the corners by up to 11 % (`science.flatfield.response`),
+  and it was held within the range it took at its outermost samples, up to a sampling step
+  inside the frame's edge: in the corners along the drift the ratio fell to 0.79-0.81. On one
+  seed of three, the search for deep and wide shadows took a corner for a shadow though it lay
+  no deeper than its surroundings (-0.3 % against them), and the ratio search took another,
+  5 % deep. A deep or wide shadow must now lie half its depth below its surroundings, and the
+  response's range reaches a sampling step around its samples. Before -> after: core outside
+  the dust 0.093 -> 0.031 % of the frame with f/30 dust (precision 0.87 -> 0.94, flat rms in
+  dust 0.51 % both) and 0.082 -> 0.031 % without dust (masked 0.43 -> 0.20 %), all of it on
+  that seed. Raising the response's degree to 8 alone had hardly changed them (on that seed
+  0.278 -> 0.275 % with dust). The other rows are the same, but for the masked area with 25 %
+  discs and 15 % donuts at an 82 px drift (30.50 -> 30.41 %, 31.00 -> 30.98 %).
 - What is left there:
   - Where a deep shadow lies on the edge of a limb, the flat is forced to 1.0 on the pixels
     whose dust-free reference is below 5 % of the bright level (``FlatParams.dark_fraction``):
