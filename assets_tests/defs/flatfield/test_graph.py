@@ -156,6 +156,11 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
     assert kept >= len(DUSTY.dust)
     mask = read_tiff(layout.flatfield_file("tracked", "dust_mask.tiff"))
     assert all(mask[int(spec.y), int(spec.x)] == 1.0 for spec in DUSTY.dust)
+    # The quick-look shows them in yellow over the mask's orange; dropped, they turn blue.
+    overlay = layout.flatfield_file("tracked", "dust_mask_overlay.png")
+    centres = [(int(spec.y), int(spec.x)) for spec in DUSTY.dust]
+    rgb = np.asarray(Image.open(overlay)).astype(int)
+    assert all(rgb[c][1] > rgb[c][2] + 100 and rgb[c][0] > rgb[c][2] + 100 for c in centres)
 
     strict = {"ops": {"dust_mask": {"config": {"keep_undecided": False}}}}
     result = _materialize(instance, data_store, "tracked", ["dust_mask"], strict)
@@ -165,6 +170,8 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
     assert metadata["undecided_dropped_count"].value == kept
     assert metadata["undecided_kept_count"].value == 0
     assert not read_tiff(layout.flatfield_file("tracked", "dust_mask.tiff")).any()
+    rgb = np.asarray(Image.open(overlay)).astype(int)
+    assert all(rgb[c][2] > rgb[c][0] + 40 for c in centres)
     record = json.loads(layout.flatfield_file("tracked", "dust_mask.json").read_text())
     assert all(
         v["verdict"].startswith("dropped, keep_undecided is off") for v in record["motion_test"]

@@ -54,6 +54,7 @@ from astro_assets.science.flatfield.motion import (
     SHALLOW,
     MotionTestParams,
     inpainting_guide,
+    label_candidates,
     separate_sensor_fixed,
 )
 from astro_assets.science.flatfield.planes import (
@@ -79,6 +80,8 @@ BYTE_ORDERS = {"auto": None, "little": "<", "big": ">"}
 MEDIAN_FILE = "ser_median.tiff"
 DROPPED_OVERLAY_COLOR = (0, 140, 255)
 """Colour of the candidates dropped by the motion test in ``dust_mask_overlay.png``."""
+UNDECIDED_OVERLAY_COLOR = (255, 230, 0)
+"""Colour of the candidates kept without the video showing them fixed on the sensor."""
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
 MASK_RECORD_FILE = "dust_mask.json"
@@ -548,6 +551,12 @@ def dust_mask(
         # Candidates dropped as moving with the scene, in blue, so that a reviewer sees them too.
         dropped = mask_to_full(located.core & ~separated.tested, median.shape[:2], color)
         overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
+        # And those kept unconfirmed in yellow: on a tracked video, still sunspots look so.
+        labels, count = label_candidates(located.core)
+        if count and count == len(separated.verdicts):
+            unconfirmed = np.array([False, *(verdict.undecided for verdict in separated.verdicts)])
+            undecided_core = mask_to_full(unconfirmed[labels], median.shape[:2], color)
+            overlay = overlay_mask(overlay, undecided_core, color=UNDECIDED_OVERLAY_COLOR)
         quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
         return dg.MaterializeResult(
             metadata={

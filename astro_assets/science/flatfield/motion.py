@@ -77,6 +77,7 @@ __all__ = [
     "RatioShadow",
     "find_shadows_in_ratio",
     "inpainting_guide",
+    "label_candidates",
     "predict_dust_free",
     "sensor_fixed_test",
     "separate_sensor_fixed",
@@ -318,6 +319,12 @@ class MotionVerdict:
         return self.verdict.startswith(UNDECIDED)
 
 
+def label_candidates(core: np.ndarray) -> tuple[np.ndarray, int]:
+    """The connected (8-neighbour) candidates of the bool mask ``core``, numbered as
+    :func:`sensor_fixed_test` numbers them: its verdicts are in label order."""
+    return ndimage.label(core, structure=np.ones((3, 3), dtype=bool))
+
+
 def sensor_fixed_test(
     core: np.ndarray,
     median: np.ndarray,
@@ -364,7 +371,7 @@ def sensor_fixed_test(
     mask, image, offsets = _validate(core, median, frames, shifts)
     if not params.motion_test or not mask.any():
         return mask.copy(), ()
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    labels, count = label_candidates(mask)
     boxes = ndimage.find_objects(labels)
     verdicts = []
     rejected = np.zeros(count + 1, dtype=bool)
