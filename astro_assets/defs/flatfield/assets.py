@@ -316,7 +316,7 @@ def _read(data_store: DataStore, key: str, name: str) -> np.ndarray:
     return read_tiff(path)
 
 
-def _read_mask_record(data_store: DataStore, key: str) -> dict:
+def read_mask_record(data_store: DataStore, key: str) -> dict:
     """What ``dust_mask`` recorded beside the mask: backend, regions, drift."""
     path = data_store.layout.flatfield_file(key, MASK_RECORD_FILE)
     if not path.exists():
@@ -551,7 +551,7 @@ def dust_mask(
         # Candidates dropped as moving with the scene, in blue, so that a reviewer sees them too.
         dropped = mask_to_full(located.core & ~separated.tested, median.shape[:2], color)
         overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
-        # And those kept unconfirmed in yellow: on a tracked video, still sunspots look so.
+        # Candidates kept undecided, in yellow: on a tracked video a still sunspot is one.
         labels, count = label_candidates(located.core)
         if count and count == len(separated.verdicts):
             unconfirmed = np.array([False, *(verdict.undecided for verdict in separated.verdicts)])
@@ -770,7 +770,7 @@ def final_flatfield(
         )
     ]
     flat = merge_planes([r.flat for r in results], median.shape, color)
-    backend_name = _read_mask_record(data_store, key)["backend"]
+    backend_name = read_mask_record(data_store, key)["backend"]
     fits_path = write_fits_float32(
         layout.flatfield_file(key, FLAT_FITS_FILE),
         flat,

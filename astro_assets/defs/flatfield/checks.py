@@ -11,11 +11,11 @@ from astro_assets.defs.flatfield.assets import (
     MASK_FILE,
     MATCHED_FILE,
     MEDIAN_FILE,
-    _read_mask_record,
     dust_mask,
     final_flatfield,
     inpainted,
     matched_inpaint,
+    read_mask_record,
 )
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.io.images import UNITY_UINT16, read_fits_float32, read_tiff
@@ -127,7 +127,7 @@ def dust_mask_coverage(
 def dust_mask_candidates_confirmed(
     context: dg.AssetCheckExecutionContext, data_store: DataStore
 ) -> dg.AssetCheckResult:
-    record = _read_mask_record(data_store, context.partition_key)
+    record = read_mask_record(data_store, context.partition_key)
     verdicts = record.get("motion_test", [])
     undecided = [v for v in verdicts if v["verdict"].startswith(UNDECIDED)]
     untested = not record.get("motion_tested", True) and bool(record["regions"])
