@@ -67,7 +67,6 @@ __all__ = [
     "SCENE",
     "SENSOR",
     "SHALLOW",
-    "UNDECIDED",
     "DustFreePrediction",
     "GuideRegion",
     "InpaintingGuide",
