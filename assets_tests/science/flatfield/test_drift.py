@@ -33,6 +33,7 @@ def test_recovers_the_true_shifts() -> None:
     exclude = truth.dust_support()
     estimate = estimate_drift(frames, exclude=exclude)
     expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    assert not estimate.static_pattern_removed
     # Phase correlation on a granulated disc is good to a fraction of a pixel; 0.5 px is the
     # tolerance the dust/scene separation needs (dust is >= 5 px across).
     np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
@@ -58,6 +59,45 @@ def test_large_frames_are_binned_and_the_shifts_scaled_back() -> None:
     np.testing.assert_allclose(binned.shifts, expected, atol=0.5 * 4)
     full = estimate_drift(frames, params=DriftParams(max_side_px=640))
     np.testing.assert_allclose(full.shifts, expected, atol=0.5)
+
+
+@cache
+def video_with_unexcluded_dust(drift_px: float):
+    """Two 50 % shadows of 20-24 px, which the registration is not told about."""
+    dust = (
+        DustSpec(x=90.0, y=70.0, diameter_px=24.0, depth=0.5, kind="disc"),
+        DustSpec(x=170.0, y=120.0, diameter_px=20.0, depth=0.5, kind="disc"),
+    )
+    return synthesize_frames_array(
+        SolarVideoParams(
+            width=256,
+            height=192,
+            n_frames=16,
+            n_sunspots=0,
+            drift_px=drift_px,
+            jitter_px=0.5,
+            dust=dust,
+            seed=0,
+        )
+    )
+
+
+def test_dust_left_out_of_the_exclusion_does_not_hold_the_drift_at_zero() -> None:
+    # Registered with the shadows in place, the frames correlate best at zero shift (0.5 px
+    # measured for a 40.7 px drift); less their static pattern they show the scene's path.
+    frames, truth = video_with_unexcluded_dust(40.0)
+    estimate = estimate_drift(frames)
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    assert estimate.static_pattern_removed
+    np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+
+
+def test_tracked_video_with_unexcluded_dust_stays_tracked() -> None:
+    frames, truth = video_with_unexcluded_dust(0.0)
+    estimate = estimate_drift(frames)
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    assert not estimate.static_pattern_removed
+    np.testing.assert_allclose(estimate.shifts, expected, atol=1.0)
 
 
 def test_tracked_video_is_flagged() -> None:

@@ -17,6 +17,7 @@ from astro_assets.science.flatfield.dust import (
     MaskExpansionParams,
     detect_dust,
     expand_mask,
+    remove_line_defects,
     robust_sigma,
 )
 
@@ -205,6 +206,78 @@ def test_two_close_opaque_spots_are_both_found() -> None:
     assert detection.core[36, 40] and detection.core[36, 58]
     assert len(detection.regions) == 2
     assert not np.any(detection.core & ~ndimage.binary_dilation(truth.dust_support(), iterations=2))
+
+
+def _line_defects(median: np.ndarray) -> np.ndarray:
+    """``median`` with a column of 4 % lower gain and a row of 3 % lower gain (sensor line
+    defects) across the two shadows of :func:`test_shadows_crossed_by_line_defects_are_found`."""
+    damaged = median.copy()
+    damaged[:, 104] *= 0.96
+    damaged[96, :] *= 0.97
+    return damaged
+
+
+def test_shadows_crossed_by_line_defects_are_found() -> None:
+    upper = DustSpec(x=100.0, y=80.0, diameter_px=18.0, depth=0.25, kind="disc")
+    lower = DustSpec(x=108.0, y=112.0, diameter_px=20.0, depth=0.3, kind="disc")
+    median, _ = _median(
+        SolarVideoParams(
+            width=256, height=192, n_frames=16, n_sunspots=0, drift_px=40.0, dust=(upper, lower)
+        )
+    )
+    clean = detect_dust(median)
+    damaged = _line_defects(median)
+    found = detect_dust(damaged)
+    # The defects change nothing: the same regions, each within a pixel and 2 % of its area.
+    assert len(found.regions) == len(clean.regions) >= 2
+    for region, reference in zip(found.regions, clean.regions, strict=True):
+        assert region.centroid_y == pytest.approx(reference.centroid_y, abs=1.0)
+        assert region.centroid_x == pytest.approx(reference.centroid_x, abs=1.0)
+        assert region.area_px == pytest.approx(reference.area_px, rel=0.02)
+    assert found.core[80, 100] and found.core[112, 108]
+    # Kept, the column joins the upper shadow to the row, and the shape is declined.
+    kept = detect_dust(damaged, DustDetectionParams(line_defect_sigma=None))
+    assert not kept.core[80, 100]
+
+
+def _deficit_with_lines(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(160, 220) noise of 1 % with a 25 % shadow of radius 12 px, usable except one corner."""
+    rng = np.random.default_rng(seed)
+    deficit = rng.normal(0.0, 0.01, (160, 220))
+    yy, xx = np.indices(deficit.shape)
+    deficit[np.hypot(yy - 70, xx - 100) <= 12] += 0.25
+    usable = np.ones(deficit.shape, dtype=bool)
+    usable[:40, :50] = False
+    deficit[~usable] = 0.0
+    return deficit, usable
+
+
+def test_remove_line_defects_takes_out_exactly_the_defective_lines() -> None:
+    clean, usable = _deficit_with_lines()
+    damaged = clean.copy()
+    damaged[:, 100] += 0.03
+    damaged[30:32, :] -= 0.02
+    damaged[~usable] = 0.0
+    repaired = damaged.copy()
+    remove_line_defects(repaired, usable, 5.0)
+    lines = np.zeros(clean.shape, dtype=bool)
+    lines[:, 100] = True
+    lines[30:32, :] = True
+    # Every other pixel, the shadow's included, is left exactly as it was.
+    np.testing.assert_array_equal(repaired[~lines], damaged[~lines])
+    # The defects are removed to well under the 1 % pixel noise.
+    residue = (repaired - clean)[lines & usable]
+    assert np.abs(np.median(residue)) < 0.002
+    assert np.abs(residue).max() < 0.006
+    assert not np.any(repaired[~usable])
+
+
+def test_remove_line_defects_leaves_a_deficit_without_them_unchanged() -> None:
+    for seed in range(3):
+        clean, usable = _deficit_with_lines(seed)
+        repaired = clean.copy()
+        remove_line_defects(repaired, usable, 5.0)
+        np.testing.assert_array_equal(repaired, clean)
 
 
 def test_shadow_larger_than_its_strongest_filter_is_outlined_whole() -> None:

@@ -97,12 +97,17 @@ class DriftEstimate:
         RMS distance of the scene positions from their mean position, in pixels.
     frames_used : np.ndarray
         (n_used,) int64 indices of the registered frames.
+    static_pattern_removed : bool
+        True when the frames' static pattern (dust the exclusion missed, sensor line defects)
+        held the first registration near zero shift, and the shifts are those measured on the
+        frames less that pattern.
     """
 
     shifts: np.ndarray
     total_px: float
     rms_px: float
     frames_used: np.ndarray
+    static_pattern_removed: bool = False
 
 
 def _bin(image: np.ndarray, factor: int) -> np.ndarray:
@@ -223,6 +228,17 @@ def _reflected_indices(length, before, size):  # pragma: no cover - compiled
         index = (position - before) % period
         indices[position] = index if index < length else period - 1 - index
     return indices
+
+
+_MIN_TRAJECTORY_FRAMES = 5
+"""Fewest registered frames whose static pattern is estimated and whose path is judged."""
+_TRAJECTORY_SIGNAL = 10.0
+"""A path counts as the scene's when it reaches this many times its scatter about a quadratic
+in time: seeing and noise scatter a registration without a scene to follow by about as much as
+they move it."""
+_ANCHOR_DEPARTURE = 3.0
+"""The first registration was held by the static pattern when the static-free path departs
+from it by more than this many times that scatter (at least a binned pixel)."""
 
 
 class _Blanking(NamedTuple):
@@ -357,6 +373,7 @@ def estimate_drift(
     used = np.unique(np.linspace(0, n_frames - 1, count).round().astype(np.int64))
     reference = None
     shifts = np.zeros((used.size, 2), dtype=np.float64)
+    prepared_frames = []
     for position, frame_index in enumerate(used):
         frame = first if frame_index == 0 else np.asarray(frames[int(frame_index)])
         if frame.shape != first.shape:
@@ -366,19 +383,104 @@ def estimate_drift(
         if not np.isfinite(frame).all():
             raise ValueError(f"frame {frame_index} contains NaN or inf.")
         frame = _despeckle(_bin(frame.astype(np.float32), factor), params)
+        prepared_frames.append(frame)
         if reference is None:
             reference = frame
             prepared_reference = _prepare(reference, blanking, params)
         else:
-            shifts[position] = factor * _register(
-                reference, prepared_reference, frame, blanking, params
-            )
+            shifts[position] = _register(reference, prepared_reference, frame, blanking, params)
+    shifts, static_removed = _unanchored(prepared_frames, used, shifts, blanking, params)
+    shifts *= factor
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
     rms = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
     return DriftEstimate(
-        shifts=shifts, total_px=float(distances.max()), rms_px=rms, frames_used=used
+        shifts=shifts,
+        total_px=float(distances.max()),
+        rms_px=rms,
+        frames_used=used,
+        static_pattern_removed=static_removed,
     )
+
+
+def _unanchored(
+    frames: list[np.ndarray],
+    used: np.ndarray,
+    shifts: np.ndarray,
+    blanking: _Blanking | None,
+    params: DriftParams,
+) -> tuple[np.ndarray, bool]:
+    """The shifts measured again on the frames less what is fixed on the sensor, where those
+    tell a different, smooth trajectory; and whether they did.
+
+    Dust the exclusion missed, a column of lower gain or any other fixed pattern correlates
+    perfectly at zero shift and can hold the registration there however far the scene moved.
+    Less their median over the sampled frames (the static pattern; the scene, which moved,
+    leaves it), the frames keep only what moved, and registered again they show the scene's
+    own path. On a tracked video that difference holds noise and seeing, and its registration
+    wanders by a few pixels: it is taken only when it is a trajectory, at least
+    ``_TRAJECTORY_SIGNAL`` times farther than its scatter about a quadratic in time, and
+    departs from the first measurement by more than ``_ANCHOR_DEPARTURE`` times that scatter.
+    The last and middle frames are measured first, and the others only when they disagree
+    with the first measurement by more than a pixel (of the binned frames, like ``shifts``).
+    """
+    if len(frames) < _MIN_TRAJECTORY_FRAMES:
+        return shifts, False
+    moved = _static_free(frames, blanking, params)
+    probes = sorted({len(frames) - 1, len(frames) // 2})
+    probed = {index: _register_moved(moved[0], moved[index], params) for index in probes}
+    if all(np.abs(probed[index] - shifts[index]).max() <= 1.0 for index in probes):
+        return shifts, False
+    retried = np.zeros_like(shifts)
+    for index in range(1, len(frames)):
+        if index in probed:
+            retried[index] = probed[index]
+        else:
+            retried[index] = _register_moved(moved[0], moved[index], params)
+    times = used.astype(np.float64)
+    design = np.vander((times - times[0]) / max(times[-1] - times[0], 1.0), 3)
+    coefficients, *_ = np.linalg.lstsq(design, retried, rcond=None)
+    scatter = float(np.sqrt(np.mean(np.sum((retried - design @ coefficients) ** 2, axis=1))))
+    reach = float(np.hypot(retried[:, 0], retried[:, 1]).max())
+    departure = float(np.hypot(*(retried - shifts).T).max())
+    if reach >= _TRAJECTORY_SIGNAL * scatter and departure > _ANCHOR_DEPARTURE * max(scatter, 1.0):
+        return retried, True
+    return shifts, False
+
+
+def _static_free(
+    frames: list[np.ndarray], blanking: _Blanking | None, params: DriftParams
+) -> np.ndarray:
+    """(n, h, w) float32: the despeckled frames high-passed, less their median over the frames
+    (what is fixed on the sensor), blanked like the first measurement."""
+    moved = np.stack(
+        [frame - ndimage.gaussian_filter(frame, params.highpass_sigma_px) for frame in frames]
+    )
+    moved -= np.median(moved, axis=0)
+    if blanking is not None:
+        moved *= blanking.keep
+    return moved
+
+
+def _register_moved(reference: np.ndarray, moving: np.ndarray, params: DriftParams) -> np.ndarray:
+    """Scene displacement (dy, dx) from ``reference`` to ``moving``, two frames less their
+    static pattern (``_static_free``), refined as in :func:`_register`."""
+    window = np.outer(np.hanning(reference.shape[0]), np.hanning(reference.shape[1]))
+    window = window.astype(np.float32)
+    total = np.zeros(2)
+    aligned = moving
+    for iteration in range(1 + params.refinements):
+        registration, _, _ = phase_cross_correlation(
+            reference * window,
+            aligned * window,
+            upsample_factor=params.upsample_factor,
+            normalization=None,
+        )
+        total -= np.asarray(registration, dtype=np.float64)
+        if iteration == params.refinements:
+            break
+        aligned = ndimage.shift(moving, -total, order=3, mode="nearest")
+    return total
 
 
 def drift_verdict(
