@@ -323,7 +323,11 @@ def estimate_drift(
     Frames are despeckled, high-passed and apodized, the excluded region (the dust, which is
     fixed on the sensor) is blanked, and each sampled frame is registered against the first one
     with ``phase_cross_correlation(..., normalization=None)``: the default phase normalization
-    whitens the spectrum and locks onto static sensor features.
+    whitens the spectrum and locks onto static sensor features. What the exclusion does not
+    cover (dust the eye missed, a sensor line defect) can still hold that registration near
+    zero shift; the frames are therefore also registered less their median over the sampled
+    frames, and that path is taken when it is a smooth trajectory that departs from the first
+    (``DriftEstimate.static_pattern_removed``).
 
     Parameters
     ----------
@@ -373,7 +377,7 @@ def estimate_drift(
     used = np.unique(np.linspace(0, n_frames - 1, count).round().astype(np.int64))
     reference = None
     shifts = np.zeros((used.size, 2), dtype=np.float64)
-    prepared_frames = []
+    despeckled = []
     for position, frame_index in enumerate(used):
         frame = first if frame_index == 0 else np.asarray(frames[int(frame_index)])
         if frame.shape != first.shape:
@@ -383,13 +387,13 @@ def estimate_drift(
         if not np.isfinite(frame).all():
             raise ValueError(f"frame {frame_index} contains NaN or inf.")
         frame = _despeckle(_bin(frame.astype(np.float32), factor), params)
-        prepared_frames.append(frame)
+        despeckled.append(frame)
         if reference is None:
             reference = frame
             prepared_reference = _prepare(reference, blanking, params)
         else:
             shifts[position] = _register(reference, prepared_reference, frame, blanking, params)
-    shifts, static_removed = _unanchored(prepared_frames, used, shifts, blanking, params)
+    shifts, static_removed = _unanchored(despeckled, used, shifts, blanking, params)
     shifts *= factor
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
@@ -404,7 +408,7 @@ def estimate_drift(
 
 
 def _unanchored(
-    frames: list[np.ndarray],
+    despeckled: list[np.ndarray],
     used: np.ndarray,
     shifts: np.ndarray,
     blanking: _Blanking | None,
@@ -424,15 +428,15 @@ def _unanchored(
     The last and middle frames are measured first, and the others only when they disagree
     with the first measurement by more than a pixel (of the binned frames, like ``shifts``).
     """
-    if len(frames) < _MIN_TRAJECTORY_FRAMES:
+    if len(despeckled) < _MIN_TRAJECTORY_FRAMES:
         return shifts, False
-    moved = _static_free(frames, blanking, params)
-    probes = sorted({len(frames) - 1, len(frames) // 2})
+    moved = _static_free(despeckled, blanking, params)
+    probes = sorted({len(despeckled) - 1, len(despeckled) // 2})
     probed = {index: _register_moved(moved[0], moved[index], params) for index in probes}
     if all(np.abs(probed[index] - shifts[index]).max() <= 1.0 for index in probes):
         return shifts, False
     retried = np.zeros_like(shifts)
-    for index in range(1, len(frames)):
+    for index in range(1, len(despeckled)):
         if index in probed:
             retried[index] = probed[index]
         else:

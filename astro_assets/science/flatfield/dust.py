@@ -138,12 +138,13 @@ class DustDetectionParams:
     n_iterations : int
         Background/detection passes (2: the second pass excludes what the first found).
     line_defect_sigma : float or None
-        A row or column whose median deficit departs from the median of the lines around it
-        by more than this many robust sigma of such departures is a sensor line defect (a
+        A row or column whose deficit departs from that of the lines beside it by more than
+        this many times its own noise, along its whole length, is a sensor line defect (a
         column of lower gain, a hot or cold row; fixed on the sensor like dust, but no dust)
-        and its departure is removed from the deficit before the search. Otherwise the
-        hysteresis runs along it and joins the shadows it crosses into one shape, which is
-        then declined as not round. None keeps such lines.
+        and its departure is removed from the deficit before the search
+        (:func:`remove_line_defects`). Otherwise the hysteresis runs along it and joins the
+        shadows it crosses into one shape, which is then declined as not round. None keeps
+        such lines.
     """
 
     background_sigma_px: float = 48.0
@@ -1271,17 +1272,17 @@ def remove_line_defects(deficit: np.ndarray, usable: np.ndarray, threshold_sigma
 
     Each usable pixel of a line (a regular subsample of at most ``_LINE_SAMPLES`` of them) is
     compared with the median of the ``_LINE_NEIGHBOURS - 1`` lines around it at the same
-    position (lines already found defective left out),
-    so that a defect up to 3 px wide stands out while the scene, the background model's
-    residues and shadows, which the neighbours share, cancel. A line is defective when the
-    median of its departures exceeds ``threshold_sigma`` times its own noise (the robust sigma
-    of all departures over the square root of its pixel count) and the departure spans the
-    line: the medians of the first, middle and last third of its usable pixels share its sign
-    and are at least half its size. A shadow or a residue along the limb, where a short line
-    ends, sits in one part of a line only. That median is subtracted from the line's usable
-    pixels; every other line is left exactly as it is. Lines with fewer than
-    ``_MIN_LINE_SAMPLES`` usable pixels among those sampled, or fewer than half the median
-    count of those lines (a line that grazes a disc), are not judged.
+    position (lines already found defective left out), so that a defect up to 3 px wide
+    stands out while the scene, the background model's residues and shadows, which the
+    neighbours share, cancel. A line is defective when the median of its departures exceeds
+    ``threshold_sigma`` times its own noise (the robust sigma of all departures over the
+    square root of its pixel count) and the departure spans the line: the medians of the
+    first, middle and last third of its usable pixels share its sign and are at least half
+    its size. A shadow or a residue along the limb, where a short line ends, sits in one part
+    of a line only. That median is subtracted from the line's usable pixels; every other line
+    is left exactly as it is. Lines with fewer than ``_MIN_LINE_SAMPLES`` usable pixels among
+    those sampled, or fewer than half the median count of those lines (a line that grazes a
+    disc), are not judged.
 
     Parameters
     ----------
