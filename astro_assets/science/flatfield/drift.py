@@ -268,8 +268,7 @@ def _prepare(data: np.ndarray, blanking: _Blanking | None, params: DriftParams) 
         # spread the static shadow into a halo that anchors the correlation at zero shift.
         low = ndimage.gaussian_filter(data * blanking.keep, params.highpass_sigma_px)
         data = (data - low / np.maximum(blanking.weight, 1e-6)) * blanking.keep
-    window = np.outer(np.hanning(data.shape[0]), np.hanning(data.shape[1])).astype(np.float32)
-    return data * window
+    return data * _apodization(data.shape)
 
 
 def _register(
@@ -291,15 +290,9 @@ def _register(
     total = np.zeros(2)
     aligned, aligned_blanking = moving, blanking
     for iteration in range(1 + params.refinements):
-        registration, _, _ = phase_cross_correlation(
-            prepared_reference,
-            _prepare(aligned, aligned_blanking, params),
-            upsample_factor=params.upsample_factor,
-            normalization=None,
+        total += _displacement(
+            prepared_reference, _prepare(aligned, aligned_blanking, params), params
         )
-        # `registration` is the shift that registers the moving frame onto the reference; the
-        # scene moved by the opposite amount.
-        total -= np.asarray(registration, dtype=np.float64)
         if iteration == params.refinements:
             break
         aligned = ndimage.shift(moving, -total, order=3, mode="nearest")
@@ -469,22 +462,32 @@ def _static_free(
 def _register_moved(reference: np.ndarray, moving: np.ndarray, params: DriftParams) -> np.ndarray:
     """Scene displacement (dy, dx) from ``reference`` to ``moving``, two frames less their
     static pattern (``_static_free``), refined as in :func:`_register`."""
-    window = np.outer(np.hanning(reference.shape[0]), np.hanning(reference.shape[1]))
-    window = window.astype(np.float32)
+    window = _apodization(reference.shape)
     total = np.zeros(2)
     aligned = moving
     for iteration in range(1 + params.refinements):
-        registration, _, _ = phase_cross_correlation(
-            reference * window,
-            aligned * window,
-            upsample_factor=params.upsample_factor,
-            normalization=None,
-        )
-        total -= np.asarray(registration, dtype=np.float64)
+        total += _displacement(reference * window, aligned * window, params)
         if iteration == params.refinements:
             break
         aligned = ndimage.shift(moving, -total, order=3, mode="nearest")
     return total
+
+
+def _displacement(reference: np.ndarray, moving: np.ndarray, params: DriftParams) -> np.ndarray:
+    """Scene displacement (dy, dx) from ``reference`` to ``moving``, two prepared (apodized)
+    frames, by phase correlation without the phase normalization."""
+    registration, _, _ = phase_cross_correlation(
+        reference, moving, upsample_factor=params.upsample_factor, normalization=None
+    )
+    # `registration` is the shift that registers the moving frame onto the reference; the
+    # scene moved by the opposite amount.
+    return -np.asarray(registration, dtype=np.float64)
+
+
+def _apodization(shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) float32 Hann window: the frame's edges, where the scene enters and leaves, fade
+    out of the correlation."""
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
 
 
 def drift_verdict(
