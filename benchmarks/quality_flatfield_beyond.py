@@ -287,7 +287,7 @@ def _scores(outcome: dict, transmission: np.ndarray, lit: np.ndarray) -> dict:
         "flat_rms": metrics.flat_errors(outcome["flat"].flat, transmission, support)["rms"],
         "false_core": float(np.mean(core & ~support)),
         "masked": float(np.mean(outcome["mask"] > 0)),
-        "undecided": sum(v.verdict.startswith("undecided") for v in outcome["separated"].verdicts),
+        "undecided": sum(v.undecided for v in outcome["separated"].verdicts),
     }
 
 

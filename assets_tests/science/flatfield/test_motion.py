@@ -21,6 +21,7 @@ from astro_assets.science.flatfield.motion import (
     separate_sensor_fixed,
 )
 from astro_assets.science.flatfield.planes import LuminanceFrame, luminance_view
+from astro_assets.science.flatfield.stacks import finite_median
 
 HEIGHT, WIDTH = 96, 128
 DUST = (40.0, 40.0, 5.0, 0.25)
@@ -453,12 +454,12 @@ def test_nanmedian_matches_numpy():
     stack = rng.random((9, 5, 7)).astype(np.float32)
     stack[rng.random(stack.shape) < 0.3] = np.nan
     stack[:, 0, 0] = np.nan
-    got = motion._nanmedian(stack, minimum=0)
+    got = finite_median(stack, minimum=0)
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):
         expected = np.nanmedian(stack.astype(np.float64), axis=0)
     np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
     counts = np.isfinite(stack).sum(axis=0)
-    sparse = motion._nanmedian(stack, minimum=6)
+    sparse = finite_median(stack, minimum=6)
     assert np.isnan(sparse[counts < 6]).all()
     np.testing.assert_array_equal(np.isfinite(sparse), counts >= 6)
 
@@ -755,7 +756,7 @@ def test_shifts_a_rounding_error_away_from_whole_pixels_are_whole():
 
 def test_nanmedian_treats_infinities_as_unknown():
     stack = np.array([[-np.inf], [1.0], [2.0], [3.0], [np.inf]], dtype=np.float32)[:, :, None]
-    np.testing.assert_array_equal(motion._nanmedian(stack, minimum=0), [[2.0]])
+    np.testing.assert_array_equal(finite_median(stack, minimum=0), [[2.0]])
 
 
 def test_two_frames_never_search_the_ratio():

@@ -49,7 +49,6 @@ from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.motion import (
-    DROPPED_UNDECIDED,
     SCENE,
     SHALLOW,
     MotionTestParams,
@@ -491,9 +490,7 @@ def dust_mask(
         rejected = sum(verdict.verdict == SCENE for verdict in separated.verdicts)
         too_shallow = sum(verdict.verdict == SHALLOW for verdict in separated.verdicts)
         undecided = sum(verdict.undecided for verdict in separated.verdicts)
-        unconfirmed_dropped = sum(
-            verdict.verdict.startswith(DROPPED_UNDECIDED) for verdict in separated.verdicts
-        )
+        unconfirmed_dropped = sum(verdict.dropped_undecided for verdict in separated.verdicts)
         if rejected or too_shallow or unconfirmed_dropped:
             context.log.info(
                 f"Of {len(separated.verdicts)} candidates, {rejected} moved with the scene, "

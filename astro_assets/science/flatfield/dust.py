@@ -46,6 +46,7 @@ from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import fit_limb, limb_radius_px
 from astro_assets.science.flatfield.regions import regions_touching
+from astro_assets.science.flatfield.stacks import finite_median
 
 __all__ = [
     "DustDetection",
@@ -1345,7 +1346,7 @@ def _defective_lines(
     if not pixel_sigma > 0:
         return offsets
     lines = np.nonzero(judged)[0]
-    levels = _nan_median_last(departures[lines])
+    levels = finite_median(departures[lines].T, 1).astype(np.float64)
     noise = _MEDIAN_EFFICIENCY * pixel_sigma / np.sqrt(counts[lines])
     suspect = np.abs(levels) > threshold_sigma * noise
     for line, level in zip(lines[suspect], levels[suspect], strict=True):
@@ -1388,16 +1389,6 @@ def _neighbour_median_kernel(samples, half, out):  # pragma: no cover - compiled
                 out[line, position] = np.nan
             else:
                 out[line, position] = 0.5 * (window[(size - 1) // 2] + window[size // 2])
-
-
-def _nan_median_last(values: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN (NaN where all are NaN), without
-    ``np.nanmedian``'s per-row Python loop; sorts ``values`` in place."""
-    values.sort(axis=-1)
-    counts = np.count_nonzero(~np.isnan(values), axis=-1)
-    low = np.take_along_axis(values, np.maximum(counts - 1, 0)[..., None] // 2, axis=-1)
-    high = np.take_along_axis(values, (counts // 2)[..., None], axis=-1)
-    return np.where(counts > 0, 0.5 * (low[..., 0] + high[..., 0]), np.nan)
 
 
 def _spans_line(departures: np.ndarray, level: float) -> bool:

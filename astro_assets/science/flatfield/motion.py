@@ -45,7 +45,6 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.drift import checked_offsets
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
 from astro_assets.science.flatfield.flatfield import sky_black_level
@@ -61,6 +60,7 @@ from astro_assets.science.flatfield.response import (
     ResponseCorrectedFrame,
     estimate_sensor_response,
 )
+from astro_assets.science.flatfield.stacks import finite_median
 
 __all__ = [
     "DROPPED_UNDECIDED",
@@ -308,9 +308,12 @@ class MotionVerdict:
 
     @property
     def kept(self) -> bool:
-        return self.verdict not in (SCENE, SHALLOW) and not self.verdict.startswith(
-            DROPPED_UNDECIDED
-        )
+        return self.verdict not in (SCENE, SHALLOW) and not self.dropped_undecided
+
+    @property
+    def dropped_undecided(self) -> bool:
+        """Undecided and dropped, ``keep_undecided`` being off."""
+        return self.verdict.startswith(DROPPED_UNDECIDED)
 
     @property
     def undecided(self) -> bool:
@@ -1777,10 +1780,10 @@ def _predicted_median(
         )
     minimum = params.min_coverage_fraction * len(frames)
     if blocked is None:
-        scene = _nanmedian(samples, minimum)
+        scene = finite_median(samples, minimum)
     else:
         in_frame = np.count_nonzero(~np.isnan(samples), axis=0)
-        scene = _nanmedian(samples, max(_MIN_UNBLOCKED, _MIN_UNBLOCKED_FRACTION * len(frames)))
+        scene = finite_median(samples, max(_MIN_UNBLOCKED, _MIN_UNBLOCKED_FRACTION * len(frames)))
         scene[in_frame < minimum] = np.nan
     window_shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
     projected = samples[:, : window_shape[0], : window_shape[1]]
@@ -1797,7 +1800,7 @@ def _predicted_median(
     for index, frame in enumerate(frames):
         observed[index] = np.asarray(frame[window], dtype=np.float32)
     observed[~known] = np.nan
-    return _nanmedian(observed, minimum), _nanmedian(projected, minimum)
+    return finite_median(observed, minimum), finite_median(projected, minimum)
 
 
 def _shifted_window(
@@ -1857,41 +1860,3 @@ def _whole(position: float) -> int:
     """``floor(position)``, or the next integer when ``position`` is within ``_SNAP`` below it."""
     nearest = round(position)
     return nearest if abs(position - nearest) < _SNAP else math.floor(position)
-
-
-def _nanmedian(stack: np.ndarray, minimum: float) -> np.ndarray:
-    """Median over axis 0 of the finite values (infinities count as unknown, like NaN); NaN
-    where fewer than ``minimum`` values are finite.
-
-    Each pixel's values are sorted with numpy (NaN sort last, -inf first, +inf just before
-    the NaN), several times faster than ``np.nanmedian`` on a short axis; one compiled pass
-    then finds each pixel's run of finite values and takes its middle.
-    """
-    count, *rest = stack.shape
-    values = np.ascontiguousarray(stack.reshape(count, -1).T)
-    values.sort(axis=1)
-    median = np.empty(values.shape[0], dtype=np.float32)
-    _middle_of_finite_runs(values, float(minimum), median)
-    return median.reshape(rest)
-
-
-@compiled
-def _middle_of_finite_runs(rows, minimum, out):  # pragma: no cover - compiled
-    """``out[i]``: the median of the finite values of the sorted row ``rows[i]`` (the mean of
-    the two middle ones, in float64, for an even count); NaN below ``minimum`` of them."""
-    n_rows, length = rows.shape
-    for index in range(n_rows):
-        row = rows[index]
-        first = 0
-        while first < length and row[first] == -np.inf:
-            first += 1
-        stop = length
-        while stop > first and not np.isfinite(row[stop - 1]):
-            stop -= 1
-        size = stop - first
-        if size == 0 or size < minimum:
-            out[index] = np.nan
-        else:
-            lower = np.float64(row[first + (size - 1) // 2])
-            upper = np.float64(row[first + size // 2])
-            out[index] = np.float32(0.5 * (lower + upper))
