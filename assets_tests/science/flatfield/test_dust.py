@@ -553,3 +553,48 @@ def test_grouped_spread_is_the_mad_of_each_large_enough_group() -> None:
         centre = members[members.size // 2]
         deviations = np.sort(np.abs(members - centre))
         assert spread[group] == 1.4826 * deviations[members.size // 2]
+
+
+def test_noise_cells_band_edges_are_the_distance_test_in_float64() -> None:
+    # Each band edge is the least squared distance whose float64 distance in filter radii
+    # reaches the edge; the cells number tiles row by row, bands within a tile.
+    for radius in (5.0, 7.0710678118654755, 10.0, 28.284271247461902, 56.568542494923804, 2.5):
+        cells = dust._noise_cells((30, 50), 16, radius)
+        squared = np.arange(int((9 * radius) ** 2) + 50)
+        expected = np.searchsorted(
+            dust._NOISE_BANDS, np.sqrt(squared, dtype=np.float64) / radius, side="right"
+        )
+        bands = (squared[:, None] >= cells.band_thresholds[None, :]).sum(axis=1)
+        np.testing.assert_array_equal(bands, expected)
+        n_bands = len(dust._NOISE_BANDS) + 1
+        np.testing.assert_array_equal(cells.row_offsets, (np.arange(30) // 16) * 4 * n_bands)
+        np.testing.assert_array_equal(cells.col_offsets, (np.arange(50) // 16) * n_bands)
+
+
+def test_binned_best_equals_each_filter_taken_at_full_resolution() -> None:
+    rng = np.random.default_rng(5)
+    shape, factor = (37, 45), 4
+    binned_shape = (-(-shape[0] // factor), -(-shape[1] // factor))
+    best = rng.choice([0.0, 1.0, 2.0], size=shape).astype(np.float32)
+    best_index = rng.integers(0, 3, size=shape).astype(np.uint8)
+    expected, expected_index = best.copy(), best_index.copy()
+    level = dust._BinnedBest(factor, binned_shape, best, best_index)
+    for index in (3, 4, 5):
+        # Few distinct values, so ties between filters and with ``best`` are common.
+        significance = rng.choice([0.0, 1.0, 2.0, 3.0], size=binned_shape).astype(np.float32)
+        dust._keep_better_global(significance, np.float32(1.0), level.best, level.index, index)
+        full = np.repeat(np.repeat(significance, factor, 0), factor, 1)[: shape[0], : shape[1]]
+        better = full > expected
+        expected[better] = full[better]
+        expected_index[better] = index
+    level.merge_into(best, best_index)
+    np.testing.assert_array_equal(best, expected)
+    np.testing.assert_array_equal(best_index, expected_index)
+
+
+def test_robust_sigma_where_is_robust_sigma_of_the_selected_values() -> None:
+    rng = np.random.default_rng(9)
+    for shape, fraction in (((40, 30), 0.5), ((700, 800), 0.9), ((5, 5), 0.0)):
+        values = rng.standard_t(4, shape).astype(np.float32)
+        where = rng.random(shape) < fraction
+        assert dust._robust_sigma_where(values, where) == dust.robust_sigma(values[where])

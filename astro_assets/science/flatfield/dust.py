@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -45,7 +45,7 @@ from skimage.morphology import convex_hull_image
 from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import fit_limb, limb_radius_px
-from astro_assets.science.flatfield.regions import regions_touching
+from astro_assets.science.flatfield.regions import fill_holes, regions_touching
 from astro_assets.science.flatfield.stacks import finite_median
 
 __all__ = [
@@ -322,21 +322,31 @@ def _mad_sigma(sample: np.ndarray) -> float:
 
 
 def _robust_sigma_where(values: np.ndarray, where: np.ndarray) -> float:
-    """``robust_sigma(values[where])`` for (H, W) arrays, without the copy of ``values[where]``.
-
-    The same regular subsample is gathered band of rows by band of rows.
-    """
+    """``robust_sigma(values[where])`` for (H, W) arrays, without the copy of ``values[where]``:
+    the same regular subsample, gathered in one compiled pass."""
     count = int(np.count_nonzero(where))
     if count == 0:
         return 0.0
     step = max(1, count // _ROBUST_SAMPLE)
-    rows = _band_rows(values.shape[1])
-    parts, seen = [], 0
-    for start in range(0, values.shape[0], rows):
-        chosen = values[start : start + rows][where[start : start + rows]]
-        parts.append(chosen[(-seen) % step :: step])
-        seen += chosen.size
-    return _mad_sigma(np.concatenate(parts))
+    sample = np.empty(-(-count // step), dtype=values.dtype)
+    _gather_every(values, where, step, sample)
+    return _mad_sigma(sample)
+
+
+@compiled
+def _gather_every(values, where, step, out):  # pragma: no cover - compiled
+    """``out``: every ``step``-th value of ``values`` where ``where``, in row-major order,
+    starting with the first."""
+    height, width = values.shape
+    seen = 0
+    filled = 0
+    for row in range(height):
+        for col in range(width):
+            if where[row, col]:
+                if seen % step == 0:
+                    out[filled] = values[row, col]
+                    filled += 1
+                seen += 1
 
 
 _BAND_PIXELS = 1 << 16
@@ -484,14 +494,14 @@ def _usable_pixels(
     # Only these masks are needed from the median: the limb fit below holds several float64
     # frames of its own.
     del data
-    disc = ndimage.binary_fill_holes(lit) | on_target
+    disc = fill_holes(lit) | on_target
     normalized_radius = None
     if disc.any() and not disc.all():
         # A target in phase has no notches inside its limb to fill: the dark part there is its
         # night side, which this detector's hole rule would take for opaque dust.
         normalized_radius = fit_limb(disc, in_phase=False)
     # Opaque dust is as dark as the sky, but it is a small hole inside the target, not the sky.
-    dark_spots = ndimage.binary_fill_holes(on_target) & ~on_target
+    dark_spots = fill_holes(on_target) & ~on_target
     if normalized_radius is not None:
         # With a fitted limb the whole disc is known: its limb-darkened rim is usable down to
         # the limb level, and a dark notch well inside the limb (opaque dust on the limb) is a
@@ -785,10 +795,10 @@ class _Spectra:
     def correlate(self, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Correlations of the weighted deficit and of the weights with ``kernel``."""
         spectrum = self._kernel_spectrum(kernel)
-        data = self._inverse(self.f_data * spectrum, kernel)
+        data = self._inverse(self.f_data * spectrum, kernel.shape[0] // 2)
         # The kernel's spectrum becomes the second product: one product buffer at a time.
         np.multiply(self.f_weight, spectrum, out=spectrum)
-        return data, self._inverse(spectrum, kernel)
+        return data, self._inverse(spectrum, kernel.shape[0] // 2)
 
     def correlate_one(self, kernel: np.ndarray, *, weights: bool) -> np.ndarray:
         """Correlation of the weights (or of the weighted deficit) alone with ``kernel``.
@@ -799,28 +809,34 @@ class _Spectra:
         """
         spectrum = self._kernel_spectrum(kernel)
         np.multiply(self.f_weight if weights else self.f_data, spectrum, out=spectrum)
-        return self._inverse(spectrum, kernel)
+        return self._inverse(spectrum, kernel.shape[0] // 2)
 
     def _kernel_spectrum(self, kernel: np.ndarray) -> np.ndarray:
-        return scipy.fft.rfft2(kernel.astype(np.float32), s=self.fft_shape, workers=-1)
+        """``scipy.fft.rfft2(kernel, s=fft_shape)`` (float32) to the bit, in its two steps: the
+        real transform of the kernel's own rows, then the complex one down the columns. rfft2
+        transforms every row of the zero-padded kernel, nearly all of them zeros."""
+        rows = scipy.fft.rfft(kernel.astype(np.float32), n=self.fft_shape[1], axis=1, workers=-1)
+        spectrum = np.zeros((self.fft_shape[0], rows.shape[1]), dtype=np.complex64)
+        spectrum[: rows.shape[0]] = rows
+        return scipy.fft.fft(spectrum, axis=0, overwrite_x=True, workers=-1)
 
-    def _inverse(self, product: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    def _inverse(self, product: np.ndarray, half: int) -> np.ndarray:
         """``scipy.fft.irfft2(product)`` on the padded grid (``product`` is overwritten),
-        cropped to the binned grid.
+        cropped to the binned grid, for a kernel of ``2 * half + 1`` pixels.
 
         The same arithmetic as irfft2 (pocketfft's: the unscaled complex transform over axis
         0, the real one over axis 1, then one scaling by ``1 / (N0 * N1)`` rounded from long
         double to float32), with the first step in place, where irfft2 allocates a work array
-        of the product's size for it.
+        of the product's size for it, and the second only on the rows kept.
         """
         height, width = self.fft_shape
         product = scipy.fft.ifft(product, axis=0, norm="forward", overwrite_x=True, workers=-1)
-        image = scipy.fft.irfft(product, n=width, axis=1, norm="forward", workers=-1)
-        del product
-        image *= np.float32(np.longdouble(1) / np.longdouble(height * width))
-        half = kernel.shape[0] // 2
         # The kernel is symmetric, so convolution equals correlation; undo its offset.
-        return image[half : half + self.shape[0], half : half + self.shape[1]]
+        kept = product[half : half + self.shape[0]]
+        image = scipy.fft.irfft(kept, n=width, axis=1, norm="forward", workers=-1)
+        del product, kept
+        image *= np.float32(np.longdouble(1) / np.longdouble(height * width))
+        return image[:, half : half + self.shape[1]]
 
 
 def _bin(image: np.ndarray, factor: int, dtype: Any = None) -> np.ndarray:
@@ -863,8 +879,7 @@ def _matched_significance(
     end), the two spectra of the finest grid and at most six float32 images (or complex64
     half-spectra of their size) on the FFT's padded grid: four correlations and two responses,
     or four correlations, a kernel's spectrum and an inverse FFT's output; with
-    ``local_noise`` also the int32 squared distance to unusable pixels. The significances and
-    the local noise are formed in bands of rows.
+    ``local_noise`` also the int32 squared distance to unusable pixels.
     """
     shape = deficit.shape
     best = np.zeros(shape, dtype=np.float32)
@@ -872,6 +887,9 @@ def _matched_significance(
     best_index = np.zeros(shape, dtype=np.uint8)
     squared_edge = _squared_distance_to_false(usable) if local_noise else None
     spectra = None
+    # The best significance and filter among the radii of one binning, on its grid: brought
+    # to full resolution once per binning rather than once per filter.
+    level = _BinnedBest(1, shape, best, best_index)
     for index, radius in enumerate(radii, start=1):
         factor = 2 ** max(0, math.floor(math.log2(radius / 4.0)))
         r = radius / factor
@@ -879,9 +897,10 @@ def _matched_significance(
             # Radii grow, so the finer grid's spectra are not needed again; dropped before
             # the coarser grid's are made.
             spectra = None
+            level.merge_into(best, best_index)
             spectra = _Spectra(deficit, usable, factor, math.ceil(2 * r + 2) + 1)
+            level = _BinnedBest(factor, spectra.shape, best, best_index)
         noise = _ResponseNoise(
-            factor,
             radius,
             max(16, math.ceil(_NOISE_TILE_RADII * r)),
             None if squared_edge is None else squared_edge[::factor, ::factor],
@@ -906,7 +925,7 @@ def _matched_significance(
             np.divide(s_in, response, out=response)
             response -= ring_mean
         del ring_mean
-        noise.keep_better(response, covered, best, best_index, index)
+        noise.keep_better(response, covered, level, index)
         del response
         hole = _disc_kernel(hole_fraction * r)
         s_hole = spectra.correlate_one(hole, weights=False)
@@ -924,10 +943,51 @@ def _matched_significance(
             s_in /= n_in
             s_in -= ring_s
         del ring_s, ring_n, n_in
-        noise.keep_better(s_in, covered, best, best_index, index)
+        noise.keep_better(s_in, covered, level, index)
         del s_in
+    level.merge_into(best, best_index)
     radius_of = np.array((0.0, *radii), dtype=np.float32)
     return best, radius_of[best_index]
+
+
+class _BinnedBest:
+    """The best significance (float32) and its filter's index (uint8, 0 for none) among the
+    filters of one binning ``factor``, on that binning's grid of ``shape``.
+
+    For factor 1 these are the full-resolution results themselves. A binned pixel's
+    significance holds for each full-resolution pixel it covers, so taking the best on the
+    binned grid and then at full resolution gives what taking each filter's best at full
+    resolution gives; ties keep the earlier filter in both.
+    """
+
+    def __init__(
+        self, factor: int, shape: tuple[int, ...], best: np.ndarray, best_index: np.ndarray
+    ) -> None:
+        self.factor = factor
+        if factor == 1:
+            self.best, self.index = best, best_index
+        else:
+            self.best = np.zeros(shape, dtype=np.float32)
+            self.index = np.zeros(shape, dtype=np.uint8)
+
+    def merge_into(self, best: np.ndarray, best_index: np.ndarray) -> None:
+        """Where this binning's best beats ``best`` (full resolution), take it and its index."""
+        if self.factor > 1:
+            _merge_binned_best(self.best, self.index, self.factor, best, best_index)
+
+
+@compiled
+def _merge_binned_best(binned, binned_index, factor, best, best_index):  # pragma: no cover
+    """``best`` and ``best_index`` take ``binned`` (and its index) of the block that covers
+    each pixel where that is larger."""
+    height, width = best.shape
+    for row in range(height):
+        block_row = row // factor
+        for col in range(width):
+            value = binned[block_row, col // factor]
+            if value > best[row, col]:
+                best[row, col] = value
+                best_index[row, col] = binned_index[block_row, col // factor]
 
 
 class _ResponseNoise:
@@ -935,70 +995,149 @@ class _ResponseNoise:
 
     Parameters
     ----------
-    factor : int
-        Binning of the responses' grid.
     radius : float
         Filter radius in full-resolution pixels.
     tile : int
-        Side of the local noise tiles, in binned pixels.
+        Side of the local noise tiles, in pixels of the responses' grid.
     squared_edge : np.ndarray or None
-        Squared distance to unusable pixels (full-resolution pixels squared) on the binned
+        Squared distance to unusable pixels (full-resolution pixels squared) on the responses'
         grid; None: the spread over the whole image only.
     """
 
-    def __init__(
-        self, factor: int, radius: float, tile: int, squared_edge: np.ndarray | None
-    ) -> None:
-        self.factor = factor
-        self.radius = radius
+    def __init__(self, radius: float, tile: int, squared_edge: np.ndarray | None) -> None:
+        self.radius = float(radius)
         self.tile = tile
         self.squared_edge = squared_edge
 
     def keep_better(
-        self,
-        response: np.ndarray,
-        covered: np.ndarray,
-        best: np.ndarray,
-        best_index: np.ndarray,
-        index: int,
+        self, response: np.ndarray, covered: np.ndarray, level: _BinnedBest, index: int
     ) -> None:
-        """Where ``response`` over its noise (float32, unbinned) beats ``best``, take it and
-        set ``best_index`` to ``index``. ``response`` is set to 0 where not ``covered``."""
+        """Where ``response`` over its noise (as float32) beats ``level.best``, on the same
+        grid, take it and set ``level.index`` to ``index``. ``response`` is set to 0 where not
+        ``covered``."""
         response[~covered] = 0.0
         spread = _robust_sigma_where(response, covered)
         if not spread > 0:
             return
-        cells = None
-        if self.squared_edge is not None:
-            cells = _local_spread(response, covered, self.tile, self.squared_edge, self.radius)
-        height, width = best.shape
-        factor = self.factor
-        rows = _band_rows(width * factor)
-        for start in range(0, response.shape[0], rows):
-            band = response[start : start + rows]
-            if cells is None:
-                significance = (band / spread).astype(np.float32)
-            else:
-                local = _local_spread_rows(
-                    cells, self.tile, self.squared_edge[start : start + rows], self.radius, start
-                )
-                significance = (band / np.maximum(local, spread)).astype(np.float32)
-            full = slice(start * factor, min((start + rows) * factor, height))
-            if factor > 1:
-                significance = np.repeat(np.repeat(significance, factor, axis=0), factor, axis=1)
-                significance = significance[: full.stop - full.start, :width]
-            target = best[full]
-            better = significance > target
-            target[better] = significance[better]
-            best_index[full][better] = index
+        if self.squared_edge is None:
+            # The float32 division of ``response / spread`` with spread a Python float.
+            _keep_better_global(response, np.float32(spread), level.best, level.index, index)
+            return
+        cells = _noise_cells(response.shape, self.tile, self.radius)
+        cell_spread = _local_spread(response, covered, self.squared_edge, self.tile, cells)
+        _keep_better_local(
+            response, self.squared_edge, *cells, cell_spread, spread, level.best, level.index, index
+        )
+
+
+class _NoiseCells(NamedTuple):
+    """The noise cell of each pixel of a filter response's grid: square tiles
+    numbered row by row, each split into bands of distance to the unusable pixels.
+
+    ``row_offsets`` (H,) and ``col_offsets`` (W,) give each row's and column's part of the cell
+    number, ``band_thresholds`` the least squared distance (int) of each band after the first.
+    """
+
+    row_offsets: np.ndarray
+    col_offsets: np.ndarray
+    band_thresholds: np.ndarray
+
+
+def _noise_cells(shape: tuple[int, ...], tile: int, radius: float) -> _NoiseCells:
+    """Cells of ``tile`` x ``tile`` pixels, each split at ``_NOISE_BANDS`` filter radii (of
+    ``radius`` pixels) of distance to the unusable pixels: cell ``tile_index * n_bands +
+    band``.
+
+    A pixel at squared distance ``d2`` lies at or beyond a band's edge when ``sqrt(d2) /
+    radius >= edge`` in float64. That test only grows with ``d2``, so each edge is the least
+    integer ``d2`` passing it, found with that same arithmetic: one integer comparison a pixel
+    decides it, with no square root.
+    """
+    height, width = shape
+    n_bands = len(_NOISE_BANDS) + 1
+    n_x = -(-width // tile)
+
+    def passes(squared: int, edge: float) -> bool:
+        return math.sqrt(float(squared)) / radius >= edge
+
+    thresholds = []
+    for edge in _NOISE_BANDS:
+        squared = max(0, math.floor((edge * radius) ** 2) - 2)
+        while squared > 0 and passes(squared - 1, edge):
+            squared -= 1
+        while not passes(squared, edge):
+            squared += 1
+        thresholds.append(squared)
+    return _NoiseCells(
+        (np.arange(height, dtype=np.int64) // tile) * (n_x * n_bands),
+        (np.arange(width, dtype=np.int64) // tile) * n_bands,
+        np.array(thresholds, dtype=np.int64),
+    )
+
+
+@compiled
+def _row_noise_cells(
+    squared_edge, row, row_offsets, col_offsets, band_thresholds, out
+):  # pragma: no cover - compiled
+    """``out``: the noise cell (``_NoiseCells``) of every pixel of row ``row``. The kernels
+    that need cells take them a row at a time: a call per pixel costs more than the cell."""
+    offset = row_offsets[row]
+    for col in range(out.size):
+        squared = squared_edge[row, col]
+        band = 0
+        for threshold in band_thresholds:
+            if squared >= threshold:
+                band += 1
+        out[col] = offset + col_offsets[col] + band
+
+
+@compiled
+def _keep_better_global(response, spread, best, best_index, index):  # pragma: no cover
+    """``best`` and ``best_index`` take ``response / spread`` (float32) and ``index`` where
+    that is larger."""
+    height, width = best.shape
+    for row in range(height):
+        for col in range(width):
+            value = response[row, col] / spread
+            if value > best[row, col]:
+                best[row, col] = value
+                best_index[row, col] = index
+
+
+@compiled
+def _keep_better_local(
+    response,
+    squared_edge,
+    row_offsets,
+    col_offsets,
+    band_thresholds,
+    cell_spread,
+    spread,
+    best,
+    best_index,
+    index,
+):  # pragma: no cover - compiled
+    """As ``_keep_better_global`` with the noise of each pixel the larger of its cell's
+    spread and ``spread``, the division in float64 rounded to float32."""
+    height, width = best.shape
+    cells = np.empty(width, dtype=np.int64)
+    for row in range(height):
+        _row_noise_cells(squared_edge, row, row_offsets, col_offsets, band_thresholds, cells)
+        for col in range(width):
+            local = cell_spread[cells[col]]
+            noise = local if (local > spread or local != local) else spread
+            value = np.float32(np.float64(response[row, col]) / noise)
+            if value > best[row, col]:
+                best[row, col] = value
+                best_index[row, col] = index
 
 
 def _local_spread(
     response: np.ndarray,
     covered: np.ndarray,
-    tile: int,
     squared_edge: np.ndarray,
-    radius: float,
+    tile: int,
+    cells: _NoiseCells,
 ) -> np.ndarray:
     """Robust spread (1.4826 MAD) of a filter response in cells: the table of the cells.
 
@@ -1011,58 +1150,51 @@ def _local_spread(
     tile has enough (the caller then uses the spread over the whole image).
 
     ``squared_edge`` is the squared distance to unusable pixels, in full-resolution pixels, on
-    the response's grid; ``radius`` the filter radius in the same pixels. Returns the spread of
-    each cell, ``tile_index * n_bands + band``; ``_local_spread_rows`` gives the cell of each
-    pixel.
+    the response's grid; ``cells`` those of ``_noise_cells(response.shape, tile, radius)``.
+    Returns the spread of each cell.
     """
     height, width = response.shape
     n_y, n_x = -(-height // tile), -(-width // tile)
     n_bands = len(_NOISE_BANDS) + 1
     # A sparse grid of samples: the response is smooth on the scale of the filter (>= 4 px).
-    # Gathered band of rows by band of rows, in the row-major order of the whole grid, into
-    # arrays of the final size.
-    grid = (slice(None, None, _NOISE_STRIDE), slice(None, None, _NOISE_STRIDE))
-    count = int(np.count_nonzero(covered[grid]))
+    count = int(np.count_nonzero(covered[::_NOISE_STRIDE, ::_NOISE_STRIDE]))
     values = np.empty(count, dtype=np.float64)
-    tiles = np.empty(count, dtype=np.int64)
-    bands = np.empty(count, dtype=np.uint8)
-    step = _band_rows(width, _NOISE_STRIDE)
-    filled = 0
-    for start in range(0, height, step):
-        rows, cols = np.nonzero(covered[start : start + step : _NOISE_STRIDE, ::_NOISE_STRIDE])
-        rows = rows * _NOISE_STRIDE + start
-        cols *= _NOISE_STRIDE
-        taken = slice(filled, filled + rows.size)
-        values[taken] = response[rows, cols]
-        tiles[taken] = (rows // tile) * n_x + cols // tile
-        bands[taken] = _distance_bands(squared_edge[rows, cols], radius)
-        filled += rows.size
-    tile_spread = _grouped_spread(values, tiles, n_y * n_x).reshape(n_y, n_x)
+    sample_cells = np.empty(count, dtype=np.int64)
+    _gather_noise_samples(
+        response, covered, squared_edge, *cells, _NOISE_STRIDE, values, sample_cells
+    )
+    tile_spread = _grouped_spread(values, sample_cells // n_bands, n_y * n_x).reshape(n_y, n_x)
     if np.isnan(tile_spread).all():
         return np.zeros(n_y * n_x * n_bands)
     tile_spread = _fill_nan_nearest(tile_spread).ravel()
-    tiles *= n_bands
-    tiles += bands
-    cell_spread = _grouped_spread(values, tiles, n_y * n_x * n_bands)
+    cell_spread = _grouped_spread(values, sample_cells, n_y * n_x * n_bands)
     return np.where(np.isnan(cell_spread), np.repeat(tile_spread, n_bands), cell_spread)
 
 
-def _local_spread_rows(
-    cells: np.ndarray, tile: int, squared_edge: np.ndarray, radius: float, start: int
-) -> np.ndarray:
-    """Local spread (float64) of each pixel of the rows ``start:start + len(squared_edge)``,
-    from the table of ``_local_spread``; ``squared_edge`` is that table's, on those rows."""
-    height, width = squared_edge.shape
-    n_x = -(-width // tile)
-    tiles = (np.arange(start, start + height) // tile)[:, None] * n_x
-    tiles = tiles + (np.arange(width) // tile)[None, :]
-    return cells[tiles * (len(_NOISE_BANDS) + 1) + _distance_bands(squared_edge, radius)]
-
-
-def _distance_bands(squared_edge: np.ndarray, radius: float) -> np.ndarray:
-    """Band of ``_NOISE_BANDS`` (distances to unusable pixels in filter radii) of each pixel."""
-    distance = np.sqrt(squared_edge, dtype=np.float64)
-    return np.searchsorted(_NOISE_BANDS, distance / radius, side="right")
+@compiled
+def _gather_noise_samples(
+    response,
+    covered,
+    squared_edge,
+    row_offsets,
+    col_offsets,
+    band_thresholds,
+    stride,
+    values,
+    sample_cells,
+):  # pragma: no cover - compiled
+    """The response and noise cell of every ``stride``-th covered pixel of every
+    ``stride``-th row, row by row, into ``values`` and ``sample_cells``."""
+    height, width = response.shape
+    cells = np.empty(width, dtype=np.int64)
+    filled = 0
+    for row in range(0, height, stride):
+        _row_noise_cells(squared_edge, row, row_offsets, col_offsets, band_thresholds, cells)
+        for col in range(0, width, stride):
+            if covered[row, col]:
+                values[filled] = response[row, col]
+                sample_cells[filled] = cells[col]
+                filled += 1
 
 
 _MIN_CELL_SAMPLES = 48
@@ -1158,7 +1290,7 @@ def _segment_candidate(
                 return np.zeros(window_deficit.shape, dtype=bool)
             level = max(params.grow_sigma * noise, _OUTLINE_FRACTION * plateau)
             above = (smooth >= level) & window_usable
-            return ndimage.binary_fill_holes(regions_touching(above, peak_area))
+            return fill_holes(regions_touching(above, peak_area))
     return _radial_template(
         window_deficit, window_usable, window_significance, seed, best_radius, params.min_depth
     )
@@ -1613,7 +1745,7 @@ def _shape_regions(
             # a segmentation.
             declined[window] |= seed
         core[window] |= shape
-    core = ndimage.binary_fill_holes(core) & (usable | ndimage.binary_fill_holes(usable))
+    core = fill_holes(core) & (usable | fill_holes(usable))
     return _keep_dust_like(core, deficit, significance, best_radius, params, smoothed_noise[0.0])
 
 

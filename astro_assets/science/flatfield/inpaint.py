@@ -18,7 +18,7 @@ from skimage.restoration import inpaint_biharmonic
 
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import depth_below_limb, fit_limb, radial_profile
-from astro_assets.science.flatfield.regions import regions_touching
+from astro_assets.science.flatfield.regions import fill_holes, regions_touching
 
 __all__ = ["InpaintParams", "guided_regions", "inpaint", "inpaint_guided"]
 
@@ -359,7 +359,7 @@ def _limb_profile(
     near = np.zeros(len(boxes) + 1, dtype=bool)
     if not level > 0:
         return None, near
-    disc = ndimage.binary_fill_holes(values > params.limb_fraction * level)
+    disc = fill_holes(values > params.limb_fraction * level)
     if not disc.any() or disc.all():
         return None, near
     normalized_radius = fit_limb(disc)

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from astro_assets.science.flatfield.regions import fill_holes
+
 _MAD_TO_SIGMA = 1.4826
 _MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2.0)
 _MIN_RING_PX = 8
@@ -311,7 +313,7 @@ def referee_mask(
             )
             continue
         # Distance from the hole-filled region, so a donut's centre never counts as background.
-        distance = ndimage.distance_transform_edt(~ndimage.binary_fill_holes(local))
+        distance = ndimage.distance_transform_edt(~fill_holes(local))
         ring_local = (distance > params.ring_gap_px) & (distance <= margin)
         ring_y, ring_x = np.nonzero(ring_local)
         ring_y, ring_x = ring_y + y0, ring_x + x0

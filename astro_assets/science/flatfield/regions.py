@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["regions_touching"]
+__all__ = ["fill_holes", "regions_touching"]
 
 
 def regions_touching(regions: np.ndarray, seeds: np.ndarray) -> np.ndarray:
@@ -26,3 +26,33 @@ def regions_touching(regions: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     labels, _ = ndimage.label(regions)
     touched = np.unique(labels[np.asarray(seeds) & (labels > 0)])
     return np.isin(labels, touched[touched > 0])
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)``, exactly, in a fraction of its time.
+
+    A hole is a 4-connected (``ndimage.label``'s default, the structure ``binary_fill_holes``
+    defaults to) region of False pixels that reaches no edge of the array. scipy finds the
+    rest by growing a dilation in from the edges, many passes over a large frame; here every
+    False region is labelled once and those on an edge are kept False.
+
+    Parameters
+    ----------
+    mask : np.ndarray
+        Boolean array of any dimension.
+
+    Returns
+    -------
+    np.ndarray
+        Boolean array of the same shape: ``mask`` with its holes set.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    labels, count = ndimage.label(~mask)
+    if count == 0 or labels.size == 0:
+        return mask.copy()
+    reaches_edge = np.zeros(count + 1, dtype=bool)
+    for axis in range(labels.ndim):
+        for end in (0, -1):
+            reaches_edge[np.take(labels, end, axis=axis)] = True
+    reaches_edge[0] = False
+    return ~reaches_edge[labels]
