@@ -598,3 +598,51 @@ def test_robust_sigma_where_is_robust_sigma_of_the_selected_values() -> None:
         values = rng.standard_t(4, shape).astype(np.float32)
         where = rng.random(shape) < fraction
         assert dust._robust_sigma_where(values, where) == dust.robust_sigma(values[where])
+
+
+def test_filter_responses_are_the_float32_array_formulas() -> None:
+    # The compiled responses repeat, in one pass, the float32 numpy operations that define
+    # them, to the bit, on random sums with exact ties at every floor and threshold.
+    rng = np.random.default_rng(13)
+    shape = (61, 47)
+    pick = [0.0, 0.25, 0.5, 0.75, 1.0, 3.0, 7.5, 12.0, np.nan]
+
+    def values(scale):
+        exact = rng.choice(pick, size=shape)
+        drawn = rng.normal(0.0, scale, size=shape)
+        return np.where(rng.random(shape) < 0.5, exact, drawn).astype(np.float32)
+
+    s_in, n_in, ring_s, ring_n = values(5.0), np.abs(values(8.0)), values(20.0), values(30.0)
+    disc_floor, ring_floor = 3.0, 7.5
+    expected_ring_s, expected_ring_n = ring_s - s_in, ring_n - n_in
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected_covered = (n_in >= disc_floor) & (expected_ring_n >= ring_floor)
+        ring_mean = expected_ring_s / np.maximum(expected_ring_n, 1e-12)
+        ring_mean[expected_ring_n <= 0.5] = 0.0
+        expected = s_in / np.maximum(n_in, 1e-12) - ring_mean
+    covered = np.empty(shape, dtype=bool)
+    response = np.empty(shape, dtype=np.float32)
+    dust._disc_response(
+        s_in,
+        n_in,
+        ring_s,
+        ring_n,
+        np.float32(disc_floor),
+        np.float32(ring_floor),
+        covered,
+        response,
+    )
+    np.testing.assert_array_equal(covered, expected_covered)
+    np.testing.assert_array_equal(response, expected)
+    np.testing.assert_array_equal(ring_s, expected_ring_s)
+    np.testing.assert_array_equal(ring_n, expected_ring_n)
+
+    s_hole, n_hole = values(2.0), np.abs(values(3.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = (s_in - s_hole) / np.maximum(n_in - n_hole, 1e-12) - (
+            ring_s + s_hole
+        ) / np.maximum(ring_n + n_hole, 1e-12)
+    dust._move_hole(s_hole, ring_s, s_in)
+    dust._move_hole(n_hole, ring_n, n_in)
+    dust._annulus_response(s_in, n_in, ring_s, ring_n)
+    np.testing.assert_array_equal(s_in, expected)

@@ -593,21 +593,23 @@ def _local_background(
     # The mask goes to the kernel as 0/1 bytes: its weights, without a float64 copy.
     weights = np.ascontiguousarray(fit_mask, dtype=bool).view(np.uint8)
     moments = _block_moments(np.ascontiguousarray(data, dtype=np.float64), weights, *model)
+    # Every plane smoothed over the blocks in one call: the same 1-D passes plane by plane.
+    block_sigma = sigma / factor
+    smoothed = ndimage.gaussian_filter(
+        moments, (block_sigma, block_sigma, 0.0), mode="constant", truncate=3.5
+    )
     moments = np.moveaxis(moments, -1, 0)
-
-    def smoothed(image: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(image, sigma / factor, mode="constant", truncate=3.5)
-
-    total = smoothed(moments[0])
+    smoothed = np.moveaxis(smoothed, -1, 0)
+    total = smoothed[0]
     matrix = np.empty((*total.shape, n_terms, n_terms))
     rhs = np.empty((*total.shape, n_terms))
     plane = 1
     for i in range(n_terms):
         for j in range(i, n_terms):
-            matrix[..., i, j] = matrix[..., j, i] = smoothed(moments[plane])
+            matrix[..., i, j] = matrix[..., j, i] = smoothed[plane]
             plane += 1
     for i in range(n_terms):
-        rhs[..., i] = smoothed(moments[plane])
+        rhs[..., i] = smoothed[plane]
         plane += 1
     coefficients = np.full((*total.shape, n_terms), np.nan)
     enough = total > 1e-6 * max(float(total.max()), 1e-300)
@@ -677,16 +679,24 @@ def _blend_block_fits(
     n_poly = exponents.shape[0]
     height, width = out.shape
     blended = np.empty(n_terms)
+    # Each column's blocks and weight, the same for every row.
+    lefts = np.empty(width, dtype=np.int64)
+    rights = np.empty(width, dtype=np.int64)
+    fxs = np.empty(width)
+    for col in range(width):
+        position_x = min(max((col + 0.5) / factor - 0.5, 0.0), blocks_x - 1.0)
+        lefts[col] = min(int(position_x), blocks_x - 1)
+        rights[col] = min(lefts[col] + 1, blocks_x - 1)
+        fxs[col] = position_x - lefts[col]
     for row in range(height):
         position_y = min(max((row + 0.5) / factor - 0.5, 0.0), blocks_y - 1.0)
         top = min(int(position_y), blocks_y - 1)
         bottom = min(top + 1, blocks_y - 1)
         fy = position_y - top
         for col in range(width):
-            position_x = min(max((col + 0.5) / factor - 0.5, 0.0), blocks_x - 1.0)
-            left = min(int(position_x), blocks_x - 1)
-            right = min(left + 1, blocks_x - 1)
-            fx = position_x - left
+            left = lefts[col]
+            right = rights[col]
+            fx = fxs[col]
             w00 = (1.0 - fy) * (1.0 - fx)
             w01 = (1.0 - fy) * fx
             w10 = fy * (1.0 - fx)
@@ -696,15 +706,16 @@ def _blend_block_fits(
             s10 = w10 * support[bottom, left]
             s11 = w11 * support[bottom, right]
             norm = s00 + s01 + s10 + s11
-            for k in range(n_terms):
-                if norm > min_support:
+            if norm > min_support:
+                for k in range(n_terms):
                     blended[k] = (
                         s00 * coefficients[k, top, left]
                         + s01 * coefficients[k, top, right]
                         + s10 * coefficients[k, bottom, left]
                         + s11 * coefficients[k, bottom, right]
                     ) / norm
-                else:
+            else:
+                for k in range(n_terms):
                     blended[k] = (
                         w00 * coefficients[k, top, left]
                         + w01 * coefficients[k, top, right]
@@ -914,40 +925,91 @@ def _matched_significance(
         # ring_n`` (the ring's term 0 where it holds under half a usable pixel) and ``annulus =
         # (s_in - s_hole) / (n_in - n_hole) - (ring_s + s_hole) / (ring_n + n_hole)``, every
         # denominator kept at least 1e-12.
-        ring_s -= s_in
-        ring_n -= n_in
-        covered = (n_in >= _MIN_COVERAGE * disc_area) & (ring_n >= _MIN_COVERAGE * ring_area)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ring_mean = np.maximum(ring_n, 1e-12)
-            np.divide(ring_s, ring_mean, out=ring_mean)
-            ring_mean[ring_n <= 0.5] = 0.0
-            response = np.maximum(n_in, 1e-12)
-            np.divide(s_in, response, out=response)
-            response -= ring_mean
-        del ring_mean
+        covered = np.empty(s_in.shape, dtype=bool)
+        response = np.empty(s_in.shape, dtype=np.float32)
+        _disc_response(
+            s_in,
+            n_in,
+            ring_s,
+            ring_n,
+            np.float32(_MIN_COVERAGE * disc_area),
+            np.float32(_MIN_COVERAGE * ring_area),
+            covered,
+            response,
+        )
         noise.keep_better(response, covered, level, index)
         del response
         hole = _disc_kernel(hole_fraction * r)
         s_hole = spectra.correlate_one(hole, weights=False)
-        ring_s += s_hole
-        s_in -= s_hole
+        _move_hole(s_hole, ring_s, s_in)
         del s_hole
         n_hole = spectra.correlate_one(hole, weights=True)
-        ring_n += n_hole
-        n_in -= n_hole
+        _move_hole(n_hole, ring_n, n_in)
         del n_hole
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.maximum(ring_n, 1e-12, out=ring_n)
-            ring_s /= ring_n
-            np.maximum(n_in, 1e-12, out=n_in)
-            s_in /= n_in
-            s_in -= ring_s
+        _annulus_response(s_in, n_in, ring_s, ring_n)
         del ring_s, ring_n, n_in
         noise.keep_better(s_in, covered, level, index)
         del s_in
     level.merge_into(best, best_index)
     radius_of = np.array((0.0, *radii), dtype=np.float32)
     return best, radius_of[best_index]
+
+
+_DENOMINATOR_FLOOR = np.float32(1e-12)
+
+
+@compiled
+def _at_least(value, floor):  # pragma: no cover - compiled
+    """``np.maximum(value, floor)`` for scalars: NaN stays NaN."""
+    return value if (value >= floor or value != value) else floor
+
+
+@compiled
+def _disc_response(
+    s_in, n_in, ring_s, ring_n, disc_floor, ring_floor, covered, response
+):  # pragma: no cover - compiled
+    """The disc filter's response, in one pass and in float32: ``ring_s`` and ``ring_n`` lose
+    the disc's sums (the ring alone remains); ``covered`` where the disc's and the ring's
+    weights reach their floors; ``response = s_in / n_in - ring_s / ring_n``, the ring's term
+    0 where its weight is at most 0.5."""
+    height, width = s_in.shape
+    for row in range(height):
+        for col in range(width):
+            inner_sum = s_in[row, col]
+            inner_weight = n_in[row, col]
+            outer_sum = ring_s[row, col] - inner_sum
+            outer_weight = ring_n[row, col] - inner_weight
+            ring_s[row, col] = outer_sum
+            ring_n[row, col] = outer_weight
+            covered[row, col] = inner_weight >= disc_floor and outer_weight >= ring_floor
+            ring_mean = outer_sum / _at_least(outer_weight, _DENOMINATOR_FLOOR)
+            if outer_weight <= np.float32(0.5):
+                ring_mean = np.float32(0.0)
+            response[row, col] = inner_sum / _at_least(inner_weight, _DENOMINATOR_FLOOR) - ring_mean
+
+
+@compiled
+def _move_hole(hole, ring, inner):  # pragma: no cover - compiled
+    """The hole's correlation moves from the disc to the ring: ``ring += hole``, ``inner -=
+    hole`` (float32)."""
+    height, width = hole.shape
+    for row in range(height):
+        for col in range(width):
+            ring[row, col] += hole[row, col]
+            inner[row, col] -= hole[row, col]
+
+
+@compiled
+def _annulus_response(s_in, n_in, ring_s, ring_n):  # pragma: no cover - compiled
+    """The annulus filter's response into ``s_in``, in float32: ``s_in / n_in - ring_s /
+    ring_n``, each weight at least 1e-12."""
+    height, width = s_in.shape
+    for row in range(height):
+        for col in range(width):
+            ring_mean = ring_s[row, col] / _at_least(ring_n[row, col], _DENOMINATOR_FLOOR)
+            s_in[row, col] = (
+                s_in[row, col] / _at_least(n_in[row, col], _DENOMINATOR_FLOOR) - ring_mean
+            )
 
 
 class _BinnedBest:
@@ -983,11 +1045,13 @@ def _merge_binned_best(binned, binned_index, factor, best, best_index):  # pragm
     height, width = best.shape
     for row in range(height):
         block_row = row // factor
-        for col in range(width):
-            value = binned[block_row, col // factor]
-            if value > best[row, col]:
-                best[row, col] = value
-                best_index[row, col] = binned_index[block_row, col // factor]
+        for block_col in range(binned.shape[1]):
+            value = binned[block_row, block_col]
+            index = binned_index[block_row, block_col]
+            for col in range(block_col * factor, min((block_col + 1) * factor, width)):
+                if value > best[row, col]:
+                    best[row, col] = value
+                    best_index[row, col] = index
 
 
 class _ResponseNoise:
