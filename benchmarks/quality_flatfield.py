@@ -41,7 +41,12 @@ from astro_assets.science.flatfield.dust import (
     expand_mask,
 )
 from astro_assets.science.flatfield.flatfield import FlatParams, synthesize_flat
-from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
+from astro_assets.science.flatfield.inpaint import (
+    InpaintParams,
+    fill_across_line_defects,
+    inpaint,
+    inpaint_guided,
+)
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import inpainting_guide, separate_sensor_fixed
@@ -105,12 +110,17 @@ def feature_support(truth, shape) -> np.ndarray:
 
 
 def classical_flat(
-    frames: np.ndarray, black_level: float, *, interpolate_levels: bool = True
+    frames: np.ndarray,
+    black_level: float,
+    *,
+    interpolate_levels: bool = True,
+    line_defect_sigma: float | None = None,
 ) -> dict:
     """The classical pipeline on (n, h, w) frames with a known black level: the core after the
     motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
     and the timings of its steps. The median of 8-bit frames is interpolated within its level
-    as ``ser_median`` does, unless ``interpolate_levels`` is False."""
+    as ``ser_median`` does, unless ``interpolate_levels`` is False; ``line_defect_sigma`` is
+    the ``inpainted`` config's (off by default)."""
     timings = {}
     start = time.perf_counter()
     median = temporal_median(frames)
@@ -132,7 +142,12 @@ def classical_flat(
     mask = expand_mask(core, MaskExpansionParams())
     if mask.any():
         guide = inpainting_guide(separated, mask, median)
-        inpainted = inpaint_guided(median, mask, guide.image, InpaintParams())
+        inpainted, _ = fill_across_line_defects(
+            median,
+            mask,
+            lambda source: inpaint_guided(source, mask, guide.image, InpaintParams()),
+            threshold_sigma=line_defect_sigma,
+        )
     else:
         inpainted = median.astype(np.float32)
     timings["detect_inpaint"] = detect_s + time.perf_counter() - start

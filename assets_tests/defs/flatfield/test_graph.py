@@ -127,6 +127,44 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
     assert np.all(codes[mask == 0] == 65535)
 
 
+def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, data_store, layout):
+    # A 4 % column crosses the first shadow. The flat is 1.0 on the column outside the mask,
+    # so under the mask it must not correct the column either: a calibrated frame would show
+    # the column interrupted where the dust was. Off by default, it corrects the column.
+    frames, truth = synthesize_frames_array(DUSTY)
+    column = 70
+    frames = frames.astype(np.float64)
+    frames[:, :, column] = (frames[:, :, column] - truth.black_level_adu) * 0.96 + (
+        truth.black_level_adu
+    )
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "column.ser", np.rint(frames).astype(np.uint16), depth=16)
+    selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
+    on = {"ops": {"inpainted": {"config": {"line_defect_sigma": 5.0}}}}
+    result = _materialize(instance, data_store, "column", selection=selection, run_config=on)
+    assert result.success
+    metadata = result.asset_materializations_for_node("inpainted")[0].metadata
+    assert metadata["line_defects_divided_out"].value == {"columns": 1, "rows": 0}
+    folder = layout.flatfield_dir("column")
+    mask = read_tiff(folder / "dust_mask.tiff")
+    inside = np.all(mask[:, [column - 2, column, column + 2]] >= 1.0, axis=1)
+    assert inside.sum() >= 10
+
+    def column_error() -> float:
+        flat, _ = read_fits_float32(folder / "final_flatfield.fits")
+        error = flat[inside] / truth.transmission[inside]
+        return float(
+            np.mean(error[:, column] / (0.5 * (error[:, column - 2] + error[:, column + 2])))
+        )
+
+    assert column_error() == pytest.approx(1.0, abs=0.01)
+    again = _materialize(instance, data_store, "column", selection=selection[2:])
+    assert again.success
+    metadata = again.asset_materializations_for_node("inpainted")[0].metadata
+    assert metadata["line_defects_divided_out"].value == {"columns": 0, "rows": 0}
+    assert column_error() == pytest.approx(0.96, abs=0.01)
+
+
 def _check_evaluation(result, name: str):
     (evaluation,) = (
         event.event_specific_data

@@ -646,3 +646,10 @@ def test_filter_responses_are_the_float32_array_formulas() -> None:
     dust._move_hole(n_hole, ring_n, n_in)
     dust._annulus_response(s_in, n_in, ring_s, ring_n)
     np.testing.assert_array_equal(s_in, expected)
+
+
+def test_line_gains_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        dust.line_gains(np.ones((20, 30)), np.ones((30, 20), dtype=bool))
+    with pytest.raises(ValueError, match="one shape"):
+        dust.line_gains(np.ones((2, 20, 30)), np.ones((2, 20, 30), dtype=bool))

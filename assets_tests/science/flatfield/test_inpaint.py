@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from astro_assets.samples.solar import SolarVideoParams, SyntheticSolarVideo
+from astro_assets.samples.solar import DustSpec, SolarVideoParams, SyntheticSolarVideo
+from astro_assets.science.flatfield.dust import expand_mask
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
+    fill_across_line_defects,
     guided_regions,
     inpaint,
     inpaint_guided,
@@ -330,3 +332,62 @@ def test_regions_without_a_guide_on_them_and_around_them_are_inpainted_as_usual(
     inpaint_guided(scene, mask, guide)
     np.testing.assert_array_equal(scene, before[0])
     np.testing.assert_array_equal(guide, before[1])
+
+
+def _sun_with_line_defects(defects: bool):
+    """A textured Sun (black level removed) under one 30 px shadow, with a 4 % column and a
+    3 % row of lower gain crossing it when ``defects``; the transmission and the mask."""
+    dust = (DustSpec(x=200.0, y=150.0, diameter_px=30.0, depth=0.3, kind="disc"),)
+    params = SolarVideoParams(
+        width=400, height=300, n_frames=1, drift_px=0.0, dust=dust, n_sunspots=0, seed=1
+    )
+    video = SyntheticSolarVideo(params)
+    median = video.frame(0).astype(np.float64) - video.truth.black_level_adu
+    if defects:
+        median[:, 205] *= 0.96
+        median[148, :] *= 0.97
+    rows, columns = np.indices(median.shape)
+    mask = expand_mask(np.hypot(rows - 150, columns - 200) <= 17)
+    return median, video.truth.transmission, mask
+
+
+def test_line_gains_are_divided_out_of_the_fill_and_multiplied_back() -> None:
+    median, transmission, mask = _sun_with_line_defects(defects=True)
+    original = median.copy()
+
+    def fill(image):
+        return inpaint(image, mask)
+
+    filled, gains = fill_across_line_defects(median, mask, fill)
+
+    np.testing.assert_array_equal(median, original)
+    assert (gains.defective_columns, gains.defective_rows) == (1, 1)
+    assert gains.columns[205] == pytest.approx(0.96, abs=0.005)
+    assert gains.rows[148] == pytest.approx(0.97, abs=0.005)
+    np.testing.assert_array_equal(filled[mask == 0], median[mask == 0])
+    # Under the mask the flat holds the dust alone: the column is in the fill as in the median.
+    # The fill's own error under the texture is smooth across columns, so the column's error
+    # is read against that of the columns two away on either side.
+    inside = np.all(mask[:, [203, 205, 207]] >= 1.0, axis=1)
+
+    def column_error(fill_image):
+        error = (median / fill_image)[inside] / transmission[inside]
+        return np.mean(error[:, 205] / (0.5 * (error[:, 203] + error[:, 207])))
+
+    assert column_error(filled) == pytest.approx(1.0, abs=0.003)
+    assert column_error(fill(median)) == pytest.approx(0.96, abs=0.005)
+
+
+def test_without_line_defects_the_fill_is_the_plain_one() -> None:
+    median, _, mask = _sun_with_line_defects(defects=False)
+
+    def fill(image):
+        return inpaint(image, mask)
+
+    filled, gains = fill_across_line_defects(median, mask, fill)
+    assert gains is None
+    np.testing.assert_array_equal(filled, fill(median))
+    defective, _, _ = _sun_with_line_defects(defects=True)
+    unchanged, gains = fill_across_line_defects(defective, mask, fill, threshold_sigma=None)
+    assert gains is None
+    np.testing.assert_array_equal(unchanged, fill(defective))

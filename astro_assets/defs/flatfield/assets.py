@@ -3,7 +3,7 @@
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +32,7 @@ from astro_assets.io.ser import SerVideo, open_ser, write_ser
 from astro_assets.resources.classical import ClassicalImageModel
 from astro_assets.resources.dust_eye import BackendChoice, DustEye
 from astro_assets.resources.gemini import GeminiBlockedError, GeminiError
+from astro_assets.resources.image_model import ImageModel
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
 from astro_assets.science.flatfield.dust import (
@@ -44,7 +45,12 @@ from astro_assets.science.flatfield.flatfield import (
     IntegerCalibrator,
     synthesize_flat,
 )
-from astro_assets.science.flatfield.inpaint import InpaintParams, guided_regions, inpaint_guided
+from astro_assets.science.flatfield.inpaint import (
+    InpaintParams,
+    fill_across_line_defects,
+    guided_regions,
+    inpaint_guided,
+)
 from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
@@ -265,6 +271,15 @@ InpaintedConfig = config_class(
     extra={
         "backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource"),
         "attempt": (int | None, None, "Gemini re-roll number, as for dust_mask"),
+        "line_defect_sigma": (
+            float | None,
+            None,
+            "set (e.g. 5, in each line's noise) to take a column or row of the median that "
+            "departs from its neighbours by more for one of different gain, whose gain is "
+            "divided out of what is filled and multiplied back, so that the flat corrects the "
+            "dust and not the line. Off by default: in the median alone a band of the scene "
+            "along the rows (a planet's belts) looks the same",
+        ),
         "follow_motion": (
             bool,
             True,
@@ -598,6 +613,29 @@ def dust_mask(
         )
 
 
+def _plane_filler(
+    model: ImageModel,
+    rest: np.ndarray,
+    guided: np.ndarray,
+    guide: np.ndarray | None,
+    inpainting: InpaintParams,
+    results: list,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """How one colour plane is filled: the model fills ``rest``, the dust-free prediction
+    ``guide`` the ``guided`` regions; each model result is appended to ``results``."""
+
+    def fill(source: np.ndarray) -> np.ndarray:
+        result = model.inpaint(source, rest)
+        results.append(result)
+        if not guided.any():
+            return result.image
+        image = result.image.copy()
+        image[guided] = inpaint_guided(source, guided, guide, inpainting)[guided]
+        return image
+
+    return fill
+
+
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
@@ -617,6 +655,9 @@ def inpainted(
     """The median with every masked pixel replaced by an estimate of the dust-free signal.
 
     Each colour plane is inpainted on its own; outside the mask the median is kept bit for bit.
+    With ``line_defect_sigma`` set, the gains of the sensor's defective columns and rows are
+    divided out of what is filled and multiplied back (``fill_across_line_defects``), so that
+    the flat corrects the dust alone.
     Written as ``inpainted.tiff`` (float32, the median's shape).
     """
     with _fails_at_once_on_bad_input():
@@ -634,20 +675,25 @@ def inpainted(
             else None
         )
         planes, results, guided_pixels = [], [], 0
+        defective_columns = defective_rows = 0
         for plane, plane_mask in zip(
             split_planes(median, color), split_mask(mask, color), strict=True
         ):
             plane_guide = _on_plane(guide, plane.shape)
             guided = guided_regions(plane_mask, plane_guide)
             rest = np.where(guided, 0, plane_mask)
-            result = choice.model.inpaint(plane, rest)
-            image = result.image
-            if guided.any():
-                image = image.copy()
-                image[guided] = inpaint_guided(plane, guided, plane_guide, inpainting)[guided]
-                guided_pixels += int(guided.sum())
+            image, gains = fill_across_line_defects(
+                plane,
+                plane_mask,
+                _plane_filler(choice.model, rest, guided, plane_guide, inpainting, results),
+                threshold_sigma=config.line_defect_sigma,
+                dark_fraction=inpainting.dark_fraction,
+            )
+            guided_pixels += int(guided.sum())
+            if gains is not None:
+                defective_columns += gains.defective_columns
+                defective_rows += gains.defective_rows
             planes.append(image)
-            results.append(result)
         image = merge_planes(planes, median.shape, color)
         masked = broadcast_mask(mask > 0, median.shape)
         change = np.abs(image[masked] / np.where(median[masked] != 0, median[masked], 1) - 1)
@@ -659,6 +705,9 @@ def inpainted(
                 "model_details": _json(results[0].details),
                 "masked_pixels": int(masked.sum()),
                 "guided_pixels": guided_pixels,
+                "line_defects_divided_out": dg.MetadataValue.json(
+                    {"columns": defective_columns, "rows": defective_rows}
+                ),
                 "median_relative_change_in_mask": float(np.median(change)) if change.size else 0.0,
                 "max_relative_change_in_mask": float(change.max()) if change.size else 0.0,
                 **image_statistics(image),

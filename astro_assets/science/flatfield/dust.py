@@ -52,9 +52,11 @@ __all__ = [
     "DustDetection",
     "DustDetectionParams",
     "DustRegion",
+    "LineGains",
     "MaskExpansionParams",
     "detect_dust",
     "expand_mask",
+    "line_gains",
     "remove_line_defects",
     "robust_sigma",
 ]
@@ -1464,7 +1466,14 @@ def _background_and_deficit(
     return background, deficit
 
 
-def remove_line_defects(deficit: np.ndarray, usable: np.ndarray, threshold_sigma: float) -> None:
+def remove_line_defects(
+    deficit: np.ndarray,
+    usable: np.ndarray,
+    threshold_sigma: float,
+    *,
+    judged: np.ndarray | None = None,
+    spread_of_lines: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Remove the departures of defective columns, then rows, from a relative deficit, in place.
 
     Each usable pixel of a line (a regular subsample of at most ``_LINE_SAMPLES`` of them) is
@@ -1489,45 +1498,157 @@ def remove_line_defects(deficit: np.ndarray, usable: np.ndarray, threshold_sigma
         (H, W) bool, the pixels where the deficit is measured.
     threshold_sigma : float
         Detection threshold, > 0.
+    judged : np.ndarray, optional
+        (H, W) bool within ``usable``: the only pixels whose departures judge their line (their
+        neighbours' references still take every usable pixel). Default: all usable pixels.
+    spread_of_lines : bool
+        Hold each line's level also to the robust spread of the levels of all judged lines.
+        A texture that the neighbours do not cancel (an image of a scene rather than a
+        deficit) is correlated along a line over its features' size, so that a line's own
+        noise, measured from its pixels as if they were independent, is too small.
+
+    Returns
+    -------
+    columns, rows : np.ndarray or None
+        (W,) and (H,) float64 departures removed from each column and row (0 for sound
+        lines); None where no column (row) is defective.
     """
+    removed = []
     for along in (0, 1):
-        offsets = _line_departures(deficit, usable, along, threshold_sigma)
+        offsets = _line_departures(deficit, usable, along, threshold_sigma, judged, spread_of_lines)
         if offsets is not None:
             line_shape = (1, -1) if along == 0 else (-1, 1)
             np.subtract(deficit, offsets.reshape(line_shape), out=deficit, where=usable)
+        removed.append(offsets)
+    return removed[0], removed[1]
+
+
+class LineGains(NamedTuple):
+    """Gains of a sensor's defective columns and rows (:func:`line_gains`), 1.0 for the rest.
+
+    Attributes
+    ----------
+    columns : np.ndarray
+        (W,) float64 gain of each column.
+    rows : np.ndarray
+        (H,) float64 gain of each row.
+    """
+
+    columns: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def defective_columns(self) -> int:
+        return int(np.count_nonzero(self.columns != 1.0))
+
+    @property
+    def defective_rows(self) -> int:
+        return int(np.count_nonzero(self.rows != 1.0))
+
+    def image(self) -> np.ndarray:
+        """(H, W) float64 gain of every pixel: its row's times its column's."""
+        return self.rows[:, None] * self.columns[None, :]
+
+
+def line_gains(
+    image: np.ndarray, usable: np.ndarray, threshold_sigma: float = 5.0
+) -> LineGains | None:
+    """The gains of the sensor's defective columns and rows in an image of a scene.
+
+    The line test of :func:`remove_line_defects` on the logarithm of ``image``: a line of gain
+    ``g`` departs from its neighbours by ``log(g)`` whatever the scene's brightness, and the
+    neighbours cancel the scene itself. Its texture they do not cancel, and it is correlated
+    along a line, so each line's level is also held to the spread of all lines' levels.
+    Columns are judged first, rows on the image with the columns' gains divided out.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        (H, W) linear image (ADU, black level removed or not: a pedestal only dilutes a gain).
+    usable : np.ndarray
+        (H, W) bool, the pixels to measure on (the target, without dust shadows); pixels <= 0
+        are left out as well. Lines are judged on the pixels farther than
+        ``_LINE_NEIGHBOURS`` px from any pixel left out and from the frame's edges.
+    threshold_sigma : float
+        As for :func:`remove_line_defects`.
+
+    Returns
+    -------
+    LineGains or None
+        None when no line is defective.
+    """
+    data = np.asarray(image, dtype=np.float64)
+    measured = np.asarray(usable, dtype=bool)
+    if measured.shape != data.shape or data.ndim != 2:
+        raise ValueError(
+            f"image and usable must be 2-D arrays of one shape, got {data.shape} and "
+            f"{measured.shape}."
+        )
+    measured = measured & (data > 0)
+    # A line is judged only where its neighbours on both sides are measured: with one side
+    # only, a gradient of the scene sets it apart. The neighbours cancel the scene to its
+    # curvature, which is steep along the target's seeing-blurred edge, so lines are judged
+    # away from it, and from the frame's edges.
+    inner = np.zeros((data.shape[0] + 2, data.shape[1] + 2), dtype=bool)
+    inner[1:-1, 1:-1] = measured
+    judged = _beyond(_squared_distance_to_false(inner), _LINE_NEIGHBOURS)[1:-1, 1:-1]
+    logarithm = np.zeros(data.shape)
+    np.log(data, out=logarithm, where=measured)
+    columns, rows = remove_line_defects(
+        logarithm, measured, threshold_sigma, judged=judged, spread_of_lines=True
+    )
+    if columns is None and rows is None:
+        return None
+    height, width = data.shape
+    return LineGains(
+        np.ones(width) if columns is None else np.exp(columns),
+        np.ones(height) if rows is None else np.exp(rows),
+    )
 
 
 def _line_departures(
-    deficit: np.ndarray, usable: np.ndarray, along: int, threshold_sigma: float
+    deficit: np.ndarray,
+    usable: np.ndarray,
+    along: int,
+    threshold_sigma: float,
+    judged: np.ndarray | None = None,
+    spread_of_lines: bool = False,
 ) -> np.ndarray | None:
     """Departure of each line (column for ``along`` 0, row for 1) found defective, 0 for the
-    others; None when no line is.
+    others; None when no line is. Lines are measured on the ``judged`` pixels (all ``usable``
+    ones when None) against the ``usable`` pixels of their neighbours.
 
     The lines found at first are left out of their neighbours' references and all lines are
     judged again: a defect 2-3 px wide would otherwise lower its neighbours' reference, so that
     it looks shallower and the lines beside it look defective the other way.
     """
     step = -(-deficit.shape[along] // _LINE_SAMPLES)
-    if along == 0:
-        values, seen = deficit[::step].T, usable[::step].T
-    else:
-        values, seen = deficit[:, ::step], usable[:, ::step]
-    samples = np.where(seen, values, np.nan)
-    found = _defective_lines(samples, samples, threshold_sigma)
+
+    def sampled(image: np.ndarray) -> np.ndarray:
+        return image[::step].T if along == 0 else image[:, ::step]
+
+    values = sampled(deficit)
+    references = np.where(sampled(usable), values, np.nan)
+    samples = references if judged is None else np.where(sampled(judged), values, np.nan)
+    found = _defective_lines(samples, references, threshold_sigma, spread_of_lines)
     if not found.any():
         return None
-    references = samples.copy()
+    references = references.copy()
     references[found != 0] = np.nan
-    found = _defective_lines(samples, references, threshold_sigma)
+    found = _defective_lines(samples, references, threshold_sigma, spread_of_lines)
     return found if found.any() else None
 
 
 def _defective_lines(
-    samples: np.ndarray, references: np.ndarray, threshold_sigma: float
+    samples: np.ndarray,
+    references: np.ndarray,
+    threshold_sigma: float,
+    spread_of_lines: bool = False,
 ) -> np.ndarray:
     """(lines,) departure of each defective line of ``samples`` ((lines, n), NaN where not
     usable) from its neighbours in ``references`` (the same, less the lines to ignore), 0 for
-    the others."""
+    the others. With ``spread_of_lines`` a line's noise is at least the robust spread of the
+    levels of all judged lines."""
     departures = samples - _neighbour_median(references)
     measured = ~np.isnan(departures)
     counts = np.count_nonzero(measured, axis=1)
@@ -1544,6 +1665,8 @@ def _defective_lines(
     lines = np.nonzero(judged)[0]
     levels = finite_median(departures[lines].T, 1).astype(np.float64)
     noise = _MEDIAN_EFFICIENCY * pixel_sigma / np.sqrt(counts[lines])
+    if spread_of_lines:
+        noise = np.maximum(noise, _mad_sigma(levels))
     suspect = np.abs(levels) > threshold_sigma * noise
     for line, level in zip(lines[suspect], levels[suspect], strict=True):
         if _spans_line(departures[line], level):

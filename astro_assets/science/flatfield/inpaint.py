@@ -8,6 +8,7 @@ OpenCV's TELEA is deliberately absent: it is broken on float data in [0, 1].
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -16,11 +17,18 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 from skimage.restoration import inpaint_biharmonic
 
+from astro_assets.science.flatfield.dust import LineGains, line_gains
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import depth_below_limb, fit_limb, radial_profile
 from astro_assets.science.flatfield.regions import fill_holes, regions_touching
 
-__all__ = ["InpaintParams", "guided_regions", "inpaint", "inpaint_guided"]
+__all__ = [
+    "InpaintParams",
+    "fill_across_line_defects",
+    "guided_regions",
+    "inpaint",
+    "inpaint_guided",
+]
 
 _BIHARMONIC_MARGIN_PX = 4
 """Known pixels kept around a region for the biharmonic stencil (it reaches two pixels out)."""
@@ -463,3 +471,57 @@ def guided_regions(mask: np.ndarray, guide: np.ndarray) -> np.ndarray:
 def _usable_guide(guide: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.isfinite(guide) & (guide > 0)
+
+
+def fill_across_line_defects(
+    image: np.ndarray,
+    mask: np.ndarray,
+    fill: Callable[[np.ndarray], np.ndarray],
+    *,
+    threshold_sigma: float | None = 5.0,
+    dark_fraction: float = 0.05,
+) -> tuple[np.ndarray, LineGains | None]:
+    """``fill(image)`` with the sensor's defective columns and rows divided out first and
+    multiplied back under the mask.
+
+    A column of lower gain crosses a dust shadow as it crosses the rest of the frame. Filled
+    from its surroundings, or from a dust-free prediction in which the scene moved over the
+    sensor, the masked part of the column comes back at the gain of its neighbours, and the
+    flat (the median over the fill) would correct the column there and nowhere else: a
+    calibrated frame would show the column interrupted where the dust was. Dividing the
+    line gains (:func:`~astro_assets.science.flatfield.dust.line_gains`, measured on the
+    target's unmasked pixels) out of what is filled and multiplying them back keeps them in
+    the fill, so that the flat corrects the dust alone.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        (H, W) median.
+    mask : np.ndarray
+        (H, W) mask, > 0 where filled.
+    fill : callable
+        Takes an (H, W) image, returns it filled under the mask (same shape).
+    threshold_sigma : float or None
+        Line test threshold; None fills ``image`` as it is.
+    dark_fraction : float
+        Pixels darker than this fraction of the bright level (``levels.target_level``) are
+        off the target and not measured.
+
+    Returns
+    -------
+    filled : np.ndarray
+        (H, W): ``image`` itself outside the mask (bit for bit), the fill times the line
+        gains under it.
+    gains : LineGains or None
+        The gains found; None when no line is defective (or ``threshold_sigma`` is None).
+    """
+    data = np.asarray(image)
+    if threshold_sigma is None:
+        return fill(data), None
+    on_target = data > dark_fraction * target_level(data)
+    gains = line_gains(data, on_target & (np.asarray(mask) <= 0), threshold_sigma)
+    if gains is None:
+        return fill(data), None
+    gain = gains.image()
+    filled = fill(data / gain)
+    return np.where(np.asarray(mask) > 0, filled * gain, data), gains
