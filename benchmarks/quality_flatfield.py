@@ -46,10 +46,15 @@ from astro_assets.science.flatfield.inpaint import (
     fill_across_line_defects,
     inpaint,
     inpaint_guided,
+    median_line_gains,
 )
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import temporal_median
-from astro_assets.science.flatfield.motion import inpainting_guide, separate_sensor_fixed
+from astro_assets.science.flatfield.motion import (
+    inpainting_guide,
+    sensor_line_gains,
+    separate_sensor_fixed,
+)
 from astro_assets.science.flatfield.quantized import interpolated_median
 
 README = Path(__file__).with_name("README.md")
@@ -114,13 +119,13 @@ def classical_flat(
     black_level: float,
     *,
     interpolate_levels: bool = True,
-    line_defect_sigma: float | None = None,
+    line_defects: str = "ratio",
 ) -> dict:
     """The classical pipeline on (n, h, w) frames with a known black level: the core after the
     motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
     and the timings of its steps. The median of 8-bit frames is interpolated within its level
-    as ``ser_median`` does, unless ``interpolate_levels`` is False; ``line_defect_sigma`` is
-    the ``inpainted`` config's (off by default)."""
+    as ``ser_median`` does, unless ``interpolate_levels`` is False; ``line_defects`` is the
+    ``inpainted`` config's."""
     timings = {}
     start = time.perf_counter()
     median = temporal_median(frames)
@@ -142,11 +147,16 @@ def classical_flat(
     mask = expand_mask(core, MaskExpansionParams())
     if mask.any():
         guide = inpainting_guide(separated, mask, median)
-        inpainted, _ = fill_across_line_defects(
+        gains = None
+        if line_defects == "ratio" and separated.prediction is not None:
+            gains = sensor_line_gains(separated.prediction, mask)
+        elif line_defects == "median":
+            gains = median_line_gains(median, mask)
+        inpainted = fill_across_line_defects(
             median,
             mask,
             lambda source: inpaint_guided(source, mask, guide.image, InpaintParams()),
-            threshold_sigma=line_defect_sigma,
+            gains,
         )
     else:
         inpainted = median.astype(np.float32)

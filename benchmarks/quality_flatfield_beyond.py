@@ -37,8 +37,8 @@ deficit-weighted recall of the binary core against the true dust support, flat r
    through the frame's third and a row of 3 % lower gain through its middle, six more columns
    1-2 px wide at 1-10 % lower gain, three hot columns (+200 to +2,000 ADU), three rows at
    1-5 % lower gain; and row banding that changes from frame to frame (20 ADU rms a row).
-   With the defects, also with their line gains kept in the fill (``inpainted``'s
-   ``line_defect_sigma``, off by default).
+   With the defects, also with their line gains measured on the median instead of the ratio
+   to the dust-free prediction, and not kept in the fill (``inpainted``'s ``line_defects``).
 
 Usage::
 
@@ -512,21 +512,20 @@ def sensor_defects(frames: np.ndarray, seed: int) -> np.ndarray:
 def defect_rows() -> list[str]:
     rows = []
     variants = (
-        ("without sensor defects", False, None),
-        ("with sensor defects", True, None),
-        ("with sensor defects, line gains kept in the fill (`line_defect_sigma` 5)", True, 5.0),
+        ("without sensor defects", False, "ratio"),
+        ("with sensor defects", True, "ratio"),
+        ("with sensor defects, line gains measured on the median", True, "median"),
+        ("with sensor defects, line gains not kept in the fill", True, "off"),
     )
     for name, dust in (("f/30", {}), ("dust-free", {"dust": ()})):
-        for variant, defects, line_defect_sigma in variants:
+        for variant, defects, line_defects in variants:
             per_seed = []
             for seed in SEEDS:
                 params = _video_params(seed, focal_ratio=30.0, n_sunspots=0, drift_px=82.0, **dust)
                 frames, truth, lit = _generated(params)
                 if defects:
                     frames = sensor_defects(frames, seed)
-                outcome = classical_flat(
-                    frames, truth.black_level_adu, line_defect_sigma=line_defect_sigma
-                )
+                outcome = classical_flat(frames, truth.black_level_adu, line_defects=line_defects)
                 per_seed.append(_scores(outcome, truth.transmission, lit))
                 print(f"{variant}, {name}, seed {seed}: {per_seed[-1]}", flush=True)
             rows.append(_row(f"Sun, {name}, drift 82 px, {variant}", _mean(per_seed)))

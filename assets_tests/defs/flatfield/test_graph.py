@@ -130,8 +130,9 @@ def test_whole_graph_produces_a_flat_that_corrects_the_dust(
 def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, data_store, layout):
     # A 4 % column crosses the first shadow. The flat is 1.0 on the column outside the mask,
     # so under the mask it must not correct the column either: a calibrated frame would show
-    # the column interrupted where the dust was. Off by default, it corrects the column.
-    frames, truth = synthesize_frames_array(DUSTY)
+    # the column interrupted where the dust was. The scene drifts 48 px across the column, so
+    # the ratio of the median to its dust-free prediction shows it.
+    frames, truth = synthesize_frames_array(dataclasses.replace(DUSTY, drift_px=48.0, n_frames=16))
     column = 70
     frames = frames.astype(np.float64)
     frames[:, :, column] = (frames[:, :, column] - truth.black_level_adu) * 0.96 + (
@@ -140,12 +141,16 @@ def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, 
     layout.incoming_ser.mkdir(parents=True)
     write_ser(layout.incoming_ser / "column.ser", np.rint(frames).astype(np.uint16), depth=16)
     selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
-    on = {"ops": {"inpainted": {"config": {"line_defect_sigma": 5.0}}}}
-    result = _materialize(instance, data_store, "column", selection=selection, run_config=on)
+    result = _materialize(instance, data_store, "column", selection=selection)
     assert result.success
+    found = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert found["line_defects_found"].value == {"measured": True, "columns": 1, "rows": 0}
+    folder = layout.flatfield_dir("column")
+    record = json.loads((folder / "dust_mask.json").read_text())
+    assert list(record["line_gains"]["columns"]) == [str(column)]
+    assert record["line_gains"]["columns"][str(column)] == pytest.approx(0.96, abs=0.01)
     metadata = result.asset_materializations_for_node("inpainted")[0].metadata
     assert metadata["line_defects_divided_out"].value == {"columns": 1, "rows": 0}
-    folder = layout.flatfield_dir("column")
     mask = read_tiff(folder / "dust_mask.tiff")
     inside = np.all(mask[:, [column - 2, column, column + 2]] >= 1.0, axis=1)
     assert inside.sum() >= 10
@@ -158,11 +163,16 @@ def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, 
         )
 
     assert column_error() == pytest.approx(1.0, abs=0.01)
-    again = _materialize(instance, data_store, "column", selection=selection[2:])
-    assert again.success
-    metadata = again.asset_materializations_for_node("inpainted")[0].metadata
-    assert metadata["line_defects_divided_out"].value == {"columns": 0, "rows": 0}
-    assert column_error() == pytest.approx(0.96, abs=0.01)
+    for mode, expected in (("off", 0.96), ("median", 1.0)):
+        run_config = {"ops": {"inpainted": {"config": {"line_defects": mode}}}}
+        again = _materialize(
+            instance, data_store, "column", selection=selection[2:], run_config=run_config
+        )
+        assert again.success
+        assert column_error() == pytest.approx(expected, abs=0.01), mode
+    bad = {"ops": {"inpainted": {"config": {"line_defects": "rows"}}}}
+    failed = _materialize(instance, data_store, "column", selection=["inpainted"], run_config=bad)
+    assert not failed.success
 
 
 def _check_evaluation(result, name: str):

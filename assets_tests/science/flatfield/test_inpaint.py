@@ -14,6 +14,7 @@ from astro_assets.science.flatfield.inpaint import (
     guided_regions,
     inpaint,
     inpaint_guided,
+    median_line_gains,
 )
 
 
@@ -358,7 +359,8 @@ def test_line_gains_are_divided_out_of_the_fill_and_multiplied_back() -> None:
     def fill(image):
         return inpaint(image, mask)
 
-    filled, gains = fill_across_line_defects(median, mask, fill)
+    gains = median_line_gains(median, mask)
+    filled = fill_across_line_defects(median, mask, fill, gains)
 
     np.testing.assert_array_equal(median, original)
     assert (gains.defective_columns, gains.defective_rows) == (1, 1)
@@ -384,10 +386,9 @@ def test_without_line_defects_the_fill_is_the_plain_one() -> None:
     def fill(image):
         return inpaint(image, mask)
 
-    filled, gains = fill_across_line_defects(median, mask, fill)
-    assert gains is None
-    np.testing.assert_array_equal(filled, fill(median))
+    assert median_line_gains(median, mask) is None
+    np.testing.assert_array_equal(fill_across_line_defects(median, mask, fill, None), fill(median))
     defective, _, _ = _sun_with_line_defects(defects=True)
-    unchanged, gains = fill_across_line_defects(defective, mask, fill, threshold_sigma=None)
-    assert gains is None
-    np.testing.assert_array_equal(unchanged, fill(defective))
+    gains = median_line_gains(defective, mask)
+    with pytest.raises(ValueError, match="do not fit"):
+        fill_across_line_defects(median[:, :-1], mask[:, :-1], fill, gains)

@@ -1182,3 +1182,32 @@ def test_texture_left_is_measured_on_a_target_thinner_than_its_coarse_scale() ->
     assert motion._texture_left(median, untextured, nothing, detection) == pytest.approx(
         1.0, abs=0.05
     )
+
+
+def test_sensor_line_gains_come_from_the_ratio_where_the_scene_cancels() -> None:
+    # A banded, textured disc (seeing-blurred belts along the rows, as a planet's) whose
+    # median holds a 4 % column and a 3 % row of the sensor across the drift; its prediction
+    # holds the scene only. In the ratio the belts cancel and the two lines alone are found.
+    rng = np.random.default_rng(21)
+    height, width, pedestal = 240, 320, 100.0
+    rows, columns = np.indices((height, width))
+    disc = np.hypot(rows - 120, columns - 160) <= 110
+    steps = 1.0 - 0.25 * ((rows // 12) % 3 == 0) - 0.1 * ((rows // 12) % 3 == 1)
+    belts = ndimage.gaussian_filter1d(steps, 2.0, axis=0)
+    scene = np.where(disc, 20000.0 * belts, 0.0) * (1 + 0.02 * rng.standard_normal(disc.shape))
+    lines = np.ones((height, width))
+    lines[:, 150] *= 0.96
+    lines[77, :] *= 0.97
+    predicted = (scene + pedestal).astype(np.float32)
+    seeing = 1 + 0.005 * rng.standard_normal(disc.shape)
+    observed = (scene * lines * seeing + pedestal).astype(np.float32)
+    mask = np.zeros((height, width))
+    mask[110:130, 140:170] = 1.0
+    prediction = motion.DustFreePrediction(observed, predicted, black_level=pedestal)
+
+    gains = motion.sensor_line_gains(prediction, mask)
+
+    assert (gains.defective_columns, gains.defective_rows) == (1, 1)
+    assert gains.columns[150] == pytest.approx(0.96, abs=0.003)
+    assert gains.rows[77] == pytest.approx(0.97, abs=0.003)
+    assert motion.sensor_line_gains(motion.DustFreePrediction(predicted, predicted), mask) is None

@@ -37,6 +37,7 @@ from astro_assets.resources.storage import DataStore
 from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
 from astro_assets.science.flatfield.dust import (
     DustDetectionParams,
+    LineGains,
     MaskExpansionParams,
     expand_mask,
 )
@@ -50,6 +51,7 @@ from astro_assets.science.flatfield.inpaint import (
     fill_across_line_defects,
     guided_regions,
     inpaint_guided,
+    median_line_gains,
 )
 from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
 from astro_assets.science.flatfield.matching import match_histogram
@@ -60,6 +62,7 @@ from astro_assets.science.flatfield.motion import (
     MotionTestParams,
     inpainting_guide,
     label_candidates,
+    sensor_line_gains,
     separate_sensor_fixed,
 )
 from astro_assets.science.flatfield.planes import (
@@ -90,6 +93,7 @@ UNDECIDED_OVERLAY_COLOR = (255, 230, 0)
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
 MASK_RECORD_FILE = "dust_mask.json"
+LINE_DEFECT_MODES = ("ratio", "median", "off")
 GUIDE_FILE = "inpaint_guide.tiff"
 INPAINTED_FILE = "inpainted.tiff"
 MATCHED_FILE = "matched_inpaint.tiff"
@@ -271,14 +275,15 @@ InpaintedConfig = config_class(
     extra={
         "backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource"),
         "attempt": (int | None, None, "Gemini re-roll number, as for dust_mask"),
-        "line_defect_sigma": (
-            float | None,
-            None,
-            "set (e.g. 5, in each line's noise) to take a column or row of the median that "
-            "departs from its neighbours by more for one of different gain, whose gain is "
-            "divided out of what is filled and multiplied back, so that the flat corrects the "
-            "dust and not the line. Off by default: in the median alone a band of the scene "
-            "along the rows (a planet's belts) looks the same",
+        "line_defects": (
+            str,
+            "ratio",
+            "how the gains of the sensor's defective columns and rows are kept in what is "
+            "filled, so that the flat corrects the dust and not the line: 'ratio' takes those "
+            "dust_mask measured on the ratio of the median to its dust-free prediction "
+            "(drifting monochrome or three-plane videos), 'median' measures them on each plane "
+            "of the median (any video, but a band of the scene along the rows, a planet's "
+            "belts, looks the same), 'off' keeps none",
         ),
         "follow_motion": (
             bool,
@@ -537,6 +542,15 @@ def dust_mask(
             separated, cell_mask, view, params=motion_params, detection=classical.detection
         )
         guide_choice = [_raw_pixels(dataclasses.asdict(r), cell) for r in guide.regions]
+        # Measured on the luminance view: a mosaic's cells mix lines of different colours,
+        # whose gains the planes cannot be given back.
+        sensor_lines = None
+        line_sigma = classical.detection.line_defect_sigma
+        lines_measured = separated.prediction is not None and cell == 1 and line_sigma is not None
+        if lines_measured:
+            sensor_lines = sensor_line_gains(
+                separated.prediction, cell_mask, threshold_sigma=line_sigma
+            )
         layout = data_store.layout
         write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide.image)
         target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
@@ -556,6 +570,7 @@ def dust_mask(
                     "found_in_ratio": from_ratio,
                     "ratio_motion_test": ratio_motion,
                     "inpainting_guide": guide_choice,
+                    "line_gains": None if sensor_lines is None else sensor_lines.as_record(),
                 },
                 indent=2,
             ),
@@ -584,6 +599,13 @@ def dust_mask(
                 "drift_ok": drift_ok,
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,
+                "line_defects_found": dg.MetadataValue.json(
+                    {
+                        "measured": lines_measured,
+                        "columns": 0 if sensor_lines is None else sensor_lines.defective_columns,
+                        "rows": 0 if sensor_lines is None else sensor_lines.defective_rows,
+                    }
+                ),
                 "moved_with_scene_count": rejected,
                 "too_shallow_count": too_shallow,
                 "undecided_kept_count": undecided,
@@ -655,9 +677,9 @@ def inpainted(
     """The median with every masked pixel replaced by an estimate of the dust-free signal.
 
     Each colour plane is inpainted on its own; outside the mask the median is kept bit for bit.
-    With ``line_defect_sigma`` set, the gains of the sensor's defective columns and rows are
-    divided out of what is filled and multiplied back (``fill_across_line_defects``), so that
-    the flat corrects the dust alone.
+    The gains of the sensor's defective columns and rows (``line_defects``) are divided out
+    of what is filled and multiplied back (``fill_across_line_defects``), so that the flat
+    corrects the dust alone.
     Written as ``inpainted.tiff`` (float32, the median's shape).
     """
     with _fails_at_once_on_bad_input():
@@ -674,6 +696,19 @@ def inpainted(
             if config.follow_motion and guide_path.exists()
             else None
         )
+        if config.line_defects not in LINE_DEFECT_MODES:
+            raise ValueError(
+                f"inpainted config line_defects must be one of {', '.join(LINE_DEFECT_MODES)}, "
+                f"got {config.line_defects!r}."
+            )
+        measured_gains = None
+        if config.line_defects == "ratio":
+            recorded = read_mask_record(data_store, key).get("line_gains")
+            measured_gains = None if recorded is None else LineGains.from_record(recorded)
+
+        def measured_gains_fit(shape: tuple[int, ...]) -> bool:
+            return measured_gains is not None and measured_gains.image().shape == shape
+
         planes, results, guided_pixels = [], [], 0
         defective_columns = defective_rows = 0
         for plane, plane_mask in zip(
@@ -682,12 +717,15 @@ def inpainted(
             plane_guide = _on_plane(guide, plane.shape)
             guided = guided_regions(plane_mask, plane_guide)
             rest = np.where(guided, 0, plane_mask)
-            image, gains = fill_across_line_defects(
+            if config.line_defects == "median":
+                gains = median_line_gains(plane, plane_mask, dark_fraction=inpainting.dark_fraction)
+            else:
+                gains = measured_gains if measured_gains_fit(plane.shape) else None
+            image = fill_across_line_defects(
                 plane,
                 plane_mask,
                 _plane_filler(choice.model, rest, guided, plane_guide, inpainting, results),
-                threshold_sigma=config.line_defect_sigma,
-                dark_fraction=inpainting.dark_fraction,
+                gains,
             )
             guided_pixels += int(guided.sum())
             if gains is not None:
@@ -705,6 +743,7 @@ def inpainted(
                 "model_details": _json(results[0].details),
                 "masked_pixels": int(masked.sum()),
                 "guided_pixels": guided_pixels,
+                "line_defects": config.line_defects,
                 "line_defects_divided_out": dg.MetadataValue.json(
                     {"columns": defective_columns, "rows": defective_rows}
                 ),

@@ -147,7 +147,8 @@ class DustDetectionParams:
         and its departure is removed from the deficit before the search
         (:func:`remove_line_defects`). Otherwise the hysteresis runs along it and joins the
         shadows it crosses into one shape, which is then declined as not round. None keeps
-        such lines.
+        such lines. ``dust_mask`` measures the lines' gains at the same threshold on the ratio
+        to the dust-free prediction (``motion.sensor_line_gains``), for ``inpainted``.
     """
 
     background_sigma_px: float = 48.0
@@ -1548,6 +1549,29 @@ class LineGains(NamedTuple):
     def image(self) -> np.ndarray:
         """(H, W) float64 gain of every pixel: its row's times its column's."""
         return self.rows[:, None] * self.columns[None, :]
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready: the image's shape and the gain of each defective line by its index."""
+
+        def defective(gains: np.ndarray) -> dict[str, float]:
+            return {str(int(i)): float(gains[i]) for i in np.nonzero(gains != 1.0)[0]}
+
+        return {
+            "shape": [int(self.rows.size), int(self.columns.size)],
+            "columns": defective(self.columns),
+            "rows": defective(self.rows),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LineGains:
+        """The gains of :meth:`as_record`'s output."""
+        height, width = record["shape"]
+        columns, rows = np.ones(width), np.ones(height)
+        for index, gain in record["columns"].items():
+            columns[int(index)] = gain
+        for index, gain in record["rows"].items():
+            rows[int(index)] = gain
+        return cls(columns, rows)
 
 
 def line_gains(

@@ -28,6 +28,7 @@ __all__ = [
     "guided_regions",
     "inpaint",
     "inpaint_guided",
+    "median_line_gains",
 ]
 
 _BIHARMONIC_MARGIN_PX = 4
@@ -477,21 +478,18 @@ def fill_across_line_defects(
     image: np.ndarray,
     mask: np.ndarray,
     fill: Callable[[np.ndarray], np.ndarray],
-    *,
-    threshold_sigma: float | None = 5.0,
-    dark_fraction: float = 0.05,
-) -> tuple[np.ndarray, LineGains | None]:
-    """``fill(image)`` with the sensor's defective columns and rows divided out first and
-    multiplied back under the mask.
+    gains: LineGains | None,
+) -> np.ndarray:
+    """``fill(image)`` with the sensor's line ``gains`` divided out first and multiplied back
+    under the mask.
 
     A column of lower gain crosses a dust shadow as it crosses the rest of the frame. Filled
     from its surroundings, or from a dust-free prediction in which the scene moved over the
     sensor, the masked part of the column comes back at the gain of its neighbours, and the
     flat (the median over the fill) would correct the column there and nowhere else: a
-    calibrated frame would show the column interrupted where the dust was. Dividing the
-    line gains (:func:`~astro_assets.science.flatfield.dust.line_gains`, measured on the
-    target's unmasked pixels) out of what is filled and multiplying them back keeps them in
-    the fill, so that the flat corrects the dust alone.
+    calibrated frame would show the column interrupted where the dust was. Divided out of
+    what is filled and multiplied back, the gains stay in the fill, and the flat corrects the
+    dust alone.
 
     Parameters
     ----------
@@ -501,27 +499,44 @@ def fill_across_line_defects(
         (H, W) mask, > 0 where filled.
     fill : callable
         Takes an (H, W) image, returns it filled under the mask (same shape).
-    threshold_sigma : float or None
-        Line test threshold; None fills ``image`` as it is.
-    dark_fraction : float
-        Pixels darker than this fraction of the bright level (``levels.target_level``) are
-        off the target and not measured.
+    gains : LineGains or None
+        Of ``image``'s grid (:func:`median_line_gains`, or measured on the ratio to a dust-free
+        prediction, :func:`~astro_assets.science.flatfield.motion.sensor_line_gains`); None
+        fills ``image`` as it is.
 
     Returns
     -------
-    filled : np.ndarray
-        (H, W): ``image`` itself outside the mask (bit for bit), the fill times the line
-        gains under it.
-    gains : LineGains or None
-        The gains found; None when no line is defective (or ``threshold_sigma`` is None).
+    np.ndarray
+        (H, W): ``image`` itself outside the mask (bit for bit), the fill times the line gains
+        under it.
     """
     data = np.asarray(image)
-    if threshold_sigma is None:
-        return fill(data), None
-    on_target = data > dark_fraction * target_level(data)
-    gains = line_gains(data, on_target & (np.asarray(mask) <= 0), threshold_sigma)
     if gains is None:
-        return fill(data), None
+        return fill(data)
     gain = gains.image()
-    filled = fill(data / gain)
-    return np.where(np.asarray(mask) > 0, filled * gain, data), gains
+    if gain.shape != data.shape:
+        raise ValueError(
+            f"line gains of shape {gain.shape} do not fit an image of shape {data.shape}."
+        )
+    return np.where(np.asarray(mask) > 0, fill(data / gain) * gain, data)
+
+
+def median_line_gains(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    threshold_sigma: float = 5.0,
+    dark_fraction: float = 0.05,
+) -> LineGains | None:
+    """The gains of the defective columns and rows of a median, measured on the median itself
+    (:func:`~astro_assets.science.flatfield.dust.line_gains` on the target's unmasked pixels,
+    those darker than ``dark_fraction`` of the bright level left out).
+
+    In one image a band of the scene along the rows or columns (a planet's belts) looks like a
+    line of different gain; on a drifting video the ratio to the dust-free prediction, in which
+    the scene cancels, tells them apart
+    (:func:`~astro_assets.science.flatfield.motion.sensor_line_gains`).
+    """
+    data = np.asarray(image)
+    on_target = data > dark_fraction * target_level(data)
+    return line_gains(data, on_target & (np.asarray(mask) <= 0), threshold_sigma)

@@ -46,7 +46,13 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from astro_assets.science.flatfield.drift import checked_offsets
-from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust, robust_sigma
+from astro_assets.science.flatfield.dust import (
+    DustDetectionParams,
+    LineGains,
+    detect_dust,
+    line_gains,
+    robust_sigma,
+)
 from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
@@ -79,6 +85,7 @@ __all__ = [
     "label_candidates",
     "predict_dust_free",
     "sensor_fixed_test",
+    "sensor_line_gains",
     "separate_sensor_fixed",
 ]
 
@@ -1860,3 +1867,50 @@ def _whole(position: float) -> int:
     """``floor(position)``, or the next integer when ``position`` is within ``_SNAP`` below it."""
     nearest = round(position)
     return nearest if abs(position - nearest) < _SNAP else math.floor(position)
+
+
+def sensor_line_gains(
+    prediction: DustFreePrediction,
+    mask: np.ndarray,
+    *,
+    threshold_sigma: float = 5.0,
+    dark_fraction: float = 0.05,
+) -> LineGains | None:
+    """The gains of the sensor's defective columns and rows that the dust-free prediction does
+    not hold, measured on the ratio ``observed / predicted`` (pedestal removed).
+
+    The scene cancels in that ratio, so a band of it along the rows (a planet's belts) is not
+    taken for a row of different gain, as it would be in the median alone
+    (:func:`~astro_assets.science.flatfield.inpaint.median_line_gains`). The scene estimate
+    is built from frames registered on the scene, so a line across the drift is smeared out
+    of the prediction and stands out in the ratio; a line along the drift stays in the
+    prediction and not in the ratio, and a fill along the prediction holds it already.
+
+    Parameters
+    ----------
+    prediction : DustFreePrediction
+        From :func:`separate_sensor_fixed` (``MotionResult.prediction``).
+    mask : np.ndarray
+        (H, W) dust mask on the prediction's grid; pixels > 0 are left out.
+    threshold_sigma : float
+        As for :func:`~astro_assets.science.flatfield.dust.line_gains`.
+    dark_fraction : float
+        Pixels whose prediction is darker than this fraction of its bright level are left out.
+
+    Returns
+    -------
+    LineGains or None
+        On the prediction's grid; None when no line is defective or nothing is measured.
+    """
+    observed = prediction.observed.astype(np.float64) - prediction.black_level
+    predicted = prediction.predicted.astype(np.float64) - prediction.black_level
+    known = np.isfinite(observed) & np.isfinite(predicted) & (np.asarray(mask) <= 0)
+    if not known.any():
+        return None
+    level = target_level(predicted[known])
+    if not level > 0:
+        return None
+    usable = known & (predicted > dark_fraction * level) & (observed > 0)
+    ratio = np.ones(observed.shape)
+    np.divide(observed, predicted, out=ratio, where=usable)
+    return line_gains(ratio, usable, threshold_sigma)
