@@ -210,17 +210,21 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
 - Sensor defects (set 6). Before line defects were taken out of the detector's deficit and
   the drift was measured again on the frames less their static pattern, the defects cost a
   shadow on one seed of three (recall 0.59, deficit-weighted recall 0.81, flat rms in dust
-  4.4 %); the means with defects were 0.79, 0.93 and 2.03 %. Now they are 0.90, 0.99 and
-  0.85 %, against 0.90, 0.99 and 0.68 % on the same videos without defects: inside the mask
-  the flat also corrects the line defects that cross the dust, which the truth does not
-  hold. With their gains kept in the fill (``inpainted``'s ``line_defect_sigma`` 5, off by
-  default) the flat's rms in dust is 0.69 % (seed 1: 0.88 -> 0.41 %), and nothing else
-  moves. Measured apart before the change, on one video, the hot and cold pixels and the
-  row banding alone cost nothing; the 4 % column and the 3 % row did. Without dust nothing
-  is masked, with or without defects. The other sets moved by
-  little: the gibbous planet's precision 0.95 -> 0.98 (core outside the dust 0.011 ->
-  0.005 %, flat rms in dust 0.95 -> 0.97 %); 15 % donuts at 26 px, core outside the dust
-  0.448 -> 0.423 % and masked 29.15 -> 28.86 %; the masked areas of the 8 % discs by 0.01-0.02
+  4.4 %); the means with defects were 0.79, 0.93 and 2.03 %. With those steps they are 0.90,
+  0.99 and 0.85 % when the lines' gains are kept out of the fill, against 0.90, 0.99 and
+  0.68 % on the same videos without defects: inside the mask the flat then also corrects the
+  line defects that cross the dust, which the truth does not hold. ``inpainted`` now keeps
+  the gains in what it fills (``line_defects``): the flat's rms in dust with the defects is
+  0.68 % with the gains ``dust_mask`` measures on the ratio to the dust-free prediction (the
+  default; seed 1: 0.88 -> 0.38 %, 0.38 % without the defects) and 0.69 % with gains
+  measured on the median. Nothing else moves, but for one clean video (seed 1 without
+  defects), on whose ratio a column at 0.17 % is taken for a defect: its flat's rms in dust
+  0.3759 -> 0.3758 %. The grid's scores are unchanged. Measured apart on one video, the hot
+  and cold pixels and the row banding alone cost nothing; the 4 % column and the 3 % row
+  did. Without dust nothing is masked, with or without defects. The other sets moved by
+  little: the gibbous planet's precision 0.95 -> 0.98 (core outside the dust 0.011 -> 0.005
+  %, flat rms in dust 0.95 -> 0.97 %); 15 % donuts at 26 px, core outside the dust 0.448 ->
+  0.423 % and masked 29.15 -> 28.86 %; the masked areas of the 8 % discs by 0.01-0.02
   points.
 - What is left there:
   - Where a deep shadow lies on the edge of a limb, the flat is forced to 1.0 on the pixels
