@@ -171,8 +171,8 @@ def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, 
         assert again.success
         assert column_error() == pytest.approx(expected, abs=0.01), mode
     bad = {"ops": {"inpainted": {"config": {"line_defects": "rows"}}}}
-    failed = _materialize(instance, data_store, "column", selection=["inpainted"], run_config=bad)
-    assert not failed.success
+    with pytest.raises(dg.DagsterInvalidConfigError, match="line_defects"):
+        _materialize(instance, data_store, "column", selection=["inpainted"], run_config=bad)
 
 
 def _check_evaluation(result, name: str):

@@ -93,7 +93,6 @@ UNDECIDED_OVERLAY_COLOR = (255, 230, 0)
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
 MASK_RECORD_FILE = "dust_mask.json"
-LINE_DEFECT_MODES = ("ratio", "median", "off")
 GUIDE_FILE = "inpaint_guide.tiff"
 INPAINTED_FILE = "inpainted.tiff"
 MATCHED_FILE = "matched_inpaint.tiff"
@@ -276,7 +275,7 @@ InpaintedConfig = config_class(
         "backend": (str | None, None, "as for dust_mask; unset uses the dust_eye resource"),
         "attempt": (int | None, None, "Gemini re-roll number, as for dust_mask"),
         "line_defects": (
-            str,
+            Literal["ratio", "median", "off"],
             "ratio",
             "how the gains of the sensor's defective columns and rows are kept in what is "
             "filled, so that the flat corrects the dust and not the line: 'ratio' takes those "
@@ -696,19 +695,10 @@ def inpainted(
             if config.follow_motion and guide_path.exists()
             else None
         )
-        if config.line_defects not in LINE_DEFECT_MODES:
-            raise ValueError(
-                f"inpainted config line_defects must be one of {', '.join(LINE_DEFECT_MODES)}, "
-                f"got {config.line_defects!r}."
-            )
         measured_gains = None
         if config.line_defects == "ratio":
             recorded = read_mask_record(data_store, key).get("line_gains")
             measured_gains = None if recorded is None else LineGains.from_record(recorded)
-
-        def measured_gains_fit(shape: tuple[int, ...]) -> bool:
-            return measured_gains is not None and measured_gains.image().shape == shape
-
         planes, results, guided_pixels = [], [], 0
         defective_columns = defective_rows = 0
         for plane, plane_mask in zip(
@@ -720,7 +710,8 @@ def inpainted(
             if config.line_defects == "median":
                 gains = median_line_gains(plane, plane_mask, dark_fraction=inpainting.dark_fraction)
             else:
-                gains = measured_gains if measured_gains_fit(plane.shape) else None
+                fits = measured_gains is not None and measured_gains.shape == plane.shape
+                gains = measured_gains if fits else None
             image = fill_across_line_defects(
                 plane,
                 plane_mask,

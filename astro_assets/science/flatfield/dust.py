@@ -1072,9 +1072,12 @@ class _ResponseNoise:
     """
 
     def __init__(self, radius: float, tile: int, squared_edge: np.ndarray | None) -> None:
-        self.radius = float(radius)
         self.tile = tile
         self.squared_edge = squared_edge
+        # The disc and the annulus share their cells.
+        self.cells = (
+            None if squared_edge is None else _noise_cells(squared_edge.shape, tile, float(radius))
+        )
 
     def keep_better(
         self, response: np.ndarray, covered: np.ndarray, level: _BinnedBest, index: int
@@ -1086,14 +1089,20 @@ class _ResponseNoise:
         spread = _robust_sigma_where(response, covered)
         if not spread > 0:
             return
-        if self.squared_edge is None:
+        if self.cells is None:
             # The float32 division of ``response / spread`` with spread a Python float.
             _keep_better_global(response, np.float32(spread), level.best, level.index, index)
             return
-        cells = _noise_cells(response.shape, self.tile, self.radius)
-        cell_spread = _local_spread(response, covered, self.squared_edge, self.tile, cells)
+        cell_spread = _local_spread(response, covered, self.squared_edge, self.tile, self.cells)
         _keep_better_local(
-            response, self.squared_edge, *cells, cell_spread, spread, level.best, level.index, index
+            response,
+            self.squared_edge,
+            *self.cells,
+            cell_spread,
+            spread,
+            level.best,
+            level.index,
+            index,
         )
 
 
@@ -1539,6 +1548,11 @@ class LineGains(NamedTuple):
     rows: np.ndarray
 
     @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image the gains belong to."""
+        return self.rows.size, self.columns.size
+
+    @property
     def defective_columns(self) -> int:
         return int(np.count_nonzero(self.columns != 1.0))
 
@@ -1557,7 +1571,7 @@ class LineGains(NamedTuple):
             return {str(int(i)): float(gains[i]) for i in np.nonzero(gains != 1.0)[0]}
 
         return {
-            "shape": [int(self.rows.size), int(self.columns.size)],
+            "shape": list(self.shape),
             "columns": defective(self.columns),
             "rows": defective(self.rows),
         }

@@ -513,11 +513,11 @@ def fill_across_line_defects(
     data = np.asarray(image)
     if gains is None:
         return fill(data)
-    gain = gains.image()
-    if gain.shape != data.shape:
+    if gains.shape != data.shape:
         raise ValueError(
-            f"line gains of shape {gain.shape} do not fit an image of shape {data.shape}."
+            f"line gains of shape {gains.shape} do not fit an image of shape {data.shape}."
         )
+    gain = gains.image()
     return np.where(np.asarray(mask) > 0, fill(data / gain) * gain, data)
 
 
