@@ -73,6 +73,9 @@ _NOISE_BANDS = (1.0, 2.0, 4.0, 8.0)
 """Bands of distance to unusable pixels, in filter radii, in which noise is measured apart."""
 _SMOOTHING_STEPS_PX = (0.0, 0.7, 1.4, 2.8, 5.6, 11.2)
 """Gaussian scales tried, smallest first, when segmenting a candidate on the pixel deficit."""
+_SKIRT_RADII = 0.5
+"""A wide candidate is left out of the next background fit with the dark pixels within this
+fraction of its best filter's radius (see ``_with_dark_skirts``)."""
 
 _LINE_NEIGHBOURS = 7
 """Width of the window of lines a row or column is compared with: the median of the three on
@@ -94,7 +97,8 @@ class DustDetectionParams:
     background_sigma_px : float
         Gaussian scale of the local quadratic background fit, clipped to a sixth of the shorter
         frame side but kept at least 3/4 of the largest filter radius (detected dust is left out
-        of the second fit, so the background is interpolated across it from its surroundings).
+        of the second fit, so the background is interpolated across it from its surroundings;
+        of a shadow whose radius reaches this scale, so are the dark pixels of its rim).
     min_radius_px, max_radius_px : float
         Range of the matched-filter bank (shadow radii), in steps of sqrt(2). ``max_radius_px``
         is clipped to a sixth of the shorter frame side.
@@ -1768,8 +1772,9 @@ def _excluded_from_fit(
     radii: tuple[float, ...],
     sigma: float,
 ) -> np.ndarray:
-    """Pixels a pass finds the next background fit must leave out (bool): its candidates and
-    the outliers of its deficit, dilated by half the smallest filter radius.
+    """Pixels a pass finds the next background fit must leave out (bool): its candidates with
+    the dark skirts of those as wide as the background (:func:`_with_dark_skirts`) and the
+    outliers of its deficit, dilated by half the smallest filter radius.
 
     Such a pass needs no local noise: it only decides what the background fit leaves out, and
     leaving out a little texture costs nothing.
@@ -1781,14 +1786,59 @@ def _excluded_from_fit(
     # The filter bank holds the memory peak: the float64 images it does not use go first.
     del data, background
     noise = _robust_sigma_where(deficit, usable)
-    significance, _ = _matched_significance(
+    significance, best_radius = _matched_significance(
         deficit, usable, radii, params.annulus_hole_fraction, local_noise=False
     )
     candidates, _ = _hysteresis(significance, usable, params, radii[0])
-    del significance
+    candidates = _with_dark_skirts(candidates, deficit, significance, best_radius, sigma)
+    del significance, best_radius
     threshold = params.outlier_sigma * noise
     outliers = (deficit > threshold) | (deficit < -threshold)
     return ndimage.binary_dilation(candidates | outliers, iterations=max(1, round(radii[0] / 2)))
+
+
+def _with_dark_skirts(
+    candidates: np.ndarray,
+    deficit: np.ndarray,
+    significance: np.ndarray,
+    best_radius: np.ndarray,
+    sigma: float,
+) -> np.ndarray:
+    """``candidates`` (bool) with the dark skirt of each region as wide as the background.
+
+    A region whose strongest filter has a radius of at least ``sigma`` (the background fit's
+    Gaussian scale, px) takes in the pixels of positive ``deficit`` within ``_SKIRT_RADII`` of
+    that radius of it. Such a shadow is wide enough for a fit that has not yet left it out to
+    follow part of its depth down, so that only its middle stands above the grow level: 8 %
+    deep over a 120 px disc measures 2-3 % through a 48 px fit, and one more pass that leaves
+    out only that middle recovers little of the rest. The filter that answers the shadow best
+    has about its radius, so its skirt reaches the shadow's shallow rim; only pixels below the
+    background are taken, so that the fit keeps the surroundings that a wide skirt would also
+    cover (a limb, another shadow's neighbourhood).
+    """
+    labels, count = ndimage.label(candidates)
+    if count == 0:
+        return candidates
+    grown = candidates.copy()
+    height, width = candidates.shape
+    # Each region's peak from its own box: ``ndimage.maximum_position`` over the labels sorts
+    # the whole frame (0.55 s at 2 MP).
+    for label, box in enumerate(ndimage.find_objects(labels), 1):
+        member = labels[box] == label
+        peak = np.argmax(np.where(member, significance[box], -np.inf))
+        radius = float(best_radius[box].flat[peak])
+        if radius < sigma:
+            continue
+        distance = _SKIRT_RADII * radius
+        reach = math.floor(distance)
+        window = (
+            slice(max(box[0].start - reach, 0), min(box[0].stop + reach, height)),
+            slice(max(box[1].start - reach, 0), min(box[1].stop + reach, width)),
+        )
+        outside = labels[window] != label
+        near = ~_beyond(_squared_distance_to_false(outside), distance)
+        grown[window] |= near & (deficit[window] > 0)
+    return grown
 
 
 def detect_dust(
