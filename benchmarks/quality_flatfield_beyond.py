@@ -242,10 +242,11 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
     moved by at most 0.01 (masked areas by up to 4 points with the 8 % discs).
   A skirt of every pixel within that radius, dark or not, found as much of the 8 % discs
   but drew a 120 px donut's outline 15 px too wide and lost the 75 px shadow across the limb
-  in the corner (on one 15 % donut video at 26 px, that shadow's flat rms 2.2 -> 12 %); and
-  in the grid's f/10 donuts the ratio search's background, then extrapolated along the
-  frame's edge, joined a shadow to the edge and lost it (deficit-weighted recall 0.89 ->
-  0.76). With the dark pixels alone the grid and the low-noise detector set are identical,
+  in the corner (on one 15 % donut video at 26 px, that shadow's flat rms 2.2 -> 12 %).
+  Skirts on candidates of every radius, not only those as wide as the background, cost the
+  grid's f/10 donuts a shadow: the ratio search's background, extrapolated along the frame's
+  edge, joined it to the edge (deficit-weighted recall 0.89 -> 0.76). With the dark pixels
+  of the wide candidates alone the grid and the low-noise detector set are identical,
   and of the lunar rows only the worst f/30 seed moved (precision 0.99 -> 1.00, flat rms in
   dust 0.38 -> 0.29 %; the mean's 0.34 -> 0.33 %). The other sets are identical.
 - What is left there:
