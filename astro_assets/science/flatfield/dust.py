@@ -1821,8 +1821,8 @@ def _with_dark_skirts(
         return candidates
     grown = candidates.copy()
     height, width = candidates.shape
-    # Each region's peak from its own box: ``ndimage.maximum_position`` over the labels sorts
-    # the whole frame (0.55 s at 2 MP).
+    # Each region's peak from its own box: ``ndimage.maximum_position`` over the labelled
+    # frame took 0.55 s at 2 MP for ten regions.
     for label, box in enumerate(ndimage.find_objects(labels), 1):
         member = labels[box] == label
         peak = np.argmax(np.where(member, significance[box], -np.inf))
