@@ -1,9 +1,9 @@
-"""regions_touching and fill_holes: connected regions of a mask."""
+"""regions_touching, fill_holes and grown_box: connected regions of a mask."""
 
 import numpy as np
 from scipy import ndimage
 
-from astro_assets.science.flatfield.regions import fill_holes, regions_touching
+from astro_assets.science.flatfield.regions import fill_holes, grown_box, regions_touching
 
 
 def test_regions_holding_a_seed_are_kept_whole_and_others_dropped():
@@ -50,3 +50,9 @@ def test_fill_holes_equals_scipy_on_random_masks():
             np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
         grown = ndimage.binary_dilation(rng.random(shape) < 0.04, iterations=2)
         np.testing.assert_array_equal(fill_holes(grown), ndimage.binary_fill_holes(grown))
+
+
+def test_grown_box_is_the_box_plus_its_margin_clipped_to_the_frame():
+    assert grown_box((slice(5, 9), slice(10, 20)), 3, (30, 40)) == (slice(2, 12), slice(7, 23))
+    assert grown_box((slice(1, 9), slice(35, 39)), 4, (10, 40)) == (slice(0, 10), slice(31, 40))
+    assert grown_box((slice(1, 9), slice(2, 3)), 0, (10, 40)) == (slice(1, 9), slice(2, 3))

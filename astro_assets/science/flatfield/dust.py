@@ -45,7 +45,7 @@ from skimage.morphology import convex_hull_image
 from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import fit_limb, limb_radius_px
-from astro_assets.science.flatfield.regions import fill_holes, regions_touching
+from astro_assets.science.flatfield.regions import fill_holes, grown_box, regions_touching
 from astro_assets.science.flatfield.stacks import finite_median
 
 __all__ = [
@@ -1820,7 +1820,6 @@ def _with_dark_skirts(
     if count == 0:
         return candidates
     grown = candidates.copy()
-    height, width = candidates.shape
     # Each region's peak from its own box: ``ndimage.maximum_position`` over the labelled
     # frame took 0.55 s at 2 MP for ten regions.
     for label, box in enumerate(ndimage.find_objects(labels), 1):
@@ -1831,10 +1830,7 @@ def _with_dark_skirts(
             continue
         distance = _SKIRT_RADII * radius
         reach = math.floor(distance)
-        window = (
-            slice(max(box[0].start - reach, 0), min(box[0].stop + reach, height)),
-            slice(max(box[1].start - reach, 0), min(box[1].stop + reach, width)),
-        )
+        window = grown_box(box, reach, candidates.shape)
         outside = labels[window] != label
         near = ~_beyond(_squared_distance_to_false(outside), distance)
         grown[window] |= near & (deficit[window] > 0)
@@ -1987,10 +1983,7 @@ def _shape_regions(
         grow = math.ceil(3.0 * radius) + 2
         grown = False
         while True:
-            window = (
-                slice(max(box[0].start - grow, 0), min(box[0].stop + grow, height)),
-                slice(max(box[1].start - grow, 0), min(box[1].stop + grow, width)),
-            )
+            window = grown_box(box, grow, (height, width))
             labels, _ = ndimage.label(top[window])
             seed = labels == labels[peak_row - window[0].start, peak_col - window[1].start]
             shape = _segment_candidate(

@@ -20,7 +20,7 @@ from skimage.restoration import inpaint_biharmonic
 from astro_assets.science.flatfield.dust import LineGains, line_gains
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import depth_below_limb, fit_limb, radial_profile
-from astro_assets.science.flatfield.regions import fill_holes, regions_touching
+from astro_assets.science.flatfield.regions import fill_holes, grown_box, regions_touching
 
 __all__ = [
     "InpaintParams",
@@ -311,17 +311,13 @@ def inpaint(
         dark = ~unknown & (values < params.dark_fraction * level)
     labels, n_regions = ndimage.label(unknown)
     boxes = ndimage.find_objects(labels)
-    height, width = unknown.shape
     profile, near_limb = None, np.zeros(n_regions + 1, dtype=bool)
     if params.limb == "profile":
         profile, near_limb = _limb_profile(values, unknown, dark, level, labels, boxes, params)
     to_profile = values / profile if profile is not None else None
     for label_id, box in enumerate(boxes, start=1):
         grow = 1 if params.method == "harmonic" else _BIHARMONIC_MARGIN_PX
-        window = (
-            slice(max(box[0].start - grow, 0), min(box[0].stop + grow, height)),
-            slice(max(box[1].start - grow, 0), min(box[1].stop + grow, width)),
-        )
+        window = grown_box(box, grow, unknown.shape)
         region = labels[window] == label_id
         ring = ndimage.binary_dilation(region) & ~unknown[window]
         if not ring.any():

@@ -61,7 +61,7 @@ from astro_assets.science.flatfield.inpaint import (
     inpaint_guided,
 )
 from astro_assets.science.flatfield.levels import target_level
-from astro_assets.science.flatfield.regions import regions_touching
+from astro_assets.science.flatfield.regions import grown_box, regions_touching
 from astro_assets.science.flatfield.response import (
     ResponseCorrectedFrame,
     estimate_sensor_response,
@@ -605,14 +605,10 @@ def _outline_reach(shadows: np.ndarray, growth: float) -> np.ndarray:
     (at least 3 px): where its outline may lie once drawn again."""
     labels, _ = ndimage.label(shadows)
     reach = np.zeros(shadows.shape, dtype=bool)
-    height, width = shadows.shape
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         shadow = labels[box] == label
         steps = max(3, round(growth * 2.0 * math.sqrt(np.count_nonzero(shadow) / math.pi)))
-        window = (
-            slice(max(box[0].start - steps, 0), min(box[0].stop + steps, height)),
-            slice(max(box[1].start - steps, 0), min(box[1].stop + steps, width)),
-        )
+        window = grown_box(box, steps, shadows.shape)
         inside = labels[window] == label
         reach[window] |= ndimage.binary_dilation(inside, iterations=steps)
     return reach
@@ -1133,10 +1129,7 @@ def _judge(
     ring_px = max(3, math.ceil(diameter / 2))
     gap_px = 2
     reach = ring_px + gap_px + 1
-    window = (
-        slice(max(0, box[0].start - reach), min(height, box[0].stop + reach)),
-        slice(max(0, box[1].start - reach), min(width, box[1].stop + reach)),
-    )
+    window = grown_box(box, reach, (height, width))
     candidate = labels[window] == label
     near = ndimage.binary_dilation(candidate, iterations=gap_px)
     ring = ndimage.binary_dilation(candidate, iterations=gap_px + ring_px) & ~near
@@ -1409,15 +1402,11 @@ def find_shadows_in_ratio(
     quiet = reliable & ~ndimage.binary_dilation(found, iterations=_SIGNIFICANCE_GAP_PX)
     kept = np.zeros(count + 1, dtype=bool)
     shadows = []
-    height, width = image.shape
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         area = int(np.count_nonzero(labels[box] == label))
         diameter = 2.0 * math.sqrt(area / math.pi)
         reach = math.ceil(diameter / 2) + 3
-        window = (
-            slice(max(0, box[0].start - reach), min(height, box[0].stop + reach)),
-            slice(max(0, box[1].start - reach), min(width, box[1].stop + reach)),
-        )
+        window = grown_box(box, reach, image.shape)
         candidate = labels[window] == label
         surroundings = ndimage.binary_dilation(candidate, iterations=reach)
         if not reliable[window][surroundings].all():
@@ -1484,11 +1473,7 @@ def _significance_at_scale(
     inner = 0.5 * radius + 2.0
     outer = 2.5 * radius + 2.0
     margin = math.ceil(outer) + size
-    height, width = ratio.shape
-    window = (
-        slice(max(0, box[0].start - margin), min(height, box[0].stop + margin)),
-        slice(max(0, box[1].start - margin), min(width, box[1].stop + margin)),
-    )
+    window = grown_box(box, margin, ratio.shape)
     shadow = labels[window] == label
     valid = usable[window] & ~shadow
     weight = ndimage.uniform_filter(valid.astype(np.float64), size, mode="constant")
@@ -1541,15 +1526,11 @@ def _deep_shadows(
     seeds, _ = ndimage.label(deep | wide)
     found = empty.copy()
     shadows = []
-    height, width = image.shape
     for label, box in enumerate(ndimage.find_objects(seeds), start=1):
         seed_area = np.count_nonzero(seeds[box] == label)
         reach = max(3, round(math.sqrt(seed_area / math.pi)))
         margin = 2 * reach + 3
-        window = (
-            slice(max(box[0].start - margin, 0), min(box[0].stop + margin, height)),
-            slice(max(box[1].start - margin, 0), min(box[1].stop + margin, width)),
-        )
+        window = grown_box(box, margin, image.shape)
         seed = seeds[window] == label
         depth = 1.0 - float(np.median(ratio[window][seed]))
         near = ndimage.binary_dilation(seed, iterations=reach)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["fill_holes", "regions_touching"]
+__all__ = ["fill_holes", "grown_box", "regions_touching"]
 
 
 def regions_touching(regions: np.ndarray, seeds: np.ndarray) -> np.ndarray:
@@ -56,3 +56,13 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
             reaches_edge[np.take(labels, end, axis=axis)] = True
     reaches_edge[0] = False
     return ~reaches_edge[labels]
+
+
+def grown_box(box: tuple[slice, slice], margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """``box`` (a 2-D ``ndimage.find_objects`` box) grown by ``margin`` px on every side and
+    clipped to an (H, W) array of ``shape``."""
+    height, width = shape
+    return (
+        slice(max(box[0].start - margin, 0), min(box[0].stop + margin, height)),
+        slice(max(box[1].start - margin, 0), min(box[1].stop + margin, width)),
+    )
