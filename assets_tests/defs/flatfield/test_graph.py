@@ -163,16 +163,44 @@ def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, 
         )
 
     assert column_error() == pytest.approx(1.0, abs=0.01)
-    for mode, expected in (("off", 0.96), ("median", 1.0)):
-        run_config = {"ops": {"inpainted": {"config": {"line_defects": mode}}}}
+    # A 4 % column over a few hundred pixels stands out by far more than 5 sigma and by far
+    # less than 1,000: the configured threshold decides whether 'median' divides it out.
+    for settings, expected in (
+        ({"line_defects": "off"}, 0.96),
+        ({"line_defects": "median"}, 1.0),
+        ({"line_defects": "median", "line_defect_sigma": 1000.0}, 0.96),
+    ):
+        run_config = {"ops": {"inpainted": {"config": settings}}}
         again = _materialize(
             instance, data_store, "column", selection=selection[2:], run_config=run_config
         )
         assert again.success
-        assert column_error() == pytest.approx(expected, abs=0.01), mode
+        assert column_error() == pytest.approx(expected, abs=0.01), settings
+        divided_out = again.asset_materializations_for_node("inpainted")[0].metadata[
+            "line_defects_divided_out"
+        ]
+        assert divided_out.value == {"columns": int(expected == 1.0), "rows": 0}, settings
     bad = {"ops": {"inpainted": {"config": {"line_defects": "rows"}}}}
     with pytest.raises(dg.DagsterInvalidConfigError, match="line_defects"):
         _materialize(instance, data_store, "column", selection=["inpainted"], run_config=bad)
+    zero = {"ops": {"inpainted": {"config": {"line_defects": "median", "line_defect_sigma": 0.0}}}}
+    failed = _materialize(instance, data_store, "column", selection=["inpainted"], run_config=zero)
+    assert not failed.success
+    assert "threshold must be > 0" in _failure_message(failed, "inpainted")
+    # Gains recorded for another image than the median's planes are refused, not dropped.
+    record_path = folder / "dust_mask.json"
+    record["line_gains"]["shape"] = [frames.shape[1] + 2, frames.shape[2]]
+    record_path.write_text(json.dumps(record))
+    failed = _materialize(instance, data_store, "column", selection=["inpainted"])
+    assert not failed.success
+    assert "Materialize dust_mask again" in _failure_message(failed, "inpainted")
+
+
+def _failure_message(result, step_key: str) -> str:
+    """The message of the run's one step failure, which must be ``step_key``'s."""
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == step_key
+    return failure.event_specific_data.error.message
 
 
 def _check_evaluation(result, name: str):

@@ -708,3 +708,6 @@ def test_line_gains_rejects_mismatched_inputs() -> None:
         dust.line_gains(np.ones((20, 30)), np.ones((30, 20), dtype=bool))
     with pytest.raises(ValueError, match="one shape"):
         dust.line_gains(np.ones((2, 20, 30)), np.ones((2, 20, 30), dtype=bool))
+    for threshold in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="threshold must be > 0"):
+            dust.line_gains(np.ones((20, 30)), np.ones((20, 30), dtype=bool), threshold)

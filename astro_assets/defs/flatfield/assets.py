@@ -284,6 +284,13 @@ InpaintedConfig = config_class(
             "of the median (any video, but a band of the scene along the rows, a planet's "
             "belts, looks the same), 'off' keeps none",
         ),
+        "line_defect_sigma": (
+            float,
+            DustDetectionParams().line_defect_sigma,
+            "for line_defects 'median': how far (in robust sigma) a line's level must stand "
+            "from its neighbours' to be taken as defective; 'ratio' uses the gains dust_mask "
+            "measured with its own line_defect_sigma",
+        ),
         "follow_motion": (
             bool,
             True,
@@ -708,10 +715,21 @@ def inpainted(
             guided = guided_regions(plane_mask, plane_guide)
             rest = np.where(guided, 0, plane_mask)
             if config.line_defects == "median":
-                gains = median_line_gains(plane, plane_mask, dark_fraction=inpainting.dark_fraction)
+                gains = median_line_gains(
+                    plane,
+                    plane_mask,
+                    threshold_sigma=config.line_defect_sigma,
+                    dark_fraction=inpainting.dark_fraction,
+                )
             else:
-                fits = measured_gains is not None and measured_gains.shape == plane.shape
-                gains = measured_gains if fits else None
+                gains = measured_gains
+                if gains is not None and gains.shape != plane.shape:
+                    raise ValueError(
+                        f"{key}: dust_mask.json holds line gains measured on a "
+                        f"{gains.shape[0]} x {gains.shape[1]} image, but the median's planes "
+                        f"are {plane.shape[0]} x {plane.shape[1]}: ser_median changed after "
+                        "dust_mask ran. Materialize dust_mask again, then inpainted."
+                    )
             image = fill_across_line_defects(
                 plane,
                 plane_mask,

@@ -1626,6 +1626,11 @@ def line_gains(
             f"image and usable must be 2-D arrays of one shape, got {data.shape} and "
             f"{measured.shape}."
         )
+    if not threshold_sigma > 0:
+        raise ValueError(
+            f"the line defects' threshold must be > 0 sigma, got {threshold_sigma}; the "
+            "default is 5."
+        )
     measured = measured & (data > 0)
     # A line is judged only where its neighbours on both sides are measured: with one side
     # only, a gradient of the scene sets it apart. The neighbours cancel the scene to its
