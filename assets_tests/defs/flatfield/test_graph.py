@@ -22,6 +22,8 @@ from astro_assets.samples import DustSpec, SolarVideoParams, SolarVideoTruth, wr
 from astro_assets.samples.solar import synthesize_frames_array
 
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
+DUSTY_DILATION_PX = 10
+"""``dust_mask``'s default ``dilation_px``: the mask is exactly 1.0 this far around the core."""
 
 DUSTY = SolarVideoParams(
     width=224,
@@ -194,6 +196,63 @@ def test_a_column_of_lower_gain_across_a_shadow_stays_out_of_the_flat(instance, 
     failed = _materialize(instance, data_store, "column", selection=["inpainted"])
     assert not failed.success
     assert "Materialize dust_mask again" in _failure_message(failed, "inpainted")
+
+
+def test_regions_dropped_and_discs_added_by_hand_reach_the_flat(
+    instance, data_store, layout, dusty_video
+):
+    _, truth = dusty_video
+    assert _materialize(instance, data_store, "dusty").success
+    disc, donut = DUSTY.dust
+    # Beside the disc's shadow, on the margin the overlay shows around it; a clean spot of the
+    # Sun's disc gets a shadow the eye could not have seen.
+    drop = [disc.x + disc.diameter_px / 2 + 4, disc.y]
+    added = [110.0, 40.0, 5.0]
+    assert truth.transmission[30:51, 100:121].min() == 1.0
+    edits = {"drop_regions_at": [drop], "add_dust_discs": [added]}
+    selection = ["dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
+    result = _materialize(
+        instance,
+        data_store,
+        "dusty",
+        selection=selection,
+        run_config={"ops": {"dust_mask": {"config": edits}}},
+    )
+    assert result.success
+    folder = layout.flatfield_dir("dusty")
+    mask = read_tiff(folder / "dust_mask.tiff")
+    flat, _ = read_fits_float32(folder / "final_flatfield.fits")
+    rows, cols = np.indices(mask.shape)
+    on_disc = np.hypot(cols - disc.x, rows - disc.y) <= disc.diameter_px / 2
+    on_donut = np.hypot(cols - donut.x, rows - donut.y) <= donut.diameter_px / 2
+    on_added = np.hypot(cols - added[0], rows - added[1]) < added[2] + DUSTY_DILATION_PX - 1
+    assert np.all(mask[on_disc] == 0.0) and np.all(flat[on_disc] == 1.0)
+    assert np.all(mask[on_donut] == 1.0)
+    assert np.all(mask[on_added] == 1.0)
+    record = json.loads((folder / "dust_mask.json").read_text())["edited_by_hand"]
+    (dropped,) = record["dropped"]
+    assert dropped["region_x"] == pytest.approx(disc.x, abs=1.5)
+    assert dropped["region_y"] == pytest.approx(disc.y, abs=1.5)
+    assert record["added"] == [
+        {
+            "x": 110.0,
+            "y": 40.0,
+            "radius_px": 5.0,
+            "added_px": int(np.sum(np.hypot(cols - 110.0, rows - 40.0) <= 5.0)),
+        }
+    ]
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["edited_by_hand"].value == record
+    assert metadata["region_count"].value == 2
+    overlay = np.asarray(Image.open(folder / "dust_mask_overlay.png"))
+    blue, red = overlay[int(disc.y), int(disc.x), 2], overlay[int(disc.y), int(disc.x), 0]
+    assert blue > red
+
+    nowhere = {"ops": {"dust_mask": {"config": {"drop_regions_at": [[20.0, 140.0]]}}}}
+    failed = _materialize(instance, data_store, "dusty", ["dust_mask"], nowhere)
+    assert _retries(failed) == []
+    message = _failure_message(failed, "dust_mask")
+    assert "no region of the dust core lies within 19 px of (20, 140)" in message
 
 
 def _failure_message(result, step_key: str) -> str:

@@ -41,6 +41,7 @@ from astro_assets.science.flatfield.dust import (
     MaskExpansionParams,
     expand_mask,
 )
+from astro_assets.science.flatfield.edits import edit_core
 from astro_assets.science.flatfield.flatfield import (
     FlatParams,
     IntegerCalibrator,
@@ -264,6 +265,20 @@ DustMaskConfig = config_class(
             None,
             "Gemini re-roll: a new number asks for a new answer (earlier ones stay cached); "
             "unset uses the resource's",
+        ),
+        "drop_regions_at": (
+            list[list[float]],
+            [],
+            "positions [x, y] (px of the raw frames, 0-based, x to the right and y down from the "
+            "top-left pixel) of regions to drop from the mask, read off dust_mask_overlay.png or "
+            "the 'regions' metadata: each drops the whole region nearest it, which must lie "
+            "within dilation_px + 3 feather_sigma_px of it (where the overlay shows the mask)",
+        ),
+        "add_dust_discs": (
+            list[list[float]],
+            [],
+            "discs [x, y, radius] (px, as drop_regions_at) added to the dust core after the "
+            "drops, for a shadow the eye missed; expanded like the rest",
         ),
     },
 )
@@ -510,7 +525,20 @@ def dust_mask(
                 detection=classical.detection,
                 black_level=config.black_level,
             )
-        core = mask_to_full(separated.core, median.shape[:2], color)
+        expansion = params_from_config(config, MaskExpansionParams)
+        edits = edit_core(
+            mask_to_full(separated.core, median.shape[:2], color),
+            config.drop_regions_at,
+            config.add_dust_discs,
+            reach_px=expansion.dilation_px + 3.0 * expansion.feather_sigma_px,
+        )
+        core = edits.core
+        if edits.dropped or edits.added:
+            context.log.info(
+                f"Edited by hand: {len(edits.dropped)} drop positions took out "
+                f"{int(edits.dropped_regions.sum())} core pixels; {len(edits.added)} discs added "
+                f"{sum(disc['added_px'] for disc in edits.added)}."
+            )
         drift_total_px = cell * float(drift.total_px)
         motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
         rejected = sum(verdict.verdict == SCENE for verdict in separated.verdicts)
@@ -536,7 +564,6 @@ def dust_mask(
             {**_raw_pixels(dataclasses.asdict(shadow), cell), "new": shadow in new_shadows}
             for shadow in separated.ratio_shadows
         ]
-        expansion = params_from_config(config, MaskExpansionParams)
         mask = expand_mask(core, expansion)
         regions = core_regions(core)
         diameters = [r["equivalent_diameter_px"] for r in regions]
@@ -577,13 +604,19 @@ def dust_mask(
                     "ratio_motion_test": ratio_motion,
                     "inpainting_guide": guide_choice,
                     "line_gains": None if sensor_lines is None else sensor_lines.as_record(),
+                    "edited_by_hand": {
+                        "dropped": list(edits.dropped),
+                        "added": list(edits.added),
+                    },
                 },
                 indent=2,
             ),
         )
         overlay = overlay_mask(to_display_uint8(luminance(median)), mask)
-        # Candidates dropped as moving with the scene, in blue, so that a reviewer sees them too.
+        # Candidates dropped as moving with the scene or by hand, in blue, so that a reviewer
+        # sees them too.
         dropped = mask_to_full(located.core & ~separated.tested, median.shape[:2], color)
+        dropped |= edits.dropped_regions
         overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
         # Candidates kept undecided, in yellow: on a tracked video a still sunspot is one.
         labels, count = label_candidates(located.core)
@@ -630,6 +663,9 @@ def dust_mask(
                 "inpainting_guide": _json(guide_choice),
                 "model_details": _json(
                     {k: v for k, v in located.details.items() if k != "regions"}
+                ),
+                "edited_by_hand": _json(
+                    {"dropped": list(edits.dropped), "added": list(edits.added)}
                 ),
                 "expansion": _json(dataclasses.asdict(expansion)),
                 "path": path_value(target),
