@@ -241,6 +241,7 @@ def test_regions_dropped_and_discs_added_by_hand_reach_the_flat(
             "added_px": int(np.sum(np.hypot(cols - 110.0, rows - 40.0) <= 5.0)),
         }
     ]
+    assert record["source"] == "run config"
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert metadata["edited_by_hand"].value == record
     assert metadata["region_count"].value == 2
@@ -248,11 +249,38 @@ def test_regions_dropped_and_discs_added_by_hand_reach_the_flat(
     blue, red = overlay[int(disc.y), int(disc.x), 2], overlay[int(disc.y), int(disc.x), 0]
     assert blue > red
 
+    # The edits are kept for later runs (a reprocessing after an upstream update keeps them);
+    # empty lists clear them.
+    saved = folder / "dust_mask_edits.json"
+    assert json.loads(saved.read_text()) == edits
+    assert _materialize(instance, data_store, "dusty", selection=["dust_mask"]).success
+    np.testing.assert_array_equal(read_tiff(folder / "dust_mask.tiff"), mask)
+    again = json.loads((folder / "dust_mask.json").read_text())["edited_by_hand"]
+    assert again == {**record, "source": "dust_mask_edits.json"}
+    cleared = {"drop_regions_at": [], "add_dust_discs": []}
+    run_config = {"ops": {"dust_mask": {"config": cleared}}}
+    assert _materialize(instance, data_store, "dusty", ["dust_mask"], run_config).success
+    unedited = read_tiff(folder / "dust_mask.tiff")
+    assert np.all(unedited[on_disc] == 1.0) and not np.any(unedited[30:51, 100:121])
+    assert json.loads(saved.read_text()) == cleared
+    assert json.loads((folder / "dust_mask.json").read_text())["edited_by_hand"] == {
+        "source": None,
+        "dropped": [],
+        "added": [],
+    }
+
     nowhere = {"ops": {"dust_mask": {"config": {"drop_regions_at": [[20.0, 140.0]]}}}}
     failed = _materialize(instance, data_store, "dusty", ["dust_mask"], nowhere)
     assert _retries(failed) == []
     message = _failure_message(failed, "dust_mask")
     assert "no region of the dust core lies within 19 px of (20, 140)" in message
+    assert json.loads(saved.read_text()) == cleared
+    saved.write_text('{"drop_regions_at": [[70, 60]')
+    failed = _materialize(instance, data_store, "dusty", selection=["dust_mask"])
+    assert "dust_mask_edits.json is not valid JSON" in _failure_message(failed, "dust_mask")
+    saved.write_text('{"drop_regions_at": [70, 60]}')
+    failed = _materialize(instance, data_store, "dusty", selection=["dust_mask"])
+    assert "hold lists of [x, y]" in _failure_message(failed, "dust_mask")
 
 
 def _failure_message(result, step_key: str) -> str:

@@ -68,6 +68,8 @@ def test_a_position_beyond_the_reach_fails_naming_the_nearest_region():
         ([[5.0, -1.0]], [], "outside the 60 x 40 frame"),
         ([[5.0]], [], r"2 finite numbers, \[x, y\]"),
         ([[5.0, float("nan")]], [], "2 finite numbers"),
+        ([["five", 5.0]], [], "2 finite numbers"),
+        ([5.0], [], "2 finite numbers"),
         ([], [[5.0, 5.0]], r"3 finite numbers, \[x, y, radius\]"),
         ([], [[5.0, 5.0, 0.0]], "radius > 0"),
         ([], [[5.0, 45.0, 3.0]], "outside the 60 x 40 frame"),

@@ -94,6 +94,8 @@ UNDECIDED_OVERLAY_COLOR = (255, 230, 0)
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
 MASK_RECORD_FILE = "dust_mask.json"
+EDITS_FILE = "dust_mask_edits.json"
+"""The reviewer's edits of one partition's mask, kept for later runs of ``dust_mask``."""
 GUIDE_FILE = "inpaint_guide.tiff"
 INPAINTED_FILE = "inpainted.tiff"
 MATCHED_FILE = "matched_inpaint.tiff"
@@ -267,18 +269,21 @@ DustMaskConfig = config_class(
             "unset uses the resource's",
         ),
         "drop_regions_at": (
-            list[list[float]],
-            [],
+            list[list[float]] | None,
+            None,
             "positions [x, y] (px of the raw frames, 0-based, x to the right and y down from the "
             "top-left pixel) of regions to drop from the mask, read off dust_mask_overlay.png or "
             "the 'regions' metadata: each drops the whole region nearest it, which must lie "
-            "within dilation_px + 3 feather_sigma_px of it (where the overlay shows the mask)",
+            "within dilation_px + 3 feather_sigma_px of it (where the overlay shows the mask). "
+            f"Saved in the partition's {EDITS_FILE} for later runs; unset uses the saved ones, "
+            "[] clears them",
         ),
         "add_dust_discs": (
-            list[list[float]],
-            [],
+            list[list[float]] | None,
+            None,
             "discs [x, y, radius] (px, as drop_regions_at) added to the dust core after the "
-            "drops, for a shadow the eye missed; expanded like the rest",
+            "drops, for a shadow the eye missed; expanded like the rest. Saved as "
+            "drop_regions_at is",
         ),
     },
 )
@@ -526,10 +531,11 @@ def dust_mask(
                 black_level=config.black_level,
             )
         expansion = params_from_config(config, MaskExpansionParams)
+        hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
         edits = edit_core(
             mask_to_full(separated.core, median.shape[:2], color),
-            config.drop_regions_at,
-            config.add_dust_discs,
+            hand_edits["drop_regions_at"],
+            hand_edits["add_dust_discs"],
             reach_px=expansion.dilation_px + 3.0 * expansion.feather_sigma_px,
         )
         core = edits.core
@@ -585,6 +591,9 @@ def dust_mask(
                 separated.prediction, cell_mask, threshold_sigma=line_sigma
             )
         layout = data_store.layout
+        if config.drop_regions_at is not None or config.add_dust_discs is not None:
+            saved = {name: hand_edits[name] for name in _EDIT_FIELDS}
+            atomic_write_text(layout.flatfield_file(key, EDITS_FILE), json.dumps(saved, indent=2))
         write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide.image)
         target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
         atomic_write_text(
@@ -605,6 +614,7 @@ def dust_mask(
                     "inpainting_guide": guide_choice,
                     "line_gains": None if sensor_lines is None else sensor_lines.as_record(),
                     "edited_by_hand": {
+                        "source": hand_edits["source"],
                         "dropped": list(edits.dropped),
                         "added": list(edits.added),
                     },
@@ -665,7 +675,11 @@ def dust_mask(
                     {k: v for k, v in located.details.items() if k != "regions"}
                 ),
                 "edited_by_hand": _json(
-                    {"dropped": list(edits.dropped), "added": list(edits.added)}
+                    {
+                        "source": hand_edits["source"],
+                        "dropped": list(edits.dropped),
+                        "added": list(edits.added),
+                    }
                 ),
                 "expansion": _json(dataclasses.asdict(expansion)),
                 "path": path_value(target),
@@ -675,6 +689,45 @@ def dust_mask(
                 ),
             }
         )
+
+
+_EDIT_FIELDS = ("drop_regions_at", "add_dust_discs")
+
+
+def _hand_edits(config: dg.Config, saved_path: Path) -> dict:
+    """The mask edits to apply: each of ``_EDIT_FIELDS`` from the run config where it is set,
+    else from ``saved_path`` (a JSON object of those lists, written by an earlier run or by
+    hand), else none; ``source`` says where they came from (None when there are none)."""
+    saved: dict = {}
+    if saved_path.exists():
+        try:
+            saved = json.loads(saved_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{saved_path} is not valid JSON ({error}). Fix it, delete it, or give "
+                "drop_regions_at and add_dust_discs in the run config (they replace it)."
+            ) from None
+        valid = isinstance(saved, dict) and all(
+            isinstance(saved.get(name, []), list)
+            and all(isinstance(entry, list) for entry in saved.get(name, []))
+            for name in _EDIT_FIELDS
+        )
+        if not valid:
+            raise ValueError(
+                f"{saved_path} must be a JSON object whose keys drop_regions_at and "
+                "add_dust_discs hold lists of [x, y] and [x, y, radius] lists. Fix it, delete "
+                "it, or give both in the run config (they replace it)."
+            )
+    edits: dict = {"source": None}
+    sources = set()
+    for name in _EDIT_FIELDS:
+        given = getattr(config, name)
+        edits[name] = saved.get(name, []) if given is None else given
+        if edits[name]:
+            sources.add("run config" if given is not None else saved_path.name)
+    if sources:
+        edits["source"] = " and ".join(sorted(sources))
+    return edits
 
 
 def _plane_filler(

@@ -134,13 +134,16 @@ def _position(
 ) -> tuple[float, ...]:
     """``entry`` as ``length`` floats whose first two, (x, y), lie inside a frame of
     ``shape``."""
-    values = tuple(float(value) for value in entry)
     form = "[x, y]" if length == 2 else "[x, y, radius]"
+    malformed = ValueError(
+        f"{name}: each entry must be {length} finite numbers, {form} in pixels, got {entry!r}."
+    )
+    try:
+        values = tuple(float(value) for value in entry)
+    except (TypeError, ValueError):
+        raise malformed from None
     if len(values) != length or not all(math.isfinite(value) for value in values):
-        raise ValueError(
-            f"{name}: each entry must be {length} finite numbers, {form} in pixels, got "
-            f"{list(entry)}."
-        )
+        raise malformed
     x, y = values[:2]
     height, width = shape
     if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
