@@ -487,6 +487,7 @@ def dust_mask(
     with _fails_at_once_on_bad_input():
         key = context.partition_key
         median = _read(data_store, key, MEDIAN_FILE)
+        hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
                 raise ValueError(
@@ -531,7 +532,6 @@ def dust_mask(
                 black_level=config.black_level,
             )
         expansion = params_from_config(config, MaskExpansionParams)
-        hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
         edits = edit_core(
             mask_to_full(separated.core, median.shape[:2], color),
             hand_edits["drop_regions_at"],
@@ -539,6 +539,11 @@ def dust_mask(
             reach_px=expansion.dilation_px + 3.0 * expansion.feather_sigma_px,
         )
         core = edits.core
+        edited_by_hand = {
+            "source": hand_edits["source"],
+            "dropped": list(edits.dropped),
+            "added": list(edits.added),
+        }
         if edits.dropped or edits.added:
             context.log.info(
                 f"Edited by hand: {len(edits.dropped)} drop positions took out "
@@ -613,11 +618,7 @@ def dust_mask(
                     "ratio_motion_test": ratio_motion,
                     "inpainting_guide": guide_choice,
                     "line_gains": None if sensor_lines is None else sensor_lines.as_record(),
-                    "edited_by_hand": {
-                        "source": hand_edits["source"],
-                        "dropped": list(edits.dropped),
-                        "added": list(edits.added),
-                    },
+                    "edited_by_hand": edited_by_hand,
                 },
                 indent=2,
             ),
@@ -674,13 +675,7 @@ def dust_mask(
                 "model_details": _json(
                     {k: v for k, v in located.details.items() if k != "regions"}
                 ),
-                "edited_by_hand": _json(
-                    {
-                        "source": hand_edits["source"],
-                        "dropped": list(edits.dropped),
-                        "added": list(edits.added),
-                    }
-                ),
+                "edited_by_hand": _json(edited_by_hand),
                 "expansion": _json(dataclasses.asdict(expansion)),
                 "path": path_value(target),
                 "overlay_png": path_value(quicklook),
