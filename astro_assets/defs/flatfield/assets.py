@@ -481,8 +481,10 @@ def dust_mask(
     (``science.flatfield.motion``); with the classical eye, faint shadows are also searched in
     the ratio of the median to that prediction, where the texture has cancelled. The core is
     dilated by ``dilation_px`` and feathered outside the dilated support only, so every
-    shadowed pixel is fully corrected. Written as ``dust_mask.tiff`` (float32, (H, W), the
-    pixel grid of the raw frames).
+    shadowed pixel is fully corrected. A reviewer's corrections (``drop_regions_at``,
+    ``add_dust_discs``) are applied to the core before the expansion and kept in
+    ``dust_mask_edits.json`` for later runs. Written as ``dust_mask.tiff`` (float32, (H, W),
+    the pixel grid of the raw frames).
     """
     with _fails_at_once_on_bad_input():
         key = context.partition_key
