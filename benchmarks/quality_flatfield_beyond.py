@@ -233,7 +233,7 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   its centre for a true 7.8 % (six seeds, 40 px drift). A candidate whose best filter's
   radius reaches the background's scale now also leaves out of the next fit the pixels
   darker than the background within half that radius of it, its shallow rim
-  (``dust._with_dark_skirts``): 6.3-8.4 % on the same seeds. Before -> after (recall,
+  (now ``dust._first_pass_regions``): 6.3-8.4 % on the same seeds. Before -> after (recall,
   deficit-weighted recall, flat rms in dust):
   - 8 % discs at 40 px drift: 0.42 -> 0.54, 0.50 -> 0.64, 4.81 -> 3.95 %;
   - at 82 px: 0.74 (unchanged), 0.84 -> 0.86, 2.69 -> 2.67 %; at 26 px: 0.41 -> 0.43,
@@ -250,15 +250,39 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   of the lunar videos one moved (f/30, seed 2: precision 0.994 -> 0.999, recall 0.88 ->
   0.90, flat rms in dust 0.375 -> 0.368 %), so the f/30 worst-seed row now shows seed 1 and
   the mean's flat rms reads 0.33 % (0.34 %). The other sets are identical.
+- Large shallow shadows below the seed level. On three of the six videos with 8 % discs at
+  26 and 40 px drift the 120 px disc was still missed: the first pass measured it under the
+  seed level of 5 sigma (4.98 and 4.88 at most on two videos), or its peak above that level
+  came from a 7 px filter on its texture (5.18 on the third, where the wide filters reached
+  4.98), so the second fit did not leave it out and followed it down again (1.5-2.7 % at its
+  centre for 7.8 %). The first pass, which only decides what the next
+  fit leaves out, now also keeps a region whose filters as wide as the background reach 0.8
+  of the seed level and 0.8 of the region's own peak, with its dark skirt
+  (``dust._first_pass_regions``). The detector now finds the 120 px disc on all six videos
+  (0.94-0.98 of it in its core, 6.3-7.1 % at its centre). Before -> after (recall,
+  deficit-weighted recall, flat rms in dust):
+  - 8 % discs at 26 px drift: 0.43 -> 0.64, 0.51 -> 0.77, 4.75 -> 3.19 %; the core outside the
+    dust 0.009 -> 0.050 % of the frame;
+  - at 40 px: 0.54 -> 0.64, 0.64 -> 0.76, 3.95 -> 2.83 %;
+  - at 82 px: 0.74 -> 0.76, 0.86 -> 0.87, 2.67 -> 2.65 %.
+  Elsewhere the lunar f/10 rows' flat rms in dust read 0.68 -> 0.69 % (core outside the dust
+  0.441 -> 0.443 %) and the 8-bit planet's recall 0.81 -> 0.82; the other rows are identical.
+  On the grid one small-Sun video lost 37 px of one shadow's rim in the ratio search (recall
+  0.917 -> 0.886, deficit-weighted recall 0.993 -> 0.990, flat rms in dust 0.53 % both), the
+  drifting f/30 flat's largest error in dust reads 1.8 -> 1.7 %, and on one f/10 video one
+  more candidate is dropped as moving; every target is still met. Judged wide from its wide
+  filters alone, whatever its peak, a region took a skirt on the grid's drifting f/10 donuts
+  (about half the background's scale), whose deficit-weighted recall fell 0.89 -> 0.83, below
+  the target: hence the condition on the peak.
 - What is left there:
   - Where a deep shadow lies on the edge of a limb, the flat is forced to 1.0 on the pixels
     whose dust-free reference is below 5 % of the bright level (``FlatParams.dark_fraction``):
     there the dust stays in the data, and whether a pixel just at that level is measured
     turns on the reference's noise.
-  - At 26-40 px drift the 8 % deep 120 px disc is still missed on one or two seeds of three.
-    On one of them the first pass's strongest response in it comes from a 7 px filter on its
-    texture, so it gets no skirt; and the motion test cannot tell a shadow three to five
-    times wider than the drift.
+  - At 26-40 px drift the 8 % discs' recall is 0.57-0.70 per video. In the detector's core
+    the 75 px disc across the limb in the corner is found on one video of six (0.70 of it,
+    0-0.09 on the others), and on one video the 70 px disc at 40 px drift (0.19); the motion
+    test cannot tell a shadow three to five times wider than the drift.
   - On one seed a 25 % deep, 90 px disc over a 40 px drift is judged to move: its deficit in
     the ratio is 0.49 of that in the median, against 0.5. The frames that see its part of the
     scene just outside its outline see it through its penumbra.
