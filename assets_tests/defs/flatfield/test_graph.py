@@ -340,6 +340,26 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
         v["verdict"].startswith("dropped, keep_undecided is off") for v in record["motion_test"]
     )
 
+    # A reviewer who drops the first shadow by hand keeps the second undecided: the check
+    # still warns, about that one only.
+    first, second = DUSTY.dust
+    by_hand = {"ops": {"dust_mask": {"config": {"drop_regions_at": [[first.x, first.y]]}}}}
+    result = _materialize(instance, data_store, "tracked", ["dust_mask"], by_hand)
+    assert result.success
+    evaluation = _check_evaluation(result, "dust_mask_candidates_confirmed")
+    undecided = evaluation.metadata["undecided"].value
+    assert evaluation.passed is False and len(undecided) == kept - 1
+    assert all(abs(v["centroid_x"] - first.x) > first.diameter_px for v in undecided)
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["undecided_kept_count"].value == kept - 1
+    record = json.loads(layout.flatfield_file("tracked", "dust_mask.json").read_text())
+    by_reviewer = [v for v in record["motion_test"] if v["verdict"].startswith("dropped by hand")]
+    assert len(by_reviewer) == 1
+    assert by_reviewer[0]["verdict"].startswith("dropped by hand: undecided")
+    assert by_reviewer[0]["centroid_x"] == pytest.approx(first.x, abs=2.0)
+    mask = read_tiff(layout.flatfield_file("tracked", "dust_mask.tiff"))
+    assert mask[int(first.y), int(first.x)] == 0.0 and mask[int(second.y), int(second.x)] == 1.0
+
 
 def test_calibrated_video_changes_frames_by_the_flat_alone(
     instance, data_store, layout, dusty_video

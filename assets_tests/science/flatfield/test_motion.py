@@ -11,6 +11,7 @@ from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
 from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
 from astro_assets.science.flatfield.motion import (
+    DROPPED_BY_HAND,
     DROPPED_UNDECIDED,
     DustFreePrediction,
     MotionTestParams,
@@ -139,6 +140,16 @@ def test_without_keep_undecided_only_confirmed_shadows_stay():
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts, strict)
     np.testing.assert_array_equal(kept, _disc(core.shape, *DUST[:3]))
     assert sorted(v.verdict for v in verdicts) == ["scene", "sensor"]
+
+
+def test_a_verdict_dropped_by_hand_is_neither_kept_nor_undecided():
+    sensor = motion.MotionVerdict(10.0, 20.0, 8.0, 8.0, 0.0, 0.2, 0.2, motion.SENSOR)
+    undecided = dataclasses.replace(sensor, verdict=motion.UNDECIDED_SIZE)
+    assert sensor.kept and undecided.kept and undecided.undecided
+    for verdict in (sensor, undecided):
+        dropped = dataclasses.replace(verdict, verdict=DROPPED_BY_HAND + verdict.verdict)
+        assert dropped.dropped_by_hand
+        assert not (dropped.kept or dropped.undecided or dropped.dropped_undecided)
 
 
 def test_a_scene_feature_longer_than_the_drift_is_dropped_when_its_rim_shows_it_moved():

@@ -58,9 +58,11 @@ from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
 from astro_assets.science.flatfield.motion import (
+    DROPPED_BY_HAND,
     SCENE,
     SHALLOW,
     MotionTestParams,
+    MotionVerdict,
     inpainting_guide,
     label_candidates,
     sensor_line_gains,
@@ -553,20 +555,23 @@ def dust_mask(
                 f"{sum(disc['added_px'] for disc in edits.added)}."
             )
         drift_total_px = cell * float(drift.total_px)
-        motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.verdicts]
-        rejected = sum(verdict.verdict == SCENE for verdict in separated.verdicts)
-        too_shallow = sum(verdict.verdict == SHALLOW for verdict in separated.verdicts)
-        undecided = sum(verdict.undecided for verdict in separated.verdicts)
-        unconfirmed_dropped = sum(verdict.dropped_undecided for verdict in separated.verdicts)
+        verdicts = _with_hand_drops(
+            separated.verdicts, located.core, edits.dropped_regions, median.shape[:2], color
+        )
+        motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in verdicts]
+        rejected = sum(verdict.verdict == SCENE for verdict in verdicts)
+        too_shallow = sum(verdict.verdict == SHALLOW for verdict in verdicts)
+        undecided = sum(verdict.undecided for verdict in verdicts)
+        unconfirmed_dropped = sum(verdict.dropped_undecided for verdict in verdicts)
         if rejected or too_shallow or unconfirmed_dropped:
             context.log.info(
-                f"Of {len(separated.verdicts)} candidates, {rejected} moved with the scene, "
+                f"Of {len(verdicts)} candidates, {rejected} moved with the scene, "
                 f"{too_shallow} were too shallow to correct and {unconfirmed_dropped} could not "
                 "be shown fixed on the sensor with keep_undecided off; all were dropped."
             )
         if undecided:
             context.log.warning(
-                f"{undecided} of {len(separated.verdicts)} candidates are kept although the "
+                f"{undecided} of {len(verdicts)} candidates are kept although the "
                 "video cannot show them fixed on the sensor (verdicts in motion_test): review "
                 "them on the overlay, or set keep_undecided: false to keep only confirmed dust."
             )
@@ -633,8 +638,8 @@ def dust_mask(
         overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
         # Candidates kept undecided, in yellow: on a tracked video a still sunspot is one.
         labels, count = label_candidates(located.core)
-        if count and count == len(separated.verdicts):
-            unconfirmed = np.array([False, *(verdict.undecided for verdict in separated.verdicts)])
+        if count and count == len(verdicts):
+            unconfirmed = np.array([False, *(verdict.undecided for verdict in verdicts)])
             undecided_core = mask_to_full(unconfirmed[labels], median.shape[:2], color)
             overlay = overlay_mask(overlay, undecided_core, color=UNDECIDED_OVERLAY_COLOR)
         quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
@@ -689,6 +694,31 @@ def dust_mask(
 
 
 _EDIT_FIELDS = ("drop_regions_at", "add_dust_discs")
+
+
+def _with_hand_drops(
+    verdicts: tuple[MotionVerdict, ...],
+    candidates: np.ndarray,
+    dropped_regions: np.ndarray,
+    shape: tuple[int, int],
+    color: str,
+) -> tuple[MotionVerdict, ...]:
+    """``verdicts`` of the eye's ``candidates`` (on the luminance view's grid), those whose
+    candidate touches a region the reviewer dropped (on the raw frames' grid) prefixed with
+    ``DROPPED_BY_HAND``: the check and the counts then leave them out of what is kept."""
+    if not dropped_regions.any():
+        return verdicts
+    labels, count = label_candidates(candidates)
+    if count != len(verdicts):
+        return verdicts
+    full = mask_to_full(labels, shape, color)
+    touched = set(np.unique(full[dropped_regions]).tolist())
+    return tuple(
+        dataclasses.replace(verdict, verdict=DROPPED_BY_HAND + verdict.verdict)
+        if label in touched
+        else verdict
+        for label, verdict in enumerate(verdicts, 1)
+    )
 
 
 def _hand_edits(config: dg.Config, saved_path: Path) -> dict:

@@ -69,6 +69,7 @@ from astro_assets.science.flatfield.response import (
 from astro_assets.science.flatfield.stacks import finite_median
 
 __all__ = [
+    "DROPPED_BY_HAND",
     "DROPPED_UNDECIDED",
     "SCENE",
     "SENSOR",
@@ -97,6 +98,7 @@ UNDECIDED_COVERAGE = f"{UNDECIDED}: too few frames cover this part of the scene"
 UNDECIDED_SIGNAL = f"{UNDECIDED}: no deficit against its surroundings in the median"
 SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and in the ratio"
 DROPPED_UNDECIDED = "dropped, keep_undecided is off: "
+DROPPED_BY_HAND = "dropped by hand: "
 _DEFAULT_DETECTION = DustDetectionParams()
 _DEEP_SEARCH_FLOOR = 0.1
 """Fraction of the prediction's 99th percentile above which deep shadows are searched in the
@@ -301,7 +303,9 @@ class MotionVerdict:
     verdict : str
         ``"sensor"`` (kept), ``"scene"`` (rejected), ``"too shallow: ..."`` (rejected: too
         shallow to correct), ``"undecided: ..."`` (kept) with the reason, or
-        ``DROPPED_UNDECIDED + "undecided: ..."`` (rejected: ``keep_undecided`` is off).
+        ``DROPPED_UNDECIDED + "undecided: ..."`` (rejected: ``keep_undecided`` is off), or
+        ``DROPPED_BY_HAND`` followed by any of those (rejected by a reviewer, see
+        ``science.flatfield.edits``).
     """
 
     centroid_y: float
@@ -315,7 +319,16 @@ class MotionVerdict:
 
     @property
     def kept(self) -> bool:
-        return self.verdict not in (SCENE, SHALLOW) and not self.dropped_undecided
+        return (
+            self.verdict not in (SCENE, SHALLOW)
+            and not self.dropped_undecided
+            and not self.dropped_by_hand
+        )
+
+    @property
+    def dropped_by_hand(self) -> bool:
+        """Dropped by a reviewer, whatever the test said."""
+        return self.verdict.startswith(DROPPED_BY_HAND)
 
     @property
     def dropped_undecided(self) -> bool:
