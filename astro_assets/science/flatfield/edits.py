@@ -99,15 +99,15 @@ def edit_core(
         x, y = _position(entry, 2, shape, "drop_regions_at")
         label, distance = _nearest_region(labels, x, y, reach_px)
         chosen.add(label)
-        rows, cols = np.nonzero(labels == label)
+        region_rows, region_cols = np.nonzero(labels == label)
         dropped.append(
             {
                 "x": x,
                 "y": y,
                 "distance_px": distance,
-                "region_x": float(cols.mean()),
-                "region_y": float(rows.mean()),
-                "region_area_px": int(rows.size),
+                "region_x": float(region_cols.mean()),
+                "region_y": float(region_rows.mean()),
+                "region_area_px": int(region_rows.size),
             }
         )
     dropped_regions = np.isin(labels, sorted(chosen)) if chosen else np.zeros(shape, bool)
