@@ -75,7 +75,7 @@ _SMOOTHING_STEPS_PX = (0.0, 0.7, 1.4, 2.8, 5.6, 11.2)
 """Gaussian scales tried, smallest first, when segmenting a candidate on the pixel deficit."""
 _SKIRT_RADII = 0.5
 """A wide candidate is left out of the next background fit with the dark pixels within this
-fraction of its widest filter's radius (see ``_first_pass_regions``)."""
+fraction of the radius of its strongest wide filter (see ``_first_pass_regions``)."""
 _WIDE_SEED_FRACTION = 0.8
 """A first-pass region whose filters as wide as the background reach this fraction of
 ``seed_sigma`` is left out of the next background fit (see ``_first_pass_regions``)."""
