@@ -281,6 +281,11 @@ def test_regions_dropped_and_discs_added_by_hand_reach_the_flat(
     saved.write_text('{"drop_regions_at": [70, 60]}')
     failed = _materialize(instance, data_store, "dusty", selection=["dust_mask"])
     assert "hold lists of [x, y]" in _failure_message(failed, "dust_mask")
+    saved.write_text('{"drop_regions_at": [[20, 140]]}')
+    failed = _materialize(instance, data_store, "dusty", selection=["dust_mask"])
+    message = _failure_message(failed, "dust_mask")
+    assert "no region of the dust core lies within 19 px of (20, 140)" in message
+    assert "saved in dust_mask_edits.json" in message
 
 
 def _failure_message(result, step_key: str) -> str:

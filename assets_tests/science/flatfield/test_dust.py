@@ -299,23 +299,29 @@ def test_shadow_larger_than_its_strongest_filter_is_outlined_whole() -> None:
     assert not np.any(detection.core & ~ndimage.binary_dilation(support, iterations=2))
 
 
+def _wide_frame_median(dust: tuple[DustSpec, ...], *, drift_px: float, seed: int, **overrides):
+    """The median of 16 frames of 512 x 384 px of a spotless Sun with ``dust``, and the truth."""
+    return _median(
+        SolarVideoParams(
+            width=512,
+            height=384,
+            n_frames=16,
+            n_sunspots=0,
+            drift_px=drift_px,
+            dust=dust,
+            seed=seed,
+            **overrides,
+        )
+    )
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_shadow_wider_than_the_background_scale_is_measured_at_its_depth(seed) -> None:
     # A 120 px shadow against the 48 px Gaussian of the background fit: a fit that has not
     # left all of it out follows a third to a half of its depth down (5.1 and 3.8 % measured
     # for 7.8 % on these two seeds).
     big = DustSpec(x=200.0, y=190.0, diameter_px=120.0, depth=0.08, kind="disc")
-    median, truth = _median(
-        SolarVideoParams(
-            width=512,
-            height=384,
-            n_frames=16,
-            n_sunspots=0,
-            drift_px=40.0,
-            dust=(big,),
-            seed=seed,
-        )
-    )
+    median, truth = _wide_frame_median((big,), drift_px=40.0, seed=seed)
     detection = detect_dust(median)
     signal = float(np.median(median[detection.valid])) - truth.black_level_adu
     expected = big.depth * signal / (signal + truth.black_level_adu)
@@ -339,18 +345,7 @@ def test_shadow_wider_than_the_background_scale_is_found_beside_others(seed) -> 
         DustSpec(x=x, y=y, diameter_px=diameter, depth=0.08, kind="disc")
         for x, y, diameter in layout
     )
-    median, truth = _median(
-        SolarVideoParams(
-            width=512,
-            height=384,
-            n_frames=16,
-            jitter_px=0.8,
-            n_sunspots=0,
-            drift_px=26.0,
-            dust=dust_specs,
-            seed=seed,
-        )
-    )
+    median, truth = _wide_frame_median(dust_specs, drift_px=26.0, seed=seed, jitter_px=0.8)
     detection = detect_dust(median)
     rows, cols = np.indices(median.shape)
     big = np.hypot(rows - 190.0, cols - 130.0) < 60.0

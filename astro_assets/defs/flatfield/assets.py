@@ -536,12 +536,21 @@ def dust_mask(
                 black_level=config.black_level,
             )
         expansion = params_from_config(config, MaskExpansionParams)
-        edits = edit_core(
-            mask_to_full(separated.core, median.shape[:2], color),
-            hand_edits["drop_regions_at"],
-            hand_edits["add_dust_discs"],
-            reach_px=expansion.dilation_px + 3.0 * expansion.feather_sigma_px,
-        )
+        try:
+            edits = edit_core(
+                mask_to_full(separated.core, median.shape[:2], color),
+                hand_edits["drop_regions_at"],
+                hand_edits["add_dust_discs"],
+                reach_px=expansion.dilation_px + 3.0 * expansion.feather_sigma_px,
+            )
+        except ValueError as error:
+            if EDITS_FILE not in (hand_edits["source"] or ""):
+                raise
+            raise ValueError(
+                f"{error} These edits were saved in {EDITS_FILE} of this partition by an "
+                "earlier run or by hand: fix or delete that file, or give new ones in the run "
+                "config (they replace it)."
+            ) from None
         core = edits.core
         edited_by_hand = {
             "source": hand_edits["source"],
@@ -555,9 +564,14 @@ def dust_mask(
                 f"{sum(disc['added_px'] for disc in edits.added)}."
             )
         drift_total_px = cell * float(drift.total_px)
-        verdicts = _with_hand_drops(
-            separated.verdicts, located.core, edits.dropped_regions, median.shape[:2], color
-        )
+        # Numbered as the motion test numbers its verdicts, when it gave one per candidate.
+        candidate_labels, candidate_count = label_candidates(located.core)
+        labelled = candidate_count == len(separated.verdicts)
+        verdicts = separated.verdicts
+        if labelled:
+            verdicts = _with_hand_drops(
+                verdicts, candidate_labels, edits.dropped_regions, median.shape[:2], color
+            )
         motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in verdicts]
         rejected = sum(verdict.verdict == SCENE for verdict in verdicts)
         too_shallow = sum(verdict.verdict == SHALLOW for verdict in verdicts)
@@ -637,10 +651,9 @@ def dust_mask(
         dropped |= edits.dropped_regions
         overlay = overlay_mask(overlay, dropped, color=DROPPED_OVERLAY_COLOR)
         # Candidates kept undecided, in yellow: on a tracked video a still sunspot is one.
-        labels, count = label_candidates(located.core)
-        if count and count == len(verdicts):
+        if candidate_count and labelled:
             unconfirmed = np.array([False, *(verdict.undecided for verdict in verdicts)])
-            undecided_core = mask_to_full(unconfirmed[labels], median.shape[:2], color)
+            undecided_core = mask_to_full(unconfirmed[candidate_labels], median.shape[:2], color)
             overlay = overlay_mask(overlay, undecided_core, color=UNDECIDED_OVERLAY_COLOR)
         quicklook = write_png(layout.flatfield_file(key, "dust_mask_overlay.png"), overlay)
         return dg.MaterializeResult(
@@ -698,20 +711,18 @@ _EDIT_FIELDS = ("drop_regions_at", "add_dust_discs")
 
 def _with_hand_drops(
     verdicts: tuple[MotionVerdict, ...],
-    candidates: np.ndarray,
+    candidate_labels: np.ndarray,
     dropped_regions: np.ndarray,
     shape: tuple[int, int],
     color: str,
 ) -> tuple[MotionVerdict, ...]:
-    """``verdicts`` of the eye's ``candidates`` (on the luminance view's grid), those whose
-    candidate touches a region the reviewer dropped (on the raw frames' grid) prefixed with
-    ``DROPPED_BY_HAND``: the check and the counts then leave them out of what is kept."""
+    """``verdicts``, one per label of ``candidate_labels`` (the eye's candidates numbered by
+    ``label_candidates``, on the luminance view's grid), those whose candidate touches a region
+    the reviewer dropped (on the raw frames' grid) prefixed with ``DROPPED_BY_HAND``: the check
+    and the counts then leave them out of what is kept."""
     if not dropped_regions.any():
         return verdicts
-    labels, count = label_candidates(candidates)
-    if count != len(verdicts):
-        return verdicts
-    full = mask_to_full(labels, shape, color)
+    full = mask_to_full(candidate_labels, shape, color)
     touched = set(np.unique(full[dropped_regions]).tolist())
     return tuple(
         dataclasses.replace(verdict, verdict=DROPPED_BY_HAND + verdict.verdict)

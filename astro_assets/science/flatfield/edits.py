@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from astro_assets.science.flatfield.motion import label_candidates
 from astro_assets.science.flatfield.regions import grown_box
 
 __all__ = ["EditedCore", "edit_core"]
-
-_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,8 @@ def edit_core(
     Parameters
     ----------
     core : np.ndarray
-        (H, W) bool dust core; not modified. Its regions are 8-connected, as ``dust_mask``
+        (H, W) bool dust core; not modified. Its regions are 8-connected
+        (:func:`~astro_assets.science.flatfield.motion.label_candidates`), as ``dust_mask``
         counts them.
     drop_at : sequence of (x, y)
         Positions (px). Each drops the whole region with the pixel nearest to it, which must
@@ -92,7 +91,7 @@ def edit_core(
     if not (math.isfinite(reach_px) and reach_px >= 0):
         raise ValueError(f"reach_px must be >= 0, got {reach_px}.")
     shape = source.shape
-    labels, _ = ndimage.label(source, structure=_EIGHT_NEIGHBOURS)
+    labels, _ = label_candidates(source)
     chosen: set[int] = set()
     dropped = []
     for entry in drop_at:
