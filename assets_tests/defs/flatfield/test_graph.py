@@ -305,6 +305,53 @@ def _check_evaluation(result, name: str):
     return evaluation
 
 
+def test_a_shadow_found_in_the_ratio_and_dropped_by_hand_is_recorded_as_dropped(
+    instance, data_store, layout, monkeypatch
+):
+    # The eye reports the disc alone; with 30 px of drift the ratio to the dust-free
+    # prediction shows the donut, which a reviewer then drops.
+    disc, donut = DUSTY.dust
+    layout.incoming_ser.mkdir(parents=True)
+    write_sample_video(layout.incoming_ser / "ratio.ser", dataclasses.replace(DUSTY, drift_px=30.0))
+    rows, cols = np.indices((DUSTY.height, DUSTY.width))
+    near_disc = np.hypot(cols - disc.x, rows - disc.y) <= disc.diameter_px
+
+    def locate_disc(self, median):
+        return DustMaskResult(
+            core=near_disc & (median < 0.9 * np.median(median)), backend="classical"
+        )
+
+    monkeypatch.setattr(flatfield_assets.ClassicalImageModel, "locate_dust", locate_disc)
+    selection = ["ser_median", "dust_mask"]
+    assert _materialize(instance, data_store, "ratio", selection=selection).success
+
+    def found_in_ratio():
+        record = json.loads(layout.flatfield_file("ratio", "dust_mask.json").read_text())
+        (entry,) = [e for e in record["found_in_ratio"] if e["new"]]
+        assert entry["centroid_x"] == pytest.approx(donut.x, abs=2.0)
+        assert entry["centroid_y"] == pytest.approx(donut.y, abs=2.0)
+        return (
+            entry,
+            record["ratio_motion_test"],
+            read_tiff(layout.flatfield_file("ratio", "dust_mask.tiff")),
+        )
+
+    entry, (verdict,), mask = found_in_ratio()
+    assert entry["dropped_by_hand"] is False and verdict["verdict"] == "sensor"
+    assert mask[int(donut.y), int(donut.x)] == 1.0
+
+    by_hand = {"ops": {"dust_mask": {"config": {"drop_regions_at": [[donut.x, donut.y]]}}}}
+    result = _materialize(instance, data_store, "ratio", ["dust_mask"], by_hand)
+    assert result.success
+    entry, (verdict,), mask = found_in_ratio()
+    assert entry["dropped_by_hand"] is True
+    assert verdict["verdict"] == "dropped by hand: sensor"
+    assert mask[int(donut.y), int(donut.x)] == 0.0 and mask[int(disc.y), int(disc.x)] == 1.0
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["found_in_ratio_count"].value == 0
+    assert metadata["ratio_moved_with_scene_count"].value == 0
+
+
 def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_confirmed(
     instance, data_store, layout
 ):

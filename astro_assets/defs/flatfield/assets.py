@@ -589,13 +589,21 @@ def dust_mask(
                 "video cannot show them fixed on the sensor (verdicts in motion_test): review "
                 "them on the overlay, or set keep_undecided: false to keep only confirmed dust."
             )
+        # The shadows found in the ratio that the reviewer dropped are marked as such, like the
+        # eye's candidates in ``motion_test``.
         ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
-        ratio_rejected = sum(not verdict.kept for verdict in separated.ratio_verdicts)
+        for verdict in ratio_motion:
+            if _centroid_in(verdict, edits.dropped_regions):
+                verdict["verdict"] = DROPPED_BY_HAND + verdict["verdict"]
+        ratio_rejected = sum(verdict["verdict"] == SCENE for verdict in ratio_motion)
         new_shadows = set(separated.new_shadows)
-        from_ratio = [
-            {**_raw_pixels(dataclasses.asdict(shadow), cell), "new": shadow in new_shadows}
-            for shadow in separated.ratio_shadows
-        ]
+        from_ratio = []
+        for shadow in separated.ratio_shadows:
+            entry = _raw_pixels(dataclasses.asdict(shadow), cell)
+            entry["new"] = shadow in new_shadows
+            entry["dropped_by_hand"] = _centroid_in(entry, edits.dropped_regions)
+            from_ratio.append(entry)
+        found_in_ratio_kept = sum(e["new"] and not e["dropped_by_hand"] for e in from_ratio)
         mask = expand_mask(core, expansion)
         regions = core_regions(core)
         diameters = [r["equivalent_diameter_px"] for r in regions]
@@ -686,7 +694,7 @@ def dust_mask(
                 "ratio_texture_left": (
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
                 ),
-                "found_in_ratio_count": len(new_shadows),
+                "found_in_ratio_count": found_in_ratio_kept,
                 "found_in_ratio": _json(from_ratio),
                 "ratio_moved_with_scene_count": ratio_rejected,
                 "ratio_motion_test": _json(ratio_motion),
@@ -730,6 +738,15 @@ def _with_hand_drops(
         else verdict
         for label, verdict in enumerate(verdicts, 1)
     )
+
+
+def _centroid_in(record: dict, region: np.ndarray) -> bool:
+    """Whether the pixel under the centroid of ``record`` (a verdict or shadow in raw pixels,
+    :func:`_raw_pixels`) lies in ``region`` (bool, raw grid). Shadows are filled, so a
+    shadow's centroid lies in its own region."""
+    row = min(max(round(record["centroid_y"]), 0), region.shape[0] - 1)
+    col = min(max(round(record["centroid_x"]), 0), region.shape[1] - 1)
+    return bool(region[row, col])
 
 
 def _hand_edits(config: dg.Config, saved_path: Path) -> dict:
