@@ -413,13 +413,10 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
     assert mask[int(first.y), int(first.x)] == 0.0 and mask[int(second.y), int(second.x)] == 1.0
 
 
-def test_calibrated_video_changes_frames_by_the_flat_alone(
-    instance, data_store, layout, dusty_video
-):
-    video_path, _ = dusty_video
-    result = _materialize(instance, data_store, "dusty")
-    assert result.success
-    folder = layout.flatfield_dir("dusty")
+def _assert_calibrated_by_the_flat_alone(result, video_path: Path, folder: Path) -> int:
+    """Every frame of ``calibrated.ser`` times the flat is the raw frame less the black level,
+    within rounding, where not clipped to the range of the values; returns the depth of the
+    calibrated file."""
     with fits.open(folder / "final_flatfield.fits") as hdul:
         flat = hdul[0].data.astype(np.float64)
         black = float(hdul[0].header["BLACKLVL"])
@@ -428,7 +425,8 @@ def test_calibrated_video_changes_frames_by_the_flat_alone(
         assert calibrated.n_frames == original.n_frames
         assert calibrated.color == original.color
         np.testing.assert_array_equal(calibrated.timestamps, original.timestamps)
-        limit = np.iinfo(calibrated.frames.dtype).max
+        depth = calibrated.header.pixel_depth
+        limit = 2**depth - 1
         for raw, cal in zip(original.frames, calibrated.frames, strict=True):
             expected = raw.astype(np.float64) - black
             ideal = np.rint(expected / flat)
@@ -441,6 +439,34 @@ def test_calibrated_video_changes_frames_by_the_flat_alone(
             )
     reported = result.asset_materializations_for_node("calibrated_video")[0].metadata
     assert reported["clipped_pixels"].value == clipped
+    return depth
+
+
+def test_calibrated_video_changes_frames_by_the_flat_alone(
+    instance, data_store, layout, dusty_video
+):
+    video_path, _ = dusty_video
+    result = _materialize(instance, data_store, "dusty")
+    assert result.success
+    depth = _assert_calibrated_by_the_flat_alone(result, video_path, layout.flatfield_dir("dusty"))
+    assert depth == 16
+
+
+def test_calibrated_video_of_shifted_12_bit_data_keeps_its_whole_range(
+    instance, data_store, layout
+):
+    # 12-bit values stored times 16 under a header depth of 12, as capture programs write
+    # them: the frames reach 16 bits, and so does their calibrated copy.
+    frames, _ = synthesize_frames_array(dataclasses.replace(DUSTY, bit_depth=12, shift_12bit=True))
+    assert frames.max() > 4095 and not np.any(frames % 16)
+    layout.incoming_ser.mkdir(parents=True)
+    video_path = write_ser(layout.incoming_ser / "shifted.ser", frames, depth=12)
+    result = _materialize(instance, data_store, "shifted")
+    assert result.success
+    folder = layout.flatfield_dir("shifted")
+    assert _assert_calibrated_by_the_flat_alone(result, video_path, folder) == 16
+    reported = result.asset_materializations_for_node("calibrated_video")[0].metadata
+    assert reported["clipped_pixels"].value < 1e-4 * frames.size
 
 
 @pytest.mark.parametrize("color", ["RGB", "BGR"])

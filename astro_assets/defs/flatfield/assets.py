@@ -1048,12 +1048,28 @@ def final_flatfield(
     )
 
 
+def _calibrated_depth(video: SerVideo) -> int:
+    """Bits of the calibrated video's values: the range its values are clipped to and the
+    ``PixelDepthPerPlane`` written.
+
+    Data stored shifted up (``msb``: 12-bit values times 16, as most capture programs write
+    them) or filling its container span the whole container, whatever the header's depth says,
+    and divided by a flat they are no longer multiples of the shift: all the container's bits.
+    Data stored from the lowest bit keep the header's depth, or the bits they were measured to
+    use where the header claims fewer.
+    """
+    container = 8 * video.frames.dtype.itemsize
+    if video.bit_alignment != "lsb":
+        return container
+    return min(container, max(video.header.pixel_depth, video.significant_bits))
+
+
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
     automation_condition=when_stale,
     deps=[final_flatfield],
-    code_version="1",
+    code_version="2",
     kinds={"ser"},
 )
 def calibrated_video(
@@ -1063,7 +1079,8 @@ def calibrated_video(
 
     ``calibrated = (frame - b) / flat`` with the black level ``b`` recorded in the flat's FITS
     header; rounded to the input's integer type and clipped to its range (the clipped count is
-    reported). Streamed frame by frame, so memory stays bounded whatever the video's length.
+    reported), which for data stored shifted up is the container's (:func:`_calibrated_depth`).
+    Streamed frame by frame, so memory stays bounded whatever the video's length.
     """
     key = context.partition_key
     layout = data_store.layout
@@ -1071,14 +1088,14 @@ def calibrated_video(
     black_level = float(header["BLACKLVL"])
     with _open_source(data_store, key) as video:
         dtype = video.frames.dtype
-        limit = min(np.iinfo(dtype).max, (1 << video.header.pixel_depth) - 1)
-        calibrate = IntegerCalibrator(flat, black_level, dtype, limit)
+        depth = _calibrated_depth(video)
+        calibrate = IntegerCalibrator(flat, black_level, dtype, (1 << depth) - 1)
         header = video.header
         target = write_ser(
             layout.flatfield_file(key, CALIBRATED_FILE),
             (calibrate(frame) for frame in video.frames),
             color=video.color,
-            depth=header.pixel_depth,
+            depth=depth,
             byte_order="<",
             timestamps=video.timestamps,
             file_id="LUCAM-RECORDER",
