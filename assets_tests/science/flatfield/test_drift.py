@@ -55,10 +55,26 @@ def test_large_frames_are_binned_and_the_shifts_scaled_back() -> None:
     )
     binned = estimate_drift(frames, params=DriftParams(max_side_px=160))
     expected = truth.shifts[binned.frames_used] - truth.shifts[binned.frames_used[0]]
-    # Binned by 4: the tolerance is the 0.5 px of full resolution scaled by the bin factor.
-    np.testing.assert_allclose(binned.shifts, expected, atol=0.5 * 4)
+    # Binned by 3, not the 4 that would bring 640 px under 160, so that the short side keeps
+    # 160 >= 128 px: the tolerance is the 0.5 px of full resolution scaled by the bin factor.
+    np.testing.assert_allclose(binned.shifts, expected, atol=0.5 * 3)
     full = estimate_drift(frames, params=DriftParams(max_side_px=640))
     np.testing.assert_allclose(full.shifts, expected, atol=0.5)
+
+
+@pytest.mark.parametrize("width, height", [(1000, 120), (120, 1000)])
+def test_a_narrow_region_of_interest_is_not_binned_below_its_short_side(
+    width: int, height: int
+) -> None:
+    # Binned by 2 to fit 512 px, a 120 px side kept 60 px, and 40 px of drift read 14-22 px.
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=width, height=height, n_frames=12, n_sunspots=0, drift_px=40.0, seed=5
+        )
+    )
+    estimate = estimate_drift(frames)
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    np.testing.assert_allclose(estimate.shifts, expected, atol=1.0)
 
 
 @cache

@@ -54,7 +54,9 @@ class DriftParams:
         Frames larger than this on their long side are block-averaged by the smallest integer
         factor that brings them under it before registration, and the shifts scaled back: the
         verdict needs the drift to a fraction of a dust diameter, not of a pixel, and the cost
-        of registration grows with the area. The filter sizes above are in binned pixels.
+        of registration grows with the area. The factor is held so that the short side keeps
+        at least 128 binned pixels: a long, narrow region of interest is binned less, or not
+        at all. The filter sizes above are in binned pixels.
     """
 
     max_frames: int = 32
@@ -108,6 +110,18 @@ class DriftEstimate:
     rms_px: float
     frames_used: np.ndarray
     static_pattern_removed: bool = False
+
+
+_MIN_BINNED_SIDE_PX = 128
+"""The short side is not binned below this (unless the frame's is shorter): on a 1000 x 120 ROI
+binned by 2 to 60 px rows, the drift of 40 px was measured as 14-22 px."""
+
+
+def _binning_factor(shape: tuple[int, ...], max_side_px: int) -> int:
+    """The smallest factor that brings the long side under ``max_side_px``, held so that the
+    short side keeps at least ``_MIN_BINNED_SIDE_PX`` binned pixels."""
+    factor = -(-max(shape) // max_side_px)
+    return max(1, min(factor, min(shape) // _MIN_BINNED_SIDE_PX))
 
 
 def _bin(image: np.ndarray, factor: int) -> np.ndarray:
@@ -360,7 +374,7 @@ def estimate_drift(
                 f"exclude must be a bool (H, W) = {first.shape} mask, got {blank.dtype} "
                 f"{blank.shape}."
             )
-    factor = max(1, -(-max(first.shape) // params.max_side_px))
+    factor = _binning_factor(first.shape, params.max_side_px)
     if blank is not None:
         blank = _bin(blank.astype(np.float32), factor) > 0
         if params.exclude_dilation_px > 0 and blank.any():
