@@ -314,6 +314,20 @@ def test_guided_inpainting_keeps_the_texture_the_guide_shares() -> None:
     assert np.abs(plain[mask] / scene[mask] - 1).max() > 0.03
 
 
+def test_a_guide_in_other_units_known_only_around_the_regions_fills_alike_at_any_scale() -> None:
+    # The guide exists only on the regions and a 2 px ring (as ``inpainting_guide`` writes it)
+    # and is in other units than the image: the luminance guiding a colour plane of 0.4 times
+    # its level. Where there is no guide, the ratio is not measured, so the trend of the
+    # ratio is fitted to the ring alone.
+    scene, mask = textured(), holes()
+    shadowed = np.where(mask, 0.97 * scene, scene)
+    near = ndimage.binary_dilation(mask, iterations=2)
+    luminance = np.where(near, scene / 0.4, np.nan)
+    out = inpaint_guided(shadowed, mask, luminance)
+    np.testing.assert_allclose(out[mask], scene[mask], rtol=2e-3)
+    np.testing.assert_allclose(inpaint_guided(shadowed, mask, 3.0 * luminance), out, rtol=1e-5)
+
+
 def test_regions_without_a_guide_on_them_and_around_them_are_inpainted_as_usual() -> None:
     scene, mask = textured(), holes()
     guide = scene.copy()
