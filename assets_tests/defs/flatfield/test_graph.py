@@ -679,6 +679,7 @@ def test_dust_mask_on_a_drifting_bayer_video_reports_raw_pixels(instance, data_s
     assert record["drift_total_px"] == pytest.approx(drift, abs=1.0)
     # The dust was left out of the registration: nothing held it at zero shift.
     assert record["drift_static_pattern_removed"] is False
+    assert record["drift_exclusion_dropped"] is False
     verdict = min(
         record["motion_test"], key=lambda v: np.hypot(v["centroid_y"] - 70, v["centroid_x"] - 150)
     )

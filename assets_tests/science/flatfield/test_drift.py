@@ -11,10 +11,12 @@ from scipy import ndimage
 from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
 from astro_assets.science.flatfield.drift import (
     DriftParams,
+    _departing_path,
     drift_verdict,
     estimate_drift,
     median_filter_reflect,
 )
+from astro_assets.science.flatfield.dust import detect_dust
 
 DUST = (DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.4, kind="disc"),)
 
@@ -77,6 +79,26 @@ def test_a_narrow_region_of_interest_is_not_binned_below_its_short_side(
     np.testing.assert_allclose(estimate.shifts, expected, atol=1.0)
 
 
+def test_an_exclusion_that_blanks_a_moving_feature_is_dropped() -> None:
+    # The 2x2-cell view of an 8-bit 320 x 240 video drifting 30 px (15 cells): the detector
+    # takes the streak a sunspot leaves in the median for dust and misses a 22 % shadow.
+    # Blanked, the streak takes the sunspot out of every frame, and the missed shadow held the
+    # registration of the rest at 0.5 cells.
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(width=320, height=240, n_frames=40, drift_px=30.0, seed=61)
+    )
+    view = np.rint(frames.reshape(40, 120, 2, 160, 2).mean(axis=(2, 4)) / 256.0)
+    core = detect_dust(np.median(view, axis=0)).core
+    dust = truth.transmission.reshape(120, 2, 160, 2).min(axis=(1, 3)) < 0.98
+    labels, count = ndimage.label(core)
+    streak = np.isin(labels, [k for k in range(1, count + 1) if not (dust & (labels == k)).any()])
+    assert streak.any()
+    estimate = estimate_drift(view, exclude=streak)
+    expected = (truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]) / 2
+    assert estimate.exclusion_dropped and not estimate.static_pattern_removed
+    np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+
+
 @cache
 def video_with_unexcluded_dust(drift_px: float):
     """Two 50 % shadows of 20-24 px, which the registration is not told about."""
@@ -106,6 +128,32 @@ def test_dust_left_out_of_the_exclusion_does_not_hold_the_drift_at_zero() -> Non
     expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
     assert estimate.static_pattern_removed
     np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+
+
+def test_an_exclusion_of_the_dust_itself_is_kept() -> None:
+    # Without the exclusion these frames register at 0.5 px (the shadows hold them at zero
+    # shift): a path nearer the first frame than the first measurement is not the scene's.
+    frames, truth = video_with_unexcluded_dust(40.0)
+    estimate = estimate_drift(frames, exclude=truth.dust_support())
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    assert not estimate.exclusion_dropped and not estimate.static_pattern_removed
+    np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+
+
+def test_a_path_nearer_the_first_frame_never_replaces_the_measured_one() -> None:
+    # A registration held at zero by static dust can be as smooth as the scene's path: a
+    # straight 0.5 px against the 40 px measured.
+    used = np.arange(16)
+    measured = np.stack([np.zeros(16), np.linspace(0.0, 40.0, 16)], axis=1)
+    held = np.stack([np.zeros(16), np.linspace(0.0, 0.5, 16)], axis=1)
+    shifts, taken = _departing_path(lambda index: held[index], used, measured, farther=True)
+    assert not taken and shifts is measured
+    shifts, taken = _departing_path(lambda index: held[index], used, measured)
+    assert taken
+    np.testing.assert_allclose(shifts, held)
+    farther, taken = _departing_path(lambda index: measured[index], used, held, farther=True)
+    assert taken
+    np.testing.assert_allclose(farther, measured)
 
 
 def test_tracked_video_with_unexcluded_dust_stays_tracked() -> None:

@@ -640,6 +640,7 @@ def dust_mask(
                     "regions": regions,
                     "drift_total_px": drift_total_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
+                    "drift_exclusion_dropped": drift.exclusion_dropped,
                     "prediction_black_level": separated.black_level,
                     "motion_tested": motion_params.motion_test,
                     "motion_test": motion,
@@ -677,6 +678,7 @@ def dust_mask(
                 "drift_ok": drift_ok,
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,
+                "drift_exclusion_dropped": drift.exclusion_dropped,
                 "line_defects_found": dg.MetadataValue.json(
                     {
                         "measured": lines_measured,

@@ -8,7 +8,7 @@ fewer than half of the frames and drops out of the median).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -103,6 +103,10 @@ class DriftEstimate:
         True when the frames' static pattern (dust the exclusion missed, sensor line defects)
         held the first registration near zero shift, and the shifts are those measured on the
         frames less that pattern.
+    exclusion_dropped : bool
+        True when the exclusion held the first registration near zero shift (it blanked the
+        path of a moving scene feature the eye took for dust, leaving a shadow it missed to
+        anchor the rest), and the shifts are those measured without it.
     """
 
     shifts: np.ndarray
@@ -110,6 +114,7 @@ class DriftEstimate:
     rms_px: float
     frames_used: np.ndarray
     static_pattern_removed: bool = False
+    exclusion_dropped: bool = False
 
 
 _MIN_BINNED_SIDE_PX = 128
@@ -334,7 +339,10 @@ def estimate_drift(
     cover (dust the eye missed, a sensor line defect) can still hold that registration near
     zero shift; the frames are therefore also registered less their median over the sampled
     frames, and that path is taken when it is a smooth trajectory that departs from the first
-    (``DriftEstimate.static_pattern_removed``).
+    (``DriftEstimate.static_pattern_removed``). Failing that, they are registered without the
+    exclusion, which may have blanked the scene's strongest moving feature (a sunspot's path
+    the eye took for dust), and that path is taken on the same terms
+    (``DriftEstimate.exclusion_dropped``).
 
     Parameters
     ----------
@@ -401,6 +409,9 @@ def estimate_drift(
         else:
             shifts[position] = _register(reference, prepared_reference, frame, blanking, params)
     shifts, static_removed = _unanchored(despeckled, used, shifts, blanking, params)
+    exclusion_dropped = False
+    if blanking is not None and not static_removed:
+        shifts, exclusion_dropped = _without_exclusion(despeckled, used, shifts, params)
     shifts *= factor
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
@@ -411,6 +422,7 @@ def estimate_drift(
         rms_px=rms,
         frames_used=used,
         static_pattern_removed=static_removed,
+        exclusion_dropped=exclusion_dropped,
     )
 
 
@@ -429,32 +441,77 @@ def _unanchored(
     Less their median over the sampled frames (the static pattern; the scene, which moved,
     leaves it), the frames keep only what moved, and registered again they show the scene's
     own path. On a tracked video that difference holds noise and seeing, and its registration
-    wanders by a few pixels: it is taken only when it is a trajectory, at least
-    ``_TRAJECTORY_SIGNAL`` times farther than its scatter about a quadratic in time, and
-    departs from the first measurement by more than ``_ANCHOR_DEPARTURE`` times that scatter.
-    The last and middle frames are measured first, and the others only when they disagree
-    with the first measurement by more than a pixel (of the binned frames, like ``shifts``).
+    wanders by a few pixels: it is taken only on the terms of :func:`_departing_path`.
     """
     if len(despeckled) < _MIN_TRAJECTORY_FRAMES:
         return shifts, False
     moved = _static_free(despeckled, blanking, params)
-    probes = sorted({len(despeckled) - 1, len(despeckled) // 2})
-    probed = {index: _register_moved(moved[0], moved[index], params) for index in probes}
+    return _departing_path(
+        lambda index: _register_moved(moved[0], moved[index], params), used, shifts
+    )
+
+
+def _without_exclusion(
+    despeckled: list[np.ndarray], used: np.ndarray, shifts: np.ndarray, params: DriftParams
+) -> tuple[np.ndarray, bool]:
+    """The shifts measured again on the frames without the exclusion, where those tell a
+    different, smooth trajectory (:func:`_departing_path`); and whether they did.
+
+    The exclusion blanks whatever the eye took for dust. Where that is the path of a sunspot
+    (a streak along the drift in the median), the scene's strongest moving feature is gone
+    from every frame, and a shadow the eye missed can hold the registration of what is left
+    at zero shift: on a 160 x 120 view of an 8-bit mosaic, 15 px of drift were read as 0.5.
+    Static features only ever pull a registration towards zero shift, so a smooth path that
+    departs from it and reaches farther is the scene's; one that stays nearer is the dust the
+    exclusion covered holding the registration, and the first measurement stands.
+    """
+    if len(despeckled) < _MIN_TRAJECTORY_FRAMES:
+        return shifts, False
+    reference = despeckled[0]
+    prepared = _prepare(reference, None, params)
+    return _departing_path(
+        lambda index: _register(reference, prepared, despeckled[index], None, params),
+        used,
+        shifts,
+        farther=True,
+    )
+
+
+def _departing_path(
+    register: Callable[[int], np.ndarray],
+    used: np.ndarray,
+    shifts: np.ndarray,
+    *,
+    farther: bool = False,
+) -> tuple[np.ndarray, bool]:
+    """The shifts ``register(index)`` measures for every registered frame but the first, where
+    they form a trajectory that departs from ``shifts``, else ``shifts``; and whether they did.
+
+    The path is a trajectory when it reaches ``_TRAJECTORY_SIGNAL`` times its scatter about a
+    quadratic in time, and departs when it lies more than ``_ANCHOR_DEPARTURE`` times that
+    scatter from ``shifts``; with ``farther``, it must also reach farther from the first frame
+    than ``shifts`` do. The last and middle frames are measured first, and the others only
+    when they disagree with ``shifts`` by more than a pixel (of the binned frames).
+    """
+    count = len(shifts)
+    probes = sorted({count - 1, count // 2})
+    probed = {index: register(index) for index in probes}
     if all(np.abs(probed[index] - shifts[index]).max() <= 1.0 for index in probes):
         return shifts, False
     retried = np.zeros_like(shifts)
-    for index in range(1, len(despeckled)):
-        if index in probed:
-            retried[index] = probed[index]
-        else:
-            retried[index] = _register_moved(moved[0], moved[index], params)
+    for index in range(1, count):
+        retried[index] = probed[index] if index in probed else register(index)
     times = used.astype(np.float64)
     design = np.vander((times - times[0]) / max(times[-1] - times[0], 1.0), 3)
     coefficients, *_ = np.linalg.lstsq(design, retried, rcond=None)
     scatter = float(np.sqrt(np.mean(np.sum((retried - design @ coefficients) ** 2, axis=1))))
     reach = float(np.hypot(retried[:, 0], retried[:, 1]).max())
     departure = float(np.hypot(*(retried - shifts).T).max())
-    if reach >= _TRAJECTORY_SIGNAL * scatter and departure > _ANCHOR_DEPARTURE * max(scatter, 1.0):
+    trajectory = reach >= _TRAJECTORY_SIGNAL * scatter
+    departs = departure > _ANCHOR_DEPARTURE * max(scatter, 1.0)
+    if farther and not reach > float(np.hypot(shifts[:, 0], shifts[:, 1]).max()):
+        return shifts, False
+    if trajectory and departs:
         return retried, True
     return shifts, False
 

@@ -301,26 +301,14 @@ def inpaint(
         covers everything, or a masked region with no known pixel adjacent to it.
     """
     img, unknown = _validate(image, mask)
-    return _inpaint_known(img, unknown, params)
-
-
-def _inpaint_known(
-    img: np.ndarray,
-    unknown: np.ndarray,
-    params: InpaintParams,
-    unmeasured: np.ndarray | None = None,
-) -> np.ndarray:
-    """:func:`inpaint` of a validated image; the known pixels of ``unmeasured`` (bool, or None)
-    are left out like the sky beside a limb (``InpaintParams.dark_fraction``): neither trend
-    fits nor boundary values use them."""
     out = img.astype(np.float32, copy=True)
     if not unknown.any():
         return out
     values = img.astype(np.float64)
-    dark = np.zeros(unknown.shape, dtype=bool) if unmeasured is None else ~unknown & unmeasured
-    level = target_level(values[~unknown & ~dark])
+    dark = np.zeros(unknown.shape, dtype=bool)
+    level = target_level(values[~unknown])
     if params.dark_fraction > 0:
-        dark = dark | (~unknown & (values < params.dark_fraction * level))
+        dark = ~unknown & (values < params.dark_fraction * level)
     labels, n_regions = ndimage.label(unknown)
     boxes = ndimage.find_objects(labels)
     profile, near_limb = None, np.zeros(n_regions + 1, dtype=bool)
@@ -440,11 +428,11 @@ def inpaint_guided(
     if guided.any():
         usable = _usable_guide(hint)
         ratio = img / np.where(usable, hint, 1.0)
-        # Where there is no guide the ratio is not measured: its trend is fitted, and its
-        # boundary taken, only where there is. The guide may be in other units than the image
-        # (the luminance guiding one colour plane), so no constant stands in for it there.
+        # Where there is no guide the ratio stands at its median where there is, which the
+        # trend of the ratio's fill then reaches towards: the guide may be in other units than
+        # the image (the luminance guiding one colour plane), so no fixed value will do.
         ratio[~usable] = np.median(ratio[usable & ~unknown])
-        filled = _inpaint_known(ratio, guided, replace(params, limb="none"), ~usable)
+        filled = inpaint(ratio, guided, replace(params, limb="none"))
         result[guided] = (filled[guided] * hint[guided]).astype(np.float32)
     return result
 
