@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -349,7 +350,33 @@ def test_a_shadow_found_in_the_ratio_and_dropped_by_hand_is_recorded_as_dropped(
     assert mask[int(donut.y), int(donut.x)] == 0.0 and mask[int(disc.y), int(disc.x)] == 1.0
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert metadata["found_in_ratio_count"].value == 0
+    assert metadata["ratio_search_skipped_for_motion"].value is False
     assert metadata["ratio_moved_with_scene_count"].value == 0
+
+
+def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layout):
+    # A pedestal of 20,000 ADU under a disc that peaks at 0.7 of 65,535: the sky holds 44 %
+    # of the target's level, which a flat without a black level leaves in its ratio.
+    pedestal = dataclasses.replace(DUSTY, black_level_adu=20000.0)
+    layout.incoming_ser.mkdir(parents=True)
+    write_sample_video(layout.incoming_ser / "pedestal.ser", pedestal)
+    selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
+    result = _materialize(instance, data_store, "pedestal", selection=selection)
+    assert result.success
+    metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
+    assert metadata["uncorrected_pedestal_share"].value == pytest.approx(20000 / 45875, abs=0.03)
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.step_key == "final_flatfield" and entry.level == logging.WARNING
+    ]
+    assert any("black_level_mode: sky" in message for message in warnings)
+    sky = {"ops": {"final_flatfield": {"config": {"black_level_mode": "sky"}}}}
+    result = _materialize(instance, data_store, "pedestal", ["final_flatfield"], sky)
+    assert result.success
+    metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
+    assert metadata["uncorrected_pedestal_share"].value is None
+    assert metadata["black_level"].value == pytest.approx(20000, rel=0.01)
 
 
 def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_confirmed(
@@ -366,6 +393,7 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
     assert evaluation.passed is False
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["ratio_search_skipped_for_motion"].value is True
     kept = metadata["undecided_kept_count"].value
     assert kept == evaluation.metadata["undecided_kept"].value == metadata["region_count"].value
     assert kept >= len(DUSTY.dust)

@@ -45,6 +45,8 @@ from astro_assets.science.flatfield.edits import edit_core
 from astro_assets.science.flatfield.flatfield import (
     FlatParams,
     IntegerCalibrator,
+    signal_level,
+    sky_black_level,
     synthesize_flat,
 )
 from astro_assets.science.flatfield.inpaint import (
@@ -610,6 +612,23 @@ def dust_mask(
         drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
         if not drift_ok:
             context.log.warning(drift_message)
+        # No prediction was made (its texture measure is NaN) although the search was on: the
+        # target did not move enough for the frames to see behind a shadow.
+        search_skipped = (
+            motion_params.motion_test
+            and motion_params.ratio_search
+            and not separated.ratio_searched
+            and not np.isfinite(separated.texture_left)
+        )
+        if search_skipped and drift_ok:
+            context.log.warning(
+                f"Too few frames see behind a shadow (the target moved {drift_total_px:.1f} px "
+                f"over {len(drift.frames_used)} registered frames) to search the ratio of the "
+                "median to its dust-free prediction: shadows the median alone does not show "
+                "(faint ones, those on the target's edge or on a planet's bands) are not "
+                "looked for. Review the overlay, or capture more frames with the mount "
+                "drifting by a few times the diameter of the largest shadow."
+            )
         cell_mask = mask_to_cells(mask, color)
         guide = inpainting_guide(
             separated, cell_mask, view, params=motion_params, detection=classical.detection
@@ -692,6 +711,7 @@ def dust_mask(
                 "undecided_dropped_count": unconfirmed_dropped,
                 "motion_test": _json(motion),
                 "ratio_searched": separated.ratio_searched,
+                "ratio_search_skipped_for_motion": bool(search_skipped),
                 "prediction_black_level": separated.black_level,
                 "ratio_texture_left": (
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
@@ -971,6 +991,25 @@ def _fits_header(key: str, source: str, backend: str, result, params: FlatParams
     return header
 
 
+PEDESTAL_SHARE_WARNING = 0.1
+"""``final_flatfield`` warns when the sky's level, left in the flat's ratio, is above this share
+of the target's level: the flat then corrects less than 90 % of each shadow's depth."""
+
+
+def _uncorrected_pedestal_share(median: np.ndarray, params: FlatParams) -> float | None:
+    """The sky's level over the target's bright level in the median (H, W), where the flat
+    keeps the pedestal in its ratio (``black_level_mode`` none) and the frame has sky to
+    measure it on; else None. The flat's ratio ``M / I = (F S + B) / (S + B)`` then shows only
+    ``S / (S + B)`` of the shadow's depth, ``1 -`` this share at the target's bright level."""
+    if params.black_level_mode != "none":
+        return None
+    sky = sky_black_level(median, params)
+    level = signal_level(median)
+    if sky is None or not level > 0:
+        return None
+    return float(min(max(sky / level, 0.0), 1.0))
+
+
 def final_flatfield_code_version() -> str:
     """Version of the flat products, recorded in their FITS header (``CODEVER``)."""
     return "2"
@@ -1012,6 +1051,15 @@ def final_flatfield(
         )
     ]
     flat = merge_planes([r.flat for r in results], median.shape, color)
+    pedestal_share = _uncorrected_pedestal_share(luminance(median), params)
+    if pedestal_share is not None and pedestal_share > PEDESTAL_SHARE_WARNING:
+        context.log.warning(
+            f"The sky's level is {pedestal_share:.0%} of the target's: with black_level_mode "
+            f"none the flat corrects only about {1 - pedestal_share:.0%} of each shadow's depth "
+            "(the pedestal is not dimmed by dust). Set black_level_mode: sky, or value with "
+            "the level of a dark frame, and subtract BLACKLVL (in the FITS header) from the "
+            "frames before dividing; calibrated_video does."
+        )
     backend_name = read_mask_record(data_store, key)["backend"]
     fits_path = write_fits_float32(
         layout.flatfield_file(key, FLAT_FITS_FILE),
@@ -1031,6 +1079,7 @@ def final_flatfield(
             "backend": backend_name,
             "black_level": float(results[0].black_level),
             "black_levels_per_plane": _json([float(r.black_level) for r in results]),
+            "uncorrected_pedestal_share": pedestal_share,
             "clipped_fraction_uint16": float(clipped),
             "masked_fraction": float(masked.mean()),
             "forced_unity_pixels": int(sum(int(r.forced_unity.sum()) for r in results)),
