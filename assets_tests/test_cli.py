@@ -82,6 +82,9 @@ def test_materialize_exits_non_zero_when_a_run_fails(project):
     result = cli(project, "materialize", "--select", "ser_median")
     assert result.returncode == 1
     assert "FAILED ser_median [ser_files/broken]" in result.stdout
+    # The reason, under the run's line: the file is no SER video.
+    failed_step = result.stdout.splitlines()[1].strip()
+    assert failed_step.startswith("ser_median: ") and "SER" in failed_step
 
 
 def test_unknown_selection_is_an_error(project):

@@ -12,20 +12,22 @@ from astro_assets.definitions import defs as default_defs
 
 @dataclass
 class MaterializeOutcome:
-    """One line per run: what it covered and whether it succeeded."""
+    """One line per run: what it covered and whether it succeeded; under a failed run, one
+    line per failed step with the first line of its error."""
 
     runs: list[tuple[str, str, bool]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    failures: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
         return all(ok for _, _, ok in self.runs)
 
     def lines(self) -> list[str]:
-        out = [
-            f"{'ok    ' if ok else 'FAILED'} {scope} (run {run_id})"
-            for run_id, scope, ok in self.runs
-        ]
+        out = []
+        for run_id, scope, ok in self.runs:
+            out.append(f"{'ok    ' if ok else 'FAILED'} {scope} (run {run_id})")
+            out.extend(f"       {failure}" for failure in self.failures.get(run_id, []))
         out.extend(f"skipped {reason}" for reason in self.skipped)
         if not out:
             out.append("nothing selected")
@@ -50,6 +52,26 @@ def _partition_groups(
         else:
             raise ValueError(f"asset {key.to_user_string()} has unsupported partitions")
     return dict(partitioned), unpartitioned
+
+
+def run_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """``step: first line of its error`` for every failed step of a run (the error the step
+    raised, which Dagster wraps in its own), then every failed check of severity ERROR."""
+    failures = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = error.message.strip().splitlines()[0] if error is not None else "failed"
+        failures.append(f"{event.step_key}: {message}")
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            reason = f": {evaluation.description}" if evaluation.description else ""
+            failures.append(f"check {evaluation.check_name} failed{reason}")
+    return failures
 
 
 def materialize_selection(
@@ -95,6 +117,8 @@ def materialize_selection(
             raise_on_error=False,
         )
         outcome.runs.append((result.run_id, scope, result.success))
+        if not result.success:
+            outcome.failures[result.run_id] = run_failures(result)
 
     for partitions_name, asset_keys in partitioned.items():
         registered = instance.get_dynamic_partitions(partitions_name)

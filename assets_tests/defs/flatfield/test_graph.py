@@ -16,6 +16,7 @@ from astro_assets.defs.flatfield import assets as flatfield_assets
 from astro_assets.defs.flatfield import defs as flatfield_defs
 from astro_assets.io.images import read_fits_float32, read_tiff
 from astro_assets.io.ser import open_ser, write_ser
+from astro_assets.materialize import run_failures
 from astro_assets.resources.dust_eye import DustEye
 from astro_assets.resources.gemini import GeminiImageModel
 from astro_assets.resources.image_model import DustMaskResult
@@ -614,6 +615,9 @@ def test_broken_flat_fails_the_blocking_check_and_stops_calibration(
     result = _materialize(instance, data_store, "dusty")
     checks = _check_results(result)
     assert checks["final_flatfield_clean_area_is_unity"] is False
+    # What `astro-assets materialize` prints under the failed run.
+    failures = run_failures(result)
+    assert any(f.startswith("check final_flatfield_clean_area_is_unity failed") for f in failures)
     materialized = {
         e.event_specific_data.materialization.asset_key.to_user_string()
         for e in result.get_asset_materialization_events()
