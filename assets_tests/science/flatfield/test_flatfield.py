@@ -15,6 +15,7 @@ from astro_assets.science.flatfield.flatfield import (
     IntegerCalibrator,
     apply_flat,
     estimate_black_level,
+    saturated_fraction,
     synthesize_flat,
 )
 
@@ -182,6 +183,20 @@ def test_clipped_plateau_is_treated_as_saturation() -> None:
     result = synthesize_flat(median, median, np.ones(median.shape))
     assert result.stats["saturation_level"] == 4095.0
     assert np.all(result.forced_unity[5:15, 5:15])
+
+
+def test_saturated_fraction_is_the_share_of_the_target_on_the_plateau() -> None:
+    median, _ = noiseless(sun()[1])
+    assert saturated_fraction(median) == 0.0
+    # Clipped at the level of its brightest 30 %: a plateau over those pixels, and the pixels
+    # within saturation_fraction (98 %) of it count too.
+    on_target = median > 0.05 * np.percentile(median, 99)
+    clip = np.percentile(median[on_target], 70)
+    share = saturated_fraction(np.minimum(median, clip))
+    near = float(np.mean(median[on_target] >= 0.98 * clip))
+    assert near > 0.30
+    assert share == pytest.approx(near, abs=0.01)
+    assert saturated_fraction(np.minimum(median, clip), FlatParams(saturation_level=1e9)) == 0.0
 
 
 def test_apply_flat_inverts_the_flat() -> None:

@@ -45,6 +45,7 @@ from astro_assets.science.flatfield.edits import edit_core
 from astro_assets.science.flatfield.flatfield import (
     FlatParams,
     IntegerCalibrator,
+    saturated_fraction,
     signal_level,
     sky_black_level,
     synthesize_flat,
@@ -991,6 +992,8 @@ def _fits_header(key: str, source: str, backend: str, result, params: FlatParams
     return header
 
 
+SATURATED_WARNING = 0.01
+"""``final_flatfield`` warns when more than this share of the target is saturated."""
 PEDESTAL_SHARE_WARNING = 0.1
 """``final_flatfield`` warns when the sky's level, left in the flat's ratio, is above this share
 of the target's level: the flat then corrects less than 90 % of each shadow's depth."""
@@ -1051,6 +1054,13 @@ def final_flatfield(
         )
     ]
     flat = merge_planes([r.flat for r in results], median.shape, color)
+    saturated = max(saturated_fraction(plane, params) for plane in split_planes(median, color))
+    if saturated > SATURATED_WARNING:
+        context.log.warning(
+            f"{saturated:.0%} of the target is at its saturation level in the median: the flat "
+            "is 1.0 there and the shadows on it are not corrected (nor can any eye see them). "
+            "Capture with less exposure or gain."
+        )
     pedestal_share = _uncorrected_pedestal_share(luminance(median), params)
     if pedestal_share is not None and pedestal_share > PEDESTAL_SHARE_WARNING:
         context.log.warning(
@@ -1080,6 +1090,7 @@ def final_flatfield(
             "black_level": float(results[0].black_level),
             "black_levels_per_plane": _json([float(r.black_level) for r in results]),
             "uncorrected_pedestal_share": pedestal_share,
+            "saturated_target_fraction": saturated,
             "clipped_fraction_uint16": float(clipped),
             "masked_fraction": float(masked.mean()),
             "forced_unity_pixels": int(sum(int(r.forced_unity.sum()) for r in results)),

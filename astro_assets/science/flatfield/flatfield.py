@@ -23,6 +23,7 @@ __all__ = [
     "IntegerCalibrator",
     "apply_flat",
     "estimate_black_level",
+    "saturated_fraction",
     "signal_level",
     "sky_black_level",
     "synthesize_flat",
@@ -235,6 +236,31 @@ def _saturation_level(median: np.ndarray, params: FlatParams) -> float | None:
     if np.count_nonzero(median == peak) >= max(2, _PLATEAU_FRACTION * median.size):
         return peak
     return None
+
+
+def saturated_fraction(median: np.ndarray, params: FlatParams = FlatParams()) -> float:
+    """Share of the target's pixels that :func:`synthesize_flat` takes as near saturation.
+
+    Parameters
+    ----------
+    median : np.ndarray
+        (H, W) temporal median, ADU.
+    params : FlatParams
+        ``saturation_level`` (else a plateau of the median's maximum, as the synthesis finds
+        it), ``saturation_fraction`` and ``dark_fraction``.
+
+    Returns
+    -------
+    float
+        The fraction of the pixels above ``dark_fraction`` of the signal level that are at or
+        above ``saturation_fraction`` of the saturation level; 0 without one.
+    """
+    data = _as_finite_image("median", median)
+    saturation = _saturation_level(data, params)
+    on_target = data > params.dark_fraction * signal_level(data)
+    if saturation is None or not on_target.any():
+        return 0.0
+    return float(np.mean(data[on_target] >= params.saturation_fraction * saturation))
 
 
 def synthesize_flat(
