@@ -12,8 +12,8 @@ from astro_assets.definitions import defs as default_defs
 
 @dataclass
 class MaterializeOutcome:
-    """One line per run: what it covered and whether it succeeded; under a failed run, one
-    line per failed step with the first line of its error."""
+    """One line per run: what it covered and whether it succeeded; under a failed run, what
+    :func:`run_failures` finds."""
 
     runs: list[tuple[str, str, bool]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
