@@ -288,6 +288,15 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   - On one seed a 25 % deep, 90 px disc over a 40 px drift is judged to move: its deficit in
     the ratio is 0.49 of that in the median, against 0.5. The frames that see its part of the
     scene just outside its outline see it through its penumbra.
+- A guide in other units (2026-11-22). Where there is no dust-free prediction, the ratio of
+  the median to it that the guided inpainting continues stood at 1.0, the value of a guide in
+  the median's own units; the trend of a region's fill reaches out there. A colour plane at
+  0.4 of the luminance's level that guides it was filled up to 38 % off (``test_inpaint``),
+  and on a 320 x 240 RGB video whose planes had gains 1, 0.8 and 0.5 the flat's error in dust
+  was 5.5, 1.0 and 20.8 % rms by plane. The ratio now stands at its median where there is a
+  guide: 1.23, 1.48 and 2.25 % on that video. Mono videos, whose guide is in their own units, are unchanged but
+  for one row here (phase 140 degrees, flat rms in dust 3.62 -> 3.61 %); the grid, run again
+  with this code, is identical in every quality column.
 """
 
 
