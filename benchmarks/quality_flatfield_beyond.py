@@ -294,9 +294,9 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   0.4 of the luminance's level that guides it was filled up to 38 % off (``test_inpaint``),
   and on a 320 x 240 RGB video whose planes had gains 1, 0.8 and 0.5 the flat's error in dust
   was 5.5, 1.0 and 20.8 % rms by plane. The ratio now stands at its median where there is a
-  guide: 1.23, 1.48 and 2.25 % on that video. Mono videos, whose guide is in their own units, are unchanged but
-  for one row here (phase 140 degrees, flat rms in dust 3.62 -> 3.61 %); the grid, run again
-  with this code, is identical in every quality column.
+  guide: 1.23, 1.48 and 2.25 % on that video. Mono videos, whose guide is in their own
+  units, are unchanged but for one row here (phase 140 degrees, flat rms in dust 3.62 -> 3.61
+  %); the grid, run again with this code, is identical in every quality column.
 """
 
 
