@@ -365,7 +365,9 @@ def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layo
     result = _materialize(instance, data_store, "pedestal", selection=selection)
     assert result.success
     metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
-    assert metadata["uncorrected_pedestal_share"].value == pytest.approx(20000 / 45875, abs=0.03)
+    peak = pedestal.peak_level_frac * pedestal.max_stored_value
+    share = metadata["uncorrected_pedestal_share"].value
+    assert share == pytest.approx(pedestal.black_level_adu / peak, abs=0.03)
     assert metadata["saturated_target_fraction"].value == 0.0
     warnings = [
         entry.user_message

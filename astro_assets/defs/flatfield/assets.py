@@ -613,14 +613,7 @@ def dust_mask(
         drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
         if not drift_ok:
             context.log.warning(drift_message)
-        # No prediction was made (its texture measure is NaN) although the search was on: the
-        # target did not move enough for the frames to see behind a shadow.
-        search_skipped = (
-            motion_params.motion_test
-            and motion_params.ratio_search
-            and not separated.ratio_searched
-            and not np.isfinite(separated.texture_left)
-        )
+        search_skipped = separated.too_little_motion
         if search_skipped and drift_ok:
             context.log.warning(
                 f"Too few frames see behind a shadow (the target moved {drift_total_px:.1f} px "
@@ -712,7 +705,7 @@ def dust_mask(
                 "undecided_dropped_count": unconfirmed_dropped,
                 "motion_test": _json(motion),
                 "ratio_searched": separated.ratio_searched,
-                "ratio_search_skipped_for_motion": bool(search_skipped),
+                "ratio_search_skipped_for_motion": search_skipped,
                 "prediction_black_level": separated.black_level,
                 "ratio_texture_left": (
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
@@ -1061,7 +1054,8 @@ def final_flatfield(
             "is 1.0 there and the shadows on it are not corrected (nor can any eye see them). "
             "Capture with less exposure or gain."
         )
-    pedestal_share = _uncorrected_pedestal_share(luminance(median), params)
+    median_luminance = luminance(median)
+    pedestal_share = _uncorrected_pedestal_share(median_luminance, params)
     if pedestal_share is not None and pedestal_share > PEDESTAL_SHARE_WARNING:
         context.log.warning(
             f"The sky's level is {pedestal_share:.0%} of the target's: with black_level_mode "
@@ -1079,7 +1073,7 @@ def final_flatfield(
     tiff_path, clipped = write_tiff_uint16_unity(layout.flatfield_file(key, FLAT_TIFF_FILE), flat)
     corrected = median / flat
     before_after = np.concatenate(
-        [to_display_uint8(luminance(median)), to_display_uint8(luminance(corrected))], axis=1
+        [to_display_uint8(median_luminance), to_display_uint8(luminance(corrected))], axis=1
     )
     quicklook = write_png(layout.flatfield_file(key, "before_after.png"), before_after)
     masked = broadcast_mask(mask > 0, flat.shape)

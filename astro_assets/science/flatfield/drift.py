@@ -408,10 +408,11 @@ def estimate_drift(
             prepared_reference = _prepare(reference, blanking, params)
         else:
             shifts[position] = _register(reference, prepared_reference, frame, blanking, params)
-    shifts, static_removed = _unanchored(despeckled, used, shifts, blanking, params)
-    exclusion_dropped = False
-    if blanking is not None and not static_removed:
-        shifts, exclusion_dropped = _without_exclusion(despeckled, used, shifts, params)
+    static_removed = exclusion_dropped = False
+    if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:
+        shifts, static_removed = _unanchored(despeckled, used, shifts, blanking, params)
+        if blanking is not None and not static_removed:
+            shifts, exclusion_dropped = _without_exclusion(despeckled, used, shifts, params)
     shifts *= factor
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
@@ -443,8 +444,6 @@ def _unanchored(
     own path. On a tracked video that difference holds noise and seeing, and its registration
     wanders by a few pixels: it is taken only on the terms of :func:`_departing_path`.
     """
-    if len(despeckled) < _MIN_TRAJECTORY_FRAMES:
-        return shifts, False
     moved = _static_free(despeckled, blanking, params)
     return _departing_path(
         lambda index: _register_moved(moved[0], moved[index], params), used, shifts
@@ -465,8 +464,6 @@ def _without_exclusion(
     departs from it and reaches farther is the scene's; one that stays nearer is the dust the
     exclusion covered holding the registration, and the first measurement stands.
     """
-    if len(despeckled) < _MIN_TRAJECTORY_FRAMES:
-        return shifts, False
     reference = despeckled[0]
     prepared = _prepare(reference, None, params)
     return _departing_path(
@@ -509,9 +506,8 @@ def _departing_path(
     departure = float(np.hypot(*(retried - shifts).T).max())
     trajectory = reach >= _TRAJECTORY_SIGNAL * scatter
     departs = departure > _ANCHOR_DEPARTURE * max(scatter, 1.0)
-    if farther and not reach > float(np.hypot(shifts[:, 0], shifts[:, 1]).max()):
-        return shifts, False
-    if trajectory and departs:
+    outreaches = not farther or reach > float(np.hypot(shifts[:, 0], shifts[:, 1]).max())
+    if trajectory and departs and outreaches:
         return retried, True
     return shifts, False
 

@@ -441,6 +441,9 @@ class MotionResult:
         ``ratio_shadows``.
     black_level : float
         The frames' pedestal the frames were compared with, ADU.
+    too_little_motion : bool
+        The search was asked for (``params.motion_test`` and ``params.ratio_search``) but not
+        run: too few pairs of frames moved by the smallest shadow's size to see behind it.
     """
 
     core: np.ndarray
@@ -452,6 +455,7 @@ class MotionResult:
     prediction: DustFreePrediction | None = None
     ratio_verdicts: tuple[MotionVerdict, ...] = ()
     black_level: float = 0.0
+    too_little_motion: bool = False
 
     @property
     def new_shadows(self) -> tuple[RatioShadow, ...]:
@@ -535,6 +539,7 @@ def separate_sensor_fixed(
             ratio_searched=False,
             texture_left=texture_left,
             black_level=black_level,
+            too_little_motion=params.motion_test and params.ratio_search and not moved,
         )
 
     if not (params.motion_test and params.ratio_search and moved):
