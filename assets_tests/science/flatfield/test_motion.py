@@ -16,6 +16,7 @@ from astro_assets.science.flatfield.motion import (
     DustFreePrediction,
     MotionTestParams,
     find_shadows_in_ratio,
+    fixed_gain,
     inpainting_guide,
     predict_dust_free,
     sensor_fixed_test,
@@ -406,6 +407,8 @@ def test_bad_inputs_raise_clear_errors(change, message):
         ("min_guide_advantage", 0.5),
         ("guide_filter_px", -1),
         ("guide_filter_px", 5),
+        ("gain_iterations", -1),
+        ("gain_iterations", 9),
     ],
 )
 def test_parameters_are_validated(field, value):
@@ -497,12 +500,105 @@ def test_excluding_a_shadow_from_the_scene_estimate_restores_its_depth():
         predict_dust_free(frames, shifts, median.shape, excluded=excluded[:-1])
 
 
+def test_fixed_gain_is_the_ratio_of_light_where_darker_than_its_noise_and_one_elsewhere():
+    black = 100.0
+    rng = np.random.default_rng(3)
+    light = 1000.0 * (1.0 + 0.01 * rng.standard_normal((40, 50)))
+    predicted = np.full((40, 50), black + 1000.0, dtype=np.float32)
+    observed = (black + light).astype(np.float32)
+    observed[10:14, 10:14] = black + 0.8 * 1000.0
+    observed[20, 20] = black + 1.3 * 1000.0
+    observed[21, 21] = black
+    observed[22, 22] = black + 0.99 * 1000.0
+    predicted[0, 0] = np.nan
+    predicted[30:, :] = black + 20.0
+    prediction = DustFreePrediction(observed, predicted, black_level=black)
+    gain = fixed_gain(prediction, dark_fraction=0.1)
+    assert gain.dtype == np.float32
+    lit = np.ones(gain.shape, dtype=bool)
+    lit[30:, :] = False
+    lit[0, 0] = False
+    middle = np.median((observed[lit] - black) / 1000.0)
+    np.testing.assert_allclose(gain[10:14, 10:14], 0.8 / middle, rtol=1e-5)
+    # Brighter than predicted, or within the noise (1 %) of the median: no gain measured.
+    assert gain[20, 20] == 1.0
+    assert gain[22, 22] == 1.0
+    assert gain[21, 21] == pytest.approx(0.02)
+    assert gain[0, 0] == 1.0
+    # The dark rows' light (20 ADU) is below a tenth of the bright level: not measured.
+    np.testing.assert_array_equal(gain[30:], 1.0)
+    # Of the noise alone, about 0.13 % lies 3 sigma below the median.
+    noise_only = lit.copy()
+    noise_only[10:14, 10:14] = False
+    noise_only[20:23, 20:23] = False
+    assert np.mean(gain[noise_only] < 1.0) < 0.01
+
+
+def test_dividing_out_the_fixed_gain_restores_a_shadow_beside_the_frame_edge():
+    # The scene drifts towards +x: the parts of it seen last at the right edge are seen by few
+    # frames, through pixels beside the edge, so the first estimate holds part of the shadow.
+    dust = (HEIGHT / 2, WIDTH - 9.0, 7.0, 0.2)
+    frames, shifts, median, _ = _video(drift_px=30.0, seed=9, dust=dust)
+    inside = _disc(median.shape, dust[0], dust[1], dust[2] - 1)
+    first = predict_dust_free(frames, shifts, median.shape)
+    assert 1 - np.median(first.ratio[inside]) < 0.16
+    gain = fixed_gain(first, dark_fraction=0.4)
+    again = predict_dust_free(frames, shifts, median.shape, gain=gain)
+    assert 1 - np.median(again.ratio[inside]) == pytest.approx(dust[3], abs=0.02)
+    np.testing.assert_array_equal(again.observed, first.observed)
+    # Away from the shadow the scene estimate hardly changes.
+    far = ~_disc(median.shape, dust[0], dust[1], 3 * dust[2])
+    known = far & np.isfinite(first.ratio) & np.isfinite(again.ratio)
+    assert np.abs(np.median(again.ratio[known]) - np.median(first.ratio[known])) < 2e-4
+    # separate_sensor_fixed does the same before its search (once by default); its outlines
+    # drawn again without the shadows' pixels would restore the depth on their own.
+    empty = np.zeros(median.shape, dtype=bool)
+    once = MotionTestParams(max_outline_growth=0.0)
+    result = separate_sensor_fixed(empty, median, frames, shifts, params=once)
+    without = separate_sensor_fixed(
+        empty, median, frames, shifts, params=dataclasses.replace(once, gain_iterations=0)
+    )
+    assert 1 - np.median(result.prediction.ratio[inside]) > 0.18
+    assert 1 - np.median(without.prediction.ratio[inside]) < 0.17
+    for bad in (gain[:-1], np.where(inside, 0.0, gain), np.where(inside, np.nan, gain)):
+        with pytest.raises(ValueError, match="gain must be"):
+            predict_dust_free(frames, shifts, median.shape, gain=bad)
+
+
+def test_a_shadow_nearly_as_large_as_the_drift_is_found_once_the_gain_is_divided_out():
+    # 28 px across over a 30 px drift: most frames see its part of the scene through it, so
+    # the first scene estimate holds most of it and the first ratio shows too little.
+    dust = (48.0, 60.0, 14.0, 0.06)
+    frames, shifts, median, _ = _video(drift_px=30.0, seed=9, dust=dust)
+    true = _disc(median.shape, *dust[:3])
+    empty = np.zeros(median.shape, dtype=bool)
+    without = separate_sensor_fixed(
+        empty, median, frames, shifts, params=MotionTestParams(gain_iterations=0)
+    )
+    assert not without.core[true].any()
+    result = separate_sensor_fixed(empty, median, frames, shifts)
+    assert np.count_nonzero(result.core & true) > 0.95 * true.sum()
+    assert np.count_nonzero(result.core & ~true) < 0.1 * true.sum()
+    (shadow,) = result.ratio_shadows
+    assert shadow in result.new_shadows
+    assert np.hypot(shadow.centroid_y - dust[0], shadow.centroid_x - dust[1]) < 2.0
+    assert [verdict.verdict for verdict in result.ratio_verdicts] == ["sensor"]
+    inside = _disc(median.shape, dust[0], dust[1], dust[2] - 2)
+    assert 1 - np.median(result.prediction.ratio[inside]) == pytest.approx(dust[3], abs=0.01)
+
+
 def test_outlines_are_drawn_again_in_the_ratio_without_the_shadows():
     frames, shifts, median, _ = _video(drift_px=40.0, seed=9, dust=LARGE)
     true = _disc(median.shape, *LARGE[:3])
     empty = np.zeros(median.shape, dtype=bool)
+    # Without the fixed gain divided out either, which also takes part of the shadow out of
+    # the scene estimate.
     once = separate_sensor_fixed(
-        empty, median, frames, shifts, params=MotionTestParams(max_outline_growth=0.0)
+        empty,
+        median,
+        frames,
+        shifts,
+        params=MotionTestParams(max_outline_growth=0.0, gain_iterations=0),
     )
     redrawn = separate_sensor_fixed(empty, median, frames, shifts)
     assert len(once.ratio_shadows) == len(redrawn.ratio_shadows) == 1

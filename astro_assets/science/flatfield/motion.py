@@ -221,6 +221,18 @@ class MotionTestParams:
         interpolation, so it is blurred more than the median, and sub-pixel errors of the
         measured drift displace it; on a limb both leave errors as deep as the dust. 0 turns
         the filter off. In [0, 4].
+    gain_iterations : int
+        After the ratio search the scene is estimated again (with the pixels of the shadows
+        found left out, see ``max_outline_growth``) from the frames divided by the sensor's
+        gain measured in the ratio where it is darker than its noise (:func:`fixed_gain`),
+        this many times, and shadows that ratio shows apart from those found are added. Near
+        the frame's edges a part of the scene is seen by few frames, through nearly the same
+        sensor pixels, and a shadow nearly as large as the drift is seen through by most
+        frames: the first scene estimate holds part of such a shadow, which then looks
+        shallower in the ratio (a 20 % shadow at 15 % beside the edge the scene drifts away
+        from) or not at all. Each iteration past the first costs one more prediction from the
+        registered frames. 0 turns the gain off (the outlines are still drawn again). In
+        [0, 8].
     """
 
     motion_test: bool = True
@@ -239,6 +251,7 @@ class MotionTestParams:
     response_degree: int = 4
     min_guide_advantage: float = 1.0
     guide_filter_px: int = 2
+    gain_iterations: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -277,6 +290,8 @@ class MotionTestParams:
             )
         if not 0 <= self.guide_filter_px <= 4:
             raise ValueError(f"guide_filter_px must be in [0, 4], got {self.guide_filter_px}.")
+        if not 0 <= self.gain_iterations <= 8:
+            raise ValueError(f"gain_iterations must be in [0, 8], got {self.gain_iterations}.")
 
 
 @dataclass(frozen=True)
@@ -434,7 +449,8 @@ class MotionResult:
         prediction was made): how much of the scene's texture the prediction left.
     prediction : DustFreePrediction or None
         The prediction the outlines were last drawn in (made again without the shadows'
-        pixels when ``max_outline_growth`` is above 0); None when the ratio was not searched.
+        pixels when ``max_outline_growth`` is above 0, from the frames divided by the
+        sensor's gain when ``gain_iterations`` is); None when the ratio was not searched.
     ratio_verdicts : tuple of MotionVerdict
         The motion test's verdicts on the shadows found in the ratio alone (touching no kept
         candidate); those judged to move with the scene are not in ``core`` or
@@ -491,8 +507,11 @@ def separate_sensor_fixed(
     alone go through :func:`sensor_fixed_test` as well, which drops
     remnants of scene features the first scene estimate kept in part.
     With ``params.max_outline_growth`` above 0 the scene is then estimated again without the
-    pixels of the shadows kept and found, and each shadow's outline is drawn again in that
-    ratio, at most that fraction of its diameter farther out; no new shadow is added then.
+    pixels of the shadows kept and found, and from the frames divided by the sensor's gain
+    the first ratio measures (:func:`fixed_gain`, ``params.gain_iterations`` times); each
+    shadow's outline is drawn again in that ratio, at most that fraction of its diameter
+    farther out, and the shadows it shows apart from them are added once the motion test
+    confirms them.
 
     Parameters
     ----------
@@ -580,31 +599,67 @@ def separate_sensor_fixed(
             min_significance=params.min_ratio_significance,
         )
 
-    found, shadows = search(prediction)
-    # A shadow of the ratio alone may be the remnant of a scene feature (a sunspot longer
-    # than the drift) that the scene estimate kept only in part: the motion test, which
-    # leaves the shadow's own pixels out of the scene estimate, tells.
-    with_candidate = regions_touching(found, kept)
-    alone = found & ~with_candidate
-    ratio_verdicts: tuple[MotionVerdict, ...] = ()
-    if alone.any():
+    def fixed_on_sensor(
+        found: np.ndarray, shadows: tuple[RatioShadow, ...], known: np.ndarray
+    ) -> tuple[np.ndarray, tuple[RatioShadow, ...], tuple[MotionVerdict, ...]]:
+        # A shadow of the ratio alone may be the remnant of a scene feature (a sunspot longer
+        # than the drift) that the scene estimate kept only in part: the motion test, which
+        # leaves the shadow's own pixels out of the scene estimate, tells.
+        with_known = regions_touching(found, known)
+        alone = found & ~with_known
+        if not alone.any():
+            return found, shadows, ()
         # Their deficit in the ratio already shows them fixed on the sensor: undecided here
         # means only that the test lacks the frames to show they moved.
-        confirmed, ratio_verdicts = sensor_fixed_test(
+        confirmed, alone_verdicts = sensor_fixed_test(
             alone, image, frames, offsets, replace(params, keep_undecided=True), detection=detection
         )
-        found = with_candidate | confirmed
+        found = with_known | confirmed
         shadows = tuple(
             shadow
             for shadow in shadows
             if found[round(shadow.centroid_y), round(shadow.centroid_x)]
         )
+        return found, shadows, alone_verdicts
+
+    found, shadows = search(prediction)
+    found, shadows, ratio_verdicts = fixed_on_sensor(found, shadows, kept)
     fixed = kept | found
-    if params.max_outline_growth > 0 and fixed.any():
-        reach = _outline_reach(fixed, params.max_outline_growth)
-        prediction = _without_pixels(prediction, frames, offsets, reach, params)
-        redrawn, _ = search(prediction)
-        fixed = fixed | (regions_touching(redrawn, fixed) & reach)
+    redraw = params.max_outline_growth > 0 and fixed.any()
+    if redraw or params.gain_iterations > 0:
+        reach = (
+            _outline_reach(fixed, params.max_outline_growth)
+            if redraw
+            else np.zeros(fixed.shape, dtype=bool)
+        )
+        first = prediction
+        prediction = _again_without_shadows(
+            first, frames, offsets, reach, params, detection.dark_fraction
+        )
+        again, again_shadows = search(prediction)
+        if redraw:
+            fixed = fixed | (regions_touching(again, fixed) & reach)
+        # Shadows the first scene estimate held too much of to show (beside the frame's
+        # edges, or nearly as large as the drift) stand out once the gain is divided out.
+        more = again & ~regions_touching(again, fixed)
+        if more.any():
+            more_shadows = tuple(
+                shadow
+                for shadow in again_shadows
+                if more[round(shadow.centroid_y), round(shadow.centroid_x)]
+            )
+            more, more_shadows, more_verdicts = fixed_on_sensor(more, more_shadows, fixed)
+            fixed = fixed | more
+            shadows = shadows + more_shadows
+            ratio_verdicts = ratio_verdicts + more_verdicts
+            if params.max_outline_growth > 0 and more.any():
+                # Their outlines too are drawn again without their pixels.
+                more_reach = _outline_reach(more, params.max_outline_growth)
+                prediction = _again_without_shadows(
+                    first, frames, offsets, reach | more_reach, params, detection.dark_fraction
+                )
+                redrawn, _ = search(prediction)
+                fixed = fixed | (regions_touching(redrawn, more) & more_reach)
     return MotionResult(
         core=fixed,
         tested=kept,
@@ -632,17 +687,30 @@ def _outline_reach(shadows: np.ndarray, growth: float) -> np.ndarray:
     return reach
 
 
-def _without_pixels(
+def _again_without_shadows(
     first: DustFreePrediction,
     frames: Sequence[np.ndarray],
     offsets: np.ndarray,
     pixels: np.ndarray,
     params: MotionTestParams,
+    dark_fraction: float,
 ) -> DustFreePrediction:
-    """The prediction made again with ``pixels`` left out of the scene estimate; ``first``
-    where the scene is then unknown (parts of the scene seen through those pixels by most of
-    the frames), marked in ``with_excluded``."""
-    again = predict_dust_free(frames, offsets, pixels.shape, params, excluded=pixels)
+    """The prediction made again with ``pixels`` left out of the scene estimate and the frames
+    divided by the gain measured in ``first`` (:func:`fixed_gain`, ``params.gain_iterations``
+    times); ``first`` where the scene is then unknown (parts of the scene seen through those
+    pixels by most of the frames), marked in ``with_excluded``."""
+    again = first
+    for _ in range(max(1, params.gain_iterations)):
+        gain = fixed_gain(again, dark_fraction) if params.gain_iterations > 0 else None
+        again = predict_dust_free(
+            frames,
+            offsets,
+            pixels.shape,
+            params,
+            excluded=pixels,
+            gain=gain,
+            black_level=first.black_level,
+        )
     unknown = ~np.isfinite(again.predicted)
     return DustFreePrediction(
         observed=np.where(unknown, first.observed, again.observed),
@@ -650,6 +718,68 @@ def _without_pixels(
         with_excluded=unknown & np.isfinite(first.predicted),
         black_level=first.black_level,
     )
+
+
+_MIN_GAIN = 0.02
+"""Lowest gain :func:`fixed_gain` gives: a near-opaque shadow's light is mostly noise, which a
+smaller gain would raise to the level of the scene's."""
+_GAIN_NOISE_SIGMA = 3.0
+"""A pixel's gain is measured only where its ratio lies this many times the ratio's noise below
+the ratio's median: a threshold at the noise (no data tunes it), so that the noise of the
+pixels without dust (0.13 % of them below it for Gaussian noise) leaves the scene estimate
+unbiased."""
+
+
+def fixed_gain(prediction: DustFreePrediction, dark_fraction: float) -> np.ndarray:
+    """The shadows' gain on the sensor the prediction measures: the ratio of the observed light
+    to the predicted light, over its median, where it is darker than the ratio's noise allows;
+    1 elsewhere.
+
+    Near the frame's edges some parts of the scene are seen by few frames, all through nearly
+    the same sensor pixels, so a shadow there darkens the scene estimate and the prediction
+    holds it in part. Dividing the frames by this gain before the scene is estimated again
+    (:func:`predict_dust_free`'s ``gain``) takes the shadow out of the estimate, as the
+    iterative self-calibration of shifted solar images does (Kuhn, Lin & Loranz 1991); in the
+    rest of the frame each part of the scene is seen through many pixels, so the estimate
+    changes little there. The gain is at most 1: where the prediction holds a shadow seen
+    through other pixels the ratio is above 1, and dividing by that would darken the scene
+    estimate near every shadow. Below the noise threshold it is 1, because a gain clipped at
+    1 from noisy ratios would be biased low everywhere.
+
+    Parameters
+    ----------
+    prediction : DustFreePrediction
+    dark_fraction : float
+        The gain is measured where the predicted light is above this fraction of its bright
+        level (``levels.target_level``).
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32 gain in [``_MIN_GAIN``, 1].
+    """
+    observed = prediction.observed.astype(np.float64) - prediction.black_level
+    predicted = prediction.predicted.astype(np.float64) - prediction.black_level
+    known = np.isfinite(observed) & np.isfinite(predicted)
+    gain = np.ones(observed.shape, dtype=np.float32)
+    if not known.any():
+        return gain
+    level = target_level(predicted[known])
+    if not level > 0:
+        return gain
+    usable = known & (predicted > dark_fraction * level)
+    if not usable.any():
+        return gain
+    ratio = observed[usable] / predicted[usable]
+    middle = float(np.median(ratio))
+    if not middle > 0:
+        return gain
+    noise = 1.4826 * float(np.median(np.abs(ratio - middle)))
+    dark = ratio < middle - _GAIN_NOISE_SIGMA * noise
+    measured = gain[usable]
+    measured[dark] = np.clip(ratio[dark] / middle, _MIN_GAIN, 1.0)
+    gain[usable] = measured
+    return gain
 
 
 @dataclass(frozen=True)
@@ -1675,6 +1805,7 @@ def predict_dust_free(
     excluded: np.ndarray | None = None,
     band_rows: int = 64,
     black_level: float = 0.0,
+    gain: np.ndarray | None = None,
 ) -> DustFreePrediction:
     """The temporal median a sensor without dust would have recorded, from registered frames,
     with the observed median over the same frames.
@@ -1701,6 +1832,11 @@ def predict_dust_free(
         ``2 * len(frames) * (band_rows + drift) * (W + drift) * 4`` bytes.
     black_level : float
         The frames' pedestal, ADU, recorded for :meth:`DustFreePrediction.carried_to`.
+    gain : np.ndarray, optional
+        (H, W) positive gain of the sensor measured so far (:func:`fixed_gain`): the scene is
+        estimated from each frame's light divided by it (the pedestal ``black_level`` left as
+        it is), so that shadows seen by most of the frames of a part of the scene do not
+        darken its estimate. The observed median is of the frames as given.
 
     Returns
     -------
@@ -1710,7 +1846,8 @@ def predict_dust_free(
     ------
     ValueError
         For shifts that do not match the frames, non-finite shifts, frames of another shape,
-        a bad ``excluded`` mask, ``band_rows < 1`` or a non-finite ``black_level``.
+        a bad ``excluded`` mask, a ``gain`` not finite and positive, ``band_rows < 1`` or a
+        non-finite ``black_level``.
     """
     offsets = checked_offsets(frames, shifts)
     if band_rows < 1:
@@ -1733,7 +1870,18 @@ def predict_dust_free(
             )
         if not blocked.any():
             blocked = None
-    prediction = _prediction_in_bands(frames, offsets, shape, params, blocked, band_rows=band_rows)
+    scene_frames = None
+    if gain is not None:
+        gain = np.asarray(gain, dtype=np.float32)
+        if gain.shape != tuple(shape) or not (np.isfinite(gain) & (gain > 0)).all():
+            raise ValueError(
+                f"gain must be a finite positive (H, W) image of shape {tuple(shape)}, got "
+                f"shape {gain.shape}; measure it with fixed_gain."
+            )
+        scene_frames = [ResponseCorrectedFrame(frame, gain, black_level) for frame in frames]
+    prediction = _prediction_in_bands(
+        frames, offsets, shape, params, blocked, band_rows=band_rows, scene_frames=scene_frames
+    )
     return replace(prediction, black_level=float(black_level))
 
 
@@ -1746,6 +1894,7 @@ def _prediction_in_bands(
     *,
     band_rows: int = 64,
     every: int = 1,
+    scene_frames: Sequence[np.ndarray] | None = None,
 ) -> DustFreePrediction:
     """:func:`predict_dust_free` over one band of ``band_rows`` rows in ``every`` (all of
     them by default), NaN in the rows between."""
@@ -1755,7 +1904,7 @@ def _prediction_in_bands(
     for row0 in range(0, height, band_rows * every):
         window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
         observed[window], predicted[window] = _predicted_median(
-            frames, offsets, window, shape, params, blocked
+            frames, offsets, window, shape, params, blocked, scene_frames
         )
     return DustFreePrediction(observed=observed, predicted=predicted)
 
@@ -1767,6 +1916,7 @@ def _predicted_median(
     shape: tuple[int, int],
     params: MotionTestParams,
     blocked: np.ndarray | None = None,
+    scene_frames: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Over ``window``: the median of the frames, and the temporal median a dust-free sensor
     would record, both over the frames whose part of the scene is known (NaN elsewhere),
@@ -1780,7 +1930,8 @@ def _predicted_median(
     scene_x1 = math.ceil(window[1].stop - low[1]) + 1
     scene_shape = (scene_y1 - scene_y0, scene_x1 - scene_x0)
     samples = np.empty((len(frames), *scene_shape), dtype=np.float32)
-    for index, (frame, (dy, dx)) in enumerate(zip(frames, offsets, strict=True)):
+    sources = frames if scene_frames is None else scene_frames
+    for index, (frame, (dy, dx)) in enumerate(zip(sources, offsets, strict=True)):
         samples[index] = _shifted_window(
             frame, shape, scene_y0 + dy, scene_x0 + dx, scene_shape, blocked
         )
