@@ -615,11 +615,7 @@ def separate_sensor_fixed(
             alone, image, frames, offsets, replace(params, keep_undecided=True), detection=detection
         )
         found = with_known | confirmed
-        shadows = tuple(
-            shadow
-            for shadow in shadows
-            if found[round(shadow.centroid_y), round(shadow.centroid_x)]
-        )
+        shadows = _shadows_in(shadows, found)
         return found, shadows, alone_verdicts
 
     found, shadows = search(prediction)
@@ -643,12 +639,9 @@ def separate_sensor_fixed(
         # edges, or nearly as large as the drift) stand out once the gain is divided out.
         more = again & ~regions_touching(again, fixed)
         if more.any():
-            more_shadows = tuple(
-                shadow
-                for shadow in again_shadows
-                if more[round(shadow.centroid_y), round(shadow.centroid_x)]
+            more, more_shadows, more_verdicts = fixed_on_sensor(
+                more, _shadows_in(again_shadows, more), fixed
             )
-            more, more_shadows, more_verdicts = fixed_on_sensor(more, more_shadows, fixed)
             fixed = fixed | more
             shadows = shadows + more_shadows
             ratio_verdicts = ratio_verdicts + more_verdicts
@@ -699,10 +692,9 @@ def _again_without_shadows(
     divided by the gain measured in ``first`` (:func:`fixed_gain`, ``params.gain_iterations``
     times); ``first`` where the scene is then unknown (parts of the scene seen through those
     pixels by most of the frames), marked in ``with_excluded``."""
-    again = first
-    for _ in range(max(1, params.gain_iterations)):
-        gain = fixed_gain(again, dark_fraction) if params.gain_iterations > 0 else None
-        again = predict_dust_free(
+
+    def predicted_with(gain: np.ndarray | None) -> DustFreePrediction:
+        return predict_dust_free(
             frames,
             offsets,
             pixels.shape,
@@ -711,6 +703,10 @@ def _again_without_shadows(
             gain=gain,
             black_level=first.black_level,
         )
+
+    again = predicted_with(None) if params.gain_iterations == 0 else first
+    for _ in range(params.gain_iterations):
+        again = predicted_with(fixed_gain(again, dark_fraction))
     unknown = ~np.isfinite(again.predicted)
     return DustFreePrediction(
         observed=np.where(unknown, first.observed, again.observed),
@@ -718,6 +714,32 @@ def _again_without_shadows(
         with_excluded=unknown & np.isfinite(first.predicted),
         black_level=first.black_level,
     )
+
+
+def _shadows_in(shadows: tuple[RatioShadow, ...], region: np.ndarray) -> tuple[RatioShadow, ...]:
+    """The shadows whose centroid lies in ``region`` ((H, W) bool)."""
+    return tuple(
+        shadow for shadow in shadows if region[round(shadow.centroid_y), round(shadow.centroid_x)]
+    )
+
+
+def _light_on_target(
+    prediction: DustFreePrediction, dark_fraction: float, leave_out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The observed and predicted light above the pedestal ((H, W) float64 each), and where
+    both are known and the prediction is above ``dark_fraction`` of its bright level
+    (``levels.target_level``) outside ``leave_out``; None when no level can be measured."""
+    observed = prediction.observed.astype(np.float64) - prediction.black_level
+    predicted = prediction.predicted.astype(np.float64) - prediction.black_level
+    known = np.isfinite(observed) & np.isfinite(predicted)
+    if leave_out is not None:
+        known &= ~leave_out
+    if not known.any():
+        return None
+    level = target_level(predicted[known])
+    if not level > 0:
+        return None
+    return observed, predicted, known & (predicted > dark_fraction * level)
 
 
 _MIN_GAIN = 0.02
@@ -758,18 +780,11 @@ def fixed_gain(prediction: DustFreePrediction, dark_fraction: float) -> np.ndarr
     np.ndarray
         (H, W) float32 gain in [``_MIN_GAIN``, 1].
     """
-    observed = prediction.observed.astype(np.float64) - prediction.black_level
-    predicted = prediction.predicted.astype(np.float64) - prediction.black_level
-    known = np.isfinite(observed) & np.isfinite(predicted)
-    gain = np.ones(observed.shape, dtype=np.float32)
-    if not known.any():
+    gain = np.ones(prediction.observed.shape, dtype=np.float32)
+    light = _light_on_target(prediction, dark_fraction)
+    if light is None or not light[2].any():
         return gain
-    level = target_level(predicted[known])
-    if not level > 0:
-        return gain
-    usable = known & (predicted > dark_fraction * level)
-    if not usable.any():
-        return gain
+    observed, predicted, usable = light
     ratio = observed[usable] / predicted[usable]
     middle = float(np.median(ratio))
     if not middle > 0:
@@ -2052,15 +2067,11 @@ def sensor_line_gains(
     LineGains or None
         On the prediction's grid; None when no line is defective or nothing is measured.
     """
-    observed = prediction.observed.astype(np.float64) - prediction.black_level
-    predicted = prediction.predicted.astype(np.float64) - prediction.black_level
-    known = np.isfinite(observed) & np.isfinite(predicted) & (np.asarray(mask) <= 0)
-    if not known.any():
+    light = _light_on_target(prediction, dark_fraction, leave_out=np.asarray(mask) > 0)
+    if light is None:
         return None
-    level = target_level(predicted[known])
-    if not level > 0:
-        return None
-    usable = known & (predicted > dark_fraction * level) & (observed > 0)
+    observed, predicted, lit = light
+    usable = lit & (observed > 0)
     ratio = np.ones(observed.shape)
     np.divide(observed, predicted, out=ratio, where=usable)
     return line_gains(ratio, usable, threshold_sigma)
