@@ -114,6 +114,27 @@ def test_keeps_the_sensor_shadow_and_drops_the_scene_feature():
     np.testing.assert_array_equal(kept, dust)
 
 
+def test_a_crescent_is_looked_up_at_its_own_pixel_nearest_its_centroid():
+    # The centroid of a crescent lies outside it: records looked up by their centroid would
+    # miss their own region (a reviewer's drop, the shadows new to the ratio).
+    frames, shifts, median, _ = _video(drift_px=40.0)
+    crescent = _disc(median.shape, DUST[0], DUST[1], 12.0) & ~_disc(
+        median.shape, DUST[0], DUST[1] + 3.0, 9.0
+    )
+    _, (verdict,) = sensor_fixed_test(crescent, median, frames, shifts)
+    assert not crescent[round(verdict.centroid_y), round(verdict.centroid_x)]
+    assert crescent[verdict.inside_y, verdict.inside_x]
+    rows, cols = np.nonzero(crescent)
+    nearest = np.min(np.hypot(rows - verdict.centroid_y, cols - verdict.centroid_x))
+    assert np.hypot(
+        verdict.inside_y - verdict.centroid_y, verdict.inside_x - verdict.centroid_x
+    ) == pytest.approx(nearest)
+    shadow = motion.RatioShadow(
+        verdict.centroid_y, verdict.centroid_x, verdict.inside_y, verdict.inside_x, 20.0, 0.2, 0.2
+    )
+    assert shadow.lies_in(crescent) and not shadow.lies_in(~crescent)
+
+
 def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
     frames, shifts, median, core = _video(drift_px=6.0)
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts)
@@ -144,7 +165,7 @@ def test_without_keep_undecided_only_confirmed_shadows_stay():
 
 
 def test_a_verdict_dropped_by_hand_is_neither_kept_nor_undecided():
-    sensor = motion.MotionVerdict(10.0, 20.0, 8.0, 8.0, 0.0, 0.2, 0.2, motion.SENSOR)
+    sensor = motion.MotionVerdict(10.0, 20.0, 10, 20, 8.0, 8.0, 0.0, 0.2, 0.2, motion.SENSOR)
     undecided = dataclasses.replace(sensor, verdict=motion.UNDECIDED_SIZE)
     assert sensor.kept and undecided.kept and undecided.undecided
     for verdict in (sensor, undecided):
@@ -619,8 +640,10 @@ def test_a_scene_remnant_found_in_the_ratio_alone_is_dropped(monkeypatch):
     remnant[int(SPOT[0]) - 4 : int(SPOT[0]) + 5, 80:115] = True
     search = motion.find_shadows_in_ratio
     records = (
-        motion.RatioShadow(LARGE[0], LARGE[1], 2 * LARGE[2], LARGE[3], LARGE[3]),
-        motion.RatioShadow(SPOT[0], 97.0, 20.0, 0.2, 0.01),
+        motion.RatioShadow(
+            *LARGE[:2], int(LARGE[0]), int(LARGE[1]), 2 * LARGE[2], LARGE[3], LARGE[3]
+        ),
+        motion.RatioShadow(SPOT[0], 97.0, int(SPOT[0]), 97, 20.0, 0.2, 0.01),
     )
     calls = []
 

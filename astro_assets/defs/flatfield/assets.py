@@ -446,15 +446,16 @@ def _json(value) -> dg.MetadataValue:
 
 def _raw_pixels(record: dict, cell: int) -> dict:
     """A verdict or shadow measured on the luminance view, in raw pixels (a mosaic's 2x2 cell
-    ``(r, c)`` covers raw pixels ``2r .. 2r + 1``, centred on ``2r + 0.5``), with NaN and
-    infinite floats replaced by None (JSON has no NaN)."""
+    ``(r, c)`` covers raw pixels ``2r .. 2r + 1``, centred on ``2r + 0.5``; a pixel inside the
+    region maps to the cell's first), with NaN and infinite floats replaced by None (JSON has
+    no NaN)."""
     converted = {}
     for name, value in record.items():
         if isinstance(value, float) and not np.isfinite(value):
             value = None
         elif name in ("centroid_y", "centroid_x") and cell > 1:
             value = cell * value + (cell - 1) / 2
-        elif name in ("diameter_px", "extent_px"):
+        elif name in ("inside_y", "inside_x", "diameter_px", "extent_px"):
             value = cell * value
         elif name == "area_px":
             value = cell * cell * value
@@ -596,7 +597,7 @@ def dust_mask(
         # eye's candidates in ``motion_test``.
         ratio_motion = [_raw_pixels(dataclasses.asdict(v), cell) for v in separated.ratio_verdicts]
         for verdict in ratio_motion:
-            if _centroid_in(verdict, edits.dropped_regions):
+            if _lies_in(verdict, edits.dropped_regions):
                 verdict["verdict"] = DROPPED_BY_HAND + verdict["verdict"]
         ratio_rejected = sum(verdict["verdict"] == SCENE for verdict in ratio_motion)
         new_shadows = set(separated.new_shadows)
@@ -604,7 +605,7 @@ def dust_mask(
         for shadow in separated.ratio_shadows:
             entry = _raw_pixels(dataclasses.asdict(shadow), cell)
             entry["new"] = shadow in new_shadows
-            entry["dropped_by_hand"] = _centroid_in(entry, edits.dropped_regions)
+            entry["dropped_by_hand"] = _lies_in(entry, edits.dropped_regions)
             from_ratio.append(entry)
         found_in_ratio_kept = sum(e["new"] and not e["dropped_by_hand"] for e in from_ratio)
         mask = expand_mask(core, expansion)
@@ -756,13 +757,10 @@ def _with_hand_drops(
     )
 
 
-def _centroid_in(record: dict, region: np.ndarray) -> bool:
-    """Whether the pixel under the centroid of ``record`` (a verdict or shadow in raw pixels,
-    :func:`_raw_pixels`) lies in ``region`` (bool, raw grid). Shadows are filled, so a
-    shadow's centroid lies in its own region."""
-    row = min(max(round(record["centroid_y"]), 0), region.shape[0] - 1)
-    col = min(max(round(record["centroid_x"]), 0), region.shape[1] - 1)
-    return bool(region[row, col])
+def _lies_in(record: dict, region: np.ndarray) -> bool:
+    """Whether ``record`` (a verdict or shadow in raw pixels, :func:`_raw_pixels`) lies in
+    ``region`` (bool, raw grid) at its pixel nearest its centroid."""
+    return bool(region[record["inside_y"], record["inside_x"]])
 
 
 def _hand_edits(config: dg.Config, saved_path: Path) -> dict:

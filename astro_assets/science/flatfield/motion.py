@@ -302,6 +302,9 @@ class MotionVerdict:
     ----------
     centroid_y, centroid_x : float
         Centroid of the candidate, pixels.
+    inside_y, inside_x : int
+        The candidate's pixel nearest its centroid: where to look it up in a mask, since the
+        centroid of a crescent or an arc lies outside it.
     diameter_px : float
         Equivalent diameter (of a disc of the same area), pixels.
     extent_px : float
@@ -325,6 +328,8 @@ class MotionVerdict:
 
     centroid_y: float
     centroid_x: float
+    inside_y: int
+    inside_x: int
     diameter_px: float
     extent_px: float
     overlap_fraction: float
@@ -476,11 +481,7 @@ class MotionResult:
     @property
     def new_shadows(self) -> tuple[RatioShadow, ...]:
         """The shadows found in the ratio that no kept candidate already covered."""
-        return tuple(
-            shadow
-            for shadow in self.ratio_shadows
-            if not self.tested[round(shadow.centroid_y), round(shadow.centroid_x)]
-        )
+        return tuple(shadow for shadow in self.ratio_shadows if not shadow.lies_in(self.tested))
 
 
 def separate_sensor_fixed(
@@ -717,10 +718,17 @@ def _again_without_shadows(
 
 
 def _shadows_in(shadows: tuple[RatioShadow, ...], region: np.ndarray) -> tuple[RatioShadow, ...]:
-    """The shadows whose centroid lies in ``region`` ((H, W) bool)."""
-    return tuple(
-        shadow for shadow in shadows if region[round(shadow.centroid_y), round(shadow.centroid_x)]
-    )
+    """The shadows that lie in ``region`` ((H, W) bool)."""
+    return tuple(shadow for shadow in shadows if shadow.lies_in(region))
+
+
+def _pixel_nearest_centroid(
+    rows: np.ndarray, cols: np.ndarray, origin: tuple[int, int]
+) -> tuple[int, int]:
+    """The pixel of a region (its pixels' ``rows`` and ``cols`` in a window whose corner lies
+    at ``origin`` of the image) nearest the region's centroid, in the image's pixels."""
+    nearest = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
+    return int(rows[nearest]) + origin[0], int(cols[nearest]) + origin[1]
 
 
 def _light_on_target(
@@ -1270,6 +1278,7 @@ def _judge(
     diameter = 2.0 * math.sqrt(area / math.pi)
     centroid_y = float(rows.mean() + box[0].start)
     centroid_x = float(cols.mean() + box[1].start)
+    inside_y, inside_x = _pixel_nearest_centroid(rows, cols, (box[0].start, box[1].start))
     # The longest extent, not the equivalent diameter: a candidate may be a fragment (an arc)
     # of a larger shadow, and the shadow's whole size decides whether it stays in the scene.
     extent = max(
@@ -1281,6 +1290,8 @@ def _judge(
         return MotionVerdict(
             centroid_y=centroid_y,
             centroid_x=centroid_x,
+            inside_y=inside_y,
+            inside_x=inside_x,
             diameter_px=diameter,
             extent_px=extent,
             overlap_fraction=overlap,
@@ -1422,6 +1433,9 @@ class RatioShadow:
     ----------
     centroid_y, centroid_x : float
         Centroid, pixels.
+    inside_y, inside_x : int
+        The shadow's pixel nearest its centroid: where to look it up in a mask, since the
+        centroid of a crescent lies outside it.
     diameter_px : float
         Equivalent diameter, pixels.
     median_deficit, fixed_deficit : float
@@ -1436,10 +1450,17 @@ class RatioShadow:
 
     centroid_y: float
     centroid_x: float
+    inside_y: int
+    inside_x: int
     diameter_px: float
     median_deficit: float
     fixed_deficit: float
     significance: float = math.nan
+
+    def lies_in(self, region: np.ndarray) -> bool:
+        """Whether the shadow lies in ``region`` ((H, W) bool) at its pixel nearest its
+        centroid."""
+        return bool(region[self.inside_y, self.inside_x])
 
 
 def find_shadows_in_ratio(
@@ -1591,10 +1612,13 @@ def find_shadows_in_ratio(
             continue
         rows, cols = np.nonzero(candidate)
         kept[label] = True
+        inside_y, inside_x = _pixel_nearest_centroid(rows, cols, (window[0].start, window[1].start))
         shadows.append(
             RatioShadow(
                 centroid_y=float(rows.mean() + window[0].start),
                 centroid_x=float(cols.mean() + window[1].start),
+                inside_y=inside_y,
+                inside_x=inside_x,
                 diameter_px=diameter,
                 median_deficit=median_deficit,
                 fixed_deficit=fixed_deficit,
@@ -1604,7 +1628,7 @@ def find_shadows_in_ratio(
     found = kept[labels]
     new_deep = deep & ~regions_touching(deep, found)
     for shadow in deep_shadows:
-        if new_deep[round(shadow.centroid_y), round(shadow.centroid_x)]:
+        if shadow.lies_in(new_deep):
             shadows.append(shadow)
     return found | new_deep, tuple(shadows)
 
@@ -1711,10 +1735,13 @@ def _deep_shadows(
             continue
         found[window] |= shadow
         rows, cols = np.nonzero(shadow)
+        inside_y, inside_x = _pixel_nearest_centroid(rows, cols, (window[0].start, window[1].start))
         shadows.append(
             RatioShadow(
                 centroid_y=float(rows.mean() + window[0].start),
                 centroid_x=float(cols.mean() + window[1].start),
+                inside_y=inside_y,
+                inside_x=inside_x,
                 diameter_px=2.0 * math.sqrt(area / math.pi),
                 median_deficit=_deficit(image[window], shadow, ring),
                 fixed_deficit=fixed_deficit,
