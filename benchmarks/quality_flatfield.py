@@ -140,7 +140,11 @@ def classical_flat(
     drift = estimate_drift(frames, exclude=detection.core)
     start = time.perf_counter()
     separated = separate_sensor_fixed(
-        detection.core, median, [frames[i] for i in drift.frames_used], drift.shifts
+        detection.core,
+        median,
+        [frames[i] for i in drift.frames_used],
+        drift.shifts,
+        registered=drift.registered,
     )
     timings["motion"] = time.perf_counter() - start
     core = separated.core

@@ -445,6 +445,46 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
     assert mask[int(first.y), int(first.x)] == 0.0 and mask[int(second.y), int(second.x)] == 1.0
 
 
+def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
+    instance, data_store, layout
+):
+    # An evenly lit field (a cloud, a diffuser) through two shadows: once the shadows are
+    # left out, the frames hold nothing but noise to register, so no drift can be measured
+    # and the shadows cannot be shown fixed on the sensor.
+    rng = np.random.default_rng(11)
+    rows, cols = np.indices((DUSTY.height, DUSTY.width))
+    transmission = np.ones((DUSTY.height, DUSTY.width))
+    for spec in DUSTY.dust:
+        transmission[np.hypot(cols - spec.x, rows - spec.y) <= spec.diameter_px / 2] = 0.7
+    light = 1024.0 + 20_000.0 * transmission
+    frames = rng.poisson(light, (12, *light.shape)).astype(np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "field.ser", frames)
+    result = _materialize(instance, data_store, "field", selection=["ser_median", "dust_mask"])
+    assert result.success
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["drift_registered"].value is False
+    assert metadata["drift_closure_px"].value > 2.0
+    assert metadata["drift_ok"].value is False
+    assert "could not be registered" in metadata["drift_verdict"].value
+    assert metadata["ratio_searched"].value is False
+    assert metadata["ratio_search_skipped_for_motion"].value is False
+    record = json.loads(layout.flatfield_file("field", "dust_mask.json").read_text())
+    assert record["drift_registered"] is False
+    verdicts = record["motion_test"]
+    assert len(verdicts) == len(DUSTY.dust)
+    assert {v["verdict"] for v in verdicts} == {
+        "undecided: the frames could not be registered, so how the target moved is unknown"
+    }
+    assert all(v["overlap_fraction"] is None for v in verdicts)
+    mask = read_tiff(layout.flatfield_file("field", "dust_mask.tiff"))
+    assert all(mask[int(spec.y), int(spec.x)] == 1.0 for spec in DUSTY.dust)
+    evaluation = _check_evaluation(result, "dust_mask_candidates_confirmed")
+    assert evaluation.passed is False
+    assert "could not be registered" in evaluation.description
+    assert evaluation.metadata["drift_registered"].value is False
+
+
 def _assert_calibrated_by_the_flat_alone(result, video_path: Path, folder: Path) -> int:
     """Every frame of ``calibrated.ser`` times the flat is the raw frame less the black level,
     within rounding, where not clipped to the range of the values; returns the depth of the

@@ -146,12 +146,12 @@ def test_a_path_nearer_the_first_frame_never_replaces_the_measured_one() -> None
     used = np.arange(16)
     measured = np.stack([np.zeros(16), np.linspace(0.0, 40.0, 16)], axis=1)
     held = np.stack([np.zeros(16), np.linspace(0.0, 0.5, 16)], axis=1)
-    shifts, taken = _departing_path(lambda index: held[index], used, measured, farther=True)
+    shifts, taken = _departing_path(lambda _, index: held[index], used, measured, farther=True)
     assert not taken and shifts is measured
-    shifts, taken = _departing_path(lambda index: held[index], used, measured)
+    shifts, taken = _departing_path(lambda _, index: held[index], used, measured)
     assert taken
     np.testing.assert_allclose(shifts, held)
-    farther, taken = _departing_path(lambda index: measured[index], used, held, farther=True)
+    farther, taken = _departing_path(lambda _, index: measured[index], used, held, farther=True)
     assert taken
     np.testing.assert_allclose(farther, measured)
 
@@ -171,6 +171,76 @@ def test_tracked_video_is_flagged() -> None:
     ok, message = drift_verdict(estimate.total_px, [DUST[0].diameter_px])
     assert not ok
     assert "Review the mask" in message
+
+
+def test_frames_that_show_a_scene_agree_whichever_frame_they_are_registered_against() -> None:
+    frames, truth = video(12.0, 0.5)
+    estimate = estimate_drift(frames, exclude=truth.dust_support())
+    assert estimate.registered and estimate.closure_px < 0.5
+
+
+def _noise(count: int, shape: tuple[int, int] = (96, 128), seed: int = 3) -> np.ndarray:
+    """``count`` frames of read noise alone on a 1,024 ADU pedestal: nothing to follow."""
+    rng = np.random.default_rng(seed)
+    return np.rint(1024.0 + 30.0 * rng.standard_normal((count, *shape))).astype(np.uint16)
+
+
+def test_frames_of_noise_alone_are_not_registered() -> None:
+    # Each registration of noise lands anywhere: measured from the first frame the "drift"
+    # reads pixels to tens of pixels, and pairs of frames measured against each other
+    # disagree with it by as much.
+    for count in (3, 12):
+        estimate = estimate_drift(_noise(count))
+        assert not estimate.registered
+        assert estimate.closure_px > 2 * DriftParams().max_closure_px
+
+
+def test_a_photon_starved_video_is_not_registered() -> None:
+    # 0.6 electrons at the disc's peak: the registrations miss the true shifts by tens of
+    # pixels. At 30 electrons they are right, and so is the verdict.
+    for full_well, peak, registered in ((30, 0.02, False), (300, 0.1, True)):
+        frames, truth = synthesize_frames_array(
+            SolarVideoParams(
+                width=160,
+                height=120,
+                n_frames=24,
+                drift_px=20.0,
+                full_well=full_well,
+                peak_level_frac=peak,
+                seed=18,
+            )
+        )
+        estimate = estimate_drift(frames)
+        expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+        miss = float(np.hypot(*(estimate.shifts - expected).T).max())
+        assert estimate.registered is registered
+        assert (miss < 1.0) is registered
+
+
+def test_one_frame_that_shows_nothing_leaves_the_video_registered() -> None:
+    frames, truth = video(12.0, 0.5)
+    blinked = frames.copy()
+    # Frame 8 is in one of the pairs checked (8 -> 2 of the 12 registered frames).
+    blinked[8] = _noise(1, frames.shape[1:])[0]
+    estimate = estimate_drift(blinked, exclude=truth.dust_support())
+    assert estimate.registered
+    expected = truth.shifts - truth.shifts[0]
+    good = np.arange(12) != 8
+    np.testing.assert_allclose(estimate.shifts[good], expected[good], atol=0.5)
+
+
+def test_uniform_frames_are_not_registered_and_do_not_move() -> None:
+    frames = np.full((6, 48, 64), 20_000, dtype=np.uint16)
+    estimate = estimate_drift(frames)
+    assert not estimate.registered and estimate.closure_px == np.inf
+    np.testing.assert_array_equal(estimate.shifts, np.zeros((6, 2)))
+    assert estimate.total_px == 0.0
+
+
+def test_two_frames_cannot_be_checked_and_count_as_registered() -> None:
+    # Their one pair measured the other way round mirrors the first measurement.
+    estimate = estimate_drift(_noise(2))
+    assert np.isnan(estimate.closure_px) and estimate.registered
 
 
 def test_sampling_is_bounded_and_includes_the_ends() -> None:
@@ -217,6 +287,8 @@ def test_bad_input_raises() -> None:
         estimate_drift(bad)
     with pytest.raises(ValueError, match="max_frames"):
         DriftParams(max_frames=1)
+    with pytest.raises(ValueError, match="max_closure_px"):
+        DriftParams(max_closure_px=0.0)
     with pytest.raises(ValueError, match="total_px"):
         drift_verdict(-1.0, [10.0])
     with pytest.raises(ValueError, match="diameters"):

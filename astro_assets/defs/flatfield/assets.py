@@ -538,6 +538,7 @@ def dust_mask(
                 params=motion_params,
                 detection=classical.detection,
                 black_level=config.black_level,
+                registered=drift.registered,
             )
         expansion = params_from_config(config, MaskExpansionParams)
         try:
@@ -612,6 +613,22 @@ def dust_mask(
         regions = core_regions(core)
         diameters = [r["equivalent_diameter_px"] for r in regions]
         drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
+        closure_px = cell * drift.closure_px if np.isfinite(drift.closure_px) else None
+        if not drift.registered:
+            drift_ok = False
+            why = (
+                "every frame is uniform"
+                if closure_px is None
+                else "the shifts of a few pairs of frames measured against each other differ "
+                f"from those measured against the first frame by {closure_px:.1f} px (the "
+                "median; frames that show a scene agree to a fraction of a pixel)"
+            )
+            drift_message = (
+                f"the frames could not be registered: {why}. The target is too faint, noisy or "
+                "featureless to follow, so dust cannot be told from the scene: every candidate "
+                "is kept undecided and the ratio is not searched. Review the mask, or capture "
+                "brighter frames."
+            )
         if not drift_ok:
             context.log.warning(drift_message)
         search_skipped = separated.too_little_motion
@@ -653,6 +670,8 @@ def dust_mask(
                     "reason": choice.reason,
                     "regions": regions,
                     "drift_total_px": drift_total_px,
+                    "drift_registered": drift.registered,
+                    "drift_closure_px": closure_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
                     "prediction_black_level": separated.black_level,
@@ -689,6 +708,8 @@ def dust_mask(
                 "masked_fraction": float((mask > 0).mean()),
                 "regions": _json(regions),
                 "drift_total_px": drift_total_px,
+                "drift_registered": drift.registered,
+                "drift_closure_px": closure_px,
                 "drift_ok": drift_ok,
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,

@@ -137,6 +137,13 @@ def dust_mask_candidates_confirmed(
             "the motion test was off (dust_mask config motion_test: false), so no candidate "
             "was confirmed; review the overlay before using the flat."
         )
+    elif undecided and not record.get("drift_registered", True):
+        advice = (
+            f"{len(undecided)} of {len(verdicts)} candidates are kept undecided: the frames "
+            "could not be registered (dust_mask's drift_verdict says why), so none could be "
+            "shown fixed on the sensor. Review them on dust_mask_overlay.png, or capture "
+            "brighter frames."
+        )
     elif undecided:
         advice = (
             f"{len(undecided)} of {len(verdicts)} candidates are kept undecided; review them on "
@@ -155,6 +162,7 @@ def dust_mask_candidates_confirmed(
             "undecided_kept": len(undecided),
             "motion_tested": motion_tested,
             "drift_total_px": record.get("drift_total_px"),
+            "drift_registered": record.get("drift_registered", True),
             "undecided": dg.MetadataValue.json(undecided),
         },
     )

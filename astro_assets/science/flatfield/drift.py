@@ -8,6 +8,7 @@ fewer than half of the frames and drops out of the median).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -50,6 +51,10 @@ class DriftParams:
     refinements : int
         Re-registrations after shifting the frame back by the current estimate; each removes
         most of the pull of static features towards zero shift.
+    max_closure_px : float
+        The frames count as registered when the shifts of a few pairs of frames measured
+        against each other agree with those measured against the first frame within this
+        distance, binned pixels (the median over the pairs, ``DriftEstimate.closure_px``).
     max_side_px : int
         Frames larger than this on their long side are block-averaged by the smallest integer
         factor that brings them under it before registration, and the shifts scaled back: the
@@ -65,6 +70,7 @@ class DriftParams:
     upsample_factor: int = 20
     exclude_dilation_px: int = 3
     refinements: int = 1
+    max_closure_px: float = 2.0
     max_side_px: int = 512
 
     def __post_init__(self) -> None:
@@ -80,6 +86,8 @@ class DriftParams:
             raise ValueError(f"refinements must be >= 0, got {self.refinements}.")
         if self.exclude_dilation_px < 0:
             raise ValueError(f"exclude_dilation_px must be >= 0, got {self.exclude_dilation_px}.")
+        if not self.max_closure_px > 0:
+            raise ValueError(f"max_closure_px must be > 0, got {self.max_closure_px}.")
         if self.max_side_px < 64:
             raise ValueError(f"max_side_px must be >= 64, got {self.max_side_px}.")
 
@@ -107,6 +115,14 @@ class DriftEstimate:
         True when the exclusion held the first registration near zero shift (it blanked the
         path of a moving scene feature the eye took for dust, leaving a shadow it missed to
         anchor the rest), and the shifts are those measured without it.
+    closure_px : float
+        Median distance, pixels, between the shifts of a few pairs of frames registered
+        against each other and those the shifts from the first frame imply: a fraction of a pixel
+        where the frames show a scene to follow; infinite when every frame is uniform, NaN
+        with two frames (one pair, which cannot be checked against itself).
+    registered : bool
+        Whether ``closure_px`` is not above ``DriftParams.max_closure_px``: when it is, the frames
+        show too little of a scene (noise, an empty field) for the shifts to mean anything.
     """
 
     shifts: np.ndarray
@@ -115,6 +131,8 @@ class DriftEstimate:
     frames_used: np.ndarray
     static_pattern_removed: bool = False
     exclusion_dropped: bool = False
+    closure_px: float = 0.0
+    registered: bool = True
 
 
 _MIN_BINNED_SIDE_PX = 128
@@ -390,10 +408,8 @@ def estimate_drift(
     blanking = _blanking(blank, params)
     count = min(params.max_frames, n_frames)
     used = np.unique(np.linspace(0, n_frames - 1, count).round().astype(np.int64))
-    reference = None
-    shifts = np.zeros((used.size, 2), dtype=np.float64)
     despeckled = []
-    for position, frame_index in enumerate(used):
+    for frame_index in used:
         frame = first if frame_index == 0 else np.asarray(frames[int(frame_index)])
         if frame.shape != first.shape:
             raise ValueError(
@@ -401,18 +417,38 @@ def estimate_drift(
             )
         if not np.isfinite(frame).all():
             raise ValueError(f"frame {frame_index} contains NaN or inf.")
-        frame = _despeckle(_bin(frame.astype(np.float32), factor), params)
-        despeckled.append(frame)
-        if reference is None:
-            reference = frame
-            prepared_reference = _prepare(reference, blanking, params)
-        else:
-            shifts[position] = _register(reference, prepared_reference, frame, blanking, params)
+        despeckled.append(_despeckle(_bin(frame.astype(np.float32), factor), params))
     static_removed = exclusion_dropped = False
+    if not any(np.ptp(frame) > 0 for frame in despeckled):
+        # Uniform frames have nothing to correlate: phase correlation would return a shift
+        # that depends on nothing but the frame's size.
+        return DriftEstimate(
+            shifts=np.zeros((used.size, 2)),
+            total_px=0.0,
+            rms_px=0.0,
+            frames_used=used,
+            closure_px=math.inf,
+            registered=False,
+        )
+    register = _blanked_registration(despeckled, blanking, params)
+    shifts = _path(register, used.size)
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:
-        shifts, static_removed = _unanchored(despeckled, used, shifts, blanking, params)
-        if blanking is not None and not static_removed:
-            shifts, exclusion_dropped = _without_exclusion(despeckled, used, shifts, params)
+        static_free = _static_free_registration(despeckled, blanking, params)
+        shifts, static_removed = _departing_path(static_free, used, shifts)
+        if static_removed:
+            register = static_free
+        elif blanking is not None:
+            # The exclusion blanks whatever the eye took for dust. Where that is the path of a
+            # sunspot, the scene's strongest moving feature is gone from every frame, and a
+            # shadow the eye missed can hold the registration of what is left at zero shift
+            # (on a 160 x 120 view of an 8-bit mosaic, 15 px of drift were read as 0.5). Static
+            # features only pull towards zero shift: a smooth path without the exclusion that
+            # reaches farther is the scene's.
+            unblanked = _blanked_registration(despeckled, None, params)
+            shifts, exclusion_dropped = _departing_path(unblanked, used, shifts, farther=True)
+            if exclusion_dropped:
+                register = unblanked
+    closure = _closure(register, shifts)
     shifts *= factor
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
@@ -424,18 +460,37 @@ def estimate_drift(
         frames_used=used,
         static_pattern_removed=static_removed,
         exclusion_dropped=exclusion_dropped,
+        closure_px=factor * closure,
+        registered=not closure > params.max_closure_px,
     )
 
 
-def _unanchored(
-    despeckled: list[np.ndarray],
-    used: np.ndarray,
-    shifts: np.ndarray,
-    blanking: _Blanking | None,
-    params: DriftParams,
-) -> tuple[np.ndarray, bool]:
-    """The shifts measured again on the frames less what is fixed on the sensor, where those
-    tell a different, smooth trajectory; and whether they did.
+_Registration = Callable[[int, int], np.ndarray]
+"""``register(reference, moving)``: the scene's displacement (dy, dx) from the registered frame
+at position ``reference`` to the one at ``moving``, binned pixels."""
+
+
+def _blanked_registration(
+    despeckled: list[np.ndarray], blanking: _Blanking | None, params: DriftParams
+) -> _Registration:
+    """:func:`_register` between two of the ``despeckled`` frames, each reference prepared once."""
+    prepared: dict[int, np.ndarray] = {}
+
+    def register(reference: int, moving: int) -> np.ndarray:
+        if reference not in prepared:
+            prepared[reference] = _prepare(despeckled[reference], blanking, params)
+        return _register(
+            despeckled[reference], prepared[reference], despeckled[moving], blanking, params
+        )
+
+    return register
+
+
+def _static_free_registration(
+    despeckled: list[np.ndarray], blanking: _Blanking | None, params: DriftParams
+) -> _Registration:
+    """:func:`_register_moved` between two of the ``despeckled`` frames less their static
+    pattern (:func:`_static_free`).
 
     Dust the exclusion missed, a column of lower gain or any other fixed pattern correlates
     perfectly at zero shift and can hold the registration there however far the scene moved.
@@ -445,44 +500,53 @@ def _unanchored(
     wanders by a few pixels: it is taken only on the terms of :func:`_departing_path`.
     """
     moved = _static_free(despeckled, blanking, params)
-    return _departing_path(
-        lambda index: _register_moved(moved[0], moved[index], params), used, shifts
-    )
+    return lambda reference, moving: _register_moved(moved[reference], moved[moving], params)
 
 
-def _without_exclusion(
-    despeckled: list[np.ndarray], used: np.ndarray, shifts: np.ndarray, params: DriftParams
-) -> tuple[np.ndarray, bool]:
-    """The shifts measured again on the frames without the exclusion, where those tell a
-    different, smooth trajectory (:func:`_departing_path`); and whether they did.
+def _path(register: _Registration, count: int) -> np.ndarray:
+    """(count, 2) shifts of every registered frame from the first (zero for the first)."""
+    shifts = np.zeros((count, 2), dtype=np.float64)
+    for position in range(1, count):
+        shifts[position] = register(0, position)
+    return shifts
 
-    The exclusion blanks whatever the eye took for dust. Where that is the path of a sunspot
-    (a streak along the drift in the median), the scene's strongest moving feature is gone
-    from every frame, and a shadow the eye missed can hold the registration of what is left
-    at zero shift: on a 160 x 120 view of an 8-bit mosaic, 15 px of drift were read as 0.5.
-    Static features only ever pull a registration towards zero shift, so a smooth path that
-    departs from it and reaches farther is the scene's; one that stays nearer is the dust the
-    exclusion covered holding the registration, and the first measurement stands.
+
+def _closure(register: _Registration, shifts: np.ndarray) -> float:
+    """Median distance, binned pixels, between the shifts of a few pairs of registered frames
+    measured from one to the other and those ``shifts`` (measured from the first) imply.
+
+    Registrations of frames that show the scene agree to a fraction of a pixel whatever the
+    reference; where noise or a featureless field is all they correlate, each lands anywhere,
+    and two references disagree by about the frame's size. The pairs lie half the registered
+    frames apart (so across most of the drift), each measured from its later frame, and no
+    frame is in two pairs: the median leaves one frame that failed alone (a cloud, a blink of
+    the camera) to the motion test, whose many frames outvote it. No pair holds the first
+    frame, whose registration from another one mirrors the shift measured to it; so with two
+    frames there is none, and the closure is NaN.
     """
-    reference = despeckled[0]
-    prepared = _prepare(reference, None, params)
-    return _departing_path(
-        lambda index: _register(reference, prepared, despeckled[index], None, params),
-        used,
-        shifts,
-        farther=True,
-    )
+    count = len(shifts)
+    half = max(count // 2, 1)
+    starts = {round(count * eighth / 8) for eighth in (1, 2, 3)}
+    pairs = [(start + half, start) for start in sorted(starts - {0}) if start + half < count]
+    if not pairs:
+        return math.nan
+    misses = [
+        float(np.hypot(*(register(later, earlier) - (shifts[earlier] - shifts[later]))))
+        for later, earlier in pairs
+    ]
+    return float(np.median(misses))
 
 
 def _departing_path(
-    register: Callable[[int], np.ndarray],
+    register: _Registration,
     used: np.ndarray,
     shifts: np.ndarray,
     *,
     farther: bool = False,
 ) -> tuple[np.ndarray, bool]:
-    """The shifts ``register(index)`` measures for every registered frame but the first, where
-    they form a trajectory that departs from ``shifts``, else ``shifts``; and whether they did.
+    """The shifts ``register(0, index)`` measures for every registered frame but the first,
+    where they form a trajectory that departs from ``shifts``, else ``shifts``; and whether
+    they did.
 
     The path is a trajectory when it reaches ``_TRAJECTORY_SIGNAL`` times its scatter about a
     quadratic in time, and departs when it lies more than ``_ANCHOR_DEPARTURE`` times that
@@ -492,12 +556,12 @@ def _departing_path(
     """
     count = len(shifts)
     probes = sorted({count - 1, count // 2})
-    probed = {index: register(index) for index in probes}
+    probed = {index: register(0, index) for index in probes}
     if all(np.abs(probed[index] - shifts[index]).max() <= 1.0 for index in probes):
         return shifts, False
     retried = np.zeros_like(shifts)
     for index in range(1, count):
-        retried[index] = probed[index] if index in probed else register(index)
+        retried[index] = probed[index] if index in probed else register(0, index)
     times = used.astype(np.float64)
     design = np.vander((times - times[0]) / max(times[-1] - times[0], 1.0), 3)
     coefficients, *_ = np.linalg.lstsq(design, retried, rcond=None)

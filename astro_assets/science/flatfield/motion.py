@@ -96,6 +96,9 @@ UNDECIDED = "undecided"
 UNDECIDED_SIZE = f"{UNDECIDED}: the target moved too little compared with this shadow's size"
 UNDECIDED_COVERAGE = f"{UNDECIDED}: too few frames cover this part of the scene"
 UNDECIDED_SIGNAL = f"{UNDECIDED}: no deficit against its surroundings in the median"
+UNDECIDED_UNREGISTERED = (
+    f"{UNDECIDED}: the frames could not be registered, so how the target moved is unknown"
+)
 SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and in the ratio"
 DROPPED_UNDECIDED = "dropped, keep_undecided is off: "
 DROPPED_BY_HAND = "dropped by hand: "
@@ -312,7 +315,8 @@ class MotionVerdict:
     overlap_fraction : float
         Share of the frames that put the candidate on the same part of the scene, averaged
         over the frames (pairs of frames that moved by less than half of its size,
-        counting only frames that see that part of the scene), for a shadow of ``extent_px``.
+        counting only frames that see that part of the scene), for a shadow of ``extent_px``;
+        NaN when the frames could not be registered.
     median_deficit : float
         ``1 - median(candidate / plane)`` in the temporal median, ``plane`` fitted to the
         surroundings (NaN when not measured).
@@ -375,6 +379,7 @@ def sensor_fixed_test(
     params: MotionTestParams = MotionTestParams(),
     *,
     detection: DustDetectionParams = _DEFAULT_DETECTION,
+    registered: bool = True,
 ) -> tuple[np.ndarray, tuple[MotionVerdict, ...]]:
     """Drop candidates of ``core`` that moved with the scene.
 
@@ -396,6 +401,10 @@ def sensor_fixed_test(
         ``dark_fraction`` of the median's bright level (``levels.target_level``) delimits the
         target: a candidate's
         surroundings off the target (the sky beside a limb) are no reference for its deficit.
+    registered : bool
+        False when the frames could not be registered (``DriftEstimate.registered``): every
+        candidate with a deficit is then undecided (``UNDECIDED_UNREGISTERED``), since
+        ``shifts`` say nothing of how the scene moved.
 
     Returns
     -------
@@ -419,7 +428,7 @@ def sensor_fixed_test(
     rejected = np.zeros(count + 1, dtype=bool)
     on_target = detection.dark_fraction * target_level(image)
     for label, box in enumerate(boxes, start=1):
-        verdict = _judge(labels, label, box, image, frames, offsets, params, on_target)
+        verdict = _judge(labels, label, box, image, frames, offsets, params, on_target, registered)
         if verdict.undecided and not params.keep_undecided:
             verdict = replace(verdict, verdict=DROPPED_UNDECIDED + verdict.verdict)
         verdicts.append(verdict)
@@ -446,9 +455,9 @@ class MotionResult:
         Shadows found in the ratio of the median to its dust-free prediction and added to the
         core (some may overlap kept candidates: :attr:`new_shadows` are the others).
     ratio_searched : bool
-        Whether the ratio was searched (the search needs ``params.ratio_search``, enough
-        motion for the smallest shadow the detector looks for, and a prediction that explains
-        the scene).
+        Whether the ratio was searched (the search needs ``params.ratio_search``, registered
+        frames, enough motion for the smallest shadow the detector looks for, and a prediction
+        that explains the scene).
     texture_left : float
         Spread of the ratio over that of the median at the scales of the shadows (NaN when no
         prediction was made): how much of the scene's texture the prediction left.
@@ -493,6 +502,7 @@ def separate_sensor_fixed(
     params: MotionTestParams = MotionTestParams(),
     detection: DustDetectionParams = _DEFAULT_DETECTION,
     black_level: float | None = None,
+    registered: bool = True,
 ) -> MotionResult:
     """Keep the candidates fixed on the sensor and add the faint shadows the scene hid.
 
@@ -527,6 +537,8 @@ def separate_sensor_fixed(
         estimates it from the median's sky
         (:func:`~astro_assets.science.flatfield.flatfield.sky_black_level`), and takes 0 where
         the target fills the frame.
+    registered : bool
+        As for :func:`sensor_fixed_test`; when False the ratio is not searched either.
 
     Returns
     -------
@@ -549,7 +561,7 @@ def separate_sensor_fixed(
 
     def without_search(texture_left: float = math.nan) -> MotionResult:
         kept, verdicts = sensor_fixed_test(
-            core, median, frames, shifts, params, detection=detection
+            core, median, frames, shifts, params, detection=detection, registered=registered
         )
         return MotionResult(
             core=kept,
@@ -559,10 +571,13 @@ def separate_sensor_fixed(
             ratio_searched=False,
             texture_left=texture_left,
             black_level=black_level,
-            too_little_motion=params.motion_test and params.ratio_search and not moved,
+            too_little_motion=params.motion_test
+            and params.ratio_search
+            and registered
+            and not moved,
         )
 
-    if not (params.motion_test and params.ratio_search and moved):
+    if not (params.motion_test and params.ratio_search and moved and registered):
         return without_search()
     if params.response_degree >= 2:
         # Measured only once the frames are known to predict the scene: fitted to frames that
@@ -1271,6 +1286,7 @@ def _judge(
     offsets: np.ndarray,
     params: MotionTestParams,
     on_target: float,
+    registered: bool,
 ) -> MotionVerdict:
     height, width = image.shape
     rows, cols = np.nonzero(labels[box] == label)
@@ -1284,7 +1300,11 @@ def _judge(
     extent = max(
         diameter, float(regionprops((labels[box] == label).astype(np.uint8))[0].feret_diameter_max)
     )
-    overlap = _overlap_fraction(offsets, (centroid_y, centroid_x), extent / 2, (height, width))
+    overlap = (
+        _overlap_fraction(offsets, (centroid_y, centroid_x), extent / 2, (height, width))
+        if registered
+        else math.nan
+    )
 
     def verdict(text: str, median_deficit: float = math.nan, fixed: float = math.nan):
         return MotionVerdict(
@@ -1313,6 +1333,8 @@ def _judge(
     median_deficit = _deficit(local, candidate, ring)
     if math.isnan(median_deficit):
         return verdict(UNDECIDED_SIGNAL, median_deficit)
+    if not registered:
+        return verdict(UNDECIDED_UNREGISTERED, median_deficit)
     # The candidate's own pixels are left out of the scene estimate: a shadow fixed on the
     # sensor then cannot darken the prediction, while a scene feature is still seen, through
     # other pixels, by the frames that put it elsewhere on the sensor.
