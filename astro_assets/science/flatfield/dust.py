@@ -1983,8 +1983,13 @@ def _shape_regions(
     smoothed_noise = _noise_by_scale(deficit, usable, radii)
     # One grown region may hold several shadows (two close spots joined by the skirts of the
     # larger filters): each local maximum above the seed level is segmented on its own,
-    # strongest first, unless a shape already found lies within two filter radii of it (a side
-    # peak of the same shadow) or it lies on the seed of one declined as too shallow.
+    # strongest first, unless it is a side peak of a shape already found (within two filter
+    # radii of it, and either within its own filter's radius of it or joined to it above half
+    # its own peak: a donut's ring, the textured plateau of a large shadow, a wide filter's
+    # response to a shadow's skirt) or it lies on the seed of one declined as too shallow. A
+    # shadow beside a stronger one, beyond its filter's reach and with a trough between them,
+    # is its own shape: a scene feature found first must not take its neighbour with it when
+    # the motion test drops it.
     size = 2 * math.ceil(radii[0]) + 1
     declined = np.zeros(deficit.shape, dtype=bool)
     maxima = seeds.copy()
@@ -2006,9 +2011,16 @@ def _shape_regions(
             slice(max(peak_row - reach, 0), peak_row + reach + 1),
             slice(max(peak_col - reach, 0), peak_col + reach + 1),
         )
-        if core[near].any() or declined[peak_row, peak_col]:
+        if declined[peak_row, peak_col]:
             continue
         top = candidates & (significance >= max(params.seed_sigma, 0.5 * peak_value))
+        if core[near].any():
+            rows, cols = np.nonzero(core[near])
+            nearest = np.hypot(rows + near[0].start - peak_row, cols + near[1].start - peak_col)
+            joined, _ = ndimage.label(top[near])
+            own = joined == joined[peak_row - near[0].start, peak_col - near[1].start]
+            if nearest.min() <= radius or (own & core[near]).any():
+                continue
         box = _component_box(top, peak_row, peak_col, reach)
         # The strongest response inside a large shadow may come from a small filter (texture
         # on its plateau), so the window first sized from that filter can be smaller than the
