@@ -190,7 +190,9 @@ def run_case(params: SolarVideoParams) -> dict:
     separated, drift, timings = outcome["separated"], outcome["drift"], outcome["timings"]
     areas = np.bincount(ndimage.label(core)[0].ravel())[1:]
     diameters = [2.0 * np.sqrt(area / np.pi) for area in areas]
-    ok, _ = drift_verdict(drift.total_px, diameters)
+    ok, _ = drift_verdict(
+        drift.total_px, diameters, registered=drift.registered, closure_px=drift.closure_px
+    )
 
     # Dust over the sky or off the disc blocks no light: no flat can be measured there.
     lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)

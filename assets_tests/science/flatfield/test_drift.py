@@ -237,6 +237,14 @@ def test_uniform_frames_are_not_registered_and_do_not_move() -> None:
     assert estimate.total_px == 0.0
 
 
+def test_the_verdict_on_frames_that_could_not_be_registered_says_why() -> None:
+    ok, message = drift_verdict(60.0, [10.0], registered=False, closure_px=12.34)
+    assert not ok
+    assert "could not be registered" in message and "by 12.3 px" in message
+    ok, message = drift_verdict(0.0, [], registered=False, closure_px=np.inf)
+    assert not ok and "every frame is uniform" in message
+
+
 def test_two_frames_cannot_be_checked_and_count_as_registered() -> None:
     # Their one pair measured the other way round mirrors the first measurement.
     estimate = estimate_drift(_noise(2))

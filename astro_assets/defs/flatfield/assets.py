@@ -612,23 +612,13 @@ def dust_mask(
         mask = expand_mask(core, expansion)
         regions = core_regions(core)
         diameters = [r["equivalent_diameter_px"] for r in regions]
-        drift_ok, drift_message = drift_verdict(drift_total_px, diameters)
+        drift_ok, drift_message = drift_verdict(
+            drift_total_px,
+            diameters,
+            registered=drift.registered,
+            closure_px=cell * drift.closure_px,
+        )
         closure_px = cell * drift.closure_px if np.isfinite(drift.closure_px) else None
-        if not drift.registered:
-            drift_ok = False
-            why = (
-                "every frame is uniform"
-                if closure_px is None
-                else "the shifts of a few pairs of frames measured against each other differ "
-                f"from those measured against the first frame by {closure_px:.1f} px (the "
-                "median; frames that show a scene agree to a fraction of a pixel)"
-            )
-            drift_message = (
-                f"the frames could not be registered: {why}. The target is too faint, noisy or "
-                "featureless to follow, so dust cannot be told from the scene: every candidate "
-                "is kept undecided and the ratio is not searched. Review the mask, or capture "
-                "brighter frames."
-            )
         if not drift_ok:
             context.log.warning(drift_message)
         search_skipped = separated.too_little_motion

@@ -20,7 +20,7 @@ from astro_assets.defs.flatfield.assets import (
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.io.images import UNITY_UINT16, read_fits_float32, read_tiff
 from astro_assets.resources.storage import DataStore
-from astro_assets.science.flatfield.motion import MotionVerdict
+from astro_assets.science.flatfield.motion import is_undecided
 from astro_assets.science.flatfield.planes import broadcast_mask
 
 CLEAN_QUANTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -129,7 +129,9 @@ def dust_mask_candidates_confirmed(
 ) -> dg.AssetCheckResult:
     record = read_mask_record(data_store, context.partition_key)
     verdicts = record.get("motion_test", [])
-    undecided = [v for v in verdicts if MotionVerdict(**v).undecided]
+    # Judged on the verdict's text alone: records written before a field was added to
+    # MotionVerdict are still read.
+    undecided = [v for v in verdicts if is_undecided(v["verdict"])]
     motion_tested = record.get("motion_tested", True)
     untested = not motion_tested and bool(record["regions"])
     if untested:

@@ -622,7 +622,12 @@ def _apodization(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def drift_verdict(
-    total_px: float, dust_diameters_px: Sequence[float], *, min_ratio: float = 2.0
+    total_px: float,
+    dust_diameters_px: Sequence[float],
+    *,
+    min_ratio: float = 2.0,
+    registered: bool = True,
+    closure_px: float = math.nan,
 ) -> tuple[bool, str]:
     """Say whether the target moved enough to tell dust from scene features of the same size.
 
@@ -635,12 +640,15 @@ def drift_verdict(
     min_ratio : float
         Required drift in units of the largest dust diameter (2: a feature that size then covers
         any pixel in fewer than half of the frames of a steady drift and leaves the median).
+    registered, closure_px : bool, float
+        ``DriftEstimate.registered`` and ``DriftEstimate.closure_px`` (on the same pixel grid
+        as ``total_px``): frames that could not be registered say nothing of the drift.
 
     Returns
     -------
     ok : bool
-        False when the drift is too small: a sunspot the size of the dust would survive in the
-        median and look exactly like dust, so the mask needs review.
+        False when the drift is too small (a sunspot the size of the dust would survive in the
+        median and look exactly like dust, so the mask needs review) or unknown.
     message : str
         A sentence for the asset metadata and the log.
     """
@@ -649,6 +657,20 @@ def drift_verdict(
     diameters = [float(d) for d in dust_diameters_px]
     if any(not np.isfinite(d) or d <= 0 for d in diameters):
         raise ValueError(f"dust diameters must be finite and > 0, got {diameters}.")
+    if not registered:
+        why = (
+            "every frame is uniform"
+            if not np.isfinite(closure_px)
+            else "the shifts of a few pairs of frames measured against each other differ from "
+            f"those measured against the first frame by {closure_px:.1f} px (the median; "
+            "frames that show a scene agree to a fraction of a pixel)"
+        )
+        return False, (
+            f"the frames could not be registered: {why}. The target is too faint, noisy or "
+            "featureless to follow, so dust cannot be told from the scene: every candidate is "
+            "kept undecided and the ratio is not searched. Review the mask, or capture "
+            "brighter frames."
+        )
     if not diameters:
         return True, f"the target moved {total_px:.1f} px; no dust was detected to compare with."
     largest = max(diameters)

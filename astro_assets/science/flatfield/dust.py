@@ -2032,14 +2032,16 @@ def _shape_regions(
         if declined[peak_row, peak_col]:
             continue
         top = candidates & (significance >= max(params.seed_sigma, 0.5 * peak_value))
-        if core[near].any():
+        found_near = core[near]
+        if found_near.any():
             if not split_neighbours:
                 continue
-            rows, cols = np.nonzero(core[near])
-            nearest = np.hypot(rows + near[0].start - peak_row, cols + near[1].start - peak_col)
+            found_rows, found_cols = np.nonzero(found_near)
+            peak_in_near = (peak_row - near[0].start, peak_col - near[1].start)
+            distance = np.hypot(found_rows - peak_in_near[0], found_cols - peak_in_near[1])
             joined, _ = ndimage.label(top[near])
-            own = joined == joined[peak_row - near[0].start, peak_col - near[1].start]
-            if nearest.min() <= radius or (own & core[near]).any():
+            own = joined == joined[peak_in_near]
+            if distance.min() <= radius or (own & found_near).any():
                 continue
         box = _component_box(top, peak_row, peak_col, reach)
         # The strongest response inside a large shadow may come from a small filter (texture

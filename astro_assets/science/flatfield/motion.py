@@ -83,6 +83,7 @@ __all__ = [
     "RatioShadow",
     "find_shadows_in_ratio",
     "inpainting_guide",
+    "is_undecided",
     "label_candidates",
     "predict_dust_free",
     "sensor_fixed_test",
@@ -362,7 +363,13 @@ class MotionVerdict:
     @property
     def undecided(self) -> bool:
         """Kept without the video showing it fixed on the sensor."""
-        return self.verdict.startswith(UNDECIDED)
+        return is_undecided(self.verdict)
+
+
+def is_undecided(verdict: str) -> bool:
+    """Whether a verdict's text (``MotionVerdict.verdict``) keeps its candidate without the
+    video showing it fixed on the sensor."""
+    return verdict.startswith(UNDECIDED)
 
 
 def label_candidates(core: np.ndarray) -> tuple[np.ndarray, int]:
@@ -737,13 +744,20 @@ def _shadows_in(shadows: tuple[RatioShadow, ...], region: np.ndarray) -> tuple[R
     return tuple(shadow for shadow in shadows if shadow.lies_in(region))
 
 
-def _pixel_nearest_centroid(
+def _centroid_and_inside(
     rows: np.ndarray, cols: np.ndarray, origin: tuple[int, int]
-) -> tuple[int, int]:
-    """The pixel of a region (its pixels' ``rows`` and ``cols`` in a window whose corner lies
-    at ``origin`` of the image) nearest the region's centroid, in the image's pixels."""
-    nearest = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
-    return int(rows[nearest]) + origin[0], int(cols[nearest]) + origin[1]
+) -> tuple[float, float, int, int]:
+    """The centroid (y, x) of a region (its pixels' ``rows`` and ``cols`` in a window whose
+    corner lies at ``origin`` of the image) and its pixel nearest that centroid (y, x), in the
+    image's pixels."""
+    row, col = float(rows.mean()), float(cols.mean())
+    nearest = int(np.argmin((rows - row) ** 2 + (cols - col) ** 2))
+    return (
+        row + origin[0],
+        col + origin[1],
+        int(rows[nearest]) + origin[0],
+        int(cols[nearest]) + origin[1],
+    )
 
 
 def _light_on_target(
@@ -1292,9 +1306,9 @@ def _judge(
     rows, cols = np.nonzero(labels[box] == label)
     area = rows.size
     diameter = 2.0 * math.sqrt(area / math.pi)
-    centroid_y = float(rows.mean() + box[0].start)
-    centroid_x = float(cols.mean() + box[1].start)
-    inside_y, inside_x = _pixel_nearest_centroid(rows, cols, (box[0].start, box[1].start))
+    centroid_y, centroid_x, inside_y, inside_x = _centroid_and_inside(
+        rows, cols, (box[0].start, box[1].start)
+    )
     # The longest extent, not the equivalent diameter: a candidate may be a fragment (an arc)
     # of a larger shadow, and the shadow's whole size decides whether it stays in the scene.
     extent = max(
@@ -1636,13 +1650,9 @@ def find_shadows_in_ratio(
             continue
         rows, cols = np.nonzero(candidate)
         kept[label] = True
-        inside_y, inside_x = _pixel_nearest_centroid(rows, cols, (window[0].start, window[1].start))
         shadows.append(
             RatioShadow(
-                centroid_y=float(rows.mean() + window[0].start),
-                centroid_x=float(cols.mean() + window[1].start),
-                inside_y=inside_y,
-                inside_x=inside_x,
+                *_centroid_and_inside(rows, cols, (window[0].start, window[1].start)),
                 diameter_px=diameter,
                 median_deficit=median_deficit,
                 fixed_deficit=fixed_deficit,
@@ -1759,13 +1769,9 @@ def _deep_shadows(
             continue
         found[window] |= shadow
         rows, cols = np.nonzero(shadow)
-        inside_y, inside_x = _pixel_nearest_centroid(rows, cols, (window[0].start, window[1].start))
         shadows.append(
             RatioShadow(
-                centroid_y=float(rows.mean() + window[0].start),
-                centroid_x=float(cols.mean() + window[1].start),
-                inside_y=inside_y,
-                inside_x=inside_x,
+                *_centroid_and_inside(rows, cols, (window[0].start, window[1].start)),
                 diameter_px=2.0 * math.sqrt(area / math.pi),
                 median_deficit=_deficit(image[window], shadow, ring),
                 fixed_deficit=fixed_deficit,
