@@ -225,6 +225,35 @@ def test_a_shadow_beside_a_stronger_one_is_its_own_shape(gap_px: float) -> None:
     assert not np.any(detection.core & ~ndimage.binary_dilation(truth.dust_support(), iterations=2))
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_shadows_cut_by_the_frame_edge_are_found_whole(seed: int) -> None:
+    # A donut cut through its centre by the top edge shows half a ring, twice as wide as tall
+    # and open onto the edge; a disc in the corner shows a quarter of itself. Judged as seen,
+    # both fail the shape prior; mirrored across the edge they are a donut and a disc.
+    half_donut = DustSpec(x=100.0, y=0.0, diameter_px=30.0, depth=0.15, kind="donut")
+    corner_disc = DustSpec(x=0.0, y=95.0, diameter_px=24.0, depth=0.2, kind="disc")
+    median, truth = _median(
+        SolarVideoParams(
+            width=160,
+            height=96,
+            disk_radius_frac=1.5,
+            n_frames=12,
+            n_sunspots=0,
+            drift_px=12.0,
+            dust=(half_donut, corner_disc),
+            seed=seed,
+        )
+    )
+    detection = detect_dust(median)
+    assert len(detection.regions) == 2
+    assert detection.core[0, 100] and detection.core[1, 100], "the ring's hole at the edge"
+    assert detection.core[93, 2]
+    support = ndimage.binary_fill_holes(np.pad(truth.dust_support(), 1, constant_values=True))
+    outline = ndimage.binary_dilation(support[1:-1, 1:-1], iterations=2)
+    assert not np.any(detection.core & ~outline)
+    assert metrics.deficit_weighted_recall(detection.core, truth.transmission) > 0.9
+
+
 def _line_defects(median: np.ndarray) -> np.ndarray:
     """``median`` with a column of 4 % lower gain and a row of 3 % lower gain (sensor line
     defects) across the two shadows of :func:`test_shadows_crossed_by_line_defects_are_found`."""

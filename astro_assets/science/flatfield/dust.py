@@ -2010,15 +2010,23 @@ def _shape_regions(
     # the motion test drops it.
     size = 2 * math.ceil(radii[0]) + 1
     declined = np.zeros(deficit.shape, dtype=bool)
-    maxima = seeds.copy()
-    maxima &= significance >= ndimage.maximum_filter(significance, size=size)
+    # No seed lies in the frame's border band (``_hysteresis``), and its pixels do not compete
+    # for the maxima either: a shadow cut by the frame's edge has its strongest response on the
+    # edge, and were that to suppress every seed beside it, the shadow would have no maximum.
+    band = math.floor(radii[0])
+    height, width = deficit.shape
+    interior = (slice(band, height - band), slice(band, width - band))
+    maxima = np.zeros(seeds.shape, dtype=bool)
+    inner_significance = significance[interior]
+    maxima[interior] = seeds[interior] & (
+        inner_significance >= ndimage.maximum_filter(inner_significance, size=size)
+    )
     maxima_labels, n_maxima = ndimage.label(maxima)
     if n_maxima == 0:
         return core, ()
     rows, cols = np.nonzero(maxima)
     _, first = np.unique(maxima_labels[rows, cols], return_index=True)
     positions = list(zip(rows[first].tolist(), cols[first].tolist(), strict=True))
-    height, width = deficit.shape
     max_grow = math.ceil(3.0 * radii[-1]) + 2
     opening = max(1, round(radii[0] / 2))
     for peak_row, peak_col in sorted(positions, key=lambda rc: -significance[rc]):
@@ -2081,8 +2089,11 @@ def _shape_regions(
             # a segmentation.
             declined[window] |= seed
         core[window] |= shape
-    core = fill_holes(core) & (usable | fill_holes(usable))
-    return _keep_dust_like(core, deficit, significance, best_radius, params, smoothed_noise[0.0])
+    allowed = usable | fill_holes(usable)
+    core = fill_holes(core) & allowed
+    return _keep_dust_like(
+        core, allowed, deficit, significance, best_radius, params, smoothed_noise[0.0]
+    )
 
 
 def _reaches_inner_border(
@@ -2125,6 +2136,7 @@ def _component_box(mask: np.ndarray, row: int, col: int, start_half: int) -> tup
 
 def _keep_dust_like(
     core: np.ndarray,
+    allowed: np.ndarray,
     deficit: np.ndarray,
     significance: np.ndarray,
     best_radius: np.ndarray,
@@ -2135,21 +2147,37 @@ def _keep_dust_like(
 
     A region must hold ``min_area_px`` pixels whose own deficit exceeds the grow level (a
     cluster of cold pixels is found by the filters and widened by smoothing, but it stays
-    smaller), and be round and compact enough (``min_solidity``, ``max_elongation``).
+    smaller), and be round and compact enough (``min_solidity``, ``max_elongation``). A region
+    cut by the frame's edge is judged by the better of its visible part and that part mirrored
+    across the edge (a disc cut near its centre shows half of itself, twice as wide as tall),
+    and a donut's hole that opens onto the edge is filled as an enclosed one is, where
+    ``allowed`` (bool, H x W) lets it.
     """
     labels, _ = ndimage.label(core)
     kept = np.zeros(core.shape, dtype=bool)
     found = []
     for props in regionprops(labels):
+        shapes = [props]
+        mirrored = _mirrored_across_frame_edges(props, allowed)
+        if mirrored is not None:
+            props, whole = mirrored
+            shapes = [props, whole]
         rows, cols = props.coords[:, 0], props.coords[:, 1]
         evidence = np.count_nonzero(deficit[rows, cols] > params.grow_sigma * pixel_noise)
         if evidence < params.min_area_px:
             continue
-        minor = max(props.axis_minor_length, 1.0)
-        elongation = props.axis_major_length / minor
-        solidity = _outline_solidity(props)
-        if solidity < params.min_solidity or elongation > params.max_elongation:
+        judged = [
+            (_outline_solidity(shape), shape.axis_major_length / max(shape.axis_minor_length, 1.0))
+            for shape in shapes
+        ]
+        passing = [
+            (solidity, elongation)
+            for solidity, elongation in judged
+            if solidity >= params.min_solidity and elongation <= params.max_elongation
+        ]
+        if not passing:
             continue
+        solidity, elongation = max(passing)
         region_deficit = deficit[rows, cols]
         region_significance = significance[rows, cols]
         peak_at = int(np.argmax(region_significance))
@@ -2186,6 +2214,50 @@ def _keep_dust_like(
             )
         )
     return kept, tuple(regions)
+
+
+def _mirrored_across_frame_edges(props: Any, allowed: np.ndarray) -> tuple[Any, Any] | None:
+    """A region that touches the frame's edge, completed by its mirror image across it.
+
+    Parameters
+    ----------
+    props : skimage.measure RegionProperties
+        The region, in frame coordinates.
+    allowed : np.ndarray
+        (H, W) bool, the frame's pixels a filled pocket may take.
+
+    Returns
+    -------
+    tuple or None
+        None when the region touches no edge. Else the region with the pockets it encloses
+        against the edge filled (frame coordinates), and the filled region joined to its
+        mirror images across each edge it touches (its own coordinates), both as
+        ``RegionProperties``.
+    """
+    min_row, min_col, max_row, max_col = props.bbox
+    height, width = allowed.shape
+    top, bottom, left, right = min_row == 0, max_row == height, min_col == 0, max_col == width
+    if not (top or bottom or left or right):
+        return None
+    whole = props.image
+    if top:
+        whole = np.concatenate([whole[::-1], whole], axis=0)
+    if bottom:
+        whole = np.concatenate([whole, whole[::-1]], axis=0)
+    if left:
+        whole = np.concatenate([whole[:, ::-1], whole], axis=1)
+    if right:
+        whole = np.concatenate([whole, whole[:, ::-1]], axis=1)
+    whole = fill_holes(whole)
+    first_row = props.image.shape[0] if top else 0
+    first_col = props.image.shape[1] if left else 0
+    filled = whole[
+        first_row : first_row + props.image.shape[0], first_col : first_col + props.image.shape[1]
+    ]
+    filled = filled & allowed[min_row:max_row, min_col:max_col]
+    (visible,) = regionprops(filled.astype(np.uint8), offset=(min_row, min_col))
+    (mirrored,) = regionprops(whole.astype(np.uint8))
+    return visible, mirrored
 
 
 def _outline_solidity(props: Any) -> float:
