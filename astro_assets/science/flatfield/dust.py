@@ -2057,7 +2057,6 @@ def _shape_regions(
         # shadow: it grows until the shape no longer reaches an inner border, up to the reach
         # of the largest filter, beyond which no shape is a single shadow.
         grow = math.ceil(3.0 * radius) + 2
-        grown = False
         while True:
             window = grown_box(box, grow, (height, width))
             labels, _ = ndimage.label(top[window])
@@ -2073,15 +2072,15 @@ def _shape_regions(
             )
             if not whole_shapes:
                 break
-            # Threads narrower than the smallest filter (noise the outline level lets the shape
-            # run along) are no reason to grow the window, and in a grown window, where they can
-            # run far, they are cut off.
+            # Threads narrower than the smallest filter (noise, or a residue of the background
+            # fit, that the outline level lets a faint shadow's shape run along) are no reason
+            # to grow the window, and they are cut off: kept, they made a round shadow a shape
+            # the shape prior declines.
             body = ndimage.binary_opening(shape, iterations=opening)
             if grow >= max_grow or not _reaches_inner_border(body, window, (height, width)):
                 break
             grow = min(2 * grow, max_grow)
-            grown = True
-        if grown:
+        if whole_shapes:
             shape &= ndimage.binary_dilation(body, iterations=opening)
         if not shape.any():
             # Declined (shallower than ``params.min_depth``): the other maxima of its seed
