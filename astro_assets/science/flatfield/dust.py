@@ -2083,9 +2083,9 @@ def _shape_regions(
         if whole_shapes:
             shape &= ndimage.binary_dilation(body, iterations=opening)
         if not shape.any():
-            # Declined (shallower than ``params.min_depth``): the other maxima of its seed
-            # component are the same plateau and would be declined alike, each at the cost of
-            # a segmentation.
+            # Declined (shallower than ``params.min_depth``, or nowhere wider than a thread):
+            # the other maxima of its seed component are the same plateau and would be
+            # declined alike, each at the cost of a segmentation.
             declined[window] |= seed
         core[window] |= shape
     allowed = usable | fill_holes(usable)
