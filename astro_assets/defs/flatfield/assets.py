@@ -612,13 +612,11 @@ def dust_mask(
         mask = expand_mask(core, expansion)
         regions = core_regions(core)
         diameters = [r["equivalent_diameter_px"] for r in regions]
+        closure_px = cell * drift.closure_px
         drift_ok, drift_message = drift_verdict(
-            drift_total_px,
-            diameters,
-            registered=drift.registered,
-            closure_px=cell * drift.closure_px,
+            drift_total_px, diameters, registered=drift.registered, closure_px=closure_px
         )
-        closure_px = cell * drift.closure_px if np.isfinite(drift.closure_px) else None
+        recorded_closure_px = closure_px if np.isfinite(closure_px) else None
         if not drift_ok:
             context.log.warning(drift_message)
         search_skipped = separated.too_little_motion
@@ -661,7 +659,7 @@ def dust_mask(
                     "regions": regions,
                     "drift_total_px": drift_total_px,
                     "drift_registered": drift.registered,
-                    "drift_closure_px": closure_px,
+                    "drift_closure_px": recorded_closure_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
                     "prediction_black_level": separated.black_level,
@@ -699,7 +697,7 @@ def dust_mask(
                 "regions": _json(regions),
                 "drift_total_px": drift_total_px,
                 "drift_registered": drift.registered,
-                "drift_closure_px": closure_px,
+                "drift_closure_px": recorded_closure_px,
                 "drift_ok": drift_ok,
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,
