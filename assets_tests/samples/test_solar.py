@@ -15,15 +15,18 @@ from astro_assets.samples import (
     SolarVideoParams,
     SolarVideoTruth,
     SyntheticSolarVideo,
+    dark_signal,
     dust_transmission,
     frame_timestamps,
     generate_samples,
     random_dust,
     sample_catalog,
+    synthesize_dark_frames,
     synthesize_frames_array,
     synthesize_video,
     truth_path_for,
     vignetting_map,
+    write_dark_video,
     write_sample_video,
 )
 
@@ -223,6 +226,44 @@ def test_temporal_noise_is_poisson_plus_read_noise() -> None:
     z = (frames.mean(axis=0) - expected) / standard_error
     assert abs(z.mean()) < 0.3
     assert z.std() == pytest.approx(1.0, abs=0.15)
+
+
+def test_the_dark_signal_is_in_every_frame_and_alone_in_the_dark_video(tmp_path) -> None:
+    params = SolarVideoParams(
+        **TINY,
+        hot_pixel_fraction=0.05,
+        hot_pixel_adu=600.0,
+        amp_glow_adu=300.0,
+        drift_px=0.0,
+        jitter_px=0.0,
+        read_noise_adu=8.0,
+        seed=5,
+    )
+    assert dark_signal(dataclasses.replace(params, hot_pixel_adu=0.0, amp_glow_adu=0.0)) is None
+    dark = dark_signal(params)
+    hot = dark > 300.0
+    assert 0.02 < hot.mean() < 0.08
+    assert dark[0, 0] >= 300.0 and dark[-1, -1] < 1.0
+    lit = SyntheticSolarVideo(params)
+    unlit = SyntheticSolarVideo(
+        dataclasses.replace(params, hot_pixel_fraction=0.0, amp_glow_adu=0.0)
+    )
+    np.testing.assert_allclose(lit.expected_frame(0) - unlit.expected_frame(0), dark, atol=1e-9)
+    frames = synthesize_dark_frames(params, 64)
+    assert frames.shape == (64, params.height, params.width) and frames.dtype == np.uint16
+    # The median of 64 frames of 8 ADU read noise has a standard error of about 1.25 ADU: it
+    # is within 6 ADU of black + dark at every pixel, and the frames scatter by the read noise.
+    np.testing.assert_allclose(np.median(frames, axis=0), params.black_level_adu + dark, atol=6)
+    spread = (frames - np.median(frames, axis=0)).std()
+    assert spread == pytest.approx(params.read_noise_adu, rel=0.1)
+    np.testing.assert_array_equal(frames, synthesize_dark_frames(params, 64))
+    written = write_dark_video(tmp_path / "dark.ser", params, 5)
+    with open_ser(written) as video:
+        np.testing.assert_array_equal(video.frames, frames[:5])
+    with pytest.raises(ValueError, match="n_frames"):
+        synthesize_dark_frames(params, 0)
+    with pytest.raises(ValueError, match=r"\.ser suffix"):
+        write_dark_video(tmp_path / "dark.avi", params, 5)
 
 
 def test_planet_sky_sits_at_the_black_level() -> None:
@@ -474,6 +515,9 @@ def test_frame_index_out_of_range() -> None:
         ({"shift_12bit": 1}, "shift_12bit=1 must be True or False"),
         ({"texture_contrast": 0.9}, "texture_contrast"),
         ({"frame_rate_hz": 0.0}, "frame_rate_hz"),
+        ({"hot_pixel_fraction": 0.2}, "hot_pixel_fraction"),
+        ({"hot_pixel_adu": -1.0}, "hot_pixel_adu"),
+        ({"amp_glow_adu": float("inf")}, "amp_glow_adu"),
         ({"peak_level_frac": 0.01}, "no room above the black level"),
         (
             {"dust": (DustSpec(x=50.0, y=10.0, diameter_px=5.0, depth=0.2, kind="disc"),)},

@@ -81,6 +81,10 @@ class DataLayout:
     def incoming_jobs(self) -> Path:
         return self.resolve("incoming", "jobs")
 
+    @property
+    def incoming_darks(self) -> Path:
+        return self.resolve("incoming", "darks")
+
     def flatfield_dir(self, key: str) -> Path:
         return self.resolve("flatfield", check_key(key))
 

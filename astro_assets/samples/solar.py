@@ -2,7 +2,7 @@
 
 The generator follows the image model of a sensor under a drifting, seeing-blurred target::
 
-    frame_i = quantize(black + gain * Poisson(full_well * V * T * S_i) + read_noise)
+    frame_i = quantize(black + D + gain * Poisson(full_well * V * T * S_i) + read_noise)
 
 - ``S_i`` is the scene (limb-darkened disk with a granulation-like texture and sunspots, or a
   banded planet on a black sky), normalised so that the smooth disk centre is 1.0, blurred by the
@@ -13,6 +13,9 @@ The generator follows the image model of a sensor under a drifting, seeing-blurr
   the scene. A shadow is the defocused image of the aperture: a filled disc (refractor) or an
   annulus (obstructed telescope) with softened edges.
 - ``V`` is the vignetting, also fixed on the sensor.
+- ``D`` is the sensor's own dark signal above the black level: hot pixels and amplifier glow
+  in a corner (zero unless asked for). A video taken with the telescope capped
+  (:func:`synthesize_dark_frames`) shows ``black + D`` and the read noise alone.
 
 Units: every ADU value here (``black_level_adu``, ``read_noise_adu``, ``SolarVideoTruth.scene``)
 is in *stored* units, the numbers found in the SER file. For 12-bit data stored shifted up, the
@@ -59,6 +62,9 @@ CAPTURE_START_UTC = datetime(2024, 4, 8, 18, 0, 0, tzinfo=UTC)
 
 _TAPER_PX = 16
 _SCENE_STREAM, _DUST_STREAM, _MOTION_STREAM, _NOISE_STREAM = 0, 1, 2, 3
+_DARK_STREAM, _DARK_NOISE_STREAM = 4, 5
+_AMP_GLOW_SCALE = 0.25
+"""e-folding distance of the amplifier glow from its corner, as a fraction of the shorter side."""
 _PROFILE_CUTOFF = 1e-5
 _MAX_DUST_FRACTION = 0.25
 _SUN_LIMB_COEFFS = (0.6, 0.1)
@@ -86,6 +92,9 @@ _PARAM_FLOAT_FIELDS = (
     "peak_level_frac",
     "read_noise_adu",
     "black_level_adu",
+    "hot_pixel_fraction",
+    "hot_pixel_adu",
+    "amp_glow_adu",
     "frame_rate_hz",
 )
 
@@ -238,6 +247,13 @@ class SolarVideoParams:
         Gaussian read noise, stored ADU rms. None: 3 electrons.
     black_level_adu : float or None
         Offset added after the gain, stored ADU. None: 1/64 of the largest stored value.
+    hot_pixel_fraction : float
+        Share of the pixels, in [0, 0.1], with a dark signal of their own (hot pixels).
+    hot_pixel_adu : float
+        Mean dark signal of a hot pixel, stored ADU (exponentially distributed).
+    amp_glow_adu : float
+        Dark signal at the top-left corner from the amplifier's glow, stored ADU, falling off
+        over a quarter of the shorter side.
     bit_depth : int
         Bits of the converter, 9 to 16; frames are always uint16.
     shift_12bit : bool
@@ -271,6 +287,9 @@ class SolarVideoParams:
     peak_level_frac: float = 0.7
     read_noise_adu: float | None = None
     black_level_adu: float | None = None
+    hot_pixel_fraction: float = 0.0
+    hot_pixel_adu: float = 0.0
+    amp_glow_adu: float = 0.0
     bit_depth: int = 16
     shift_12bit: bool = True
     frame_rate_hz: float = 30.0
@@ -382,6 +401,12 @@ class SolarVideoParams:
             )
         if not (math.isfinite(self.frame_rate_hz) and self.frame_rate_hz > 0.0):
             raise ValueError(f"frame_rate_hz={self.frame_rate_hz} must be > 0")
+        if not 0.0 <= self.hot_pixel_fraction <= 0.1:
+            raise ValueError(f"hot_pixel_fraction={self.hot_pixel_fraction} must be in [0, 0.1]")
+        for name in ("hot_pixel_adu", "amp_glow_adu"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name}={value} must be >= 0 stored ADU")
 
     def _check_dust(self) -> None:
         if self.dust is None:
@@ -471,7 +496,8 @@ class SolarVideoTruth:
     scene : numpy.ndarray
         (h, w) float32 noiseless, seeing-blurred scene at zero shift, stored ADU above the black
         level, before vignetting and dust. A pixel of frame ``i`` has the expectation
-        ``black_level_adu + vignetting * transmission * scene`` shifted by ``shifts[i]``.
+        ``black_level_adu + vignetting * transmission * scene`` shifted by ``shifts[i]``, plus
+        the sensor's :func:`dark_signal` where the parameters give one.
     black_level_adu : float
         Offset in stored ADU.
     params : SolarVideoParams
@@ -623,6 +649,7 @@ class SyntheticSolarVideo:
         self._electrons_per_unit = (
             params.full_well * vignetting.astype(np.float64) * transmission.astype(np.float64)
         )
+        self._dark = dark_signal(params)
         shifts = _draw_shifts(params)
         adu_per_unit = params.gain_adu_per_electron * params.full_well
         scene = self._shifted_scene(0.0, 0.0) * adu_per_unit
@@ -662,7 +689,8 @@ class SyntheticSolarVideo:
     def expected_frame(self, index: int) -> np.ndarray:
         """(h, w) float64 noiseless frame ``index`` in stored ADU, before quantization."""
         p = self.params
-        return p.black_level_adu + p.gain_adu_per_electron * self.expected_electrons(index)
+        frame = p.black_level_adu + p.gain_adu_per_electron * self.expected_electrons(index)
+        return frame if self._dark is None else frame + self._dark
 
     def frame(self, index: int) -> np.ndarray:
         """(h, w) uint16 frame ``index``: Poisson and read noise, quantized to the bit depth."""
@@ -670,9 +698,68 @@ class SyntheticSolarVideo:
         rng = np.random.default_rng([p.seed, _NOISE_STREAM, index])
         electrons = rng.poisson(self.expected_electrons(index))
         adu = p.black_level_adu + p.gain_adu_per_electron * electrons
+        if self._dark is not None:
+            adu += self._dark
         adu += p.read_noise_adu * rng.standard_normal(adu.shape)
-        native = np.clip(np.rint(adu / p.storage_factor), 0, 2**p.bit_depth - 1)
-        return (native * p.storage_factor).astype(np.uint16)
+        return _quantize(adu, p)
+
+
+def _quantize(adu: np.ndarray, params: SolarVideoParams) -> np.ndarray:
+    """Stored uint16 values of ``adu``: rounded to the converter's units and clipped."""
+    native = np.clip(np.rint(adu / params.storage_factor), 0, 2**params.bit_depth - 1)
+    return (native * params.storage_factor).astype(np.uint16)
+
+
+def dark_signal(params: SolarVideoParams) -> np.ndarray | None:
+    """The sensor's dark signal ``D`` above the black level: hot pixels and amplifier glow.
+
+    Parameters
+    ----------
+    params : SolarVideoParams
+        ``hot_pixel_fraction``, ``hot_pixel_adu``, ``amp_glow_adu`` and ``seed``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (h, w) float64 stored ADU, the same for every frame of the video and of its dark
+        video; None when the parameters ask for none.
+    """
+    h, w = params.height, params.width
+    if params.hot_pixel_fraction * params.hot_pixel_adu == 0.0 and params.amp_glow_adu == 0.0:
+        return None
+    rng = np.random.default_rng([params.seed, _DARK_STREAM])
+    hot = rng.random((h, w)) < params.hot_pixel_fraction
+    dark = np.zeros((h, w))
+    dark[hot] = rng.exponential(params.hot_pixel_adu, int(np.count_nonzero(hot)))
+    y, x = np.mgrid[0:h, 0:w]
+    dark += params.amp_glow_adu * np.exp(-np.hypot(y, x) / (_AMP_GLOW_SCALE * min(h, w)))
+    return dark
+
+
+def synthesize_dark_frames(params: SolarVideoParams, n_frames: int) -> np.ndarray:
+    """Frames taken with the same sensor settings and the telescope capped.
+
+    ``frame_i = quantize(black + D + read_noise)``, with the dark signal ``D`` of
+    :func:`dark_signal` (the one in every frame of the video of ``params``) and a noise stream
+    of its own.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_frames, h, w) uint16 stored values.
+    """
+    if isinstance(n_frames, bool) or not isinstance(n_frames, int | np.integer) or n_frames < 1:
+        raise ValueError(f"n_frames={n_frames!r} must be a positive integer")
+    dark = dark_signal(params)
+    frames = np.empty((int(n_frames), params.height, params.width), dtype=np.uint16)
+    for index in range(int(n_frames)):
+        rng = np.random.default_rng([params.seed, _DARK_NOISE_STREAM, index])
+        adu = np.full((params.height, params.width), params.black_level_adu)
+        if dark is not None:
+            adu += dark
+        adu += params.read_noise_adu * rng.standard_normal(adu.shape)
+        frames[index] = _quantize(adu, params)
+    return frames
 
 
 def synthesize_video(params: SolarVideoParams) -> tuple[Iterator[np.ndarray], SolarVideoTruth]:
@@ -732,6 +819,21 @@ def write_sample_video(path: str | Path, params: SolarVideoParams) -> tuple[Path
     )
     truth_path = truth.save(truth_path_for(path))
     return path, truth_path
+
+
+def write_dark_video(path: str | Path, params: SolarVideoParams, n_frames: int) -> Path:
+    """Write the dark video of ``params`` (:func:`synthesize_dark_frames`) to ``path`` (SER)."""
+    path = Path(path)
+    if path.suffix.lower() != ".ser":
+        raise ValueError(f"{path}: a dark video must have the .ser suffix")
+    return write_ser(
+        path,
+        iter(synthesize_dark_frames(params, n_frames)),
+        color="MONO",
+        depth=params.ser_depth,
+        instrument="astro_assets synthetic",
+        date_utc=CAPTURE_START_UTC,
+    )
 
 
 def sample_catalog(size: str = "small") -> dict[str, SolarVideoParams]:

@@ -20,7 +20,14 @@ from astro_assets.materialize import run_failures
 from astro_assets.resources.dust_eye import DustEye
 from astro_assets.resources.gemini import GeminiImageModel
 from astro_assets.resources.image_model import DustMaskResult
-from astro_assets.samples import DustSpec, SolarVideoParams, SolarVideoTruth, write_sample_video
+from astro_assets.samples import (
+    DustSpec,
+    SolarVideoParams,
+    SolarVideoTruth,
+    dark_signal,
+    write_dark_video,
+    write_sample_video,
+)
 from astro_assets.samples.solar import synthesize_frames_array
 
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
@@ -291,10 +298,16 @@ def test_regions_dropped_and_discs_added_by_hand_reach_the_flat(
 
 
 def _failure_message(result, step_key: str) -> str:
-    """The message of the run's one step failure, which must be ``step_key``'s."""
+    """The message of the run's one step failure, which must be ``step_key``'s, with those of
+    the errors that caused it (the user's error under Dagster's)."""
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure.step_key == step_key
-    return failure.event_specific_data.error.message
+    error = failure.event_specific_data.error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
 
 
 def _check_evaluation(result, name: str):
@@ -485,13 +498,16 @@ def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     assert evaluation.metadata["drift_registered"].value is False
 
 
-def _assert_calibrated_by_the_flat_alone(result, video_path: Path, folder: Path) -> int:
-    """Every frame of ``calibrated.ser`` times the flat is the raw frame less the black level,
-    within rounding, where not clipped to the range of the values; returns the depth of the
-    calibrated file."""
-    with fits.open(folder / "final_flatfield.fits") as hdul:
-        flat = hdul[0].data.astype(np.float64)
-        black = float(hdul[0].header["BLACKLVL"])
+def _assert_calibrated_by_the_flat_alone(
+    result, video_path: Path, folder: Path, black: np.ndarray | None = None
+) -> int:
+    """Every frame of ``calibrated.ser`` times the flat is the raw frame less the black level
+    (``BLACKLVL`` unless ``black`` is given), within rounding, where not clipped to the range
+    of the values; returns the depth of the calibrated file."""
+    flat, header = read_fits_float32(folder / "final_flatfield.fits")
+    flat = flat.astype(np.float64)
+    if black is None:
+        black = float(header["BLACKLVL"])
     clipped = 0
     with open_ser(video_path) as original, open_ser(folder / "calibrated.ser") as calibrated:
         assert calibrated.n_frames == original.n_frames
@@ -571,6 +587,173 @@ def test_whole_graph_calibrates_a_three_plane_video(instance, data_store, layout
             np.testing.assert_allclose(
                 (cal * flat)[kept], expected[kept], atol=0.5 * flat.max() + 1e-6
             )
+
+
+def test_a_three_plane_video_is_calibrated_with_the_sky_level_of_each_plane(
+    instance, data_store, layout
+):
+    # Three planes of unequal gain have skies of unequal level: each plane's is subtracted.
+    frames, _ = synthesize_frames_array(dataclasses.replace(DUSTY, target="planet"))
+    gains = np.array([1.0, 0.7, 0.4])
+    video = np.rint(frames[..., None] * gains).astype(np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "skies.ser", video, color="RGB", depth=16)
+    sky = {"ops": {"final_flatfield": {"config": {"black_level_mode": "sky"}}}}
+    result = _materialize(instance, data_store, "skies", run_config=sky)
+    assert result.success
+    folder = layout.flatfield_dir("skies")
+    _, header = read_fits_float32(folder / "final_flatfield.fits")
+    levels = np.array([header[f"BLACKP{plane}"] for plane in (1, 2, 3)])
+    np.testing.assert_allclose(levels, DUSTY.black_level_adu * gains, rtol=0.02)
+    assert header["FLATDOM"] == "frame - BLACKPn"
+    assert header["BLACKLVL"] == pytest.approx(levels.mean())
+    black = np.broadcast_to(levels, video.shape[1:])
+    assert (
+        _assert_calibrated_by_the_flat_alone(
+            result, layout.incoming_ser / "skies.ser", folder, black
+        )
+        == 16
+    )
+
+
+HOT = dataclasses.replace(DUSTY, hot_pixel_fraction=0.02, hot_pixel_adu=1500.0, amp_glow_adu=400.0)
+"""The dusty sample from a sensor with hot pixels and an amplifier's glow."""
+
+
+@pytest.fixture
+def hot_video(layout) -> tuple[Path, SolarVideoTruth]:
+    layout.incoming_ser.mkdir(parents=True)
+    layout.incoming_darks.mkdir(parents=True)
+    video, truth_path = write_sample_video(layout.incoming_ser / "hot.ser", HOT)
+    write_dark_video(layout.incoming_darks / "hot_dark.ser", HOT, 24)
+    return video, SolarVideoTruth.load(truth_path)
+
+
+def _dark_config(dark_video: str, *, with_dust_mask: bool = True) -> dict:
+    """Run config giving ``dark_video`` to ``final_flatfield`` (and to ``dust_mask``)."""
+    ops = {"final_flatfield": {"config": {"black_level_mode": "dark", "dark_video": dark_video}}}
+    if with_dust_mask:
+        ops["dust_mask"] = {"config": {"dark_video": dark_video}}
+    return {"ops": ops}
+
+
+def test_a_dark_video_calibrates_the_flat_and_the_video_pixel_by_pixel(
+    instance, data_store, layout, hot_video
+):
+    video_path, truth = hot_video
+    result = _materialize(instance, data_store, "hot", run_config=_dark_config("hot_dark.ser"))
+    assert result.success
+    assert (
+        all(_check_results(result).values())
+        or not _check_results(result)["dust_mask_candidates_confirmed"]
+    )
+    folder = layout.flatfield_dir("hot")
+    dark, dark_header = read_fits_float32(folder / "master_dark.fits")
+    expected_dark = HOT.black_level_adu + dark_signal(HOT)
+    # A median of 24 frames has a standard error of 1.25 read noises / sqrt(24).
+    standard_error = 1.25 * HOT.read_noise_adu / np.sqrt(24)
+    assert np.abs(dark - expected_dark).mean() < standard_error
+    assert np.abs(dark - expected_dark).max() < 6 * standard_error
+    assert dark_header["DARKNFR"] == 24
+    flat, header = read_fits_float32(folder / "final_flatfield.fits")
+    assert header["DARKFILE"] == "hot_dark.ser"
+    assert header["FLATDOM"] == "frame - master_dark.fits"
+    assert header["BLACKLVL"] == float(np.median(dark))
+    assert header["FF_BLACK_LEVEL_MODE"] == "dark"
+    mask = read_tiff(folder / "dust_mask.tiff")
+    assert np.all(flat[mask == 0] == 1.0)
+    dust = truth.dust_support()
+    errors = flat[dust] / truth.transmission[dust] - 1.0
+    assert np.sqrt(np.mean(errors**2)) < 0.05
+    flat_metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
+    summary = flat_metadata["dark_summary"].value
+    assert summary["below_dark_fraction"] == 0.0
+    assert summary["hot_fraction"] > 0.01
+    assert flat_metadata["dark_frames"].value == 24
+    mask_metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert mask_metadata["prediction_black_level"].value == pytest.approx(np.median(dark), abs=1)
+    assert _assert_calibrated_by_the_flat_alone(result, video_path, folder, dark) == 16
+    calibrated = result.asset_materializations_for_node("calibrated_video")[0].metadata
+    assert calibrated["black_level_removed"].value.startswith("master_dark.fits")
+
+
+def test_a_flat_made_with_the_level_alone_keeps_the_hot_pixels_under_the_dust(
+    instance, data_store, layout, hot_video
+):
+    _, truth = hot_video
+    level = {
+        "ops": {
+            "final_flatfield": {
+                "config": {"black_level_mode": "value", "black_level": HOT.black_level_adu}
+            }
+        }
+    }
+    assert _materialize(instance, data_store, "hot", run_config=level).success
+    folder = layout.flatfield_dir("hot")
+    level_flat, _ = read_fits_float32(folder / "final_flatfield.fits")
+    dark_run = _materialize(
+        instance,
+        data_store,
+        "hot",
+        ["final_flatfield"],
+        _dark_config("hot_dark.ser", with_dust_mask=False),
+    )
+    assert dark_run.success
+    dark_flat, _ = read_fits_float32(folder / "final_flatfield.fits")
+    hot = truth.dust_support() & (dark_signal(HOT) > 300.0)
+    assert np.count_nonzero(hot) >= 3
+    level_errors = np.abs(level_flat[hot] / truth.transmission[hot] - 1.0)
+    dark_errors = np.abs(dark_flat[hot] / truth.transmission[hot] - 1.0)
+    assert np.median(dark_errors) < 0.5 * np.median(level_errors)
+
+
+def test_a_dark_that_does_not_fit_the_video_fails_the_flat_with_what_to_do(
+    instance, data_store, layout, hot_video
+):
+    upstream = ["ser_median", "dust_mask", "inpainted", "matched_inpaint"]
+    assert _materialize(instance, data_store, "hot", selection=upstream).success
+    darks = layout.incoming_darks
+    write_dark_video(darks / "small.ser", dataclasses.replace(HOT, width=96, height=72, dust=()), 4)
+    write_dark_video(darks / "offset.ser", dataclasses.replace(HOT, black_level_adu=2024.0), 8)
+    write_ser(darks / "eight_bit.ser", np.zeros((3, HOT.height, HOT.width), np.uint8), depth=8)
+    cases = {
+        "small.ser": "frames of (72, 96) against (168, 224)",
+        "offset.ser": "below the master dark of offset.ser",
+        "eight_bit.ser": "8-bit values against 16-bit",
+        "missing.ser": "hot_dark.ser",
+    }
+    for dark_video, expected in cases.items():
+        config = _dark_config(dark_video, with_dust_mask=False)
+        result = _materialize(instance, data_store, "hot", ["final_flatfield"], config)
+        assert not result.success
+        assert expected in _failure_message(result, "final_flatfield"), dark_video
+    only_dark = {"ops": {"final_flatfield": {"config": {"dark_video": "hot_dark.ser"}}}}
+    result = _materialize(instance, data_store, "hot", ["final_flatfield"], only_dark)
+    assert "set black_level_mode: dark" in _failure_message(result, "final_flatfield")
+    only_mode = {"ops": {"final_flatfield": {"config": {"black_level_mode": "dark"}}}}
+    result = _materialize(instance, data_store, "hot", ["final_flatfield"], only_mode)
+    assert "no dark_video" in _failure_message(result, "final_flatfield")
+    both = {"ops": {"dust_mask": {"config": {"dark_video": "hot_dark.ser", "black_level": 5.0}}}}
+    result = _materialize(instance, data_store, "hot", ["dust_mask"], both)
+    assert "both black_level and dark_video" in _failure_message(result, "dust_mask")
+    assert _retries(result) == []
+    missing = {"ops": {"dust_mask": {"config": {"dark_video": "missing.ser"}}}}
+    result = _materialize(instance, data_store, "hot", ["dust_mask"], missing)
+    assert "Put the dark video in" in _failure_message(result, "dust_mask")
+    assert _retries(result) == []
+
+
+def test_a_few_frames_of_dark_are_used_with_a_warning(instance, data_store, layout, hot_video):
+    write_dark_video(layout.incoming_darks / "short.ser", HOT, 4)
+    selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
+    result = _materialize(instance, data_store, "hot", selection, _dark_config("short.ser"))
+    assert result.success
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.step_key == "final_flatfield" and entry.level == logging.WARNING
+    ]
+    assert any("the dark video has 4 frames" in message for message in warnings)
 
 
 def test_a_single_frame_video_fails_dust_mask_with_what_to_do(instance, data_store, layout):

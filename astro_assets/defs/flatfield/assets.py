@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,7 @@ from astro_assets.resources.dust_eye import BackendChoice, DustEye
 from astro_assets.resources.gemini import GeminiBlockedError, GeminiError
 from astro_assets.resources.image_model import ImageModel
 from astro_assets.resources.storage import DataStore
+from astro_assets.science.flatfield.darks import BELOW_DARK_SIGMAS, DarkSummary, summarize_dark
 from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
 from astro_assets.science.flatfield.dust import (
     DustDetectionParams,
@@ -107,6 +109,18 @@ MATCHED_FILE = "matched_inpaint.tiff"
 FLAT_TIFF_FILE = "final_flatfield.tiff"
 FLAT_FITS_FILE = "final_flatfield.fits"
 CALIBRATED_FILE = "calibrated.ser"
+DARK_FILE = "master_dark.fits"
+FEW_DARK_FRAMES = 16
+"""Below this many dark frames the master dark's read noise is a visible part of every
+calibrated frame's (about 1.25 / sqrt(n) of one frame's)."""
+BELOW_DARK_LIMIT = 0.01
+"""Share of the median below its dark (``DarkSummary.below_dark_fraction``) from which the dark
+is refused as taken with other settings than the video."""
+DARK_VIDEO_HELP = (
+    "a dark video (the telescope capped, the video's gain, offset, exposure and temperature): "
+    "a path relative to <data root>/incoming/darks, or absolute; its temporal median is the "
+    "black level pixel by pixel"
+)
 
 
 SerMedianConfig = config_class(
@@ -267,6 +281,11 @@ DustMaskConfig = config_class(
             "only the light above it; unset estimates it from the median's sky (0 where the "
             "target fills the frame)",
         ),
+        "dark_video": (
+            str | None,
+            None,
+            f"{DARK_VIDEO_HELP}; its median level is then the pedestal (leave black_level unset)",
+        ),
         "attempt": (
             int | None,
             None,
@@ -327,7 +346,16 @@ InpaintedConfig = config_class(
     },
 )
 FinalFlatfieldConfig = config_class(
-    FlatParams, name="FinalFlatfieldConfig", doc="How the flat is synthesized."
+    FlatParams,
+    name="FinalFlatfieldConfig",
+    doc="How the flat is synthesized.",
+    extra={
+        "dark_video": (
+            str | None,
+            None,
+            f"with black_level_mode dark: {DARK_VIDEO_HELP}, written as master_dark.fits",
+        ),
+    },
 )
 
 
@@ -355,6 +383,108 @@ def _open_source(data_store: DataStore, key: str) -> SerVideo:
 
 def _video_color(data_store: DataStore, key: str) -> str:
     return _source_record(data_store, key)["color"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MasterDark:
+    """The temporal median of a dark video, checked against the partition's video.
+
+    Attributes
+    ----------
+    source : Path
+        The dark video.
+    frames : int
+        Frames the median was taken over.
+    image : np.ndarray
+        float32 of the median's shape, ADU.
+    summary : DarkSummary
+        Its pedestal, noise and hot pixels, and the median's pixels below it.
+    warnings : list of str
+        What the product's user should know about it.
+    """
+
+    source: Path
+    frames: int
+    image: np.ndarray
+    summary: DarkSummary
+    warnings: list[str]
+
+
+def _dark_video_path(data_store: DataStore, dark_video: str) -> Path:
+    """``dark_video`` as a path: absolute as given, else under ``<data root>/incoming/darks``."""
+    given = Path(dark_video).expanduser()
+    folder = data_store.layout.incoming_darks
+    path = given if given.is_absolute() else folder / given
+    if not path.is_file():
+        present = sorted(p.name for p in folder.glob("*.ser")) if folder.is_dir() else []
+        raise FileNotFoundError(
+            f"dark_video {dark_video!r}: {path} is not a file. Put the dark video in {folder} "
+            f"(there: {present or 'nothing'}) or give an absolute path."
+        )
+    return path
+
+
+def master_dark(data_store: DataStore, key: str, dark_video: str, median: np.ndarray) -> MasterDark:
+    """The master dark of ``dark_video`` for partition ``key``, whose median is ``median``.
+
+    The dark is read with the byte order of the video (noise alone cannot decide it) and
+    refused unless its frames have the video's shape, container and bit alignment, and the
+    median lies above it.
+    """
+    path = _dark_video_path(data_store, dark_video)
+    with _open_source(data_store, key) as video:
+        byte_order = None if video.byte_order == "|" else video.byte_order
+        with open_ser(path, byte_order=byte_order) as dark:
+            problem = _dark_mismatch(video, dark)
+            if problem:
+                raise ValueError(
+                    f"dark_video {path.name} does not match {video.path.name}: {problem}. Take "
+                    "the dark with the same camera, region of interest, binning and capture "
+                    "settings."
+                )
+            image = temporal_median(dark.frames)
+            summary = summarize_dark(image, dark.frames[0], median)
+            frames = dark.n_frames
+    if summary.below_dark_fraction > BELOW_DARK_LIMIT:
+        raise ValueError(
+            f"{summary.below_dark_fraction:.1%} of the median of {key} lies more than "
+            f"{summary.frame_noise * BELOW_DARK_SIGMAS:.3g} ADU below the master dark of "
+            f"{path.name}, and light only adds to the dark: the dark was taken with another "
+            "offset, gain or exposure. Take a dark with the video's settings, or use "
+            "black_level_mode sky or value."
+        )
+    warnings = []
+    if frames < FEW_DARK_FRAMES:
+        warnings.append(
+            f"the dark video has {frames} frames: its read noise, about "
+            f"{1.25 / np.sqrt(frames):.0%} of one frame's, is subtracted from every frame; "
+            f"take {FEW_DARK_FRAMES} or more."
+        )
+    return MasterDark(path, frames, image, summary, warnings)
+
+
+def _dark_mismatch(video: SerVideo, dark: SerVideo) -> str:
+    """Why ``dark``'s values cannot be subtracted from ``video``'s, or an empty string."""
+    if dark.frames.shape[1:] != video.frames.shape[1:]:
+        return f"frames of {dark.frames.shape[1:]} against {video.frames.shape[1:]}"
+    if dark.frames.dtype.itemsize != video.frames.dtype.itemsize:
+        return (
+            f"{8 * dark.frames.dtype.itemsize}-bit values against "
+            f"{8 * video.frames.dtype.itemsize}-bit"
+        )
+    if (dark.bit_alignment == "msb") != (video.bit_alignment == "msb"):
+        return (
+            f"values stored {_ALIGNMENT_WORDS[dark.bit_alignment]} against "
+            f"{_ALIGNMENT_WORDS[video.bit_alignment]}"
+        )
+    return ""
+
+
+_ALIGNMENT_WORDS = {
+    "msb": "shifted up to the top bits",
+    "lsb": "from the lowest bit",
+    "full": "over the whole container",
+}
 
 
 def _read(data_store: DataStore, key: str, name: str) -> np.ndarray:
@@ -393,8 +523,9 @@ def _fails_at_once_on_bad_input() -> Iterator[None]:
     """Let the step's retry policy retry only what may pass on another attempt.
 
     The policy is there for transient image-model API failures. Bad inputs and configuration
-    (``ValueError``, which includes ``SerFormatError``) and safety blocks fail the same way
-    on every attempt, so retrying them would only repeat (and for Gemini, bill) the same work.
+    (``ValueError``, which includes ``SerFormatError``), missing input files and safety blocks
+    fail the same way on every attempt, so retrying them would only repeat (and for Gemini,
+    bill) the same work.
     """
     try:
         yield
@@ -402,7 +533,7 @@ def _fails_at_once_on_bad_input() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except GeminiError:
         raise
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
@@ -496,6 +627,9 @@ def dust_mask(
         key = context.partition_key
         median = _read(data_store, key, MEDIAN_FILE)
         hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
+        black_level, dark = _prediction_black_level(config, data_store, key, median)
+        for warning in dark.warnings if dark else []:
+            context.log.warning(f"{key}: {warning}")
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
                 raise ValueError(
@@ -537,7 +671,7 @@ def dust_mask(
                 drift.shifts,
                 params=motion_params,
                 detection=classical.detection,
-                black_level=config.black_level,
+                black_level=black_level,
                 registered=drift.registered,
             )
         expansion = params_from_config(config, MaskExpansionParams)
@@ -717,6 +851,7 @@ def dust_mask(
                 "ratio_searched": separated.ratio_searched,
                 "ratio_search_skipped_for_motion": search_skipped,
                 "prediction_black_level": separated.black_level,
+                **_dark_metadata(dark),
                 "ratio_texture_left": (
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
                 ),
@@ -770,6 +905,35 @@ def _lies_in(record: dict, region: np.ndarray) -> bool:
     """Whether ``record`` (a verdict or shadow in raw pixels, :func:`_raw_pixels`) lies in
     ``region`` (bool, raw grid) at its pixel nearest its centroid."""
     return bool(region[record["inside_y"], record["inside_x"]])
+
+
+def _prediction_black_level(
+    config: dg.Config, data_store: DataStore, key: str, median: np.ndarray
+) -> tuple[float | None, MasterDark | None]:
+    """The pedestal ``dust_mask`` gives the dust-free prediction: ``black_level``, or the
+    median level of the luminance view of ``dark_video``'s master dark (with the dark), or
+    None to estimate it from the sky."""
+    if config.dark_video is None:
+        return config.black_level, None
+    if config.black_level is not None:
+        raise ValueError(
+            "dust_mask was given both black_level and dark_video: give one (the dark's level "
+            "is measured from it)."
+        )
+    dark = master_dark(data_store, key, config.dark_video, median)
+    color = _video_color(data_store, key)
+    return float(np.median(luminance_view(dark.image, color))), dark
+
+
+def _dark_metadata(dark: MasterDark | None) -> dict[str, object]:
+    """The dark video used and what it holds, for an asset's metadata."""
+    if dark is None:
+        return {"dark_video": "none"}
+    return {
+        "dark_video": str(dark.source),
+        "dark_frames": dark.frames,
+        "dark_summary": _json(dark.summary.as_dict()),
+    }
 
 
 def _hand_edits(config: dg.Config, saved_path: Path) -> dict:
@@ -977,19 +1141,70 @@ def matched_inpaint(
     )
 
 
-def _fits_header(key: str, source: str, backend: str, result, params: FlatParams) -> dict:
+def _fits_header(
+    key: str,
+    source: str,
+    backend: str,
+    black_levels: list[float],
+    params: FlatParams,
+    dark: MasterDark | None,
+) -> dict:
+    """The flat's FITS header: its source, the black level per colour plane (``BLACKP1`` ...,
+    ``BLACKLVL`` their mean) or the master dark it applies after, and its parameters."""
     header: dict[str, object] = {
         "SRCFILE": source,
         "PARTKEY": key,
         "BACKEND": backend,
         "CODEVER": final_flatfield_code_version(),
-        "BLACKLVL": float(result.black_level),
-        "FLATDOM": "frame - BLACKLVL",
+        "BLACKLVL": float(np.mean(black_levels)),
+        "FLATDOM": "frame - BLACKLVL" if len(set(black_levels)) == 1 else "frame - BLACKPn",
         "UNITY": "1.0 outside the dust mask",
     }
+    for index, level in enumerate(black_levels, start=1):
+        header[f"BLACKP{index}"] = float(level)
+    if dark is not None:
+        header["FLATDOM"] = f"frame - {DARK_FILE}"
+        header["DARKFILE"] = dark.source.name
+        header["DARKNFR"] = dark.frames
+        header["DARKCRC"] = _checksum(dark.image)
     for name, value in dataclasses.asdict(params).items():
         header[f"FF_{name.upper()}"] = "none" if value is None else value
     return header
+
+
+def _flat_black_level(
+    data_store: DataStore, key: str, header, shape: tuple[int, ...], color: str
+) -> float | np.ndarray:
+    """What ``calibrated_video`` subtracts before dividing by the flat with this FITS
+    ``header``: the master dark, the black level per colour plane laid out as the frame, or
+    one level."""
+    if "DARKFILE" in header:
+        path = data_store.layout.flatfield_file(key, DARK_FILE)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: the flat applies after that master dark; materialize "
+                "final_flatfield again."
+            )
+        dark, _ = read_fits_float32(path)
+        if dark.shape != shape or header.get("DARKCRC") != _checksum(dark):
+            raise ValueError(
+                f"{path} is not the master dark final_flatfield was made with: materialize "
+                "final_flatfield again."
+            )
+        return dark
+    if "BLACKP1" not in header:
+        return float(header["BLACKLVL"])
+    planes = split_planes(np.zeros(shape, np.float32), color)
+    levels = [float(header[f"BLACKP{index}"]) for index in range(1, len(planes) + 1)]
+    if len(set(levels)) == 1:
+        return levels[0]
+    filled = [np.full(plane.shape, level) for plane, level in zip(planes, levels, strict=True)]
+    return merge_planes(filled, shape, color)
+
+
+def _checksum(image: np.ndarray) -> int:
+    """CRC-32 of ``image``'s float32 values, which binds a flat to its master dark."""
+    return zlib.crc32(np.ascontiguousarray(image, dtype=np.float32).tobytes())
 
 
 SATURATED_WARNING = 0.01
@@ -1015,7 +1230,7 @@ def _uncorrected_pedestal_share(median: np.ndarray, params: FlatParams) -> float
 
 def final_flatfield_code_version() -> str:
     """Version of the flat products, recorded in their FITS header (``CODEVER``)."""
-    return "2"
+    return "3"
 
 
 @dg.asset(
@@ -1044,12 +1259,18 @@ def final_flatfield(
     record = _source_record(data_store, key)
     color = record["color"]
     params = params_from_config(config, FlatParams)
+    dark = _flat_dark(config, params, data_store, key, median)
+    for warning in dark.warnings if dark else []:
+        context.log.warning(f"{key}: {warning}")
+    median_planes = split_planes(median, color)
+    dark_planes = split_planes(dark.image, color) if dark else [None] * len(median_planes)
     results = [
-        synthesize_flat(m, r, k, params)
-        for m, r, k in zip(
-            split_planes(median, color),
+        synthesize_flat(m, r, k, params, d)
+        for m, r, k, d in zip(
+            median_planes,
             split_planes(matched, color),
             split_mask(mask, color),
+            dark_planes,
             strict=True,
         )
     ]
@@ -1067,15 +1288,22 @@ def final_flatfield(
         context.log.warning(
             f"The sky's level is {pedestal_share:.0%} of the target's: with black_level_mode "
             f"none the flat corrects only about {1 - pedestal_share:.0%} of each shadow's depth "
-            "(the pedestal is not dimmed by dust). Set black_level_mode: sky, or value with "
-            "the level of a dark frame, and subtract BLACKLVL (in the FITS header) from the "
-            "frames before dividing; calibrated_video does."
+            "(the pedestal is not dimmed by dust). Set black_level_mode: sky, value with the "
+            "level of a dark frame, or dark with a dark video, and subtract BLACKLVL (or "
+            "master_dark.fits) from the frames before dividing; calibrated_video does."
         )
     backend_name = read_mask_record(data_store, key)["backend"]
+    black_levels = [float(r.black_level) for r in results]
+    if dark is not None:
+        write_fits_float32(
+            layout.flatfield_file(key, DARK_FILE),
+            dark.image,
+            {"DARKFILE": dark.source.name, "DARKNFR": dark.frames, "PARTKEY": key},
+        )
     fits_path = write_fits_float32(
         layout.flatfield_file(key, FLAT_FITS_FILE),
         flat,
-        _fits_header(key, record["source"], backend_name, results[0], params),
+        _fits_header(key, record["source"], backend_name, black_levels, params, dark),
     )
     tiff_path, clipped = write_tiff_uint16_unity(layout.flatfield_file(key, FLAT_TIFF_FILE), flat)
     corrected = median / flat
@@ -1088,8 +1316,9 @@ def final_flatfield(
     return dg.MaterializeResult(
         metadata={
             "backend": backend_name,
-            "black_level": float(results[0].black_level),
-            "black_levels_per_plane": _json([float(r.black_level) for r in results]),
+            "black_level": float(np.mean(black_levels)),
+            "black_levels_per_plane": _json(black_levels),
+            **_dark_metadata(dark),
             "uncorrected_pedestal_share": pedestal_share,
             "saturated_target_fraction": saturated,
             "clipped_fraction_uint16": float(clipped),
@@ -1109,6 +1338,26 @@ def final_flatfield(
             ),
         }
     )
+
+
+def _flat_dark(
+    config: dg.Config, params: FlatParams, data_store: DataStore, key: str, median: np.ndarray
+) -> MasterDark | None:
+    """The master dark of ``config.dark_video`` with ``black_level_mode`` dark, else None;
+    refused when only one of the two is given."""
+    if params.black_level_mode != "dark":
+        if config.dark_video is not None:
+            raise ValueError(
+                f"final_flatfield was given dark_video with black_level_mode "
+                f"{params.black_level_mode!r}: set black_level_mode: dark to use the dark."
+            )
+        return None
+    if config.dark_video is None:
+        raise ValueError(
+            "final_flatfield has black_level_mode dark but no dark_video: give the dark video "
+            "(a file in <data root>/incoming/darks, or an absolute path)."
+        )
+    return master_dark(data_store, key, config.dark_video, median)
 
 
 def _calibrated_depth(video: SerVideo) -> int:
@@ -1148,7 +1397,9 @@ def calibrated_video(
     key = context.partition_key
     layout = data_store.layout
     flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
-    black_level = float(header["BLACKLVL"])
+    black_level = _flat_black_level(
+        data_store, key, header, flat.shape, _video_color(data_store, key)
+    )
     with _open_source(data_store, key) as video:
         dtype = video.frames.dtype
         depth = _calibrated_depth(video)
@@ -1172,7 +1423,11 @@ def calibrated_video(
     return dg.MaterializeResult(
         metadata={
             "frames": n_frames,
-            "black_level_removed": black_level,
+            "black_level_removed": (
+                f"{DARK_FILE} (median {float(np.median(black_level)):.6g})"
+                if np.ndim(black_level)
+                else black_level
+            ),
             "clipped_pixels": calibrate.clipped_pixels,
             "path": path_value(target),
         }

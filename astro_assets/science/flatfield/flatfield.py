@@ -3,7 +3,10 @@
 Model: a raw pixel is ``R = F * S + b`` with flat ``F``, signal ``S`` and black level (pedestal)
 ``b``. The temporal median ``M`` and the matched inpainted reference ``I`` (the median with dust
 removed) give ``F = (M - b) / (I - b)`` under the dust. Ignoring a non-zero ``b`` under-estimates
-the dust depth by the factor ``S / (S + b)``, hence the black-level options.
+the dust depth by the factor ``S / (S + b)``, hence the black-level options. With a master dark
+``D`` (the temporal median of a video taken with the telescope capped), ``b`` is ``D`` pixel by
+pixel: ``F = (M - D) / (I - median(D))``, since the reference ``I`` carries only the dark's
+smooth level, not its hot pixels.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ __all__ = [
     "synthesize_flat",
 ]
 
-BLACK_LEVEL_MODES = ("none", "value", "sky")
+BLACK_LEVEL_MODES = ("none", "value", "sky", "dark")
 
 _MIN_SKY_FRACTION = 0.01
 """Smallest fraction of the frame that must be sky for a sky black-level estimate."""
@@ -68,9 +71,10 @@ class FlatParams:
     black_level : float or None
         The pedestal in the median's units, used when ``black_level_mode="value"`` (e.g. from a
         dark frame).
-    black_level_mode : {"none", "value", "sky"}
+    black_level_mode : {"none", "value", "sky", "dark"}
         ``none``: the flat applies to raw values (b = 0); ``value``: use ``black_level``;
-        ``sky``: estimate ``b`` from the sky with :func:`estimate_black_level`.
+        ``sky``: estimate ``b`` from the sky with :func:`estimate_black_level`; ``dark``:
+        ``b`` is a master dark given to :func:`synthesize_flat`, pixel by pixel.
     """
 
     dark_fraction: float = 0.05
@@ -79,7 +83,7 @@ class FlatParams:
     saturation_fraction: float = 0.98
     saturation_level: float | None = None
     black_level: float | None = None
-    black_level_mode: Literal["none", "value", "sky"] = "none"
+    black_level_mode: Literal["none", "value", "sky", "dark"] = "none"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dark_fraction < 1.0:
@@ -221,6 +225,29 @@ def _sky_level(data: np.ndarray, params: FlatParams) -> tuple[float | None, str]
     return float(np.median(data[sky])), ""
 
 
+def _checked_dark(
+    dark: np.ndarray | None, shape: tuple[int, ...], params: FlatParams
+) -> np.ndarray | None:
+    """The master dark as float64, refused unless given exactly in ``dark`` mode, finite and
+    of the median's ``shape``."""
+    if params.black_level_mode != "dark":
+        if dark is not None:
+            raise ValueError(
+                f"a master dark was given with black_level_mode={params.black_level_mode!r}; "
+                "use black_level_mode='dark' to subtract it."
+            )
+        return None
+    if dark is None:
+        raise ValueError(
+            "black_level_mode='dark' needs the master dark: the temporal median of a video "
+            "taken with the same camera settings and the telescope capped."
+        )
+    data = _as_finite_image("dark", dark)
+    if data.shape != shape:
+        raise ValueError(f"the dark has shape {data.shape}, the median {shape}: they must match.")
+    return data
+
+
 def _resolve_black_level(median: np.ndarray, params: FlatParams) -> float:
     if params.black_level_mode == "none":
         return 0.0
@@ -268,6 +295,7 @@ def synthesize_flat(
     matched_inpaint: np.ndarray,
     mask: np.ndarray,
     params: FlatParams = FlatParams(),
+    dark: np.ndarray | None = None,
 ) -> FlatResult:
     """Synthesize the flat ``(1 - mask) * 1 + mask * (median - b) / (matched_inpaint - b)``.
 
@@ -281,6 +309,10 @@ def synthesize_flat(
         (H, W) float in [0, 1] (or bool): the expanded, feathered dust support.
     params : FlatParams
         Dark/saturation handling and black level.
+    dark : np.ndarray or None
+        (H, W) master dark in the median's units, required with ``black_level_mode="dark"``
+        and refused otherwise. The median is reduced by it pixel by pixel and the reference by
+        its median (``FlatResult.black_level``): the flat then applies to ``frame - dark``.
 
     Returns
     -------
@@ -294,7 +326,8 @@ def synthesize_flat(
     ------
     ValueError
         On shape mismatch, NaN/inf, a mask outside [0, 1], no signal above the black level
-        (black level at or above the signal), or a non-finite result.
+        (black level at or above the signal), a dark missing in ``dark`` mode or given in
+        another, or a non-finite result.
     """
     med = _as_finite_image("median", median)
     ref = _as_finite_image("matched_inpaint", matched_inpaint)
@@ -306,7 +339,10 @@ def synthesize_flat(
         )
     if weights.min() < 0 or weights.max() > 1:
         raise ValueError("mask values must lie in [0, 1] (0 = clean, 1 = dust support).")
-    black = _resolve_black_level(med, params)
+    offset = _checked_dark(dark, med.shape, params)
+    black = float(np.median(offset)) if offset is not None else _resolve_black_level(med, params)
+    if offset is None:
+        offset = black
     level = signal_level(med, black)
     if not level > 0:
         raise ValueError(
@@ -323,7 +359,8 @@ def synthesize_flat(
     )
     measurable = masked & ~too_dark & ~near_saturation
     ratio = np.ones(med.shape, dtype=np.float64)
-    ratio[measurable] = (med[measurable] - black) / (ref[measurable] - black)
+    numerator = med - offset
+    ratio[measurable] = numerator[measurable] / (ref[measurable] - black)
     opaque = measurable & (ratio < params.min_flat)
     implausible = measurable & (ratio > params.max_flat)
     forced = masked & (too_dark | near_saturation | opaque | implausible)
@@ -354,7 +391,9 @@ def synthesize_flat(
     return FlatResult(flat=flat32, forced_unity=forced, black_level=black, stats=stats)
 
 
-def apply_flat(frame: np.ndarray, flat: np.ndarray, black_level: float = 0.0) -> np.ndarray:
+def apply_flat(
+    frame: np.ndarray, flat: np.ndarray, black_level: float | np.ndarray = 0.0
+) -> np.ndarray:
     """Calibrate a raw frame: ``(frame - b) / flat``.
 
     The calibrated output does NOT keep the pedestal: it is in the black-subtracted domain, so
@@ -369,8 +408,9 @@ def apply_flat(frame: np.ndarray, flat: np.ndarray, black_level: float = 0.0) ->
     flat : np.ndarray
         Flat of the frame's shape, finite and > 0 (the unclipped float32 flat of
         :func:`synthesize_flat`, or the planes of an RGB video merged).
-    black_level : float
-        The pedestal ``b`` the flat was synthesized with (``FlatResult.black_level``).
+    black_level : float or np.ndarray
+        The pedestal ``b`` the flat was synthesized with: a level (ADU), or an array of the
+        frame's shape (a master dark, or a level per colour plane laid out as the frame).
 
     Returns
     -------
@@ -378,20 +418,32 @@ def apply_flat(frame: np.ndarray, flat: np.ndarray, black_level: float = 0.0) ->
         float32 calibrated frame of the frame's shape.
     """
     data = _as_finite_image("frame", frame, planes=True)
-    gain = _checked_flat(flat, black_level)
+    gain = _checked_flat(flat)
     if gain.shape != data.shape:
         raise ValueError(f"flat shape {gain.shape} differs from frame shape {data.shape}.")
-    return ((data - float(black_level)) / gain).astype(np.float32)
+    black = _checked_black_level(black_level, gain.shape)
+    return ((data - black) / gain).astype(np.float32)
 
 
-def _checked_flat(flat: np.ndarray, black_level: float) -> np.ndarray:
-    """The flat as float32, refused unless finite and > 0, with a finite black level."""
+def _checked_flat(flat: np.ndarray) -> np.ndarray:
+    """The flat as float32, refused unless finite and > 0."""
     gain = _as_finite_image("flat", flat, planes=True)
     if not np.all(gain > 0):
         raise ValueError("flat must be > 0 everywhere; a zero or negative flat cannot divide.")
-    if not np.isfinite(black_level):
-        raise ValueError(f"black_level must be finite, got {black_level}.")
     return gain.astype(np.float32)
+
+
+def _checked_black_level(black_level: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The black level as float64, a scalar or an array of ``shape``, refused unless finite."""
+    black = np.asarray(black_level, dtype=np.float64)
+    if black.ndim and black.shape != shape:
+        raise ValueError(
+            f"the black level has shape {black.shape}; give one level or an array of the "
+            f"frame's shape {shape}."
+        )
+    if not np.isfinite(black).all():
+        raise ValueError("black_level must be finite.")
+    return black
 
 
 class IntegerCalibrator:
@@ -406,8 +458,9 @@ class IntegerCalibrator:
     ----------
     flat : np.ndarray
         (H, W) or (H, W, 3) flat, finite and > 0.
-    black_level : float
-        The pedestal ``b`` (ADU) the flat was synthesized with.
+    black_level : float or np.ndarray
+        The pedestal ``b`` (ADU) the flat was synthesized with: a level, or an array of the
+        flat's shape (a master dark, or a level per colour plane laid out as the frame).
     dtype : numpy dtype
         Integer type of the calibrated frames (that of the raw frames).
     max_value : int
@@ -421,7 +474,11 @@ class IntegerCalibrator:
     """
 
     def __init__(
-        self, flat: np.ndarray, black_level: float, dtype: np.dtype | type, max_value: int
+        self,
+        flat: np.ndarray,
+        black_level: float | np.ndarray,
+        dtype: np.dtype | type,
+        max_value: int,
     ) -> None:
         out_dtype = np.dtype(dtype)
         if out_dtype.kind not in "iu":
@@ -431,8 +488,10 @@ class IntegerCalibrator:
             raise ValueError(
                 f"max_value must lie in [1, {limit}] for {out_dtype}, got {max_value}."
             )
-        self._flat = _checked_flat(flat, black_level)
-        self._black_level = float(black_level)
+        self._flat = _checked_flat(flat)
+        black = _checked_black_level(black_level, self._flat.shape)
+        self._black_level = np.ascontiguousarray(black.reshape(-1))
+        self._black_step = 1 if black.ndim else 0
         self._dtype = out_dtype.newbyteorder("=")
         self._max_value = float(max_value)
         self.clipped_pixels = 0
@@ -453,6 +512,7 @@ class IntegerCalibrator:
                 native.reshape(-1),
                 self._flat.reshape(-1),
                 self._black_level,
+                self._black_step,
                 self._max_value,
                 out.reshape(-1),
             )
@@ -461,12 +521,16 @@ class IntegerCalibrator:
 
 
 @compiled
-def _divide_and_round(frame, flat, black_level, max_value, out):  # pragma: no cover - compiled
+def _divide_and_round(
+    frame, flat, black_level, black_step, max_value, out
+):  # pragma: no cover - compiled
     """``out = clip(rint(float32((frame - black_level) / flat)), 0, max_value)`` (the
-    division in float64, as numpy does for float64 by float32); returns the clipped count."""
+    division in float64, as numpy does for float64 by float32); returns the clipped count.
+    ``black_level`` holds one level per pixel (``black_step`` 1) or one for all (0)."""
     clipped = 0
     for index in range(frame.size):
-        value = np.float32((np.float64(frame[index]) - black_level) / np.float64(flat[index]))
+        black = black_level[index * black_step]
+        value = np.float32((np.float64(frame[index]) - black) / np.float64(flat[index]))
         rounded = np.float64(np.rint(value))
         if rounded < 0.0:
             rounded = 0.0
