@@ -629,24 +629,17 @@ def hot_video(layout) -> tuple[Path, SolarVideoTruth]:
     return video, SolarVideoTruth.load(truth_path)
 
 
-def _dark_config(dark_video: str, *, with_dust_mask: bool = True) -> dict:
-    """Run config giving ``dark_video`` to ``final_flatfield`` (and to ``dust_mask``)."""
-    ops = {"final_flatfield": {"config": {"black_level_mode": "dark", "dark_video": dark_video}}}
-    if with_dust_mask:
-        ops["dust_mask"] = {"config": {"dark_video": dark_video}}
-    return {"ops": ops}
+def _dark_config(dark_video: str) -> dict:
+    """Run config giving ``dark_video`` to ``ser_median``."""
+    return {"ops": {"ser_median": {"config": {"dark_video": dark_video}}}}
 
 
-def test_a_dark_video_calibrates_the_flat_and_the_video_pixel_by_pixel(
+def test_a_dark_video_is_subtracted_from_every_frame_and_the_flat_applies_after_it(
     instance, data_store, layout, hot_video
 ):
     video_path, truth = hot_video
     result = _materialize(instance, data_store, "hot", run_config=_dark_config("hot_dark.ser"))
     assert result.success
-    assert (
-        all(_check_results(result).values())
-        or not _check_results(result)["dust_mask_candidates_confirmed"]
-    )
     folder = layout.flatfield_dir("hot")
     dark, dark_header = read_fits_float32(folder / "master_dark.fits")
     expected_dark = HOT.black_level_adu + dark_signal(HOT)
@@ -655,32 +648,39 @@ def test_a_dark_video_calibrates_the_flat_and_the_video_pixel_by_pixel(
     assert np.abs(dark - expected_dark).mean() < standard_error
     assert np.abs(dark - expected_dark).max() < 6 * standard_error
     assert dark_header["DARKNFR"] == 24
+    with open_ser(video_path) as video:
+        raw_median = np.median(video.frames, axis=0)
+    np.testing.assert_allclose(read_tiff(folder / "ser_median.tiff"), raw_median - dark, atol=1e-3)
+    median_metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert median_metadata["dark"].value["frames"] == 24
+    assert median_metadata["dark"].value["below_dark_fraction"] == 0.0
+    assert median_metadata["dark"].value["hot_fraction"] > 0.01
+    mask_metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert mask_metadata["dark_subtracted"].value is True
+    assert mask_metadata["prediction_black_level"].value == 0.0
     flat, header = read_fits_float32(folder / "final_flatfield.fits")
     assert header["DARKFILE"] == "hot_dark.ser"
-    assert header["FLATDOM"] == "frame - master_dark.fits"
-    assert header["BLACKLVL"] == float(np.median(dark))
-    assert header["FF_BLACK_LEVEL_MODE"] == "dark"
+    assert header["FLATDOM"] == "frame - master_dark.fits - BLACKLVL"
+    assert header["BLACKLVL"] == 0.0
     mask = read_tiff(folder / "dust_mask.tiff")
     assert np.all(flat[mask == 0] == 1.0)
     dust = truth.dust_support()
     errors = flat[dust] / truth.transmission[dust] - 1.0
     assert np.sqrt(np.mean(errors**2)) < 0.05
-    flat_metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
-    summary = flat_metadata["dark_summary"].value
-    assert summary["below_dark_fraction"] == 0.0
-    assert summary["hot_fraction"] > 0.01
-    assert flat_metadata["dark_frames"].value == 24
-    mask_metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
-    assert mask_metadata["prediction_black_level"].value == pytest.approx(np.median(dark), abs=1)
     assert _assert_calibrated_by_the_flat_alone(result, video_path, folder, dark) == 16
     calibrated = result.asset_materializations_for_node("calibrated_video")[0].metadata
-    assert calibrated["black_level_removed"].value.startswith("master_dark.fits")
+    assert calibrated["black_level_removed"].value == "master_dark.fits - BLACKLVL"
+    # The video's median again without the dark: the flat no longer applies after it.
+    assert _materialize(instance, data_store, "hot", selection=["ser_median"]).success
+    result = _materialize(instance, data_store, "hot", selection=["calibrated_video"])
+    assert "no longer subtracts" in _failure_message(result, "calibrated_video")
 
 
-def test_a_flat_made_with_the_level_alone_keeps_the_hot_pixels_under_the_dust(
+def test_hot_pixels_under_the_dust_stay_out_of_a_flat_made_after_the_dark(
     instance, data_store, layout, hot_video
 ):
-    _, truth = hot_video
+    video_path, truth = hot_video
+    (layout.incoming_ser / "hot_level.ser").write_bytes(video_path.read_bytes())
     level = {
         "ops": {
             "final_flatfield": {
@@ -688,30 +688,22 @@ def test_a_flat_made_with_the_level_alone_keeps_the_hot_pixels_under_the_dust(
             }
         }
     }
-    assert _materialize(instance, data_store, "hot", run_config=level).success
-    folder = layout.flatfield_dir("hot")
-    level_flat, _ = read_fits_float32(folder / "final_flatfield.fits")
-    dark_run = _materialize(
-        instance,
-        data_store,
-        "hot",
-        ["final_flatfield"],
-        _dark_config("hot_dark.ser", with_dust_mask=False),
-    )
-    assert dark_run.success
-    dark_flat, _ = read_fits_float32(folder / "final_flatfield.fits")
+    assert _materialize(instance, data_store, "hot_level", run_config=level).success
+    assert _materialize(
+        instance, data_store, "hot", run_config=_dark_config("hot_dark.ser")
+    ).success
     hot = truth.dust_support() & (dark_signal(HOT) > 300.0)
     assert np.count_nonzero(hot) >= 3
-    level_errors = np.abs(level_flat[hot] / truth.transmission[hot] - 1.0)
-    dark_errors = np.abs(dark_flat[hot] / truth.transmission[hot] - 1.0)
-    assert np.median(dark_errors) < 0.5 * np.median(level_errors)
+    errors = {}
+    for key in ("hot_level", "hot"):
+        flat, _ = read_fits_float32(layout.flatfield_dir(key) / "final_flatfield.fits")
+        errors[key] = np.abs(flat[hot] / truth.transmission[hot] - 1.0)
+    assert np.median(errors["hot"]) < 0.5 * np.median(errors["hot_level"])
 
 
-def test_a_dark_that_does_not_fit_the_video_fails_the_flat_with_what_to_do(
+def test_a_dark_that_does_not_fit_the_video_fails_the_median_with_what_to_do(
     instance, data_store, layout, hot_video
 ):
-    upstream = ["ser_median", "dust_mask", "inpainted", "matched_inpaint"]
-    assert _materialize(instance, data_store, "hot", selection=upstream).success
     darks = layout.incoming_darks
     write_dark_video(darks / "small.ser", dataclasses.replace(HOT, width=96, height=72, dust=()), 4)
     write_dark_video(darks / "offset.ser", dataclasses.replace(HOT, black_level_adu=2024.0), 8)
@@ -723,37 +715,18 @@ def test_a_dark_that_does_not_fit_the_video_fails_the_flat_with_what_to_do(
         "missing.ser": "hot_dark.ser",
     }
     for dark_video, expected in cases.items():
-        config = _dark_config(dark_video, with_dust_mask=False)
-        result = _materialize(instance, data_store, "hot", ["final_flatfield"], config)
+        result = _materialize(instance, data_store, "hot", ["ser_median"], _dark_config(dark_video))
         assert not result.success
-        assert expected in _failure_message(result, "final_flatfield"), dark_video
-    only_dark = {"ops": {"final_flatfield": {"config": {"dark_video": "hot_dark.ser"}}}}
-    result = _materialize(instance, data_store, "hot", ["final_flatfield"], only_dark)
-    assert "set black_level_mode: dark" in _failure_message(result, "final_flatfield")
-    only_mode = {"ops": {"final_flatfield": {"config": {"black_level_mode": "dark"}}}}
-    result = _materialize(instance, data_store, "hot", ["final_flatfield"], only_mode)
-    assert "no dark_video" in _failure_message(result, "final_flatfield")
-    both = {"ops": {"dust_mask": {"config": {"dark_video": "hot_dark.ser", "black_level": 5.0}}}}
-    result = _materialize(instance, data_store, "hot", ["dust_mask"], both)
-    assert "both black_level and dark_video" in _failure_message(result, "dust_mask")
-    assert _retries(result) == []
-    missing = {"ops": {"dust_mask": {"config": {"dark_video": "missing.ser"}}}}
-    result = _materialize(instance, data_store, "hot", ["dust_mask"], missing)
-    assert "Put the dark video in" in _failure_message(result, "dust_mask")
-    assert _retries(result) == []
+        assert expected in _failure_message(result, "ser_median"), dark_video
+    assert not (layout.flatfield_dir("hot") / "ser_median.tiff").exists()
 
 
 def test_a_few_frames_of_dark_are_used_with_a_warning(instance, data_store, layout, hot_video):
     write_dark_video(layout.incoming_darks / "short.ser", HOT, 4)
-    selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
-    result = _materialize(instance, data_store, "hot", selection, _dark_config("short.ser"))
+    result = _materialize(instance, data_store, "hot", ["ser_median"], _dark_config("short.ser"))
     assert result.success
-    warnings = [
-        entry.user_message
-        for entry in instance.all_logs(result.run_id)
-        if entry.step_key == "final_flatfield" and entry.level == logging.WARNING
-    ]
-    assert any("the dark video has 4 frames" in message for message in warnings)
+    warnings = result.asset_materializations_for_node("ser_median")[0].metadata["warnings"].value
+    assert any("the dark video has 4 frames" in warning for warning in warnings)
 
 
 def test_a_single_frame_video_fails_dust_mask_with_what_to_do(instance, data_store, layout):

@@ -13,7 +13,12 @@ from astro_assets.samples import (
     synthesize_dark_frames,
     synthesize_frames_array,
 )
-from astro_assets.science.flatfield.darks import HOT_PIXEL_SIGMAS, summarize_dark
+from astro_assets.science.flatfield.darks import (
+    HOT_PIXEL_SIGMAS,
+    DarkSubtractedFrames,
+    summarize_dark,
+)
+from astro_assets.science.flatfield.planes import LuminanceVideo, luminance_view
 
 PARAMS = SolarVideoParams(
     width=64,
@@ -66,3 +71,24 @@ def test_summarize_dark_refuses_shapes_that_differ_and_non_finite_values() -> No
         summarize_dark(master, frame[1:], median)
     with pytest.raises(ValueError, match="NaN"):
         summarize_dark(np.where(master > 2000, np.nan, master), frame, median)
+
+
+@pytest.mark.parametrize("color", ["MONO", "RGGB", "RGB"])
+def test_dark_subtracted_frames_read_only_their_windows_and_keep_the_frames(color) -> None:
+    rng = np.random.default_rng(8)
+    shape = (5, 12, 16, 3) if color == "RGB" else (5, 12, 16)
+    frames = rng.integers(100, 4000, shape, dtype=np.uint16)
+    original = frames.copy()
+    dark = rng.uniform(90.0, 300.0, shape[1:]).astype(np.float32)
+    subtracted = DarkSubtractedFrames(frames, dark)
+    assert len(subtracted) == 5 and subtracted.shape == shape
+    whole = np.asarray(subtracted[3])
+    assert whole.dtype == np.float32
+    np.testing.assert_array_equal(whole, frames[3].astype(np.float32) - dark)
+    np.testing.assert_array_equal(subtracted[3][2:7, 4:9], whole[2:7, 4:9])
+    video = LuminanceVideo(subtracted, color)
+    np.testing.assert_array_equal(video[3], luminance_view(whole, color))
+    np.testing.assert_allclose(video.window_view(3)[1:4, 2:6], video[3][1:4, 2:6], rtol=1e-6)
+    np.testing.assert_array_equal(frames, original)
+    with pytest.raises(ValueError, match="the dark has shape"):
+        DarkSubtractedFrames(frames, dark[1:])

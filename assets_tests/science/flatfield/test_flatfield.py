@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from astro_assets.samples import solar
 from astro_assets.samples.solar import DustSpec, SolarVideoParams, synthesize_frames_array
 from astro_assets.science.flatfield.dust import expand_mask
 from astro_assets.science.flatfield.flatfield import (
@@ -345,68 +344,6 @@ def test_synthesize_flat_rejects_bad_input() -> None:
         apply_flat(median, np.zeros(median.shape), 0.0)
     with pytest.raises(ValueError, match="shape"):
         apply_flat(median, np.ones((3, 3)), 0.0)
-
-
-@cache
-def hot_sun():
-    """The dusty sun with hot pixels (2 % of them, 800 ADU on average) and a corner glow."""
-    params = SolarVideoParams(
-        n_frames=5,
-        n_sunspots=0,
-        dust=DUST,
-        hot_pixel_fraction=0.02,
-        hot_pixel_adu=800.0,
-        amp_glow_adu=150.0,
-        seed=2,
-    )
-    return params, synthesize_frames_array(params)[1]
-
-
-def test_a_master_dark_takes_hot_pixels_out_of_the_flat() -> None:
-    params, truth = hot_sun()
-    dark_signal = solar.dark_signal(params)
-    clean = truth.vignetting.astype(np.float64) * truth.scene
-    dark = truth.black_level_adu + dark_signal
-    median = dark + clean * truth.transmission
-    # The reference is inpainted from the surroundings: it carries the glow, which is smooth,
-    # and not the hot pixels.
-    glow = truth.black_level_adu + ndimage.median_filter(dark_signal, size=5)
-    reference = glow + clean
-    mask = expand_mask(truth.dust_support())
-    inside = truth.dust_support()
-    hot_inside = inside & (dark_signal > 100.0)
-    assert np.count_nonzero(hot_inside) >= 5
-    dark_flat = synthesize_flat(median, reference, mask, FlatParams(black_level_mode="dark"), dark)
-    assert dark_flat.black_level == float(np.median(dark))
-    assert dark_flat.stats["black_level_mode"] == "dark"
-    assert np.all(dark_flat.flat[mask == 0] == 1.0)
-    errors = dark_flat.flat[inside] / truth.transmission[inside] - 1.0
-    # The reference less the dark's median keeps the glow's excess there: under 0.2 % here.
-    assert np.abs(errors).max() < 2e-3
-    level = FlatParams(black_level_mode="value", black_level=truth.black_level_adu)
-    level_flat = synthesize_flat(median, reference, mask, level).flat
-    hot_errors = level_flat[hot_inside] / truth.transmission[hot_inside] - 1.0
-    assert np.abs(hot_errors).max() > 0.01
-
-
-def test_dark_mode_needs_a_dark_of_the_median_shape_and_no_other_mode_takes_one() -> None:
-    _, truth = sun()
-    median, reference = noiseless(truth)
-    mask = expand_mask(truth.dust_support())
-    dark = np.full(median.shape, truth.black_level_adu)
-    with pytest.raises(ValueError, match="needs the master dark"):
-        synthesize_flat(median, reference, mask, FlatParams(black_level_mode="dark"))
-    with pytest.raises(ValueError, match="use black_level_mode='dark'"):
-        synthesize_flat(median, reference, mask, FlatParams(black_level_mode="sky"), dark)
-    with pytest.raises(ValueError, match="must match"):
-        synthesize_flat(median, reference, mask, FlatParams(black_level_mode="dark"), dark[1:])
-    hot = dark.copy()
-    hot[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        synthesize_flat(median, reference, mask, FlatParams(black_level_mode="dark"), hot)
-    bright = np.full(median.shape, median.max() + 1.0)
-    with pytest.raises(ValueError, match="no usable signal"):
-        synthesize_flat(median, reference, mask, FlatParams(black_level_mode="dark"), bright)
 
 
 def test_calibration_with_a_master_dark_subtracts_it_pixel_by_pixel() -> None:

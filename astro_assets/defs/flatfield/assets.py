@@ -35,7 +35,12 @@ from astro_assets.resources.dust_eye import BackendChoice, DustEye
 from astro_assets.resources.gemini import GeminiBlockedError, GeminiError
 from astro_assets.resources.image_model import ImageModel
 from astro_assets.resources.storage import DataStore
-from astro_assets.science.flatfield.darks import BELOW_DARK_SIGMAS, DarkSummary, summarize_dark
+from astro_assets.science.flatfield.darks import (
+    BELOW_DARK_SIGMAS,
+    DarkSubtractedFrames,
+    DarkSummary,
+    summarize_dark,
+)
 from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
 from astro_assets.science.flatfield.dust import (
     DustDetectionParams,
@@ -118,8 +123,8 @@ BELOW_DARK_LIMIT = 0.01
 is refused as taken with other settings than the video."""
 DARK_VIDEO_HELP = (
     "a dark video (the telescope capped, the video's gain, offset, exposure and temperature): "
-    "a path relative to <data root>/incoming/darks, or absolute; its temporal median is the "
-    "black level pixel by pixel"
+    "a path relative to <data root>/incoming/darks, or absolute; its temporal median, written "
+    "as master_dark.fits, is subtracted from every frame before the graph looks at them"
 )
 
 
@@ -128,6 +133,7 @@ SerMedianConfig = config_class(
     name="SerMedianConfig",
     doc="How the video is read and its temporal median computed.",
     extra={
+        "dark_video": (str | None, None, DARK_VIDEO_HELP),
         "byte_order": (
             Literal["auto", "little", "big"],
             "auto",
@@ -223,27 +229,44 @@ def ser_median(
         interpolated = config.interpolate_levels and eight_bit
         if interpolated:
             median = interpolated_median(video.frames, median, frame_step=config.frame_step)
+        dark = (
+            None
+            if config.dark_video is None
+            else master_dark(data_store, video, config.dark_video, median)
+        )
         metadata = header_metadata(video)
         record = {
             "source": source.name,
             "byte_order": video.byte_order,
             "color": video.color,
             "pixel_depth": video.header.pixel_depth,
+            "dark": None if dark is None else _dark_record(dark),
         }
         median_lit, frames_lit = _lit_fractions(video, median, config.frame_step)
         coverage_ok, coverage_message = coverage_verdict(median_lit, frames_lit)
         added = [] if coverage_ok else [coverage_message]
         if eight_bit:
             added.append(EIGHT_BIT_WARNING)
+        if dark is not None:
+            added.extend(dark.warnings)
+            median = median - dark.image
         if added:
             metadata["warnings"] = dg.MetadataValue.json([*metadata["warnings"].value, *added])
     for warning in metadata["warnings"].value:
         context.log.warning(f"{source.name}: {warning}")
+    if dark is not None:
+        write_fits_float32(
+            layout.flatfield_file(key, DARK_FILE),
+            dark.image,
+            {"DARKFILE": dark.source.name, "DARKNFR": dark.frames, "PARTKEY": key},
+        )
     target = write_tiff_float32(layout.flatfield_file(key, MEDIAN_FILE), median)
     atomic_write_text(layout.flatfield_file(key, SOURCE_RECORD_FILE), json.dumps(record, indent=2))
     return dg.MaterializeResult(
         metadata={
             **metadata,
+            "dark_video": "none" if dark is None else str(dark.source),
+            "dark": _json(record["dark"]),
             "frames_used": frames_used,
             "frame_step": config.frame_step,
             "median_estimator": "interpolated within 8-bit levels" if interpolated else "exact",
@@ -279,12 +302,7 @@ DustMaskConfig = config_class(
             None,
             "the frames' pedestal in ADU, which is not light: the dust-free prediction scales "
             "only the light above it; unset estimates it from the median's sky (0 where the "
-            "target fills the frame)",
-        ),
-        "dark_video": (
-            str | None,
-            None,
-            f"{DARK_VIDEO_HELP}; its median level is then the pedestal (leave black_level unset)",
+            "target fills the frame, or where ser_median subtracted a dark)",
         ),
         "attempt": (
             int | None,
@@ -346,16 +364,7 @@ InpaintedConfig = config_class(
     },
 )
 FinalFlatfieldConfig = config_class(
-    FlatParams,
-    name="FinalFlatfieldConfig",
-    doc="How the flat is synthesized.",
-    extra={
-        "dark_video": (
-            str | None,
-            None,
-            f"with black_level_mode dark: {DARK_VIDEO_HELP}, written as master_dark.fits",
-        ),
-    },
+    FlatParams, name="FinalFlatfieldConfig", doc="How the flat is synthesized."
 )
 
 
@@ -424,30 +433,31 @@ def _dark_video_path(data_store: DataStore, dark_video: str) -> Path:
     return path
 
 
-def master_dark(data_store: DataStore, key: str, dark_video: str, median: np.ndarray) -> MasterDark:
-    """The master dark of ``dark_video`` for partition ``key``, whose median is ``median``.
+def master_dark(
+    data_store: DataStore, video: SerVideo, dark_video: str, median: np.ndarray
+) -> MasterDark:
+    """The master dark of ``dark_video`` for ``video``, whose temporal median is ``median``.
 
     The dark is read with the byte order of the video (noise alone cannot decide it) and
     refused unless its frames have the video's shape, container and bit alignment, and the
     median lies above it.
     """
     path = _dark_video_path(data_store, dark_video)
-    with _open_source(data_store, key) as video:
-        byte_order = None if video.byte_order == "|" else video.byte_order
-        with open_ser(path, byte_order=byte_order) as dark:
-            problem = _dark_mismatch(video, dark)
-            if problem:
-                raise ValueError(
-                    f"dark_video {path.name} does not match {video.path.name}: {problem}. Take "
-                    "the dark with the same camera, region of interest, binning and capture "
-                    "settings."
-                )
-            image = temporal_median(dark.frames)
-            summary = summarize_dark(image, dark.frames[0], median)
-            frames = dark.n_frames
+    byte_order = None if video.byte_order == "|" else video.byte_order
+    with open_ser(path, byte_order=byte_order) as dark:
+        problem = _dark_mismatch(video, dark)
+        if problem:
+            raise ValueError(
+                f"dark_video {path.name} does not match {video.path.name}: {problem}. Take "
+                "the dark with the same camera, region of interest, binning and capture "
+                "settings."
+            )
+        image = temporal_median(dark.frames)
+        summary = summarize_dark(image, dark.frames[0], median)
+        frames = dark.n_frames
     if summary.below_dark_fraction > BELOW_DARK_LIMIT:
         raise ValueError(
-            f"{summary.below_dark_fraction:.1%} of the median of {key} lies more than "
+            f"{summary.below_dark_fraction:.1%} of the median of {video.path.name} lies more than "
             f"{summary.frame_noise * BELOW_DARK_SIGMAS:.3g} ADU below the master dark of "
             f"{path.name}, and light only adds to the dark: the dark was taken with another "
             "offset, gain or exposure. Take a dark with the video's settings, or use "
@@ -627,9 +637,8 @@ def dust_mask(
         key = context.partition_key
         median = _read(data_store, key, MEDIAN_FILE)
         hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
-        black_level, dark = _prediction_black_level(config, data_store, key, median)
-        for warning in dark.warnings if dark else []:
-            context.log.warning(f"{key}: {warning}")
+        dark = source_dark(data_store, key)
+        black_level = 0.0 if dark is not None and config.black_level is None else config.black_level
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
                 raise ValueError(
@@ -654,7 +663,8 @@ def dust_mask(
             located = choice.model.locate_dust(view)
             # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
             # the correlation towards zero shift.
-            luminance_frames = LuminanceVideo(video.frames, color)
+            frames = video.frames if dark is None else DarkSubtractedFrames(video.frames, dark)
+            luminance_frames = LuminanceVideo(frames, color)
             cell = luminance_frames.cell_px
             drift = estimate_drift(
                 luminance_frames, exclude=located.core, max_frames=config.drift_max_frames
@@ -851,7 +861,7 @@ def dust_mask(
                 "ratio_searched": separated.ratio_searched,
                 "ratio_search_skipped_for_motion": search_skipped,
                 "prediction_black_level": separated.black_level,
-                **_dark_metadata(dark),
+                "dark_subtracted": dark is not None,
                 "ratio_texture_left": (
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
                 ),
@@ -907,32 +917,37 @@ def _lies_in(record: dict, region: np.ndarray) -> bool:
     return bool(region[record["inside_y"], record["inside_x"]])
 
 
-def _prediction_black_level(
-    config: dg.Config, data_store: DataStore, key: str, median: np.ndarray
-) -> tuple[float | None, MasterDark | None]:
-    """The pedestal ``dust_mask`` gives the dust-free prediction: ``black_level``, or the
-    median level of the luminance view of ``dark_video``'s master dark (with the dark), or
-    None to estimate it from the sky."""
-    if config.dark_video is None:
-        return config.black_level, None
-    if config.black_level is not None:
+def source_dark(data_store: DataStore, key: str) -> np.ndarray | None:
+    """The master dark ``ser_median`` subtracted from partition ``key``'s frames, or None.
+
+    Raises
+    ------
+    ValueError
+        When ``master_dark.fits`` is not the one recorded in ``source.json`` (its checksum).
+    """
+    recorded = _source_record(data_store, key).get("dark")
+    if recorded is None:
+        return None
+    path = data_store.layout.flatfield_file(key, DARK_FILE)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialize ser_median for {key!r} again.")
+    dark, _ = read_fits_float32(path)
+    if _checksum(dark) != recorded["checksum"]:
         raise ValueError(
-            "dust_mask was given both black_level and dark_video: give one (the dark's level "
-            "is measured from it)."
+            f"{path} is not the master dark ser_median subtracted: materialize ser_median for "
+            f"{key!r} again, then the assets downstream of it."
         )
-    dark = master_dark(data_store, key, config.dark_video, median)
-    color = _video_color(data_store, key)
-    return float(np.median(luminance_view(dark.image, color))), dark
+    return dark
 
 
-def _dark_metadata(dark: MasterDark | None) -> dict[str, object]:
-    """The dark video used and what it holds, for an asset's metadata."""
-    if dark is None:
-        return {"dark_video": "none"}
+def _dark_record(dark: MasterDark) -> dict[str, object]:
+    """What ``source.json`` keeps of the master dark ``ser_median`` subtracted."""
     return {
-        "dark_video": str(dark.source),
-        "dark_frames": dark.frames,
-        "dark_summary": _json(dark.summary.as_dict()),
+        "file": dark.source.name,
+        "path": str(dark.source),
+        "frames": dark.frames,
+        "checksum": _checksum(dark.image),
+        **dark.summary.as_dict(),
     }
 
 
@@ -1147,26 +1162,29 @@ def _fits_header(
     backend: str,
     black_levels: list[float],
     params: FlatParams,
-    dark: MasterDark | None,
+    dark: dict | None,
 ) -> dict:
-    """The flat's FITS header: its source, the black level per colour plane (``BLACKP1`` ...,
-    ``BLACKLVL`` their mean) or the master dark it applies after, and its parameters."""
+    """The flat's FITS header: its source, the master dark ``ser_median`` subtracted (as
+    recorded in ``source.json``), the black level per colour plane (``BLACKP1`` ...,
+    ``BLACKLVL`` their mean) and its parameters."""
     header: dict[str, object] = {
         "SRCFILE": source,
         "PARTKEY": key,
         "BACKEND": backend,
         "CODEVER": final_flatfield_code_version(),
         "BLACKLVL": float(np.mean(black_levels)),
-        "FLATDOM": "frame - BLACKLVL" if len(set(black_levels)) == 1 else "frame - BLACKPn",
+        "FLATDOM": (
+            ("frame" if dark is None else f"frame - {DARK_FILE}")
+            + (" - BLACKLVL" if len(set(black_levels)) == 1 else " - BLACKPn")
+        ),
         "UNITY": "1.0 outside the dust mask",
     }
     for index, level in enumerate(black_levels, start=1):
         header[f"BLACKP{index}"] = float(level)
     if dark is not None:
-        header["FLATDOM"] = f"frame - {DARK_FILE}"
-        header["DARKFILE"] = dark.source.name
-        header["DARKNFR"] = dark.frames
-        header["DARKCRC"] = _checksum(dark.image)
+        header["DARKFILE"] = dark["file"]
+        header["DARKNFR"] = dark["frames"]
+        header["DARKCRC"] = dark["checksum"]
     for name, value in dataclasses.asdict(params).items():
         header[f"FF_{name.upper()}"] = "none" if value is None else value
     return header
@@ -1176,30 +1194,27 @@ def _flat_black_level(
     data_store: DataStore, key: str, header, shape: tuple[int, ...], color: str
 ) -> float | np.ndarray:
     """What ``calibrated_video`` subtracts before dividing by the flat with this FITS
-    ``header``: the master dark, the black level per colour plane laid out as the frame, or
-    one level."""
-    if "DARKFILE" in header:
-        path = data_store.layout.flatfield_file(key, DARK_FILE)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} is missing: the flat applies after that master dark; materialize "
-                "final_flatfield again."
-            )
-        dark, _ = read_fits_float32(path)
-        if dark.shape != shape or header.get("DARKCRC") != _checksum(dark):
-            raise ValueError(
-                f"{path} is not the master dark final_flatfield was made with: materialize "
-                "final_flatfield again."
-            )
-        return dark
-    if "BLACKP1" not in header:
-        return float(header["BLACKLVL"])
-    planes = split_planes(np.zeros(shape, np.float32), color)
-    levels = [float(header[f"BLACKP{index}"]) for index in range(1, len(planes) + 1)]
+    ``header``: the master dark ``ser_median`` subtracted (``DARKFILE``), plus the black level
+    of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone), laid out as the frame."""
+    if "BLACKP1" in header:
+        planes = split_planes(np.zeros(shape, np.float32), color)
+        levels = [float(header[f"BLACKP{index}"]) for index in range(1, len(planes) + 1)]
+    else:
+        planes, levels = [], [float(header["BLACKLVL"])]
     if len(set(levels)) == 1:
-        return levels[0]
-    filled = [np.full(plane.shape, level) for plane, level in zip(planes, levels, strict=True)]
-    return merge_planes(filled, shape, color)
+        black: float | np.ndarray = levels[0]
+    else:
+        filled = [np.full(p.shape, level) for p, level in zip(planes, levels, strict=True)]
+        black = merge_planes(filled, shape, color)
+    if "DARKFILE" not in header:
+        return black
+    dark = source_dark(data_store, key)
+    if dark is None or dark.shape != shape or header.get("DARKCRC") != _checksum(dark):
+        raise ValueError(
+            f"the flat of {key} applies after the master dark of {header['DARKFILE']}, which "
+            "ser_median no longer subtracts: materialize final_flatfield again."
+        )
+    return dark + black
 
 
 def _checksum(image: np.ndarray) -> int:
@@ -1259,18 +1274,13 @@ def final_flatfield(
     record = _source_record(data_store, key)
     color = record["color"]
     params = params_from_config(config, FlatParams)
-    dark = _flat_dark(config, params, data_store, key, median)
-    for warning in dark.warnings if dark else []:
-        context.log.warning(f"{key}: {warning}")
-    median_planes = split_planes(median, color)
-    dark_planes = split_planes(dark.image, color) if dark else [None] * len(median_planes)
+    dark = record.get("dark")
     results = [
-        synthesize_flat(m, r, k, params, d)
-        for m, r, k, d in zip(
-            median_planes,
+        synthesize_flat(m, r, k, params)
+        for m, r, k in zip(
+            split_planes(median, color),
             split_planes(matched, color),
             split_mask(mask, color),
-            dark_planes,
             strict=True,
         )
     ]
@@ -1294,12 +1304,6 @@ def final_flatfield(
         )
     backend_name = read_mask_record(data_store, key)["backend"]
     black_levels = [float(r.black_level) for r in results]
-    if dark is not None:
-        write_fits_float32(
-            layout.flatfield_file(key, DARK_FILE),
-            dark.image,
-            {"DARKFILE": dark.source.name, "DARKNFR": dark.frames, "PARTKEY": key},
-        )
     fits_path = write_fits_float32(
         layout.flatfield_file(key, FLAT_FITS_FILE),
         flat,
@@ -1318,7 +1322,7 @@ def final_flatfield(
             "backend": backend_name,
             "black_level": float(np.mean(black_levels)),
             "black_levels_per_plane": _json(black_levels),
-            **_dark_metadata(dark),
+            "dark_subtracted": "none" if dark is None else dark["file"],
             "uncorrected_pedestal_share": pedestal_share,
             "saturated_target_fraction": saturated,
             "clipped_fraction_uint16": float(clipped),
@@ -1338,26 +1342,6 @@ def final_flatfield(
             ),
         }
     )
-
-
-def _flat_dark(
-    config: dg.Config, params: FlatParams, data_store: DataStore, key: str, median: np.ndarray
-) -> MasterDark | None:
-    """The master dark of ``config.dark_video`` with ``black_level_mode`` dark, else None;
-    refused when only one of the two is given."""
-    if params.black_level_mode != "dark":
-        if config.dark_video is not None:
-            raise ValueError(
-                f"final_flatfield was given dark_video with black_level_mode "
-                f"{params.black_level_mode!r}: set black_level_mode: dark to use the dark."
-            )
-        return None
-    if config.dark_video is None:
-        raise ValueError(
-            "final_flatfield has black_level_mode dark but no dark_video: give the dark video "
-            "(a file in <data root>/incoming/darks, or an absolute path)."
-        )
-    return master_dark(data_store, key, config.dark_video, median)
 
 
 def _calibrated_depth(video: SerVideo) -> int:
@@ -1397,6 +1381,7 @@ def calibrated_video(
     key = context.partition_key
     layout = data_store.layout
     flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
+    header_flat_domain = header.get("FLATDOM", "frame - BLACKLVL")
     black_level = _flat_black_level(
         data_store, key, header, flat.shape, _video_color(data_store, key)
     )
@@ -1423,11 +1408,8 @@ def calibrated_video(
     return dg.MaterializeResult(
         metadata={
             "frames": n_frames,
-            "black_level_removed": (
-                f"{DARK_FILE} (median {float(np.median(black_level)):.6g})"
-                if np.ndim(black_level)
-                else black_level
-            ),
+            "black_level_removed": str(header_flat_domain).removeprefix("frame - "),
+            "black_level_removed_median": float(np.median(black_level)),
             "clipped_pixels": calibrate.clipped_pixels,
             "path": path_value(target),
         }

@@ -2,8 +2,11 @@
 
 A dark video is taken with the telescope capped and the camera's settings of the light video
 (gain, offset, exposure, temperature). Its temporal median, the master dark ``D``, is the
-black level pixel by pixel: the offset, the hot pixels and the amplifier's glow. The flat then
-applies to ``frame - D`` (``flatfield.synthesize_flat`` with ``black_level_mode="dark"``).
+black level pixel by pixel: the offset, the hot pixels and the amplifier's glow. It is
+subtracted from every frame before anything else looks at them (:class:`DarkSubtractedFrames`;
+the temporal median commutes with it), so that hot pixels, which stay on the sensor, never
+reach the dust detector, the frames' registration or the dust-free prediction, and the flat
+applies to ``frame - D``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DarkSummary", "summarize_dark"]
+__all__ = ["DarkSubtractedFrames", "DarkSummary", "summarize_dark"]
 
 _MAD_TO_SIGMA = 1.4826
 """Standard deviation of a normal distribution over its median absolute deviation."""
@@ -107,3 +110,53 @@ def _finite(name: str, value: np.ndarray) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf.")
     return array
+
+
+class DarkSubtractedFrames:
+    """The frames of a video less a master dark, each computed when asked for.
+
+    Parameters
+    ----------
+    frames : sequence of np.ndarray
+        (n, H, W) or (n, H, W, 3) raw frames (for example the lazy ``SerVideo.frames``).
+    dark : np.ndarray
+        The master dark, of one frame's shape, ADU.
+
+    Notes
+    -----
+    ``frames[i]`` is a :class:`DarkSubtractedFrame`, which reads only the window it is sliced
+    with; ``np.asarray(frames[i])`` is the whole float32 frame less the dark.
+    """
+
+    def __init__(self, frames, dark: np.ndarray) -> None:
+        self._frames = frames
+        self._dark = np.asarray(dark, dtype=np.float32)
+        if tuple(frames.shape[1:]) != self._dark.shape:
+            raise ValueError(
+                f"the dark has shape {self._dark.shape}, the frames {tuple(frames.shape[1:])}."
+            )
+        self.shape = tuple(frames.shape)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, index: int) -> DarkSubtractedFrame:
+        return DarkSubtractedFrame(self._frames[index], self._dark)
+
+
+class DarkSubtractedFrame:
+    """One raw frame less the master dark, computed for the window it is sliced with."""
+
+    def __init__(self, frame: np.ndarray, dark: np.ndarray) -> None:
+        self._frame = frame
+        self._dark = dark
+        self.shape = dark.shape
+        self.ndim = dark.ndim
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, window) -> np.ndarray:
+        return np.asarray(self._frame[window], dtype=np.float32) - self._dark[window]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[(slice(None),) * self.ndim]
+        return whole if dtype is None else whole.astype(dtype)

@@ -3,10 +3,9 @@
 Model: a raw pixel is ``R = F * S + b`` with flat ``F``, signal ``S`` and black level (pedestal)
 ``b``. The temporal median ``M`` and the matched inpainted reference ``I`` (the median with dust
 removed) give ``F = (M - b) / (I - b)`` under the dust. Ignoring a non-zero ``b`` under-estimates
-the dust depth by the factor ``S / (S + b)``, hence the black-level options. With a master dark
-``D`` (the temporal median of a video taken with the telescope capped), ``b`` is ``D`` pixel by
-pixel: ``F = (M - D) / (I - median(D))``, since the reference ``I`` carries only the dark's
-smooth level, not its hot pixels.
+the dust depth by the factor ``S / (S + b)``, hence the black-level options. A master dark is
+subtracted from the frames before all of this (``darks``): ``b`` is then what is left of the
+pedestal, usually nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ __all__ = [
     "synthesize_flat",
 ]
 
-BLACK_LEVEL_MODES = ("none", "value", "sky", "dark")
+BLACK_LEVEL_MODES = ("none", "value", "sky")
 
 _MIN_SKY_FRACTION = 0.01
 """Smallest fraction of the frame that must be sky for a sky black-level estimate."""
@@ -71,10 +70,9 @@ class FlatParams:
     black_level : float or None
         The pedestal in the median's units, used when ``black_level_mode="value"`` (e.g. from a
         dark frame).
-    black_level_mode : {"none", "value", "sky", "dark"}
+    black_level_mode : {"none", "value", "sky"}
         ``none``: the flat applies to raw values (b = 0); ``value``: use ``black_level``;
-        ``sky``: estimate ``b`` from the sky with :func:`estimate_black_level`; ``dark``:
-        ``b`` is a master dark given to :func:`synthesize_flat`, pixel by pixel.
+        ``sky``: estimate ``b`` from the sky with :func:`estimate_black_level`.
     """
 
     dark_fraction: float = 0.05
@@ -83,7 +81,7 @@ class FlatParams:
     saturation_fraction: float = 0.98
     saturation_level: float | None = None
     black_level: float | None = None
-    black_level_mode: Literal["none", "value", "sky", "dark"] = "none"
+    black_level_mode: Literal["none", "value", "sky"] = "none"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dark_fraction < 1.0:
@@ -225,29 +223,6 @@ def _sky_level(data: np.ndarray, params: FlatParams) -> tuple[float | None, str]
     return float(np.median(data[sky])), ""
 
 
-def _checked_dark(
-    dark: np.ndarray | None, shape: tuple[int, ...], params: FlatParams
-) -> np.ndarray | None:
-    """The master dark as float64, refused unless given exactly in ``dark`` mode, finite and
-    of the median's ``shape``."""
-    if params.black_level_mode != "dark":
-        if dark is not None:
-            raise ValueError(
-                f"a master dark was given with black_level_mode={params.black_level_mode!r}; "
-                "use black_level_mode='dark' to subtract it."
-            )
-        return None
-    if dark is None:
-        raise ValueError(
-            "black_level_mode='dark' needs the master dark: the temporal median of a video "
-            "taken with the same camera settings and the telescope capped."
-        )
-    data = _as_finite_image("dark", dark)
-    if data.shape != shape:
-        raise ValueError(f"the dark has shape {data.shape}, the median {shape}: they must match.")
-    return data
-
-
 def _resolve_black_level(median: np.ndarray, params: FlatParams) -> float:
     if params.black_level_mode == "none":
         return 0.0
@@ -295,7 +270,6 @@ def synthesize_flat(
     matched_inpaint: np.ndarray,
     mask: np.ndarray,
     params: FlatParams = FlatParams(),
-    dark: np.ndarray | None = None,
 ) -> FlatResult:
     """Synthesize the flat ``(1 - mask) * 1 + mask * (median - b) / (matched_inpaint - b)``.
 
@@ -309,10 +283,6 @@ def synthesize_flat(
         (H, W) float in [0, 1] (or bool): the expanded, feathered dust support.
     params : FlatParams
         Dark/saturation handling and black level.
-    dark : np.ndarray or None
-        (H, W) master dark in the median's units, required with ``black_level_mode="dark"``
-        and refused otherwise. The median is reduced by it pixel by pixel and the reference by
-        its median (``FlatResult.black_level``): the flat then applies to ``frame - dark``.
 
     Returns
     -------
@@ -326,8 +296,7 @@ def synthesize_flat(
     ------
     ValueError
         On shape mismatch, NaN/inf, a mask outside [0, 1], no signal above the black level
-        (black level at or above the signal), a dark missing in ``dark`` mode or given in
-        another, or a non-finite result.
+        (black level at or above the signal), or a non-finite result.
     """
     med = _as_finite_image("median", median)
     ref = _as_finite_image("matched_inpaint", matched_inpaint)
@@ -339,10 +308,7 @@ def synthesize_flat(
         )
     if weights.min() < 0 or weights.max() > 1:
         raise ValueError("mask values must lie in [0, 1] (0 = clean, 1 = dust support).")
-    offset = _checked_dark(dark, med.shape, params)
-    black = float(np.median(offset)) if offset is not None else _resolve_black_level(med, params)
-    if offset is None:
-        offset = black
+    black = _resolve_black_level(med, params)
     level = signal_level(med, black)
     if not level > 0:
         raise ValueError(
@@ -359,8 +325,7 @@ def synthesize_flat(
     )
     measurable = masked & ~too_dark & ~near_saturation
     ratio = np.ones(med.shape, dtype=np.float64)
-    numerator = med - offset
-    ratio[measurable] = numerator[measurable] / (ref[measurable] - black)
+    ratio[measurable] = (med[measurable] - black) / (ref[measurable] - black)
     opaque = measurable & (ratio < params.min_flat)
     implausible = measurable & (ratio > params.max_flat)
     forced = masked & (too_dark | near_saturation | opaque | implausible)
