@@ -212,7 +212,9 @@ def ser_median(
     Exact, except that for an 8-bit video (with ``interpolate_levels``, the default) it is
     interpolated within the median's level (``science.flatfield.quantized``). Written as
     ``data/flatfield/<key>/ser_median.tiff`` (float32, (H, W) for mono and raw CFA mosaics,
-    (H, W, 3) RGB for colour videos) in the video's ADU.
+    (H, W, 3) RGB for colour videos) in the video's ADU, less the master dark of
+    ``dark_video`` where one is given (written beside it as ``master_dark.fits``; the
+    downstream assets read the frames less it too).
     """
     layout = data_store.layout
     key = context.partition_key
@@ -232,7 +234,13 @@ def ser_median(
         dark = (
             None
             if config.dark_video is None
-            else master_dark(data_store, video, config.dark_video, median)
+            else _master_dark(
+                data_store,
+                video,
+                config.dark_video,
+                median,
+                params_from_config(config, TemporalMedianParams),
+            )
         )
         metadata = header_metadata(video)
         record = {
@@ -433,10 +441,15 @@ def _dark_video_path(data_store: DataStore, dark_video: str) -> Path:
     return path
 
 
-def master_dark(
-    data_store: DataStore, video: SerVideo, dark_video: str, median: np.ndarray
+def _master_dark(
+    data_store: DataStore,
+    video: SerVideo,
+    dark_video: str,
+    median: np.ndarray,
+    params: TemporalMedianParams,
 ) -> MasterDark:
-    """The master dark of ``dark_video`` for ``video``, whose temporal median is ``median``.
+    """The master dark of ``dark_video`` for ``video``, whose temporal median is ``median``,
+    taken within ``params``' memory budget and threads (over every frame).
 
     The dark is read with the byte order of the video (noise alone cannot decide it) and
     refused unless its frames have the video's shape, container and bit alignment, and the
@@ -452,7 +465,9 @@ def master_dark(
                 "the dark with the same camera, region of interest, binning and capture "
                 "settings."
             )
-        image = temporal_median(dark.frames)
+        image = temporal_median(
+            dark.frames, memory_budget_mb=params.memory_budget_mb, workers=params.workers
+        )
         summary = summarize_dark(image, dark.frames[0], median)
         frames = dark.n_frames
     if summary.below_dark_fraction > BELOW_DARK_LIMIT:
@@ -460,8 +475,8 @@ def master_dark(
             f"{summary.below_dark_fraction:.1%} of the median of {video.path.name} lies more than "
             f"{summary.frame_noise * BELOW_DARK_SIGMAS:.3g} ADU below the master dark of "
             f"{path.name}, and light only adds to the dark: the dark was taken with another "
-            "offset, gain or exposure. Take a dark with the video's settings, or use "
-            "black_level_mode sky or value."
+            "offset, gain or exposure. Take a dark with the video's settings, or leave "
+            "dark_video unset and give final_flatfield black_level_mode sky or value."
         )
     warnings = []
     if frames < FEW_DARK_FRAMES:
@@ -637,7 +652,7 @@ def dust_mask(
         key = context.partition_key
         median = _read(data_store, key, MEDIAN_FILE)
         hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
-        dark = source_dark(data_store, key)
+        dark = _source_dark(data_store, key)
         black_level = 0.0 if dark is not None and config.black_level is None else config.black_level
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
@@ -917,7 +932,7 @@ def _lies_in(record: dict, region: np.ndarray) -> bool:
     return bool(region[record["inside_y"], record["inside_x"]])
 
 
-def source_dark(data_store: DataStore, key: str) -> np.ndarray | None:
+def _source_dark(data_store: DataStore, key: str) -> np.ndarray | None:
     """The master dark ``ser_median`` subtracted from partition ``key``'s frames, or None.
 
     Raises
@@ -1208,7 +1223,7 @@ def _flat_black_level(
         black = merge_planes(filled, shape, color)
     if "DARKFILE" not in header:
         return black
-    dark = source_dark(data_store, key)
+    dark = _source_dark(data_store, key)
     if dark is None or dark.shape != shape or header.get("DARKCRC") != _checksum(dark):
         raise ValueError(
             f"the flat of {key} applies after the master dark of {header['DARKFILE']}, which "
@@ -1298,9 +1313,9 @@ def final_flatfield(
         context.log.warning(
             f"The sky's level is {pedestal_share:.0%} of the target's: with black_level_mode "
             f"none the flat corrects only about {1 - pedestal_share:.0%} of each shadow's depth "
-            "(the pedestal is not dimmed by dust). Set black_level_mode: sky, value with the "
-            "level of a dark frame, or dark with a dark video, and subtract BLACKLVL (or "
-            "master_dark.fits) from the frames before dividing; calibrated_video does."
+            "(the pedestal is not dimmed by dust). Give ser_median a dark_video, or set "
+            "black_level_mode: sky, or value with the level of a dark frame, and subtract "
+            "what FLATDOM (in the FITS header) names before dividing; calibrated_video does."
         )
     backend_name = read_mask_record(data_store, key)["backend"]
     black_levels = [float(r.black_level) for r in results]
@@ -1365,7 +1380,7 @@ def _calibrated_depth(video: SerVideo) -> int:
     group_name="flatfield",
     automation_condition=when_stale,
     deps=[final_flatfield],
-    code_version="2",
+    code_version="3",
     kinds={"ser"},
 )
 def calibrated_video(
