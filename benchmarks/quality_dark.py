@@ -6,8 +6,8 @@ videos from ``astro_assets.samples.solar`` with hot pixels and an amplifier's gl
 corner) the flat-field graph runs up to ``matched_inpaint``, then ``final_flatfield`` and
 ``calibrated_video`` run with each ``black_level_mode``: ``none``, ``value`` (the generator's
 black level) and ``sky``; and the whole graph runs again with ``ser_median``'s ``dark_video``
-(a dark video of 32 frames from the same sensor), ``black_level_mode`` none. Reported against
-the generator's truth:
+(a dark video of 32 frames from the same sensor), ``black_level_mode`` none (the master dark's
+pedestal). Reported against the generator's truth:
 
 - flat rms and max error in dust, ``F / T - 1`` over the lit pixels (the scene above 5 % of
   its 99th percentile, as in ``quality_flatfield.py``) that the dust dims by more than 0.5 %,

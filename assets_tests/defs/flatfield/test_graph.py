@@ -629,6 +629,9 @@ def hot_video(layout) -> tuple[Path, SolarVideoTruth]:
     return video, SolarVideoTruth.load(truth_path)
 
 
+DOWNSTREAM_OF_MATCHED = ["final_flatfield", "calibrated_video"]
+
+
 def _dark_config(dark_video: str) -> dict:
     """Run config giving ``dark_video`` to ``ser_median``."""
     return {"ops": {"ser_median": {"config": {"dark_video": dark_video}}}}
@@ -648,20 +651,27 @@ def test_a_dark_video_is_subtracted_from_every_frame_and_the_flat_applies_after_
     assert np.abs(dark - expected_dark).mean() < standard_error
     assert np.abs(dark - expected_dark).max() < 6 * standard_error
     assert dark_header["DARKNFR"] == 24
+    # The frames keep the dark's pedestal and lose its structure: hot pixels and glow.
+    pedestal = float(np.median(dark))
     with open_ser(video_path) as video:
         raw_median = np.median(video.frames, axis=0)
-    np.testing.assert_allclose(read_tiff(folder / "ser_median.tiff"), raw_median - dark, atol=1e-3)
+    np.testing.assert_allclose(
+        read_tiff(folder / "ser_median.tiff"), raw_median - (dark - pedestal), atol=1e-3
+    )
     median_metadata = result.asset_materializations_for_node("ser_median")[0].metadata
     assert median_metadata["dark"].value["frames"] == 24
+    assert median_metadata["dark"].value["pedestals"] == [pedestal]
     assert median_metadata["dark"].value["below_dark_fraction"] == 0.0
     assert median_metadata["dark"].value["hot_fraction"] > 0.01
     mask_metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert mask_metadata["dark_subtracted"].value is True
-    assert mask_metadata["prediction_black_level"].value == 0.0
+    assert mask_metadata["prediction_black_level"].value == pedestal
     flat, header = read_fits_float32(folder / "final_flatfield.fits")
     assert header["DARKFILE"] == "hot_dark.ser"
-    assert header["FLATDOM"] == "frame - master_dark.fits - BLACKLVL"
-    assert header["BLACKLVL"] == 0.0
+    assert header["FLATDOM"] == "frame - master_dark.fits"
+    assert header["BLACKLVL"] == header["DARKP1"] == pedestal
+    flat_metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
+    assert flat_metadata["black_level_source"].value == "the master dark's pedestal"
     mask = read_tiff(folder / "dust_mask.tiff")
     assert np.all(flat[mask == 0] == 1.0)
     dust = truth.dust_support()
@@ -669,7 +679,20 @@ def test_a_dark_video_is_subtracted_from_every_frame_and_the_flat_applies_after_
     assert np.sqrt(np.mean(errors**2)) < 0.05
     assert _assert_calibrated_by_the_flat_alone(result, video_path, folder, dark) == 16
     calibrated = result.asset_materializations_for_node("calibrated_video")[0].metadata
-    assert calibrated["black_level_removed"].value == "master_dark.fits - BLACKLVL"
+    assert calibrated["black_level_removed"].value == "master_dark.fits"
+    # Another black level over the dark's structure: the flat applies after both.
+    above = {
+        "ops": {
+            "final_flatfield": {
+                "config": {"black_level_mode": "value", "black_level": pedestal + 10.0}
+            }
+        }
+    }
+    result = _materialize(instance, data_store, "hot", DOWNSTREAM_OF_MATCHED, above)
+    assert result.success
+    _, header = read_fits_float32(folder / "final_flatfield.fits")
+    assert header["FLATDOM"] == "frame - master_dark.fits + DARKPn - BLACKLVL"
+    assert _assert_calibrated_by_the_flat_alone(result, video_path, folder, dark + 10.0) == 16
     # The video's median again without the dark: the flat no longer applies after it.
     assert _materialize(instance, data_store, "hot", selection=["ser_median"]).success
     result = _materialize(instance, data_store, "hot", selection=["calibrated_video"])

@@ -248,7 +248,7 @@ def ser_median(
             "byte_order": video.byte_order,
             "color": video.color,
             "pixel_depth": video.header.pixel_depth,
-            "dark": None if dark is None else _dark_record(dark),
+            "dark": None if dark is None else _dark_record(dark, video.color),
         }
         median_lit, frames_lit = _lit_fractions(video, median, config.frame_step)
         coverage_ok, coverage_message = coverage_verdict(median_lit, frames_lit)
@@ -257,7 +257,7 @@ def ser_median(
             added.append(EIGHT_BIT_WARNING)
         if dark is not None:
             added.extend(dark.warnings)
-            median = median - dark.image
+            median = median - dark_structure(dark.image, record["dark"]["pedestals"], video.color)
         if added:
             metadata["warnings"] = dg.MetadataValue.json([*metadata["warnings"].value, *added])
     for warning in metadata["warnings"].value:
@@ -653,7 +653,11 @@ def dust_mask(
         median = _read(data_store, key, MEDIAN_FILE)
         hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
         dark = _source_dark(data_store, key)
-        black_level = 0.0 if dark is not None and config.black_level is None else config.black_level
+        black_level = config.black_level
+        if dark is not None:
+            pedestals = _source_record(data_store, key)["dark"]["pedestals"]
+            if black_level is None:
+                black_level = float(np.mean(pedestals))
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
                 raise ValueError(
@@ -678,7 +682,11 @@ def dust_mask(
             located = choice.model.locate_dust(view)
             # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
             # the correlation towards zero shift.
-            frames = video.frames if dark is None else DarkSubtractedFrames(video.frames, dark)
+            frames = (
+                video.frames
+                if dark is None
+                else DarkSubtractedFrames(video.frames, dark_structure(dark, pedestals, color))
+            )
             luminance_frames = LuminanceVideo(frames, color)
             cell = luminance_frames.cell_px
             drift = estimate_drift(
@@ -955,15 +963,31 @@ def _source_dark(data_store: DataStore, key: str) -> np.ndarray | None:
     return dark
 
 
-def _dark_record(dark: MasterDark) -> dict[str, object]:
-    """What ``source.json`` keeps of the master dark ``ser_median`` subtracted."""
+def _dark_record(dark: MasterDark, color: str) -> dict[str, object]:
+    """What ``source.json`` keeps of the master dark whose structure ``ser_median``
+    subtracted: its file, checksum and the pedestal of each colour plane (its median)."""
     return {
         "file": dark.source.name,
         "path": str(dark.source),
         "frames": dark.frames,
         "checksum": _checksum(dark.image),
+        "pedestals": [float(np.median(plane)) for plane in split_planes(dark.image, color)],
         **dark.summary.as_dict(),
     }
+
+
+def dark_structure(dark: np.ndarray, pedestals: list[float], color: str) -> np.ndarray:
+    """The master dark less the pedestal of each colour plane: hot pixels and glow, what a
+    single black level leaves in the data. ``ser_median`` and ``dust_mask`` subtract it, so
+    the frames keep a uniform pedestal per plane, which the flat's black level removes."""
+    return dark - _plane_levels(pedestals, dark.shape, color)
+
+
+def _plane_levels(levels: list[float], shape: tuple[int, ...], color: str) -> np.ndarray:
+    """A float32 image of ``shape`` holding each colour plane's level on its own pixels."""
+    planes = split_planes(np.zeros(shape, np.float32), color)
+    filled = [np.full(p.shape, level) for p, level in zip(planes, levels, strict=True)]
+    return merge_planes(filled, shape, color)
 
 
 def _hand_edits(config: dg.Config, saved_path: Path) -> dict:
@@ -1179,19 +1203,18 @@ def _fits_header(
     params: FlatParams,
     dark: dict | None,
 ) -> dict:
-    """The flat's FITS header: its source, the master dark ``ser_median`` subtracted (as
-    recorded in ``source.json``), the black level per colour plane (``BLACKP1`` ...,
-    ``BLACKLVL`` their mean) and its parameters."""
+    """The flat's FITS header: its source, the master dark whose structure ``ser_median``
+    subtracted (as recorded in ``source.json``, with its pedestal per colour plane,
+    ``DARKP1`` ...), the black level per colour plane (``BLACKP1`` ..., ``BLACKLVL`` their
+    mean), what the flat applies to (``FLATDOM``) and its parameters."""
+    levels = "BLACKLVL" if len(set(black_levels)) == 1 else "BLACKPn"
     header: dict[str, object] = {
         "SRCFILE": source,
         "PARTKEY": key,
         "BACKEND": backend,
         "CODEVER": final_flatfield_code_version(),
         "BLACKLVL": float(np.mean(black_levels)),
-        "FLATDOM": (
-            ("frame" if dark is None else f"frame - {DARK_FILE}")
-            + (" - BLACKLVL" if len(set(black_levels)) == 1 else " - BLACKPn")
-        ),
+        "FLATDOM": f"frame - {levels}",
         "UNITY": "1.0 outside the dust mask",
     }
     for index, level in enumerate(black_levels, start=1):
@@ -1200,6 +1223,13 @@ def _fits_header(
         header["DARKFILE"] = dark["file"]
         header["DARKNFR"] = dark["frames"]
         header["DARKCRC"] = dark["checksum"]
+        for index, level in enumerate(dark["pedestals"], start=1):
+            header[f"DARKP{index}"] = float(level)
+        header["FLATDOM"] = (
+            f"frame - {DARK_FILE}"
+            if black_levels == dark["pedestals"]
+            else f"frame - {DARK_FILE} + DARKPn - {levels}"
+        )
     for name, value in dataclasses.asdict(params).items():
         header[f"FF_{name.upper()}"] = "none" if value is None else value
     return header
@@ -1209,18 +1239,17 @@ def _flat_black_level(
     data_store: DataStore, key: str, header, shape: tuple[int, ...], color: str
 ) -> float | np.ndarray:
     """What ``calibrated_video`` subtracts before dividing by the flat with this FITS
-    ``header``: the master dark ``ser_median`` subtracted (``DARKFILE``), plus the black level
-    of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone), laid out as the frame."""
+    ``header``: the black level of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone),
+    laid out as the frame, plus the master dark's structure above its pedestals where
+    ``ser_median`` subtracted it (``DARKFILE``)."""
+    count = len(split_planes(np.zeros(shape, np.float32), color))
     if "BLACKP1" in header:
-        planes = split_planes(np.zeros(shape, np.float32), color)
-        levels = [float(header[f"BLACKP{index}"]) for index in range(1, len(planes) + 1)]
+        levels = [float(header[f"BLACKP{index}"]) for index in range(1, count + 1)]
     else:
-        planes, levels = [], [float(header["BLACKLVL"])]
-    if len(set(levels)) == 1:
-        black: float | np.ndarray = levels[0]
-    else:
-        filled = [np.full(p.shape, level) for p, level in zip(planes, levels, strict=True)]
-        black = merge_planes(filled, shape, color)
+        levels = [float(header["BLACKLVL"])] * count
+    black: float | np.ndarray = (
+        levels[0] if len(set(levels)) == 1 else _plane_levels(levels, shape, color)
+    )
     if "DARKFILE" not in header:
         return black
     dark = _source_dark(data_store, key)
@@ -1229,7 +1258,8 @@ def _flat_black_level(
             f"the flat of {key} applies after the master dark of {header['DARKFILE']}, which "
             "ser_median no longer subtracts: materialize final_flatfield again."
         )
-    return dark + black
+    pedestals = [float(header[f"DARKP{index}"]) for index in range(1, count + 1)]
+    return dark_structure(dark, pedestals, color) + black
 
 
 def _checksum(image: np.ndarray) -> int:
@@ -1290,12 +1320,21 @@ def final_flatfield(
     color = record["color"]
     params = params_from_config(config, FlatParams)
     dark = record.get("dark")
+    median_planes = split_planes(median, color)
+    plane_params = [params] * len(median_planes)
+    if dark is not None and params.black_level_mode == "none":
+        # The frames keep the master dark's pedestal, measured: it is the black level.
+        plane_params = [
+            dataclasses.replace(params, black_level_mode="value", black_level=pedestal)
+            for pedestal in dark["pedestals"]
+        ]
     results = [
-        synthesize_flat(m, r, k, params)
-        for m, r, k in zip(
-            split_planes(median, color),
+        synthesize_flat(m, r, k, plane)
+        for m, r, k, plane in zip(
+            median_planes,
             split_planes(matched, color),
             split_mask(mask, color),
+            plane_params,
             strict=True,
         )
     ]
@@ -1308,7 +1347,7 @@ def final_flatfield(
             "Capture with less exposure or gain."
         )
     median_luminance = luminance(median)
-    pedestal_share = _uncorrected_pedestal_share(median_luminance, params)
+    pedestal_share = _uncorrected_pedestal_share(median_luminance, plane_params[0])
     if pedestal_share is not None and pedestal_share > PEDESTAL_SHARE_WARNING:
         context.log.warning(
             f"The sky's level is {pedestal_share:.0%} of the target's: with black_level_mode "
@@ -1338,6 +1377,11 @@ def final_flatfield(
             "black_level": float(np.mean(black_levels)),
             "black_levels_per_plane": _json(black_levels),
             "dark_subtracted": "none" if dark is None else dark["file"],
+            "black_level_source": (
+                "the master dark's pedestal"
+                if plane_params[0] is not params
+                else params.black_level_mode
+            ),
             "uncorrected_pedestal_share": pedestal_share,
             "saturated_target_fraction": saturated,
             "clipped_fraction_uint16": float(clipped),
