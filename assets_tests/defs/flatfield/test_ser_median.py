@@ -120,7 +120,13 @@ def test_the_byte_order_used_is_recorded_for_downstream_assets(instance, data_st
     config = {"ops": {"ser_median": {"config": {"byte_order": "big"}}}}
     assert _materialize(instance, data_store, "w", run_config=config).success
     record = json.loads(layout.flatfield_file("w", "source.json").read_text())
-    assert record == {"source": "w.ser", "byte_order": ">", "color": "MONO", "pixel_depth": 16}
+    assert record == {
+        "source": "w.ser",
+        "byte_order": ">",
+        "color": "MONO",
+        "pixel_depth": 16,
+        "dark": None,
+    }
 
 
 def test_an_8_bit_video_carries_the_gamma_warning(instance, data_store, layout):

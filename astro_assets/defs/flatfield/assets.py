@@ -123,8 +123,10 @@ BELOW_DARK_LIMIT = 0.01
 is refused as taken with other settings than the video."""
 DARK_VIDEO_HELP = (
     "a dark video (the telescope capped, the video's gain, offset, exposure and temperature): "
-    "a path relative to <data root>/incoming/darks, or absolute; its temporal median, written "
-    "as master_dark.fits, is subtracted from every frame before the graph looks at them"
+    "a path relative to <data root>/incoming/darks, or absolute; its temporal median is "
+    "written as master_dark.fits, its structure above its pedestal (hot pixels, glow) is "
+    "subtracted from every frame before the graph looks at them, and its pedestal is the "
+    "black level"
 )
 
 
@@ -212,9 +214,10 @@ def ser_median(
     Exact, except that for an 8-bit video (with ``interpolate_levels``, the default) it is
     interpolated within the median's level (``science.flatfield.quantized``). Written as
     ``data/flatfield/<key>/ser_median.tiff`` (float32, (H, W) for mono and raw CFA mosaics,
-    (H, W, 3) RGB for colour videos) in the video's ADU, less the master dark of
-    ``dark_video`` where one is given (written beside it as ``master_dark.fits``; the
-    downstream assets read the frames less it too).
+    (H, W, 3) RGB for colour videos) in the video's ADU, less the structure of the master
+    dark of ``dark_video`` above its pedestal where one is given (:func:`dark_structure`; the
+    master dark is written beside it as ``master_dark.fits``, and the downstream assets read
+    the frames less that structure too).
     """
     layout = data_store.layout
     key = context.partition_key

@@ -2,11 +2,12 @@
 
 A dark video is taken with the telescope capped and the camera's settings of the light video
 (gain, offset, exposure, temperature). Its temporal median, the master dark ``D``, is the
-black level pixel by pixel: the offset, the hot pixels and the amplifier's glow. It is
-subtracted from every frame before anything else looks at them (:class:`DarkSubtractedFrames`;
-the temporal median commutes with it), so that hot pixels, which stay on the sensor, never
-reach the dust detector, the frames' registration or the dust-free prediction, and the flat
-applies to ``frame - D``.
+black level pixel by pixel: the offset, the hot pixels and the amplifier's glow. Its structure
+above its pedestal (hot pixels, glow) is subtracted from every frame before anything else
+looks at them (:class:`DarkSubtractedFrames`; the temporal median commutes with it), so that
+hot pixels, which stay on the sensor, never reach the dust detector, the frames' registration
+or the dust-free prediction. The frames keep a uniform pedestal, a measured black level, so
+that they stay positive where there is no light.
 """
 
 from __future__ import annotations
@@ -113,14 +114,15 @@ def _finite(name: str, value: np.ndarray) -> np.ndarray:
 
 
 class DarkSubtractedFrames:
-    """The frames of a video less a master dark, each computed when asked for.
+    """The frames of a video less a dark, each computed when asked for.
 
     Parameters
     ----------
     frames : sequence of np.ndarray
         (n, H, W) or (n, H, W, 3) raw frames (for example the lazy ``SerVideo.frames``).
     dark : np.ndarray
-        The master dark, of one frame's shape, ADU.
+        What to subtract, of one frame's shape, ADU: a master dark, or its structure above its
+        pedestal.
 
     Notes
     -----
@@ -145,7 +147,7 @@ class DarkSubtractedFrames:
 
 
 class DarkSubtractedFrame:
-    """One raw frame less the master dark, computed for the window it is sliced with."""
+    """One raw frame less a dark, computed for the window it is sliced with."""
 
     def __init__(self, frame: np.ndarray, dark: np.ndarray) -> None:
         self._frame = frame
