@@ -744,6 +744,26 @@ def test_a_dark_that_does_not_fit_the_video_fails_the_median_with_what_to_do(
     assert not (layout.flatfield_dir("hot") / "ser_median.tiff").exists()
 
 
+def test_a_dark_of_the_video_s_name_is_used_without_configuration(
+    instance, data_store, layout, hot_video
+):
+    # Runs started by a sensor or by automation have no run config: the dark pairs by name.
+    (layout.incoming_darks / "hot.ser").write_bytes(
+        (layout.incoming_darks / "hot_dark.ser").read_bytes()
+    )
+    result = _materialize(instance, data_store, "hot", ["ser_median"])
+    assert result.success
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["dark_pairing"].value == "same file name in incoming/darks"
+    assert metadata["dark"].value["file"] == "hot.ser"
+    assert (layout.flatfield_dir("hot") / "master_dark.fits").is_file()
+    unpaired = {"ops": {"ser_median": {"config": {"paired_dark": False}}}}
+    result = _materialize(instance, data_store, "hot", ["ser_median"], unpaired)
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["dark_pairing"].value == "none"
+    assert metadata["dark"].value is None
+
+
 def test_a_few_frames_of_dark_are_used_with_a_warning(instance, data_store, layout, hot_video):
     write_dark_video(layout.incoming_darks / "short.ser", HOT, 4)
     result = _materialize(instance, data_store, "hot", ["ser_median"], _dark_config("short.ser"))

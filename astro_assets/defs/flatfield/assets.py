@@ -136,6 +136,13 @@ SerMedianConfig = config_class(
     doc="How the video is read and its temporal median computed.",
     extra={
         "dark_video": (str | None, None, DARK_VIDEO_HELP),
+        "paired_dark": (
+            bool,
+            True,
+            "without dark_video, use <data root>/incoming/darks/<the video's file name> as the "
+            "dark video where that file exists (so that runs started by sensors and "
+            "automation find it too)",
+        ),
         "byte_order": (
             Literal["auto", "little", "big"],
             "auto",
@@ -234,13 +241,14 @@ def ser_median(
         interpolated = config.interpolate_levels and eight_bit
         if interpolated:
             median = interpolated_median(video.frames, median, frame_step=config.frame_step)
+        dark_video, dark_pairing = _chosen_dark_video(config, layout, source)
         dark = (
             None
-            if config.dark_video is None
+            if dark_video is None
             else _master_dark(
                 data_store,
                 video,
-                config.dark_video,
+                dark_video,
                 median,
                 params_from_config(config, TemporalMedianParams),
             )
@@ -277,6 +285,7 @@ def ser_median(
         metadata={
             **metadata,
             "dark_video": "none" if dark is None else str(dark.source),
+            "dark_pairing": dark_pairing,
             "dark": _json(record["dark"]),
             "frames_used": frames_used,
             "frame_step": config.frame_step,
@@ -428,6 +437,18 @@ class MasterDark:
     image: np.ndarray
     summary: DarkSummary
     warnings: list[str]
+
+
+def _chosen_dark_video(config, layout, source: Path) -> tuple[str | None, str]:
+    """The dark video ``ser_median`` subtracts for the video ``source``, and how it was
+    chosen: ``config.dark_video``, else a file of the video's name in the darks folder (with
+    ``config.paired_dark``), else none."""
+    if config.dark_video is not None:
+        return config.dark_video, "dark_video"
+    paired = layout.incoming_darks / source.name
+    if config.paired_dark and paired.is_file():
+        return str(paired), "same file name in incoming/darks"
+    return None, "none"
 
 
 def _dark_video_path(data_store: DataStore, dark_video: str) -> Path:
