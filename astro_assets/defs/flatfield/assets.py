@@ -222,7 +222,7 @@ def ser_median(
     interpolated within the median's level (``science.flatfield.quantized``). Written as
     ``data/flatfield/<key>/ser_median.tiff`` (float32, (H, W) for mono and raw CFA mosaics,
     (H, W, 3) RGB for colour videos) in the video's ADU, less the structure of the master
-    dark of ``dark_video`` above its pedestal where one is given (:func:`dark_structure`; the
+    dark of ``dark_video`` above its pedestal where one is given (:func:`_dark_structure`; the
     master dark is written beside it as ``master_dark.fits``, and the downstream assets read
     the frames less that structure too).
     """
@@ -268,7 +268,7 @@ def ser_median(
             added.append(EIGHT_BIT_WARNING)
         if dark is not None:
             added.extend(dark.warnings)
-            median = median - dark_structure(dark.image, record["dark"]["pedestals"], video.color)
+            median = median - _dark_structure(dark.image, record["dark"]["pedestals"], video.color)
         if added:
             metadata["warnings"] = dg.MetadataValue.json([*metadata["warnings"].value, *added])
     for warning in metadata["warnings"].value:
@@ -709,7 +709,7 @@ def dust_mask(
             frames = (
                 video.frames
                 if dark is None
-                else DarkSubtractedFrames(video.frames, dark_structure(dark, pedestals, color))
+                else DarkSubtractedFrames(video.frames, _dark_structure(dark, pedestals, color))
             )
             luminance_frames = LuminanceVideo(frames, color)
             cell = luminance_frames.cell_px
@@ -1000,7 +1000,7 @@ def _dark_record(dark: MasterDark, color: str) -> dict[str, object]:
     }
 
 
-def dark_structure(dark: np.ndarray, pedestals: list[float], color: str) -> np.ndarray:
+def _dark_structure(dark: np.ndarray, pedestals: list[float], color: str) -> np.ndarray:
     """The master dark less the pedestal of each colour plane: hot pixels and glow, what a
     single black level leaves in the data. ``ser_median`` and ``dust_mask`` subtract it, so
     the frames keep a uniform pedestal per plane, which the flat's black level removes."""
@@ -1283,7 +1283,7 @@ def _flat_black_level(
             "ser_median no longer subtracts: materialize final_flatfield again."
         )
     pedestals = [float(header[f"DARKP{index}"]) for index in range(1, count + 1)]
-    return dark_structure(dark, pedestals, color) + black
+    return _dark_structure(dark, pedestals, color) + black
 
 
 def _checksum(image: np.ndarray) -> int:
