@@ -88,9 +88,11 @@ def test_sensors_schedules_and_jobs():
     assert defs.resolve_sensor_def("jids_sensor").job_name == "job_tensors_job"
     assert {s.name for s in defs.sensors} == {
         "ser_files_sensor",
+        "paired_darks_sensor",
         "jids_sensor",
         "flatfield_staleness_sensor",
     }
+    assert defs.resolve_sensor_def("paired_darks_sensor").job_name == "flatfield_job"
     assert {s.name for s in defs.schedules} == {"dataset_nightly", "cnn_model_weekly"}
     for name in ["flatfield_job", "job_tensors_job", "dataset_job", "cnn_model_job"]:
         assert defs.resolve_job_def(name) is not None

@@ -206,6 +206,59 @@ def scan_ser_files(
     return Discovery(tuple(ready), next_pending, tuple(rejected))
 
 
+def scan_paired_darks(
+    folder: Path,
+    *,
+    partition_keys: Iterable[str],
+    handled: Mapping[str, Observation],
+    pending: Mapping[str, Observation],
+    settle_seconds: float = 30.0,
+    now_ns: int | None = None,
+) -> Discovery:
+    """Find dark videos in ``folder`` that pair with a video by name and are new or changed.
+
+    Parameters
+    ----------
+    folder : Path
+        Directory holding the dark videos, ``*.ser``.
+    partition_keys : iterable of str
+        Keys of the videos' partitions; a dark pairs with the one of its own key.
+    handled : mapping of partition key to Observation
+        What was last seen of each dark whose run was requested (or that needed none).
+    pending : mapping of partition key to Observation
+        What the previous scan saw of darks still changing.
+    settle_seconds : float
+        As for :func:`is_settled`.
+
+    Returns
+    -------
+    Discovery
+        ``ready``: settled darks of a known partition that differ from ``handled``;
+        ``pending`` for the next scan; ``rejected``: names that make no partition key (a dark
+        of another name, given as ``dark_video``, is not reported).
+    """
+    keys = set(partition_keys)
+    ready: list[Candidate] = []
+    next_pending: dict[str, Observation] = {}
+    rejected: list[str] = []
+    for path in list_ser_files(folder):
+        try:
+            key = ser_key_for(path)
+        except UnsafePathError as error:
+            rejected.append(str(error))
+            continue
+        if key not in keys:
+            continue
+        observation = observe_file(path)
+        if handled.get(key) == observation:
+            continue
+        if is_settled(observation, pending.get(key), now_ns=now_ns, settle_seconds=settle_seconds):
+            ready.append(Candidate(key, path, observation))
+        else:
+            next_pending[key] = observation
+    return Discovery(tuple(ready), next_pending, tuple(rejected))
+
+
 def observe_job_folder(folder: Path) -> Observation | None:
     """Total size and newest modification time of a complete job folder; None if incomplete."""
     if not is_job_complete(folder):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from astro_assets.defs.flatfield.sensors import ser_files_sensor
+from astro_assets.defs.flatfield.sensors import paired_darks_sensor, ser_files_sensor
 
 
 def _ser(folder: Path, name: str, size: int = 64, age_s: float | None = 3600) -> Path:
@@ -60,3 +60,41 @@ def test_empty_or_missing_folder_is_quiet(instance, data_store):
     result = _tick(instance, data_store)
     assert result.run_requests == []
     assert json.loads(result.cursor) == {}
+
+
+def _dark_tick(instance, data_store, cursor=None) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"data_store": data_store}
+    )
+    return paired_darks_sensor(context)
+
+
+def test_a_dark_named_as_a_video_requests_its_run_once_settled(instance, data_store, layout):
+    instance.add_dynamic_partitions("ser_files", ["sun"])
+    _ser(layout.incoming_darks, "other.ser")
+    path = _ser(layout.incoming_darks, "sun.ser", age_s=None)
+    first = _dark_tick(instance, data_store)
+    assert first.run_requests == []
+    assert set(json.loads(first.cursor)["pending"]) == {"sun"}
+    second = _dark_tick(instance, data_store, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["sun"]
+    assert second.run_requests[0].run_key.startswith("dark:sun:64:")
+    assert set(json.loads(second.cursor)["handled"]) == {"sun"}
+    assert _dark_tick(instance, data_store, cursor=second.cursor).run_requests == []
+    # A new dark under the same name asks for the partition's run again.
+    path.write_bytes(b"\0" * 96)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(3600 * 1e9)))
+    again = _dark_tick(instance, data_store, cursor=second.cursor)
+    assert [r.run_key.split(":")[2] for r in again.run_requests] == ["96"]
+
+
+def test_a_dark_older_than_its_video_s_median_asks_for_no_run(instance, data_store, layout):
+    instance.add_dynamic_partitions("ser_files", ["moon"])
+    _ser(layout.incoming_darks, "moon.ser")
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="ser_median", partition="moon")
+    )
+    result = _dark_tick(instance, data_store)
+    assert result.run_requests == []
+    assert set(json.loads(result.cursor)["handled"]) == {"moon"}

@@ -6,14 +6,16 @@ import dagster as dg
 
 from astro_assets.defs.flatfield.jobs import flatfield_job
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
-from astro_assets.io.discovery import Observation, scan_ser_files
+from astro_assets.io.discovery import Candidate, Observation, scan_paired_darks, scan_ser_files
 from astro_assets.resources.storage import DataStore
 
 
+def _observations(values: dict) -> dict[str, Observation]:
+    return {name: Observation.from_json(value) for name, value in values.items()}
+
+
 def _load_cursor(cursor: str | None) -> dict[str, Observation]:
-    if not cursor:
-        return {}
-    return {name: Observation.from_json(value) for name, value in json.loads(cursor).items()}
+    return _observations(json.loads(cursor)) if cursor else {}
 
 
 @dg.sensor(
@@ -42,4 +44,49 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
             [ser_files_partitions.build_add_request(new_keys)] if new_keys else []
         ),
         cursor=json.dumps({key: obs.to_json() for key, obs in sorted(discovery.pending.items())}),
+    )
+
+
+def _median_after(instance: dg.DagsterInstance, dark: Candidate) -> bool:
+    """Whether ``ser_median`` of the dark's partition was last materialized after the dark
+    was last modified, and so already subtracted it."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ser_median"), asset_partitions=[dark.key]),
+        limit=1,
+    ).records
+    return bool(records) and records[0].timestamp * 1e9 > dark.observation.mtime_ns
+
+
+@dg.sensor(
+    job=flatfield_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Requests a flat-field run for a video when a dark video of its name, completely "
+        "copied, appears in data/incoming/darks or changes after the video's median was taken: "
+        "ser_median pairs the two by name."
+    ),
+)
+def paired_darks_sensor(
+    context: dg.SensorEvaluationContext, data_store: DataStore
+) -> dg.SensorResult:
+    state = json.loads(context.cursor) if context.cursor else {"handled": {}, "pending": {}}
+    discovery = scan_paired_darks(
+        data_store.layout.incoming_darks,
+        partition_keys=context.instance.get_dynamic_partitions(ser_files_partitions.name),
+        handled=_observations(state["handled"]),
+        pending=_observations(state["pending"]),
+    )
+    for message in discovery.rejected:
+        context.log.warning(message)
+    requests = [
+        dg.RunRequest(partition_key=dark.key, run_key=f"dark:{dark.run_key}")
+        for dark in discovery.ready
+        if not _median_after(context.instance, dark)
+    ]
+    handled = {**state["handled"], **{d.key: d.observation.to_json() for d in discovery.ready}}
+    pending = {key: obs.to_json() for key, obs in sorted(discovery.pending.items())}
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps({"handled": dict(sorted(handled.items())), "pending": pending}),
     )
