@@ -31,6 +31,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+from quality_flatfield import README, replace_section
 
 from astro_assets.defs.flatfield import defs as flatfield_defs
 from astro_assets.io.images import read_fits_float32
@@ -46,8 +47,6 @@ from astro_assets.samples import (
     write_sample_video,
 )
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-README = REPOSITORY / "benchmarks" / "README.md"
 SECTION = "## Black level from a dark video"
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
 UPSTREAM = ["ser_median", "dust_mask", "inpainted", "matched_inpaint"]
@@ -186,15 +185,6 @@ def table(results: dict[tuple[str, str], list[dict]], seeds: list[int]) -> str:
                 f"| {np.mean([r['cold_residual_rms'] for r in rows]):.1f} |"
             )
     return "\n".join(lines)
-
-
-def replace_section(text: str, heading: str, body: str) -> str:
-    start = text.find(heading)
-    if start < 0:
-        return text.rstrip("\n") + f"\n\n{heading}\n\n{body}\n"
-    end = text.find("\n## ", start + len(heading))
-    end = len(text) if end < 0 else end + 1
-    return text[:start] + f"{heading}\n\n{body}\n" + ("\n" + text[end:] if end < len(text) else "")
 
 
 def main() -> None:

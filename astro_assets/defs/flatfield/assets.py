@@ -676,12 +676,10 @@ def dust_mask(
         key = context.partition_key
         median = _read(data_store, key, MEDIAN_FILE)
         hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
-        dark = _source_dark(data_store, key)
+        dark = _source_dark_structure(data_store, key)
         black_level = config.black_level
-        if dark is not None:
-            pedestals = _source_record(data_store, key)["dark"]["pedestals"]
-            if black_level is None:
-                black_level = float(np.mean(pedestals))
+        if dark is not None and black_level is None:
+            black_level = float(np.mean(dark[1]["pedestals"]))
         with _open_source(data_store, key) as video:
             if video.n_frames < 2:
                 raise ValueError(
@@ -706,11 +704,7 @@ def dust_mask(
             located = choice.model.locate_dust(view)
             # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
             # the correlation towards zero shift.
-            frames = (
-                video.frames
-                if dark is None
-                else DarkSubtractedFrames(video.frames, _dark_structure(dark, pedestals, color))
-            )
+            frames = video.frames if dark is None else DarkSubtractedFrames(video.frames, dark[0])
             luminance_frames = LuminanceVideo(frames, color)
             cell = luminance_frames.cell_px
             drift = estimate_drift(
@@ -964,15 +958,17 @@ def _lies_in(record: dict, region: np.ndarray) -> bool:
     return bool(region[record["inside_y"], record["inside_x"]])
 
 
-def _source_dark(data_store: DataStore, key: str) -> np.ndarray | None:
-    """The master dark ``ser_median`` subtracted from partition ``key``'s frames, or None.
+def _source_dark_structure(data_store: DataStore, key: str) -> tuple[np.ndarray, dict] | None:
+    """The structure of the master dark ``ser_median`` subtracted from partition ``key``'s
+    frames (:func:`_dark_structure`) and what ``source.json`` records of that dark, or None.
 
     Raises
     ------
     ValueError
         When ``master_dark.fits`` is not the one recorded in ``source.json`` (its checksum).
     """
-    recorded = _source_record(data_store, key).get("dark")
+    source = _source_record(data_store, key)
+    recorded = source.get("dark")
     if recorded is None:
         return None
     path = data_store.layout.flatfield_file(key, DARK_FILE)
@@ -984,7 +980,7 @@ def _source_dark(data_store: DataStore, key: str) -> np.ndarray | None:
             f"{path} is not the master dark ser_median subtracted: materialize ser_median for "
             f"{key!r} again, then the assets downstream of it."
         )
-    return dark
+    return _dark_structure(dark, recorded["pedestals"], source["color"]), recorded
 
 
 def _dark_record(dark: MasterDark, color: str) -> dict[str, object]:
@@ -1266,24 +1262,28 @@ def _flat_black_level(
     ``header``: the black level of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone),
     laid out as the frame, plus the master dark's structure above its pedestals where
     ``ser_median`` subtracted it (``DARKFILE``)."""
-    count = len(split_planes(np.zeros(shape, np.float32), color))
-    if "BLACKP1" in header:
-        levels = [float(header[f"BLACKP{index}"]) for index in range(1, count + 1)]
-    else:
-        levels = [float(header["BLACKLVL"])] * count
+    levels = _numbered_keys(header, "BLACKP") or [float(header["BLACKLVL"])]
     black: float | np.ndarray = (
         levels[0] if len(set(levels)) == 1 else _plane_levels(levels, shape, color)
     )
     if "DARKFILE" not in header:
         return black
-    dark = _source_dark(data_store, key)
-    if dark is None or dark.shape != shape or header.get("DARKCRC") != _checksum(dark):
+    dark = _source_dark_structure(data_store, key)
+    if dark is None or dark[0].shape != shape or header.get("DARKCRC") != dark[1]["checksum"]:
         raise ValueError(
             f"the flat of {key} applies after the master dark of {header['DARKFILE']}, which "
             "ser_median no longer subtracts: materialize final_flatfield again."
         )
-    pedestals = [float(header[f"DARKP{index}"]) for index in range(1, count + 1)]
-    return _dark_structure(dark, pedestals, color) + black
+    return dark[0] + black
+
+
+def _numbered_keys(header, prefix: str) -> list[float]:
+    """The values of ``prefix1``, ``prefix2``, ... in a FITS ``header``, up to the first
+    missing one."""
+    values = []
+    while f"{prefix}{len(values) + 1}" in header:
+        values.append(float(header[f"{prefix}{len(values) + 1}"]))
+    return values
 
 
 def _checksum(image: np.ndarray) -> int:
@@ -1346,7 +1346,8 @@ def final_flatfield(
     dark = record.get("dark")
     median_planes = split_planes(median, color)
     plane_params = [params] * len(median_planes)
-    if dark is not None and params.black_level_mode == "none":
+    black_from_dark = dark is not None and params.black_level_mode == "none"
+    if black_from_dark:
         # The frames keep the master dark's pedestal, measured: it is the black level.
         plane_params = [
             dataclasses.replace(params, black_level_mode="value", black_level=pedestal)
@@ -1402,9 +1403,7 @@ def final_flatfield(
             "black_levels_per_plane": _json(black_levels),
             "dark_subtracted": "none" if dark is None else dark["file"],
             "black_level_source": (
-                "the master dark's pedestal"
-                if plane_params[0] is not params
-                else params.black_level_mode
+                "the master dark's pedestal" if black_from_dark else params.black_level_mode
             ),
             "uncorrected_pedestal_share": pedestal_share,
             "saturated_target_fraction": saturated,

@@ -12,6 +12,7 @@ that they stay positive where there is no light.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,12 +55,7 @@ class DarkSummary:
 
     def as_dict(self) -> dict[str, float]:
         """The summary as a JSON-serializable mapping."""
-        return {
-            "pedestal": self.pedestal,
-            "frame_noise": self.frame_noise,
-            "hot_fraction": self.hot_fraction,
-            "below_dark_fraction": self.below_dark_fraction,
-        }
+        return dataclasses.asdict(self)
 
 
 def summarize_dark(
