@@ -3,6 +3,7 @@
 Each command runs as its own process, exactly as a user runs it.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,8 @@ def test_samples_ingest_materialize_record_runs_in_the_project_instance(project)
     assert all((incoming / f"{v}.truth.npz").exists() for v in videos)
     jobs = sorted(p.name for p in (data / "incoming" / "jobs").iterdir() if p.is_dir())
     assert jobs == ["jid001", "jid002"]
+    darks = sorted(p.stem for p in (data / "incoming" / "darks").glob("*.ser"))
+    assert darks and set(darks) < set(videos)
 
     first = cli(project, "ingest", "--watch-seconds", "0")
     assert first.returncode == 0, first.stderr
@@ -61,9 +64,15 @@ def test_samples_ingest_materialize_record_runs_in_the_project_instance(project)
     assert run.returncode == 0, run.stderr
     assert f"ok     ser_median [ser_files/{videos[0]}]" in run.stdout
     assert (data / "flatfield" / videos[0] / "ser_median.tiff").is_file()
+    # A sample dark pairs with the video of its name: no partition of its own, no configuration.
+    paired = cli(project, "materialize", "--select", "ser_median", "--partition", darks[0])
+    assert paired.returncode == 0, paired.stderr
+    source = json.loads((data / "flatfield" / darks[0] / "source.json").read_text())
+    assert source["dark"]["file"] == f"{darks[0]}.ser"
+    assert (data / "flatfield" / darks[0] / "master_dark.fits").is_file()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
         assert instance.get_dynamic_partitions("ser_files") == videos
 
 

@@ -41,13 +41,15 @@ def _data_layout():
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from astro_assets.samples import generate_jobs, generate_samples
+    from astro_assets.samples import generate_jobs, generate_sample_darks, generate_samples
 
     layout = _data_layout()
     if not args.no_videos:
         videos = generate_samples(layout.incoming_ser, size=args.size)
         for path in videos:
             print(f"video  {path}")
+        for path in generate_sample_darks(layout.incoming_darks, size=args.size):
+            print(f"dark   {path}")
     if args.jobs:
         for path in generate_jobs(
             layout.incoming_jobs, args.jobs, size=args.job_size, seed=args.seed
@@ -101,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     samples = sub.add_parser("samples", help="write seeded synthetic inputs with ground truth")
     samples.add_argument("--size", choices=["small", "demo"], default="demo")
-    samples.add_argument("--no-videos", action="store_true", help="skip the SER videos")
+    samples.add_argument(
+        "--no-videos", action="store_true", help="skip the SER videos and their darks"
+    )
     samples.add_argument("--jobs", type=int, default=0, help="number of job folders to write")
     samples.add_argument("--job-size", type=int, default=512, help="job image side, pixels")
     samples.add_argument("--seed", type=int, default=0)

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from astro_assets.io.ser import open_ser
 from astro_assets.samples import (
+    SAMPLE_DARKS,
     DustSpec,
     SolarVideoParams,
     SolarVideoTruth,
@@ -18,6 +19,7 @@ from astro_assets.samples import (
     dark_signal,
     dust_transmission,
     frame_timestamps,
+    generate_sample_darks,
     generate_samples,
     random_dust,
     sample_catalog,
@@ -470,6 +472,26 @@ def test_generate_small_samples_writes_every_variant(tmp_path) -> None:
     donuts = SolarVideoTruth.load(tmp_path / "ser" / "sun_f10_donuts_tracked.truth.npz")
     assert {d.kind for d in donuts.dust} == {"donut"}
     assert np.abs(donuts.shifts).max() < 1.0
+
+
+def test_sample_darks_are_named_as_their_videos_and_hold_their_sensors_dark_signal(
+    tmp_path,
+) -> None:
+    catalog = sample_catalog("small")
+    written = generate_sample_darks(tmp_path / "darks", size="small")
+    assert [p.name for p in written] == [f"{name}.ser" for name in SAMPLE_DARKS]
+    assert {p.name for p in (tmp_path / "darks").iterdir()} == {p.name for p in written}
+    for path in written:
+        params = catalog[path.stem]
+        signal = dark_signal(params)
+        assert signal is not None
+        assert np.mean(signal > 100.0) >= 0.5 * params.hot_pixel_fraction
+        with open_ser(path) as dark:
+            frames = np.asarray(dark.frames, dtype=np.float64)
+            assert frames.shape == (SAMPLE_DARKS[path.stem], params.height, params.width)
+        # The median of 32 frames lies within a few read noises of the sensor's dark level.
+        residual = np.median(frames, axis=0) - (params.black_level_adu + signal)
+        assert np.abs(residual).max() < 5.0 * params.read_noise_adu
 
 
 def test_demo_catalogue_is_larger() -> None:

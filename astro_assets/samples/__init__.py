@@ -9,6 +9,7 @@ from astro_assets.samples.jobs import (
     write_sample_job,
 )
 from astro_assets.samples.solar import (
+    SAMPLE_DARKS,
     DustSpec,
     SolarVideoParams,
     SolarVideoTruth,
@@ -17,6 +18,7 @@ from astro_assets.samples.solar import (
     dark_signal,
     dust_transmission,
     frame_timestamps,
+    generate_sample_darks,
     generate_samples,
     random_dust,
     sample_catalog,
@@ -32,6 +34,7 @@ from astro_assets.samples.solar import (
 __all__ = [
     "PSFCAT_COLUMNS",
     "PSFCAT_FLAG_BITS",
+    "SAMPLE_DARKS",
     "DustSpec",
     "JobParams",
     "SolarVideoParams",
@@ -42,6 +45,7 @@ __all__ = [
     "dust_transmission",
     "frame_timestamps",
     "generate_jobs",
+    "generate_sample_darks",
     "generate_samples",
     "random_dust",
     "read_truth",

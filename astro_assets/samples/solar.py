@@ -59,6 +59,8 @@ DEFAULT_READ_NOISE_ELECTRONS = 3.0
 # of refractors with a Barlow or of long-focus solar telescopes, which give filled discs.
 DONUT_FOCAL_RATIO_LIMIT = 20.0
 CAPTURE_START_UTC = datetime(2024, 4, 8, 18, 0, 0, tzinfo=UTC)
+SAMPLE_DARKS = {"sun_f30_hot_pixels": 32}
+"""The sample variants captured with a dark video, and its frame count."""
 
 _TAPER_PX = 16
 _SCENE_STREAM, _DUST_STREAM, _MOTION_STREAM, _NOISE_STREAM = 0, 1, 2, 3
@@ -844,6 +846,9 @@ def sample_catalog(size: str = "small") -> dict[str, SolarVideoParams]:
       look like dust in the median), 12-bit data stored shifted.
     - ``planet_f60``: near-opaque f/60 spots on a drifting banded planet over a black sky.
     - ``sun_dustfree``: no dust, tracked, with sunspots: for false-positive measurements.
+    - ``sun_f30_hot_pixels``: as ``sun_f30_drift`` without sunspots, on a sensor with hot pixels
+      (0.5 % of them, 1,000 ADU on average) and an amplifier's glow (300 ADU in a corner);
+      :func:`generate_sample_darks` writes its dark video (``SAMPLE_DARKS``).
     """
     if size not in SAMPLE_SIZES:
         raise ValueError(f"size={size!r} is unknown: use one of {SAMPLE_SIZES}")
@@ -881,6 +886,17 @@ def sample_catalog(size: str = "small") -> dict[str, SolarVideoParams]:
         "sun_dustfree": SolarVideoParams(
             **frame, target="sun", dust=(), n_sunspots=2, drift_px=0.0, jitter_px=0.3, seed=14
         ),
+        "sun_f30_hot_pixels": SolarVideoParams(
+            **frame,
+            target="sun",
+            focal_ratio=30.0,
+            n_sunspots=0,
+            drift_px=sun_drift,
+            hot_pixel_fraction=0.005,
+            hot_pixel_adu=1000.0,
+            amp_glow_adu=300.0,
+            seed=15,
+        ),
     }
 
 
@@ -897,6 +913,25 @@ def generate_samples(dest_dir: str | Path, *, size: str = "small") -> list[Path]
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     return [write_sample_video(dest_dir / f"{name}.ser", p)[0] for name, p in catalog.items()]
+
+
+def generate_sample_darks(dest_dir: str | Path, *, size: str = "small") -> list[Path]:
+    """Write the dark video of every variant of ``sample_catalog(size)`` named in
+    ``SAMPLE_DARKS`` into ``dest_dir``, under the variant's own name, as ``ser_median`` pairs a
+    dark with its video (``<dest_dir>/<name>.ser``, ``SAMPLE_DARKS[name]`` frames).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The dark SER files written, in ``SAMPLE_DARKS`` order.
+    """
+    catalog = sample_catalog(size)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        write_dark_video(dest_dir / f"{name}.ser", catalog[name], n_frames)
+        for name, n_frames in SAMPLE_DARKS.items()
+    ]
 
 
 def dust_transmission(dust: tuple[DustSpec, ...], shape: tuple[int, int]) -> np.ndarray:
