@@ -33,6 +33,8 @@ the matched-filter bank, so nothing is tuned to a particular video):
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
@@ -605,7 +607,15 @@ def _local_background(
     model = (y_powers, x_powers, exponents, limb_values, has_limb, factor)
     # The mask goes to the kernel as 0/1 bytes: its weights, without a float64 copy.
     weights = np.ascontiguousarray(fit_mask, dtype=bool).view(np.uint8)
-    moments = _block_moments(np.ascontiguousarray(data, dtype=np.float64), weights, *model)
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    blocks = (-(-height // factor), -(-width // factor))
+    n_planes = 1 + n_terms * (n_terms + 1) // 2 + n_terms
+    moments = np.zeros((*blocks, n_planes))
+    _in_row_bands(
+        lambda start, stop: _block_moments(data, weights, *model, start, stop, moments),
+        height,
+        factor,
+    )
     # Every plane smoothed over the blocks in one call: the same 1-D passes plane by plane.
     block_sigma = sigma / factor
     smoothed = ndimage.gaussian_filter(
@@ -633,28 +643,52 @@ def _local_background(
     filled = np.stack([_fill_nan_nearest(coefficients[..., k]) for k in range(n_terms)])
     result = np.empty((height, width))
     min_support = 1e-9 * max(float(support.max()), 1e-300)
-    _blend_block_fits(filled, np.ascontiguousarray(support), min_support, *model, result)
+    support = np.ascontiguousarray(support)
+    _in_row_bands(
+        lambda start, stop: _blend_block_fits(
+            filled, support, min_support, *model, start, stop, result
+        ),
+        height,
+        1,
+    )
     return result
+
+
+_ROW_BAND_THREADS = 2
+"""Threads of ``_in_row_bands``: the two cores of the machines the product is measured on."""
+
+
+def _in_row_bands(run: Any, height: int, step: int) -> None:
+    """``run(start, stop)`` over ``_ROW_BAND_THREADS`` bands of rows that together cover
+    ``[0, height)``, each in a thread of its own, each band but the last a multiple of ``step``
+    rows. For compiled kernels that release the GIL and write disjoint rows (or blocks of
+    ``step`` rows) of their output: the same result as one call over all rows."""
+    band = step * max(1, -(-height // (step * _ROW_BAND_THREADS)))
+    bounds = [(start, min(start + band, height)) for start in range(0, height, band)]
+    if len(bounds) == 1:
+        run(0, height)
+        return
+    with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
+        for future in [pool.submit(run, start, stop) for start, stop in bounds]:
+            future.result()
 
 
 @compiled
 def _block_moments(
-    data, weights, y_powers, x_powers, exponents, limb, has_limb, factor
+    data, weights, y_powers, x_powers, exponents, limb, has_limb, factor, row_start, row_stop, out
 ):  # pragma: no cover - compiled
-    """Per block of ``factor`` x ``factor`` pixels: the sum of the weights, the weighted sums of
-    every product of two model terms (upper triangle, row by row), then of every term times
-    the data; shape (ceil(H / factor), ceil(W / factor), 1 + n(n+1)/2 + n). The polynomial
-    terms are ``y_powers[row, a] * x_powers[col, b]`` for each row ``(a, b)`` of
-    ``exponents``, then ``limb`` when ``has_limb``."""
-    height, width = data.shape
+    """Into ``out`` (zeros), per block of ``factor`` x ``factor`` pixels of rows ``[row_start,
+    row_stop)`` (``row_start`` a multiple of ``factor``): the sum of the weights, the weighted
+    sums of every product of two model terms (upper triangle, row by row), then of every term
+    times the data; ``out`` has shape (ceil(H / factor), ceil(W / factor), 1 + n(n+1)/2 + n).
+    The polynomial terms are ``y_powers[row, a] * x_powers[col, b]`` for each row ``(a, b)``
+    of ``exponents``, then ``limb`` when ``has_limb``."""
+    width = data.shape[1]
     n_poly = exponents.shape[0]
     n_terms = n_poly + (1 if has_limb else 0)
-    n_planes = 1 + n_terms * (n_terms + 1) // 2 + n_terms
-    blocks_y = (height + factor - 1) // factor
-    blocks_x = (width + factor - 1) // factor
-    moments = np.zeros((blocks_y, blocks_x, n_planes))
+    moments = out
     terms = np.empty(n_terms)
-    for row in range(height):
+    for row in range(row_start, row_stop):
         block_y = row // factor
         for col in range(width):
             weight = weights[row, col]
@@ -676,21 +710,31 @@ def _block_moments(
             for i in range(n_terms):
                 sums[plane] += value * terms[i]
                 plane += 1
-    return moments
 
 
 @compiled
 def _blend_block_fits(
-    coefficients, support, min_support, y_powers, x_powers, exponents, limb, has_limb, factor, out
+    coefficients,
+    support,
+    min_support,
+    y_powers,
+    x_powers,
+    exponents,
+    limb,
+    has_limb,
+    factor,
+    row_start,
+    row_stop,
+    out,
 ):  # pragma: no cover - compiled
-    """The model at every pixel, its coefficients blended bilinearly from the block centres
-    (block ``i`` covers pixels ``[i * factor, (i + 1) * factor)``, its centre sits at
-    ``(i + 0.5) * factor - 0.5``; edges held constant) in proportion to each block's
-    ``support``; where the blended support is below ``min_support``, plain bilinear
-    interpolation of the coefficients."""
+    """Into rows ``[row_start, row_stop)`` of ``out``: the model at every pixel, its
+    coefficients blended bilinearly from the block centres (block ``i`` covers pixels ``[i *
+    factor, (i + 1) * factor)``, its centre sits at ``(i + 0.5) * factor - 0.5``; edges held
+    constant) in proportion to each block's ``support``; where the blended support is below
+    ``min_support``, plain bilinear interpolation of the coefficients."""
     n_terms, blocks_y, blocks_x = coefficients.shape
     n_poly = exponents.shape[0]
-    height, width = out.shape
+    width = out.shape[1]
     blended = np.empty(n_terms)
     # Each column's blocks and weight, the same for every row.
     lefts = np.empty(width, dtype=np.int64)
@@ -701,7 +745,7 @@ def _blend_block_fits(
         lefts[col] = min(int(position_x), blocks_x - 1)
         rights[col] = min(lefts[col] + 1, blocks_x - 1)
         fxs[col] = position_x - lefts[col]
-    for row in range(height):
+    for row in range(row_start, row_stop):
         position_y = min(max((row + 0.5) / factor - 0.5, 0.0), blocks_y - 1.0)
         top = min(int(position_y), blocks_y - 1)
         bottom = min(top + 1, blocks_y - 1)
@@ -899,11 +943,18 @@ def _matched_significance(
     image and, with ``local_noise``, its local spread (see ``_local_spread``). ``deficit`` is
     0 where not usable.
 
+    Measuring the noise of a response takes about as long as computing it. One worker thread
+    measures each response's noise and keeps its significance, in the order of the filters
+    (the result is the same to the bit as one step after the other), while this thread
+    computes the next responses: the FFTs, the compiled passes and the selections behind the
+    noise all release the GIL.
+
     Memory: besides the results (float32, and a byte per pixel for the best filter until the
-    end), the two spectra of the finest grid and at most six float32 images (or complex64
+    end), the two spectra of the finest grid, at most six float32 images (or complex64
     half-spectra of their size) on the FFT's padded grid: four correlations and two responses,
-    or four correlations, a kernel's spectrum and an inverse FFT's output; with
-    ``local_noise`` also the int32 squared distance to unusable pixels.
+    or four correlations, a kernel's spectrum and an inverse FFT's output, and at most two
+    responses waiting for their noise; with ``local_noise`` also the int32 squared distance to
+    unusable pixels.
     """
     shape = deficit.shape
     best = np.zeros(shape, dtype=np.float32)
@@ -911,61 +962,85 @@ def _matched_significance(
     best_index = np.zeros(shape, dtype=np.uint8)
     squared_edge = _squared_distance_to_false(usable) if local_noise else None
     spectra = None
-    # The best significance and filter among the radii of one binning, on its grid: brought
-    # to full resolution once per binning rather than once per filter.
-    level = _BinnedBest(1, shape, best, best_index)
-    for index, radius in enumerate(radii, start=1):
-        factor = 2 ** max(0, math.floor(math.log2(radius / 4.0)))
-        r = radius / factor
-        if spectra is None or spectra.factor != factor:
-            # Radii grow, so the finer grid's spectra are not needed again; dropped before
-            # the coarser grid's are made.
-            spectra = None
-            level.merge_into(best, best_index)
-            spectra = _Spectra(deficit, usable, factor, math.ceil(2 * r + 2) + 1)
-            level = _BinnedBest(factor, spectra.shape, best, best_index)
-        noise = _ResponseNoise(
-            radius,
-            max(16, math.ceil(_NOISE_TILE_RADII * r)),
-            None if squared_edge is None else squared_edge[::factor, ::factor],
-        )
-        s_in, n_in = spectra.correlate(_disc_kernel(r))
-        ring_s, ring_n = spectra.correlate(_disc_kernel(2.0 * r))
-        disc_area = float(_disc_kernel(r).sum()) * factor**2
-        ring_area = float(_disc_kernel(2.0 * r).sum()) * factor**2 - disc_area
-        # The correlations are the largest intermediates, so the responses are formed in place,
-        # with the float32 operations (in their order) of ``disc = s_in / n_in - ring_s /
-        # ring_n`` (the ring's term 0 where it holds under half a usable pixel) and ``annulus =
-        # (s_in - s_hole) / (n_in - n_hole) - (ring_s + s_hole) / (ring_n + n_hole)``, every
-        # denominator kept at least 1e-12.
-        covered = np.empty(s_in.shape, dtype=bool)
-        response = np.empty(s_in.shape, dtype=np.float32)
-        _disc_response(
-            s_in,
-            n_in,
-            ring_s,
-            ring_n,
-            np.float32(_MIN_COVERAGE * disc_area),
-            np.float32(_MIN_COVERAGE * ring_area),
-            covered,
-            response,
-        )
-        noise.keep_better(response, covered, level, index)
-        del response
-        hole = _disc_kernel(hole_fraction * r)
-        s_hole = spectra.correlate_one(hole, weights=False)
-        _move_hole(s_hole, ring_s, s_in)
-        del s_hole
-        n_hole = spectra.correlate_one(hole, weights=True)
-        _move_hole(n_hole, ring_n, n_in)
-        del n_hole
-        _annulus_response(s_in, n_in, ring_s, ring_n)
-        del ring_s, ring_n, n_in
-        noise.keep_better(s_in, covered, level, index)
-        del s_in
-    level.merge_into(best, best_index)
+    level = None
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1) as keeper:
+        for index, radius in enumerate(radii, start=1):
+            factor = 2 ** max(0, math.floor(math.log2(radius / 4.0)))
+            r = radius / factor
+            if spectra is None or spectra.factor != factor:
+                # Radii grow, so the finer grid's spectra are not needed again; dropped before
+                # the coarser grid's are made.
+                spectra = None
+                spectra = _Spectra(deficit, usable, factor, math.ceil(2 * r + 2) + 1)
+                if level is not None:
+                    while pending:
+                        pending.popleft().result()
+                    level.merge_into(best, best_index)
+                # The best significance and filter among the radii of one binning, on its
+                # grid: brought to full resolution once per binning rather than once per filter.
+                level = _BinnedBest(factor, spectra.shape, best, best_index)
+            noise = _ResponseNoise(
+                radius,
+                max(16, math.ceil(_NOISE_TILE_RADII * r)),
+                None if squared_edge is None else squared_edge[::factor, ::factor],
+            )
+            s_in, n_in = spectra.correlate(_disc_kernel(r))
+            ring_s, ring_n = spectra.correlate(_disc_kernel(2.0 * r))
+            disc_area = float(_disc_kernel(r).sum()) * factor**2
+            ring_area = float(_disc_kernel(2.0 * r).sum()) * factor**2 - disc_area
+            # The correlations are the largest intermediates, so the responses are formed in
+            # place, with the float32 operations (in their order) of ``disc = s_in / n_in -
+            # ring_s / ring_n`` (the ring's term 0 where it holds under half a usable pixel) and
+            # ``annulus = (s_in - s_hole) / (n_in - n_hole) - (ring_s + s_hole) / (ring_n +
+            # n_hole)``, every denominator kept at least 1e-12.
+            covered = np.empty(s_in.shape, dtype=bool)
+            response = np.empty(s_in.shape, dtype=np.float32)
+            _disc_response(
+                s_in,
+                n_in,
+                ring_s,
+                ring_n,
+                np.float32(_MIN_COVERAGE * disc_area),
+                np.float32(_MIN_COVERAGE * ring_area),
+                covered,
+                response,
+            )
+            _queue_keep(keeper, pending, noise, response, covered, level, index)
+            del response
+            hole = _disc_kernel(hole_fraction * r)
+            s_hole = spectra.correlate_one(hole, weights=False)
+            _move_hole(s_hole, ring_s, s_in)
+            del s_hole
+            n_hole = spectra.correlate_one(hole, weights=True)
+            _move_hole(n_hole, ring_n, n_in)
+            del n_hole
+            _annulus_response(s_in, n_in, ring_s, ring_n)
+            del ring_s, ring_n, n_in
+            _queue_keep(keeper, pending, noise, s_in, covered, level, index)
+            del s_in
+        while pending:
+            pending.popleft().result()
+    if level is not None:
+        level.merge_into(best, best_index)
     radius_of = np.array((0.0, *radii), dtype=np.float32)
     return best, radius_of[best_index]
+
+
+def _queue_keep(
+    keeper: ThreadPoolExecutor,
+    pending: deque[Future],
+    noise: _ResponseNoise,
+    response: np.ndarray,
+    covered: np.ndarray,
+    level: _BinnedBest,
+    index: int,
+) -> None:
+    """Queue ``noise.keep_better(response, covered, level, index)`` on the ``keeper`` thread
+    once at most one keep queued before is still ``pending``: at most two responses wait."""
+    while len(pending) > 1:
+        pending.popleft().result()
+    pending.append(keeper.submit(noise.keep_better, response, covered, level, index))
 
 
 _DENOMINATOR_FLOOR = np.float32(1e-12)
