@@ -32,6 +32,7 @@ the matched-filter bank, so nothing is tuned to a particular video):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -1502,18 +1503,23 @@ def _noise_by_scale(deficit: np.ndarray, usable: np.ndarray, radii: tuple[float,
         centre, half = (index[0] + index[-1]) // 2, min(256, (index[-1] - index[0]) // 2 + 1)
         crop.append(slice(max(centre - half, 0), centre + half + 1))
     deficit, usable = deficit[tuple(crop)], usable[tuple(crop)]
-    noise = {}
     weights = usable.astype(np.float64)
-    for scale in _SMOOTHING_STEPS_PX:
-        if scale > max(radii) / 3.0 and scale > 0:
-            break
+    weighted = deficit * weights
+    largest = max(radii) / 3.0
+    scales = list(
+        itertools.takewhile(lambda scale: scale == 0 or scale <= largest, _SMOOTHING_STEPS_PX)
+    )
+
+    def noise_at(scale: float) -> float:
         if scale == 0:
-            smooth = deficit
-        else:
-            norm = ndimage.gaussian_filter(weights, scale)
-            smooth = ndimage.gaussian_filter(deficit * weights, scale) / np.maximum(norm, 1e-6)
-        noise[scale] = robust_sigma(smooth[usable])
-    return noise
+            return robust_sigma(deficit[usable])
+        norm = ndimage.gaussian_filter(weights, scale)
+        smooth = ndimage.gaussian_filter(weighted, scale) / np.maximum(norm, 1e-6)
+        return robust_sigma(smooth[usable])
+
+    # The scales are independent, and scipy's filters and numpy's selection release the GIL.
+    with ThreadPoolExecutor(max_workers=_ROW_BAND_THREADS) as pool:
+        return dict(zip(scales, pool.map(noise_at, scales), strict=True))
 
 
 def _hysteresis(
@@ -2419,14 +2425,20 @@ def expand_mask(
             f"core must be a 2-D bool mask, got {mask.dtype} with shape {mask.shape}; "
             "binarize it first (e.g. core > 0.5)."
         )
+    expanded = np.zeros(mask.shape, dtype=np.float32)
     if not mask.any():
-        return np.zeros(mask.shape, dtype=np.float32)
-    distance = ndimage.distance_transform_edt(~mask)
-    beyond = distance - params.dilation_px
+        return expanded
+    squared = _squared_distance_to_false(~mask)
+    # The feather drops below the cutoff beyond this distance: only nearer pixels are computed
+    # (the same float64 arithmetic as over the whole frame; a pixel of margin for rounding).
+    reach = params.dilation_px + params.feather_sigma_px * math.sqrt(-2.0 * math.log(params.cutoff))
+    near = ~_beyond(squared, reach + 1.0)
+    beyond = np.sqrt(squared[near]) - params.dilation_px
     if params.feather_sigma_px > 0:
         feather = np.exp(-0.5 * (np.clip(beyond, 0.0, None) / params.feather_sigma_px) ** 2)
     else:
         feather = (beyond <= 0).astype(np.float64)
     feather[beyond <= 0] = 1.0
     feather[feather < params.cutoff] = 0.0
-    return feather.astype(np.float32)
+    expanded[near] = feather
+    return expanded
