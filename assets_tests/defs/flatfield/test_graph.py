@@ -693,10 +693,43 @@ def test_a_dark_video_is_subtracted_from_every_frame_and_the_flat_applies_after_
     _, header = read_fits_float32(folder / "final_flatfield.fits")
     assert header["FLATDOM"] == "frame - master_dark.fits + DARKPn - BLACKLVL"
     assert _assert_calibrated_by_the_flat_alone(result, video_path, folder, dark + 10.0) == 16
-    # The video's median again without the dark: the flat no longer applies after it.
-    assert _materialize(instance, data_store, "hot", selection=["ser_median"]).success
+    # A later run without dark_video, as a sensor's or automation's, subtracts the same dark.
+    assert json.loads((folder / "dark_video.json").read_text()) == {"dark_video": "hot_dark.ser"}
+    result = _materialize(instance, data_store, "hot", selection=["ser_median"])
+    assert result.success
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["dark_pairing"].value == flatfield_assets.SAVED_DARK
+    assert metadata["dark"].value["file"] == "hot_dark.ser"
+    # The video's median again with the dark forgotten: the flat no longer applies after it.
+    forget = _dark_config("")
+    assert _materialize(instance, data_store, "hot", ["ser_median"], forget).success
+    assert not (folder / "dark_video.json").exists()
+    result = _materialize(instance, data_store, "hot", ["ser_median"])
+    assert result.asset_materializations_for_node("ser_median")[0].metadata["dark"].value is None
     result = _materialize(instance, data_store, "hot", selection=["calibrated_video"])
     assert "no longer subtracts" in _failure_message(result, "calibrated_video")
+
+
+def test_a_kept_dark_that_is_gone_or_unreadable_fails_the_median_with_what_to_do(
+    instance, data_store, layout, hot_video
+):
+    folder = layout.flatfield_dir("hot")
+    moved = layout.incoming_darks / "moved.ser"
+    moved.write_bytes((layout.incoming_darks / "hot_dark.ser").read_bytes())
+    assert _materialize(
+        instance, data_store, "hot", ["ser_median"], _dark_config("moved.ser")
+    ).success
+    moved.unlink()
+    result = _materialize(instance, data_store, "hot", ["ser_median"])
+    message = _failure_message(result, "ser_median")
+    assert "moved.ser" in message and "kept in dark_video.json" in message
+    (folder / "dark_video.json").write_text("{not json")
+    result = _materialize(instance, data_store, "hot", ["ser_median"])
+    assert "dark_video.json must be a JSON object" in _failure_message(result, "ser_median")
+    # A dark given in the run config replaces the unreadable record.
+    result = _materialize(instance, data_store, "hot", ["ser_median"], _dark_config("hot_dark.ser"))
+    assert result.success
+    assert json.loads((folder / "dark_video.json").read_text()) == {"dark_video": "hot_dark.ser"}
 
 
 def test_hot_pixels_under_the_dust_stay_out_of_a_flat_made_after_the_dark(
@@ -742,6 +775,7 @@ def test_a_dark_that_does_not_fit_the_video_fails_the_median_with_what_to_do(
         assert not result.success
         assert expected in _failure_message(result, "ser_median"), dark_video
     assert not (layout.flatfield_dir("hot") / "ser_median.tiff").exists()
+    assert not (layout.flatfield_dir("hot") / "dark_video.json").exists()
 
 
 def test_a_dark_of_the_video_s_name_is_used_without_configuration(

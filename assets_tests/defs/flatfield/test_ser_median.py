@@ -138,6 +138,22 @@ def test_an_8_bit_video_carries_the_gamma_warning(instance, data_store, layout):
     assert any(w.startswith("8-bit capture") for w in warnings)
 
 
+def test_a_median_of_few_frames_carries_a_warning(instance, data_store, layout):
+    _video(layout.incoming_ser, "short.ser", np.full((7, 4, 5), 1000, np.uint16))
+    _video(layout.incoming_ser, "enough.ser", np.full((8, 4, 5), 1000, np.uint16))
+    short = _materialize(instance, data_store, "short")
+    warnings = short.asset_materializations_for_node("ser_median")[0].metadata["warnings"].value
+    assert any("the median is taken over 7 frames" in w for w in warnings)
+    enough = _materialize(instance, data_store, "enough")
+    warnings = enough.asset_materializations_for_node("ser_median")[0].metadata["warnings"].value
+    assert not any("the median is taken over" in w for w in warnings)
+    stepped = _materialize(
+        instance, data_store, "enough", {"ops": {"ser_median": {"config": {"frame_step": 2}}}}
+    )
+    warnings = stepped.asset_materializations_for_node("ser_median")[0].metadata["warnings"].value
+    assert any("over 4 frames" in w and "lower frame_step" in w for w in warnings)
+
+
 def _bar_video(drift_px: int) -> np.ndarray:
     """21 frames of a 4 px wide bright bar (a thin crescent, seen edge on) on a dark sky,
     moving across its width by ``drift_px`` in all."""

@@ -115,18 +115,30 @@ FLAT_TIFF_FILE = "final_flatfield.tiff"
 FLAT_FITS_FILE = "final_flatfield.fits"
 CALIBRATED_FILE = "calibrated.ser"
 DARK_FILE = "master_dark.fits"
+FEW_VIDEO_FRAMES = 8
+"""Below this many frames in the median, ``ser_median`` warns: the median keeps each frame's
+texture, and few candidates can be shown fixed on the sensor, since the motion test needs
+fewer than about a third of the frames to put a shadow on the same part of the scene. On
+drifting synthetic Suns of 512 x 384 px, 3 and 5 frames left 2.0 and 2.1 % of a dust-free
+frame in the mask's core as undecided candidates, 8 and 16 frames none (``benchmarks/README.md``,
+``## Flat-field quality beyond the grid``)."""
 FEW_DARK_FRAMES = 16
 """Below this many dark frames the master dark's read noise is a visible part of every
 calibrated frame's (about 1.25 / sqrt(n) of one frame's)."""
 BELOW_DARK_LIMIT = 0.01
 """Share of the median below its dark (``DarkSummary.below_dark_fraction``) from which the dark
 is refused as taken with other settings than the video."""
+DARK_CHOICE_FILE = "dark_video.json"
+SAVED_DARK = f"dark_video given to an earlier run (kept in {DARK_CHOICE_FILE})"
+"""``ser_median``'s ``dark_pairing`` when it subtracts the dark video an earlier run was
+given."""
 DARK_VIDEO_HELP = (
     "a dark video (the telescope capped, the video's gain, offset, exposure and temperature): "
     "a path relative to <data root>/incoming/darks, or absolute; its temporal median is "
     "written as master_dark.fits, its structure above its pedestal (hot pixels, glow) is "
     "subtracted from every frame before the graph looks at them, and its pedestal is the "
-    "black level"
+    f"black level. Kept in the partition's {DARK_CHOICE_FILE} for later runs without it (runs "
+    "of sensors and automation too); an empty string forgets it"
 )
 
 
@@ -229,6 +241,13 @@ def ser_median(
     layout = data_store.layout
     key = context.partition_key
     source = find_ser_for_key(layout.incoming_ser, key)
+    dark_video, dark_pairing = _chosen_dark_video(config, layout, key, source)
+    # Resolved before the median is taken: a missing dark fails at once.
+    dark_path = (
+        None
+        if dark_video is None
+        else _dark_video_path(data_store, dark_video, saved=dark_pairing == SAVED_DARK)
+    )
     with open_ser(source, byte_order=BYTE_ORDERS[config.byte_order]) as video:
         frames_used = len(range(0, video.n_frames, config.frame_step))
         median = temporal_median(
@@ -241,14 +260,12 @@ def ser_median(
         interpolated = config.interpolate_levels and eight_bit
         if interpolated:
             median = interpolated_median(video.frames, median, frame_step=config.frame_step)
-        dark_video, dark_pairing = _chosen_dark_video(config, layout, source)
         dark = (
             None
-            if dark_video is None
+            if dark_path is None
             else _master_dark(
-                data_store,
                 video,
-                dark_video,
+                dark_path,
                 median,
                 params_from_config(config, TemporalMedianParams),
             )
@@ -264,6 +281,15 @@ def ser_median(
         median_lit, frames_lit = _lit_fractions(video, median, config.frame_step)
         coverage_ok, coverage_message = coverage_verdict(median_lit, frames_lit)
         added = [] if coverage_ok else [coverage_message]
+        if frames_used < FEW_VIDEO_FRAMES:
+            added.append(
+                f"the median is taken over {frames_used} frames: it keeps much of each frame's "
+                "texture and noise, and the dust eye's candidates can seldom be shown fixed on "
+                "the sensor, so texture may be kept as dust (review dust_mask's undecided "
+                f"candidates). Capture {FEW_VIDEO_FRAMES} or more frames, better a few dozen, "
+                "while the target drifts"
+                + (", or lower frame_step." if config.frame_step > 1 else ".")
+            )
         if eight_bit:
             added.append(EIGHT_BIT_WARNING)
         if dark is not None:
@@ -273,6 +299,11 @@ def ser_median(
             metadata["warnings"] = dg.MetadataValue.json([*metadata["warnings"].value, *added])
     for warning in metadata["warnings"].value:
         context.log.warning(f"{source.name}: {warning}")
+    choice_path = layout.flatfield_file(key, DARK_CHOICE_FILE)
+    if config.dark_video:
+        atomic_write_text(choice_path, json.dumps({"dark_video": config.dark_video}, indent=2))
+    elif config.dark_video == "":
+        choice_path.unlink(missing_ok=True)
     if dark is not None:
         write_fits_float32(
             layout.flatfield_file(key, DARK_FILE),
@@ -439,47 +470,74 @@ class MasterDark:
     warnings: list[str]
 
 
-def _chosen_dark_video(config, layout, source: Path) -> tuple[str | None, str]:
-    """The dark video ``ser_median`` subtracts for the video ``source``, and how it was
-    chosen: ``config.dark_video``, else a file of the video's name in the darks folder (with
-    ``config.paired_dark``), else none."""
-    if config.dark_video is not None:
+def _chosen_dark_video(config, layout, key: str, source: Path) -> tuple[str | None, str]:
+    """The dark video ``ser_median`` subtracts for the video ``source`` of partition ``key``,
+    and how it was chosen: ``config.dark_video``, else the one an earlier run was given (kept
+    in ``DARK_CHOICE_FILE``; an empty ``dark_video`` forgets it), else a file of the video's
+    name in the darks folder (with ``config.paired_dark``), else none."""
+    if config.dark_video:
         return config.dark_video, "dark_video"
+    saved = _saved_dark_video(layout.flatfield_file(key, DARK_CHOICE_FILE))
+    if saved is not None and config.dark_video is None:
+        return saved, SAVED_DARK
     paired = layout.incoming_darks / source.name
     if config.paired_dark and paired.is_file():
         return str(paired), "same file name in incoming/darks"
     return None, "none"
 
 
-def _dark_video_path(data_store: DataStore, dark_video: str) -> Path:
-    """``dark_video`` as a path: absolute as given, else under ``<data root>/incoming/darks``."""
+def _saved_dark_video(path: Path) -> str | None:
+    """The ``dark_video`` kept in ``path`` (``DARK_CHOICE_FILE``) by an earlier run, or None
+    without that file."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        saved = error
+    if not (isinstance(saved, dict) and isinstance(saved.get("dark_video"), str)):
+        raise ValueError(
+            f"{path} must be a JSON object whose dark_video is the dark video's path, as an "
+            "earlier run wrote it. Fix it, delete it, or give dark_video in the run config "
+            "(an empty string forgets it)."
+        )
+    return saved["dark_video"]
+
+
+def _dark_video_path(data_store: DataStore, dark_video: str, *, saved: bool = False) -> Path:
+    """``dark_video`` as a path: absolute as given, else under ``<data root>/incoming/darks``;
+    ``saved`` when it was read from ``DARK_CHOICE_FILE``, for the message."""
     given = Path(dark_video).expanduser()
     folder = data_store.layout.incoming_darks
     path = given if given.is_absolute() else folder / given
     if not path.is_file():
         present = sorted(p.name for p in folder.glob("*.ser")) if folder.is_dir() else []
+        kept = (
+            f" It was given to an earlier run and kept in {DARK_CHOICE_FILE}: give dark_video "
+            "'' to forget it."
+            if saved
+            else ""
+        )
         raise FileNotFoundError(
             f"dark_video {dark_video!r}: {path} is not a file. Put the dark video in {folder} "
-            f"(there: {present or 'nothing'}) or give an absolute path."
+            f"(there: {present or 'nothing'}) or give an absolute path.{kept}"
         )
     return path
 
 
 def _master_dark(
-    data_store: DataStore,
     video: SerVideo,
-    dark_video: str,
+    path: Path,
     median: np.ndarray,
     params: TemporalMedianParams,
 ) -> MasterDark:
-    """The master dark of ``dark_video`` for ``video``, whose temporal median is ``median``,
-    taken within ``params``' memory budget and threads (over every frame).
+    """The master dark of the dark video at ``path`` for ``video``, whose temporal median is
+    ``median``, taken within ``params``' memory budget and threads (over every frame).
 
     The dark is read with the byte order of the video (noise alone cannot decide it) and
     refused unless its frames have the video's shape, container and bit alignment, and the
     median lies above it.
     """
-    path = _dark_video_path(data_store, dark_video)
     byte_order = None if video.byte_order == "|" else video.byte_order
     with open_ser(path, byte_order=byte_order) as dark:
         problem = _dark_mismatch(video, dark)
