@@ -726,7 +726,13 @@ def test_a_kept_dark_that_is_gone_or_unreadable_fails_the_median_with_what_to_do
     (folder / "dark_video.json").write_text("{not json")
     result = _materialize(instance, data_store, "hot", ["ser_median"])
     assert "dark_video.json must be a JSON object" in _failure_message(result, "ser_median")
-    # A dark given in the run config replaces the unreadable record.
+    (folder / "dark_video.json").write_text('{"dark_video": ""}')
+    result = _materialize(instance, data_store, "hot", ["ser_median"])
+    assert "dark_video.json must be a JSON object" in _failure_message(result, "ser_median")
+    # Forgetting it needs no readable record; a dark given in the run config replaces it.
+    assert _materialize(instance, data_store, "hot", ["ser_median"], _dark_config("")).success
+    assert not (folder / "dark_video.json").exists()
+    (folder / "dark_video.json").write_text("{not json")
     result = _materialize(instance, data_store, "hot", ["ser_median"], _dark_config("hot_dark.ser"))
     assert result.success
     assert json.loads((folder / "dark_video.json").read_text()) == {"dark_video": "hot_dark.ser"}

@@ -477,9 +477,10 @@ def _chosen_dark_video(config, layout, key: str, source: Path) -> tuple[str | No
     name in the darks folder (with ``config.paired_dark``), else none."""
     if config.dark_video:
         return config.dark_video, "dark_video"
-    saved = _saved_dark_video(layout.flatfield_file(key, DARK_CHOICE_FILE))
-    if saved is not None and config.dark_video is None:
-        return saved, SAVED_DARK
+    if config.dark_video is None:
+        saved = _saved_dark_video(layout.flatfield_file(key, DARK_CHOICE_FILE))
+        if saved is not None:
+            return saved, SAVED_DARK
     paired = layout.incoming_darks / source.name
     if config.paired_dark and paired.is_file():
         return str(paired), "same file name in incoming/darks"
@@ -495,7 +496,9 @@ def _saved_dark_video(path: Path) -> str | None:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         saved = error
-    if not (isinstance(saved, dict) and isinstance(saved.get("dark_video"), str)):
+    if not (
+        isinstance(saved, dict) and isinstance(saved.get("dark_video"), str) and saved["dark_video"]
+    ):
         raise ValueError(
             f"{path} must be a JSON object whose dark_video is the dark video's path, as an "
             "earlier run wrote it. Fix it, delete it, or give dark_video in the run config "
