@@ -212,21 +212,29 @@ def scan_paired_darks(
     partition_keys: Iterable[str],
     handled: Mapping[str, Observation],
     pending: Mapping[str, Observation],
+    kept: Mapping[str, Path] | None = None,
     settle_seconds: float = 30.0,
     now_ns: int | None = None,
 ) -> Discovery:
-    """Find dark videos in ``folder`` that pair with a video by name and are new or changed.
+    """Find the dark videos of the videos' partitions that are new or changed.
+
+    A partition's dark is ``kept[key]`` where given (the dark an earlier run of ``ser_median``
+    was given, wherever it lies), else the dark in ``folder`` whose name makes the partition's
+    key: the one ``ser_median`` subtracts when no dark is configured.
 
     Parameters
     ----------
     folder : Path
         Directory holding the dark videos, ``*.ser``.
     partition_keys : iterable of str
-        Keys of the videos' partitions; a dark pairs with the one of its own key.
+        Keys of the videos' partitions; a dark in ``folder`` pairs with the one of its own key.
     handled : mapping of partition key to Observation
         What was last seen of each dark whose run was requested (or that needed none).
     pending : mapping of partition key to Observation
         What the previous scan saw of darks still changing.
+    kept : mapping of partition key to Path, optional
+        The darks kept for some partitions; a missing file is not reported (``ser_median``
+        fails on it with what to do).
     settle_seconds : float
         As for :func:`is_settled`.
 
@@ -234,12 +242,11 @@ def scan_paired_darks(
     -------
     Discovery
         ``ready``: settled darks of a known partition that differ from ``handled``;
-        ``pending`` for the next scan; ``rejected``: names that make no partition key (a dark
-        of another name, given as ``dark_video``, is not reported).
+        ``pending`` for the next scan; ``rejected``: names in ``folder`` that make no
+        partition key.
     """
     keys = set(partition_keys)
-    ready: list[Candidate] = []
-    next_pending: dict[str, Observation] = {}
+    darks: dict[str, Path] = {}
     rejected: list[str] = []
     for path in list_ser_files(folder):
         try:
@@ -247,7 +254,13 @@ def scan_paired_darks(
         except UnsafePathError as error:
             rejected.append(str(error))
             continue
-        if key not in keys:
+        if key in keys:
+            darks[key] = path
+    darks.update({key: path for key, path in (kept or {}).items() if key in keys})
+    ready: list[Candidate] = []
+    next_pending: dict[str, Observation] = {}
+    for key, path in sorted(darks.items()):
+        if not path.is_file():
             continue
         observation = observe_file(path)
         if handled.get(key) == observation:

@@ -98,3 +98,36 @@ def test_a_dark_older_than_its_video_s_median_asks_for_no_run(instance, data_sto
     result = _dark_tick(instance, data_store)
     assert result.run_requests == []
     assert set(json.loads(result.cursor)["handled"]) == {"moon"}
+
+
+def _keep_dark(layout, key: str, dark_video: str) -> None:
+    record = layout.flatfield_file(key, "dark_video.json")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"dark_video": dark_video}))
+
+
+def test_the_dark_kept_for_a_video_is_watched_wherever_it_lies(
+    instance, data_store, layout, tmp_path
+):
+    instance.add_dynamic_partitions("ser_files", ["sun", "moon"])
+    # The kept dark replaces the one of the video's name, as in ser_median.
+    _ser(layout.incoming_darks, "sun.ser", size=64)
+    elsewhere = _ser(tmp_path / "capped", "night 2.ser", size=72)
+    _keep_dark(layout, "sun", str(elsewhere))
+    _ser(layout.incoming_darks, "moon_dark.ser", size=80)
+    _keep_dark(layout, "moon", "moon_dark.ser")
+    first = _dark_tick(instance, data_store)
+    assert sorted(r.run_key.split(":")[1:3] for r in first.run_requests) == [
+        ["moon", "80"],
+        ["sun", "72"],
+    ]
+    # A new file in place of the kept dark asks for the video's run again.
+    elsewhere.write_bytes(b"\0" * 96)
+    stat = elsewhere.stat()
+    os.utime(elsewhere, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(3600 * 1e9)))
+    again = _dark_tick(instance, data_store, cursor=first.cursor)
+    assert [r.run_key.split(":")[1:3] for r in again.run_requests] == [["sun", "96"]]
+    # A kept dark that is gone, or a record that cannot be read, asks for nothing.
+    elsewhere.unlink()
+    layout.flatfield_file("moon", "dark_video.json").write_text("{not json")
+    assert _dark_tick(instance, data_store, cursor=again.cursor).run_requests == []

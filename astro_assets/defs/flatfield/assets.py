@@ -4,7 +4,7 @@ import contextlib
 import dataclasses
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +29,7 @@ from astro_assets.io.images import (
     write_tiff_float32,
     write_tiff_uint16_unity,
 )
+from astro_assets.io.paths import DataLayout
 from astro_assets.io.ser import SerVideo, open_ser, write_ser
 from astro_assets.resources.classical import ClassicalImageModel
 from astro_assets.resources.dust_eye import BackendChoice, DustEye
@@ -507,12 +508,32 @@ def _saved_dark_video(path: Path) -> str | None:
     return saved["dark_video"]
 
 
-def _dark_video_path(data_store: DataStore, dark_video: str, *, saved: bool = False) -> Path:
-    """``dark_video`` as a path: absolute as given, else under ``<data root>/incoming/darks``;
-    ``saved`` when it was read from ``DARK_CHOICE_FILE``, for the message."""
+def kept_dark_videos(layout: DataLayout, keys: Iterable[str]) -> dict[str, Path]:
+    """The dark video kept for each of the partitions ``keys`` that has one (``DARK_CHOICE_FILE``,
+    written by ``ser_median`` when it was given ``dark_video``), as a path; unreadable records
+    are left out (``ser_median`` fails on them with what to do)."""
+    kept = {}
+    for key in keys:
+        try:
+            dark_video = _saved_dark_video(layout.flatfield_file(key, DARK_CHOICE_FILE))
+        except ValueError:
+            continue
+        if dark_video is not None:
+            kept[key] = _dark_video_location(layout, dark_video)
+    return kept
+
+
+def _dark_video_location(layout: DataLayout, dark_video: str) -> Path:
+    """``dark_video`` as a path: absolute as given, else under ``<data root>/incoming/darks``."""
     given = Path(dark_video).expanduser()
+    return given if given.is_absolute() else layout.incoming_darks / given
+
+
+def _dark_video_path(data_store: DataStore, dark_video: str, *, saved: bool = False) -> Path:
+    """``dark_video`` as the path of an existing file (:func:`_dark_video_location`); ``saved``
+    when it was read from ``DARK_CHOICE_FILE``, for the message."""
     folder = data_store.layout.incoming_darks
-    path = given if given.is_absolute() else folder / given
+    path = _dark_video_location(data_store.layout, dark_video)
     if not path.is_file():
         present = sorted(p.name for p in folder.glob("*.ser")) if folder.is_dir() else []
         kept = (

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from astro_assets.defs.flatfield.assets import kept_dark_videos
 from astro_assets.defs.flatfield.jobs import flatfield_job
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.io.discovery import Candidate, Observation, scan_paired_darks, scan_ser_files
@@ -62,20 +63,23 @@ def _median_after(instance: dg.DagsterInstance, dark: Candidate) -> bool:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Requests a flat-field run for a video when a dark video of its name, completely "
-        "copied, appears in data/incoming/darks or changes after the video's median was taken: "
-        "ser_median pairs the two by name."
+        "Requests a flat-field run for a video when its dark video, completely copied, "
+        "appears or changes after the video's median was taken: the dark an earlier run of "
+        "ser_median was given (kept in the partition's dark_video.json), else a dark of the "
+        "video's name in data/incoming/darks, which ser_median pairs with it."
     ),
 )
 def paired_darks_sensor(
     context: dg.SensorEvaluationContext, data_store: DataStore
 ) -> dg.SensorResult:
     state = json.loads(context.cursor) if context.cursor else {"handled": {}, "pending": {}}
+    keys = context.instance.get_dynamic_partitions(ser_files_partitions.name)
     discovery = scan_paired_darks(
         data_store.layout.incoming_darks,
-        partition_keys=context.instance.get_dynamic_partitions(ser_files_partitions.name),
+        partition_keys=keys,
         handled=_observations(state["handled"]),
         pending=_observations(state["pending"]),
+        kept=kept_dark_videos(data_store.layout, keys),
     )
     for message in discovery.rejected:
         context.log.warning(message)
