@@ -311,6 +311,17 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   core (5.1-5.4 % masked), precision 0.47 and 0.40 with f/30 dust. From 8 frames nothing is
   masked without dust (precision 0.96 with dust at 8 frames, 0.99 at 16; flat rms in dust
   1.13 and 0.58 %). ``ser_median`` now warns below 8 frames (``FEW_VIDEO_FRAMES``).
+- Large shadows, run again (2026-11-23) with the code after the frame-edge and thread rules
+  (these rows were last recorded before them) and after the detector's noise thread: at 40 px
+  drift the 8 % discs' recall 0.64 -> 0.68, deficit-weighted recall 0.76 -> 0.81, flat rms in
+  dust 2.83 -> 2.49 % (core outside the dust 0.000 -> 0.033 %); at 82 px 2.65 -> 2.64 %; the
+  other rows are unchanged. The same rows with and without the prediction's completion near
+  the frame's edge (`science.flatfield.motion._completed_near`), to the table's last digit.
+  On the 640 x 480 demo Sun (`sun_f30_drift`, classical pipeline), that completion guides a
+  region 120 px from the frame's right edge along the prediction instead of continuing it:
+  that shadow's flat rms 1.29 -> 0.49 % at the sample's 60 px drift (all three 0.86 -> 0.58
+  %); at a 100 px drift another region is guided (0.53 -> 0.32 %), while the one 37 px from
+  the top edge is judged on its ring and still continued (2.6 %).
 """
 
 

@@ -14,6 +14,7 @@ from astro_assets.science.flatfield.motion import (
     DROPPED_BY_HAND,
     DROPPED_UNDECIDED,
     DustFreePrediction,
+    MotionResult,
     MotionTestParams,
     find_shadows_in_ratio,
     fixed_gain,
@@ -1341,3 +1342,31 @@ def test_sensor_line_gains_come_from_the_ratio_where_the_scene_cancels() -> None
     assert gains.columns[150] == pytest.approx(0.96, abs=0.003)
     assert gains.rows[77] == pytest.approx(0.97, abs=0.003)
     assert motion.sensor_line_gains(motion.DustFreePrediction(predicted, predicted), mask) is None
+
+
+def test_inpainting_guide_completes_a_prediction_unknown_on_part_of_a_region():
+    # As near the frame's edge, where too few frames see the scene: the prediction is unknown
+    # above a row that cuts the shown shadow's region.
+    frames, shifts, median, seen, _ = _seen_and_faint_video(texture=0.02)
+    result = separate_sensor_fixed(seen, median, frames, shifts)
+    mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
+    region = ndimage.label(mask > 0)[0] == ndimage.label(mask > 0)[0][20, 100]
+    rows = np.nonzero(region.any(axis=1))[0]
+
+    def cut_above(row: int) -> MotionResult:
+        predicted = result.prediction.predicted.copy()
+        predicted[:row] = np.nan
+        cut = DustFreePrediction(observed=result.prediction.observed, predicted=predicted)
+        return dataclasses.replace(result, prediction=cut)
+
+    partly = cut_above(rows[0] + 3)
+    assert not (np.isfinite(partly.prediction.predicted) | ~region).all()
+    guide = inpainting_guide(partly, mask, median)
+    shown = {round(r.centroid_x): r for r in guide.regions}[100]
+    assert (shown.guided, shown.reason) == (True, "prediction fits the ring better")
+    assert np.isfinite(guide.image[region]).all()
+    # Unknown on most of the region: it is continued from its surroundings.
+    mostly = inpainting_guide(cut_above(rows[-1] - 2), mask, median)
+    shown = {round(r.centroid_x): r for r in mostly.regions}[100]
+    assert (shown.guided, shown.reason) == (False, "prediction unknown around it")
+    assert np.isnan(mostly.image[region]).all()

