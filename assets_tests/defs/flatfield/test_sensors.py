@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from astro_assets.defs.flatfield.assets import DARK_CHOICE_FILE
 from astro_assets.defs.flatfield.sensors import paired_darks_sensor, ser_files_sensor
 
 
@@ -101,7 +102,7 @@ def test_a_dark_older_than_its_video_s_median_asks_for_no_run(instance, data_sto
 
 
 def _keep_dark(layout, key: str, dark_video: str) -> None:
-    record = layout.flatfield_file(key, "dark_video.json")
+    record = layout.flatfield_file(key, DARK_CHOICE_FILE)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"dark_video": dark_video}))
 
@@ -129,5 +130,5 @@ def test_the_dark_kept_for_a_video_is_watched_wherever_it_lies(
     assert [r.run_key.split(":")[1:3] for r in again.run_requests] == [["sun", "96"]]
     # A kept dark that is gone, or a record that cannot be read, asks for nothing.
     elsewhere.unlink()
-    layout.flatfield_file("moon", "dark_video.json").write_text("{not json")
+    layout.flatfield_file("moon", DARK_CHOICE_FILE).write_text("{not json")
     assert _dark_tick(instance, data_store, cursor=again.cursor).run_requests == []

@@ -495,8 +495,8 @@ def _saved_dark_video(path: Path) -> str | None:
         return None
     try:
         saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        saved = error
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        saved = None
     if not (
         isinstance(saved, dict) and isinstance(saved.get("dark_video"), str) and saved["dark_video"]
     ):

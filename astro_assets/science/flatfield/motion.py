@@ -1024,17 +1024,17 @@ def _completed_near(
     prediction is unknown on part of a region there. Completed, it carries the scene's texture
     where it is known and is smooth where it is not, so that a region near the edge can still
     be judged, and filled, along it rather than continued whole from its surroundings (on a
-    640 x 480 drifting Sun, a shadow 37 px from the edge under a 100 px drift: 2.7 % rms flat
-    error continued, against 0.7 % along the whole prediction under a 60 px drift).
+    640 x 480 drifting Sun under a 60 px drift, a shadow 120 px from the frame's edge: 1.29 %
+    rms flat error continued, 0.49 % along the completed prediction).
     """
     completed = np.array(predicted, dtype=np.float64)
     known = np.isfinite(completed) & (completed > 0)
+    boxes = ndimage.find_objects(labels)
     for label_id in np.unique(labels[regions]):
-        region = labels == label_id
-        box = ndimage.find_objects(region.astype(np.int8))[0]
+        box = boxes[label_id - 1]
         size = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        window = grown_box(box, max(size, 2 * holdout_px + 4), region.shape)
-        inside = region[window]
+        window = grown_box(box, max(size, 2 * holdout_px + 4), labels.shape)
+        inside = labels[window] == label_id
         around = ndimage.binary_dilation(inside, iterations=holdout_px + 2) & ~inside
         known_here = known[window]
         if (
