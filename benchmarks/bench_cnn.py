@@ -12,7 +12,8 @@ In one run:
    the two is the speed-up;
 4. training samples per second of :func:`train_model` on the CPU (default architecture, 64 x 64
    cutouts, batch 128, augmentation on) over ``--train-samples`` candidates of those tensors,
-   for ``--epochs`` epochs; with ``--cuda`` the same on the GPU when one is available.
+   for ``--epochs`` epochs; with ``--cuda`` the same on the GPU when one is available, once for
+   each DataLoader worker count of ``--cuda-workers`` (``auto``: ``TrainConfig``'s default).
 
 Both cutout measurements read files that were just written, so they are served from the page
 cache; from a cold disk the whole-tensor load costs a 268 MB read per sample and the ratio
@@ -21,7 +22,7 @@ grows accordingly. The tensors are deleted at the end unless ``--keep``.
 Usage::
 
     .venv/bin/python benchmarks/bench_cnn.py [--tensors 2] [--size 4090] [--cutouts 2000]
-        [--full-loads 6] [--train-samples 1024] [--epochs 1] [--cuda]
+        [--full-loads 6] [--train-samples 1024] [--epochs 1] [--cuda] [--cuda-workers auto,0,8]
         [--workdir benchmarks/_work/cnn] [--keep]
 """
 
@@ -102,11 +103,13 @@ def full_load_cutouts_per_second(index: pd.DataFrame, workdir: Path) -> float:
 
 
 def training_samples_per_second(
-    index: pd.DataFrame, workdir: Path, epochs: int, device: str
-) -> tuple[float, int]:
-    config = TrainConfig(epochs=epochs, batch_size=128, device=device, patience=epochs)
+    index: pd.DataFrame, workdir: Path, epochs: int, device: str, num_workers: int | None = None
+) -> tuple[float, int, int]:
+    config = TrainConfig(
+        epochs=epochs, batch_size=128, device=device, patience=epochs, num_workers=num_workers
+    )
     result = train_model(index, workdir, config)
-    return result.samples_per_second, result.n_train
+    return result.samples_per_second, result.n_train, result.num_workers
 
 
 def main() -> None:
@@ -118,6 +121,12 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--cuda", action="store_true", help="also train on CUDA if available")
+    parser.add_argument(
+        "--cuda-workers",
+        type=lambda text: [None if value == "auto" else int(value) for value in text.split(",")],
+        default=[None],
+        help="DataLoader worker counts to train with on CUDA, comma-separated; auto: the default",
+    )
     parser.add_argument("--workdir", type=Path, default=REPOSITORY / "benchmarks/_work/cnn")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -137,16 +146,20 @@ def main() -> None:
         mmap_rate = mmap_cutouts_per_second(mmap_index, workdir)
         full_rate = full_load_cutouts_per_second(full_index, workdir)
         train_index = candidate_index(paths, args.train_samples, args.size, args.seed + 3)
-        cpu_rate, n_train = training_samples_per_second(train_index, workdir, args.epochs, "cpu")
-        cuda_rate = None
+        cpu_rate, n_train, _ = training_samples_per_second(train_index, workdir, args.epochs, "cpu")
+        cuda_rates = []
         if args.cuda and torch.cuda.is_available():
-            cuda_rate, _ = training_samples_per_second(train_index, workdir, args.epochs, "cuda")
+            for workers in args.cuda_workers:
+                rate, _, used = training_samples_per_second(
+                    train_index, workdir, args.epochs, "cuda", workers
+                )
+                cuda_rates.append((rate, "auto: " * (workers is None) + str(used)))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
     machine = f"{os.cpu_count()} cores {platform.machine()}, torch {torch.__version__}"
-    if cuda_rate is not None:
+    if cuda_rates:
         machine += f", {torch.cuda.get_device_name()}"
     tensor_mb = args.size * args.size * 4 * 4 / 1e6
     print(f"wrote {args.tensors} tensors of {tensor_mb:.0f} MB in {write_seconds:.1f} s")
@@ -155,7 +168,9 @@ def main() -> None:
         "| CPU train samples/s (threads) | CUDA train samples/s | load avg |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    cuda_text = f"{cuda_rate:.0f}" if cuda_rate is not None else "n/a"
+    cuda_text = (
+        "; ".join(f"{rate:.0f} ({workers} workers)" for rate, workers in cuda_rates) or "n/a"
+    )
     print(
         f"| {date.today().isoformat()} | {machine} | {args.size} x {args.size} x 4 f32 "
         f"| {mmap_rate:.0f} | {full_rate:.2f} | {mmap_rate / full_rate:.0f}x "

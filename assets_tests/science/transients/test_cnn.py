@@ -152,6 +152,38 @@ def test_training_restores_global_torch_state(dataset):
     assert torch.are_deterministic_algorithms_enabled() == deterministic_before
 
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+def test_auto_device_trains_on_cuda_and_exports_a_cpu_model(dataset, tmp_path):
+    index, root = dataset
+    torch.manual_seed(123)
+    expected = torch.rand(3, device="cuda")
+    torch.manual_seed(123)
+    on_gpu = train_model(index, root, TrainConfig(**TINY.to_dict() | {"device": "auto"}))
+    torch.testing.assert_close(torch.rand(3, device="cuda"), expected)
+    assert on_gpu.device.startswith("cuda")
+    assert {parameter.device.type for parameter in on_gpu.model.parameters()} == {"cpu"}
+    test = index[index["split"] == "test"]
+    eager = predict_probabilities(on_gpu.model, test, root)
+    assert roc_auc(test["label"].to_numpy(), eager) >= 0.9
+    scripted = load_model(export_model(on_gpu, tmp_path / "cnn_model"))
+    np.testing.assert_allclose(
+        predict_probabilities(scripted.model, test, root), eager, rtol=0, atol=1e-6
+    )
+
+
+@needs_cuda
+def test_float32_training_on_cuda_is_deterministic_for_a_seed(dataset):
+    index, root = dataset
+    config = TrainConfig(**TINY.to_dict() | {"device": "cuda", "mixed_precision": False})
+    first, again = train_model(index, root, config), train_model(index, root, config)
+    for name, value in first.model.state_dict().items():
+        torch.testing.assert_close(value, again.model.state_dict()[name], rtol=0, atol=0)
+    assert not torch.backends.cudnn.deterministic
+
+
 def test_scaler_is_fitted_on_train_only_and_test_jobs_are_never_read(tmp_path):
     index, root = make_synthetic_dataset(tmp_path, n_jobs=8, per_job=6)
     config = TrainConfig(**TINY.to_dict() | {"epochs": 1})
@@ -202,6 +234,33 @@ def test_time_limit_stops_after_one_batch(dataset):
     assert len(result.history) == 1
 
 
+def test_diverging_training_is_stopped_with_advice(dataset):
+    index, root = dataset
+    with pytest.raises(FloatingPointError, match="non-finite in epoch 1; lower learning_rate"):
+        train_model(index, root, TrainConfig(**TINY.to_dict() | {"learning_rate": 1e20}))
+
+
+def test_loader_workers_do_not_change_the_model(dataset):
+    index, root = dataset
+    config = TrainConfig(**TINY.to_dict() | {"epochs": 2})
+    in_process = train_model(index, root, config)
+    with_workers = train_model(index, root, TrainConfig(**config.to_dict() | {"num_workers": 2}))
+    assert (in_process.num_workers, with_workers.num_workers) == (0, 2)
+    for name, value in in_process.model.state_dict().items():
+        torch.testing.assert_close(value, with_workers.model.state_dict()[name], rtol=0, atol=0)
+    assert [h["train_loss"] for h in in_process.history] == [
+        h["train_loss"] for h in with_workers.history
+    ]
+
+
+def test_default_loader_workers_are_none_on_the_cpu_and_some_on_cuda():
+    config = TrainConfig()
+    assert config.num_workers is None
+    assert cnn.loader_workers(config, torch.device("cpu")) == 0
+    assert 1 <= cnn.loader_workers(config, torch.device("cuda")) <= 8
+    assert cnn.loader_workers(TrainConfig(num_workers=3), torch.device("cuda")) == 3
+
+
 def test_split_problems_are_reported(dataset):
     index, root = dataset
     leaking = index.copy()
@@ -223,6 +282,7 @@ def test_split_problems_are_reported(dataset):
         ({"batch_size": 1.5}, "batch_size"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"device": "tpu"}, "device"),
+        ({"num_workers": -1}, "num_workers"),
         ({"cutout_size": 4, "conv_channels": (4, 8, 16)}, "too small"),
         ({"conv_channels": ()}, "conv_channels"),
         ({"nan_policy": "drop"}, "nan_policy"),

@@ -80,6 +80,7 @@ def cnn_model(
         "best_validation_auc": result.best_val_auc,
         "stopped": result.stopped_reason,
         "device": result.device,
+        "loader_workers": result.num_workers,
         "train_samples_per_second": result.samples_per_second,
         "n_train": result.n_train,
         "n_validation": result.n_validation,

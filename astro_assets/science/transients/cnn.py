@@ -14,9 +14,11 @@ and flips/90-degree rotations as augmentation. With class weighting the probabil
 a balanced problem: 0.5 is the equal-error-cost threshold, and on the natural class ratio they
 over-state the real fraction; the calibration metrics of :mod:`.evaluation` show by how much.
 
-Devices: ``"auto"`` picks CUDA when available (with bfloat16 autocast), CPU otherwise. On CPU a
-run is deterministic for a seed (seeded RNGs, deterministic algorithms, augmentation drawn per
-(seed, epoch, sample)); the global torch RNG state is restored afterwards.
+Devices: ``"auto"`` picks CUDA when available (with bfloat16 autocast and DataLoader workers),
+CPU otherwise. A run is deterministic for a seed on a given device and software (seeded RNGs,
+deterministic CPU algorithms and cuDNN convolutions, augmentation drawn per (seed, epoch,
+sample), so the worker count does not change it); the global torch RNG and algorithm settings
+are restored afterwards.
 """
 
 from __future__ import annotations
@@ -197,6 +199,8 @@ class TrainResult:
     best_val_auc : float
     device : str
         Device the model was trained on.
+    num_workers : int
+        DataLoader worker processes used.
     samples_per_second : float
         Training throughput (forward + backward, data loading included; validation excluded).
     stopped_reason : str
@@ -214,6 +218,7 @@ class TrainResult:
     best_epoch: int
     best_val_auc: float
     device: str
+    num_workers: int
     samples_per_second: float
     stopped_reason: str
     config: TrainConfig
@@ -233,18 +238,41 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def loader_workers(config: TrainConfig, device: torch.device) -> int:
+    """DataLoader worker processes for ``config`` on ``device`` (see ``TrainConfig``)."""
+    if config.num_workers is not None:
+        return config.num_workers
+    if device.type != "cuda":
+        return 0
+    return min(8, max(1, len(os.sched_getaffinity(0)) - 1))
+
+
 @contextlib.contextmanager
 def _reproducible(device: torch.device, seed: int) -> Iterator[None]:
-    """Seed torch, enable deterministic CPU algorithms; restore the global state afterwards."""
+    """Seed torch and choose deterministic algorithms; restore the global state afterwards.
+
+    On the CPU, ``torch.use_deterministic_algorithms``. On CUDA it would also demand a cuBLAS
+    workspace setting that must be in the environment before CUDA starts, so only cuDNN is made
+    deterministic there: without it, float32 convolution gradients differ between runs. Since
+    ``torch.manual_seed`` also seeds every CUDA device, the training device's generator is
+    forked too: the caller's random stream on that device is left as it was.
+    """
     previous = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
+    previous_cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    cuda_devices = []
+    if device.type == "cuda":
+        cuda_devices = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True)
+        else:
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(previous)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous_cudnn
 
 
 def _validation_logits(
@@ -322,7 +350,7 @@ def train_model(
         model = build_model(config, scaler, in_channels).to(device)
         loader_options = {
             "batch_size": config.batch_size,
-            "num_workers": config.num_workers,
+            "num_workers": loader_workers(config, device),
             "pin_memory": device.type == "cuda",
         }
         train_loader = DataLoader(
@@ -419,6 +447,7 @@ def train_model(
         best_epoch=best_epoch,
         best_val_auc=float(best_auc),
         device=str(device),
+        num_workers=loader_workers(config, device),
         samples_per_second=samples_seen / train_seconds if train_seconds > 0 else 0.0,
         stopped_reason=stopped_reason,
         config=config,

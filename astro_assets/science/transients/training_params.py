@@ -62,8 +62,11 @@ class TrainConfig:
         Stop after this many epochs without a better epoch (see the module docstring).
     device : str
         ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
-    num_workers : int
-        DataLoader worker processes (0 = load in the training process).
+    num_workers : int or None
+        DataLoader worker processes (0 = load in the training process). None: 0 on the CPU,
+        where the network is the bottleneck and workers only compete with it for the cores;
+        on CUDA one per core but one, at most 8, since one process cannot cut cutouts as
+        fast as the GPU trains on them.
     cutout_size : int
         Cutout side in pixels; at least ``2 ** len(conv_channels)``.
     augment : bool
@@ -94,7 +97,7 @@ class TrainConfig:
     time_limit_s: float | None = 3600.0
     patience: int = 5
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None
     cutout_size: int = 64
     augment: bool = True
     balance_classes: bool = True
@@ -136,7 +139,7 @@ class TrainConfig:
             raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s}.")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}.")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
