@@ -17,9 +17,9 @@ pedestal). Reported against the generator's truth:
   reference below ``dark_fraction`` of the bright level, 5 % by default, as the score's own
   threshold for lit pixels: at a limb's foot the two disagree on a few pixels, where the dust
   is left in the data);
-- the calibrated video's residual: ``calibrated - V * S`` (the light alone, dust and dark
-  removed) averaged over the first 8 frames, its mean at the hot pixels and its rms elsewhere,
-  in ADU.
+- the calibrated video's residual: ``calibrated - p - V * S`` (the light alone, dust and
+  dark removed; ``p`` the pedestal ``calibrated_video`` adds back, the flat's ``BLACKLVL``)
+  averaged over the first 8 frames, its mean at the hot pixels and its rms elsewhere, in ADU.
 
 Usage::
 
@@ -119,7 +119,8 @@ def light_alone(video: SyntheticSolarVideo, index: int) -> np.ndarray:
 
 def measure(folder: Path, video_path: Path, video: SyntheticSolarVideo) -> dict[str, float]:
     truth = video.truth
-    flat, _ = read_fits_float32(folder / "final_flatfield.fits")
+    flat, header = read_fits_float32(folder / "final_flatfield.fits")
+    pedestal = float(header["BLACKLVL"])
     forced = (read_tiff(folder / "dust_mask.tiff") > 0) & (flat == 1.0)
     lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
     dust = truth.dust_support() & lit
@@ -130,7 +131,7 @@ def measure(folder: Path, video_path: Path, video: SyntheticSolarVideo) -> dict[
     with open_ser(folder / "calibrated.ser") as calibrated:
         residual = np.mean(
             [
-                calibrated.frames[i].astype(np.float64) - light_alone(video, i)
+                calibrated.frames[i].astype(np.float64) - pedestal - light_alone(video, i)
                 for i in range(RESIDUAL_FRAMES)
             ],
             axis=0,

@@ -499,15 +499,25 @@ def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
 
 
 def _assert_calibrated_by_the_flat_alone(
-    result, video_path: Path, folder: Path, black: np.ndarray | None = None
+    result,
+    video_path: Path,
+    folder: Path,
+    black: np.ndarray | None = None,
+    pedestal: np.ndarray | None = None,
 ) -> int:
-    """Every frame of ``calibrated.ser`` times the flat is the raw frame less the black level
-    (``BLACKLVL`` unless ``black`` is given), within rounding, where not clipped to the range
-    of the values; returns the depth of the calibrated file."""
+    """Every frame of ``calibrated.ser`` less the pedestal, times the flat, is the raw frame
+    less the black level (``BLACKLVL`` unless ``black`` and ``pedestal`` are given), within
+    rounding, where not clipped to the range of the values; outside the mask it is the raw
+    frame less ``black - pedestal``. Returns the depth of the calibrated file."""
     flat, header = read_fits_float32(folder / "final_flatfield.fits")
     flat = flat.astype(np.float64)
     if black is None:
         black = float(header["BLACKLVL"])
+    if pedestal is None:
+        pedestal = float(header["BLACKLVL"])
+    clean = read_tiff(folder / "dust_mask.tiff") == 0
+    if flat.ndim == 3:
+        clean = np.broadcast_to(clean[..., None], flat.shape)
     clipped = 0
     with open_ser(video_path) as original, open_ser(folder / "calibrated.ser") as calibrated:
         assert calibrated.n_frames == original.n_frames
@@ -517,14 +527,19 @@ def _assert_calibrated_by_the_flat_alone(
         limit = 2**depth - 1
         for raw, cal in zip(original.frames, calibrated.frames, strict=True):
             expected = raw.astype(np.float64) - black
-            ideal = np.rint(expected / flat)
+            ideal = np.rint(expected / flat + pedestal)
             unclipped = (ideal >= 0) & (ideal <= limit)
             clipped += int(np.count_nonzero(~unclipped))
             assert np.all(cal[ideal > limit] == limit)
-            # Rounding to integers: calibrated * flat == frame - b within half a code times flat.
+            # Rounding to integers: (calibrated - p) * flat == frame - b within half a code
+            # times the flat.
             np.testing.assert_allclose(
-                (cal * flat)[unclipped], expected[unclipped], atol=0.5 * flat.max() + 1e-6
+                ((cal - pedestal) * flat)[unclipped],
+                expected[unclipped],
+                atol=0.5 * flat.max() + 1e-6,
             )
+            kept = clean & unclipped
+            np.testing.assert_array_equal(cal[kept], ideal[kept])
     reported = result.asset_materializations_for_node("calibrated_video")[0].metadata
     assert reported["clipped_pixels"].value == clipped
     return depth
@@ -582,10 +597,11 @@ def test_whole_graph_calibrates_a_three_plane_video(instance, data_store, layout
         assert calibrated.frames.shape == video.shape
         for raw, cal in zip(video, calibrated.frames, strict=True):
             expected = raw - black
-            kept = (expected >= 0) & (np.rint(expected / flat) <= 65535)
-            # Rounding to integers: calibrated * flat == frame - b within half a code times flat.
+            kept = (expected >= -black) & (np.rint(expected / flat + black) <= 65535)
+            # Rounding to integers: (calibrated - b) * flat == frame - b within half a code
+            # times the flat.
             np.testing.assert_allclose(
-                (cal * flat)[kept], expected[kept], atol=0.5 * flat.max() + 1e-6
+                ((cal - black) * flat)[kept], expected[kept], atol=0.5 * flat.max() + 1e-6
             )
 
 
@@ -610,7 +626,7 @@ def test_a_three_plane_video_is_calibrated_with_the_sky_level_of_each_plane(
     black = np.broadcast_to(levels, video.shape[1:])
     assert (
         _assert_calibrated_by_the_flat_alone(
-            result, layout.incoming_ser / "skies.ser", folder, black
+            result, layout.incoming_ser / "skies.ser", folder, black, black
         )
         == 16
     )
@@ -680,6 +696,9 @@ def test_a_dark_video_is_subtracted_from_every_frame_and_the_flat_applies_after_
     assert _assert_calibrated_by_the_flat_alone(result, video_path, folder, dark) == 16
     calibrated = result.asset_materializations_for_node("calibrated_video")[0].metadata
     assert calibrated["black_level_removed"].value == "master_dark.fits"
+    # The pedestal is added back: the sky, the dark alone plus noise, is not clipped at 0.
+    assert calibrated["pedestal_added_median"].value == pedestal
+    assert calibrated["clipped_pixels"].value == 0
     # Another black level over the dark's structure: the flat applies after both.
     above = {
         "ops": {

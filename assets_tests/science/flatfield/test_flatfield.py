@@ -217,9 +217,9 @@ def test_apply_flat_inverts_the_flat() -> None:
     np.testing.assert_allclose(calibrated * flat, original, rtol=1e-6, atol=1e-3)
 
 
-def rounded_reference(frame, flat, black_level, max_value, dtype):
+def rounded_reference(frame, flat, black_level, max_value, dtype, pedestal=0.0):
     """What the integer calibration must return: the float32 calibration rounded and clipped."""
-    calibrated = np.rint(apply_flat(frame, flat, black_level))
+    calibrated = np.rint(apply_flat(frame, flat, black_level, pedestal))
     clipped = int(np.count_nonzero((calibrated < 0) | (calibrated > max_value)))
     return np.clip(calibrated, 0, max_value).astype(dtype), clipped
 
@@ -363,3 +363,32 @@ def test_calibration_with_a_master_dark_subtracts_it_pixel_by_pixel() -> None:
         IntegerCalibrator(flat, dark.T, np.uint16, 4095)
     with pytest.raises(ValueError, match="black_level must be finite"):
         IntegerCalibrator(flat, np.where(dark > 300, np.inf, dark), np.uint16, 4095)
+
+
+def test_calibration_adds_the_pedestal_back_so_the_sky_keeps_its_noise() -> None:
+    rng = np.random.default_rng(7)
+    flat = np.ones((6, 7), np.float32)
+    flat[2:4, 3:5] = 0.5
+    dark = rng.uniform(90.0, 400.0, (6, 7))
+    pedestal = 100.0
+    # The sky: the dark plus read noise, half of it below the dark; light under the dust.
+    frame = np.rint(dark + rng.normal(0.0, 5.0, dark.shape)).astype(np.uint16)
+    frame[2:4, 3:5] += 200
+    calibrated = apply_flat(frame, flat, dark, pedestal)
+    np.testing.assert_allclose((calibrated - pedestal) * flat, frame - dark, rtol=1e-6, atol=1e-3)
+    clean = flat == 1.0
+    np.testing.assert_array_equal(
+        calibrated[clean], (frame - dark + pedestal).astype(np.float32)[clean]
+    )
+    calibrate = IntegerCalibrator(flat, dark, np.uint16, 4095, pedestal)
+    expected, clipped = rounded_reference(frame, flat, dark, 4095, np.uint16, pedestal)
+    np.testing.assert_array_equal(calibrate(frame), expected)
+    assert clipped == calibrate.clipped_pixels == 0
+    without_pedestal = IntegerCalibrator(flat, dark, np.uint16, 4095)
+    without_pedestal(frame)
+    assert without_pedestal.clipped_pixels == np.count_nonzero(frame < dark - 0.5)
+    assert without_pedestal.clipped_pixels > 0
+    with pytest.raises(ValueError, match="pedestal has shape"):
+        apply_flat(frame, flat, dark, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="pedestal must be finite"):
+        IntegerCalibrator(flat, dark, np.uint16, 4095, np.nan)

@@ -1339,24 +1339,25 @@ def _fits_header(
 
 def _flat_black_level(
     data_store: DataStore, key: str, header, shape: tuple[int, ...], color: str
-) -> float | np.ndarray:
+) -> tuple[float | np.ndarray, float | np.ndarray]:
     """What ``calibrated_video`` subtracts before dividing by the flat with this FITS
-    ``header``: the black level of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone),
-    laid out as the frame, plus the master dark's structure above its pedestals where
-    ``ser_median`` subtracted it (``DARKFILE``)."""
+    ``header``, and the pedestal it adds back after: the black level of each colour plane
+    (``BLACKPn``, or ``BLACKLVL`` alone), laid out as the frame, is both; the master dark's
+    structure above its pedestals, where ``ser_median`` subtracted it (``DARKFILE``), is
+    subtracted too."""
     levels = _numbered_keys(header, "BLACKP") or [float(header["BLACKLVL"])]
     black: float | np.ndarray = (
         levels[0] if len(set(levels)) == 1 else _plane_levels(levels, shape, color)
     )
     if "DARKFILE" not in header:
-        return black
+        return black, black
     dark = _source_dark_structure(data_store, key)
     if dark is None or dark[0].shape != shape or header.get("DARKCRC") != dark[1]["checksum"]:
         raise ValueError(
             f"the flat of {key} applies after the master dark of {header['DARKFILE']}, which "
             "ser_median no longer subtracts: materialize final_flatfield again."
         )
-    return dark[0] + black
+    return dark[0] + black, black
 
 
 def _numbered_keys(header, prefix: str) -> list[float]:
@@ -1529,7 +1530,7 @@ def _calibrated_depth(video: SerVideo) -> int:
     group_name="flatfield",
     automation_condition=when_stale,
     deps=[final_flatfield],
-    code_version="3",
+    code_version="4",
     kinds={"ser"},
 )
 def calibrated_video(
@@ -1537,22 +1538,26 @@ def calibrated_video(
 ) -> dg.MaterializeResult:
     """Every raw frame divided by the flat, in the input's format: ``calibrated.ser``.
 
-    ``calibrated = (frame - b) / flat`` with the black level ``b`` recorded in the flat's FITS
-    header; rounded to the input's integer type and clipped to its range (the clipped count is
-    reported), which for data stored shifted up is the container's (:func:`_calibrated_depth`).
-    Streamed frame by frame, so memory stays bounded whatever the video's length.
+    ``calibrated = (frame - b) / flat + p`` with the black level ``b`` recorded in the flat's
+    FITS header (and the master dark's structure, where one was subtracted) and the pedestal
+    ``p`` the black level itself: the flat divides the light alone, the sky keeps its raw
+    level instead of being clipped around 0, and a pixel outside the dust is the raw one (less
+    the dark's structure). Rounded to the input's integer type and clipped to its range (the
+    clipped count is reported), which for data stored shifted up is the container's
+    (:func:`_calibrated_depth`). Streamed frame by frame, so memory stays bounded whatever the
+    video's length.
     """
     key = context.partition_key
     layout = data_store.layout
     flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
     header_flat_domain = header.get("FLATDOM", "frame - BLACKLVL")
-    black_level = _flat_black_level(
+    black_level, pedestal = _flat_black_level(
         data_store, key, header, flat.shape, _video_color(data_store, key)
     )
     with _open_source(data_store, key) as video:
         dtype = video.frames.dtype
         depth = _calibrated_depth(video)
-        calibrate = IntegerCalibrator(flat, black_level, dtype, (1 << depth) - 1)
+        calibrate = IntegerCalibrator(flat, black_level, dtype, (1 << depth) - 1, pedestal)
         header = video.header
         target = write_ser(
             layout.flatfield_file(key, CALIBRATED_FILE),
@@ -1574,6 +1579,7 @@ def calibrated_video(
             "frames": n_frames,
             "black_level_removed": str(header_flat_domain).removeprefix("frame - "),
             "black_level_removed_median": float(np.median(black_level)),
+            "pedestal_added_median": float(np.median(pedestal)),
             "clipped_pixels": calibrate.clipped_pixels,
             "path": path_value(target),
         }

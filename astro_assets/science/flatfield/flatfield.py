@@ -357,13 +357,18 @@ def synthesize_flat(
 
 
 def apply_flat(
-    frame: np.ndarray, flat: np.ndarray, black_level: float | np.ndarray = 0.0
+    frame: np.ndarray,
+    flat: np.ndarray,
+    black_level: float | np.ndarray = 0.0,
+    pedestal: float | np.ndarray = 0.0,
 ) -> np.ndarray:
-    """Calibrate a raw frame: ``(frame - b) / flat``.
+    """Calibrate a raw frame: ``(frame - b) / flat + p``.
 
-    The calibrated output does NOT keep the pedestal: it is in the black-subtracted domain, so
-    ``calibrated * flat == frame - b`` (to float32 rounding, and exactly where the flat is 1.0:
-    clean pixels come out as ``frame - b`` bit for bit).
+    ``(calibrated - p) * flat == frame - b`` (to float32 rounding, and exactly where the flat is
+    1.0: clean pixels come out as ``frame - b + p`` bit for bit). The flat applies to the light
+    above the black level alone; an output pedestal ``p`` (the black level's own, typically)
+    keeps the calibrated frame's sky where the raw frame has it, instead of around 0 where
+    rounding to unsigned integers would clip half its noise.
 
     Parameters
     ----------
@@ -376,6 +381,9 @@ def apply_flat(
     black_level : float or np.ndarray
         The pedestal ``b`` the flat was synthesized with: a level (ADU), or an array of the
         frame's shape (a master dark, or a level per colour plane laid out as the frame).
+    pedestal : float or np.ndarray
+        Output pedestal ``p`` added after the division (ADU): a level or an array of the
+        frame's shape.
 
     Returns
     -------
@@ -387,7 +395,8 @@ def apply_flat(
     if gain.shape != data.shape:
         raise ValueError(f"flat shape {gain.shape} differs from frame shape {data.shape}.")
     black = _checked_black_level(black_level, gain.shape)
-    return ((data - black) / gain).astype(np.float32)
+    offset = _checked_black_level(pedestal, gain.shape, "pedestal")
+    return ((data - black) / gain + offset).astype(np.float32)
 
 
 def _checked_flat(flat: np.ndarray) -> np.ndarray:
@@ -398,23 +407,25 @@ def _checked_flat(flat: np.ndarray) -> np.ndarray:
     return gain.astype(np.float32)
 
 
-def _checked_black_level(black_level: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The black level as float64, a scalar or an array of ``shape``, refused unless finite."""
+def _checked_black_level(
+    black_level: float | np.ndarray, shape: tuple[int, ...], name: str = "black_level"
+) -> np.ndarray:
+    """A level as float64, a scalar or an array of ``shape``, refused unless finite."""
     black = np.asarray(black_level, dtype=np.float64)
     if black.ndim and black.shape != shape:
         raise ValueError(
-            f"the black level has shape {black.shape}; give one level or an array of the "
+            f"the {name} has shape {black.shape}; give one level or an array of the "
             f"frame's shape {shape}."
         )
     if not np.isfinite(black).all():
-        raise ValueError("black_level must be finite.")
+        raise ValueError(f"{name} must be finite.")
     return black
 
 
 class IntegerCalibrator:
     """Raw frames divided by a flat and rounded back to their integer type.
 
-    ``calibrator(frame)`` is ``np.clip(np.rint(apply_flat(frame, flat, b)), 0, max_value)``
+    ``calibrator(frame)`` is ``np.clip(np.rint(apply_flat(frame, flat, b, p)), 0, max_value)``
     cast to ``dtype``, value for value, computed in one compiled pass per frame instead of
     about a dozen numpy passes over float64 copies, with the flat checked once instead of per
     frame: 1.4 s against 4.0 s for 440 frames of 1280 x 960 16-bit on 2 cores.
@@ -431,6 +442,9 @@ class IntegerCalibrator:
     max_value : int
         Largest value written, e.g. ``2**depth - 1`` for data of ``depth`` bits; values below
         0 become 0 and values above ``max_value`` become ``max_value``.
+    pedestal : float or np.ndarray
+        Output pedestal ``p`` (ADU) added after the division (see :func:`apply_flat`): a
+        level, or an array of the flat's shape.
 
     Attributes
     ----------
@@ -444,6 +458,7 @@ class IntegerCalibrator:
         black_level: float | np.ndarray,
         dtype: np.dtype | type,
         max_value: int,
+        pedestal: float | np.ndarray = 0.0,
     ) -> None:
         out_dtype = np.dtype(dtype)
         if out_dtype.kind not in "iu":
@@ -457,6 +472,9 @@ class IntegerCalibrator:
         black = _checked_black_level(black_level, self._flat.shape)
         self._black_level = np.ascontiguousarray(black.reshape(-1))
         self._black_step = 1 if black.ndim else 0
+        offset = _checked_black_level(pedestal, self._flat.shape, "pedestal")
+        self._pedestal = np.ascontiguousarray(offset.reshape(-1))
+        self._pedestal_step = 1 if offset.ndim else 0
         self._dtype = out_dtype.newbyteorder("=")
         self._max_value = float(max_value)
         self.clipped_pixels = 0
@@ -478,6 +496,8 @@ class IntegerCalibrator:
                 self._flat.reshape(-1),
                 self._black_level,
                 self._black_step,
+                self._pedestal,
+                self._pedestal_step,
                 self._max_value,
                 out.reshape(-1),
             )
@@ -487,15 +507,19 @@ class IntegerCalibrator:
 
 @compiled
 def _divide_and_round(
-    frame, flat, black_level, black_step, max_value, out
+    frame, flat, black_level, black_step, pedestal, pedestal_step, max_value, out
 ):  # pragma: no cover - compiled
-    """``out = clip(rint(float32((frame - black_level) / flat)), 0, max_value)`` (the
-    division in float64, as numpy does for float64 by float32); returns the clipped count.
-    ``black_level`` holds one level per pixel (``black_step`` 1) or one for all (0)."""
+    """``out = clip(rint(float32((frame - black_level) / flat + pedestal)), 0, max_value)``
+    (in float64, as numpy computes float64 by float32); returns the clipped count.
+    ``black_level`` and ``pedestal`` each hold one level per pixel (step 1) or one for all
+    (step 0)."""
     clipped = 0
     for index in range(frame.size):
         black = black_level[index * black_step]
-        value = np.float32((np.float64(frame[index]) - black) / np.float64(flat[index]))
+        value = np.float32(
+            (np.float64(frame[index]) - black) / np.float64(flat[index])
+            + pedestal[index * pedestal_step]
+        )
         rounded = np.float64(np.rint(value))
         if rounded < 0.0:
             rounded = 0.0
