@@ -331,9 +331,11 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   above the grid's 0.1 % target for dust-free videos; it was nothing when the set was
   recorded on 2026-11-22). The dust-free vignetted Sun's core outside the dust 0.031 ->
   0.070 % (masked 0.20 -> 0.41 %), the 3- and 5-frame rows' flat rms in dust 2.00 -> 2.25 %
-  and 1.51 -> 1.19 %, the gibbous planet's precision 0.98 -> 0.99. Which change since
-  2026-11-22 made the false region is not yet established; every other row is the same to
-  its last digit.
+  and 1.51 -> 1.19 %, the gibbous planet's precision 0.98 -> 0.99; every other row is the
+  same to its last digit. Bisected on that seed, the false region first appears with the rule
+  that judges a shadow cut by the frame's edge by the better of its visible part and its
+  mirror image across the edge (``dust``, 2026-11-22); the code just before it masks nothing
+  there. Whether the vignetted Sun's larger false core has the same cause is not measured.
 """
 
 
