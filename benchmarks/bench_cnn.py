@@ -153,7 +153,7 @@ def main() -> None:
                 rate, _, used = training_samples_per_second(
                     train_index, workdir, args.epochs, "cuda", workers
                 )
-                cuda_rates.append((rate, "auto: " * (workers is None) + str(used)))
+                cuda_rates.append((rate, f"auto: {used}" if workers is None else str(used)))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

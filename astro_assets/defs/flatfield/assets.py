@@ -1337,14 +1337,15 @@ def _fits_header(
     return header
 
 
-def _flat_black_level(
+def _calibration_levels(
     data_store: DataStore, key: str, header, shape: tuple[int, ...], color: str
 ) -> tuple[float | np.ndarray, float | np.ndarray]:
-    """What ``calibrated_video`` subtracts before dividing by the flat with this FITS
-    ``header``, and the pedestal it adds back after: the black level of each colour plane
-    (``BLACKPn``, or ``BLACKLVL`` alone), laid out as the frame, is both; the master dark's
-    structure above its pedestals, where ``ser_median`` subtracted it (``DARKFILE``), is
-    subtracted too."""
+    """``(subtracted, pedestal)`` for ``calibrated_video`` with the flat's FITS ``header``.
+
+    The pedestal is the black level of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone),
+    laid out as the frame. What is subtracted before the division is that pedestal, plus the
+    master dark's structure above its own pedestals where ``ser_median`` subtracted it
+    (``DARKFILE``)."""
     levels = _numbered_keys(header, "BLACKP") or [float(header["BLACKLVL"])]
     black: float | np.ndarray = (
         levels[0] if len(set(levels)) == 1 else _plane_levels(levels, shape, color)
@@ -1551,7 +1552,7 @@ def calibrated_video(
     layout = data_store.layout
     flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
     header_flat_domain = header.get("FLATDOM", "frame - BLACKLVL")
-    black_level, pedestal = _flat_black_level(
+    black_level, pedestal = _calibration_levels(
         data_store, key, header, flat.shape, _video_color(data_store, key)
     )
     with _open_source(data_store, key) as video:

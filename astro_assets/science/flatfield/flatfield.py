@@ -422,6 +422,15 @@ def _checked_black_level(
     return black
 
 
+def _flat_levels(
+    level: float | np.ndarray, shape: tuple[int, ...], name: str = "black_level"
+) -> tuple[np.ndarray, int]:
+    """A checked level as a flat float64 array and its step per pixel for the compiled pass:
+    one value and step 0, or one value per pixel and step 1."""
+    checked = _checked_black_level(level, shape, name)
+    return np.ascontiguousarray(checked.reshape(-1)), 1 if checked.ndim else 0
+
+
 class IntegerCalibrator:
     """Raw frames divided by a flat and rounded back to their integer type.
 
@@ -469,12 +478,8 @@ class IntegerCalibrator:
                 f"max_value must lie in [1, {limit}] for {out_dtype}, got {max_value}."
             )
         self._flat = _checked_flat(flat)
-        black = _checked_black_level(black_level, self._flat.shape)
-        self._black_level = np.ascontiguousarray(black.reshape(-1))
-        self._black_step = 1 if black.ndim else 0
-        offset = _checked_black_level(pedestal, self._flat.shape, "pedestal")
-        self._pedestal = np.ascontiguousarray(offset.reshape(-1))
-        self._pedestal_step = 1 if offset.ndim else 0
+        self._black_level, self._black_step = _flat_levels(black_level, self._flat.shape)
+        self._pedestal, self._pedestal_step = _flat_levels(pedestal, self._flat.shape, "pedestal")
         self._dtype = out_dtype.newbyteorder("=")
         self._max_value = float(max_value)
         self.clipped_pixels = 0

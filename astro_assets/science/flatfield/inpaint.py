@@ -426,7 +426,7 @@ def inpaint_guided(
     guided = guided_regions(unknown, hint)
     result = inpaint(img, unknown & ~guided, params)
     if guided.any():
-        usable = _usable_guide(hint)
+        usable = usable_guide(hint)
         ratio = img / np.where(usable, hint, 1.0)
         # Where there is no guide the ratio stands at its median where there is, which the
         # trend of the ratio's fill then reaches towards: the guide may be in other units than
@@ -463,13 +463,14 @@ def guided_regions(mask: np.ndarray, guide: np.ndarray) -> np.ndarray:
     hint = np.asarray(guide, dtype=np.float64)
     if hint.shape != unknown.shape:
         raise ValueError(f"guide shape {hint.shape} differs from mask shape {unknown.shape}.")
-    usable = _usable_guide(hint)
+    usable = usable_guide(hint)
     outside = ndimage.binary_dilation(unknown) & ~unknown
     uncovered = ndimage.binary_dilation(~usable & (unknown | outside))
     return unknown & ~regions_touching(unknown, uncovered)
 
 
-def _usable_guide(guide: np.ndarray) -> np.ndarray:
+def usable_guide(guide: np.ndarray) -> np.ndarray:
+    """Where ``guide`` (any shape) can guide a fill: finite and positive. Bool, its shape."""
     with np.errstate(invalid="ignore"):
         return np.isfinite(guide) & (guide > 0)
 

@@ -59,6 +59,7 @@ from astro_assets.science.flatfield.inpaint import (
     guided_regions,
     inpaint,
     inpaint_guided,
+    usable_guide,
 )
 from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.regions import grown_box, regions_touching
@@ -1028,7 +1029,7 @@ def _completed_near(
     rms flat error continued, 0.49 % along the completed prediction).
     """
     completed = np.array(predicted, dtype=np.float64)
-    known = np.isfinite(completed) & (completed > 0)
+    known = usable_guide(completed)
     boxes = ndimage.find_objects(labels)
     for label_id in np.unique(labels[regions]):
         box = boxes[label_id - 1]
@@ -1246,7 +1247,7 @@ def _lit_by_prediction(predicted: np.ndarray, fraction: float) -> np.ndarray:
     """Where the prediction is known and above ``fraction`` of its bright level (with
     ``DustDetectionParams.dark_fraction``: on the target, as the detector delimits it in a
     median)."""
-    known = np.isfinite(predicted) & (predicted > 0)
+    known = usable_guide(predicted)
     if not known.any():
         return known
     level = target_level(predicted[known])

@@ -332,6 +332,7 @@ def train_model(
     scaler.transform(validation)
     device = resolve_device(config.device)
     autocast = device.type == "cuda" and config.mixed_precision
+    workers = loader_workers(config, device)
 
     train_set = CutoutDataset(
         train,
@@ -350,7 +351,7 @@ def train_model(
         model = build_model(config, scaler, in_channels).to(device)
         loader_options = {
             "batch_size": config.batch_size,
-            "num_workers": loader_workers(config, device),
+            "num_workers": workers,
             "pin_memory": device.type == "cuda",
         }
         train_loader = DataLoader(
@@ -447,7 +448,7 @@ def train_model(
         best_epoch=best_epoch,
         best_val_auc=float(best_auc),
         device=str(device),
-        num_workers=loader_workers(config, device),
+        num_workers=workers,
         samples_per_second=samples_seen / train_seconds if train_seconds > 0 else 0.0,
         stopped_reason=stopped_reason,
         config=config,
