@@ -597,7 +597,8 @@ def test_whole_graph_calibrates_a_three_plane_video(instance, data_store, layout
         assert calibrated.frames.shape == video.shape
         for raw, cal in zip(video, calibrated.frames, strict=True):
             expected = raw - black
-            kept = (expected >= -black) & (np.rint(expected / flat + black) <= 65535)
+            ideal = np.rint(expected / flat + black)
+            kept = (ideal >= 0) & (ideal <= 65535)
             # Rounding to integers: (calibrated - b) * flat == frame - b within half a code
             # times the flat.
             np.testing.assert_allclose(

@@ -394,8 +394,8 @@ def apply_flat(
     gain = _checked_flat(flat)
     if gain.shape != data.shape:
         raise ValueError(f"flat shape {gain.shape} differs from frame shape {data.shape}.")
-    black = _checked_black_level(black_level, gain.shape)
-    offset = _checked_black_level(pedestal, gain.shape, "pedestal")
+    black = _checked_level(black_level, gain.shape)
+    offset = _checked_level(pedestal, gain.shape, "pedestal")
     return ((data - black) / gain + offset).astype(np.float32)
 
 
@@ -407,19 +407,20 @@ def _checked_flat(flat: np.ndarray) -> np.ndarray:
     return gain.astype(np.float32)
 
 
-def _checked_black_level(
-    black_level: float | np.ndarray, shape: tuple[int, ...], name: str = "black_level"
+def _checked_level(
+    level: float | np.ndarray, shape: tuple[int, ...], name: str = "black_level"
 ) -> np.ndarray:
-    """A level as float64, a scalar or an array of ``shape``, refused unless finite."""
-    black = np.asarray(black_level, dtype=np.float64)
-    if black.ndim and black.shape != shape:
+    """A level named ``name`` in errors, as float64: a scalar or an array of ``shape``,
+    refused unless finite."""
+    checked = np.asarray(level, dtype=np.float64)
+    if checked.ndim and checked.shape != shape:
         raise ValueError(
-            f"the {name} has shape {black.shape}; give one level or an array of the "
+            f"the {name} has shape {checked.shape}; give one level or an array of the "
             f"frame's shape {shape}."
         )
-    if not np.isfinite(black).all():
+    if not np.isfinite(checked).all():
         raise ValueError(f"{name} must be finite.")
-    return black
+    return checked
 
 
 def _flat_levels(
@@ -427,7 +428,7 @@ def _flat_levels(
 ) -> tuple[np.ndarray, int]:
     """A checked level as a flat float64 array and its step per pixel for the compiled pass:
     one value and step 0, or one value per pixel and step 1."""
-    checked = _checked_black_level(level, shape, name)
+    checked = _checked_level(level, shape, name)
     return np.ascontiguousarray(checked.reshape(-1)), 1 if checked.ndim else 0
 
 

@@ -244,7 +244,12 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
         return config.num_workers
     if device.type != "cuda":
         return 0
-    return min(8, max(1, len(os.sched_getaffinity(0)) - 1))
+    # The cores this process may run on where the platform says (Linux), else all of them.
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return min(8, max(1, cores - 1))
 
 
 @contextlib.contextmanager
