@@ -497,6 +497,22 @@ def test_noisy_band_along_the_limb_is_measured_apart() -> None:
     assert detection.regions == ()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_noisy_band_along_the_frame_edge_is_measured_apart(seed: int) -> None:
+    # A surface filling the frame whose outer band carries ten times the texture of the rest,
+    # as a median keeps where the target left the frame for part of the video: the frame's
+    # border bounds the band as the limb does, so its blobs are judged against its own noise.
+    rng = np.random.default_rng(seed)
+    shape = (96, 128)
+    yy, xx = np.indices(shape)
+    to_edge = np.minimum.reduce([yy, xx, shape[0] - 1 - yy, shape[1] - 1 - xx])
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    texture /= texture.std()
+    amplitude = np.where(to_edge < 14, 0.04, 0.004)
+    median = 20000.0 * (1.0 + amplitude * texture)
+    assert detect_dust(median).regions == ()
+
+
 def test_user_valid_mask_excludes_pixels() -> None:
     median, _ = drifting_video()
     valid = np.ones(median.shape, dtype=bool)

@@ -1,6 +1,7 @@
 """The motion test keeps shadows fixed on the sensor and drops features that move with the scene."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -587,7 +588,7 @@ def test_dividing_out_the_fixed_gain_restores_a_shadow_beside_the_frame_edge():
             predict_dust_free(frames, shifts, median.shape, gain=bad)
 
 
-def test_a_shadow_nearly_as_large_as_the_drift_is_found_once_the_gain_is_divided_out():
+def test_a_shadow_nearly_as_large_as_the_drift_is_measured_once_the_gain_is_divided_out():
     # 28 px across over a 30 px drift: most frames see its part of the scene through it, so
     # the first scene estimate holds most of it and the first ratio shows too little.
     dust = (48.0, 60.0, 14.0, 0.06)
@@ -597,7 +598,8 @@ def test_a_shadow_nearly_as_large_as_the_drift_is_found_once_the_gain_is_divided
     without = separate_sensor_fixed(
         empty, median, frames, shifts, params=MotionTestParams(gain_iterations=0)
     )
-    assert not without.core[true].any()
+    (first,) = without.ratio_shadows
+    assert first.fixed_deficit < 0.5 * dust[3]
     result = separate_sensor_fixed(empty, median, frames, shifts)
     assert np.count_nonzero(result.core & true) > 0.95 * true.sum()
     assert np.count_nonzero(result.core & ~true) < 0.1 * true.sum()
@@ -687,23 +689,29 @@ def test_ratio_search_finds_a_shadow_the_texture_hides():
     assert not detect_dust(median).core[shadow].any()
     prediction = predict_dust_free(frames, shifts, median.shape)
     observed, predicted = prediction.observed, prediction.predicted
-    found, shadows = find_shadows_in_ratio(observed, predicted)
+    # As separate_sensor_fixed searches: the dark bar's remnant at the frame's edge is a
+    # fluctuation of the ratio (0.5 % deep at under 2 times the ratio's noise at its scale).
+    search = functools.partial(
+        find_shadows_in_ratio,
+        observed,
+        predicted,
+        min_significance=MotionTestParams().min_ratio_significance,
+    )
+    found, shadows = search()
     assert len(shadows) == 1
     assert found[int(FAINT[0]), int(FAINT[1])]
     assert not (found & ~ndimage.binary_dilation(shadow, iterations=3)).any()
     assert shadows[0].fixed_deficit == pytest.approx(FAINT[3], abs=0.01)
     assert shadows[0].median_deficit > 0
-    blocked, none = find_shadows_in_ratio(observed, predicted, exclude=shadow)
+    blocked, none = search(exclude=shadow)
     assert not blocked.any() and none == ()
     # Inside an excluded region (a feature that moved with the scene) a shadow is kept when the
     # ratio shows at least that fraction of its deficit in the median.
-    inside, again = find_shadows_in_ratio(
-        observed, predicted, exclude=shadow, min_fixed_fraction=0.5
-    )
+    inside, again = search(exclude=shadow, min_fixed_fraction=0.5)
     np.testing.assert_array_equal(inside, found)
     assert again[0].fixed_deficit >= 0.5 * again[0].median_deficit
     # A shadow shallower than min_depth would not be worth correcting: it is not added.
-    shallow, none = find_shadows_in_ratio(observed, predicted, min_depth=0.05)
+    shallow, none = search(min_depth=0.05)
     assert not shallow.any() and none == ()
 
 

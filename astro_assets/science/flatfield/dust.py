@@ -74,6 +74,9 @@ _OUTLINE_FRACTION = 0.1
 """The outline of a shadow is where its deficit falls to this fraction of its plateau."""
 _NOISE_BANDS = (1.0, 2.0, 4.0, 8.0)
 """Bands of distance to unusable pixels, in filter radii, in which noise is measured apart."""
+_THIN_NOISE_BANDS = 2
+"""The first bands of ``_NOISE_BANDS``, one filter radius wide: along a straight edge a tile
+holds too few of their samples, and their noise falls back on the band's over the frame."""
 _SMOOTHING_STEPS_PX = (0.0, 0.7, 1.4, 2.8, 5.6, 11.2)
 """Gaussian scales tried, smallest first, when segmenting a candidate on the pixel deficit."""
 _SKIRT_RADII = 0.5
@@ -367,6 +370,13 @@ def _gather_every(values, where, step, out):  # pragma: no cover - compiled
 
 _BAND_PIXELS = 1 << 16
 """Pixels per band of rows in which full-frame intermediates are computed."""
+
+
+def _squared_distance_to_edge(usable: np.ndarray) -> np.ndarray:
+    """(H, W) int32 squared distance from each pixel to the nearest unusable pixel or to the
+    nearest pixel just outside the frame: the frame's border bounds the usable area as the
+    sky and the limb band do."""
+    return _squared_distance_to_false(np.pad(usable, 1))[1:-1, 1:-1]
 
 
 def _band_rows(width: int, multiple: int = 1) -> int:
@@ -955,13 +965,13 @@ def _matched_significance(
     half-spectra of their size) on the FFT's padded grid: four correlations and two responses,
     or four correlations, a kernel's spectrum and an inverse FFT's output, and at most two
     responses waiting for their noise; with ``local_noise`` also the int32 squared distance to
-    unusable pixels.
+    unusable pixels and the frame's border.
     """
     shape = deficit.shape
     best = np.zeros(shape, dtype=np.float32)
     # The best filter as its 1-based index in ``radii``: a byte per pixel until the end.
     best_index = np.zeros(shape, dtype=np.uint8)
-    squared_edge = _squared_distance_to_false(usable) if local_noise else None
+    squared_edge = _squared_distance_to_edge(usable) if local_noise else None
     spectra = None
     level = None
     pending: deque[Future] = deque()
@@ -1207,8 +1217,8 @@ class _NoiseCells(NamedTuple):
 
 def _noise_cells(shape: tuple[int, ...], tile: int, radius: float) -> _NoiseCells:
     """Cells of ``tile`` x ``tile`` pixels, each split at ``_NOISE_BANDS`` filter radii (of
-    ``radius`` pixels) of distance to the unusable pixels: cell ``tile_index * n_bands +
-    band``.
+    ``radius`` pixels) of distance to the unusable pixels and the frame's border: cell
+    ``tile_index * n_bands + band``.
 
     A pixel at squared distance ``d2`` lies at or beyond a band's edge when ``sqrt(d2) /
     radius >= edge`` in float64. That test only grows with ``d2``, so each edge is the least
@@ -1306,13 +1316,19 @@ def _local_spread(
     The texture left in a median is not uniform: where the target drifted across its own limb,
     the median keeps the texture of a few frames only, and the background fit is least sure
     next to the limb and the frame edges. The cells are square tiles many filter diameters
-    wide, each split into bands of distance to the unusable pixels (1, 2, 4, 8 filter radii),
-    so a band along the limb gets its own noise. A cell with too few samples takes the spread
-    of its whole tile, a tile with too few that of the nearest tile with enough; 0 when no
-    tile has enough (the caller then uses the spread over the whole image).
+    wide, each split into bands of distance to the unusable pixels and the frame's border (1,
+    2, 4, 8 filter radii), so a band along the limb or the frame's edge gets its own noise. A
+    cell with too few samples takes the spread of its whole tile, a tile with too few that of
+    the nearest tile with enough; 0 when no tile has enough (the caller then uses the spread
+    over the whole image). A cell of the first two bands, one filter radius wide and so
+    sampled on about 40 points along a straight edge of a tile, takes the larger of that and
+    the band's spread over the whole frame: the tile's spread alone judged a noisy band along
+    the frame's edge against the quiet interior. The wider bands do not: over a small frame
+    they hold little but the pixels around a large shadow, whose own response then sets
+    their noise.
 
-    ``squared_edge`` is the squared distance to unusable pixels, in full-resolution pixels, on
-    the response's grid; ``cells`` those of ``_noise_cells(response.shape, tile, radius)``.
+    ``squared_edge`` is ``_squared_distance_to_edge`` in full-resolution pixels, on the
+    response's grid; ``cells`` those of ``_noise_cells(response.shape, tile, radius)``.
     Returns the spread of each cell.
     """
     height, width = response.shape
@@ -1329,8 +1345,11 @@ def _local_spread(
     if np.isnan(tile_spread).all():
         return np.zeros(n_y * n_x * n_bands)
     tile_spread = _fill_nan_nearest(tile_spread).ravel()
+    band_spread = _grouped_spread(values, sample_cells % n_bands, n_bands)
+    band_spread[_THIN_NOISE_BANDS:] = np.nan
+    fallback = np.fmax(np.repeat(tile_spread, n_bands), np.tile(band_spread, n_y * n_x))
     cell_spread = _grouped_spread(values, sample_cells, n_y * n_x * n_bands)
-    return np.where(np.isnan(cell_spread), np.repeat(tile_spread, n_bands), cell_spread)
+    return np.where(np.isnan(cell_spread), fallback, cell_spread)
 
 
 @compiled
@@ -1532,7 +1551,7 @@ def _hysteresis(
     the one-sided background fit there is the least reliable.
     """
     grown = (significance >= params.grow_sigma) & usable
-    inner = _beyond(_squared_distance_to_false(np.pad(usable, 1))[1:-1, 1:-1], min_radius)
+    inner = _beyond(_squared_distance_to_edge(usable), min_radius)
     seeds = grown & (significance >= params.seed_sigma) & inner
     if not seeds.any():
         return np.zeros(significance.shape, dtype=bool), seeds
@@ -2151,18 +2170,19 @@ def _shape_regions(
                 radius,
                 params,
             )
-            if not whole_shapes:
-                break
-            # Threads narrower than the smallest filter (noise, or a residue of the background
-            # fit, that the outline level lets a faint shadow's shape run along) are no reason
-            # to grow the window, and they are cut off: kept, they made a round shadow a shape
-            # the shape prior declines.
+            # Threads narrower than the smallest filter (noise, a residue of the background
+            # fit, or in a ratio the edge of a scene feature's remnant, that the outline level
+            # lets a shadow's shape run along) are no reason to grow the window, and they are
+            # cut off: kept, they made a round shadow a shape the shape prior declines.
             body = ndimage.binary_opening(shape, iterations=opening)
-            if grow >= max_grow or not _reaches_inner_border(body, window, (height, width)):
+            if (
+                not whole_shapes
+                or grow >= max_grow
+                or not _reaches_inner_border(body, window, (height, width))
+            ):
                 break
             grow = min(2 * grow, max_grow)
-        if whole_shapes:
-            shape &= ndimage.binary_dilation(body, iterations=opening)
+        shape &= ndimage.binary_dilation(body, iterations=opening)
         if not shape.any():
             # Declined (shallower than ``params.min_depth``, or nowhere wider than a thread):
             # the other maxima of its seed component are the same plateau and would be
