@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from astro_assets.samples.solar import SolarVideoParams, SyntheticSolarVideo
 from astro_assets.science.flatfield import motion
+from astro_assets.science.flatfield.drift import estimate_drift
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
 from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
+from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import (
     DROPPED_BY_HAND,
     DROPPED_UNDECIDED,
@@ -609,6 +612,40 @@ def test_a_shadow_nearly_as_large_as_the_drift_is_measured_once_the_gain_is_divi
     assert [verdict.verdict for verdict in result.ratio_verdicts] == ["sensor"]
     inside = _disc(median.shape, dust[0], dust[1], dust[2] - 2)
     assert 1 - np.median(result.prediction.ratio[inside]) == pytest.approx(dust[3], abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_corners_vignetted_below_the_target_level_are_no_shadows(seed):
+    # A dust-free surface filling the frame, vignetted to 30 % at the corners: below the
+    # detector's target level (0.4) in the corners, yet lit. A response measured only above
+    # that level was held too bright there, and the ratio search found 283-506 px of
+    # "shadow" in the corners along the drift on two of these seeds.
+    params = SolarVideoParams(
+        width=256,
+        height=192,
+        n_frames=24,
+        jitter_px=0.8,
+        seed=seed,
+        focal_ratio=30.0,
+        n_sunspots=0,
+        drift_px=42.0,
+        disk_radius_frac=5.0,
+        vignetting=0.7,
+        dust=(),
+    )
+    video = SyntheticSolarVideo(params)
+    frames = np.stack([video.frame(index) for index in range(params.n_frames)])
+    median = temporal_median(frames)
+    detection = detect_dust(median)
+    drift = estimate_drift(frames, exclude=detection.core)
+    result = separate_sensor_fixed(
+        detection.core,
+        median,
+        [frames[index] for index in drift.frames_used],
+        drift.shifts,
+        registered=drift.registered,
+    )
+    assert not result.core.any() and result.ratio_shadows == ()
 
 
 def test_outlines_are_drawn_again_in_the_ratio_without_the_shadows():

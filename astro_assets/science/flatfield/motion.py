@@ -595,12 +595,14 @@ def separate_sensor_fixed(
         if _texture_left(sampled.observed, sampled.predicted, core, detection) <= (
             params.max_texture_left
         ):
+            # Sampled wherever the frames are lit (its own dark fraction leaves out the sky
+            # and umbrae), not only above the detector's target level: a corner vignetted
+            # below that level in one frame of a pair was left unmeasured, the response held
+            # at its value at the edge of the samples there, and the ratio search, which looks
+            # wherever the prediction reaches the target level, took the too bright prediction
+            # of such a corner for a shadow.
             response = estimate_sensor_response(
-                frames,
-                offsets,
-                degree=params.response_degree,
-                dark_fraction=detection.dark_fraction,
-                black_level=black_level,
+                frames, offsets, degree=params.response_degree, black_level=black_level
             )
             frames = [ResponseCorrectedFrame(frame, response, black_level) for frame in frames]
     prediction = predict_dust_free(frames, offsets, image.shape, params, black_level=black_level)
