@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from astro_assets.samples.solar import SolarVideoParams, SyntheticSolarVideo
+from astro_assets.samples.solar import SolarVideoParams, synthesize_frames_array
 from astro_assets.science.flatfield import motion
 from astro_assets.science.flatfield.drift import estimate_drift
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
@@ -633,8 +633,7 @@ def test_corners_vignetted_below_the_target_level_are_no_shadows(seed):
         vignetting=0.7,
         dust=(),
     )
-    video = SyntheticSolarVideo(params)
-    frames = np.stack([video.frame(index) for index in range(params.n_frames)])
+    frames, _ = synthesize_frames_array(params)
     median = temporal_median(frames)
     detection = detect_dust(median)
     drift = estimate_drift(frames, exclude=detection.core)
