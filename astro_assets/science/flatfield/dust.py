@@ -1322,10 +1322,10 @@ def _local_spread(
     the nearest tile with enough; 0 when no tile has enough (the caller then uses the spread
     over the whole image). A cell of the first two bands, one filter radius wide and so
     sampled on about 40 points along a straight edge of a tile, takes the larger of that and
-    the band's spread over the whole frame: the tile's spread alone judged a noisy band along
-    the frame's edge against the quiet interior. The wider bands do not: over a small frame
-    they hold little but the pixels around a large shadow, whose own response then sets
-    their noise.
+    the band's spread over the whole frame: the tile's spread alone would judge a noisy band
+    along the frame's edge against the quiet interior. The wider bands do not: over a small
+    frame they hold little but the pixels around a large shadow, whose own response would
+    then set their noise.
 
     ``squared_edge`` is ``_squared_distance_to_edge`` in full-resolution pixels, on the
     response's grid; ``cells`` those of ``_noise_cells(response.shape, tile, radius)``.

@@ -596,11 +596,10 @@ def separate_sensor_fixed(
             params.max_texture_left
         ):
             # Sampled wherever the frames are lit (its own dark fraction leaves out the sky
-            # and umbrae), not only above the detector's target level: a corner vignetted
-            # below that level in one frame of a pair was left unmeasured, the response held
-            # at its value at the edge of the samples there, and the ratio search, which looks
-            # wherever the prediction reaches the target level, took the too bright prediction
-            # of such a corner for a shadow.
+            # and umbrae), not only above the detector's target level: sampled so, a corner
+            # vignetted below that level would hold the response at its value at the samples'
+            # edge, and the ratio search, which looks wherever the prediction reaches the
+            # target level, would take that corner's too bright prediction for a shadow.
             response = estimate_sensor_response(
                 frames, offsets, degree=params.response_degree, black_level=black_level
             )
