@@ -358,13 +358,13 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
     the next finding says why and what is now in the code.
   - Strong vignetting, seed 2. Both false regions come from the ratio search, not the eye:
     shadows 3.1-3.5 % deep in the ratio (significance 11-17) in the top-right and bottom-left
-    corners, the corners along the drift of (-68, +49) px, where the degree-4 response misses
-    the 70 % fall-off. The top-right one is found with or without the mirror rule; the
-    bottom-left one, a wedge cut by both edges along a diagonal, passes the shape prior only
-    as judged with its pockets filled and mirrored (filled: solidity 0.88, elongation 1.92;
-    as outlined it fails). Leaving the ratio unsearched where the response is extrapolated
-    does not help: the pixels no pair of frames compares are the two other corners (top-left
-    and bottom-right, 33 x 24 px each).
+    corners, the corners along the drift of (-68, +49) px, where the response misses the 70 %
+    fall-off (why it misses is found below: not its degree). The top-right one is found with
+    or without the mirror rule; the bottom-left one, a wedge cut by both edges along a
+    diagonal, passes the shape prior only as judged with its pockets filled and mirrored
+    (filled: solidity 0.88, elongation 1.92; as outlined it fails). Leaving the ratio
+    unsearched where the response is extrapolated does not help: the pixels no pair of frames
+    compares are the two other corners (top-left and bottom-right, 33 x 24 px each).
 - The frame's border bounds the noise bands (2026-11-23, ``dust._squared_distance_to_edge``).
   Of the three ratio-search tests that failed with it, one was a real loss: a 28 px shadow,
   now 29 times the noise at its centre instead of 9 (its own response no longer sets the
