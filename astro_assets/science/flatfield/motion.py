@@ -1666,7 +1666,12 @@ def find_shadows_in_ratio(
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
     image = np.where(reliable, image, 0.0)
     found = detect_dust(
-        ratio, detection, valid=reliable, whole_shapes=False, split_neighbours=False
+        ratio,
+        detection,
+        valid=reliable,
+        whole_shapes=False,
+        split_neighbours=False,
+        clip_noise=False,
     ).core
     labels, count = ndimage.label(found, structure=np.ones((3, 3), dtype=bool))
     # A neighbouring shadow is no fluctuation of the prediction.
