@@ -1459,14 +1459,9 @@ def _grouped_median_deviation(
         if size < min_count or size == 0:
             continue
         members = bucketed[starts[group] : starts[group + 1]]
-        spare = deviation[starts[group] : starts[group + 1]]
-        centre = np.partition(members, size // 2)[size // 2]
-        for index in range(size):
-            spare[index] = abs(members[index] - centre)
-        mad = np.partition(spare[:size], size // 2)[size // 2]
-        for _ in range(iterations):
-            if clip <= 0.0:
-                break
+        deviations = deviation[starts[group] : starts[group + 1]]
+        centre, mad = _median_and_deviation(members, deviations)
+        for _ in range(iterations if clip > 0.0 else 0):
             limit = clip * mad
             kept = 0
             for index in range(size):
@@ -1476,11 +1471,19 @@ def _grouped_median_deviation(
             if kept == size or kept < min_count:
                 break
             size = kept
-            centre = np.partition(members[:size], size // 2)[size // 2]
-            for index in range(size):
-                spare[index] = abs(members[index] - centre)
-            mad = np.partition(spare[:size], size // 2)[size // 2]
+            centre, mad = _median_and_deviation(members[:size], deviations[:size])
         out[group] = mad
+
+
+@compiled
+def _median_and_deviation(members, deviations):  # pragma: no cover - compiled
+    """The upper median of ``members`` (element ``n // 2`` sorted) and the upper median of
+    their absolute deviations from it, written to ``deviations`` (same size) on the way."""
+    middle = members.size // 2
+    centre = np.partition(members, middle)[middle]
+    for index in range(members.size):
+        deviations[index] = abs(members[index] - centre)
+    return centre, np.partition(deviations, middle)[middle]
 
 
 def _segment_candidate(
