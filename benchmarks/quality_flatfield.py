@@ -52,6 +52,7 @@ from astro_assets.science.flatfield.inpaint import (
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import (
+    MotionTestParams,
     inpainting_guide,
     sensor_line_gains,
     separate_sensor_fixed,
@@ -121,12 +122,14 @@ def classical_flat(
     *,
     interpolate_levels: bool = True,
     line_defects: str = "ratio",
+    motion: MotionTestParams | None = None,
 ) -> dict:
     """The classical pipeline on (n, h, w) frames with a known black level: the core after the
     motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
     and the timings of its steps. The median of 8-bit frames is interpolated within its level
     as ``ser_median`` does, unless ``interpolate_levels`` is False; ``line_defects`` is the
-    ``inpainted`` config's."""
+    ``inpainted`` config's, ``motion`` the ``dust_mask`` config's motion test (its defaults
+    when None)."""
     timings = {}
     start = time.perf_counter()
     median = temporal_median(frames)
@@ -144,6 +147,7 @@ def classical_flat(
         median,
         [frames[i] for i in drift.frames_used],
         drift.shifts,
+        params=motion or MotionTestParams(),
         registered=drift.registered,
     )
     timings["motion"] = time.perf_counter() - start

@@ -41,6 +41,12 @@ deficit-weighted recall of the binary core against the true dust support, flat r
    to the dust-free prediction, and not kept in the fill (``inpainted``'s ``line_defects``).
 7. **Few frames.** The grid's Sun under f/30 dust, and without dust, drifting by 83 px over
    3, 5, 8 and 16 frames (``ser_median`` warns below ``FEW_VIDEO_FRAMES``).
+8. **Clouds.** The grid's Sun under f/30 dust, and without dust, drifting by 83 px over 40
+   frames whose light changes (``SolarVideoParams.transparency``, frames drawn from the seed):
+   4 frames at 30 % (a thick cloud), 10 frames at 60 % (a thin one), a haze that takes the
+   light from 100 % to 60 % over the video, and 3 blank frames at the start of the capture.
+   The dusty videos also without the frames' transparency measured and divided out
+   (``MotionTestParams.transparency_correction``).
 
 Usage::
 
@@ -72,6 +78,7 @@ from astro_assets.samples.solar import (
 )
 from astro_assets.science.flatfield import metrics
 from astro_assets.science.flatfield.flatfield import FlatParams, signal_level
+from astro_assets.science.flatfield.motion import MotionTestParams
 
 HEADING = "## Flat-field quality beyond the grid"
 SEEDS = (0, 1, 2)
@@ -503,12 +510,18 @@ def _generated(params: SolarVideoParams) -> tuple[np.ndarray, Any, np.ndarray]:
     return frames, truth, truth.scene > 0.05 * np.percentile(truth.scene, 99)
 
 
-def _synthetic_scores(params: SolarVideoParams, *, lit_in_median: bool = False) -> dict:
+def _synthetic_scores(
+    params: SolarVideoParams,
+    *,
+    lit_in_median: bool = False,
+    motion: MotionTestParams | None = None,
+) -> dict:
     """The classical pipeline on a generated video, scored on the pixels its scene lights
     (with ``lit_in_median``, only those its dust-free median lights too: see
-    :func:`_lit_in_median`); ``dust_px`` counts the dust pixels scored."""
+    :func:`_lit_in_median`); ``dust_px`` counts the dust pixels scored. ``motion``: the motion
+    test's parameters (its defaults when None)."""
     frames, truth, lit = _generated(params)
-    outcome = classical_flat(frames, truth.black_level_adu)
+    outcome = classical_flat(frames, truth.black_level_adu, motion=motion)
     if lit_in_median:
         lit &= _lit_in_median(params)
     scores = _scores(outcome, truth.transmission, lit)
@@ -697,6 +710,56 @@ def few_frame_rows() -> list[str]:
     return rows
 
 
+CLOUD_FRAMES = 40
+
+
+def cloud_transparency(kind: str, seed: int) -> tuple[float, ...]:
+    """Each frame's share of the light for the clouds of set 8, frames drawn from ``seed``."""
+    rng = np.random.default_rng([seed, 8])
+    shares = np.ones(CLOUD_FRAMES)
+    if kind == "thick":
+        shares[rng.choice(CLOUD_FRAMES, 4, replace=False)] = 0.3
+    elif kind == "thin":
+        shares[rng.choice(CLOUD_FRAMES, 10, replace=False)] = 0.6
+    elif kind == "haze":
+        shares = np.linspace(1.0, 0.6, CLOUD_FRAMES)
+    elif kind == "blank":
+        shares[:3] = 0.0
+    return tuple(float(share) for share in shares)
+
+
+CLOUD_KINDS = {
+    "thick": "4 frames at 30 %",
+    "thin": "10 frames at 60 %",
+    "haze": "haze 100 -> 60 %",
+    "blank": "3 blank frames first",
+}
+
+
+def cloud_rows() -> list[str]:
+    rows = []
+    uncorrected = MotionTestParams(transparency_correction=False)
+    for kind, label in CLOUD_KINDS.items():
+        runs = [("f/30", {}, None), ("dust-free", {"dust": ()}, None)]
+        runs.append(("f/30, transparency not divided out", {}, uncorrected))
+        for name, dust, motion in runs:
+            per_seed = []
+            for seed in SEEDS:
+                params = _video_params(
+                    seed,
+                    n_frames=CLOUD_FRAMES,
+                    focal_ratio=30.0,
+                    n_sunspots=0,
+                    drift_px=83.0,
+                    transparency=cloud_transparency(kind, seed),
+                    **dust,
+                )
+                per_seed.append(_synthetic_scores(params, motion=motion))
+                print(f"clouds {kind} {name} seed {seed}: {per_seed[-1]}", flush=True)
+            rows.append(_row(f"Sun, {name}, drift 83 px, {label}", _mean(per_seed)))
+    return rows
+
+
 def sensor_defects(frames: np.ndarray, seed: int) -> np.ndarray:
     """``frames`` (n, h, w) uint16 with the sensor defects of set 6, drawn from ``seed``."""
     rng = np.random.default_rng(100 + seed)
@@ -747,7 +810,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="update benchmarks/README.md")
     parser.add_argument(
         "--set",
-        choices=("lunar", "large", "phase", "eight", "vignetting", "defects", "frames"),
+        choices=("lunar", "large", "phase", "eight", "vignetting", "defects", "frames", "clouds"),
         help="run one set only",
     )
     args = parser.parse_args()
@@ -763,6 +826,7 @@ def main() -> None:
     rows += vignetting_rows() if args.set in (None, "vignetting") else []
     rows += defect_rows() if args.set in (None, "defects") else []
     rows += few_frame_rows() if args.set in (None, "frames") else []
+    rows += cloud_rows() if args.set in (None, "clouds") else []
     body = "\n".join([intro, "", HEADER, *rows, "", FINDINGS.rstrip("\n"), ""])
     print(body)
     if args.record and args.set is None:

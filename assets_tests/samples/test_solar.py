@@ -587,3 +587,33 @@ def test_params_are_frozen() -> None:
     params = SolarVideoParams(**TINY)
     with pytest.raises(dataclasses.FrozenInstanceError):
         params.width = 10  # type: ignore[misc]
+
+
+def test_transparency_scales_each_frames_light_but_not_the_pedestal() -> None:
+    clear = SyntheticSolarVideo(
+        SolarVideoParams(**TINY, hot_pixel_fraction=0.01, hot_pixel_adu=500)
+    )
+    cloudy = SyntheticSolarVideo(
+        SolarVideoParams(
+            **TINY, hot_pixel_fraction=0.01, hot_pixel_adu=500, transparency=(1, 0.25, 0.5, 0)
+        )
+    )
+    floor = clear.expected_frame(0) - clear.params.gain_adu_per_electron * (
+        clear.expected_electrons(0)
+    )
+    for index, share in enumerate((1.0, 0.25, 0.5, 0.0)):
+        np.testing.assert_allclose(
+            cloudy.expected_frame(index) - floor,
+            share * (clear.expected_frame(index) - floor),
+            rtol=1e-9,
+            atol=1e-6,
+        )
+    params = cloudy.params
+    assert params.transparency == (1.0, 0.25, 0.5, 0.0)
+    assert SolarVideoParams.from_json(params.to_json()) == params
+
+
+@pytest.mark.parametrize("transparency", [(1.0, 1.0), (1.0, 1.0, 1.0, 1.5), (1, 1, 1, math.nan)])
+def test_transparency_needs_one_share_in_0_1_per_frame(transparency) -> None:
+    with pytest.raises(ValueError, match="transparency must hold one number in"):
+        SolarVideoParams(**TINY, transparency=transparency)

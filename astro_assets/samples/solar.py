@@ -263,6 +263,10 @@ class SolarVideoParams:
         values multiplied by 16), as most capture programs do. False stores them LSB-aligned.
     frame_rate_hz : float
         Frame rate of the timestamps written into the SER trailer.
+    transparency : tuple of float or None
+        Share of the target's light that reaches the sensor in each frame (passing clouds,
+        haze, an exposure changed during the capture), one value in [0, 1] per frame; the
+        pedestal and the dark signal are not scaled. None: 1 for every frame.
     seed : int
         Seed of every random stream.
     """
@@ -295,6 +299,7 @@ class SolarVideoParams:
     bit_depth: int = 16
     shift_12bit: bool = True
     frame_rate_hz: float = 30.0
+    transparency: tuple[float, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -360,6 +365,19 @@ class SolarVideoParams:
             raise ValueError("n_sunspots and n_dust must be >= 0")
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be a non-negative integer")
+        if self.transparency is not None:
+            values = tuple(self.transparency)
+            if len(values) != self.n_frames or not all(
+                isinstance(v, int | float | np.integer | np.floating)
+                and not isinstance(v, bool)
+                and 0.0 <= v <= 1.0
+                for v in values
+            ):
+                raise ValueError(
+                    f"transparency must hold one number in [0, 1] per frame ({self.n_frames}), "
+                    f"got {self.transparency!r}"
+                )
+            object.__setattr__(self, "transparency", tuple(float(v) for v in values))
 
     def _check_motion(self) -> None:
         for name in ("drift_px", "jitter_px", "blur_sigma_px"):
@@ -477,6 +495,8 @@ class SolarVideoParams:
         if raw.get("dust") is not None:
             raw["dust"] = tuple(DustSpec(**d) for d in raw["dust"])
         raw["disk_center_frac"] = tuple(raw["disk_center_frac"])
+        if raw.get("transparency") is not None:
+            raw["transparency"] = tuple(raw["transparency"])
         return cls(**raw)
 
 
@@ -686,7 +706,10 @@ class SyntheticSolarVideo:
         """(h, w) float64 mean photo-electrons of frame ``index`` (the Poisson rate)."""
         self._check_index(index)
         dy, dx = self.truth.shifts[index]
-        return self._electrons_per_unit * self._shifted_scene(dy, dx)
+        electrons = self._electrons_per_unit * self._shifted_scene(dy, dx)
+        if self.params.transparency is not None:
+            electrons *= self.params.transparency[index]
+        return electrons
 
     def expected_frame(self, index: int) -> np.ndarray:
         """(h, w) float64 noiseless frame ``index`` in stored ADU, before quantization."""

@@ -368,6 +368,47 @@ def test_a_shadow_found_in_the_ratio_and_dropped_by_hand_is_recorded_as_dropped(
     assert metadata["ratio_moved_with_scene_count"].value == 0
 
 
+def test_blank_and_cloudy_frames_are_left_out_and_dimmed_ones_divided_by_their_gain(
+    instance, data_store, layout
+):
+    # Two blank frames at the start of the capture, two under a thick cloud, two under a thin
+    # one; the dust is found as in the clear video, and nothing else.
+    transparency = np.ones(24)
+    transparency[[0, 1]] = 0.0
+    transparency[[9, 15]] = 0.3
+    transparency[[5, 12]] = 0.6
+    params = dataclasses.replace(
+        DUSTY, n_frames=24, drift_px=30.0, transparency=tuple(transparency)
+    )
+    layout.incoming_ser.mkdir(parents=True)
+    _, truth_path = write_sample_video(layout.incoming_ser / "cloudy.ser", params)
+    truth = SolarVideoTruth.load(truth_path)
+    result = _materialize(instance, data_store, "cloudy", selection=["ser_median", "dust_mask"])
+    assert result.success
+    record = json.loads(layout.flatfield_file("cloudy", "dust_mask.json").read_text())
+    measured = record["frame_transparency"]
+    assert measured["measured"] is True
+    assert measured["frames_without_signal"] == [0, 1]
+    assert measured["frames_left_out"] == [9, 15]
+    assert measured["gains"]["5"] == pytest.approx(0.6, rel=0.01)
+    assert measured["gains"]["12"] == pytest.approx(0.6, rel=0.01)
+    assert "0" not in measured["gains"]
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["frame_transparency"].value == measured
+    mask = read_tiff(layout.flatfield_file("cloudy", "dust_mask.tiff"))
+    assert (mask[truth.dust_support()] == 1.0).all()
+    # Two regions, one on each shadow: no shadow that is not there.
+    centroids = sorted((r["centroid_x"], r["centroid_y"]) for r in record["regions"])
+    expected = sorted((spec.x, spec.y) for spec in DUSTY.dust)
+    np.testing.assert_allclose(centroids, expected, atol=1.5)
+    logged = [
+        event.message
+        for event in instance.all_logs(result.run_id)
+        if "left out of the comparisons" in (event.message or "")
+    ]
+    assert logged and "[0, 1]" in logged[0] and "[9, 15]" in logged[0]
+
+
 def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layout):
     # A pedestal of 20,000 ADU under a disc that peaks at 0.7 of 65,535: the sky holds 44 %
     # of the target's level, which a flat without a black level leaves in its ratio.

@@ -217,16 +217,41 @@ def test_a_photon_starved_video_is_not_registered() -> None:
         assert (miss < 1.0) is registered
 
 
-def test_one_frame_that_shows_nothing_leaves_the_video_registered() -> None:
+def test_one_frame_that_shows_nothing_is_left_out_and_the_rest_registered() -> None:
     frames, truth = video(12.0, 0.5)
     blinked = frames.copy()
-    # Frame 8 is in one of the pairs checked (8 -> 2 of the 12 registered frames).
+    # Frame 8 would be in one of the pairs checked (8 -> 2 of the 12 registered frames).
     blinked[8] = _noise(1, frames.shape[1:])[0]
     estimate = estimate_drift(blinked, exclude=truth.dust_support())
     assert estimate.registered
+    np.testing.assert_array_equal(estimate.frames_without_signal, [8])
+    np.testing.assert_array_equal(estimate.frames_used, np.delete(np.arange(12), 8))
     expected = truth.shifts - truth.shifts[0]
-    good = np.arange(12) != 8
-    np.testing.assert_allclose(estimate.shifts[good], expected[good], atol=0.5)
+    np.testing.assert_allclose(estimate.shifts, expected[estimate.frames_used], atol=0.5)
+
+
+def test_blank_first_frames_leave_the_first_frame_with_signal_as_the_reference() -> None:
+    # A capture that starts before the target is in the field, or under a cloud: registered
+    # against a blank first frame, every shift would be noise.
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=160, height=120, n_frames=16, drift_px=16.0, jitter_px=0.5, dust=DUST, seed=6
+        )
+    )
+    blank = frames.copy()
+    blank[:2] = _noise(2, frames.shape[1:])
+    estimate = estimate_drift(blank, exclude=truth.dust_support())
+    assert estimate.registered
+    np.testing.assert_array_equal(estimate.frames_without_signal, [0, 1])
+    np.testing.assert_array_equal(estimate.frames_used, np.arange(2, 16))
+    expected = truth.shifts[2:] - truth.shifts[2]
+    np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+    assert not estimate_drift(frames, exclude=truth.dust_support()).frames_without_signal.size
+    # Dimmed to a third by a cloud, a frame still shows the scene and is registered.
+    dimmed = frames.astype(np.float64)
+    dimmed[5] = 1024.0 + (dimmed[5] - 1024.0) / 3.0
+    estimate = estimate_drift(np.rint(dimmed).astype(np.uint16), exclude=truth.dust_support())
+    assert estimate.frames_without_signal.size == 0 and estimate.frames_used.size == 16
 
 
 def test_uniform_frames_are_not_registered_and_do_not_move() -> None:

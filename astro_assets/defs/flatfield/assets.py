@@ -42,7 +42,12 @@ from astro_assets.science.flatfield.darks import (
     DarkSummary,
     summarize_dark,
 )
-from astro_assets.science.flatfield.drift import DriftParams, drift_verdict, estimate_drift
+from astro_assets.science.flatfield.drift import (
+    DriftEstimate,
+    DriftParams,
+    drift_verdict,
+    estimate_drift,
+)
 from astro_assets.science.flatfield.dust import (
     DustDetectionParams,
     LineGains,
@@ -72,6 +77,7 @@ from astro_assets.science.flatfield.motion import (
     DROPPED_BY_HAND,
     SCENE,
     SHALLOW,
+    MotionResult,
     MotionTestParams,
     MotionVerdict,
     inpainting_guide,
@@ -836,6 +842,25 @@ def dust_mask(
                 f"{sum(disc['added_px'] for disc in edits.added)}."
             )
         drift_total_px = cell * float(drift.total_px)
+        transparency = _transparency_record(separated, drift)
+        dimmed = []
+        if transparency["frames_without_signal"]:
+            dimmed.append(
+                f"frames {transparency['frames_without_signal']} show too little of the target "
+                "to register"
+            )
+        if transparency["frames_left_out"]:
+            dimmed.append(
+                f"frames {transparency['frames_left_out']} received less than "
+                f"{motion_params.min_frame_transparency:g} of the typical frame's light"
+            )
+        if dimmed:
+            context.log.warning(
+                f"Of the frames sampled to tell dust from the scene, {' and '.join(dimmed)} "
+                "(clouds, a blank frame, an exposure changed during the capture): they were "
+                "left out of the comparisons. The median still holds them; where many "
+                "frames are affected, cut them from the video before the run."
+            )
         # Numbered as the motion test numbers its verdicts, when it gave one per candidate.
         candidate_labels, candidate_count = label_candidates(located.core)
         labelled = candidate_count == len(separated.verdicts)
@@ -929,6 +954,7 @@ def dust_mask(
                     "drift_closure_px": recorded_closure_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
+                    "frame_transparency": transparency,
                     "prediction_black_level": separated.black_level,
                     "motion_tested": motion_params.motion_test,
                     "motion_test": motion,
@@ -969,6 +995,7 @@ def dust_mask(
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,
                 "drift_exclusion_dropped": drift.exclusion_dropped,
+                "frame_transparency": _json(transparency),
                 "line_defects_found": dg.MetadataValue.json(
                     {
                         "measured": lines_measured,
@@ -1009,6 +1036,28 @@ def dust_mask(
 
 
 _EDIT_FIELDS = ("drop_regions_at", "add_dust_discs")
+
+
+def _transparency_record(separated: MotionResult, drift: DriftEstimate) -> dict:
+    """The frames' transparency as measured for the motion test, by video frame index."""
+    measured = separated.transparency
+    record: dict = {
+        "measured": measured is not None,
+        "frames_without_signal": [int(i) for i in drift.frames_without_signal],
+        "frames_left_out": [int(drift.frames_used[i]) for i in separated.frames_left_out],
+    }
+    if measured is not None and measured.measured.any():
+        gains = measured.gains[measured.measured]
+        record["min_gain"] = float(gains.min())
+        record["max_gain"] = float(gains.max())
+        record["gains"] = {
+            int(index): round(float(gain), 4)
+            for index, gain, known in zip(
+                drift.frames_used, measured.gains, measured.measured, strict=True
+            )
+            if known
+        }
+    return record
 
 
 def _with_hand_drops(

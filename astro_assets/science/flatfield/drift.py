@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -100,9 +100,9 @@ class DriftEstimate:
     ----------
     shifts : np.ndarray
         (n_used, 2) float64, (dy, dx) in pixels: position of the scene in each used frame
-        relative to the first frame (a feature at (y, x) in frame 0 is at (y + dy, x + dx)).
+        relative to the first one used (a feature at (y, x) there is at (y + dy, x + dx)).
     total_px : float
-        Largest displacement from the first frame, in pixels.
+        Largest displacement from the first frame used, in pixels.
     rms_px : float
         RMS distance of the scene positions from their mean position, in pixels.
     frames_used : np.ndarray
@@ -123,6 +123,9 @@ class DriftEstimate:
     registered : bool
         Whether ``closure_px`` is not above ``DriftParams.max_closure_px``: when it is, the frames
         show too little of a scene (noise, an empty field) for the shifts to mean anything.
+    frames_without_signal : np.ndarray
+        (k,) int64 indices of sampled frames left out of ``frames_used`` because they show too
+        little of the scene to register (``_MIN_SIGNAL_FRACTION``): blank frames, thick clouds.
     """
 
     shifts: np.ndarray
@@ -133,6 +136,7 @@ class DriftEstimate:
     exclusion_dropped: bool = False
     closure_px: float = 0.0
     registered: bool = True
+    frames_without_signal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 _MIN_BINNED_SIDE_PX = 128
@@ -267,6 +271,11 @@ def _reflected_indices(length, before, size):  # pragma: no cover - compiled
     return indices
 
 
+_MIN_SIGNAL_FRACTION = 0.2
+"""A sampled frame whose spread of values (between its 0.1th and 99.9th percentiles, binned and
+despeckled) is below this fraction of the sampled frames' median spread shows too little of
+the scene to register (a blank frame, a thick cloud): a phase correlation of its noise lands
+anywhere, and registered first it would be every other frame's reference."""
 _MIN_TRAJECTORY_FRAMES = 5
 """Fewest registered frames whose static pattern is estimated and whose path is judged."""
 _TRAJECTORY_SIGNAL = 10.0
@@ -430,6 +439,14 @@ def estimate_drift(
             closure_px=math.inf,
             registered=False,
         )
+    spans = np.array([np.subtract(*np.percentile(frame, [99.9, 0.1])) for frame in despeckled])
+    with_signal = spans >= _MIN_SIGNAL_FRACTION * np.median(spans)
+    without_signal = used[~with_signal]
+    if np.count_nonzero(with_signal) >= 2:
+        used = used[with_signal]
+        despeckled = [frame for frame, kept in zip(despeckled, with_signal, strict=True) if kept]
+    else:
+        without_signal = used[:0]
     register = _blanked_registration(despeckled, blanking, params)
     shifts = _path(register, used.size)
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:
@@ -462,6 +479,7 @@ def estimate_drift(
         exclusion_dropped=exclusion_dropped,
         closure_px=factor * closure,
         registered=not closure > params.max_closure_px,
+        frames_without_signal=without_signal,
     )
 
 

@@ -68,6 +68,11 @@ from astro_assets.science.flatfield.response import (
     estimate_sensor_response,
 )
 from astro_assets.science.flatfield.stacks import finite_median
+from astro_assets.science.flatfield.transparency import (
+    FrameTransparency,
+    TransparencyCorrectedFrame,
+    frame_transparency,
+)
 
 __all__ = [
     "DROPPED_BY_HAND",
@@ -238,6 +243,16 @@ class MotionTestParams:
         from) or not at all. Each iteration past the first costs one more prediction from the
         registered frames. 0 turns the gain off (the outlines are still drawn again). In
         [0, 8].
+    transparency_correction : bool
+        Before the frames are compared, each is divided by its transparency relative to the
+        video's typical frame (:func:`.transparency.frame_transparency`): passing clouds, haze
+        or an exposure changed during the capture dim every pixel of a frame alike, and a
+        prediction from frames of unequal light shows shadows that are not there.
+    min_frame_transparency : float
+        Frames measured with less than this fraction of the typical frame's light (a thick
+        cloud, a blank frame) are left out of the comparisons: their noise, divided by the
+        gain, grows as their light falls, and a cloud that covers a frame only in part leaves
+        no single gain right. At least 2 frames are kept. 0 keeps every frame. In [0, 1).
     """
 
     motion_test: bool = True
@@ -257,6 +272,8 @@ class MotionTestParams:
     min_guide_advantage: float = 1.0
     guide_filter_px: int = 2
     gain_iterations: int = 1
+    transparency_correction: bool = True
+    min_frame_transparency: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -297,6 +314,10 @@ class MotionTestParams:
             raise ValueError(f"guide_filter_px must be in [0, 4], got {self.guide_filter_px}.")
         if not 0 <= self.gain_iterations <= 8:
             raise ValueError(f"gain_iterations must be in [0, 8], got {self.gain_iterations}.")
+        if not 0.0 <= self.min_frame_transparency < 1.0:
+            raise ValueError(
+                f"min_frame_transparency must be in [0, 1), got {self.min_frame_transparency}."
+            )
 
 
 @dataclass(frozen=True)
@@ -482,6 +503,12 @@ class MotionResult:
     too_little_motion : bool
         The search was asked for (``params.motion_test`` and ``params.ratio_search``) but not
         run: too few pairs of frames moved by the smallest shadow's size to see behind it.
+    transparency : FrameTransparency or None
+        Each given frame's transparency, measured when ``params.transparency_correction`` is
+        set and the frames were registered; None otherwise.
+    frames_left_out : tuple of int
+        Positions, in the frames given, of those left out of the comparisons as dimmer than
+        ``params.min_frame_transparency``.
     """
 
     core: np.ndarray
@@ -494,6 +521,8 @@ class MotionResult:
     ratio_verdicts: tuple[MotionVerdict, ...] = ()
     black_level: float = 0.0
     too_little_motion: bool = False
+    transparency: FrameTransparency | None = None
+    frames_left_out: tuple[int, ...] = ()
 
     @property
     def new_shadows(self) -> tuple[RatioShadow, ...]:
@@ -564,6 +593,21 @@ def separate_sensor_fixed(
     elif not np.isfinite(black_level):
         raise ValueError(f"black_level must be finite or None, got {black_level}.")
     black_level = float(black_level)
+    transparency = None
+    left_out: tuple[int, ...] = ()
+    if params.motion_test and params.transparency_correction and registered:
+        transparency = frame_transparency(frames, offsets, black_level=black_level)
+        dim = transparency.dimmer_than(params.min_frame_transparency)
+        if np.count_nonzero(~dim) < 2:
+            dim = np.zeros_like(dim)
+        left_out = tuple(int(i) for i in np.flatnonzero(dim))
+        frames = [
+            TransparencyCorrectedFrame(frame, gain, black_level)
+            for frame, gain, kept_frame in zip(frames, transparency.gains, ~dim, strict=True)
+            if kept_frame
+        ]
+        offsets = offsets[~dim]
+        shifts = offsets
     smallest = 2.0 * detection.min_radius_px
     moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
 
@@ -583,6 +627,8 @@ def separate_sensor_fixed(
             and params.ratio_search
             and registered
             and not moved,
+            transparency=transparency,
+            frames_left_out=left_out,
         )
 
     if not (params.motion_test and params.ratio_search and moved and registered):
@@ -688,6 +734,8 @@ def separate_sensor_fixed(
         prediction=prediction,
         ratio_verdicts=ratio_verdicts,
         black_level=black_level,
+        transparency=transparency,
+        frames_left_out=left_out,
     )
 
 

@@ -1,0 +1,137 @@
+"""Each frame's transparency is measured from the scene it shares with its neighbours, and
+frames dimmed by clouds no longer show shadows that are not there."""
+
+import numpy as np
+import pytest
+
+from astro_assets.samples import SolarVideoParams
+from astro_assets.samples.solar import SyntheticSolarVideo
+from astro_assets.science.flatfield.drift import estimate_drift
+from astro_assets.science.flatfield.dust import detect_dust
+from astro_assets.science.flatfield.median import temporal_median
+from astro_assets.science.flatfield.motion import MotionTestParams, separate_sensor_fixed
+from astro_assets.science.flatfield.transparency import (
+    TransparencyCorrectedFrame,
+    frame_transparency,
+)
+
+N_FRAMES = 24
+CLOUDY = np.ones(N_FRAMES)
+CLOUDY[[3, 11, 17]] = 0.3
+CLOUDY[[6, 7, 14, 20]] = 0.6
+"""Three frames under a thick cloud, four under a thin one."""
+
+
+def _video(transparency=None, *, drift_px=60.0, seed=0, black_level_adu=None):
+    params = SolarVideoParams(
+        black_level_adu=black_level_adu,
+        width=256,
+        height=192,
+        n_frames=N_FRAMES,
+        drift_px=drift_px,
+        jitter_px=0.8,
+        focal_ratio=30.0,
+        n_sunspots=0,
+        transparency=None if transparency is None else tuple(transparency),
+        seed=seed,
+    )
+    video = SyntheticSolarVideo(params)
+    return np.stack([video.frame(i) for i in range(N_FRAMES)]), video.truth
+
+
+@pytest.mark.parametrize("drift_px", [60.0, 0.0])
+def test_gains_are_each_frames_light_over_the_typical_frames(drift_px):
+    frames, truth = _video(CLOUDY, drift_px=drift_px)
+    before = frames.copy()
+    measured = frame_transparency(frames, truth.shifts, black_level=truth.black_level_adu)
+    np.testing.assert_array_equal(frames, before)
+    assert measured.measured.all()
+    # The typical frame is a clear one: the median of the gains is 1.
+    np.testing.assert_allclose(measured.gains, CLOUDY, rtol=3e-3)
+    np.testing.assert_array_equal(np.flatnonzero(measured.dimmer_than(0.5)), [3, 11, 17])
+
+
+def test_a_clear_video_has_gains_of_one():
+    frames, truth = _video()
+    measured = frame_transparency(frames, truth.shifts, black_level=truth.black_level_adu)
+    np.testing.assert_allclose(measured.gains, 1.0, atol=3e-3)
+    assert not measured.dimmer_than(0.9).any()
+
+
+def test_the_pedestal_is_not_scaled():
+    # Taken as light, a pedestal of a fifth of the light pulls every ratio towards 1.
+    frames, truth = _video(CLOUDY, black_level_adu=8000.0)
+    right = frame_transparency(frames, truth.shifts, black_level=8000.0)
+    wrong = frame_transparency(frames, truth.shifts, black_level=0.0)
+    assert right.gains[3] == pytest.approx(0.3, rel=3e-3)
+    assert wrong.gains[3] > 0.38
+
+
+def test_frames_without_light_in_common_are_not_measured():
+    frames, truth = _video()
+    frames[5] = truth.black_level_adu
+    measured = frame_transparency(frames, truth.shifts, black_level=truth.black_level_adu)
+    assert not measured.measured[5] and measured.gains[5] == 1.0
+    assert measured.measured.sum() == N_FRAMES - 1
+    assert not measured.dimmer_than(0.5)[5]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"black_level": np.nan}, "black_level"),
+        ({"bright_fraction": 1.0}, "bright_fraction"),
+        ({"max_side_px": 8}, "max_side_px"),
+        ({"min_samples": 0}, "min_samples"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, message):
+    frames = np.ones((3, 16, 16))
+    with pytest.raises(ValueError, match=message):
+        frame_transparency(frames, np.zeros((3, 2)), **kwargs)
+
+
+def test_shifts_and_frames_must_match():
+    with pytest.raises(ValueError, match="shifts must have shape"):
+        frame_transparency(np.ones((3, 16, 16)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="first frame's shape"):
+        frame_transparency([np.ones((16, 16)), np.ones((16, 17))], np.zeros((2, 2)))
+
+
+def test_corrected_frame_divides_only_the_light_above_the_pedestal():
+    frame = np.array([[100.0, 400.0], [700.0, 1000.0]])
+    corrected = TransparencyCorrectedFrame(frame, 0.5, black_level=100.0)
+    np.testing.assert_allclose(corrected[:, :], [[100.0, 700.0], [1300.0, 1900.0]])
+    np.testing.assert_allclose(corrected[1:, :1], [[1300.0]])
+    assert corrected.shape == (2, 2)
+    for gain in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="gain"):
+            TransparencyCorrectedFrame(frame, gain)
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_clouds_no_longer_show_shadows_that_are_not_there(seed):
+    frames, truth = _video(CLOUDY, seed=seed)
+    median = temporal_median(frames)
+    candidates = detect_dust(median).core
+    drift = estimate_drift(frames, exclude=candidates)
+    registered = [frames[i] for i in drift.frames_used]
+    dust = truth.transmission < 0.995
+
+    def separated(correction: bool):
+        return separate_sensor_fixed(
+            candidates,
+            median,
+            registered,
+            drift.shifts,
+            params=MotionTestParams(transparency_correction=correction),
+            black_level=truth.black_level_adu,
+        )
+
+    corrected, uncorrected = separated(True), separated(False)
+    # Frames under the thick cloud are left out; the thin cloud's are divided by their gain.
+    assert corrected.frames_left_out == (3, 11, 17)
+    np.testing.assert_allclose(corrected.transparency.gains, CLOUDY, rtol=3e-3)
+    assert np.count_nonzero(corrected.core & ~dust) <= 0.01 * dust.sum()
+    assert np.count_nonzero(corrected.core & dust) >= 0.5 * dust.sum()
+    assert np.count_nonzero(uncorrected.core & ~dust) > 0.2 * dust.sum()
