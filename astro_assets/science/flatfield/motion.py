@@ -245,8 +245,10 @@ class MotionTestParams:
         [0, 8].
     transparency_correction : bool
         Before the frames are compared, each is divided by its transparency relative to the
-        video's typical frame (:func:`.transparency.frame_transparency`): passing clouds, haze
-        or an exposure changed during the capture dim every pixel of a frame alike, and a
+        video's typical frame (:func:`.transparency.frame_transparency`), measured again once
+        the sensor's response is divided out (a target crossing a vignetted field dims as it
+        nears a corner, which the first measurement takes for transparency): passing clouds,
+        haze or an exposure changed during the capture dim every pixel of a frame alike, and a
         prediction from frames of unequal light shows shadows that are not there.
     min_frame_transparency : float
         Frames measured with less than this fraction of the typical frame's light (a thick
@@ -543,7 +545,10 @@ def separate_sensor_fixed(
 ) -> MotionResult:
     """Keep the candidates fixed on the sensor and add the faint shadows the scene hid.
 
-    Runs :func:`sensor_fixed_test` on ``core``; then, when ``params.ratio_search`` is set and
+    With ``params.transparency_correction`` each registered frame is first divided by its
+    transparency (:func:`.transparency.frame_transparency`), and frames dimmer than
+    ``params.min_frame_transparency`` are left out. Runs :func:`sensor_fixed_test` on ``core``;
+    then, when ``params.ratio_search`` is set and
     the scene moved by more than the smallest shadow the detector looks for
     (``2 * detection.min_radius_px``) between enough pairs of frames, searches the ratio of
     :func:`predict_dust_free` with :func:`find_shadows_in_ratio`, never
@@ -601,10 +606,10 @@ def separate_sensor_fixed(
         if np.count_nonzero(~dim) < 2:
             dim = np.zeros_like(dim)
         left_out = tuple(int(i) for i in np.flatnonzero(dim))
+        lit_frames = [frame for frame, kept_frame in zip(frames, ~dim, strict=True) if kept_frame]
         frames = [
             TransparencyCorrectedFrame(frame, gain, black_level)
-            for frame, gain, kept_frame in zip(frames, transparency.gains, ~dim, strict=True)
-            if kept_frame
+            for frame, gain in zip(lit_frames, transparency.gains[~dim], strict=True)
         ]
         offsets = offsets[~dim]
         shifts = offsets
@@ -650,6 +655,13 @@ def separate_sensor_fixed(
                 frames, offsets, degree=params.response_degree, black_level=black_level
             )
             frames = [ResponseCorrectedFrame(frame, response, black_level) for frame in frames]
+            if transparency is not None:
+                # Measured again without the response: a target crossing a vignetted field
+                # dims as it nears a corner, which the first measurement took for
+                # transparency and the response now also divides out.
+                frames, transparency = _transparency_without_response(
+                    lit_frames, offsets, response, black_level, transparency, ~dim
+                )
     prediction = predict_dust_free(frames, offsets, image.shape, params, black_level=black_level)
     texture_left = _texture_left(prediction.observed, prediction.predicted, core, detection)
     if not texture_left <= params.max_texture_left:
@@ -737,6 +749,30 @@ def separate_sensor_fixed(
         transparency=transparency,
         frames_left_out=left_out,
     )
+
+
+def _transparency_without_response(
+    frames: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    response: np.ndarray,
+    black_level: float,
+    first: FrameTransparency,
+    measured_again: np.ndarray,
+) -> tuple[list[TransparencyCorrectedFrame], FrameTransparency]:
+    """``frames`` divided by the sensor's ``response`` and by their transparency measured on
+    them so; and the transparency of every frame ``first`` measured, those at
+    ``measured_again`` (the positions of ``frames`` among them) replaced by the new values."""
+    corrected = [ResponseCorrectedFrame(frame, response, black_level) for frame in frames]
+    again = frame_transparency(corrected, offsets, black_level=black_level)
+    gains = first.gains.copy()
+    measured = first.measured.copy()
+    gains[measured_again] = again.gains
+    measured[measured_again] = again.measured
+    divided = [
+        TransparencyCorrectedFrame(frame, gain, black_level)
+        for frame, gain in zip(corrected, again.gains, strict=True)
+    ]
+    return divided, FrameTransparency(gains=gains, measured=measured, pairs_used=again.pairs_used)
 
 
 def _outline_reach(shadows: np.ndarray, growth: float) -> np.ndarray:
