@@ -12,7 +12,10 @@ from astro_assets.science.flatfield.dust import detect_dust
 from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import MotionTestParams, separate_sensor_fixed
 from astro_assets.science.flatfield.transparency import (
+    GAIN_TOLERANCE,
+    FrameTransparency,
     TransparencyCorrectedFrame,
+    divided_by_transparency,
     frame_transparency,
 )
 
@@ -108,6 +111,22 @@ def test_corrected_frame_divides_only_the_light_above_the_pedestal():
     for gain in (0.0, -1.0, np.nan):
         with pytest.raises(ValueError, match="gain"):
             TransparencyCorrectedFrame(frame, gain)
+
+
+def test_gains_within_the_tolerance_of_one_divide_nothing():
+    # The gains of a clear video scatter by a fraction of a percent about 1; dividing by
+    # them would only perturb the frames.
+    gains = np.array([1.0, 1.0 + GAIN_TOLERANCE / 2, 1.0 - 2 * GAIN_TOLERANCE, 0.5, 0.2])
+    measured = np.array([True, True, True, True, False])
+    transparency = FrameTransparency(gains=gains, measured=measured, pairs_used=4)
+    divisors = transparency.divisors()
+    np.testing.assert_array_equal(divisors, [1.0, 1.0, 1.0 - 2 * GAIN_TOLERANCE, 0.5, 1.0])
+    frames = [np.full((2, 2), 300.0) for _ in gains]
+    divided = divided_by_transparency(frames, divisors, black_level=100.0)
+    assert divided[0] is frames[0] and divided[1] is frames[1]
+    np.testing.assert_allclose(divided[3][:, :], 500.0)
+    with pytest.raises(ValueError, match="one divisor per frame"):
+        divided_by_transparency(frames, divisors[:2])
 
 
 @pytest.mark.parametrize("seed", [0, 2])

@@ -70,7 +70,7 @@ from astro_assets.science.flatfield.response import (
 from astro_assets.science.flatfield.stacks import finite_median
 from astro_assets.science.flatfield.transparency import (
     FrameTransparency,
-    TransparencyCorrectedFrame,
+    divided_by_transparency,
     frame_transparency,
 )
 
@@ -249,7 +249,8 @@ class MotionTestParams:
         the sensor's response is divided out (a target crossing a vignetted field dims as it
         nears a corner, which the first measurement takes for transparency): passing clouds,
         haze or an exposure changed during the capture dim every pixel of a frame alike, and a
-        prediction from frames of unequal light shows shadows that are not there.
+        prediction from frames of unequal light shows shadows that are not there. Gains
+        within ``transparency.GAIN_TOLERANCE`` (0.3 %) of 1 are left as 1.
     min_frame_transparency : float
         Frames measured with less than this fraction of the typical frame's light (a thick
         cloud, a blank frame) are left out of the comparisons: their noise, divided by the
@@ -607,10 +608,7 @@ def separate_sensor_fixed(
             dim = np.zeros_like(dim)
         left_out = tuple(int(i) for i in np.flatnonzero(dim))
         lit_frames = [frame for frame, kept_frame in zip(frames, ~dim, strict=True) if kept_frame]
-        frames = [
-            TransparencyCorrectedFrame(frame, gain, black_level)
-            for frame, gain in zip(lit_frames, transparency.gains[~dim], strict=True)
-        ]
+        frames = divided_by_transparency(lit_frames, transparency.divisors()[~dim], black_level)
         offsets = offsets[~dim]
         shifts = offsets
     smallest = 2.0 * detection.min_radius_px
@@ -758,7 +756,7 @@ def _transparency_without_response(
     black_level: float,
     first: FrameTransparency,
     measured_again: np.ndarray,
-) -> tuple[list[TransparencyCorrectedFrame], FrameTransparency]:
+) -> tuple[list, FrameTransparency]:
     """``frames`` divided by the sensor's ``response`` and by their transparency measured on
     them so; and the transparency of every frame ``first`` measured, those at
     ``measured_again`` (the positions of ``frames`` among them) replaced by the new values."""
@@ -768,10 +766,7 @@ def _transparency_without_response(
     measured = first.measured.copy()
     gains[measured_again] = again.gains
     measured[measured_again] = again.measured
-    divided = [
-        TransparencyCorrectedFrame(frame, gain, black_level)
-        for frame, gain in zip(corrected, again.gains, strict=True)
-    ]
+    divided = divided_by_transparency(corrected, again.divisors(), black_level)
     return divided, FrameTransparency(gains=gains, measured=measured, pairs_used=again.pairs_used)
 
 
