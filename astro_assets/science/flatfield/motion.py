@@ -654,9 +654,9 @@ def separate_sensor_fixed(
             )
             frames = [ResponseCorrectedFrame(frame, response, black_level) for frame in frames]
             if transparency is not None:
-                # Measured again without the response: a target crossing a vignetted field
-                # dims as it nears a corner, which the first measurement took for
-                # transparency and the response now also divides out.
+                # Measured again on the frames divided by the response: a target crossing a
+                # vignetted field dims as it nears a corner, which the first measurement took
+                # for transparency and the response now divides out as well.
                 frames, transparency = _transparency_without_response(
                     lit_frames, offsets, response, black_level, transparency, ~dim
                 )
