@@ -705,6 +705,23 @@ def drift_verdict(
     )
 
 
+def common_frame_shape(frames: Sequence) -> tuple[int, int]:
+    """The (H, W) shape every frame of ``frames`` has.
+
+    Raises
+    ------
+    ValueError
+        When a frame is not 2-D or differs in shape from the first.
+    """
+    shape = np.shape(frames[0])
+    if len(shape) != 2 or any(np.shape(frame) != shape for frame in frames):
+        raise ValueError(
+            f"every frame must be 2-D and of the first frame's shape {shape}; got "
+            f"{sorted({np.shape(frame) for frame in frames})}."
+        )
+    return shape
+
+
 def checked_offsets(frames: Sequence, shifts) -> np.ndarray:
     """``shifts`` as a float64 (len(frames), 2) array of (dy, dx) displacements, one per
     registered frame (``DriftEstimate.shifts``, scaled to the frames' pixel grid).

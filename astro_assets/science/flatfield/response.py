@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from astro_assets.science.flatfield.drift import checked_offsets
+from astro_assets.science.flatfield.drift import checked_offsets, common_frame_shape
 from astro_assets.science.flatfield.levels import target_level
 
 __all__ = ["ResponseCorrectedFrame", "estimate_sensor_response"]
@@ -124,12 +124,7 @@ def estimate_sensor_response(
         raise ValueError(f"degree must be >= 0, got {degree}.")
     if not 0.0 <= dark_fraction < 1.0:
         raise ValueError(f"dark_fraction must be in [0, 1), got {dark_fraction}.")
-    shape = np.shape(frames[0])
-    if len(shape) != 2 or any(np.shape(frame) != shape for frame in frames):
-        raise ValueError(
-            f"every frame must be 2-D and of the first frame's shape {shape}; got "
-            f"{sorted({np.shape(frame) for frame in frames})}."
-        )
+    shape = common_frame_shape(frames)
     height, width = shape
     ones = np.ones(shape, dtype=np.float32)
     if degree < 2:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from astro_assets.science.flatfield.drift import checked_offsets
+from astro_assets.science.flatfield.drift import checked_offsets, common_frame_shape
 from astro_assets.science.flatfield.levels import target_level
 
 __all__ = [
@@ -164,12 +164,7 @@ def frame_transparency(
         raise ValueError(f"max_side_px must be at least 16, got {max_side_px}.")
     if min_samples < 1:
         raise ValueError(f"min_samples must be at least 1, got {min_samples}.")
-    shape = np.shape(frames[0])
-    if len(shape) != 2 or any(np.shape(frame) != shape for frame in frames):
-        raise ValueError(
-            f"every frame must be 2-D and of the first frame's shape {shape}; got "
-            f"{sorted({np.shape(frame) for frame in frames})}."
-        )
+    shape = common_frame_shape(frames)
     count = len(frames)
     factor = max(1, math.ceil(max(shape) / max_side_px))
     factor = min(factor, max(1, min(shape) // 8))
