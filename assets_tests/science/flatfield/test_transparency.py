@@ -11,10 +11,10 @@ from astro_assets.science.flatfield.drift import estimate_drift
 from astro_assets.science.flatfield.dust import detect_dust
 from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import MotionTestParams, separate_sensor_fixed
+from astro_assets.science.flatfield.response import ResponseCorrectedFrame
 from astro_assets.science.flatfield.transparency import (
     GAIN_TOLERANCE,
     FrameTransparency,
-    TransparencyCorrectedFrame,
     divided_by_transparency,
     frame_transparency,
 )
@@ -26,18 +26,21 @@ CLOUDY[[6, 7, 14, 20]] = 0.6
 """Three frames under a thick cloud, four under a thin one."""
 
 
-def _video(transparency=None, *, drift_px=60.0, seed=0, black_level_adu=None):
+def _video(transparency=None, **overrides):
+    """A drifting Sun of ``N_FRAMES`` frames of 256 x 192 px under f/30 dust, with
+    ``overrides`` of its ``SolarVideoParams``; its frames and truth."""
     params = SolarVideoParams(
-        black_level_adu=black_level_adu,
-        width=256,
-        height=192,
-        n_frames=N_FRAMES,
-        drift_px=drift_px,
-        jitter_px=0.8,
-        focal_ratio=30.0,
-        n_sunspots=0,
-        transparency=None if transparency is None else tuple(transparency),
-        seed=seed,
+        **{
+            "width": 256,
+            "height": 192,
+            "n_frames": N_FRAMES,
+            "drift_px": 60.0,
+            "jitter_px": 0.8,
+            "focal_ratio": 30.0,
+            "n_sunspots": 0,
+            "transparency": None if transparency is None else tuple(transparency),
+            **overrides,
+        }
     )
     video = SyntheticSolarVideo(params)
     return np.stack([video.frame(i) for i in range(N_FRAMES)]), video.truth
@@ -102,15 +105,15 @@ def test_shifts_and_frames_must_match():
         frame_transparency([np.ones((16, 16)), np.ones((16, 17))], np.zeros((2, 2)))
 
 
-def test_corrected_frame_divides_only_the_light_above_the_pedestal():
+def test_a_frame_is_divided_by_its_transparency_above_the_pedestal():
     frame = np.array([[100.0, 400.0], [700.0, 1000.0]])
-    corrected = TransparencyCorrectedFrame(frame, 0.5, black_level=100.0)
+    corrected = ResponseCorrectedFrame(frame, 0.5, black_level=100.0)
     np.testing.assert_allclose(corrected[:, :], [[100.0, 700.0], [1300.0, 1900.0]])
     np.testing.assert_allclose(corrected[1:, :1], [[1300.0]])
     assert corrected.shape == (2, 2)
     for gain in (0.0, -1.0, np.nan):
-        with pytest.raises(ValueError, match="gain"):
-            TransparencyCorrectedFrame(frame, gain)
+        with pytest.raises(ValueError, match="finite and positive"):
+            ResponseCorrectedFrame(frame, gain)
 
 
 def test_gains_within_the_tolerance_of_one_divide_nothing():
@@ -163,25 +166,13 @@ def test_a_target_crossing_a_vignetted_field_is_not_taken_for_a_change_of_transp
     # A planet drifting 60 px across a field vignetted by 50 % at the corners dims by about
     # 2 % as it nears a corner; once the sensor's response is divided out, the gains are
     # measured again and that dimming is no longer in them.
-    params = SolarVideoParams(
-        width=256,
-        height=192,
-        n_frames=N_FRAMES,
-        target="planet",
-        drift_px=60.0,
-        jitter_px=0.8,
-        focal_ratio=60.0,
-        vignetting=0.5,
-        seed=0,
-    )
-    video = SyntheticSolarVideo(params)
-    frames = np.stack([video.frame(i) for i in range(N_FRAMES)])
-    black_level = video.truth.black_level_adu
-    raw = frame_transparency(frames, video.truth.shifts, black_level=black_level)
+    frames, truth = _video(target="planet", n_sunspots=1, focal_ratio=60.0, vignetting=0.5)
+    black_level = truth.black_level_adu
+    raw = frame_transparency(frames, truth.shifts, black_level=black_level)
     assert raw.gains.max() / raw.gains.min() > 1.015
     median = temporal_median(frames)
     result = separate_sensor_fixed(
-        detect_dust(median).core, median, list(frames), video.truth.shifts, black_level=black_level
+        detect_dust(median).core, median, list(frames), truth.shifts, black_level=black_level
     )
     assert result.ratio_searched
     assert result.transparency.gains.max() / result.transparency.gains.min() < 1.005

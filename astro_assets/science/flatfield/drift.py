@@ -22,7 +22,9 @@ from astro_assets.science.compiled import compiled
 __all__ = [
     "DriftEstimate",
     "DriftParams",
+    "block_means",
     "checked_offsets",
+    "common_frame_shape",
     "drift_verdict",
     "estimate_drift",
     "median_filter_reflect",
@@ -151,7 +153,7 @@ def _binning_factor(shape: tuple[int, ...], max_side_px: int) -> int:
     return max(1, min(factor, min(shape) // _MIN_BINNED_SIDE_PX))
 
 
-def _bin(image: np.ndarray, factor: int) -> np.ndarray:
+def block_means(image: np.ndarray, factor: int) -> np.ndarray:
     """Block means over ``factor`` x ``factor`` pixels (a partial last row/column is dropped)."""
     if factor == 1:
         return image
@@ -411,7 +413,7 @@ def estimate_drift(
             )
     factor = _binning_factor(first.shape, params.max_side_px)
     if blank is not None:
-        blank = _bin(blank.astype(np.float32), factor) > 0
+        blank = block_means(blank.astype(np.float32), factor) > 0
         if params.exclude_dilation_px > 0 and blank.any():
             blank = ndimage.binary_dilation(blank, iterations=params.exclude_dilation_px)
     blanking = _blanking(blank, params)
@@ -426,7 +428,7 @@ def estimate_drift(
             )
         if not np.isfinite(frame).all():
             raise ValueError(f"frame {frame_index} contains NaN or inf.")
-        despeckled.append(_despeckle(_bin(frame.astype(np.float32), factor), params))
+        despeckled.append(_despeckle(block_means(frame.astype(np.float32), factor), params))
     static_removed = exclusion_dropped = False
     if not any(np.ptp(frame) > 0 for frame in despeckled):
         # Uniform frames have nothing to correlate: phase correlation would return a shift
@@ -441,12 +443,11 @@ def estimate_drift(
         )
     spans = np.array([np.subtract(*np.percentile(frame, [99.9, 0.1])) for frame in despeckled])
     with_signal = spans >= _MIN_SIGNAL_FRACTION * np.median(spans)
+    if np.count_nonzero(with_signal) < 2:
+        with_signal[:] = True
     without_signal = used[~with_signal]
-    if np.count_nonzero(with_signal) >= 2:
-        used = used[with_signal]
-        despeckled = [frame for frame, kept in zip(despeckled, with_signal, strict=True) if kept]
-    else:
-        without_signal = used[:0]
+    used = used[with_signal]
+    despeckled = [frame for frame, kept in zip(despeckled, with_signal, strict=True) if kept]
     register = _blanked_registration(despeckled, blanking, params)
     shifts = _path(register, used.size)
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:

@@ -652,8 +652,9 @@ def separate_sensor_fixed(
             response = estimate_sensor_response(
                 frames, offsets, degree=params.response_degree, black_level=black_level
             )
-            frames = [ResponseCorrectedFrame(frame, response, black_level) for frame in frames]
-            if transparency is not None:
+            if transparency is None:
+                frames = [ResponseCorrectedFrame(f, response, black_level) for f in frames]
+            else:
                 # Measured again on the frames divided by the response: a target crossing a
                 # vignetted field dims as it nears a corner, which the first measurement took
                 # for transparency and the response now divides out as well.

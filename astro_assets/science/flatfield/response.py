@@ -223,14 +223,23 @@ class ResponseCorrectedFrame:
     ----------
     frame : array-like
         (H, W) frame that supports 2-D slicing (an array, a memory map, a lazy view).
-    response : np.ndarray
-        (H, W) positive response, as from :func:`estimate_sensor_response`.
+    response : np.ndarray or float
+        (H, W) positive response, as from :func:`estimate_sensor_response`, or one positive
+        factor for the whole frame (its transparency,
+        :func:`.transparency.frame_transparency`).
     black_level : float
         The frame's pedestal, ADU.
     """
 
-    def __init__(self, frame, response: np.ndarray, black_level: float = 0.0) -> None:
-        if np.shape(frame) != np.shape(response):
+    def __init__(self, frame, response: np.ndarray | float, black_level: float = 0.0) -> None:
+        self._uniform = np.ndim(response) == 0
+        if self._uniform:
+            if not (np.isfinite(response) and response > 0):
+                raise ValueError(
+                    f"a response of the whole frame must be finite and positive, got {response}."
+                )
+            response = np.float32(response)
+        elif np.shape(frame) != np.shape(response):
             raise ValueError(
                 f"frame shape {np.shape(frame)} differs from the response's {np.shape(response)}."
             )
@@ -239,11 +248,11 @@ class ResponseCorrectedFrame:
         self._frame = frame
         self._response = response
         self._black_level = np.float32(black_level)
-        self.shape = tuple(np.shape(response))
+        self.shape = tuple(np.shape(frame))
 
     def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
         """(h, w) float32 values of ``window``, their light divided by the response there."""
         light = np.asarray(self._frame[window], dtype=np.float32) - self._black_level
-        light /= self._response[window]
+        light /= self._response if self._uniform else self._response[window]
         light += self._black_level
         return light

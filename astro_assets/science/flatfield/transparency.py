@@ -31,13 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from astro_assets.science.flatfield.drift import checked_offsets, common_frame_shape
+from astro_assets.science.flatfield.drift import block_means, checked_offsets, common_frame_shape
 from astro_assets.science.flatfield.levels import target_level
+from astro_assets.science.flatfield.response import ResponseCorrectedFrame
 
 __all__ = [
     "GAIN_TOLERANCE",
     "FrameTransparency",
-    "TransparencyCorrectedFrame",
     "divided_by_transparency",
     "frame_transparency",
 ]
@@ -95,16 +95,13 @@ def _binned_light(frame, factor: int, black_level: float) -> np.ndarray:
     """Block means over ``factor`` x ``factor`` pixels of a frame's light above the pedestal
     (the partial last row and column dropped), read in bands so that the frame is never
     converted whole."""
-    height, width = np.shape(frame)
-    rows, cols = height // factor, width // factor
-    binned = np.empty((rows, cols), dtype=np.float64)
-    band = max(1, 256 // factor)
-    for start in range(0, rows, band):
-        stop = min(rows, start + band)
-        block = np.asarray(frame[start * factor : stop * factor, : cols * factor], dtype=np.float64)
-        block = block.reshape(stop - start, factor, cols, factor).mean(axis=(1, 3))
-        binned[start:stop] = block - black_level
-    return binned
+    rows = np.shape(frame)[0] // factor
+    band = max(1, 256 // factor) * factor
+    binned = [
+        block_means(np.asarray(frame[start : start + band, :], dtype=np.float32), factor)
+        for start in range(0, rows * factor, band)
+    ]
+    return np.concatenate(binned).astype(np.float64) - black_level
 
 
 def frame_transparency(
@@ -231,43 +228,11 @@ def frame_transparency(
     return FrameTransparency(gains=gains, measured=measured, pairs_used=int(keep.sum()))
 
 
-class TransparencyCorrectedFrame:
-    """A frame's light divided by its transparency, read one window at a time:
-    ``b + (frame - b) / gain``, the pedestal ``b`` left as it is.
-
-    Parameters
-    ----------
-    frame : array-like
-        (H, W) frame that supports 2-D slicing (an array, a memory map, a lazy view).
-    gain : float
-        The frame's transparency, positive (:func:`frame_transparency`).
-    black_level : float
-        The frame's pedestal, ADU.
-    """
-
-    def __init__(self, frame, gain: float, black_level: float = 0.0) -> None:
-        if not (np.isfinite(gain) and gain > 0):
-            raise ValueError(f"gain must be finite and positive, got {gain}.")
-        if not np.isfinite(black_level):
-            raise ValueError(f"black_level must be finite, got {black_level}.")
-        self._frame = frame
-        self._gain = np.float32(gain)
-        self._black_level = np.float32(black_level)
-        self.shape = tuple(np.shape(frame))
-
-    def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
-        """(h, w) float32 values of ``window``, their light divided by the gain."""
-        light = np.asarray(self._frame[window], dtype=np.float32) - self._black_level
-        light /= self._gain
-        light += self._black_level
-        return light
-
-
 def divided_by_transparency(
     frames: Sequence, divisors: np.ndarray, black_level: float = 0.0
 ) -> list:
-    """``frames`` with those whose divisor is not 1 wrapped in :class:`TransparencyCorrectedFrame`
-    (the others as given).
+    """``frames`` with those whose divisor is not 1 divided by it
+    (:class:`.response.ResponseCorrectedFrame`), the others as given.
 
     Parameters
     ----------
@@ -281,6 +246,6 @@ def divided_by_transparency(
     if len(divisors) != len(frames):
         raise ValueError(f"need one divisor per frame ({len(frames)}), got {len(divisors)}.")
     return [
-        frame if divisor == 1.0 else TransparencyCorrectedFrame(frame, divisor, black_level)
+        frame if divisor == 1.0 else ResponseCorrectedFrame(frame, divisor, black_level)
         for frame, divisor in zip(frames, divisors, strict=True)
     ]
