@@ -58,6 +58,7 @@ from astro_assets.science.flatfield.motion import (
     separate_sensor_fixed,
 )
 from astro_assets.science.flatfield.quantized import interpolated_median
+from astro_assets.science.flatfield.transparency import screen_frames
 
 README = Path(__file__).with_name("README.md")
 QUALITY_HEADING = "## Flat-field quality"
@@ -126,15 +127,16 @@ def classical_flat(
 ) -> dict:
     """The classical pipeline on (n, h, w) frames with a known black level: the core after the
     motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
-    and the timings of its steps. The median of 8-bit frames is interpolated within its level
-    as ``ser_median`` does, unless ``interpolate_levels`` is False; ``line_defects`` is the
-    ``inpainted`` config's, ``motion`` the ``dust_mask`` config's motion test (its defaults
-    when None)."""
+    and the timings of its steps. As ``ser_median`` does, the median leaves out frames without
+    signal and that of 8-bit frames is interpolated within its level, unless
+    ``interpolate_levels`` is False; ``line_defects`` is the ``inpainted`` config's, ``motion``
+    the ``dust_mask`` config's motion test (its defaults when None)."""
     timings = {}
     start = time.perf_counter()
-    median = temporal_median(frames)
+    kept = screen_frames(frames).kept
+    median = temporal_median(frames, frame_indices=kept)
     if interpolate_levels and frames.dtype.itemsize == 1:
-        median = interpolated_median(frames, median)
+        median = interpolated_median(frames, median, frame_indices=kept)
     timings["median"] = time.perf_counter() - start
 
     start, start_cpu = time.perf_counter(), time.process_time()

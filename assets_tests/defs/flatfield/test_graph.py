@@ -409,6 +409,57 @@ def test_blank_and_cloudy_frames_are_left_out_and_dimmed_ones_divided_by_their_g
     assert logged and "[0, 1]" in logged[0] and "[9, 15]" in logged[0]
 
 
+def test_the_median_leaves_out_blank_frames_and_keeps_clouded_ones(instance, data_store, layout):
+    # Three blank frames of 16 (two first, one in the middle) and one under a thick cloud:
+    # the median is that of the other frames, exactly, and the record names the three.
+    transparency = np.ones(16)
+    transparency[[0, 1, 7]] = 0.0
+    transparency[11] = 0.3
+    params = dataclasses.replace(DUSTY, n_frames=16, transparency=tuple(transparency))
+    layout.incoming_ser.mkdir(parents=True)
+    path, _ = write_sample_video(layout.incoming_ser / "blank.ser", params)
+    result = _materialize(instance, data_store, "blank", selection=["ser_median"])
+    assert result.success
+    kept = np.setdiff1d(np.arange(16), [0, 1, 7])
+    with open_ser(path) as video:
+        expected = np.median(np.asarray(video.frames[kept], np.float64), axis=0)
+        everything = np.median(np.asarray(video.frames, np.float64), axis=0)
+    median = read_tiff(layout.flatfield_file("blank", flatfield_assets.MEDIAN_FILE))
+    np.testing.assert_array_equal(median, expected.astype(np.float32))
+    assert (everything < expected).mean() > 0.5
+    record = json.loads(
+        layout.flatfield_file("blank", flatfield_assets.SOURCE_RECORD_FILE).read_text()
+    )
+    left_out = record["frames_without_signal"]
+    assert left_out["screened"] is True
+    assert left_out["frames"] == [0, 1, 7]
+    assert left_out["relative_spreads"]["11"] == pytest.approx(0.3, rel=0.05)
+    assert all(left_out["relative_spreads"][str(frame)] < 0.05 for frame in (0, 1, 7))
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["frames_used"].value == 13
+    assert metadata["frames_without_signal"].value == left_out
+    assert any(
+        "3 of 16 frames show too little of the scene" in warning and "frames 0, 1, 7)" in warning
+        for warning in metadata["warnings"].value
+    )
+    every_frame = {"ops": {"ser_median": {"config": {"min_signal_fraction": 0.0}}}}
+    result = _materialize(instance, data_store, "blank", ["ser_median"], every_frame)
+    assert result.success
+    median = read_tiff(layout.flatfield_file("blank", flatfield_assets.MEDIAN_FILE))
+    np.testing.assert_array_equal(median, everything.astype(np.float32))
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["frames_used"].value == 16
+    assert metadata["frames_without_signal"].value == {
+        "screened": False,
+        "frames": [],
+        "relative_spreads": {},
+    }
+    out_of_range = {"ops": {"ser_median": {"config": {"min_signal_fraction": 1.5}}}}
+    result = _materialize(instance, data_store, "blank", ["ser_median"], out_of_range)
+    assert not result.success
+    assert any("min_signal_fraction must lie in [0, 1]" in f for f in run_failures(result))
+
+
 def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layout):
     # A pedestal of 20,000 ADU under a disc that peaks at 0.7 of 65,535: the sky holds 44 %
     # of the target's level, which a flat without a black level leaves in its ratio.

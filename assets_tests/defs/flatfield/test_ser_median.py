@@ -126,6 +126,11 @@ def test_the_byte_order_used_is_recorded_for_downstream_assets(instance, data_st
         "color": "MONO",
         "pixel_depth": 16,
         "dark": None,
+        "frames_without_signal": {
+            "screened": True,
+            "frames": [],
+            "relative_spreads": {"0": 1.2758, "1": 1.0, "2": 0.9962},
+        },
     }
 
 

@@ -8,7 +8,9 @@ from astro_assets.science.flatfield.levels import (
     MIN_TARGET_FRACTION,
     coverage_verdict,
     lit_fraction,
+    signal_spread,
     target_level,
+    with_signal,
 )
 
 SHAPE = (300, 400)
@@ -95,3 +97,41 @@ def test_a_median_lighting_under_half_of_what_the_frames_light_is_flagged() -> N
             coverage_verdict(*bad)
     with pytest.raises(ValueError, match="min_share"):
         coverage_verdict(0.1, 0.2, min_share=0.0)
+
+
+def test_a_spread_ignores_the_pedestal_and_scales_with_the_light() -> None:
+    image = np.random.default_rng(3).uniform(0.0, 1000.0, (60, 80))
+    spread = signal_spread(image)
+    assert spread == pytest.approx(np.percentile(image, 99.9) - np.percentile(image, 0.1))
+    assert signal_spread(image + 5000.0) == pytest.approx(spread)
+    assert signal_spread(0.3 * image + 5000.0) == pytest.approx(0.3 * spread)
+
+
+def test_frames_below_a_fifth_of_the_typical_spread_lack_signal() -> None:
+    # The median spread is 98: a fifth of it is 19.6.
+    spreads = np.array([100.0, 98.0, 3.0, 102.0, 19.0, 21.0, 0.0, 99.0, 101.0])
+    np.testing.assert_array_equal(
+        with_signal(spreads), [True, True, False, True, False, True, False, True, True]
+    )
+    np.testing.assert_array_equal(
+        with_signal(spreads, min_fraction=0.0), np.ones(spreads.size, bool)
+    )
+
+
+@pytest.mark.parametrize("spreads", [[5.0], [100.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.0]])
+def test_with_fewer_than_two_frames_passing_every_frame_is_kept(spreads) -> None:
+    assert with_signal(np.array(spreads)).all()
+
+
+@pytest.mark.parametrize(
+    ("spreads", "kwargs", "message"),
+    [
+        ([], {}, "non-empty 1-D"),
+        ([[1.0, 2.0]], {}, "non-empty 1-D"),
+        ([1.0, np.nan], {}, "finite"),
+        ([1.0, 2.0], {"min_fraction": 1.5}, r"\[0, 1\]"),
+    ],
+)
+def test_bad_spreads_are_refused(spreads, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        with_signal(np.array(spreads), **kwargs)

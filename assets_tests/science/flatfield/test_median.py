@@ -85,6 +85,61 @@ def test_frame_step_selects_every_kth_frame(frame_step, frame_count, dtype):
     assert_exact(got, frames, frame_step)
 
 
+LISTED_FRAMES = {
+    "irregular": [0, 1, 4, 5, 6, 10],
+    "evenly spaced": [2, 5, 8, 11],
+    "one frame": [7],
+    "all but the first": list(range(1, 12)),
+}
+
+
+@pytest.mark.parametrize("listed", LISTED_FRAMES.values(), ids=LISTED_FRAMES.keys())
+@pytest.mark.parametrize("dtype", ["uint8", ">u2", "int16", "float32"])
+@pytest.mark.parametrize("shape", [(13, 17), (5, 7, 3)], ids=["mono", "rgb"])
+def test_frame_indices_select_the_listed_frames(listed, dtype, shape):
+    frames = random_video((12, *shape), dtype, seed=len(listed))
+    got = temporal_median(frames, frame_indices=listed, memory_budget_mb=TINY_BUDGET_MB, workers=3)
+    assert_exact(got, frames[listed])
+
+
+@pytest.mark.parametrize("listed", LISTED_FRAMES.values(), ids=LISTED_FRAMES.keys())
+@pytest.mark.parametrize("dtype", ["<u2", ">u2", "u1", "<f4"])
+def test_frame_indices_of_a_memmap_are_read_from_its_file(tmp_path, listed, dtype):
+    frames = random_video((12, 11, 13), dtype, seed=20)
+    mapped = write_memmap(tmp_path / "video.bin", frames, 178, dtype)
+    got = temporal_median(mapped, frame_indices=listed, memory_budget_mb=TINY_BUDGET_MB, workers=2)
+    assert_exact(got, frames[listed])
+
+
+def test_left_out_frames_do_not_move_the_median():
+    # Three blank frames of ten pull every pixel's median of the rest towards its darker
+    # values; listed without them, the median is that of the lit frames alone.
+    lit = random_video((7, 9, 10), "uint16", seed=21) // 2 + 1000
+    frames = np.concatenate([np.zeros((3, 9, 10), np.uint16), lit])
+    assert (temporal_median(frames) < reference(lit)).any()
+    assert_exact(temporal_median(frames, frame_indices=range(3, 10)), lit)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"frame_indices": []}, "non-empty 1-D"),
+        ({"frame_indices": [[1, 2]]}, "non-empty 1-D"),
+        ({"frame_indices": [0.0, 1.0]}, "integer frame numbers"),
+        ({"frame_indices": [True, False]}, "integer frame numbers"),
+        ({"frame_indices": [3, 1]}, "strictly increasing"),
+        ({"frame_indices": [1, 1, 2]}, "strictly increasing"),
+        ({"frame_indices": [-1, 2]}, r"in \[0, 6\)"),
+        ({"frame_indices": [2, 6]}, r"in \[0, 6\)"),
+        ({"frame_indices": [1, 2], "frame_step": 2}, "not both"),
+    ],
+)
+def test_bad_frame_indices_are_refused(kwargs, message):
+    frames = random_video((6, 4, 5), "uint16")
+    with pytest.raises(ValueError, match=message):
+        temporal_median(frames, **kwargs)
+
+
 @pytest.mark.parametrize("frame_count", [5, 6])
 @pytest.mark.parametrize(
     ("dtype", "low", "high"),
@@ -672,7 +727,7 @@ def test_truncated_file_behind_a_map_raises_on_the_counting_path(tmp_path):
     frames = random_video((5, 6, 7), "<u2", seed=13)
     path = tmp_path / "video.bin"
     mapped = write_memmap(path, frames, 16, "<u2")
-    reader = median_module._KeyFileReader(mapped[..., np.newaxis], str(path), 16)
+    reader = median_module._KeyFileReader(mapped[..., np.newaxis], np.arange(5), str(path), 16)
     with path.open("r+b") as stream:
         stream.truncate(16 + frames[0].nbytes)
     keys = np.empty((5, median_module._key_row_values(42)), np.uint16)
@@ -693,17 +748,27 @@ def rows_file(tmp_path):
 def test_compiled_reads_fill_rows_and_report_where_the_file_ends(rows_file):
     descriptor, expected = rows_file
     target = np.zeros((5, 24), np.uint8)
-    assert median_module._read_rows(descriptor, target[:4], 24, 10, 200, 0, 1) == 4
+    offsets = 200 * np.arange(5)
+    assert median_module._read_rows(descriptor, target[:4], 24, 10, offsets, 0, 1) == 4
     for row in range(4):
         np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
     # Row 4 would start at byte 810 + 200 = 1010: only 14 bytes are left there.
-    assert median_module._read_rows(descriptor, target, 24, 210, 200, 0, 1) == 4
+    assert median_module._read_rows(descriptor, target, 24, 210, offsets, 0, 1) == 4
+
+
+def test_compiled_reads_follow_each_rows_own_offset(rows_file):
+    descriptor, expected = rows_file
+    target = np.zeros((3, 24), np.uint8)
+    offsets = np.array([0, 600, 200])
+    assert median_module._read_rows(descriptor, target, 24, 10, offsets, 0, 1) == 3
+    for row, offset in enumerate(offsets):
+        np.testing.assert_array_equal(target[row], expected[10 + offset :][:24])
 
 
 def test_compiled_reads_fill_every_other_row_for_one_thread_of_a_pair(rows_file):
     descriptor, expected = rows_file
     target = np.zeros((5, 24), np.uint8)
-    assert median_module._read_rows(descriptor, target, 24, 10, 200, 1, 2) == 5
+    assert median_module._read_rows(descriptor, target, 24, 10, 200 * np.arange(5), 1, 2) == 5
     for row in (1, 3):
         np.testing.assert_array_equal(target[row], expected[10 + 200 * row :][:24])
     assert not target[[0, 2, 4]].any()
@@ -727,7 +792,9 @@ def test_truncated_file_behind_a_map_raises_on_the_sorting_path(tmp_path):
     frames = random_video((5, 6, 7), "<f4", seed=13)
     path = tmp_path / "video.bin"
     mapped = write_memmap(path, frames, 16, "<f4")
-    detached = median_module._FileSource(mapped[..., np.newaxis], np.dtype("<f4"), str(path), 16)
+    detached = median_module._FileSource(
+        mapped[..., np.newaxis], np.arange(5), np.dtype("<f4"), str(path), 16
+    )
     with path.open("r+b") as stream:
         stream.truncate(16 + frames[0].nbytes)
     plan = median_module._plan_bands(

@@ -84,6 +84,19 @@ def test_rgb_big_endian_and_frame_step() -> None:
     assert got.shape == (48, 64, 3)
 
 
+@pytest.mark.parametrize("dtype", ["u1", ">u2"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_listed_frames_count_as_those_frames_alone(dtype, channels) -> None:
+    frames, _ = rounded_video(30, 1.0)
+    frames = frames if channels == 1 else np.stack([frames] * 3, axis=-1)
+    frames = frames.astype(dtype)
+    listed = [0, 2, 3, 7, 8, 9, 15, 20, 21, 29]
+    median = temporal_median(frames, frame_indices=listed)
+    got = interpolated_median(frames, median, frame_indices=listed)
+    expected = interpolated_median(np.ascontiguousarray(frames[listed]), median)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_inputs_are_never_modified() -> None:
     frames, _ = rounded_video(9, 1.0)
     median = temporal_median(frames)
@@ -101,6 +114,7 @@ def test_inputs_are_never_modified() -> None:
         (np.zeros((3, 4, 5), np.uint8), np.full((4, 5), np.nan), {}, "NaN"),
         (np.zeros((3, 4, 5), np.uint8), np.zeros((4, 5)), {"step": 0.0}, "step"),
         (np.zeros((3, 4, 5), np.uint8), np.zeros((4, 5)), {"frame_step": 0}, "frame_step"),
+        (np.zeros((3, 4, 5), np.uint8), np.zeros((4, 5)), {"frame_indices": [2, 1]}, "increasing"),
     ],
 )
 def test_bad_input_is_refused(frames, median, kwargs, message) -> None:

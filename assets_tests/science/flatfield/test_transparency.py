@@ -15,8 +15,10 @@ from astro_assets.science.flatfield.response import ResponseCorrectedFrame
 from astro_assets.science.flatfield.transparency import (
     GAIN_TOLERANCE,
     FrameTransparency,
+    _block_sums,
     divided_by_transparency,
     frame_transparency,
+    screen_frames,
 )
 
 N_FRAMES = 24
@@ -176,3 +178,108 @@ def test_a_target_crossing_a_vignetted_field_is_not_taken_for_a_change_of_transp
     )
     assert result.ratio_searched
     assert result.transparency.gains.max() / result.transparency.gains.min() < 1.005
+
+
+BLANK_AND_CLOUDY = CLOUDY.copy()
+BLANK_AND_CLOUDY[[0, 1, 9]] = 0.0
+BLANK_AND_CLOUDY[12] = 0.1
+"""Two blank frames first and one in the middle, one under a cloud that lets a tenth through,
+and the thick (0.3) and thin (0.6) clouds of ``CLOUDY``."""
+
+
+@pytest.mark.parametrize("drift_px", [60.0, 0.0])
+def test_screening_leaves_out_blank_frames_and_those_under_thick_cloud(drift_px):
+    frames, _ = _video(BLANK_AND_CLOUDY, drift_px=drift_px)
+    before = frames.copy()
+    screening = screen_frames(frames)
+    np.testing.assert_array_equal(frames, before)
+    np.testing.assert_array_equal(screening.frames, np.arange(N_FRAMES))
+    np.testing.assert_array_equal(screening.left_out, [0, 1, 9, 12])
+    np.testing.assert_array_equal(screening.kept, np.setdiff1d(np.arange(N_FRAMES), [0, 1, 9, 12]))
+    # A frame dimmed alike everywhere has its spread scaled by its transparency.
+    dimmed = BLANK_AND_CLOUDY > 0.2
+    np.testing.assert_allclose(
+        screening.relative_spreads[dimmed], BLANK_AND_CLOUDY[dimmed], rtol=0.05
+    )
+    assert (screening.relative_spreads[[0, 1, 9]] < 0.05).all()
+
+
+def test_a_clear_video_keeps_every_frame():
+    frames, _ = _video()
+    screening = screen_frames(frames)
+    assert screening.with_signal.all()
+    np.testing.assert_allclose(screening.relative_spreads, 1.0, atol=0.05)
+
+
+def test_screening_needs_no_black_level():
+    low, _ = _video(BLANK_AND_CLOUDY)
+    high, _ = _video(BLANK_AND_CLOUDY, black_level_adu=8000.0)
+    screened_low, screened_high = screen_frames(low), screen_frames(high)
+    np.testing.assert_array_equal(screened_high.left_out, screened_low.left_out)
+    np.testing.assert_allclose(
+        screened_high.relative_spreads, screened_low.relative_spreads, rtol=0.03, atol=0.01
+    )
+
+
+def test_listed_frames_alone_are_screened_and_numbered_as_in_the_video():
+    frames, _ = _video(BLANK_AND_CLOUDY)
+    listed = np.array([0, 2, 4, 5, 8, 9, 10, 12, 13, 15, 16, 18])
+    screening = screen_frames(frames, frame_indices=listed)
+    np.testing.assert_array_equal(screening.frames, listed)
+    np.testing.assert_array_equal(screening.left_out, [0, 9, 12])
+
+
+def test_colour_layouts_byte_orders_and_channel_order_screen_alike():
+    frames, _ = _video(BLANK_AND_CLOUDY)
+    mono = screen_frames(frames)
+    rgb = np.stack([frames, frames // 2, frames // 3], axis=-1)
+    rows, cols = np.indices(frames.shape[1:])
+    weights = np.where((rows % 2 == 0) & (cols % 2 == 0), 1.0, 0.6)
+    mosaic = (frames * weights).astype(np.uint16)
+    variants = {
+        "rgb": screen_frames(rgb, color="RGB"),
+        "bgr view": screen_frames(rgb[..., ::-1], color="BGR"),
+        "big-endian": screen_frames(frames.astype(">u2")),
+        "mosaic": screen_frames(mosaic, color="RGGB"),
+    }
+    for name, screening in variants.items():
+        np.testing.assert_array_equal(screening.left_out, mono.left_out, err_msg=name)
+        np.testing.assert_allclose(
+            screening.relative_spreads, mono.relative_spreads, rtol=0.1, atol=0.01, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (32, 32), (256, 192)])
+def test_frames_of_noise_alone_are_all_kept(shape):
+    # No scene: every frame's spread is its noise's, whether the frame is large or small.
+    rng = np.random.default_rng(5)
+    frames = np.rint(29.9 + 0.8 * rng.standard_normal((201, *shape))).astype(np.uint8)
+    assert screen_frames(frames).with_signal.all()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("factor", [1, 2, 5])
+def test_block_sums_add_every_channel_of_whole_blocks(channels, factor):
+    frame = np.random.default_rng(factor).integers(0, 65535, (23, 17, channels), np.uint16)
+    rows_out, cols_out = 23 // factor, 17 // factor
+    out = np.empty((rows_out, cols_out))
+    _block_sums(frame.reshape(23, -1), factor, channels, out)
+    whole = frame[: rows_out * factor, : cols_out * factor].astype(np.float64)
+    expected = whole.reshape(rows_out, factor, cols_out, factor, channels).sum(axis=(1, 3, 4))
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("frames", "kwargs", "message"),
+    [
+        ([np.zeros((8, 8)), np.zeros((8, 9))], {}, "frame 1 has shape"),
+        (np.full((3, 8, 8), np.nan), {}, "NaN or inf"),
+        (np.zeros((3, 8)), {}, r"\(H, W\) or \(H, W, 3\)"),
+        (np.zeros((3, 8, 8)), {"max_side_px": 8}, "max_side_px"),
+        (np.zeros((3, 8, 8)), {"despeckle_size_px": 0}, "despeckle_size_px"),
+        (np.zeros((3, 8, 8)), {"frame_indices": [3]}, r"in \[0, 3\)"),
+    ],
+)
+def test_bad_screening_input_is_refused(frames, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        screen_frames(frames, **kwargs)

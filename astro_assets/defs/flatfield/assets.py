@@ -70,9 +70,17 @@ from astro_assets.science.flatfield.inpaint import (
     inpaint_guided,
     median_line_gains,
 )
-from astro_assets.science.flatfield.levels import coverage_verdict, lit_fraction
+from astro_assets.science.flatfield.levels import (
+    MIN_SIGNAL_FRACTION,
+    coverage_verdict,
+    lit_fraction,
+)
 from astro_assets.science.flatfield.matching import match_histogram
-from astro_assets.science.flatfield.median import TemporalMedianParams, temporal_median
+from astro_assets.science.flatfield.median import (
+    TemporalMedianParams,
+    selected_frames,
+    temporal_median,
+)
 from astro_assets.science.flatfield.motion import (
     DROPPED_BY_HAND,
     SCENE,
@@ -96,6 +104,7 @@ from astro_assets.science.flatfield.planes import (
     split_planes,
 )
 from astro_assets.science.flatfield.quantized import interpolated_median
+from astro_assets.science.flatfield.transparency import FrameScreening, screen_frames
 
 EIGHT_BIT_WARNING = (
     "8-bit capture: if the camera applied a gamma curve the data are not linear and the "
@@ -175,6 +184,14 @@ SerMedianConfig = config_class(
             "(0.29 rms) however many frames there are, which is several percent behind a "
             "near-opaque shadow",
         ),
+        "min_signal_fraction": (
+            float,
+            MIN_SIGNAL_FRACTION,
+            "frames whose spread of values (binned, despeckled) is below this fraction of the "
+            "typical frame's show too little of the scene (blank frames, thick cloud) and are "
+            "left out of the median, where each would pull every pixel towards its darker "
+            "values; 0 keeps every frame",
+        ),
     },
 )
 
@@ -214,10 +231,37 @@ def header_metadata(video: SerVideo) -> dict[str, object]:
     return metadata
 
 
-def _lit_fractions(video: SerVideo, median: np.ndarray, frame_step: int) -> tuple[float, float]:
+def _frames_without_signal(screening: FrameScreening | None) -> dict[str, object]:
+    """The frames left out of the median for want of signal, and each screened frame's
+    spread relative to the typical frame's (the lowest few), for the record and metadata."""
+    if screening is None:
+        return {"screened": False, "frames": [], "relative_spreads": {}}
+    order = np.argsort(screening.relative_spreads, kind="stable")[:_LOWEST_SPREADS_LISTED]
+    return {
+        "screened": True,
+        "frames": [int(frame) for frame in screening.left_out],
+        "relative_spreads": {
+            str(int(screening.frames[i])): round(float(screening.relative_spreads[i]), 4)
+            for i in sorted(order)
+        },
+    }
+
+
+_LOWEST_SPREADS_LISTED = 20
+"""Screened frames whose relative spread the record lists (the lowest, by frame number): a
+video has thousands of frames, and those near or below the threshold are the ones worth
+reading."""
+
+
+def _frame_list(frames: list[int], shown: int = 12) -> str:
+    """``0, 1, 9, ...`` with at most ``shown`` numbers and how many more."""
+    head = ", ".join(str(frame) for frame in frames[:shown])
+    return head if len(frames) <= shown else f"{head} and {len(frames) - shown} more"
+
+
+def _lit_fractions(video: SerVideo, median: np.ndarray, used: np.ndarray) -> tuple[float, float]:
     """``lit_fraction`` of the median's luminance, and the median of that of
-    ``COVERAGE_SAMPLE_FRAMES`` frames spread over those the median was taken over."""
-    used = range(0, video.n_frames, frame_step)
+    ``COVERAGE_SAMPLE_FRAMES`` frames spread over those the median was taken over (``used``)."""
     picks = np.unique(np.linspace(0, len(used) - 1, min(COVERAGE_SAMPLE_FRAMES, len(used))).round())
     frames_lit = [
         lit_fraction(luminance_view(video.frames[used[int(i)]], video.color)) for i in picks
@@ -255,18 +299,35 @@ def ser_median(
         if dark_video is None
         else _dark_video_path(data_store, dark_video, saved=dark_pairing == SAVED_DARK)
     )
+    if not 0.0 <= config.min_signal_fraction <= 1.0:
+        raise ValueError(
+            f"min_signal_fraction must lie in [0, 1], got {config.min_signal_fraction}; the "
+            f"default {MIN_SIGNAL_FRACTION} leaves out blank frames, 0 keeps every frame."
+        )
     with open_ser(source, byte_order=BYTE_ORDERS[config.byte_order]) as video:
-        frames_used = len(range(0, video.n_frames, config.frame_step))
+        stepped = selected_frames(video.n_frames, config.frame_step)
+        screening = (
+            screen_frames(
+                video.frames,
+                color=video.color,
+                frame_indices=stepped,
+                min_signal_fraction=config.min_signal_fraction,
+            )
+            if config.min_signal_fraction > 0
+            else None
+        )
+        used = stepped if screening is None else screening.kept
+        frames_used = used.size
         median = temporal_median(
             video.frames,
             memory_budget_mb=config.memory_budget_mb,
-            frame_step=config.frame_step,
             workers=config.workers,
+            frame_indices=used,
         )
         eight_bit = video.header.pixel_depth <= 8
         interpolated = config.interpolate_levels and eight_bit
         if interpolated:
-            median = interpolated_median(video.frames, median, frame_step=config.frame_step)
+            median = interpolated_median(video.frames, median, frame_indices=used)
         dark = (
             None
             if dark_path is None
@@ -284,10 +345,18 @@ def ser_median(
             "color": video.color,
             "pixel_depth": video.header.pixel_depth,
             "dark": None if dark is None else _dark_record(dark, video.color),
+            "frames_without_signal": _frames_without_signal(screening),
         }
-        median_lit, frames_lit = _lit_fractions(video, median, config.frame_step)
+        median_lit, frames_lit = _lit_fractions(video, median, used)
         coverage_ok, coverage_message = coverage_verdict(median_lit, frames_lit)
         added = [] if coverage_ok else [coverage_message]
+        left_out = record["frames_without_signal"]["frames"]
+        if left_out:
+            added.append(
+                f"{len(left_out)} of {stepped.size} frames show too little of the scene (blank "
+                f"frames or thick cloud; frames {_frame_list(left_out)}) and were left out of "
+                "the median; set min_signal_fraction to 0 to keep them."
+            )
         if frames_used < FEW_VIDEO_FRAMES:
             added.append(
                 f"the median is taken over {frames_used} frames: it keeps much of each frame's "
@@ -327,6 +396,7 @@ def ser_median(
             "dark": _json(record["dark"]),
             "frames_used": frames_used,
             "frame_step": config.frame_step,
+            "frames_without_signal": _json(record["frames_without_signal"]),
             "median_estimator": "interpolated within 8-bit levels" if interpolated else "exact",
             "lit_fraction_median": median_lit,
             "lit_fraction_frames": frames_lit,

@@ -18,6 +18,7 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.levels import signal_spread, with_signal
 
 __all__ = [
     "DriftEstimate",
@@ -127,7 +128,7 @@ class DriftEstimate:
         show too little of a scene (noise, an empty field) for the shifts to mean anything.
     frames_without_signal : np.ndarray
         (k,) int64 indices of sampled frames left out of ``frames_used`` because they show too
-        little of the scene to register (``_MIN_SIGNAL_FRACTION``): blank frames, thick clouds.
+        little of the scene to register (``levels.with_signal``): blank frames, thick clouds.
     """
 
     shifts: np.ndarray
@@ -273,11 +274,6 @@ def _reflected_indices(length, before, size):  # pragma: no cover - compiled
     return indices
 
 
-_MIN_SIGNAL_FRACTION = 0.2
-"""A sampled frame whose spread of values (between its 0.1th and 99.9th percentiles, binned and
-despeckled) is below this fraction of the sampled frames' median spread shows too little of
-the scene to register (a blank frame, a thick cloud): a phase correlation of its noise lands
-anywhere, and registered first it would be every other frame's reference."""
 _MIN_TRAJECTORY_FRAMES = 5
 """Fewest registered frames whose static pattern is estimated and whose path is judged."""
 _TRAJECTORY_SIGNAL = 10.0
@@ -441,13 +437,11 @@ def estimate_drift(
             closure_px=math.inf,
             registered=False,
         )
-    spans = np.array([np.subtract(*np.percentile(frame, [99.9, 0.1])) for frame in despeckled])
-    with_signal = spans >= _MIN_SIGNAL_FRACTION * np.median(spans)
-    if np.count_nonzero(with_signal) < 2:
-        with_signal[:] = True
-    without_signal = used[~with_signal]
-    used = used[with_signal]
-    despeckled = [frame for frame, kept in zip(despeckled, with_signal, strict=True) if kept]
+    # A frame without signal registered first would be every other frame's reference.
+    showing = with_signal(np.array([signal_spread(frame) for frame in despeckled]))
+    without_signal = used[~showing]
+    used = used[showing]
+    despeckled = [frame for frame, kept in zip(despeckled, showing, strict=True) if kept]
     register = _blanked_registration(despeckled, blanking, params)
     shifts = _path(register, used.size)
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["coverage_verdict", "dark_threshold", "lit_fraction", "target_level"]
+__all__ = [
+    "MIN_SIGNAL_FRACTION",
+    "coverage_verdict",
+    "dark_threshold",
+    "lit_fraction",
+    "signal_spread",
+    "target_level",
+    "with_signal",
+]
 
 BRIGHTER_FACTOR = 4.0
 """How much brighter than the frame's 99th percentile a population must be to be the target
@@ -57,6 +65,63 @@ def target_level(values: np.ndarray) -> float:
         if brighter.size < needed:
             return level
         level = float(np.percentile(brighter, 99.0))
+
+
+MIN_SIGNAL_FRACTION = 0.2
+"""A frame whose :func:`signal_spread` is below this fraction of the video's typical frame's
+shows too little of the scene to use (a blank frame, a thick cloud): registered, a phase
+correlation of its noise lands anywhere; in the temporal median, each such frame pulls every
+pixel's median towards its darker values. A fifth leaves a margin to the scene's own changes
+(a sunspot or limb leaving the field narrows the spread by far less)."""
+
+
+def signal_spread(image: np.ndarray) -> float:
+    """The spread of an image's values between its 0.1th and 99.9th percentiles.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        Finite values, any shape (a frame binned and despeckled, so that noise and hot
+        pixels do not set the spread), in ADU; not modified.
+
+    Returns
+    -------
+    float
+        >= 0, in the units of ``image``: a pedestal adds nothing, and a frame's light scaled
+        by a factor scales it by that factor.
+    """
+    low, high = np.percentile(image, [0.1, 99.9])
+    return float(high - low)
+
+
+def with_signal(spreads: np.ndarray, min_fraction: float = MIN_SIGNAL_FRACTION) -> np.ndarray:
+    """Which frames show the scene: a :func:`signal_spread` of at least ``min_fraction`` of the
+    frames' median spread.
+
+    Parameters
+    ----------
+    spreads : np.ndarray
+        (n,) :func:`signal_spread` of each frame, binned alike, n >= 1.
+    min_fraction : float
+        In [0, 1].
+
+    Returns
+    -------
+    np.ndarray
+        (n,) bool. Every frame when fewer than two would pass: with at most one frame left
+        there is no typical frame to compare with, and nothing to leave out for.
+    """
+    spreads = np.asarray(spreads, dtype=np.float64)
+    if spreads.ndim != 1 or spreads.size == 0 or not np.isfinite(spreads).all():
+        raise ValueError(
+            f"spreads must be a non-empty 1-D finite array, got shape {spreads.shape}."
+        )
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must lie in [0, 1], got {min_fraction}.")
+    kept = spreads >= min_fraction * np.median(spreads)
+    if np.count_nonzero(kept) < 2:
+        kept[:] = True
+    return kept
 
 
 def dark_threshold(values: np.ndarray, dark_fraction: float) -> float | None:

@@ -113,7 +113,7 @@ import numpy as np
 
 from astro_assets.science.compiled import compiled
 
-__all__ = ["TemporalMedianParams", "temporal_median"]
+__all__ = ["TemporalMedianParams", "selected_frames", "temporal_median"]
 
 _Task = TypeVar("_Task")
 
@@ -274,6 +274,7 @@ def temporal_median(
     memory_budget_mb: float = _DEFAULTS.memory_budget_mb,
     frame_step: int = _DEFAULTS.frame_step,
     workers: int | None = _DEFAULTS.workers,
+    frame_indices: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact per-pixel median over the frames of a video, streamed within a memory budget.
 
@@ -287,21 +288,25 @@ def temporal_median(
         Values are in the units of the data (ADU). Never modified.
     memory_budget_mb, frame_step, workers
         See :class:`TemporalMedianParams`.
+    frame_indices : sequence of int, optional
+        The frames to take, strictly increasing, in ``[0, n)`` (e.g. all but blank ones);
+        ``None`` takes ``frames[::frame_step]``. Only with ``frame_step`` 1. See
+        :func:`selected_frames`.
 
     Returns
     -------
     numpy.ndarray, float32, shape ``frames.shape[1:]``
-        The median over ``frames[::frame_step]`` for every pixel (and channel); for an even
-        number of frames, the mean of the two middle values. Equal to
-        ``np.median(np.asarray(frames[::frame_step], np.float64), axis=0).astype(np.float32)``.
+        The median over the selected frames ``frames[selected]`` for every pixel (and
+        channel); for an even number of frames, the mean of the two middle values. Equal to
+        ``np.median(np.asarray(frames[selected], np.float64), axis=0).astype(np.float32)``.
 
     Raises
     ------
     ValueError
         If ``frames`` is not 3-D or 4-D with 3 channels, has no frames or no pixels, has a
-        dtype other than integer or floating point, if a parameter is out of range, if the
-        memory budget cannot hold even a few pixels of all selected frames, or if the file
-        behind a memory-mapped input is shorter than the map.
+        dtype other than integer or floating point, if a parameter or ``frame_indices`` is
+        out of range, if the memory budget cannot hold even a few pixels of all selected
+        frames, or if the file behind a memory-mapped input is shorter than the map.
 
     Notes
     -----
@@ -322,17 +327,84 @@ def temporal_median(
     )
     video = frames if isinstance(frames, np.ndarray) else np.asarray(frames)
     _check_video(video)
-    selected = video[:: params.frame_step]
-    video4 = selected if selected.ndim == 4 else selected[..., np.newaxis]
+    selected = selected_frames(video.shape[0], params.frame_step, frame_indices)
+    video4 = video if video.ndim == 4 else video[..., np.newaxis]
     _, height, width, channels = video4.shape
     result = np.empty((height, width, channels), dtype=np.float32)
     budget_bytes = params.memory_budget_mb * 2**20 - result.nbytes
     workers = params.workers if params.workers is not None else (os.cpu_count() or 1)
     if _is_counted(video4.dtype):
-        _median_by_counting(video4, result, budget_bytes, workers)
+        _median_by_counting(video4, selected, result, budget_bytes, workers)
     else:
-        _median_by_sorting(video4, result, budget_bytes, workers)
+        _median_by_sorting(video4, selected, result, budget_bytes, workers)
     return result if video.ndim == 4 else result[..., 0]
+
+
+def selected_frames(
+    frame_count: int,
+    frame_step: int = 1,
+    frame_indices: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """The frames a median is taken over: every ``frame_step``-th, or those listed.
+
+    Parameters
+    ----------
+    frame_count : int
+        Frames of the video, >= 1.
+    frame_step : int
+        Take ``range(0, frame_count, frame_step)``; >= 1, and 1 when ``frame_indices`` is given.
+    frame_indices : sequence of int, optional
+        Frame numbers, strictly increasing, each in ``[0, frame_count)``, at least one.
+
+    Returns
+    -------
+    np.ndarray
+        (k,) int64, strictly increasing.
+
+    Raises
+    ------
+    ValueError
+        For a step out of range, both a step and a list, or a list that is empty, not of
+        integers, not strictly increasing or out of range.
+    """
+    TemporalMedianParams(frame_step=frame_step)
+    if frame_indices is None:
+        return np.arange(0, frame_count, frame_step, dtype=np.int64)
+    if frame_step != 1:
+        raise ValueError(
+            f"pass either frame_step ({frame_step}) or frame_indices, not both; pick every "
+            "frame_step-th frame into frame_indices instead."
+        )
+    listed = np.asarray(frame_indices)
+    if (
+        listed.ndim != 1
+        or listed.size == 0
+        or not (np.issubdtype(listed.dtype, np.integer) and listed.dtype != np.bool_)
+    ):
+        raise ValueError(
+            "frame_indices must be a non-empty 1-D sequence of integer frame numbers, got "
+            f"{listed.dtype} of shape {listed.shape}."
+        )
+    listed = listed.astype(np.int64)
+    if (np.diff(listed) <= 0).any():
+        raise ValueError("frame_indices must be strictly increasing (each frame once, in order).")
+    if listed[0] < 0 or listed[-1] >= frame_count:
+        raise ValueError(
+            f"frame_indices must lie in [0, {frame_count}) for a video of {frame_count} "
+            f"frames, got {listed[0]} .. {listed[-1]}."
+        )
+    return listed
+
+
+def _as_index(frames: np.ndarray) -> slice | np.ndarray:
+    """Increasing frame numbers as a slice where they are evenly spaced (numpy then takes a
+    view instead of a copy), else as they are."""
+    if frames.size <= 1:
+        return slice(int(frames[0]), int(frames[0]) + 1) if frames.size else slice(0, 0)
+    steps = np.diff(frames)
+    if (steps == steps[0]).all():
+        return slice(int(frames[0]), int(frames[-1]) + 1, int(steps[0]))
+    return frames
 
 
 def _check_video(video: np.ndarray) -> None:
@@ -530,12 +602,16 @@ def _tile_scratch_bytes(frame_count: int, tile_values: int) -> int:
 
 
 def _median_by_counting(
-    video4: np.ndarray, result: np.ndarray, budget_bytes: float, workers: int
+    video4: np.ndarray, frames: np.ndarray, result: np.ndarray, budget_bytes: float, workers: int
 ) -> None:
-    """Fill ``result`` (h, w, channels) with the medians of integers of at most 16 bits."""
-    frame_count, height, width, channels = video4.shape
+    """Fill ``result`` (h, w, channels) with the medians over ``video4[frames]`` of integers
+    of at most 16 bits."""
+    _, height, width, channels = video4.shape
+    frame_count = frames.size
     file = _file_behind(video4)
-    reader = _KeyArrayReader(video4) if file is None else _KeyFileReader(video4, *file)
+    reader = (
+        _KeyArrayReader(video4, frames) if file is None else _KeyFileReader(video4, frames, *file)
+    )
     plan = _plan_spans(
         frame_count=frame_count,
         height=height,
@@ -676,13 +752,15 @@ def _key_view_dtype(dtype: np.dtype) -> np.dtype:
 
 
 class _KeyArrayReader:
-    """Copies spans of any numpy array into key buffers (widening, byte order, strides)."""
+    """Copies spans of frames ``frames`` of any numpy array into key buffers (widening, byte
+    order, strides)."""
 
     staging_itemsize = 0
     swap = False
 
-    def __init__(self, video4: np.ndarray) -> None:
+    def __init__(self, video4: np.ndarray, frames: np.ndarray) -> None:
         self.video4 = video4
+        self.frames = frames
         self.flip = _SIGNED_KEY_FLIP if video4.dtype.kind == "i" else 0
         self.key_dtype = _key_view_dtype(video4.dtype)
 
@@ -701,11 +779,12 @@ class _KeyArrayReader:
         first_frame: int = 0,
         frame_step: int = 1,
     ) -> None:
-        """Copy pixels [start, stop) of frames ``first_frame::frame_step`` into the same
-        rows of ``keys[:, :values]``."""
+        """Copy pixels [start, stop) of the selected frames ``first_frame::frame_step`` into
+        the same rows of ``keys[:, :values]``."""
         _, _, width, channels = self.video4.shape
-        frames = slice(first_frame, None, frame_step)
-        target = keys.view(self.key_dtype)[frames]
+        rows_read = slice(first_frame, None, frame_step)
+        target = keys.view(self.key_dtype)[rows_read]
+        frames = _as_index(self.frames[rows_read])
         done = 0
         for row, col0, rows, cols in _row_pieces(start, stop, width):
             piece = self.video4[frames, row : row + rows, col0 : col0 + cols, :]
@@ -735,15 +814,19 @@ def _row_pieces(start: int, stop: int, width: int) -> Iterator[tuple[int, int, i
 
 
 class _KeyFileReader:
-    """Reads spans of a memory-mapped video from its file with positioned reads.
+    """Reads spans of frames ``frames`` of a memory-mapped video from its file with
+    positioned reads.
 
     Pixels [start, stop) of a frame are one byte range of the file, read straight into the
     key buffer for 16-bit data (the kernel swaps the bytes of big-endian data in place), or
     into a staging buffer that is then converted (8-bit data, reversed channels).
     """
 
-    def __init__(self, video4: np.ndarray, path: str, first_position: int) -> None:
+    def __init__(
+        self, video4: np.ndarray, frames: np.ndarray, path: str, first_position: int
+    ) -> None:
         self.video4 = video4
+        self.frame_offsets = frames * video4.strides[0]
         self.path = path
         self.first_position = first_position
         dtype = video4.dtype
@@ -771,10 +854,11 @@ class _KeyFileReader:
         first_frame: int = 0,
         frame_step: int = 1,
     ) -> None:
-        """Read pixels [start, stop) of frames ``first_frame::frame_step`` into the same
-        rows of ``keys[:, :values]``."""
-        n, _, _, channels = self.video4.shape
-        frame_stride, _, pixel_stride, channel_stride = self.video4.strides
+        """Read pixels [start, stop) of the selected frames ``first_frame::frame_step`` into
+        the same rows of ``keys[:, :values]``."""
+        _, _, _, channels = self.video4.shape
+        n = self.frame_offsets.size
+        _, _, pixel_stride, channel_stride = self.video4.strides
         values = (stop - start) * channels
         target = keys if staging is None else staging
         first = self.first_position + start * pixel_stride
@@ -783,12 +867,12 @@ class _KeyFileReader:
         expected = values * self.video4.dtype.itemsize
         rows = target.view(np.uint8)
         failed = _read_rows(
-            self.descriptor, rows, expected, first, frame_stride, first_frame, frame_step
+            self.descriptor, rows, expected, first, self.frame_offsets, first_frame, frame_step
         )
         # From the first read that failed or came short on, the reads are repeated here,
         # where they raise the operating system's error or say that the file ends too soon.
         for frame in range(failed, n, frame_step):
-            position = first + frame * frame_stride
+            position = first + int(self.frame_offsets[frame])
             got = os.preadv(self.descriptor, [target[frame, :values]], position)
             _check_read(self.path, got, expected, position)
         if staging is None:
@@ -811,15 +895,15 @@ code: the read loop of a span then runs without the interpreter (one call per fr
 
 @compiled
 def _read_rows(
-    descriptor, target, row_bytes, first, stride, first_row, row_step
+    descriptor, target, row_bytes, first, offsets, first_row, row_step
 ):  # pragma: no cover - compiled
-    """Read ``row_bytes`` bytes at ``first + f * stride`` of the file into row ``f`` of
+    """Read ``row_bytes`` bytes at ``first + offsets[f]`` of the file into row ``f`` of
     ``target`` for rows ``f = first_row, first_row + row_step, ...``; return the number of
     rows of ``target``, or the first of those rows whose read failed or ended early (at
     the end of the file)."""
     for row in range(first_row, target.shape[0], row_step):
         address = target[row].ctypes.data
-        position = first + row * stride
+        position = first + offsets[row]
         done = 0
         while done < row_bytes:
             got = _pread(descriptor, address + done, row_bytes - done, position + done)
@@ -1512,13 +1596,19 @@ between the transposing copies and the sort."""
 
 
 def _median_by_sorting(
-    video4: np.ndarray, result: np.ndarray, budget_bytes: float, workers: int
+    video4: np.ndarray, frames: np.ndarray, result: np.ndarray, budget_bytes: float, workers: int
 ) -> None:
-    """Fill ``result`` (h, w, channels) with the medians of any other numeric dtype."""
-    frame_count, height, width, channels = video4.shape
+    """Fill ``result`` (h, w, channels) with the medians over ``video4[frames]`` of any other
+    numeric dtype."""
+    _, height, width, channels = video4.shape
+    frame_count = frames.size
     work_dtype = _work_dtype(video4.dtype)
     file = _file_behind(video4)
-    source = _ArraySource(video4) if file is None else _FileSource(video4, work_dtype, *file)
+    source = (
+        _ArraySource(video4, frames)
+        if file is None
+        else _FileSource(video4, frames, work_dtype, *file)
+    )
     plan = _plan_bands(
         frame_count=frame_count,
         height=height,
@@ -1712,12 +1802,15 @@ class _Workspace:
 
 
 class _ArraySource:
-    """Reads stages from any numpy array by copying (converting to the working dtype)."""
+    """Reads stages of frames ``frames`` from any numpy array by copying (converting to the
+    working dtype)."""
 
     staging_itemsize = 0
 
-    def __init__(self, video4: np.ndarray) -> None:
+    def __init__(self, video4: np.ndarray, frames: np.ndarray) -> None:
         self.video4 = video4
+        self.frames = _as_index(frames)
+        self.frame_count = frames.size
 
     def __enter__(self) -> _ArraySource:
         return self
@@ -1727,12 +1820,12 @@ class _ArraySource:
 
     def read(self, bands: list[_Region], stage: np.ndarray) -> None:
         """Copy every band into ``stage[j, :, :values]`` (frame-major, working dtype)."""
-        n, _, _, channels = self.video4.shape
+        channels = self.video4.shape[3]
         for band, held in zip(bands, stage, strict=True):
             target = held[:, : band.values(channels)].reshape(
-                n, band.rows, band.col1 - band.col0, channels
+                self.frame_count, band.rows, band.col1 - band.col0, channels
             )
-            source = self.video4[:, band.row0 : band.row1, band.col0 : band.col1, :]
+            source = self.video4[self.frames, band.row0 : band.row1, band.col0 : band.col1, :]
             np.copyto(target, source, casting="safe")
 
 
@@ -1748,9 +1841,15 @@ class _FileSource:
     """
 
     def __init__(
-        self, video4: np.ndarray, work_dtype: np.dtype, path: str, first_position: int
+        self,
+        video4: np.ndarray,
+        frames: np.ndarray,
+        work_dtype: np.dtype,
+        path: str,
+        first_position: int,
     ) -> None:
         self.video4 = video4
+        self.frame_offsets = frames * video4.strides[0]
         self.path = path
         self.first_position = first_position
         self.channels_reversed = video4.shape[3] > 1 and video4.strides[3] < 0
@@ -1768,7 +1867,8 @@ class _FileSource:
 
     def read(self, bands: list[_Region], stage: np.ndarray) -> None:
         """Read every band into ``stage[j, :, :values]`` (frame-major, working dtype)."""
-        n, _, _, channels = self.video4.shape
+        channels = self.video4.shape[3]
+        n = self.frame_offsets.size
         target = stage
         if self.staging_itemsize:
             target = getattr(self._staging, "buffer", None)
@@ -1776,7 +1876,7 @@ class _FileSource:
                 target = np.empty(stage.shape, dtype=self.video4.dtype)
                 self._staging.buffer = target
             target = target[: stage.shape[0]]
-        frame_stride, row_stride, pixel_stride, channel_stride = self.video4.strides
+        _, row_stride, pixel_stride, channel_stride = self.video4.strides
         first = bands[0]
         start = self.first_position + first.row0 * row_stride + first.col0 * pixel_stride
         if self.channels_reversed:
@@ -1784,7 +1884,7 @@ class _FileSource:
         sizes = tuple(band.values(channels) for band in bands)
         expected = sum(sizes) * self.video4.dtype.itemsize
         for frame, pieces in enumerate(self._pieces(target, sizes)):
-            position = start + frame * frame_stride
+            position = start + int(self.frame_offsets[frame])
             got = os.preadv(self.descriptor, pieces, position)
             _check_read(self.path, got, expected, position)
         if target is stage:

@@ -20,13 +20,18 @@ from __future__ import annotations
 import numpy as np
 
 from astro_assets.science.compiled import compiled
-from astro_assets.science.flatfield.median import TemporalMedianParams
+from astro_assets.science.flatfield.median import selected_frames
 
 __all__ = ["interpolated_median"]
 
 
 def interpolated_median(
-    frames: np.ndarray, median: np.ndarray, *, step: float = 1.0, frame_step: int = 1
+    frames: np.ndarray,
+    median: np.ndarray,
+    *,
+    step: float = 1.0,
+    frame_step: int = 1,
+    frame_indices: np.ndarray | None = None,
 ) -> np.ndarray:
     """The median of integer frames interpolated within its quantization level.
 
@@ -43,13 +48,15 @@ def interpolated_median(
         (n, h, w) or (n, h, w, 3) integer frames in ADU, any byte order; read one frame at a
         time (a ``np.memmap`` is not loaded whole) and never modified.
     median : np.ndarray
-        ``frames.shape[1:]``, the exact median of ``frames[::frame_step]``
-        (:func:`~astro_assets.science.flatfield.median.temporal_median`), in ADU.
+        ``frames.shape[1:]``, the exact median of the selected frames
+        (:func:`~astro_assets.science.flatfield.median.temporal_median` with the same
+        ``frame_step`` and ``frame_indices``), in ADU.
     step : float
         Spacing of the levels the data take, in ADU: 1 for 8-bit data, 16 for 12-bit data
         stored in the high bits of 16. > 0.
-    frame_step : int
-        Every ``frame_step``-th frame was used for ``median``; >= 1.
+    frame_step, frame_indices
+        The frames ``median`` was taken over, as for
+        :func:`~astro_assets.science.flatfield.median.selected_frames`.
 
     Returns
     -------
@@ -60,7 +67,8 @@ def interpolated_median(
     ------
     ValueError
         For frames that are not integer or not 3-D or 4-D, a median of another shape, a
-        non-finite median, or ``step`` or ``frame_step`` out of range.
+        non-finite median, ``step`` out of range, or frames selected as
+        :func:`~astro_assets.science.flatfield.median.selected_frames` refuses.
     """
     video = np.asarray(frames)
     if video.ndim not in (3, 4) or not np.issubdtype(video.dtype, np.integer):
@@ -76,11 +84,10 @@ def interpolated_median(
         raise ValueError("median contains NaN or inf; pass the exact median of the frames.")
     if not (np.isfinite(step) and step > 0):
         raise ValueError(f"step must be a finite number of ADU > 0, got {step!r}.")
-    TemporalMedianParams(frame_step=frame_step)  # validated as the exact median's own
-    selected = video[::frame_step]
-    count = selected.shape[0]
+    used = selected_frames(video.shape[0], frame_step, frame_indices)
+    count = used.size
     flat_levels = np.ascontiguousarray(levels, dtype=np.float64).ravel()
-    native = selected.dtype.newbyteorder("=")
+    native = video.dtype.newbyteorder("=")
     info = np.iinfo(native)
     # Only a median some frame holds is interpolated, and such a median is one of the values.
     candidate = (
@@ -91,13 +98,14 @@ def interpolated_median(
     keys = np.where(candidate, flat_levels, 0).astype(native)
     below = np.zeros(keys.size, dtype=np.uint32)
     at = np.zeros(keys.size, dtype=np.uint32)
-    rows = _frames_as_rows(selected)
+    rows = _frames_as_rows(video)
     if rows is not None and rows.dtype == native:
-        _count_in_tiles(rows, keys, below, at)
+        _count_in_tiles(rows, used, keys, below, at)
     else:
-        for frame in selected:
-            values = np.ascontiguousarray(frame, dtype=native).reshape(1, -1)
-            _count_in_tiles(values, keys, below, at)
+        only_row = np.zeros(1, np.int64)
+        for index in used:
+            values = np.ascontiguousarray(video[index], dtype=native).reshape(1, -1)
+            _count_in_tiles(values, only_row, keys, below, at)
     # A median no frame holds (halfway between two values) is already the grouped median.
     held = candidate & (at > 0)
     interpolated = flat_levels - 0.5 * step + step * (0.5 * count - below) / np.maximum(at, 1)
@@ -121,15 +129,16 @@ _TILE_PIXELS = 8192
 
 
 @compiled
-def _count_in_tiles(rows, keys, below, at):  # pragma: no cover - compiled
-    """Adds to ``below[p]`` the rows whose value at ``p`` is under ``keys[p]`` and to ``at[p]``
-    those equal to it.
+def _count_in_tiles(rows, used, keys, below, at):  # pragma: no cover - compiled
+    """Adds to ``below[p]`` the rows ``used`` whose value at ``p`` is under ``keys[p]`` and to
+    ``at[p]`` those equal to it.
 
     A tile of pixels at a time, for every row, so that its counts stay cached; counted in
     8-bit lanes over up to 255 rows, which the compiler turns into 32-64 compares per
     instruction, then added to the totals.
     """
-    count, size = rows.shape
+    count = used.size
+    size = rows.shape[1]
     lanes_below = np.zeros(_TILE_PIXELS, np.uint8)
     lanes_at = np.zeros(_TILE_PIXELS, np.uint8)
     for start in range(0, size, _TILE_PIXELS):
@@ -142,7 +151,7 @@ def _count_in_tiles(rows, keys, below, at):  # pragma: no cover - compiled
             lanes_below[:width] = 0
             lanes_at[:width] = 0
             for frame in range(first, last):
-                values = rows[frame, start:stop]
+                values = rows[used[frame], start:stop]
                 for pixel in range(width):
                     value = values[pixel]
                     key = tile_keys[pixel]

@@ -31,15 +31,31 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from astro_assets.science.flatfield.drift import block_means, checked_offsets, common_frame_shape
-from astro_assets.science.flatfield.levels import target_level
+from astro_assets.science.compiled import compiled
+from astro_assets.science.flatfield.drift import (
+    block_means,
+    checked_offsets,
+    common_frame_shape,
+    median_filter_reflect,
+)
+from astro_assets.science.flatfield.levels import (
+    MIN_SIGNAL_FRACTION,
+    signal_spread,
+    target_level,
+    with_signal,
+)
+from astro_assets.science.flatfield.median import selected_frames
+from astro_assets.science.flatfield.planes import MOSAIC_COLORS
 from astro_assets.science.flatfield.response import ResponseCorrectedFrame
 
 __all__ = [
     "GAIN_TOLERANCE",
+    "MIN_SCREENED_PIXELS",
+    "FrameScreening",
     "FrameTransparency",
     "divided_by_transparency",
     "frame_transparency",
+    "screen_frames",
 ]
 
 _PAIR_LAGS = (1, 2, 4, 8)
@@ -249,3 +265,166 @@ def divided_by_transparency(
         frame if divisor == 1.0 else ResponseCorrectedFrame(frame, divisor, black_level)
         for frame, divisor in zip(frames, divisors, strict=True)
     ]
+
+
+MIN_SCREENED_PIXELS = 1024
+"""Fewest pixels of a binned frame for which :func:`screen_frames` leaves any frame out. The
+0.1th and 99.9th percentiles of fewer values are a frame's extreme one or two, and where the
+frames show no scene, only noise, those vary from frame to frame by more than the threshold
+allows: on 201 frames of 6 x 8 pixels of 8-bit noise of 0.8 levels, 3 frames fell below a
+fifth of the typical spread. Over 1024 Gaussian values that spread varies by 6 % (rms), and
+the lowest of 5000 such frames had 0.81 of the median spread."""
+
+
+@dataclass(frozen=True)
+class FrameScreening:
+    """The result of :func:`screen_frames`.
+
+    Attributes
+    ----------
+    frames : np.ndarray
+        (k,) int64, the frames screened, in the video's numbering.
+    relative_spreads : np.ndarray
+        (k,) float64, each frame's :func:`.levels.signal_spread` (binned, despeckled) over
+        the median of theirs: about 1 for a typical frame, its transparency for a frame
+        dimmed alike everywhere, about 0 for a blank one.
+    with_signal : np.ndarray
+        (k,) bool, the frames that show the scene (:func:`.levels.with_signal`).
+    """
+
+    frames: np.ndarray
+    relative_spreads: np.ndarray
+    with_signal: np.ndarray
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(m,) int64, the frames with signal."""
+        return self.frames[self.with_signal]
+
+    @property
+    def left_out(self) -> np.ndarray:
+        """(k - m,) int64, the frames without signal."""
+        return self.frames[~self.with_signal]
+
+
+def screen_frames(
+    frames: Sequence,
+    *,
+    color: str = "MONO",
+    frame_indices: Sequence[int] | np.ndarray | None = None,
+    max_side_px: int = 256,
+    despeckle_size_px: int = 3,
+    min_signal_fraction: float = MIN_SIGNAL_FRACTION,
+) -> FrameScreening:
+    """Tell the frames that show the scene from blank ones and those under thick cloud.
+
+    Each frame is binned (its channels summed) to at most ``max_side_px`` on its long side,
+    despeckled, and its :func:`.levels.signal_spread` compared with the frames' median, as the
+    drift measurement (``science.flatfield.drift``) screens the frames it samples. Needs no
+    registration and no black level: a pedestal adds nothing to a spread, and a frame dimmed
+    alike everywhere has its spread scaled by its transparency.
+
+    Parameters
+    ----------
+    frames : sequence of array-like
+        (n, H, W) mono or raw mosaic frames, or (n, H, W, 3) RGB, any real dtype and byte
+        order (e.g. the lazy ``SerVideo.frames``); read one at a time, never modified.
+    color : str
+        The frames' colour layout; a raw mosaic (e.g. ``"RGGB"``) is binned by an even factor,
+        so that every bin holds whole CFA cells.
+    frame_indices : sequence of int, optional
+        The frames to screen (as for :func:`.median.selected_frames`); all by default.
+    max_side_px : int
+        Longest side of a binned frame, px (>= 16): binning averages the noise down, so
+        that a blank frame's spread is small beside a lit one's.
+    despeckle_size_px : int
+        Side of the median filter applied to the binned frame (>= 1; 1 applies none).
+    min_signal_fraction : float
+        In [0, 1]; see :func:`.levels.with_signal`.
+
+    Returns
+    -------
+    FrameScreening
+        Every frame is taken to show the scene when a binned frame has fewer than
+        :data:`MIN_SCREENED_PIXELS` pixels.
+
+    Raises
+    ------
+    ValueError
+        For frames of different shapes, a frame with NaN or inf, or parameters out of range.
+
+    Notes
+    -----
+    Binning runs compiled, straight from the frame's integers (about 0.5 ms for a 1.2
+    megapixel 16-bit frame, against 6 ms for numpy's block means of the same frame), so that
+    screening every frame of a video costs about as much as reading it.
+    """
+    if not (isinstance(max_side_px, int) and max_side_px >= 16):
+        raise ValueError(f"max_side_px must be an integer >= 16, got {max_side_px!r}.")
+    if not (isinstance(despeckle_size_px, int) and despeckle_size_px >= 1):
+        raise ValueError(f"despeckle_size_px must be an integer >= 1, got {despeckle_size_px!r}.")
+    screened = selected_frames(len(frames), 1, frame_indices)
+    first_shape = np.shape(frames[int(screened[0])])
+    if len(first_shape) not in (2, 3):
+        raise ValueError(f"each frame must be (H, W) or (H, W, 3), got shape {first_shape}.")
+    height, width = first_shape[:2]
+    factor = -(-max(height, width) // max_side_px)
+    if color in MOSAIC_COLORS:
+        factor += factor % 2
+    factor = max(1, min(factor, height, width))
+    binned = np.empty((height // factor, width // factor), np.float64)
+    spreads = np.empty(screened.size)
+    for position, index in enumerate(screened):
+        frame = np.asarray(frames[int(index)])
+        if frame.shape != first_shape:
+            raise ValueError(
+                f"frame {index} has shape {frame.shape}, frame {screened[0]} has {first_shape}."
+            )
+        _block_sums(_pixel_rows(frame), factor, frame.size // (height * width), binned)
+        if not np.isfinite(binned).all():
+            raise ValueError(f"frame {index} contains NaN or inf.")
+        light = binned.astype(np.float32)
+        if despeckle_size_px > 1:
+            light = median_filter_reflect(light, despeckle_size_px)
+        spreads[position] = signal_spread(light)
+    typical = float(np.median(spreads))
+    relative = spreads / typical if typical > 0 else np.ones_like(spreads)
+    showing = (
+        with_signal(spreads, min_signal_fraction)
+        if binned.size >= MIN_SCREENED_PIXELS
+        else np.ones(screened.size, bool)
+    )
+    return FrameScreening(frames=screened, relative_spreads=relative, with_signal=showing)
+
+
+def _pixel_rows(frame: np.ndarray) -> np.ndarray:
+    """A frame (H, W) or (H, W, C) as (H, W * C) rows in native byte order: a view where the
+    channels lie packed in either order (their sum does not depend on it), else a copy."""
+    if frame.ndim == 3 and frame.strides[2] < 0:
+        frame = frame[..., ::-1]
+    if not frame.dtype.isnative:
+        frame = frame.astype(frame.dtype.newbyteorder("="))
+    return frame.reshape(frame.shape[0], -1)
+
+
+@compiled
+def _block_sums(rows, factor, channels, out):  # pragma: no cover - compiled
+    """Sums over ``factor`` x ``factor`` pixels, every channel, of ``rows`` (H, W * channels)
+    into ``out`` (H // factor, W // factor), float64: each row is added to running column
+    sums, which the compiler vectorises, and every ``factor`` rows those are summed in blocks
+    of ``factor * channels`` values."""
+    rows_out, cols_out = out.shape
+    block_values = factor * channels
+    width = cols_out * block_values
+    columns = np.zeros(width, np.float64)
+    for block_row in range(rows_out):
+        columns[:] = 0.0
+        for row in range(block_row * factor, (block_row + 1) * factor):
+            line = rows[row]
+            for col in range(width):
+                columns[col] += line[col]
+        for block_col in range(cols_out):
+            total = 0.0
+            for col in range(block_col * block_values, (block_col + 1) * block_values):
+                total += columns[col]
+            out[block_row, block_col] = total
