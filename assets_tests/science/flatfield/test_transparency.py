@@ -204,6 +204,14 @@ def test_screening_leaves_out_blank_frames_and_those_under_thick_cloud(drift_px)
     assert (screening.relative_spreads[[0, 1, 9]] < 0.05).all()
 
 
+def test_most_frames_blank_leaves_the_lit_ones():
+    # A capture started long before the target was in the field: 14 blank frames of 24.
+    shares = np.zeros(N_FRAMES)
+    shares[14:] = 1.0
+    frames, _ = _video(shares)
+    np.testing.assert_array_equal(screen_frames(frames).kept, np.arange(14, N_FRAMES))
+
+
 def test_a_clear_video_keeps_every_frame():
     frames, _ = _video()
     screening = screen_frames(frames)

@@ -18,6 +18,7 @@ __all__ = [
     "lit_fraction",
     "signal_spread",
     "target_level",
+    "typical_spread",
     "with_signal",
 ]
 
@@ -94,9 +95,34 @@ def signal_spread(image: np.ndarray) -> float:
     return float(high - low)
 
 
+TYPICAL_SPREAD_PERCENTILE = 90.0
+"""The typical frame's spread is this percentile of the frames' spreads. Their median would be
+a blank frame's where most frames are blank (a capture started long before the target was in
+the field), and nothing would then be left out; their largest would be that of one odd frame
+(a frame of full-range noise from a glitch of the camera), under a fifth of which a dim
+target's frames can fall. Up to a tenth of such frames, and nine tenths of blank ones, leave
+the typical spread a lit frame's."""
+
+
+def typical_spread(spreads: np.ndarray) -> float:
+    """The :data:`TYPICAL_SPREAD_PERCENTILE` th percentile of the frames' :func:`signal_spread`.
+
+    Parameters
+    ----------
+    spreads : np.ndarray
+        (n,) finite spreads of frames binned alike, n >= 1.
+
+    Returns
+    -------
+    float
+        In the units of ``spreads``.
+    """
+    return float(np.percentile(spreads, TYPICAL_SPREAD_PERCENTILE))
+
+
 def with_signal(spreads: np.ndarray, min_fraction: float = MIN_SIGNAL_FRACTION) -> np.ndarray:
     """Which frames show the scene: a :func:`signal_spread` of at least ``min_fraction`` of the
-    frames' median spread.
+    :func:`typical_spread`.
 
     Parameters
     ----------
@@ -118,7 +144,7 @@ def with_signal(spreads: np.ndarray, min_fraction: float = MIN_SIGNAL_FRACTION) 
         )
     if not 0.0 <= min_fraction <= 1.0:
         raise ValueError(f"min_fraction must lie in [0, 1], got {min_fraction}.")
-    kept = spreads >= min_fraction * np.median(spreads)
+    kept = spreads >= min_fraction * typical_spread(spreads)
     if np.count_nonzero(kept) < 2:
         kept[:] = True
     return kept

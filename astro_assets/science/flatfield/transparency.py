@@ -42,6 +42,7 @@ from astro_assets.science.flatfield.levels import (
     MIN_SIGNAL_FRACTION,
     signal_spread,
     target_level,
+    typical_spread,
     with_signal,
 )
 from astro_assets.science.flatfield.median import selected_frames
@@ -286,8 +287,8 @@ class FrameScreening:
         (k,) int64, the frames screened, in the video's numbering.
     relative_spreads : np.ndarray
         (k,) float64, each frame's :func:`.levels.signal_spread` (binned, despeckled) over
-        the median of theirs: about 1 for a typical frame, its transparency for a frame
-        dimmed alike everywhere, about 0 for a blank one.
+        the frames' :func:`.levels.typical_spread`: about 1 for a clear frame, its
+        transparency for a frame dimmed alike everywhere, about 0 for a blank one.
     with_signal : np.ndarray
         (k,) bool, the frames that show the scene (:func:`.levels.with_signal`).
     """
@@ -319,10 +320,11 @@ def screen_frames(
     """Tell the frames that show the scene from blank ones and those under thick cloud.
 
     Each frame is binned (its channels summed) to at most ``max_side_px`` on its long side,
-    despeckled, and its :func:`.levels.signal_spread` compared with the frames' median, as the
-    drift measurement (``science.flatfield.drift``) screens the frames it samples. Needs no
-    registration and no black level: a pedestal adds nothing to a spread, and a frame dimmed
-    alike everywhere has its spread scaled by its transparency.
+    despeckled, and its :func:`.levels.signal_spread` compared with the frames' typical
+    spread (:func:`.levels.with_signal`), as the drift measurement
+    (``science.flatfield.drift``) screens the frames it samples. Needs no registration and no
+    black level: a pedestal adds nothing to a spread, and a frame dimmed alike everywhere has
+    its spread scaled by its transparency.
 
     Parameters
     ----------
@@ -387,7 +389,7 @@ def screen_frames(
         if despeckle_size_px > 1:
             light = median_filter_reflect(light, despeckle_size_px)
         spreads[position] = signal_spread(light)
-    typical = float(np.median(spreads))
+    typical = typical_spread(spreads)
     relative = spreads / typical if typical > 0 else np.ones_like(spreads)
     showing = (
         with_signal(spreads, min_signal_fraction)
