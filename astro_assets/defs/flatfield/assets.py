@@ -281,7 +281,10 @@ def ser_median(
 ) -> dg.MaterializeResult:
     """Per-pixel temporal median of the video: everything fixed on the sensor survives.
 
-    Exact, except that for an 8-bit video (with ``interpolate_levels``, the default) it is
+    Taken over the frames that show the scene: frames whose binned spread of values is under
+    ``min_signal_fraction`` of the typical frame's (blank frames, thick cloud) are left out
+    (``science.flatfield.transparency.screen_frames``) and named in the metadata. Exact,
+    except that for an 8-bit video (with ``interpolate_levels``, the default) it is
     interpolated within the median's level (``science.flatfield.quantized``). Written as
     ``data/flatfield/<key>/ser_median.tiff`` (float32, (H, W) for mono and raw CFA mosaics,
     (H, W, 3) RGB for colour videos) in the video's ADU, less the structure of the master
