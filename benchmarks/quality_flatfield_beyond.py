@@ -454,6 +454,7 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   against 6.20 %): the shadow is found (0.81 of its pixels) but its flat is off by 6.2 % rms,
   against 1.6 % when all 40 frames are lit; with 3 frames fewer the scene drifts 77 px
   instead of 84, and less of it passes beside the frame's edge to predict the shadow from.
+  Every other row is as recorded before: no frame of the other videos is left out.
 - The other sets run again with the transparency divided out, against the code before it
   (the sets that the table above had not yet recorded since the clipping of the eye's noise
   were run with that code too): only the phase rows moved, 100 degrees flat rms in dust
