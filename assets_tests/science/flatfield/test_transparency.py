@@ -212,6 +212,23 @@ def test_most_frames_blank_leaves_the_lit_ones():
     np.testing.assert_array_equal(screen_frames(frames).kept, np.arange(14, N_FRAMES))
 
 
+def test_threads_measure_every_frame_alike():
+    # 48 frames: enough for three threads of 16.
+    frames, _ = _video(BLANK_AND_CLOUDY)
+    frames = np.concatenate([frames, frames])
+    alone = screen_frames(frames, workers=1)
+    for workers in (2, 3, None):
+        together = screen_frames(frames, workers=workers)
+        np.testing.assert_array_equal(together.relative_spreads, alone.relative_spreads)
+        np.testing.assert_array_equal(together.with_signal, alone.with_signal)
+
+
+def test_a_frame_of_another_shape_fails_in_any_thread():
+    frames = [np.zeros((8, 8))] * 40 + [np.zeros((8, 9))]
+    with pytest.raises(ValueError, match="frame 40 has shape"):
+        screen_frames(frames, workers=2)
+
+
 def test_a_clear_video_keeps_every_frame():
     frames, _ = _video()
     screening = screen_frames(frames)
@@ -285,6 +302,7 @@ def test_block_sums_add_every_channel_of_whole_blocks(channels, factor):
         (np.zeros((3, 8)), {}, r"\(H, W\) or \(H, W, 3\)"),
         (np.zeros((3, 8, 8)), {"max_side_px": 8}, "max_side_px"),
         (np.zeros((3, 8, 8)), {"despeckle_size_px": 0}, "despeckle_size_px"),
+        (np.zeros((3, 8, 8)), {"workers": 0}, "workers"),
         (np.zeros((3, 8, 8)), {"frame_indices": [3]}, r"in \[0, 3\)"),
     ],
 )

@@ -315,6 +315,7 @@ def ser_median(
                 color=video.color,
                 frame_indices=stepped,
                 min_signal_fraction=config.min_signal_fraction,
+                workers=config.workers,
             )
             if config.min_signal_fraction > 0
             else None

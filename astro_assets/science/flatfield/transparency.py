@@ -25,7 +25,9 @@ it is known (0.1-0.2 % left there).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -277,6 +279,11 @@ fifth of the typical spread. Over 1024 Gaussian values that spread varies by 6 %
 the lowest of 5000 such frames had 0.81 of the median spread."""
 
 
+_FRAMES_PER_THREAD = 16
+"""Fewest frames worth a thread of their own: a thread costs about as much as measuring a few
+frames."""
+
+
 @dataclass(frozen=True)
 class FrameScreening:
     """The result of :func:`screen_frames`.
@@ -316,6 +323,7 @@ def screen_frames(
     max_side_px: int = 256,
     despeckle_size_px: int = 3,
     min_signal_fraction: float = MIN_SIGNAL_FRACTION,
+    workers: int | None = None,
 ) -> FrameScreening:
     """Tell the frames that show the scene from blank ones and those under thick cloud.
 
@@ -343,6 +351,8 @@ def screen_frames(
         Side of the median filter applied to the binned frame (>= 1; 1 applies none).
     min_signal_fraction : float
         In [0, 1]; see :func:`.levels.with_signal`.
+    workers : int or None
+        Threads that measure frames side by side; ``None`` means ``os.cpu_count()``.
 
     Returns
     -------
@@ -357,14 +367,16 @@ def screen_frames(
 
     Notes
     -----
-    Binning runs compiled, straight from the frame's integers (about 0.5 ms for a 1.2
-    megapixel 16-bit frame, against 6 ms for numpy's block means of the same frame), so that
-    screening every frame of a video costs about as much as reading it.
+    Binning runs compiled, straight from the frame's integers (0.26 ms for a 1.2 megapixel
+    16-bit frame, against 6 ms for numpy's block means of the same frame); with the
+    despeckling and the percentiles, a frame takes 0.7 ms of one core.
     """
     if not (isinstance(max_side_px, int) and max_side_px >= 16):
         raise ValueError(f"max_side_px must be an integer >= 16, got {max_side_px!r}.")
     if not (isinstance(despeckle_size_px, int) and despeckle_size_px >= 1):
         raise ValueError(f"despeckle_size_px must be an integer >= 1, got {despeckle_size_px!r}.")
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers must be an integer >= 1 or None, got {workers!r}.")
     screened = selected_frames(len(frames), 1, frame_indices)
     first_shape = np.shape(frames[int(screened[0])])
     if len(first_shape) not in (2, 3):
@@ -374,26 +386,39 @@ def screen_frames(
     if color in MOSAIC_COLORS:
         factor += factor % 2
     factor = max(1, min(factor, height, width))
-    binned = np.empty((height // factor, width // factor), np.float64)
+    binned_shape = (height // factor, width // factor)
     spreads = np.empty(screened.size)
-    for position, index in enumerate(screened):
-        frame = np.asarray(frames[int(index)])
-        if frame.shape != first_shape:
-            raise ValueError(
-                f"frame {index} has shape {frame.shape}, frame {screened[0]} has {first_shape}."
-            )
-        _block_sums(_pixel_rows(frame), factor, frame.size // (height * width), binned)
-        if not np.isfinite(binned).all():
-            raise ValueError(f"frame {index} contains NaN or inf.")
-        light = binned.astype(np.float32)
-        if despeckle_size_px > 1:
-            light = median_filter_reflect(light, despeckle_size_px)
-        spreads[position] = signal_spread(light)
+
+    def measure(positions: range) -> None:
+        binned = np.empty(binned_shape, np.float64)
+        for position in positions:
+            index = int(screened[position])
+            frame = np.asarray(frames[index])
+            if frame.shape != first_shape:
+                raise ValueError(
+                    f"frame {index} has shape {frame.shape}, frame {screened[0]} has {first_shape}."
+                )
+            _block_sums(_pixel_rows(frame), factor, frame.size // (height * width), binned)
+            if not np.isfinite(binned).all():
+                raise ValueError(f"frame {index} contains NaN or inf.")
+            light = binned.astype(np.float32)
+            if despeckle_size_px > 1:
+                light = median_filter_reflect(light, despeckle_size_px)
+            spreads[position] = signal_spread(light)
+
+    threads = max(1, min(workers or os.cpu_count() or 1, screened.size // _FRAMES_PER_THREAD))
+    shares = [range(part, screened.size, threads) for part in range(threads)]
+    if threads == 1:
+        measure(shares[0])
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for done in [pool.submit(measure, share) for share in shares]:
+                done.result()
     typical = typical_spread(spreads)
     relative = spreads / typical if typical > 0 else np.ones_like(spreads)
     showing = (
         with_signal(spreads, min_signal_fraction)
-        if binned.size >= MIN_SCREENED_PIXELS
+        if binned_shape[0] * binned_shape[1] >= MIN_SCREENED_PIXELS
         else np.ones(screened.size, bool)
     )
     return FrameScreening(frames=screened, relative_spreads=relative, with_signal=showing)
