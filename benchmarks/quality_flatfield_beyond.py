@@ -453,8 +453,8 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   is now what the same video cut to frames 3-39 gives (the edge shadow's flat rms 6.22
   against 6.20 %): the shadow is found (0.81 of its pixels) and its ratio to the dust-free
   prediction is right to 0.9 % rms, but it lies on the disc's edge in the median, where the
-  disc was off the frame for part of the video: 23 % of its pixels are darker there than
-  5 % of the bright level, where no flat is measured and it is 1.0 by design (5.5 % of them
+  disc was off the frame for part of the video: on 23 % of its pixels the dust-free level is
+  under 5 % of the bright level, where no flat is measured and it is 1.0 by design (5.5 % of them
   with all 40 frames lit, flat rms 1.6 %).
   Every other row is as recorded before: no frame of the other videos is left out.
 - The other sets run again with the transparency divided out, against the code before it
