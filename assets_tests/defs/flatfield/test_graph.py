@@ -460,6 +460,27 @@ def test_the_median_leaves_out_blank_frames_and_keeps_clouded_ones(instance, dat
     assert any("min_signal_fraction must lie in [0, 1]" in f for f in run_failures(result))
 
 
+def test_a_median_of_mostly_blank_frames_says_which_frame_set_the_typical_one(
+    instance, data_store, layout
+):
+    transparency = np.zeros(16)
+    transparency[10:] = 1.0
+    params = dataclasses.replace(DUSTY, n_frames=16, transparency=tuple(transparency))
+    layout.incoming_ser.mkdir(parents=True)
+    path, _ = write_sample_video(layout.incoming_ser / "late.ser", params)
+    result = _materialize(instance, data_store, "late", selection=["ser_median"])
+    assert result.success
+    with open_ser(path) as video:
+        expected = np.median(np.asarray(video.frames[10:], np.float64), axis=0)
+    median = read_tiff(layout.flatfield_file("late", flatfield_assets.MEDIAN_FILE))
+    np.testing.assert_array_equal(median, expected.astype(np.float32))
+    warnings = result.asset_materializations_for_node("ser_median")[0].metadata["warnings"]
+    assert any(
+        "10 of 16 frames" in warning and "More than half of the frames were left out" in warning
+        for warning in warnings.value
+    )
+
+
 def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layout):
     # A pedestal of 20,000 ADU under a disc that peaks at 0.7 of 65,535: the sky holds 44 %
     # of the target's level, which a flat without a black level leaves in its ratio.

@@ -111,6 +111,36 @@ def test_frame_indices_of_a_memmap_are_read_from_its_file(tmp_path, listed, dtyp
     assert_exact(got, frames[listed])
 
 
+LISTED_BUDGET_MB = 8.0
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_listed_frames_of_an_array_stay_within_the_memory_budget(dtype):
+    import tracemalloc
+
+    frames = random_video((200, 150, 400), dtype, seed=22)
+    listed = np.delete(np.arange(200), [3, 50, 51, 120])
+    # Loading the compiled kernels allocates too: done before memory is traced.
+    temporal_median(frames[:3, :2], frame_indices=[0, 2])
+    tracemalloc.start()
+    try:
+        got = temporal_median(frames, frame_indices=listed, memory_budget_mb=LISTED_BUDGET_MB)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= LISTED_BUDGET_MB * 2**20
+    assert_exact(got, frames[listed])
+
+
+def test_two_listed_frames_of_a_reversed_rgb_memmap(tmp_path):
+    frames = random_video((6, 9, 11, 3), "<u2", seed=23)
+    mapped = write_memmap(tmp_path / "video.bin", frames, 31, "<u2")
+    got = temporal_median(
+        mapped[..., ::-1], frame_indices=[1, 4], memory_budget_mb=TINY_BUDGET_MB, workers=3
+    )
+    assert_exact(got, frames[[1, 4]][..., ::-1])
+
+
 def test_left_out_frames_do_not_move_the_median():
     # Three blank frames of ten pull every pixel's median of the rest towards its darker
     # values; listed without them, the median is that of the lit frames alone.

@@ -282,6 +282,23 @@ def test_frames_of_noise_alone_are_all_kept(shape):
     assert screen_frames(frames).with_signal.all()
 
 
+def test_frames_too_small_to_tell_are_all_kept_and_say_so():
+    frames = np.full((12, 31, 32), 1000, np.uint16)
+    frames[5:] += np.random.default_rng(6).integers(0, 3000, (7, 31, 32), np.uint16)
+    screening = screen_frames(frames)
+    assert screening.applied is False
+    assert screening.with_signal.all()
+    assert (screening.relative_spreads[:5] == 0.0).all()
+    assert screen_frames(np.concatenate([frames, frames], axis=1)).applied is True
+
+
+def test_half_precision_frames_and_numpy_integers_are_taken():
+    frames, _ = _video(BLANK_AND_CLOUDY)
+    halves = (frames / 4).astype(np.float16)
+    screening = screen_frames(halves, workers=np.int64(2))
+    np.testing.assert_array_equal(screening.left_out, [0, 1, 9, 12])
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("factor", [1, 2, 5])
 def test_block_sums_add_every_channel_of_whole_blocks(channels, factor):
@@ -303,6 +320,11 @@ def test_block_sums_add_every_channel_of_whole_blocks(channels, factor):
         (np.zeros((3, 8, 8)), {"max_side_px": 8}, "max_side_px"),
         (np.zeros((3, 8, 8)), {"despeckle_size_px": 0}, "despeckle_size_px"),
         (np.zeros((3, 8, 8)), {"workers": 0}, "workers"),
+        (np.zeros((3, 8, 8)), {"min_signal_fraction": 5.0}, r"min_signal_fraction must lie"),
+        (np.zeros((3, 8, 8, 4)), {}, r"\(H, W\) or \(H, W, 3\)"),
+        (np.zeros((3, 8, 8), complex), {}, "integers or floats"),
+        (np.zeros((0, 8, 8)), {}, "at least one frame"),
+        (np.full((3, 8, 8), 1e300), {}, "beyond float32"),
         (np.zeros((3, 8, 8)), {"frame_indices": [3]}, r"in \[0, 3\)"),
     ],
 )

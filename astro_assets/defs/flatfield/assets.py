@@ -233,12 +233,14 @@ def header_metadata(video: SerVideo) -> dict[str, object]:
 
 def _frames_without_signal(screening: FrameScreening | None) -> dict[str, object]:
     """The frames left out of the median for want of signal, and each screened frame's
-    spread relative to the typical frame's (the lowest few), for the record and metadata."""
+    spread relative to the typical frame's (the lowest few), for the record and metadata;
+    ``screened`` is False where no frame could be left out (none screened, or frames too small
+    to tell)."""
     if screening is None:
         return {"screened": False, "frames": [], "relative_spreads": {}}
     order = np.argsort(screening.relative_spreads, kind="stable")[:_LOWEST_SPREADS_LISTED]
     return {
-        "screened": True,
+        "screened": screening.applied,
         "frames": [int(frame) for frame in screening.left_out],
         "relative_spreads": {
             str(int(screening.frames[i])): round(float(screening.relative_spreads[i]), 4)
@@ -360,6 +362,13 @@ def ser_median(
                 f"{len(left_out)} of {stepped.size} frames show too little of the scene (blank "
                 f"frames or thick cloud; frames {_frame_list(left_out)}) and were left out of "
                 "the median; set min_signal_fraction to 0 to keep them."
+                + (
+                    " More than half of the frames were left out: if most of them do show the "
+                    "target, a tenth or more of much wider spread (a camera's glitch) set the "
+                    "typical frame."
+                    if 2 * len(left_out) > stepped.size
+                    else ""
+                )
             )
         if frames_used < FEW_VIDEO_FRAMES:
             added.append(

@@ -100,8 +100,8 @@ TYPICAL_SPREAD_PERCENTILE = 90.0
 a blank frame's where most frames are blank (a capture started long before the target was in
 the field), and nothing would then be left out; their largest would be that of one odd frame
 (a frame of full-range noise from a glitch of the camera), under a fifth of which a dim
-target's frames can fall. Up to a tenth of such frames, and nine tenths of blank ones, leave
-the typical spread a lit frame's."""
+target's frames can fall. Fewer than a tenth of such frames, and up to nine tenths of blank
+ones, leave the typical spread a lit frame's."""
 
 
 def typical_spread(spreads: np.ndarray) -> float:

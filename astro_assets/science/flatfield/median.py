@@ -368,6 +368,8 @@ def selected_frames(
         integers, not strictly increasing or out of range.
     """
     TemporalMedianParams(frame_step=frame_step)
+    if not (_is_integer(frame_count) and frame_count >= 1):
+        raise ValueError(f"a video needs at least one frame, got frame_count={frame_count!r}.")
     if frame_indices is None:
         return np.arange(0, frame_count, frame_step, dtype=np.int64)
     if frame_step != 1:
@@ -435,7 +437,7 @@ def _too_small(frame_count: int, height: int, width: int, channels: int, needed:
     return (
         f"memory_budget_mb is too small for {frame_count} frames of {height}x{width}"
         f"x{channels}: at least {needed / 2**20:.2f} MiB are needed; raise memory_budget_mb "
-        "or use a larger frame_step."
+        "or take fewer frames (a larger frame_step, or fewer frame_indices)."
     )
 
 
@@ -787,14 +789,31 @@ class _KeyArrayReader:
         frames = _as_index(self.frames[rows_read])
         done = 0
         for row, col0, rows, cols in _row_pieces(start, stop, width):
-            piece = self.video4[frames, row : row + rows, col0 : col0 + cols, :]
             values = rows * cols * channels
-            np.copyto(
-                target[:, done : done + values].reshape(len(piece), rows, cols, channels),
-                piece,
-                casting="safe",
+            _copy_selected(
+                target[:, done : done + values].reshape(-1, rows, cols, channels),
+                self.video4,
+                frames,
+                (slice(row, row + rows), slice(col0, col0 + cols)),
             )
             done += values
+
+
+def _copy_selected(
+    target: np.ndarray,
+    video4: np.ndarray,
+    frames: slice | np.ndarray,
+    window: tuple[slice, slice],
+) -> None:
+    """Copy ``video4[frames, rows, cols, :]`` into ``target`` (frames, rows, cols, channels),
+    one frame at a time where ``frames`` is a list: indexed by a list, numpy would first gather
+    the frames into a copy that the memory budget does not hold."""
+    rows, cols = window
+    if isinstance(frames, slice):
+        np.copyto(target, video4[frames, rows, cols, :], casting="safe")
+        return
+    for position, frame in enumerate(frames):
+        np.copyto(target[position], video4[frame, rows, cols, :], casting="safe")
 
 
 def _row_pieces(start: int, stop: int, width: int) -> Iterator[tuple[int, int, int, int]]:
@@ -1825,8 +1844,8 @@ class _ArraySource:
             target = held[:, : band.values(channels)].reshape(
                 self.frame_count, band.rows, band.col1 - band.col0, channels
             )
-            source = self.video4[self.frames, band.row0 : band.row1, band.col0 : band.col1, :]
-            np.copyto(target, source, casting="safe")
+            window = (slice(band.row0, band.row1), slice(band.col0, band.col1))
+            _copy_selected(target, self.video4, self.frames, window)
 
 
 class _FileSource:

@@ -25,6 +25,7 @@ it is known (0.1-0.2 % left there).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -279,6 +280,9 @@ fifth of the typical spread. Over 1024 Gaussian values that spread varies by 6 %
 the lowest of 5000 such frames had 0.81 of the median spread."""
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest binned sum the despeckling's float32 holds."""
+
 _FRAMES_PER_THREAD = 16
 """Fewest frames worth a thread of their own: a thread costs about as much as measuring a few
 frames."""
@@ -298,11 +302,15 @@ class FrameScreening:
         transparency for a frame dimmed alike everywhere, about 0 for a blank one.
     with_signal : np.ndarray
         (k,) bool, the frames that show the scene (:func:`.levels.with_signal`).
+    applied : bool
+        False where the binned frames were too small to tell (:data:`MIN_SCREENED_PIXELS`)
+        and every frame was kept.
     """
 
     frames: np.ndarray
     relative_spreads: np.ndarray
     with_signal: np.ndarray
+    applied: bool = True
 
     @property
     def kept(self) -> np.ndarray:
@@ -357,8 +365,8 @@ def screen_frames(
     Returns
     -------
     FrameScreening
-        Every frame is taken to show the scene when a binned frame has fewer than
-        :data:`MIN_SCREENED_PIXELS` pixels.
+        Every frame is taken to show the scene (``applied`` False) when a binned frame has
+        fewer than :data:`MIN_SCREENED_PIXELS` pixels.
 
     Raises
     ------
@@ -375,17 +383,22 @@ def screen_frames(
         raise ValueError(f"max_side_px must be an integer >= 16, got {max_side_px!r}.")
     if not (isinstance(despeckle_size_px, int) and despeckle_size_px >= 1):
         raise ValueError(f"despeckle_size_px must be an integer >= 1, got {despeckle_size_px!r}.")
-    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+    if workers is not None and not (isinstance(workers, numbers.Integral) and workers >= 1):
         raise ValueError(f"workers must be an integer >= 1 or None, got {workers!r}.")
+    if not 0.0 <= min_signal_fraction <= 1.0:
+        raise ValueError(f"min_signal_fraction must lie in [0, 1], got {min_signal_fraction}.")
     screened = selected_frames(len(frames), 1, frame_indices)
-    first_shape = np.shape(frames[int(screened[0])])
-    if len(first_shape) not in (2, 3):
+    first = np.asarray(frames[int(screened[0])])
+    first_shape = first.shape
+    if first.ndim not in (2, 3) or (first.ndim == 3 and first_shape[2] != 3):
         raise ValueError(f"each frame must be (H, W) or (H, W, 3), got shape {first_shape}.")
+    if first.dtype.kind not in "uif":
+        raise ValueError(f"frames must hold integers or floats, got dtype {first.dtype}.")
     height, width = first_shape[:2]
-    factor = -(-max(height, width) // max_side_px)
-    if color in MOSAIC_COLORS:
-        factor += factor % 2
-    factor = max(1, min(factor, height, width))
+    factor = max(1, min(-(-max(height, width) // max_side_px), height, width))
+    if color in MOSAIC_COLORS and factor % 2 and factor > 1:
+        # Whole CFA cells in every bin; rounded down, so that a bin still fits the frame.
+        factor -= 1
     binned_shape = (height // factor, width // factor)
     spreads = np.empty(screened.size)
 
@@ -401,6 +414,8 @@ def screen_frames(
             _block_sums(_pixel_rows(frame), factor, frame.size // (height * width), binned)
             if not np.isfinite(binned).all():
                 raise ValueError(f"frame {index} contains NaN or inf.")
+            if np.abs(binned).max() > _FLOAT32_MAX:
+                raise ValueError(f"frame {index} holds values beyond float32's range.")
             light = binned.astype(np.float32)
             if despeckle_size_px > 1:
                 light = median_filter_reflect(light, despeckle_size_px)
@@ -416,12 +431,11 @@ def screen_frames(
                 done.result()
     typical = typical_spread(spreads)
     relative = spreads / typical if typical > 0 else np.ones_like(spreads)
-    showing = (
-        with_signal(spreads, min_signal_fraction)
-        if binned_shape[0] * binned_shape[1] >= MIN_SCREENED_PIXELS
-        else np.ones(screened.size, bool)
+    applied = binned_shape[0] * binned_shape[1] >= MIN_SCREENED_PIXELS
+    showing = with_signal(spreads, min_signal_fraction) if applied else np.ones(screened.size, bool)
+    return FrameScreening(
+        frames=screened, relative_spreads=relative, with_signal=showing, applied=applied
     )
-    return FrameScreening(frames=screened, relative_spreads=relative, with_signal=showing)
 
 
 def _pixel_rows(frame: np.ndarray) -> np.ndarray:
@@ -429,7 +443,9 @@ def _pixel_rows(frame: np.ndarray) -> np.ndarray:
     channels lie packed in either order (their sum does not depend on it), else a copy."""
     if frame.ndim == 3 and frame.strides[2] < 0:
         frame = frame[..., ::-1]
-    if not frame.dtype.isnative:
+    if frame.dtype.kind == "f" and frame.dtype.itemsize < 4:
+        frame = frame.astype(np.float32)
+    elif not frame.dtype.isnative:
         frame = frame.astype(frame.dtype.newbyteorder("="))
     return frame.reshape(frame.shape[0], -1)
 
