@@ -454,6 +454,18 @@ def test_the_median_leaves_out_blank_frames_and_keeps_clouded_ones(instance, dat
         "frames": [],
         "relative_spreads": {},
     }
+    # Every second frame: of 0, 2, ..., 14 only frame 0 is blank, named in the video's numbering.
+    stepped = {"ops": {"ser_median": {"config": {"frame_step": 2}}}}
+    result = _materialize(instance, data_store, "blank", ["ser_median"], stepped)
+    assert result.success
+    with open_ser(path) as video:
+        expected = np.median(np.asarray(video.frames[2:16:2], np.float64), axis=0)
+    median = read_tiff(layout.flatfield_file("blank", flatfield_assets.MEDIAN_FILE))
+    np.testing.assert_array_equal(median, expected.astype(np.float32))
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["frames_used"].value == 7
+    assert metadata["frames_without_signal"].value["frames"] == [0]
+    assert any("1 of 8 frames" in warning for warning in metadata["warnings"].value)
     out_of_range = {"ops": {"ser_median": {"config": {"min_signal_fraction": 1.5}}}}
     result = _materialize(instance, data_store, "blank", ["ser_median"], out_of_range)
     assert not result.success

@@ -223,9 +223,12 @@ def test_threads_measure_every_frame_alike():
         np.testing.assert_array_equal(together.with_signal, alone.with_signal)
 
 
-def test_a_frame_of_another_shape_fails_in_any_thread():
-    frames = [np.zeros((8, 8))] * 40 + [np.zeros((8, 9))]
-    with pytest.raises(ValueError, match="frame 40 has shape"):
+@pytest.mark.parametrize("odd_one", [40, 41])
+def test_a_frame_of_another_shape_fails_in_any_thread(odd_one):
+    # Two threads take the even and the odd frames.
+    frames = [np.zeros((8, 8))] * 42
+    frames[odd_one] = np.zeros((8, 9))
+    with pytest.raises(ValueError, match=f"frame {odd_one} has shape"):
         screen_frames(frames, workers=2)
 
 
