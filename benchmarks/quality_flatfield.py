@@ -142,7 +142,7 @@ def classical_flat(
     start, start_cpu = time.perf_counter(), time.process_time()
     detection = detect_dust(median, DustDetectionParams())
     detect_s, detect_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    drift = estimate_drift(frames, exclude=detection.core)
+    drift = estimate_drift(frames, exclude=detection.core, candidates=kept)
     start = time.perf_counter()
     separated = separate_sensor_fixed(
         detection.core,

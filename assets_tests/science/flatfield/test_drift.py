@@ -254,6 +254,28 @@ def test_blank_first_frames_leave_the_first_frame_with_signal_as_the_reference()
     assert estimate.frames_without_signal.size == 0 and estimate.frames_used.size == 16
 
 
+def test_samples_are_drawn_from_the_candidate_frames_alone() -> None:
+    # Half the capture blank: sampled from every frame, 8 samples would hold 4 lit frames;
+    # drawn from the 8 lit ones, every sample shows the scene.
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=160, height=120, n_frames=16, drift_px=16.0, jitter_px=0.5, dust=DUST, seed=6
+        )
+    )
+    blank = frames.copy()
+    blank[:8] = _noise(8, frames.shape[1:])
+    everywhere = estimate_drift(blank, exclude=truth.dust_support(), max_frames=8)
+    assert everywhere.frames_used.size == 4
+    lit = np.arange(8, 16)
+    estimate = estimate_drift(blank, exclude=truth.dust_support(), max_frames=8, candidates=lit)
+    np.testing.assert_array_equal(estimate.frames_used, lit)
+    assert estimate.frames_without_signal.size == 0 and estimate.registered
+    expected = truth.shifts[8:] - truth.shifts[8]
+    np.testing.assert_allclose(estimate.shifts, expected, atol=0.5)
+    with pytest.raises(ValueError, match="at least 2 candidate frames"):
+        estimate_drift(blank, candidates=[9])
+
+
 def test_uniform_frames_are_not_registered_and_do_not_move() -> None:
     frames = np.full((6, 48, 64), 20_000, dtype=np.uint16)
     estimate = estimate_drift(frames)

@@ -879,7 +879,10 @@ def dust_mask(
             luminance_frames = LuminanceVideo(frames, color)
             cell = luminance_frames.cell_px
             drift = estimate_drift(
-                luminance_frames, exclude=located.core, max_frames=config.drift_max_frames
+                luminance_frames,
+                exclude=located.core,
+                max_frames=config.drift_max_frames,
+                candidates=_frames_with_signal(data_store, key, video.n_frames),
             )
             registered = [luminance_frames.window_view(int(i)) for i in drift.frames_used]
             motion_params = params_from_config(config, MotionTestParams)
@@ -1170,6 +1173,18 @@ def _lies_in(record: dict, region: np.ndarray) -> bool:
     """Whether ``record`` (a verdict or shadow in raw pixels, :func:`_raw_pixels`) lies in
     ``region`` (bool, raw grid) at its pixel nearest its centroid."""
     return bool(region[record["inside_y"], record["inside_x"]])
+
+
+def _frames_with_signal(data_store: DataStore, key: str, n_frames: int) -> np.ndarray | None:
+    """The frames of partition ``key``'s video that ``ser_median`` did not leave out for want
+    of signal (``source.json``), or None for all: the drift is measured on a sample of them,
+    none spent on a blank frame. Frames between those ``frame_step`` took were not screened and
+    stay candidates; the drift measurement screens its samples again."""
+    screening = _source_record(data_store, key).get("frames_without_signal") or {}
+    left_out = screening.get("frames") or []
+    if not left_out:
+        return None
+    return np.setdiff1d(np.arange(n_frames), left_out)
 
 
 def _source_dark_structure(data_store: DataStore, key: str) -> tuple[np.ndarray, dict] | None:

@@ -19,6 +19,7 @@ from skimage.registration import phase_cross_correlation
 
 from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.levels import signal_spread, with_signal
+from astro_assets.science.flatfield.median import selected_frames
 
 __all__ = [
     "DriftEstimate",
@@ -354,6 +355,7 @@ def estimate_drift(
     exclude: np.ndarray | None = None,
     max_frames: int | None = None,
     params: DriftParams = DriftParams(),
+    candidates: Sequence[int] | np.ndarray | None = None,
 ) -> DriftEstimate:
     """Measure the motion of the target across a video by phase correlation.
 
@@ -380,6 +382,10 @@ def estimate_drift(
         Overrides ``params.max_frames``.
     params : DriftParams
         Sampling and filtering.
+    candidates : sequence of int, optional
+        The frames the samples are drawn from, strictly increasing (e.g. those the temporal
+        median kept, blank frames left out, so that none of the samples is spent on them); all
+        by default.
 
     Returns
     -------
@@ -388,15 +394,20 @@ def estimate_drift(
     Raises
     ------
     ValueError
-        With fewer than two frames, frames that are not 2-D or differ in shape, a mask of the
-        wrong shape, or frames with NaN/inf.
+        With fewer than two frames (or candidates), frames that are not 2-D or differ in
+        shape, a mask of the wrong shape, or frames with NaN/inf.
     """
     if max_frames is not None:
         params = replace(params, max_frames=max_frames)
     n_frames = len(frames)
     if n_frames < 2:
         raise ValueError(f"need at least 2 frames to measure drift, got {n_frames}.")
-    first = np.asarray(frames[0])
+    pool = selected_frames(n_frames, 1, candidates)
+    if pool.size < 2:
+        raise ValueError(
+            f"need at least 2 candidate frames to measure drift, got {pool.size} ({pool.tolist()})."
+        )
+    first = np.asarray(frames[int(pool[0])])
     if first.ndim != 2:
         raise ValueError(f"each frame must be 2-D (H, W), got shape {first.shape}.")
     blank = None
@@ -413,11 +424,11 @@ def estimate_drift(
         if params.exclude_dilation_px > 0 and blank.any():
             blank = ndimage.binary_dilation(blank, iterations=params.exclude_dilation_px)
     blanking = _blanking(blank, params)
-    count = min(params.max_frames, n_frames)
-    used = np.unique(np.linspace(0, n_frames - 1, count).round().astype(np.int64))
+    count = min(params.max_frames, pool.size)
+    used = pool[np.unique(np.linspace(0, pool.size - 1, count).round().astype(np.int64))]
     despeckled = []
     for frame_index in used:
-        frame = first if frame_index == 0 else np.asarray(frames[int(frame_index)])
+        frame = first if frame_index == pool[0] else np.asarray(frames[int(frame_index)])
         if frame.shape != first.shape:
             raise ValueError(
                 f"frame {frame_index} has shape {frame.shape}, the first has {first.shape}."
