@@ -230,14 +230,19 @@ def test_one_frame_that_shows_nothing_is_left_out_and_the_rest_registered() -> N
     np.testing.assert_allclose(estimate.shifts, expected[estimate.frames_used], atol=0.5)
 
 
-def test_blank_first_frames_leave_the_first_frame_with_signal_as_the_reference() -> None:
-    # A capture that starts before the target is in the field, or under a cloud: registered
-    # against a blank first frame, every shift would be noise.
-    frames, truth = synthesize_frames_array(
+def _sixteen_drifting_frames():
+    """16 frames of 160 x 120 px drifting 16 px under ``DUST``, and their truth."""
+    return synthesize_frames_array(
         SolarVideoParams(
             width=160, height=120, n_frames=16, drift_px=16.0, jitter_px=0.5, dust=DUST, seed=6
         )
     )
+
+
+def test_blank_first_frames_leave_the_first_frame_with_signal_as_the_reference() -> None:
+    # A capture that starts before the target is in the field, or under a cloud: registered
+    # against a blank first frame, every shift would be noise.
+    frames, truth = _sixteen_drifting_frames()
     blank = frames.copy()
     blank[:2] = _noise(2, frames.shape[1:])
     estimate = estimate_drift(blank, exclude=truth.dust_support())
@@ -257,11 +262,7 @@ def test_blank_first_frames_leave_the_first_frame_with_signal_as_the_reference()
 def test_samples_are_drawn_from_the_candidate_frames_alone() -> None:
     # Half the capture blank: sampled from every frame, 8 samples would hold 4 lit frames;
     # drawn from the 8 lit ones, every sample shows the scene.
-    frames, truth = synthesize_frames_array(
-        SolarVideoParams(
-            width=160, height=120, n_frames=16, drift_px=16.0, jitter_px=0.5, dust=DUST, seed=6
-        )
-    )
+    frames, truth = _sixteen_drifting_frames()
     blank = frames.copy()
     blank[:8] = _noise(8, frames.shape[1:])
     everywhere = estimate_drift(blank, exclude=truth.dust_support(), max_frames=8)
