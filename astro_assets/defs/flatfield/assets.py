@@ -944,8 +944,9 @@ def dust_mask(
             context.log.warning(
                 f"Of the frames sampled to tell dust from the scene, {' and '.join(dimmed)} "
                 "(clouds, a blank frame, an exposure changed during the capture): they were "
-                "left out of the comparisons. The median still holds them; where many "
-                "frames are affected, cut them from the video before the run."
+                "left out of the comparisons. The median leaves out only frames without "
+                "signal (ser_median's min_signal_fraction) and keeps dimmed ones; where many "
+                "frames are dimmed, cut them from the video before the run."
             )
         # Numbered as the motion test numbers its verdicts, when it gave one per candidate.
         candidate_labels, candidate_count = label_candidates(located.core)

@@ -24,6 +24,7 @@ from astro_assets.science.flatfield.median import selected_frames
 __all__ = [
     "DriftEstimate",
     "DriftParams",
+    "binning_factor",
     "block_means",
     "checked_offsets",
     "common_frame_shape",
@@ -144,15 +145,18 @@ class DriftEstimate:
 
 
 _MIN_BINNED_SIDE_PX = 128
-"""The short side is not binned below this (unless the frame's is shorter): on a 1000 x 120 ROI
-binned by 2 to 60 px rows, the drift of 40 px was measured as 14-22 px."""
+"""The drift's short side is not binned below this (unless the frame's is shorter): on a
+1000 x 120 ROI binned by 2 to 60 px rows, the drift of 40 px was measured as 14-22 px."""
 
 
-def _binning_factor(shape: tuple[int, ...], max_side_px: int) -> int:
-    """The smallest factor that brings the long side under ``max_side_px``, held so that the
-    short side keeps at least ``_MIN_BINNED_SIDE_PX`` binned pixels."""
+def binning_factor(
+    shape: tuple[int, ...], max_side_px: int, min_side_px: int = _MIN_BINNED_SIDE_PX
+) -> int:
+    """The smallest factor (>= 1) that brings the long side of ``shape`` under
+    ``max_side_px``, held so that the short side keeps at least ``min_side_px`` binned pixels
+    (unless it is shorter already)."""
     factor = -(-max(shape) // max_side_px)
-    return max(1, min(factor, min(shape) // _MIN_BINNED_SIDE_PX))
+    return max(1, min(factor, min(shape) // min_side_px))
 
 
 def block_means(image: np.ndarray, factor: int) -> np.ndarray:
@@ -418,7 +422,7 @@ def estimate_drift(
                 f"exclude must be a bool (H, W) = {first.shape} mask, got {blank.dtype} "
                 f"{blank.shape}."
             )
-    factor = _binning_factor(first.shape, params.max_side_px)
+    factor = binning_factor(first.shape, params.max_side_px)
     if blank is not None:
         blank = block_means(blank.astype(np.float32), factor) > 0
         if params.exclude_dilation_px > 0 and blank.any():

@@ -549,11 +549,10 @@ def separate_sensor_fixed(
     With ``params.transparency_correction`` each registered frame is first divided by its
     transparency (:func:`.transparency.frame_transparency`), and frames dimmer than
     ``params.min_frame_transparency`` are left out. Runs :func:`sensor_fixed_test` on ``core``;
-    then, when ``params.ratio_search`` is set and
-    the scene moved by more than the smallest shadow the detector looks for
-    (``2 * detection.min_radius_px``) between enough pairs of frames, searches the ratio of
-    :func:`predict_dust_free` with :func:`find_shadows_in_ratio`, never
-    where a candidate was found to move with the scene, provided the prediction explains the
+    then, when ``params.ratio_search`` is set and the scene moved by more than the smallest
+    shadow the detector looks for (``2 * detection.min_radius_px``) between enough pairs of
+    frames, searches the ratio of :func:`predict_dust_free` with :func:`find_shadows_in_ratio`,
+    never where a candidate was found to move with the scene, provided the prediction explains the
     scene (at most ``params.max_texture_left`` of the median's texture is left in the ratio).
     Once a prediction over a third of the rows shows that the frames predict the scene, each
     frame is divided by the sensor's smooth response (``params.response_degree``) before the

@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.drift import (
+    binning_factor,
     block_means,
     checked_offsets,
     common_frame_shape,
@@ -183,8 +184,7 @@ def frame_transparency(
         raise ValueError(f"min_samples must be at least 1, got {min_samples}.")
     shape = common_frame_shape(frames)
     count = len(frames)
-    factor = max(1, math.ceil(max(shape) / max_side_px))
-    factor = min(factor, max(1, min(shape) // 8))
+    factor = binning_factor(shape, max_side_px, min_side_px=8)
     light = [_binned_light(frame, factor, float(black_level)) for frame in frames]
     floors = []
     for binned in light:
@@ -395,7 +395,7 @@ def screen_frames(
     if first.dtype.kind not in "uif":
         raise ValueError(f"frames must hold integers or floats, got dtype {first.dtype}.")
     height, width = first_shape[:2]
-    factor = max(1, min(-(-max(height, width) // max_side_px), height, width))
+    factor = binning_factor((height, width), max_side_px, min_side_px=1)
     if color in MOSAIC_COLORS and factor % 2 and factor > 1:
         # Whole CFA cells in every bin; rounded down, so that a bin still fits the frame.
         factor -= 1
