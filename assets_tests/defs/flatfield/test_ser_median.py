@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from astro_assets.defs.flatfield.assets import ser_median
+from astro_assets.defs.flatfield.assets import frame_ranges, ser_median
 from astro_assets.io.images import read_tiff
 from astro_assets.io.ser import write_ser
 
@@ -182,3 +182,12 @@ def test_a_target_that_moved_across_its_width_is_flagged(instance, data_store, l
     assert metadata["lit_fraction_median"].value == pytest.approx(4 / 48)
     assert metadata["coverage_ok"].value is True
     assert not any("moved across" in w for w in metadata["warnings"].value)
+
+
+def test_frames_left_out_are_listed_as_runs():
+    assert frame_ranges([]) == ""
+    assert frame_ranges([7]) == "7"
+    assert frame_ranges([0, 1, 2, 7, 9, 10]) == "0-2, 7, 9-10"
+    # A blank lead-in of thousands of frames stays one run; runs beyond those shown are counted.
+    assert frame_ranges([*range(5000), 5002]) == "0-4999, 5002"
+    assert frame_ranges([0, 2, 4, 6, 7, 8], shown=2) == "0, 2 and 4 more frames"

@@ -4,7 +4,7 @@ import contextlib
 import dataclasses
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -255,10 +255,27 @@ video has thousands of frames, and those near or below the threshold are the one
 reading."""
 
 
-def _frame_list(frames: list[int], shown: int = 12) -> str:
-    """``0, 1, 9, ...`` with at most ``shown`` numbers and how many more."""
-    head = ", ".join(str(frame) for frame in frames[:shown])
-    return head if len(frames) <= shown else f"{head} and {len(frames) - shown} more"
+def frame_ranges(frames: Sequence[int], shown: int = 12) -> str:
+    """Increasing frame numbers as runs, ``0-299, 310, 400-402``, at most ``shown`` runs and
+    how many frames the rest hold: a blank lead-in of thousands of frames stays one run."""
+    runs: list[list[int]] = []
+    for frame in frames:
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:shown])
+    if len(runs) <= shown:
+        return text
+    rest = sum(b - a + 1 for a, b in runs[shown:])
+    return f"{text} and {rest} more frames"
+
+
+def _frames_without_signal_metadata(record: dict) -> dict[str, object]:
+    """``source.json``'s ``frames_without_signal`` for the asset's metadata: the frames as
+    runs (:func:`frame_ranges`) and counted, so that a long blank stretch stays short."""
+    frames = record["frames"]
+    return {**record, "count": len(frames), "frames": frame_ranges(frames)}
 
 
 def _lit_fractions(video: SerVideo, median: np.ndarray, used: np.ndarray) -> tuple[float, float]:
@@ -360,7 +377,7 @@ def ser_median(
         if left_out:
             added.append(
                 f"{len(left_out)} of {stepped.size} frames show too little of the scene (blank "
-                f"frames or thick cloud; frames {_frame_list(left_out)}) and were left out of "
+                f"frames or thick cloud; frames {frame_ranges(left_out)}) and were left out of "
                 "the median; set min_signal_fraction to 0 to keep them."
                 + (
                     " More than half of the frames were left out: if most of them do show the "
@@ -409,7 +426,9 @@ def ser_median(
             "dark": _json(record["dark"]),
             "frames_used": frames_used,
             "frame_step": config.frame_step,
-            "frames_without_signal": _json(record["frames_without_signal"]),
+            "frames_without_signal": _json(
+                _frames_without_signal_metadata(record["frames_without_signal"])
+            ),
             "median_estimator": "interpolated within 8-bit levels" if interpolated else "exact",
             "lit_fraction_median": median_lit,
             "lit_fraction_frames": frames_lit,
@@ -523,9 +542,10 @@ def _source_video(data_store: DataStore, key: str) -> Path:
     return find_ser_for_key(data_store.layout.incoming_ser, key)
 
 
-def _open_source(data_store: DataStore, key: str) -> SerVideo:
-    """The partition's video, read with the byte order ``ser_median`` used."""
-    byte_order = _source_record(data_store, key)["byte_order"]
+def _open_source(data_store: DataStore, key: str, source: dict) -> SerVideo:
+    """The partition's video, read with the byte order ``ser_median`` used (``source``, its
+    :func:`_source_record`)."""
+    byte_order = source["byte_order"]
     return open_ser(
         _source_video(data_store, key), byte_order=None if byte_order == "|" else byte_order
     )
@@ -847,11 +867,12 @@ def dust_mask(
         key = context.partition_key
         median = _read(data_store, key, MEDIAN_FILE)
         hand_edits = _hand_edits(config, data_store.layout.flatfield_file(key, EDITS_FILE))
-        dark = _source_dark_structure(data_store, key)
+        source = _source_record(data_store, key)
+        dark = _source_dark_structure(data_store, key, source)
         black_level = config.black_level
         if dark is not None and black_level is None:
             black_level = float(np.mean(dark[1]["pedestals"]))
-        with _open_source(data_store, key) as video:
+        with _open_source(data_store, key, source) as video:
             if video.n_frames < 2:
                 raise ValueError(
                     f"{key}: the video has {video.n_frames} frame. Dust is told from the scene "
@@ -882,7 +903,7 @@ def dust_mask(
                 luminance_frames,
                 exclude=located.core,
                 max_frames=config.drift_max_frames,
-                candidates=_frames_with_signal(data_store, key, video.n_frames),
+                candidates=_frames_with_signal(source, video.n_frames),
             )
             registered = [luminance_frames.window_view(int(i)) for i in drift.frames_used]
             motion_params = params_from_config(config, MotionTestParams)
@@ -1176,28 +1197,30 @@ def _lies_in(record: dict, region: np.ndarray) -> bool:
     return bool(region[record["inside_y"], record["inside_x"]])
 
 
-def _frames_with_signal(data_store: DataStore, key: str, n_frames: int) -> np.ndarray | None:
-    """The frames of partition ``key``'s video that ``ser_median`` did not leave out for want
-    of signal (``source.json``), or None for all: the drift is measured on a sample of them,
+def _frames_with_signal(source: dict, n_frames: int) -> np.ndarray | None:
+    """The frames of the video that ``ser_median`` did not leave out for want of signal
+    (``source``, its ``source.json``), or None for all: the drift is measured on a sample of them,
     none spent on a blank frame. Frames between those ``frame_step`` took were not screened and
     stay candidates; the drift measurement screens its samples again."""
-    screening = _source_record(data_store, key).get("frames_without_signal") or {}
+    screening = source.get("frames_without_signal") or {}
     left_out = screening.get("frames") or []
     if not left_out:
         return None
     return np.setdiff1d(np.arange(n_frames), left_out)
 
 
-def _source_dark_structure(data_store: DataStore, key: str) -> tuple[np.ndarray, dict] | None:
+def _source_dark_structure(
+    data_store: DataStore, key: str, source: dict
+) -> tuple[np.ndarray, dict] | None:
     """The structure of the master dark ``ser_median`` subtracted from partition ``key``'s
-    frames (:func:`_dark_structure`) and what ``source.json`` records of that dark, or None.
+    frames (:func:`_dark_structure`) and what ``source`` (its ``source.json``) records of that
+    dark, or None.
 
     Raises
     ------
     ValueError
         When ``master_dark.fits`` is not the one recorded in ``source.json`` (its checksum).
     """
-    source = _source_record(data_store, key)
     recorded = source.get("dark")
     if recorded is None:
         return None
@@ -1486,9 +1509,10 @@ def _fits_header(
 
 
 def _calibration_levels(
-    data_store: DataStore, key: str, header, shape: tuple[int, ...], color: str
+    data_store: DataStore, key: str, header, shape: tuple[int, ...], source: dict
 ) -> tuple[float | np.ndarray, float | np.ndarray]:
-    """``(subtracted, pedestal)`` for ``calibrated_video`` with the flat's FITS ``header``.
+    """``(subtracted, pedestal)`` for ``calibrated_video`` with the flat's FITS ``header`` and
+    the video's ``source.json`` (``source``).
 
     The pedestal is the black level of each colour plane (``BLACKPn``, or ``BLACKLVL`` alone),
     laid out as the frame. What is subtracted before the division is that pedestal, plus the
@@ -1496,11 +1520,11 @@ def _calibration_levels(
     (``DARKFILE``)."""
     levels = _numbered_keys(header, "BLACKP") or [float(header["BLACKLVL"])]
     black: float | np.ndarray = (
-        levels[0] if len(set(levels)) == 1 else _plane_levels(levels, shape, color)
+        levels[0] if len(set(levels)) == 1 else _plane_levels(levels, shape, source["color"])
     )
     if "DARKFILE" not in header:
         return black, black
-    dark = _source_dark_structure(data_store, key)
+    dark = _source_dark_structure(data_store, key, source)
     if dark is None or dark[0].shape != shape or header.get("DARKCRC") != dark[1]["checksum"]:
         raise ValueError(
             f"the flat of {key} applies after the master dark of {header['DARKFILE']}, which "
@@ -1700,10 +1724,9 @@ def calibrated_video(
     layout = data_store.layout
     flat, header = read_fits_float32(layout.flatfield_file(key, FLAT_FITS_FILE))
     header_flat_domain = header.get("FLATDOM", "frame - BLACKLVL")
-    black_level, pedestal = _calibration_levels(
-        data_store, key, header, flat.shape, _video_color(data_store, key)
-    )
-    with _open_source(data_store, key) as video:
+    source = _source_record(data_store, key)
+    black_level, pedestal = _calibration_levels(data_store, key, header, flat.shape, source)
+    with _open_source(data_store, key, source) as video:
         dtype = video.frames.dtype
         depth = _calibrated_depth(video)
         calibrate = IntegerCalibrator(flat, black_level, dtype, (1 << depth) - 1, pedestal)
