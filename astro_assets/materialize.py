@@ -12,12 +12,14 @@ from astro_assets.definitions import defs as default_defs
 
 @dataclass
 class MaterializeOutcome:
-    """One line per run: what it covered and whether it succeeded; under a failed run, what
-    :func:`run_failures` finds."""
+    """One line per run: what it covered and whether it succeeded; under it, what
+    :func:`run_failures` finds (failed steps, failed checks of severity ERROR) and the checks
+    that warn (:func:`failed_checks`)."""
 
     runs: list[tuple[str, str, bool]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, list[str]] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -28,6 +30,7 @@ class MaterializeOutcome:
         for run_id, scope, ok in self.runs:
             out.append(f"{'ok    ' if ok else 'FAILED'} {scope} (run {run_id})")
             out.extend(f"       {failure}" for failure in self.failures.get(run_id, []))
+            out.extend(f"       {warning}" for warning in self.warnings.get(run_id, []))
         out.extend(f"skipped {reason}" for reason in self.skipped)
         if not out:
             out.append("nothing selected")
@@ -64,14 +67,27 @@ def run_failures(result: dg.ExecuteInProcessResult) -> list[str]:
             error = error.cause
         message = error.message.strip().splitlines()[0] if error is not None else "failed"
         failures.append(f"{event.step_key}: {message}")
+    return failures + failed_checks(result, dg.AssetCheckSeverity.ERROR)
+
+
+def failed_checks(result: dg.ExecuteInProcessResult, severity: dg.AssetCheckSeverity) -> list[str]:
+    """``check NAME [partition] failed: first line of its description`` (``warns`` for
+    severity WARN) for every check of ``severity`` that did not pass. A check that is not
+    blocking fails without failing the run, so these are listed under runs that succeeded
+    too."""
+    verb = "warns" if severity == dg.AssetCheckSeverity.WARN else "failed"
+    lines = []
     for event in result.all_events:
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         evaluation = event.event_specific_data
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            reason = f": {evaluation.description}" if evaluation.description else ""
-            failures.append(f"check {evaluation.check_name} failed{reason}")
-    return failures
+        if evaluation.passed or evaluation.severity != severity:
+            continue
+        first_line = (evaluation.description or "").strip().splitlines()[:1]
+        reason = f": {first_line[0]}" if first_line else ""
+        partition = f" [{evaluation.partition}]" if evaluation.partition else ""
+        lines.append(f"check {evaluation.check_name}{partition} {verb}{reason}")
+    return lines
 
 
 def materialize_selection(
@@ -117,8 +133,12 @@ def materialize_selection(
             raise_on_error=False,
         )
         outcome.runs.append((result.run_id, scope, result.success))
-        if not result.success:
-            outcome.failures[result.run_id] = run_failures(result)
+        failures = run_failures(result)
+        if failures:
+            outcome.failures[result.run_id] = failures
+        warned = failed_checks(result, dg.AssetCheckSeverity.WARN)
+        if warned:
+            outcome.warnings[result.run_id] = warned
 
     for partitions_name, asset_keys in partitioned.items():
         registered = instance.get_dynamic_partitions(partitions_name)

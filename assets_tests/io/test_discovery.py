@@ -79,6 +79,15 @@ def test_find_ser_for_key(tmp_path: Path):
         find_ser_for_key(tmp_path, "mars")
 
 
+def test_a_file_no_key_can_be_derived_from_is_no_other_partitions(tmp_path: Path):
+    # ingest refuses these names; the partitions already registered still find their videos.
+    path = _write(tmp_path / "sun.ser", 5)
+    _write(tmp_path / "\u6728\u661f.ser", 5)
+    _write(tmp_path / "..ser", 5)
+    assert find_ser_for_key(tmp_path, "sun") == path
+    assert len(scan_ser_files(tmp_path, known_keys=["sun"], pending={}).rejected) == 2
+
+
 def test_is_settled_by_age_or_by_repeat():
     obs = Observation(10, 1_000_000_000_000)
     assert is_settled(obs, obs, now_ns=obs.mtime_ns)

@@ -76,6 +76,15 @@ def ser_key_for(path: Path) -> str:
     return sanitize_key(path.stem)
 
 
+def _key_or_none(path: Path) -> str | None:
+    """:func:`ser_key_for`, or None for a name no key can be derived from: such a file is
+    refused where it is registered (``ingest``, the sensor) and is no other partition's."""
+    try:
+        return ser_key_for(path)
+    except UnsafePathError:
+        return None
+
+
 def find_ser_for_key(folder: Path, key: str) -> Path:
     """The SER file under ``folder`` whose key is ``key``.
 
@@ -84,7 +93,7 @@ def find_ser_for_key(folder: Path, key: str) -> Path:
     FileNotFoundError
         If no file, or more than one file, maps to ``key``.
     """
-    matches = [p for p in list_ser_files(folder) if ser_key_for(p) == key]
+    matches = [p for p in list_ser_files(folder) if _key_or_none(p) == key]
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -105,9 +105,21 @@ def dust_mask_coverage(
     mask = _load(data_store, context.partition_key, MASK_FILE)
     in_range = bool(np.all((mask >= 0) & (mask <= 1)))
     fraction = float(np.mean(mask > 0))
+    if not in_range:
+        description = "the mask has values outside [0, 1]: materialize dust_mask again."
+    elif fraction > config.max_fraction:
+        description = (
+            f"{fraction:.1%} of the frame is masked, more than max_fraction "
+            f"({config.max_fraction:.1%}): review dust_mask_overlay.png before using the flat "
+            "(few frames, a tracked target or a textured one can leave scene features in the "
+            "mask); drop them with drop_regions_at."
+        )
+    else:
+        description = f"{fraction:.1%} of the frame is masked."
     return dg.AssetCheckResult(
         passed=in_range and fraction <= config.max_fraction,
         severity=dg.AssetCheckSeverity.ERROR if not in_range else dg.AssetCheckSeverity.WARN,
+        description=description,
         metadata={
             "masked_fraction": fraction,
             "max_fraction": config.max_fraction,

@@ -1,0 +1,49 @@
+"""``materialize_selection``'s report: failed steps and checks, and checks that warn."""
+
+import dagster as dg
+
+from astro_assets.materialize import materialize_selection
+
+partitions = dg.DynamicPartitionsDefinition(name="videos")
+
+
+@dg.asset(partitions_def=partitions)
+def measured() -> int:
+    return 3
+
+
+@dg.asset_check(asset=measured, partitions_def=partitions)
+def measured_is_small(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    wide = context.partition_key == "wide"
+    return dg.AssetCheckResult(
+        passed=not wide,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="30.0% of the frame is masked\nsecond line" if wide else "fine",
+    )
+
+
+@dg.asset_check(asset=measured, partitions_def=partitions)
+def measured_is_positive(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    broken = context.partition_key == "broken"
+    return dg.AssetCheckResult(passed=not broken, description="the flat is negative")
+
+
+def test_failed_checks_are_listed_under_runs_that_succeeded():
+    defs = dg.Definitions(assets=[measured], asset_checks=[measured_is_small, measured_is_positive])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("videos", ["calm", "wide", "broken"])
+        outcome = materialize_selection(instance, defs=defs, resources={})
+    lines = [line.strip() for line in outcome.lines()]
+    assert [line.split(" (run")[0] for line in lines if "(run" in line] == [
+        "ok     measured [videos/calm]",
+        "ok     measured [videos/wide]",
+        "ok     measured [videos/broken]",
+    ]
+    wide_run = lines.index(next(line for line in lines if "[videos/wide]" in line))
+    assert (
+        lines[wide_run + 1] == "check measured_is_small [wide] warns: 30.0% of the frame is masked"
+    )
+    # A check of severity ERROR that does not block fails without failing the run: listed too.
+    assert lines[-1] == "check measured_is_positive [broken] failed: the flat is negative"
+    assert outcome.succeeded
+    assert sum("measured_is_" in line for line in lines) == 2
