@@ -557,6 +557,24 @@ def test_frame_count_too_small_trusts_the_header_and_warns(tmp_path):
         assert any("room for 2 more whole frames" in w for w in video.warnings)
 
 
+def test_16_bit_data_under_an_8_bit_header_is_named_in_a_warning(tmp_path):
+    frames = smooth_frames(4, 6, 8, top=40000)
+    path = write_ser(tmp_path / "v.ser", frames)
+    with open(path, "r+b") as handle:
+        handle.seek(34)
+        handle.write(struct.pack("<i", 8))
+    with open_ser(path) as video:
+        assert video.n_frames == 4 and video.frames.dtype == np.uint8
+        assert any(
+            "PixelDepthPerPlane is 8" in w and "16-bit with a damaged header" in w
+            for w in video.warnings
+        )
+    # An 8-bit video whose header declares fewer frames than it holds is not taken for one.
+    eight_bit = write_ser(tmp_path / "w.ser", frames[:3].astype(np.uint8), frame_count=2)
+    with open_ser(eight_bit) as video:
+        assert not any("damaged header" in w for w in video.warnings)
+
+
 def test_trailer_is_read_only_right_after_the_declared_frames(tmp_path):
     frames = smooth_frames(3, 4, 6, top=4095)
     times = frame_times(3)

@@ -41,6 +41,7 @@ Every offset is computed with Python integers, so files larger than 4 GiB are re
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -398,6 +399,35 @@ def open_ser(path: str | os.PathLike[str], *, byte_order: str | None = None) -> 
     )
 
 
+def ser_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A cheap identity of a video file's content: the SHA-256 of its size and of
+    ``FINGERPRINT_SAMPLE_BYTES`` at its start (the header), middle and end.
+
+    It changes when another capture replaces the file under the same name, and not when the
+    file is copied or touched; it reads at most three samples whatever the file's size.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (any file; it is not parsed).
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        for offset in (0, size // 2, size - FINGERPRINT_SAMPLE_BYTES):
+            handle.seek(max(0, offset))
+            digest.update(handle.read(FINGERPRINT_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+FINGERPRINT_SAMPLE_BYTES = 64 * 1024
+
+
 def _parse_header(raw: bytes, path: Path) -> tuple[SerHeader, list[str]]:
     """Decode the 178 header bytes; reject a FileID that is not text."""
     (
@@ -584,6 +614,14 @@ def _locate_frames(
             f"{extra} bytes follow the {n_frames} frames, not the {8 * n_frames} bytes of a "
             f"time-stamp trailer{room}; the extra bytes are ignored and so are time stamps."
         )
+        if header.pixel_depth <= 8 and extra - n_frames * frame_bytes in (0, 8 * n_frames):
+            warnings.append(
+                f"The file holds exactly the data of {n_frames} frames of two bytes per "
+                f"sample, but PixelDepthPerPlane is {header.pixel_depth} (one byte): if the "
+                "frames look garbled (every other column dark, doubled images), the video is "
+                "16-bit with a damaged header; re-export it from the capture software or set "
+                "PixelDepthPerPlane to 16."
+            )
     return n_frames, None, warnings
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from astro_assets.defs.flatfield.assets import frame_ranges, ser_median
 from astro_assets.io.images import read_tiff
-from astro_assets.io.ser import write_ser
+from astro_assets.io.ser import ser_fingerprint, write_ser
 
 
 def _video(folder: Path, name: str, frames: np.ndarray, **kwargs) -> Path:
@@ -121,6 +121,7 @@ def test_the_byte_order_used_is_recorded_for_downstream_assets(instance, data_st
     assert _materialize(instance, data_store, "w", run_config=config).success
     record = json.loads(layout.flatfield_file("w", "source.json").read_text())
     screening = record.pop("frames_without_signal")
+    assert record.pop("fingerprint") == ser_fingerprint(layout.incoming_ser / "w.ser")
     assert record == {
         "source": "w.ser",
         "byte_order": ">",
@@ -182,6 +183,21 @@ def test_a_target_that_moved_across_its_width_is_flagged(instance, data_store, l
     assert metadata["lit_fraction_median"].value == pytest.approx(4 / 48)
     assert metadata["coverage_ok"].value is True
     assert not any("moved across" in w for w in metadata["warnings"].value)
+
+
+def test_a_median_of_sky_alone_is_flagged_whatever_the_sky_holds(instance, data_store, layout):
+    # The bar crosses 20 px on a sky with noise and a gradient (vignetting, a moonlit sky):
+    # against its own range the median's sky would count as lit; against the frames' it does
+    # not.
+    rng = np.random.default_rng(5)
+    sky = np.linspace(100.0, 200.0, 48) + 8.0 * rng.standard_normal((21, 32, 48))
+    frames = np.where(_bar_video(drift_px=20) > 100, 5000.0, sky).round().astype(np.uint16)
+    _video(layout.incoming_ser, "planet.ser", frames)
+    result = _materialize(instance, data_store, "planet")
+    metadata = result.asset_materializations_for_node("ser_median")[0].metadata
+    assert metadata["lit_fraction_frames"].value == pytest.approx(4 / 48)
+    assert metadata["lit_fraction_median"].value == 0.0
+    assert metadata["coverage_ok"].value is False
 
 
 def test_frames_left_out_are_listed_as_runs():

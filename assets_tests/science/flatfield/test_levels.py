@@ -7,6 +7,7 @@ from astro_assets.science.flatfield.levels import (
     BRIGHTER_FACTOR,
     MIN_TARGET_FRACTION,
     coverage_verdict,
+    dark_threshold,
     lit_fraction,
     signal_spread,
     target_level,
@@ -84,6 +85,30 @@ def test_the_lit_fraction_is_the_share_above_the_dark_threshold() -> None:
     assert lit_fraction(np.full(SHAPE, 7.0)) == 0.0
     with pytest.raises(ValueError, match="dark_fraction"):
         lit_fraction(image, dark_fraction=1.0)
+
+
+def test_a_median_the_target_left_is_dark_against_the_frames_threshold() -> None:
+    # A 30 px planet drifting 120 px across a vignetted sky: a pixel holds it in at most half
+    # of the frames, so the median is sky, whose own range makes a third of it "lit".
+    rng = np.random.default_rng(3)
+    rows, cols = np.indices(SHAPE, dtype=np.float64)
+    vignetting = 1.0 - 0.3 * np.hypot(rows - 150, cols - 200) ** 2 / 250.0**2
+    frames = []
+    for x in np.linspace(140.0, 260.0, 40):
+        s = np.hypot(rows - 150, cols - x) / 30.0
+        disc = 40000.0 * np.sqrt(np.clip(1.0 - s**2, 0.0, 1.0))
+        frames.append(PEDESTAL + (200.0 + disc) * vignetting + 5.0 * rng.standard_normal(SHAPE))
+    median = np.median(frames, axis=0)
+    threshold = float(np.median([dark_threshold(frame.ravel(), 0.05) for frame in frames]))
+    frames_lit = float(np.median([lit_fraction(frame) for frame in frames]))
+    assert frames_lit == pytest.approx(np.pi * 30.0**2 / median.size, rel=0.1)
+    assert lit_fraction(median) > 0.3
+    median_lit = lit_fraction(median, threshold=threshold)
+    assert median_lit < 0.1 * frames_lit
+    ok, message = coverage_verdict(median_lit, frames_lit)
+    assert not ok and "the median lights only 0.2% of the frame" in message
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        lit_fraction(median, threshold=float("nan"))
 
 
 def test_a_median_lighting_under_half_of_what_the_frames_light_is_flagged() -> None:

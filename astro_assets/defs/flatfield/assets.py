@@ -30,7 +30,7 @@ from astro_assets.io.images import (
     write_tiff_uint16_unity,
 )
 from astro_assets.io.paths import DataLayout
-from astro_assets.io.ser import SerVideo, open_ser, write_ser
+from astro_assets.io.ser import SerVideo, open_ser, ser_fingerprint, write_ser
 from astro_assets.resources.classical import ClassicalImageModel
 from astro_assets.resources.dust_eye import BackendChoice, DustEye
 from astro_assets.resources.gemini import GeminiBlockedError, GeminiError
@@ -71,8 +71,10 @@ from astro_assets.science.flatfield.inpaint import (
     median_line_gains,
 )
 from astro_assets.science.flatfield.levels import (
+    LIT_DARK_FRACTION,
     MIN_SIGNAL_FRACTION,
     coverage_verdict,
+    dark_threshold,
     lit_fraction,
 )
 from astro_assets.science.flatfield.matching import match_histogram
@@ -280,12 +282,23 @@ def _frames_without_signal_metadata(record: dict) -> dict[str, object]:
 
 def _lit_fractions(video: SerVideo, median: np.ndarray, used: np.ndarray) -> tuple[float, float]:
     """``lit_fraction`` of the median's luminance, and the median of that of
-    ``COVERAGE_SAMPLE_FRAMES`` frames spread over those the median was taken over (``used``)."""
+    ``COVERAGE_SAMPLE_FRAMES`` frames spread over those the median was taken over (``used``).
+    The median is measured against the frames' median threshold (its own where the frames
+    have no contrast): a median the target left for most of the video holds the sky alone."""
     picks = np.unique(np.linspace(0, len(used) - 1, min(COVERAGE_SAMPLE_FRAMES, len(used))).round())
-    frames_lit = [
-        lit_fraction(luminance_view(video.frames[used[int(i)]], video.color)) for i in picks
-    ]
-    return lit_fraction(luminance_view(median, video.color)), float(np.median(frames_lit))
+    frames_lit, thresholds = [], []
+    for i in picks:
+        frame = np.ravel(luminance_view(video.frames[used[int(i)]], video.color))
+        frames_lit.append(lit_fraction(frame))
+        threshold = dark_threshold(frame, LIT_DARK_FRACTION)
+        if threshold is not None:
+            thresholds.append(threshold)
+    median_view = luminance_view(median, video.color)
+    frames_threshold = float(np.median(thresholds)) if thresholds else None
+    return (
+        lit_fraction(median_view, threshold=frames_threshold),
+        float(np.median(frames_lit)),
+    )
 
 
 @dg.asset(
@@ -326,6 +339,7 @@ def ser_median(
             f"min_signal_fraction must lie in [0, 1], got {config.min_signal_fraction}; the "
             f"default {MIN_SIGNAL_FRACTION} leaves out blank frames, 0 keeps every frame."
         )
+    fingerprint = ser_fingerprint(source)
     with open_ser(source, byte_order=BYTE_ORDERS[config.byte_order]) as video:
         stepped = selected_frames(video.n_frames, config.frame_step)
         screening = (
@@ -364,6 +378,7 @@ def ser_median(
         metadata = header_metadata(video)
         record = {
             "source": source.name,
+            "fingerprint": fingerprint,
             "byte_order": video.byte_order,
             "color": video.color,
             "pixel_depth": video.header.pixel_depth,
@@ -544,11 +559,25 @@ def _source_video(data_store: DataStore, key: str) -> Path:
 
 def _open_source(data_store: DataStore, key: str, source: dict) -> SerVideo:
     """The partition's video, read with the byte order ``ser_median`` used (``source``, its
-    :func:`_source_record`)."""
+    :func:`_source_record`).
+
+    Raises
+    ------
+    ValueError
+        When the file is no longer the one ``ser_median`` read (its fingerprint): another
+        capture saved under the same name would otherwise be calibrated with this one's flat.
+    """
+    path = _source_video(data_store, key)
+    recorded = source.get("fingerprint")
+    if recorded is not None and ser_fingerprint(path) != recorded:
+        raise ValueError(
+            f"{path.name} changed after ser_median was materialized for {key!r} (another "
+            "capture under the same name, or the file was edited): materialize ser_median "
+            "again, then the assets downstream of it. To keep both captures, give the new one "
+            "its own name."
+        )
     byte_order = source["byte_order"]
-    return open_ser(
-        _source_video(data_store, key), byte_order=None if byte_order == "|" else byte_order
-    )
+    return open_ser(path, byte_order=None if byte_order == "|" else byte_order)
 
 
 def _video_color(data_store: DataStore, key: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "LIT_DARK_FRACTION",
     "MIN_SIGNAL_FRACTION",
     "coverage_verdict",
     "dark_threshold",
@@ -67,6 +68,10 @@ def target_level(values: np.ndarray) -> float:
             return level
         level = float(np.percentile(brighter, 99.0))
 
+
+LIT_DARK_FRACTION = 0.05
+"""Fraction of the way from the sky to the target's bright level under which
+:func:`lit_fraction` counts a pixel as dark: the flat's own ``dark_fraction``."""
 
 MIN_SIGNAL_FRACTION = 0.2
 """A frame whose :func:`signal_spread` is below this fraction of the video's typical frame's
@@ -182,7 +187,12 @@ def dark_threshold(values: np.ndarray, dark_fraction: float) -> float | None:
     return low + dark_fraction * (high - low)
 
 
-def lit_fraction(image: np.ndarray, dark_fraction: float = 0.05) -> float:
+def lit_fraction(
+    image: np.ndarray,
+    dark_fraction: float = LIT_DARK_FRACTION,
+    *,
+    threshold: float | None = None,
+) -> float:
     """Share of the pixels lit by the target: above :func:`dark_threshold`, under which no
     flat is measured.
 
@@ -192,6 +202,11 @@ def lit_fraction(image: np.ndarray, dark_fraction: float = 0.05) -> float:
         Finite pixel values, any shape, in ADU; not modified.
     dark_fraction : float
         In [0, 1).
+    threshold : float, optional
+        The level above which a pixel counts as lit, in ADU, instead of the image's own
+        :func:`dark_threshold`: a median measured against the frames' threshold, because a
+        median in which the target left every pixel for most of the video is sky alone, whose
+        own range makes its noise and vignetting look lit.
 
     Returns
     -------
@@ -201,12 +216,18 @@ def lit_fraction(image: np.ndarray, dark_fraction: float = 0.05) -> float:
     Raises
     ------
     ValueError
-        If ``image`` is empty or ``dark_fraction`` lies outside [0, 1).
+        If ``image`` is empty, ``dark_fraction`` lies outside [0, 1) or ``threshold`` is not
+        finite.
     """
     values = np.ravel(image)
-    threshold = dark_threshold(values, dark_fraction)
     if threshold is None:
-        return 0.0
+        threshold = dark_threshold(values, dark_fraction)
+        if threshold is None:
+            return 0.0
+    elif not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}.")
+    elif values.size == 0:
+        raise ValueError("lit_fraction needs at least one value.")
     return float(np.count_nonzero(values > threshold) / values.size)
 
 
