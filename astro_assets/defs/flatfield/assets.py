@@ -1013,9 +1013,10 @@ def dust_mask(
         unconfirmed_dropped = sum(verdict.dropped_undecided for verdict in verdicts)
         if rejected or too_shallow or unconfirmed_dropped:
             context.log.info(
-                f"Of {len(verdicts)} candidates, {rejected} moved with the scene, "
-                f"{too_shallow} were too shallow to correct and {unconfirmed_dropped} could not "
-                "be shown fixed on the sensor with keep_undecided off; all were dropped."
+                f"Of {len(verdicts)} candidates, {rejected + too_shallow + unconfirmed_dropped} "
+                f"were dropped: {rejected} moved with the scene, {too_shallow} were too shallow "
+                f"to correct and {unconfirmed_dropped} could not be shown fixed on the sensor "
+                "with keep_undecided off."
             )
         if undecided:
             context.log.warning(
