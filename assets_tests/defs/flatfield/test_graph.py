@@ -1053,7 +1053,9 @@ def test_broken_flat_fails_the_blocking_check_and_stops_calibration(
     assert checks["final_flatfield_clean_area_is_unity"] is False
     # What `astro-assets materialize` prints under the failed run.
     failures = run_failures(result)
-    assert any(f.startswith("check final_flatfield_clean_area_is_unity failed") for f in failures)
+    assert any(
+        f.startswith("check final_flatfield_clean_area_is_unity [dusty] failed") for f in failures
+    )
     materialized = {
         e.event_specific_data.materialization.asset_key.to_user_string()
         for e in result.get_asset_materialization_events()

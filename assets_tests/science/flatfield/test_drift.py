@@ -141,11 +141,11 @@ def test_an_exclusion_of_the_dust_itself_is_kept() -> None:
 
 
 def test_a_path_nearer_the_first_frame_never_replaces_the_measured_one() -> None:
-    # A registration held at zero by static dust can be as smooth as the scene's path: a
-    # straight 0.5 px against the 40 px measured.
+    # A registration held near zero by static dust can be as smooth as the scene's path: a
+    # straight 2 px against the 40 px measured.
     used = np.arange(16)
     measured = np.stack([np.zeros(16), np.linspace(0.0, 40.0, 16)], axis=1)
-    held = np.stack([np.zeros(16), np.linspace(0.0, 0.5, 16)], axis=1)
+    held = np.stack([np.zeros(16), np.linspace(0.0, 2.0, 16)], axis=1)
     shifts, taken = _departing_path(lambda _, index: held[index], used, measured, farther=True)
     assert not taken and shifts is measured
     shifts, taken = _departing_path(lambda _, index: held[index], used, measured)
@@ -154,6 +154,18 @@ def test_a_path_nearer_the_first_frame_never_replaces_the_measured_one() -> None
     farther, taken = _departing_path(lambda _, index: measured[index], used, held, farther=True)
     assert taken
     np.testing.assert_allclose(farther, measured)
+    # Within a pixel of the first frame a path is what a static pattern holds, never a
+    # trajectory, even against a measured path that is noise.
+    noise = np.random.default_rng(0).uniform(-20.0, 20.0, (16, 2))
+    noise[0] = 0.0
+    still = np.stack([np.zeros(16), np.linspace(0.0, 0.5, 16)], axis=1)
+    for first in (measured, noise):
+        shifts, taken = _departing_path(lambda _, index: still[index], used, first)
+        assert not taken and shifts is first
+    # Against noise, a trajectory is taken whether or not it reaches farther.
+    shifts, taken = _departing_path(lambda _, index: held[index], used, noise, farther=True)
+    assert taken
+    np.testing.assert_allclose(shifts, held)
 
 
 def test_tracked_video_with_unexcluded_dust_stays_tracked() -> None:

@@ -606,27 +606,32 @@ def _departing_path(
     retried = np.zeros_like(shifts)
     for index in range(1, count):
         retried[index] = probed[index] if index in probed else register(0, index)
-    scatter, reach = _scatter_and_reach(used, retried)
     departure = float(np.hypot(*(retried - shifts).T).max())
-    trajectory = reach >= _TRAJECTORY_SIGNAL * scatter
+    trajectory, scatter, reach = _trajectory(used, retried)
     departs = departure > _ANCHOR_DEPARTURE * max(scatter, 1.0)
     outreaches = True
     if farther:
-        first_scatter, first_reach = _scatter_and_reach(used, shifts)
-        outreaches = reach > first_reach or first_reach < _TRAJECTORY_SIGNAL * first_scatter
+        first_is_trajectory, _, first_reach = _trajectory(used, shifts)
+        outreaches = reach > first_reach or not first_is_trajectory
     if trajectory and departs and outreaches:
         return retried, True
     return shifts, False
 
 
-def _scatter_and_reach(used: np.ndarray, path: np.ndarray) -> tuple[float, float]:
-    """The rms scatter of ``path`` ((n, 2) shifts of the frames ``used``) about a quadratic in
-    time, and its largest distance from the first frame, binned pixels."""
+def _trajectory(used: np.ndarray, path: np.ndarray) -> tuple[bool, float, float]:
+    """Whether ``path`` ((n, 2) shifts of the frames ``used``, binned pixels) is a trajectory,
+    its rms scatter about a quadratic in time and its largest distance from the first frame.
+
+    A trajectory reaches ``_TRAJECTORY_SIGNAL`` times its scatter and more than a binned
+    pixel: a path that stays within a pixel of the first frame is what a static pattern holds
+    a registration to, however smooth.
+    """
     times = used.astype(np.float64)
     design = np.vander((times - times[0]) / max(times[-1] - times[0], 1.0), 3)
     coefficients, *_ = np.linalg.lstsq(design, path, rcond=None)
     scatter = float(np.sqrt(np.mean(np.sum((path - design @ coefficients) ** 2, axis=1))))
-    return scatter, float(np.hypot(path[:, 0], path[:, 1]).max())
+    reach = float(np.hypot(path[:, 0], path[:, 1]).max())
+    return reach >= _TRAJECTORY_SIGNAL * scatter and reach > 1.0, scatter, reach
 
 
 def _static_free(
