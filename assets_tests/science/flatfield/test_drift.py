@@ -162,10 +162,17 @@ def test_a_path_nearer_the_first_frame_never_replaces_the_measured_one() -> None
     for first in (measured, noise):
         shifts, taken = _departing_path(lambda _, index: still[index], used, first)
         assert not taken and shifts is first
-    # Against noise, a trajectory is taken whether or not it reaches farther.
-    shifts, taken = _departing_path(lambda _, index: held[index], used, noise, farther=True)
+    # Against a first path that failed its closure (noise), a trajectory is taken whether or
+    # not it reaches farther; against one that passed it (right, if jittery), only farther.
+    shifts, taken = _departing_path(
+        lambda _, index: held[index], used, noise, farther=True, first_failed=lambda: True
+    )
     assert taken
     np.testing.assert_allclose(shifts, held)
+    shifts, taken = _departing_path(
+        lambda _, index: held[index], used, noise, farther=True, first_failed=lambda: False
+    )
+    assert not taken and shifts is noise
 
 
 def test_tracked_video_with_unexcluded_dust_stays_tracked() -> None:

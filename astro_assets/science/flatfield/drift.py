@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -370,10 +371,11 @@ def estimate_drift(
     cover (dust the eye missed, a sensor line defect) can still hold that registration near
     zero shift; the frames are therefore also registered less their median over the sampled
     frames, and that path is taken when it is a smooth trajectory that departs from the first
-    (``DriftEstimate.static_pattern_removed``) and reaches farther than the first one, where
-    that is a trajectory too. Failing that, they are registered without the exclusion, which
-    may have blanked the scene's strongest moving feature (a sunspot's path the eye took for
-    dust), and that path is taken on the same terms (``DriftEstimate.exclusion_dropped``);
+    (``DriftEstimate.static_pattern_removed``) and reaches farther than the first one, unless
+    that one failed its closure (:func:`_closure`). Failing that, they are registered without
+    the exclusion, which may have blanked the scene's strongest moving feature (a sunspot's
+    path the eye took for dust), and that path is taken on the same terms
+    (``DriftEstimate.exclusion_dropped``);
     failing that too, without the exclusion and less their median (both flags set).
 
     Parameters
@@ -461,8 +463,16 @@ def estimate_drift(
     register = _blanked_registration(despeckled, blanking, params)
     shifts = _path(register, used.size)
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:
+        first_register, first_shifts = register, shifts
+
+        @cache
+        def first_failed() -> bool:
+            return factor * _closure(first_register, first_shifts) > params.max_closure_px
+
         static_free = _static_free_registration(despeckled, blanking, params)
-        shifts, static_removed = _departing_path(static_free, used, shifts, farther=True)
+        shifts, static_removed = _departing_path(
+            static_free, used, shifts, farther=True, first_failed=first_failed
+        )
         if static_removed:
             register = static_free
         elif blanking is not None:
@@ -473,7 +483,9 @@ def estimate_drift(
             # features only pull towards zero shift: a smooth path without the exclusion that
             # reaches farther is the scene's.
             unblanked = _blanked_registration(despeckled, None, params)
-            shifts, exclusion_dropped = _departing_path(unblanked, used, shifts, farther=True)
+            shifts, exclusion_dropped = _departing_path(
+                unblanked, used, shifts, farther=True, first_failed=first_failed
+            )
             if exclusion_dropped:
                 register = unblanked
             else:
@@ -481,7 +493,7 @@ def estimate_drift(
                 # it did not cover holds the registration of what is left.
                 unblanked_static_free = _static_free_registration(despeckled, None, params)
                 shifts, exclusion_dropped = _departing_path(
-                    unblanked_static_free, used, shifts, farther=True
+                    unblanked_static_free, used, shifts, farther=True, first_failed=first_failed
                 )
                 if exclusion_dropped:
                     register = unblanked_static_free
@@ -582,6 +594,7 @@ def _departing_path(
     shifts: np.ndarray,
     *,
     farther: bool = False,
+    first_failed: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The shifts ``register(0, index)`` measures for every registered frame but the first,
     where they form a trajectory that departs from ``shifts``, else ``shifts``; and whether
@@ -590,9 +603,10 @@ def _departing_path(
     The path is a trajectory when it reaches ``_TRAJECTORY_SIGNAL`` times its scatter about a
     quadratic in time, and departs when it lies more than ``_ANCHOR_DEPARTURE`` times that
     scatter from ``shifts``; with ``farther``, it must also reach farther from the first frame
-    than ``shifts`` do, where those are a trajectory themselves. Static features only pull a
-    registration towards zero shift, so of two trajectories the one that reaches farther is
-    the scene's: a path less the frames' median can stall at about half the drift, because
+    than ``shifts`` do, unless ``first_failed()`` says that those failed their closure
+    (:func:`_closure`: noise). Static features only pull a registration towards zero shift,
+    so of two registered paths the one that reaches farther is the scene's: a path less the
+    frames' median can stall at about half the drift, because
     that median holds the scene as it lay midway and correlates with the later frames there
     (32 frames of an 8-bit Sun drifting 30 px: 21 px read), while the first path was right.
     The last and middle frames are measured first, and the others only when they disagree
@@ -611,8 +625,8 @@ def _departing_path(
     departs = departure > _ANCHOR_DEPARTURE * max(scatter, 1.0)
     outreaches = True
     if farther:
-        first_is_trajectory, _, first_reach = _trajectory(used, shifts)
-        outreaches = reach > first_reach or not first_is_trajectory
+        first_reach = float(np.hypot(shifts[:, 0], shifts[:, 1]).max())
+        outreaches = reach > first_reach or (first_failed is not None and first_failed())
     if trajectory and departs and outreaches:
         return retried, True
     return shifts, False
