@@ -6,6 +6,7 @@ the independent ``serfilesreader`` package is in ``test_ser_crosscheck.py``.
 
 from __future__ import annotations
 
+import os
 import struct
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ from astro_assets.io.ser import (
     HEADER_SIZE,
     SerVideo,
     open_ser,
+    ser_fingerprint,
     write_ser,
 )
 
@@ -573,6 +575,24 @@ def test_16_bit_data_under_an_8_bit_header_is_named_in_a_warning(tmp_path):
     eight_bit = write_ser(tmp_path / "w.ser", frames[:3].astype(np.uint8), frame_count=2)
     with open_ser(eight_bit) as video:
         assert not any("damaged header" in w for w in video.warnings)
+
+
+def test_the_fingerfingerprintfollows_the_content_not_the_file(tmp_path):
+    small = write_ser(tmp_path / "small.ser", smooth_frames(2, 4, 6, top=4095))
+    large = write_ser(tmp_path / "large.ser", smooth_frames(40, 64, 80, top=4095))
+    for path in (small, large):
+        fingerprint = ser_fingerprint(path)
+        assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+        copy = tmp_path / f"copy_{path.name}"
+        copy.write_bytes(path.read_bytes())
+        os.utime(copy, ns=(1_000_000_000, 1_000_000_000))
+        assert ser_fingerprint(copy) == fingerprint
+        for offset in (0, path.stat().st_size // 2, path.stat().st_size - 1):
+            changed = bytearray(path.read_bytes())
+            changed[offset] ^= 0xFF
+            copy.write_bytes(bytes(changed))
+            assert ser_fingerprint(copy) != fingerprint
+    assert ser_fingerprint(small) != ser_fingerprint(large)
 
 
 def test_trailer_is_read_only_right_after_the_declared_frames(tmp_path):

@@ -1000,6 +1000,16 @@ def test_a_video_replaced_after_its_median_fails_dust_mask_at_once(instance, dat
         message = failures[0].event_specific_data.error.message
         assert "replaced.ser changed after ser_median was materialized" in message
         assert "materialize ser_median again" in message
+    # A source.json written before fingerprints were recorded: the shape still tells.
+    record_path = layout.flatfield_file("replaced", flatfield_assets.SOURCE_RECORD_FILE)
+    record = json.loads(record_path.read_text())
+    del record["fingerprint"]
+    record_path.write_text(json.dumps(record))
+    write_ser(video, frames[:, :100, :120], color="MONO", depth=16)
+    result = _materialize(instance, data_store, "replaced", selection=["dust_mask"])
+    assert not result.success
+    message = next(f for f in run_failures(result) if f.startswith("dust_mask"))
+    assert f"shape {frames.shape[1:]}" in message and "(100, 120)" in message
 
 
 def test_bad_configuration_of_dust_mask_and_inpainted_is_not_retried(

@@ -207,3 +207,4 @@ def test_frames_left_out_are_listed_as_runs():
     # A blank lead-in of thousands of frames stays one run; runs beyond those shown are counted.
     assert frame_ranges([*range(5000), 5002]) == "0-4999, 5002"
     assert frame_ranges([0, 2, 4, 6, 7, 8], shown=2) == "0, 2 and 4 more frames"
+    assert frame_ranges([0, 2, 4], shown=2) == "0, 2 and 1 more frame"

@@ -109,6 +109,8 @@ def test_a_median_the_target_left_is_dark_against_the_frames_threshold() -> None
     assert not ok and "the median lights only 0.2% of the frame" in message
     with pytest.raises(ValueError, match="threshold must be finite"):
         lit_fraction(median, threshold=float("nan"))
+    with pytest.raises(ValueError, match="dark_fraction"):
+        lit_fraction(median, dark_fraction=1.0, threshold=threshold)
 
 
 def test_a_median_lighting_under_half_of_what_the_frames_light_is_flagged() -> None:

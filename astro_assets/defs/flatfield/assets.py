@@ -270,7 +270,7 @@ def frame_ranges(frames: Sequence[int], shown: int = 12) -> str:
     if len(runs) <= shown:
         return text
     rest = sum(b - a + 1 for a, b in runs[shown:])
-    return f"{text} and {rest} more frames"
+    return f"{text} and {rest} more frame{'s' if rest > 1 else ''}"
 
 
 def _frames_without_signal_metadata(record: dict) -> dict[str, object]:
@@ -289,9 +289,11 @@ def _lit_fractions(video: SerVideo, median: np.ndarray, used: np.ndarray) -> tup
     frames_lit, thresholds = [], []
     for i in picks:
         frame = np.ravel(luminance_view(video.frames[used[int(i)]], video.color))
-        frames_lit.append(lit_fraction(frame))
         threshold = dark_threshold(frame, LIT_DARK_FRACTION)
-        if threshold is not None:
+        if threshold is None:
+            frames_lit.append(0.0)
+        else:
+            frames_lit.append(lit_fraction(frame, threshold=threshold))
             thresholds.append(threshold)
     median_view = luminance_view(median, video.color)
     frames_threshold = float(np.median(thresholds)) if thresholds else None

@@ -375,8 +375,8 @@ def estimate_drift(
     that one failed its closure (:func:`_closure`). Failing that, they are registered without
     the exclusion, which may have blanked the scene's strongest moving feature (a sunspot's
     path the eye took for dust), and that path is taken on the same terms
-    (``DriftEstimate.exclusion_dropped``);
-    failing that too, without the exclusion and less their median (both flags set).
+    (``DriftEstimate.exclusion_dropped``); failing that too, without the exclusion and less
+    their median (both flags set).
 
     Parameters
     ----------

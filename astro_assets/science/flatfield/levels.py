@@ -228,6 +228,8 @@ def lit_fraction(
         raise ValueError(f"threshold must be finite, got {threshold}.")
     elif values.size == 0:
         raise ValueError("lit_fraction needs at least one value.")
+    elif not 0.0 <= dark_fraction < 1.0:
+        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
     return float(np.count_nonzero(values > threshold) / values.size)
 
 
@@ -273,8 +275,9 @@ def coverage_verdict(
         )
     return False, (
         f"the median lights only {median_lit:.1%} of the frame where single frames light "
-        f"{frames_lit:.1%}: the target moved across much of its own width, so the flat is "
-        "measured only where it stayed lit in more than half of the frames and is 1.0 "
-        "elsewhere on its track, dust or not. Capture with less drift across the target's "
-        "width (a crescent: drift along its length)."
+        f"{frames_lit:.1%}: the target moved across much of its own width, and the median, "
+        "which the flat is measured on, holds it only where it stayed in more than half of "
+        "the frames: elsewhere on its track dust is neither found nor corrected, and what "
+        "the median shows there (sky, noise) is no reference. Capture with less drift "
+        "across the target's width (a crescent: drift along its length)."
     )
