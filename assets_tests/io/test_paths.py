@@ -13,13 +13,15 @@ from astro_assets.io.paths import DataLayout, UnsafePathError, check_key, saniti
         ("..hidden", "hidden"),
         ("a/b\\c", "a_b_c"),
         ("Mond éclipse", "Mond_clipse"),
+        ("-rf", "rf"),
+        (".-.-moon-1", "moon-1"),
     ],
 )
 def test_sanitize_key_keeps_only_portable_characters(name, key):
     assert sanitize_key(name) == key
 
 
-@pytest.mark.parametrize("name", ["", "...", "///", "ééé"])
+@pytest.mark.parametrize("name", ["", "...", "///", "ééé", "--", ".-"])
 def test_sanitize_key_refuses_names_with_nothing_usable(name):
     with pytest.raises(UnsafePathError, match="cannot derive a partition key"):
         sanitize_key(name)

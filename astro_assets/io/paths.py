@@ -25,15 +25,16 @@ class UnsafePathError(ValueError):
 def sanitize_key(name: str) -> str:
     """Turn a file stem or folder name into a partition key made of ``[A-Za-z0-9._-]``.
 
-    Runs of other characters become a single ``_``; leading dots are removed so that a key is
-    never a hidden file or a ``..`` component.
+    Runs of other characters become a single ``_``; leading dots and dashes are removed, so
+    that a key is never a hidden file, a ``..`` component, or read as an option on a command
+    line (``--partition -rf``).
 
     Raises
     ------
     UnsafePathError
         If nothing usable is left.
     """
-    key = _UNSAFE.sub("_", name).lstrip(".")
+    key = _UNSAFE.sub("_", name).lstrip(".-")
     if not key or key.strip("_") == "":
         raise UnsafePathError(
             f"cannot derive a partition key from {name!r}: rename it to use letters, digits, "
