@@ -173,6 +173,21 @@ def test_a_path_nearer_the_first_frame_never_replaces_the_measured_one() -> None
         lambda _, index: held[index], used, noise, farther=True, first_failed=lambda: False
     )
     assert not taken and shifts is noise
+    # Reach is judged on the fitted paths: over 200 frames, one wild frame 60 px out does not
+    # make a path held at zero reach farther than the scene's 40 px.
+    many = np.arange(200)
+    held_with_wild_frame = np.zeros((200, 2))
+    held_with_wild_frame[100] = (0.0, 60.0)
+    scene = np.stack([np.zeros(200), np.linspace(0.0, 40.0, 200)], axis=1)
+    shifts, taken = _departing_path(
+        lambda _, index: scene[index],
+        many,
+        held_with_wild_frame,
+        farther=True,
+        first_failed=lambda: False,
+    )
+    assert taken
+    np.testing.assert_allclose(shifts, scene)
 
 
 def test_tracked_video_with_unexcluded_dust_stays_tracked() -> None:

@@ -602,15 +602,16 @@ def _departing_path(
 
     The path is a trajectory when it reaches ``_TRAJECTORY_SIGNAL`` times its scatter about a
     quadratic in time, and departs when it lies more than ``_ANCHOR_DEPARTURE`` times that
-    scatter from ``shifts``; with ``farther``, it must also reach farther from the first frame
-    than ``shifts`` do, unless ``first_failed()`` says that those failed their closure
-    (:func:`_closure`: noise). Static features only pull a registration towards zero shift,
-    so of two registered paths the one that reaches farther is the scene's: a path less the
-    frames' median can stall at about half the drift, because
-    that median holds the scene as it lay midway and correlates with the later frames there
-    (32 frames of an 8-bit Sun drifting 30 px: 21 px read), while the first path was right.
-    The last and middle frames are measured first, and the others only when they disagree
-    with ``shifts`` by more than a pixel (of the binned frames).
+    scatter from ``shifts``; with ``farther``, its fitted quadratic must also reach farther
+    from the first frame than that of ``shifts`` does (one wild frame does not move a fit over
+    many), unless ``first_failed()`` says that those failed their closure (:func:`_closure`:
+    noise). Static features only pull a registration towards zero shift, so of two registered
+    paths the one that reaches farther is the scene's: a path less the frames' median can
+    stall at about half the drift, because that median holds the scene as it lay midway and
+    correlates with the later frames there (32 frames of an 8-bit Sun drifting 30 px: 21 px
+    read), while the first path was right. The last and middle frames are measured first, and
+    the others only when they disagree with ``shifts`` by more than a pixel (of the binned
+    frames).
     """
     count = len(shifts)
     probes = sorted({count - 1, count // 2})
@@ -621,31 +622,52 @@ def _departing_path(
     for index in range(1, count):
         retried[index] = probed[index] if index in probed else register(0, index)
     departure = float(np.hypot(*(retried - shifts).T).max())
-    trajectory, scatter, reach = _trajectory(used, retried)
-    departs = departure > _ANCHOR_DEPARTURE * max(scatter, 1.0)
+    fit = _TrajectoryFit.of(used, retried)
+    departs = departure > _ANCHOR_DEPARTURE * max(fit.scatter, 1.0)
     outreaches = True
     if farther:
-        first_reach = float(np.hypot(shifts[:, 0], shifts[:, 1]).max())
-        outreaches = reach > first_reach or (first_failed is not None and first_failed())
-    if trajectory and departs and outreaches:
+        first_reach = _TrajectoryFit.of(used, shifts).fitted_reach
+        outreaches = fit.fitted_reach > first_reach or (first_failed is not None and first_failed())
+    if fit.trajectory and departs and outreaches:
         return retried, True
     return shifts, False
 
 
-def _trajectory(used: np.ndarray, path: np.ndarray) -> tuple[bool, float, float]:
-    """Whether ``path`` ((n, 2) shifts of the frames ``used``, binned pixels) is a trajectory,
-    its rms scatter about a quadratic in time and its largest distance from the first frame.
+class _TrajectoryFit(NamedTuple):
+    """A path of shifts ((n, 2), binned pixels) against a quadratic in time.
 
-    A trajectory reaches ``_TRAJECTORY_SIGNAL`` times its scatter and more than a binned
-    pixel: a path that stays within a pixel of the first frame is what a static pattern holds
-    a registration to, however smooth.
+    Attributes
+    ----------
+    scatter : float
+        The rms distance of the path from the quadratic.
+    reach : float
+        The path's largest distance from the first frame.
+    fitted_reach : float
+        The quadratic's largest distance from the first frame's position.
     """
-    times = used.astype(np.float64)
-    design = np.vander((times - times[0]) / max(times[-1] - times[0], 1.0), 3)
-    coefficients, *_ = np.linalg.lstsq(design, path, rcond=None)
-    scatter = float(np.sqrt(np.mean(np.sum((path - design @ coefficients) ** 2, axis=1))))
-    reach = float(np.hypot(path[:, 0], path[:, 1]).max())
-    return reach >= _TRAJECTORY_SIGNAL * scatter and reach > 1.0, scatter, reach
+
+    scatter: float
+    reach: float
+    fitted_reach: float
+
+    @classmethod
+    def of(cls, used: np.ndarray, path: np.ndarray) -> _TrajectoryFit:
+        times = used.astype(np.float64)
+        design = np.vander((times - times[0]) / max(times[-1] - times[0], 1.0), 3)
+        coefficients, *_ = np.linalg.lstsq(design, path, rcond=None)
+        fitted = design @ coefficients
+        return cls(
+            scatter=float(np.sqrt(np.mean(np.sum((path - fitted) ** 2, axis=1)))),
+            reach=float(np.hypot(path[:, 0], path[:, 1]).max()),
+            fitted_reach=float(np.hypot(*(fitted - fitted[0]).T).max()),
+        )
+
+    @property
+    def trajectory(self) -> bool:
+        """Whether the path reaches ``_TRAJECTORY_SIGNAL`` times its scatter and more than a
+        binned pixel: a path that stays within a pixel of the first frame is what a static
+        pattern holds a registration to, however smooth."""
+        return self.reach >= _TRAJECTORY_SIGNAL * self.scatter and self.reach > 1.0
 
 
 def _static_free(
