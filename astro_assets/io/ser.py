@@ -399,6 +399,10 @@ def open_ser(path: str | os.PathLike[str], *, byte_order: str | None = None) -> 
     )
 
 
+FINGERPRINT_SAMPLE_BYTES = 64 * 1024
+"""Bytes :func:`ser_fingerprint` reads at each of its three places in the file."""
+
+
 def ser_fingerprint(path: str | os.PathLike[str]) -> str:
     """A cheap identity of a video file's content: the SHA-256 of its size and of
     ``FINGERPRINT_SAMPLE_BYTES`` at its start (the header), middle and end.
@@ -423,9 +427,6 @@ def ser_fingerprint(path: str | os.PathLike[str]) -> str:
             handle.seek(max(0, offset))
             digest.update(handle.read(FINGERPRINT_SAMPLE_BYTES))
     return digest.hexdigest()
-
-
-FINGERPRINT_SAMPLE_BYTES = 64 * 1024
 
 
 def _parse_header(raw: bytes, path: Path) -> tuple[SerHeader, list[str]]:

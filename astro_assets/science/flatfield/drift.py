@@ -469,7 +469,8 @@ def estimate_drift(
         def first_failed() -> bool:
             return factor * _closure(first_register, first_shifts) > params.max_closure_px
 
-        static_free = _static_free_registration(despeckled, blanking, params)
+        moved = _static_free(despeckled, params)
+        static_free = _static_free_registration(moved, blanking, params)
         shifts, static_removed = _departing_path(
             static_free, used, shifts, farther=True, first_failed=first_failed
         )
@@ -491,7 +492,7 @@ def estimate_drift(
             else:
                 # Both at once: the exclusion blanked the sunspot's path and a static pattern
                 # it did not cover holds the registration of what is left.
-                unblanked_static_free = _static_free_registration(despeckled, None, params)
+                unblanked_static_free = _static_free_registration(moved, None, params)
                 shifts, exclusion_dropped = _departing_path(
                     unblanked_static_free, used, shifts, farther=True, first_failed=first_failed
                 )
@@ -538,10 +539,10 @@ def _blanked_registration(
 
 
 def _static_free_registration(
-    despeckled: list[np.ndarray], blanking: _Blanking | None, params: DriftParams
+    moved: np.ndarray, blanking: _Blanking | None, params: DriftParams
 ) -> _Registration:
-    """:func:`_register_moved` between two of the ``despeckled`` frames less their static
-    pattern (:func:`_static_free`).
+    """:func:`_register_moved` between two of the despeckled frames less their static pattern
+    (``moved``, from :func:`_static_free`), blanked like the first measurement.
 
     Dust the exclusion missed, a column of lower gain or any other fixed pattern correlates
     perfectly at zero shift and can hold the registration there however far the scene moved.
@@ -550,7 +551,8 @@ def _static_free_registration(
     own path. On a tracked video that difference holds noise and seeing, and its registration
     wanders by a few pixels: it is taken only on the terms of :func:`_departing_path`.
     """
-    moved = _static_free(despeckled, blanking, params)
+    if blanking is not None:
+        moved = moved * blanking.keep
     return lambda reference, moving: _register_moved(moved[reference], moved[moving], params)
 
 
@@ -670,17 +672,14 @@ class _TrajectoryFit(NamedTuple):
         return self.reach >= _TRAJECTORY_SIGNAL * self.scatter and self.reach > 1.0
 
 
-def _static_free(
-    frames: list[np.ndarray], blanking: _Blanking | None, params: DriftParams
-) -> np.ndarray:
+def _static_free(frames: list[np.ndarray], params: DriftParams) -> np.ndarray:
     """(n, h, w) float32: the despeckled frames high-passed, less their median over the frames
-    (what is fixed on the sensor), blanked like the first measurement."""
+    (what is fixed on the sensor). Computed once for the registrations with and without the
+    exclusion, which blank it or not."""
     moved = np.stack(
         [frame - ndimage.gaussian_filter(frame, params.highpass_sigma_px) for frame in frames]
     )
     moved -= np.median(moved, axis=0)
-    if blanking is not None:
-        moved *= blanking.keep
     return moved
 
 

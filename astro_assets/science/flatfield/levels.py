@@ -220,16 +220,16 @@ def lit_fraction(
         finite.
     """
     values = np.ravel(image)
+    if values.size == 0:
+        raise ValueError("lit_fraction needs at least one value.")
+    if not 0.0 <= dark_fraction < 1.0:
+        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
     if threshold is None:
         threshold = dark_threshold(values, dark_fraction)
         if threshold is None:
             return 0.0
     elif not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold}.")
-    elif values.size == 0:
-        raise ValueError("lit_fraction needs at least one value.")
-    elif not 0.0 <= dark_fraction < 1.0:
-        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
     return float(np.count_nonzero(values > threshold) / values.size)
 
 
