@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.registration import phase_cross_correlation
 
 from astro_assets.io.ser import open_ser
 from astro_assets.samples import (
@@ -192,6 +193,43 @@ def test_drift_is_linear_over_the_video_and_jitter_has_its_rms() -> None:
         np.diff(drifting, axis=0), np.diff(drifting, axis=0)[:1].repeat(6, 0)
     )
     np.testing.assert_allclose(drifting.mean(axis=0), 0.0, atol=1e-12)
+
+
+def test_seeing_bends_each_frame_by_its_own_smooth_field_of_the_given_rms() -> None:
+    base = {"width": 160, "height": 128, "n_frames": 4, "dust": (), "vignetting": 0.0}
+    still = SolarVideoParams(**base, drift_px=0.0, jitter_px=0.0, seed=4)
+    bent = dataclasses.replace(still, seeing_warp_px=1.5, seeing_scale_px=12.0)
+    plain = SyntheticSolarVideo(still)
+    video = SyntheticSolarVideo(bent)
+    np.testing.assert_array_equal(video.truth.transmission, plain.truth.transmission)
+    np.testing.assert_array_equal(video.truth.shifts, plain.truth.shifts)
+    scene = plain.expected_frame(0) - still.black_level_adu
+    # Local shifts measured by correlating 24 px tiles of each bent frame with the scene.
+    tile = 24
+    frames_shifts = []
+    for index in range(bent.n_frames):
+        signal = video.expected_frame(index) - bent.black_level_adu
+        tiles = []
+        for top in range(20, 128 - 20 - tile + 1, tile):
+            for left in range(20, 160 - 20 - tile + 1, tile):
+                window = (slice(top, top + tile), slice(left, left + tile))
+                tiles.append(_best_shift(scene, signal, window))
+        frames_shifts.append(np.array(tiles))
+    # Averaged over a tile twice its correlation length, the field's 1.5 px shrink; pooled
+    # over the frames they stay of that order, where the frames without seeing show none.
+    pooled = np.concatenate(frames_shifts)
+    assert 0.4 < np.sqrt(np.mean(np.sum(pooled**2, axis=1))) <= 1.5
+    for shifts in frames_shifts:
+        # Smooth but not rigid: the tiles do not all move together.
+        assert max(np.ptp(shifts[:, 0]), np.ptp(shifts[:, 1])) > 0.5
+    assert not np.allclose(frames_shifts[0], frames_shifts[1], atol=0.2)
+    np.testing.assert_array_equal(SyntheticSolarVideo(bent).frame(1), video.frame(1))
+
+
+def _best_shift(scene: np.ndarray, signal: np.ndarray, window) -> np.ndarray:
+    """(dy, dx) between ``scene`` and ``signal`` in ``window``, to a tenth of a pixel."""
+    shift, _, _ = phase_cross_correlation(scene[window], signal[window], upsample_factor=10)
+    return shift
 
 
 def test_expected_frame_is_black_plus_vignetted_transmitted_scene_when_still() -> None:
@@ -521,6 +559,9 @@ def test_frame_index_out_of_range() -> None:
         ({"phase_angle_deg": -1.0}, "phase_angle_deg"),
         ({"drift_px": -1.0}, "drift_px"),
         ({"jitter_px": float("nan")}, "jitter_px"),
+        ({"seeing_warp_px": -0.5}, "seeing_warp_px"),
+        ({"seeing_scale_px": 0.0}, "seeing_scale_px"),
+        ({"drift_px": 10.0, "seeing_warp_px": 20.0}, "seeing_warp_px=20.0 and"),
         ({"drift_px": 200.0}, "reduce them or enlarge the frame"),
         ({"focal_ratio": 0.0}, "focal_ratio"),
         ({"vignetting": 1.0}, "vignetting"),

@@ -8,7 +8,9 @@ The generator follows the image model of a sensor under a drifting, seeing-blurr
   banded planet on a black sky), normalised so that the smooth disk centre is 1.0, blurred by the
   seeing and shifted by the frame's ``(dy, dx)``: drift linear in time plus random jitter. The
   sub-pixel shift and the blur are applied together in the Fourier domain on a padded canvas,
-  so the scene moves exactly and without interpolation loss.
+  so the scene moves exactly and without interpolation loss. Differential seeing, when asked
+  for (``seeing_warp_px``), then bends each frame by a smooth random displacement field of its
+  own, sampled by cubic interpolation.
 - ``T`` is the transmission of the dust shadows. It is fixed on the sensor: it does not move with
   the scene. A shadow is the defocused image of the aperture: a filled disc (refractor) or an
   annulus (obstructed telescope) with softened edges.
@@ -64,7 +66,7 @@ SAMPLE_DARKS = {"sun_f30_hot_pixels": 32}
 
 _TAPER_PX = 16
 _SCENE_STREAM, _DUST_STREAM, _MOTION_STREAM, _NOISE_STREAM = 0, 1, 2, 3
-_DARK_STREAM, _DARK_NOISE_STREAM = 4, 5
+_DARK_STREAM, _DARK_NOISE_STREAM, _SEEING_STREAM = 4, 5, 6
 _AMP_GLOW_SCALE = 0.25
 """e-folding distance of the amplifier glow from its corner, as a fraction of the shorter side."""
 _PROFILE_CUTOFF = 1e-5
@@ -85,6 +87,8 @@ _PARAM_FLOAT_FIELDS = (
     "drift_px",
     "jitter_px",
     "blur_sigma_px",
+    "seeing_warp_px",
+    "seeing_scale_px",
     "focal_ratio",
     "pixel_size_um",
     "vignetting",
@@ -226,6 +230,14 @@ class SolarVideoParams:
         Rms of the random 2-D per-frame displacement (seeing), pixels.
     blur_sigma_px : float
         Gaussian seeing blur, pixels.
+    seeing_warp_px : float
+        Rms of the 2-D displacement field by which differential seeing bends each frame,
+        pixels, drawn anew for every frame: parts of the target further apart than
+        ``seeing_scale_px`` move independently, which no registration of the whole frame
+        follows (0 = none).
+    seeing_scale_px : float
+        Correlation length of that field: the standard deviation, in pixels, of the Gaussian
+        that smooths white noise into it.
     dust : tuple of DustSpec or None
         The shadows; None draws ``n_dust`` of them from ``focal_ratio`` (see ``random_dust``).
     focal_ratio : float
@@ -282,6 +294,8 @@ class SolarVideoParams:
     drift_px: float = 6.0
     jitter_px: float = 0.5
     blur_sigma_px: float = 1.0
+    seeing_warp_px: float = 0.0
+    seeing_scale_px: float = 32.0
     dust: tuple[DustSpec, ...] | None = None
     focal_ratio: float = 30.0
     n_dust: int = 3
@@ -380,21 +394,28 @@ class SolarVideoParams:
             object.__setattr__(self, "transparency", tuple(float(v) for v in values))
 
     def _check_motion(self) -> None:
-        for name in ("drift_px", "jitter_px", "blur_sigma_px"):
+        for name in ("drift_px", "jitter_px", "blur_sigma_px", "seeing_warp_px"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name}={value} must be a finite number >= 0 pixels")
+        if not (math.isfinite(self.seeing_scale_px) and self.seeing_scale_px > 0.0):
+            raise ValueError(
+                f"seeing_scale_px={self.seeing_scale_px} must be a finite number > 0 pixels"
+            )
         if not 0.0 < self.granule_size_px <= 0.5 * min(self.width, self.height):
             raise ValueError(
                 f"granule_size_px={self.granule_size_px} must be in (0, half the frame side]"
             )
         if not 0.0 <= self.texture_contrast <= 0.5:
             raise ValueError(f"texture_contrast={self.texture_contrast} must be in [0, 0.5]")
-        reach = self.max_scene_excursion_px + 4.0 * self.blur_sigma_px + 2.0
+        reach = (
+            self.max_scene_excursion_px + self.max_seeing_warp_px + 4.0 * self.blur_sigma_px + 2.0
+        )
         room = self.canvas_pad_px - _TAPER_PX
         if reach > room:
             raise ValueError(
-                f"drift_px={self.drift_px}, jitter_px={self.jitter_px} and "
+                f"drift_px={self.drift_px}, jitter_px={self.jitter_px}, "
+                f"seeing_warp_px={self.seeing_warp_px} and "
                 f"blur_sigma_px={self.blur_sigma_px} move the scene up to {reach:.1f} px from "
                 f"its rest position, but a {self.width}x{self.height} frame supports at most "
                 f"{room} px: reduce them or enlarge the frame"
@@ -477,6 +498,12 @@ class SolarVideoParams:
     def max_scene_excursion_px(self) -> float:
         """Bound on |dy| and |dx|: half the drift plus jitter clipped at 3.5 sigma per axis."""
         return 0.5 * self.drift_px + 3.5 * self.jitter_axis_sigma_px
+
+    @property
+    def max_seeing_warp_px(self) -> float:
+        """Bound on each axis of the seeing's displacement field: it is clipped at 3.5 times
+        its rms per axis."""
+        return 3.5 * self.seeing_warp_px / math.sqrt(2.0)
 
     def to_json(self) -> str:
         """The parameters as a JSON object (dust as a list of objects, or null)."""
@@ -698,6 +725,23 @@ class SyntheticSolarVideo:
         canvas = scipy.fft.irfft2(self._scene_hat * phase, s=self._canvas_shape)
         return np.clip(canvas[self._crop], 0.0, None)
 
+    def _warped_scene(self, index: int, dy: float, dx: float) -> np.ndarray:
+        """The scene shifted by ``(dy, dx)`` and bent by frame ``index``'s seeing field."""
+        p = self.params
+        phase = np.exp(-2j * np.pi * self._ky * dy) * np.exp(-2j * np.pi * self._kx * dx)
+        canvas = scipy.fft.irfft2(self._scene_hat * phase, s=self._canvas_shape)
+        rng = np.random.default_rng([p.seed, _SEEING_STREAM, index])
+        rows, cols = np.mgrid[self._crop].astype(np.float64)
+        axis_rms = p.seeing_warp_px / math.sqrt(2.0)
+        for coordinates in (rows, cols):
+            field = ndimage.gaussian_filter(
+                rng.standard_normal((p.height, p.width)), p.seeing_scale_px, mode="wrap"
+            )
+            field *= axis_rms / max(float(field.std()), np.finfo(np.float64).tiny)
+            coordinates += np.clip(field, -p.max_seeing_warp_px, p.max_seeing_warp_px)
+        warped = ndimage.map_coordinates(canvas, [rows, cols], order=3, mode="nearest")
+        return np.clip(warped, 0.0, None)
+
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self.params.n_frames:
             raise IndexError(f"frame {index} out of range: the video has {self.params.n_frames}")
@@ -706,7 +750,11 @@ class SyntheticSolarVideo:
         """(h, w) float64 mean photo-electrons of frame ``index`` (the Poisson rate)."""
         self._check_index(index)
         dy, dx = self.truth.shifts[index]
-        electrons = self._electrons_per_unit * self._shifted_scene(dy, dx)
+        if self.params.seeing_warp_px > 0.0:
+            scene = self._warped_scene(index, dy, dx)
+        else:
+            scene = self._shifted_scene(dy, dx)
+        electrons = self._electrons_per_unit * scene
         if self.params.transparency is not None:
             electrons *= self.params.transparency[index]
         return electrons

@@ -469,6 +469,29 @@ def test_prediction_is_the_median_without_the_shadow():
     assert np.std(ratio[clean]) < 0.4 * np.std(median[clean] / np.median(median[clean]))
 
 
+def test_lit_ratio_is_the_transmission_and_lit_share_marks_where_the_target_left():
+    frames, shifts, median, _ = _video(drift_px=30.0)
+    # The scene's last 20 columns are sky (a limb along y): the frames that put it over a
+    # pixel near the frame's right edge leave it dark there.
+    sky_from = WIDTH - 20
+    dark = [frame.copy() for frame in frames]
+    for frame, (_, dx) in zip(dark, shifts, strict=True):
+        frame[:, max(0, round(sky_from + dx)) :] = 0.0
+    prediction = predict_dust_free(dark, shifts, median.shape, black_level=0.0)
+    assert prediction.lit_ratio.dtype == prediction.lit_share.dtype == np.float32
+    dust = _disc(median.shape, DUST[0], DUST[1], DUST[2] - 1)
+    assert np.median(prediction.lit_ratio[dust]) == pytest.approx(1 - DUST[3], abs=0.01)
+    clean = np.isfinite(prediction.lit_ratio) & ~ndimage.binary_dilation(dust, iterations=3)
+    clean[int(SPOT[0]) - 8 : int(SPOT[0]) + 9, :] = False
+    assert np.median(np.abs(prediction.lit_ratio[clean] - 1)) < 0.01
+    # Every frame lights the columns the sky never reached; beyond, the share of the frames
+    # lighting a column falls with the share that put the target there.
+    share = np.nanmedian(prediction.lit_share[5:-5], axis=0)
+    np.testing.assert_array_equal(share[:sky_from], 1.0)
+    assert (share[sky_from:] < 1.0).all()
+    assert share[-3:].mean() < share[sky_from : sky_from + 3].mean() - 0.1
+
+
 def test_prediction_bands_do_not_change_the_result():
     frames, shifts, median, _ = _video(drift_px=30.0, n_frames=8)
     whole = predict_dust_free(frames, shifts, median.shape, band_rows=HEIGHT).predicted
@@ -1414,3 +1437,47 @@ def test_inpainting_guide_completes_a_prediction_unknown_on_part_of_a_region():
     shown = {round(r.centroid_x): r for r in mostly.regions}[100]
     assert (shown.guided, shown.reason) == (False, "prediction unknown around it")
     assert np.isnan(mostly.image[region]).all()
+
+
+def test_a_limb_bent_by_seeing_is_no_shadow():
+    # Differential seeing bends each frame's limb by 1.5 px rms, in patches of 16 px that no
+    # registration of the whole frame follows. Where the limb's path crossed a corner midway
+    # through the video, the median and its prediction each take a frame near the crossing,
+    # whose limbs lie apart: their ratio falls by tens of percent along it. Each frame that
+    # lights those pixels shows no deficit there.
+    params = SolarVideoParams(
+        width=256,
+        height=192,
+        n_frames=24,
+        jitter_px=0.8,
+        seed=4,
+        focal_ratio=30.0,
+        drift_px=42.0,
+        n_sunspots=0,
+        seeing_warp_px=1.5,
+        seeing_scale_px=16.0,
+    )
+    frames, truth = synthesize_frames_array(params)
+    median = temporal_median(frames)
+    detection = detect_dust(median)
+    drift = estimate_drift(frames, exclude=detection.core)
+    support = truth.transmission < 0.995
+
+    def separated(**changes):
+        return separate_sensor_fixed(
+            detection.core,
+            median,
+            [frames[index] for index in drift.frames_used],
+            drift.shifts,
+            registered=drift.registered,
+            black_level=truth.black_level_adu,
+            params=MotionTestParams(**changes),
+        )
+
+    checked, unchecked = separated(), separated(min_lit_fraction=0.0)
+    assert np.count_nonzero(unchecked.core & ~support) > 100
+    assert np.count_nonzero(checked.core & ~support) < 20
+    # Every shadow is still found, as far as before (an outline moved by a pixel).
+    found = np.count_nonzero(checked.core & support)
+    assert found >= np.count_nonzero(unchecked.core & support) - 5
+    assert found > 0.8 * support.sum()

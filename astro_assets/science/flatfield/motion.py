@@ -204,6 +204,20 @@ class MotionTestParams:
         which no disc of 2 px radius fits at 8-20 % depth; dust 20-27 % deep across the limb of
         a small synthetic disc is found. Shadows reaching into candidates found to move with the
         scene are left out. 1 turns this search off. In (0, 1].
+    min_lit_fraction : float
+        A shadow the ratio search adds must also show at least this fraction of its deficit in
+        the ratio seen frame by frame: the median, over the frames whose prediction lights the
+        pixel (at least half as much as the brightest of them), of each frame's light over its
+        prediction's (:attr:`DustFreePrediction.lit_ratio`). Dust dims every frame that
+        lights it by the same factor. Where a pixel is lit in about half of the frames (the
+        line a limb crossed mid-video, in the frame's corners) the median of the frames and
+        that of the prediction each take a frame near the crossing, and seeing that bends
+        each frame's limb by a pixel or two moves that line in the one but not in the other:
+        their ratio falls by 20-60 % along it, a deep shadow to the searches above, while
+        each frame's ratio there stays near 1 (on a synthetic drifting Sun with 1.5 px rms of
+        differential seeing, 0.4-0.5 % of the frame taken for dust before this test). Where
+        too few frames light a shadow's surroundings to tell, it is kept. 0 turns the test
+        off. In [0, 1).
     guide_holdout_px : int
         Width, in pixels, of the ring of clean pixels around each region of the mask that
         :func:`inpainting_guide` holds out to judge whether the region is filled better along
@@ -270,6 +284,7 @@ class MotionTestParams:
     min_ratio_significance: float = 3.0
     min_deep_depth: float = 0.5
     min_limb_depth: float = 0.1
+    min_lit_fraction: float = 0.5
     guide_holdout_px: int = 5
     response_degree: int = 4
     min_guide_advantage: float = 1.0
@@ -305,6 +320,8 @@ class MotionTestParams:
             raise ValueError(f"min_deep_depth must be in (0, 1], got {self.min_deep_depth}.")
         if not 0.0 < self.min_limb_depth <= 1.0:
             raise ValueError(f"min_limb_depth must be in (0, 1], got {self.min_limb_depth}.")
+        if not 0.0 <= self.min_lit_fraction < 1.0:
+            raise ValueError(f"min_lit_fraction must be in [0, 1), got {self.min_lit_fraction}.")
         if self.guide_holdout_px < 0:
             raise ValueError(f"guide_holdout_px must be >= 0, got {self.guide_holdout_px}.")
         if not 0 <= self.response_degree <= 8:
@@ -347,7 +364,9 @@ class MotionVerdict:
         ``1 - median(candidate / plane)`` in the temporal median, ``plane`` fitted to the
         surroundings (NaN when not measured).
     fixed_deficit : float
-        The same in the ratio of the median to the dust-free prediction (NaN when not measured).
+        The same in the ratio of the median to the dust-free prediction (NaN when not
+        measured); where ``median_deficit`` could not be measured, in the ratio seen frame by
+        frame (:attr:`DustFreePrediction.lit_ratio`).
     verdict : str
         ``"sensor"`` (kept), ``"scene"`` (rejected), ``"too shallow: ..."`` (rejected: too
         shallow to correct), ``"undecided: ..."`` (kept) with the reason, or
@@ -412,6 +431,7 @@ def sensor_fixed_test(
     *,
     detection: DustDetectionParams = _DEFAULT_DETECTION,
     registered: bool = True,
+    black_level: float | None = None,
 ) -> tuple[np.ndarray, tuple[MotionVerdict, ...]]:
     """Drop candidates of ``core`` that moved with the scene.
 
@@ -437,6 +457,13 @@ def sensor_fixed_test(
         False when the frames could not be registered (``DriftEstimate.registered``): every
         candidate with a deficit is then undecided (``UNDECIDED_UNREGISTERED``), since
         ``shifts`` say nothing of how the scene moved.
+    black_level : float, optional
+        The frames' pedestal, ADU. Given, a candidate whose surroundings in the median lie
+        off the target (the sky beside the line a limb crossed mid-video), where no deficit
+        can be measured in the median, is judged on the frames that light it
+        (:attr:`DustFreePrediction.lit_ratio`): kept when their light shows at least
+        ``params.min_ratio_depth`` of deficit, dropped as moving with the scene when it
+        does not. None leaves such candidates undecided.
 
     Returns
     -------
@@ -460,7 +487,9 @@ def sensor_fixed_test(
     rejected = np.zeros(count + 1, dtype=bool)
     on_target = detection.dark_fraction * target_level(image)
     for label, box in enumerate(boxes, start=1):
-        verdict = _judge(labels, label, box, image, frames, offsets, params, on_target, registered)
+        verdict = _judge(
+            labels, label, box, image, frames, offsets, params, on_target, registered, black_level
+        )
         if verdict.undecided and not params.keep_undecided:
             verdict = replace(verdict, verdict=DROPPED_UNDECIDED + verdict.verdict)
         verdicts.append(verdict)
@@ -615,7 +644,14 @@ def separate_sensor_fixed(
 
     def without_search(texture_left: float = math.nan) -> MotionResult:
         kept, verdicts = sensor_fixed_test(
-            core, median, frames, shifts, params, detection=detection, registered=registered
+            core,
+            median,
+            frames,
+            shifts,
+            params,
+            detection=detection,
+            registered=registered,
+            black_level=black_level,
         )
         return MotionResult(
             core=kept,
@@ -664,7 +700,9 @@ def separate_sensor_fixed(
     texture_left = _texture_left(prediction.observed, prediction.predicted, core, detection)
     if not texture_left <= params.max_texture_left:
         return without_search(texture_left)
-    kept, verdicts = sensor_fixed_test(core, median, frames, shifts, params, detection=detection)
+    kept, verdicts = sensor_fixed_test(
+        core, median, frames, shifts, params, detection=detection, black_level=black_level
+    )
     moving = np.asarray(core) & ~kept
 
     def search(in_prediction: DustFreePrediction) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
@@ -678,6 +716,9 @@ def separate_sensor_fixed(
             min_deep_depth=params.min_deep_depth,
             min_limb_depth=params.min_limb_depth,
             min_significance=params.min_ratio_significance,
+            lit_ratio=in_prediction.lit_ratio,
+            lit_share=in_prediction.lit_share,
+            min_lit_fraction=params.min_lit_fraction,
         )
 
     def fixed_on_sensor(
@@ -693,7 +734,13 @@ def separate_sensor_fixed(
         # Their deficit in the ratio already shows them fixed on the sensor: undecided here
         # means only that the test lacks the frames to show they moved.
         confirmed, alone_verdicts = sensor_fixed_test(
-            alone, image, frames, offsets, replace(params, keep_undecided=True), detection=detection
+            alone,
+            image,
+            frames,
+            offsets,
+            replace(params, keep_undecided=True),
+            detection=detection,
+            black_level=black_level,
         )
         found = with_known | confirmed
         shadows = _shadows_in(shadows, found)
@@ -812,11 +859,17 @@ def _again_without_shadows(
     for _ in range(params.gain_iterations):
         again = predicted_with(fixed_gain(again, dark_fraction))
     unknown = ~np.isfinite(again.predicted)
+    lit_ratio = lit_share = None
+    if first.lit_ratio is not None and again.lit_ratio is not None:
+        lit_ratio = np.where(unknown, first.lit_ratio, again.lit_ratio)
+        lit_share = np.where(unknown, first.lit_share, again.lit_share)
     return DustFreePrediction(
         observed=np.where(unknown, first.observed, again.observed),
         predicted=np.where(unknown, first.predicted, again.predicted),
         with_excluded=unknown & np.isfinite(first.predicted),
         black_level=first.black_level,
+        lit_ratio=lit_ratio,
+        lit_share=lit_share,
     )
 
 
@@ -1429,6 +1482,7 @@ def _judge(
     params: MotionTestParams,
     on_target: float,
     registered: bool,
+    black_level: float | None = None,
 ) -> MotionVerdict:
     height, width = image.shape
     rows, cols = np.nonzero(labels[box] == label)
@@ -1468,28 +1522,48 @@ def _judge(
     window = grown_box(box, reach, (height, width))
     candidate = labels[window] == label
     near = ndimage.binary_dilation(candidate, iterations=gap_px)
-    ring = ndimage.binary_dilation(candidate, iterations=gap_px + ring_px) & ~near
+    around = ndimage.binary_dilation(candidate, iterations=gap_px + ring_px) & ~near
     local = image[window]
     # The sky beside a limb is no reference for a shadow on the target.
-    ring &= (labels[window] == 0) & (local > on_target)
+    ring = around & (labels[window] == 0) & (local > on_target)
     median_deficit = _deficit(local, candidate, ring)
-    if math.isnan(median_deficit):
-        return verdict(UNDECIDED_SIGNAL, median_deficit)
     if not registered:
+        if math.isnan(median_deficit):
+            return verdict(UNDECIDED_SIGNAL, median_deficit)
         return verdict(UNDECIDED_UNREGISTERED, median_deficit)
+    if math.isnan(median_deficit) and black_level is None:
+        return verdict(UNDECIDED_SIGNAL, median_deficit)
     # The candidate's own pixels are left out of the scene estimate: a shadow fixed on the
     # sensor then cannot darken the prediction, while a scene feature is still seen, through
     # other pixels, by the frames that put it elsewhere on the sensor.
     blocked = np.zeros((height, width), dtype=bool)
     blocked[window] = near
-    observed, predicted = _predicted_median(
-        frames, offsets, window, (height, width), params, blocked
+    medians = _predicted_median(
+        frames, offsets, window, (height, width), params, blocked, black_level=black_level
     )
+    observed, predicted = medians[:2]
+
+    def in_each_frame(fixed: float = math.nan) -> MotionVerdict:
+        # No deficit to compare with in the median (its surroundings lie off the target, or
+        # the eye's candidate is no darker than them there): each frame that lights the
+        # candidate still shows whether the sensor dims it.
+        lit_deficit = math.nan
+        if len(medians) > 2:
+            ring_lit = around & (labels[window] == 0)
+            lit_deficit = _deficit_where_known(medians[2], candidate, ring_lit)
+        if math.isnan(lit_deficit):
+            return verdict(UNDECIDED_SIGNAL, median_deficit, fixed)
+        if lit_deficit >= params.min_ratio_depth:
+            return verdict(SENSOR, median_deficit, lit_deficit)
+        return verdict(SCENE, median_deficit, lit_deficit)
+
+    if math.isnan(median_deficit):
+        return in_each_frame()
     ratio = DustFreePrediction(observed=observed, predicted=predicted).ratio
     known = np.isfinite(ratio)
     if known[candidate].mean() < 0.5 or known[ring].mean() < 0.5:
         if not median_deficit > 0:
-            return verdict(UNDECIDED_SIGNAL, median_deficit)
+            return in_each_frame()
         if known[ring].mean() >= 0.5 and _moved_on_every_side(
             local, ratio, candidate, known, ring & known, params
         ):
@@ -1503,7 +1577,7 @@ def _judge(
     if deepest < params.min_ratio_depth:
         return verdict(SHALLOW, median_deficit, fixed)
     if not median_deficit > 0:
-        return verdict(UNDECIDED_SIGNAL, median_deficit, fixed)
+        return in_each_frame(fixed)
     if fixed >= params.min_deficit_ratio * median_deficit:
         return verdict(SENSOR, median_deficit, fixed)
     return verdict(SCENE, median_deficit, fixed)
@@ -1610,6 +1684,11 @@ class RatioShadow:
         ``fixed_deficit`` over the ratio's fluctuations at the shadow's scale around it
         (``MotionTestParams.min_ratio_significance``); NaN where not measured (too few lit
         pixels around it, or a shadow of the deep search).
+    lit_deficit : float
+        ``1 - median(shadow / plane)`` in the ratio seen frame by frame
+        (:attr:`DustFreePrediction.lit_ratio`, ``MotionTestParams.min_lit_fraction``); NaN
+        where not measured (where every frame of the medians lights the shadow, the ratio
+        needs no such check).
     """
 
     centroid_y: float
@@ -1620,6 +1699,7 @@ class RatioShadow:
     median_deficit: float
     fixed_deficit: float
     significance: float = math.nan
+    lit_deficit: float = math.nan
 
     def lies_in(self, region: np.ndarray) -> bool:
         """Whether the shadow lies in ``region`` ((H, W) bool) at its pixel nearest its
@@ -1638,6 +1718,9 @@ def find_shadows_in_ratio(
     min_deep_depth: float = 1.0,
     min_limb_depth: float = 1.0,
     min_significance: float = 0.0,
+    lit_ratio: np.ndarray | None = None,
+    lit_share: np.ndarray | None = None,
+    min_lit_fraction: float = 0.0,
 ) -> tuple[np.ndarray, tuple[RatioShadow, ...]]:
     """Find dust shadows in ``median / predicted``, where the scene's texture has cancelled.
 
@@ -1688,6 +1771,18 @@ def find_shadows_in_ratio(
         many times the ratio's fluctuations at their scale around them
         (``MotionTestParams.min_ratio_significance``); where too few lit pixels surround a
         shadow to tell, it is kept. 0 keeps every one.
+    lit_ratio, lit_share : np.ndarray, optional
+        (H, W) :attr:`DustFreePrediction.lit_ratio` and :attr:`DustFreePrediction.lit_share`
+        of the prediction (NaN where unknown).
+    min_lit_fraction : float
+        With ``lit_ratio`` and ``lit_share``, a shadow (of the detector or of the deep
+        searches) over which the medians mix frames off the target (``lit_share`` below
+        ``_MIXED_SHARE`` on half of its pixels) is kept only when its deficit in
+        ``lit_ratio`` is at least this fraction of its deficit in the ratio
+        (``MotionTestParams.min_lit_fraction``); where ``lit_ratio`` is unknown over too
+        much of the shadow or its surroundings to tell, it is kept. Elsewhere the ratio
+        holds, while ``lit_ratio`` keeps, in each frame, the part of a shadow larger than the
+        drift that the scene estimate holds. 0 keeps every one.
 
     Returns
     -------
@@ -1724,6 +1819,16 @@ def find_shadows_in_ratio(
         raise ValueError(f"min_limb_depth must be in (0, 1], got {min_limb_depth}.")
     if not min_significance >= 0.0:
         raise ValueError(f"min_significance must be at least 0, got {min_significance}.")
+    if not 0.0 <= min_lit_fraction < 1.0:
+        raise ValueError(f"min_lit_fraction must be in [0, 1), got {min_lit_fraction}.")
+    per_frame = None
+    if lit_ratio is not None and lit_share is not None:
+        per_frame = (np.asarray(lit_ratio, np.float64), np.asarray(lit_share, np.float64))
+        if any(values.shape != image.shape for values in per_frame):
+            raise ValueError(
+                f"lit_ratio and lit_share must be (H, W) images of shape {image.shape}, got "
+                f"{per_frame[0].shape} and {per_frame[1].shape}."
+            )
     blocked = np.zeros(image.shape, dtype=bool) if exclude is None else np.asarray(exclude)
     if blocked.shape != image.shape or blocked.dtype != bool:
         raise ValueError(
@@ -1741,6 +1846,8 @@ def find_shadows_in_ratio(
         detection,
         min_wide_depth=min_limb_depth,
         exclude=blocked,
+        lit_ratio=per_frame,
+        min_lit_fraction=min_lit_fraction,
     )
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
     image = np.where(reliable, image, 0.0)
@@ -1781,6 +1888,9 @@ def find_shadows_in_ratio(
         )
         if significance < min_significance:
             continue
+        lit_deficit = _lit_deficit(per_frame, window, candidate, ring)
+        if _not_in_each_frame(lit_deficit, fixed_deficit, min_lit_fraction):
+            continue
         rows, cols = np.nonzero(candidate)
         kept[label] = True
         shadows.append(
@@ -1790,6 +1900,7 @@ def find_shadows_in_ratio(
                 median_deficit=median_deficit,
                 fixed_deficit=fixed_deficit,
                 significance=significance,
+                lit_deficit=lit_deficit,
             )
         )
     found = kept[labels]
@@ -1798,6 +1909,51 @@ def find_shadows_in_ratio(
         if shadow.lies_in(new_deep):
             shadows.append(shadow)
     return found | new_deep, tuple(shadows)
+
+
+_MIN_LIT_KNOWN = 0.5
+"""Share of a shadow's pixels, and of its surroundings', where the ratio seen frame by frame
+must be known for its deficit there to be measured."""
+
+
+def _not_in_each_frame(lit_deficit: float, fixed_deficit: float, min_fraction: float) -> bool:
+    """Whether a shadow's deficit seen frame by frame is known and below ``min_fraction`` of
+    its deficit in the ratio (never with ``min_fraction`` 0)."""
+    return min_fraction > 0.0 and lit_deficit < min_fraction * fixed_deficit
+
+
+_MIXED_SHARE = 0.9
+"""Below this share of the frames lighting a pixel, its medians mix frames on the target and
+off it, and a shadow there is checked in the ratio seen frame by frame."""
+
+
+def _lit_deficit(
+    lit: tuple[np.ndarray, np.ndarray] | None,
+    window: tuple[slice, slice],
+    shadow: np.ndarray,
+    ring: np.ndarray,
+) -> float:
+    """The deficit of ``shadow`` against ``ring`` (both bool over ``window``) in the ratio
+    seen frame by frame, ``lit`` holding it and the share of the frames lighting each pixel
+    (``DustFreePrediction.lit_ratio`` and ``lit_share``); NaN when ``lit`` is None or when
+    the share is at least ``_MIXED_SHARE`` over half of the shadow."""
+    if lit is None:
+        return math.nan
+    ratio, share = lit
+    if not np.nanmedian(share[window][shadow]) < _MIXED_SHARE:
+        return math.nan
+    return _deficit_where_known(ratio[window], shadow, ring)
+
+
+def _deficit_where_known(values: np.ndarray, shadow: np.ndarray, ring: np.ndarray) -> float:
+    """:func:`_deficit` over the pixels where ``values`` is finite; NaN where it is finite
+    over less than ``_MIN_LIT_KNOWN`` of ``shadow`` or of ``ring``."""
+    if not (shadow.any() and ring.any()):
+        return math.nan
+    known = np.isfinite(values)
+    if known[shadow].mean() < _MIN_LIT_KNOWN or known[ring].mean() < _MIN_LIT_KNOWN:
+        return math.nan
+    return _deficit(values, shadow & known, ring & known)
 
 
 _SIGNIFICANCE_GAP_PX = 3
@@ -1854,6 +2010,8 @@ def _deep_shadows(
     *,
     min_wide_depth: float,
     exclude: np.ndarray,
+    lit_ratio: np.ndarray | None = None,
+    min_lit_fraction: float = 0.0,
 ) -> tuple[np.ndarray, list[RatioShadow]]:
     """Shadows in ``image / model`` wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of
     its bright level: at least ``min_depth`` deep, or at least ``min_wide_depth`` deep over
@@ -1861,7 +2019,8 @@ def _deep_shadows(
     pixel. Each is drawn out to ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius
     beyond that part; their deficits are measured against the surroundings in that band (the
     target's side of a limb); a shadow that lies less than ``_DEEP_MIN_CONTRAST`` of its depth
-    below the plane through its surroundings is left out."""
+    below the plane through its surroundings is left out, as is one whose deficit in
+    ``lit_ratio`` is below ``min_lit_fraction`` of that deficit."""
     empty = np.zeros(image.shape, dtype=bool)
     if min_depth >= 1.0 and min_wide_depth >= 1.0:
         return empty, []
@@ -1900,6 +2059,9 @@ def _deep_shadows(
         # that misses a steeply vignetted corner), not a shadow; NaN: no surroundings to tell.
         if fixed_deficit < _DEEP_MIN_CONTRAST * depth:
             continue
+        lit_deficit = _lit_deficit(lit_ratio, window, shadow, ring)
+        if _not_in_each_frame(lit_deficit, fixed_deficit, min_lit_fraction):
+            continue
         found[window] |= shadow
         rows, cols = np.nonzero(shadow)
         shadows.append(
@@ -1908,6 +2070,7 @@ def _deep_shadows(
                 diameter_px=2.0 * math.sqrt(area / math.pi),
                 median_deficit=_deficit(image[window], shadow, ring),
                 fixed_deficit=fixed_deficit,
+                lit_deficit=lit_deficit,
             )
         )
     return found, shadows
@@ -1933,6 +2096,17 @@ class DustFreePrediction:
         as far as they stayed in the scene estimate. None when no pixel was left out.
     black_level : float
         The frames' pedestal, ADU, which :meth:`carried_to` does not scale.
+    lit_ratio : np.ndarray or None
+        (H, W) float32 median, over the frames whose prediction lights the pixel (above the
+        pedestal, at least ``_LIT_FRAME_LEVEL`` of the brightest of them), of each frame's
+        light over its prediction's: what dust leaves of the light frame by frame, with no
+        frame on the sky beside a limb in the median. NaN where fewer than
+        ``max(_MIN_UNBLOCKED, _MIN_UNBLOCKED_FRACTION * n)`` frames light the pixel; None when
+        not computed.
+    lit_share : np.ndarray or None
+        (H, W) float32 share of the frames the medians are over that light the pixel so
+        (NaN where none): below 1, the medians mix frames on the target and off it (beside a
+        limb's path), whose ratio a limb bent by seeing moves; None when not computed.
 
     Notes
     -----
@@ -1947,6 +2121,8 @@ class DustFreePrediction:
     predicted: np.ndarray
     with_excluded: np.ndarray | None = None
     black_level: float = 0.0
+    lit_ratio: np.ndarray | None = None
+    lit_share: np.ndarray | None = None
 
     @property
     def ratio(self) -> np.ndarray:
@@ -2084,10 +2260,16 @@ def predict_dust_free(
                 f"shape {gain.shape}; measure it with fixed_gain."
             )
         scene_frames = [ResponseCorrectedFrame(frame, gain, black_level) for frame in frames]
-    prediction = _prediction_in_bands(
-        frames, offsets, shape, params, blocked, band_rows=band_rows, scene_frames=scene_frames
+    return _prediction_in_bands(
+        frames,
+        offsets,
+        shape,
+        params,
+        blocked,
+        band_rows=band_rows,
+        scene_frames=scene_frames,
+        black_level=float(black_level),
     )
-    return replace(prediction, black_level=float(black_level))
 
 
 def _prediction_in_bands(
@@ -2100,18 +2282,33 @@ def _prediction_in_bands(
     band_rows: int = 64,
     every: int = 1,
     scene_frames: Sequence[np.ndarray] | None = None,
+    black_level: float | None = None,
 ) -> DustFreePrediction:
     """:func:`predict_dust_free` over one band of ``band_rows`` rows in ``every`` (all of
-    them by default), NaN in the rows between."""
+    them by default), NaN in the rows between; with ``black_level``, the frames' pedestal,
+    the prediction holds it, its ``lit_ratio`` and its ``lit_share``."""
     observed = np.full(shape, np.nan, dtype=np.float32)
     predicted = np.full(shape, np.nan, dtype=np.float32)
+    lit_ratio = lit_share = None
+    if black_level is not None:
+        lit_ratio = np.full(shape, np.nan, dtype=np.float32)
+        lit_share = np.full(shape, np.nan, dtype=np.float32)
     height, width = shape
     for row0 in range(0, height, band_rows * every):
         window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
-        observed[window], predicted[window] = _predicted_median(
-            frames, offsets, window, shape, params, blocked, scene_frames
+        medians = _predicted_median(
+            frames, offsets, window, shape, params, blocked, scene_frames, black_level
         )
-    return DustFreePrediction(observed=observed, predicted=predicted)
+        observed[window], predicted[window] = medians[:2]
+        if black_level is not None:
+            lit_ratio[window], lit_share[window] = medians[2:]
+    return DustFreePrediction(
+        observed=observed,
+        predicted=predicted,
+        black_level=0.0 if black_level is None else black_level,
+        lit_ratio=lit_ratio,
+        lit_share=lit_share,
+    )
 
 
 def _predicted_median(
@@ -2122,10 +2319,12 @@ def _predicted_median(
     params: MotionTestParams,
     blocked: np.ndarray | None = None,
     scene_frames: Sequence[np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    black_level: float | None = None,
+) -> tuple[np.ndarray, ...]:
     """Over ``window``: the median of the frames, and the temporal median a dust-free sensor
     would record, both over the frames whose part of the scene is known (NaN elsewhere),
-    from the scene estimated in the frames' registered median."""
+    from the scene estimated in the frames' registered median; with ``black_level``, also
+    :attr:`DustFreePrediction.lit_ratio` and :attr:`DustFreePrediction.lit_share`."""
     low = offsets.min(axis=0)
     high = offsets.max(axis=0)
     # Scene coordinates needed: every window pixel x minus every frame's displacement.
@@ -2162,7 +2361,35 @@ def _predicted_median(
     for index, frame in enumerate(frames):
         observed[index] = np.asarray(frame[window], dtype=np.float32)
     observed[~known] = np.nan
-    return finite_median(observed, minimum), finite_median(projected, minimum)
+    medians = (finite_median(observed, minimum), finite_median(projected, minimum))
+    if black_level is None:
+        return medians
+    return (*medians, *_lit_ratio(observed, projected, black_level))
+
+
+_LIT_FRAME_LEVEL = 0.5
+"""Fraction of a pixel's brightest predicted light (above the pedestal) from which a frame
+counts as lighting it in :attr:`DustFreePrediction.lit_ratio`: a frame that puts the pixel
+on a limb's edge, or beyond it, has too little light for its ratio to mean anything."""
+
+
+def _lit_ratio(
+    observed: np.ndarray, projected: np.ndarray, black_level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:attr:`DustFreePrediction.lit_ratio` and :attr:`DustFreePrediction.lit_share` from the
+    frames (n, h, w) and their predictions (n, h, w), both NaN where the scene is unknown;
+    both are overwritten."""
+    known = np.count_nonzero(np.isfinite(projected), axis=0)
+    projected -= np.float32(black_level)
+    observed -= np.float32(black_level)
+    brightest = np.fmax.reduce(projected, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lit = (projected > 0) & (projected >= _LIT_FRAME_LEVEL * brightest)
+        np.divide(observed, projected, out=observed, where=lit)
+        share = (np.count_nonzero(lit, axis=0) / known).astype(np.float32)
+    observed[~lit] = np.nan
+    minimum = max(_MIN_UNBLOCKED, _MIN_UNBLOCKED_FRACTION * len(observed))
+    return finite_median(observed, minimum), share
 
 
 def _shifted_window(
