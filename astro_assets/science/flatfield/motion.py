@@ -214,8 +214,9 @@ class MotionTestParams:
         that of the prediction each take a frame near the crossing, and seeing that bends
         each frame's limb by a pixel or two moves that line in the one but not in the other:
         their ratio falls by 20-60 % along it, a deep shadow to the searches above, while
-        each frame's ratio there stays near 1 (on a synthetic drifting Sun with 1.5 px rms of
-        differential seeing, 0.4-0.5 % of the frame taken for dust before this test). Where
+        each frame's ratio there stays near 1 (on synthetic drifting Suns with 2.1 px rms of
+        differential seeing, 0.42 and 0.43 % of the frame taken for dust on two seeds of three
+        before this test, 0.15 and 0.03 % after). Where
         too few frames light a shadow's surroundings to tell, it is kept. 0 turns the test
         off. In [0, 1).
     guide_holdout_px : int
