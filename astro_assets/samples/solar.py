@@ -500,10 +500,14 @@ class SolarVideoParams:
         return 0.5 * self.drift_px + 3.5 * self.jitter_axis_sigma_px
 
     @property
+    def seeing_axis_sigma_px(self) -> float:
+        return self.seeing_warp_px / math.sqrt(2.0)
+
+    @property
     def max_seeing_warp_px(self) -> float:
         """Bound on each axis of the seeing's displacement field: it is clipped at 3.5 times
         its rms per axis."""
-        return 3.5 * self.seeing_warp_px / math.sqrt(2.0)
+        return 3.5 * self.seeing_axis_sigma_px
 
     def to_json(self) -> str:
         """The parameters as a JSON object (dust as a list of objects, or null)."""
@@ -720,25 +724,26 @@ class SyntheticSolarVideo:
         for index in range(self.params.n_frames):
             yield self.frame(index)
 
-    def _shifted_scene(self, dy: float, dx: float) -> np.ndarray:
+    def _shifted_canvas(self, dy: float, dx: float) -> np.ndarray:
+        """The whole padded canvas, the scene shifted by ``(dy, dx)``."""
         phase = np.exp(-2j * np.pi * self._ky * dy) * np.exp(-2j * np.pi * self._kx * dx)
-        canvas = scipy.fft.irfft2(self._scene_hat * phase, s=self._canvas_shape)
-        return np.clip(canvas[self._crop], 0.0, None)
+        return scipy.fft.irfft2(self._scene_hat * phase, s=self._canvas_shape)
+
+    def _shifted_scene(self, dy: float, dx: float) -> np.ndarray:
+        return np.clip(self._shifted_canvas(dy, dx)[self._crop], 0.0, None)
 
     def _warped_scene(self, index: int, dy: float, dx: float) -> np.ndarray:
         """The scene shifted by ``(dy, dx)`` and bent by frame ``index``'s seeing field."""
         p = self.params
-        phase = np.exp(-2j * np.pi * self._ky * dy) * np.exp(-2j * np.pi * self._kx * dx)
-        canvas = scipy.fft.irfft2(self._scene_hat * phase, s=self._canvas_shape)
         rng = np.random.default_rng([p.seed, _SEEING_STREAM, index])
         rows, cols = np.mgrid[self._crop].astype(np.float64)
-        axis_rms = p.seeing_warp_px / math.sqrt(2.0)
         for coordinates in (rows, cols):
             field = ndimage.gaussian_filter(
                 rng.standard_normal((p.height, p.width)), p.seeing_scale_px, mode="wrap"
             )
-            field *= axis_rms / max(float(field.std()), np.finfo(np.float64).tiny)
+            field *= p.seeing_axis_sigma_px / max(float(field.std()), np.finfo(np.float64).tiny)
             coordinates += np.clip(field, -p.max_seeing_warp_px, p.max_seeing_warp_px)
+        canvas = self._shifted_canvas(dy, dx)
         warped = ndimage.map_coordinates(canvas, [rows, cols], order=3, mode="nearest")
         return np.clip(warped, 0.0, None)
 

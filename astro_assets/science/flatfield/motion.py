@@ -1539,8 +1539,15 @@ def _judge(
     # other pixels, by the frames that put it elsewhere on the sensor.
     blocked = np.zeros((height, width), dtype=bool)
     blocked[window] = near
+    # The ratio seen frame by frame is only consulted where the median shows no deficit.
     medians = _predicted_median(
-        frames, offsets, window, (height, width), params, blocked, black_level=black_level
+        frames,
+        offsets,
+        window,
+        (height, width),
+        params,
+        blocked,
+        black_level=None if median_deficit > 0 else black_level,
     )
     observed, predicted = medians[:2]
 
@@ -1847,7 +1854,7 @@ def find_shadows_in_ratio(
         detection,
         min_wide_depth=min_limb_depth,
         exclude=blocked,
-        lit_ratio=per_frame,
+        lit=per_frame,
         min_lit_fraction=min_lit_fraction,
     )
     ratio = np.where(reliable, image / np.where(reliable, model, 1.0), 0.0)
@@ -2011,7 +2018,7 @@ def _deep_shadows(
     *,
     min_wide_depth: float,
     exclude: np.ndarray,
-    lit_ratio: np.ndarray | None = None,
+    lit: tuple[np.ndarray, np.ndarray] | None = None,
     min_lit_fraction: float = 0.0,
 ) -> tuple[np.ndarray, list[RatioShadow]]:
     """Shadows in ``image / model`` wherever the prediction is above ``_DEEP_SEARCH_FLOOR`` of
@@ -2020,8 +2027,9 @@ def _deep_shadows(
     pixel. Each is drawn out to ``_DEEP_OUTLINE_LEVEL`` of its depth and at most its radius
     beyond that part; their deficits are measured against the surroundings in that band (the
     target's side of a limb); a shadow that lies less than ``_DEEP_MIN_CONTRAST`` of its depth
-    below the plane through its surroundings is left out, as is one whose deficit in
-    ``lit_ratio`` is below ``min_lit_fraction`` of that deficit."""
+    below the plane through its surroundings is left out, as is one whose deficit in the ratio
+    seen frame by frame (``lit``, as for :func:`_lit_deficit`) is below ``min_lit_fraction``
+    of that deficit."""
     empty = np.zeros(image.shape, dtype=bool)
     if min_depth >= 1.0 and min_wide_depth >= 1.0:
         return empty, []
@@ -2060,7 +2068,7 @@ def _deep_shadows(
         # that misses a steeply vignetted corner), not a shadow; NaN: no surroundings to tell.
         if fixed_deficit < _DEEP_MIN_CONTRAST * depth:
             continue
-        lit_deficit = _lit_deficit(lit_ratio, window, shadow, ring)
+        lit_deficit = _lit_deficit(lit, window, shadow, ring)
         if _not_in_each_frame(lit_deficit, fixed_deficit, min_lit_fraction):
             continue
         found[window] |= shadow
