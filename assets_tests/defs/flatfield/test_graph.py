@@ -626,6 +626,17 @@ def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     assert evaluation.passed is False
     assert "could not be registered" in evaluation.description
     assert evaluation.metadata["drift_registered"].value is False
+    # The limit is the user's: allowed to disagree by more than noise does, the registrations
+    # count (this field's "drift" is then noise, which is why the limit is low).
+    closure = metadata["drift_closure_px"].value
+    run_config = {"ops": {"dust_mask": {"config": {"drift_max_closure_px": closure + 1.0}}}}
+    result = _materialize(
+        instance, data_store, "field", selection=["dust_mask"], run_config=run_config
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["drift_registered"].value is True
+    assert metadata["drift_closure_px"].value == closure
 
 
 def _assert_calibrated_by_the_flat_alone(

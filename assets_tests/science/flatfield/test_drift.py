@@ -431,3 +431,33 @@ def test_median_filter_equals_scipy_value_for_value(size: int, shape: tuple[int,
     got = median_filter_reflect(image, size)
     np.testing.assert_array_equal(got, ndimage.median_filter(image, size=size))
     np.testing.assert_array_equal(image, original)
+
+
+def test_poor_seeing_scatters_registrations_by_pixels_which_the_closure_limit_may_allow() -> None:
+    # Each frame bent by its own 2.5 px rms of differential seeing: registrations of the scene
+    # disagree by a couple of pixels, noise's by about ten or more (above).
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=256,
+            height=192,
+            n_frames=16,
+            drift_px=40.0,
+            seeing_warp_px=2.5,
+            seeing_scale_px=32.0,
+            seed=2,
+        )
+    )
+    strict = estimate_drift(frames, exclude=truth.dust_support())
+    assert not strict.registered
+    assert DriftParams().max_closure_px < strict.closure_px < 5.0
+    ok, message = drift_verdict(
+        strict.total_px, [10.0], registered=False, closure_px=strict.closure_px
+    )
+    assert not ok and "drift_max_closure_px" in message
+    relaxed = estimate_drift(
+        frames, exclude=truth.dust_support(), params=DriftParams(max_closure_px=5.0)
+    )
+    assert relaxed.registered
+    np.testing.assert_array_equal(relaxed.shifts, strict.shifts)
+    expected = truth.shifts[relaxed.frames_used] - truth.shifts[relaxed.frames_used[0]]
+    assert relaxed.total_px == pytest.approx(np.hypot(*expected.T).max(), abs=3.0)

@@ -1481,3 +1481,42 @@ def test_a_limb_bent_by_seeing_is_no_shadow():
     found = np.count_nonzero(checked.core & support)
     assert found >= np.count_nonzero(unchecked.core & support) - 5
     assert found > 0.8 * support.sum()
+
+
+def test_the_part_of_a_kept_candidate_the_ratio_shows_clean_is_cut():
+    # A candidate grown from a shadow into a clean part of the scene passes the motion test on
+    # the shadow's deficit; the ratio, made without the candidate, shows the rest clean where
+    # it is known (not next to the shadow: the candidate is longer than the drift there).
+    frames, shifts, median, _ = _video(drift_px=40.0, seed=9, dust=LARGE)
+    shadow = _disc(median.shape, *LARGE[:3])
+    rows, cols = np.indices(median.shape)
+    grown = (np.abs(rows - LARGE[0]) <= 6) & (cols >= LARGE[1] - LARGE[2] - 16) & (cols < LARGE[1])
+    clean = grown & ~shadow
+    result = separate_sensor_fixed(shadow | grown, median, frames, shifts)
+    assert [verdict.verdict for verdict in result.verdicts] == [motion.SENSOR]
+    cut = (shadow | grown) & ~result.core
+    assert not (cut & shadow).any()
+    assert cut.sum() > 0.4 * clean.sum()
+    np.testing.assert_array_equal(result.tested, (shadow | grown) & ~cut)
+    # Only a prediction made without the candidate's pixels can show them clean.
+    whole = separate_sensor_fixed(
+        shadow | grown, median, frames, shifts, params=MotionTestParams(max_outline_growth=0.0)
+    )
+    assert (whole.core & grown).sum() == grown.sum()
+
+
+def test_a_donut_keeps_its_hole_and_a_candidate_the_ratio_sees_no_shadow_in_stays_whole():
+    rows, cols = np.indices((HEIGHT, WIDTH))
+    distance = np.hypot(rows - DUST[0], cols - DUST[1])
+    ring = (distance > 7.0) & (distance <= 11.0)
+    transmission = np.where(ring, 0.75, 1.0)
+    frames, shifts, median, _ = _video(drift_px=40.0, transmission=transmission)
+    donut = distance <= 11.0
+    result = separate_sensor_fixed(donut, median, frames, shifts)
+    assert (result.core & donut).sum() == donut.sum()
+    # No shadow under this candidate at all: it is the motion test's to judge, and it keeps
+    # nothing it cannot see a deficit for.
+    empty = _disc(median.shape, 70.0, 100.0, 8.0)
+    result = separate_sensor_fixed(donut | empty, median, frames, shifts)
+    assert (result.core & donut).sum() == donut.sum()
+    assert (result.tested & empty).sum() in (0, empty.sum())

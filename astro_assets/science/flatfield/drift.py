@@ -762,7 +762,9 @@ def drift_verdict(
             f"the frames could not be registered: {why}. The target is too faint, noisy or "
             "featureless to follow, so dust cannot be told from the scene: every candidate is "
             "kept undecided and the ratio is not searched. Review the mask, or capture "
-            "brighter frames."
+            "brighter frames. In poor seeing, which bends each frame by its own few pixels, "
+            "registrations of a scene disagree by a few pixels (of noise: by about ten or "
+            "more); there the dust_mask config's drift_max_closure_px may be raised to that."
         )
     if not diameters:
         return True, f"the target moved {total_px:.1f} px; no dust was detected to compare with."

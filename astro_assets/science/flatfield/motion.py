@@ -62,7 +62,7 @@ from astro_assets.science.flatfield.inpaint import (
     usable_guide,
 )
 from astro_assets.science.flatfield.levels import target_level
-from astro_assets.science.flatfield.regions import grown_box, regions_touching
+from astro_assets.science.flatfield.regions import fill_holes, grown_box, regions_touching
 from astro_assets.science.flatfield.response import (
     ResponseCorrectedFrame,
     estimate_sensor_response,
@@ -509,8 +509,8 @@ class MotionResult:
         scene, plus the shadows found in the ratio, their outlines drawn again when
         ``max_outline_growth`` is above 0.
     tested : np.ndarray
-        (H, W) bool, the candidates not found to move with the scene (``core`` before the
-        shadows found in the ratio were added).
+        (H, W) bool, the candidates not found to move with the scene, less the parts of them
+        the ratio shows clean (``core`` before the shadows found in the ratio were added).
     verdicts : tuple of MotionVerdict
         One per candidate of the input core.
     ratio_shadows : tuple of RatioShadow
@@ -542,6 +542,9 @@ class MotionResult:
     frames_left_out : tuple of int
         Positions, in the frames given, of those left out of the comparisons as dimmer than
         ``params.min_frame_transparency``.
+    cut_as_clean : int
+        Pixels of the kept candidates cut from them because the ratio, made again without
+        them, shows them clean (see :func:`separate_sensor_fixed`).
     """
 
     core: np.ndarray
@@ -556,6 +559,7 @@ class MotionResult:
     too_little_motion: bool = False
     transparency: FrameTransparency | None = None
     frames_left_out: tuple[int, ...] = ()
+    cut_as_clean: int = 0
 
     @property
     def new_shadows(self) -> tuple[RatioShadow, ...]:
@@ -594,7 +598,9 @@ def separate_sensor_fixed(
     the first ratio measures (:func:`fixed_gain`, ``params.gain_iterations`` times); each
     shadow's outline is drawn again in that ratio, at most that fraction of its diameter
     farther out, and the shadows it shows apart from them are added once the motion test
-    confirms them.
+    confirms them. The kept candidates are then cut to that ratio: the parts of a candidate
+    whose own shadow shows in it that it shows clean, where it is known, are dropped
+    (:func:`_clean_in_ratio`), and the prediction is made again without the rest.
 
     Parameters
     ----------
@@ -749,6 +755,7 @@ def separate_sensor_fixed(
 
     found, shadows = search(prediction)
     found, shadows, ratio_verdicts = fixed_on_sensor(found, shadows, kept)
+    cut_as_clean = 0
     fixed = kept | found
     redraw = params.max_outline_growth > 0 and fixed.any()
     if redraw or params.gain_iterations > 0:
@@ -782,6 +789,21 @@ def separate_sensor_fixed(
                 )
                 redrawn, _ = search(prediction)
                 fixed = fixed | (regions_touching(redrawn, more) & more_reach)
+        clean = _clean_in_ratio(kept, prediction, detection.min_radius_px) if redraw else None
+        if clean is not None and clean.any():
+            cut_as_clean = int(np.count_nonzero(clean))
+            kept = kept & ~clean
+            fixed = fixed & ~clean
+            # Left out of the scene estimate, the pieces cut made the prediction unknown where
+            # most frames saw their part of the scene through them (near the frame's edges).
+            prediction = _again_without_shadows(
+                first,
+                frames,
+                offsets,
+                _outline_reach(fixed, params.max_outline_growth),
+                params,
+                detection.dark_fraction,
+            )
     return MotionResult(
         core=fixed,
         tested=kept,
@@ -794,6 +816,7 @@ def separate_sensor_fixed(
         black_level=black_level,
         transparency=transparency,
         frames_left_out=left_out,
+        cut_as_clean=cut_as_clean,
     )
 
 
@@ -830,6 +853,89 @@ def _outline_reach(shadows: np.ndarray, growth: float) -> np.ndarray:
         inside = labels[window] == label
         reach[window] |= ndimage.binary_dilation(inside, iterations=steps)
     return reach
+
+
+_CUT_SMOOTHING_PX = 1.0
+"""Gaussian sigma, px, of the ratio :func:`_clean_in_ratio` compares with a shadow's depth:
+the smallest scale at which a shadow's outline is a line and not single noisy pixels."""
+_CUT_NOISE_SIGMA = 3.0
+"""A candidate is cut only where the level of its outline in the ratio lies this many times
+the ratio's noise around it above 0: below that, noise alone draws the outline."""
+_CUT_RING_PX = (2, 8)
+"""The ring around a candidate in which the ratio's noise is measured: from this many px to
+this many px beyond its edge."""
+
+
+def _clean_in_ratio(
+    candidates: np.ndarray, prediction: DustFreePrediction, min_radius_px: float
+) -> np.ndarray:
+    """The parts of the kept candidates that the ratio of a prediction made without them
+    shows clean: where it is known, its deficit is below ``_DEEP_OUTLINE_LEVEL`` of the
+    candidate's depth there, and the clean pixels hold a disc of ``min_radius_px`` (a piece as
+    large as the smallest shadow the detector looks for).
+
+    A candidate of the eye grown from a shadow into a dim part of the median beside it (a
+    limb, a frame edge darkened by vignetting) passes the motion test on its shadow's deficit
+    and would otherwise be inpainted whole, pulling the flat down over the part that holds no
+    dust (1.7 % rms inside the dust on a synthetic Sun, 0.12 % of the frame). Only a
+    candidate whose own shadow shows in the ratio is cut: one the ratio sees no shadow in is
+    left whole to the motion test's verdict. Unknown pixels (the centre of a shadow larger than
+    the drift, seen by every frame through itself) and thin rims of its penumbra are kept, and
+    so are holes the shadow encloses (a donut's centre).
+
+    Parameters
+    ----------
+    candidates : np.ndarray
+        (H, W) bool, the candidates kept.
+    prediction : DustFreePrediction
+        Made with the candidates' pixels left out of the scene estimate: pixels where it had
+        to keep them (``with_excluded``) count as unknown.
+    min_radius_px : float
+        Radius of the smallest piece cut, px.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) bool, the pixels to cut; a subset of ``candidates``.
+    """
+    ratio = prediction.ratio
+    known = np.isfinite(ratio)
+    if prediction.with_excluded is not None:
+        known &= ~prediction.with_excluded
+    cut = np.zeros(candidates.shape, dtype=bool)
+    if not (candidates & known).any():
+        return cut
+    radius = max(1, math.ceil(min_radius_px))
+    offsets = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc = np.hypot(offsets[0], offsets[1]) <= min_radius_px
+    labels, _ = ndimage.label(candidates)
+    margin = _CUT_RING_PX[1] + 3 * math.ceil(_CUT_SMOOTHING_PX)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        window = grown_box(box, margin, candidates.shape)
+        inside = labels[window] == label
+        seen = known[window]
+        if np.count_nonzero(inside & seen) < np.count_nonzero(disc):
+            continue
+        weight = ndimage.gaussian_filter(seen.astype(np.float64), _CUT_SMOOTHING_PX)
+        summed = ndimage.gaussian_filter(np.where(seen, ratio[window], 0.0), _CUT_SMOOTHING_PX)
+        deficit = 1.0 - summed / np.maximum(weight, 1e-12)
+        near, far = (ndimage.binary_dilation(inside, iterations=n) for n in _CUT_RING_PX)
+        ring = far & ~near & seen & ~candidates[window]
+        if np.count_nonzero(ring) < np.count_nonzero(disc):
+            continue
+        noise = 1.4826 * float(np.median(np.abs(deficit[ring] - np.median(deficit[ring]))))
+        depth = float(np.percentile(deficit[inside & seen], 90))
+        level = _DEEP_OUTLINE_LEVEL * depth
+        if not level > _CUT_NOISE_SIGMA * noise:
+            continue
+        clean = inside & seen & (deficit < level)
+        bulk = ndimage.binary_opening(clean, structure=disc)
+        if not bulk.any():
+            continue
+        shadow = inside & ~clean
+        kept = fill_holes(regions_touching(inside & ~bulk, shadow))
+        cut[window] |= inside & ~kept
+    return cut
 
 
 def _again_without_shadows(
