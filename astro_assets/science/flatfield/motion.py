@@ -120,7 +120,8 @@ through its surroundings there, as a candidate of the eye must show at least
 ``min_deficit_ratio`` of its deficit in the ratio."""
 _DEEP_OUTLINE_LEVEL = 0.25
 """A deep shadow's outline is drawn where the ratio is below 1 minus this fraction of the
-shadow's median depth (its penumbra, out to a quarter of the depth)."""
+shadow's median depth (its penumbra, out to a quarter of the depth); a kept candidate is cut
+(:func:`_clean_in_ratio`) where the ratio is above 1 minus this fraction of its depth."""
 
 
 @dataclass(frozen=True)
@@ -877,7 +878,8 @@ def _clean_in_ratio(
     A candidate of the eye grown from a shadow into a dim part of the median beside it (a
     limb, a frame edge darkened by vignetting) passes the motion test on its shadow's deficit
     and would otherwise be inpainted whole, pulling the flat down over the part that holds no
-    dust (1.7 % rms inside the dust on a synthetic Sun, 0.12 % of the frame). Only a
+    dust (on a synthetic drifting Sun, cutting took the flat's rms error inside the dust from
+    1.6 to 0.53 % and its false core from 245 to 83 px). Only a
     candidate whose own shadow shows in the ratio is cut: one the ratio sees no shadow in is
     left whole to the motion test's verdict. Unknown pixels (the centre of a shadow larger than
     the drift, seen by every frame through itself) and thin rims of its penumbra are kept, and
@@ -933,8 +935,8 @@ def _clean_in_ratio(
         if not bulk.any():
             continue
         shadow = inside & ~clean
-        kept = fill_holes(regions_touching(inside & ~bulk, shadow))
-        cut[window] |= inside & ~kept
+        stays = fill_holes(regions_touching(inside & ~bulk, shadow))
+        cut[window] |= inside & ~stays
     return cut
 
 
