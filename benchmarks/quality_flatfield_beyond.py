@@ -114,12 +114,12 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   for shadows. Shadows over pixels that not every frame of the medians lights are now
   checked in the ratio seen frame by frame (`min_lit_fraction`). At 1.5 px rms: precision
   0.96 -> 0.99, core outside the dust 0.017 -> 0.004 % of the frame, recall and flat rms in
-  dust unchanged (0.90, 0.75 %); nothing masked without dust. At 2.5 px rms what fails is
-  the registration's closure: two seeds of three disagree by 4.1 and 3.0 px, above the
-  2 px limit, so every candidate is kept undecided (precision 0.44); with
-  `max_closure_px` 8 those seeds keep 342 and 43 px outside the dust instead of 5,210 and
-  3,840. Smoothing the frames by 2 px before the correlation brought the closures to
-  1.4-1.6 px but moved a 96 x 72 px frame's registration by 2.8 px, so it is not in.
+  dust unchanged (0.90, 0.75 %); nothing masked without dust. At 2.5 px rms what failed
+  was the registration's closure: two seeds of three disagreed by 4.1 and 3.0 px, above the
+  2 px limit, so every candidate was kept undecided (precision 0.44, 1.5 % of the frame
+  outside the dust). Registrations that fail it are now made again on frames smoothed by
+  2 px (closures 1.4 and 1.5 px); smoothing every registration would have moved a 96 x 72 px
+  frame's rigid drift by 2.8 px, so it is only a retry.
   At 0.75 px one seed's eye candidate had grown along the frame's edge beside a true
   shadow (as it does with no seeing at all); kept candidates are now cut to the ratio made
   without them: precision 0.95 -> 0.99, flat rms in dust 1.01 -> 0.63 %.

@@ -225,7 +225,7 @@ def test_frames_of_noise_alone_are_not_registered() -> None:
     # disagree with it by as much.
     for count in (3, 12):
         estimate = estimate_drift(_noise(count))
-        assert not estimate.registered
+        assert not estimate.registered and not estimate.smoothed_for_seeing
         assert estimate.closure_px > 2 * DriftParams().max_closure_px
 
 
@@ -433,9 +433,12 @@ def test_median_filter_equals_scipy_value_for_value(size: int, shape: tuple[int,
     np.testing.assert_array_equal(image, original)
 
 
-def test_poor_seeing_scatters_registrations_by_pixels_which_the_closure_limit_may_allow() -> None:
-    # Each frame bent by its own 2.5 px rms of differential seeing: registrations of the scene
-    # disagree by a couple of pixels, noise's by about ten or more (above).
+def test_seeing_may_scatter_registrations_beyond_the_closure_limit_which_the_user_may_raise() -> (
+    None
+):
+    # Each frame of a small view bent by its own 2.5 px rms of differential seeing, in patches
+    # an eighth of its width: registrations of the scene disagree by a couple of pixels, even
+    # on smoothed frames; noise's by about ten or more (above).
     frames, truth = synthesize_frames_array(
         SolarVideoParams(
             width=256,
@@ -461,3 +464,30 @@ def test_poor_seeing_scatters_registrations_by_pixels_which_the_closure_limit_ma
     np.testing.assert_array_equal(relaxed.shifts, strict.shifts)
     expected = truth.shifts[relaxed.frames_used] - truth.shifts[relaxed.frames_used[0]]
     assert relaxed.total_px == pytest.approx(np.hypot(*expected.T).max(), abs=3.0)
+
+
+def test_registrations_seeing_scattered_are_made_again_on_smoothed_frames() -> None:
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=512,
+            height=384,
+            n_frames=16,
+            drift_px=80.0,
+            seeing_warp_px=2.5,
+            seeing_scale_px=32.0,
+            seed=1,
+        )
+    )
+    plain = estimate_drift(
+        frames, exclude=truth.dust_support(), params=DriftParams(seeing_smoothing_px=0.0)
+    )
+    assert not plain.registered
+    estimate = estimate_drift(frames, exclude=truth.dust_support())
+    assert estimate.registered and estimate.smoothed_for_seeing
+    assert estimate.closure_px < plain.closure_px
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    # The seeing moves each frame's parts apart, not only the whole: a few pixels is the
+    # registration's own reach here, not a miss.
+    miss = np.hypot(*(estimate.shifts - expected).T).max()
+    assert miss < np.hypot(*(plain.shifts - expected).T).max()
+    assert estimate.total_px == pytest.approx(np.hypot(*expected.T).max(), abs=3.0)

@@ -1103,6 +1103,7 @@ def dust_mask(
                     "drift_closure_px": recorded_closure_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
+                    "drift_smoothed_for_seeing": drift.smoothed_for_seeing,
                     "frame_transparency": transparency,
                     "prediction_black_level": separated.black_level,
                     "motion_tested": motion_params.motion_test,
@@ -1145,6 +1146,7 @@ def dust_mask(
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,
                 "drift_exclusion_dropped": drift.exclusion_dropped,
+                "drift_smoothed_for_seeing": drift.smoothed_for_seeing,
                 "frame_transparency": _json(transparency),
                 "line_defects_found": dg.MetadataValue.json(
                     {
