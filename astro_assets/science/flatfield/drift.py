@@ -149,7 +149,8 @@ class DriftEstimate:
         little of the scene to register (``levels.with_signal``): blank frames, thick clouds.
     smoothed_for_seeing : bool
         True when the first registrations failed their closure and the shifts are those
-        measured again on smoothed frames (``DriftParams.seeing_smoothing_px``).
+        measured again, blanked, on smoothed frames (``DriftParams.seeing_smoothing_px``;
+        ``static_pattern_removed`` and ``exclusion_dropped`` are then False).
     """
 
     shifts: np.ndarray
@@ -524,6 +525,8 @@ def estimate_drift(
         smoothed_for_seeing, shifts, closure = _smoothed_for_seeing(
             despeckled, blank, shifts, closure, params
         )
+        if smoothed_for_seeing:
+            static_removed = exclusion_dropped = False
     shifts *= factor
     distances = np.hypot(shifts[:, 0], shifts[:, 1])
     centred = shifts - shifts.mean(axis=0)
@@ -561,7 +564,7 @@ def _smoothed_for_seeing(
     """
     smoothed_params = replace(params, seeing_smoothing_px=0.0)
     smoothing = params.seeing_smoothing_px
-    frames = [_smoothed(frame, smoothing) for frame in despeckled]
+    frames = [ndimage.gaussian_filter(frame, smoothing) for frame in despeckled]
     if blank is not None and blank.any():
         # The smoothing spreads the blanked shadows' edges outwards by about twice its scale.
         blank = ndimage.binary_dilation(blank, iterations=math.ceil(2 * smoothing))
@@ -572,11 +575,6 @@ def _smoothed_for_seeing(
     if smoothed_closure <= params.max_closure_px and apart <= params.max_closure_px:
         return True, smoothed, smoothed_closure
     return False, shifts, closure
-
-
-def _smoothed(frame: np.ndarray, sigma_px: float) -> np.ndarray:
-    """``frame`` smoothed by a Gaussian of ``sigma_px``."""
-    return ndimage.gaussian_filter(frame, sigma_px)
 
 
 _Registration = Callable[[int, int], np.ndarray]
