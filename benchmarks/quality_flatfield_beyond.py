@@ -114,7 +114,9 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
   for shadows. Shadows over pixels that not every frame of the medians lights are now
   checked in the ratio seen frame by frame (`min_lit_fraction`). At 1.5 px rms: precision
   0.96 -> 0.99, core outside the dust 0.017 -> 0.004 % of the frame, recall and flat rms in
-  dust unchanged (0.90, 0.75 %); nothing masked without dust. At 2.5 px rms what failed
+  dust unchanged (0.90, 0.75 %); nothing masked without dust. The same check took the
+  precision of the cloud rows with the transparency not divided out from 0.68, 0.71 and
+  0.94 to 0.74, 0.79 and 0.98 (this is the first full run with it). At 2.5 px rms what failed
   was the registration's closure: two seeds of three disagreed by 4.1 and 3.0 px, above the
   2 px limit, so every candidate was kept undecided (precision 0.44, 1.5 % of the frame
   outside the dust). Registrations that fail it are now made again on frames smoothed by
