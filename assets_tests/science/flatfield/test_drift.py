@@ -433,23 +433,29 @@ def test_median_filter_equals_scipy_value_for_value(size: int, shape: tuple[int,
     np.testing.assert_array_equal(image, original)
 
 
+def _bent_by_seeing(width: int, height: int, drift_px: float, seed: int):
+    """16 frames of a drifting Sun, each bent by its own 2.5 px rms of differential seeing in
+    32 px patches."""
+    return synthesize_frames_array(
+        SolarVideoParams(
+            width=width,
+            height=height,
+            n_frames=16,
+            drift_px=drift_px,
+            seeing_warp_px=2.5,
+            seeing_scale_px=32.0,
+            seed=seed,
+        )
+    )
+
+
 def test_seeing_may_scatter_registrations_beyond_the_closure_limit_which_the_user_may_raise() -> (
     None
 ):
     # Each frame of a small view bent by its own 2.5 px rms of differential seeing, in patches
     # an eighth of its width: registrations of the scene disagree by a couple of pixels, even
     # on smoothed frames; noise's by about ten or more (above).
-    frames, truth = synthesize_frames_array(
-        SolarVideoParams(
-            width=256,
-            height=192,
-            n_frames=16,
-            drift_px=40.0,
-            seeing_warp_px=2.5,
-            seeing_scale_px=32.0,
-            seed=2,
-        )
-    )
+    frames, truth = _bent_by_seeing(256, 192, drift_px=40.0, seed=2)
     strict = estimate_drift(frames, exclude=truth.dust_support())
     assert not strict.registered
     assert DriftParams().max_closure_px < strict.closure_px < 5.0
@@ -467,17 +473,7 @@ def test_seeing_may_scatter_registrations_beyond_the_closure_limit_which_the_use
 
 
 def test_registrations_seeing_scattered_are_made_again_on_smoothed_frames() -> None:
-    frames, truth = synthesize_frames_array(
-        SolarVideoParams(
-            width=512,
-            height=384,
-            n_frames=16,
-            drift_px=80.0,
-            seeing_warp_px=2.5,
-            seeing_scale_px=32.0,
-            seed=1,
-        )
-    )
+    frames, truth = _bent_by_seeing(512, 384, drift_px=80.0, seed=1)
     plain = estimate_drift(
         frames, exclude=truth.dust_support(), params=DriftParams(seeing_smoothing_px=0.0)
     )
