@@ -501,6 +501,7 @@ class SolarVideoParams:
 
     @property
     def seeing_axis_sigma_px(self) -> float:
+        """Rms of the seeing's displacement field along each axis, pixels."""
         return self.seeing_warp_px / math.sqrt(2.0)
 
     @property

@@ -1061,6 +1061,7 @@ def dust_mask(
         if not drift_ok:
             context.log.warning(drift_message)
         search_skipped = separated.too_little_motion
+        cut_as_clean_px = separated.cut_as_clean * cell * cell
         if search_skipped and drift_ok:
             context.log.warning(
                 f"Too few frames see behind a shadow (the target moved {drift_total_px:.1f} px "
@@ -1109,7 +1110,7 @@ def dust_mask(
                     "motion_tested": motion_params.motion_test,
                     "motion_test": motion,
                     "found_in_ratio": from_ratio,
-                    "cut_as_clean_px": separated.cut_as_clean * cell * cell,
+                    "cut_as_clean_px": cut_as_clean_px,
                     "ratio_motion_test": ratio_motion,
                     "inpainting_guide": guide_choice,
                     "line_gains": None if sensor_lines is None else sensor_lines.as_record(),
@@ -1168,7 +1169,7 @@ def dust_mask(
                     float(separated.texture_left) if np.isfinite(separated.texture_left) else None
                 ),
                 "found_in_ratio_count": found_in_ratio_kept,
-                "cut_as_clean_px": separated.cut_as_clean * cell * cell,
+                "cut_as_clean_px": cut_as_clean_px,
                 "found_in_ratio": _json(from_ratio),
                 "ratio_moved_with_scene_count": ratio_rejected,
                 "ratio_motion_test": _json(ratio_motion),

@@ -562,13 +562,12 @@ def _smoothed_for_seeing(
     features hold at zero shift agrees with itself from any frame, but lies as far from a
     first path that follows the scene as the scene moved.
     """
-    smoothed_params = replace(params, seeing_smoothing_px=0.0)
     smoothing = params.seeing_smoothing_px
     frames = [ndimage.gaussian_filter(frame, smoothing) for frame in despeckled]
     if blank is not None and blank.any():
         # The smoothing spreads the blanked shadows' edges outwards by about twice its scale.
         blank = ndimage.binary_dilation(blank, iterations=math.ceil(2 * smoothing))
-    register = _blanked_registration(frames, _blanking(blank, smoothed_params), smoothed_params)
+    register = _blanked_registration(frames, _blanking(blank, params), params)
     smoothed = _path(register, len(frames))
     smoothed_closure = _closure(register, smoothed)
     apart = float(np.median(np.hypot(*(smoothed - shifts).T)))
