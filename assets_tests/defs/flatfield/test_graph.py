@@ -607,6 +607,7 @@ def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     assert result.success
     metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
     assert metadata["drift_registered"].value is False
+    assert metadata["drift_registration_px"].value == 1
     assert metadata["drift_closure_px"].value > 2.0
     assert metadata["drift_ok"].value is False
     assert "could not be registered" in metadata["drift_verdict"].value
@@ -629,7 +630,8 @@ def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     # The limit is the user's: allowed to disagree by more than noise does, the registrations
     # count (this field's "drift" is then noise, which is why the limit is low).
     closure = metadata["drift_closure_px"].value
-    run_config = {"ops": {"dust_mask": {"config": {"drift_max_closure_px": closure + 1.0}}}}
+    on_grid = closure / metadata["drift_registration_px"].value
+    run_config = {"ops": {"dust_mask": {"config": {"drift_max_closure_px": on_grid + 1.0}}}}
     result = _materialize(
         instance, data_store, "field", selection=["dust_mask"], run_config=run_config
     )

@@ -60,8 +60,10 @@ def test_large_frames_are_binned_and_the_shifts_scaled_back() -> None:
     # Binned by 3, not the 4 that would bring 640 px under 160, so that the short side keeps
     # 160 >= 128 px: the tolerance is the 0.5 px of full resolution scaled by the bin factor.
     np.testing.assert_allclose(binned.shifts, expected, atol=0.5 * 3)
+    assert binned.binning == 3
     full = estimate_drift(frames, params=DriftParams(max_side_px=640))
     np.testing.assert_allclose(full.shifts, expected, atol=0.5)
+    assert full.binning == 1
 
 
 @pytest.mark.parametrize("width, height", [(1000, 120), (120, 1000)])
@@ -361,6 +363,18 @@ def test_the_verdict_on_frames_that_could_not_be_registered_says_why() -> None:
     assert "could not be registered" in message and "by 12.3 px" in message
     ok, message = drift_verdict(0.0, [], registered=False, closure_px=np.inf)
     assert not ok and "every frame is uniform" in message
+
+
+def test_the_verdict_gives_the_closure_on_the_grid_its_limit_is_on() -> None:
+    # Frames binned 4 x 4 before registration: the 12.3 px the pairs disagree by on the
+    # frame's grid are 3.1 px on the registration's, where drift_max_closure_px applies.
+    ok, message = drift_verdict(60.0, [10.0], registered=False, closure_px=12.34, registration_px=4)
+    assert not ok
+    assert "by 12.3 px (the median, 3.1 px on the registration's grid of 4 px blocks;" in message
+    _, unbinned = drift_verdict(60.0, [10.0], registered=False, closure_px=12.34)
+    assert "registration's grid of" not in unbinned
+    with pytest.raises(ValueError, match="registration_px"):
+        drift_verdict(60.0, [10.0], registration_px=0.5)
 
 
 def test_two_frames_cannot_be_checked_and_count_as_registered() -> None:

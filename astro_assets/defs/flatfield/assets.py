@@ -478,7 +478,8 @@ DustMaskConfig = config_class(
             float,
             DriftParams().max_closure_px,
             "the frames count as registered when registrations of a few pairs of them against "
-            "each other agree with those against the first frame within this many (binned) px; "
+            "each other agree with those against the first frame within this many px of the "
+            "registration's grid (drift_closure_px / drift_registration_px in the metadata); "
             "differential seeing of 2.5 px rms put them up to 7 px apart on synthetic Suns, "
             "noise 8-50 px on a 128 x 96 px frame",
         ),
@@ -1054,8 +1055,13 @@ def dust_mask(
         regions = core_regions(core)
         diameters = [r["equivalent_diameter_px"] for r in regions]
         closure_px = cell * drift.closure_px
+        registration_px = cell * drift.binning
         drift_ok, drift_message = drift_verdict(
-            drift_total_px, diameters, registered=drift.registered, closure_px=closure_px
+            drift_total_px,
+            diameters,
+            registered=drift.registered,
+            closure_px=closure_px,
+            registration_px=registration_px,
         )
         recorded_closure_px = closure_px if np.isfinite(closure_px) else None
         if not drift_ok:
@@ -1102,6 +1108,7 @@ def dust_mask(
                     "drift_total_px": drift_total_px,
                     "drift_registered": drift.registered,
                     "drift_closure_px": recorded_closure_px,
+                    "drift_registration_px": registration_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
                     "drift_smoothed_for_seeing": drift.smoothed_for_seeing,
@@ -1143,6 +1150,7 @@ def dust_mask(
                 "drift_total_px": drift_total_px,
                 "drift_registered": drift.registered,
                 "drift_closure_px": recorded_closure_px,
+                "drift_registration_px": registration_px,
                 "drift_ok": drift_ok,
                 "drift_verdict": drift_message,
                 "drift_static_pattern_removed": drift.static_pattern_removed,

@@ -151,6 +151,10 @@ class DriftEstimate:
         True when the first registrations failed their closure and the shifts are those
         measured again, blanked, on smoothed frames (``DriftParams.seeing_smoothing_px``;
         ``static_pattern_removed`` and ``exclusion_dropped`` are then False).
+    binning : int
+        The block size the frames were averaged over before registration
+        (:func:`binning_factor`): ``closure_px / binning`` is the closure on the registration's
+        grid, which ``DriftParams.max_closure_px`` bounds.
     """
 
     shifts: np.ndarray
@@ -163,6 +167,7 @@ class DriftEstimate:
     registered: bool = True
     frames_without_signal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     smoothed_for_seeing: bool = False
+    binning: int = 1
 
 
 _MIN_BINNED_SIDE_PX = 128
@@ -474,6 +479,7 @@ def estimate_drift(
             frames_used=used,
             closure_px=math.inf,
             registered=False,
+            binning=factor,
         )
     # A frame without signal registered first would be every other frame's reference.
     showing = with_signal(np.array([signal_spread(frame) for frame in despeckled]))
@@ -487,7 +493,7 @@ def estimate_drift(
 
         @cache
         def first_failed() -> bool:
-            return factor * _closure(first_register, first_shifts) > params.max_closure_px
+            return _closure(first_register, first_shifts) > params.max_closure_px
 
         moved = _static_free(despeckled, params)
         static_free = _static_free_registration(moved, blanking, params)
@@ -542,6 +548,7 @@ def estimate_drift(
         registered=not closure > params.max_closure_px,
         frames_without_signal=without_signal,
         smoothed_for_seeing=smoothed_for_seeing,
+        binning=factor,
     )
 
 
@@ -780,6 +787,7 @@ def drift_verdict(
     min_ratio: float = 2.0,
     registered: bool = True,
     closure_px: float = math.nan,
+    registration_px: float = 1.0,
 ) -> tuple[bool, str]:
     """Say whether the target moved enough to tell dust from scene features of the same size.
 
@@ -795,6 +803,10 @@ def drift_verdict(
     registered, closure_px : bool, float
         ``DriftEstimate.registered`` and ``DriftEstimate.closure_px`` (on the same pixel grid
         as ``total_px``): frames that could not be registered say nothing of the drift.
+    registration_px : float
+        The size of a pixel of the registration's grid, in pixels of ``total_px``'s grid
+        (``DriftEstimate.binning``, times the colour cell on a mosaic's raw grid): the closure
+        limit the message tells the user to raise is on that grid.
 
     Returns
     -------
@@ -809,21 +821,30 @@ def drift_verdict(
     diameters = [float(d) for d in dust_diameters_px]
     if any(not np.isfinite(d) or d <= 0 for d in diameters):
         raise ValueError(f"dust diameters must be finite and > 0, got {diameters}.")
+    if not registration_px >= 1:
+        raise ValueError(f"registration_px must be >= 1, got {registration_px}.")
     if not registered:
+        on_grid = ""
+        if registration_px != 1 and np.isfinite(closure_px):
+            on_grid = (
+                f", {closure_px / registration_px:.1f} px on the registration's grid of "
+                f"{registration_px:g} px blocks"
+            )
         why = (
             "every frame is uniform"
             if not np.isfinite(closure_px)
             else "the shifts of a few pairs of frames measured against each other differ from "
-            f"those measured against the first frame by {closure_px:.1f} px (the median; "
-            "frames that show a scene agree to a fraction of a pixel)"
+            f"those measured against the first frame by {closure_px:.1f} px (the median"
+            f"{on_grid}; frames that show a scene agree to a fraction of a pixel)"
         )
         return False, (
             f"the frames could not be registered: {why}. The target is too faint, noisy or "
             "featureless to follow, so dust cannot be told from the scene: every candidate is "
             "kept undecided and the ratio is not searched. Review the mask, or capture "
             "brighter frames. In poor seeing, which bends each frame by its own few pixels, "
-            "registrations of a scene disagree by a few pixels (of noise: by about ten or "
-            "more); there the dust_mask config's drift_max_closure_px may be raised to that."
+            "registrations of a scene disagree by a few pixels of the registration's grid (of "
+            "noise: by about ten or more); there the dust_mask config's drift_max_closure_px, "
+            "on that grid, may be raised to that."
         )
     if not diameters:
         return True, f"the target moved {total_px:.1f} px; no dust was detected to compare with."
