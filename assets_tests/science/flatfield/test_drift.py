@@ -49,6 +49,22 @@ def test_recovers_the_true_shifts() -> None:
     assert not ok
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_frames_the_scene_crossed_a_third_of_are_registered_from_the_frame_before(
+    seed: int,
+) -> None:
+    # 60 px of drift across a 160 x 120 frame: registered from the first frame alone, the last
+    # frames' correlation peaked 137-156 px off the truth while the closure passed.
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(width=160, height=120, n_frames=30, drift_px=60.0, seed=seed)
+    )
+    estimate = estimate_drift(frames, exclude=truth.dust_support())
+    expected = truth.shifts[estimate.frames_used] - truth.shifts[estimate.frames_used[0]]
+    assert estimate.registered
+    np.testing.assert_allclose(estimate.shifts, expected, atol=1.0)
+    assert estimate.total_px == pytest.approx(np.hypot(*expected.T).max(), abs=1.0)
+
+
 def test_large_frames_are_binned_and_the_shifts_scaled_back() -> None:
     frames, truth = synthesize_frames_array(
         SolarVideoParams(
