@@ -509,7 +509,7 @@ def estimate_drift(
     without_signal = used[~showing]
     used = used[showing]
     despeckled = [frame for frame, kept in zip(despeckled, showing, strict=True) if kept]
-    register = _blanked_registration(despeckled, blanking, params)
+    register = _BlankedRegistration(despeckled, blanking, params)
     shifts = _path(register, used.size)
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:
         first_register, first_shifts = register, shifts
@@ -532,7 +532,7 @@ def estimate_drift(
             # (on a 160 x 120 view of an 8-bit mosaic, 15 px of drift were read as 0.5). Static
             # features only pull towards zero shift: a smooth path without the exclusion that
             # reaches farther is the scene's.
-            unblanked = _blanked_registration(despeckled, None, params)
+            unblanked = _BlankedRegistration(despeckled, None, params)
             shifts, exclusion_dropped = _departing_path(
                 unblanked, used, shifts, farther=True, first_failed=first_failed
             )
@@ -597,7 +597,7 @@ def _smoothed_for_seeing(
     if blank is not None and blank.any():
         # The smoothing spreads the blanked shadows' edges outwards by about twice its scale.
         blank = ndimage.binary_dilation(blank, iterations=math.ceil(2 * smoothing))
-    register = _blanked_registration(frames, _blanking(blank, params), params)
+    register = _BlankedRegistration(frames, _blanking(blank, params), params)
     smoothed = _path(register, len(frames))
     smoothed_closure = _closure(register, smoothed)
     apart = float(np.median(np.hypot(*(smoothed - shifts).T)))
@@ -649,13 +649,6 @@ class _BlankedRegistration:
         prepared_reference = prepared_reference * inside
         norm = math.sqrt(float(np.sum(prepared**2)) * float(np.sum(prepared_reference**2)))
         return float(np.sum(prepared * prepared_reference)) / norm if norm > 0 else 0.0
-
-
-def _blanked_registration(
-    despeckled: list[np.ndarray], blanking: _Blanking | None, params: DriftParams
-) -> _BlankedRegistration:
-    """:func:`_register` between two of the ``despeckled`` frames, each reference prepared once."""
-    return _BlankedRegistration(despeckled, blanking, params)
 
 
 def _static_free_registration(

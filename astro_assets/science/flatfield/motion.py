@@ -925,7 +925,7 @@ def _clean_in_ratio(
         ring = far & ~near & seen & ~candidates[window]
         if np.count_nonzero(ring) < np.count_nonzero(disc):
             continue
-        noise = 1.4826 * float(np.median(np.abs(deficit[ring] - np.median(deficit[ring]))))
+        noise = robust_sigma(deficit[ring])
         depth = float(np.percentile(deficit[inside & seen], 90))
         level = _DEEP_OUTLINE_LEVEL * depth
         if not level > _CUT_NOISE_SIGMA * noise:
