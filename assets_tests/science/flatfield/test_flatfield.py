@@ -185,6 +185,14 @@ def test_clipped_plateau_is_treated_as_saturation() -> None:
     assert np.all(result.forced_unity[5:15, 5:15])
 
 
+def test_a_uniform_median_is_not_taken_for_a_clipped_plateau() -> None:
+    # Every pixel at one value shows no clip level: a frame of constant 128 is not saturated.
+    median = np.full((20, 20), 128.0)
+    assert saturated_fraction(median) == 0.0
+    assert synthesize_flat(median, median, np.ones(median.shape)).stats["saturation_level"] is None
+    assert saturated_fraction(median, FlatParams(saturation_level=128.0)) == 1.0
+
+
 def test_saturated_fraction_is_the_share_of_the_target_on_the_plateau() -> None:
     median, _ = noiseless(sun()[1])
     assert saturated_fraction(median) == 0.0

@@ -1109,6 +1109,7 @@ def dust_mask(
                     "drift_registered": drift.registered,
                     "drift_closure_px": recorded_closure_px,
                     "drift_registration_px": registration_px,
+                    "drift_highpass_sigma_px": registration_px * drift.highpass_sigma_px,
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
                     "drift_smoothed_for_seeing": drift.smoothed_for_seeing,

@@ -32,6 +32,7 @@ __all__ = [
     "drift_verdict",
     "estimate_drift",
     "median_filter_reflect",
+    "scaled_to_grid",
 ]
 
 
@@ -46,7 +47,9 @@ class DriftParams:
         registered against the first one.
     highpass_sigma_px : float
         Gaussian scale removed before registration: vignetting and the smooth disc brightness are
-        fixed on the sensor or nearly flat and would pull the peak to zero shift.
+        fixed on the sensor or nearly flat and would pull the peak to zero shift. On frames
+        whose short side (binned) is under 16 times this scale, it and
+        ``seeing_smoothing_px`` are scaled down in proportion (:func:`scaled_to_grid`).
     despeckle_size_px : int
         Median-filter size applied first, so that static hot pixels do not anchor the
         correlation at zero shift (1 disables it).
@@ -155,6 +158,8 @@ class DriftEstimate:
         The block size the frames were averaged over before registration
         (:func:`binning_factor`): ``closure_px / binning`` is the closure on the registration's
         grid, which ``DriftParams.max_closure_px`` bounds.
+    highpass_sigma_px : float
+        The high-pass scale the registrations used, binned pixels (:func:`scaled_to_grid`).
     """
 
     shifts: np.ndarray
@@ -168,6 +173,7 @@ class DriftEstimate:
     frames_without_signal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     smoothed_for_seeing: bool = False
     binning: int = 1
+    highpass_sigma_px: float = DriftParams.highpass_sigma_px
 
 
 _MIN_BINNED_SIDE_PX = 128
@@ -183,6 +189,35 @@ def binning_factor(
     (unless it is shorter already)."""
     factor = -(-max(shape) // max_side_px)
     return max(1, min(factor, min(shape) // min_side_px))
+
+
+_GRID_PER_HIGHPASS_SIGMA = 16
+"""The registration's grid spans at least this many high-pass scales on its short side: the
+binning keeps 128 px, where the default 8 px scale applies unchanged."""
+
+
+def scaled_to_grid(params: DriftParams, shape: tuple[int, ...]) -> DriftParams:
+    """``params`` with the high-pass and seeing scales reduced in proportion on a grid of
+    ``shape`` (binned) whose short side is under ``_GRID_PER_HIGHPASS_SIGMA`` high-pass scales.
+
+    What the high-pass leaves on a small frame is a handful of features about twice the scale
+    across (dust shadows, sunspots, the limb), and the Hann window keeps about half of the
+    frame: too few for the scene's texture to outweigh the fixed shadows. On eight 64 x 48 Suns
+    drifting 13 px, the 8 px scale registered 4 right and held 3 near zero shift with the
+    closure passing; at 3 px (48 / 16) all 8 were right. Over twelve sizes from 64 x 48 to
+    224 x 168 (Suns and planets, mono and on a mosaic's 2 x 2 cells, 8 seeds each, drift 20 %
+    of the width) the scaled registrations were right in 90 of 96 videos, against 76 of 96
+    with 8 px, 12 of them wrongly registered.
+    """
+    limit = min(shape) / _GRID_PER_HIGHPASS_SIGMA
+    if params.highpass_sigma_px <= limit:
+        return params
+    scale = limit / params.highpass_sigma_px
+    return replace(
+        params,
+        highpass_sigma_px=limit,
+        seeing_smoothing_px=params.seeing_smoothing_px * scale,
+    )
 
 
 def block_means(image: np.ndarray, factor: int) -> np.ndarray:
@@ -474,6 +509,7 @@ def estimate_drift(
                 f"{blank.shape}."
             )
     factor = binning_factor(first.shape, params.max_side_px)
+    params = scaled_to_grid(params, (first.shape[0] // factor, first.shape[1] // factor))
     if blank is not None:
         blank = block_means(blank.astype(np.float32), factor) > 0
         if params.exclude_dilation_px > 0 and blank.any():
@@ -503,6 +539,7 @@ def estimate_drift(
             closure_px=math.inf,
             registered=False,
             binning=factor,
+            highpass_sigma_px=params.highpass_sigma_px,
         )
     # A frame without signal registered first would be every other frame's reference.
     showing = with_signal(np.array([signal_spread(frame) for frame in despeckled]))
@@ -572,6 +609,7 @@ def estimate_drift(
         frames_without_signal=without_signal,
         smoothed_for_seeing=smoothed_for_seeing,
         binning=factor,
+        highpass_sigma_px=params.highpass_sigma_px,
     )
 
 

@@ -66,7 +66,8 @@ class FlatParams:
     saturation_level : float or None
         Clip level of the data in the median's units (e.g. 65535 for 16-bit frames). ``None``:
         the median's maximum counts as a clip level only when at least 0.1 % of the pixels share
-        it exactly (a clipped plateau); otherwise no pixel is treated as saturated.
+        it exactly (a clipped plateau) and some do not (a uniform median shows no clipping);
+        otherwise no pixel is treated as saturated.
     black_level : float or None
         The pedestal in the median's units, used when ``black_level_mode="value"`` (e.g. from a
         dark frame).
@@ -235,7 +236,8 @@ def _saturation_level(median: np.ndarray, params: FlatParams) -> float | None:
     if params.saturation_level is not None:
         return float(params.saturation_level)
     peak = float(median.max())
-    if np.count_nonzero(median == peak) >= max(2, _PLATEAU_FRACTION * median.size):
+    plateau = np.count_nonzero(median == peak)
+    if max(2, _PLATEAU_FRACTION * median.size) <= plateau < median.size:
         return peak
     return None
 
