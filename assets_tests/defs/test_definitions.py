@@ -60,6 +60,7 @@ def test_checks_and_which_block():
         "dust_mask_candidates_confirmed": "dust_mask",
         "matched_inpaint_matches_clean_area": "matched_inpaint",
         "inpainted_unchanged_outside_mask": "inpainted",
+        "calibrated_video_within_range": "calibrated_video",
         "job_tensors_in_unit_range": "job_tensors",
         "master_index_schema": "master_index",
         "croissant_valid": "croissant_metadata",

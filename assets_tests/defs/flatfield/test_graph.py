@@ -698,6 +698,37 @@ def test_calibrated_video_changes_frames_by_the_flat_alone(
     assert depth == 16
 
 
+def test_calibrated_video_warns_when_the_flat_pushes_values_out_of_range(
+    instance, data_store, layout, dusty_video
+):
+    result = _materialize(instance, data_store, "dusty")
+    assert _check_results(result)["calibrated_video_within_range"] is True
+    folder = layout.flatfield_dir("dusty")
+    masked = read_tiff(folder / "dust_mask.tiff") > 0
+    # A flat of 0.2 in the dust multiplies the disc's 70 % of full scale by 5.
+    with fits.open(folder / "final_flatfield.fits") as hdul:
+        too_low = np.where(masked, np.float32(0.2), hdul[0].data)
+        fits.PrimaryHDU(too_low, hdul[0].header).writeto(
+            folder / "final_flatfield.fits", overwrite=True
+        )
+    rerun = _materialize(instance, data_store, "dusty", selection=["calibrated_video"])
+    assert rerun.success
+    (evaluation,) = [
+        event.event_specific_data
+        for event in rerun.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert evaluation.check_name == "calibrated_video_within_range"
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    clipped = evaluation.metadata["clipped_values"].value
+    corrected = evaluation.metadata["corrected_values"].value
+    assert corrected == DUSTY.n_frames * int(np.count_nonzero(too_low != 1.0))
+    assert clipped > 0.01 * corrected
+    assert "not calibrated" in evaluation.description
+    reported = rerun.asset_materializations_for_node("calibrated_video")[0].metadata
+    assert reported["clipped_pixels"].value == clipped
+
+
 def test_calibrated_video_of_shifted_12_bit_data_keeps_its_whole_range(
     instance, data_store, layout
 ):

@@ -1753,6 +1753,13 @@ def _calibrated_depth(video: SerVideo) -> int:
     return min(container, max(video.header.pixel_depth, video.significant_bits))
 
 
+CALIBRATED_CLIPPED_WARNING = 0.01
+"""``calibrated_video``'s check warns when more than this share of the values the flat corrects
+were clipped to the output's range."""
+
+CALIBRATED_WITHIN_RANGE = "calibrated_video_within_range"
+
+
 @dg.asset(
     partitions_def=ser_files_partitions,
     group_name="flatfield",
@@ -1760,6 +1767,16 @@ def _calibrated_depth(video: SerVideo) -> int:
     deps=[final_flatfield],
     code_version="4",
     kinds={"ser"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            CALIBRATED_WITHIN_RANGE,
+            asset="calibrated_video",
+            description="At most 1 % of the values the flat corrects (where it is not 1.0) "
+            "were clipped to the range of the output's integers. More means the flat divided "
+            "bright data by too little: frames near saturation, or a flat too low (a mask over "
+            "a scene feature, a black level above the signal).",
+        )
+    ],
 )
 def calibrated_video(
     context: dg.AssetExecutionContext, data_store: DataStore
@@ -1801,6 +1818,20 @@ def calibrated_video(
             date_utc=header.date_utc,
         )
         n_frames = video.n_frames
+    corrected_values = n_frames * int(np.count_nonzero(flat != 1.0))
+    clipped_share = calibrate.clipped_pixels / max(corrected_values, 1)
+    within_range = clipped_share <= CALIBRATED_CLIPPED_WARNING
+    description = (
+        f"{calibrate.clipped_pixels} values were clipped to 0 or {(1 << depth) - 1}, "
+        f"{clipped_share:.2%} of the {corrected_values} the flat corrects."
+    )
+    if not within_range:
+        description += (
+            " Those values of calibrated.ser are not calibrated. Look at final_flatfield's "
+            "flat_min_in_mask and saturated_target_fraction: frames near saturation, a mask "
+            "over a bright scene feature (drop it with drop_regions_at), or a black level "
+            "above the sky's."
+        )
     return dg.MaterializeResult(
         metadata={
             "frames": n_frames,
@@ -1808,6 +1839,21 @@ def calibrated_video(
             "black_level_removed_median": float(np.median(black_level)),
             "pedestal_added_median": float(np.median(pedestal)),
             "clipped_pixels": calibrate.clipped_pixels,
+            "clipped_share_of_corrected": clipped_share,
             "path": path_value(target),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CALIBRATED_WITHIN_RANGE,
+                passed=within_range,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=description,
+                metadata={
+                    "clipped_values": calibrate.clipped_pixels,
+                    "corrected_values": corrected_values,
+                    "clipped_share": clipped_share,
+                    "max_share": CALIBRATED_CLIPPED_WARNING,
+                },
+            )
+        ],
     )
