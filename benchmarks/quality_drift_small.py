@@ -50,7 +50,6 @@ SIZES = (
 def run_size(width: int, height: int, color: str, target: str, seeds: int) -> dict:
     """Counts of right, wrong and unregistered videos over ``seeds`` seeds, the high-pass scale
     (registration grid px) and the median of the per-video median errors (raw px)."""
-    cell = 2 if color == "RGGB" else 1
     right = wrong = unregistered = 0
     errors, scales = [], set()
     for seed in range(seeds):
@@ -66,7 +65,9 @@ def run_size(width: int, height: int, color: str, target: str, seeds: int) -> di
         frames, truth = synthesize_frames_array(params)
         median = np.median(frames, axis=0).astype(np.float32)
         core = ClassicalImageModel().locate_dust(luminance_view(median, color)).core
-        estimate = estimate_drift(LuminanceVideo(frames, color), exclude=core)
+        video = LuminanceVideo(frames, color)
+        cell = video.cell_px
+        estimate = estimate_drift(video, exclude=core)
         used = estimate.frames_used
         expected = truth.shifts[used] - truth.shifts[used[0]]
         error = np.hypot(*(cell * estimate.shifts - expected).T)
@@ -79,6 +80,7 @@ def run_size(width: int, height: int, color: str, target: str, seeds: int) -> di
         else:
             wrong += 1
     return {
+        "cell": cell,
         "right": right,
         "wrong": wrong,
         "unregistered": unregistered,
@@ -103,7 +105,7 @@ def table(results: dict[tuple, dict], seeds: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for (width, height, color, target), row in results.items():
-        cell = 2 if color == "RGGB" else 1
+        cell = row["cell"]
         scales = ", ".join(f"{scale:g}" for scale in row["highpass"])
         lines.append(
             f"| {width} x {height} | {color} | {target} | {width // cell} x {height // cell} "

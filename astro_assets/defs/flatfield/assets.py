@@ -1801,7 +1801,8 @@ def calibrated_video(
     with _open_source(data_store, key, source) as video:
         dtype = video.frames.dtype
         depth = _calibrated_depth(video)
-        calibrate = IntegerCalibrator(flat, black_level, dtype, (1 << depth) - 1, pedestal)
+        max_value = (1 << depth) - 1
+        calibrate = IntegerCalibrator(flat, black_level, dtype, max_value, pedestal)
         header = video.header
         target = write_ser(
             layout.flatfield_file(key, CALIBRATED_FILE),
@@ -1822,7 +1823,7 @@ def calibrated_video(
     clipped_share = calibrate.clipped_pixels / max(corrected_values, 1)
     within_range = clipped_share <= CALIBRATED_CLIPPED_WARNING
     description = (
-        f"{calibrate.clipped_pixels} values were clipped to 0 or {(1 << depth) - 1}, "
+        f"{calibrate.clipped_pixels} values were clipped to 0 or {max_value}, "
         f"{clipped_share:.2%} of the {corrected_values} the flat corrects."
     )
     if not within_range:

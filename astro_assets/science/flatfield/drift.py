@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, partial
 from typing import NamedTuple
 
 import numpy as np
@@ -548,12 +548,14 @@ def estimate_drift(
     despeckled = [frame for frame, kept in zip(despeckled, showing, strict=True) if kept]
     register = _BlankedRegistration(despeckled, blanking, params)
     shifts = _path(register, used.size)
+    first_register = register
+    # Cached: the alternatives ask whether the first path failed, and when none of them is
+    # taken the same closure is the estimate's.
+    first_closure = cache(partial(_closure, register, shifts))
     if len(despeckled) >= _MIN_TRAJECTORY_FRAMES:
-        first_register, first_shifts = register, shifts
 
-        @cache
         def first_failed() -> bool:
-            return _closure(first_register, first_shifts) > params.max_closure_px
+            return first_closure() > params.max_closure_px
 
         moved = _static_free(despeckled, params)
         static_free = _static_free_registration(moved, blanking, params)
@@ -585,7 +587,7 @@ def estimate_drift(
                 if exclusion_dropped:
                     register = unblanked_static_free
                     static_removed = True
-    closure = _closure(register, shifts)
+    closure = first_closure() if register is first_register else _closure(register, shifts)
     smoothed_for_seeing = False
     if closure > params.max_closure_px and params.seeing_smoothing_px > 0:
         smoothed_for_seeing, shifts, closure = _smoothed_for_seeing(
