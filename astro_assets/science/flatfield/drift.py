@@ -763,6 +763,10 @@ def _closure(register: _Registration, shifts: np.ndarray) -> float:
     return float(np.median(misses))
 
 
+def _never_failed() -> bool:
+    return False
+
+
 def _departing_path(
     register: _Registration,
     used: np.ndarray,
@@ -791,13 +795,14 @@ def _departing_path(
     otherwise registered in full only to be refused (1.4 s of the 3.9 s drift of a
     1280 x 960 video).
     """
+    failed = first_failed if first_failed is not None else _never_failed
     count = len(shifts)
     probes = sorted({count - 1, count // 2})
     probed = {index: register(0, index) for index in probes}
     if all(np.abs(probed[index] - shifts[index]).max() <= 1.0 for index in probes):
         return shifts, False
     no_farther = all(np.hypot(*probed[index]) <= np.hypot(*shifts[index]) + 1.0 for index in probes)
-    if farther and no_farther and not (first_failed is not None and first_failed()):
+    if farther and no_farther and not failed():
         return shifts, False
     retried = np.zeros_like(shifts)
     for index in range(1, count):
@@ -808,7 +813,7 @@ def _departing_path(
     outreaches = True
     if farther:
         first_reach = _TrajectoryFit.of(used, shifts).fitted_reach
-        outreaches = fit.fitted_reach > first_reach or (first_failed is not None and first_failed())
+        outreaches = fit.fitted_reach > first_reach or failed()
     if fit.trajectory and departs and outreaches:
         return retried, True
     return shifts, False

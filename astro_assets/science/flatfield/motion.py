@@ -110,6 +110,15 @@ SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and i
 DROPPED_UNDECIDED = "dropped, keep_undecided is off: "
 DROPPED_BY_HAND = "dropped by hand: "
 _DEFAULT_DETECTION = DustDetectionParams()
+_SEARCH_MAX_OVERLAP = 0.5
+"""The ratio is searched while fewer than this share of the frames put the smallest shadow the
+detector looks for on the same scene point (averaged over the frames): the prediction is a
+median over the frames, which sees past a shadow as long as most frames saw its part of the
+scene through other pixels. The shadows found there go through the motion test, which decides
+on ``max_overlap_fraction``. On synthetic 320 x 240 planets drifting 18 px (45 % of the frames
+on one scene point), a gate at that fraction skips the search and leaves the shadows that the
+planet's bands hide uncorrected (flat error on the bright target 407 % rms); searched, 1.4 %
+(``benchmarks/quality_small_drift.py``)."""
 _DEEP_SEARCH_FLOOR = 0.1
 """Fraction of the prediction's 99th percentile above which deep shadows are searched in the
 ratio: on the limb band of a planet the ratio's noise is still a fraction of a percent there,
@@ -135,10 +144,10 @@ class MotionTestParams:
     max_overlap_fraction : float
         Above this share of the frames putting a shadow on the same scene point (the scene
         moved by less than its radius between them), the target moved too little for that
-        shadow to drop out of a scene estimate that keeps its pixels. The ratio search needs
-        the smallest shadow it looks for below it, over all pairs of frames; a candidate left
+        shadow to drop out of a scene estimate that keeps its pixels: a candidate left
         undecided is reported as too large for the drift above it, as short of coverage
-        below. In (0, 0.5].
+        below. (The ratio search needs only fewer than half the frames on the smallest
+        shadow's scene point, ``_SEARCH_MAX_OVERLAP``.) In (0, 0.5].
     min_coverage_fraction : float
         Scene pixels seen by fewer than this fraction of the registered frames are unknown; a
         candidate needs most of its pixels and of its surroundings known. A candidate's own
@@ -519,8 +528,8 @@ class MotionResult:
         core (some may overlap kept candidates: :attr:`new_shadows` are the others).
     ratio_searched : bool
         Whether the ratio was searched (the search needs ``params.ratio_search``, registered
-        frames, enough motion for the smallest shadow the detector looks for, and a prediction
-        that explains the scene).
+        frames, enough motion for a median over the frames to see past the smallest shadow the
+        detector looks for, and a prediction that explains the scene).
     texture_left : float
         Spread of the ratio over that of the median at the scales of the shadows (NaN when no
         prediction was made): how much of the scene's texture the prediction left.
@@ -536,7 +545,8 @@ class MotionResult:
         The frames' pedestal the frames were compared with, ADU.
     too_little_motion : bool
         The search was asked for (``params.motion_test`` and ``params.ratio_search``) but not
-        run: too few pairs of frames moved by the smallest shadow's size to see behind it.
+        run: half the frames or more put the smallest shadow the detector looks for on the
+        same part of the scene, so no median over them sees behind it.
     transparency : FrameTransparency or None
         Each given frame's transparency, measured when ``params.transparency_correction`` is
         set and the frames were registered; None otherwise.
@@ -584,11 +594,12 @@ def separate_sensor_fixed(
     With ``params.transparency_correction`` each registered frame is first divided by its
     transparency (:func:`.transparency.frame_transparency`), and frames dimmer than
     ``params.min_frame_transparency`` are left out. Runs :func:`sensor_fixed_test` on ``core``;
-    then, when ``params.ratio_search`` is set and the scene moved by more than the smallest
-    shadow the detector looks for (``2 * detection.min_radius_px``) between enough pairs of
-    frames, searches the ratio of :func:`predict_dust_free` with :func:`find_shadows_in_ratio`,
-    never where a candidate was found to move with the scene, provided the prediction explains the
-    scene (at most ``params.max_texture_left`` of the median's texture is left in the ratio).
+    then, when ``params.ratio_search`` is set and fewer than half the frames put the smallest
+    shadow the detector looks for (``2 * detection.min_radius_px`` across) on the same scene
+    point (``_SEARCH_MAX_OVERLAP``), searches the ratio of :func:`predict_dust_free` with
+    :func:`find_shadows_in_ratio`, never where a candidate was found to move with the scene,
+    provided the prediction explains the scene (at most ``params.max_texture_left`` of the
+    median's texture is left in the ratio).
     Once a prediction over a third of the rows shows that the frames predict the scene, each
     frame is divided by the sensor's smooth response (``params.response_degree``) before the
     frames are compared, for the motion test and the search alike. Shadows found in the ratio
@@ -648,7 +659,7 @@ def separate_sensor_fixed(
         offsets = offsets[~dim]
         shifts = offsets
     smallest = 2.0 * detection.min_radius_px
-    moved = _mean_overlap(offsets, smallest / 2) <= params.max_overlap_fraction
+    moved = _mean_overlap(offsets, smallest / 2) < _SEARCH_MAX_OVERLAP
 
     def without_search(texture_left: float = math.nan) -> MotionResult:
         kept, verdicts = sensor_fixed_test(
@@ -1648,7 +1659,7 @@ def _judge(
     blocked = np.zeros((height, width), dtype=bool)
     blocked[window] = near
     # The ratio seen frame by frame is only consulted where the median shows no deficit.
-    medians = _predicted_median(
+    windowed = _predicted_median(
         frames,
         offsets,
         window,
@@ -1657,16 +1668,16 @@ def _judge(
         blocked,
         black_level=None if median_deficit > 0 else black_level,
     )
-    observed, predicted = medians[:2]
+    observed, predicted = windowed.observed, windowed.predicted
 
     def in_each_frame(fixed: float = math.nan) -> MotionVerdict:
         # No deficit to compare with in the median (its surroundings lie off the target, or
         # the eye's candidate is no darker than them there): each frame that lights the
         # candidate still shows whether the sensor dims it.
         lit_deficit = math.nan
-        if len(medians) > 2:
+        if windowed.lit_ratio is not None:
             ring_lit = around & (labels[window] == 0)
-            lit_deficit = _deficit_where_known(medians[2], candidate, ring_lit)
+            lit_deficit = _deficit_where_known(windowed.lit_ratio, candidate, ring_lit)
         if math.isnan(lit_deficit):
             return verdict(UNDECIDED_SIGNAL, median_deficit, fixed)
         if lit_deficit >= params.min_ratio_depth:
@@ -2413,12 +2424,12 @@ def _prediction_in_bands(
     height, width = shape
     for row0 in range(0, height, band_rows * every):
         window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
-        medians = _predicted_median(
+        windowed = _predicted_median(
             frames, offsets, window, shape, params, blocked, scene_frames, black_level
         )
-        observed[window], predicted[window] = medians[:2]
+        observed[window], predicted[window] = windowed.observed, windowed.predicted
         if black_level is not None:
-            lit_ratio[window], lit_share[window] = medians[2:]
+            lit_ratio[window], lit_share[window] = windowed.lit_ratio, windowed.lit_share
     return DustFreePrediction(
         observed=observed,
         predicted=predicted,
@@ -2437,11 +2448,11 @@ def _predicted_median(
     blocked: np.ndarray | None = None,
     scene_frames: Sequence[np.ndarray] | None = None,
     black_level: float | None = None,
-) -> tuple[np.ndarray, ...]:
-    """Over ``window``: the median of the frames, and the temporal median a dust-free sensor
-    would record, both over the frames whose part of the scene is known (NaN elsewhere),
-    from the scene estimated in the frames' registered median; with ``black_level``, also
-    :attr:`DustFreePrediction.lit_ratio` and :attr:`DustFreePrediction.lit_share`."""
+) -> DustFreePrediction:
+    """Over ``window``: the median of the frames (``observed``), and the temporal median a
+    dust-free sensor would record (``predicted``), both over the frames whose part of the
+    scene is known (NaN elsewhere), from the scene estimated in the frames' registered median;
+    with ``black_level``, also ``lit_ratio`` and ``lit_share`` (None without)."""
     low = offsets.min(axis=0)
     high = offsets.max(axis=0)
     # Scene coordinates needed: every window pixel x minus every frame's displacement.
@@ -2478,10 +2489,13 @@ def _predicted_median(
     for index, frame in enumerate(frames):
         observed[index] = np.asarray(frame[window], dtype=np.float32)
     observed[~known] = np.nan
-    medians = (finite_median(observed, minimum), finite_median(projected, minimum))
+    medians = DustFreePrediction(
+        observed=finite_median(observed, minimum), predicted=finite_median(projected, minimum)
+    )
     if black_level is None:
         return medians
-    return (*medians, *_lit_ratio(observed, projected, black_level))
+    lit_ratio, lit_share = _lit_ratio(observed, projected, black_level)
+    return replace(medians, black_level=black_level, lit_ratio=lit_ratio, lit_share=lit_share)
 
 
 _LIT_FRAME_LEVEL = 0.5
