@@ -1466,6 +1466,31 @@ def test_inpainting_guide_completes_a_prediction_unknown_on_part_of_a_region():
     assert np.isnan(mostly.image[region]).all()
 
 
+def test_inpainting_guide_judges_a_region_whose_ring_the_prediction_misses_in_part():
+    # Known over the shown shadow's region and the pixels next to it, the prediction is unknown
+    # on a few pixels of the ring held out around it (as where that ring reaches the frame's
+    # edge or a planet's sky): completed there, it is still judged against a continuation.
+    frames, shifts, median, seen, _ = _seen_and_faint_video(texture=0.02)
+    result = separate_sensor_fixed(seen, median, frames, shifts)
+    mask = ndimage.binary_dilation(result.core, iterations=4).astype(np.float32)
+    labels = ndimage.label(mask > 0)[0]
+    region = labels == labels[20, 100]
+    holdout = MotionTestParams().guide_holdout_px
+    ring = ndimage.binary_dilation(region, iterations=holdout) & ~ndimage.binary_dilation(
+        region, iterations=2
+    )
+    predicted = result.prediction.predicted.copy()
+    gaps = ring & (np.indices(ring.shape).sum(axis=0) % 11 == 0)
+    predicted[gaps] = np.nan
+    assert 0 < gaps.sum() < 0.2 * ring.sum()
+    holed = DustFreePrediction(observed=result.prediction.observed, predicted=predicted)
+    guide = inpainting_guide(dataclasses.replace(result, prediction=holed), mask, median)
+    shown = {round(r.centroid_x): r for r in guide.regions}[100]
+    assert (shown.guided, shown.reason) == (True, "prediction fits the ring better")
+    assert shown.continued_rms > shown.guided_rms
+    assert np.isfinite(guide.image[region]).all()
+
+
 def test_a_limb_bent_by_seeing_is_no_shadow():
     # Differential seeing bends each frame's limb by 1.5 px rms, in patches of 16 px that no
     # registration of the whole frame follows. Where the limb's path crossed a corner midway

@@ -1416,11 +1416,18 @@ def _judge_on_ring(
     held_out = ndimage.binary_dilation(support, iterations=params.guide_holdout_px)
     if held_out.all():
         return {}
+    groups, group_count = ndimage.label(held_out)
+    # A fill along the prediction needs it on the whole held-out group; a few unknown pixels
+    # where the group reaches the frame's edge or the sky would otherwise leave both fills the
+    # same continuation, and the region continued on a tie.
+    unfollowable = held_out & ~guided_regions(held_out, predicted)
+    if unfollowable.any():
+        predicted = _completed_near(predicted, unfollowable, groups, params.guide_holdout_px)
+        unfollowable = held_out & ~guided_regions(held_out, predicted)
     ring = held_out & ~support & np.isfinite(median)
     ring &= _lit_by_prediction(predicted, detection.dark_fraction)
     continued = inpaint(median, held_out, InpaintParams())
     along = inpaint_guided(median, held_out, predicted, InpaintParams())
-    groups, group_count = ndimage.label(held_out)
     group_ids = np.arange(1, group_count + 1)
     in_ring = ring.astype(np.float64)
     ring_px = ndimage.sum_labels(in_ring, groups, group_ids)
@@ -1431,8 +1438,12 @@ def _judge_on_ring(
     # A region lies within one group of the held-out mask, so its largest group label is it.
     region_groups = ndimage.maximum(groups, labels, shown_labels).astype(int) - 1
     verdicts: dict[int, _Choice] = {}
+    unjudged = set(np.unique(groups[unfollowable]))
     for label_id, group in zip(shown_labels, region_groups, strict=True):
         if ring_px[group] == 0:
+            continue
+        if group + 1 in unjudged:
+            verdicts[int(label_id)] = _Choice(False, "prediction unknown around its ring")
             continue
         continued_rms = float(np.sqrt(continued_sq[group] / ring_px[group]))
         guided_rms = float(np.sqrt(guided_sq[group] / ring_px[group]))
