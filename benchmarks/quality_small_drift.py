@@ -32,6 +32,7 @@ from quality_flatfield import CASES, README, classical_flat, replace_section, vi
 from astro_assets.samples.solar import SyntheticSolarVideo
 from astro_assets.science.flatfield import metrics
 from astro_assets.science.flatfield.dust import DustDetectionParams
+from astro_assets.science.flatfield.motion import _mean_overlap
 
 HEADING = "## Flat-field quality on small drifts"
 WIDTH, HEIGHT, FRAMES = 320, 240, 30
@@ -78,9 +79,8 @@ def score(name: str, drift_px: float, seed: int) -> dict:
     core, flat = outcome["core"], outcome["flat"].flat
     scores = metrics.mask_scores(core, support)
     bright = support & (truth.scene > 0.2 * bright_level)
-    offsets = truth.shifts[:, np.newaxis, :] - truth.shifts[np.newaxis, :, :]
     return {
-        "overlap": float(np.mean(np.hypot(*offsets.transpose(2, 0, 1)) < SMALLEST_RADIUS_PX)),
+        "overlap": _mean_overlap(truth.shifts, SMALLEST_RADIUS_PX),
         "searched": outcome["separated"].ratio_searched,
         "has_dust": bool(support.any()),
         "precision": scores["precision"],

@@ -866,12 +866,6 @@ def test_separate_sensor_fixed_searches_the_ratio_only_with_enough_motion():
     assert not off.ratio_searched and not off.core.any()
 
 
-def _share_on_one_scene_point(shifts: np.ndarray, radius: float) -> float:
-    """Mean share of the frames within ``radius`` of each frame's scene position."""
-    distances = np.hypot(*(shifts[:, np.newaxis, :] - shifts[np.newaxis, :, :]).transpose(2, 0, 1))
-    return float(np.mean(distances < radius))
-
-
 def test_the_ratio_is_searched_while_most_frames_see_past_the_smallest_shadow():
     # A 10 px shadow 10 % deep that the scene's texture hides in the median, over a 20 px
     # drift: 41 % of the frames put a shadow of the smallest size the detector looks for on
@@ -879,7 +873,7 @@ def test_the_ratio_is_searched_while_most_frames_see_past_the_smallest_shadow():
     dust = (44.0, 46.0, 5.0, 0.10)
     frames, shifts, median, _ = _video(drift_px=20.0, seed=9, dust=dust, texture=0.12)
     smallest_radius = DustDetectionParams().min_radius_px
-    assert 0.35 < _share_on_one_scene_point(shifts, smallest_radius) < 0.5
+    assert 0.35 < motion._mean_overlap(shifts, smallest_radius) < 0.5
     assert detect_dust(median).regions == ()
     empty = np.zeros(median.shape, dtype=bool)
     result = separate_sensor_fixed(empty, median, frames, shifts)
@@ -888,7 +882,7 @@ def test_the_ratio_is_searched_while_most_frames_see_past_the_smallest_shadow():
     assert result.ratio_shadows[0].fixed_deficit == pytest.approx(0.10, abs=0.02)
     # Over 12 px, most frames put it on the same scene point: no median sees behind it.
     frames, shifts, median, _ = _video(drift_px=12.0, seed=9, dust=dust, texture=0.12)
-    assert _share_on_one_scene_point(shifts, smallest_radius) > 0.5
+    assert motion._mean_overlap(shifts, smallest_radius) > 0.5
     stalled = separate_sensor_fixed(empty, median, frames, shifts)
     assert stalled.too_little_motion and not stalled.ratio_searched
 

@@ -773,7 +773,7 @@ def _departing_path(
     shifts: np.ndarray,
     *,
     farther: bool = False,
-    first_failed: Callable[[], bool] | None = None,
+    first_failed: Callable[[], bool] = _never_failed,
 ) -> tuple[np.ndarray, bool]:
     """The shifts ``register(0, index)`` measures for every registered frame but the first,
     where they form a trajectory that departs from ``shifts``, else ``shifts``; and whether
@@ -795,14 +795,13 @@ def _departing_path(
     otherwise registered in full only to be refused (1.4 s of the 3.9 s drift of a
     1280 x 960 video).
     """
-    failed = first_failed if first_failed is not None else _never_failed
     count = len(shifts)
     probes = sorted({count - 1, count // 2})
     probed = {index: register(0, index) for index in probes}
     if all(np.abs(probed[index] - shifts[index]).max() <= 1.0 for index in probes):
         return shifts, False
     no_farther = all(np.hypot(*probed[index]) <= np.hypot(*shifts[index]) + 1.0 for index in probes)
-    if farther and no_farther and not failed():
+    if farther and no_farther and not first_failed():
         return shifts, False
     retried = np.zeros_like(shifts)
     for index in range(1, count):
@@ -813,7 +812,7 @@ def _departing_path(
     outreaches = True
     if farther:
         first_reach = _TrajectoryFit.of(used, shifts).fitted_reach
-        outreaches = fit.fitted_reach > first_reach or failed()
+        outreaches = fit.fitted_reach > first_reach or first_failed()
     if fit.trajectory and departs and outreaches:
         return retried, True
     return shifts, False

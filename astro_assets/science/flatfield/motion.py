@@ -2500,13 +2500,18 @@ def _predicted_median(
     for index, frame in enumerate(frames):
         observed[index] = np.asarray(frame[window], dtype=np.float32)
     observed[~known] = np.nan
-    medians = DustFreePrediction(
-        observed=finite_median(observed, minimum), predicted=finite_median(projected, minimum)
-    )
+    observed_median = finite_median(observed, minimum)
+    predicted_median = finite_median(projected, minimum)
     if black_level is None:
-        return medians
+        return DustFreePrediction(observed=observed_median, predicted=predicted_median)
     lit_ratio, lit_share = _lit_ratio(observed, projected, black_level)
-    return replace(medians, black_level=black_level, lit_ratio=lit_ratio, lit_share=lit_share)
+    return DustFreePrediction(
+        observed=observed_median,
+        predicted=predicted_median,
+        black_level=black_level,
+        lit_ratio=lit_ratio,
+        lit_share=lit_share,
+    )
 
 
 _LIT_FRAME_LEVEL = 0.5
