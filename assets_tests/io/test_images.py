@@ -1,4 +1,5 @@
 import base64
+import codecs
 import io
 from pathlib import Path
 
@@ -106,3 +107,17 @@ def test_fits_of_a_three_plane_image_holds_three_planes_and_reads_back(tmp_path:
     np.testing.assert_array_equal(data, image)
     with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, 3\)"):
         write_fits_float32(tmp_path / "bad.fits", np.zeros((2, 4, 2)))
+
+
+def test_fits_text_values_are_escaped_to_printable_ascii_and_decode_back(tmp_path: Path):
+    names = {"SRCFILE": "Sonne (Hα).ser", "TABBED": "a\tb", "WINPATH": "C:\\d\\x.ser"}
+    path = write_fits_float32(tmp_path / "named.fits", np.ones((2, 3)), {**names, "PLAIN": "sky"})
+    from astro_assets.io.images import read_fits_float32
+
+    _, header = read_fits_float32(path)
+    assert header["SRCFILE"] == "Sonne (H\\u03b1).ser"
+    assert header["TABBED"] == "a\\tb"
+    assert header["PLAIN"] == "sky"
+    for key, name in names.items():
+        assert header[key].isascii() and header[key].isprintable()
+        assert codecs.decode(header[key], "unicode_escape") == name

@@ -65,7 +65,9 @@ def write_fits_float32(
     Image row 0 is written as FITS row 1, the convention astropy, Siril and PixInsight share
     when reading arrays. A three-plane image is written as three planes (NAXIS1 = W, NAXIS2 = H,
     NAXIS3 = 3, R first), the layout of colour images in Siril and PixInsight. Keys longer than
-    8 characters become HIERARCH cards.
+    8 characters become HIERARCH cards. Text values are written with Python's escapes, since
+    FITS holds printable ASCII only: a file named ``Sun (Hα).ser`` is recorded as
+    ``Sun (H\\u03b1).ser`` (:func:`fits_text`).
     """
     from astropy.io import fits
 
@@ -76,10 +78,18 @@ def write_fits_float32(
     hdu = fits.PrimaryHDU(np.ascontiguousarray(planes, dtype=np.float32))
     for key, value in (header or {}).items():
         card_key = key if len(key) <= 8 else f"HIERARCH {key}"
-        hdu.header[card_key] = value
+        hdu.header[card_key] = fits_text(value) if isinstance(value, str) else value
     with atomic_path(path) as tmp:
         hdu.writeto(tmp, overwrite=True)
     return Path(path)
+
+
+def fits_text(text: str) -> str:
+    """``text`` as a FITS header value can hold it (printable ASCII only): written as Python's
+    ``unicode_escape`` codec writes it, ``\\u03b1`` for an alpha, ``\\t`` for a tab and
+    ``\\\\`` for a backslash, which ``codecs.decode(value, "unicode_escape")`` reverses.
+    Printable ASCII other than the backslash is kept as it is."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def read_fits_float32(path: str | os.PathLike[str]) -> tuple[np.ndarray, fits.Header]:

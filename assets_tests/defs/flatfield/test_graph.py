@@ -820,6 +820,34 @@ def hot_video(layout) -> tuple[Path, SolarVideoTruth]:
     return video, SolarVideoTruth.load(truth_path)
 
 
+def test_a_video_and_a_dark_named_in_unicode_give_a_flat_whose_header_escapes_the_names(
+    instance, data_store, layout
+):
+    """FITS headers hold printable ASCII only; 'Hα' is how H-alpha captures are often named."""
+    small = dataclasses.replace(HOT, width=96, height=72, dust=None, n_dust=1)
+    layout.incoming_ser.mkdir(parents=True)
+    layout.incoming_darks.mkdir(parents=True)
+    write_sample_video(layout.incoming_ser / "Sonne (Hα).ser", small)
+    write_dark_video(layout.incoming_darks / "Dunkel Hα.ser", small, 8)
+    result = _materialize(
+        instance,
+        data_store,
+        "Sonne_H_",
+        selection=["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"],
+        run_config=_dark_config("Dunkel Hα.ser"),
+    )
+    assert result.success, run_failures(result)
+    folder = layout.flatfield_dir("Sonne_H_")
+    _, header = read_fits_float32(folder / "final_flatfield.fits")
+    assert header["SRCFILE"] == "Sonne (H\\u03b1).ser"
+    assert header["DARKFILE"] == "Dunkel H\\u03b1.ser"
+    _, dark_header = read_fits_float32(folder / "master_dark.fits")
+    assert dark_header["DARKFILE"] == "Dunkel H\\u03b1.ser"
+    source = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+    assert source["source"] == "Sonne (Hα).ser"
+    assert source["dark"]["file"] == "Dunkel Hα.ser"
+
+
 DOWNSTREAM_OF_MATCHED = ["final_flatfield", "calibrated_video"]
 
 
