@@ -60,11 +60,11 @@ class DustEye(dg.ConfigurableResource):
         name = (requested or self.backend).strip().lower()
         try:
             backend = DustBackend(name)
-        except ValueError as error:
+        except ValueError:
             raise ValueError(
                 f"unknown dust backend {name!r}: use one of "
                 f"{', '.join(b.value for b in DustBackend)} (config 'backend' or ${BACKEND_ENV})"
-            ) from error
+            ) from None
         has_key = self.gemini.has_api_key()
         if backend is DustBackend.CLASSICAL or (backend is DustBackend.AUTO and not has_key):
             reason = (

@@ -1048,6 +1048,41 @@ def test_a_single_frame_video_fails_dust_mask_with_what_to_do(instance, data_sto
     assert not (layout.flatfield_dir("still") / "dust_mask.tiff").exists()
 
 
+@pytest.mark.parametrize(
+    ("color", "shape", "expected"),
+    [
+        ("MONO", (6, 12), "the frames are 12 x 6 px; dust detection needs at least 8 x 8 px"),
+        (
+            "RGGB",
+            (12, 14),
+            "the frames are 14 x 12 px, searched for dust on their 2 x 2 px colour cells; dust "
+            "detection needs at least 16 x 16 px",
+        ),
+    ],
+)
+def test_frames_too_small_to_search_fail_dust_mask_in_the_user_s_pixels(
+    instance, data_store, layout, color, shape, expected
+):
+    frames = np.random.default_rng(0).integers(1000, 2000, size=(6, *shape), dtype=np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "small.ser", frames, color=color, depth=16)
+    result = _materialize(instance, data_store, "small", ["ser_median", "dust_mask"])
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["dust_mask"]
+    message = failures[0].event_specific_data.error.message
+    assert expected in message and "Capture a larger region of interest" in message
+
+
+def test_a_video_without_light_fails_dust_mask_with_what_to_check(instance, data_store, layout):
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "dark.ser", np.zeros((6, 48, 64), np.uint16), depth=16)
+    result = _materialize(instance, data_store, "dark", ["ser_median", "dust_mask"])
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["dust_mask"]
+    message = failures[0].event_specific_data.error.message
+    assert "no positive signal" in message and "not a dark or bias video" in message
+
+
 def _retries(result) -> list[str]:
     return [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
 

@@ -344,6 +344,8 @@ def test_synthesize_flat_rejects_bad_input() -> None:
         synthesize_flat(median, reference, mask * 2.0)
     with pytest.raises(ValueError, match="needs a finite black_level"):
         FlatParams(black_level_mode="value")
+    with pytest.raises(ValueError, match="black_level must be at least 0 ADU, got -5000"):
+        FlatParams(black_level_mode="value", black_level=-5000.0)
     with pytest.raises(ValueError, match="black_level_mode"):
         FlatParams(black_level_mode="bias")
     with pytest.raises(ValueError, match="max_flat"):

@@ -13,6 +13,7 @@ from astro_assets.science.flatfield.drift import estimate_drift
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
 from astro_assets.science.flatfield.flatfield import sky_black_level
 from astro_assets.science.flatfield.inpaint import InpaintParams, inpaint, inpaint_guided
+from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.median import temporal_median
 from astro_assets.science.flatfield.motion import (
     DROPPED_BY_HAND,
@@ -1255,6 +1256,10 @@ def test_a_limb_shadow_is_carried_to_all_frames_above_the_pedestal():
     assert 1000.0 < estimated.black_level < 1000.0 + 0.01 * (clean.max() - pedestal)
     with pytest.raises(ValueError, match="black_level must be finite"):
         separate_sensor_fixed(shadow, median, frames, shifts, black_level=np.nan)
+    bright = target_level(median)
+    for outside in (-1.0, 1.01 * bright, 2 * bright):
+        with pytest.raises(ValueError, match=r"lies outside \[0, .*the median's bright level"):
+            separate_sensor_fixed(shadow, median, frames, shifts, black_level=outside)
 
 
 def test_carried_to_scales_the_light_and_carries_the_difference_in_the_dark():

@@ -49,6 +49,7 @@ from astro_assets.science.flatfield.drift import (
     estimate_drift,
 )
 from astro_assets.science.flatfield.dust import (
+    MIN_MEDIAN_PX,
     DustDetectionParams,
     LineGains,
     MaskExpansionParams,
@@ -406,11 +407,11 @@ def ser_median(
             )
         if frames_used < FEW_VIDEO_FRAMES:
             added.append(
-                f"the median is taken over {frames_used} frames: it keeps much of each frame's "
-                "texture and noise, and the dust eye's candidates can seldom be shown fixed on "
-                "the sensor, so texture may be kept as dust (review dust_mask's undecided "
-                f"candidates). Capture {FEW_VIDEO_FRAMES} or more frames, better a few dozen, "
-                "while the target drifts"
+                f"the median is taken over {frames_used} frame{'s' * (frames_used != 1)}: it "
+                "keeps much of each frame's texture and noise, and the dust eye's candidates "
+                "can seldom be shown fixed on the sensor, so texture may be kept as dust "
+                "(review dust_mask's undecided candidates). Capture "
+                f"{FEW_VIDEO_FRAMES} or more frames, better a few dozen, while the target drifts"
                 + (", or lower frame_step." if config.frame_step > 1 else ".")
             )
         if eight_bit:
@@ -933,6 +934,14 @@ def dust_mask(
             )
             choice = _choose(dust_eye, config, data_store, classical)
             view = luminance_view(median, color)
+            if min(view.shape) < MIN_MEDIAN_PX:
+                cell = median.shape[0] // view.shape[0]
+                raise ValueError(
+                    f"{key}: the frames are {median.shape[1]} x {median.shape[0]} px"
+                    + (f", searched for dust on their {cell} x {cell} px colour cells" * (cell > 1))
+                    + f"; dust detection needs at least {MIN_MEDIAN_PX * cell} x "
+                    f"{MIN_MEDIAN_PX * cell} px. Capture a larger region of interest."
+                )
             located = choice.model.locate_dust(view)
             # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
             # the correlation towards zero shift.

@@ -468,14 +468,21 @@ def _beyond(squared: np.ndarray, distance: float) -> np.ndarray:
     return squared > limit
 
 
+MIN_MEDIAN_PX = 8
+"""The smallest side, px, of a median the detector searches."""
+
+
 def _validate_median(median: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, Any]:
     data = np.asarray(median)
     if data.ndim != 2:
         raise ValueError(f"median must be a 2-D (H, W) image, got shape {data.shape}.")
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
         raise ValueError(f"median must be real-valued, got dtype {data.dtype}.")
-    if min(data.shape) < 8:
-        raise ValueError(f"median {data.shape} is too small; dust detection needs >= 8x8 px.")
+    if min(data.shape) < MIN_MEDIAN_PX:
+        raise ValueError(
+            f"median {data.shape} is too small; dust detection needs >= "
+            f"{MIN_MEDIAN_PX}x{MIN_MEDIAN_PX} px."
+        )
     # Checked in the median's own dtype (no float64 copy) unless float64 cannot hold it.
     finite = data if np.can_cast(data.dtype, np.float64) else _as_float64(data)
     if not np.isfinite(finite).all():
@@ -505,7 +512,8 @@ def _usable_pixels(
     if not level > 0:
         raise ValueError(
             "the median has no positive signal (its bright level is <= 0); nothing to detect dust "
-            "on."
+            "on. Check that the video shows the target (not a dark or bias video) and that no "
+            "black level or dark took all of its light."
         )
     on_target = data > params.dark_fraction * level
     # The limb itself is where the light falls to the sky, not the conservative usable

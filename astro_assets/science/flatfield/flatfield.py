@@ -110,6 +110,12 @@ class FlatParams:
             raise ValueError(
                 "black_level_mode='value' needs a finite black_level (the pedestal in ADU)."
             )
+        if self.black_level is not None and self.black_level < 0:
+            raise ValueError(
+                f"black_level must be at least 0 ADU, got {self.black_level}: it is the "
+                "pedestal the camera adds to every pixel, which unsigned frames cannot hold "
+                "below 0. Give the level of a dark frame, or use black_level_mode 'sky'."
+            )
 
 
 @dataclass(frozen=True)

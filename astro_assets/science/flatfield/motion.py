@@ -637,7 +637,8 @@ def separate_sensor_fixed(
     Raises
     ------
     ValueError
-        As :func:`sensor_fixed_test`, and for a non-finite ``black_level``.
+        As :func:`sensor_fixed_test`, and for a ``black_level`` that is not finite or lies
+        outside [0, the median's bright level).
     """
     _, image, offsets = _validate(core, median, frames, shifts)
     if black_level is None:
@@ -645,6 +646,13 @@ def separate_sensor_fixed(
         black_level = 0.0 if black_level is None else black_level
     elif not np.isfinite(black_level):
         raise ValueError(f"black_level must be finite or None, got {black_level}.")
+    elif not 0 <= black_level < target_level(image):
+        raise ValueError(
+            f"black_level {black_level:g} ADU lies outside [0, {target_level(image):g}), the "
+            "median's bright level: it is the pedestal the camera adds to every pixel, below "
+            "the target's light. Give the level of a dark frame, or leave it unset to estimate "
+            "it from the sky."
+        )
     black_level = float(black_level)
     transparency = None
     left_out: tuple[int, ...] = ()
