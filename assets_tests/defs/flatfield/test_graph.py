@@ -807,6 +807,40 @@ def test_a_three_plane_video_is_calibrated_with_the_sky_level_of_each_plane(
     )
 
 
+@pytest.mark.parametrize("mode", ["none", "value", "sky"])
+def test_an_h_alpha_video_of_a_colour_camera_gets_a_flat_of_one_where_no_light_falls(
+    instance, data_store, layout, dusty_video, mode
+):
+    """An H-alpha filter lights R alone: G keeps 2 % of the light, B the pedestal alone."""
+    video_path, truth = dusty_video
+    with open_ser(video_path) as source:
+        light = source.frames[:].astype(np.float64) - truth.black_level_adu
+    planes = [truth.black_level_adu + gain * light for gain in (1.0, 0.02, 0.0)]
+    video = np.rint(np.stack(planes, axis=-1)).astype(np.uint16)
+    write_ser(layout.incoming_ser / "halpha.ser", video, color="RGB", depth=16)
+    config = {"black_level_mode": mode}
+    if mode == "value":
+        config["black_level"] = truth.black_level_adu
+    result = _materialize(
+        instance, data_store, "halpha", run_config={"ops": {"final_flatfield": {"config": config}}}
+    )
+    assert result.success, run_failures(result)
+    metadata = result.asset_materializations_for_node("final_flatfield")[0].metadata
+    assert metadata["planes_without_light"].value == ["G", "B"]
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.step_key == "final_flatfield" and entry.level == logging.WARNING
+    ]
+    expected = "colour planes G, B of halpha hold less than 5% of the brightest plane's light"
+    assert any(expected in message for message in warnings)
+    flat, _ = read_fits_float32(layout.flatfield_dir("halpha") / "final_flatfield.fits")
+    assert np.all(flat[..., 1:] == 1.0)
+    dust = truth.dust_support()
+    errors = flat[..., 0][dust] / truth.transmission[dust] - 1.0
+    assert np.sqrt(np.mean(errors**2)) < 0.05
+
+
 HOT = dataclasses.replace(DUSTY, hot_pixel_fraction=0.02, hot_pixel_adu=1500.0, amp_glow_adu=400.0)
 """The dusty sample from a sensor with hot pixels and an amplifier's glow."""
 

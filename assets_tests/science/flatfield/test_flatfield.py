@@ -17,6 +17,7 @@ from astro_assets.science.flatfield.flatfield import (
     estimate_black_level,
     saturated_fraction,
     synthesize_flat,
+    synthesize_plane_flats,
 )
 
 DUST = (
@@ -402,3 +403,70 @@ def test_calibration_adds_the_pedestal_back_so_the_sky_keeps_its_noise() -> None
         apply_flat(frame, flat, dark, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="pedestal must be finite"):
         IntegerCalibrator(flat, dark, np.uint16, 4095, np.nan)
+
+
+def _one_colour_planes(gains: tuple[float, ...], read_noise: float = 0.0):
+    """Noiseless medians and references of an RGB video whose planes hold ``gains`` of the
+    sun's light above a shared pedestal (an H-alpha filter: R alone), and its mask."""
+    _, truth = sun()
+    median, reference = noiseless(truth)
+    black = truth.black_level_adu
+    rng = np.random.default_rng(7)
+    medians = [black + gain * (median - black) for gain in gains]
+    medians = [plane + rng.normal(0.0, read_noise, plane.shape) for plane in medians]
+    references = [black + gain * (reference - black) for gain in gains]
+    return truth, medians, references, expand_mask(truth.dust_support())
+
+
+@pytest.mark.parametrize("mode", ["none", "value", "sky"])
+@pytest.mark.parametrize("read_noise", [0.0, 8.0])
+def test_a_plane_a_filter_leaves_without_light_gets_a_flat_of_one(mode, read_noise) -> None:
+    truth, medians, references, mask = _one_colour_planes((1.0, 0.02, 0.0), read_noise)
+    black = truth.black_level_adu
+    params = FlatParams(black_level_mode=mode, black_level=black if mode == "value" else None)
+    results = synthesize_plane_flats(medians, references, [mask] * 3, [params] * 3)
+    assert [r.stats["without_light"] for r in results] == [False, True, True]
+    assert all(r.stats["black_level_mode"] == mode for r in results)
+    for dark in results[1:]:
+        assert np.all(dark.flat == 1.0) and dark.flat.dtype == np.float32
+        assert np.array_equal(dark.forced_unity, mask > 0)
+        assert dark.stats["forced_dark_px"] == int(np.count_nonzero(mask))
+    inside = truth.dust_support()
+    lit = inside & (truth.scene > 0.2 * truth.scene.max())
+    errors = results[0].flat[lit] / truth.transmission[lit] - 1.0
+    # The true pedestal gives the transmission; the sky's scattered light and the pedestal
+    # kept in the ratio (none) under-correct by their share of the light.
+    assert np.sqrt(np.mean(errors**2)) < {"value": 0.001, "sky": 0.005, "none": 0.01}[mode]
+    if mode == "sky":
+        # Each plane's median over the same sky pixels: the pedestal plus its share of the
+        # light scattered there.
+        sky_light = results[0].black_level - black
+        expected = [black + gain * sky_light for gain in (1.0, 0.02, 0.0)]
+        assert [r.black_level for r in results] == pytest.approx(expected, abs=2.0)
+    # Alone, the plane at its pedestal is refused (value), or its sky is not found (sky).
+    if read_noise == 0.0 and mode != "none":
+        with pytest.raises(ValueError):
+            synthesize_flat(medians[2], references[2], mask, params)
+
+
+def test_planes_that_all_hold_light_get_each_its_own_flat() -> None:
+    truth, medians, references, mask = _one_colour_planes((1.0, 0.6, 0.3))
+    for params in (
+        FlatParams(),
+        FlatParams(black_level_mode="value", black_level=truth.black_level_adu),
+    ):
+        results = synthesize_plane_flats(medians, references, [mask] * 3, [params] * 3)
+        for result, median, reference in zip(results, medians, references, strict=True):
+            alone = synthesize_flat(median, reference, mask, params)
+            assert np.array_equal(result.flat, alone.flat)
+            assert result.stats == {**alone.stats, "without_light": False}
+    # With the sky: each plane's pedestal on the sky of their sum, that of mono alone.
+    sky = FlatParams(black_level_mode="sky")
+    mono = synthesize_plane_flats(medians[:1], references[:1], [mask], [sky])[0]
+    assert np.array_equal(mono.flat, synthesize_flat(medians[0], references[0], mask, sky).flat)
+    assert mono.black_level == estimate_black_level(medians[0], sky)
+    results = synthesize_plane_flats(medians, references, [mask] * 3, [sky] * 3)
+    sky_light = mono.black_level - truth.black_level_adu
+    assert [r.black_level for r in results] == pytest.approx(
+        [truth.black_level_adu + gain * sky_light for gain in (1.0, 0.6, 0.3)]
+    )

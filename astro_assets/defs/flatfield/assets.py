@@ -62,7 +62,7 @@ from astro_assets.science.flatfield.flatfield import (
     saturated_fraction,
     signal_level,
     sky_black_level,
-    synthesize_flat,
+    synthesize_plane_flats,
 )
 from astro_assets.science.flatfield.inpaint import (
     InpaintParams,
@@ -103,6 +103,7 @@ from astro_assets.science.flatfield.planes import (
     mask_to_cells,
     mask_to_full,
     merge_planes,
+    plane_names,
     split_mask,
     split_planes,
 )
@@ -1673,16 +1674,21 @@ def final_flatfield(
             dataclasses.replace(params, black_level_mode="value", black_level=pedestal)
             for pedestal in dark["pedestals"]
         ]
-    results = [
-        synthesize_flat(m, r, k, plane)
-        for m, r, k, plane in zip(
-            median_planes,
-            split_planes(matched, color),
-            split_mask(mask, color),
-            plane_params,
-            strict=True,
-        )
+    results = synthesize_plane_flats(
+        median_planes, split_planes(matched, color), split_mask(mask, color), plane_params
+    )
+    dark_planes = [
+        name
+        for name, result in zip(plane_names(color), results, strict=True)
+        if result.stats["without_light"]
     ]
+    if dark_planes:
+        context.log.warning(
+            f"colour plane{'s' * (len(dark_planes) > 1)} {', '.join(dark_planes)} of {key} "
+            f"hold{'s' * (len(dark_planes) == 1)} less than {params.dark_fraction:.0%} of the "
+            "brightest plane's light (a filter passing one colour, such as H-alpha or Ca-K on "
+            "a colour camera): their flat is 1.0, as there is no light to measure one with."
+        )
     flat = merge_planes([r.flat for r in results], median.shape, color)
     saturated = max(saturated_fraction(plane, params) for plane in split_planes(median, color))
     if saturated > SATURATED_WARNING:
@@ -1692,7 +1698,12 @@ def final_flatfield(
             "Capture with less exposure or gain."
         )
     median_luminance = luminance(median)
-    pedestal_share = _uncorrected_pedestal_share(median_luminance, plane_params[0])
+    shares = [
+        _uncorrected_pedestal_share(plane, plane_params[0])
+        for plane, result in zip(median_planes, results, strict=True)
+        if not result.stats["without_light"]
+    ]
+    pedestal_share = max((share for share in shares if share is not None), default=None)
     if pedestal_share is not None and pedestal_share > PEDESTAL_SHARE_WARNING:
         context.log.warning(
             f"The sky's level is {pedestal_share:.0%} of the target's: with black_level_mode "
@@ -1726,6 +1737,7 @@ def final_flatfield(
                 "the master dark's pedestal" if black_from_dark else params.black_level_mode
             ),
             "uncorrected_pedestal_share": pedestal_share,
+            "planes_without_light": _json(dark_planes),
             "saturated_target_fraction": saturated,
             "clipped_fraction_uint16": float(clipped),
             "masked_fraction": float(masked.mean()),

@@ -10,7 +10,8 @@ pedestal, usually nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "signal_level",
     "sky_black_level",
     "synthesize_flat",
+    "synthesize_plane_flats",
 ]
 
 BLACK_LEVEL_MODES = ("none", "value", "sky")
@@ -213,6 +215,14 @@ def sky_black_level(median: np.ndarray, params: FlatParams = FlatParams()) -> fl
 
 def _sky_level(data: np.ndarray, params: FlatParams) -> tuple[float | None, str]:
     """The median of the sky pixels of ``data``, or None and why there is no sky to measure."""
+    sky, problem = _sky_pixels(data, params)
+    if sky is None:
+        return None, problem
+    return float(np.median(data[sky])), ""
+
+
+def _sky_pixels(data: np.ndarray, params: FlatParams) -> tuple[np.ndarray | None, str]:
+    """The sky pixels of ``data`` (bool, its shape), or None and why there is no sky."""
     threshold = dark_threshold(data, max(params.dark_fraction, 0.01))
     if threshold is None:
         return None, (
@@ -227,7 +237,7 @@ def _sky_level(data: np.ndarray, params: FlatParams) -> tuple[float | None, str]
             "the frame, so the black level cannot be estimated from the sky. Pass "
             "black_level_mode='value' with a pedestal from a dark frame, or 'none'."
         )
-    return float(np.median(data[sky])), ""
+    return sky, ""
 
 
 def _resolve_black_level(median: np.ndarray, params: FlatParams) -> float:
@@ -362,6 +372,130 @@ def synthesize_flat(
         "saturation_level": saturation,
     }
     return FlatResult(flat=flat32, forced_unity=forced, black_level=black, stats=stats)
+
+
+def synthesize_plane_flats(
+    medians: Sequence[np.ndarray],
+    matched_inpaints: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    params: Sequence[FlatParams],
+) -> list[FlatResult]:
+    """The flats of the colour planes of one median, each :func:`synthesize_flat`'s.
+
+    Two rules tie the planes together, for a plane that a filter leaves without light (an
+    H-alpha filter on a colour camera lights R alone, a Ca-K filter B): such a plane has no
+    target, no sky of its own to tell apart and no light to measure a flat with.
+
+    - With ``black_level_mode="sky"`` every plane's pedestal is the median of that plane over
+      the sky of the planes' sum (:func:`estimate_black_level`'s sky, the same pixels in every
+      plane, cropped to the smallest plane where a mosaic's planes differ by a row).
+    - A plane whose bright level above its black level (:func:`signal_level`) is below its
+      ``dark_fraction`` of the brightest plane's has a flat of exactly 1.0 (``stats``
+      ``without_light`` True; its masked pixels count as forced to 1.0, too dark), where
+      :func:`synthesize_flat` alone would refuse a plane at its black level or divide noise.
+
+    Parameters
+    ----------
+    medians, matched_inpaints, masks : sequence of np.ndarray
+        One (H, W) image per plane, as for :func:`synthesize_flat`; planes may differ in shape.
+    params : sequence of FlatParams
+        One per plane.
+
+    Returns
+    -------
+    list of FlatResult
+        One per plane; ``stats["without_light"]`` tells which planes had none.
+
+    Raises
+    ------
+    ValueError
+        As :func:`synthesize_flat`, when the planes' counts differ, or, with
+        ``black_level_mode="sky"``, when their sum has less than 1 % of the frame sky.
+    """
+    if not len(medians) == len(matched_inpaints) == len(masks) == len(params) > 0:
+        raise ValueError(
+            f"one median, matched_inpaint, mask and FlatParams per plane, got {len(medians)}, "
+            f"{len(matched_inpaints)}, {len(masks)} and {len(params)}."
+        )
+    planes = [_as_finite_image("median", median) for median in medians]
+    skies, problem = _sky_of_the_sum(planes, params)
+    resolved = []
+    for plane_params, sky in zip(params, skies, strict=True):
+        if plane_params.black_level_mode == "sky":
+            if sky is None:
+                raise ValueError(problem)
+            plane_params = replace(plane_params, black_level_mode="value", black_level=sky)
+        resolved.append(plane_params)
+    blacks = [
+        _resolve_black_level(plane, plane_params)
+        for plane, plane_params in zip(planes, resolved, strict=True)
+    ]
+    # Light is what lies above the pedestal: with black_level_mode none the flat keeps the
+    # pedestal in its ratio, but a plane holding the pedestal alone has none.
+    lights = [
+        signal_level(plane, black if sky is None else max(black, sky))
+        for plane, black, sky in zip(planes, blacks, skies, strict=True)
+    ]
+    brightest = max(lights)
+    results = []
+    for plane, matched, mask, plane_params, asked, black, light in zip(
+        planes, matched_inpaints, masks, resolved, params, blacks, lights, strict=True
+    ):
+        if brightest > 0 and light < plane_params.dark_fraction * brightest:
+            result = _unity_flat(mask, black, light)
+        else:
+            result = synthesize_flat(plane, matched, mask, plane_params)
+        stats = {
+            **result.stats,
+            "black_level_mode": asked.black_level_mode,
+            "without_light": bool(result.stats.get("without_light", False)),
+        }
+        results.append(replace(result, stats=stats))
+    return results
+
+
+def _sky_of_the_sum(
+    planes: list[np.ndarray], params: Sequence[FlatParams]
+) -> tuple[list[float | None], str]:
+    """Each plane's median over the sky of the planes' sum (cropped to the smallest plane),
+    or Nones and why the sum has no sky."""
+    rows = min(plane.shape[0] for plane in planes)
+    cols = min(plane.shape[1] for plane in planes)
+    cropped = [plane[:rows, :cols] for plane in planes]
+    fraction = max(plane_params.dark_fraction for plane_params in params)
+    sky, problem = _sky_pixels(np.sum(cropped, axis=0), FlatParams(dark_fraction=fraction))
+    if sky is None:
+        return [None] * len(planes), problem
+    return [float(np.median(plane[sky])) for plane in cropped], ""
+
+
+def _unity_flat(mask: np.ndarray, black_level: float, level: float) -> FlatResult:
+    """The flat of a plane without light: exactly 1.0, its masked pixels forced (too dark)."""
+    masked = _as_finite_image("mask", np.asarray(mask, dtype=np.float64)) > 0
+    count = int(np.count_nonzero(masked))
+    stats: dict[str, Any] = {
+        "masked_fraction": float(np.mean(masked)),
+        "masked_px": count,
+        "forced_unity_px": count,
+        "forced_dark_px": count,
+        "forced_saturated_px": 0,
+        "forced_opaque_px": 0,
+        "forced_implausible_px": 0,
+        "flat_min": 1.0,
+        "flat_max": 1.0,
+        "flat_mean_masked": 1.0,
+        "fraction_above_one": 0.0,
+        "black_level": black_level,
+        "signal_level": level,
+        "saturation_level": None,
+        "without_light": True,
+    }
+    return FlatResult(
+        flat=np.ones(masked.shape, dtype=np.float32),
+        forced_unity=masked,
+        black_level=black_level,
+        stats=stats,
+    )
 
 
 def apply_flat(

@@ -188,6 +188,19 @@ def split_planes(image: np.ndarray, color: str) -> list[np.ndarray]:
     return [data[dy::2, dx::2].copy() for dy in (0, 1) for dx in (0, 1)]
 
 
+def plane_names(color: str) -> list[str]:
+    """The colours of the planes of :func:`split_planes`, in its order: ``MONO``; ``R``,
+    ``G``, ``B`` for RGB and BGR videos (read in RGB order); a mosaic's colour at each of its
+    sub-lattices (``R``, ``G``, ``G``, ``B`` for RGGB)."""
+    if color in PLANAR_COLORS:
+        return ["R", "G", "B"]
+    if color in MOSAIC_COLORS:
+        return list(color)
+    if color == "MONO":
+        return ["MONO"]
+    raise ValueError(f"unknown colour layout {color!r}: expected MONO, RGB, BGR or a CFA pattern")
+
+
 def merge_planes(planes: list[np.ndarray], image_shape: tuple[int, ...], color: str) -> np.ndarray:
     """Inverse of :func:`split_planes`: float32 array of ``image_shape``."""
     out = np.empty(image_shape, dtype=np.float32)
