@@ -1190,15 +1190,15 @@ def test_rematerializing_inpainted_updates_downstream_deterministically(
 def test_broken_flat_fails_the_blocking_check_and_stops_calibration(
     instance, data_store, layout, dusty_video, monkeypatch
 ):
-    real = flatfield_assets.synthesize_flat
+    real = flatfield_assets.synthesize_plane_flats
 
     def broken(*args, **kwargs):
-        result = real(*args, **kwargs)
-        flat = result.flat.copy()
+        first, *others = real(*args, **kwargs)
+        flat = first.flat.copy()
         flat[0, 0] = 0.9  # a clean corner pixel no longer 1.0
-        return type(result)(flat, result.forced_unity, result.black_level, result.stats)
+        return [dataclasses.replace(first, flat=flat), *others]
 
-    monkeypatch.setattr(flatfield_assets, "synthesize_flat", broken)
+    monkeypatch.setattr(flatfield_assets, "synthesize_plane_flats", broken)
     result = _materialize(instance, data_store, "dusty")
     checks = _check_results(result)
     assert checks["final_flatfield_clean_area_is_unity"] is False
