@@ -588,6 +588,35 @@ def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_co
     assert mask[int(first.y), int(first.x)] == 0.0 and mask[int(second.y), int(second.x)] == 1.0
 
 
+def test_a_mask_the_expansion_spreads_over_a_small_frame_tells_how_to_keep_it_smaller(
+    instance, data_store, layout
+):
+    """On 64 x 48 px, the default 10 px dilation around two shadows of 6-7 px masks most of
+    the frame: the coverage check says that the expansion, not the shadows, covers it."""
+    small = SolarVideoParams(
+        width=64,
+        height=48,
+        n_frames=16,
+        drift_px=10.0,
+        n_sunspots=0,
+        dust=(
+            DustSpec(x=22.4, y=19.2, diameter_px=6.0, depth=0.3, kind="disc"),
+            DustSpec(x=41.6, y=28.8, diameter_px=7.2, depth=0.2, kind="donut"),
+        ),
+    )
+    layout.incoming_ser.mkdir(parents=True)
+    write_sample_video(layout.incoming_ser / "small.ser", small)
+    result = _materialize(instance, data_store, "small", selection=["ser_median", "dust_mask"])
+    assert result.success
+    evaluation = _check_evaluation(result, "dust_mask_coverage")
+    masked = evaluation.metadata["masked_fraction"].value
+    core = evaluation.metadata["core_fraction"].value
+    assert evaluation.passed is False and masked > 0.5 and 0 < core < 0.5 * masked
+    record = json.loads(layout.flatfield_file("small", "dust_mask.json").read_text())
+    assert core == sum(region["area_px"] for region in record["regions"]) / (64 * 48)
+    assert "on a frame of 64 x 48 px, a lower dust_mask dilation_px" in evaluation.description
+
+
 def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     instance, data_store, layout
 ):
