@@ -617,6 +617,38 @@ def test_a_mask_the_expansion_spreads_over_a_small_frame_tells_how_to_keep_it_sm
     assert "on a frame of 64 x 48 px, a lower dust_mask dilation_px" in evaluation.description
 
 
+def test_a_small_shadow_on_a_colour_mosaic_is_found_and_corrected(instance, data_store, layout):
+    """A 14 px, 30 % deep disc on a 160 x 120 GBRG video: the eye searches the 2 x 2-cell view,
+    where the disc is 7 cells across and its responses once filled the cell its noise was
+    measured on; outlined 4 cells off, it was dropped as scene and the flat stayed 1.0 on it."""
+    disc = DustSpec(x=56.0, y=48.0, diameter_px=14.4, depth=0.3, kind="disc")
+    params = SolarVideoParams(
+        width=160,
+        height=120,
+        n_frames=16,
+        n_sunspots=0,
+        drift_px=20.0,
+        dust=(disc, DustSpec(x=104.0, y=72.0, diameter_px=18.0, depth=0.2, kind="donut")),
+        seed=3,
+    )
+    frames, truth = synthesize_frames_array(params)
+    gains = np.empty(frames.shape[1:])
+    for index, colour_gain in enumerate((1.0, 0.45, 0.6, 1.0)):
+        gains[index // 2 :: 2, index % 2 :: 2] = colour_gain
+    black = truth.black_level_adu
+    video = np.rint((frames - black) * gains + black).astype(np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "mosaic.ser", video, color="GBRG", depth=16)
+    result = _materialize(instance, data_store, "mosaic")
+    assert result.success, run_failures(result)
+    flat, _ = read_fits_float32(layout.flatfield_dir("mosaic") / "final_flatfield.fits")
+    support = truth.dust_support()
+    errors = flat[support] / truth.transmission[support] - 1.0
+    assert np.sqrt(np.mean(errors**2)) < 0.05
+    centre = round(disc.y), round(disc.x)
+    assert flat[centre] == pytest.approx(truth.transmission[centre], abs=0.03)
+
+
 def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     instance, data_store, layout
 ):

@@ -516,6 +516,51 @@ def test_noisy_band_along_the_frame_edge_is_measured_apart(seed: int) -> None:
     assert np.percentile(significance[to_edge < 14], 99) < DustDetectionParams().seed_sigma
 
 
+@pytest.mark.parametrize(("seed", "with_donut"), [(1, False), (2, True), (3, True)])
+def test_a_shadow_whose_responses_fill_its_noise_cell_is_outlined_on_itself(
+    seed: int, with_donut: bool
+) -> None:
+    # The luminance view of a 160 x 120 colour mosaic (each 2 x 2 cell averaged): a 7 px,
+    # 30 % deep disc, alone or with a 9 px donut beside it. The 7 px filter's noise tile holds
+    # most of the 80 x 60 frame, and the disc lies in its band 14-28 px from the frame's edge,
+    # a cell of which the shadows' responses make up most: measured on them, its noise was
+    # three times the noise and twice that of the small cell next to it, so the significance
+    # stepped across the disc and peaked on the step, 4 px below its centre. The disc was
+    # outlined as a 155 px disc of the filter's radius around that peak (mean deficit 0.05),
+    # which the motion test then dropped as scene.
+    disc = DustSpec(x=56.0, y=48.0, diameter_px=14.4, depth=0.3, kind="disc")
+    donut = DustSpec(x=104.0, y=72.0, diameter_px=18.0, depth=0.2, kind="donut")
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=160,
+            height=120,
+            n_frames=16,
+            n_sunspots=0,
+            drift_px=20.0,
+            dust=(disc, donut) if with_donut else (disc,),
+            seed=seed,
+        )
+    )
+
+    def cells(image: np.ndarray) -> np.ndarray:
+        return image.astype(np.float32).reshape(60, 2, 80, 2).mean(axis=(1, 3))
+
+    detection = detect_dust(cells(np.median(frames, axis=0)))
+    transmission = cells(truth.transmission)
+    centre_y, centre_x = (disc.y - 0.5) / 2, (disc.x - 0.5) / 2
+    region = min(
+        detection.regions,
+        key=lambda r: np.hypot(r.centroid_y - centre_y, r.centroid_x - centre_x),
+    )
+    assert np.hypot(region.centroid_y - centre_y, region.centroid_x - centre_x) < 1.0
+    labels, _ = ndimage.label(detection.core)
+    shape = labels == labels[round(centre_y), round(centre_x)]
+    shadow = np.zeros(shape.shape, dtype=bool)
+    shadow[10:40, 12:44] = transmission[10:40, 12:44] < 0.99
+    assert shape[shadow & (transmission < 0.8)].all()
+    assert not np.any(shape & ~ndimage.binary_dilation(shadow, iterations=2))
+
+
 def test_user_valid_mask_excludes_pixels() -> None:
     median, _ = drifting_video()
     valid = np.ones(median.shape, dtype=bool)

@@ -21,7 +21,8 @@ the matched-filter bank, so nothing is tuned to a particular video):
    is divided by its local noise: its robust spread in tiles many filter diameters wide, split
    into bands of distance to the limb (never below the spread over the whole image). The
    texture left in the median is far from uniform: where the target drifted across its own
-   limb the median keeps the texture of a few frames only.
+   limb the median keeps the texture of a few frames only. A tile or band half covered by the
+   responses of shadows (or other strong features) is not measured on its own.
 5. **Hysteresis** on the maximum significance (seed ~5 sigma, grow ~2.5 sigma) gives candidates.
 6. **Shape.** Each local maximum above the seed level (strongest first; two close shadows can
    share one grown region) is segmented on the pixel deficit, smoothed only as much as its
@@ -1005,6 +1006,7 @@ def _matched_significance(
                 max(16, math.ceil(_NOISE_TILE_RADII * r)),
                 None if squared_edge is None else squared_edge[::factor, ::factor],
                 clip_noise,
+                grid_radius=r,
             )
             s_in, n_in = spectra.correlate(_disc_kernel(r))
             ring_s, ring_n = spectra.correlate(_disc_kernel(2.0 * r))
@@ -1176,15 +1178,24 @@ class _ResponseNoise:
         Squared distance to unusable pixels (full-resolution pixels squared) on the responses'
         grid; None: the spread over the whole image only.
     clip : bool
-        Whether the local spreads are sigma-clipped (``_grouped_spread``).
+        Whether the local spreads are sigma-clipped (``_grouped_spread``) and the cells
+        covered by sources' footprints left to their fallbacks (``_local_spread``).
+    grid_radius : float, optional
+        Filter radius in pixels of the responses' grid; ``radius`` when None.
     """
 
     def __init__(
-        self, radius: float, tile: int, squared_edge: np.ndarray | None, clip: bool
+        self,
+        radius: float,
+        tile: int,
+        squared_edge: np.ndarray | None,
+        clip: bool,
+        grid_radius: float | None = None,
     ) -> None:
         self.tile = tile
         self.squared_edge = squared_edge
         self.clip = clip
+        self.grid_radius = float(radius) if grid_radius is None else float(grid_radius)
         # The disc and the annulus share their cells.
         self.cells = (
             None if squared_edge is None else _noise_cells(squared_edge.shape, tile, float(radius))
@@ -1205,7 +1216,14 @@ class _ResponseNoise:
             _keep_better_global(response, np.float32(spread), level.best, level.index, index)
             return
         cell_spread = _local_spread(
-            response, covered, self.squared_edge, self.tile, self.cells, clip=self.clip
+            response,
+            covered,
+            self.squared_edge,
+            self.tile,
+            self.cells,
+            clip=self.clip,
+            floor=spread,
+            grid_radius=self.grid_radius,
         )
         _keep_better_local(
             response,
@@ -1329,6 +1347,8 @@ def _local_spread(
     cells: _NoiseCells,
     *,
     clip: bool = True,
+    floor: float = 0.0,
+    grid_radius: float | None = None,
 ) -> np.ndarray:
     """Robust spread (1.4826 MAD, sigma-clipped with ``clip``: see ``_grouped_spread``) of a
     filter response in cells: the table of the cells.
@@ -1347,9 +1367,24 @@ def _local_spread(
     frame they hold little but the pixels around a large shadow, whose own response would
     then set their noise.
 
+    Clipping takes a shadow's peak out of its cell, not its shoulders and negative ring, which
+    stay within a few spreads of the noise; where the responses of shadows make up half of a
+    cell or more (a band of distance a few filter radii wide, a tile cut by the frame's edge,
+    two shadows in one tile) its median absolute deviation is theirs, and next to a cell that
+    escaped them the significance steps across the shadow and peaks on the step, not at its
+    centre (a 7 px shadow in the 2x2-cell view of a colour mosaic was outlined as a disc of
+    the filter's size 4 px below it and dropped as scene). With ``clip``, the samples within
+    ``_FOOTPRINT_RADII`` filter radii of one that stands ``_SOURCE_SIGMA`` above its noise
+    (the larger of its cell's spread and ``floor``) are a source's footprint, and a cell, tile
+    or band that they cover at least half of is measured as one with too few samples. A cell
+    they cover less of keeps the spread of all its samples: the clipping copes with it, and
+    the features of the scene beside a shadow still count as its noise.
+
     ``squared_edge`` is ``_squared_distance_to_edge`` in full-resolution pixels, on the
-    response's grid; ``cells`` those of ``_noise_cells(response.shape, tile, radius)``.
-    Returns the spread of each cell.
+    response's grid; ``cells`` those of ``_noise_cells(response.shape, tile, radius)``;
+    ``floor`` the spread of the response over the whole image and ``grid_radius`` the filter's
+    radius on the response's grid (None: no footprints are looked for). Returns the spread of
+    each cell.
     """
     height, width = response.shape
     n_y, n_x = -(-height // tile), -(-width // tile)
@@ -1361,16 +1396,45 @@ def _local_spread(
     _gather_noise_samples(
         response, covered, squared_edge, *cells, _NOISE_STRIDE, values, sample_cells
     )
-    tile_spread = _grouped_spread(values, sample_cells // n_bands, n_y * n_x, clip=clip).reshape(
-        n_y, n_x
-    )
-    if np.isnan(tile_spread).all():
-        return np.zeros(n_y * n_x * n_bands)
-    tile_spread = _fill_nan_nearest(tile_spread).ravel()
+    n_tiles = n_y * n_x
+    tiles = sample_cells // n_bands
+    tile_spread = _grouped_spread(values, tiles, n_tiles, clip=clip)
     band_spread = _grouped_spread(values, sample_cells % n_bands, n_bands, clip=clip)
     band_spread[_THIN_NOISE_BANDS:] = np.nan
+    cell_spread = _grouped_spread(values, sample_cells, n_tiles * n_bands, clip=clip)
+    if clip and grid_radius is not None and not np.isnan(tile_spread).all():
+        # A cell (tile, band) half covered by the footprints of sources is measured as one
+        # with too few samples: its median absolute deviation would be theirs.
+        noise = np.fmax(_with_fallbacks(cell_spread, tile_spread, band_spread, n_y, n_x), floor)
+        strong = np.abs(values) >= _SOURCE_SIGMA * noise[sample_cells]
+        if strong.any():
+            grid = covered[::_NOISE_STRIDE, ::_NOISE_STRIDE]
+            flagged = np.zeros(grid.shape, dtype=bool)
+            flagged[grid] = strong
+            reach = _FOOTPRINT_RADII * grid_radius / _NOISE_STRIDE
+            near = ~_beyond(_squared_distance_to_false(~flagged), reach)[grid]
+            for spread, groups in (
+                (cell_spread, sample_cells),
+                (tile_spread, tiles),
+                (band_spread, sample_cells % n_bands),
+            ):
+                size = spread.size
+                covered_by = np.bincount(groups[near], minlength=size)
+                spread[2 * covered_by >= np.bincount(groups, minlength=size)] = np.nan
+    if np.isnan(tile_spread).all():
+        return np.zeros(n_tiles * n_bands)
+    return _with_fallbacks(cell_spread, tile_spread, band_spread, n_y, n_x)
+
+
+def _with_fallbacks(
+    cell_spread: np.ndarray, tile_spread: np.ndarray, band_spread: np.ndarray, n_y: int, n_x: int
+) -> np.ndarray:
+    """The spread of each noise cell (``_local_spread``): its own, else (NaN: too few
+    samples) that of its tile or the nearest tile with enough, for the thin bands at least
+    the band's over the frame (``band_spread``, NaN for the other bands)."""
+    n_bands = len(_NOISE_BANDS) + 1
+    tile_spread = _fill_nan_nearest(tile_spread.reshape(n_y, n_x)).ravel()
     fallback = np.fmax(np.repeat(tile_spread, n_bands), np.tile(band_spread, n_y * n_x))
-    cell_spread = _grouped_spread(values, sample_cells, n_y * n_x * n_bands, clip=clip)
     return np.where(np.isnan(cell_spread), fallback, cell_spread)
 
 
@@ -1411,6 +1475,14 @@ tile. Unclipped, it raises its cells' spread and lowers its own significance (wi
 a cell a shadow's response, the spread is 1.33 times the noise's unclipped, 1.13 clipped);
 for Gaussian noise the clipping lowers the spread by 0.3-0.6 %."""
 _NOISE_CLIP_ITERATIONS = 10
+_SOURCE_SIGMA = 5.0
+"""A response sample this many noise spreads from 0 belongs to a source (a shadow, or a
+feature of the scene), not to the noise: Gaussian noise reaches it once in 1.7 million samples."""
+_FOOTPRINT_RADII = 2.0
+"""Reach of a source's response beyond the samples where it stands ``_SOURCE_SIGMA`` above
+the noise, in filter radii: a response takes in the deficit up to the outer edge of the
+filter's ring, two radii from its centre, so a shadow raises the responses (its shoulders,
+and the negative ring) up to that far beyond itself."""
 
 
 def _grouped_spread(
