@@ -649,6 +649,50 @@ def test_a_small_shadow_on_a_colour_mosaic_is_found_and_corrected(instance, data
     assert flat[centre] == pytest.approx(truth.transmission[centre], abs=0.03)
 
 
+def test_near_opaque_spots_on_a_planet_on_a_colour_mosaic_are_found_and_corrected(
+    instance, data_store, layout
+):
+    """Two 8 px, 90-95 % deep spots on a drifting planet captured as an RGGB mosaic, one of
+    them 4 px inside the limb. The eye searches the 2 x 2 cells with its sizes in sensor pixels
+    (in cells, its smallest filter was 10 px in radius and missed both: the flat was 1.0 where
+    T = 0.05); and on the limb each colour plane follows the luminance's prediction above the
+    pedestal at its own samples (the plain ratio, at the cells' centres, coloured the fill
+    towards the luminance and left the flat 116 % off there)."""
+    params = SolarVideoParams(
+        width=256,
+        height=192,
+        n_frames=24,
+        target="planet",
+        drift_px=40.0,
+        dust=(
+            DustSpec(x=74.0, y=95.0, diameter_px=8.0, depth=0.95, kind="disc"),
+            DustSpec(x=140.0, y=100.0, diameter_px=8.0, depth=0.9, kind="disc"),
+        ),
+        seed=2,
+    )
+    frames, truth = synthesize_frames_array(params)
+    gains = np.empty(frames.shape[1:])
+    for index, colour_gain in enumerate((0.6, 1.0, 1.0, 0.45)):
+        gains[index // 2 :: 2, index % 2 :: 2] = colour_gain
+    black = truth.black_level_adu
+    video = np.rint((frames - black) * gains + black).astype(np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "planet.ser", video, color="RGGB", depth=16)
+    selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
+    known_black = {"black_level_mode": "value", "black_level": black}
+    run_config = {"ops": {"final_flatfield": {"config": known_black}}}
+    result = _materialize(instance, data_store, "planet", selection, run_config)
+    assert result.success, run_failures(result)
+    flat, _ = read_fits_float32(layout.flatfield_dir("planet") / "final_flatfield.fits")
+    mask = read_tiff(layout.flatfield_file("planet", "dust_mask.tiff"))
+    lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)
+    support = truth.dust_support() & lit
+    assert support.sum() > 150
+    assert np.all(mask[support] == 1.0)
+    errors = flat[support] / truth.transmission[support] - 1.0
+    assert np.sqrt(np.mean(errors**2)) < 0.1
+
+
 def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(
     instance, data_store, layout
 ):

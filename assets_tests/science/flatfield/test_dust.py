@@ -17,6 +17,7 @@ from astro_assets.science.flatfield.dust import (
     MaskExpansionParams,
     detect_dust,
     expand_mask,
+    params_on_view,
     remove_line_defects,
     robust_sigma,
 )
@@ -937,3 +938,16 @@ def test_line_gains_rejects_mismatched_inputs() -> None:
     for threshold in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="threshold must be > 0"):
             dust.line_gains(np.ones((20, 30)), np.ones((20, 30), dtype=bool), threshold)
+
+
+def test_sizes_in_sensor_pixels_are_halved_on_a_mosaics_cells():
+    params = DustDetectionParams(min_radius_px=6.0, min_area_px=12.0, limb_margin_px=3.0)
+    assert params_on_view(params, 1) is params
+    on_cells = params_on_view(params, 2)
+    assert (on_cells.min_radius_px, on_cells.max_radius_px) == (3.0, 37.5)
+    assert (on_cells.background_sigma_px, on_cells.limb_margin_px) == (24.0, 1.5)
+    assert on_cells.min_area_px == 3.0
+    assert params_on_view(DustDetectionParams(min_area_px=2.0), 2).min_area_px == 1.0
+    unchanged = {"seed_sigma", "grow_sigma", "min_depth", "min_solidity", "max_elongation"}
+    for name in unchanged:
+        assert getattr(on_cells, name) == getattr(params, name)

@@ -328,6 +328,30 @@ def test_a_guide_in_other_units_known_only_around_the_regions_fills_alike_at_any
     np.testing.assert_allclose(inpaint_guided(shadowed, mask, 3.0 * luminance), out, rtol=1e-5)
 
 
+def test_a_colour_plane_follows_the_luminance_across_a_limb_above_their_pedestal() -> None:
+    # A disc's limb crosses the region: sky at the pedestal on the left, the disc on the right.
+    # A red plane holds 0.6 of the luminance's light above the same pedestal, so their plain
+    # ratio runs from 1 on the sky to 0.6 / (1 + pedestal / signal) on the disc, and a fill of
+    # it colours the plane towards the luminance; above the pedestal it is 0.6 everywhere lit.
+    pedestal, signal = 1024.0, 30000.0
+    rows, cols = np.indices((48, 64))
+    disc = signal / (1.0 + np.exp(-(cols - 28.0) / 1.5)) * (1.0 + 0.05 * np.sin(rows / 3.0))
+    luminance, red = pedestal + disc, pedestal + 0.6 * disc
+    mask = np.hypot(rows - 24.0, cols - 30.0) <= 8
+    shadowed = np.where(mask, pedestal + 0.3 * (red - pedestal), red)
+    near = ndimage.binary_dilation(mask, iterations=2)
+    guide = np.where(near, luminance, np.nan)
+    lit = mask & (disc > 0.05 * signal)
+    out = inpaint_guided(shadowed, mask, guide, black_level=pedestal)
+    np.testing.assert_array_equal(out[~mask], shadowed[~mask].astype(np.float32))
+    np.testing.assert_allclose(out[lit], red[lit], rtol=2e-3)
+    np.testing.assert_allclose(out[mask & ~lit], red[mask & ~lit], atol=0.03 * signal)
+    plain = inpaint_guided(shadowed, mask, guide)
+    assert np.abs(plain[lit] / red[lit] - 1).max() > 0.1
+    with pytest.raises(ValueError, match="black_level must be finite"):
+        inpaint_guided(shadowed, mask, guide, black_level=float("nan"))
+
+
 def test_regions_without_a_guide_on_them_and_around_them_are_inpainted_as_usual() -> None:
     scene, mask = textured(), holes()
     guide = scene.copy()

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from astro_assets.science.flatfield.planes import (
     LuminanceVideo,
@@ -7,6 +8,7 @@ from astro_assets.science.flatfield.planes import (
     mask_to_cells,
     mask_to_full,
     merge_planes,
+    plane_offsets,
     split_mask,
     split_planes,
 )
@@ -124,3 +126,21 @@ def test_mask_to_cells_marks_a_cell_where_any_of_its_pixels_is_masked(shape):
     np.testing.assert_array_equal(mask_to_cells(single, "MONO"), single)
     with pytest.raises(ValueError, match="mask must be"):
         mask_to_cells(np.zeros((2, 4, 4)), "RGB")
+
+
+@pytest.mark.parametrize("color", ["RGGB", "GBRG"])
+def test_the_luminance_moved_by_a_planes_offset_lies_on_its_samples(color):
+    # On a linear ramp, interpolation is exact: the 2x2 cell means moved by each plane's offset
+    # give that plane's samples.
+    rows, cols = np.indices((16, 20))
+    ramp = 3.0 * rows + 7.0 * cols + 100.0
+    view = luminance_view(ramp, color).astype(np.float64)
+    for plane, offset in zip(split_planes(ramp, color), plane_offsets(color), strict=True):
+        moved = ndimage.shift(view, (-offset[0], -offset[1]), order=1, mode="nearest")
+        np.testing.assert_allclose(moved[1:-1, 1:-1], plane[1:-1, 1:-1], rtol=1e-6)
+    assert plane_offsets(color) == [(-0.25, -0.25), (-0.25, 0.25), (0.25, -0.25), (0.25, 0.25)]
+
+
+def test_mono_and_rgb_planes_lie_on_the_luminance_pixels():
+    assert plane_offsets("MONO") == [(0.0, 0.0)]
+    assert plane_offsets("RGB") == plane_offsets("BGR") == [(0.0, 0.0)] * 3

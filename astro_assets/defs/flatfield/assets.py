@@ -54,6 +54,7 @@ from astro_assets.science.flatfield.dust import (
     LineGains,
     MaskExpansionParams,
     expand_mask,
+    params_on_view,
 )
 from astro_assets.science.flatfield.edits import edit_core
 from astro_assets.science.flatfield.flatfield import (
@@ -104,6 +105,7 @@ from astro_assets.science.flatfield.planes import (
     mask_to_full,
     merge_planes,
     plane_names,
+    plane_offsets,
     split_mask,
     split_planes,
 )
@@ -843,11 +845,18 @@ def core_regions(core: np.ndarray) -> list[dict[str, float]]:
     ]
 
 
-def _on_plane(guide: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The luminance-grid ``guide`` on a colour plane of ``shape``: a mosaic's planes have one
-    more row or column than its cells when the frame's side is odd (NaN there)."""
+def _on_plane(
+    guide: np.ndarray | None, shape: tuple[int, ...], offset: tuple[float, float]
+) -> np.ndarray:
+    """The luminance-grid ``guide`` on a colour plane of ``shape`` whose samples lie
+    ``offset`` view pixels from the guide's (``planes.plane_offsets``), interpolated
+    linearly there: across a limb, a quarter of a cell is a tenth of the edge's fall. A
+    mosaic's planes have one more row or column than its cells when the frame's side is odd
+    (NaN there, as next to pixels without a guide)."""
     out = np.full(shape, np.nan, dtype=np.float32)
     if guide is not None:
+        if any(offset):
+            guide = ndimage.shift(guide, (-offset[0], -offset[1]), order=1, mode="nearest")
         rows, cols = min(shape[0], guide.shape[0]), min(shape[1], guide.shape[1])
         out[:rows, :cols] = guide[:rows, :cols]
     return out
@@ -930,25 +939,24 @@ def dust_mask(
                     "of it."
                 )
             color = video.color
-            classical = ClassicalImageModel(
-                detection=params_from_config(config, DustDetectionParams)
-            )
-            choice = _choose(dust_eye, config, data_store, classical)
             view = luminance_view(median, color)
+            cell = median.shape[0] // view.shape[0]
             if min(view.shape) < MIN_MEDIAN_PX:
-                cell = median.shape[0] // view.shape[0]
                 raise ValueError(
                     f"{key}: the frames are {median.shape[1]} x {median.shape[0]} px"
                     + (f", searched for dust on their {cell} x {cell} px colour cells" * (cell > 1))
                     + f"; dust detection needs at least {MIN_MEDIAN_PX * cell} x "
                     f"{MIN_MEDIAN_PX * cell} px. Capture a larger region of interest."
                 )
+            classical = ClassicalImageModel(
+                detection=params_on_view(params_from_config(config, DustDetectionParams), cell)
+            )
+            choice = _choose(dust_eye, config, data_store, classical)
             located = choice.model.locate_dust(view)
             # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
             # the correlation towards zero shift.
             frames = video.frames if dark is None else DarkSubtractedFrames(video.frames, dark[0])
             luminance_frames = LuminanceVideo(frames, color)
-            cell = luminance_frames.cell_px
             drift = estimate_drift(
                 luminance_frames,
                 exclude=located.core,
@@ -1371,9 +1379,11 @@ def _plane_filler(
     guide: np.ndarray | None,
     inpainting: InpaintParams,
     results: list,
+    black_level: float,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """How one colour plane is filled: the model fills ``rest``, the dust-free prediction
-    ``guide`` the ``guided`` regions; each model result is appended to ``results``."""
+    ``guide`` the ``guided`` regions (above ``black_level``, 0 for a guide of the plane's own
+    colour); each model result is appended to ``results``."""
 
     def fill(source: np.ndarray) -> np.ndarray:
         result = model.inpaint(source, rest)
@@ -1381,7 +1391,9 @@ def _plane_filler(
         if not guided.any():
             return result.image
         image = result.image.copy()
-        image[guided] = inpaint_guided(source, guided, guide, inpainting)[guided]
+        image[guided] = inpaint_guided(source, guided, guide, inpainting, black_level=black_level)[
+            guided
+        ]
         return image
 
     return fill
@@ -1429,12 +1441,18 @@ def inpainted(
         if config.line_defects == "ratio":
             recorded = read_mask_record(data_store, key).get("line_gains")
             measured_gains = None if recorded is None else LineGains.from_record(recorded)
+        median_planes = split_planes(median, color)
+        # The guide is the luminance: a colour plane follows it above their common pedestal.
+        guide_black_level = 0.0
+        if guide is not None and len(median_planes) > 1:
+            recorded = read_mask_record(data_store, key).get("prediction_black_level")
+            guide_black_level = float(recorded or 0.0)
         planes, results, guided_pixels = [], [], 0
         defective_columns = defective_rows = 0
-        for plane, plane_mask in zip(
-            split_planes(median, color), split_mask(mask, color), strict=True
+        for plane, plane_mask, offset in zip(
+            median_planes, split_mask(mask, color), plane_offsets(color), strict=True
         ):
-            plane_guide = _on_plane(guide, plane.shape)
+            plane_guide = _on_plane(guide, plane.shape, offset)
             guided = guided_regions(plane_mask, plane_guide)
             rest = np.where(guided, 0, plane_mask)
             if config.line_defects == "median":
@@ -1456,7 +1474,15 @@ def inpainted(
             image = fill_across_line_defects(
                 plane,
                 plane_mask,
-                _plane_filler(choice.model, rest, guided, plane_guide, inpainting, results),
+                _plane_filler(
+                    choice.model,
+                    rest,
+                    guided,
+                    plane_guide,
+                    inpainting,
+                    results,
+                    guide_black_level,
+                ),
                 gains,
             )
             guided_pixels += int(guided.sum())

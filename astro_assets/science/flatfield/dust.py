@@ -232,6 +232,37 @@ class DustDetectionParams:
             )
 
 
+def params_on_view(params: DustDetectionParams, cell_px: int) -> DustDetectionParams:
+    """``params`` for a view of the frames whose pixels are ``cell_px`` sensor pixels across.
+
+    The sizes a user configures count sensor pixels, as dust's do on any camera; a colour
+    mosaic is searched on its 2 x 2 cells, where the same shadow is half as wide.
+
+    Parameters
+    ----------
+    params : DustDetectionParams
+        Sizes in sensor pixels.
+    cell_px : int
+        Sensor pixels per view pixel along each axis (2 for a colour mosaic, else 1).
+
+    Returns
+    -------
+    DustDetectionParams
+        Lengths divided by ``cell_px`` and ``min_area_px`` by its square (at least 1); the
+        other fields unchanged.
+    """
+    if cell_px == 1:
+        return params
+    return replace(
+        params,
+        background_sigma_px=params.background_sigma_px / cell_px,
+        min_radius_px=params.min_radius_px / cell_px,
+        max_radius_px=params.max_radius_px / cell_px,
+        limb_margin_px=params.limb_margin_px / cell_px,
+        min_area_px=max(1.0, params.min_area_px / cell_px**2),
+    )
+
+
 @dataclass(frozen=True)
 class DustRegion:
     """One detected dust shadow.

@@ -388,6 +388,8 @@ def inpaint_guided(
     mask: np.ndarray,
     guide: np.ndarray,
     params: InpaintParams = InpaintParams(),
+    *,
+    black_level: float = 0.0,
 ) -> np.ndarray:
     """Inpaint ``image`` along a guide that has the scene's texture but not the dust.
 
@@ -409,7 +411,16 @@ def inpaint_guided(
         (H, W) real image in the units of ``image`` or any multiple of them; NaN (or values
         <= 0) where there is no guide.
     params : InpaintParams
-        Method for the ratio and for the unguided regions.
+        Method for the ratio and for the unguided regions; ``dark_fraction`` with a black level.
+    black_level : float
+        Pedestal of both the image and the guide, in ADU, for a guide of another colour than
+        the image (the luminance of a mosaic or RGB guiding one colour plane): their ratio is
+        then constant only above the pedestal. Across a limb, the ratio of a red plane to the
+        luminance goes from the red gain on the disc to 1 on the sky, and a fill of it colours
+        every plane towards the luminance (by 20-45 % under a shadow on a planet's limb). The
+        ratio is taken above the pedestal where the guide is brighter than ``dark_fraction`` of
+        its bright level, and stands at its median elsewhere, as where there is no guide.
+        0 (the image's own prediction guiding it, as for mono): the plain ratio.
 
     Returns
     -------
@@ -419,21 +430,29 @@ def inpaint_guided(
     Raises
     ------
     ValueError
-        As :func:`inpaint`, and for a guide of another shape.
+        As :func:`inpaint`, for a guide of another shape, and for a black level that is not
+        finite.
     """
     img, unknown = _validate(image, mask)
+    if not math.isfinite(black_level):
+        raise ValueError(f"black_level must be finite, got {black_level}.")
     hint = np.asarray(guide, dtype=np.float64)
     guided = guided_regions(unknown, hint)
     result = inpaint(img, unknown & ~guided, params)
     if guided.any():
         usable = usable_guide(hint)
-        ratio = img / np.where(usable, hint, 1.0)
+        above = hint - black_level
+        if black_level:
+            lit = above > params.dark_fraction * target_level(above[usable & ~unknown])
+            if (lit & usable & ~unknown).any():
+                usable &= lit
+        ratio = (img - black_level) / np.where(usable, above, 1.0)
         # Where there is no guide the ratio stands at its median where there is, which the
         # trend of the ratio's fill then reaches towards: the guide may be in other units than
         # the image (the luminance guiding one colour plane), so no fixed value will do.
         ratio[~usable] = np.median(ratio[usable & ~unknown])
         filled = inpaint(ratio, guided, replace(params, limb="none"))
-        result[guided] = (filled[guided] * hint[guided]).astype(np.float32)
+        result[guided] = (filled[guided] * above[guided] + black_level).astype(np.float32)
     return result
 
 

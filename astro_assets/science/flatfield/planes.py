@@ -201,6 +201,19 @@ def plane_names(color: str) -> list[str]:
     raise ValueError(f"unknown colour layout {color!r}: expected MONO, RGB, BGR or a CFA pattern")
 
 
+def plane_offsets(color: str) -> list[tuple[float, float]]:
+    """Where each plane of :func:`split_planes` samples the scene, relative to the pixel
+    centres of :func:`luminance_view`, in view pixels (rows, columns).
+
+    A mosaic's luminance pixel is the mean of a 2 x 2 cell, centred between its four samples:
+    the plane at ``[dy::2, dx::2]`` lies ``(dy - 0.5) / 2`` and ``(dx - 0.5) / 2`` of a view
+    pixel from it. Mono and RGB planes lie on the view's pixels (0, 0).
+    """
+    if color in MOSAIC_COLORS:
+        return [((dy - 0.5) / 2, (dx - 0.5) / 2) for dy in (0, 1) for dx in (0, 1)]
+    return [(0.0, 0.0)] * len(plane_names(color))
+
+
 def merge_planes(planes: list[np.ndarray], image_shape: tuple[int, ...], color: str) -> np.ndarray:
     """Inverse of :func:`split_planes`: float32 array of ``image_shape``."""
     out = np.empty(image_shape, dtype=np.float32)
