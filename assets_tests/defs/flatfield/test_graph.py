@@ -617,6 +617,24 @@ def test_a_mask_the_expansion_spreads_over_a_small_frame_tells_how_to_keep_it_sm
     assert "on a frame of 64 x 48 px, a lower dust_mask dilation_px" in evaluation.description
 
 
+MOSAIC_GAINS = {"R": 0.6, "G": 1.0, "B": 0.45}
+"""Colour gains of the mosaic videos: a yellow Sun through a white-light filter."""
+
+
+def _write_mosaic_video(layout, key: str, params: SolarVideoParams, pattern: str):
+    """Write ``params``' video as a 16-bit ``pattern`` mosaic, each colour cell the light
+    above the black level times its colour's gain; return the video's truth."""
+    frames, truth = synthesize_frames_array(params)
+    gains = np.empty(frames.shape[1:])
+    for index, colour in enumerate(pattern):
+        gains[index // 2 :: 2, index % 2 :: 2] = MOSAIC_GAINS[colour]
+    black = truth.black_level_adu
+    video = np.rint((frames - black) * gains + black).astype(np.uint16)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / f"{key}.ser", video, color=pattern, depth=16)
+    return truth
+
+
 def test_a_small_shadow_on_a_colour_mosaic_is_found_and_corrected(instance, data_store, layout):
     """A 14 px, 30 % deep disc on a 160 x 120 GBRG video: the eye searches the 2 x 2-cell view,
     where the disc is 7 cells across and its responses once filled the cell its noise was
@@ -631,14 +649,7 @@ def test_a_small_shadow_on_a_colour_mosaic_is_found_and_corrected(instance, data
         dust=(disc, DustSpec(x=104.0, y=72.0, diameter_px=18.0, depth=0.2, kind="donut")),
         seed=3,
     )
-    frames, truth = synthesize_frames_array(params)
-    gains = np.empty(frames.shape[1:])
-    for index, colour_gain in enumerate((1.0, 0.45, 0.6, 1.0)):
-        gains[index // 2 :: 2, index % 2 :: 2] = colour_gain
-    black = truth.black_level_adu
-    video = np.rint((frames - black) * gains + black).astype(np.uint16)
-    layout.incoming_ser.mkdir(parents=True)
-    write_ser(layout.incoming_ser / "mosaic.ser", video, color="GBRG", depth=16)
+    truth = _write_mosaic_video(layout, "mosaic", params, "GBRG")
     result = _materialize(instance, data_store, "mosaic")
     assert result.success, run_failures(result)
     flat, _ = read_fits_float32(layout.flatfield_dir("mosaic") / "final_flatfield.fits")
@@ -670,16 +681,9 @@ def test_near_opaque_spots_on_a_planet_on_a_colour_mosaic_are_found_and_correcte
         ),
         seed=2,
     )
-    frames, truth = synthesize_frames_array(params)
-    gains = np.empty(frames.shape[1:])
-    for index, colour_gain in enumerate((0.6, 1.0, 1.0, 0.45)):
-        gains[index // 2 :: 2, index % 2 :: 2] = colour_gain
-    black = truth.black_level_adu
-    video = np.rint((frames - black) * gains + black).astype(np.uint16)
-    layout.incoming_ser.mkdir(parents=True)
-    write_ser(layout.incoming_ser / "planet.ser", video, color="RGGB", depth=16)
+    truth = _write_mosaic_video(layout, "planet", params, "RGGB")
     selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
-    known_black = {"black_level_mode": "value", "black_level": black}
+    known_black = {"black_level_mode": "value", "black_level": truth.black_level_adu}
     run_config = {"ops": {"final_flatfield": {"config": known_black}}}
     result = _materialize(instance, data_store, "planet", selection, run_config)
     assert result.success, run_failures(result)
