@@ -687,6 +687,9 @@ def test_near_opaque_spots_on_a_planet_on_a_colour_mosaic_are_found_and_correcte
     run_config = {"ops": {"final_flatfield": {"config": known_black}}}
     result = _materialize(instance, data_store, "planet", selection, run_config)
     assert result.success, run_failures(result)
+    details = result.asset_materializations_for_node("dust_mask")[0].metadata["model_details"]
+    assert details.value["parameters"]["min_radius_px"] == 5.0
+    assert details.value["filter_radii_px"][0] == pytest.approx(5.0)
     flat, _ = read_fits_float32(layout.flatfield_dir("planet") / "final_flatfield.fits")
     mask = read_tiff(layout.flatfield_file("planet", "dust_mask.tiff"))
     lit = truth.scene > 0.05 * np.percentile(truth.scene, 99)

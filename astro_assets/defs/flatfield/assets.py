@@ -862,6 +862,17 @@ def _on_plane(
     return out
 
 
+def _in_sensor_pixels(details: dict, config, cell: int) -> dict:
+    """The eye's details without its regions, with the classical eye's parameters as
+    configured and its filter radii in sensor pixels: on a mosaic it searched the 2 x 2
+    cells, with its sizes converted to them (``dust.params_on_view``)."""
+    shown = {k: v for k, v in details.items() if k != "regions"}
+    if cell > 1 and "parameters" in shown:
+        shown["parameters"] = dataclasses.asdict(params_from_config(config, DustDetectionParams))
+        shown["filter_radii_px"] = [cell * radius for radius in shown["filter_radii_px"]]
+    return shown
+
+
 def _json(value) -> dg.MetadataValue:
     return dg.MetadataValue.json(value)
 
@@ -1202,9 +1213,7 @@ def dust_mask(
                 "ratio_motion_test": _json(ratio_motion),
                 "guided_region_count": guide.guided_count,
                 "inpainting_guide": _json(guide_choice),
-                "model_details": _json(
-                    {k: v for k, v in located.details.items() if k != "regions"}
-                ),
+                "model_details": _json(_in_sensor_pixels(located.details, config, cell)),
                 "edited_by_hand": _json(edited_by_hand),
                 "expansion": _json(dataclasses.asdict(expansion)),
                 "path": path_value(target),
