@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_median.py
 	$(BIN)/python benchmarks/quality_flatfield.py
 	$(BIN)/python benchmarks/quality_flatfield_beyond.py
+	$(BIN)/python benchmarks/quality_mosaic.py
 	$(BIN)/python benchmarks/quality_detect_low_noise.py
 	$(BIN)/python benchmarks/bench_interpolated_median.py
 	$(BIN)/python benchmarks/bench_detector_memory.py
