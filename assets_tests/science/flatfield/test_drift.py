@@ -410,6 +410,7 @@ def test_the_verdict_on_frames_that_could_not_be_registered_says_why() -> None:
     assert "could not be registered" in message and "by 12.3 px" in message
     ok, message = drift_verdict(0.0, [], registered=False, closure_px=np.inf)
     assert not ok and "every frame is uniform" in message
+    assert "less exposure or gain where they are saturated" in message
 
 
 def test_the_verdict_gives_the_closure_on_the_grid_its_limit_is_on() -> None:

@@ -955,13 +955,14 @@ def drift_verdict(
             f"{on_grid}; frames that show a scene agree to a fraction of a pixel)"
         )
         return False, (
-            f"the frames could not be registered: {why}. The target is too faint, noisy or "
-            "featureless to follow, so dust cannot be told from the scene: every candidate is "
-            "kept undecided and the ratio is not searched. Review the mask, or capture "
-            "brighter frames. In poor seeing, which bends each frame by its own few pixels, "
-            "registrations of a scene disagree by a few pixels of the registration's grid (of "
-            "noise: by about ten or more); there the dust_mask config's drift_max_closure_px, "
-            "on that grid, may be raised to that."
+            f"the frames could not be registered: {why}. The target is too faint, noisy, "
+            "saturated or featureless to follow, so dust cannot be told from the scene: every "
+            "candidate is kept undecided and the ratio is not searched. Review the mask, or "
+            "capture frames that show the target's detail (brighter ones, or with less "
+            "exposure or gain where they are saturated). In poor seeing, which bends each "
+            "frame by its own few pixels, registrations of a scene disagree by a few pixels of "
+            "the registration's grid (of noise: by about ten or more); there the dust_mask "
+            "config's drift_max_closure_px, on that grid, may be raised to that."
         )
     if not diameters:
         return True, f"the target moved {total_px:.1f} px; no dust was detected to compare with."
