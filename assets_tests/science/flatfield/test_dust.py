@@ -21,6 +21,7 @@ from astro_assets.science.flatfield.dust import (
     remove_line_defects,
     robust_sigma,
 )
+from astro_assets.science.flatfield.planes import luminance_view
 
 DISC = DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.25, kind="disc")
 DONUT = DustSpec(x=66.0, y=44.0, diameter_px=18.0, depth=0.3, kind="donut")
@@ -542,12 +543,8 @@ def test_a_shadow_whose_responses_fill_its_noise_cell_is_outlined_on_itself(
             seed=seed,
         )
     )
-
-    def cells(image: np.ndarray) -> np.ndarray:
-        return image.astype(np.float32).reshape(60, 2, 80, 2).mean(axis=(1, 3))
-
-    detection = detect_dust(cells(np.median(frames, axis=0)))
-    transmission = cells(truth.transmission)
+    detection = detect_dust(luminance_view(np.median(frames, axis=0), "RGGB"))
+    transmission = luminance_view(truth.transmission, "RGGB")
     centre_y, centre_x = (disc.y - 0.5) / 2, (disc.x - 0.5) / 2
     region = min(
         detection.regions,

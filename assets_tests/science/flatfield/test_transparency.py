@@ -134,8 +134,8 @@ def test_gains_within_the_tolerance_of_one_divide_nothing():
         divided_by_transparency(frames, divisors[:2])
 
 
-@pytest.mark.parametrize("seed", [0, 2])
-def test_clouds_no_longer_show_shadows_that_are_not_there(seed):
+@pytest.mark.parametrize(("seed", "fake_shadows_without_it"), [(0, True), (2, False)])
+def test_clouds_no_longer_show_shadows_that_are_not_there(seed, fake_shadows_without_it):
     frames, truth = _video(CLOUDY, seed=seed)
     median = temporal_median(frames)
     candidates = detect_dust(median).core
@@ -155,7 +155,7 @@ def test_clouds_no_longer_show_shadows_that_are_not_there(seed):
             black_level=truth.black_level_adu,
         )
 
-    corrected, uncorrected = separated(True), separated(False)
+    corrected = separated(True)
     # Frames under the thick cloud are left out; the thin cloud's are divided by their gain.
     assert corrected.frames_left_out == (3, 11, 17)
     np.testing.assert_allclose(corrected.transparency.gains, CLOUDY, rtol=3e-3)
@@ -163,7 +163,8 @@ def test_clouds_no_longer_show_shadows_that_are_not_there(seed):
     assert np.count_nonzero(corrected.core & dust) >= 0.5 * dust.sum()
     # What the correction prevents, on the seed whose clouds show it: without it, shadows
     # that are not there. On seed 2 neither path finds any.
-    if seed == 0:
+    if fake_shadows_without_it:
+        uncorrected = separated(False)
         assert np.count_nonzero(uncorrected.core & apart_from_dust) > 0.2 * dust.sum()
 
 

@@ -108,6 +108,7 @@ from astro_assets.science.flatfield.planes import (
     plane_offsets,
     split_mask,
     split_planes,
+    view_on_plane,
 )
 from astro_assets.science.flatfield.quantized import interpolated_median
 from astro_assets.science.flatfield.transparency import FrameScreening, screen_frames
@@ -845,30 +846,13 @@ def core_regions(core: np.ndarray) -> list[dict[str, float]]:
     ]
 
 
-def _on_plane(
-    guide: np.ndarray | None, shape: tuple[int, ...], offset: tuple[float, float]
-) -> np.ndarray:
-    """The luminance-grid ``guide`` on a colour plane of ``shape`` whose samples lie
-    ``offset`` view pixels from the guide's (``planes.plane_offsets``), interpolated
-    linearly there: across a limb, a quarter of a cell is a tenth of the edge's fall. A
-    mosaic's planes have one more row or column than its cells when the frame's side is odd
-    (NaN there, as next to pixels without a guide)."""
-    out = np.full(shape, np.nan, dtype=np.float32)
-    if guide is not None:
-        if any(offset):
-            guide = ndimage.shift(guide, (-offset[0], -offset[1]), order=1, mode="nearest")
-        rows, cols = min(shape[0], guide.shape[0]), min(shape[1], guide.shape[1])
-        out[:rows, :cols] = guide[:rows, :cols]
-    return out
-
-
-def _in_sensor_pixels(details: dict, config, cell: int) -> dict:
+def _in_sensor_pixels(details: dict, configured: DustDetectionParams, cell: int) -> dict:
     """The eye's details without its regions, with the classical eye's parameters as
-    configured and its filter radii in sensor pixels: on a mosaic it searched the 2 x 2
+    ``configured`` and its filter radii in sensor pixels: on a mosaic it searched the 2 x 2
     cells, with its sizes converted to them (``dust.params_on_view``)."""
     shown = {k: v for k, v in details.items() if k != "regions"}
     if cell > 1 and "parameters" in shown:
-        shown["parameters"] = dataclasses.asdict(params_from_config(config, DustDetectionParams))
+        shown["parameters"] = dataclasses.asdict(configured)
         shown["filter_radii_px"] = [cell * radius for radius in shown["filter_radii_px"]]
     return shown
 
@@ -959,9 +943,8 @@ def dust_mask(
                     + f"; dust detection needs at least {MIN_MEDIAN_PX * cell} x "
                     f"{MIN_MEDIAN_PX * cell} px. Capture a larger region of interest."
                 )
-            classical = ClassicalImageModel(
-                detection=params_on_view(params_from_config(config, DustDetectionParams), cell)
-            )
+            configured_detection = params_from_config(config, DustDetectionParams)
+            classical = ClassicalImageModel(detection=params_on_view(configured_detection, cell))
             choice = _choose(dust_eye, config, data_store, classical)
             located = choice.model.locate_dust(view)
             # Drift is measured on the luminance views: a colour mosaic's fixed pattern would pull
@@ -1213,7 +1196,9 @@ def dust_mask(
                 "ratio_motion_test": _json(ratio_motion),
                 "guided_region_count": guide.guided_count,
                 "inpainting_guide": _json(guide_choice),
-                "model_details": _json(_in_sensor_pixels(located.details, config, cell)),
+                "model_details": _json(
+                    _in_sensor_pixels(located.details, configured_detection, cell)
+                ),
                 "edited_by_hand": _json(edited_by_hand),
                 "expansion": _json(dataclasses.asdict(expansion)),
                 "path": path_value(target),
@@ -1446,22 +1431,27 @@ def inpainted(
             if config.follow_motion and guide_path.exists()
             else None
         )
-        measured_gains = None
-        if config.line_defects == "ratio":
-            recorded = read_mask_record(data_store, key).get("line_gains")
-            measured_gains = None if recorded is None else LineGains.from_record(recorded)
         median_planes = split_planes(median, color)
         # The guide is the luminance: a colour plane follows it above their common pedestal.
-        guide_black_level = 0.0
-        if guide is not None and len(median_planes) > 1:
-            recorded = read_mask_record(data_store, key).get("prediction_black_level")
-            guide_black_level = float(recorded or 0.0)
+        colour_guide = guide is not None and len(median_planes) > 1
+        mask_record = (
+            read_mask_record(data_store, key)
+            if config.line_defects == "ratio" or colour_guide
+            else {}
+        )
+        recorded_gains = mask_record.get("line_gains")
+        measured_gains = None
+        if config.line_defects == "ratio" and recorded_gains is not None:
+            measured_gains = LineGains.from_record(recorded_gains)
+        guide_black_level = (
+            float(mask_record.get("prediction_black_level") or 0.0) if colour_guide else 0.0
+        )
         planes, results, guided_pixels = [], [], 0
         defective_columns = defective_rows = 0
         for plane, plane_mask, offset in zip(
             median_planes, split_mask(mask, color), plane_offsets(color), strict=True
         ):
-            plane_guide = _on_plane(guide, plane.shape, offset)
+            plane_guide = view_on_plane(guide, plane.shape, offset)
             guided = guided_regions(plane_mask, plane_guide)
             rest = np.where(guided, 0, plane_mask)
             if config.line_defects == "median":

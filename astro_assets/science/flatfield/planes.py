@@ -10,6 +10,7 @@ divide raw frames before debayering.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 MOSAIC_COLORS = frozenset({"RGGB", "GRBG", "GBRG", "BGGR", "CYYM", "YCMY", "YMCY", "MYYC"})
 PLANAR_COLORS = frozenset({"RGB", "BGR"})
@@ -212,6 +213,38 @@ def plane_offsets(color: str) -> list[tuple[float, float]]:
     if color in MOSAIC_COLORS:
         return [((dy - 0.5) / 2, (dx - 0.5) / 2) for dy in (0, 1) for dx in (0, 1)]
     return [(0.0, 0.0)] * len(plane_names(color))
+
+
+def view_on_plane(
+    view: np.ndarray | None, shape: tuple[int, ...], offset: tuple[float, float]
+) -> np.ndarray:
+    """An image on the grid of :func:`luminance_view` carried to a colour plane's samples.
+
+    Parameters
+    ----------
+    view : np.ndarray or None
+        (h, w) real image on the luminance view's grid, NaN where unknown; None: unknown
+        everywhere.
+    shape : tuple of int
+        (H, W) of the plane; a mosaic's planes have one more row or column than its cells when
+        the frame's side is odd.
+    offset : tuple of float
+        Where the plane samples the scene relative to the view's pixels, in view pixels
+        (:func:`plane_offsets`). The view is interpolated linearly there: across a limb, a
+        quarter of a cell is a tenth of the edge's fall.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32; NaN beyond the view and next to its unknown pixels.
+    """
+    out = np.full(shape, np.nan, dtype=np.float32)
+    if view is not None:
+        if any(offset):
+            view = ndimage.shift(view, (-offset[0], -offset[1]), order=1, mode="nearest")
+        rows, cols = min(shape[0], view.shape[0]), min(shape[1], view.shape[1])
+        out[:rows, :cols] = view[:rows, :cols]
+    return out
 
 
 def merge_planes(planes: list[np.ndarray], image_shape: tuple[int, ...], color: str) -> np.ndarray:
