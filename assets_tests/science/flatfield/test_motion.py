@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from astro_assets.samples.solar import SolarVideoParams, synthesize_frames_array
+from astro_assets.science import threads
 from astro_assets.science.flatfield import motion
 from astro_assets.science.flatfield.drift import estimate_drift
 from astro_assets.science.flatfield.dust import DustDetectionParams, detect_dust
@@ -499,6 +500,23 @@ def test_prediction_bands_do_not_change_the_result():
     banded = predict_dust_free(frames, shifts, median.shape, band_rows=7).predicted
     np.testing.assert_array_equal(np.isnan(whole), np.isnan(banded))
     np.testing.assert_allclose(banded, whole, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_separation_does_not_depend_on_the_number_of_cores(monkeypatch, workers):
+    frames, shifts, median, core = _faint_video()
+    on_this_machine = separate_sensor_fixed(core, median, frames, shifts)
+    monkeypatch.setattr(threads, "worker_count", lambda: workers)
+    on_other = separate_sensor_fixed(core, median, frames, shifts)
+    assert on_other.ratio_searched and on_other.transparency.pairs_used > 0
+    np.testing.assert_array_equal(on_other.core, on_this_machine.core)
+    np.testing.assert_array_equal(on_other.tested, on_this_machine.tested)
+    np.testing.assert_array_equal(on_other.transparency.gains, on_this_machine.transparency.gains)
+    for field in ("observed", "predicted", "lit_ratio", "lit_share"):
+        np.testing.assert_array_equal(
+            getattr(on_other.prediction, field), getattr(on_this_machine.prediction, field)
+        )
+    assert on_other.texture_left == on_this_machine.texture_left
 
 
 def test_shifted_window_is_bilinear_interpolation():

@@ -112,6 +112,7 @@ from astro_assets.science.flatfield.planes import (
 )
 from astro_assets.science.flatfield.quantized import interpolated_median
 from astro_assets.science.flatfield.transparency import FrameScreening, screen_frames
+from astro_assets.science.threads import computed_ahead
 
 EIGHT_BIT_WARNING = (
     "8-bit capture: if the camera applied a gamma curve the data are not linear and the "
@@ -1852,7 +1853,7 @@ def calibrated_video(
         header = video.header
         target = write_ser(
             layout.flatfield_file(key, CALIBRATED_FILE),
-            (calibrate(frame) for frame in video.frames),
+            computed_ahead(calibrate, video.frames),
             color=video.color,
             depth=depth,
             byte_order="<",

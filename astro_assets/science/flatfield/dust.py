@@ -51,6 +51,7 @@ from astro_assets.science.flatfield.levels import target_level
 from astro_assets.science.flatfield.limb import fit_limb, limb_radius_px
 from astro_assets.science.flatfield.regions import fill_holes, grown_box, regions_touching
 from astro_assets.science.flatfield.stacks import finite_median
+from astro_assets.science.threads import in_threads, worker_count
 
 __all__ = [
     "DustDetection",
@@ -705,23 +706,15 @@ def _local_background(
     return result
 
 
-_ROW_BAND_THREADS = 2
-"""Threads of ``_in_row_bands``: the two cores of the machines the product is measured on."""
-
-
 def _in_row_bands(run: Any, height: int, step: int) -> None:
-    """``run(start, stop)`` over ``_ROW_BAND_THREADS`` bands of rows that together cover
-    ``[0, height)``, each in a thread of its own, each band but the last a multiple of ``step``
-    rows. For compiled kernels that release the GIL and write disjoint rows (or blocks of
-    ``step`` rows) of their output: the same result as one call over all rows."""
-    band = step * max(1, -(-height // (step * _ROW_BAND_THREADS)))
+    """``run(start, stop)`` over one band of rows per core (:func:`worker_count`), the bands
+    together covering ``[0, height)``, each in a thread of its own, each band but the last a
+    multiple of ``step`` rows. For compiled kernels that release the GIL and write disjoint
+    rows (or blocks of ``step`` rows) of their output: the same result as one call over all
+    rows."""
+    band = step * max(1, -(-height // (step * worker_count())))
     bounds = [(start, min(start + band, height)) for start in range(0, height, band)]
-    if len(bounds) == 1:
-        run(0, height)
-        return
-    with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
-        for future in [pool.submit(run, start, stop) for start, stop in bounds]:
-            future.result()
+    in_threads(lambda rows: run(*rows), bounds)
 
 
 @compiled
@@ -1706,8 +1699,7 @@ def _noise_by_scale(deficit: np.ndarray, usable: np.ndarray, radii: tuple[float,
         return robust_sigma(smooth[usable])
 
     # The scales are independent, and scipy's filters and numpy's selection release the GIL.
-    with ThreadPoolExecutor(max_workers=_ROW_BAND_THREADS) as pool:
-        return dict(zip(scales, pool.map(noise_at, scales), strict=True))
+    return dict(zip(scales, in_threads(noise_at, scales), strict=True))
 
 
 def _hysteresis(

@@ -73,6 +73,7 @@ from astro_assets.science.flatfield.transparency import (
     divided_by_transparency,
     frame_transparency,
 )
+from astro_assets.science.threads import in_threads
 
 __all__ = [
     "DROPPED_BY_HAND",
@@ -1541,12 +1542,16 @@ def _texture_left(
         return math.nan
     ratio = np.where(target, median / np.where(target, predicted, 1.0), 0.0)
     fine, coarse = 0.5 * detection.min_radius_px, 4.0 * detection.min_radius_px
-    fine_weight = ndimage.gaussian_filter(target.astype(np.float64), fine)
-    coarse_weight = ndimage.gaussian_filter(target.astype(np.float64), coarse)
+    images = (target.astype(np.float64), ratio, np.where(target, median, 0.0))
+    blurred = in_threads(
+        lambda job: ndimage.gaussian_filter(*job),
+        [(image, sigma) for image in images for sigma in (fine, coarse)],
+    )
+    fine_weight, coarse_weight = blurred[:2]
     spreads = []
-    for image in (ratio, np.where(target, median, 0.0)):
-        smoothed = ndimage.gaussian_filter(image, fine) / np.maximum(fine_weight, 1e-12)
-        local = ndimage.gaussian_filter(image, coarse) / np.maximum(coarse_weight, 1e-12)
+    for fine_blur, coarse_blur in (blurred[2:4], blurred[4:6]):
+        smoothed = fine_blur / np.maximum(fine_weight, 1e-12)
+        local = coarse_blur / np.maximum(coarse_weight, 1e-12)
         inside = target & (fine_weight > 0.9) & (coarse_weight > 0.1)
         if not inside.any():
             return math.nan
@@ -2441,11 +2446,17 @@ def _prediction_in_bands(
         lit_ratio = np.full(shape, np.nan, dtype=np.float32)
         lit_share = np.full(shape, np.nan, dtype=np.float32)
     height, width = shape
-    for row0 in range(0, height, band_rows * every):
-        window = (slice(row0, min(row0 + band_rows, height)), slice(0, width))
-        windowed = _predicted_median(
+    windows = [
+        (slice(row0, min(row0 + band_rows, height)), slice(0, width))
+        for row0 in range(0, height, band_rows * every)
+    ]
+
+    def band(window: tuple[slice, slice]) -> DustFreePrediction:
+        return _predicted_median(
             frames, offsets, window, shape, params, blocked, scene_frames, black_level
         )
+
+    for window, windowed in zip(windows, in_threads(band, windows), strict=True):
         observed[window], predicted[window] = windowed.observed, windowed.predicted
         if black_level is not None:
             lit_ratio[window], lit_share[window] = windowed.lit_ratio, windowed.lit_share

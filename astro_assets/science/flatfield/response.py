@@ -29,6 +29,7 @@ from scipy import ndimage
 
 from astro_assets.science.flatfield.drift import checked_offsets, common_frame_shape
 from astro_assets.science.flatfield.levels import target_level
+from astro_assets.science.threads import in_threads
 
 __all__ = ["ResponseCorrectedFrame", "estimate_sensor_response"]
 
@@ -145,8 +146,9 @@ def estimate_sensor_response(
         return _monomials((rows - centre_y) / half, (cols - centre_x) / half, degree)
 
     at_grid = normalized(grid_rows, grid_cols)
-    sampled = []
-    for k, j in pairs:
+
+    def sample(pair: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        k, j = pair
         delta = offsets[k] - offsets[j]
         there_rows, there_cols = grid_rows - delta[0], grid_cols - delta[1]
         here = _whole_frame(frames[k])[grid_rows, grid_cols] - black_level
@@ -157,7 +159,9 @@ def estimate_sensor_response(
             mode="constant",
             cval=np.nan,
         )
-        sampled.append((here, there, there_rows, there_cols))
+        return here, there, there_rows, there_cols
+
+    sampled = in_threads(sample, pairs)
     level = max(target_level(here) for here, *_ in sampled)
     floor = max(dark_fraction * level, 0.0)
     values, designs, pair_index = [], [], []

@@ -52,6 +52,7 @@ from astro_assets.science.flatfield.levels import (
 from astro_assets.science.flatfield.median import selected_frames
 from astro_assets.science.flatfield.planes import MOSAIC_COLORS
 from astro_assets.science.flatfield.response import ResponseCorrectedFrame
+from astro_assets.science.threads import in_threads
 
 __all__ = [
     "GAIN_TOLERANCE",
@@ -185,7 +186,7 @@ def frame_transparency(
     shape = common_frame_shape(frames)
     count = len(frames)
     factor = binning_factor(shape, max_side_px, min_side_px=8)
-    light = [_binned_light(frame, factor, float(black_level)) for frame in frames]
+    light = in_threads(lambda frame: _binned_light(frame, factor, float(black_level)), frames)
     floors = []
     for binned in light:
         finite = binned[np.isfinite(binned)]
@@ -195,13 +196,14 @@ def frame_transparency(
     # divided by the factor carries them in binned pixels.
     binned_offsets = offsets / factor
     rows, cols = np.indices(light[0].shape, dtype=np.float64)
-    pairs: list[tuple[int, int]] = []
-    ratios: list[float] = []
-    for k in range(count):
+
+    def pairs_of(k: int) -> list[tuple[int, int, float]]:
+        """(k, j, median log ratio of their light) for each usable pair of frame ``k``."""
         with np.errstate(invalid="ignore"):
             lit_here = light[k] > floors[k]
         if not lit_here.any():
-            continue
+            return []
+        measured_pairs = []
         for lag in _PAIR_LAGS:
             j = k + lag
             if j >= count or not math.isfinite(floors[j]):
@@ -214,8 +216,13 @@ def frame_transparency(
                 usable = lit_here & (light_there > floors[j])
             if np.count_nonzero(usable) < min_samples:
                 continue
-            pairs.append((k, j))
-            ratios.append(float(np.median(np.log(light[k][usable] / light_there[usable]))))
+            ratio = float(np.median(np.log(light[k][usable] / light_there[usable])))
+            measured_pairs.append((k, j, ratio))
+        return measured_pairs
+
+    measured_pairs = [pair for found in in_threads(pairs_of, range(count)) for pair in found]
+    pairs = [(k, j) for k, j, _ in measured_pairs]
+    ratios = [ratio for _, _, ratio in measured_pairs]
     gains = np.ones(count, dtype=np.float64)
     measured = np.zeros(count, dtype=bool)
     if not pairs:
