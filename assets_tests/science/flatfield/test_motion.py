@@ -25,11 +25,22 @@ from astro_assets.science.flatfield.motion import (
     find_shadows_in_ratio,
     fixed_gain,
     inpainting_guide,
+    plane_guide,
     predict_dust_free,
     sensor_fixed_test,
     separate_sensor_fixed,
 )
-from astro_assets.science.flatfield.planes import LuminanceFrame, luminance_view
+from astro_assets.science.flatfield.planes import (
+    LuminanceFrame,
+    luminance_view,
+    mask_to_cells,
+    mask_to_full,
+    plane_offsets,
+    plane_views,
+    split_mask,
+    split_planes,
+    view_on_plane,
+)
 from astro_assets.science.flatfield.stacks import finite_median
 
 HEIGHT, WIDTH = 96, 128
@@ -1241,6 +1252,82 @@ def test_a_shadow_on_a_limb_is_filled_along_the_prediction():
     off = inpainting_guide(result, mask, median, params=MotionTestParams(guide_holdout_px=0))
     assert np.isnan(off.image).all()
     assert [(r.guided, r.reason) for r in off.regions] == [(False, "not judged")]
+
+
+MOSAIC_GAINS = {"R": 0.6, "G": 1.0, "B": 0.45}
+
+
+def _mosaic_limb_video(transmission):
+    """The disc of :func:`_limb_video` at twice the resolution (radius 112 px, a limb 2 px
+    wide) drifting 80 px along x, captured as an RGGB mosaic (each colour its own gain of the
+    light) through ``transmission``; returns frames, shifts (sensor px) and median."""
+    rng = np.random.default_rng(4)
+    drift, n_frames = 80.0, 24
+    margin = int(drift) + 16
+    shape = (2 * HEIGHT + 2 * margin, 2 * WIDTH + 2 * margin)
+    canvas = _scene(rng, shape, 0.02)
+    rows, cols = np.indices(shape)
+    radius = np.hypot(rows - 96 - margin, cols + 20 - margin)
+    disc = np.sqrt(np.clip(1 - (radius / 112) ** 2, 0, 1)) / (1 + np.exp((radius - 110) / 2.0))
+    canvas = 20.0 * canvas * (0.005 + 0.995 * disc)
+    gains = np.empty((2 * HEIGHT, 2 * WIDTH))
+    for index, colour in enumerate("RGGB"):
+        gains[index // 2 :: 2, index % 2 :: 2] = MOSAIC_GAINS[colour]
+    return _drifting(canvas, margin, drift, n_frames, rng, gains * transmission)
+
+
+def test_a_colour_plane_is_guided_by_its_own_prediction_across_a_limb():
+    # A 90 % deep shadow on the limb of a disc captured as an RGGB mosaic. The luminance's
+    # prediction, carried to a plane's samples, has the 2 x 2 cells' resolution on the limb's
+    # fall; the plane's own frames, shifted by the same drift, predict the plane's own limb.
+    shape = (2 * HEIGHT, 2 * WIDTH)
+    shadow = _disc(shape, 96.0, 124.0, 12.0)
+    frames, shifts, median = _mosaic_limb_video(np.where(shadow, 0.1, 1.0))
+    clean = _mosaic_limb_video(np.ones(shape))[2]
+    view_median = luminance_view(median, "RGGB")
+    views = [luminance_view(frame, "RGGB") for frame in frames]
+    result = separate_sensor_fixed(mask_to_cells(shadow, "RGGB"), view_median, views, shifts / 2)
+    core = mask_to_full(result.core, shape, "RGGB")
+    mask = ndimage.binary_dilation(core, iterations=8).astype(np.float32)
+    guide = inpainting_guide(result, mask_to_cells(mask, "RGGB"), view_median)
+    assert [r.guided for r in guide.regions] == [True]
+    planes = zip(
+        split_planes(median, "RGGB"),
+        split_planes(clean, "RGGB"),
+        split_mask(mask, "RGGB"),
+        plane_offsets("RGGB"),
+        strict=True,
+    )
+    for index, (plane, clean_plane, plane_mask, offset) in enumerate(planes):
+        own = plane_guide(
+            result,
+            guide,
+            [plane_views(frame, "RGGB")[index] for frame in frames],
+            shifts / 2,
+            plane,
+            plane_mask,
+            offset,
+        )
+        assert np.isnan(own[~ndimage.binary_dilation(plane_mask > 0, iterations=3)]).all()
+        lit = (plane_mask > 0) & (clean_plane > 0.2 * clean_plane.max())
+        fills = {
+            "own": inpaint_guided(plane, plane_mask, own, black_level=0.0),
+            "luminance": inpaint_guided(
+                plane, plane_mask, view_on_plane(guide.image, plane.shape, offset), black_level=0.0
+            ),
+            "own, plain ratio": inpaint_guided(plane, plane_mask, own),
+        }
+        error = {
+            name: np.sqrt(np.mean((fill[lit] / clean_plane[lit] - 1) ** 2))
+            for name, fill in fills.items()
+        }
+        assert error["own"] < 0.005
+        assert error["own"] < 0.5 * error["luminance"]
+        # On the sky beside the limb a few ADU of the guide's error are tens of per cent of
+        # the plain ratio, which the fill carries onto the disc.
+        assert error["own, plain ratio"] > 2 * error["own"]
+    with pytest.raises(ValueError, match="mask shape"):
+        plane_guide(result, guide, frames, shifts / 2, plane, plane_mask[:-1], offset)
 
 
 def test_a_limb_shadow_is_carried_to_all_frames_above_the_pedestal():

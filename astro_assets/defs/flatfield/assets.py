@@ -89,11 +89,13 @@ from astro_assets.science.flatfield.motion import (
     DROPPED_BY_HAND,
     SCENE,
     SHALLOW,
+    InpaintingGuide,
     MotionResult,
     MotionTestParams,
     MotionVerdict,
     inpainting_guide,
     label_candidates,
+    plane_guide,
     sensor_line_gains,
     separate_sensor_fixed,
 )
@@ -106,9 +108,9 @@ from astro_assets.science.flatfield.planes import (
     merge_planes,
     plane_names,
     plane_offsets,
+    plane_views,
     split_mask,
     split_planes,
-    view_on_plane,
 )
 from astro_assets.science.flatfield.quantized import interpolated_median
 from astro_assets.science.flatfield.transparency import FrameScreening, screen_frames
@@ -1108,7 +1110,12 @@ def dust_mask(
         if config.drop_regions_at is not None or config.add_dust_discs is not None:
             saved = {name: hand_edits[name] for name in _EDIT_FIELDS}
             atomic_write_text(layout.flatfield_file(key, EDITS_FILE), json.dumps(saved, indent=2))
-        write_tiff_float32(layout.flatfield_file(key, GUIDE_FILE), guide.image)
+        write_tiff_float32(
+            layout.flatfield_file(key, GUIDE_FILE),
+            _guide_on_planes(
+                separated, guide, frames, drift, median, mask, color, motion_params, classical
+            ),
+        )
         target = write_tiff_float32(layout.flatfield_file(key, MASK_FILE), mask)
         atomic_write_text(
             layout.flatfield_file(key, MASK_RECORD_FILE),
@@ -1367,6 +1374,48 @@ def _hand_edits(config: dg.Config, saved_path: Path) -> dict:
     return edits
 
 
+def _guide_on_planes(
+    separated: MotionResult,
+    guide: InpaintingGuide,
+    frames,
+    drift: DriftEstimate,
+    median: np.ndarray,
+    mask: np.ndarray,
+    color: str,
+    params: MotionTestParams,
+    classical: ClassicalImageModel,
+) -> np.ndarray:
+    """The inpainting guide on the median's pixel grid: the luminance's for mono, each colour
+    plane's own prediction over the regions the luminance's guides (``motion.plane_guide``)."""
+    if color == "MONO":
+        return guide.image
+    if not np.isfinite(guide.image).any():
+        return np.full(median.shape, np.nan, dtype=np.float32)
+    views = [plane_views(frames[int(i)], color) for i in drift.frames_used]
+    planes = [
+        plane_guide(
+            separated,
+            guide,
+            [frame_planes[index] for frame_planes in views],
+            drift.shifts,
+            plane,
+            plane_mask,
+            offset,
+            params=params,
+            detection=classical.detection,
+        )
+        for index, (plane, plane_mask, offset) in enumerate(
+            zip(
+                split_planes(median, color),
+                split_mask(mask, color),
+                plane_offsets(color),
+                strict=True,
+            )
+        )
+    ]
+    return merge_planes(planes, median.shape, color)
+
+
 def _plane_filler(
     model: ImageModel,
     rest: np.ndarray,
@@ -1374,11 +1423,11 @@ def _plane_filler(
     guide: np.ndarray | None,
     inpainting: InpaintParams,
     results: list,
-    black_level: float,
+    black_level: float | None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """How one colour plane is filled: the model fills ``rest``, the dust-free prediction
-    ``guide`` the ``guided`` regions (above ``black_level``, 0 for a guide of the plane's own
-    colour); each model result is appended to ``results``."""
+    """How one colour plane is filled: the model fills ``rest``, the plane's dust-free
+    prediction ``guide`` the ``guided`` regions (``inpaint_guided``'s ``black_level``); each
+    model result is appended to ``results``."""
 
     def fill(source: np.ndarray) -> np.ndarray:
         result = model.inpaint(source, rest)
@@ -1433,7 +1482,15 @@ def inpainted(
             else None
         )
         median_planes = split_planes(median, color)
-        # The guide is the luminance: a colour plane follows it above their common pedestal.
+        if guide is not None and guide.shape != median.shape:
+            raise ValueError(
+                f"{key}: {GUIDE_FILE} has shape {guide.shape} but the median {median.shape}: "
+                "it was written by an earlier version of dust_mask. Materialize dust_mask "
+                "again, then inpainted."
+            )
+        guide_planes = (
+            split_planes(guide, color) if guide is not None else [None] * len(median_planes)
+        )
         colour_guide = guide is not None and len(median_planes) > 1
         mask_record = (
             read_mask_record(data_store, key)
@@ -1444,16 +1501,22 @@ def inpainted(
         measured_gains = None
         if config.line_defects == "ratio" and recorded_gains is not None:
             measured_gains = LineGains.from_record(recorded_gains)
+        # A colour plane's own prediction samples a limb half as finely as the luminance's:
+        # its ratio is followed above the pedestal where it is lit, so that its error on the
+        # sky beside a limb stays out of the fill.
         guide_black_level = (
-            float(mask_record.get("prediction_black_level") or 0.0) if colour_guide else 0.0
+            float(mask_record.get("prediction_black_level") or 0.0) if colour_guide else None
         )
         planes, results, guided_pixels = [], [], 0
         defective_columns = defective_rows = 0
-        for plane, plane_mask, offset in zip(
-            median_planes, split_mask(mask, color), plane_offsets(color), strict=True
+        for plane, plane_mask, own_guide in zip(
+            median_planes, split_mask(mask, color), guide_planes, strict=True
         ):
-            plane_guide = view_on_plane(guide, plane.shape, offset)
-            guided = guided_regions(plane_mask, plane_guide)
+            guided = (
+                guided_regions(plane_mask, own_guide)
+                if own_guide is not None
+                else np.zeros(plane.shape, dtype=bool)
+            )
             rest = np.where(guided, 0, plane_mask)
             if config.line_defects == "median":
                 gains = median_line_gains(
@@ -1475,13 +1538,7 @@ def inpainted(
                 plane,
                 plane_mask,
                 _plane_filler(
-                    choice.model,
-                    rest,
-                    guided,
-                    plane_guide,
-                    inpainting,
-                    results,
-                    guide_black_level,
+                    choice.model, rest, guided, own_guide, inpainting, results, guide_black_level
                 ),
                 gains,
             )

@@ -389,7 +389,7 @@ def inpaint_guided(
     guide: np.ndarray,
     params: InpaintParams = InpaintParams(),
     *,
-    black_level: float = 0.0,
+    black_level: float | None = None,
 ) -> np.ndarray:
     """Inpaint ``image`` along a guide that has the scene's texture but not the dust.
 
@@ -412,15 +412,18 @@ def inpaint_guided(
         <= 0) where there is no guide.
     params : InpaintParams
         Method for the ratio and for the unguided regions; ``dark_fraction`` with a black level.
-    black_level : float
-        Pedestal of both the image and the guide, in ADU, for a guide of another colour than
-        the image (the luminance of a mosaic or RGB guiding one colour plane): their ratio is
-        then constant only above the pedestal. Across a limb, the ratio of a red plane to the
-        luminance goes from the red gain on the disc to 1 on the sky, and a fill of it colours
-        every plane towards the luminance (by 20-45 % under a shadow on a planet's limb). The
-        ratio is taken above the pedestal where the guide is brighter than ``dark_fraction`` of
-        its bright level, and stands at its median elsewhere, as where there is no guide.
-        0 (the image's own prediction guiding it, as for mono): the plain ratio.
+    black_level : float or None
+        Pedestal of both the image and the guide, in ADU: the ratio is then taken above it
+        where the guide is brighter than ``dark_fraction`` of its bright level, and stands at
+        its median elsewhere, as where there is no guide. A guide in another colour than the
+        image (the luminance guiding a colour plane) is a fixed multiple of it only above
+        the pedestal: across a limb their plain ratio runs from the plane's share of the
+        light to 1 on the sky, and a fill of it colours the plane (by 20-45 % under a shadow
+        on a planet's limb). On the sky beside a limb, a few ADU of a guide's error are tens
+        of per cent of the ratio, which a fill carries onto the target: a colour plane's own
+        prediction, sampled half as finely across the limb, left the fill 0.8-4.4 % rms off
+        under a shadow on a synthetic limb with the plain ratio, 0.1-0.5 % without the sky's.
+        None: the plain ratio everywhere.
 
     Returns
     -------
@@ -434,25 +437,26 @@ def inpaint_guided(
         finite.
     """
     img, unknown = _validate(image, mask)
-    if not math.isfinite(black_level):
+    if black_level is not None and not math.isfinite(black_level):
         raise ValueError(f"black_level must be finite, got {black_level}.")
     hint = np.asarray(guide, dtype=np.float64)
     guided = guided_regions(unknown, hint)
     result = inpaint(img, unknown & ~guided, params)
     if guided.any():
         usable = usable_guide(hint)
-        above = hint - black_level
-        if black_level:
+        pedestal = 0.0 if black_level is None else black_level
+        above = hint - pedestal
+        if black_level is not None:
             lit = above > params.dark_fraction * target_level(above[usable & ~unknown])
             if (lit & usable & ~unknown).any():
                 usable &= lit
-        ratio = (img - black_level) / np.where(usable, above, 1.0)
+        ratio = (img - pedestal) / np.where(usable, above, 1.0)
         # Where there is no guide the ratio stands at its median where there is, which the
         # trend of the ratio's fill then reaches towards: the guide may be in other units than
         # the image (the luminance guiding one colour plane), so no fixed value will do.
         ratio[~usable] = np.median(ratio[usable & ~unknown])
         filled = inpaint(ratio, guided, replace(params, limb="none"))
-        result[guided] = (filled[guided] * above[guided] + black_level).astype(np.float32)
+        result[guided] = (filled[guided] * above[guided] + pedestal).astype(np.float32)
     return result
 
 

@@ -62,6 +62,7 @@ from astro_assets.science.flatfield.inpaint import (
     usable_guide,
 )
 from astro_assets.science.flatfield.levels import target_level
+from astro_assets.science.flatfield.planes import view_on_plane
 from astro_assets.science.flatfield.regions import fill_holes, grown_box, regions_touching
 from astro_assets.science.flatfield.response import (
     ResponseCorrectedFrame,
@@ -92,6 +93,7 @@ __all__ = [
     "inpainting_guide",
     "is_undecided",
     "label_candidates",
+    "plane_guide",
     "predict_dust_free",
     "sensor_fixed_test",
     "sensor_line_gains",
@@ -1269,6 +1271,106 @@ def inpainting_guide(
         near = ndimage.binary_dilation(chosen, iterations=2)
         guide[near] = predicted[near]
     return InpaintingGuide(guide, _guide_regions(labels, count, judged, "not judged"))
+
+
+def plane_guide(
+    result: MotionResult,
+    guide: InpaintingGuide,
+    frames: Sequence[np.ndarray],
+    shifts: np.ndarray,
+    median: np.ndarray,
+    mask: np.ndarray,
+    offset: tuple[float, float],
+    *,
+    params: MotionTestParams = MotionTestParams(),
+    detection: DustDetectionParams = _DEFAULT_DETECTION,
+) -> np.ndarray:
+    """The guide of one colour plane, predicted from that plane of the registered frames, over
+    the regions :func:`inpainting_guide` chose on the luminance view.
+
+    A colour camera's dust is searched, and its guide judged, on the luminance view (a
+    mosaic's 2 x 2 cells, an RGB frame's channel mean). Interpolated to a mosaic plane's
+    samples the luminance's prediction keeps the cells' resolution, and across a planet's limb
+    the fill along it left the flat 4.2 % rms off under f/60 spots (1.5 % on the same scene in
+    mono). The plane's own frames, shifted by the same drift (a plane's pixels are the view's
+    cells), predict the plane with its own limb and colour. The prediction is made as the
+    luminance's last one: without the frames left out as too dim, divided by their
+    transparency, with the shadows found left out of the scene estimate and the sensor's gain
+    measured ``params.gain_iterations`` times; then carried to the plane's median and filtered
+    to match it (:meth:`DustFreePrediction.carried_to`, :func:`filtered_to_match`). The
+    sensor's smooth response, measured on the view, is not divided out: it changes little
+    across a region, and the fill along the guide continues its ratio to the plane from the
+    region's surroundings.
+
+    Parameters
+    ----------
+    result : MotionResult
+        Of :func:`separate_sensor_fixed` on the luminance view, with a prediction.
+    guide : InpaintingGuide
+        Of :func:`inpainting_guide` for ``result``.
+    frames : sequence of np.ndarray
+        This plane of each frame given to :func:`separate_sensor_fixed`, in its order
+        (:func:`.planes.plane_views`), each of ``median``'s shape.
+    shifts : np.ndarray
+        (len(frames), 2) the displacements given to :func:`separate_sensor_fixed`, view pixels.
+    median : np.ndarray
+        (H, W) this plane of the temporal median, in ADU.
+    mask : np.ndarray
+        (H, W) this plane of the expanded mask.
+    offset : tuple of float
+        Where the plane samples the scene relative to the view's pixels
+        (:func:`.planes.plane_offsets`).
+    params : MotionTestParams
+        As given to :func:`separate_sensor_fixed`.
+    detection : DustDetectionParams
+        ``dark_fraction``, as given to :func:`separate_sensor_fixed`.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32 in the plane's units, NaN outside the guided regions (as carried to the
+        plane) and where the plane's prediction is unknown.
+
+    Raises
+    ------
+    ValueError
+        For shifts that do not match the frames, and for a mask of another shape than
+        ``median``.
+    """
+    plane = np.asarray(median, dtype=np.float32)
+    if np.shape(mask) != plane.shape:
+        raise ValueError(f"mask shape {np.shape(mask)} differs from the plane's {plane.shape}.")
+    out = np.full(plane.shape, np.nan, dtype=np.float32)
+    followed = np.isfinite(view_on_plane(guide.image, plane.shape, offset))
+    if result.prediction is None or not followed.any():
+        return out
+    offsets = checked_offsets(frames, shifts)
+    kept = np.ones(len(frames), dtype=bool)
+    kept[list(result.frames_left_out)] = False
+    black_level = result.prediction.black_level
+    used = [frame for frame, keep in zip(frames, kept, strict=True) if keep]
+    if result.transparency is not None:
+        used = divided_by_transparency(used, result.transparency.divisors()[kept], black_level)
+    offsets = offsets[kept]
+    prediction = predict_dust_free(used, offsets, plane.shape, params, black_level=black_level)
+    redraw = params.max_outline_growth > 0 and result.core.any()
+    if redraw or params.gain_iterations > 0:
+        reach = np.zeros(plane.shape, dtype=bool)
+        if redraw:
+            on_view = _outline_reach(result.core, params.max_outline_growth)
+            rows, cols = on_view.shape
+            reach[:rows, :cols] = on_view
+        prediction = _again_without_shadows(
+            prediction, used, offsets, reach, params, detection.dark_fraction
+        )
+    predicted = prediction.carried_to(plane)
+    if params.guide_filter_px > 0:
+        fitted_on = ~ndimage.binary_dilation(
+            np.asarray(mask) > 0, iterations=params.guide_holdout_px + 1
+        )
+        predicted = filtered_to_match(predicted, plane, fitted_on, params.guide_filter_px)
+    out[followed] = predicted[followed]
+    return out
 
 
 _MIN_KNOWN_PREDICTION = 0.5

@@ -16,16 +16,17 @@ MOSAIC_COLORS = frozenset({"RGGB", "GRBG", "GBRG", "BGGR", "CYYM", "YCMY", "YMCY
 PLANAR_COLORS = frozenset({"RGB", "BGR"})
 
 
-def _layout(image: np.ndarray, color: str) -> str:
+def _layout(image, color: str) -> str:
+    shape = np.shape(image)
     if color in PLANAR_COLORS:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"a {color} median must have shape (H, W, 3), got {image.shape}")
+        if len(shape) != 3 or shape[2] != 3:
+            raise ValueError(f"a {color} image must have shape (H, W, 3), got {shape}")
         return "planar"
-    if image.ndim != 2:
-        raise ValueError(f"a {color} median must have shape (H, W), got {image.shape}")
+    if len(shape) != 2:
+        raise ValueError(f"a {color} image must have shape (H, W), got {shape}")
     if color in MOSAIC_COLORS:
-        if image.shape[0] < 4 or image.shape[1] < 4:
-            raise ValueError(f"a {color} mosaic needs at least 4x4 pixels, got {image.shape}")
+        if shape[0] < 4 or shape[1] < 4:
+            raise ValueError(f"a {color} mosaic needs at least 4x4 pixels, got {shape}")
         return "mosaic"
     if color == "MONO":
         return "mono"
@@ -120,7 +121,7 @@ class LuminanceVideo:
             raise ValueError("the video holds no frame")
         self._frames = frames
         self._color = color
-        self.cell_px = 2 if _layout(np.asarray(frames[0]), color) == "mosaic" else 1
+        self.cell_px = 2 if _layout(frames[0], color) == "mosaic" else 1
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -180,13 +181,33 @@ def split_planes(image: np.ndarray, color: str) -> list[np.ndarray]:
     One plane for mono, three for RGB (channel order kept), four for a mosaic: the sub-lattices
     ``[0::2, 0::2]``, ``[0::2, 1::2]``, ``[1::2, 0::2]``, ``[1::2, 1::2]``.
     """
-    layout = _layout(image, color)
-    data = np.asarray(image, dtype=np.float32)
+    return [
+        np.array(plane, dtype=np.float32)
+        for plane in plane_views(np.asarray(image, dtype=np.float32), color)
+    ]
+
+
+def plane_views(frame, color: str) -> list:
+    """The colour planes of one frame, in the order of :func:`split_planes`, as slices of it.
+
+    Parameters
+    ----------
+    frame : array-like
+        (H, W) mono or mosaic, or (H, W, 3) RGB, that can be sliced with steps: an array (a
+        memory-mapped frame stays unread), or a frame computed for the window it is sliced
+        with (:class:`.darks.DarkSubtractedFrame`).
+
+    Returns
+    -------
+    list
+        One slice per plane, as ``frame`` returns it (views of an array).
+    """
+    layout = _layout(frame, color)
     if layout == "mono":
-        return [data.copy()]
+        return [frame]
     if layout == "planar":
-        return [data[:, :, c].copy() for c in range(3)]
-    return [data[dy::2, dx::2].copy() for dy in (0, 1) for dx in (0, 1)]
+        return [frame[:, :, c] for c in range(3)]
+    return [frame[dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
 
 
 def plane_names(color: str) -> list[str]:
