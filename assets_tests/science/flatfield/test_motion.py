@@ -1280,17 +1280,22 @@ def test_a_colour_plane_is_guided_by_its_own_prediction_across_a_limb():
     # A 90 % deep shadow on the limb of a disc captured as an RGGB mosaic. The luminance's
     # prediction, carried to a plane's samples, has the 2 x 2 cells' resolution on the limb's
     # fall; the plane's own frames, shifted by the same drift, predict the plane's own limb.
+    # A shadow inside the disc follows the luminance's, whose noise is half a plane's.
     shape = (2 * HEIGHT, 2 * WIDTH)
     shadow = _disc(shape, 96.0, 124.0, 12.0)
-    frames, shifts, median = _mosaic_limb_video(np.where(shadow, 0.1, 1.0))
+    inside = _disc(shape, 96.0, 40.0, 10.0)
+    frames, shifts, median = _mosaic_limb_video(np.where(shadow, 0.1, np.where(inside, 0.7, 1.0)))
     clean = _mosaic_limb_video(np.ones(shape))[2]
     view_median = luminance_view(median, "RGGB")
     views = [luminance_view(frame, "RGGB") for frame in frames]
-    result = separate_sensor_fixed(mask_to_cells(shadow, "RGGB"), view_median, views, shifts / 2)
+    result = separate_sensor_fixed(
+        mask_to_cells(shadow | inside, "RGGB"), view_median, views, shifts / 2
+    )
     core = mask_to_full(result.core, shape, "RGGB")
     mask = ndimage.binary_dilation(core, iterations=8).astype(np.float32)
     guide = inpainting_guide(result, mask_to_cells(mask, "RGGB"), view_median)
-    assert [r.guided for r in guide.regions] == [True]
+    assert [r.guided for r in guide.regions] == [True, True]
+    on_limb = ndimage.binary_dilation(shadow, iterations=10)
     planes = zip(
         split_planes(median, "RGGB"),
         split_planes(clean, "RGGB"),
@@ -1309,7 +1314,13 @@ def test_a_colour_plane_is_guided_by_its_own_prediction_across_a_limb():
             offset,
         )
         assert np.isnan(own[~ndimage.binary_dilation(plane_mask > 0, iterations=3)]).all()
+        luminance = view_on_plane(guide.prediction, plane.shape, offset)
+        away = (plane_mask > 0) & ~split_planes(on_limb, "RGGB")[index].astype(bool)
+        pedestal = result.prediction.black_level
+        scale = (own[away] - pedestal) / (luminance[away] - pedestal)
+        np.testing.assert_allclose(scale, np.median(scale), rtol=1e-5)
         lit = (plane_mask > 0) & (clean_plane > 0.2 * clean_plane.max())
+        lit &= split_planes(on_limb, "RGGB")[index].astype(bool)
         fills = {
             "own": inpaint_guided(plane, plane_mask, own, black_level=0.0),
             "luminance": inpaint_guided(

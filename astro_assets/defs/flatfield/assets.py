@@ -1773,7 +1773,15 @@ def final_flatfield(
             "a colour camera): their flat is 1.0, as there is no light to measure one with."
         )
     flat = merge_planes([r.flat for r in results], median.shape, color)
-    saturated = max(saturated_fraction(plane, params) for plane in split_planes(median, color))
+    # A plane without light is a near-constant floor, whose top reads as a saturation plateau.
+    saturated = max(
+        (
+            saturated_fraction(plane, params)
+            for plane, result in zip(median_planes, results, strict=True)
+            if not result.stats["without_light"]
+        ),
+        default=0.0,
+    )
     if saturated > SATURATED_WARNING:
         context.log.warning(
             f"{saturated:.0%} of the target is at its saturation level in the median: the flat "
