@@ -31,7 +31,9 @@ recording every tolerated quirk in :attr:`SerVideo.warnings`:
   file size decides how many whole frames are used.
 - ``PixelDepthPerPlane`` does not say how the data use the container: 12-bit data are stored
   either LSB-aligned (values below 4096) or shifted up (multiples of 16). The real range is
-  measured from a few sampled frames.
+  measured from every value of a few whole sampled frames; where those values cannot tell the
+  two apart (all zero, or a few distinct values that are all multiples of a power of two, as
+  in a dark or a dark sky), the alignment is reported as undetermined rather than guessed.
 - The FileID may be ``INDI-RECORDER`` or ``JSOLEX-TRIMMED`` instead of ``LUCAM-RECORDER``.
 - The time-stamp trailer may be absent, truncated, followed by junk, non-monotonic or hold
   implausible dates.
@@ -107,8 +109,8 @@ _PLAUSIBLE_END_TICKS = (
     (_PLAUSIBLE_END_DATE - _DOTNET_ORIGIN) // timedelta(microseconds=1) * _TICKS_PER_MICROSECOND
 )
 
-# Byte-order detection and bit-depth measurement look at a few frames only, and at a few bands
-# of rows in each, so opening a multi-gigabyte video costs a few megabytes of reads.
+# Byte-order detection looks at a few frames only, and at a few bands of rows in each, so opening
+# a multi-gigabyte video costs a few megabytes of reads for it.
 _SAMPLED_FRAMES = 5
 _SAMPLED_BANDS = 8
 _BAND_ROWS = 32
@@ -119,6 +121,19 @@ _DECISIVE_MARGIN = 2.0
 # Values whose low bits are all zero count as shifted-up data only when there are enough
 # distinct values for that not to happen by chance (a flat or nearly empty frame).
 _MIN_DISTINCT_VALUES_FOR_SHIFT = 16
+# The bit depth and alignment are measured on every value of the sampled frames, not on the
+# bands: a small bright target between the bands (a planet on a dark sky) may hold the only
+# values that reveal them. The frames are read this many values at a time, to bound memory.
+_HISTOGRAM_CHUNK_VALUES = 1 << 20
+
+UNDETERMINED_ALIGNMENT = "undetermined"
+""":attr:`SerVideo.bit_alignment` when the sampled values cannot tell how the data sit in the
+container."""
+
+_ALIGNMENT_WORDS = {
+    "lsb": "from the lowest bit",
+    "full": "over the whole container",
+}
 
 
 class SerFormatError(ValueError):
@@ -202,16 +217,30 @@ class SerVideo:
     byte_order_source : str
         ``"single-byte"`` (8-bit data), ``"detected"`` (decided by the pixels),
         ``"header-flag"`` (pixels undecided, the header flag was followed under the common
-        convention 0 = little-endian) or ``"override"`` (given by the caller).
+        convention 0 = little-endian), ``"fallback"`` (pixels undecided, the caller's
+        ``fallback_byte_order`` was followed) or ``"override"`` (given by the caller).
     byte_order_margin : float or None
         Mean absolute neighbour difference of the sampled pixels under the other byte order
         divided by that under the chosen one (above 1: the chosen order is smoother); None for
         8-bit data.
     significant_bits : int
-        Bits the data really use, measured from sampled frames (e.g. 12).
+        Bits the data really use, measured from every value of a few whole sampled frames
+        (e.g. 12). When ``bit_alignment`` is ``"undetermined"``: the header's depth, or the
+        bits the sampled values reach where they reach more.
     bit_alignment : str
-        ``"lsb"`` (values below ``2**significant_bits``), ``"msb"`` (shifted up, the low
-        ``container - significant_bits`` bits are zero) or ``"full"`` (the whole container).
+        How the data sit in the container, only as far as the sampled values prove it:
+
+        - ``"lsb"``: stored from the lowest bit, values below ``2**significant_bits``; some
+          value is odd, so nothing is shifted.
+        - ``"msb"``: shifted up, the low ``container - significant_bits`` bits of every value
+          are zero, shown by many distinct values (at least 16) or by values beyond the
+          header's depth that are multiples of the header's shift.
+        - ``"full"``: the whole container, some value is odd and uses its top bit.
+        - ``"undetermined"`` (:data:`UNDETERMINED_ALIGNMENT`): the values cannot tell. They are
+          all zero, or few distinct values that are all multiples of a power of two (a dark, a
+          dark sky), which fits both data stored from the lowest bit and data shifted up. A
+          caller must not rely on either: e.g. keep the whole container's range, and do not
+          take it as a difference from another video's alignment.
     warnings : tuple of str
         Every quirk of the file that was tolerated, in words.
     """
@@ -296,12 +325,18 @@ class SerVideo:
 # Reading
 
 
-def open_ser(path: str | os.PathLike[str], *, byte_order: str | None = None) -> SerVideo:
+def open_ser(
+    path: str | os.PathLike[str],
+    *,
+    byte_order: str | None = None,
+    fallback_byte_order: str | None = None,
+) -> SerVideo:
     """Open a SER video for lazy, read-only access.
 
     Reads the header, works out how many whole frames the file holds, maps the frames with
-    ``numpy.memmap`` and samples a few frames to decide the byte order and the real bit depth.
-    The pixel data are never read as a whole.
+    ``numpy.memmap`` and samples a few frames to decide the byte order (from bands of rows) and
+    the real bit depth and alignment (from every value of those frames). The pixel data are
+    never read as a whole.
 
     Parameters
     ----------
@@ -313,6 +348,12 @@ def open_ser(path: str | os.PathLike[str], *, byte_order: str | None = None) -> 
         pixels, same-colour neighbours for mosaics) than the swapped one. When the pixels do
         not decide (flat or noise-only frames), the header flag is followed under the common
         convention (0 = little-endian). Ignored, with a warning, for 8-bit data.
+    fallback_byte_order : {"<", ">", "little", "big"} or None
+        Byte order to follow instead of the header flag when ``byte_order`` is None and the
+        pixels do not decide: e.g. the byte order of the video a dark video belongs to, which
+        is a better guess for near-constant frames than the unreliable flag. The pixels still
+        win where they decide, since the byte order is how the file was written, not a
+        property of the camera. Ignored for 8-bit data.
 
     Returns
     -------
@@ -327,10 +368,11 @@ def open_ser(path: str | os.PathLike[str], *, byte_order: str | None = None) -> 
         text, width or height not positive, an unknown ColorID, a depth outside 1-16, or not
         one whole frame of data.
     ValueError
-        If ``byte_order`` is not one of the accepted spellings.
+        If ``byte_order`` or ``fallback_byte_order`` is not one of the accepted spellings.
     """
     path = Path(path)
     override = None if byte_order is None else _normalize_byte_order(byte_order)
+    fallback = None if fallback_byte_order is None else _normalize_byte_order(fallback_byte_order)
     file_size = path.stat().st_size
     if file_size < HEADER_SIZE:
         raise SerFormatError(
@@ -363,16 +405,16 @@ def open_ser(path: str | os.PathLike[str], *, byte_order: str | None = None) -> 
     bands = _sample_bands(as_little)
     step = 2 if color in MOSAIC_PATTERNS else 1
     order, source, margin, order_warnings = _decide_byte_order(
-        bands, bytes_per_sample, header.little_endian_flag, override, step
+        bands, bytes_per_sample, header.little_endian_flag, override, step, fallback
     )
     warnings.extend(order_warnings)
     frames = as_little if order != ">" else as_little.view(np.dtype(">u2"))
     if color == "BGR":
         frames = frames[..., ::-1]
 
-    values = _native_values(bands, swap=order == ">")
+    container_bits = 8 * bytes_per_sample
     significant_bits, alignment, bit_warnings = _measure_bits(
-        values, 8 * bytes_per_sample, header.pixel_depth
+        _value_histogram(frames, container_bits), container_bits, header.pixel_depth
     )
     warnings.extend(bit_warnings)
 
@@ -659,15 +701,19 @@ def _ticks_to_timestamps(ticks: np.ndarray) -> tuple[np.ndarray | None, list[str
     return timestamps, warnings
 
 
+def _sampled_frame_indices(n_frames: int) -> list[int]:
+    """At most ``_SAMPLED_FRAMES`` evenly spaced frame indices, the first and last included."""
+    spaced = np.linspace(0, n_frames - 1, min(n_frames, _SAMPLED_FRAMES)).round()
+    return [int(index) for index in np.unique(spaced.astype(np.int64))]
+
+
 def _sample_bands(frames: np.ndarray) -> list[np.ndarray]:
     """Copy a few bands of rows from a few evenly spaced frames (a few megabytes at most).
 
     Returns arrays of shape (rows, columns) or (rows, columns, 3) in the mapped dtype.
     """
     n_frames, height, width = frames.shape[:3]
-    frame_indices = np.unique(
-        np.linspace(0, n_frames - 1, min(n_frames, _SAMPLED_FRAMES)).round().astype(np.int64)
-    )
+    frame_indices = _sampled_frame_indices(n_frames)
     if height <= _SAMPLED_BANDS * _BAND_ROWS:
         row_starts, rows = [0], height
     else:
@@ -677,18 +723,28 @@ def _sample_bands(frames: np.ndarray) -> list[np.ndarray]:
     first_column -= first_column % 2
     last_column = min(width, first_column + _MAX_SAMPLED_COLUMNS)
     return [
-        np.array(frames[int(index), start : start + rows, first_column:last_column])
+        np.array(frames[index, start : start + rows, first_column:last_column])
         for index in frame_indices
         for start in row_starts
     ]
 
 
-def _native_values(bands: list[np.ndarray], *, swap: bool) -> np.ndarray:
-    """All sampled values as one flat array of native unsigned integers."""
-    flat = np.concatenate([band.ravel() for band in bands])
-    if swap:
-        flat = flat.byteswap()
-    return flat.astype(flat.dtype.newbyteorder("="), copy=False)
+def _value_histogram(frames: np.ndarray, container_bits: int) -> np.ndarray:
+    """How many times each value occurs in a few evenly spaced whole frames.
+
+    ``frames`` is the view in the byte order decided, so the counts are of the true values. The
+    frames are read ``_HISTOGRAM_CHUNK_VALUES`` values at a time, so memory stays bounded
+    whatever the frame's size. Returns int64 counts of length ``2**container_bits``.
+    """
+    counts = np.zeros(1 << container_bits, dtype=np.int64)
+    height = frames.shape[1]
+    values_per_row = int(np.prod(frames.shape[2:]))
+    rows = max(1, _HISTOGRAM_CHUNK_VALUES // values_per_row)
+    for index in _sampled_frame_indices(frames.shape[0]):
+        for start in range(0, height, rows):
+            chunk = np.asarray(frames[index, start : start + rows]).ravel()
+            counts += np.bincount(chunk.astype(np.intp), minlength=counts.size)
+    return counts
 
 
 def _roughness(bands: list[np.ndarray], step: int) -> float:
@@ -712,8 +768,10 @@ def _decide_byte_order(
     flag: int,
     override: str | None,
     step: int,
+    fallback: str | None = None,
 ) -> tuple[str, str, float | None, list[str]]:
-    """Pick the byte order of 16-bit data: override, else the pixels, else the header flag."""
+    """Pick the byte order of 16-bit data: override, else the pixels, else ``fallback``, else
+    the header flag."""
     if bytes_per_sample == 1:
         warnings = []
         if override is not None:
@@ -748,8 +806,28 @@ def _decide_byte_order(
                 f"{margin:.3g} times smoother as {_order_words(smoother)}; using "
                 f"{_order_words(smoother)}."
             )
+        if fallback is not None and smoother != fallback:
+            warnings.append(
+                f"the pixels are {margin:.3g} times smoother as {_order_words(smoother)} than "
+                f"as the fallback byte order given ({_order_words(fallback)}); using "
+                f"{_order_words(smoother)}."
+            )
         return smoother, "detected", margin, warnings
 
+    if fallback is not None:
+        return (
+            fallback,
+            "fallback",
+            _ratio(
+                rough_big if fallback == "<" else rough_little,
+                rough_little if fallback == "<" else rough_big,
+            ),
+            [
+                f"the pixels do not reveal the byte order (smoothness ratio {margin:.3g}, below "
+                f"{_DECISIVE_MARGIN:g}); followed the fallback byte order given, "
+                f"{_order_words(fallback)}, rather than the header flag {flag}."
+            ],
+        )
     return (
         flag_order,
         "header-flag",
@@ -777,25 +855,50 @@ def _order_words(order: str) -> str:
 
 
 def _measure_bits(
-    values: np.ndarray, container_bits: int, depth: int
+    counts: np.ndarray, container_bits: int, depth: int
 ) -> tuple[int, str, list[str]]:
-    """Measure the bits the sampled values really use and how they sit in the container."""
-    combined = int(np.bitwise_or.reduce(values))
-    if combined == 0:
+    """Measure the bits the sampled values really use and how they sit in the container.
+
+    ``counts`` is :func:`_value_histogram`'s. Each alignment is reported only on evidence (see
+    :attr:`SerVideo.bit_alignment`); values that fit both data stored from the lowest bit and
+    data shifted up are ``"undetermined"``, never guessed.
+    """
+    values = np.flatnonzero(counts[1:]) + 1
+    if values.size == 0:
         bits = min(depth, container_bits)
         return (
             bits,
-            "lsb",
+            UNDETERMINED_ALIGNMENT,
             [
-                f"the sampled frames are entirely zero; significant bits taken from the header "
-                f"depth ({bits})."
+                f"the sampled frames are entirely zero; the bit alignment is undetermined and "
+                f"the significant bits are taken from the header depth ({bits})."
             ],
         )
+    # OR over the distinct values is OR over every value: its top bit is the range reached,
+    # its lowest set bit how many low bits are zero in every value.
+    combined = int(np.bitwise_or.reduce(values))
     top_bit = combined.bit_length()
     zero_low_bits = (combined & -combined).bit_length() - 1
-    distinct_nonzero = int(np.count_nonzero(np.bincount(values)[1:]))
+    distinct_nonzero = int(values.size)
+    beyond_header = (
+        f"pixel values reach {top_bit} bits although the header PixelDepthPerPlane is {depth}."
+    )
 
-    if zero_low_bits >= 1 and distinct_nonzero >= _MIN_DISTINCT_VALUES_FOR_SHIFT:
+    if zero_low_bits == 0:
+        # An odd value: nothing is shifted up, whatever the number of distinct values.
+        if top_bit == container_bits:
+            warnings = []
+            if depth < container_bits:
+                warnings.append(
+                    f"pixel values use all {container_bits} bits although the header "
+                    f"PixelDepthPerPlane is {depth}."
+                )
+            return container_bits, "full", warnings
+        if top_bit <= depth < container_bits:
+            return depth, "lsb", []
+        return top_bit, "lsb", [beyond_header] if top_bit > depth else []
+
+    if distinct_nonzero >= _MIN_DISTINCT_VALUES_FOR_SHIFT:
         bits = container_bits - zero_low_bits
         return (
             bits,
@@ -805,22 +908,67 @@ def _measure_bits(
                 f"(multiples of {1 << zero_low_bits}); header PixelDepthPerPlane is {depth}."
             ],
         )
-    if top_bit == container_bits:
-        warnings = []
-        if depth < container_bits:
-            warnings.append(
-                f"pixel values use all {container_bits} bits although the header "
-                f"PixelDepthPerPlane is {depth}."
-            )
-        return container_bits, "full", warnings
-    if top_bit <= depth < container_bits:
-        return depth, "lsb", []
-    warnings = []
-    if top_bit > depth:
-        warnings.append(
-            f"pixel values reach {top_bit} bits although the header PixelDepthPerPlane is {depth}."
+    header_shift = container_bits - depth
+    if top_bit > depth and 0 < header_shift <= zero_low_bits:
+        # Data stored from the lowest bit stay below 2**depth, so values beyond it that are
+        # multiples of the header's shift are the header's depth shifted up, however few.
+        return (
+            depth,
+            "msb",
+            [
+                f"pixel values reach {int(values[-1])}, beyond the {depth} bits of the header "
+                f"PixelDepthPerPlane, and are all multiples of {1 << header_shift}: {depth}-bit "
+                f"data stored shifted up by {header_shift} bits."
+            ],
         )
-    return top_bit, "lsb", warnings
+    warnings = [
+        f"the sampled values are all multiples of {1 << zero_low_bits} but take only "
+        f"{distinct_nonzero} distinct nonzero values (fewer than "
+        f"{_MIN_DISTINCT_VALUES_FOR_SHIFT}), which fits both data stored from the lowest bit "
+        f"and data shifted up by {zero_low_bits} bits: the bit alignment is undetermined."
+    ]
+    if top_bit > depth:
+        warnings.append(beyond_header)
+    return min(container_bits, max(depth, top_bit)), UNDETERMINED_ALIGNMENT, warnings
+
+
+def alignment_mismatch(first: SerVideo, second: SerVideo) -> str:
+    """Why two videos' values provably sit differently in their containers, or ``""``.
+
+    One stored shifted up (``"msb"``) and the other from the lowest bit or over the whole
+    container (``"lsb"``, ``"full"``) hold values on different scales, e.g. a dark that cannot
+    be subtracted from its video. An ``"undetermined"`` alignment is no evidence either way,
+    so it never makes a mismatch: whether such values fit is left to checks on the values
+    themselves.
+
+    Parameters
+    ----------
+    first, second : SerVideo
+        Videos of the same sample size (compare ``frames.dtype.itemsize`` first).
+
+    Returns
+    -------
+    str
+        ``"values stored <first's> against values stored <second's>"``, e.g. ``"values stored
+        shifted up to the top bits (12-bit values times 16) against values stored from the
+        lowest bit"``; ``""`` when nothing proves a difference.
+    """
+    if UNDETERMINED_ALIGNMENT in (first.bit_alignment, second.bit_alignment):
+        return ""
+    # Data shifted up of any depth reach the container's top, and "lsb" and "full" data both
+    # start from its lowest bit: within each pair the values are on one scale.
+    if (first.bit_alignment == "msb") == (second.bit_alignment == "msb"):
+        return ""
+    return (
+        f"values stored {_alignment_words(first)} against values stored {_alignment_words(second)}"
+    )
+
+
+def _alignment_words(video: SerVideo) -> str:
+    if video.bit_alignment != "msb":
+        return _ALIGNMENT_WORDS[video.bit_alignment]
+    shift = (8 if video.header.pixel_depth <= 8 else 16) - video.significant_bits
+    return f"shifted up to the top bits ({video.significant_bits}-bit values times {1 << shift})"
 
 
 def _normalize_byte_order(byte_order: str) -> str:

@@ -30,7 +30,13 @@ from astro_assets.io.images import (
     write_tiff_uint16_unity,
 )
 from astro_assets.io.paths import DataLayout
-from astro_assets.io.ser import SerVideo, open_ser, ser_fingerprint, write_ser
+from astro_assets.io.ser import (
+    SerVideo,
+    alignment_mismatch,
+    open_ser,
+    ser_fingerprint,
+    write_ser,
+)
 from astro_assets.resources.classical import ClassicalImageModel
 from astro_assets.resources.dust_eye import BackendChoice, DustEye
 from astro_assets.resources.gemini import GeminiBlockedError, GeminiError
@@ -715,12 +721,12 @@ def _master_dark(
     """The master dark of the dark video at ``path`` for ``video``, whose temporal median is
     ``median``, taken within ``params``' memory budget and threads (over every frame).
 
-    The dark is read with the byte order of the video (noise alone cannot decide it) and
-    refused unless its frames have the video's shape, container and bit alignment, and the
-    median lies above it.
+    The dark is read in the byte order its pixels show, as a video is (the byte order is how
+    the file was written, not a capture setting), else in the video's, and refused unless its
+    frames have the video's shape, container and bit alignment, and the median lies above it.
     """
     byte_order = None if video.byte_order == "|" else video.byte_order
-    with open_ser(path, byte_order=byte_order) as dark:
+    with open_ser(path, fallback_byte_order=byte_order) as dark:
         problem = _dark_mismatch(video, dark)
         if problem:
             raise ValueError(
@@ -760,19 +766,7 @@ def _dark_mismatch(video: SerVideo, dark: SerVideo) -> str:
             f"{8 * dark.frames.dtype.itemsize}-bit values against "
             f"{8 * video.frames.dtype.itemsize}-bit"
         )
-    if (dark.bit_alignment == "msb") != (video.bit_alignment == "msb"):
-        return (
-            f"values stored {_ALIGNMENT_WORDS[dark.bit_alignment]} against "
-            f"{_ALIGNMENT_WORDS[video.bit_alignment]}"
-        )
-    return ""
-
-
-_ALIGNMENT_WORDS = {
-    "msb": "shifted up to the top bits",
-    "lsb": "from the lowest bit",
-    "full": "over the whole container",
-}
+    return alignment_mismatch(dark, video)
 
 
 def _read(data_store: DataStore, key: str, name: str) -> np.ndarray:
@@ -1856,8 +1850,9 @@ def _calibrated_depth(video: SerVideo) -> int:
     Data stored shifted up (``msb``: 12-bit values times 16, as most capture programs write
     them) or filling its container span the whole container, whatever the header's depth says,
     and divided by a flat they are no longer multiples of the shift: all the container's bits.
-    Data stored from the lowest bit keep the header's depth, or the bits they were measured to
-    use where the header claims fewer.
+    So do data whose alignment the sampled values cannot tell (``undetermined``): the
+    container's range clips nothing, whichever they are. Data stored from the lowest bit keep
+    the header's depth, or the bits they were measured to use where the header claims fewer.
     """
     container = 8 * video.frames.dtype.itemsize
     if video.bit_alignment != "lsb":
