@@ -47,3 +47,34 @@ def test_failed_checks_are_listed_under_runs_that_succeeded():
     assert lines[-1] == "check measured_is_positive [broken] failed: the flat is negative"
     assert outcome.succeeded
     assert sum("measured_is_" in line for line in lines) == 2
+
+
+class CatalogError(ValueError):
+    """Stands for the project's own errors, which name the file and what to do."""
+
+
+@dg.asset(partitions_def=partitions)
+def catalog(context: dg.AssetExecutionContext) -> int:
+    try:
+        raise OSError("No SIMPLE card found")
+    except OSError as error:
+        if context.partition_key == "refused":
+            # What the flat-field steps do with bad input: fail without retries.
+            refused = CatalogError("cat.csv: refused; fix it\nsecond line")
+            raise dg.Failure(description=str(refused), allow_retries=False) from refused
+        raise CatalogError(f"{context.partition_key}.fits is not FITS; copy it again") from error
+
+
+def test_a_failed_step_shows_the_error_its_code_raised_not_the_library_error_below_it():
+    defs = dg.Definitions(assets=[catalog])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("videos", ["broken", "refused"])
+        outcome = materialize_selection(instance, defs=defs, resources={})
+    lines = [line.strip().split(" (run")[0] for line in outcome.lines()]
+    assert lines == [
+        "FAILED catalog [videos/broken]",
+        "catalog: CatalogError: broken.fits is not FITS; copy it again",
+        "FAILED catalog [videos/refused]",
+        "catalog: CatalogError: cat.csv: refused; fix it",
+    ]
+    assert not outcome.succeeded

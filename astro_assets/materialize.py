@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from astro_assets.definitions import defs as default_defs
+
+if TYPE_CHECKING:
+    # The type of a step's error in Dagster's events (dagster_shared comes with dagster).
+    from dagster_shared.error import SerializableErrorInfo
 
 
 @dataclass
@@ -57,15 +62,38 @@ def _partition_groups(
     return dict(partitioned), unpartitioned
 
 
+def _raised_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The error the step's code raised: the outermost one in the chain not Dagster's own.
+
+    Dagster wraps what a step raises in its own error (and ``dg.Failure`` may re-raise
+    another); below the step's error lie the library errors it was raised from (astropy's
+    ``OSError``, pandas' ``EmptyDataError``), whose messages say less than the project's, which
+    name the file and what to do. An error's message starts with its class's module path, so
+    Dagster's own start with ``dagster.``.
+    """
+    while error.cause is not None and error.message.startswith("dagster."):
+        error = error.cause
+    return error
+
+
+def _first_line(error: SerializableErrorInfo) -> str:
+    """``ClassName: first line of the message``, without the class's module path."""
+    lines = error.message.strip().splitlines()
+    first = lines[0] if lines else error.cls_name
+    qualified, separator, text = first.partition(": ")
+    if qualified.rpartition(".")[2] == error.cls_name:
+        return f"{error.cls_name}{separator}{text}"
+    return first
+
+
 def run_failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    """``step: first line of its error`` for every failed step of a run (the error the step
-    raised, which Dagster wraps in its own), then every failed check of severity ERROR."""
+    """``step: ClassName: first line of its error`` for every failed step of a run (the error
+    the step's code raised, not Dagster's wrapper around it nor the library error it was raised
+    from), then every failed check of severity ERROR."""
     failures = []
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
-        message = error.message.strip().splitlines()[0] if error is not None else "failed"
+        message = _first_line(_raised_error(error)) if error is not None else "failed"
         failures.append(f"{event.step_key}: {message}")
     return failures + failed_checks(result, dg.AssetCheckSeverity.ERROR)
 

@@ -62,6 +62,50 @@ def test_gzip_file_with_image_in_an_extension_after_a_table(tmp_path):
     assert image_shape(tmp_path / "b.fits.gz") == (7, 11)
 
 
+def _mask(shape):
+    mask = np.zeros(shape, np.int16)
+    mask[::3, ::2] = 4
+    return mask
+
+
+def test_the_extension_named_sci_is_read_not_a_mask_before_it(tmp_path):
+    data = _image((6, 8), seed=2)
+    hdus = [fits.PrimaryHDU(), fits.ImageHDU(_mask(data.shape), name="DQ")]
+    fits.HDUList([*hdus, fits.ImageHDU(data, name="SCI")]).writeto(tmp_path / "mef.fits")
+
+    image, info = read_image(tmp_path / "mef.fits")
+
+    np.testing.assert_array_equal(image, data)
+    assert (info["hdu_index"], info["hdu_name"]) == (2, "SCI")
+    assert image_shape(tmp_path / "mef.fits") == (6, 8)
+
+
+def test_the_primary_image_is_read_before_unnamed_extensions(tmp_path):
+    data = _image((6, 8), seed=3)
+    fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(_mask(data.shape), name="DQ")]).writeto(
+        tmp_path / "primary.fits"
+    )
+    image, info = read_image(tmp_path / "primary.fits")
+    np.testing.assert_array_equal(image, data)
+    assert (info["hdu_index"], info["hdu_name"]) == (0, "PRIMARY")
+
+
+def test_several_image_extensions_none_named_sci_are_refused(tmp_path):
+    data = _image((6, 8), seed=4)
+    hdus = [fits.PrimaryHDU(), fits.ImageHDU(_mask(data.shape), name="DQ"), fits.ImageHDU(data)]
+    path = tmp_path / "two.fits"
+    fits.HDUList(hdus).writeto(path)
+    message = (
+        f"{path}: 2 image extensions (HDU 1 DQ (6, 8), HDU 2 (no EXTNAME) (6, 8)) and none is "
+        "named SCI, so which one is the image cannot be told; name the image's extension SCI "
+        "(EXTNAME) or write the image alone into its own file"
+    )
+    for read in (read_image, image_shape):
+        with pytest.raises(FitsFormatError) as raised:
+            read(path)
+        assert str(raised.value) == message
+
+
 def test_bscale_bzero_give_physical_values(tmp_path):
     physical = np.array([[0, 1, 2], [65535, 1000, 7]], dtype=np.float64) * 2.0 + 10.0
     hdu = fits.PrimaryHDU(physical.copy())  # scale() rewrites its data in place

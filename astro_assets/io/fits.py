@@ -70,17 +70,47 @@ class AmbiguousJobFileError(ValueError):
     """A job folder that holds both ``name.fits`` and ``name.fits.gz`` for the same image."""
 
 
+def _extname(hdu: Any) -> str:
+    return str(hdu.header.get("EXTNAME", "")).strip()
+
+
 def _image_hdu_index(hdul: fits.HDUList, path: Path) -> int:
-    """Index of the first HDU with image data; raise if there is none."""
+    """Index of the HDU holding the image; raise if there is none or it cannot be told.
+
+    The one named ``SCI`` (the convention of multi-extension pipeline products, whose other
+    extensions hold masks, variances or weights), else the primary HDU when it has data, else
+    the only IMAGE extension. Several IMAGE extensions and none named ``SCI`` are refused:
+    taking the first would silently turn a data-quality mask into a channel.
+    """
     from astropy.io import fits
 
-    for index, hdu in enumerate(hdul):
-        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.shape:
-            return index
+    images = [
+        index
+        for index, hdu in enumerate(hdul)
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.shape
+    ]
+    if not images:
+        raise FitsFormatError(
+            f"{path}: no HDU holds an image (found {len(hdul)} HDU(s): "
+            f"{', '.join(type(hdu).__name__ for hdu in hdul)}); write the image into the "
+            "primary HDU or an IMAGE extension"
+        )
+    science = [index for index in images if _extname(hdul[index]).upper() == "SCI"]
+    if len(science) == 1:
+        return science[0]
+    if not science and images[0] == 0:
+        return 0
+    if not science and len(images) == 1:
+        return images[0]
+    listing = ", ".join(
+        f"HDU {index} {_extname(hdul[index]) or '(no EXTNAME)'} {tuple(hdul[index].shape)}"
+        for index in images
+    )
+    which = f"{len(science)} are named SCI" if science else "none is named SCI"
     raise FitsFormatError(
-        f"{path}: no HDU holds an image (found {len(hdul)} HDU(s): "
-        f"{', '.join(type(hdu).__name__ for hdu in hdul)}); write the image into the primary "
-        "HDU or an IMAGE extension"
+        f"{path}: {len(images)} image extensions ({listing}) and {which}, so which one is the "
+        "image cannot be told; name the image's extension SCI (EXTNAME) or write the image "
+        "alone into its own file"
     )
 
 
@@ -153,10 +183,12 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read the first 2-D image of a FITS file as float32.
+    """Read the 2-D image of a FITS file as float32.
 
-    The first HDU holding an image is used, whether it is the primary HDU or an extension (a
-    primary HDU without data, followed by an IMAGE extension, is common). ``BSCALE``/``BZERO``
+    The image is the IMAGE extension named ``SCI`` if there is one, else the primary HDU if it
+    has data, else the only IMAGE extension (a primary HDU without data, followed by an IMAGE
+    extension, is common); several IMAGE extensions with none named ``SCI`` (a data-quality mask
+    beside the image, say) are refused rather than guessed. ``BSCALE``/``BZERO``
     are applied (physical values). Length-1 axes are dropped (a ``(1, H, W)`` array is a 2-D
     image); a true cube is refused. Uncompressed files without scaling keywords are memory-mapped
     while converting, so a 4090 x 4090 image needs one float32 copy in memory.
@@ -180,7 +212,8 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]
     FileNotFoundError
         If ``path`` does not exist.
     FitsFormatError
-        If the file is not FITS, is truncated, holds no image HDU, or its image is not 2-D.
+        If the file is not FITS, is truncated, holds no image HDU or several that cannot be told
+        apart, or its image is not 2-D.
     """
     path = Path(path)
     hdul, caught = _open(path, memmap=True)

@@ -6,14 +6,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.io import fits
 
 from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
-from astro_assets.materialize import materialize_selection
+from astro_assets.materialize import materialize_selection, run_failures
 from astro_assets.samples import generate_jobs, read_truth
 from astro_assets.science.transients import croissant as croissant_science
-from astro_assets.science.transients.croissant import validate_croissant
+from astro_assets.science.transients.candidates import read_index_csv
+from astro_assets.science.transients.croissant import read_candidates, validate_croissant
 
 ASSETS = list(transients_defs.assets) + list(transients_defs.asset_checks)
 N_JOBS = 5
@@ -128,6 +130,13 @@ def test_a_broken_tensor_fails_the_blocking_check(instance, data_store, layout, 
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed is False
     assert "outside [0, 1]" in json.dumps(evaluation.metadata["problems"].value)
+    assert evaluation.description == (
+        f"1 of 1 job tensor(s) are malformed: {jobs[0]}: 1 values are NaN or outside [0, 1]"
+    )
+    assert (
+        f"check job_tensors_in_unit_range [{jobs[0]}] failed: {evaluation.description}"
+        in run_failures(result)
+    )
 
 
 def test_a_broken_index_fails_its_check_and_blocks_croissant(
@@ -163,7 +172,118 @@ def test_a_broken_index_fails_its_check_and_blocks_croissant(
     assert evaluation.check_name == "master_index_schema"
     assert evaluation.passed is False
     assert "jobs in more than one split" in json.dumps(evaluation.metadata["problems"].value)
+    # The reason is in the description, which `astro-assets materialize` prints.
+    leaking = sorted(jobs)[0]
+    assert evaluation.description == f"master_index.csv: jobs in more than one split: {leaking}"
+    assert (
+        f"check master_index_schema failed: master_index.csv: jobs in more than one split: "
+        f"{leaking}" in run_failures(result)
+    )
     assert result.asset_materializations_for_node("croissant_metadata") == []
+    assert not (layout.dataset_dir / "croissant.json").exists()
+
+
+def test_numeric_job_ids_keep_their_leading_zeros_and_the_version_holds(
+    instance, data_store, layout
+):
+    folders = generate_jobs(layout.incoming_jobs, 3, size=128, seed=11, prefix="")
+    jids = [folder.name for folder in folders]
+    assert jids == ["001", "002", "003"]
+    instance.add_dynamic_partitions("jids", jids)
+    outcome = _materialize_all(instance, data_store)
+    assert outcome.succeeded, outcome.lines()
+    dataset = layout.dataset_dir
+    index = read_index_csv(dataset / "master_index.csv")
+    assert sorted(index["jid"].unique()) == jids
+    published = json.loads((dataset / "published_splits.json").read_text())
+    assert sorted(published["splits"]) == jids
+    # Read through Croissant with mlcroissant, as a consumer (and cnn_model) reads it.
+    table = read_candidates(dataset / "croissant.json")
+    assert table["jid"].tolist() == index["jid"].tolist()
+    # Rebuilding identical data keeps the version (a "changed" split of 1 vs "001" bumped it).
+    for _ in range(2):
+        again = materialize_selection(
+            instance,
+            selection="croissant_metadata",
+            defs=_defs(data_store),
+            resources={"data_store": data_store},
+        )
+        assert again.succeeded, again.lines()
+        assert json.loads((dataset / "croissant.json").read_text())["version"] == "1.0.0"
+
+
+def test_19_digit_candidate_ids_are_exact_in_the_index_and_in_croissant(
+    instance, data_store, layout, jobs
+):
+    candids = []
+    for number, jid in enumerate(jobs[:2]):
+        catalog = layout.incoming_jobs / jid / "psfcat.csv"
+        header, *rows = catalog.read_text().splitlines()
+        # Consecutive ZTF-like candids: one float64 value for several of them.
+        ids = [1234567890123456789 + 1000 * number + k for k in range(len(rows))]
+        rows = [f"{candid},{row.split(',', 1)[1]}" for candid, row in zip(ids, rows, strict=True)]
+        catalog.write_text("\n".join([header, *rows]) + "\n")
+        candids.append(ids)
+    instance.delete_dynamic_partition("jids", jobs[2])
+    instance.delete_dynamic_partition("jids", jobs[3])
+    instance.delete_dynamic_partition("jids", jobs[4])
+    outcome = _materialize_all(instance, data_store)
+    assert outcome.succeeded, outcome.lines()
+    dataset = layout.dataset_dir
+    stored = pd.read_csv(dataset / "candidates" / f"{jobs[0]}.csv", dtype=str)["id"].tolist()
+    assert stored == [str(candid) for candid in candids[0]]
+    index = read_index_csv(dataset / "master_index.csv")
+    assert index["id"].tolist() == candids[0] + candids[1]
+    assert pd.read_parquet(dataset / "master_index.parquet")["id"].tolist() == index["id"].tolist()
+    fields = {
+        field["name"]: field
+        for record_set in json.loads((dataset / "croissant.json").read_text())["recordSet"]
+        for field in record_set["field"]
+        if record_set["@id"] == "candidates"
+    }
+    assert fields["id"]["dataType"] == "sc:Integer"
+    assert read_candidates(dataset / "croissant.json")["id"].tolist() == index["id"].tolist()
+
+
+def test_a_job_whose_image_is_all_nan_fails_naming_the_job_and_the_file(
+    instance, data_store, layout, jobs
+):
+    difference = layout.incoming_jobs / jobs[1] / "diffimage_masked.fits"
+    with fits.open(difference) as hdul:
+        shape = hdul[0].data.shape
+    fits.writeto(difference, np.full(shape, np.nan, np.float32), overwrite=True)
+    outcome = materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    )
+    assert not outcome.succeeded
+    (failure,) = outcome.failures[outcome.runs[0][0]]
+    assert failure == (
+        f"job_tensors: JobTensorError: job {jobs[1]} (job_tensors stopped here: the 3 job(s) "
+        f"after it in this run were not processed): NoFinitePixelsError: {difference} "
+        "(difference channel): all 16384 pixels of the (128, 128) image are NaN or infinite; "
+        "there is nothing to normalize: check the input image or drop this job"
+    )
+
+
+def test_catalogues_without_candidates_in_every_job_fail_master_index_clearly(
+    instance, data_store, layout, jobs
+):
+    for jid in jobs:
+        catalog = layout.incoming_jobs / jid / "psfcat.csv"
+        catalog.write_text(catalog.read_text().splitlines()[0] + "\n")
+    outcome = _materialize_all(instance, data_store)
+    assert not outcome.succeeded
+    tensors_run, dataset_run = (run_id for run_id, _, _ in outcome.runs)
+    assert tensors_run not in outcome.failures
+    assert outcome.failures[dataset_run] == [
+        f"master_index: ValueError: no candidates in any job: the psfcat.csv of all 5 job(s) "
+        f"({', '.join(jobs)}) has no data line; check the catalogue export, then materialize "
+        "job_tensors for those jobs again (master_index.csv was left as it was)"
+    ]
+    assert not (layout.dataset_dir / "master_index.csv").exists()
     assert not (layout.dataset_dir / "croissant.json").exists()
 
 
@@ -212,10 +332,23 @@ def test_cnn_model_trains_from_croissant_and_the_score_command_covers_every_cand
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["cnn"]["split"] == "test"
     assert 0.0 <= metrics["cnn"]["roc_auc"] <= 1.0
-    assert {e.check_name for e in result.get_asset_check_evaluations()} == {
-        "cnn_model_beats_baseline",
-        "cnn_model_auc_above_threshold",
+    dataset_index = read_index_csv(layout.dataset_dir / "master_index.csv")
+    outside = (~dataset_index["in_image"]).groupby(dataset_index["split"]).sum()
+    assert metrics["n_outside_image"] == {
+        split: int(outside.get(split, 0)) for split in ("train", "validation", "test")
     }
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"cnn_model_beats_baseline", "cnn_model_auc_above_threshold"}
+    auc, baseline = metrics["cnn"]["roc_auc"], metrics["tabular_baseline"]["roc_auc"]
+    assert evaluations["cnn_model_beats_baseline"].description == (
+        f"the CNN's test ROC-AUC {auc:.4f} is {'below' if auc < baseline else 'at least'} the "
+        f"tabular baseline's {baseline:.4f} (a logistic regression on the catalogue features "
+        "alone)"
+    )
+    assert evaluations["cnn_model_auc_above_threshold"].description == (
+        f"the CNN's test ROC-AUC {auc:.4f} is {'below' if auc < 0.9 else 'at least'} "
+        "min_roc_auc 0.9"
+    )
     out = tmp_path / "scores.csv"
     assert (
         main(
@@ -265,6 +398,9 @@ def test_an_invalid_croissant_fails_its_check_and_blocks_training(
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["croissant_valid"].passed is False
-    assert evaluations["croissant_valid"].metadata["dynamic_errors"].value
+    (dynamic_error,) = evaluations["croissant_valid"].metadata["dynamic_errors"].value
+    assert evaluations["croissant_valid"].description == (
+        f"croissant.json: records cannot be generated: {dynamic_error}"
+    )
     assert result.asset_materializations_for_node("cnn_model") == []
     assert not (layout.models_dir / "cnn_model").exists()

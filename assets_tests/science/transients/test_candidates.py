@@ -13,6 +13,7 @@ from astro_assets.science.transients.candidates import (
     SEED_INDEX_COLUMNS,
     PsfcatFormatError,
     build_master_index,
+    read_index_csv,
     read_psfcat,
     write_master_index,
 )
@@ -35,11 +36,12 @@ def test_reads_columns_types_and_job_fields(tmp_path):
     frame = read_psfcat(path, jid="jid001", image_shape=(64, 96))
 
     assert list(frame.columns) == [*SEED_INDEX_COLUMNS, "in_image"]
+    expected = {"id": np.int64, "match": pd.Int64Dtype(), "label": np.int64}
     for name in PSFCAT_COLUMNS:
-        expected = np.int64 if name == "label" else np.float64
-        assert frame[name].dtype == expected, name
+        assert frame[name].dtype == expected.get(name, np.float64), name
+    assert frame["id"].tolist() == [1, 2]
     assert frame["x"].tolist() == [10.25, 3.0]
-    assert frame["match"].tolist() == [7.0, -1.0]
+    assert frame["match"].tolist() == [7, -1]
     assert frame["label"].tolist() == [1, 0]
     assert np.isnan(frame["mag"].iloc[1])
     assert frame["jid"].tolist() == ["jid001", "jid001"]
@@ -97,8 +99,110 @@ def test_labels_must_be_zero_or_one(tmp_path, label):
 
 def test_repeated_ids_are_an_error(tmp_path):
     path = _write(tmp_path, _row(3), _row(3, x=5.0))
-    with pytest.raises(PsfcatFormatError, match=r"id\(s\) \[3\.0\] occur more than once"):
+    with pytest.raises(PsfcatFormatError, match=r"id\(s\) \[3\] occur more than once"):
         read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+# ZTF candids: 19 digits, beyond float64's 15-16 significant ones.
+CANDIDS = (1234567890123456790, 1234567890123456791, 1234567890123457790)
+
+
+def test_19_digit_ids_are_kept_exact_through_the_index_files(tmp_path):
+    path = _write(
+        tmp_path,
+        _row(CANDIDS[0], match=CANDIDS[2], label=1),
+        _row(CANDIDS[1], match=-1),
+        _row(CANDIDS[2], match=""),
+    )
+    frame = read_psfcat(path, jid="j", image_shape=(64, 64))
+    # As float64 the first two are one number (1.2345678901234568e+18): "occur more than once".
+    assert frame["id"].tolist() == list(CANDIDS)
+    assert frame["match"].tolist()[:2] == [CANDIDS[2], -1] and frame["match"].isna().tolist()[2]
+    index = build_master_index([frame], {"j": "train"})
+    csv_path, parquet_path = write_master_index(
+        index, tmp_path / "master_index.csv", tmp_path / "master_index.parquet"
+    )
+    assert [line.split(",")[0] for line in csv_path.read_text().splitlines()[1:]] == [
+        str(candid) for candid in CANDIDS
+    ]
+    pd.testing.assert_frame_equal(read_index_csv(csv_path), index)
+    assert pd.read_parquet(parquet_path)["id"].tolist() == list(CANDIDS)
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (
+            "9223372036854775808",
+            r"column 'id', row 1 \(file line 3\): 9223372036854775808 is outside the 64-bit "
+            r"integer range \[-9223372036854775808, 9223372036854775807\]; ids must fit in int64",
+        ),
+        ("12.5", r"column 'id', row 1 \(file line 3\): '12.5' is not a whole number"),
+        ("x7", r"column 'id', row 1 \(file line 3\): 'x7' is not a number"),
+    ],
+)
+def test_ids_that_are_not_int64_integers_are_refused(tmp_path, cell, message):
+    path = _write(tmp_path, _row(1), _row(cell))
+    with pytest.raises(PsfcatFormatError, match=message):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+def test_integral_float_ids_of_earlier_index_files_are_read_as_integers(tmp_path):
+    # Index files written before ids were integers hold "1.0"; they stay readable.
+    frame = read_psfcat(_write(tmp_path, _row(1), _row(2)), jid="j", image_shape=(64, 64))
+    index = build_master_index([frame], {"j": "test"})
+    legacy = index.astype({"id": np.float64, "match": np.float64})
+    legacy.to_csv(tmp_path / "old.csv", index=False)
+    assert "1.0,j," in (tmp_path / "old.csv").read_text()
+    pd.testing.assert_frame_equal(read_index_csv(tmp_path / "old.csv"), index)
+
+
+def test_numeric_and_na_like_job_ids_stay_text_in_the_index(tmp_path):
+    jids = ["000678", "12345", "NA"]
+    frames = [
+        read_psfcat(_write(tmp_path, _row(1), name=f"{n}.csv"), jid=jid, image_shape=(64, 64))
+        for n, jid in enumerate(jids)
+    ]
+    index = build_master_index(frames, dict.fromkeys(jids, "train"))
+    write_master_index(index, tmp_path / "master_index.csv")
+    back = read_index_csv(tmp_path / "master_index.csv", usecols=["jid", "split"])
+    assert back["jid"].tolist() == ["000678", "12345", "NA"]
+    assert dict(zip(back["jid"], back["split"], strict=True)) == dict.fromkeys(jids, "train")
+
+
+def test_a_header_only_index_is_read_with_its_documented_dtypes(tmp_path):
+    write_master_index(build_master_index([], {}), tmp_path / "master_index.csv")
+    index = read_index_csv(tmp_path / "master_index.csv")
+    assert len(index) == 0 and tuple(index.columns) == MASTER_INDEX_COLUMNS
+    assert index["x"].dtype == np.float64 and index["flux"].dtype == np.float64
+    assert index["id"].dtype == np.int64 and index["match"].dtype == pd.Int64Dtype()
+    assert index["label"].dtype == np.int64 and index["in_image"].dtype == bool
+
+
+def test_a_delimiter_at_the_end_of_each_data_line_is_tolerated(tmp_path):
+    path = _write(tmp_path, _row(7) + ",", _row(8, x=5.0) + ",")
+    frame = read_psfcat(path, jid="j", image_shape=(64, 64))
+    assert frame["id"].tolist() == [7, 8]
+    assert frame["x"].tolist() == [10.0, 5.0]
+    assert frame["label"].tolist() == [0, 0]
+    shifted = _write(tmp_path, _row(7) + ",", _row(8) + ",lost", name="shifted.csv")
+    with pytest.raises(
+        PsfcatFormatError,
+        match=r"file line 3 has 15 fields but the header names 14 \(extra: \['lost'\]\)",
+    ):
+        read_psfcat(shifted, jid="j", image_shape=(64, 64))
+
+
+def test_a_catalog_that_is_not_utf8_names_the_file_line_and_encoding(tmp_path):
+    path = tmp_path / "psfcat.csv"
+    lines = [HEADER + ",note", _row(1) + ",ok", _row(2) + ",d\xe9tection"]
+    path.write_bytes("\n".join(lines).encode("latin-1") + b"\n")
+    with pytest.raises(PsfcatFormatError) as raised:
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+    assert str(raised.value) == (
+        f"{path}: byte 0xe9 on file line 3 is not UTF-8; the catalog must be UTF-8 text "
+        "(plain ASCII is UTF-8): convert it, e.g. with `iconv -f latin1 -t utf-8`"
+    )
 
 
 def test_header_only_gives_an_empty_table(tmp_path):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,39 @@ def test_candidates_outside_their_image_are_left_out_and_counted(dataset):
     assert result.n_outside_image == {"train": 3, "validation": 1}
     assert result.n_train == 77
     assert result.n_validation == 19
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (0, "The 'test' split has no real (label 1) candidates (20 candidates in all)"),
+        (1, "The 'test' split has no bogus (label 0) candidates (20 candidates in all)"),
+    ],
+)
+def test_a_test_split_that_cannot_be_evaluated_is_refused_before_training(
+    dataset, monkeypatch, label, message
+):
+    index, root = dataset
+    one_class = index.copy()
+    one_class.loc[one_class["split"] == "test", "label"] = label
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the model was built although the test split cannot be evaluated")
+
+    monkeypatch.setattr(cnn, "build_model", no_training)
+    with pytest.raises(SplitError, match=re.escape(message)):
+        train_model(one_class, root, TINY)
+
+
+def test_the_test_split_is_judged_by_its_candidates_inside_their_images(dataset):
+    index, root = dataset
+    real_outside = index.copy()
+    test_real = (real_outside["split"] == "test") & (real_outside["label"] == 1)
+    real_outside["in_image"] = ~test_real
+    # The 8 real test candidates lie outside their images: evaluation would keep 12 bogus ones.
+    message = "The 'test' split has no real (label 1) candidates (12 candidates in all)"
+    with pytest.raises(SplitError, match=re.escape(message)):
+        train_model(real_outside, root, TrainConfig(**TINY.to_dict() | {"epochs": 1}))
 
 
 def test_missing_features_can_be_refused(dataset):

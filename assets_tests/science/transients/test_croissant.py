@@ -125,10 +125,58 @@ def test_document_structure(dataset):
     assert fields["in_image"]["dataType"] == "sc:Boolean"
     assert fields["split"]["references"] == {"field": {"@id": "splits/name"}}
     assert fields["x"]["source"]["extract"] == {"column": "x"}
+    # Ids are integers: declared Float, mlcroissant would round a 19-digit one.
+    assert fields["id"]["dataType"] == "sc:Integer"
+    assert fields["match"]["dataType"] == "sc:Integer"
+    # The job id comes from image_filename, which pandas' inference leaves text.
+    assert fields["jid"]["dataType"] == "sc:Text"
+    assert fields["jid"]["source"] == {
+        "fileObject": {"@id": "master_index.csv"},
+        "extract": {"column": "image_filename"},
+        "transform": {"regex": r"^images/(.+)\.npy$"},
+    }
 
     splits = next(rs for rs in jsonld["recordSet"] if rs["@id"] == "splits")
     assert splits["dataType"] == "cr:Split"
     assert [row["splits/name"] for row in splits["data"]] == ["train", "validation", "test"]
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_numeric_job_ids_and_19_digit_ids_come_back_exact_through_mlcroissant(tmp_path):
+    import mlcroissant as mlc
+
+    header = "id,x,y,sharpness,roundness1,roundness2,npix,peak,flux,mag,daofind_mag,flags"
+    candids = [1234567890123456790, 1234567890123456791]
+    (tmp_path / "images").mkdir()
+    frames = []
+    for jid, candid in zip(["000678", "12345"], candids, strict=True):
+        (tmp_path / f"{jid}.csv").write_text(
+            f"{header},match,label\n{candid},3.0,4.0,0.5,0,0,9,10,20,-3.2,-1,0,{candid + 7},1\n"
+        )
+        frames.append(read_psfcat(tmp_path / f"{jid}.csv", jid=jid, image_shape=(8, 8)))
+        np.save(tmp_path / "images" / f"{jid}.npy", np.zeros((8, 8, 4), np.float32))
+    index = build_master_index(frames, {"000678": "train", "12345": "test"})
+    write_master_index(index, tmp_path / "master_index.csv")
+    write_croissant(
+        tmp_path / "croissant.json",
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS),
+    )
+    records = list(
+        mlc.Dataset(jsonld=str(tmp_path / "croissant.json")).records(record_set="candidates")
+    )
+    assert [r["candidates/jid"] for r in records] == [b"000678", b"12345"]
+    assert [r["candidates/id"] for r in records] == candids
+    assert [r["candidates/match"] for r in records] == [candid + 7 for candid in candids]
+
+
+def test_an_image_filename_that_does_not_hold_the_job_id_is_refused(dataset, tmp_path):
+    _, index, _ = dataset
+    moved = index.copy()
+    moved.loc[0, "image_filename"] = "images/elsewhere.npy"
+    write_master_index(moved, tmp_path / "master_index.csv")
+    jid = moved.loc[0, "jid"]
+    with pytest.raises(CroissantError, match=rf"'images/elsewhere.npy' of job '{jid}' is not"):
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
 
 
 def test_a_changed_index_fails_dynamic_validation(dataset, tmp_path):

@@ -43,7 +43,6 @@ def test_roc_auc_by_hand():
 def test_auc_standard_error_closed_forms():
     # A = 0.5, n_real = n_bogus = n: Q1 = Q2 = 1/3, variance = (1/4 + (n - 1) / 6) / n^2.
     assert auc_standard_error(0.5, 10, 10) == pytest.approx((0.25 + 9 / 6) ** 0.5 / 10)
-    assert auc_standard_error(1.0, 5, 7) == 0.0
     auc, n_real, n_bogus = 0.8, 4, 6
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
     expected = ((auc * (1 - auc) + 3 * (q1 - auc**2) + 5 * (q2 - auc**2)) / 24) ** 0.5
@@ -55,6 +54,28 @@ def test_auc_standard_error_closed_forms():
         auc_standard_error(1.5, 3, 3)
     with pytest.raises(ValueError, match="at least one real"):
         auc_standard_error(0.5, 0, 3)
+
+
+def _hanley_mcneil(auc, n_real, n_bogus):
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = auc * (1 - auc) + (n_real - 1) * (q1 - auc**2) + (n_bogus - 1) * (q2 - auc**2)
+    return (variance / (n_real * n_bogus)) ** 0.5
+
+
+def test_auc_standard_error_does_not_claim_certainty_at_a_perfect_or_inverted_auc():
+    # One real and two bogus candidates: A is clipped to [1/2, 1/2] (m = 1): Q2 = 1/3 and the
+    # variance is (1/4 + (1/3 - 1/4)) / 2 = 1/6, where the plain formula gives 0.
+    assert auc_standard_error(1.0, 1, 2) == pytest.approx(6**-0.5)
+    assert auc_standard_error(0.0, 1, 2) == pytest.approx(6**-0.5)
+    perfect = binary_metrics(np.array([0, 1, 0]), np.array([0.1, 0.9, 0.2]))
+    assert perfect.roc_auc == 1.0
+    assert perfect.roc_auc_standard_error == pytest.approx(6**-0.5)
+    # m = min(5, 7): A within [0.1, 0.9].
+    assert auc_standard_error(1.0, 5, 7) == pytest.approx(_hanley_mcneil(0.9, 5, 7))
+    assert auc_standard_error(0.0, 5, 7) == pytest.approx(_hanley_mcneil(0.1, 5, 7))
+    assert auc_standard_error(1.0, 50, 500) == pytest.approx(_hanley_mcneil(0.99, 50, 500))
+    assert auc_standard_error(0.95, 5, 7) == pytest.approx(_hanley_mcneil(0.9, 5, 7))
+    assert auc_standard_error(0.85, 5, 7) == pytest.approx(_hanley_mcneil(0.85, 5, 7))
 
 
 def test_roc_curve_by_hand():

@@ -97,3 +97,19 @@ def test_failure_midway_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
         write_job_tensor(out, images)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy"]
     np.testing.assert_array_equal(np.load(out), np.ones((2, 2, 4), np.float32))
+
+
+def test_an_all_nan_image_is_named_by_its_file_and_channel(tmp_path):
+    images = _images((16, 16))
+    images["difference"] = np.full((16, 16), np.nan, np.float32)
+    paths = _write_fits(tmp_path, images)
+    with pytest.raises(NoFinitePixelsError) as raised:
+        write_job_tensor(tmp_path / "t.npy", paths)
+    assert str(raised.value) == (
+        f"{paths['difference']} (difference channel): all 256 pixels of the (16, 16) image are "
+        "NaN or infinite; there is nothing to normalize: check the input image or drop this job"
+    )
+    arrays = _images((16, 16))
+    arrays["score"] = np.full((16, 16), np.inf, np.float32)
+    with pytest.raises(NoFinitePixelsError, match=r"^array \(score channel\): all 256 pixels"):
+        write_job_tensor(tmp_path / "t.npy", arrays)

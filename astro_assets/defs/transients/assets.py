@@ -17,11 +17,12 @@ from astro_assets.io.images import thumbnail_markdown
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import (
     build_master_index,
+    read_index_csv,
     read_psfcat,
     write_master_index,
 )
 from astro_assets.science.transients.splits import split_counts, split_table
-from astro_assets.science.transients.tensors import CHANNELS, write_job_tensor
+from astro_assets.science.transients.tensors import CHANNELS, TensorResult, write_job_tensor
 
 if TYPE_CHECKING:
     # pandas takes 0.3 s to import, and every step process loads the code location: the
@@ -48,6 +49,34 @@ def _channel_strip(tensor: np.ndarray, max_side: int = 64) -> np.ndarray:
     )
 
 
+class JobTensorError(Exception):
+    """One job of a ``job_tensors`` run failed; the message names the job, then its error."""
+
+
+def _job_failure(jid: str, error: Exception, remaining: int) -> str:
+    """The message of a failed job: which job, how much of the run it stopped, its error."""
+    stopped = (
+        f" (job_tensors stopped here: the {remaining} job(s) after it in this run were not "
+        "processed)"
+        if remaining
+        else ""
+    )
+    return f"job {jid}{stopped}: {type(error).__name__}: {error}"
+
+
+def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataFrame"]:
+    """Write one job's tensor and keep its validated candidates as ``candidates/<jid>.csv``."""
+    layout = data_store.layout
+    files = job_file_paths(layout.job_dir(jid))
+    result = write_job_tensor(
+        layout.job_tensor_file(jid), {role: files[role] for role in IMAGE_ROLES}
+    )
+    candidates = read_psfcat(files["catalog"], jid=jid, image_shape=result.shape[:2])
+    with atomic_path(candidates_file(data_store, jid)) as tmp:
+        candidates.to_csv(tmp, index=False)
+    return result, candidates
+
+
 @dg.asset(
     partitions_def=jids_partitions,
     group_name="transients",
@@ -61,17 +90,19 @@ def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.
     The tensor is (H, W, 4) float32 in [0, 1], channels science, reference, difference, score,
     written channel by channel through a memory map. The job's ``psfcat.csv`` is validated and
     kept as ``candidates/<jid>.csv`` for ``master_index``. A backfill of many jobs runs as one
-    run (single-run backfill policy), processing its jobs one after the other.
+    run (single-run backfill policy), processing its jobs one after the other; a job that
+    fails stops the run with a :class:`JobTensorError` naming the job (its error names the
+    file).
     """
     layout = data_store.layout
     totals = {"candidates": 0, "real": 0, "bogus": 0}
-    for jid in context.partition_keys:
-        files = job_file_paths(layout.job_dir(jid))
+    jids = context.partition_keys
+    for position, jid in enumerate(jids):
         target = layout.job_tensor_file(jid)
-        result = write_job_tensor(target, {role: files[role] for role in IMAGE_ROLES})
-        candidates = read_psfcat(files["catalog"], jid=jid, image_shape=result.shape[:2])
-        with atomic_path(candidates_file(data_store, jid)) as tmp:
-            candidates.to_csv(tmp, index=False)
+        try:
+            result, candidates = _write_job(data_store, jid)
+        except Exception as error:
+            raise JobTensorError(_job_failure(jid, error, len(jids) - position - 1)) from error
         labels = candidates["label"].value_counts().to_dict()
         real, bogus = int(labels.get(1, 0)), int(labels.get(0, 0))
         totals["candidates"] += len(candidates)
@@ -136,7 +167,7 @@ def _table_schema(index: "pd.DataFrame") -> dg.TableSchema:
 @dg.asset(
     group_name="transients",
     deps=[job_tensors],
-    code_version="1",
+    code_version="2",
     kinds={"pandas", "parquet"},
 )
 def master_index(
@@ -147,8 +178,6 @@ def master_index(
     The seed's columns, then ``split`` (train / validation / test, assigned per job by a seeded
     hash of the jid, never per candidate) and ``in_image``.
     """
-    import pandas as pd
-
     registered = context.instance.get_dynamic_partitions(jids_partitions.name)
     present = [jid for jid in registered if candidates_file(data_store, jid).exists()]
     missing = sorted(set(registered) - set(present))
@@ -166,8 +195,18 @@ def master_index(
         seed=config.split_seed,
         fractions=(config.train_fraction, config.validation_fraction, config.test_fraction),
     )
-    frames = [pd.read_csv(candidates_file(data_store, jid)) for jid in present]
+    frames = [read_index_csv(candidates_file(data_store, jid)) for jid in present]
     index = build_master_index(frames, splits)
+    if index.empty:
+        # Every catalogue header-only is far likelier a broken export than a sky without a
+        # single detection; an empty index would also replace the last good one and publish a
+        # new Croissant version with no records. So the previous files stay.
+        raise ValueError(
+            f"no candidates in any job: the psfcat.csv of all {len(present)} job(s) "
+            f"({', '.join(present[:5])}{', ...' if len(present) > 5 else ''}) has no data "
+            "line; check the catalogue export, then materialize job_tensors for those jobs "
+            "again (master_index.csv was left as it was)"
+        )
     dataset = data_store.layout.dataset_dir
     write_master_index(index, dataset / INDEX_CSV, dataset / INDEX_PARQUET)
     counts = (
@@ -206,7 +245,7 @@ class CroissantConfig(dg.Config):
 @dg.asset(
     group_name="transients",
     deps=[master_index],
-    code_version="1",
+    code_version="2",
     kinds={"json"},
 )
 def croissant_metadata(
@@ -218,12 +257,10 @@ def croissant_metadata(
     jobs are added, patch otherwise.
     """
     # mlcroissant imports torch: loaded when this step runs, not with the code location.
-    import pandas as pd
-
     from astro_assets.science.transients import croissant
 
     dataset = data_store.layout.dataset_dir
-    index = pd.read_csv(dataset / INDEX_CSV, usecols=["jid", "split"]).drop_duplicates()
+    index = read_index_csv(dataset / INDEX_CSV, usecols=["jid", "split"]).drop_duplicates()
     membership = dict(zip(index["jid"], index["split"], strict=True))
     published = dataset / PUBLISHED_SPLITS_FILE
     previous = json.loads(published.read_text()) if published.exists() else {}

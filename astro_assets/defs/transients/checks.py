@@ -15,7 +15,7 @@ from astro_assets.defs.transients.assets import (
 )
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.resources.storage import DataStore
-from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS
+from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS, read_index_csv
 from astro_assets.science.transients.splits import SPLITS
 
 if TYPE_CHECKING:
@@ -59,9 +59,16 @@ def job_tensors_in_unit_range(
         found = tensor_problems(data_store.layout.job_tensor_file(jid))
         if found:
             problems[jid] = found
+    checked = len(context.partition_keys)
+    if problems:
+        listing = "; ".join(f"{jid}: {', '.join(found)}" for jid, found in problems.items())
+        description = f"{len(problems)} of {checked} job tensor(s) are malformed: {listing}"
+    else:
+        description = f"all {checked} job tensor(s) are (H, W, 4) float32 in [0, 1]"
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"jobs_checked": len(context.partition_keys), "problems": problems},
+        description=description,
+        metadata={"jobs_checked": checked, "problems": problems},
     )
 
 
@@ -76,6 +83,9 @@ def index_problems(index: "pd.DataFrame", dataset_dir: Path) -> list[str]:
     for column in ["x", "y", "sharpness", "flux", "mag"]:
         if not pd.api.types.is_float_dtype(index[column]):
             problems.append(f"column {column} has dtype {index[column].dtype}, expected float")
+    for column in ["id", "match", "label"]:
+        if not pd.api.types.is_integer_dtype(index[column]):
+            problems.append(f"column {column} has dtype {index[column].dtype}, expected integer")
     if not set(index["label"].unique()) <= {0, 1}:
         problems.append(f"labels outside {{0, 1}}: {sorted(set(index['label'].unique()) - {0, 1})}")
     unknown_splits = set(index["split"].unique()) - set(SPLITS)
@@ -98,13 +108,20 @@ def index_problems(index: "pd.DataFrame", dataset_dir: Path) -> list[str]:
     "exists, and no job is in two splits.",
 )
 def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
-    import pandas as pd
-
     dataset = data_store.layout.dataset_dir
-    index = pd.read_csv(dataset / INDEX_CSV)
+    # Read with the documented types: pandas' inference would make a numeric jid an integer
+    # and every column of a header-only index text, and this check would blame the file.
+    index = read_index_csv(dataset / INDEX_CSV)
     problems = index_problems(index, dataset)
+    description = (
+        f"{INDEX_CSV}: {'; '.join(problems)}"
+        if problems
+        else f"{INDEX_CSV}: {len(index)} row(s), columns and dtypes as documented"
+    )
     return dg.AssetCheckResult(
-        passed=not problems, metadata={"rows": len(index), "problems": problems}
+        passed=not problems,
+        description=description,
+        metadata={"rows": len(index), "problems": problems},
     )
 
 
@@ -116,16 +133,26 @@ def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
 )
 def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
     # mlcroissant imports torch: loaded when the check runs, not with the code location.
-    import pandas as pd
-
     from astro_assets.science.transients.croissant import validate_croissant
 
     dataset = data_store.layout.dataset_dir
     report = validate_croissant(dataset / CROISSANT_FILE, base_dir=dataset)
-    rows = len(pd.read_csv(dataset / INDEX_CSV, usecols=["id"]))
+    rows = len(read_index_csv(dataset / INDEX_CSV, usecols=["id"]))
     candidates = report.record_counts.get("candidates")
+    wrong = [
+        *(f"static error: {error}" for error in report.static_errors),
+        *(f"records cannot be generated: {error}" for error in report.dynamic_errors),
+    ]
+    if report.ok and candidates != rows:
+        wrong.append(f"{candidates} candidate record(s) for {rows} row(s) of {INDEX_CSV}")
+    description = (
+        f"{CROISSANT_FILE}: {'; '.join(wrong)}"
+        if wrong
+        else f"{CROISSANT_FILE}: valid, {candidates} candidate record(s) as in {INDEX_CSV}"
+    )
     return dg.AssetCheckResult(
-        passed=report.ok and candidates == rows,
+        passed=not wrong,
+        description=description,
         metadata={
             "conforms_to": report.conforms_to or "missing",
             "static_errors": report.static_errors,

@@ -7,9 +7,14 @@ pixel centres at integer values, the photutils convention). ``label`` is 1 for r
 The master index concatenates all jobs' candidates with the columns ``MASTER_INDEX_COLUMNS``:
 the published schema (``id, jid, x, y, sharpness, roundness1, roundness2, npix, peak, flux, mag,
 daofind_mag, flags, match, label, image_filename``, in that order), then ``split`` (the job's
-train/validation/test split) and ``in_image``. Numeric columns are float64 except ``label``
-(int64); ``in_image`` is bool. ``image_filename`` is the job tensor's path relative to the
-dataset folder, ``images/<jid>.npy``.
+train/validation/test split) and ``in_image``. ``jid`` is text (a numeric job folder such as
+``000678`` keeps its leading zeros). The id columns ``id`` (int64) and ``match`` (nullable
+Int64, empty when missing) are integers parsed from their digits, never through float64, whose
+53-bit mantissa would round 19-digit ids such as ZTF candids; an id beyond the int64 range is
+refused. The other numeric columns are float64 except ``label`` (int64); ``in_image`` is bool.
+``image_filename`` is the job tensor's path relative to the dataset folder, ``images/<jid>.npy``.
+Read these tables back with :func:`read_index_csv`, which restores exactly these types (pandas'
+own inference would turn ``000678`` into 678 and an empty table's columns into text).
 
 Candidates whose position lies outside the image (``x`` not in [-0.5, W - 0.5) or ``y`` not in
 [-0.5, H - 0.5)) are kept, with ``in_image`` False: dropping them would hide a catalog problem,
@@ -18,7 +23,10 @@ and cutout code pads at edges anyway. Filter on ``in_image`` where a centred cut
 
 from __future__ import annotations
 
+import csv
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +47,7 @@ __all__ = [
     "SEED_INDEX_COLUMNS",
     "PsfcatFormatError",
     "build_master_index",
+    "read_index_csv",
     "read_psfcat",
     "write_master_index",
 ]
@@ -67,9 +76,17 @@ SEED_INDEX_COLUMNS: tuple[str, ...] = ("id", "jid", *PSFCAT_COLUMNS[1:], "image_
 MASTER_INDEX_COLUMNS: tuple[str, ...] = (*SEED_INDEX_COLUMNS, "split", "in_image")
 """Columns of the master index written by this package: the published ones, then ours."""
 
-_FLOAT_COLUMNS = tuple(name for name in PSFCAT_COLUMNS if name != "label")
-_REQUIRED_FINITE = ("id", "x", "y")
+ID_COLUMNS: tuple[str, ...] = ("id", "match")
+"""Integer id columns, kept exact: ``id`` (required, int64) and ``match`` (nullable Int64)."""
+
+_FLOAT_COLUMNS = tuple(name for name in PSFCAT_COLUMNS if name not in ("label", *ID_COLUMNS))
+_TEXT_COLUMNS = ("jid", "image_filename", "split")
+_REQUIRED_FINITE = ("x", "y")
 _MISSING_TOKENS = frozenset({"", "nan"})
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+_INT64_RANGE = (-(2**63), 2**63 - 1)
+# Integral values written as floats ("12.0") are exact in float64 up to 2**53.
+_EXACT_FLOAT_LIMIT = 2**53
 
 
 class PsfcatFormatError(ValueError):
@@ -80,6 +97,67 @@ def _row_reference(index: int) -> str:
     return f"row {index} (file line {index + 2})"
 
 
+def _integer_ids(
+    text: pd.Series, name: str, path: Path, error: type[ValueError] = ValueError
+) -> pd.Series:
+    """Parse one column of integer ids exactly into a nullable Int64 series.
+
+    Parameters
+    ----------
+    text : pandas.Series of str
+        The cells, stripped; empty and ``nan`` (any case) are missing.
+    name : str
+        Column name, for messages.
+    path : pathlib.Path
+        The file, for messages.
+    error : type
+        The exception class raised.
+
+    Returns
+    -------
+    pandas.Series
+        dtype Int64, <NA> where missing, in the order of ``text``.
+
+    Raises
+    ------
+    ValueError (``error``)
+        For a cell that is not a number, not a whole number, or outside the int64 range; the
+        message names the column, the row and the value.
+    """
+    import pandas as pd
+
+    values: list[int | None] = []
+    for row, cell in enumerate(text.tolist()):
+        if cell.lower() in _MISSING_TOKENS:
+            values.append(None)
+            continue
+        # Digits go through int(), never float64: a 19-digit ZTF candid has more significant
+        # digits than float64's 15-16 and would be rounded to another id.
+        if _DIGITS.fullmatch(cell):
+            value = int(cell)
+        else:
+            try:
+                number = float(cell)
+            except ValueError:
+                raise error(
+                    f"{path}: column {name!r}, {_row_reference(row)}: {cell!r} is not a number; "
+                    "fix the catalog"
+                ) from None
+            if not (number.is_integer() and abs(number) <= _EXACT_FLOAT_LIMIT):
+                raise error(
+                    f"{path}: column {name!r}, {_row_reference(row)}: {cell!r} is not a whole "
+                    f"number; {name} holds integer ids (write them as digits, e.g. 1234567)"
+                )
+            value = int(number)
+        if not _INT64_RANGE[0] <= value <= _INT64_RANGE[1]:
+            raise error(
+                f"{path}: column {name!r}, {_row_reference(row)}: {cell} is outside the 64-bit "
+                f"integer range [{_INT64_RANGE[0]}, {_INT64_RANGE[1]}]; ids must fit in int64"
+            )
+        values.append(value)
+    return pd.Series(values, dtype="Int64")
+
+
 def read_psfcat(
     path: str | os.PathLike[str], *, jid: str, image_shape: Sequence[int]
 ) -> pd.DataFrame:
@@ -88,7 +166,8 @@ def read_psfcat(
     Parameters
     ----------
     path : path-like
-        The CSV file (header line, then one line per candidate). Extra columns are ignored.
+        The CSV file, UTF-8 (header line, then one line per candidate; a delimiter at the end
+        of every data line is tolerated). Extra columns are ignored.
     jid : str
         Job id; a safe path component (letters, digits, ``.``, ``_``, ``-``).
     image_shape : (H, W)
@@ -98,13 +177,17 @@ def read_psfcat(
     -------
     pandas.DataFrame
         Columns ``SEED_INDEX_COLUMNS`` then ``in_image``; one row per candidate in file order.
-        Empty cells and ``nan`` are NaN (allowed except in ``id``, ``x``, ``y``, ``label``).
+        ``id`` is int64 and ``match`` nullable Int64, both exact (see the module docstring).
+        Empty cells and ``nan`` are missing (allowed except in ``id``, ``x``, ``y``,
+        ``label``).
 
     Raises
     ------
     PsfcatFormatError
-        Missing columns (all listed), a non-numeric value (column and row named), a missing or
-        non-finite ``id``/``x``/``y``, a ``label`` other than 0 or 1, or repeated ids.
+        Missing columns (all listed), a non-numeric value (column and row named), an id that
+        is not a whole number or lies outside the int64 range, a missing or non-finite
+        ``id``/``x``/``y``, a ``label`` other than 0 or 1, repeated ids, or a file that is not
+        UTF-8 (the first offending line named).
     FileNotFoundError
         If ``path`` does not exist.
     """
@@ -116,11 +199,30 @@ def read_psfcat(
     height, width = (int(n) for n in image_shape)
     path = Path(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # index_col=False: with a delimiter at the end of each data line (one field more than
+        # the header), pandas would otherwise move the first column, id, into the index. It
+        # then drops the extra fields with a warning, checked here instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            raw = pd.read_csv(
+                path, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False
+            )
+        extra_fields = False
+        for record in caught:
+            if issubclass(record.category, pd.errors.ParserWarning):
+                extra_fields = True
+            else:
+                warnings.warn_explicit(
+                    record.message, record.category, record.filename, record.lineno
+                )
+        if extra_fields:
+            _check_extra_fields_are_empty(path)
     except pd.errors.EmptyDataError as err:
         raise PsfcatFormatError(
             f"{path} is empty; it needs the header line {','.join(PSFCAT_COLUMNS)}"
         ) from err
+    except UnicodeDecodeError as err:
+        raise PsfcatFormatError(_not_utf8_message(path)) from err
     missing = [name for name in PSFCAT_COLUMNS if name not in raw.columns]
     if missing:
         raise PsfcatFormatError(
@@ -129,6 +231,9 @@ def read_psfcat(
     frame = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     for name in PSFCAT_COLUMNS:
         text = raw[name].str.strip()
+        if name in ID_COLUMNS:
+            frame[name] = _integer_ids(text, name, path, PsfcatFormatError)
+            continue
         values = pd.to_numeric(text, errors="coerce").astype(np.float64)
         bad = values.isna() & ~text.str.lower().isin(_MISSING_TOKENS)
         if bad.any():
@@ -138,8 +243,8 @@ def read_psfcat(
                 f"not a number ({int(bad.sum())} such value(s) in this column); fix the catalog"
             )
         frame[name] = values
-    for name in _REQUIRED_FINITE:
-        bad = ~np.isfinite(frame[name].to_numpy())
+    for name in ("id", *_REQUIRED_FINITE):
+        bad = ~np.isfinite(frame[name].to_numpy(np.float64, na_value=np.nan))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise PsfcatFormatError(
@@ -164,15 +269,108 @@ def read_psfcat(
     y = frame["y"].to_numpy()
     result = pd.DataFrame(
         {
-            "id": frame["id"],
+            "id": frame["id"].astype(np.int64),
             "jid": pd.Series([jid] * len(frame), dtype=object),
-            **{name: frame[name] for name in _FLOAT_COLUMNS if name != "id"},
+            **{name: frame[name] for name in PSFCAT_COLUMNS[1:-1]},
             "label": frame["label"].astype(np.int64),
             "image_filename": pd.Series([f"images/{jid}.npy"] * len(frame), dtype=object),
             "in_image": (x >= -0.5) & (x < width - 0.5) & (y >= -0.5) & (y < height - 0.5),
         }
     )
     return result[[*SEED_INDEX_COLUMNS, "in_image"]]
+
+
+def _check_extra_fields_are_empty(path: Path) -> None:
+    """Raise if a data line has more fields than the header and one of the extra ones is set.
+
+    Empty extra fields are a delimiter at the end of the line, which some writers add; a value
+    there means a field holds an unquoted comma, and every column after it would be shifted.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle)
+        width = len(next(rows, []))
+        for number, row in enumerate(rows, start=2):
+            extra = [cell for cell in row[width:] if cell.strip()]
+            if extra:
+                raise PsfcatFormatError(
+                    f"{path}: file line {number} has {len(row)} fields but the header names "
+                    f"{width} (extra: {extra[:3]}); quote fields that contain commas"
+                )
+
+
+def _not_utf8_message(path: Path) -> str:
+    """What is wrong with a catalog that is not UTF-8, naming the first offending line."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        return (
+            f"{path}: byte 0x{data[err.start]:02x} on file line {line} is not UTF-8; the "
+            "catalog must be UTF-8 text (plain ASCII is UTF-8): convert it, e.g. with "
+            "`iconv -f latin1 -t utf-8`"
+        )
+    return f"{path} is not UTF-8 text; the catalog must be UTF-8 (plain ASCII is UTF-8)"
+
+
+def read_index_csv(
+    path: str | os.PathLike[str], *, usecols: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read a table written by :func:`write_master_index` (or a job's candidates CSV) typed.
+
+    pandas' own type inference would read a numeric ``jid`` such as ``000678`` as the
+    integer 678 (and ``NA`` or ``null`` as missing), a 19-digit id as float64, and every
+    column of a header-only table as text; here each column gets the type the module
+    docstring documents.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV file, with the columns ``MASTER_INDEX_COLUMNS`` (or ``SEED_INDEX_COLUMNS``
+        then ``in_image``, as ``job_tensors`` keeps each job's candidates).
+    usecols : sequence of str, optional
+        Read only these columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``jid``, ``image_filename``, ``split`` as text; ``id`` int64 and ``match`` Int64,
+        both exact (ids written as integral floats, ``12.0``, by earlier versions are
+        accepted); ``label`` int64; ``in_image`` bool; the other columns float64 (an empty
+        cell is NaN).
+
+    Raises
+    ------
+    ValueError
+        If an id is not a whole number, lies outside the int64 range, or ``id`` is missing.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    dtypes: dict[str, object] = {name: str for name in (*_TEXT_COLUMNS, *ID_COLUMNS)}
+    dtypes |= {name: np.float64 for name in _FLOAT_COLUMNS}
+    dtypes |= {"label": np.int64, "in_image": bool}
+    # No default NA tokens: a job called NA or null stays text; floats are empty when NaN.
+    na_values = {name: [""] for name in _FLOAT_COLUMNS}
+    frame = pd.read_csv(
+        path,
+        usecols=usecols,
+        dtype=dtypes,
+        keep_default_na=False,
+        na_values=na_values,
+    )
+    for name in ID_COLUMNS:
+        if name in frame.columns:
+            frame[name] = _integer_ids(frame[name].str.strip(), name, path)
+    if "id" in frame.columns:
+        if frame["id"].isna().any():
+            row = int(np.flatnonzero(frame["id"].isna().to_numpy())[0])
+            raise ValueError(f"{path}: column 'id', {_row_reference(row)} is missing")
+        frame["id"] = frame["id"].astype(np.int64)
+    for name in _TEXT_COLUMNS:
+        if name in frame.columns:
+            frame[name] = frame[name].astype(object)
+    return frame
 
 
 def build_master_index(frames: Sequence[pd.DataFrame], splits: Mapping[str, str]) -> pd.DataFrame:
@@ -224,7 +422,15 @@ def build_master_index(frames: Sequence[pd.DataFrame], splits: Mapping[str, str]
         index = pd.concat(parts, ignore_index=True)
     else:
         index = pd.DataFrame({name: pd.Series(dtype=np.float64) for name in SEED_INDEX_COLUMNS})
-        index = index.astype({"jid": object, "image_filename": object, "label": np.int64})
+        index = index.astype(
+            {
+                "id": np.int64,
+                "match": "Int64",
+                "jid": object,
+                "image_filename": object,
+                "label": np.int64,
+            }
+        )
         index["in_image"] = pd.Series(dtype=bool)
     index = index.sort_values("jid", kind="stable").reset_index(drop=True)
     index["split"] = pd.Series([splits[jid] for jid in index["jid"]], dtype=object)

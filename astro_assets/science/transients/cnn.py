@@ -293,6 +293,19 @@ def _validation_logits(
     return torch.cat(outputs)
 
 
+def _require_evaluable_test_split(index_df: pd.DataFrame) -> None:
+    """Refuse, before any training, a test split that evaluation could not score.
+
+    Evaluation needs real and bogus candidates inside their images; the test split's images are
+    not read here (training never touches them), so ``in_image`` of the index tells which
+    candidates evaluation will keep, where the index has it.
+    """
+    test = split_rows(index_df, "test")
+    if "in_image" in test.columns:
+        test = test[test["in_image"].astype(bool).to_numpy()]
+    require_both_classes(test["label"].to_numpy(), "test")
+
+
 def train_model(
     index_df: pd.DataFrame,
     dataset_dir: str | os.PathLike[str],
@@ -304,8 +317,11 @@ def train_model(
     ----------
     index_df : pandas.DataFrame
         The master index (``split`` and ``label`` columns required); not modified. The
-        ``test`` split is not touched. Candidates whose pixel lies outside their image are
-        left out and counted (``TrainResult.n_outside_image``).
+        ``test`` split is not trained on and its images are not read, but it must hold real
+        and bogus candidates (inside their images, by ``in_image`` where the index has it),
+        so that a model that could not be evaluated is not trained first. Candidates whose
+        pixel lies outside their image are left out and counted
+        (``TrainResult.n_outside_image``).
     dataset_dir : path-like
         Directory holding the job tensors referenced by ``image_filename``.
     config : TrainConfig, optional
@@ -317,7 +333,8 @@ def train_model(
     Raises
     ------
     SplitError
-        If jobs leak across splits, or train/validation lacks real or bogus candidates.
+        If jobs leak across splits, or a split (train, validation or test) lacks real or bogus
+        candidates.
     MissingFeatureError
         If features are NaN/inf under ``nan_policy="error"``.
     FloatingPointError
@@ -331,6 +348,7 @@ def train_model(
     )
     train_labels = require_both_classes(train["label"].to_numpy(), "train")
     val_labels = require_both_classes(validation["label"].to_numpy(), "validation")
+    _require_evaluable_test_split(index_df)
     scaler = FeatureScaler.fit(
         train, FeatureScalingConfig(clip=config.feature_clip, nan_policy=config.nan_policy)
     )

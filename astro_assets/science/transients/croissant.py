@@ -14,8 +14,9 @@ The JSON-LD is produced by mlcroissant's own serialization (``Metadata.to_json()
   normalization (mlcroissant has no reader for ``.npy``, so no RecordSet reads the tensors;
   the ``image_filename`` column points to them);
 - a ``splits`` RecordSet of type ``cr:Split`` (train/validation/test) and a ``candidates``
-  RecordSet with every index column typed, ``label`` as ``["sc:Integer", "cr:Label"]`` and
-  ``split`` referencing ``splits/name``;
+  RecordSet with every index column typed, ``label`` as ``["sc:Integer", "cr:Label"]``, the ids
+  ``id`` and ``match`` as ``sc:Integer``, ``jid`` as text taken from ``image_filename`` (see
+  ``_FIELD_DESCRIPTIONS``) and ``split`` referencing ``splits/name``;
 - responsible-AI (RAI) attributes, ``citeAs``, ``datePublished``, a semantic ``version`` and
   the license.
 
@@ -43,7 +44,11 @@ import numpy as np
 import pandas as pd
 
 from astro_assets.io.atomic import atomic_write_text
-from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS
+from astro_assets.science.transients.candidates import (
+    ID_COLUMNS,
+    MASTER_INDEX_COLUMNS,
+    read_index_csv,
+)
 from astro_assets.science.transients.splits import SPLITS
 from astro_assets.science.transients.tensors import CHANNELS
 
@@ -71,8 +76,11 @@ _SPLIT_URLS = {
 _NPY_FORMAT = "https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html"
 
 _FIELD_DESCRIPTIONS: Mapping[str, str] = {
-    "id": "Candidate id within its job (from psfcat.csv).",
-    "jid": "Job id: the job folder name; all candidates of a job share its image tensor.",
+    "id": "Candidate id within its job (from psfcat.csv), an integer (int64).",
+    "jid": "Job id: the job folder name, as text; all candidates of a job share its image "
+    "tensor. Taken from image_filename (images/<jid>.npy), which holds it verbatim, so that "
+    "readers that infer a CSV column's type cannot turn a numeric job id such as 000678 into "
+    "the number 678.",
     "x": "Candidate column position, 0-based pixels (pixel centres at integers).",
     "y": "Candidate row position, 0-based pixels (pixel centres at integers).",
     "sharpness": "DAOFIND sharpness of the detection on the difference image.",
@@ -84,7 +92,7 @@ _FIELD_DESCRIPTIONS: Mapping[str, str] = {
     "mag": "Instrumental magnitude -2.5 log10(flux); empty when flux <= 0.",
     "daofind_mag": "DAOFIND magnitude (peak relative to the detection threshold).",
     "flags": "Quality bit flags from psfcat.csv (producer-defined).",
-    "match": "Id of the matched known transient, -1 when none.",
+    "match": "Id of the matched known transient, an integer (int64), -1 when none.",
     "label": "1 = real transient, 0 = bogus (artifact, subtraction residual or noise).",
     "image_filename": "Path of the job's (H, W, 4) tensor relative to the dataset folder.",
     "split": "The job's split (train, validation or test); all candidates of a job share it.",
@@ -228,6 +236,10 @@ def _as_date(value: dt.date | dt.datetime | str) -> dt.datetime:
 def _data_types(column: str) -> list[Any]:
     if column == "label":
         return [mlc.DataType.INTEGER, _LABEL]
+    if column in ID_COLUMNS:
+        # Integer, not Float: mlcroissant casts each value to the declared type, and float64
+        # would round a 19-digit id (a ZTF candid) to another one.
+        return [mlc.DataType.INTEGER]
     if column in ("jid", "image_filename", "split"):
         return [mlc.DataType.TEXT]
     if column == "in_image":
@@ -321,11 +333,20 @@ def build_croissant(
         raise CroissantError(
             f"unknown RAI attribute(s) {unknown_rai}; use some of {sorted(_RAI_ATTRIBUTES)}"
         )
-    index = pd.read_csv(index_path)
-    if tuple(index.columns) != MASTER_INDEX_COLUMNS:
+    columns = list(pd.read_csv(index_path, nrows=0).columns)
+    if tuple(columns) != MASTER_INDEX_COLUMNS:
         raise CroissantError(
-            f"{index_path} has columns {list(index.columns)}; expected exactly "
+            f"{index_path} has columns {columns}; expected exactly "
             f"{list(MASTER_INDEX_COLUMNS)} (write it with write_master_index)"
+        )
+    index = read_index_csv(index_path)
+    renamed = index["image_filename"] != "images/" + index["jid"] + ".npy"
+    if renamed.any():
+        row = index[renamed].iloc[0]
+        raise CroissantError(
+            f"{index_path}: image_filename {row['image_filename']!r} of job {row['jid']!r} is "
+            f"not images/{row['jid']}.npy, and the job id is read from it "
+            "(write the index with write_master_index)"
         )
     unknown_splits = sorted(set(index["split"].astype(str)) - set(SPLITS))
     if unknown_splits:
@@ -398,6 +419,18 @@ def build_croissant(
     candidate_fields = []
     for column in MASTER_INDEX_COLUMNS:
         references = {"references": mlc.Source(ctx=ctx, field="splits/name")}
+        source = mlc.Source(
+            ctx=ctx, file_object=index_id, extract=mlc.Extract(ctx=ctx, column=column)
+        )
+        if column == "jid":
+            # mlcroissant reads the CSV with pandas' type inference, which turns the text
+            # 000678 into 678 before the field is cast to Text; images/000678.npy stays text.
+            source = mlc.Source(
+                ctx=ctx,
+                file_object=index_id,
+                extract=mlc.Extract(ctx=ctx, column="image_filename"),
+                transforms=[mlc.Transform(ctx=ctx, regex=r"^images/(.+)\.npy$")],
+            )
         candidate_fields.append(
             mlc.Field(
                 ctx=ctx,
@@ -405,9 +438,7 @@ def build_croissant(
                 name=column,
                 description=_FIELD_DESCRIPTIONS[column],
                 data_types=_data_types(column),
-                source=mlc.Source(
-                    ctx=ctx, file_object=index_id, extract=mlc.Extract(ctx=ctx, column=column)
-                ),
+                source=source,
                 **(references if column == "split" else {}),
             )
         )

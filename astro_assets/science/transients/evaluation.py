@@ -4,7 +4,9 @@ Metrics (all on one split, usually ``test``: jobs never seen in training):
 
 - ROC-AUC: the probability that a random real candidate scores above a random bogus one (ties
   count one half), i.e. the normalized Mann-Whitney U statistic, with its Hanley-McNeil
-  standard error (small test splits give wide uncertainties: report them);
+  standard error, the AUC clipped half a candidate inside [0, 1] so that it never claims
+  certainty (small test splits give wide uncertainties: report them; see
+  :func:`auc_standard_error`);
 - PR-AUC: average precision, ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds
   (the step-wise area, which does not interpolate optimistically between points);
 - accuracy, FPR = FP / (FP + TN) and FNR = FN / (FN + TP) at a threshold (a candidate is called
@@ -135,7 +137,33 @@ def auc_standard_error(auc: float, n_real: int, n_bogus: int) -> float:
     """Standard error of a ROC-AUC estimate (Hanley & McNeil 1982, Radiology 143, 29).
 
     ``sqrt((A(1-A) + (n_r - 1)(Q1 - A^2) + (n_b - 1)(Q2 - A^2)) / (n_r n_b))`` with
-    ``Q1 = A / (2 - A)`` and ``Q2 = 2 A^2 / (1 + A)``.
+    ``Q1 = A / (2 - A)`` and ``Q2 = 2 A^2 / (1 + A)``, evaluated at ``A`` clipped to
+    ``[1 / (2 m), 1 - 1 / (2 m)]``, ``m = min(n_r, n_b)``.
+
+    The formula is 0 at ``A`` = 0 or 1, which would claim certainty from perfectly separated
+    scores however few candidates there are (one real and two bogus ones). How far the true AUC
+    may lie from a perfect one is resolved only to about one candidate of the smaller class, so
+    ``A`` is moved half a candidate's share inside the interval (a continuity correction, as
+    adding 1/2 to an empty cell of a table): with one real candidate ``A`` is taken as 0.5
+    (nothing known), with 50 real among 500 bogus candidates a perfect AUC gives 0.0099. Values
+    of ``A`` within the interval are unchanged.
+
+    Parameters
+    ----------
+    auc : float
+        The estimate, in [0, 1].
+    n_real, n_bogus : int
+        Number of real and bogus candidates it was measured on, at least 1 each.
+
+    Returns
+    -------
+    float
+        The standard error, > 0.
+
+    Raises
+    ------
+    ValueError
+        If ``auc`` is outside [0, 1] or a class is empty.
     """
     if not 0.0 <= auc <= 1.0:
         raise ValueError(f"auc must be in [0, 1], got {auc}.")
@@ -143,6 +171,8 @@ def auc_standard_error(auc: float, n_real: int, n_bogus: int) -> float:
         raise ValueError(
             f"Need at least one real and one bogus candidate, got {n_real}, {n_bogus}."
         )
+    margin = 1.0 / (2.0 * min(n_real, n_bogus))
+    auc = min(max(auc, margin), 1.0 - margin)
     q1 = auc / (2.0 - auc)
     q2 = 2.0 * auc**2 / (1.0 + auc)
     variance = (
@@ -472,8 +502,9 @@ def predict_probabilities(
 class EvaluationReport:
     """Test-split metrics of the CNN and of the tabular baseline, plus PNG plots.
 
-    ``n_outside_image`` counts candidates of the split left out because their pixel lies
-    outside their image (no centred cutout exists for them).
+    ``n_outside_image`` counts candidates of the evaluated split left out because their pixel
+    lies outside their image (no centred cutout exists for them); training counts the other
+    splits' (``TrainResult.n_outside_image``).
     """
 
     cnn: BinaryMetrics

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from astro_assets.io.atomic import atomic_path
+from astro_assets.science.transients.candidates import read_index_csv
 from astro_assets.science.transients.cnn import load_model, resolve_device
 from astro_assets.science.transients.cutouts import CutoutDataset
 from astro_assets.science.transients.evaluation import predict_probabilities
@@ -18,14 +19,16 @@ INDEX_FILE = "master_index.csv"
 
 
 def read_index(dataset_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read ``master_index.csv`` of ``dataset_dir`` (``jid`` kept as text)."""
+    """Read ``master_index.csv`` of ``dataset_dir``, typed by
+    :func:`~astro_assets.science.transients.candidates.read_index_csv` (``jid`` kept as text,
+    ids exact)."""
     path = Path(dataset_dir) / INDEX_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist; build the dataset first (materialize master_index) or pass "
             "an index explicitly."
         )
-    return pd.read_csv(path, dtype={"jid": str, "image_filename": str, "split": str})
+    return read_index_csv(path)
 
 
 def score_candidates(

@@ -24,6 +24,7 @@ import numpy as np
 from astro_assets.io.atomic import atomic_path
 from astro_assets.io.fits import image_shape, read_image
 from astro_assets.science.transients.zscale import (
+    NoFinitePixelsError,
     ZScaleResult,
     normalize_rows_into,
     zscale_limits,
@@ -111,7 +112,8 @@ def write_job_tensor(
         If the four images differ in shape (checked from FITS headers before anything is
         written); the message lists every shape.
     NoFinitePixelsError
-        If a channel has no finite pixel (nothing is written).
+        If a channel has no finite pixel (nothing is written); the message names the file (or
+        the channel of an array).
     FitsFormatError
         If a FITS file cannot be read (nothing is written).
     """
@@ -143,7 +145,13 @@ def write_job_tensor(
         row_bytes = width * len(CHANNELS) * np.dtype(np.float32).itemsize
         for index, name in enumerate(CHANNELS):
             image = _load(images[name])
-            vmin, vmax = zscale_limits(image, n_samples=n_samples, contrast=contrast)
+            try:
+                vmin, vmax = zscale_limits(image, n_samples=n_samples, contrast=contrast)
+            except NoFinitePixelsError as err:
+                # ZScale sees only pixels: which of the four files it was is known here.
+                source = images[name]
+                where = "array" if isinstance(source, np.ndarray) else str(source)
+                raise NoFinitePixelsError(f"{where} ({name} channel): {err}") from err
             nan_count = inf_count = 0
             for start in range(0, height, _ROWS_PER_WINDOW):
                 rows = min(_ROWS_PER_WINDOW, height - start)
