@@ -101,3 +101,17 @@ def test_unknown_selection_is_an_error(project):
     assert result.returncode == 2
     assert "nonexistent_asset" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_selection_that_names_no_asset_or_cannot_be_parsed_is_an_error(project):
+    # A misspelled group resolves to nothing: a scheduled command must fail, not do nothing.
+    typo = cli(project, "materialize", "--select", "group:flatfeld")
+    assert typo.returncode == 2
+    assert (
+        "the selection 'group:flatfeld' names no asset; the groups are flatfield, transients"
+        in typo.stderr
+    )
+    listed = cli(project, "materialize", "--select", "master_index,croissant_metadata")
+    assert listed.returncode == 2
+    assert "'key:master_index or key:croissant_metadata'" in listed.stderr
+    assert "Traceback" not in typo.stderr + listed.stderr

@@ -118,6 +118,29 @@ def failed_checks(result: dg.ExecuteInProcessResult, severity: dg.AssetCheckSeve
     return lines
 
 
+def _selected_keys(graph, selection: str | None) -> set[dg.AssetKey]:
+    """The asset keys ``selection`` names; a selection that cannot be parsed or names nothing
+    (a misspelled group) is a ``ValueError`` that lists the groups, so that a scheduled command
+    with a typo fails instead of doing nothing."""
+    if not selection:
+        return set(dg.AssetSelection.all().resolve(graph))
+    groups = sorted({graph.get(key).group_name for key in graph.materializable_asset_keys})
+    try:
+        parsed = dg.AssetSelection.from_string(selection)
+    except dg.DagsterError as error:
+        raise ValueError(
+            f"{error}. Join several assets with ' or ' (e.g. 'key:master_index or "
+            "key:croissant_metadata'), or select a group with 'group:NAME'."
+        ) from None
+    keys = set(parsed.resolve(graph))
+    if not keys:
+        raise ValueError(
+            f"the selection {selection!r} names no asset; the groups are "
+            f"{', '.join(groups)} (select one with 'group:NAME')."
+        )
+    return keys
+
+
 def materialize_selection(
     instance: dg.DagsterInstance,
     *,
@@ -135,10 +158,7 @@ def materialize_selection(
     """
     defs = defs or default_defs
     graph = defs.resolve_asset_graph()
-    asset_selection = (
-        dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
-    )
-    keys = set(asset_selection.resolve(graph))
+    keys = _selected_keys(graph, selection)
     partitioned, unpartitioned = _partition_groups(defs, keys)
     everything = [*defs.assets, *(defs.asset_checks or [])]
     run_resources = resources if resources is not None else dict(defs.resources or {})
