@@ -172,10 +172,19 @@ FINDINGS = """Findings (2026-11-24, 2 cores x86_64):
   the quarter cell to each plane's samples (`planes.plane_offsets`) alone to 18 %, both to
   8 %. Over the seeds: planet 4.15 %, small Sun 1.79 %, the rows without a limb under a
   shadow within 0.04 points of before.
-- What is left against mono is the mosaic's resolution at the limb (planet 4.2 against
-  1.5 %, small Sun 1.8 against 0.7 %; the pixels of the spot on the limb hold most of it)
-  and, on seed 1 of the f/10 donuts, a 61 px donut 1 % deep that the mosaic does not find
-  (0.90 of the donuts' area covered; the flat's rms error in dust 0.7 against 0.5 %).
+- What was then left against mono was the mosaic's resolution at the limb (planet 4.15
+  against 1.47 %, small Sun 1.79 against 0.68 %; the pixels of the spot on the limb held
+  most of it): the luminance's prediction, interpolated to a plane's samples, keeps the
+  cells' resolution across the limb's fall. Regions beside a limb now follow each plane's
+  own prediction, made from that plane of the registered frames (`motion.plane_guide`),
+  and its ratio to the plane above the pedestal where lit: planet 2.26 %, small Sun 1.09 %
+  (2026-11-24); the other rows are unchanged to the digit. Followed everywhere, the
+  planes' own predictions, from a quarter of the samples each, were noisier than the
+  luminance's on faint texture: the f/10 donuts went from 0.69 to 0.93 % (0.81 % with each
+  region judged on its held-out ring instead of by the limb), and with the plain ratio the
+  planet was at 2.32 % and the small Sun at 1.24 %.
+- Still left: on seed 1 of the f/10 donuts, a 61 px donut 1 % deep that the mosaic does not
+  find (0.90 of the donuts' area covered; the flat's rms error in dust 0.69 against 0.50 %).
 """
 
 
