@@ -1293,8 +1293,9 @@ def plane_guide(
     params: MotionTestParams = MotionTestParams(),
     detection: DustDetectionParams = _DEFAULT_DETECTION,
 ) -> np.ndarray:
-    """The guide of one colour plane, predicted from that plane of the registered frames, over
-    the regions :func:`inpainting_guide` chose on the luminance view.
+    """The guide of one colour plane over the regions :func:`inpainting_guide` chose on the
+    luminance view: beside a limb, predicted from that plane of the registered frames;
+    elsewhere the luminance's prediction, scaled to the plane.
 
     A colour camera's dust is searched, and its guide judged, on the luminance view (a
     mosaic's 2 x 2 cells, an RGB frame's channel mean). Interpolated to a mosaic plane's
@@ -1318,7 +1319,11 @@ def plane_guide(
     bright level) follow the plane's own prediction; the others, and pixels where the
     plane's is unknown, follow the luminance's, scaled to the plane above the pedestal. A
     plane on the view's own pixels (``offset`` (0, 0): an RGB frame's channels) gains no
-    resolution and follows the luminance's everywhere.
+    resolution and follows the luminance's everywhere. The plane's prediction is made only
+    when a region lies beside a limb (on a 1280 x 960 RGGB planet of 100 frames whose
+    shadows do, ``dust_mask`` took 8.1-9.5 s against 5.6-6.6 s with the luminance's
+    prediction alone); it is made over the whole plane, whose bright level its steps
+    measure.
 
     Parameters
     ----------
@@ -1347,7 +1352,7 @@ def plane_guide(
     -------
     np.ndarray
         (H, W) float32 in the plane's units, NaN outside the guided regions (as carried to the
-        plane) and where the plane's prediction is unknown.
+        plane).
 
     Raises
     ------
@@ -1363,10 +1368,18 @@ def plane_guide(
     if result.prediction is None or not followed.any():
         return out
     black_level = result.prediction.black_level
-    luminance = view_on_plane(guide.prediction, plane.shape, offset)
-    if not any(offset):
-        # On the view's own pixels (an RGB frame's channels) a plane gains no resolution.
-        out[followed] = _above_pedestal_as(luminance, plane, black_level)[followed]
+    luminance = _above_pedestal_as(
+        view_on_plane(guide.prediction, plane.shape, offset), plane, black_level
+    )
+    support = np.asarray(mask) > 0
+    # On the view's own pixels (an RGB frame's channels) a plane gains no resolution.
+    limb = (
+        _beside_a_limb(support, luminance, params, detection.dark_fraction) & followed
+        if any(offset)
+        else np.zeros(plane.shape, dtype=bool)
+    )
+    out[followed] = luminance[followed]
+    if not limb.any():
         return out
     offsets = checked_offsets(frames, shifts)
     kept = np.ones(len(frames), dtype=bool)
@@ -1378,24 +1391,19 @@ def plane_guide(
     prediction = predict_dust_free(used, offsets, plane.shape, params, black_level=black_level)
     redraw = params.max_outline_growth > 0 and result.core.any()
     if redraw or params.gain_iterations > 0:
-        reach = np.zeros(plane.shape, dtype=bool)
+        excluded = np.zeros(plane.shape, dtype=bool)
         if redraw:
             on_view = _outline_reach(result.core, params.max_outline_growth)
-            rows, cols = on_view.shape
-            reach[:rows, :cols] = on_view
+            excluded[: on_view.shape[0], : on_view.shape[1]] = on_view
         prediction = _again_without_shadows(
-            prediction, used, offsets, reach, params, detection.dark_fraction
+            prediction, used, offsets, excluded, params, detection.dark_fraction
         )
     predicted = prediction.carried_to(plane)
     if params.guide_filter_px > 0:
-        fitted_on = ~ndimage.binary_dilation(
-            np.asarray(mask) > 0, iterations=params.guide_holdout_px + 1
-        )
+        fitted_on = ~ndimage.binary_dilation(support, iterations=params.guide_holdout_px + 1)
         predicted = filtered_to_match(predicted, plane, fitted_on, params.guide_filter_px)
-    luminance = _above_pedestal_as(luminance, predicted, black_level)
-    limb = _beside_a_limb(np.asarray(mask) > 0, luminance, params, detection.dark_fraction)
-    chosen = np.where(limb & np.isfinite(predicted), predicted, luminance)
-    out[followed] = chosen[followed]
+    own = limb & np.isfinite(predicted)
+    out[own] = predicted[own]
     return out
 
 
