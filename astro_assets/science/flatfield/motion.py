@@ -1321,7 +1321,7 @@ def plane_guide(
     plane on the view's own pixels (``offset`` (0, 0): an RGB frame's channels) gains no
     resolution and follows the luminance's everywhere. The plane's prediction is made only
     when a region lies beside a limb (on a 1280 x 960 RGGB planet of 100 frames whose
-    shadows do, ``dust_mask`` took 8.1-9.5 s against 5.6-6.6 s with the luminance's
+    shadows do, ``dust_mask`` took 8.1-10.2 s against 5.6-6.6 s with the luminance's
     prediction alone); it is made over the whole plane, whose bright level its steps
     measure.
 
