@@ -814,34 +814,28 @@ def _decide_byte_order(
             )
         return smoother, "detected", margin, warnings
 
-    if fallback is not None:
-        return (
-            fallback,
-            "fallback",
-            _ratio(
-                rough_big if fallback == "<" else rough_little,
-                rough_little if fallback == "<" else rough_big,
-            ),
-            [
-                f"the pixels do not reveal the byte order (smoothness ratio {margin:.3g}, below "
-                f"{_DECISIVE_MARGIN:g}); followed the fallback byte order given, "
-                f"{_order_words(fallback)}, rather than the header flag {flag}."
-            ],
-        )
-    return (
-        flag_order,
-        "header-flag",
-        _ratio(
-            rough_big if flag_order == "<" else rough_little,
-            rough_little if flag_order == "<" else rough_big,
-        ),
-        [
-            f"the pixels do not reveal the byte order (smoothness ratio {margin:.3g}, below "
-            f"{_DECISIVE_MARGIN:g}); followed the header flag {flag} as "
-            f"{_order_words(flag_order)} (common convention: 0 = little-endian). If the images "
-            "look like noise, open the file with byte_order='<' or '>'."
-        ],
+    undecided = (
+        f"the pixels do not reveal the byte order (smoothness ratio {margin:.3g}, below "
+        f"{_DECISIVE_MARGIN:g}); "
     )
+    if fallback is not None:
+        chosen, source = fallback, "fallback"
+        followed = (
+            f"followed the fallback byte order given, {_order_words(fallback)}, rather than "
+            f"the header flag {flag}."
+        )
+    else:
+        chosen, source = flag_order, "header-flag"
+        followed = (
+            f"followed the header flag {flag} as {_order_words(flag_order)} (common "
+            "convention: 0 = little-endian). If the images look like noise, open the file "
+            "with byte_order='<' or '>'."
+        )
+    chosen_margin = _ratio(
+        rough_big if chosen == "<" else rough_little,
+        rough_little if chosen == "<" else rough_big,
+    )
+    return chosen, source, chosen_margin, [undecided + followed]
 
 
 def _ratio(numerator: float, denominator: float) -> float:
