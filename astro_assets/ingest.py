@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from astro_assets.io.discovery import Discovery, scan_job_folders, scan_ser_files
+from astro_assets.io.discovery import (
+    Discovery,
+    scan_job_folders,
+    scan_ser_files,
+    vanished_job_keys,
+)
 from astro_assets.io.paths import DataLayout
 
 SER_PARTITIONS = "ser_files"
@@ -16,16 +21,22 @@ JOB_PARTITIONS = "jids"
 
 @dataclass
 class IngestReport:
-    """What one ingest pass registered, left pending, and refused."""
+    """What one ingest pass registered, left pending, refused and removed."""
 
     added: dict[str, list[str]] = field(default_factory=dict)
     pending: dict[str, list[str]] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
+    removed: dict[str, list[str]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = []
         for name, keys in self.added.items():
             out.extend(f"added    {name}/{key}" for key in keys)
+        for name, keys in self.removed.items():
+            out.extend(
+                f"removed  {name}/{key} (its folder is gone; its products stay on disk)"
+                for key in keys
+            )
         for name, items in self.pending.items():
             out.extend(
                 f"pending  {name}/{item} (still changing; run ingest again)" for item in items
@@ -53,6 +64,8 @@ def register_new_inputs(
 
     SER videos become ``ser_files`` partitions and job folders ``jids`` partitions, with the
     same rules as the sensors: an input still changing during ``watch_seconds`` is left pending.
+    A ``jids`` partition whose folder was removed is removed too, as the sensor does: the
+    dataset's jobs are run in one range, which a job without its folder would fail.
     """
     report = IngestReport()
     sources = {
@@ -75,4 +88,8 @@ def register_new_inputs(
         report.added[partitions_name] = keys
         report.pending[partitions_name] = sorted(discovery.pending)
         report.rejected.extend(discovery.rejected)
+    gone = vanished_job_keys(layout.incoming_jobs, instance.get_dynamic_partitions(JOB_PARTITIONS))
+    for key in gone:
+        instance.delete_dynamic_partition(JOB_PARTITIONS, key)
+    report.removed[JOB_PARTITIONS] = gone
     return report

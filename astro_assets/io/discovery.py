@@ -289,6 +289,17 @@ def observe_job_folder(folder: Path) -> Observation | None:
     return Observation(sum(o.size for o in observations), max(o.mtime_ns for o in observations))
 
 
+def vanished_job_keys(folder: Path, known_keys: Iterable[str]) -> list[str]:
+    """The registered job keys whose folder is no longer under ``folder``, sorted.
+
+    A job's folder name is its key. When ``folder`` itself is missing (a data disk not
+    mounted) nothing counts as vanished: the jobs may come back.
+    """
+    if not folder.is_dir():
+        return []
+    return sorted(key for key in set(known_keys) if not (folder / key).is_dir())
+
+
 def scan_job_folders(
     folder: Path,
     *,

@@ -1,10 +1,12 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 
 from astro_assets.defs.transients.sensors import jids_sensor
+from astro_assets.ingest import register_new_inputs
 from astro_assets.io.fits import JOB_FILES
 
 
@@ -68,3 +70,35 @@ def test_known_folders_are_skipped(instance, data_store, layout):
     instance.add_dynamic_partitions("jids", ["jid030"])
     result = _tick(instance, data_store)
     assert result.run_requests == []
+
+
+def test_a_removed_folder_loses_its_partition_unless_the_whole_folder_is_gone(
+    instance, data_store, layout
+):
+    # The jobs run in one range: a job whose folder was removed would fail every later run.
+    for jid in ["jid040", "jid041"]:
+        _job(layout.incoming_jobs, jid)
+    instance.add_dynamic_partitions("jids", ["jid040", "jid041"])
+    shutil.rmtree(layout.incoming_jobs / "jid041")
+    _job(layout.incoming_jobs, "jid042")
+    result = _tick(instance, data_store)
+    added, deleted = result.dynamic_partitions_requests
+    assert list(added.partition_keys) == ["jid042"]
+    assert isinstance(deleted, dg.DeleteDynamicPartitionsRequest)
+    assert list(deleted.partition_keys) == ["jid041"]
+    # A data disk not mounted shows no folder at all: the jobs may come back.
+    shutil.rmtree(layout.incoming_jobs)
+    assert _tick(instance, data_store).dynamic_partitions_requests == []
+
+
+def test_ingest_removes_the_partition_of_a_removed_job_folder(instance, layout):
+    for jid in ["jid050", "jid051"]:
+        _job(layout.incoming_jobs, jid)
+    first = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert first.added["jids"] == ["jid050", "jid051"]
+    assert first.removed["jids"] == []
+    shutil.rmtree(layout.incoming_jobs / "jid050")
+    second = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert second.removed["jids"] == ["jid050"]
+    assert instance.get_dynamic_partitions("jids") == ["jid051"]
+    assert "removed  jids/jid050 (its folder is gone; its products stay on disk)" in second.lines()

@@ -7,7 +7,7 @@ import dagster as dg
 
 from astro_assets.defs.transients.jobs import job_tensors_job
 from astro_assets.defs.transients.partitions import jids_partitions
-from astro_assets.io.discovery import Observation, scan_job_folders
+from astro_assets.io.discovery import Observation, scan_job_folders, vanished_job_keys
 from astro_assets.resources.storage import DataStore
 
 MAX_FOLDERS_PER_TICK = 500
@@ -20,7 +20,8 @@ MAX_FOLDERS_PER_TICK = 500
     description=(
         "Registers each new, complete job folder under data/incoming/jobs (all five files "
         "present and no longer changing) as a jids partition, and requests one job_tensors run "
-        f"for the folders found in a tick (at most {MAX_FOLDERS_PER_TICK} examined per tick)."
+        f"for the folders found in a tick (at most {MAX_FOLDERS_PER_TICK} examined per tick); "
+        "removes the partition of a job whose folder was removed."
     ),
 )
 def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> dg.SensorResult:
@@ -37,6 +38,13 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     )
     for message in discovery.rejected:
         context.log.warning(message)
+    # The jobs are run in one range, which a job without its folder would fail.
+    gone = vanished_job_keys(data_store.layout.incoming_jobs, known)
+    if gone:
+        context.log.info(
+            f"job folders {', '.join(gone)} were removed: their partitions are removed "
+            "(their products stay on disk)."
+        )
     new_keys = [candidate.key for candidate in discovery.ready]
     run_requests = []
     if new_keys:
@@ -55,7 +63,8 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=(
-            [jids_partitions.build_add_request(new_keys)] if new_keys else []
+            ([jids_partitions.build_add_request(new_keys)] if new_keys else [])
+            + ([jids_partitions.build_delete_request(gone)] if gone else [])
         ),
         cursor=json.dumps({key: obs.to_json() for key, obs in sorted(discovery.pending.items())}),
     )
