@@ -938,11 +938,12 @@ def test_a_three_plane_video_is_calibrated_with_the_sky_level_of_each_plane(
 def test_an_h_alpha_video_of_a_colour_camera_gets_a_flat_of_one_where_no_light_falls(
     instance, data_store, layout, dusty_video, mode
 ):
-    """An H-alpha filter lights R alone: G keeps 2 % of the light, B the pedestal alone."""
+    """An H-alpha filter lights R alone: G keeps 2 % of the light, B one level above the
+    pedestal on the brighter half of the disc, whose top then reads as a plateau."""
     video_path, truth = dusty_video
     with open_ser(video_path) as source:
         light = source.frames[:].astype(np.float64) - truth.black_level_adu
-    planes = [truth.black_level_adu + gain * light for gain in (1.0, 0.02, 0.0)]
+    planes = [truth.black_level_adu + gain * light for gain in (1.0, 0.02, 0.00003)]
     video = np.rint(np.stack(planes, axis=-1)).astype(np.uint16)
     write_ser(layout.incoming_ser / "halpha.ser", video, color="RGB", depth=16)
     config = {"black_level_mode": mode}

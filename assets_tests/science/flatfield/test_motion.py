@@ -32,11 +32,11 @@ from astro_assets.science.flatfield.motion import (
 )
 from astro_assets.science.flatfield.planes import (
     LuminanceFrame,
+    PlaneVideo,
     luminance_view,
     mask_to_cells,
     mask_to_full,
     plane_offsets,
-    plane_views,
     split_mask,
     split_planes,
     view_on_plane,
@@ -1307,7 +1307,7 @@ def test_a_colour_plane_is_guided_by_its_own_prediction_across_a_limb():
         own = plane_guide(
             result,
             guide,
-            [plane_views(frame, "RGGB")[index] for frame in frames],
+            PlaneVideo(frames, range(len(frames)), "RGGB", index),
             shifts / 2,
             plane,
             plane_mask,

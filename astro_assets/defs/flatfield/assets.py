@@ -107,6 +107,7 @@ from astro_assets.science.flatfield.motion import (
 )
 from astro_assets.science.flatfield.planes import (
     LuminanceVideo,
+    PlaneVideo,
     broadcast_mask,
     luminance_view,
     mask_to_cells,
@@ -114,7 +115,6 @@ from astro_assets.science.flatfield.planes import (
     merge_planes,
     plane_names,
     plane_offsets,
-    plane_views,
     split_mask,
     split_planes,
 )
@@ -1383,14 +1383,11 @@ def _guide_on_planes(
     plane's own prediction over the regions the luminance's guides (``motion.plane_guide``)."""
     if color == "MONO":
         return guide.image
-    if not np.isfinite(guide.image).any():
-        return np.full(median.shape, np.nan, dtype=np.float32)
-    views = [plane_views(frames[int(i)], color) for i in drift.frames_used]
     planes = [
         plane_guide(
             separated,
             guide,
-            [frame_planes[index] for frame_planes in views],
+            PlaneVideo(frames, drift.frames_used, color, index),
             drift.shifts,
             plane,
             plane_mask,
@@ -1495,9 +1492,10 @@ def inpainted(
         measured_gains = None
         if config.line_defects == "ratio" and recorded_gains is not None:
             measured_gains = LineGains.from_record(recorded_gains)
-        # A colour plane's own prediction samples a limb half as finely as the luminance's:
-        # its ratio is followed above the pedestal where it is lit, so that its error on the
-        # sky beside a limb stays out of the fill.
+        # A colour plane's guide, the luminance's scaled to it or, beside a limb, its own
+        # prediction from a quarter of a mosaic's samples, is followed above the pedestal where
+        # it is lit: a few ADU of its error on the sky beside a limb are tens of per cent of
+        # the plain ratio there, which the fill would carry onto the target.
         guide_black_level = (
             float(mask_record.get("prediction_black_level") or 0.0) if colour_guide else None
         )

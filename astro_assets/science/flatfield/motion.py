@@ -1333,7 +1333,7 @@ def plane_guide(
         Of :func:`inpainting_guide` for ``result``.
     frames : sequence of np.ndarray
         This plane of each frame given to :func:`separate_sensor_fixed`, in its order
-        (:func:`.planes.plane_views`), each of ``median``'s shape.
+        (:class:`.planes.PlaneVideo`), each of ``median``'s shape.
     shifts : np.ndarray
         (len(frames), 2) the displacements given to :func:`separate_sensor_fixed`, view pixels.
     median : np.ndarray

@@ -202,12 +202,46 @@ def plane_views(frame, color: str) -> list:
     list
         One slice per plane, as ``frame`` returns it (views of an array).
     """
+    return [frame[window] for window in _plane_windows(frame, color)]
+
+
+def _plane_windows(frame, color: str) -> list[tuple]:
+    """The index of each plane of :func:`plane_views` in a frame."""
     layout = _layout(frame, color)
     if layout == "mono":
-        return [frame]
+        return [(slice(None), slice(None))]
     if layout == "planar":
-        return [frame[:, :, c] for c in range(3)]
-    return [frame[dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+        return [(slice(None), slice(None), c) for c in range(3)]
+    return [(slice(dy, None, 2), slice(dx, None, 2)) for dy in (0, 1) for dx in (0, 1)]
+
+
+class PlaneVideo:
+    """One colour plane of chosen frames of a video, each sliced from its frame when asked for.
+
+    Parameters
+    ----------
+    frames : sequence
+        The video's frames, as for :func:`plane_views`.
+    indices : sequence of int
+        The frames to hold, in order.
+    color : str
+        As for :func:`luminance_view`.
+    plane : int
+        Position of the plane in :func:`plane_views`.
+    """
+
+    def __init__(self, frames, indices, color: str, plane: int) -> None:
+        self._frames = frames
+        self._indices = [int(i) for i in indices]
+        self._color = color
+        self._plane = plane
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, position: int) -> np.ndarray:
+        frame = self._frames[self._indices[position]]
+        return frame[_plane_windows(frame, self._color)[self._plane]]
 
 
 def plane_names(color: str) -> list[str]:
