@@ -124,7 +124,6 @@ def _selected_keys(graph, selection: str | None) -> set[dg.AssetKey]:
     with a typo fails instead of doing nothing."""
     if not selection:
         return set(dg.AssetSelection.all().resolve(graph))
-    groups = sorted({graph.get(key).group_name for key in graph.materializable_asset_keys})
     try:
         parsed = dg.AssetSelection.from_string(selection)
     except dg.DagsterError as error:
@@ -134,6 +133,7 @@ def _selected_keys(graph, selection: str | None) -> set[dg.AssetKey]:
         ) from None
     keys = set(parsed.resolve(graph))
     if not keys:
+        groups = sorted({graph.get(key).group_name for key in graph.materializable_asset_keys})
         raise ValueError(
             f"the selection {selection!r} names no asset; the groups are "
             f"{', '.join(groups)} (select one with 'group:NAME')."

@@ -98,19 +98,25 @@ def _image_hdu_index(hdul: fits.HDUList, path: Path) -> int:
     science = [index for index in images if _extname(hdul[index]).upper() == "SCI"]
     if len(science) == 1:
         return science[0]
-    if not science and images[0] == 0:
-        return 0
-    if not science and len(images) == 1:
+    if not science and (images[0] == 0 or len(images) == 1):
         return images[0]
     listing = ", ".join(
         f"HDU {index} {_extname(hdul[index]) or '(no EXTNAME)'} {tuple(hdul[index].shape)}"
         for index in images
     )
-    which = f"{len(science)} are named SCI" if science else "none is named SCI"
+    if science:
+        which, advice = (
+            f"{len(science)} are named SCI (one per detector chip)",
+            "write the chip you want alone into its own file",
+        )
+    else:
+        which, advice = (
+            "none is named SCI",
+            "name the image's extension SCI (EXTNAME) or write the image alone into its own file",
+        )
     raise FitsFormatError(
         f"{path}: {len(images)} image extensions ({listing}) and {which}, so which one is the "
-        "image cannot be told; name the image's extension SCI (EXTNAME) or write the image "
-        "alone into its own file"
+        f"image cannot be told; {advice}"
     )
 
 

@@ -282,3 +282,16 @@ def test_write_master_index_round_trip(tmp_path):
     assert from_parquet["split"].tolist() == index["split"].tolist()
     with pytest.raises(ValueError, match="lacks column"):
         write_master_index(index.drop(columns=["split"]), tmp_path / "x.csv")
+
+
+def test_an_index_value_of_the_wrong_type_is_refused_naming_the_file(tmp_path):
+    frames = [read_psfcat(_write(tmp_path, _row(1)), jid="jid1", image_shape=(64, 64))]
+    path = tmp_path / "master_index.csv"
+    write_master_index(build_master_index(frames, {"jid1": "train"}), path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "label"] = ""
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="does not have its column's documented type") as error:
+        read_index_csv(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert "materialize master_index again" in str(error.value)

@@ -238,7 +238,9 @@ def test_the_test_split_is_judged_by_its_candidates_inside_their_images(dataset)
     real_outside = index.copy()
     test_real = (real_outside["split"] == "test") & (real_outside["label"] == 1)
     real_outside["in_image"] = ~test_real
-    # The 8 real test candidates lie outside their images: evaluation would keep 12 bogus ones.
+    # The 8 real test candidates are flagged outside their images (``in_image``), so the test
+    # split holds 12 bogus candidates the model could be judged on; training reads the flag,
+    # not the test tensors.
     message = "The 'test' split has no real (label 1) candidates (12 candidates in all)"
     with pytest.raises(SplitError, match=re.escape(message)):
         train_model(real_outside, root, TrainConfig(**TINY.to_dict() | {"epochs": 1}))

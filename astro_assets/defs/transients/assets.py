@@ -94,11 +94,9 @@ def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.
     fails stops the run with a :class:`JobTensorError` naming the job (its error names the
     file).
     """
-    layout = data_store.layout
     totals = {"candidates": 0, "real": 0, "bogus": 0}
     jids = context.partition_keys
     for position, jid in enumerate(jids):
-        target = layout.job_tensor_file(jid)
         try:
             result, candidates = _write_job(data_store, jid)
         except Exception as error:
@@ -129,10 +127,10 @@ def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.
                 "degenerate_channels": dg.MetadataValue.json(
                     [name for name, z in result.channels.items() if z.degenerate]
                 ),
-                "path": path_value(target),
+                "path": path_value(result.path),
                 "preview": dg.MetadataValue.md(
                     thumbnail_markdown(
-                        _channel_strip(np.load(target, mmap_mode="r")),
+                        _channel_strip(np.load(result.path, mmap_mode="r")),
                         max_size=256,
                         alt=f"{jid}: {', '.join(CHANNELS)}",
                     )
@@ -143,7 +141,7 @@ def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.
         context.log.info(f"{jid}: {result.shape} tensor, {len(candidates)} candidates")
     return dg.MaterializeResult(
         metadata={
-            "jobs_in_run": len(context.partition_keys),
+            "jobs_in_run": len(jids),
             **{f"{k}_in_run": v for k, v in totals.items()},
         }
     )
@@ -219,7 +217,7 @@ def master_index(
             "jobs_left_out": dg.MetadataValue.json(missing),
             "jobs_per_split": dg.MetadataValue.json(split_counts(splits)),
             "rows_per_split_and_label": dg.MetadataValue.json(counts),
-            "real_fraction": float(index["label"].mean()) if len(index) else 0.0,
+            "real_fraction": float(index["label"].mean()),
             "dagster/column_schema": _table_schema(index),
             "dagster/row_count": len(index),
             "path": path_value(dataset / INDEX_CSV),

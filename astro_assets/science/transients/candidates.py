@@ -342,7 +342,8 @@ def read_index_csv(
     Raises
     ------
     ValueError
-        If an id is not a whole number, lies outside the int64 range, or ``id`` is missing.
+        If an id is not a whole number, lies outside the int64 range, or ``id`` is missing,
+        or another value does not have its column's type.
     """
     import pandas as pd
 
@@ -352,13 +353,19 @@ def read_index_csv(
     dtypes |= {"label": np.int64, "in_image": bool}
     # No default NA tokens: a job called NA or null stays text; floats are empty when NaN.
     na_values = {name: [""] for name in _FLOAT_COLUMNS}
-    frame = pd.read_csv(
-        path,
-        usecols=usecols,
-        dtype=dtypes,
-        keep_default_na=False,
-        na_values=na_values,
-    )
+    try:
+        frame = pd.read_csv(
+            path,
+            usecols=usecols,
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values=na_values,
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"{path}: a value does not have its column's documented type ({error}); the file "
+            "was edited or written by another program: materialize master_index again."
+        ) from None
     for name in ID_COLUMNS:
         if name in frame.columns:
             frame[name] = _integer_ids(frame[name].str.strip(), name, path)

@@ -348,10 +348,10 @@ def build_croissant(
             f"not images/{row['jid']}.npy, and the job id is read from it "
             "(write the index with write_master_index)"
         )
-    unknown_splits = sorted(set(index["split"].astype(str)) - set(SPLITS))
+    unknown_splits = sorted(set(index["split"]) - set(SPLITS))
     if unknown_splits:
         raise CroissantError(f"{index_path} uses unknown split name(s) {unknown_splits}")
-    filenames = sorted(set(index["image_filename"].astype(str)))
+    filenames = sorted(set(index["image_filename"]))
     shapes = _tensor_shapes(dataset_dir, filenames)
     content_url = index_path.relative_to(dataset_dir).as_posix()
 
