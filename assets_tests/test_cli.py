@@ -115,3 +115,23 @@ def test_a_selection_that_names_no_asset_or_cannot_be_parsed_is_an_error(project
     assert listed.returncode == 2
     assert "'key:master_index or key:croissant_metadata'" in listed.stderr
     assert "Traceback" not in typo.stderr + listed.stderr
+
+
+def test_ingest_reports_what_it_cannot_use_and_a_removed_video(project):
+    incoming = project / "data" / "incoming"
+    (incoming / "ser").mkdir(parents=True)
+    (incoming / "ser" / "sun.ser").write_bytes(b"\0" * 64)
+    (incoming / "ser" / "notes.txt").write_text("seeing 2/5")
+    (incoming / "jobs" / "-rf").mkdir(parents=True)
+    first = cli(project, "ingest", "--watch-seconds", "0")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert "added    ser_files/sun" in lines
+    assert any(line.startswith("rejected job folder '-rf'") for line in lines)
+    assert any(line.startswith("skipped  'notes.txt'") for line in lines)
+    (incoming / "ser" / "sun.ser").unlink()
+    second = cli(project, "ingest", "--watch-seconds", "0")
+    assert second.returncode == 0, second.stderr
+    assert "removed  ser_files/sun (its video is gone; its products stay on disk)" in (
+        second.stdout.splitlines()
+    )

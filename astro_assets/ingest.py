@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from astro_assets.io.discovery import (
-    Discovery,
-    scan_job_folders,
-    scan_ser_files,
-    vanished_job_keys,
-)
+from astro_assets.io.discovery import Discovery, scan_job_folders, scan_ser_files
 from astro_assets.io.paths import DataLayout
 
 SER_PARTITIONS = "ser_files"
 JOB_PARTITIONS = "jids"
+GONE = {SER_PARTITIONS: "its video is gone", JOB_PARTITIONS: "its folder is gone"}
+"""How the input of a removed partition of each set went away, for the report."""
 
 
 @dataclass
 class IngestReport:
-    """What one ingest pass registered, left pending, refused and removed."""
+    """What one ingest pass registered, left pending, refused, skipped and removed."""
 
     added: dict[str, list[str]] = field(default_factory=dict)
     pending: dict[str, list[str]] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     removed: dict[str, list[str]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -34,7 +33,8 @@ class IngestReport:
             out.extend(f"added    {name}/{key}" for key in keys)
         for name, keys in self.removed.items():
             out.extend(
-                f"removed  {name}/{key} (its folder is gone; its products stay on disk)"
+                f"removed  {name}/{key} ({GONE.get(name, 'its input is gone')}; its products "
+                "stay on disk)"
                 for key in keys
             )
         for name, items in self.pending.items():
@@ -42,30 +42,51 @@ class IngestReport:
                 f"pending  {name}/{item} (still changing; run ingest again)" for item in items
             )
         out.extend(f"rejected {message}" for message in self.rejected)
+        out.extend(f"skipped  {message}" for message in self.skipped)
         if not out:
             out.append("nothing new")
         return out
 
 
-def _scan_twice(scan, watch_seconds: float) -> Discovery:
-    """Scan, wait ``watch_seconds`` if anything was recently modified, then scan again."""
-    first = scan(pending={}, settle_seconds=watch_seconds)
+def _scan_twice(scan: Callable[..., Discovery], watch_seconds: float) -> Discovery:
+    """Scan, wait ``watch_seconds`` if anything was recently modified, then scan again.
+
+    ``scan(pending, settle_seconds, also_known)`` scans with ``also_known`` counted as
+    registered, so that what the first scan found ready is not found again.
+    """
+    first = scan(pending={}, settle_seconds=watch_seconds, also_known=())
     if not first.pending:
         return first
     time.sleep(watch_seconds)
-    second = scan(pending=first.pending, settle_seconds=watch_seconds)
-    return Discovery(first.ready + second.ready, second.pending, first.rejected)
+    second = scan(
+        pending=first.pending,
+        settle_seconds=watch_seconds,
+        also_known=[candidate.key for candidate in first.ready],
+    )
+    # The second look is the newer one: what it rejects, skips or misses is what is there now.
+    return Discovery(
+        first.ready + second.ready,
+        second.pending,
+        second.rejected,
+        skipped=second.skipped,
+        vanished=second.vanished,
+    )
 
 
 def register_new_inputs(
     instance: dg.DagsterInstance, layout: DataLayout, *, watch_seconds: float = 1.0
 ) -> IngestReport:
-    """Add a partition for every new, complete input under the data root.
+    """Add a partition for every new, complete input under the data root, and remove the
+    partition of every input that is gone.
 
     SER videos become ``ser_files`` partitions and job folders ``jids`` partitions, with the
-    same rules as the sensors: an input still changing during ``watch_seconds`` is left pending.
-    A ``jids`` partition whose folder was removed is removed too, as the sensor does: the
-    dataset's jobs are run in one range, which a job without its folder would fail.
+    same rules as the sensors: an input still changing during ``watch_seconds`` is left pending;
+    a name that makes no safe key is rejected and an entry that is no input (or an incomplete
+    job folder) is skipped, each reported with what to do, without stopping the others. A
+    partition whose video or job folder was removed is removed too, as the sensors do (the
+    dataset's jobs are run in one range, which a job without its folder would fail; a video's
+    assets cannot run without it), unless the whole incoming folder is missing (a data disk
+    not mounted); its products stay on disk.
     """
     report = IngestReport()
     sources = {
@@ -74,22 +95,26 @@ def register_new_inputs(
     }
     for partitions_name, (scan_folder, folder) in sources.items():
         known = instance.get_dynamic_partitions(partitions_name)
-        discovery = _scan_twice(
-            lambda pending, settle_seconds, scan_folder=scan_folder, folder=folder, known=known: (
-                scan_folder(
-                    folder, known_keys=known, pending=pending, settle_seconds=settle_seconds
-                )
-            ),
-            watch_seconds,
-        )
+
+        def scan(
+            pending, settle_seconds, also_known, scan_folder=scan_folder, folder=folder, known=known
+        ):
+            return scan_folder(
+                folder,
+                known_keys=[*known, *also_known],
+                pending=pending,
+                settle_seconds=settle_seconds,
+            )
+
+        discovery = _scan_twice(scan, watch_seconds)
         keys = [candidate.key for candidate in discovery.ready]
         if keys:
             instance.add_dynamic_partitions(partitions_name, keys)
+        for key in discovery.vanished:
+            instance.delete_dynamic_partition(partitions_name, key)
         report.added[partitions_name] = keys
+        report.removed[partitions_name] = list(discovery.vanished)
         report.pending[partitions_name] = sorted(discovery.pending)
         report.rejected.extend(discovery.rejected)
-    gone = vanished_job_keys(layout.incoming_jobs, instance.get_dynamic_partitions(JOB_PARTITIONS))
-    for key in gone:
-        instance.delete_dynamic_partition(JOB_PARTITIONS, key)
-    report.removed[JOB_PARTITIONS] = gone
+        report.skipped.extend(discovery.skipped)
     return report

@@ -1,11 +1,13 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 
-from astro_assets.defs.flatfield.assets import DARK_CHOICE_FILE
+from astro_assets.defs.flatfield.assets import DARK_CHOICE_FILE, SOURCE_RECORD_FILE
 from astro_assets.defs.flatfield.sensors import paired_darks_sensor, ser_files_sensor
+from astro_assets.io.ser import ser_fingerprint
 
 
 def _ser(folder: Path, name: str, size: int = 64, age_s: float | None = 3600) -> Path:
@@ -33,14 +35,14 @@ def test_new_file_adds_a_partition_and_requests_its_run(instance, data_store, la
     (request,) = result.dynamic_partitions_requests
     assert request.partitions_def_name == "ser_files"
     assert list(request.partition_keys) == ["sun_01"]
-    assert json.loads(result.cursor) == {}
+    assert json.loads(result.cursor)["pending"] == {}
 
 
 def test_file_still_growing_is_not_picked_up_until_it_stops(instance, data_store, layout):
     path = _ser(layout.incoming_ser, "growing.ser", age_s=None)
     first = _tick(instance, data_store)
     assert first.run_requests == []
-    assert "growing" in json.loads(first.cursor)
+    assert "growing" in json.loads(first.cursor)["pending"]
     with path.open("ab") as handle:
         handle.write(b"\0" * 32)
     second = _tick(instance, data_store, cursor=first.cursor)
@@ -60,7 +62,7 @@ def test_already_known_file_is_not_requested_again(instance, data_store, layout)
 def test_empty_or_missing_folder_is_quiet(instance, data_store):
     result = _tick(instance, data_store)
     assert result.run_requests == []
-    assert json.loads(result.cursor) == {}
+    assert json.loads(result.cursor)["pending"] == {}
 
 
 def _dark_tick(instance, data_store, cursor=None) -> dg.SensorResult:
@@ -132,3 +134,61 @@ def test_the_dark_kept_for_a_video_is_watched_wherever_it_lies(
     elsewhere.unlink()
     layout.flatfield_file("moon", DARK_CHOICE_FILE).write_text("{not json")
     assert _dark_tick(instance, data_store, cursor=again.cursor).run_requests == []
+
+
+def test_a_removed_video_loses_its_partition_unless_the_whole_folder_is_gone(
+    instance, data_store, layout
+):
+    # Moon is registered from "Moon 2.SER" (another case of the extension, a sanitized name);
+    # a dark named as the removed video is no partition and does not keep it.
+    _ser(layout.incoming_ser, "Moon 2.SER")
+    _ser(layout.incoming_darks, "sun.ser")
+    instance.add_dynamic_partitions("ser_files", ["sun", "Moon_2"])
+    result = _tick(instance, data_store)
+    (deleted,) = result.dynamic_partitions_requests
+    assert isinstance(deleted, dg.DeleteDynamicPartitionsRequest)
+    assert list(deleted.partition_keys) == ["sun"]
+    # A data disk not mounted shows no folder at all: the videos may come back.
+    shutil.rmtree(layout.incoming_ser)
+    assert _tick(instance, data_store).dynamic_partitions_requests == []
+
+
+def _record_median(layout, key: str, video: Path) -> None:
+    record = layout.flatfield_file(key, SOURCE_RECORD_FILE)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"file": video.name, "fingerprint": ser_fingerprint(video)}))
+
+
+def test_a_video_replaced_by_another_capture_is_run_again(instance, data_store, layout):
+    video = _ser(layout.incoming_ser, "jupiter.ser")
+    first = _tick(instance, data_store)
+    instance.add_dynamic_partitions("ser_files", ["jupiter"])
+    _record_median(layout, "jupiter", video)
+    # Touched, or copied over by the same capture: the median is still the video's.
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns - 10**9))
+    touched = _tick(instance, data_store, cursor=first.cursor)
+    assert touched.run_requests == []
+    # Another capture under the same name, still being copied, then settled.
+    video.write_bytes(b"\1" * 80)
+    copying = _tick(instance, data_store, cursor=touched.cursor)
+    assert copying.run_requests == []
+    assert "jupiter" in json.loads(copying.cursor)["pending"]
+    replaced = _tick(instance, data_store, cursor=copying.cursor)
+    (request,) = replaced.run_requests
+    assert request.partition_key == "jupiter"
+    assert request.run_key == f"replaced:jupiter:{ser_fingerprint(video)[:16]}"
+    assert _tick(instance, data_store, cursor=replaced.cursor).run_requests == []
+    # A cursor of the earlier format (the pending map alone) is read, and the video checked.
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns - 3600 * 10**9))
+    assert [r.run_key for r in _tick(instance, data_store, cursor="{}").run_requests] == [
+        request.run_key
+    ]
+
+
+def test_files_it_cannot_use_are_named_in_the_skip_reason(instance, data_store, layout):
+    _ser(layout.incoming_ser, "sun.ser")
+    _ser(layout.incoming_ser, "sun.truth.npz")
+    _ser(layout.incoming_ser, "capture.avi")
+    instance.add_dynamic_partitions("ser_files", ["sun"])
+    result = _tick(instance, data_store)
+    assert result.skip_reason.skip_message.startswith("1 input(s) not used: 'capture.avi' in ")

@@ -56,7 +56,7 @@ def test_growing_folder_waits_until_it_stops_changing(instance, data_store, layo
     folder = _job(layout.incoming_jobs, "jid020", age_s=None)
     first = _tick(instance, data_store)
     assert first.run_requests == []
-    assert "jid020" in json.loads(first.cursor)
+    assert "jid020" in json.loads(first.cursor)["pending"]
     with (folder / "psfcat.csv").open("ab") as handle:
         handle.write(b"more")
     second = _tick(instance, data_store, cursor=first.cursor)
@@ -102,3 +102,97 @@ def test_ingest_removes_the_partition_of_a_removed_job_folder(instance, layout):
     assert second.removed["jids"] == ["jid050"]
     assert instance.get_dynamic_partitions("jids") == ["jid051"]
     assert "removed  jids/jid050 (its folder is gone; its products stay on disk)" in second.lines()
+
+
+def _age(path: Path, age_s: float = 3600) -> None:
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(age_s * 1e9)))
+
+
+def test_a_registered_job_whose_files_change_is_run_again(instance, data_store, layout):
+    folder = _job(layout.incoming_jobs, "jid060")
+    first = _tick(instance, data_store)
+    instance.add_dynamic_partitions("jids", ["jid060"])
+    quiet = _tick(instance, data_store, cursor=first.cursor)
+    assert quiet.run_requests == []
+    # psfcat.csv edited: the job's partition runs again, once, with the new state in its key.
+    with (folder / "psfcat.csv").open("ab") as handle:
+        handle.write(b"\n1,2,3")
+    _age(folder / "psfcat.csv", 60)
+    edited = _tick(instance, data_store, cursor=quiet.cursor)
+    (request,) = edited.run_requests
+    assert request.partition_key == "jid060"
+    assert request.run_key.startswith("changed:jid060:166:")
+    assert _tick(instance, data_store, cursor=edited.cursor).run_requests == []
+    # An image replaced: while it is still being written, it waits for the next tick.
+    (folder / JOB_FILES["science"]).write_bytes(b"y" * 40)
+    writing = _tick(instance, data_store, cursor=edited.cursor)
+    assert writing.run_requests == []
+    assert "jid060" in json.loads(writing.cursor)["pending"]
+    replaced = _tick(instance, data_store, cursor=writing.cursor)
+    assert [r.run_key.split(":")[:3] for r in replaced.run_requests] == [
+        ["changed", "jid060", "174"]
+    ]
+
+
+def test_a_job_first_seen_registered_runs_again_only_if_newer_than_its_tensor(
+    instance, data_store, layout
+):
+    # Registered by `astro-assets ingest`, or by a sensor whose earlier cursor kept no states.
+    _job(layout.incoming_jobs, "jid070")
+    _job(layout.incoming_jobs, "jid071")
+    _job(layout.incoming_jobs, "jid072")
+    instance.add_dynamic_partitions("jids", ["jid070", "jid071", "jid072"])
+    for jid in ["jid070", "jid071"]:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="job_tensors", partition=jid)
+        )
+    # jid071's catalog was edited after its tensor was written; jid072 never ran.
+    (layout.incoming_jobs / "jid071" / "psfcat.csv").write_bytes(b"z" * 40)
+    old_cursor = json.dumps({"jid999": [160, 1]})
+    settling = _tick(instance, data_store, cursor=old_cursor)
+    assert settling.run_requests == []
+    result = _tick(instance, data_store, cursor=settling.cursor)
+    assert [r.partition_key for r in result.run_requests] == ["jid071"]
+    assert set(json.loads(result.cursor)["handled"]) == {"jid070", "jid071", "jid072"}
+    assert _tick(instance, data_store, cursor=result.cursor).run_requests == []
+
+
+def test_a_cursor_of_the_earlier_format_is_read(instance, data_store, layout):
+    folder = _job(layout.incoming_jobs, "jid080", age_s=None)
+    observed = sum((folder / name).stat().st_size for name in JOB_FILES.values())
+    mtime = max((folder / name).stat().st_mtime_ns for name in JOB_FILES.values())
+    # The earlier cursor was the pending map alone: the folder seen unchanged is ready now.
+    result = _tick(instance, data_store, cursor=json.dumps({"jid080": [observed, mtime]}))
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == ["jid080"]
+    assert _tick(instance, data_store, cursor="{not json").run_requests == []
+
+
+def test_folders_it_cannot_use_are_named_in_the_skip_reason(instance, data_store, layout):
+    _job(layout.incoming_jobs, "jid090", missing="psfcat.csv")
+    _job(layout.incoming_jobs, "-rf")
+    result = _tick(instance, data_store)
+    assert result.dynamic_partitions_requests == []
+    assert result.skip_reason is not None
+    message = result.skip_reason.skip_message
+    assert message.startswith("2 input(s) not used: job folder '-rf'")
+    assert "e.g. to 'rf'" in message
+    assert "jid090 is missing 1 file(s): psfcat.csv" in message
+
+
+def test_the_jobs_folder_is_listed_once_per_tick(instance, data_store, layout, monkeypatch):
+    for jid in ["jid100", "jid101"]:
+        _job(layout.incoming_jobs, jid)
+    instance.add_dynamic_partitions("jids", ["jid100", "jid101", "jid102"])
+    first = _tick(instance, data_store)
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting_scandir(path):
+        listed.append(str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    result = _tick(instance, data_store, cursor=first.cursor)
+    assert listed == [str(layout.incoming_jobs)]
+    assert list(result.dynamic_partitions_requests[0].partition_keys) == ["jid102"]

@@ -1,0 +1,68 @@
+import os
+import shutil
+from pathlib import Path
+
+from astro_assets.ingest import register_new_inputs
+from astro_assets.io.fits import JOB_FILES
+
+
+def _file(path: Path, size: int = 32, age_s: float | None = 3600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    if age_s is not None:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(age_s * 1e9)))
+    return path
+
+
+def _job(root: Path, jid: str, *, missing: str | None = None) -> None:
+    for name in JOB_FILES.values():
+        if name != missing:
+            _file(root / jid / name)
+
+
+def test_a_removed_video_loses_its_partition_unless_the_whole_folder_is_gone(instance, layout):
+    _file(layout.incoming_ser / "sun.ser")
+    _file(layout.incoming_ser / "Moon 2.SER")
+    first = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert first.added["ser_files"] == ["Moon_2", "sun"]
+    (layout.incoming_ser / "sun.ser").unlink()
+    _file(layout.incoming_darks / "sun.ser")
+    second = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert second.removed["ser_files"] == ["sun"]
+    assert "removed  ser_files/sun (its video is gone; its products stay on disk)" in (
+        second.lines()
+    )
+    assert instance.get_dynamic_partitions("ser_files") == ["Moon_2"]
+    shutil.rmtree(layout.incoming_ser)
+    assert register_new_inputs(instance, layout, watch_seconds=0.0).removed["ser_files"] == []
+    assert instance.get_dynamic_partitions("ser_files") == ["Moon_2"]
+
+
+def test_what_cannot_be_used_is_reported_with_what_to_do_and_the_rest_registered(instance, layout):
+    _file(layout.incoming_ser / "sun.ser")
+    _file(layout.incoming_ser / "sun.truth.npz")
+    _file(layout.incoming_ser / "notes.txt")
+    _file(layout.incoming_ser / "sun...2.ser")
+    _job(layout.incoming_jobs, "jid001")
+    _job(layout.incoming_jobs, "jid-01_a.b")
+    _job(layout.incoming_jobs, "000678")
+    _job(layout.incoming_jobs, "jid002", missing="psfcat.csv")
+    _job(layout.incoming_jobs, "-rf")
+    report = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert report.added == {"ser_files": ["sun"], "jids": ["000678", "jid-01_a.b", "jid001"]}
+    lines = report.lines()
+    rejected = [line for line in lines if line.startswith("rejected ")]
+    skipped = [line for line in lines if line.startswith("skipped  ")]
+    assert len(rejected) == 2 and len(skipped) == 2
+    assert "'sun...2.ser'" in rejected[0] and "rename the file, e.g. to 'sun.2.ser'" in rejected[0]
+    assert "job folder '-rf'" in rejected[1] and "rename the folder, e.g. to 'rf'" in rejected[1]
+    assert "'notes.txt'" in skipped[0] and "move it out of the folder" in skipped[0]
+    assert "jid002 is missing 1 file(s): psfcat.csv; add them" in skipped[1]
+
+
+def test_an_input_ready_at_the_first_look_is_added_once(instance, layout):
+    _file(layout.incoming_ser / "old.ser")
+    _file(layout.incoming_ser / "fresh.ser", age_s=None)
+    report = register_new_inputs(instance, layout, watch_seconds=0.2)
+    assert sorted(report.added["ser_files"]) == ["fresh", "old"]
