@@ -78,3 +78,37 @@ def test_a_failed_step_shows_the_error_its_code_raised_not_the_library_error_bel
         "catalog: CatalogError: cat.csv: refused; fix it",
     ]
     assert not outcome.succeeded
+
+
+@dg.asset(partitions_def=partitions)
+def flat() -> int:
+    return 3
+
+
+@dg.asset_check(asset=flat, partitions_def=partitions, blocking=True)
+def flat_is_positive(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    broken = context.partition_key == "broken"
+    return dg.AssetCheckResult(
+        passed=not broken, description="the flat is negative; measure it again\nsecond line"
+    )
+
+
+@dg.asset(partitions_def=partitions, deps=[flat])
+def calibrated() -> int:
+    return 4
+
+
+def test_a_failed_blocking_check_is_reported_once_by_its_own_line():
+    defs = dg.Definitions(assets=[flat, calibrated], asset_checks=[flat_is_positive])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("videos", ["calm", "broken"])
+        outcome = materialize_selection(instance, defs=defs, resources={})
+    lines = [line.strip().split(" (run")[0] for line in outcome.lines()]
+    # Not Dagster's "flat_flat_is_positive: DagsterAssetCheckFailedError: 1 blocking asset
+    # check failed" beside it: the check's line already names the check and the reason.
+    assert lines == [
+        "ok     flat, calibrated [videos/calm]",
+        "FAILED flat, calibrated [videos/broken]",
+        "check flat_is_positive [broken] failed: the flat is negative; measure it again",
+    ]
+    assert not outcome.succeeded

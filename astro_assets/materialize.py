@@ -86,16 +86,25 @@ def _first_line(error: SerializableErrorInfo) -> str:
     return first
 
 
+# The error Dagster fails a step with when a blocking check of severity ERROR did not pass.
+_BLOCKING_CHECK_ERROR = "DagsterAssetCheckFailedError"
+
+
 def run_failures(result: dg.ExecuteInProcessResult) -> list[str]:
     """``step: ClassName: first line of its error`` for every failed step of a run (the error
     the step's code raised, not Dagster's wrapper around it nor the library error it was raised
-    from), then every failed check of severity ERROR."""
+    from), then every failed check of severity ERROR. A step that failed only because a
+    blocking check failed is left out: the check's own line says which check and why."""
+    checks = failed_checks(result, dg.AssetCheckSeverity.ERROR)
     failures = []
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
-        message = _first_line(_raised_error(error)) if error is not None else "failed"
+        raised = _raised_error(error) if error is not None else None
+        if raised is not None and raised.cls_name == _BLOCKING_CHECK_ERROR and checks:
+            continue
+        message = _first_line(raised) if raised is not None else "failed"
         failures.append(f"{event.step_key}: {message}")
-    return failures + failed_checks(result, dg.AssetCheckSeverity.ERROR)
+    return failures + checks
 
 
 def failed_checks(result: dg.ExecuteInProcessResult, severity: dg.AssetCheckSeverity) -> list[str]:
