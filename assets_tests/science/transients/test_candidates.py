@@ -84,6 +84,23 @@ def test_missing_position_is_an_error(tmp_path):
         read_psfcat(path, jid="j", image_shape=(64, 64))
 
 
+@pytest.mark.parametrize("missing", ["", "nan"])
+def test_a_missing_id_is_refused_alike_by_both_readers(tmp_path, missing):
+    path = _write(tmp_path, _row(1), _row(missing))
+    message = r"column 'id', row 1 \(file line 3\) is missing; every candidate needs an id"
+    with pytest.raises(PsfcatFormatError, match=message):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+    index = build_master_index(
+        [read_psfcat(_write(tmp_path, _row(1), _row(2)), jid="j", image_shape=(64, 64))],
+        {"j": "train"},
+    )
+    write_master_index(index, tmp_path / "master_index.csv")
+    text = (tmp_path / "master_index.csv").read_text().replace("\n2,j,", f"\n{missing},j,")
+    (tmp_path / "master_index.csv").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_index_csv(tmp_path / "master_index.csv")
+
+
 def test_infinite_position_is_an_error(tmp_path):
     path = _write(tmp_path, _row(1, y="inf"))
     with pytest.raises(PsfcatFormatError, match="column 'y', row 0"):
@@ -177,6 +194,8 @@ def test_a_header_only_index_is_read_with_its_documented_dtypes(tmp_path):
     assert index["x"].dtype == np.float64 and index["flux"].dtype == np.float64
     assert index["id"].dtype == np.int64 and index["match"].dtype == pd.Int64Dtype()
     assert index["label"].dtype == np.int64 and index["in_image"].dtype == bool
+    # The empty table built in memory has the same types as the one read back.
+    assert build_master_index([], {}).dtypes.to_dict() == index.dtypes.to_dict()
 
 
 def test_a_delimiter_at_the_end_of_each_data_line_is_tolerated(tmp_path):

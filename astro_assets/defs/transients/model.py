@@ -75,7 +75,7 @@ def cnn_model(
     result = train_model(table, dataset, train_config)
     report = evaluate_model(result.model, result.scaler, table, dataset, history=result.history)
     metrics = {
-        **report.to_dict(),
+        **report.to_dict(outside_in_other_splits=result.n_outside_image),
         "best_epoch": result.best_epoch,
         "best_validation_auc": result.best_val_auc,
         "stopped": result.stopped_reason,
@@ -84,8 +84,6 @@ def cnn_model(
         "train_samples_per_second": result.samples_per_second,
         "n_train": result.n_train,
         "n_validation": result.n_validation,
-        # Per split: the report counts only the split it evaluated.
-        "n_outside_image": {**result.n_outside_image, "test": report.n_outside_image},
     }
     extra = {METRICS_FILE: json.dumps(metrics, indent=2, default=float).encode("utf-8")}
     extra.update({f"{name}.png": png for name, png in report.plots.items()})

@@ -81,6 +81,15 @@ ID_COLUMNS: tuple[str, ...] = ("id", "match")
 
 _FLOAT_COLUMNS = tuple(name for name in PSFCAT_COLUMNS if name not in ("label", *ID_COLUMNS))
 _TEXT_COLUMNS = ("jid", "image_filename", "split")
+_INDEX_DTYPES: Mapping[str, object] = {
+    "id": np.int64,
+    "match": "Int64",
+    **dict.fromkeys(_FLOAT_COLUMNS, np.float64),
+    "label": np.int64,
+    **dict.fromkeys(_TEXT_COLUMNS, object),
+    "in_image": bool,
+}
+"""The type of every column of the master index and of a job's candidates table."""
 _REQUIRED_FINITE = ("x", "y")
 _MISSING_TOKENS = frozenset({"", "nan"})
 _DIGITS = re.compile(r"[+-]?[0-9]+")
@@ -98,9 +107,14 @@ def _row_reference(index: int) -> str:
 
 
 def _integer_ids(
-    text: pd.Series, name: str, path: Path, error: type[ValueError] = ValueError
+    text: pd.Series,
+    name: str,
+    path: Path,
+    error: type[ValueError] = ValueError,
+    *,
+    required: bool = False,
 ) -> pd.Series:
-    """Parse one column of integer ids exactly into a nullable Int64 series.
+    """Parse one column of integer ids exactly into an int64 (or nullable Int64) series.
 
     Parameters
     ----------
@@ -112,23 +126,32 @@ def _integer_ids(
         The file, for messages.
     error : type
         The exception class raised.
+    required : bool
+        Whether every cell must hold an id (``id``, which identifies a candidate).
 
     Returns
     -------
     pandas.Series
-        dtype Int64, <NA> where missing, in the order of ``text``.
+        In the order of ``text``: dtype int64 if ``required``, else Int64 with <NA> where
+        missing.
 
     Raises
     ------
     ValueError (``error``)
-        For a cell that is not a number, not a whole number, or outside the int64 range; the
-        message names the column, the row and the value.
+        For a cell that is not a number, not a whole number, or outside the int64 range, or
+        that is missing where ``required``; the message names the column, the row and the
+        value.
     """
     import pandas as pd
 
     values: list[int | None] = []
     for row, cell in enumerate(text.tolist()):
         if cell.lower() in _MISSING_TOKENS:
+            if required:
+                raise error(
+                    f"{path}: column {name!r}, {_row_reference(row)} is missing; every "
+                    "candidate needs an id"
+                )
             values.append(None)
             continue
         # Digits go through int(), never float64: a 19-digit ZTF candid has more significant
@@ -155,7 +178,7 @@ def _integer_ids(
                 f"integer range [{_INT64_RANGE[0]}, {_INT64_RANGE[1]}]; ids must fit in int64"
             )
         values.append(value)
-    return pd.Series(values, dtype="Int64")
+    return pd.Series(values, dtype=np.int64 if required else "Int64")
 
 
 def read_psfcat(
@@ -232,7 +255,7 @@ def read_psfcat(
     for name in PSFCAT_COLUMNS:
         text = raw[name].str.strip()
         if name in ID_COLUMNS:
-            frame[name] = _integer_ids(text, name, path, PsfcatFormatError)
+            frame[name] = _integer_ids(text, name, path, PsfcatFormatError, required=name == "id")
             continue
         values = pd.to_numeric(text, errors="coerce").astype(np.float64)
         bad = values.isna() & ~text.str.lower().isin(_MISSING_TOKENS)
@@ -243,13 +266,13 @@ def read_psfcat(
                 f"not a number ({int(bad.sum())} such value(s) in this column); fix the catalog"
             )
         frame[name] = values
-    for name in ("id", *_REQUIRED_FINITE):
-        bad = ~np.isfinite(frame[name].to_numpy(np.float64, na_value=np.nan))
+    for name in _REQUIRED_FINITE:
+        bad = ~np.isfinite(frame[name].to_numpy())
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise PsfcatFormatError(
                 f"{path}: column {name!r}, {_row_reference(row)} is missing or not finite; "
-                "every candidate needs an id and a position"
+                "every candidate needs a position"
             )
     labels = frame["label"].to_numpy()
     bad = ~np.isin(labels, (0.0, 1.0))
@@ -269,7 +292,7 @@ def read_psfcat(
     y = frame["y"].to_numpy()
     result = pd.DataFrame(
         {
-            "id": frame["id"].astype(np.int64),
+            "id": frame["id"],
             "jid": pd.Series([jid] * len(frame), dtype=object),
             **{name: frame[name] for name in PSFCAT_COLUMNS[1:-1]},
             "label": frame["label"].astype(np.int64),
@@ -348,9 +371,9 @@ def read_index_csv(
     import pandas as pd
 
     path = Path(path)
-    dtypes: dict[str, object] = {name: str for name in (*_TEXT_COLUMNS, *ID_COLUMNS)}
-    dtypes |= {name: np.float64 for name in _FLOAT_COLUMNS}
-    dtypes |= {"label": np.int64, "in_image": bool}
+    # Text and ids are read as the text written, then typed below: see the docstring.
+    as_text = (*_TEXT_COLUMNS, *ID_COLUMNS)
+    dtypes = {name: str if name in as_text else kind for name, kind in _INDEX_DTYPES.items()}
     # No default NA tokens: a job called NA or null stays text; floats are empty when NaN.
     na_values = {name: [""] for name in _FLOAT_COLUMNS}
     try:
@@ -368,15 +391,10 @@ def read_index_csv(
         ) from None
     for name in ID_COLUMNS:
         if name in frame.columns:
-            frame[name] = _integer_ids(frame[name].str.strip(), name, path)
-    if "id" in frame.columns:
-        if frame["id"].isna().any():
-            row = int(np.flatnonzero(frame["id"].isna().to_numpy())[0])
-            raise ValueError(f"{path}: column 'id', {_row_reference(row)} is missing")
-        frame["id"] = frame["id"].astype(np.int64)
+            frame[name] = _integer_ids(frame[name].str.strip(), name, path, required=name == "id")
     for name in _TEXT_COLUMNS:
         if name in frame.columns:
-            frame[name] = frame[name].astype(object)
+            frame[name] = frame[name].astype(_INDEX_DTYPES[name])
     return frame
 
 
@@ -428,17 +446,12 @@ def build_master_index(frames: Sequence[pd.DataFrame], splits: Mapping[str, str]
     if parts:
         index = pd.concat(parts, ignore_index=True)
     else:
-        index = pd.DataFrame({name: pd.Series(dtype=np.float64) for name in SEED_INDEX_COLUMNS})
-        index = index.astype(
+        index = pd.DataFrame(
             {
-                "id": np.int64,
-                "match": "Int64",
-                "jid": object,
-                "image_filename": object,
-                "label": np.int64,
+                name: pd.Series(dtype=_INDEX_DTYPES[name])
+                for name in (*SEED_INDEX_COLUMNS, "in_image")
             }
         )
-        index["in_image"] = pd.Series(dtype=bool)
     index = index.sort_values("jid", kind="stable").reset_index(drop=True)
     index["split"] = pd.Series([splits[jid] for jid in index["jid"]], dtype=object)
     index = index.astype({"label": np.int64, "in_image": bool})
