@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
+from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.materialize import materialize_selection, run_failures
 from astro_assets.samples import generate_jobs, read_truth
 from astro_assets.science.transients import croissant as croissant_science
@@ -245,13 +247,28 @@ def test_19_digit_candidate_ids_are_exact_in_the_index_and_in_croissant(
     assert read_candidates(dataset / "croissant.json")["id"].tolist() == index["id"].tolist()
 
 
-def test_a_job_whose_image_is_all_nan_fails_naming_the_job_and_the_file(
+def _partition_status(instance) -> tuple[list[str], list[str]]:
+    """The job_tensors partitions the instance shows materialized, and those it shows failed."""
+    status = get_and_update_asset_status_cache_value(
+        instance, transient_assets.job_tensors.key, jids_partitions
+    )
+    return (
+        sorted(
+            status.deserialize_materialized_partition_subsets(jids_partitions).get_partition_keys()
+        ),
+        sorted(status.deserialize_failed_partition_subsets(jids_partitions).get_partition_keys()),
+    )
+
+
+def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_recorded(
     instance, data_store, layout, jobs
 ):
     difference = layout.incoming_jobs / jobs[1] / "diffimage_masked.fits"
     with fits.open(difference) as hdul:
         shape = hdul[0].data.shape
     fits.writeto(difference, np.full(shape, np.nan, np.float32), overwrite=True)
+    science = layout.incoming_jobs / jobs[3] / "bkg_subbed_science_image.fits"
+    science.write_bytes(b"not a FITS file at all" * 200)
     outcome = materialize_selection(
         instance,
         selection="job_tensors",
@@ -259,13 +276,122 @@ def test_a_job_whose_image_is_all_nan_fails_naming_the_job_and_the_file(
         resources={"data_store": data_store},
     )
     assert not outcome.succeeded
+    # One line, the project's error, naming every bad job with its file and what to do.
     (failure,) = outcome.failures[outcome.runs[0][0]]
-    assert failure == (
-        f"job_tensors: JobTensorError: job {jobs[1]} (job_tensors stopped here: the 3 job(s) "
-        f"after it in this run were not processed): NoFinitePixelsError: {difference} "
+    prefix = (
+        "job_tensors: JobTensorError: 2 of 5 job(s) failed (the other 3 were written and are "
+        f"recorded as materialized): job {jobs[1]}: NoFinitePixelsError: {difference} "
         "(difference channel): all 16384 pixels of the (128, 128) image are NaN or infinite; "
-        "there is nothing to normalize: check the input image or drop this job"
+        "there is nothing to normalize: check the input image or drop this job; "
+        f"job {jobs[3]}: "
     )
+    assert failure.startswith(prefix), failure
+    assert str(science) in failure[len(prefix) :]
+    good = [jobs[0], jobs[2], jobs[4]]
+    for jid in jobs:
+        assert layout.job_tensor_file(jid).exists() == (jid in good), jid
+        assert (layout.dataset_dir / "candidates" / f"{jid}.csv").exists() == (jid in good)
+    assert _partition_status(instance) == (good, [jobs[1], jobs[3]])
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=transient_assets.job_tensors.key), limit=10
+    ).records
+    assert sorted(r.partition_key for r in records) == good
+    for record in records:
+        metadata = record.asset_materialization.metadata
+        truth = pd.read_csv(layout.incoming_jobs / record.partition_key / "psfcat.csv")
+        assert metadata["candidates"].value == len(truth)
+        assert metadata["real"].value == int(truth["label"].sum())
+
+    # Fixing the jobs and running again covers them all; a written job's record carries the
+    # version tags of a successful run's, so that staleness treats it alike.
+    generate_jobs(layout.incoming_jobs, N_JOBS, size=128, seed=11)
+    assert materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    ).succeeded
+    assert _partition_status(instance) == (jobs, [])
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=transient_assets.job_tensors.key, asset_partitions=[jobs[0]]
+        ),
+        limit=2,
+    ).records
+    assert [r.asset_materialization.tags for r in latest[1:]] == [
+        latest[0].asset_materialization.tags
+    ]
+
+
+def test_a_job_with_one_failure_chains_its_error(instance, data_store, layout, jobs):
+    (layout.incoming_jobs / jobs[4] / "psfcat.csv").write_text("id,x\n1,2\n")
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["job_tensors"],
+        tags={
+            "dagster/asset_partition_range_start": jobs[0],
+            "dagster/asset_partition_range_end": jobs[-1],
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = run_failures(result)
+    assert failure.startswith(
+        "job_tensors: JobTensorError: 1 of 5 job(s) failed (the other 4 were written and are "
+        f"recorded as materialized): job {jobs[4]}: PsfcatFormatError: "
+    )
+    assert "lacks column(s)" in failure
+    (step_failure,) = result.get_step_failure_events()
+    error = step_failure.step_failure_data.error
+    while error.cls_name != "JobTensorError":
+        error = error.cause
+    assert error.cause.cls_name == "PsfcatFormatError"
+    assert _partition_status(instance) == (jobs[:4], [jobs[4]])
+
+
+def test_a_constant_or_all_zero_image_warns_naming_the_job_and_channel(
+    instance, data_store, layout, jobs
+):
+    reference = layout.incoming_jobs / jobs[2] / "awaicgen_output_mosaic_image_resampled.fits"
+    score = layout.incoming_jobs / jobs[4] / "scorrimage_masked.fits"
+    with fits.open(reference) as hdul:
+        shape = hdul[0].data.shape
+    fits.writeto(reference, np.zeros(shape, np.float32), overwrite=True)
+    constant = np.full(shape, 12.5, np.float32)
+    constant[:4] = np.nan
+    fits.writeto(score, constant, overwrite=True)
+    outcome = materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    )
+    # A warning, not an error: the run and the later assets go on.
+    assert outcome.succeeded, outcome.lines()
+    run_id = outcome.runs[0][0]
+    (warning,) = outcome.warnings[run_id]
+    assert warning == (
+        "check job_tensors_in_unit_range warns: 2 of 5 job tensor(s) have a channel that "
+        "carries no information (its image is constant, all zero, or flat under ZScale): "
+        f"job {jobs[2]}: reference channel(s); job {jobs[4]}: score channel(s); the "
+        "job_tensors metadata flat_channels says why: check those images, or drop the job"
+    )
+    flat = {}
+    for record in instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=transient_assets.job_tensors.key), limit=10
+    ).records:
+        flat[record.partition_key] = record.asset_materialization.metadata["flat_channels"].value
+    assert flat == {
+        jobs[0]: {},
+        jobs[1]: {},
+        jobs[2]: {"reference": "all zero"},
+        jobs[3]: {},
+        jobs[4]: {"score": "constant at 12.5"},
+    }
+    tensor = np.load(layout.job_tensor_file(jobs[4]))
+    assert set(np.unique(tensor[..., 3])) == {0.0, 0.5}
 
 
 def test_catalogues_without_candidates_in_every_job_fail_master_index_clearly(
@@ -398,9 +524,13 @@ def test_an_invalid_croissant_fails_its_check_and_blocks_training(
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["croissant_valid"].passed is False
-    (dynamic_error,) = evaluations["croissant_valid"].metadata["dynamic_errors"].value
+    # Both files' hashes are wrong: the CSV's, which no RecordSet reads, and the Parquet
+    # twin's, which the candidates records come from.
+    csv_error, records_error = evaluations["croissant_valid"].metadata["dynamic_errors"].value
+    assert csv_error.startswith("FileObject 'master_index.csv': ")
+    assert records_error.startswith("RecordSet 'candidates': ")
     assert evaluations["croissant_valid"].description == (
-        f"croissant.json: records cannot be generated: {dynamic_error}"
+        f"croissant.json: dynamic error: {csv_error}; dynamic error: {records_error}"
     )
     assert result.asset_materializations_for_node("cnn_model") == []
     assert not (layout.models_dir / "cnn_model").exists()

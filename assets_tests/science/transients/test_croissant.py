@@ -49,7 +49,9 @@ def dataset(tmp_path_factory):
         )
         frames.append(read_psfcat(paths["catalog"], jid=job.name, image_shape=result.shape[:2]))
     index = build_master_index(frames, split_table([job.name for job in jobs]))
-    write_master_index(index, dataset_dir / "master_index.csv")
+    write_master_index(
+        index, dataset_dir / "master_index.csv", dataset_dir / "master_index.parquet"
+    )
     jsonld = build_croissant(
         dataset_dir,
         dataset_dir / "master_index.csv",
@@ -109,9 +111,11 @@ def test_document_structure(dataset):
         assert jsonld[key]
     assert f"{len(index)} candidates from 4 jobs" in jsonld["description"]
 
-    index_file, tensors = jsonld["distribution"]
-    digest = hashlib.sha256((dataset_dir / "master_index.csv").read_bytes()).hexdigest()
-    assert index_file["@type"] == "cr:FileObject" and index_file["sha256"] == digest
+    index_file, twin, tensors = jsonld["distribution"]
+    for node, name in [(index_file, "master_index.csv"), (twin, "master_index.parquet")]:
+        digest = hashlib.sha256((dataset_dir / name).read_bytes()).hexdigest()
+        assert node["@type"] == "cr:FileObject" and node["sha256"] == digest
+        assert node["contentUrl"] == name
     assert tensors["@type"] == "cr:FileSet" and tensors["includes"] == "images/*.npy"
     assert "(H, W, 4)" in tensors["description"]
     assert "0: science, 1: reference, 2: difference, 3: score" in tensors["description"]
@@ -124,17 +128,16 @@ def test_document_structure(dataset):
     assert fields["flux"]["dataType"] == "sc:Float"
     assert fields["in_image"]["dataType"] == "sc:Boolean"
     assert fields["split"]["references"] == {"field": {"@id": "splits/name"}}
-    assert fields["x"]["source"]["extract"] == {"column": "x"}
+    # Records come from the typed Parquet twin (see the module docstring).
+    for name, field in fields.items():
+        assert field["source"] == {
+            "fileObject": {"@id": "master_index.parquet"},
+            "extract": {"column": name},
+        }
     # Ids are integers: declared Float, mlcroissant would round a 19-digit one.
     assert fields["id"]["dataType"] == "sc:Integer"
     assert fields["match"]["dataType"] == "sc:Integer"
-    # The job id comes from image_filename, which pandas' inference leaves text.
     assert fields["jid"]["dataType"] == "sc:Text"
-    assert fields["jid"]["source"] == {
-        "fileObject": {"@id": "master_index.csv"},
-        "extract": {"column": "image_filename"},
-        "transform": {"regex": r"^images/(.+)\.npy$"},
-    }
 
     splits = next(rs for rs in jsonld["recordSet"] if rs["@id"] == "splits")
     assert splits["dataType"] == "cr:Split"
@@ -156,7 +159,7 @@ def test_numeric_job_ids_and_19_digit_ids_come_back_exact_through_mlcroissant(tm
         frames.append(read_psfcat(tmp_path / f"{jid}.csv", jid=jid, image_shape=(8, 8)))
         np.save(tmp_path / "images" / f"{jid}.npy", np.zeros((8, 8, 4), np.float32))
     index = build_master_index(frames, {"000678": "train", "12345": "test"})
-    write_master_index(index, tmp_path / "master_index.csv")
+    write_master_index(index, tmp_path / "master_index.csv", tmp_path / "master_index.parquet")
     write_croissant(
         tmp_path / "croissant.json",
         build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS),
@@ -173,23 +176,89 @@ def test_an_image_filename_that_does_not_hold_the_job_id_is_refused(dataset, tmp
     _, index, _ = dataset
     moved = index.copy()
     moved.loc[0, "image_filename"] = "images/elsewhere.npy"
-    write_master_index(moved, tmp_path / "master_index.csv")
+    write_master_index(moved, tmp_path / "master_index.csv", tmp_path / "master_index.parquet")
     jid = moved.loc[0, "jid"]
     with pytest.raises(CroissantError, match=rf"'images/elsewhere.npy' of job '{jid}' is not"):
         build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
 
 
-def test_a_changed_index_fails_dynamic_validation(dataset, tmp_path):
+@pytest.mark.parametrize("changed", ["master_index.csv", "master_index.parquet"])
+def test_a_changed_index_fails_dynamic_validation(dataset, tmp_path, changed):
+    # The CSV is read by no RecordSet (the records come from its twin): its hash is checked
+    # all the same.
     dataset_dir, _, jsonld = dataset
     copy = tmp_path / "copy"
     copy.mkdir()
-    text = (dataset_dir / "master_index.csv").read_text()
-    (copy / "master_index.csv").write_text(text.replace(",0,", ",1,", 1))
+    for name in ["master_index.csv", "master_index.parquet"]:
+        (copy / name).write_bytes((dataset_dir / name).read_bytes())
+    (copy / changed).write_bytes((copy / changed).read_bytes() + b"\n")
     write_croissant(copy / "croissant.json", jsonld)
     report = validate_croissant(copy / "croissant.json")
-    assert not report.ok and report.dynamic_errors
+    assert not report.ok
+    (error,) = report.dynamic_errors
+    assert changed in error
+    assert report.record_counts.get("candidates") == (
+        None if changed.endswith("parquet") else report.record_counts["candidates"]
+    )
     with pytest.raises(CroissantError, match="Croissant validation failed"):
         report.raise_for_errors()
+    dict_report = validate_croissant(jsonld, base_dir=copy)
+    assert len(dict_report.dynamic_errors) == 1 and changed in dict_report.dynamic_errors[0]
+
+
+def test_a_twin_that_is_missing_or_differs_from_the_csv_is_refused(dataset, tmp_path):
+    _, index, _ = dataset
+    (tmp_path / "images").mkdir()
+    for jid in index["jid"].unique():
+        np.save(tmp_path / "images" / f"{jid}.npy", np.zeros((8, 8, 4), np.float32))
+    write_master_index(index, tmp_path / "master_index.csv")
+    with pytest.raises(CroissantError, match=r"master_index.parquet does not exist"):
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
+    changed = index.copy()
+    changed.loc[1, "flux"] += 1.0
+    changed.to_parquet(tmp_path / "master_index.parquet", index=False)
+    with pytest.raises(CroissantError, match=r"master_index.parquet differs from .*flux"):
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
+    index.astype({"match": "float64"}).to_parquet(tmp_path / "master_index.parquet", index=False)
+    with pytest.raises(CroissantError, match=r"column 'match' is float64, not an integer"):
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_a_19_digit_match_beside_an_empty_one_comes_back_exact_through_mlcroissant(tmp_path):
+    import mlcroissant as mlc
+
+    from astro_assets.science.transients.croissant import read_candidates
+
+    header = "id,x,y,sharpness,roundness1,roundness2,npix,peak,flux,mag,daofind_mag,flags"
+    ids = [1234567890123456789, 1234567890123456790, 1234567890123456791]
+    # One float64 value stands for all of these: 1234567890123456768.
+    matches = [1234567890123456796, None, 1234567890123456797]
+    lines = [
+        f"{candid},3.0,4.0,0.5,0,0,9,10,20,-3.2,-1,0,{'' if m is None else m},{int(m is not None)}"
+        for candid, m in zip(ids, matches, strict=True)
+    ]
+    (tmp_path / "psfcat.csv").write_text("\n".join([f"{header},match,label", *lines]) + "\n")
+    frame = read_psfcat(tmp_path / "psfcat.csv", jid="000678", image_shape=(8, 8))
+    (tmp_path / "images").mkdir()
+    np.save(tmp_path / "images" / "000678.npy", np.zeros((8, 8, 4), np.float32))
+    index = build_master_index([frame], {"000678": "train"})
+    write_master_index(index, tmp_path / "master_index.csv", tmp_path / "master_index.parquet")
+    write_croissant(
+        tmp_path / "croissant.json",
+        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS),
+    )
+    records = list(
+        mlc.Dataset(jsonld=str(tmp_path / "croissant.json")).records(record_set="candidates")
+    )
+    assert [r["candidates/match"] for r in records] == matches
+    assert [r["candidates/id"] for r in records] == ids
+    table = read_candidates(tmp_path / "croissant.json")
+    assert str(table["match"].dtype) == "Int64" and table["id"].dtype == np.int64
+    assert table["match"].isna().tolist() == [False, True, False]
+    assert table["match"].dropna().tolist() == [matches[0], matches[2]]
+    assert table["id"].tolist() == ids
+    assert validate_croissant(tmp_path / "croissant.json").ok
 
 
 def test_static_error_is_reported(tmp_path):
@@ -217,7 +286,7 @@ def test_bad_arguments(dataset, change, message):
 
 def test_missing_tensor_and_wrong_columns(dataset, tmp_path):
     _, index, _ = dataset
-    write_master_index(index, tmp_path / "master_index.csv")
+    write_master_index(index, tmp_path / "master_index.csv", tmp_path / "master_index.parquet")
     with pytest.raises(CroissantError, match=r"image tensor\(s\) referenced by the index"):
         build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS)
     index.drop(columns=["in_image"]).to_csv(tmp_path / "short.csv", index=False)

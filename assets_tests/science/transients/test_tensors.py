@@ -113,3 +113,35 @@ def test_an_all_nan_image_is_named_by_its_file_and_channel(tmp_path):
     arrays["score"] = np.full((16, 16), np.inf, np.float32)
     with pytest.raises(NoFinitePixelsError, match=r"^array \(score channel\): all 256 pixels"):
         write_job_tensor(tmp_path / "t.npy", arrays)
+
+
+def test_flat_channels_are_named_with_their_reason_and_the_value_ranges_are_exact(tmp_path):
+    # 300 rows: the finite range is gathered over more than one row window.
+    images = _images((300, 24))
+    images["reference"] = np.zeros((300, 24), np.float32)
+    constant = np.full((300, 24), -3.25, np.float64)
+    constant[5:9] = np.nan
+    constant[299, 0] = np.inf
+    images["difference"] = constant
+    # One hot pixel in a blank image: ZScale's sample sees only zeros, so its limits coincide.
+    spike = np.zeros((300, 24), np.float32)
+    spike[290, 20] = 7.0
+    images["score"] = spike
+    result = write_job_tensor(tmp_path / "t.npy", images)
+    assert result.flat_channels() == {
+        "reference": "all zero",
+        "difference": "constant at -3.25",
+        "score": "ZScale limits coincide at 0 (most pixels of its sample share one value) "
+        "although the pixels span [0, 7]",
+    }
+    science = images["science"]
+    finite = science[np.isfinite(science)]
+    assert result.value_ranges["science"] == (float(finite.min()), float(finite.max()))
+    assert result.value_ranges["difference"] == (-3.25, -3.25)
+    tensor = np.load(result.path)
+    assert set(np.unique(tensor[..., 2])) == {0.0, 0.5}
+    assert np.unique(tensor[..., 1]).tolist() == [0.5]
+
+
+def test_varying_channels_are_not_flat(tmp_path):
+    assert write_job_tensor(tmp_path / "t.npy", _images((40, 30))).flat_channels() == {}

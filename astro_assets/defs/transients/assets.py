@@ -9,6 +9,13 @@ import dagster as dg
 import numpy as np
 import pydantic
 
+# Dagster's own names for the version tags of a materialization (no public alias in 1.13).
+from dagster._core.definitions.data_version import (
+    CODE_VERSION_TAG,
+    DATA_VERSION_TAG,
+    compute_logical_data_version,
+)
+
 from astro_assets.defs.previews import path_value
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.atomic import atomic_path, atomic_write_text
@@ -50,18 +57,22 @@ def _channel_strip(tensor: np.ndarray, max_side: int = 64) -> np.ndarray:
 
 
 class JobTensorError(Exception):
-    """One job of a ``job_tensors`` run failed; the message names the job, then its error."""
+    """Jobs of a ``job_tensors`` run failed; the message names each job, then its error."""
 
 
-def _job_failure(jid: str, error: Exception, remaining: int) -> str:
-    """The message of a failed job: which job, how much of the run it stopped, its error."""
-    stopped = (
-        f" (job_tensors stopped here: the {remaining} job(s) after it in this run were not "
-        "processed)"
-        if remaining
-        else ""
+def _job_failures(failed: dict[str, Exception], total: int) -> str:
+    """One line naming every failed job with its error (which names the file and what to do)."""
+    written = total - len(failed)
+    listing = "; ".join(
+        f"job {jid}: {type(error).__name__}: {' '.join(str(error).splitlines())}"
+        for jid, error in failed.items()
     )
-    return f"job {jid}{stopped}: {type(error).__name__}: {error}"
+    kept = (
+        f"the other {written} were written and are recorded as materialized"
+        if written
+        else "none was written"
+    )
+    return f"{len(failed)} of {total} job(s) failed ({kept}): {listing}"
 
 
 def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataFrame"]:
@@ -77,6 +88,36 @@ def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataF
     return result, candidates
 
 
+def _job_metadata(jid: str, result: TensorResult, candidates: "pd.DataFrame") -> dict:
+    """The metadata recorded for one job's partition."""
+    labels = candidates["label"].value_counts().to_dict()
+    return {
+        "shape": str(result.shape),
+        "candidates": len(candidates),
+        "real": int(labels.get(1, 0)),
+        "bogus": int(labels.get(0, 0)),
+        "outside_image": int((~candidates["in_image"]).sum()),
+        "zscale_limits": dg.MetadataValue.json(
+            {name: [z.vmin, z.vmax] for name, z in result.channels.items()}
+        ),
+        "nan_counts": dg.MetadataValue.json(
+            {name: z.nan_count for name, z in result.channels.items()}
+        ),
+        "inf_counts": dg.MetadataValue.json(
+            {name: z.inf_count for name, z in result.channels.items()}
+        ),
+        "flat_channels": dg.MetadataValue.json(result.flat_channels()),
+        "path": path_value(result.path),
+        "preview": dg.MetadataValue.md(
+            thumbnail_markdown(
+                _channel_strip(np.load(result.path, mmap_mode="r")),
+                max_size=256,
+                alt=f"{jid}: {', '.join(CHANNELS)}",
+            )
+        ),
+    }
+
+
 @dg.asset(
     partitions_def=jids_partitions,
     group_name="transients",
@@ -84,62 +125,73 @@ def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataF
     kinds={"numpy", "fits"},
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore) -> dg.MaterializeResult:
+def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore):
     """Each job's four FITS images, ZScale-normalized into ``images/<jid>.npy``.
 
     The tensor is (H, W, 4) float32 in [0, 1], channels science, reference, difference, score,
     written channel by channel through a memory map. The job's ``psfcat.csv`` is validated and
-    kept as ``candidates/<jid>.csv`` for ``master_index``. A backfill of many jobs runs as one
-    run (single-run backfill policy), processing its jobs one after the other; a job that
-    fails stops the run with a :class:`JobTensorError` naming the job (its error names the
-    file).
+    kept as ``candidates/<jid>.csv`` for ``master_index``. A channel that carries no
+    information (its image constant or all zero, or its ZScale limits equal) is listed with
+    the reason in the partition's ``flat_channels`` metadata and logged as a warning, and
+    ``job_tensors_in_unit_range`` warns about it; an image without a finite pixel fails its
+    job.
+
+    A backfill of many jobs runs as one run (single-run backfill policy), processing its jobs
+    one after the other. A job that fails does not stop the others: every job is processed,
+    each good one's tensor written (atomically, as always), and then, if any failed, the step
+    fails with one :class:`JobTensorError` naming every failed job with its error (which
+    names the file and what to do). The good jobs are recorded as materialized, each with its
+    metadata (an ``AssetMaterialization`` per partition logged before the failure, which
+    Dagster 1.13 counts for a partition-range run: the UI shows those partitions materialized
+    and the failed ones failed, and a backfill retries only the failed ones). The step having
+    failed, its checks do not run in that run; they run on the next run of those jobs (the
+    ``astro-assets materialize`` command runs every registered job in one run). When every
+    job succeeds, the run records one materialization per job as usual.
     """
     totals = {"candidates": 0, "real": 0, "bogus": 0}
     jids = context.partition_keys
-    for position, jid in enumerate(jids):
+    written: dict[str, dict] = {}
+    failed: dict[str, Exception] = {}
+    for jid in jids:
         try:
             result, candidates = _write_job(data_store, jid)
         except Exception as error:
-            raise JobTensorError(_job_failure(jid, error, len(jids) - position - 1)) from error
-        labels = candidates["label"].value_counts().to_dict()
-        real, bogus = int(labels.get(1, 0)), int(labels.get(0, 0))
-        totals["candidates"] += len(candidates)
-        totals["real"] += real
-        totals["bogus"] += bogus
+            # Carry on: one broken file must not cost the other jobs of the range their run.
+            failed[jid] = error
+            context.log.error(f"{jid}: {type(error).__name__}: {error}")
+            continue
+        metadata = _job_metadata(jid, result, candidates)
+        written[jid] = metadata
+        for key in totals:
+            totals[key] += metadata[key]
+        flat = result.flat_channels()
+        if flat:
+            listing = "; ".join(f"{name}: {reason}" for name, reason in flat.items())
+            context.log.warning(f"{jid}: channel(s) without information: {listing}")
+        context.log.info(f"{jid}: {result.shape} tensor, {len(candidates)} candidates")
+    if failed:
+        # Without an output, nothing else records the jobs that were written. The version tags
+        # are those Dagster gives an output's materialization (job_tensors has no inputs), so
+        # that a later code version shows these partitions stale like the others.
+        code_version = context.assets_def.code_versions_by_key[context.asset_key]
+        tags = {
+            CODE_VERSION_TAG: code_version,
+            DATA_VERSION_TAG: compute_logical_data_version(code_version, {}).value,
+        }
+        for jid, metadata in written.items():
+            yield dg.AssetMaterialization(
+                asset_key=context.asset_key, partition=jid, metadata=metadata, tags=tags
+            )
+        errors = list(failed.values())
+        # One error is chained as itself, so that its traceback shows in the UI; Dagster shows
+        # a group by its message alone, but Python keeps each error's traceback in it.
+        cause = errors[0] if len(errors) == 1 else ExceptionGroup("the jobs' errors", errors)
+        raise JobTensorError(_job_failures(failed, len(jids))) from cause
+    for jid, metadata in written.items():
         # Metadata per partition: a run over N jobs records N small events, not N copies of
         # everything (the event log would grow as N squared).
-        context.add_asset_metadata(
-            {
-                "shape": str(result.shape),
-                "candidates": len(candidates),
-                "real": real,
-                "bogus": bogus,
-                "outside_image": int((~candidates["in_image"]).sum()),
-                "zscale_limits": dg.MetadataValue.json(
-                    {name: [z.vmin, z.vmax] for name, z in result.channels.items()}
-                ),
-                "nan_counts": dg.MetadataValue.json(
-                    {name: z.nan_count for name, z in result.channels.items()}
-                ),
-                "inf_counts": dg.MetadataValue.json(
-                    {name: z.inf_count for name, z in result.channels.items()}
-                ),
-                "degenerate_channels": dg.MetadataValue.json(
-                    [name for name, z in result.channels.items() if z.degenerate]
-                ),
-                "path": path_value(result.path),
-                "preview": dg.MetadataValue.md(
-                    thumbnail_markdown(
-                        _channel_strip(np.load(result.path, mmap_mode="r")),
-                        max_size=256,
-                        alt=f"{jid}: {', '.join(CHANNELS)}",
-                    )
-                ),
-            },
-            partition_key=jid,
-        )
-        context.log.info(f"{jid}: {result.shape} tensor, {len(candidates)} candidates")
-    return dg.MaterializeResult(
+        context.add_asset_metadata(metadata, partition_key=jid)
+    yield dg.MaterializeResult(
         metadata={
             "jobs_in_run": len(jids),
             **{f"{k}_in_run": v for k, v in totals.items()},
@@ -243,13 +295,16 @@ class CroissantConfig(dg.Config):
 @dg.asset(
     group_name="transients",
     deps=[master_index],
-    code_version="2",
+    code_version="3",
     kinds={"json"},
 )
 def croissant_metadata(
     context: dg.AssetExecutionContext, config: CroissantConfig, data_store: DataStore
 ) -> dg.MaterializeResult:
     """``croissant.json``: the dataset described in MLCommons Croissant 1.1 by mlcroissant.
+
+    The candidates records are read from ``master_index.parquet``, the CSV's typed twin, so
+    that ids and job ids come back exact (see ``science.transients.croissant``).
 
     The version is semver: major when the split of an already published job changes, minor when
     jobs are added, patch otherwise.
@@ -275,6 +330,7 @@ def croissant_metadata(
     jsonld = croissant.build_croissant(
         dataset,
         dataset / INDEX_CSV,
+        index_parquet=dataset / INDEX_PARQUET,
         name=config.name,
         version=version,
         date_published=dt.date.today(),

@@ -1,5 +1,9 @@
-"""Blocking checks that guard the dataset: unit-range tensors, a sound index, valid Croissant."""
+"""Blocking checks that guard the dataset: unit-range tensors, a sound index, valid Croissant.
 
+The tensor check also warns, without blocking, about channels that carry no information.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +21,7 @@ from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS, read_index_csv
 from astro_assets.science.transients.splits import SPLITS
+from astro_assets.science.transients.tensors import CHANNELS
 
 if TYPE_CHECKING:
     # pandas takes 0.3 s to import, and every step process loads the code location: the
@@ -26,49 +31,99 @@ if TYPE_CHECKING:
 ROWS_PER_BLOCK = 512
 
 
-def tensor_problems(path: Path) -> list[str]:
-    """What is wrong with a job tensor file, read in row blocks through a memory map."""
+@dataclass(frozen=True)
+class TensorInspection:
+    """What :func:`inspect_tensor` found in one job tensor file.
+
+    Attributes
+    ----------
+    problems : list of str
+        Why the file is malformed (shape, dtype, values NaN or outside [0, 1]); empty if none.
+    flat_channels : list of str
+        Channels (names of ``CHANNELS``) holding no value other than 0, 0.5 and 1: the step
+        that ZScale's normalization makes of a constant image, or of one whose limits
+        coincide. Such a channel carries nothing to learn from.
+    """
+
+    problems: list[str]
+    flat_channels: list[str]
+
+
+def inspect_tensor(path: Path) -> TensorInspection:
+    """Read a job tensor file in row blocks through a memory map and say what is wrong."""
     tensor = np.load(path, mmap_mode="r")
     problems = []
-    if tensor.ndim != 3 or tensor.shape[2] != 4:
-        problems.append(f"shape {tensor.shape} is not (H, W, 4)")
+    if tensor.ndim != 3 or tensor.shape[2] != len(CHANNELS):
+        problems.append(f"shape {tensor.shape} is not (H, W, {len(CHANNELS)})")
     if tensor.dtype != np.float32:
         problems.append(f"dtype {tensor.dtype} is not float32")
     if problems:
-        return problems
+        return TensorInspection(problems, [])
     bad = 0
+    varies = np.zeros(len(CHANNELS), dtype=bool)
     for start in range(0, tensor.shape[0], ROWS_PER_BLOCK):
         block = np.asarray(tensor[start : start + ROWS_PER_BLOCK])
         bad += int(np.count_nonzero(~((block >= 0) & (block <= 1))))
+        if not varies.all():
+            off_step = (block != 0.0) & (block != 0.5) & (block != 1.0)
+            varies |= off_step.any(axis=(0, 1))
     if bad:
         problems.append(f"{bad} values are NaN or outside [0, 1]")
-    return problems
+    flat = [name for name, varied in zip(CHANNELS, varies, strict=True) if not varied]
+    return TensorInspection(problems, flat)
+
+
+def tensor_problems(path: Path) -> list[str]:
+    """What is wrong with a job tensor file (see :func:`inspect_tensor`)."""
+    return inspect_tensor(path).problems
 
 
 @dg.asset_check(
     asset=job_tensors,
     partitions_def=jids_partitions,
     blocking=True,
-    description="Each tensor is (H, W, 4) float32 with every value finite and in [0, 1].",
+    description="Each tensor is (H, W, 4) float32 with every value finite and in [0, 1] (an "
+    "error, which blocks); a channel whose image is constant, all zero or flat under ZScale "
+    "carries nothing to learn from (a warning, naming the job and channel).",
 )
 def job_tensors_in_unit_range(
     context: dg.AssetCheckExecutionContext, data_store: DataStore
 ) -> dg.AssetCheckResult:
+    # One check reads each tensor once for both findings; a malformed tensor is an error that
+    # blocks, a flat channel only a warning (Dagster blocks on severity ERROR alone).
     problems = {}
+    flat = {}
     for jid in context.partition_keys:
-        found = tensor_problems(data_store.layout.job_tensor_file(jid))
-        if found:
-            problems[jid] = found
+        found = inspect_tensor(data_store.layout.job_tensor_file(jid))
+        if found.problems:
+            problems[jid] = found.problems
+        if found.flat_channels:
+            flat[jid] = found.flat_channels
     checked = len(context.partition_keys)
+    parts = []
     if problems:
         listing = "; ".join(f"{jid}: {', '.join(found)}" for jid, found in problems.items())
-        description = f"{len(problems)} of {checked} job tensor(s) are malformed: {listing}"
-    else:
-        description = f"all {checked} job tensor(s) are (H, W, 4) float32 in [0, 1]"
+        parts.append(f"{len(problems)} of {checked} job tensor(s) are malformed: {listing}")
+    if flat:
+        listing = "; ".join(
+            f"job {jid}: {', '.join(channels)} channel(s)" for jid, channels in flat.items()
+        )
+        parts.append(
+            f"{len(flat)} of {checked} job tensor(s) have a channel that carries no "
+            f"information (its image is constant, all zero, or flat under ZScale): {listing}; "
+            "the job_tensors metadata flat_channels says why: check those images, or drop the "
+            "job"
+        )
+    description = (
+        "; ".join(parts)
+        if parts
+        else f"all {checked} job tensor(s) are (H, W, 4) float32 in [0, 1]"
+    )
     return dg.AssetCheckResult(
-        passed=not problems,
+        passed=not parts,
+        severity=dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN,
         description=description,
-        metadata={"jobs_checked": checked, "problems": problems},
+        metadata={"jobs_checked": checked, "problems": problems, "flat_channels": flat},
     )
 
 
@@ -139,7 +194,7 @@ def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
     candidates = report.record_counts.get("candidates")
     wrong = [
         *(f"static error: {error}" for error in report.static_errors),
-        *(f"records cannot be generated: {error}" for error in report.dynamic_errors),
+        *(f"dynamic error: {error}" for error in report.dynamic_errors),
     ]
     if report.ok and candidates != rows:
         wrong.append(f"{candidates} candidate record(s) for {rows} row(s) of {INDEX_CSV}")

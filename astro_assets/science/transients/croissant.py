@@ -3,26 +3,37 @@
 The dataset folder::
 
     master_index.csv     one row per candidate (columns: candidates.MASTER_INDEX_COLUMNS)
+    master_index.parquet the same rows, typed
     images/<jid>.npy     one (H, W, 4) float32 tensor per job (see tensors.py)
     croissant.json       this metadata
 
 The JSON-LD is produced by mlcroissant's own serialization (``Metadata.to_json()``), with
 ``conformsTo`` set to Croissant 1.1 through the context of every node. It declares:
 
-- a ``FileObject`` for ``master_index.csv`` with its SHA-256;
+- a ``FileObject`` for ``master_index.csv`` and one for its Parquet twin, each with its SHA-256;
 - a ``FileSet`` for ``images/*.npy`` whose description gives shape, channel order and
   normalization (mlcroissant has no reader for ``.npy``, so no RecordSet reads the tensors;
   the ``image_filename`` column points to them);
 - a ``splits`` RecordSet of type ``cr:Split`` (train/validation/test) and a ``candidates``
   RecordSet with every index column typed, ``label`` as ``["sc:Integer", "cr:Label"]``, the ids
-  ``id`` and ``match`` as ``sc:Integer``, ``jid`` as text taken from ``image_filename`` (see
-  ``_FIELD_DESCRIPTIONS``) and ``split`` referencing ``splits/name``;
+  ``id`` and ``match`` as ``sc:Integer``, ``jid`` as text, and ``split`` referencing
+  ``splits/name``;
 - responsible-AI (RAI) attributes, ``citeAs``, ``datePublished``, a semantic ``version`` and
   the license.
 
 Versioning (:func:`semver_for`): a dataset's version is MAJOR.MINOR.PATCH; MAJOR changes when
 an existing job changes split or disappears (results on the old splits are not comparable),
 MINOR when jobs are only added, PATCH when the content changed otherwise.
+
+The ``candidates`` records are read from the Parquet twin, not from the CSV: mlcroissant 1.1
+reads a CSV with pandas' type inference before it casts a value to the declared type, so an
+integer column with one empty cell (``match`` where a catalogue left it empty) comes as float64,
+whose 53-bit mantissa rounds a 19-digit id to another one, and a numeric job id such as
+``000678`` comes as the number 678; declaring the field ``sc:Text`` does not help, the value is
+already a float. Parquet stores each column's type (int64 with nulls, text), so the records give
+the exact ids and job ids, and an empty ``match`` as null. :func:`build_croissant` refuses a
+twin that differs from the CSV, and :func:`validate_croissant` checks the SHA-256 of every file,
+the CSV included, which no RecordSet reads.
 """
 
 from __future__ import annotations
@@ -77,10 +88,8 @@ _NPY_FORMAT = "https://numpy.org/doc/stable/reference/generated/numpy.lib.format
 
 _FIELD_DESCRIPTIONS: Mapping[str, str] = {
     "id": "Candidate id within its job (from psfcat.csv), an integer (int64).",
-    "jid": "Job id: the job folder name, as text; all candidates of a job share its image "
-    "tensor. Taken from image_filename (images/<jid>.npy), which holds it verbatim, so that "
-    "readers that infer a CSV column's type cannot turn a numeric job id such as 000678 into "
-    "the number 678.",
+    "jid": "Job id: the job folder name, as text (a numeric one such as 000678 keeps its "
+    "zeros); all candidates of a job share its image tensor.",
     "x": "Candidate column position, 0-based pixels (pixel centres at integers).",
     "y": "Candidate row position, 0-based pixels (pixel centres at integers).",
     "sharpness": "DAOFIND sharpness of the detection on the difference image.",
@@ -92,7 +101,8 @@ _FIELD_DESCRIPTIONS: Mapping[str, str] = {
     "mag": "Instrumental magnitude -2.5 log10(flux); empty when flux <= 0.",
     "daofind_mag": "DAOFIND magnitude (peak relative to the detection threshold).",
     "flags": "Quality bit flags from psfcat.csv (producer-defined).",
-    "match": "Id of the matched known transient, an integer (int64), -1 when none.",
+    "match": "Id of the matched known transient, an integer (int64): -1 when there is none, "
+    "null where the catalogue left it empty.",
     "label": "1 = real transient, 0 = bogus (artifact, subtraction residual or noise).",
     "image_filename": "Path of the job's (H, W, 4) tensor relative to the dataset folder.",
     "split": "The job's split (train, validation or test); all candidates of a job share it.",
@@ -268,10 +278,35 @@ def _tensor_shapes(dataset_dir: Path, filenames: Sequence[str]) -> list[tuple[in
     return sorted(shapes)
 
 
+def _check_twin(twin_path: Path, index_path: Path, index: pd.DataFrame) -> None:
+    """Raise unless the Parquet twin holds exactly the rows and types of the CSV."""
+    fix = "write both with write_master_index (materialize master_index)"
+    if not twin_path.is_file():
+        raise CroissantError(
+            f"{twin_path} does not exist; the candidates records are read from the index's "
+            f"Parquet twin: {fix}"
+        )
+    twin = pd.read_parquet(twin_path)
+    try:
+        # Text columns may come back as pandas' string dtype: the values are compared here,
+        # and the ids' integer types, on which the records' exactness depends, below.
+        pd.testing.assert_frame_equal(twin, index, check_dtype=False)
+    except AssertionError as err:
+        first = " ".join(str(err).split())
+        raise CroissantError(f"{twin_path} differs from {index_path} ({first}); {fix}") from None
+    for name in ID_COLUMNS:
+        if not pd.api.types.is_integer_dtype(twin[name]):
+            raise CroissantError(
+                f"{twin_path}: column {name!r} is {twin[name].dtype}, not an integer type, so "
+                f"its ids would be rounded; {fix}"
+            )
+
+
 def build_croissant(
     dataset_dir: str | os.PathLike[str],
     index_csv: str | os.PathLike[str],
     *,
+    index_parquet: str | os.PathLike[str] | None = None,
     name: str,
     version: str,
     date_published: dt.date | dt.datetime | str,
@@ -291,6 +326,10 @@ def build_croissant(
     index_csv : path-like
         The master index CSV, inside ``dataset_dir``, with exactly the columns
         ``MASTER_INDEX_COLUMNS``; its SHA-256 is recorded.
+    index_parquet : path-like, optional
+        Its Parquet twin (default: beside it, suffix ``.parquet``), inside ``dataset_dir``,
+        holding the same table; the ``candidates`` records are read from it (see the module
+        docstring), and its SHA-256 is recorded.
     name : str
         Dataset name.
     version : str
@@ -319,13 +358,16 @@ def build_croissant(
     Raises
     ------
     CroissantError
-        If the index is outside ``dataset_dir``, its columns differ from the contract, a
-        referenced tensor is missing or malformed, or an argument is invalid.
+        If the index or its twin is outside ``dataset_dir``, its columns differ from the
+        contract, the twin is missing or differs from the CSV, a referenced tensor is missing
+        or malformed, or an argument is invalid.
     """
     dataset_dir = Path(dataset_dir).resolve()
     index_path = Path(index_csv).resolve()
-    if dataset_dir not in index_path.parents:
-        raise CroissantError(f"the index {index_path} must lie inside {dataset_dir}")
+    twin_path = Path(index_parquet or index_path.with_suffix(".parquet")).resolve()
+    for path in (index_path, twin_path):
+        if dataset_dir not in path.parents:
+            raise CroissantError(f"the index {path} must lie inside {dataset_dir}")
     if not _SEMVER.match(version):
         raise CroissantError(f"version {version!r} is not semantic (MAJOR.MINOR.PATCH)")
     unknown_rai = sorted(set(rai or {}) - _RAI_ATTRIBUTES)
@@ -340,12 +382,13 @@ def build_croissant(
             f"{list(MASTER_INDEX_COLUMNS)} (write it with write_master_index)"
         )
     index = read_index_csv(index_path)
+    _check_twin(twin_path, index_path, index)
     renamed = index["image_filename"] != "images/" + index["jid"] + ".npy"
     if renamed.any():
         row = index[renamed].iloc[0]
         raise CroissantError(
             f"{index_path}: image_filename {row['image_filename']!r} of job {row['jid']!r} is "
-            f"not images/{row['jid']}.npy, and the job id is read from it "
+            f"not images/{row['jid']}.npy, where the tensors are described to lie "
             "(write the index with write_master_index)"
         )
     unknown_splits = sorted(set(index["split"]) - set(SPLITS))
@@ -354,6 +397,7 @@ def build_croissant(
     filenames = sorted(set(index["image_filename"]))
     shapes = _tensor_shapes(dataset_dir, filenames)
     content_url = index_path.relative_to(dataset_dir).as_posix()
+    twin_url = twin_path.relative_to(dataset_dir).as_posix()
 
     n_jobs = index["jid"].nunique()
     n_real = int(index["label"].sum())
@@ -379,16 +423,26 @@ def build_croissant(
     )
 
     ctx = mlc.Context(conforms_to=CROISSANT_1_1)
-    index_id = content_url
     index_file = mlc.FileObject(
         ctx=ctx,
-        id=index_id,
+        id=content_url,
         name=Path(content_url).name,
         description="Master index: one row per candidate, with label and split.",
         content_url=content_url,
         content_size=f"{index_path.stat().st_size} B",
         encoding_formats=[mlc.EncodingFormat.CSV],
         sha256=_sha256(index_path),
+    )
+    twin_file = mlc.FileObject(
+        ctx=ctx,
+        id=twin_url,
+        name=Path(twin_url).name,
+        description=f"The rows of {Path(content_url).name} with their column types (ids int64, "
+        "jid text); the candidates records are read from it.",
+        content_url=twin_url,
+        content_size=f"{twin_path.stat().st_size} B",
+        encoding_formats=[mlc.EncodingFormat.PARQUET],
+        sha256=_sha256(twin_path),
     )
     tensors = mlc.FileSet(
         ctx=ctx,
@@ -420,17 +474,8 @@ def build_croissant(
     for column in MASTER_INDEX_COLUMNS:
         references = {"references": mlc.Source(ctx=ctx, field="splits/name")}
         source = mlc.Source(
-            ctx=ctx, file_object=index_id, extract=mlc.Extract(ctx=ctx, column=column)
+            ctx=ctx, file_object=twin_url, extract=mlc.Extract(ctx=ctx, column=column)
         )
-        if column == "jid":
-            # mlcroissant reads the CSV with pandas' type inference, which turns the text
-            # 000678 into 678 before the field is cast to Text; images/000678.npy stays text.
-            source = mlc.Source(
-                ctx=ctx,
-                file_object=index_id,
-                extract=mlc.Extract(ctx=ctx, column="image_filename"),
-                transforms=[mlc.Transform(ctx=ctx, regex=r"^images/(.+)\.npy$")],
-            )
         candidate_fields.append(
             mlc.Field(
                 ctx=ctx,
@@ -473,7 +518,7 @@ def build_croissant(
             date_published=_as_date(date_published),
             cite_as=cite_as,
             keywords=list(keywords),
-            distribution=[index_file, tensors],
+            distribution=[index_file, twin_file, tensors],
             record_sets=[split_records, candidates],
             **rai_values,
         )
@@ -522,6 +567,39 @@ class ValidationReport:
             )
 
 
+def _unread_file_errors(document: Mapping[str, Any], folder: Path | None) -> list[str]:
+    """SHA-256 mismatches of the local FileObjects that no RecordSet reads.
+
+    mlcroissant verifies a file's SHA-256 only when it reads the file to generate records; the
+    CSV index, whose records come from its Parquet twin, would otherwise go unchecked.
+    """
+    if folder is None:
+        return []
+    read = {
+        source["fileObject"]["@id"]
+        for record_set in document.get("recordSet", [])
+        for field_node in record_set.get("field", [])
+        if isinstance(source := field_node.get("source"), Mapping) and "fileObject" in source
+    }
+    errors = []
+    for node in document.get("distribution", []):
+        content_url, expected = node.get("contentUrl"), node.get("sha256")
+        if node.get("@type") != "cr:FileObject" or node.get("@id") in read or not expected:
+            continue
+        if not content_url or re.match(r"^[a-z][a-z0-9+.-]*://", content_url):
+            continue
+        path = folder / content_url
+        if not path.is_file():
+            errors.append(f"FileObject {node['@id']!r}: {path} does not exist")
+        elif (actual := _sha256(path)) != expected:
+            errors.append(
+                f"FileObject {node['@id']!r}: {path} has SHA-256 {actual}, not the {expected} "
+                "recorded: the file changed after the metadata was written; materialize "
+                "croissant_metadata again"
+            )
+    return errors
+
+
 def validate_croissant(
     jsonld_or_path: Mapping[str, Any] | str | os.PathLike[str],
     *,
@@ -532,7 +610,8 @@ def validate_croissant(
 
     Static validation loads the document with ``mlcroissant.Dataset``. Dynamic validation
     generates every record of every RecordSet (which reads the files and checks their
-    SHA-256) and counts them. Errors are collected into the report, not raised; call
+    SHA-256) and counts them, and checks the SHA-256 of the local files no RecordSet reads.
+    Errors are collected into the report, not raised; call
     :meth:`ValidationReport.raise_for_errors` to fail on them.
 
     Parameters
@@ -559,11 +638,13 @@ def validate_croissant(
                 if node.get("@type") == "cr:FileObject" and content_url:
                     mapping[node["@id"]] = str(Path(base_dir) / content_url)
         source: Any = document
+        folder = None if base_dir is None else Path(base_dir)
     else:
         path = Path(jsonld_or_path)
         document = json.loads(path.read_text(encoding="utf-8"))
         mapping = {}
         source = str(path)
+        folder = path.parent
     conforms_to = document.get("conformsTo")
     with _quiet_rdflib():
         try:
@@ -578,6 +659,7 @@ def validate_croissant(
         )
         if not dynamic or report.static_errors:
             return report
+        report.dynamic_errors.extend(_unread_file_errors(document, folder))
         for record_set in dataset.metadata.record_sets:
             try:
                 report.record_counts[record_set.uuid] = sum(
@@ -642,9 +724,10 @@ def semver_for(
 def read_candidates(croissant_path: str | os.PathLike[str]) -> pd.DataFrame:
     """The ``candidates`` RecordSet of a Croissant file as a DataFrame, read by mlcroissant.
 
-    This is how a consumer reads the dataset: through its description, so the CSV's SHA-256 is
-    verified and the columns come typed as the metadata declares them. Text values, which
-    mlcroissant yields as bytes, are decoded to ``str``.
+    This is how a consumer reads the dataset: through its description, so the SHA-256 of the
+    index's Parquet twin, which the records come from, is verified and the columns come typed
+    as the metadata declares them. Text values, which mlcroissant yields as bytes, are decoded
+    to ``str``.
 
     Parameters
     ----------
@@ -654,7 +737,9 @@ def read_candidates(croissant_path: str | os.PathLike[str]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per candidate, columns named as in ``master_index.csv``, in file order.
+        One row per candidate, columns named as in ``master_index.csv``, in file order;
+        ``id`` int64 and ``match`` nullable Int64, both exact (a frame built from the records
+        would hold an integer column with a null as float64, and round 19-digit ids).
 
     Raises
     ------
@@ -681,4 +766,9 @@ def read_candidates(croissant_path: str | os.PathLike[str]) -> pd.DataFrame:
         }
         for record in records
     ]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for name in ID_COLUMNS:
+        if name in table.columns:
+            ids = pd.Series([row[name] for row in rows], dtype="Int64")
+            table[name] = ids.astype(np.int64) if name == "id" and not ids.hasnans else ids
+    return table

@@ -10,6 +10,11 @@ output is mapped a block of rows at a time, so neither the output nor more than 
 is resident in memory at once: a 4090 x 4090 job (a 268 MB tensor) needs about one input image
 (67 MB) plus ZScale's sample buffers. The file is written under a temporary name and renamed when
 complete, so a failed job never leaves a partial tensor behind.
+
+A channel whose image is constant (all zero, say) or whose ZScale limits coincide is written as
+the step rule of :mod:`~astro_assets.science.transients.zscale` makes it (0.5 everywhere, 0 where
+NaN): it carries nothing to learn from, so :meth:`TensorResult.flat_channels` names it with the
+reason, for the caller to warn about. An image without a finite pixel is refused outright.
 """
 
 from __future__ import annotations
@@ -58,12 +63,39 @@ class TensorResult:
         Channel name -> :class:`ZScaleResult` (limits, non-finite counts, degenerate flag).
     nbytes : int
         Size of the tensor data in bytes (without the ``.npy`` header).
+    value_ranges : dict
+        Channel name -> (min, max) of the image's finite pixels, in image units.
     """
 
     path: Path
     shape: tuple[int, int, int]
     channels: dict[str, ZScaleResult]
     nbytes: int
+    value_ranges: dict[str, tuple[float, float]]
+
+    def flat_channels(self) -> dict[str, str]:
+        """The channels that carry no information, each with the reason.
+
+        Returns
+        -------
+        dict
+            Channel name -> reason, in ``CHANNELS`` order: the image is constant ("all zero",
+            or "constant at <value>") over its finite pixels, or its ZScale limits coincide
+            although the pixels vary (most of ZScale's sample shares one value). Either way the
+            channel is 0.5 wherever the image is finite and 0 elsewhere, or a step between
+            0 and 1. Empty when every channel varies.
+        """
+        flat = {}
+        for name, zscale in self.channels.items():
+            low, high = self.value_ranges[name]
+            if low == high:
+                flat[name] = "all zero" if low == 0 else f"constant at {low:.7g}"
+            elif zscale.degenerate:
+                flat[name] = (
+                    f"ZScale limits coincide at {zscale.vmin:.7g} (most pixels of its sample "
+                    f"share one value) although the pixels span [{low:.7g}, {high:.7g}]"
+                )
+        return flat
 
 
 def _shape_of(source: ImageSource) -> tuple[int, ...]:
@@ -103,6 +135,7 @@ def write_job_tensor(
     Returns
     -------
     TensorResult
+        With the channels that carry no information in :meth:`TensorResult.flat_channels`.
 
     Raises
     ------
@@ -137,6 +170,7 @@ def write_job_tensor(
     height, width = shapes["science"]
     tensor_shape = (height, width, len(CHANNELS))
     channels: dict[str, ZScaleResult] = {}
+    value_ranges: dict[str, tuple[float, float]] = {}
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tensor_shape)
@@ -153,6 +187,7 @@ def write_job_tensor(
                 where = "array" if isinstance(source, np.ndarray) else str(source)
                 raise NoFinitePixelsError(f"{where} ({name} channel): {err}") from err
             nan_count = inf_count = 0
+            low, high = np.inf, -np.inf
             for start in range(0, height, _ROWS_PER_WINDOW):
                 rows = min(_ROWS_PER_WINDOW, height - start)
                 # Mapping a window of rows at a time keeps the output's resident pages bounded;
@@ -164,9 +199,14 @@ def write_job_tensor(
                     offset=data_offset + start * row_bytes,
                     shape=(rows, width, len(CHANNELS)),
                 )
-                nans, infs = normalize_rows_into(
-                    image[start : start + rows], window[:, :, index], vmin, vmax
-                )
+                rows_in = image[start : start + rows]
+                nans, infs = normalize_rows_into(rows_in, window[:, :, index], vmin, vmax)
+                # Per window: a copy of the whole image's finite pixels would double the memory
+                # the module docstring promises.
+                finite = rows_in[np.isfinite(rows_in)]
+                if finite.size:
+                    low = min(low, float(finite.min()))
+                    high = max(high, float(finite.max()))
                 # No msync per window: unmapping keeps the dirty pages in the page cache, and
                 # the atomic writer fsyncs the whole file once before renaming it.
                 del window
@@ -179,10 +219,12 @@ def write_job_tensor(
                 inf_count=inf_count,
                 degenerate=vmax == vmin,
             )
+            value_ranges[name] = (low, high)
             del image
     return TensorResult(
         path=out_path,
         shape=tensor_shape,
         channels=channels,
         nbytes=height * row_bytes,
+        value_ranges=value_ranges,
     )
