@@ -167,7 +167,9 @@ def classical_flat(
         inpainted = fill_across_line_defects(
             median,
             mask,
-            lambda source: inpaint_guided(source, mask, guide.image, InpaintParams()),
+            lambda source: inpaint_guided(
+                source, mask, guide.image, InpaintParams(), black_level=separated.black_level
+            ),
             gains,
         )
     else:

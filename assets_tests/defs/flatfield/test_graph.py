@@ -30,6 +30,7 @@ from astro_assets.samples import (
     write_sample_video,
 )
 from astro_assets.samples.solar import synthesize_frames_array
+from astro_assets.science.flatfield.inpaint import guided_regions, inpaint_guided
 
 ASSETS = list(flatfield_defs.assets) + list(flatfield_defs.asset_checks)
 DUSTY_DILATION_PX = 10
@@ -713,6 +714,51 @@ def test_near_opaque_spots_on_a_planet_on_a_colour_mosaic_are_found_and_correcte
     guide = read_tiff(layout.flatfield_file("planet", "inpaint_guide.tiff"))
     assert guide.shape == flat.shape
     assert np.isfinite(guide[support]).all()
+
+
+def test_a_monochrome_fill_follows_its_guide_above_the_pedestal_where_lit(
+    instance, data_store, layout
+):
+    """On a drifting planet with a pedestal, the guided regions of a monochrome median are
+    filled in the ratio above the pedestal where the guide is lit, as a colour plane's are:
+    the plain ratio runs from 1 on the sky to the target's level over the limb, and a few ADU
+    of the guide's error on the sky are tens of per cent of it there."""
+    params = SolarVideoParams(
+        width=256,
+        height=192,
+        n_frames=24,
+        target="planet",
+        drift_px=40.0,
+        dust=(
+            DustSpec(x=74.0, y=95.0, diameter_px=8.0, depth=0.95, kind="disc"),
+            DustSpec(x=140.0, y=100.0, diameter_px=8.0, depth=0.9, kind="disc"),
+        ),
+        seed=2,
+    )
+    frames, truth = synthesize_frames_array(params)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "planet.ser", frames.astype(np.uint16), depth=16)
+    run_config = {"ops": {"inpainted": {"config": {"line_defects": "off"}}}}
+    selection = ["ser_median", "dust_mask", "inpainted"]
+    result = _materialize(instance, data_store, "planet", selection, run_config)
+    assert result.success, run_failures(result)
+    folder = layout.flatfield_dir("planet")
+    median = read_tiff(folder / "ser_median.tiff")
+    mask = read_tiff(folder / "dust_mask.tiff")
+    guide = read_tiff(folder / "inpaint_guide.tiff")
+    pedestal = (
+        result.asset_materializations_for_node("dust_mask")[0]
+        .metadata["prediction_black_level"]
+        .value
+    )
+    assert pedestal == pytest.approx(truth.black_level_adu, abs=2.0)
+    guided = guided_regions(mask, guide)
+    assert guided.sum() > 100
+    filled = read_tiff(folder / "inpainted.tiff")
+    above = inpaint_guided(median, guided, guide, black_level=pedestal)
+    plain = inpaint_guided(median, guided, guide)
+    np.testing.assert_array_equal(filled[guided], above[guided])
+    assert np.abs(plain[guided] - above[guided]).max() > 1.0
 
 
 def test_a_featureless_field_is_not_registered_and_its_dust_is_kept_undecided(

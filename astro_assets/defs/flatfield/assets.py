@@ -1439,7 +1439,7 @@ def _plane_filler(
     group_name="flatfield",
     automation_condition=when_stale,
     deps=[ser_median, dust_mask],
-    code_version="2",
+    code_version="3",
     kinds={"numpy", "tiff"},
     pool="gemini",
     retry_policy=EYE_RETRY_POLICY,
@@ -1482,22 +1482,21 @@ def inpainted(
         guide_planes = (
             split_planes(guide, color) if guide is not None else [None] * len(median_planes)
         )
-        colour_guide = guide is not None and len(median_planes) > 1
         mask_record = (
             read_mask_record(data_store, key)
-            if config.line_defects == "ratio" or colour_guide
+            if config.line_defects == "ratio" or guide is not None
             else {}
         )
         recorded_gains = mask_record.get("line_gains")
         measured_gains = None
         if config.line_defects == "ratio" and recorded_gains is not None:
             measured_gains = LineGains.from_record(recorded_gains)
-        # A colour plane's guide, the luminance's scaled to it or, beside a limb, its own
-        # prediction from a quarter of a mosaic's samples, is followed above the pedestal where
-        # it is lit: a few ADU of its error on the sky beside a limb are tens of per cent of
-        # the plain ratio there, which the fill would carry onto the target.
+        # The guide is followed above the pedestal where it is lit: a few ADU of its error on
+        # the sky beside a limb are tens of per cent of the plain ratio there, which the fill
+        # would carry onto the target; and a colour plane's guide (the luminance's scaled to
+        # it) is a fixed multiple of the plane only above the pedestal.
         guide_black_level = (
-            float(mask_record.get("prediction_black_level") or 0.0) if colour_guide else None
+            float(mask_record.get("prediction_black_level") or 0.0) if guide is not None else None
         )
         planes, results, guided_pixels = [], [], 0
         defective_columns = defective_rows = 0
