@@ -112,3 +112,41 @@ def test_a_failed_blocking_check_is_reported_once_by_its_own_line():
         "check flat_is_positive [broken] failed: the flat is negative; measure it again",
     ]
     assert not outcome.succeeded
+
+
+@dg.asset(partitions_def=partitions)
+def tensors(context: dg.AssetExecutionContext) -> int:
+    if context.partition_key == "broken":
+        raise CatalogError("broken.fits is not FITS; copy it again")
+    return 1
+
+
+@dg.asset(deps=[tensors])
+def index() -> int:
+    return 2
+
+
+@dg.asset
+def unrelated() -> int:
+    return 3
+
+
+def test_a_failed_partition_run_stops_the_unpartitioned_assets_downstream_of_it():
+    defs = dg.Definitions(assets=[tensors, index, unrelated])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("videos", ["calm", "broken"])
+        outcome = materialize_selection(instance, defs=defs, resources={})
+        indexed = instance.get_latest_materialization_event(index.key)
+        assert instance.get_latest_materialization_event(unrelated.key) is not None
+    # The index would be built from a partition that failed: it is not run, and says why.
+    assert indexed is None
+    lines = [line.strip().split(" (run")[0] for line in outcome.lines()]
+    assert lines == [
+        "ok     tensors [videos/calm]",
+        "FAILED tensors [videos/broken]",
+        "tensors: CatalogError: broken.fits is not FITS; copy it again",
+        "ok     unrelated",
+        "skipped index: not run, because tensors failed above (they depend on it); fix what "
+        "failed, then run again",
+    ]
+    assert not outcome.succeeded

@@ -163,7 +163,9 @@ def materialize_selection(
 
     Partitioned assets run once per partition (``partition``, or every registered key of their
     dynamic partitions), or in one run over all keys when their backfill policy is single-run,
-    before the unpartitioned assets, which depend on them.
+    before the unpartitioned assets, which depend on them. When a run of partitions fails, the
+    unpartitioned assets downstream of those assets are not run (listed in
+    ``MaterializeOutcome.skipped``), so that a failed partition never reaches them.
     """
     defs = defs or default_defs
     graph = defs.resolve_asset_graph()
@@ -178,7 +180,7 @@ def materialize_selection(
         partition_key: str | None,
         scope: str,
         tags: dict[str, str] | None = None,
-    ) -> None:
+    ) -> bool:
         result = dg.materialize(
             everything,
             selection=selected,
@@ -196,7 +198,9 @@ def materialize_selection(
         warned = failed_checks(result, dg.AssetCheckSeverity.WARN)
         if warned:
             outcome.warnings[result.run_id] = warned
+        return result.success
 
+    failed_upstream: list[dg.AssetKey] = []
     for partitions_name, asset_keys in partitioned.items():
         registered = instance.get_dynamic_partitions(partitions_name)
         if partition is not None:
@@ -216,7 +220,7 @@ def materialize_selection(
         )
         if single_run and len(partition_keys) > 1:
             first, last = partition_keys[0], partition_keys[-1]
-            run(
+            ok = run(
                 asset_keys,
                 None,
                 f"{names} [{partitions_name}/{first}..{last}, {len(partition_keys)} partitions]",
@@ -225,9 +229,24 @@ def materialize_selection(
                     "dagster/asset_partition_range_end": last,
                 },
             )
+            if not ok:
+                failed_upstream.extend(asset_keys)
             continue
         for partition_key in partition_keys:
-            run(asset_keys, partition_key, f"{names} [{partitions_name}/{partition_key}]")
+            if not run(asset_keys, partition_key, f"{names} [{partitions_name}/{partition_key}]"):
+                failed_upstream.extend(asset_keys)
+    if failed_upstream:
+        # A failed partition's data is missing or stale: an index or a model built now would
+        # publish it as if it were sound. What does not depend on it still runs.
+        blocked = set(dg.AssetSelection.assets(*failed_upstream).downstream().resolve(graph))
+        held = [key for key in unpartitioned if key in blocked]
+        unpartitioned = [key for key in unpartitioned if key not in blocked]
+        if held:
+            upstream = ", ".join(dict.fromkeys(k.to_user_string() for k in failed_upstream))
+            outcome.skipped.append(
+                f"{', '.join(k.to_user_string() for k in held)}: not run, because {upstream} "
+                "failed above (they depend on it); fix what failed, then run again"
+            )
     if unpartitioned:
         run(unpartitioned, None, ", ".join(k.to_user_string() for k in unpartitioned))
     return outcome
