@@ -121,6 +121,8 @@ def test_ingest_reports_what_it_cannot_use_and_a_removed_video(project):
     incoming = project / "data" / "incoming"
     (incoming / "ser").mkdir(parents=True)
     (incoming / "ser" / "sun.ser").write_bytes(b"\0" * 64)
+    # A folder that lists no video keeps its partitions (a disk not mounted): another stays.
+    (incoming / "ser" / "moon.ser").write_bytes(b"\0" * 64)
     (incoming / "ser" / "notes.txt").write_text("seeing 2/5")
     (incoming / "jobs" / "-rf").mkdir(parents=True)
     first = cli(project, "ingest", "--watch-seconds", "0")
@@ -135,3 +137,29 @@ def test_ingest_reports_what_it_cannot_use_and_a_removed_video(project):
     assert "removed  ser_files/sun (its video is gone; its products stay on disk)" in (
         second.stdout.splitlines()
     )
+
+
+def test_ingest_of_an_unreadable_incoming_folder_exits_non_zero_with_a_message(
+    project, monkeypatch, capsys
+):
+    from astro_assets import cli as cli_module
+
+    jobs = project / "data" / "incoming" / "jobs"
+    jobs.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DAGSTER_HOME", str(project / ".dagster_home"))
+    monkeypatch.setenv("ASTRO_ASSETS_DATA", str(project / "data"))
+    scandir = os.scandir
+
+    def stale(path):
+        if Path(path) == jobs:
+            raise OSError(116, "Stale file handle", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", stale)
+    assert cli_module.main(["ingest", "--watch-seconds", "0"]) == 1
+    captured = capsys.readouterr()
+    assert f"astro-assets ingest: error: {jobs} could not be listed (Stale file handle)" in (
+        captured.err
+    )
+    assert "Traceback" not in captured.err

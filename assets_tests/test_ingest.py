@@ -66,3 +66,67 @@ def test_an_input_ready_at_the_first_look_is_added_once(instance, layout):
     _file(layout.incoming_ser / "fresh.ser", age_s=None)
     report = register_new_inputs(instance, layout, watch_seconds=0.2)
     assert sorted(report.added["ser_files"]) == ["fresh", "old"]
+
+
+def _during_the_watch(monkeypatch, action) -> None:
+    """Run ``action`` in place of ingest's wait between its two looks."""
+    monkeypatch.setattr("astro_assets.ingest.time.sleep", lambda seconds: action())
+
+
+def test_an_input_gone_before_the_second_look_is_reported_once(instance, layout, monkeypatch):
+    old = _file(layout.incoming_ser / "old.ser")
+    _file(layout.incoming_ser / "fresh.ser", age_s=None)
+    _during_the_watch(monkeypatch, old.unlink)
+    report = register_new_inputs(instance, layout, watch_seconds=0.2)
+    assert report.added["ser_files"] == ["fresh"]
+    assert report.removed["ser_files"] == []
+    (skipped,) = report.skipped
+    assert "'old.ser'" in skipped and "removed while being watched" in skipped
+    assert instance.get_dynamic_partitions("ser_files") == ["fresh"]
+
+
+def test_a_partition_is_removed_only_when_both_looks_miss_its_input(instance, layout, monkeypatch):
+    sun = _file(layout.incoming_ser / "sun.ser")
+    _file(layout.incoming_ser / "moon.ser")
+    register_new_inputs(instance, layout, watch_seconds=0.0)
+    away = sun.rename(layout.root / "sun.ser")
+    _during_the_watch(monkeypatch, lambda: away.rename(sun))  # moved out and back
+    assert register_new_inputs(instance, layout, watch_seconds=0.2).removed["ser_files"] == []
+    assert instance.get_dynamic_partitions("ser_files") == ["moon", "sun"]
+
+
+def test_an_empty_incoming_folder_removes_nothing_and_warns(instance, layout):
+    # A mount point whose disk is not mounted is an empty folder.
+    _file(layout.incoming_ser / "sun.ser")
+    _job(layout.incoming_jobs, "jid001")
+    register_new_inputs(instance, layout, watch_seconds=0.0)
+    shutil.rmtree(layout.incoming_ser)
+    shutil.rmtree(layout.incoming_jobs)
+    layout.incoming_ser.mkdir()
+    (layout.incoming_jobs / "lost+found").mkdir(parents=True)
+    report = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert report.removed == {"ser_files": [], "jids": []}
+    warnings = [line for line in report.lines() if line.startswith("warning  ")]
+    assert len(warnings) == 2 and all("no partition is removed" in w for w in warnings)
+    assert instance.get_dynamic_partitions("ser_files") == ["sun"]
+    assert instance.get_dynamic_partitions("jids") == ["jid001"]
+
+
+def test_an_unreadable_incoming_folder_is_an_error_and_the_other_is_still_scanned(
+    instance, layout, monkeypatch
+):
+    _file(layout.incoming_ser / "sun.ser")
+    _job(layout.incoming_jobs, "jid001")
+    scandir = os.scandir
+
+    def refusing_jobs(path):
+        if Path(path) == layout.incoming_jobs:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing_jobs)
+    report = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert report.added == {"ser_files": ["sun"], "jids": []}
+    (error,) = report.errors
+    assert f"{layout.incoming_jobs} could not be listed (Permission denied)" in error
+    assert report.lines()[0] == f"error    {error}"

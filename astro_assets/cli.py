@@ -65,10 +65,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
-    report = register_new_inputs(instance, _data_layout(), watch_seconds=args.watch_seconds)
+    try:
+        report = register_new_inputs(instance, _data_layout(), watch_seconds=args.watch_seconds)
+    except OSError as error:
+        # A file or folder that vanished or became unreadable mid-scan (a stale network mount).
+        print(f"astro-assets ingest: error: {error}", file=sys.stderr)
+        return 1
     for line in report.lines():
         print(line)
-    return 0
+    for message in report.errors:
+        print(f"astro-assets ingest: error: {message}", file=sys.stderr)
+    return 1 if report.errors else 0
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ from astro_assets.io.discovery import (
     Observation,
     ScanState,
     check_new_key,
+    confirm_vanished,
     find_ser_for_key,
     is_settled,
+    job_folder_state,
     list_ser_files,
     observe_file,
     scan_changes,
@@ -88,7 +90,8 @@ def test_a_file_no_key_can_be_derived_from_is_no_other_partitions(tmp_path: Path
     # ingest refuses these names; the partitions already registered still find their videos.
     path = _write(tmp_path / "sun.ser", 5)
     _write(tmp_path / "\u6728\u661f.ser", 5)
-    _write(tmp_path / "..ser", 5)
+    _write(tmp_path / "sun 2.ser", 5)
+    _write(tmp_path / "sun_2.ser", 5)
     assert find_ser_for_key(tmp_path, "sun") == path
     assert len(scan_ser_files(tmp_path, known_keys=["sun"], pending={}).rejected) == 2
 
@@ -211,7 +214,7 @@ def test_entries_that_are_no_usable_input_are_skipped_with_the_reason(tmp_path: 
 
 def test_new_keys_a_command_line_or_dagster_would_misread_are_refused(tmp_path: Path):
     jobs = tmp_path / "jobs"
-    for name in ["-rf", "a...b", ".hidden", "job one", "jid-01_a.b", "000678", "-old"]:
+    for name in ["-rf", "a...b", "job one", "jid-01_a.b", "000678", "-old"]:
         _job(jobs, name)
     found = scan_job_folders(jobs, known_keys=["-old"], pending={})
     assert [c.key for c in found.ready] == ["000678", "jid-01_a.b"]
@@ -220,9 +223,6 @@ def test_new_keys_a_command_line_or_dagster_would_misread_are_refused(tmp_path: 
     assert found.rejected == (
         "job folder '-rf': partition key '-rf' begins with '-', which a command line reads as "
         "an option; rename the folder, e.g. to 'rf'",
-        "job folder '.hidden': partition key '.hidden' is not a safe path component: use only "
-        "letters, digits, '.', '_' or '-', not starting with '.'; rename the folder, e.g. to "
-        "'hidden'",
         "job folder 'a...b': partition key 'a...b' holds '...', which Dagster reads as a range "
         "of partitions; rename the folder, e.g. to 'a.b'",
         "job folder 'job one': partition key 'job one' is not a safe path component: use only "
@@ -246,27 +246,148 @@ def test_new_keys_a_command_line_or_dagster_would_misread_are_refused(tmp_path: 
 def test_scan_changes_reports_settled_changes_in_turn(tmp_path: Path):
     paths = {key: _write(tmp_path / f"{key}.ser", 5, age_s=100) for key in ["a", "b", "c"]}
     handled = {key: observe_file(path) for key, path in paths.items()}
-    unchanged, resume = scan_changes(paths, handled=handled, pending={})
-    assert unchanged.ready == () and resume is None
+    unchanged = scan_changes(paths, handled=handled, pending={})
+    assert unchanged.ready == () and unchanged.resume_after is None
     _write(paths["b"], 7, age_s=50)
     _write(paths["c"], 9)
-    changed, _ = scan_changes(paths, handled=handled, pending={})
+    changed = scan_changes(paths, handled=handled, pending={})
     assert [(c.key, c.observation.size) for c in changed.ready] == [("b", 7)]
     assert set(changed.pending) == {"c"}
     # Without a state, an input is reported: the caller decides what a first sight means.
-    assert [c.key for c in scan_changes(paths, handled={}, pending={})[0].ready] == ["a", "b"]
-    first, resume = scan_changes(paths, handled={}, pending={}, limit=2)
-    assert [c.key for c in first.ready] == ["a", "b"] and resume == "b"
-    second, resume = scan_changes(paths, handled={}, pending={}, limit=2, resume_after=resume)
-    assert set(second.pending) == {"c"} and resume == "a"
+    assert [c.key for c in scan_changes(paths, handled={}, pending={}).ready] == ["a", "b"]
+    first = scan_changes(paths, handled={}, pending={}, limit=2)
+    assert [c.key for c in first.ready] == ["a", "b"] and first.resume_after == "b"
+    second = scan_changes(paths, handled={}, pending={}, limit=2, resume_after="b")
+    assert set(second.pending) == {"c"} and second.resume_after == "a"
+    # With no budget left, nothing is examined and the turn stays where it was.
+    none = scan_changes(paths, handled={}, pending={"c": handled["c"]}, limit=0, resume_after="a")
+    assert none.ready == () and none.pending == {"c": handled["c"]} and none.resume_after == "a"
 
 
 def test_scan_state_reads_its_earlier_format_and_starts_afresh_from_garbage():
     old = ScanState.from_json('{"growing": [20, 1000]}')
     assert old == ScanState(pending={"growing": Observation(20, 1000)})
     state = ScanState(
-        pending={"b": Observation(1, 2)}, handled={"a": Observation(3, 4)}, resume_after="a"
+        pending={"b": Observation(1, 2)},
+        handled={"a": Observation(3, 4, "f00d")},
+        resume_after="a",
+        missing_since={"c": 5},
     )
     assert ScanState.from_json(state.to_json()) == state
     for garbage in ["[1, 2]", "{not json", '{"pending": {"x": 3}}', None, ""]:
         assert ScanState.from_json(garbage) == ScanState()
+
+
+def test_hidden_and_system_entries_are_passed_over_silently(tmp_path: Path):
+    ser = tmp_path / "ser"
+    sun = _write(ser / "Sun.ser", 5, age_s=100)
+    _write(ser / "._Sun.ser", 4096, age_s=100)  # macOS AppleDouble
+    _write(ser / ".Jup.ser", 5, age_s=100)
+    (ser / "lost+found").mkdir()
+    videos = scan_ser_files(ser, known_keys=[], pending={})
+    assert [c.key for c in videos.ready] == ["Sun"]
+    assert (videos.rejected, videos.skipped) == ((), ())
+    assert list_ser_files(ser) == [sun]
+    assert find_ser_for_key(ser, "Sun") == sun
+    with pytest.raises(FileNotFoundError, match="no SER file"):
+        find_ser_for_key(ser, "Jup")
+
+    jobs = tmp_path / "jobs"
+    _job(jobs, "jid001")
+    for name in ["lost+found", ".snapshot", ".Trash-1000"]:
+        (jobs / name).mkdir()
+    found = scan_job_folders(jobs, known_keys=[], pending={})
+    assert [c.key for c in found.ready] == ["jid001"]
+    assert (found.rejected, found.skipped) == ((), ())
+
+
+def test_a_partial_download_is_told_to_wait_and_no_rename_suggests_a_taken_name(tmp_path: Path):
+    ser = tmp_path / "ser"
+    _write(ser / "Mars.ser.part", 5)
+    _write(ser / "notes.txt~", 5)
+    videos = scan_ser_files(ser, known_keys=[], pending={})
+    assert len(videos.skipped) == 2
+    assert all("still being written?" in message for message in videos.skipped)
+    assert not any(".ser extension" in message for message in videos.skipped)
+
+    jobs = tmp_path / "jobs"
+    _job(jobs, "-rf")
+    _job(jobs, "rf")
+    found = scan_job_folders(jobs, known_keys=[], pending={})
+    (rejected,) = found.rejected
+    assert rejected.endswith("rename the folder")
+
+
+def test_a_broken_link_is_unavailable_not_vanished(tmp_path: Path):
+    other = tmp_path / "otherdisk"
+    ser = tmp_path / "ser"
+    ser.mkdir()
+    (ser / "moon.ser").symlink_to(other / "moon.ser")
+    _write(ser / "sun.ser", 5, age_s=100)
+    videos = scan_ser_files(ser, known_keys=["moon", "sun"], pending={})
+    assert videos.vanished == () and videos.unavailable == ("moon",)
+    (message,) = videos.skipped
+    assert f"link to {other / 'moon.ser'} is broken (its disk not mounted?)" in message
+
+    jobs = tmp_path / "jobs"
+    _job(jobs, "jid001")
+    (jobs / "jid002").symlink_to(other / "jid002")
+    found = scan_job_folders(jobs, known_keys=["jid001", "jid002"], pending={})
+    assert found.vanished == () and found.unavailable == ("jid002",)
+    assert "is broken" in found.skipped[0] and "not a folder" not in found.skipped[0]
+
+
+def test_an_empty_folder_removes_nothing_and_says_why(tmp_path: Path):
+    # An unmounted mount point is an empty folder (or holds lost+found).
+    (tmp_path / "ser" / "lost+found").mkdir(parents=True)
+    (tmp_path / "jobs").mkdir()
+    videos = scan_ser_files(tmp_path / "ser", known_keys=["sun"], pending={})
+    found = scan_job_folders(tmp_path / "jobs", known_keys=["jid001"], pending={})
+    for result in (videos, found):
+        assert not result.listed and result.vanished == () and result.error is None
+        (warning,) = result.warnings
+        assert "not mounted" in warning and "no partition is removed" in warning
+    missing = scan_job_folders(tmp_path / "nope", known_keys=["jid001"], pending={})
+    assert not missing.listed and missing.vanished == () and missing.error is None
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_an_exception(tmp_path: Path, monkeypatch):
+    (tmp_path / "jobs").mkdir()
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", refused)
+    result = scan_job_folders(tmp_path / "jobs", known_keys=["jid001"], pending={})
+    assert not result.listed and result.vanished == ()
+    assert "could not be listed (Permission denied)" in result.error
+
+
+def test_a_key_is_removed_after_two_looks_apart():
+    second = 10**9
+    removed, missing = confirm_vanished(["a", "b"], {"b": 0}, now_ns=10 * second, grace_seconds=60)
+    assert removed == () and missing == {"a": 10 * second, "b": 0}
+    removed, missing = confirm_vanished(["b"], missing, now_ns=61 * second, grace_seconds=60)
+    # "a" came back: forgotten; "b" missing on two looks 61 s apart: removed.
+    assert removed == ("b",) and missing == {}
+
+
+def test_a_job_file_replaced_by_one_of_the_same_size_and_older_time_is_a_change(tmp_path: Path):
+    folder = _job(tmp_path, "jid001")
+    before = job_folder_state(folder)
+    science = folder / JOB_FILES["science"]
+    replacement = _write(tmp_path / "new.fits", 16, age_s=7200)
+    os.replace(replacement, science)
+    after = job_folder_state(folder)
+    assert (after.size, after.digest != before.digest) == (before.size, True)
+    assert after.mtime_ns == before.mtime_ns  # what the size and newest time alone missed
+    changes = scan_changes(
+        {"jid001": folder}, handled={"jid001": before}, pending={}, observe=job_folder_state
+    )
+    assert [c.key for c in changes.ready] == ["jid001"]
+    # A cursor written before digests were kept compares size and time alone: no change.
+    legacy = Observation(after.size, after.mtime_ns)
+    unchanged = scan_changes(
+        {"jid001": folder}, handled={"jid001": legacy}, pending={}, observe=job_folder_state
+    )
+    assert unchanged.ready == ()

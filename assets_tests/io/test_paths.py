@@ -33,6 +33,15 @@ def test_check_key_refuses_unsafe_components(key):
         check_key(key)
 
 
+def test_check_key_refuses_a_leading_dash_for_a_new_key_only(tmp_path: Path):
+    with pytest.raises(UnsafePathError, match="reads as an option"):
+        check_key("-rf", new=True)
+    assert check_key("a-b", new=True) == "a-b"
+    # A partition registered before the rule still resolves to its files.
+    assert check_key("-rf") == "-rf"
+    assert DataLayout(tmp_path).job_dir("-rf") == tmp_path / "incoming" / "jobs" / "-rf"
+
+
 def test_layout_paths_follow_the_contract(tmp_path: Path):
     layout = DataLayout(tmp_path)
     assert layout.incoming_ser == tmp_path / "incoming" / "ser"

@@ -4,17 +4,21 @@ The sensors and ``astro-assets ingest`` share this code, so a file is registered
 whichever of them sees it first. A file that is still being copied is not picked up: it must
 show the same size and modification time in two consecutive observations, or be older than a
 settling time. Each scan lists its folder once and also says which registered inputs are still
-there (``present``) and which are gone (``vanished``), and why each entry it cannot use was
-skipped or refused.
+there (``present``), which cannot be reached now (``unavailable``: a link to a disk not
+mounted) and which are gone (``vanished``), and why each entry it cannot use was skipped or
+refused. A registered input is removed only once it has been missing on two looks some time
+apart (:func:`confirm_vanished`), and never from a folder that cannot be listed or that lists
+no input at all (an unmounted mount point is an empty folder).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,22 +28,44 @@ from astro_assets.io.paths import UnsafePathError, check_key, sanitize_key
 SER_SUFFIXES = frozenset({".ser"})
 PARTITION_RANGE_SEPARATOR = "..."
 """Dagster's UI selects a range of partitions as ``first...last``, so no key may hold it."""
+IGNORED_NAMES = frozenset({"lost+found"})
+"""System folders an incoming folder may hold (a file system's root); never inputs."""
+PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", "~")
+"""Name endings of files a browser, a download tool or an editor is still writing."""
+VANISH_GRACE_SECONDS = 60.0
+"""How long a registered input must stay missing before a sensor removes its partition."""
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What was seen of one input: its size and modification time."""
+    """What was seen of one input: its size, modification time and, for a job folder, a digest.
+
+    The digest covers every file's name, size, times and inode; a single file has none
+    (``""``).
+    """
 
     size: int
     mtime_ns: int
+    digest: str = ""
 
-    def to_json(self) -> list[int]:
-        return [self.size, self.mtime_ns]
+    def to_json(self) -> list[int | str]:
+        return [self.size, self.mtime_ns, *([self.digest] if self.digest else [])]
 
     @classmethod
-    def from_json(cls, value: Iterable[int]) -> Observation:
-        size, mtime_ns = value
-        return cls(int(size), int(mtime_ns))
+    def from_json(cls, value: Iterable[int | str]) -> Observation:
+        size, mtime_ns, *digest = value
+        if len(digest) > 1:
+            raise ValueError(f"not an observation: {value!r}")
+        return cls(int(size), int(mtime_ns), str(digest[0]) if digest else "")
+
+    def same_as(self, earlier: Observation | None) -> bool:
+        """Whether this looks as ``earlier`` did; an earlier one without a digest (a cursor
+        written before digests were kept) is compared by size and modification time."""
+        if earlier is None:
+            return False
+        if not earlier.digest:
+            return (earlier.size, earlier.mtime_ns) == (self.size, self.mtime_ns)
+        return earlier == self
 
 
 @dataclass(frozen=True)
@@ -53,29 +79,44 @@ class Candidate:
     @property
     def run_key(self) -> str:
         """Deterministic: the same file content state always gives the same run key."""
-        return f"{self.key}:{self.observation.size}:{self.observation.mtime_ns}"
+        digest = f":{self.observation.digest[:16]}" if self.observation.digest else ""
+        return f"{self.key}:{self.observation.size}:{self.observation.mtime_ns}{digest}"
 
 
 @dataclass(frozen=True)
 class Discovery:
-    """The outcome of one scan.
+    """The outcome of one scan of an incoming folder.
 
     Attributes
     ----------
     ready : tuple of Candidate
-        Inputs to register (or, from :func:`scan_changes`, to run again): settled, one per key.
+        New inputs to register: settled, one per key.
     pending : dict of partition key to Observation
         Inputs still changing, for the next scan.
     rejected : tuple of str
         Inputs whose name makes no usable partition key, each with the rename to do.
     skipped : tuple of str
         Entries that are no input (a stray file) or an input not usable yet (a job folder
-        missing a file), each with why and what to do.
+        missing a file, a partial download, a link to a disk not mounted), each with why and
+        what to do.
     present : dict of partition key to Path
         The registered keys whose input is on disk, with its path.
     vanished : tuple of str
-        The registered keys whose input is gone, sorted; empty when the folder itself is
-        missing (a data disk not mounted), as the inputs may come back.
+        The registered keys whose input is gone, sorted; empty when the folder could not be
+        listed or lists no input at all (an unmounted mount point), as the inputs may come back.
+    unavailable : tuple of str
+        The keys of inputs listed but not reachable now (a broken link), sorted: neither
+        present nor vanished.
+    listed : bool
+        False when the folder is missing, could not be read or lists no input while some are
+        registered (an unmounted mount point): the scan then says nothing about the inputs,
+        and a sensor keeps its state unchanged.
+    warnings : tuple of str
+        Problems with the folder as a whole (it lists no input while some are registered).
+    error : str or None
+        Why the folder could not be read, when it exists but cannot be listed.
+    examined : int
+        The new inputs whose files were examined (against a scan's ``limit``).
     """
 
     ready: tuple[Candidate, ...]
@@ -84,6 +125,33 @@ class Discovery:
     skipped: tuple[str, ...] = ()
     present: dict[str, Path] = field(default_factory=dict)
     vanished: tuple[str, ...] = ()
+    unavailable: tuple[str, ...] = ()
+    listed: bool = True
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    examined: int = 0
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The outcome of :func:`scan_changes`: registered inputs whose files changed.
+
+    Attributes
+    ----------
+    ready : tuple of Candidate
+        Settled inputs that look otherwise than when they were last handled.
+    pending : dict of partition key to Observation
+        Inputs still changing, for the next scan.
+    skipped : tuple of str
+        Inputs that cannot be used now, with why.
+    resume_after : str or None
+        The key to resume after, or None when every input was examined.
+    """
+
+    ready: tuple[Candidate, ...]
+    pending: dict[str, Observation]
+    skipped: tuple[str, ...] = ()
+    resume_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,14 +164,17 @@ class ScanState:
         Inputs seen still changing.
     handled : dict of partition key to Observation
         What was seen of each registered input when it was registered or last run; only
-        registered inputs on disk are kept, so it holds one entry per partition at most.
+        registered inputs are kept, so it holds one entry per partition at most.
     resume_after : str or None
         The registered key the last scan for changes stopped at, when it could not examine all.
+    missing_since : dict of partition key to int
+        When each registered input found missing was first found so (ns since the epoch).
     """
 
     pending: dict[str, Observation] = field(default_factory=dict)
     handled: dict[str, Observation] = field(default_factory=dict)
     resume_after: str | None = None
+    missing_since: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -111,14 +182,17 @@ class ScanState:
                 "pending": {k: o.to_json() for k, o in sorted(self.pending.items())},
                 "handled": {k: o.to_json() for k, o in sorted(self.handled.items())},
                 "resume_after": self.resume_after,
+                "missing_since": dict(sorted(self.missing_since.items())),
             }
         )
 
     @classmethod
     def from_json(cls, cursor: str | None) -> ScanState:
-        """Read a cursor, also the earlier format (a map of key to observation of the inputs
-        still changing, the ``pending`` alone); one that cannot be read starts afresh, as
-        the first tick does."""
+        """Read a cursor, also the earlier format; one that cannot be read starts afresh.
+
+        The earlier format is a map of key to observation of the inputs still changing (the
+        ``pending`` alone). A cursor that cannot be read starts afresh, as the first tick does.
+        """
         try:
             raw = json.loads(cursor) if cursor else {}
             if not isinstance(raw.get("pending"), dict):
@@ -127,12 +201,15 @@ class ScanState:
                 pending=_observations(raw["pending"]),
                 handled=_observations(raw.get("handled") or {}),
                 resume_after=resume if isinstance(resume := raw.get("resume_after"), str) else None,
+                missing_since={
+                    str(key): int(value) for key, value in (raw.get("missing_since") or {}).items()
+                },
             )
         except (ValueError, TypeError, AttributeError):
             return cls()
 
 
-def _observations(values: Mapping[str, Iterable[int]]) -> dict[str, Observation]:
+def _observations(values: Mapping[str, Iterable[int | str]]) -> dict[str, Observation]:
     return {str(key): Observation.from_json(value) for key, value in values.items()}
 
 
@@ -141,11 +218,30 @@ def observe_file(path: Path) -> Observation:
     return Observation(stat.st_size, stat.st_mtime_ns)
 
 
+def is_ignored_name(name: str) -> bool:
+    """Whether an entry of an incoming folder is passed over silently.
+
+    Hidden entries (``.snapshot``, ``.Trash-1000``, a macOS ``._`` file, a copy tool's hidden
+    temporary) and ``lost+found`` are.
+    """
+    return name.startswith(".") or name in IGNORED_NAMES
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether a file's name says it is still being written (``Mars.ser.part``)."""
+    return name.lower().endswith(PARTIAL_SUFFIXES)
+
+
+def is_video_name(name: str) -> bool:
+    """Whether a file of this name is a video to register: ``*.ser`` (any case), not hidden."""
+    return not is_ignored_name(name) and Path(name).suffix.lower() in SER_SUFFIXES
+
+
 def list_ser_files(folder: Path) -> list[Path]:
-    """``*.ser`` files (any case) directly inside ``folder``, sorted; empty if it is missing."""
+    """The videos (:func:`is_video_name`) directly inside ``folder``, sorted; empty if none."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SER_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if is_video_name(p.name) and p.is_file())
 
 
 def ser_key_for(path: Path) -> str:
@@ -154,8 +250,11 @@ def ser_key_for(path: Path) -> str:
 
 
 def _key_or_none(path: Path) -> str | None:
-    """:func:`ser_key_for`, or None for a name no key can be derived from: such a file is
-    refused where it is registered (``ingest``, the sensor) and is no other partition's."""
+    """:func:`ser_key_for`, or None for a name no key can be derived from.
+
+    Such a file is refused where it is registered (``ingest``, the sensor) and is no other
+    partition's.
+    """
     try:
         return ser_key_for(path)
     except UnsafePathError:
@@ -196,7 +295,7 @@ def is_settled(
     Either it looks the same as in the previous observation, or it has not been modified for
     ``settle_seconds``.
     """
-    if previous is not None and previous == observation:
+    if observation.same_as(previous):
         return True
     now_ns = time.time_ns() if now_ns is None else now_ns
     return (now_ns - observation.mtime_ns) >= settle_seconds * 1e9
@@ -205,17 +304,12 @@ def is_settled(
 def check_new_key(key: str) -> str:
     """Return ``key`` if a new partition may take it, else raise ``UnsafePathError``.
 
-    Beyond :func:`~astro_assets.io.paths.check_key` (letters, digits, ``.``, ``_``, ``-``, no
-    leading dot: no whitespace, path separator or control character), a new key may not begin
-    with ``-``, which a command line reads as an option (``--partition -rf``), nor hold ``...``,
-    which Dagster's UI reads as a range of partitions. Keys registered before these rules stay
-    valid: only new ones are refused.
+    Beyond :func:`~astro_assets.io.paths.check_key` for a new key (letters, digits, ``.``,
+    ``_``, ``-``, no leading dot or ``-``: no whitespace, path separator, control character or
+    command-line option), a new key may not hold ``...``, which Dagster's UI reads as a range of
+    partitions. Keys registered before these rules stay valid: only new ones are refused.
     """
-    check_key(key)
-    if key.startswith("-"):
-        raise UnsafePathError(
-            f"partition key {key!r} begins with '-', which a command line reads as an option"
-        )
+    check_key(key, new=True)
     if PARTITION_RANGE_SEPARATOR in key:
         raise UnsafePathError(
             f"partition key {key!r} holds '...', which Dagster reads as a range of partitions"
@@ -223,43 +317,164 @@ def check_new_key(key: str) -> str:
     return key
 
 
+def confirm_vanished(
+    vanished: Iterable[str],
+    missing_since: Mapping[str, int],
+    *,
+    now_ns: int | None = None,
+    grace_seconds: float = VANISH_GRACE_SECONDS,
+) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The vanished keys to remove now, and when each one still kept was first found missing.
+
+    A key is removed once it has been missing on two consecutive looks ``grace_seconds`` apart
+    or more, so that a file moved out and back (or a folder briefly unreachable) keeps its
+    partition; a key found again is forgotten.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    remove: list[str] = []
+    still_missing: dict[str, int] = {}
+    for key in sorted(vanished):
+        first = missing_since.get(key)
+        if first is not None and now_ns - first >= grace_seconds * 1e9:
+            remove.append(key)
+        else:
+            still_missing[key] = now_ns if first is None else first
+    return tuple(remove), still_missing
+
+
 MAX_QUOTED_MESSAGES = 3
 """Messages :func:`not_used_message` quotes; a sensor's log has them all."""
 
 
-def not_used_message(rejected: Iterable[str], skipped: Iterable[str]) -> str | None:
-    """One line naming the inputs a scan could not use (a sensor tick's skip reason), or None
-    when there are none."""
+def not_used_message(
+    rejected: Iterable[str],
+    skipped: Iterable[str],
+    *,
+    removed: Sequence[str] = (),
+    warnings: Iterable[str] = (),
+) -> str | None:
+    """One line for a sensor tick's skip reason, or None when there is nothing to say.
+
+    It gives the folder's warnings, the partitions removed and the inputs a scan could not use.
+    """
+    parts = list(warnings)
+    if removed:
+        parts.append(
+            f"removed {len(removed)} partition(s) whose input is gone: {', '.join(removed)}"
+        )
     messages = [*rejected, *skipped]
-    if not messages:
-        return None
-    more = len(messages) - MAX_QUOTED_MESSAGES
-    quoted = messages[:MAX_QUOTED_MESSAGES] + ([f"{more} more in the log"] if more > 0 else [])
-    return f"{len(messages)} input(s) not used: " + " | ".join(quoted)
+    if messages:
+        more = len(messages) - MAX_QUOTED_MESSAGES
+        quoted = messages[:MAX_QUOTED_MESSAGES] + ([f"{more} more in the log"] if more > 0 else [])
+        parts.append(f"{len(messages)} input(s) not used: " + " | ".join(quoted))
+    return "; ".join(parts) or None
 
 
-def _suggested_name(name: str, suffix: str = "") -> str:
-    """``"; rename ..."`` advice naming a usable name for ``name``, if one can be derived."""
+def _suggested_name(name: str, suffix: str = "", *, taken: Iterable[str] = ()) -> str:
+    """Rename advice, ``", e.g. to '<name>'"``, naming a usable name for ``name``.
+
+    It is ``""`` when none can be derived or the one derived is taken (a key in ``taken``).
+    """
     try:
         key = re.sub(r"\.{2,}", ".", sanitize_key(name)).strip(".")
         check_new_key(key)
     except UnsafePathError:
         return ""
+    if key in set(taken):
+        return ""
     return f", e.g. to {key + suffix!r}"
 
 
-def _listing(folder: Path) -> list[os.DirEntry[str]] | None:
-    """The entries of ``folder`` sorted by name, or None when it is not a folder."""
-    if not folder.is_dir():
-        return None
-    with os.scandir(folder) as entries:
-        return sorted(entries, key=lambda entry: entry.name)
+@dataclass(frozen=True)
+class _Entry:
+    """One entry of an incoming folder.
+
+    ``kind`` is ``file``, ``dir``, ``other``, ``broken`` (a link whose target cannot be
+    reached; ``detail`` names the target) or ``unreadable`` (``detail`` says why).
+    """
+
+    name: str
+    path: Path
+    kind: str
+    detail: str = ""
+
+    @property
+    def unreachable(self) -> bool:
+        return self.kind in {"broken", "unreadable"}
+
+    def problem(self, folder: Path) -> str:
+        """Why this unreachable entry is not used now."""
+        if self.kind == "broken":
+            return (
+                f"{self.name!r} in {folder}: link to {self.detail} is broken (its disk not "
+                "mounted?); it is used again once the link works"
+            )
+        return f"{self.name!r} in {folder} could not be read ({self.detail}); tried again later"
+
+
+def _entry(entry: os.DirEntry[str]) -> _Entry:
+    path = Path(entry.path)
+    try:
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            return _Entry(entry.name, path, "broken", os.readlink(entry.path))
+        kind = "dir" if entry.is_dir() else "file" if entry.is_file() else "other"
+    except OSError as error:
+        return _Entry(entry.name, path, "unreadable", error.strerror or str(error))
+    return _Entry(entry.name, path, kind)
+
+
+def _listing(folder: Path) -> list[_Entry] | str | None:
+    """The entries of ``folder`` sorted by name, less the ignored ones (:func:`is_ignored_name`).
+
+    None when it is missing, or why it could not be listed.
+    """
+    try:
+        if not folder.is_dir():
+            return None
+        with os.scandir(folder) as entries:
+            raw = sorted(entries, key=lambda entry: entry.name)
+    except OSError as error:
+        return (
+            f"{folder} could not be listed ({error.strerror or error}): check its permissions, "
+            "or whether its disk is mounted"
+        )
+    return [_entry(entry) for entry in raw if not is_ignored_name(entry.name)]
+
+
+def _not_listed(folder: Path, listing: str | None, known: set[str]) -> Discovery:
+    """The scan of a folder that could not be listed: nothing found, nothing vanished."""
+    warnings = ()
+    if listing is None and known:
+        warnings = (
+            f"{folder} is missing (its disk not mounted?): the {len(known)} registered "
+            "partition(s) of its inputs are kept",
+        )
+    return Discovery((), {}, (), listed=False, warnings=warnings, error=listing)
+
+
+def _nothing_listed(folder: Path, what: str, known: set[str]) -> Discovery:
+    """The scan of a folder that lists no input while some are registered: nothing vanished."""
+    warning = (
+        f"{folder} holds no {what} although {len(known)} are registered: it may be a mount "
+        "point whose disk is not mounted, so no partition is removed (delete them in the UI "
+        "if their inputs were removed on purpose)"
+    )
+    return Discovery((), {}, (), listed=False, warnings=(warning,))
 
 
 def _is_beside(name: str, stems: set[str]) -> bool:
-    """Whether ``name`` is a file kept beside an input (``<stem>.truth.npz``, a capture log):
-    its name is one of ``stems`` followed by a dot and more."""
+    """Whether ``name`` is a file kept beside an input (``<stem>.truth.npz``, a capture log).
+
+    Its name is then one of ``stems`` followed by a dot and more.
+    """
     return any(name[:i] in stems for i, char in enumerate(name) if char == "." and i > 0)
+
+
+def _partial_message(name: str, folder: Path) -> str:
+    return (
+        f"{name!r} in {folder}: still being written? (a partial download or temporary file); "
+        "it is used once renamed to its final name"
+    )
 
 
 def _observe_or_problem(
@@ -274,29 +489,25 @@ def _observe_or_problem(
 def _scan(
     items: Iterable[tuple[str, Path]],
     *,
-    known_keys: Iterable[str],
     pending: Mapping[str, Observation],
     settle_seconds: float,
     now_ns: int | None,
     observe: Callable[[Path], Observation | str],
     limit: int | None,
     handled: Mapping[str, Observation] | None = None,
-) -> tuple[list[Candidate], dict[str, Observation], list[str]]:
-    """Settled inputs among ``items`` (key, path) whose key is not known, at most ``limit``
-    observed; with ``handled``, only those that look otherwise than there.
+) -> tuple[list[Candidate], dict[str, Observation], list[str], int]:
+    """Settled inputs among ``items`` (key, path), at most ``limit`` observed.
 
-    ``observe`` returns an input's observation, or why it cannot be used yet; those reasons are
-    returned third.
+    With ``handled``, only those that look otherwise than there are returned. ``observe``
+    returns an input's observation, or why it cannot be used yet; those reasons are returned
+    third, and the number of inputs observed fourth.
     """
-    known = set(known_keys)
     handled = handled or {}
     ready: list[Candidate] = []
     next_pending: dict[str, Observation] = {}
     problems: list[str] = []
     observed = 0
     for key, path in items:
-        if key in known:
-            continue
         if limit is not None and observed >= limit:
             if key in pending:
                 next_pending[key] = pending[key]
@@ -306,14 +517,14 @@ def _scan(
         if isinstance(observation, str):
             problems.append(observation)
             continue
-        if handled.get(key) == observation:
+        if observation.same_as(handled.get(key)):
             continue
         previous = pending.get(key)
         if is_settled(observation, previous, now_ns=now_ns, settle_seconds=settle_seconds):
             ready.append(Candidate(key, path, observation))
         else:
             next_pending[key] = observation
-    return ready, next_pending, problems
+    return ready, next_pending, problems, observed
 
 
 def scan_ser_files(
@@ -345,41 +556,50 @@ def scan_ser_files(
     Discovery
         ``ready`` candidates (new keys, settled, one per key), the ``pending`` map for the next
         scan, ``rejected`` messages (unusable names, key collisions), ``skipped`` entries that
-        are no video (a file that is not a SER file, a folder; files named after a video, such
-        as ``<name>.truth.npz``, and hidden files are not reported), the registered keys whose
-        video is ``present`` (with the same name-to-key rule as :func:`find_ser_for_key`, any
-        case of ``.ser``) and those whose video has ``vanished``.
+        are no video (a file that is not a SER file, a folder, a partial download; files named
+        after a video, such as ``<name>.truth.npz``, hidden files and ``lost+found`` are not
+        reported) or a video behind a broken link (``unavailable``), the registered keys whose
+        video is ``present`` (with the same rule as :func:`find_ser_for_key`) and those whose
+        video has ``vanished``.
     """
-    entries = _listing(folder)
-    if entries is None:
-        return Discovery((), {}, ())
     known = set(known_keys)
+    entries = _listing(folder)
+    if not isinstance(entries, list):
+        return _not_listed(folder, entries, known)
     rejected: list[str] = []
     skipped: list[str] = []
     by_key: dict[str, list[Path]] = {}
-    videos = [e for e in entries if e.is_file() and Path(e.name).suffix.lower() in SER_SUFFIXES]
+    unavailable: set[str] = set()
+    videos = [entry for entry in entries if is_video_name(entry.name)]
     stems = {Path(entry.name).stem for entry in videos}
-    video_names = {entry.name for entry in videos}
     for entry in entries:
-        if entry.name in video_names:
-            path = Path(entry.path)
+        if is_video_name(entry.name) and entry.unreachable:
+            if (key := _key_or_none(entry.path)) is not None:
+                unavailable.add(key)
+            skipped.append(entry.problem(folder))
+        elif is_video_name(entry.name) and entry.kind == "file":
             try:
-                by_key.setdefault(ser_key_for(path), []).append(path)
+                by_key.setdefault(ser_key_for(entry.path), []).append(entry.path)
             except UnsafePathError as error:
                 rejected.append(str(error))
-        elif entry.name.startswith(".") or _is_beside(entry.name, stems):
+        elif _is_beside(entry.name, stems):
             continue
-        elif entry.is_dir():
+        elif entry.unreachable:
+            skipped.append(entry.problem(folder))
+        elif entry.kind == "dir":
             skipped.append(
                 f"folder {entry.name!r} in {folder}: videos are read only directly in "
                 f"{folder.name}/, not in folders inside it; move them up to register them"
             )
+        elif is_partial_name(entry.name):
+            skipped.append(_partial_message(entry.name, folder))
         else:
             skipped.append(
                 f"{entry.name!r} in {folder}: not a file ending in .ser, so not a video to "
                 "register; move it out of the folder (or, if it is a SER video, give it the "
                 ".ser extension)"
             )
+    taken = known | by_key.keys() | unavailable
     items = []
     present: dict[str, Path] = {}
     for key, paths in sorted(by_key.items()):
@@ -394,24 +614,27 @@ def scan_ser_files(
             except UnsafePathError as error:
                 rejected.append(
                     f"video {paths[0].name!r}: {error}; rename the file"
-                    + _suggested_name(key, paths[0].suffix)
+                    + _suggested_name(key, paths[0].suffix, taken=taken)
                 )
-    ready, next_pending, problems = _scan(
+    ready, next_pending, problems, examined = _scan(
         items,
-        known_keys=known,
         pending=pending,
         settle_seconds=settle_seconds,
         now_ns=now_ns,
         observe=observe_file,
         limit=limit,
     )
+    if not videos and known:
+        return _nothing_listed(folder, "video", known)
     return Discovery(
         tuple(ready),
         next_pending,
         tuple(rejected),
         skipped=tuple(skipped + problems),
         present=present,
-        vanished=tuple(sorted(known - by_key.keys())),
+        vanished=tuple(sorted(known - by_key.keys() - unavailable)),
+        unavailable=tuple(sorted(unavailable & known)),
+        examined=examined,
     )
 
 
@@ -482,32 +705,36 @@ def scan_paired_darks(
 
 
 def job_folder_state(folder: Path) -> Observation | str:
-    """Total size and newest modification time of a complete job folder, or why it is not one.
+    """What is seen of a complete job folder, or why it is not one.
 
     Complete means all five contract files present, none ambiguous (``.fits`` beside
-    ``.fits.gz``) and none empty (a file of zero bytes is still being created).
+    ``.fits.gz``) and none empty (a file of zero bytes is still being created). The observation
+    holds the total size, the newest modification time (for settling) and a digest of every
+    file's name, size, modification and change times and inode, so that an image replaced by
+    one of the same size and an older time (``mv``, ``cp -p``) is seen; a ``touch`` is seen too.
     """
     try:
         paths = job_file_paths(folder)
     except (MissingJobFileError, AmbiguousJobFileError) as error:
         return str(error)
-    observations = {path.name: observe_file(path) for path in paths.values()}
-    empty = [name for name, observation in observations.items() if observation.size == 0]
+    stats = {path.name: path.stat() for path in paths.values()}
+    empty = [name for name, stat in stats.items() if stat.st_size == 0]
     if empty:
         return (
             f"job folder {folder} has {len(empty)} empty file(s): {', '.join(empty)}; wait "
             "until the copy has finished, or replace them"
         )
+    # 64 bits tell states of one folder apart and keep a cursor of thousands of jobs small.
+    digest = hashlib.blake2b(digest_size=8)
+    for name, stat in sorted(stats.items()):
+        digest.update(
+            f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0{stat.st_ino}\n".encode()
+        )
     return Observation(
-        sum(o.size for o in observations.values()),
-        max(o.mtime_ns for o in observations.values()),
+        sum(stat.st_size for stat in stats.values()),
+        max(stat.st_mtime_ns for stat in stats.values()),
+        digest.hexdigest(),
     )
-
-
-def observe_job_folder(folder: Path) -> Observation | None:
-    """Total size and newest modification time of a complete job folder; None if incomplete."""
-    state = job_folder_state(folder)
-    return state if isinstance(state, Observation) else None
 
 
 def scan_job_folders(
@@ -519,61 +746,72 @@ def scan_job_folders(
     now_ns: int | None = None,
     limit: int | None = None,
 ) -> Discovery:
-    """Find job folders under ``folder`` that are new, complete and settled, and the registered
-    ones gone.
+    """Find new, complete and settled job folders under ``folder``, and registered ones gone.
 
     A folder counts only when all five contract files are present and non-empty and none of them
     changed since the previous scan (or for ``settle_seconds``); one that is not complete is
     reported in ``skipped`` with the files it lacks. Its name is its partition key and is never
     rewritten: a name that is not a safe key (:func:`check_new_key`) is reported in ``rejected``.
     A file directly in ``folder`` is reported in ``skipped``, unless it is named after a job
-    folder (``<jid>.truth.json``) or hidden. ``limit`` bounds the new folders examined per scan
-    (listing names is cheap; checking files is not), so a sensor stays inside its time budget
-    with thousands of folders. ``folder`` is listed once; ``present`` and ``vanished`` say which
-    registered jobs still have their folder.
+    folder (``<jid>.truth.json``); hidden entries and ``lost+found`` are passed over, and a link
+    to a folder that cannot be reached is ``unavailable``. ``limit`` bounds the new folders
+    examined per scan (listing names is cheap; checking files is not), so a sensor stays inside
+    its time budget with thousands of folders. ``folder`` is listed once; ``present`` and
+    ``vanished`` say which registered jobs still have their folder.
     """
-    entries = _listing(folder)
-    if entries is None:
-        return Discovery((), {}, ())
     known = set(known_keys)
+    entries = _listing(folder)
+    if not isinstance(entries, list):
+        return _not_listed(folder, entries, known)
     rejected: list[str] = []
     skipped: list[str] = []
     items = []
     present: dict[str, Path] = {}
-    folders = {entry.name for entry in entries if entry.is_dir()}
+    folders = {entry.name for entry in entries if entry.kind == "dir"}
+    unreachable = {entry.name for entry in entries if entry.unreachable}
+    taken = known | folders | unreachable
     for entry in entries:
-        if entry.name in folders:
+        if entry.kind == "dir":
             if entry.name in known:
-                present[entry.name] = Path(entry.path)
+                present[entry.name] = entry.path
                 continue
             try:
-                items.append((check_new_key(entry.name), Path(entry.path)))
+                items.append((check_new_key(entry.name), entry.path))
             except UnsafePathError as error:
                 rejected.append(
                     f"job folder {entry.name!r}: {error}; rename the folder"
-                    + _suggested_name(entry.name)
+                    + _suggested_name(entry.name, taken=taken)
                 )
-        elif not entry.name.startswith(".") and not _is_beside(entry.name, folders):
+        elif _is_beside(entry.name, folders):
+            continue
+        elif entry.unreachable:
+            skipped.append(entry.problem(folder))
+        elif is_partial_name(entry.name):
+            skipped.append(_partial_message(entry.name, folder))
+        else:
             skipped.append(
                 f"{entry.name!r} in {folder}: not a folder, so not a job; a job is a folder "
                 "holding the four FITS images and psfcat.csv: move the file out of the folder"
             )
-    ready, next_pending, problems = _scan(
+    ready, next_pending, problems, examined = _scan(
         items,
-        known_keys=known,
         pending=pending,
         settle_seconds=settle_seconds,
         now_ns=now_ns,
         observe=job_folder_state,
         limit=limit,
     )
+    if not folders and not unreachable and known:
+        return _nothing_listed(folder, "job folder", known)
     return Discovery(
         tuple(ready),
         next_pending,
         tuple(rejected),
         skipped=tuple(skipped + problems),
         present=present,
-        vanished=tuple(sorted(known - folders)),
+        vanished=tuple(sorted(known - folders - unreachable)),
+        unavailable=tuple(sorted(unreachable & known)),
+        examined=examined,
     )
 
 
@@ -587,7 +825,7 @@ def scan_changes(
     now_ns: int | None = None,
     limit: int | None = None,
     resume_after: str | None = None,
-) -> tuple[Discovery, str | None]:
+) -> Changes:
     """Find registered inputs whose files changed since they were last handled, once settled.
 
     Parameters
@@ -611,17 +849,15 @@ def scan_changes(
 
     Returns
     -------
-    tuple of (Discovery, str or None)
-        ``ready``: settled inputs that look otherwise than in ``handled``; ``pending`` for the
-        next scan; ``skipped``: inputs that cannot be used now, with why. Then the key to
-        resume after, or None when every input was examined.
+    Changes
+        The settled inputs that look otherwise than in ``handled``, ``pending`` for the next
+        scan, the inputs that cannot be used now and the key to resume after.
     """
     keys = sorted(inputs)
     if resume_after is not None:
         keys = [k for k in keys if k > resume_after] + [k for k in keys if k <= resume_after]
-    ready, next_pending, problems = _scan(
+    ready, next_pending, problems, _ = _scan(
         [(key, inputs[key]) for key in keys],
-        known_keys=(),
         pending=pending,
         settle_seconds=settle_seconds,
         now_ns=now_ns,
@@ -629,5 +865,7 @@ def scan_changes(
         limit=limit,
         handled=handled,
     )
-    resume = keys[limit - 1] if limit is not None and len(keys) > limit else None
-    return Discovery(tuple(ready), next_pending, (), skipped=tuple(problems)), resume
+    resume = None
+    if limit is not None and len(keys) > limit:
+        resume = keys[limit - 1] if limit > 0 else resume_after
+    return Changes(tuple(ready), next_pending, tuple(problems), resume)

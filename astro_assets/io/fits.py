@@ -312,11 +312,10 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
 def is_job_complete(job_dir: str | os.PathLike[str]) -> bool:
     """Whether ``job_dir`` holds all five contract files, none of them empty or ambiguous.
 
-    A file of zero bytes counts as not there yet (it is still being created). Whether a file is
-    still growing is for the caller to judge (e.g. a sensor comparing sizes between ticks).
+    The rule is :func:`astro_assets.io.discovery.job_folder_state`'s, which the sensors and
+    ``ingest`` apply. Whether a file is still growing is for the caller to judge.
     """
-    try:
-        paths = job_file_paths(job_dir)
-    except (MissingJobFileError, AmbiguousJobFileError):
-        return False
-    return all(path.stat().st_size > 0 for path in paths.values())
+    # Imported here: discovery builds on this module.
+    from astro_assets.io.discovery import job_folder_state
+
+    return not isinstance(job_folder_state(Path(job_dir)), str)

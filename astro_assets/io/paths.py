@@ -43,12 +43,21 @@ def sanitize_key(name: str) -> str:
     return key
 
 
-def check_key(key: str) -> str:
-    """Return ``key`` unchanged if it is a safe partition key, else raise ``UnsafePathError``."""
+def check_key(key: str, *, new: bool = False) -> str:
+    """Return ``key`` unchanged if it is a safe partition key, else raise ``UnsafePathError``.
+
+    With ``new``, for a key about to be registered, a leading ``-`` is refused too: a command
+    line reads it as an option (``--partition -rf``). Keys registered before that rule stay
+    readable, so the paths of an existing partition are resolved without it.
+    """
     if not _SAFE_KEY.match(key) or key in {".", ".."}:
         raise UnsafePathError(
             f"partition key {key!r} is not a safe path component: use only letters, digits, "
             "'.', '_' or '-', not starting with '.'"
+        )
+    if new and key.startswith("-"):
+        raise UnsafePathError(
+            f"partition key {key!r} begins with '-', which a command line reads as an option"
         )
     return key
 

@@ -7,6 +7,7 @@ import dagster as dg
 
 from astro_assets.defs.flatfield.assets import DARK_CHOICE_FILE, SOURCE_RECORD_FILE
 from astro_assets.defs.flatfield.sensors import paired_darks_sensor, ser_files_sensor
+from astro_assets.io.discovery import VANISH_GRACE_SECONDS
 from astro_assets.io.ser import ser_fingerprint
 
 
@@ -25,6 +26,14 @@ def _tick(instance, data_store, cursor=None) -> dg.SensorResult:
         instance=instance, cursor=cursor, resources={"data_store": data_store}
     )
     return ser_files_sensor(context)
+
+
+def _later(cursor: str) -> str:
+    """``cursor`` as a tick a grace period later finds it: what was missing, missing so long."""
+    state = json.loads(cursor)
+    shift = int(VANISH_GRACE_SECONDS * 1e9)
+    state["missing_since"] = {k: v - shift for k, v in state["missing_since"].items()}
+    return json.dumps(state)
 
 
 def test_new_file_adds_a_partition_and_requests_its_run(instance, data_store, layout):
@@ -59,10 +68,13 @@ def test_already_known_file_is_not_requested_again(instance, data_store, layout)
     assert result.dynamic_partitions_requests == []
 
 
-def test_empty_or_missing_folder_is_quiet(instance, data_store):
-    result = _tick(instance, data_store)
-    assert result.run_requests == []
-    assert json.loads(result.cursor)["pending"] == {}
+def test_empty_or_missing_folder_is_quiet(instance, data_store, layout):
+    missing = _tick(instance, data_store)
+    assert missing.run_requests == [] and missing.skip_reason is None
+    layout.incoming_ser.mkdir(parents=True)
+    empty = _tick(instance, data_store)
+    assert empty.run_requests == [] and empty.skip_reason is None
+    assert json.loads(empty.cursor)["pending"] == {}
 
 
 def _dark_tick(instance, data_store, cursor=None) -> dg.SensorResult:
@@ -144,13 +156,55 @@ def test_a_removed_video_loses_its_partition_unless_the_whole_folder_is_gone(
     _ser(layout.incoming_ser, "Moon 2.SER")
     _ser(layout.incoming_darks, "sun.ser")
     instance.add_dynamic_partitions("ser_files", ["sun", "Moon_2"])
-    result = _tick(instance, data_store)
+    first = _tick(instance, data_store)
+    assert first.dynamic_partitions_requests == []
+    result = _tick(instance, data_store, cursor=_later(first.cursor))
     (deleted,) = result.dynamic_partitions_requests
     assert isinstance(deleted, dg.DeleteDynamicPartitionsRequest)
     assert list(deleted.partition_keys) == ["sun"]
-    # A data disk not mounted shows no folder at all: the videos may come back.
+    assert "removed 1 partition(s) whose input is gone: sun" in result.skip_reason.skip_message
+    # A data disk not mounted shows no folder at all: the videos may come back, and the
+    # sensor's state is kept for them.
     shutil.rmtree(layout.incoming_ser)
-    assert _tick(instance, data_store).dynamic_partitions_requests == []
+    missing = _tick(instance, data_store, cursor=result.cursor)
+    assert missing.dynamic_partitions_requests == [] and missing.cursor == result.cursor
+
+
+def test_an_unmounted_folder_of_videos_keeps_every_partition(instance, data_store, layout):
+    # A mount point whose disk is not mounted is an empty folder.
+    _ser(layout.incoming_ser, "sun.ser")
+    _ser(layout.incoming_ser, "moon.ser")
+    instance.add_dynamic_partitions("ser_files", ["sun", "moon"])
+    first = _tick(instance, data_store)
+    shutil.rmtree(layout.incoming_ser)
+    layout.incoming_ser.mkdir()
+    for cursor in (first.cursor, _later(first.cursor)):
+        result = _tick(instance, data_store, cursor=cursor)
+        assert result.dynamic_partitions_requests == []
+        assert "holds no video although 2 are registered" in result.skip_reason.skip_message
+
+
+def test_a_video_behind_a_broken_link_is_unavailable_not_removed(
+    instance, data_store, layout, tmp_path
+):
+    other = _ser(tmp_path / "otherdisk", "moon.ser")
+    _ser(layout.incoming_ser, "sun.ser")
+    (layout.incoming_ser / "moon.ser").symlink_to(other)
+    first = _tick(instance, data_store)
+    assert sorted(r.partition_key for r in first.run_requests) == ["moon", "sun"]
+    instance.add_dynamic_partitions("ser_files", ["moon", "sun"])
+    other.parent.rename(tmp_path / "unmounted")
+    result = _tick(instance, data_store, cursor=_later(first.cursor))
+    assert result.dynamic_partitions_requests == []
+    message = result.skip_reason.skip_message
+    assert f"link to {other} is broken (its disk not mounted?)" in message
+    assert ".ser extension" not in message
+    assert set(json.loads(result.cursor)["handled"]) == {"moon", "sun"}
+
+
+def _age(path: Path, age_s: float) -> None:
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(age_s * 1e9)))
 
 
 def _record_median(layout, key: str, video: Path) -> None:
@@ -176,13 +230,52 @@ def test_a_video_replaced_by_another_capture_is_run_again(instance, data_store, 
     replaced = _tick(instance, data_store, cursor=copying.cursor)
     (request,) = replaced.run_requests
     assert request.partition_key == "jupiter"
-    assert request.run_key == f"replaced:jupiter:{ser_fingerprint(video)[:16]}"
+    stat = video.stat()
+    assert request.run_key == (
+        f"replaced:jupiter:{stat.st_size}:{stat.st_mtime_ns}:{ser_fingerprint(video)[:16]}"
+    )
     assert _tick(instance, data_store, cursor=replaced.cursor).run_requests == []
     # A cursor of the earlier format (the pending map alone) is read, and the video checked.
     os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns - 3600 * 10**9))
-    assert [r.run_key for r in _tick(instance, data_store, cursor="{}").run_requests] == [
-        request.run_key
-    ]
+    (again,) = _tick(instance, data_store, cursor="{}").run_requests
+    assert again.run_key.startswith("replaced:jupiter:80:")
+
+
+def test_swapping_back_and_forth_between_captures_runs_each_swap(instance, data_store, layout):
+    # Dagster drops a request whose run key it has seen: A -> B -> A -> B must not repeat one.
+    video = _ser(layout.incoming_ser, "jupiter.ser", age_s=5000)
+    cursor = _tick(instance, data_store).cursor
+    instance.add_dynamic_partitions("ser_files", ["jupiter"])
+    _record_median(layout, "jupiter", video)
+    run_keys = []
+    for step, content in enumerate([b"\2" * 80, b"\1" * 80, b"\2" * 80]):
+        video.write_bytes(content)
+        _age(video, 4000 - step * 100)
+        result = _tick(instance, data_store, cursor=cursor)
+        cursor = result.cursor
+        run_keys.extend(r.run_key for r in result.run_requests)
+        _record_median(layout, "jupiter", video)
+    assert len(run_keys) == 3 and len(set(run_keys)) == 3
+
+
+def test_a_video_whose_median_never_succeeded_is_run_again_when_it_changes(
+    instance, data_store, layout
+):
+    # A copy stalled long enough to look settled is registered; ser_median fails on the
+    # truncated file (writing no source.json); then the copy completes.
+    video = _ser(layout.incoming_ser, "saturn.ser", size=1000, age_s=60)
+    first = _tick(instance, data_store)
+    (registered,) = first.run_requests
+    instance.add_dynamic_partitions("ser_files", ["saturn"])
+    with video.open("ab") as handle:
+        handle.write(b"\0" * 100_000)
+    _age(video, 60)
+    completed = _tick(instance, data_store, cursor=first.cursor)
+    (request,) = completed.run_requests
+    assert request.partition_key == "saturn" and request.run_key != registered.run_key
+    assert _tick(instance, data_store, cursor=completed.cursor).run_requests == []
+    # A video first seen registered (by ingest) with no median yet asks for no run here.
+    assert _tick(instance, data_store).run_requests == []
 
 
 def test_files_it_cannot_use_are_named_in_the_skip_reason(instance, data_store, layout):
@@ -192,3 +285,12 @@ def test_files_it_cannot_use_are_named_in_the_skip_reason(instance, data_store, 
     instance.add_dynamic_partitions("ser_files", ["sun"])
     result = _tick(instance, data_store)
     assert result.skip_reason.skip_message.startswith("1 input(s) not used: 'capture.avi' in ")
+
+
+def test_an_unreadable_paired_darks_cursor_starts_afresh(instance, data_store, layout):
+    instance.add_dynamic_partitions("ser_files", ["sun"])
+    _ser(layout.incoming_darks, "sun.ser")
+    for garbage in ["{not json", "[1, 2]", '{"handled": 3, "pending": {}}']:
+        result = _dark_tick(instance, data_store, cursor=garbage)
+        assert [r.partition_key for r in result.run_requests] == ["sun"]
+        assert set(json.loads(result.cursor)["handled"]) == {"sun"}

@@ -7,6 +7,7 @@ import dagster as dg
 
 from astro_assets.defs.transients.sensors import jids_sensor
 from astro_assets.ingest import register_new_inputs
+from astro_assets.io.discovery import VANISH_GRACE_SECONDS
 from astro_assets.io.fits import JOB_FILES
 
 
@@ -29,6 +30,14 @@ def _tick(instance, data_store, cursor=None) -> dg.SensorResult:
         instance=instance, cursor=cursor, resources={"data_store": data_store}
     )
     return jids_sensor(context)
+
+
+def _later(cursor: str) -> str:
+    """``cursor`` as a tick a grace period later finds it: what was missing, missing so long."""
+    state = json.loads(cursor)
+    shift = int(VANISH_GRACE_SECONDS * 1e9)
+    state["missing_since"] = {k: v - shift for k, v in state["missing_since"].items()}
+    return json.dumps(state)
 
 
 def test_complete_folders_become_partitions_in_one_range_run(instance, data_store, layout):
@@ -81,14 +90,23 @@ def test_a_removed_folder_loses_its_partition_unless_the_whole_folder_is_gone(
     instance.add_dynamic_partitions("jids", ["jid040", "jid041"])
     shutil.rmtree(layout.incoming_jobs / "jid041")
     _job(layout.incoming_jobs, "jid042")
-    result = _tick(instance, data_store)
-    added, deleted = result.dynamic_partitions_requests
+    # Missing at one look is not yet gone (a folder moved out and back, a slow mount).
+    first = _tick(instance, data_store)
+    (added,) = first.dynamic_partitions_requests
     assert list(added.partition_keys) == ["jid042"]
+    instance.add_dynamic_partitions("jids", ["jid042"])
+    assert _tick(instance, data_store, cursor=first.cursor).dynamic_partitions_requests == []
+    result = _tick(instance, data_store, cursor=_later(first.cursor))
+    (deleted,) = result.dynamic_partitions_requests
     assert isinstance(deleted, dg.DeleteDynamicPartitionsRequest)
     assert list(deleted.partition_keys) == ["jid041"]
-    # A data disk not mounted shows no folder at all: the jobs may come back.
+    # A tick that only removes says so.
+    assert result.skip_reason.skip_message == ("removed 1 partition(s) whose input is gone: jid041")
+    # A data disk not mounted shows no folder at all: the jobs may come back, and the state
+    # is kept for them.
     shutil.rmtree(layout.incoming_jobs)
-    assert _tick(instance, data_store).dynamic_partitions_requests == []
+    missing = _tick(instance, data_store, cursor=result.cursor)
+    assert missing.dynamic_partitions_requests == [] and missing.cursor == result.cursor
 
 
 def test_ingest_removes_the_partition_of_a_removed_job_folder(instance, layout):
@@ -193,6 +211,56 @@ def test_the_jobs_folder_is_listed_once_per_tick(instance, data_store, layout, m
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", counting_scandir)
-    result = _tick(instance, data_store, cursor=first.cursor)
+    result = _tick(instance, data_store, cursor=_later(first.cursor))
     assert listed == [str(layout.incoming_jobs)]
     assert list(result.dynamic_partitions_requests[0].partition_keys) == ["jid102"]
+
+
+def test_an_empty_jobs_folder_removes_nothing_and_warns(instance, data_store, layout):
+    # A mount point whose disk is not mounted: an empty folder, or one with lost+found.
+    for jid in ["jid110", "jid111"]:
+        _job(layout.incoming_jobs, jid)
+    instance.add_dynamic_partitions("jids", ["jid110", "jid111"])
+    first = _tick(instance, data_store)
+    shutil.rmtree(layout.incoming_jobs)
+    (layout.incoming_jobs / "lost+found").mkdir(parents=True)
+    for cursor in (first.cursor, _later(first.cursor)):
+        result = _tick(instance, data_store, cursor=cursor)
+        assert result.dynamic_partitions_requests == []
+        assert "not mounted" in result.skip_reason.skip_message
+    assert set(json.loads(result.cursor)["handled"]) == {"jid110", "jid111"}
+
+
+def test_a_broken_link_to_a_job_folder_keeps_its_partition(instance, data_store, layout, tmp_path):
+    other = tmp_path / "otherdisk"
+    _job(other, "jid120")
+    _job(layout.incoming_jobs, "jid121")
+    (layout.incoming_jobs / "jid120").symlink_to(other / "jid120")
+    first = _tick(instance, data_store)
+    instance.add_dynamic_partitions("jids", ["jid120", "jid121"])
+    other.rename(tmp_path / "unmounted")
+    for cursor in (first.cursor, _later(first.cursor)):
+        result = _tick(instance, data_store, cursor=cursor)
+        assert result.dynamic_partitions_requests == []
+        assert "is broken (its disk not mounted?)" in result.skip_reason.skip_message
+    assert json.loads(result.cursor)["missing_since"] == {}
+
+
+def test_an_image_replaced_by_one_of_the_same_size_and_an_older_time_is_a_change(
+    instance, data_store, layout, tmp_path
+):
+    # FITS files are whole 2880-byte blocks: a replacement often has the same size, and
+    # `mv` or `cp -p` keep its older modification time.
+    folder = _job(layout.incoming_jobs, "jid130")
+    first = _tick(instance, data_store)
+    instance.add_dynamic_partitions("jids", ["jid130"])
+    quiet = _tick(instance, data_store, cursor=first.cursor)
+    assert quiet.run_requests == []
+    replacement = tmp_path / "new.fits"
+    replacement.write_bytes(b"y" * 32)
+    _age(replacement, 7200)
+    os.replace(replacement, folder / JOB_FILES["science"])
+    replaced = _tick(instance, data_store, cursor=quiet.cursor)
+    (request,) = replaced.run_requests
+    assert request.partition_key == "jid130" and request.run_key.startswith("changed:jid130:")
+    assert _tick(instance, data_store, cursor=replaced.cursor).run_requests == []

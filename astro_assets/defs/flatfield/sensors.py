@@ -9,9 +9,10 @@ from astro_assets.defs.flatfield.assets import SOURCE_RECORD_FILE, kept_dark_vid
 from astro_assets.defs.flatfield.jobs import flatfield_job
 from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.io.discovery import (
+    VANISH_GRACE_SECONDS,
     Candidate,
-    Observation,
     ScanState,
+    confirm_vanished,
     not_used_message,
     scan_changes,
     scan_paired_darks,
@@ -22,13 +23,11 @@ from astro_assets.io.ser import ser_fingerprint
 from astro_assets.resources.storage import DataStore
 
 
-def _observations(values: dict) -> dict[str, Observation]:
-    return {name: Observation.from_json(value) for name, value in values.items()}
-
-
 def _recorded_fingerprint(layout: DataLayout, key: str) -> str | None:
-    """The fingerprint of the video ``ser_median`` last read for ``key`` (``source.json``), or
-    None when it never ran or its record cannot be read (it then fails with what to do)."""
+    """The fingerprint of the video ``ser_median`` last read for ``key`` (``source.json``).
+
+    None when it never ran or its record cannot be read (it then fails with what to do).
+    """
     try:
         record = json.loads(layout.flatfield_file(key, SOURCE_RECORD_FILE).read_text())
     except (OSError, ValueError):
@@ -37,14 +36,20 @@ def _recorded_fingerprint(layout: DataLayout, key: str) -> str | None:
     return fingerprint if isinstance(fingerprint, str) else None
 
 
-def _replaced(layout: DataLayout, video: Candidate) -> str | None:
-    """The video's new fingerprint when it is not the capture ``ser_median`` last read, else
-    None: a touch or a copy of the same capture asks for no run."""
+def _rerun_key(layout: DataLayout, video: Candidate, *, seen_before: bool) -> str | None:
+    """The run key of a new run of a changed video, or None when it needs none.
+
+    A video is run again when it is not the capture ``ser_median`` last read (a touch or a copy
+    of the same capture asks for no run). When ``ser_median`` never succeeded on the key (the
+    record is written only then: it may have failed on a copy that had stalled), a video seen
+    before in another state is run again. The run key holds the video's size and modification
+    time, so that swapping back and forth between two captures is never taken for a repeat.
+    """
     recorded = _recorded_fingerprint(layout, video.key)
     if recorded is None:
-        return None
+        return f"changed:{video.run_key}" if seen_before else None
     fingerprint = ser_fingerprint(video.path)
-    return fingerprint if fingerprint != recorded else None
+    return f"replaced:{video.run_key}:{fingerprint[:16]}" if fingerprint != recorded else None
 
 
 @dg.sensor(
@@ -55,8 +60,10 @@ def _replaced(layout: DataLayout, video: Candidate) -> str | None:
         "Registers each new, completely copied data/incoming/ser/*.ser as a ser_files partition "
         "and requests a flat-field run for it. A file still growing waits for the next tick. A "
         "video replaced by another capture under the same name (its content fingerprint no "
-        "longer the one ser_median read) gets a new run; a video removed from the folder loses "
-        "its partition (its products stay on disk)."
+        "longer the one ser_median read, or any change while ser_median never succeeded) gets a "
+        "new run; a video missing from the folder for "
+        f"{VANISH_GRACE_SECONDS:.0f} s loses its partition (its products stay on disk), unless "
+        "the folder is missing, unreadable or lists no video at all (a disk not mounted)."
     ),
 )
 def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> dg.SensorResult:
@@ -64,12 +71,20 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
     known = context.instance.get_dynamic_partitions(ser_files_partitions.name)
     state = ScanState.from_json(context.cursor)
     discovery = scan_ser_files(layout.incoming_ser, known_keys=known, pending=state.pending)
-    changes, _ = scan_changes(discovery.present, handled=state.handled, pending=state.pending)
+    for message in discovery.warnings:
+        context.log.warning(message)
+    if not discovery.listed:
+        # What is on that disk is unknown: the state is kept for when it is back.
+        return dg.SensorResult(
+            cursor=context.cursor,
+            skip_reason=discovery.error or not_used_message((), (), warnings=discovery.warnings),
+        )
+    changes = scan_changes(discovery.present, handled=state.handled, pending=state.pending)
+    gone, missing_since = confirm_vanished(discovery.vanished, state.missing_since)
     for message in discovery.rejected:
         context.log.warning(message)
     for message in discovery.skipped + changes.skipped:
         context.log.info(f"skipped {message}")
-    gone = list(discovery.vanished)
     if gone:
         context.log.info(
             f"videos {', '.join(gone)} were removed from {layout.incoming_ser}: their "
@@ -79,47 +94,53 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
         dg.RunRequest(partition_key=candidate.key, run_key=candidate.run_key)
         for candidate in discovery.ready
     ]
-    handled = {key: obs for key, obs in state.handled.items() if key in discovery.present}
+    kept = {*discovery.present, *discovery.unavailable, *missing_since}
+    handled = {key: obs for key, obs in state.handled.items() if key in kept}
     handled.update({c.key: c.observation for c in discovery.ready})
     for video in changes.ready:
         try:
-            fingerprint = _replaced(layout, video)
+            run_key = _rerun_key(layout, video, seen_before=video.key in state.handled)
         except OSError as error:
             # Moved away while being read: the next tick sees it gone or back.
             context.log.info(f"skipped {video.path}: could not be read ({error})")
             continue
         handled[video.key] = video.observation
-        if fingerprint is not None:
+        if run_key is not None:
             context.log.info(
-                f"{video.path.name} is another capture than the one ser_median read for "
+                f"{video.path.name} changed and is not the capture ser_median read for "
                 f"{video.key!r}: its flat-field run is requested again."
             )
-            run_requests.append(
-                dg.RunRequest(
-                    partition_key=video.key, run_key=f"replaced:{video.key}:{fingerprint[:16]}"
-                )
-            )
+            run_requests.append(dg.RunRequest(partition_key=video.key, run_key=run_key))
     new_keys = [candidate.key for candidate in discovery.ready]
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=(
             ([ser_files_partitions.build_add_request(new_keys)] if new_keys else [])
-            + ([ser_files_partitions.build_delete_request(gone)] if gone else [])
+            + ([ser_files_partitions.build_delete_request(list(gone))] if gone else [])
         ),
         cursor=ScanState(
-            pending={**discovery.pending, **changes.pending}, handled=handled
+            pending={**discovery.pending, **changes.pending},
+            handled=handled,
+            missing_since=missing_since,
         ).to_json(),
         skip_reason=(
             None
             if run_requests
-            else not_used_message(discovery.rejected, discovery.skipped + changes.skipped)
+            else not_used_message(
+                discovery.rejected,
+                discovery.skipped + changes.skipped,
+                removed=gone,
+                warnings=discovery.warnings,
+            )
         ),
     )
 
 
 def _median_after(instance: dg.DagsterInstance, dark: Candidate) -> bool:
-    """Whether ``ser_median`` of the dark's partition was last materialized after the dark
-    was last modified, and so already subtracted it."""
+    """Whether ``ser_median`` of the dark's partition already subtracted the dark.
+
+    It did when it was last materialized after the dark was last modified.
+    """
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("ser_median"), asset_partitions=[dark.key]),
         limit=1,
@@ -141,13 +162,13 @@ def _median_after(instance: dg.DagsterInstance, dark: Candidate) -> bool:
 def paired_darks_sensor(
     context: dg.SensorEvaluationContext, data_store: DataStore
 ) -> dg.SensorResult:
-    state = json.loads(context.cursor) if context.cursor else {"handled": {}, "pending": {}}
+    state = ScanState.from_json(context.cursor)
     keys = context.instance.get_dynamic_partitions(ser_files_partitions.name)
     discovery = scan_paired_darks(
         data_store.layout.incoming_darks,
         partition_keys=keys,
-        handled=_observations(state["handled"]),
-        pending=_observations(state["pending"]),
+        handled=state.handled,
+        pending=state.pending,
         kept=kept_dark_videos(data_store.layout, keys),
     )
     for message in discovery.rejected:
@@ -160,12 +181,9 @@ def paired_darks_sensor(
     # Only registered partitions keep a state, so that the cursor does not grow with every
     # video ever removed.
     registered = set(keys)
-    handled = {
-        **{key: value for key, value in state["handled"].items() if key in registered},
-        **{d.key: d.observation.to_json() for d in discovery.ready},
-    }
-    pending = {key: obs.to_json() for key, obs in sorted(discovery.pending.items())}
+    handled = {key: obs for key, obs in state.handled.items() if key in registered}
+    handled.update({dark.key: dark.observation for dark in discovery.ready})
     return dg.SensorResult(
         run_requests=requests,
-        cursor=json.dumps({"handled": dict(sorted(handled.items())), "pending": pending}),
+        cursor=ScanState(pending=discovery.pending, handled=handled).to_json(),
     )

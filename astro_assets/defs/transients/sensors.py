@@ -9,8 +9,10 @@ import dagster as dg
 from astro_assets.defs.transients.jobs import job_tensors_job
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.discovery import (
+    VANISH_GRACE_SECONDS,
     Candidate,
     ScanState,
+    confirm_vanished,
     job_folder_state,
     not_used_message,
     scan_changes,
@@ -19,12 +21,14 @@ from astro_assets.io.discovery import (
 from astro_assets.resources.storage import DataStore
 
 MAX_FOLDERS_PER_TICK = 500
-"""New folders examined per tick, and as many registered ones checked for changes."""
+"""Job folders whose files a tick examines, in all: new folders first, then registered ones."""
 
 
 def _modified_after_last_run(instance: dg.DagsterInstance, job: Candidate) -> bool:
-    """Whether ``job_tensors`` of the job's partition was materialized before its files were
-    last modified (False when it never was: registering it asked for its first run)."""
+    """Whether the job's files were modified after ``job_tensors`` of its partition last ran.
+
+    False when it never ran: registering it asked for its first run.
+    """
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("job_tensors"), asset_partitions=[job.key]),
         limit=1,
@@ -39,13 +43,21 @@ def _modified_after_last_run(instance: dg.DagsterInstance, job: Candidate) -> bo
     description=(
         "Registers each new, complete job folder under data/incoming/jobs (all five files "
         "present and no longer changing) as a jids partition, and requests one job_tensors run "
-        f"for the folders found in a tick (at most {MAX_FOLDERS_PER_TICK} examined per tick); "
-        "requests a job_tensors run of a registered job whose files changed (psfcat.csv "
-        f"edited, an image replaced; {MAX_FOLDERS_PER_TICK} registered jobs checked per tick, "
-        "in turn); removes the partition of a job whose folder was removed."
+        "for the folders found in a tick; requests a job_tensors run of a registered job whose "
+        "files changed (psfcat.csv edited, an image replaced, a file touched); at most "
+        f"{MAX_FOLDERS_PER_TICK} folders examined per tick, new ones first, registered ones in "
+        f"turn. Removes the partition of a job whose folder was missing for "
+        f"{VANISH_GRACE_SECONDS:.0f} s, unless data/incoming/jobs is missing, unreadable or "
+        "lists no job at all (a disk not mounted)."
     ),
 )
 def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> dg.SensorResult:
+    """Register new jobs, run changed ones again and remove the partitions of removed ones.
+
+    A change is any change of a file's name, size, modification or change time or inode
+    (:func:`~astro_assets.io.discovery.job_folder_state`): ``job_tensors`` records no content
+    fingerprint to compare with, so a ``touch`` or a copy of the same files runs the job again.
+    """
     known = context.instance.get_dynamic_partitions(jids_partitions.name)
     state = ScanState.from_json(context.cursor)
     discovery = scan_job_folders(
@@ -54,20 +66,28 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
         pending=state.pending,
         limit=MAX_FOLDERS_PER_TICK,
     )
-    changes, resume_after = scan_changes(
+    for message in discovery.warnings:
+        context.log.warning(message)
+    if not discovery.listed:
+        # What is on that disk is unknown: the state is kept for when it is back.
+        return dg.SensorResult(
+            cursor=context.cursor,
+            skip_reason=discovery.error or not_used_message((), (), warnings=discovery.warnings),
+        )
+    changes = scan_changes(
         discovery.present,
         handled=state.handled,
         pending=state.pending,
         observe=job_folder_state,
-        limit=MAX_FOLDERS_PER_TICK,
+        limit=MAX_FOLDERS_PER_TICK - discovery.examined,
         resume_after=state.resume_after,
     )
+    gone, missing_since = confirm_vanished(discovery.vanished, state.missing_since)
     for message in discovery.rejected:
         context.log.warning(message)
     for message in discovery.skipped + changes.skipped:
         context.log.info(f"skipped {message}")
     # The jobs are run in one range, which a job without its folder would fail.
-    gone = list(discovery.vanished)
     if gone:
         context.log.info(
             f"job folders {', '.join(gone)} were removed: their partitions are removed "
@@ -98,23 +118,30 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     for job in changed:
         context.log.info(f"job folder {job.key} changed: its job_tensors run is requested again.")
         run_requests.append(dg.RunRequest(partition_key=job.key, run_key=f"changed:{job.run_key}"))
-    handled = {key: obs for key, obs in state.handled.items() if key in discovery.present}
+    kept = {*discovery.present, *discovery.unavailable, *missing_since}
+    handled = {key: obs for key, obs in state.handled.items() if key in kept}
     handled.update({c.key: c.observation for c in discovery.ready + changes.ready})
     cursor = ScanState(
         pending={**discovery.pending, **changes.pending},
         handled=handled,
-        resume_after=resume_after,
+        resume_after=changes.resume_after,
+        missing_since=missing_since,
     )
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=(
             ([jids_partitions.build_add_request(new_keys)] if new_keys else [])
-            + ([jids_partitions.build_delete_request(gone)] if gone else [])
+            + ([jids_partitions.build_delete_request(list(gone))] if gone else [])
         ),
         cursor=cursor.to_json(),
         skip_reason=(
             None
             if run_requests
-            else not_used_message(discovery.rejected, discovery.skipped + changes.skipped)
+            else not_used_message(
+                discovery.rejected,
+                discovery.skipped + changes.skipped,
+                removed=gone,
+                warnings=discovery.warnings,
+            )
         ),
     )
