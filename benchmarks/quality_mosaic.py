@@ -183,6 +183,18 @@ FINDINGS = """Findings (2026-11-24, 2 cores x86_64):
   luminance's on faint texture: the f/10 donuts went from 0.69 to 0.93 % (0.81 % with each
   region judged on its held-out ring instead of by the limb), and with the plain ratio the
   planet was at 2.32 % and the small Sun at 1.24 %.
+- A monochrome median's guided regions are now filled above the pedestal too (2026-11-24):
+  mono planet 1.47 -> 1.43 % (maximum 7.8 -> 7.4 %), small Sun 0.68 -> 0.67 % (3.9 -> 3.7 %);
+  the mosaic rows, which already were, are unchanged to the digit. Those rows were run again;
+  the others are from the run before.
+- Masked pixels outside the dust at a limb: on the planet's seed 2 the RGGB flat is off by up
+  to 28.6 % there (rms 1.60 % over the 4,461 masked lit pixels outside the dust, 56 of them
+  beyond 5 %), mono by up to 7.3 % (0.63 %, 9). Nearly all sit on the outermost lit pixel of
+  the limb at 5-17 % of the bright level: the plane's own prediction falls more slowly
+  there than the median (its samples are half as fine; 10-60 % brighter on those pixels),
+  and beyond its lit part the fill's ratio stands at its median. Filling the ratio in its
+  ratio to its own radial profile near the limb (as unguided regions are filled) did not
+  help (2.04 -> 2.03 % over the same pixels, offline).
 - Still left: on seed 1 of the f/10 donuts, a 61 px donut 1 % deep that the mosaic does not
   find (0.90 of the donuts' area covered; the flat's rms error in dust 0.69 against 0.50 %).
 """
