@@ -110,9 +110,10 @@ FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
 - A monochrome median's guided regions are filled in the ratio above the pedestal where the
   prediction is lit (2026-11-24), as a colour plane's were: flat rms in dust on the planet in
   phase 0.97 -> 0.90 % (60 degrees), 1.05 -> 1.02 % (100), 1.90 -> 1.75 % (140), over 100
-  frames at 16 bits 1.21 -> 1.15 %; the 8-bit rows, the large shadows on the Sun and the other
-  sets' quality columns did not move (the Sun fills the frame: its pedestal is 0). Those rows
-  were run again with the change; the other rows are from the runs before.
+  frames at 16 bits 1.21 -> 1.15 %. The 8-bit rows, the large shadows on the Sun, the lunar
+  texture and the strong vignetting, run again, did not move (those targets fill the frame:
+  their pedestal is 0); the other sets (sensor defects, few frames, clouds, seeing, all on
+  the Sun) were not run again.
 - Differential seeing (set 9, 2026-11-24). Each frame bent by its own smooth displacement
   field, 32 px patches. Where a limb's path crossed a corner midway through the video, the
   median and its prediction each take a frame near the crossing, whose limbs the seeing put
