@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
-from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
@@ -247,16 +246,16 @@ def test_19_digit_candidate_ids_are_exact_in_the_index_and_in_croissant(
     assert read_candidates(dataset / "croissant.json")["id"].tolist() == index["id"].tolist()
 
 
-def _partition_status(instance) -> tuple[list[str], list[str]]:
+def _partition_status(instance, jids) -> tuple[list[str], list[str]]:
     """The job_tensors partitions the instance shows materialized, and those it shows failed."""
-    status = get_and_update_asset_status_cache_value(
-        instance, transient_assets.job_tensors.key, jids_partitions
+    status = instance.get_status_by_partition(
+        transient_assets.job_tensors.key, jids, jids_partitions
     )
     return (
         sorted(
-            status.deserialize_materialized_partition_subsets(jids_partitions).get_partition_keys()
+            jid for jid, state in status.items() if state == dg.AssetPartitionStatus.MATERIALIZED
         ),
-        sorted(status.deserialize_failed_partition_subsets(jids_partitions).get_partition_keys()),
+        sorted(jid for jid, state in status.items() if state == dg.AssetPartitionStatus.FAILED),
     )
 
 
@@ -279,7 +278,8 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     # One line, the project's error, naming every bad job with its file and what to do.
     (failure,) = outcome.failures[outcome.runs[0][0]]
     prefix = (
-        "job_tensors: JobTensorError: 2 of 5 job(s) failed (the other 3 were written and are "
+        "job_tensors: JobTensorError: 2 of 5 job(s) failed (a failed job keeps neither tensor "
+        "nor candidates, so master_index leaves it out; the other 3 were written and are "
         f"recorded as materialized): job {jobs[1]}: NoFinitePixelsError: {difference} "
         "(difference channel): all 16384 pixels of the (128, 128) image are NaN or infinite; "
         "there is nothing to normalize: check the input image or drop this job; "
@@ -291,7 +291,7 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     for jid in jobs:
         assert layout.job_tensor_file(jid).exists() == (jid in good), jid
         assert (layout.dataset_dir / "candidates" / f"{jid}.csv").exists() == (jid in good)
-    assert _partition_status(instance) == (good, [jobs[1], jobs[3]])
+    assert _partition_status(instance, jobs) == (good, [jobs[1], jobs[3]])
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=transient_assets.job_tensors.key), limit=10
     ).records
@@ -311,7 +311,7 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
         defs=_defs(data_store),
         resources={"data_store": data_store},
     ).succeeded
-    assert _partition_status(instance) == (jobs, [])
+    assert _partition_status(instance, jobs) == (jobs, [])
     latest = instance.fetch_materializations(
         dg.AssetRecordsFilter(
             asset_key=transient_assets.job_tensors.key, asset_partitions=[jobs[0]]
@@ -339,7 +339,8 @@ def test_a_job_with_one_failure_chains_its_error(instance, data_store, layout, j
     assert not result.success
     (failure,) = run_failures(result)
     assert failure.startswith(
-        "job_tensors: JobTensorError: 1 of 5 job(s) failed (the other 4 were written and are "
+        "job_tensors: JobTensorError: 1 of 5 job(s) failed (a failed job keeps neither tensor "
+        "nor candidates, so master_index leaves it out; the other 4 were written and are "
         f"recorded as materialized): job {jobs[4]}: PsfcatFormatError: "
     )
     assert "lacks column(s)" in failure
@@ -348,7 +349,159 @@ def test_a_job_with_one_failure_chains_its_error(instance, data_store, layout, j
     while error.cls_name != "JobTensorError":
         error = error.cause
     assert error.cause.cls_name == "PsfcatFormatError"
-    assert _partition_status(instance) == (jobs[:4], [jobs[4]])
+    assert _partition_status(instance, jobs) == (jobs[:4], [jobs[4]])
+
+
+def _range_run(instance, data_store, jids, assets=ASSETS):
+    return dg.materialize(
+        assets,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["job_tensors"],
+        tags={
+            "dagster/asset_partition_range_start": jids[0],
+            "dagster/asset_partition_range_end": jids[-1],
+        },
+        raise_on_error=False,
+    )
+
+
+def test_a_malformed_tensor_in_a_failed_range_is_not_recorded_unchecked(
+    instance, data_store, layout, jobs, monkeypatch
+):
+    # The step fails (jobs[2]'s catalogue), so the blocking check does not run: jobs[0]'s
+    # tensor, out of [0, 1], must fail its job rather than be recorded as materialized.
+    real = transient_assets.write_job_tensor
+
+    def broken(out_path, images, **kwargs):
+        result = real(out_path, images, **kwargs)
+        if out_path.stem == jobs[0]:
+            tensor = np.load(out_path, mmap_mode="r+")
+            tensor[0, 0, 0] = 7.0
+            tensor.flush()
+        return result
+
+    monkeypatch.setattr(transient_assets, "write_job_tensor", broken)
+    (layout.incoming_jobs / jobs[2] / "psfcat.csv").write_text("id,x\n1,2\n")
+    result = _range_run(instance, data_store, jobs)
+    assert not result.success
+    (failure,) = run_failures(result)
+    assert "2 of 5 job(s) failed" in failure
+    assert (
+        f"job {jobs[0]}: MalformedTensorError: {layout.job_tensor_file(jobs[0])}: 1 values are "
+        "NaN or outside [0, 1]; the tensor was removed" in failure
+    )
+    assert failure.index(f"job {jobs[0]}:") < failure.index(f"job {jobs[2]}:")
+    assert _partition_status(instance, jobs) == (
+        [jobs[1], jobs[3], jobs[4]],
+        [jobs[0], jobs[2]],
+    )
+    for jid in (jobs[0], jobs[2]):
+        assert not layout.job_tensor_file(jid).exists()
+        assert not (layout.dataset_dir / "candidates" / f"{jid}.csv").exists()
+
+
+def test_a_failed_job_keeps_neither_its_earlier_tensor_nor_its_earlier_candidates(
+    instance, data_store, layout, jobs, tmp_path, monkeypatch
+):
+    assert _materialize_all(instance, data_store).succeeded
+    # The job is exported again at another size, with a catalogue that is refused.
+    folder = layout.incoming_jobs / jobs[0]
+    (bigger,) = generate_jobs(tmp_path / "export", 1, size=160, seed=5)
+    for source in bigger.iterdir():
+        (folder / source.name).write_bytes(source.read_bytes())
+    catalog = folder / "psfcat.csv"
+    catalog.write_text("id,x\n1,2\n")
+    written = []
+    real = transient_assets.write_job_tensor
+
+    def recorded(out_path, images, **kwargs):
+        written.append(out_path.stem)
+        return real(out_path, images, **kwargs)
+
+    monkeypatch.setattr(transient_assets, "write_job_tensor", recorded)
+    outcome = _materialize_all(instance, data_store)
+    assert not outcome.succeeded
+    # The catalogue is refused before the tensor is written ...
+    assert jobs[0] not in written
+    (failure,) = outcome.failures[outcome.runs[0][0]]
+    assert f"job {jobs[0]}: PsfcatFormatError: {catalog}" in failure
+    # ... and the earlier tensor and candidates go with it: nothing pairs the old catalogue
+    # with another image, and master_index, not run after the failure, would leave it out.
+    assert not layout.job_tensor_file(jobs[0]).exists()
+    assert not (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
+    assert outcome.skipped == [
+        "master_index, croissant_metadata: not run, because job_tensors failed above (they "
+        "depend on it); fix what failed, then run again"
+    ]
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["master_index"],
+        raise_on_error=False,
+    )
+    assert result.success
+    assert jobs[0] not in set(read_index_csv(layout.dataset_dir / "master_index.csv")["jid"])
+
+
+def test_the_failure_message_names_ten_jobs_and_counts_the_rest():
+    failed = {f"j{n:02d}": ValueError(f"bad {n}") for n in range(12)}
+    message = transient_assets._job_failures(failed, 13)
+    assert message.startswith(
+        "12 of 13 job(s) failed (a failed job keeps neither tensor nor candidates, so "
+        "master_index leaves it out; the other 1 was written and is recorded as materialized): "
+        "job j00: ValueError: bad 0; "
+    )
+    assert "j09: ValueError: bad 9; and 2 more (each logged as an error in the run)" in message
+    assert "j10" not in message
+    assert "no job was written" in transient_assets._job_failures(failed, 12)
+
+
+def test_recorded_jobs_of_a_failed_run_take_the_run_id_without_a_code_version(
+    instance, data_store, layout, jobs
+):
+    # The same function as an asset without a code version.
+    unversioned = dg.asset(
+        name="job_tensors",
+        partitions_def=jids_partitions,
+        group_name="transients",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )(transient_assets.job_tensors.op.compute_fn.decorated_fn)
+    assert unversioned.code_versions_by_key[unversioned.key] is None
+    assets = [unversioned if a is transient_assets.job_tensors else a for a in ASSETS]
+    (layout.incoming_jobs / jobs[4] / "psfcat.csv").write_text("id,x\n1,2\n")
+    result = _range_run(instance, data_store, jobs, assets)
+    assert not result.success
+    (failure,) = run_failures(result)
+    assert f"job {jobs[4]}: PsfcatFormatError" in failure
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=transient_assets.job_tensors.key), limit=10
+    ).records
+    assert sorted(r.partition_key for r in records) == jobs[:4]
+    for record in records:
+        assert record.asset_materialization.tags["dagster/code_version"] == result.run_id
+
+
+def test_a_two_valued_image_is_not_a_flat_channel(instance, data_store, layout, jobs):
+    # A binary score map (0 and 100) normalizes to 0 and 1 alone, yet carries information:
+    # the check warns only about what job_tensors found flat.
+    score = layout.incoming_jobs / jobs[1] / "scorrimage_masked.fits"
+    with fits.open(score) as hdul:
+        shape = hdul[0].data.shape
+    binary = np.zeros(shape, np.float32)
+    binary[:, shape[1] // 2 :] = 100.0
+    fits.writeto(score, binary, overwrite=True)
+    outcome = materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    )
+    assert outcome.succeeded, outcome.lines()
+    assert set(np.unique(np.load(layout.job_tensor_file(jobs[1]))[..., 3])) == {0.0, 1.0}
+    assert outcome.warnings == {}
+    assert _check_results(instance) == {"job_tensors_in_unit_range": [True]}
 
 
 def test_a_constant_or_all_zero_image_warns_naming_the_job_and_channel(
@@ -374,9 +527,8 @@ def test_a_constant_or_all_zero_image_warns_naming_the_job_and_channel(
     (warning,) = outcome.warnings[run_id]
     assert warning == (
         "check job_tensors_in_unit_range warns: 2 of 5 job tensor(s) have a channel that "
-        "carries no information (its image is constant, all zero, or flat under ZScale): "
-        f"job {jobs[2]}: reference channel(s); job {jobs[4]}: score channel(s); the "
-        "job_tensors metadata flat_channels says why: check those images, or drop the job"
+        f"carries no information: job {jobs[2]}: reference channel (all zero); job {jobs[4]}: "
+        "score channel (constant at 12.5); check those images, or drop the job"
     )
     flat = {}
     for record in instance.fetch_materializations(

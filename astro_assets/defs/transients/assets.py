@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -19,7 +20,7 @@ from dagster._core.definitions.data_version import (
 from astro_assets.defs.previews import path_value
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.atomic import atomic_path, atomic_write_text
-from astro_assets.io.fits import IMAGE_ROLES, job_file_paths
+from astro_assets.io.fits import IMAGE_ROLES, image_shape, job_file_paths
 from astro_assets.io.images import thumbnail_markdown
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import (
@@ -29,7 +30,12 @@ from astro_assets.science.transients.candidates import (
     write_master_index,
 )
 from astro_assets.science.transients.splits import split_counts, split_table
-from astro_assets.science.transients.tensors import CHANNELS, TensorResult, write_job_tensor
+from astro_assets.science.transients.tensors import (
+    CHANNELS,
+    TensorResult,
+    tensor_problems,
+    write_job_tensor,
+)
 
 if TYPE_CHECKING:
     # pandas takes 0.3 s to import, and every step process loads the code location: the
@@ -60,32 +66,61 @@ class JobTensorError(Exception):
     """Jobs of a ``job_tensors`` run failed; the message names each job, then its error."""
 
 
+class MalformedTensorError(ValueError):
+    """A job's written tensor is not (H, W, 4) float32 in [0, 1]."""
+
+
+MAX_LISTED_FAILURES = 10
+"""Failed jobs named in the step's error; the others are counted (each is logged)."""
+
+
 def _job_failures(failed: dict[str, Exception], total: int) -> str:
-    """One line naming every failed job with its error (which names the file and what to do)."""
+    """One line naming the first failed jobs with their errors (which name the file and what
+    to do), then how many more failed."""
     written = total - len(failed)
     listing = "; ".join(
         f"job {jid}: {type(error).__name__}: {' '.join(str(error).splitlines())}"
-        for jid, error in failed.items()
+        for jid, error in list(failed.items())[:MAX_LISTED_FAILURES]
     )
-    kept = (
-        f"the other {written} were written and are recorded as materialized"
-        if written
-        else "none was written"
-    )
-    return f"{len(failed)} of {total} job(s) failed ({kept}): {listing}"
+    more = len(failed) - MAX_LISTED_FAILURES
+    if more > 0:
+        listing += f"; and {more} more (each logged as an error in the run)"
+    removed = "a failed job keeps neither tensor nor candidates, so master_index leaves it out"
+    if written == 1:
+        kept = "the other 1 was written and is recorded as materialized"
+    elif written:
+        kept = f"the other {written} were written and are recorded as materialized"
+    else:
+        kept = "no job was written"
+    return f"{len(failed)} of {total} job(s) failed ({removed}; {kept}): {listing}"
 
 
 def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataFrame"]:
-    """Write one job's tensor and keep its validated candidates as ``candidates/<jid>.csv``."""
+    """Write one job's tensor and keep its validated candidates as ``candidates/<jid>.csv``.
+
+    The catalogue is read and checked against the images' shape, from their headers, before
+    anything is written: a broken catalogue costs no tensor.
+    """
     layout = data_store.layout
     files = job_file_paths(layout.job_dir(jid))
-    result = write_job_tensor(
-        layout.job_tensor_file(jid), {role: files[role] for role in IMAGE_ROLES}
-    )
-    candidates = read_psfcat(files["catalog"], jid=jid, image_shape=result.shape[:2])
+    images = {role: files[role] for role in IMAGE_ROLES}
+    # write_job_tensor refuses images whose shapes differ from the science image's.
+    candidates = read_psfcat(files["catalog"], jid=jid, image_shape=image_shape(images["science"]))
+    result = write_job_tensor(layout.job_tensor_file(jid), images)
     with atomic_path(candidates_file(data_store, jid)) as tmp:
         candidates.to_csv(tmp, index=False)
     return result, candidates
+
+
+def _remove_job_products(data_store: DataStore, jid: str) -> None:
+    """Remove a failed job's tensor and candidates, this run's or an earlier run's.
+
+    Kept, an earlier tensor and catalogue would no longer be those of the job's files (an
+    edited catalogue, a replaced image); one kept without the other would pair a catalogue with
+    another image. Without either, master_index leaves the job out until it runs again.
+    """
+    data_store.layout.job_tensor_file(jid).unlink(missing_ok=True)
+    candidates_file(data_store, jid).unlink(missing_ok=True)
 
 
 def _job_metadata(jid: str, result: TensorResult, candidates: "pd.DataFrame") -> dict:
@@ -125,55 +160,82 @@ def _job_metadata(jid: str, result: TensorResult, candidates: "pd.DataFrame") ->
     kinds={"numpy", "fits"},
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore):
+def job_tensors(
+    context: dg.AssetExecutionContext, data_store: DataStore
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
     """Each job's four FITS images, ZScale-normalized into ``images/<jid>.npy``.
 
     The tensor is (H, W, 4) float32 in [0, 1], channels science, reference, difference, score,
-    written channel by channel through a memory map. The job's ``psfcat.csv`` is validated and
-    kept as ``candidates/<jid>.csv`` for ``master_index``. A channel that carries no
-    information (its image constant or all zero, or its ZScale limits equal) is listed with
-    the reason in the partition's ``flat_channels`` metadata and logged as a warning, and
-    ``job_tensors_in_unit_range`` warns about it; an image without a finite pixel fails its
-    job.
+    written channel by channel through a memory map. The job's ``psfcat.csv`` is validated
+    first, against the images' shape from their headers, and kept as ``candidates/<jid>.csv``
+    for ``master_index``. A channel that carries no information (its image constant or all
+    zero, or its ZScale limits equal) is listed with the reason in the partition's
+    ``flat_channels`` metadata and logged as a warning, and ``job_tensors_in_unit_range``
+    warns about it; an image without a finite pixel fails its job.
 
     A backfill of many jobs runs as one run (single-run backfill policy), processing its jobs
-    one after the other. A job that fails does not stop the others: every job is processed,
-    each good one's tensor written (atomically, as always), and then, if any failed, the step
-    fails with one :class:`JobTensorError` naming every failed job with its error (which
-    names the file and what to do). The good jobs are recorded as materialized, each with its
-    metadata (an ``AssetMaterialization`` per partition logged before the failure, which
-    Dagster 1.13 counts for a partition-range run: the UI shows those partitions materialized
-    and the failed ones failed, and a backfill retries only the failed ones). The step having
-    failed, its checks do not run in that run; they run on the next run of those jobs (the
-    ``astro-assets materialize`` command runs every registered job in one run). When every
-    job succeeds, the run records one materialization per job as usual.
+    one after the other. A job that fails does not stop the others: every job is processed and
+    each good one's tensor written (atomically, as always). A failed job's tensor and
+    candidates, from this run or an earlier one, are removed, so that ``master_index`` leaves
+    the job out rather than pair a catalogue with another image.
+
+    When every job succeeds, the run records one materialization per job and the blocking
+    check ``job_tensors_in_unit_range`` runs on them. When a job fails, the step fails and that
+    check does not run; so the step inspects each written tensor itself, by the check's own
+    rule, and a malformed one fails its job too. Then it records the sound jobs as
+    materialized, each with its metadata (an ``AssetMaterialization`` per partition, which
+    Dagster 1.13 counts for a partition-range run: the UI shows them materialized and the
+    failed ones failed, and a backfill retries only the failed ones), and fails with one
+    :class:`JobTensorError` naming the failed jobs with their errors (which name the file and
+    what to do).
     """
     totals = {"candidates": 0, "real": 0, "bogus": 0}
     jids = context.partition_keys
     written: dict[str, dict] = {}
     failed: dict[str, Exception] = {}
+
+    def fail(jid: str, error: Exception) -> None:
+        failed[jid] = error
+        context.log.error(f"{jid}: {type(error).__name__}: {error}")
+        _remove_job_products(data_store, jid)
+
     for jid in jids:
         try:
             result, candidates = _write_job(data_store, jid)
         except Exception as error:
             # Carry on: one broken file must not cost the other jobs of the range their run.
-            failed[jid] = error
-            context.log.error(f"{jid}: {type(error).__name__}: {error}")
+            fail(jid, error)
             continue
         metadata = _job_metadata(jid, result, candidates)
         written[jid] = metadata
-        for key in totals:
-            totals[key] += metadata[key]
         flat = result.flat_channels()
         if flat:
             listing = "; ".join(f"{name}: {reason}" for name, reason in flat.items())
             context.log.warning(f"{jid}: channel(s) without information: {listing}")
         context.log.info(f"{jid}: {result.shape} tensor, {len(candidates)} candidates")
     if failed:
+        # The blocking check will not run on this step's jobs: what it would refuse is refused
+        # here, or a malformed tensor would be recorded as materialized and never checked.
+        for jid in list(written):
+            path = data_store.layout.job_tensor_file(jid)
+            problems = tensor_problems(path)
+            if problems:
+                del written[jid]
+                fail(
+                    jid,
+                    MalformedTensorError(
+                        f"{path}: {', '.join(problems)}; the tensor was removed: check the "
+                        "job's images, then materialize job_tensors for this job again"
+                    ),
+                )
+        failed = {jid: failed[jid] for jid in jids if jid in failed}
         # Without an output, nothing else records the jobs that were written. The version tags
         # are those Dagster gives an output's materialization (job_tensors has no inputs), so
-        # that a later code version shows these partitions stale like the others.
-        code_version = context.assets_def.code_versions_by_key[context.asset_key]
+        # that a later code version shows these partitions stale like the others; without a
+        # code version, Dagster takes the run id for it.
+        code_version = (
+            context.assets_def.code_versions_by_key.get(context.asset_key) or context.run.run_id
+        )
         tags = {
             CODE_VERSION_TAG: code_version,
             DATA_VERSION_TAG: compute_logical_data_version(code_version, {}).value,
@@ -191,6 +253,8 @@ def job_tensors(context: dg.AssetExecutionContext, data_store: DataStore):
         # Metadata per partition: a run over N jobs records N small events, not N copies of
         # everything (the event log would grow as N squared).
         context.add_asset_metadata(metadata, partition_key=jid)
+        for key in totals:
+            totals[key] += metadata[key]
     yield dg.MaterializeResult(
         metadata={
             "jobs_in_run": len(jids),

@@ -1,14 +1,13 @@
 """Blocking checks that guard the dataset: unit-range tensors, a sound index, valid Croissant.
 
-The tensor check also warns, without blocking, about channels that carry no information.
+The tensor check also warns, without blocking, about the channels that ``job_tensors`` found to
+carry no information.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
 
 from astro_assets.defs.transients.assets import (
     CROISSANT_FILE,
@@ -21,61 +20,28 @@ from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS, read_index_csv
 from astro_assets.science.transients.splits import SPLITS
-from astro_assets.science.transients.tensors import CHANNELS
+from astro_assets.science.transients.tensors import tensor_problems
 
 if TYPE_CHECKING:
     # pandas takes 0.3 s to import, and every step process loads the code location: the
     # steps that use it import it.
     import pandas as pd
 
-ROWS_PER_BLOCK = 512
 
+def _recorded_flat_channels(instance: dg.DagsterInstance, jid: str) -> dict[str, str]:
+    """The ``flat_channels`` that ``job_tensors`` recorded for a job's latest materialization.
 
-@dataclass(frozen=True)
-class TensorInspection:
-    """What :func:`inspect_tensor` found in one job tensor file.
-
-    Attributes
-    ----------
-    problems : list of str
-        Why the file is malformed (shape, dtype, values NaN or outside [0, 1]); empty if none.
-    flat_channels : list of str
-        Channels (names of ``CHANNELS``) holding no value other than 0, 0.5 and 1: the step
-        that ZScale's normalization makes of a constant image, or of one whose limits
-        coincide. Such a channel carries nothing to learn from.
+    The writer decides from the images (their range, ZScale's limits), which the tensor no
+    longer shows: a two-valued image normalizes to the same 0 and 1 as a flat one. So the check
+    reports what the writer found, by the one rule of ``TensorResult.flat_channels``.
     """
-
-    problems: list[str]
-    flat_channels: list[str]
-
-
-def inspect_tensor(path: Path) -> TensorInspection:
-    """Read a job tensor file in row blocks through a memory map and say what is wrong."""
-    tensor = np.load(path, mmap_mode="r")
-    problems = []
-    if tensor.ndim != 3 or tensor.shape[2] != len(CHANNELS):
-        problems.append(f"shape {tensor.shape} is not (H, W, {len(CHANNELS)})")
-    if tensor.dtype != np.float32:
-        problems.append(f"dtype {tensor.dtype} is not float32")
-    if problems:
-        return TensorInspection(problems, [])
-    bad = 0
-    varies = np.zeros(len(CHANNELS), dtype=bool)
-    for start in range(0, tensor.shape[0], ROWS_PER_BLOCK):
-        block = np.asarray(tensor[start : start + ROWS_PER_BLOCK])
-        bad += int(np.count_nonzero(~((block >= 0) & (block <= 1))))
-        if not varies.all():
-            off_step = (block != 0.0) & (block != 0.5) & (block != 1.0)
-            varies |= off_step.any(axis=(0, 1))
-    if bad:
-        problems.append(f"{bad} values are NaN or outside [0, 1]")
-    flat = [name for name, varied in zip(CHANNELS, varies, strict=True) if not varied]
-    return TensorInspection(problems, flat)
-
-
-def tensor_problems(path: Path) -> list[str]:
-    """What is wrong with a job tensor file (see :func:`inspect_tensor`)."""
-    return inspect_tensor(path).problems
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=job_tensors.key, asset_partitions=[jid]), limit=1
+    ).records
+    if not records:
+        return {}
+    value = records[0].asset_materialization.metadata.get("flat_channels")
+    return dict(value.value) if value is not None else {}
 
 
 @dg.asset_check(
@@ -83,22 +49,24 @@ def tensor_problems(path: Path) -> list[str]:
     partitions_def=jids_partitions,
     blocking=True,
     description="Each tensor is (H, W, 4) float32 with every value finite and in [0, 1] (an "
-    "error, which blocks); a channel whose image is constant, all zero or flat under ZScale "
-    "carries nothing to learn from (a warning, naming the job and channel).",
+    "error, which blocks); a channel that job_tensors found without information (its image "
+    "constant or all zero, or ZScale's limits equal) is a warning, naming the job, the channel "
+    "and why.",
 )
 def job_tensors_in_unit_range(
     context: dg.AssetCheckExecutionContext, data_store: DataStore
 ) -> dg.AssetCheckResult:
-    # One check reads each tensor once for both findings; a malformed tensor is an error that
-    # blocks, a flat channel only a warning (Dagster blocks on severity ERROR alone).
+    # A malformed tensor is an error that blocks, a flat channel only a warning (Dagster blocks
+    # on severity ERROR alone).
     problems = {}
     flat = {}
     for jid in context.partition_keys:
-        found = inspect_tensor(data_store.layout.job_tensor_file(jid))
-        if found.problems:
-            problems[jid] = found.problems
-        if found.flat_channels:
-            flat[jid] = found.flat_channels
+        found = tensor_problems(data_store.layout.job_tensor_file(jid))
+        if found:
+            problems[jid] = found
+        reasons = _recorded_flat_channels(context.instance, jid)
+        if reasons:
+            flat[jid] = reasons
     checked = len(context.partition_keys)
     parts = []
     if problems:
@@ -106,13 +74,13 @@ def job_tensors_in_unit_range(
         parts.append(f"{len(problems)} of {checked} job tensor(s) are malformed: {listing}")
     if flat:
         listing = "; ".join(
-            f"job {jid}: {', '.join(channels)} channel(s)" for jid, channels in flat.items()
+            f"job {jid}: "
+            + ", ".join(f"{channel} channel ({reason})" for channel, reason in reasons.items())
+            for jid, reasons in flat.items()
         )
         parts.append(
             f"{len(flat)} of {checked} job tensor(s) have a channel that carries no "
-            f"information (its image is constant, all zero, or flat under ZScale): {listing}; "
-            "the job_tensors metadata flat_channels says why: check those images, or drop the "
-            "job"
+            f"information: {listing}; check those images, or drop the job"
         )
     description = (
         "; ".join(parts)
@@ -181,8 +149,10 @@ def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=croissant_metadata,
     blocking=True,
-    description="mlcroissant finds no static error, records of every RecordSet generate, and "
-    "the candidate records number exactly the index's rows.",
+    description="mlcroissant finds no static error, records of every RecordSet generate (which "
+    "checks the SHA-256 of master_index.parquet, their source), the candidate records number "
+    "exactly the index's rows, and master_index.csv, which no RecordSet reads, has the SHA-256 "
+    "recorded.",
 )
 def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
     # mlcroissant imports torch: loaded when the check runs, not with the code location.

@@ -14,7 +14,11 @@ complete, so a failed job never leaves a partial tensor behind.
 A channel whose image is constant (all zero, say) or whose ZScale limits coincide is written as
 the step rule of :mod:`~astro_assets.science.transients.zscale` makes it (0.5 everywhere, 0 where
 NaN): it carries nothing to learn from, so :meth:`TensorResult.flat_channels` names it with the
-reason, for the caller to warn about. An image without a finite pixel is refused outright.
+reason, for the caller to warn about; that is the only rule for such a channel (the blocking
+check reports what it recorded). An image without a finite pixel is refused outright.
+
+:func:`tensor_problems` says what is wrong with a written tensor file (shape, dtype, values);
+both the blocking check and ``job_tensors`` (before recording a job of a failed run) use it.
 """
 
 from __future__ import annotations
@@ -35,12 +39,19 @@ from astro_assets.science.transients.zscale import (
     zscale_limits,
 )
 
-__all__ = ["CHANNELS", "ImageShapeMismatchError", "TensorResult", "write_job_tensor"]
+__all__ = [
+    "CHANNELS",
+    "ImageShapeMismatchError",
+    "TensorResult",
+    "tensor_problems",
+    "write_job_tensor",
+]
 
 CHANNELS: tuple[str, ...] = ("science", "reference", "difference", "score")
 """Channel order of a job tensor (last axis)."""
 
 _ROWS_PER_WINDOW = 256
+_ROWS_PER_CHECKED_BLOCK = 512
 
 ImageSource = str | os.PathLike[str] | np.ndarray
 
@@ -228,3 +239,34 @@ def write_job_tensor(
         nbytes=height * row_bytes,
         value_ranges=value_ranges,
     )
+
+
+def tensor_problems(path: str | os.PathLike[str]) -> list[str]:
+    """What is wrong with a job tensor file, read in row blocks through a memory map.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.npy`` file written by :func:`write_job_tensor`.
+
+    Returns
+    -------
+    list of str
+        Why the file is malformed: its shape is not (H, W, 4), its dtype not float32, or some
+        values are NaN or outside [0, 1] (counted); empty when it is sound.
+    """
+    tensor = np.load(path, mmap_mode="r")
+    problems = []
+    if tensor.ndim != 3 or tensor.shape[2] != len(CHANNELS):
+        problems.append(f"shape {tensor.shape} is not (H, W, {len(CHANNELS)})")
+    if tensor.dtype != np.float32:
+        problems.append(f"dtype {tensor.dtype} is not float32")
+    if problems:
+        return problems
+    bad = 0
+    for start in range(0, tensor.shape[0], _ROWS_PER_CHECKED_BLOCK):
+        block = np.asarray(tensor[start : start + _ROWS_PER_CHECKED_BLOCK])
+        bad += int(np.count_nonzero(~((block >= 0) & (block <= 1))))
+    if bad:
+        problems.append(f"{bad} values are NaN or outside [0, 1]")
+    return problems
