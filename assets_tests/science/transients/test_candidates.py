@@ -87,8 +87,9 @@ def test_missing_position_is_an_error(tmp_path):
 @pytest.mark.parametrize("missing", ["", "nan"])
 def test_a_missing_id_is_refused_alike_by_both_readers(tmp_path, missing):
     path = _write(tmp_path, _row(1), _row(missing))
-    message = r"column 'id', row 1 \(file line 3\) is missing; every candidate needs an id"
-    with pytest.raises(PsfcatFormatError, match=message):
+    message = r"column 'id', row 1 \(file line 3\) is missing; every candidate needs an id: "
+    # Each reader says what to do about its own file.
+    with pytest.raises(PsfcatFormatError, match=message + "fix the catalog, then materialize"):
         read_psfcat(path, jid="j", image_shape=(64, 64))
     index = build_master_index(
         [read_psfcat(_write(tmp_path, _row(1), _row(2)), jid="j", image_shape=(64, 64))],
@@ -97,8 +98,16 @@ def test_a_missing_id_is_refused_alike_by_both_readers(tmp_path, missing):
     write_master_index(index, tmp_path / "master_index.csv")
     text = (tmp_path / "master_index.csv").read_text().replace("\n2,j,", f"\n{missing},j,")
     (tmp_path / "master_index.csv").write_text(text)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message + "the file was edited .*master_index"):
         read_index_csv(tmp_path / "master_index.csv")
+
+
+def test_the_parquet_twin_is_written_beside_the_csv_by_default(tmp_path):
+    frame = read_psfcat(_write(tmp_path, _row(1), _row(2)), jid="j", image_shape=(64, 64))
+    index = build_master_index([frame], {"j": "train"})
+    written = write_master_index(index, tmp_path / "master_index.csv")
+    assert written == [tmp_path / "master_index.csv", tmp_path / "master_index.parquet"]
+    assert pd.read_parquet(written[1])["id"].tolist() == index["id"].tolist()
 
 
 def test_infinite_position_is_an_error(tmp_path):

@@ -113,6 +113,7 @@ def _integer_ids(
     error: type[ValueError] = ValueError,
     *,
     required: bool = False,
+    remedy: str,
 ) -> pd.Series:
     """Parse one column of integer ids exactly into an int64 (or nullable Int64) series.
 
@@ -128,6 +129,9 @@ def _integer_ids(
         The exception class raised.
     required : bool
         Whether every cell must hold an id (``id``, which identifies a candidate).
+    remedy : str
+        What to do about a missing id, which only the caller knows (fix the catalogue, or
+        write the index again).
 
     Returns
     -------
@@ -150,7 +154,7 @@ def _integer_ids(
             if required:
                 raise error(
                     f"{path}: column {name!r}, {_row_reference(row)} is missing; every "
-                    "candidate needs an id"
+                    f"candidate needs an id: {remedy}"
                 )
             values.append(None)
             continue
@@ -255,7 +259,14 @@ def read_psfcat(
     for name in PSFCAT_COLUMNS:
         text = raw[name].str.strip()
         if name in ID_COLUMNS:
-            frame[name] = _integer_ids(text, name, path, PsfcatFormatError, required=name == "id")
+            frame[name] = _integer_ids(
+                text,
+                name,
+                path,
+                PsfcatFormatError,
+                required=name == "id",
+                remedy="fix the catalog, then materialize job_tensors for this job again",
+            )
             continue
         values = pd.to_numeric(text, errors="coerce").astype(np.float64)
         bad = values.isna() & ~text.str.lower().isin(_MISSING_TOKENS)
@@ -391,7 +402,14 @@ def read_index_csv(
         ) from None
     for name in ID_COLUMNS:
         if name in frame.columns:
-            frame[name] = _integer_ids(frame[name].str.strip(), name, path, required=name == "id")
+            frame[name] = _integer_ids(
+                frame[name].str.strip(),
+                name,
+                path,
+                required=name == "id",
+                remedy="the file was edited or written by another program: materialize what "
+                "wrote it again (master_index, or job_tensors for a candidates/<jid>.csv)",
+            )
     for name in _TEXT_COLUMNS:
         if name in frame.columns:
             frame[name] = frame[name].astype(_INDEX_DTYPES[name])
@@ -463,14 +481,25 @@ def write_master_index(
     csv_path: str | os.PathLike[str],
     parquet_path: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Write the master index as CSV (and optionally Parquet), atomically.
+    """Write the master index as CSV and its Parquet twin, atomically.
 
-    Floats are written with full precision; NaN is an empty CSV cell.
+    The twin is not optional: the Croissant ``candidates`` records are read from it (see
+    :func:`~astro_assets.science.transients.croissant.build_croissant`), which keeps the
+    types that a CSV loses. Floats are written with full precision; NaN is an empty CSV cell.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        From :func:`build_master_index`.
+    csv_path : path-like
+        The CSV file.
+    parquet_path : path-like, optional
+        The Parquet twin; by default ``csv_path`` with the suffix ``.parquet``.
 
     Returns
     -------
     list of pathlib.Path
-        The files written.
+        The files written: the CSV, then the Parquet twin.
     """
     missing = [name for name in MASTER_INDEX_COLUMNS if name not in index]
     if missing:
@@ -480,8 +509,9 @@ def write_master_index(
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     written.append(Path(csv_path))
-    if parquet_path is not None:
-        with atomic_path(parquet_path) as tmp:
-            table.to_parquet(tmp, index=False)
-        written.append(Path(parquet_path))
+    if parquet_path is None:
+        parquet_path = Path(csv_path).with_suffix(".parquet")
+    with atomic_path(parquet_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    written.append(Path(parquet_path))
     return written

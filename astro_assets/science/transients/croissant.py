@@ -600,6 +600,10 @@ def _unread_file_errors(document: Mapping[str, Any], folder: Path | None) -> lis
     return errors
 
 
+_HASH_MISMATCH = "is not identical with the reference in the Croissant JSON-LD"
+"""How mlcroissant says that a file read for records does not have its recorded hash."""
+
+
 def validate_croissant(
     jsonld_or_path: Mapping[str, Any] | str | os.PathLike[str],
     *,
@@ -667,9 +671,14 @@ def validate_croissant(
                 )
             except (mlc.GenerationError, AssertionError, ValueError, OSError) as err:
                 cause = err.__cause__ or err.__context__
-                report.dynamic_errors.append(
-                    f"RecordSet {record_set.uuid!r}: {err}" + (f" ({cause})" if cause else "")
-                )
+                message = f"RecordSet {record_set.uuid!r}: {err}" + (f" ({cause})" if cause else "")
+                if _HASH_MISMATCH in message:
+                    # mlcroissant says which file and both hashes, but not what to do.
+                    message += (
+                        "; the file changed after the metadata was written: materialize "
+                        "master_index and croissant_metadata again"
+                    )
+                report.dynamic_errors.append(message)
     return report
 
 
