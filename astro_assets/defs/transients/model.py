@@ -74,8 +74,12 @@ def cnn_model(
     train_config = params_from_config(config, TrainConfig)
     result = train_model(table, dataset, train_config)
     report = evaluate_model(result.model, result.scaler, table, dataset, history=result.history)
+    evaluated = report.to_dict()
+    # One count per split: the report has the split it evaluated, training the others.
+    outside = {**result.n_outside_image, **evaluated.pop("n_outside_image")}
     metrics = {
-        **report.to_dict(outside_in_other_splits=result.n_outside_image),
+        **evaluated,
+        "n_outside_image": outside,
         "best_epoch": result.best_epoch,
         "best_validation_auc": result.best_val_auc,
         "stopped": result.stopped_reason,

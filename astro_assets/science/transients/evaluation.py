@@ -513,24 +513,17 @@ class EvaluationReport:
     n_outside_image: int
     plots: Mapping[str, bytes]
 
-    def to_dict(self, outside_in_other_splits: Mapping[str, int] | None = None) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-serializable metrics (plots excluded).
 
-        Parameters
-        ----------
-        outside_in_other_splits : mapping, optional
-            Split -> candidates left out there as outside their image (training's
-            ``TrainResult.n_outside_image``), written with this report's own split's count
-            under ``n_outside_image``, one count per split.
+        ``n_outside_image`` maps the evaluated split to its count, the shape in which the
+        caller adds the other splits' counts (training's ``TrainResult.n_outside_image``).
         """
         return {
             "cnn": self.cnn.to_dict(),
             "tabular_baseline": self.baseline.to_dict(),
             "tabular_baseline_weights": dict(self.baseline_weights),
-            "n_outside_image": {
-                **(outside_in_other_splits or {}),
-                self.cnn.split: self.n_outside_image,
-            },
+            "n_outside_image": {self.cnn.split: self.n_outside_image},
         }
 
 
