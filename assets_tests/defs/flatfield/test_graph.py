@@ -672,6 +672,21 @@ def test_a_small_shadow_on_a_colour_mosaic_is_found_and_corrected(instance, data
     assert "Materialize dust_mask again" in message
 
 
+SPOTTED_PLANET = SolarVideoParams(
+    width=256,
+    height=192,
+    n_frames=24,
+    target="planet",
+    drift_px=40.0,
+    dust=(
+        DustSpec(x=74.0, y=95.0, diameter_px=8.0, depth=0.95, kind="disc"),
+        DustSpec(x=140.0, y=100.0, diameter_px=8.0, depth=0.9, kind="disc"),
+    ),
+    seed=2,
+)
+"""A drifting planet with two 8 px, 90-95 % deep spots, one of them 4 px inside the limb."""
+
+
 def test_near_opaque_spots_on_a_planet_on_a_colour_mosaic_are_found_and_corrected(
     instance, data_store, layout
 ):
@@ -682,19 +697,7 @@ def test_near_opaque_spots_on_a_planet_on_a_colour_mosaic_are_found_and_correcte
     (the luminance's, interpolated to the plane's samples, left the flat 3.8 % rms off in
     dust here, 2.6 % now; at the cells' centres in the plain ratio, 116 % on the limb's
     spot)."""
-    params = SolarVideoParams(
-        width=256,
-        height=192,
-        n_frames=24,
-        target="planet",
-        drift_px=40.0,
-        dust=(
-            DustSpec(x=74.0, y=95.0, diameter_px=8.0, depth=0.95, kind="disc"),
-            DustSpec(x=140.0, y=100.0, diameter_px=8.0, depth=0.9, kind="disc"),
-        ),
-        seed=2,
-    )
-    truth = _write_mosaic_video(layout, "planet", params, "RGGB")
+    truth = _write_mosaic_video(layout, "planet", SPOTTED_PLANET, "RGGB")
     selection = ["ser_median", "dust_mask", "inpainted", "matched_inpaint", "final_flatfield"]
     known_black = {"black_level_mode": "value", "black_level": truth.black_level_adu}
     run_config = {"ops": {"final_flatfield": {"config": known_black}}}
@@ -723,19 +726,7 @@ def test_a_monochrome_fill_follows_its_guide_above_the_pedestal_where_lit(
     filled in the ratio above the pedestal where the guide is lit, as a colour plane's are:
     the plain ratio runs from 1 on the sky to the target's level over the limb, and a few ADU
     of the guide's error on the sky are tens of per cent of it there."""
-    params = SolarVideoParams(
-        width=256,
-        height=192,
-        n_frames=24,
-        target="planet",
-        drift_px=40.0,
-        dust=(
-            DustSpec(x=74.0, y=95.0, diameter_px=8.0, depth=0.95, kind="disc"),
-            DustSpec(x=140.0, y=100.0, diameter_px=8.0, depth=0.9, kind="disc"),
-        ),
-        seed=2,
-    )
-    frames, truth = synthesize_frames_array(params)
+    frames, truth = synthesize_frames_array(SPOTTED_PLANET)
     layout.incoming_ser.mkdir(parents=True)
     write_ser(layout.incoming_ser / "planet.ser", frames.astype(np.uint16), depth=16)
     run_config = {"ops": {"inpainted": {"config": {"line_defects": "off"}}}}
