@@ -150,6 +150,20 @@ def _selected_keys(graph, selection: str | None) -> set[dg.AssetKey]:
     return keys
 
 
+def _still_published(held: list[dg.AssetKey], failed_partitions: list[str]) -> str:
+    """What the skipped line adds about the held assets' last materialization: it was built
+    before the failure, so it still lists the failed partitions."""
+    if not failed_partitions:
+        return ""
+    names = list(dict.fromkeys(failed_partitions))
+    listing = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (
+        f" (what {', '.join(k.to_user_string() for k in held)} last published still lists the "
+        f"failed {listing}; materialize {held[0].to_user_string()} alone to leave out those "
+        "whose products were removed)"
+    )
+
+
 def materialize_selection(
     instance: dg.DagsterInstance,
     *,
@@ -165,7 +179,8 @@ def materialize_selection(
     dynamic partitions), or in one run over all keys when their backfill policy is single-run,
     before the unpartitioned assets, which depend on them. When a run of partitions fails, the
     unpartitioned assets downstream of those assets are not run (listed in
-    ``MaterializeOutcome.skipped``), so that a failed partition never reaches them.
+    ``MaterializeOutcome.skipped``), so that a failed partition never reaches them; that line
+    names the failed partitions, which what those assets last published still lists.
     """
     defs = defs or default_defs
     graph = defs.resolve_asset_graph()
@@ -180,7 +195,7 @@ def materialize_selection(
         partition_key: str | None,
         scope: str,
         tags: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> dg.ExecuteInProcessResult:
         result = dg.materialize(
             everything,
             selection=selected,
@@ -198,9 +213,10 @@ def materialize_selection(
         warned = failed_checks(result, dg.AssetCheckSeverity.WARN)
         if warned:
             outcome.warnings[result.run_id] = warned
-        return result.success
+        return result
 
     failed_upstream: list[dg.AssetKey] = []
+    failed_partitions: list[str] = []
     for partitions_name, asset_keys in partitioned.items():
         registered = instance.get_dynamic_partitions(partitions_name)
         if partition is not None:
@@ -220,7 +236,7 @@ def materialize_selection(
         )
         if single_run and len(partition_keys) > 1:
             first, last = partition_keys[0], partition_keys[-1]
-            ok = run(
+            result = run(
                 asset_keys,
                 None,
                 f"{names} [{partitions_name}/{first}..{last}, {len(partition_keys)} partitions]",
@@ -229,12 +245,21 @@ def materialize_selection(
                     "dagster/asset_partition_range_end": last,
                 },
             )
-            if not ok:
+            if not result.success:
                 failed_upstream.extend(asset_keys)
+                # A failed range run still records its sound partitions one by one.
+                recorded = {
+                    event.partition
+                    for event in result.get_asset_materialization_events()
+                    if event.partition is not None
+                }
+                failed_partitions.extend(k for k in partition_keys if k not in recorded)
             continue
         for partition_key in partition_keys:
-            if not run(asset_keys, partition_key, f"{names} [{partitions_name}/{partition_key}]"):
+            scope = f"{names} [{partitions_name}/{partition_key}]"
+            if not run(asset_keys, partition_key, scope).success:
                 failed_upstream.extend(asset_keys)
+                failed_partitions.append(partition_key)
     if failed_upstream:
         # A failed partition's data is missing or stale: an index or a model built now would
         # publish it as if it were sound. What does not depend on it still runs.
@@ -246,6 +271,7 @@ def materialize_selection(
             outcome.skipped.append(
                 f"{', '.join(k.to_user_string() for k in held)}: not run, because {upstream} "
                 "failed above (they depend on it); fix what failed, then run again"
+                + _still_published(held, failed_partitions)
             )
     if unpartitioned:
         run(unpartitioned, None, ", ".join(k.to_user_string() for k in unpartitioned))

@@ -12,10 +12,11 @@ from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
 from astro_assets.defs.transients.partitions import jids_partitions
+from astro_assets.io.fits import FitsFormatError, MissingJobFileError
 from astro_assets.materialize import materialize_selection, run_failures
 from astro_assets.samples import generate_jobs, read_truth
 from astro_assets.science.transients import croissant as croissant_science
-from astro_assets.science.transients.candidates import read_index_csv
+from astro_assets.science.transients.candidates import PsfcatFormatError, read_index_csv
 from astro_assets.science.transients.croissant import read_candidates, validate_croissant
 
 ASSETS = list(transients_defs.assets) + list(transients_defs.asset_checks)
@@ -278,8 +279,9 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     # One line, the project's error, naming every bad job with its file and what to do.
     (failure,) = outcome.failures[outcome.runs[0][0]]
     prefix = (
-        "job_tensors: JobTensorError: 2 of 5 job(s) failed (a failed job keeps neither tensor "
-        "nor candidates, so master_index leaves it out; the other 3 were written and are "
+        "job_tensors: JobTensorError: 2 of 5 job(s) failed (a job whose files were found bad "
+        "keeps neither tensor nor candidates, so master_index leaves it out; one whose files "
+        "could not be read keeps its earlier ones; the other 3 were written and are "
         f"recorded as materialized): job {jobs[1]}: NoFinitePixelsError: {difference} "
         "(difference channel): all 16384 pixels of the (128, 128) image are NaN or infinite; "
         "there is nothing to normalize: check the input image or drop this job; "
@@ -339,8 +341,9 @@ def test_a_job_with_one_failure_chains_its_error(instance, data_store, layout, j
     assert not result.success
     (failure,) = run_failures(result)
     assert failure.startswith(
-        "job_tensors: JobTensorError: 1 of 5 job(s) failed (a failed job keeps neither tensor "
-        "nor candidates, so master_index leaves it out; the other 4 were written and are "
+        "job_tensors: JobTensorError: 1 of 5 job(s) failed (a job whose files were found bad "
+        "keeps neither tensor nor candidates, so master_index leaves it out; one whose files "
+        "could not be read keeps its earlier ones; the other 4 were written and are "
         f"recorded as materialized): job {jobs[4]}: PsfcatFormatError: "
     )
     assert "lacks column(s)" in failure
@@ -432,8 +435,32 @@ def test_a_failed_job_keeps_neither_its_earlier_tensor_nor_its_earlier_candidate
     assert not (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
     assert outcome.skipped == [
         "master_index, croissant_metadata: not run, because job_tensors failed above (they "
-        "depend on it); fix what failed, then run again"
+        "depend on it); fix what failed, then run again (what master_index, croissant_metadata "
+        f"last published still lists the failed {jobs[0]}; materialize master_index alone to "
+        "leave out those whose products were removed)"
     ]
+    # The published index still lists the job: its error and both checks say so.
+    assert (
+        f"the published master_index.csv still lists the removed job(s) {jobs[0]}: materialize "
+        "master_index again to leave them out, or fix the job" in failure
+    )
+    stale = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=dg.AssetSelection.checks_for_assets(
+            transient_assets.master_index, transient_assets.croissant_metadata
+        ),
+        raise_on_error=False,
+    )
+    image = f"images/{jobs[0]}.npy"
+    for evaluation in stale.get_asset_check_evaluations():
+        assert evaluation.passed is False, evaluation.check_name
+        assert (
+            f"image files missing for 1 job(s): {jobs[0]} ({image}); materialize master_index "
+            "again to leave them out, or fix the job" in evaluation.description
+        ), evaluation.description
+    assert len(stale.get_asset_check_evaluations()) == 2
     result = dg.materialize(
         ASSETS,
         instance=instance,
@@ -445,12 +472,111 @@ def test_a_failed_job_keeps_neither_its_earlier_tensor_nor_its_earlier_candidate
     assert jobs[0] not in set(read_index_csv(layout.dataset_dir / "master_index.csv")["jid"])
 
 
+def _products(layout, jids):
+    return {
+        jid: (
+            layout.job_tensor_file(jid).read_bytes(),
+            (layout.dataset_dir / "candidates" / f"{jid}.csv").read_bytes(),
+        )
+        for jid in jids
+    }
+
+
+def test_jobs_whose_files_cannot_be_read_fail_but_keep_their_earlier_products(
+    instance, data_store, layout, jobs, monkeypatch
+):
+    assert _materialize_all(instance, data_store).succeeded
+    before = _products(layout, jobs)
+    published = read_index_csv(layout.dataset_dir / "master_index.csv")
+    # One folder is being copied again (gone for now), one catalogue cannot be read, and the
+    # disk is full when the last tensor is written: nothing is learnt about their data.
+    (layout.incoming_jobs / jobs[1]).rename(layout.incoming_jobs / f"{jobs[1]}.copying")
+    real_read, real_write = transient_assets.read_psfcat, transient_assets.write_job_tensor
+
+    def unreadable(path, **kwargs):
+        if path.parent.name == jobs[2]:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path, **kwargs)
+
+    def full(out_path, images, **kwargs):
+        if out_path.stem == jobs[4]:
+            raise OSError(28, "No space left on device", str(out_path))
+        return real_write(out_path, images, **kwargs)
+
+    monkeypatch.setattr(transient_assets, "read_psfcat", unreadable)
+    monkeypatch.setattr(transient_assets, "write_job_tensor", full)
+    outcome = _materialize_all(instance, data_store)
+    assert not outcome.succeeded
+    (failure,) = outcome.failures[outcome.runs[0][0]]
+    assert "3 of 5 job(s) failed" in failure
+    assert f"job {jobs[1]}: MissingJobFileError: " in failure
+    for jid, error in ((jobs[1], "MissingJobFileError"), (jobs[2], "PermissionError")):
+        start = failure.index(f"job {jid}: {error}")
+        assert "(its earlier tensor and candidates are kept)" in failure[start:].split("; job")[0]
+    assert "No space left on device" in failure
+    assert "still lists the removed" not in failure
+    assert _products(layout, jobs) == before
+    assert list(layout.dataset_dir.glob("*/.*.partial*")) == []
+    assert _partition_status(instance, jobs) == ([jobs[0], jobs[3]], [jobs[1], jobs[2], jobs[4]])
+    # master_index was not run: the published index is the one of the last good products.
+    pd.testing.assert_frame_equal(
+        read_index_csv(layout.dataset_dir / "master_index.csv"), published
+    )
+
+
+def test_a_just_written_tensor_that_cannot_be_read_fails_its_job_and_the_others_are_recorded(
+    instance, data_store, layout, jobs, monkeypatch
+):
+    (layout.incoming_jobs / jobs[3] / "psfcat.csv").write_text("id,x\n1,2\n")
+    real = transient_assets.tensor_problems
+
+    def unreadable(path):
+        if path.stem == jobs[0]:
+            raise OSError(5, "Input/output error", str(path))
+        return real(path)
+
+    monkeypatch.setattr(transient_assets, "tensor_problems", unreadable)
+    result = _range_run(instance, data_store, jobs)
+    assert not result.success
+    (failure,) = run_failures(result)
+    assert "2 of 5 job(s) failed" in failure
+    assert f"job {jobs[0]}: OSError: [Errno 5] Input/output error" in failure
+    assert _partition_status(instance, jobs) == (
+        [jobs[1], jobs[2], jobs[4]],
+        [jobs[0], jobs[3]],
+    )
+    # Unreadable says nothing of its content: this run's tensor and candidates stay.
+    assert layout.job_tensor_file(jobs[0]).exists()
+    assert (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
+
+
+def test_only_data_errors_read_from_the_files_remove_a_jobs_products():
+    def raised_from(error, cause):
+        try:
+            raise error from cause
+        except type(error) as caught:
+            return caught
+
+    assert transient_assets.inputs_found_bad(PsfcatFormatError("bad header"))
+    assert transient_assets.inputs_found_bad(
+        raised_from(FitsFormatError("not FITS"), OSError("Empty or corrupt FITS file"))
+    )
+    # A FITS file the system could not read is wrapped as a format error too.
+    assert not transient_assets.inputs_found_bad(
+        raised_from(FitsFormatError("not readable"), OSError(5, "Input/output error"))
+    )
+    assert not transient_assets.inputs_found_bad(MissingJobFileError("folder gone"))
+    assert not transient_assets.inputs_found_bad(OSError(28, "No space left on device"))
+    assert not transient_assets.inputs_found_bad(RuntimeError("unexpected"))
+
+
 def test_the_failure_message_names_ten_jobs_and_counts_the_rest():
     failed = {f"j{n:02d}": ValueError(f"bad {n}") for n in range(12)}
     message = transient_assets._job_failures(failed, 13)
     assert message.startswith(
-        "12 of 13 job(s) failed (a failed job keeps neither tensor nor candidates, so "
-        "master_index leaves it out; the other 1 was written and is recorded as materialized): "
+        "12 of 13 job(s) failed (a job whose files were found bad keeps neither tensor nor "
+        "candidates, so master_index leaves it out; one whose files could not be read keeps its "
+        "earlier ones; the other 1 was written and is recorded as materialized): "
         "job j00: ValueError: bad 0; "
     )
     assert "j09: ValueError: bad 9; and 2 more (each logged as an error in the run)" in message

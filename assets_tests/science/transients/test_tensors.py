@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -95,6 +98,26 @@ def test_failure_midway_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
     images["score"] = np.full((16, 16), np.nan, np.float32)  # fails on the last channel
     with pytest.raises(NoFinitePixelsError):
         write_job_tensor(out, images)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy"]
+    np.testing.assert_array_equal(np.load(out), np.ones((2, 2, 4), np.float32))
+
+
+def test_a_full_disk_is_an_os_error_before_anything_is_mapped_and_keeps_the_old_file(
+    tmp_path, monkeypatch
+):
+    out = tmp_path / "t.npy"
+    np.save(out, np.ones((2, 2, 4), np.float32))
+    reserved = []
+
+    def full(fd, offset, size):
+        reserved.append(size)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        write_job_tensor(out, _images((16, 16)))
+    # The whole tensor is reserved, header included, and the temporary file goes.
+    assert reserved and reserved[0] >= 16 * 16 * 4 * 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy"]
     np.testing.assert_array_equal(np.load(out), np.ones((2, 2, 4), np.float32))
 

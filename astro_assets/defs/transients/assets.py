@@ -20,10 +20,17 @@ from dagster._core.definitions.data_version import (
 from astro_assets.defs.previews import path_value
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.atomic import atomic_path, atomic_write_text
-from astro_assets.io.fits import IMAGE_ROLES, image_shape, job_file_paths
+from astro_assets.io.fits import (
+    IMAGE_ROLES,
+    AmbiguousJobFileError,
+    FitsFormatError,
+    image_shape,
+    job_file_paths,
+)
 from astro_assets.io.images import thumbnail_markdown
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import (
+    PsfcatFormatError,
     build_master_index,
     read_index_csv,
     read_psfcat,
@@ -32,10 +39,12 @@ from astro_assets.science.transients.candidates import (
 from astro_assets.science.transients.splits import split_counts, split_table
 from astro_assets.science.transients.tensors import (
     CHANNELS,
+    ImageShapeMismatchError,
     TensorResult,
     tensor_problems,
     write_job_tensor,
 )
+from astro_assets.science.transients.zscale import NoFinitePixelsError
 
 if TYPE_CHECKING:
     # pandas takes 0.3 s to import, and every step process loads the code location: the
@@ -70,22 +79,90 @@ class MalformedTensorError(ValueError):
     """A job's written tensor is not (H, W, 4) float32 in [0, 1]."""
 
 
+BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    PsfcatFormatError,
+    FitsFormatError,
+    AmbiguousJobFileError,
+    ImageShapeMismatchError,
+    NoFinitePixelsError,
+    MalformedTensorError,
+)
+"""The errors that mean a job's files were read and found bad (or its tensor just written is
+malformed): such a job's earlier tensor and candidates no longer describe its files and are
+removed. Any other error, above all an ``OSError`` (a missing folder or file, which
+``MissingJobFileError`` is, a permission refused, a mount gone, a full disk), says nothing about
+the data: the job fails, and its last good tensor and candidates are kept. See
+:func:`inputs_found_bad`."""
+
+
+def inputs_found_bad(error: BaseException) -> bool:
+    """Whether ``error`` means that a job's inputs were read and found bad.
+
+    Parameters
+    ----------
+    error : BaseException
+        What processing the job raised.
+
+    Returns
+    -------
+    bool
+        True for an instance of one of :data:`BAD_INPUT_ERRORS` that is no ``OSError`` and was
+        not raised from an operating system error (an ``OSError`` with an errno: a FITS file
+        that could not be read at all is wrapped as ``FitsFormatError`` too); False otherwise,
+        so that an error of unknown kind keeps the job's earlier products.
+    """
+    if not isinstance(error, BAD_INPUT_ERRORS) or isinstance(error, OSError):
+        return False
+    cause = error.__cause__
+    while cause is not None:
+        # astropy raises OSError without an errno for a file that is not FITS; the system
+        # sets one when the file could not be read.
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return False
+        cause = cause.__cause__
+    return True
+
+
 MAX_LISTED_FAILURES = 10
 """Failed jobs named in the step's error; the others are counted (each is logged)."""
 
+KEPT_NOTE = "its earlier tensor and candidates are kept"
+"""Said of a failed job whose files could not be read, when it has earlier products."""
 
-def _job_failures(failed: dict[str, Exception], total: int) -> str:
+
+def _job_failures(
+    failed: dict[str, Exception],
+    total: int,
+    kept: frozenset[str] | set[str] = frozenset(),
+    still_published: list[str] | None = None,
+) -> str:
     """One line naming the first failed jobs with their errors (which name the file and what
-    to do), then how many more failed."""
+    to do), then how many more failed.
+
+    ``kept`` are the failed jobs whose earlier tensor and candidates were kept (their files
+    could not be read); ``still_published`` the removed jobs that the published master index
+    still lists.
+    """
     written = total - len(failed)
     listing = "; ".join(
         f"job {jid}: {type(error).__name__}: {' '.join(str(error).splitlines())}"
+        + (f" ({KEPT_NOTE})" if jid in kept else "")
         for jid, error in list(failed.items())[:MAX_LISTED_FAILURES]
     )
     more = len(failed) - MAX_LISTED_FAILURES
     if more > 0:
         listing += f"; and {more} more (each logged as an error in the run)"
-    removed = "a failed job keeps neither tensor nor candidates, so master_index leaves it out"
+    if still_published:
+        listing += (
+            f"; the published master_index.csv still lists the removed job(s) "
+            f"{', '.join(still_published[:MAX_LISTED_FAILURES])}"
+            f"{', ...' if len(still_published) > MAX_LISTED_FAILURES else ''}: materialize "
+            "master_index again to leave them out, or fix the job"
+        )
+    removed = (
+        "a job whose files were found bad keeps neither tensor nor candidates, so master_index "
+        "leaves it out; one whose files could not be read keeps its earlier ones"
+    )
     if written == 1:
         kept = "the other 1 was written and is recorded as materialized"
     elif written:
@@ -100,27 +177,53 @@ def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataF
 
     The catalogue is read and checked against the images' shape, from their headers, before
     anything is written: a broken catalogue costs no tensor.
+
+    Both files are written under temporary names and the candidates renamed in place only
+    once the tensor is: a failure before leaves the earlier tensor and candidates as they were.
+    Should the candidates' rename fail after the tensor's, neither is kept, as the new tensor
+    would otherwise be paired with the earlier catalogue.
     """
     layout = data_store.layout
     files = job_file_paths(layout.job_dir(jid))
     images = {role: files[role] for role in IMAGE_ROLES}
     # write_job_tensor refuses images whose shapes differ from the science image's.
     candidates = read_psfcat(files["catalog"], jid=jid, image_shape=image_shape(images["science"]))
-    result = write_job_tensor(layout.job_tensor_file(jid), images)
-    with atomic_path(candidates_file(data_store, jid)) as tmp:
-        candidates.to_csv(tmp, index=False)
+    tensor_replaced = False
+    try:
+        with atomic_path(candidates_file(data_store, jid)) as tmp:
+            candidates.to_csv(tmp, index=False)
+            result = write_job_tensor(layout.job_tensor_file(jid), images)
+            tensor_replaced = True
+    except BaseException:
+        if tensor_replaced:
+            _remove_job_products(data_store, jid)
+        raise
     return result, candidates
 
 
 def _remove_job_products(data_store: DataStore, jid: str) -> None:
-    """Remove a failed job's tensor and candidates, this run's or an earlier run's.
+    """Remove a job's tensor and candidates, this run's or an earlier run's.
 
-    Kept, an earlier tensor and catalogue would no longer be those of the job's files (an
-    edited catalogue, a replaced image); one kept without the other would pair a catalogue with
+    Called for a job whose files were read and found bad (:func:`inputs_found_bad`): kept, an
+    earlier tensor and catalogue would no longer be those of the job's files (an edited
+    catalogue, a replaced image); one kept without the other would pair a catalogue with
     another image. Without either, master_index leaves the job out until it runs again.
     """
     data_store.layout.job_tensor_file(jid).unlink(missing_ok=True)
     candidates_file(data_store, jid).unlink(missing_ok=True)
+
+
+def _published_jobs(data_store: DataStore, jids: list[str]) -> list[str]:
+    """Those of ``jids`` that the published ``master_index.csv`` lists, in ``jids``' order."""
+    index_csv = data_store.layout.dataset_dir / INDEX_CSV
+    if not jids or not index_csv.exists():
+        return []
+    try:
+        listed = set(read_index_csv(index_csv, usecols=["jid"])["jid"])
+    except (OSError, ValueError):
+        # The index is checked by master_index_schema; here it only adds a hint to an error.
+        return []
+    return [jid for jid in jids if jid in listed]
 
 
 def _job_metadata(jid: str, result: TensorResult, candidates: "pd.DataFrame") -> dict:
@@ -175,9 +278,18 @@ def job_tensors(
 
     A backfill of many jobs runs as one run (single-run backfill policy), processing its jobs
     one after the other. A job that fails does not stop the others: every job is processed and
-    each good one's tensor written (atomically, as always). A failed job's tensor and
-    candidates, from this run or an earlier one, are removed, so that ``master_index`` leaves
-    the job out rather than pair a catalogue with another image.
+    each good one's tensor written (atomically, as always). What becomes of a failed job's
+    tensor and candidates, from this run or an earlier one, depends on why it failed
+    (:func:`inputs_found_bad`, :data:`BAD_INPUT_ERRORS`):
+
+    - its files were read and found bad (a catalogue or FITS format error, images on different
+      grids, an image without a finite pixel, a malformed tensor just written): they are
+      removed, so that ``master_index`` leaves the job out rather than pair a catalogue with
+      another image. Should the published ``master_index.csv`` still list the job, the error
+      says so: materialize ``master_index`` again to leave it out, or fix the job;
+    - its files could not be read (a folder or file missing, say while it is copied again, a
+      permission refused, a mount gone, a full disk, or any error of another kind): they are
+      kept as they were, the last good ones, and the error says so.
 
     When every job succeeds, the run records one materialization per job and the blocking
     check ``job_tensors_in_unit_range`` runs on them. When a job fails, the step fails and that
@@ -193,11 +305,21 @@ def job_tensors(
     jids = context.partition_keys
     written: dict[str, dict] = {}
     failed: dict[str, Exception] = {}
+    kept: set[str] = set()
+    removed: list[str] = []
 
     def fail(jid: str, error: Exception) -> None:
         failed[jid] = error
-        context.log.error(f"{jid}: {type(error).__name__}: {error}")
-        _remove_job_products(data_store, jid)
+        if inputs_found_bad(error):
+            _remove_job_products(data_store, jid)
+            removed.append(jid)
+            context.log.error(f"{jid}: {type(error).__name__}: {error}")
+            return
+        # Nothing was learnt about the job's data: its last good products stay published.
+        if data_store.layout.job_tensor_file(jid).exists():
+            kept.add(jid)
+        note = f" ({KEPT_NOTE})" if jid in kept else ""
+        context.log.error(f"{jid}: {type(error).__name__}: {error}{note}")
 
     for jid in jids:
         try:
@@ -218,7 +340,15 @@ def job_tensors(
         # here, or a malformed tensor would be recorded as materialized and never checked.
         for jid in list(written):
             path = data_store.layout.job_tensor_file(jid)
-            problems = tensor_problems(path)
+            try:
+                problems = tensor_problems(path)
+            except OSError as error:
+                # Unreadable now (a mount gone) says nothing of its content: kept, not recorded.
+                del written[jid]
+                fail(jid, error)
+                continue
+            except ValueError as error:
+                problems = [f"not a readable .npy file ({error})"]
             if problems:
                 del written[jid]
                 fail(
@@ -229,6 +359,7 @@ def job_tensors(
                     ),
                 )
         failed = {jid: failed[jid] for jid in jids if jid in failed}
+        still_published = _published_jobs(data_store, removed)
         # Without an output, nothing else records the jobs that were written. The version tags
         # are those Dagster gives an output's materialization (job_tensors has no inputs), so
         # that a later code version shows these partitions stale like the others; without a
@@ -248,7 +379,9 @@ def job_tensors(
         # One error is chained as itself, so that its traceback shows in the UI; Dagster shows
         # a group by its message alone, but Python keeps each error's traceback in it.
         cause = errors[0] if len(errors) == 1 else ExceptionGroup("the jobs' errors", errors)
-        raise JobTensorError(_job_failures(failed, len(jids))) from cause
+        raise JobTensorError(
+            _job_failures(failed, len(jids), kept=kept, still_published=still_published)
+        ) from cause
     for jid, metadata in written.items():
         # Metadata per partition: a run over N jobs records N small events, not N copies of
         # everything (the event log would grow as N squared).

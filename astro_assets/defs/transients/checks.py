@@ -111,10 +111,37 @@ def index_problems(index: "pd.DataFrame", dataset_dir: Path) -> list[str]:
     leaking = sorted(splits_per_job[splits_per_job > 1].index)
     if leaking:
         problems.append(f"jobs in more than one split: {', '.join(leaking[:20])}")
-    absent = [f for f in index["image_filename"].unique() if not (dataset_dir / f).is_file()]
+    absent = missing_image_jobs(index, dataset_dir)
     if absent:
-        problems.append(f"image files missing: {', '.join(absent[:20])}")
+        problems.append(_missing_images_problem(absent))
     return problems
+
+
+def missing_image_jobs(index: "pd.DataFrame", dataset_dir: Path) -> dict[str, str]:
+    """The jobs of ``index`` whose ``image_filename`` is not a file in ``dataset_dir``.
+
+    Returns
+    -------
+    dict
+        Job id -> its missing image file, in the index's order: a job whose files were found
+        bad since the index was written (``job_tensors`` removed its tensor), or a deleted
+        tensor.
+    """
+    pairs = index[["jid", "image_filename"]].drop_duplicates()
+    return {
+        jid: filename
+        for jid, filename in zip(pairs["jid"], pairs["image_filename"], strict=True)
+        if not (dataset_dir / filename).is_file()
+    }
+
+
+def _missing_images_problem(absent: dict[str, str]) -> str:
+    listing = ", ".join(f"{jid} ({filename})" for jid, filename in list(absent.items())[:20])
+    more = f" and {len(absent) - 20} more" if len(absent) > 20 else ""
+    return (
+        f"image files missing for {len(absent)} job(s): {listing}{more}; materialize "
+        "master_index again to leave them out, or fix the job"
+    )
 
 
 @dg.asset_check(
@@ -151,8 +178,8 @@ def master_index_schema(data_store: DataStore) -> dg.AssetCheckResult:
     blocking=True,
     description="mlcroissant finds no static error, records of every RecordSet generate (which "
     "checks the SHA-256 of master_index.parquet, their source), the candidate records number "
-    "exactly the index's rows, and master_index.csv, which no RecordSet reads, has the SHA-256 "
-    "recorded.",
+    "exactly the index's rows, master_index.csv, which no RecordSet reads, has the SHA-256 "
+    "recorded, and every job's image file exists.",
 )
 def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
     # mlcroissant imports torch: loaded when the check runs, not with the code location.
@@ -160,11 +187,16 @@ def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
 
     dataset = data_store.layout.dataset_dir
     report = validate_croissant(dataset / CROISSANT_FILE, base_dir=dataset)
-    rows = len(read_index_csv(dataset / INDEX_CSV, usecols=["split"]))
+    index = read_index_csv(dataset / INDEX_CSV, usecols=["jid", "image_filename"])
+    rows = len(index)
     candidates = report.record_counts.get("candidates")
+    # The records validate without the tensors, which they name: a job whose tensor was
+    # removed after the index was published is found only here.
+    absent = missing_image_jobs(index, dataset)
     wrong = [
         *(f"static error: {error}" for error in report.static_errors),
         *(f"dynamic error: {error}" for error in report.dynamic_errors),
+        *([_missing_images_problem(absent)] if absent else []),
     ]
     if report.ok and candidates != rows:
         wrong.append(f"{candidates} candidate record(s) for {rows} row(s) of {INDEX_CSV}")
@@ -183,6 +215,7 @@ def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
             "dynamic_errors": report.dynamic_errors,
             "record_counts": report.record_counts,
             "index_rows": rows,
+            "jobs_without_image": list(absent),
         },
     )
 

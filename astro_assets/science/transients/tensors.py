@@ -9,7 +9,8 @@ read, normalized and written into its channel, then released before the next one
 output is mapped a block of rows at a time, so neither the output nor more than one input image
 is resident in memory at once: a 4090 x 4090 job (a 268 MB tensor) needs about one input image
 (67 MB) plus ZScale's sample buffers. The file is written under a temporary name and renamed when
-complete, so a failed job never leaves a partial tensor behind.
+complete, so a failed job never leaves a partial tensor behind; its disk blocks are reserved
+before it is mapped, so that a full disk is an ``OSError``, not a crash while writing.
 
 A channel whose image is constant (all zero, say) or whose ZScale limits coincide is written as
 the step rule of :mod:`~astro_assets.science.transients.zscale` makes it (0.5 everywhere, 0 where
@@ -122,6 +123,22 @@ def _load(source: ImageSource) -> np.ndarray:
     return image
 
 
+def _reserve(path: Path, size: int) -> None:
+    """Allocate the disk blocks of ``path``'s first ``size`` bytes before it is mapped.
+
+    The memory-mapped file is sparse: on a full disk, writing through the map would kill the
+    process (SIGBUS) instead of raising. Reserved first, a full disk is an ``OSError`` here,
+    and the atomic writer removes the temporary file.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
 def write_job_tensor(
     out_path: str | os.PathLike[str],
     images: Mapping[str, ImageSource],
@@ -160,6 +177,9 @@ def write_job_tensor(
         the channel of an array).
     FitsFormatError
         If a FITS file cannot be read (nothing is written).
+    OSError
+        If the disk has no room for the tensor (checked before anything is normalized) or a
+        file cannot be read; nothing is written and an existing file is left as it was.
     """
     missing = [name for name in CHANNELS if name not in images]
     unknown = sorted(set(images) - set(CHANNELS))
@@ -188,6 +208,7 @@ def write_job_tensor(
         data_offset = header.offset
         del header
         row_bytes = width * len(CHANNELS) * np.dtype(np.float32).itemsize
+        _reserve(tmp, data_offset + height * row_bytes)
         for index, name in enumerate(CHANNELS):
             image = _load(images[name])
             try:
