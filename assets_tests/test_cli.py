@@ -163,3 +163,6 @@ def test_ingest_of_an_unreadable_incoming_folder_exits_non_zero_with_a_message(
         captured.err
     )
     assert "Traceback" not in captured.err
+    # Said once, on standard error only.
+    assert captured.err.count("could not be listed") == 1
+    assert "could not be listed" not in captured.out

@@ -71,7 +71,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         # A file or folder that vanished or became unreadable mid-scan (a stale network mount).
         print(f"astro-assets ingest: error: {error}", file=sys.stderr)
         return 1
-    for line in report.lines():
+    for line in report.lines(errors=False):
         print(line)
     for message in report.errors:
         print(f"astro-assets ingest: error: {message}", file=sys.stderr)

@@ -35,8 +35,10 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        out = [f"error    {message}" for message in self.errors]
+    def lines(self, *, errors: bool = True) -> list[str]:
+        """The report, one line per item; without the errors when ``errors`` is False (the
+        command prints them on standard error instead)."""
+        out = [f"error    {message}" for message in self.errors] if errors else []
         out.extend(f"warning  {message}" for message in self.warnings)
         for name, keys in self.added.items():
             out.extend(f"added    {name}/{key}" for key in keys)
@@ -52,7 +54,7 @@ class IngestReport:
             )
         out.extend(f"rejected {message}" for message in self.rejected)
         out.extend(f"skipped  {message}" for message in self.skipped)
-        if not out:
+        if not out and not self.errors:
             out.append("nothing new")
         return out
 

@@ -17,7 +17,11 @@ import pytest
 import yaml
 
 from astro_assets.defs.transients import sensors as transients_sensors
-from astro_assets.defs.transients.sensors import MAX_FOLDERS_PER_TICK, jids_sensor
+from astro_assets.defs.transients.sensors import (
+    MAX_FOLDERS_PER_TICK,
+    RESERVED_FOR_REGISTERED,
+    jids_sensor,
+)
 from astro_assets.io import discovery
 from astro_assets.io.atomic import STALE_PARTIAL_SECONDS, partial_files
 from astro_assets.io.fits import JOB_FILES
@@ -220,11 +224,25 @@ def test_a_tick_over_2000_settled_folders_examines_at_most_500(
     for name in JOB_FILES.values():
         _set_age(job_template / name, HOUR_S)
     keys = _job_folders(layout.incoming_jobs, job_template, 2000)
-    assert MAX_FOLDERS_PER_TICK == 500
-    for tick, (result, cursor) in enumerate(_ticks(instance, data_store, 5)):
-        batch = keys[500 * tick : 500 * (tick + 1)]
-        # 500 in all: new folders first, and with none left, registered ones in turn.
-        assert observed == (batch or keys[:500])
+    assert (MAX_FOLDERS_PER_TICK, RESERVED_FOR_REGISTERED) == (500, 100)
+
+    def span(first: int, last: int) -> list[str]:
+        return keys[first - 1 : last]
+
+    # 500 in all: new folders first, in turn, then registered ones in turn, 100 of them at least
+    # once there are so many, and all the 500 once no new folder is left.
+    expected = [
+        (span(1, 500), []),
+        (span(501, 900), span(1, 100)),
+        (span(901, 1300), span(101, 200)),
+        (span(1301, 1700), span(201, 300)),
+        (span(1701, 2000), span(301, 500)),
+        ([], span(501, 1000)),
+    ]
+    for (result, cursor), (batch, registered) in zip(
+        _ticks(instance, data_store, len(expected)), expected, strict=True
+    ):
+        assert observed == batch + registered
         assert json.loads(cursor)["pending"] == {}
         if batch:
             (run,) = result.run_requests
@@ -245,10 +263,14 @@ def test_folders_just_copied_wait_one_tick_and_the_cursor_stays_bounded(
     for name in JOB_FILES.values():
         _set_age(job_template / name, -HOUR_S)
     keys = _job_folders(layout.incoming_jobs, job_template, 2000)
-    results = list(_ticks(instance, data_store, 8))
-    for tick, (result, cursor) in enumerate(results):
-        batch = keys[500 * (tick // 2) : 500 * (tick // 2 + 1)]
-        assert observed[500 * tick : 500 * (tick + 1)] == batch
+    # A batch is looked at once, then again first on the next tick, which registers it; with
+    # 100 examinations kept for registered jobs from the second batch on.
+    batches = [keys[0:500], keys[500:900], keys[900:1300], keys[1300:1700], keys[1700:2000]]
+    registered: list[str] = []
+    for tick, (result, cursor) in enumerate(_ticks(instance, data_store, 2 * len(batches))):
+        batch = batches[tick // 2]
+        assert [key for key in observed if key not in registered] == batch
+        assert len(observed) <= MAX_FOLDERS_PER_TICK
         pending = json.loads(cursor)["pending"]
         if tick % 2 == 0:
             assert sorted(pending) == batch
@@ -256,7 +278,8 @@ def test_folders_just_copied_wait_one_tick_and_the_cursor_stays_bounded(
         else:
             assert pending == {}
             assert list(result.dynamic_partitions_requests[0].partition_keys) == batch
-    assert len(observed) == 8 * 500
+            registered.extend(batch)
+        observed.clear()
     assert instance.get_dynamic_partitions("jids") == keys
 
 

@@ -1,15 +1,19 @@
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from astro_assets.io.discovery import (
+    WHOLE_SAMPLE_BYTES,
     Observation,
     ScanState,
     check_new_key,
     confirm_vanished,
+    content_sample,
     find_ser_for_key,
     is_settled,
+    job_folder_sample,
     job_folder_state,
     list_ser_files,
     observe_file,
@@ -272,6 +276,9 @@ def test_scan_state_reads_its_earlier_format_and_starts_afresh_from_garbage():
         handled={"a": Observation(3, 4, "f00d")},
         resume_after="a",
         missing_since={"c": 5},
+        new_after="d",
+        incomplete={"e": 6},
+        device=7,
     )
     assert ScanState.from_json(state.to_json()) == state
     for garbage in ["[1, 2]", "{not json", '{"pending": {"x": 3}}', None, ""]:
@@ -391,3 +398,51 @@ def test_a_job_file_replaced_by_one_of_the_same_size_and_older_time_is_a_change(
         {"jid001": folder}, handled={"jid001": legacy}, pending={}, observe=job_folder_state
     )
     assert unchanged.ready == ()
+
+
+def test_new_folders_are_examined_in_turn_and_unchanged_incomplete_ones_passed_over(
+    tmp_path: Path,
+):
+    for jid in ["a", "b", "c", "d"]:
+        _job(tmp_path, jid, missing="psfcat.csv" if jid in {"a", "b"} else None)
+    aged = os.stat(tmp_path / "a").st_mtime_ns - 3600 * 10**9
+    for jid in ["a", "b"]:
+        os.utime(tmp_path / jid, ns=(aged, aged))
+    first = scan_job_folders(tmp_path, known_keys=[], pending={}, limit=2)
+    assert (first.ready, first.resume_after) == ((), "b")
+    assert first.incomplete == {"a": aged, "b": aged}
+    second = scan_job_folders(
+        tmp_path, known_keys=[], pending={}, limit=2, incomplete=first.incomplete
+    )
+    assert [c.key for c in second.ready] == ["c", "d"] and second.examined == 2
+    assert second.incomplete == first.incomplete
+    assert second.ready[0].observation.sample == job_folder_sample(tmp_path / "c")
+    _write(tmp_path / "a" / "psfcat.csv", 16, age_s=3600)
+    third = scan_job_folders(
+        tmp_path, known_keys=["c", "d"], pending={}, incomplete=second.incomplete
+    )
+    assert [c.key for c in third.ready] == ["a"] and third.incomplete == {"b": aged}
+
+
+def test_a_content_sample_tells_new_content_from_new_metadata(tmp_path: Path):
+    folder = _job(tmp_path, "jid001")
+    handled = {"jid001": replace(job_folder_state(folder), sample=job_folder_sample(folder))}
+    science = folder / JOB_FILES["science"]
+    science.chmod(0o600)
+    os.utime(science)
+    touched = scan_changes(
+        {"jid001": folder},
+        handled=handled,
+        pending={},
+        observe=job_folder_state,
+        sample=job_folder_sample,
+    )
+    assert touched.ready == () and set(touched.refreshed) == {"jid001"}
+    assert touched.refreshed["jid001"].sample == handled["jid001"].sample
+    _write(science, 2 * WHOLE_SAMPLE_BYTES)
+    before = content_sample(science)
+    with science.open("r+b") as handle:
+        handle.seek(WHOLE_SAMPLE_BYTES)  # the middle sample
+        handle.write(b"\1")
+    assert content_sample(science) != before
+    assert Observation.from_json(handled["jid001"].to_json()) == handled["jid001"]

@@ -19,7 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from astro_assets.io.fits import AmbiguousJobFileError, MissingJobFileError, job_file_paths
@@ -34,38 +34,59 @@ PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", "~"
 """Name endings of files a browser, a download tool or an editor is still writing."""
 VANISH_GRACE_SECONDS = 60.0
 """How long a registered input must stay missing before a sensor removes its partition."""
+TRUTH_SUFFIXES = (".truth.npz", ".truth.json")
+"""Name endings of the ground truth the sample writers put beside an input; never inputs."""
+SAMPLE_BYTES = 64 * 1024
+"""Bytes :func:`content_sample` reads at each of its three places in a large file."""
+WHOLE_SAMPLE_BYTES = 256 * 1024
+"""Files up to this size are sampled whole (``psfcat.csv``: an edit anywhere is seen)."""
+MAX_REMEMBERED_INCOMPLETE = 5000
+"""Incomplete job folders a cursor remembers; more are examined again, in turn."""
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What was seen of one input: its size, modification time and, for a job folder, a digest.
+    """What was seen of one input: its size, modification time and, for a job folder, digests.
 
-    The digest covers every file's name, size, times and inode; a single file has none
+    ``digest`` covers every file's name, size, times and inode: cheap to take, it changes with
+    any change, also of metadata alone (``chmod``, ``touch``, a copy). ``sample`` covers every
+    file's name, size and sampled content (:func:`job_folder_sample`): it is read only when the
+    digest changed, to tell a new content from new metadata. A single file has neither
     (``""``).
     """
 
     size: int
     mtime_ns: int
     digest: str = ""
+    sample: str = ""
 
     def to_json(self) -> list[int | str]:
-        return [self.size, self.mtime_ns, *([self.digest] if self.digest else [])]
+        extra = [self.digest, self.sample] if self.sample else [self.digest] if self.digest else []
+        return [self.size, self.mtime_ns, *extra]
 
     @classmethod
     def from_json(cls, value: Iterable[int | str]) -> Observation:
-        size, mtime_ns, *digest = value
-        if len(digest) > 1:
+        size, mtime_ns, *extra = value
+        if len(extra) > 2:
             raise ValueError(f"not an observation: {value!r}")
-        return cls(int(size), int(mtime_ns), str(digest[0]) if digest else "")
+        digest, sample = [str(item) for item in extra] + [""] * (2 - len(extra))
+        return cls(int(size), int(mtime_ns), digest, sample)
 
     def same_as(self, earlier: Observation | None) -> bool:
-        """Whether this looks as ``earlier`` did; an earlier one without a digest (a cursor
-        written before digests were kept) is compared by size and modification time."""
+        """Whether this looks as ``earlier`` did by size, time and digest (not ``sample``).
+
+        An earlier one without a digest (a cursor written before digests were kept) is compared
+        by size and modification time.
+        """
         if earlier is None:
             return False
         if not earlier.digest:
             return (earlier.size, earlier.mtime_ns) == (self.size, self.mtime_ns)
-        return earlier == self
+        return (earlier.size, earlier.mtime_ns, earlier.digest) == (
+            self.size,
+            self.mtime_ns,
+            self.digest,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,11 @@ class Discovery:
         Why the folder could not be read, when it exists but cannot be listed.
     examined : int
         The new inputs whose files were examined (against a scan's ``limit``).
+    resume_after : str or None
+        The new input to resume after, or None when every new input was examined.
+    incomplete : dict of partition key to int
+        The new job folders found lacking a file (or holding one twice), each with the folder's
+        own modification time: passed over until it changes (a file added or removed).
     """
 
     ready: tuple[Candidate, ...]
@@ -130,6 +156,8 @@ class Discovery:
     warnings: tuple[str, ...] = ()
     error: str | None = None
     examined: int = 0
+    resume_after: str | None = None
+    incomplete: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,12 +174,17 @@ class Changes:
         Inputs that cannot be used now, with why.
     resume_after : str or None
         The key to resume after, or None when every input was examined.
+    refreshed : dict of partition key to Observation
+        Inputs whose metadata changed but whose content did not (``chmod``, ``touch``, an
+        identical copy), or whose state lacked a content sample: their new state, to keep
+        without a run.
     """
 
     ready: tuple[Candidate, ...]
     pending: dict[str, Observation]
     skipped: tuple[str, ...] = ()
     resume_after: str | None = None
+    refreshed: dict[str, Observation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -169,12 +202,21 @@ class ScanState:
         The registered key the last scan for changes stopped at, when it could not examine all.
     missing_since : dict of partition key to int
         When each registered input found missing was first found so (ns since the epoch).
+    new_after : str or None
+        The new input the last scan for new inputs stopped at, when it could not examine all.
+    incomplete : dict of partition key to int
+        New job folders found incomplete, with the folder's modification time then.
+    device : int or None
+        The device number (``st_dev``) of the incoming folder when last listed.
     """
 
     pending: dict[str, Observation] = field(default_factory=dict)
     handled: dict[str, Observation] = field(default_factory=dict)
     resume_after: str | None = None
     missing_since: dict[str, int] = field(default_factory=dict)
+    new_after: str | None = None
+    incomplete: dict[str, int] = field(default_factory=dict)
+    device: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -183,6 +225,9 @@ class ScanState:
                 "handled": {k: o.to_json() for k, o in sorted(self.handled.items())},
                 "resume_after": self.resume_after,
                 "missing_since": dict(sorted(self.missing_since.items())),
+                "new_after": self.new_after,
+                "incomplete": dict(sorted(self.incomplete.items())),
+                "device": self.device,
             }
         )
 
@@ -201,9 +246,10 @@ class ScanState:
                 pending=_observations(raw["pending"]),
                 handled=_observations(raw.get("handled") or {}),
                 resume_after=resume if isinstance(resume := raw.get("resume_after"), str) else None,
-                missing_since={
-                    str(key): int(value) for key, value in (raw.get("missing_since") or {}).items()
-                },
+                missing_since=_times(raw.get("missing_since")),
+                new_after=new if isinstance(new := raw.get("new_after"), str) else None,
+                incomplete=_times(raw.get("incomplete")),
+                device=device if isinstance(device := raw.get("device"), int) else None,
             )
         except (ValueError, TypeError, AttributeError):
             return cls()
@@ -211,6 +257,10 @@ class ScanState:
 
 def _observations(values: Mapping[str, Iterable[int | str]]) -> dict[str, Observation]:
     return {str(key): Observation.from_json(value) for key, value in values.items()}
+
+
+def _times(values: Mapping[str, int] | None) -> dict[str, int]:
+    return {str(key): int(value) for key, value in (values or {}).items()}
 
 
 def observe_file(path: Path) -> Observation:
@@ -340,6 +390,37 @@ def confirm_vanished(
         else:
             still_missing[key] = now_ns if first is None else first
     return tuple(remove), still_missing
+
+
+def folder_device(folder: Path) -> int | None:
+    """The number of the device holding ``folder`` (``st_dev``), or None if it cannot be read."""
+    try:
+        return folder.stat().st_dev
+    except OSError:
+        return None
+
+
+def guard_removals(
+    folder: Path, vanished: Sequence[str], recorded: int | None
+) -> tuple[int | None, str | None]:
+    """The device to record for ``folder``, and why no input may be removed now, if so.
+
+    A folder on another device than when last listed (a mount point whose disk is unmounted,
+    now holding a file or two of its own; another disk mounted there) says nothing about the
+    inputs of the earlier one: while any registered input is missing, none is removed and the
+    earlier device is kept. Once none is missing (the inputs were moved to the new disk), the
+    new device is recorded.
+    """
+    device = folder_device(folder)
+    if device is None or recorded is None or device == recorded:
+        return (recorded if device is None else device), None
+    if not vanished:
+        return device, None
+    return recorded, (
+        f"{folder} is on another device than before ({device}, was {recorded}: its disk not "
+        f"mounted, or another one?): the {len(vanished)} partition(s) whose input is missing "
+        "are kept (delete them in the UI if their inputs were removed on purpose)"
+    )
 
 
 MAX_QUOTED_MESSAGES = 3
@@ -486,6 +567,41 @@ def _observe_or_problem(
         return f"{path} could not be read ({error.strerror or error}); it is tried again later"
 
 
+def _sample_or_problem(sample: Callable[[Path], str], path: Path) -> tuple[str, str | None]:
+    """``sample(path)`` and None, or ``""`` and why it could not be taken."""
+    try:
+        return sample(path), None
+    except (OSError, AmbiguousJobFileError) as error:
+        # A file removed, or one added beside it, between its stat and its read.
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        return "", f"{path} could not be read ({reason}); it is tried again later"
+
+
+def _in_turn(keys: Sequence[str], resume_after: str | None) -> list[str]:
+    """``keys`` (sorted) from after ``resume_after``, then round again."""
+    if resume_after is None:
+        return list(keys)
+    return [k for k in keys if k > resume_after] + [k for k in keys if k <= resume_after]
+
+
+def _next_turn(keys: Sequence[str], limit: int | None, resume_after: str | None) -> str | None:
+    """Where a scan of ``keys`` in turn (:func:`_in_turn`) with ``limit`` resumes next time."""
+    if limit is None or len(keys) <= limit:
+        return None
+    return keys[limit - 1] if limit > 0 else resume_after
+
+
+@dataclass
+class _Scanned:
+    """What :func:`_scan` found: ready, pending, problems, refreshed states and the count."""
+
+    ready: list[Candidate] = field(default_factory=list)
+    pending: dict[str, Observation] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    refreshed: dict[str, Observation] = field(default_factory=dict)
+    examined: int = 0
+
+
 def _scan(
     items: Iterable[tuple[str, Path]],
     *,
@@ -495,36 +611,47 @@ def _scan(
     observe: Callable[[Path], Observation | str],
     limit: int | None,
     handled: Mapping[str, Observation] | None = None,
-) -> tuple[list[Candidate], dict[str, Observation], list[str], int]:
+    sample: Callable[[Path], str] | None = None,
+) -> _Scanned:
     """Settled inputs among ``items`` (key, path), at most ``limit`` observed.
 
     With ``handled``, only those that look otherwise than there are returned. ``observe``
-    returns an input's observation, or why it cannot be used yet; those reasons are returned
-    third, and the number of inputs observed fourth.
+    returns an input's observation, or why it cannot be used yet. With ``sample``, an input
+    whose observation changed has its content sampled too: one whose sample is the one in
+    ``handled`` (only its metadata changed), or whose state there has no sample yet but looks
+    the same, is ``refreshed``, not returned.
     """
     handled = handled or {}
-    ready: list[Candidate] = []
-    next_pending: dict[str, Observation] = {}
-    problems: list[str] = []
-    observed = 0
+    out = _Scanned()
     for key, path in items:
-        if limit is not None and observed >= limit:
+        if limit is not None and out.examined >= limit:
             if key in pending:
-                next_pending[key] = pending[key]
+                out.pending[key] = pending[key]
             continue
-        observed += 1
+        out.examined += 1
         observation = _observe_or_problem(observe, path)
         if isinstance(observation, str):
-            problems.append(observation)
+            out.problems.append(observation)
             continue
-        if observation.same_as(handled.get(key)):
+        earlier = handled.get(key)
+        same = observation.same_as(earlier)
+        if same and (sample is None or earlier.sample):
             continue
+        if sample is not None:
+            content, problem = _sample_or_problem(sample, path)
+            if problem is not None:
+                out.problems.append(problem)
+                continue
+            observation = replace(observation, sample=content)
+            if same or (earlier is not None and earlier.sample == content):
+                out.refreshed[key] = observation
+                continue
         previous = pending.get(key)
         if is_settled(observation, previous, now_ns=now_ns, settle_seconds=settle_seconds):
-            ready.append(Candidate(key, path, observation))
+            out.ready.append(Candidate(key, path, observation))
         else:
-            next_pending[key] = observation
-    return ready, next_pending, problems, observed
+            out.pending[key] = observation
+    return out
 
 
 def scan_ser_files(
@@ -557,10 +684,10 @@ def scan_ser_files(
         ``ready`` candidates (new keys, settled, one per key), the ``pending`` map for the next
         scan, ``rejected`` messages (unusable names, key collisions), ``skipped`` entries that
         are no video (a file that is not a SER file, a folder, a partial download; files named
-        after a video, such as ``<name>.truth.npz``, hidden files and ``lost+found`` are not
-        reported) or a video behind a broken link (``unavailable``), the registered keys whose
-        video is ``present`` (with the same rule as :func:`find_ser_for_key`) and those whose
-        video has ``vanished``.
+        after a video present or registered, such as ``<name>.truth.npz``, any ground truth,
+        hidden files and ``lost+found`` are not reported) or a video behind a broken link
+        (``unavailable``), the registered keys whose video is ``present`` (with the same rule as
+        :func:`find_ser_for_key`) and those whose video has ``vanished``.
     """
     known = set(known_keys)
     entries = _listing(folder)
@@ -582,7 +709,7 @@ def scan_ser_files(
                 by_key.setdefault(ser_key_for(entry.path), []).append(entry.path)
             except UnsafePathError as error:
                 rejected.append(str(error))
-        elif _is_beside(entry.name, stems):
+        elif _is_beside(entry.name, stems | known) or entry.name.endswith(TRUTH_SUFFIXES):
             continue
         elif entry.unreachable:
             skipped.append(entry.problem(folder))
@@ -616,7 +743,7 @@ def scan_ser_files(
                     f"video {paths[0].name!r}: {error}; rename the file"
                     + _suggested_name(key, paths[0].suffix, taken=taken)
                 )
-    ready, next_pending, problems, examined = _scan(
+    scanned = _scan(
         items,
         pending=pending,
         settle_seconds=settle_seconds,
@@ -627,14 +754,14 @@ def scan_ser_files(
     if not videos and known:
         return _nothing_listed(folder, "video", known)
     return Discovery(
-        tuple(ready),
-        next_pending,
+        tuple(scanned.ready),
+        scanned.pending,
         tuple(rejected),
-        skipped=tuple(skipped + problems),
+        skipped=tuple(skipped + scanned.problems),
         present=present,
         vanished=tuple(sorted(known - by_key.keys() - unavailable)),
         unavailable=tuple(sorted(unavailable & known)),
-        examined=examined,
+        examined=scanned.examined,
     )
 
 
@@ -704,19 +831,28 @@ def scan_paired_darks(
     return Discovery(tuple(ready), next_pending, tuple(rejected))
 
 
+class IncompleteFolder(str):
+    """Why a job folder is not complete: a file missing, or one present twice.
+
+    Only adding or removing a file mends it, and either changes the folder's own modification
+    time, so the folder need not be examined again until that changes.
+    """
+
+
 def job_folder_state(folder: Path) -> Observation | str:
     """What is seen of a complete job folder, or why it is not one.
 
     Complete means all five contract files present, none ambiguous (``.fits`` beside
-    ``.fits.gz``) and none empty (a file of zero bytes is still being created). The observation
-    holds the total size, the newest modification time (for settling) and a digest of every
-    file's name, size, modification and change times and inode, so that an image replaced by
-    one of the same size and an older time (``mv``, ``cp -p``) is seen; a ``touch`` is seen too.
+    ``.fits.gz``: an :class:`IncompleteFolder` reason, as is a missing file) and none empty (a
+    file of zero bytes is still being created). The observation holds the total size, the
+    newest modification time (for settling) and a digest of every file's name, size,
+    modification and change times and inode, so that any change is seen, also one of metadata
+    alone: whether the content changed is for :func:`job_folder_sample` to tell.
     """
     try:
         paths = job_file_paths(folder)
     except (MissingJobFileError, AmbiguousJobFileError) as error:
-        return str(error)
+        return IncompleteFolder(error)
     stats = {path.name: path.stat() for path in paths.values()}
     empty = [name for name, stat in stats.items() if stat.st_size == 0]
     if empty:
@@ -737,6 +873,71 @@ def job_folder_state(folder: Path) -> Observation | str:
     )
 
 
+def content_sample(path: Path) -> str:
+    """A cheap identity of a file's content: its size and its bytes, or samples of them.
+
+    A file of up to ``WHOLE_SAMPLE_BYTES`` is read whole; a larger one at its start, middle and
+    end, ``SAMPLE_BYTES`` at each, as :func:`~astro_assets.io.ser.ser_fingerprint` reads a
+    video. It changes when other content replaces the file (an image of the same size, a
+    catalogue edited) and not when the file is touched, its mode or owner changed or it is
+    copied.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(f"{size}\0".encode())
+        if size <= WHOLE_SAMPLE_BYTES:
+            digest.update(handle.read())
+        else:
+            for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
+                handle.seek(offset)
+                digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def job_folder_sample(folder: Path) -> str:
+    """A digest of every job file's name and :func:`content_sample`: the folder's content.
+
+    Raises
+    ------
+    OSError
+        If a file is missing (``MissingJobFileError``) or cannot be read.
+    AmbiguousJobFileError
+        If a file is present twice.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(job_file_paths(folder).values(), key=lambda path: path.name):
+        digest.update(f"{path.name}\0{content_sample(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _remembered_incomplete(
+    items: Sequence[tuple[str, Path]], incomplete: Mapping[str, int]
+) -> tuple[list[tuple[str, Path]], dict[str, int], list[str]]:
+    """The ``items`` to examine, and those passed over: incomplete, and unchanged since.
+
+    The folders passed over are returned with their modification time and a message each.
+    """
+    todo: list[tuple[str, Path]] = []
+    kept: dict[str, int] = {}
+    messages: list[str] = []
+    for key, path in items:
+        if key in incomplete:
+            try:
+                mtime_ns = path.stat().st_mtime_ns
+            except OSError:
+                mtime_ns = None
+            if mtime_ns == incomplete[key]:
+                kept[key] = mtime_ns
+                messages.append(
+                    f"job folder {path} is still incomplete (no file added or removed since it "
+                    "was found lacking one); it is examined again once one is"
+                )
+                continue
+        todo.append((key, path))
+    return todo, kept, messages
+
+
 def scan_job_folders(
     folder: Path,
     *,
@@ -745,6 +946,8 @@ def scan_job_folders(
     settle_seconds: float = 30.0,
     now_ns: int | None = None,
     limit: int | None = None,
+    resume_after: str | None = None,
+    incomplete: Mapping[str, int] | None = None,
 ) -> Discovery:
     """Find new, complete and settled job folders under ``folder``, and registered ones gone.
 
@@ -753,19 +956,28 @@ def scan_job_folders(
     reported in ``skipped`` with the files it lacks. Its name is its partition key and is never
     rewritten: a name that is not a safe key (:func:`check_new_key`) is reported in ``rejected``.
     A file directly in ``folder`` is reported in ``skipped``, unless it is named after a job
-    folder (``<jid>.truth.json``); hidden entries and ``lost+found`` are passed over, and a link
-    to a folder that cannot be reached is ``unavailable``. ``limit`` bounds the new folders
-    examined per scan (listing names is cheap; checking files is not), so a sensor stays inside
-    its time budget with thousands of folders. ``folder`` is listed once; ``present`` and
-    ``vanished`` say which registered jobs still have their folder.
+    folder, present or registered (``<jid>.truth.json``); hidden entries and ``lost+found`` are
+    passed over, and a link to a folder that cannot be reached is ``unavailable``. ``folder`` is
+    listed once; ``present`` and ``vanished`` say which registered jobs still have their folder.
+
+    ``limit`` bounds the new folders examined per scan (listing names is cheap; checking files
+    is not), so a sensor stays inside its time budget with thousands of folders: those in
+    ``pending`` are examined first, then the others in name order from after ``resume_after``
+    and round again (the scan's ``resume_after`` says where to go on). A folder in
+    ``incomplete`` (key to the folder's own modification time, the scan's ``incomplete`` of an
+    earlier scan) is passed over, uncounted, while that time is unchanged; a folder is
+    remembered so once it lacks a file (or holds one twice) and was not modified for
+    ``settle_seconds`` (a coarse clock may not show a file added just after it was looked at),
+    ``MAX_REMEMBERED_INCOMPLETE`` at most.
     """
     known = set(known_keys)
+    now_ns = time.time_ns() if now_ns is None else now_ns
     entries = _listing(folder)
     if not isinstance(entries, list):
         return _not_listed(folder, entries, known)
     rejected: list[str] = []
     skipped: list[str] = []
-    items = []
+    by_key: dict[str, Path] = {}
     present: dict[str, Path] = {}
     folders = {entry.name for entry in entries if entry.kind == "dir"}
     unreachable = {entry.name for entry in entries if entry.unreachable}
@@ -776,13 +988,13 @@ def scan_job_folders(
                 present[entry.name] = entry.path
                 continue
             try:
-                items.append((check_new_key(entry.name), entry.path))
+                by_key[check_new_key(entry.name)] = entry.path
             except UnsafePathError as error:
                 rejected.append(
                     f"job folder {entry.name!r}: {error}; rename the folder"
                     + _suggested_name(entry.name, taken=taken)
                 )
-        elif _is_beside(entry.name, folders):
+        elif _is_beside(entry.name, folders | known) or entry.name.endswith(TRUTH_SUFFIXES):
             continue
         elif entry.unreachable:
             skipped.append(entry.problem(folder))
@@ -793,25 +1005,49 @@ def scan_job_folders(
                 f"{entry.name!r} in {folder}: not a folder, so not a job; a job is a folder "
                 "holding the four FITS images and psfcat.csv: move the file out of the folder"
             )
-    ready, next_pending, problems, examined = _scan(
+    # A folder seen changing gets its second look first: that look registers it.
+    again = [key for key in sorted(by_key) if key in pending]
+    in_turn = _in_turn(sorted(by_key.keys() - pending.keys()), resume_after)
+    items, next_incomplete, passed_over = _remembered_incomplete(
+        [(key, by_key[key]) for key in again + in_turn], incomplete or {}
+    )
+    turn = [key for key, _ in items if key not in pending]
+    turn_limit = None if limit is None else max(0, limit - (len(items) - len(turn)))
+
+    def observe(path: Path) -> Observation | str:
+        # The folder's time is taken first, so that a file added while it is examined shows.
+        folder_mtime_ns = path.stat().st_mtime_ns
+        state = job_folder_state(path)
+        if (
+            isinstance(state, IncompleteFolder)
+            and now_ns - folder_mtime_ns >= settle_seconds * 1e9
+            and len(next_incomplete) < MAX_REMEMBERED_INCOMPLETE
+        ):
+            next_incomplete[path.name] = folder_mtime_ns
+        return state
+
+    scanned = _scan(
         items,
         pending=pending,
         settle_seconds=settle_seconds,
         now_ns=now_ns,
-        observe=job_folder_state,
+        observe=observe,
         limit=limit,
+        sample=job_folder_sample,
     )
     if not folders and not unreachable and known:
         return _nothing_listed(folder, "job folder", known)
     return Discovery(
-        tuple(ready),
-        next_pending,
+        tuple(scanned.ready),
+        scanned.pending,
         tuple(rejected),
-        skipped=tuple(skipped + problems),
+        skipped=tuple(skipped + passed_over + scanned.problems),
         present=present,
         vanished=tuple(sorted(known - folders - unreachable)),
         unavailable=tuple(sorted(unreachable & known)),
-        examined=examined,
+        examined=scanned.examined,
+        resume_after=_next_turn(turn, turn_limit, resume_after),
+        incomplete=next_incomplete,
     )
 
 
@@ -821,6 +1057,7 @@ def scan_changes(
     handled: Mapping[str, Observation],
     pending: Mapping[str, Observation],
     observe: Callable[[Path], Observation | str] = observe_file,
+    sample: Callable[[Path], str] | None = None,
     settle_seconds: float = 30.0,
     now_ns: int | None = None,
     limit: int | None = None,
@@ -839,6 +1076,10 @@ def scan_changes(
         What the previous scan saw of inputs still changing.
     observe : callable
         An input's observation, or why it cannot be used (``job_folder_state``).
+    sample : callable, optional
+        An input's content sample (``job_folder_sample``), taken only when its observation
+        changed: an input whose sample is still the one in ``handled`` is ``refreshed``, not
+        reported, as is one looking the same whose state in ``handled`` has no sample yet.
     settle_seconds : float
         As for :func:`is_settled`.
     limit : int, optional
@@ -851,12 +1092,11 @@ def scan_changes(
     -------
     Changes
         The settled inputs that look otherwise than in ``handled``, ``pending`` for the next
-        scan, the inputs that cannot be used now and the key to resume after.
+        scan, the inputs that cannot be used now, the key to resume after and the states to
+        keep without a run.
     """
-    keys = sorted(inputs)
-    if resume_after is not None:
-        keys = [k for k in keys if k > resume_after] + [k for k in keys if k <= resume_after]
-    ready, next_pending, problems, _ = _scan(
+    keys = _in_turn(sorted(inputs), resume_after)
+    scanned = _scan(
         [(key, inputs[key]) for key in keys],
         pending=pending,
         settle_seconds=settle_seconds,
@@ -864,8 +1104,12 @@ def scan_changes(
         observe=observe,
         limit=limit,
         handled=handled,
+        sample=sample,
     )
-    resume = None
-    if limit is not None and len(keys) > limit:
-        resume = keys[limit - 1] if limit > 0 else resume_after
-    return Changes(tuple(ready), next_pending, tuple(problems), resume)
+    return Changes(
+        tuple(scanned.ready),
+        scanned.pending,
+        tuple(scanned.problems),
+        _next_turn(keys, limit, resume_after),
+        scanned.refreshed,
+    )

@@ -232,7 +232,8 @@ def test_a_video_replaced_by_another_capture_is_run_again(instance, data_store, 
     assert request.partition_key == "jupiter"
     stat = video.stat()
     assert request.run_key == (
-        f"replaced:jupiter:{stat.st_size}:{stat.st_mtime_ns}:{ser_fingerprint(video)[:16]}"
+        f"replaced:jupiter:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:"
+        f"{ser_fingerprint(video)[:16]}"
     )
     assert _tick(instance, data_store, cursor=replaced.cursor).run_requests == []
     # A cursor of the earlier format (the pending map alone) is read, and the video checked.
@@ -294,3 +295,54 @@ def test_an_unreadable_paired_darks_cursor_starts_afresh(instance, data_store, l
         result = _dark_tick(instance, data_store, cursor=garbage)
         assert [r.partition_key for r in result.run_requests] == ["sun"]
         assert set(json.loads(result.cursor)["handled"]) == {"sun"}
+
+
+def test_swapping_captures_that_keep_their_times_runs_each_swap(
+    instance, data_store, layout, tmp_path
+):
+    # `mv` and `cp -p` keep a capture's size and time: A -> B -> A -> B repeat both.
+    captures = [_ser(tmp_path, "a.ser", size=80, age_s=5000), _ser(tmp_path, "b.ser", size=80)]
+    captures[0].write_bytes(b"\1" * 80)
+    _age(captures[0], 5000)
+    video = layout.incoming_ser / "jupiter.ser"
+    layout.incoming_ser.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(captures[0], video)
+    cursor = _tick(instance, data_store).cursor
+    instance.add_dynamic_partitions("ser_files", ["jupiter"])
+    _record_median(layout, "jupiter", video)
+    run_keys = []
+    for capture in [captures[1], captures[0], captures[1], captures[0]]:
+        shutil.copy2(capture, video)
+        result = _tick(instance, data_store, cursor=cursor)
+        cursor = result.cursor
+        run_keys.extend(r.run_key for r in result.run_requests)
+        _record_median(layout, "jupiter", video)
+    assert len(run_keys) == 4 and len(set(run_keys)) == 4
+
+
+def test_the_truth_of_a_removed_video_is_not_taken_for_a_stray_file(instance, data_store, layout):
+    _ser(layout.incoming_ser, "sun.ser")
+    _ser(layout.incoming_ser, "moon.ser")
+    _ser(layout.incoming_ser, "sun.truth.npz")
+    _ser(layout.incoming_ser, "mars 1.truth.npz")
+    instance.add_dynamic_partitions("ser_files", ["sun", "moon"])
+    (layout.incoming_ser / "sun.ser").unlink()
+    result = _tick(instance, data_store)
+    assert result.skip_reason is None or "not used" not in result.skip_reason.skip_message
+
+
+def test_no_video_is_removed_while_its_folder_is_on_another_device(
+    instance, data_store, layout, monkeypatch
+):
+    from astro_assets.io import discovery
+
+    _ser(layout.incoming_ser, "sun.ser")
+    _ser(layout.incoming_ser, "moon.ser")
+    instance.add_dynamic_partitions("ser_files", ["sun", "moon"])
+    first = _tick(instance, data_store)
+    (layout.incoming_ser / "sun.ser").unlink()
+    monkeypatch.setattr(discovery, "folder_device", lambda folder: 4242)
+    for cursor in (first.cursor, _later(first.cursor)):
+        result = _tick(instance, data_store, cursor=cursor)
+        assert result.dynamic_partitions_requests == []
+        assert "on another device than before" in result.skip_reason.skip_message

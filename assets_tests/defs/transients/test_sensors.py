@@ -5,8 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from astro_assets.defs.transients import sensors as transients_sensors
 from astro_assets.defs.transients.sensors import jids_sensor
 from astro_assets.ingest import register_new_inputs
+from astro_assets.io import discovery
 from astro_assets.io.discovery import VANISH_GRACE_SECONDS
 from astro_assets.io.fits import JOB_FILES
 
@@ -264,3 +266,133 @@ def test_an_image_replaced_by_one_of_the_same_size_and_an_older_time_is_a_change
     (request,) = replaced.run_requests
     assert request.partition_key == "jid130" and request.run_key.startswith("changed:jid130:")
     assert _tick(instance, data_store, cursor=replaced.cursor).run_requests == []
+
+
+def _tick_applying(instance, data_store, cursor=None) -> dg.SensorResult:
+    """A tick whose partition requests are applied, as the daemon does."""
+    result = _tick(instance, data_store, cursor)
+    for request in result.dynamic_partitions_requests:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+    return result
+
+
+def test_new_folders_that_stay_incomplete_hold_up_no_other_folder(
+    instance, data_store, layout, monkeypatch
+):
+    monkeypatch.setattr(transients_sensors, "MAX_FOLDERS_PER_TICK", 3)
+    monkeypatch.setattr(transients_sensors, "RESERVED_FOR_REGISTERED", 1)
+    registered = _job(layout.incoming_jobs, "zz_registered")
+    cursor = _tick_applying(instance, data_store).cursor
+    # As many folders as a tick examines wait for their psfcat.csv; they sort first.
+    waiting = [_job(layout.incoming_jobs, f"a_wait{i}", missing="psfcat.csv") for i in range(3)]
+    for folder in waiting:
+        _age(folder)
+    _job(layout.incoming_jobs, "b_complete")
+    (registered / "psfcat.csv").write_bytes(b"y" * 40)
+    _age(registered / "psfcat.csv")
+    runs: list[str] = []
+    for _ in range(2):
+        result = _tick_applying(instance, data_store, cursor)
+        cursor = result.cursor
+        runs.extend(r.run_key or "" for r in result.run_requests)
+    assert sorted(instance.get_dynamic_partitions("jids")) == ["b_complete", "zz_registered"]
+    assert [key.split(":")[0] for key in runs] == ["changed", "jids"]
+    assert runs[0].startswith("changed:zz_registered:")
+    # Unchanged since found lacking a file, they are passed over without being examined...
+    assert sorted(json.loads(cursor)["incomplete"]) == ["a_wait0", "a_wait1", "a_wait2"]
+    examined: list[str] = []
+    real = transients_sensors.job_folder_state
+    monkeypatch.setattr(
+        discovery, "job_folder_state", lambda path: examined.append(path.name) or real(path)
+    )
+    quiet = _tick_applying(instance, data_store, cursor)
+    assert not any(name.startswith("a_wait") for name in examined)
+    assert "a_wait0" in quiet.skip_reason.skip_message
+    # ...until a file is added to one: its folder's time changes.
+    catalog = waiting[1] / "psfcat.csv"
+    catalog.write_bytes(b"x" * 32)
+    _age(catalog)
+    added = _tick_applying(instance, data_store, quiet.cursor)
+    assert list(added.dynamic_partitions_requests[0].partition_keys) == ["a_wait1"]
+    assert sorted(json.loads(added.cursor)["incomplete"]) == ["a_wait0", "a_wait2"]
+
+
+def test_metadata_changes_alone_run_no_job_but_new_content_does(
+    instance, data_store, layout, tmp_path
+):
+    folders = [_job(layout.incoming_jobs, jid) for jid in ["jid140", "jid141"]]
+    cursor = _tick_applying(instance, data_store).cursor
+    # chmod -R, touch, and the files replaced by hard links to themselves (cp -al, a restore
+    # giving new inodes): every digest changes, no content does.
+    for folder in folders:
+        for path in folder.iterdir():
+            path.chmod(0o664)
+    os.utime(folders[0] / "psfcat.csv")
+    copy = tmp_path / "copy"
+    shutil.copytree(folders[1], copy, copy_function=shutil.copy2)
+    shutil.rmtree(folders[1])
+    copy.rename(folders[1])
+    for _ in range(2):
+        result = _tick_applying(instance, data_store, cursor)
+        assert result.run_requests == []
+        cursor = result.cursor
+    # Other content of the same size and time (an image moved in with `mv`) is a change.
+    science = folders[0] / JOB_FILES["science"]
+    stat = science.stat()
+    replacement = tmp_path / "other.fits"
+    replacement.write_bytes(b"z" * stat.st_size)
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, science)
+    # The folder's newest time is the touch's, a moment ago: it settles on the second look.
+    waiting = _tick_applying(instance, data_store, cursor)
+    assert waiting.run_requests == []
+    (request,) = _tick_applying(instance, data_store, waiting.cursor).run_requests
+    assert request.partition_key == "jid140"
+
+
+def test_a_job_handled_before_digests_were_kept_gets_one_without_a_run(
+    instance, data_store, layout, tmp_path
+):
+    folder = _job(layout.incoming_jobs, "jid150")
+    instance.add_dynamic_partitions("jids", ["jid150"])
+    state = json.loads(_tick(instance, data_store).cursor)
+    # The two earlier formats: size and time alone, and a digest without a content sample.
+    for old in (
+        {k: v[:2] for k, v in state["handled"].items()},
+        {k: v[:3] for k, v in state["handled"].items()},
+    ):
+        upgraded = _tick(instance, data_store, json.dumps({**state, "handled": old}))
+        assert upgraded.run_requests == []
+        (observation,) = json.loads(upgraded.cursor)["handled"].values()
+        assert len(observation) == 4
+    # The image moved in keeps the folder's size and newest time: only the new state sees it.
+    replacement = tmp_path / "new.fits"
+    replacement.write_bytes(b"z" * 32)
+    _age(replacement, 7200)
+    os.replace(replacement, folder / JOB_FILES["science"])
+    (request,) = _tick(instance, data_store, upgraded.cursor).run_requests
+    assert request.partition_key == "jid150"
+
+
+def test_no_job_is_removed_while_the_jobs_folder_is_on_another_device(
+    instance, data_store, layout, monkeypatch
+):
+    for jid in ["jid160", "jid161"]:
+        _job(layout.incoming_jobs, jid)
+    first = _tick_applying(instance, data_store)
+    assert json.loads(first.cursor)["device"] == layout.incoming_jobs.stat().st_dev
+    # The disk unmounted, and the mount point holds one folder of its own by the same name.
+    shutil.rmtree(layout.incoming_jobs / "jid161")
+    monkeypatch.setattr(discovery, "folder_device", lambda folder: 4242)
+    for cursor in (first.cursor, _later(first.cursor)):
+        result = _tick(instance, data_store, cursor)
+        assert result.dynamic_partitions_requests == []
+        assert "on another device than before" in result.skip_reason.skip_message
+        assert json.loads(result.cursor)["device"] == json.loads(first.cursor)["device"]
+        assert set(json.loads(result.cursor)["handled"]) == {"jid160", "jid161"}
+    # Back on its own disk, the missing folder is removed after its grace period.
+    monkeypatch.undo()
+    second = _tick(instance, data_store, result.cursor)
+    (deleted,) = _tick(instance, data_store, _later(second.cursor)).dynamic_partitions_requests
+    assert list(deleted.partition_keys) == ["jid161"]

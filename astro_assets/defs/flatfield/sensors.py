@@ -13,6 +13,7 @@ from astro_assets.io.discovery import (
     Candidate,
     ScanState,
     confirm_vanished,
+    guard_removals,
     not_used_message,
     scan_changes,
     scan_paired_darks,
@@ -42,14 +43,19 @@ def _rerun_key(layout: DataLayout, video: Candidate, *, seen_before: bool) -> st
     A video is run again when it is not the capture ``ser_median`` last read (a touch or a copy
     of the same capture asks for no run). When ``ser_median`` never succeeded on the key (the
     record is written only then: it may have failed on a copy that had stalled), a video seen
-    before in another state is run again. The run key holds the video's size and modification
-    time, so that swapping back and forth between two captures is never taken for a repeat.
+    before in another state is run again. The run key holds the video's size, modification
+    time and change time: ``mv`` and ``cp -p`` keep the first two, so swapping back and forth
+    between two captures would repeat them, and Dagster drops a run whose key it has seen; the
+    change time is new at every swap, and the same for one state seen on several ticks.
     """
     recorded = _recorded_fingerprint(layout, video.key)
+    if recorded is None and not seen_before:
+        return None
+    changed = f"{video.run_key}:{video.path.stat().st_ctime_ns}"
     if recorded is None:
-        return f"changed:{video.run_key}" if seen_before else None
+        return f"changed:{changed}"
     fingerprint = ser_fingerprint(video.path)
-    return f"replaced:{video.run_key}:{fingerprint[:16]}" if fingerprint != recorded else None
+    return f"replaced:{changed}:{fingerprint[:16]}" if fingerprint != recorded else None
 
 
 @dg.sensor(
@@ -63,7 +69,8 @@ def _rerun_key(layout: DataLayout, video: Candidate, *, seen_before: bool) -> st
         "longer the one ser_median read, or any change while ser_median never succeeded) gets a "
         "new run; a video missing from the folder for "
         f"{VANISH_GRACE_SECONDS:.0f} s loses its partition (its products stay on disk), unless "
-        "the folder is missing, unreadable or lists no video at all (a disk not mounted)."
+        "the folder is missing, unreadable, lists no video at all or is on another device than "
+        "before (a disk not mounted)."
     ),
 )
 def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> dg.SensorResult:
@@ -80,7 +87,11 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
             skip_reason=discovery.error or not_used_message((), (), warnings=discovery.warnings),
         )
     changes = scan_changes(discovery.present, handled=state.handled, pending=state.pending)
-    gone, missing_since = confirm_vanished(discovery.vanished, state.missing_since)
+    device, moved = guard_removals(layout.incoming_ser, discovery.vanished, state.device)
+    warnings = discovery.warnings + ((moved,) if moved else ())
+    if moved:
+        context.log.warning(moved)
+    gone, missing_since = confirm_vanished(() if moved else discovery.vanished, state.missing_since)
     for message in discovery.rejected:
         context.log.warning(message)
     for message in discovery.skipped + changes.skipped:
@@ -95,6 +106,8 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
         for candidate in discovery.ready
     ]
     kept = {*discovery.present, *discovery.unavailable, *missing_since}
+    if moved:
+        kept.update(discovery.vanished)
     handled = {key: obs for key, obs in state.handled.items() if key in kept}
     handled.update({c.key: c.observation for c in discovery.ready})
     for video in changes.ready:
@@ -122,6 +135,7 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
             pending={**discovery.pending, **changes.pending},
             handled=handled,
             missing_since=missing_since,
+            device=device,
         ).to_json(),
         skip_reason=(
             None
@@ -130,7 +144,7 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
                 discovery.rejected,
                 discovery.skipped + changes.skipped,
                 removed=gone,
-                warnings=discovery.warnings,
+                warnings=warnings,
             )
         ),
     )

@@ -13,6 +13,8 @@ from astro_assets.io.discovery import (
     Candidate,
     ScanState,
     confirm_vanished,
+    guard_removals,
+    job_folder_sample,
     job_folder_state,
     not_used_message,
     scan_changes,
@@ -22,6 +24,9 @@ from astro_assets.resources.storage import DataStore
 
 MAX_FOLDERS_PER_TICK = 500
 """Job folders whose files a tick examines, in all: new folders first, then registered ones."""
+RESERVED_FOR_REGISTERED = 100
+"""Of ``MAX_FOLDERS_PER_TICK``, the folders kept for registered jobs when there are so many:
+new folders that stay incomplete must not keep a job's edits from being seen."""
 
 
 def _modified_after_last_run(instance: dg.DagsterInstance, job: Candidate) -> bool:
@@ -44,27 +49,34 @@ def _modified_after_last_run(instance: dg.DagsterInstance, job: Candidate) -> bo
         "Registers each new, complete job folder under data/incoming/jobs (all five files "
         "present and no longer changing) as a jids partition, and requests one job_tensors run "
         "for the folders found in a tick; requests a job_tensors run of a registered job whose "
-        "files changed (psfcat.csv edited, an image replaced, a file touched); at most "
-        f"{MAX_FOLDERS_PER_TICK} folders examined per tick, new ones first, registered ones in "
-        f"turn. Removes the partition of a job whose folder was missing for "
-        f"{VANISH_GRACE_SECONDS:.0f} s, unless data/incoming/jobs is missing, unreadable or "
-        "lists no job at all (a disk not mounted)."
+        "files' content changed (psfcat.csv edited, an image replaced; not a touch, chmod or "
+        f"identical copy); at most {MAX_FOLDERS_PER_TICK} folders examined per tick, new ones "
+        f"first in turn and at least {RESERVED_FOR_REGISTERED} registered ones in turn; an "
+        "incomplete folder is examined again once a file is added to or removed from it. "
+        f"Removes the partition of a job whose folder was missing for "
+        f"{VANISH_GRACE_SECONDS:.0f} s, unless data/incoming/jobs is missing, unreadable, "
+        "lists no job at all or is on another device than before (a disk not mounted)."
     ),
 )
 def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> dg.SensorResult:
     """Register new jobs, run changed ones again and remove the partitions of removed ones.
 
-    A change is any change of a file's name, size, modification or change time or inode
-    (:func:`~astro_assets.io.discovery.job_folder_state`): ``job_tensors`` records no content
-    fingerprint to compare with, so a ``touch`` or a copy of the same files runs the job again.
+    A change of a file's name, size, modification or change time or inode
+    (:func:`~astro_assets.io.discovery.job_folder_state`) has the files' content sampled
+    (:func:`~astro_assets.io.discovery.job_folder_sample`); the job runs again only when the
+    sample differs from the one kept, so a ``touch``, ``chmod -R`` or a copy of the same files
+    runs nothing.
     """
+    folder = data_store.layout.incoming_jobs
     known = context.instance.get_dynamic_partitions(jids_partitions.name)
     state = ScanState.from_json(context.cursor)
     discovery = scan_job_folders(
-        data_store.layout.incoming_jobs,
+        folder,
         known_keys=known,
         pending=state.pending,
-        limit=MAX_FOLDERS_PER_TICK,
+        limit=MAX_FOLDERS_PER_TICK - min(RESERVED_FOR_REGISTERED, len(known)),
+        resume_after=state.new_after,
+        incomplete=state.incomplete,
     )
     for message in discovery.warnings:
         context.log.warning(message)
@@ -79,10 +91,15 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
         handled=state.handled,
         pending=state.pending,
         observe=job_folder_state,
+        sample=job_folder_sample,
         limit=MAX_FOLDERS_PER_TICK - discovery.examined,
         resume_after=state.resume_after,
     )
-    gone, missing_since = confirm_vanished(discovery.vanished, state.missing_since)
+    device, moved = guard_removals(folder, discovery.vanished, state.device)
+    warnings = discovery.warnings + ((moved,) if moved else ())
+    if moved:
+        context.log.warning(moved)
+    gone, missing_since = confirm_vanished(() if moved else discovery.vanished, state.missing_since)
     for message in discovery.rejected:
         context.log.warning(message)
     for message in discovery.skipped + changes.skipped:
@@ -119,13 +136,19 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
         context.log.info(f"job folder {job.key} changed: its job_tensors run is requested again.")
         run_requests.append(dg.RunRequest(partition_key=job.key, run_key=f"changed:{job.run_key}"))
     kept = {*discovery.present, *discovery.unavailable, *missing_since}
+    if moved:
+        kept.update(discovery.vanished)
     handled = {key: obs for key, obs in state.handled.items() if key in kept}
+    handled.update(changes.refreshed)
     handled.update({c.key: c.observation for c in discovery.ready + changes.ready})
     cursor = ScanState(
         pending={**discovery.pending, **changes.pending},
         handled=handled,
         resume_after=changes.resume_after,
         missing_since=missing_since,
+        new_after=discovery.resume_after,
+        incomplete=discovery.incomplete,
+        device=device,
     )
     return dg.SensorResult(
         run_requests=run_requests,
@@ -141,7 +164,7 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
                 discovery.rejected,
                 discovery.skipped + changes.skipped,
                 removed=gone,
-                warnings=discovery.warnings,
+                warnings=warnings,
             )
         ),
     )
