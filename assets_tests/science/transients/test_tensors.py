@@ -122,6 +122,16 @@ def test_a_full_disk_is_an_os_error_before_anything_is_mapped_and_keeps_the_old_
     np.testing.assert_array_equal(np.load(out), np.ones((2, 2, 4), np.float32))
 
 
+def test_a_file_system_that_cannot_reserve_blocks_still_gets_the_tensor(tmp_path, monkeypatch):
+    def unsupported(fd, offset, size):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    out = tmp_path / "t.npy"
+    write_job_tensor(out, _images((16, 16)))
+    assert np.load(out).shape == (16, 16, 4)
+
+
 def test_an_all_nan_image_is_named_by_its_file_and_channel(tmp_path):
     images = _images((16, 16))
     images["difference"] = np.full((16, 16), np.nan, np.float32)

@@ -24,6 +24,7 @@ both the blocking check and ``job_tensors`` (before recording a job of a failed 
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,15 +129,25 @@ def _reserve(path: Path, size: int) -> None:
 
     The memory-mapped file is sparse: on a full disk, writing through the map would kill the
     process (SIGBUS) instead of raising. Reserved first, a full disk is an ``OSError`` here,
-    and the atomic writer removes the temporary file.
+    and the atomic writer removes the temporary file. Where the platform or the file system
+    cannot reserve blocks (macOS, some network and FUSE file systems), the file stays sparse,
+    as it would be without this step.
     """
     if not hasattr(os, "posix_fallocate"):
         return
     fd = os.open(path, os.O_RDWR)
     try:
         os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in _CANNOT_RESERVE:
+            raise
     finally:
         os.close(fd)
+
+
+_CANNOT_RESERVE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
+"""``posix_fallocate`` errors that say the file system cannot reserve blocks, not that the disk
+is full."""
 
 
 def write_job_tensor(
