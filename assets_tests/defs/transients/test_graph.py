@@ -327,17 +327,7 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
 
 def test_a_job_with_one_failure_chains_its_error(instance, data_store, layout, jobs):
     (layout.incoming_jobs / jobs[4] / "psfcat.csv").write_text("id,x\n1,2\n")
-    result = dg.materialize(
-        ASSETS,
-        instance=instance,
-        resources={"data_store": data_store},
-        selection=["job_tensors"],
-        tags={
-            "dagster/asset_partition_range_start": jobs[0],
-            "dagster/asset_partition_range_end": jobs[-1],
-        },
-        raise_on_error=False,
-    )
+    result = _range_run(instance, data_store, jobs)
     assert not result.success
     (failure,) = run_failures(result)
     assert failure.startswith(
