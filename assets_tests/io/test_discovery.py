@@ -1,10 +1,12 @@
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from astro_assets.io.discovery import (
+    INCOMPLETE_RECHECK_SECONDS,
     WHOLE_SAMPLE_BYTES,
     Observation,
     ScanState,
@@ -277,10 +279,13 @@ def test_scan_state_reads_its_earlier_format_and_starts_afresh_from_garbage():
         resume_after="a",
         missing_since={"c": 5},
         new_after="d",
-        incomplete={"e": 6},
+        incomplete={"e": (6, 8)},
         device=7,
     )
     assert ScanState.from_json(state.to_json()) == state
+    # A folder remembered by its time alone is examined again on the next scan.
+    earlier = ScanState.from_json('{"pending": {}, "incomplete": {"e": 6}}')
+    assert earlier == ScanState(incomplete={"e": (6, 0)})
     for garbage in ["[1, 2]", "{not json", '{"pending": {"x": 3}}', None, ""]:
         assert ScanState.from_json(garbage) == ScanState()
 
@@ -408,20 +413,71 @@ def test_new_folders_are_examined_in_turn_and_unchanged_incomplete_ones_passed_o
     aged = os.stat(tmp_path / "a").st_mtime_ns - 3600 * 10**9
     for jid in ["a", "b"]:
         os.utime(tmp_path / jid, ns=(aged, aged))
-    first = scan_job_folders(tmp_path, known_keys=[], pending={}, limit=2)
+    now = time.time_ns()
+    first = scan_job_folders(tmp_path, known_keys=[], pending={}, limit=2, now_ns=now)
     assert (first.ready, first.resume_after) == ((), "b")
-    assert first.incomplete == {"a": aged, "b": aged}
+    assert first.incomplete == {"a": (aged, now), "b": (aged, now)}
     second = scan_job_folders(
-        tmp_path, known_keys=[], pending={}, limit=2, incomplete=first.incomplete
+        tmp_path, known_keys=[], pending={}, limit=2, incomplete=first.incomplete, now_ns=now
     )
     assert [c.key for c in second.ready] == ["c", "d"] and second.examined == 2
     assert second.incomplete == first.incomplete
     assert second.ready[0].observation.sample == job_folder_sample(tmp_path / "c")
     _write(tmp_path / "a" / "psfcat.csv", 16, age_s=3600)
     third = scan_job_folders(
-        tmp_path, known_keys=["c", "d"], pending={}, incomplete=second.incomplete
+        tmp_path, known_keys=["c", "d"], pending={}, incomplete=second.incomplete, now_ns=now
     )
-    assert [c.key for c in third.ready] == ["a"] and third.incomplete == {"b": aged}
+    assert [c.key for c in third.ready] == ["a"] and third.incomplete == {"b": (aged, now)}
+
+
+def test_an_incomplete_folder_is_examined_again_in_time_and_one_holding_a_link_always(
+    tmp_path: Path,
+):
+    jobs = tmp_path / "jobs"
+    # A file system that keeps no folder time (s3fs, SMB): the file added changes none.
+    quiet = _job(jobs, "quiet", missing="psfcat.csv")
+    # A catalogue that is a link into an archive whose file is not there yet.
+    linked = _job(jobs, "linked", missing="psfcat.csv")
+    (linked / "psfcat.csv").symlink_to(tmp_path / "archive" / "psfcat.csv")
+    aged = os.stat(quiet).st_mtime_ns - 3600 * 10**9
+    for folder in (quiet, linked):
+        os.utime(folder, ns=(aged, aged))
+    now = time.time_ns()
+    first = scan_job_folders(jobs, known_keys=[], pending={}, now_ns=now)
+    assert first.ready == () and first.incomplete == {"quiet": (aged, now)}
+    _write(quiet / "psfcat.csv", 16, age_s=3600)
+    _write(tmp_path / "archive" / "psfcat.csv", 16, age_s=3600)
+    os.utime(quiet, ns=(aged, aged))
+    soon = now + int(INCOMPLETE_RECHECK_SECONDS * 1e9) // 2
+    second = scan_job_folders(
+        jobs, known_keys=[], pending={}, incomplete=first.incomplete, now_ns=soon
+    )
+    assert [c.key for c in second.ready] == ["linked"]
+    assert second.incomplete == first.incomplete
+    later = now + int(INCOMPLETE_RECHECK_SECONDS * 1e9)
+    third = scan_job_folders(
+        jobs, known_keys=["linked"], pending={}, incomplete=second.incomplete, now_ns=later
+    )
+    assert [c.key for c in third.ready] == ["quiet"] and third.incomplete == {}
+
+
+def _edit_in_place(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite bytes of ``path`` and give it its time back, as a careful tool may."""
+    stat = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _changes(folder: Path, handled: dict[str, Observation]):
+    return scan_changes(
+        {folder.name: folder},
+        handled=handled,
+        pending={},
+        observe=job_folder_state,
+        sample=job_folder_sample,
+    )
 
 
 def test_a_content_sample_tells_new_content_from_new_metadata(tmp_path: Path):
@@ -429,16 +485,15 @@ def test_a_content_sample_tells_new_content_from_new_metadata(tmp_path: Path):
     handled = {"jid001": replace(job_folder_state(folder), sample=job_folder_sample(folder))}
     science = folder / JOB_FILES["science"]
     science.chmod(0o600)
-    os.utime(science)
-    touched = scan_changes(
-        {"jid001": folder},
-        handled=handled,
-        pending={},
-        observe=job_folder_state,
-        sample=job_folder_sample,
-    )
+    catalog = folder / JOB_FILES["catalog"]
+    catalog.chmod(0o600)
+    os.utime(catalog, ns=(catalog.stat().st_atime_ns, catalog.stat().st_mtime_ns - 10**9))
+    touched = _changes(folder, handled)
     assert touched.ready == () and set(touched.refreshed) == {"jid001"}
     assert touched.refreshed["jid001"].sample == handled["jid001"].sample
+    # An image's time changed: its content may have too, between the samples.
+    os.utime(science, ns=(science.stat().st_atime_ns, science.stat().st_mtime_ns - 10**9))
+    assert [c.key for c in _changes(folder, touched.refreshed).ready] == ["jid001"]
     _write(science, 2 * WHOLE_SAMPLE_BYTES)
     before = content_sample(science)
     with science.open("r+b") as handle:
@@ -446,3 +501,24 @@ def test_a_content_sample_tells_new_content_from_new_metadata(tmp_path: Path):
         handle.write(b"\1")
     assert content_sample(science) != before
     assert Observation.from_json(handled["jid001"].to_json()) == handled["jid001"]
+
+
+def test_an_edit_between_the_samples_of_a_large_file_is_a_change(tmp_path: Path):
+    folder = _job(tmp_path, "jid001")
+    difference = folder / JOB_FILES["difference"]
+    catalog = folder / JOB_FILES["catalog"]
+    _write(difference, 4 * WHOLE_SAMPLE_BYTES, age_s=3600)
+    _write(catalog, 2 * WHOLE_SAMPLE_BYTES, age_s=3600)
+    handled = {"jid001": replace(job_folder_state(folder), sample=job_folder_sample(folder))}
+    # A region masked in place, away from the samples: the image's time tells (set back, for
+    # the edit to count as settled).
+    before = difference.stat()
+    _edit_in_place(difference, WHOLE_SAMPLE_BYTES, b"\1" * 1024)
+    os.utime(difference, ns=(before.st_atime_ns, before.st_mtime_ns - 10**9))
+    masked = _changes(folder, handled)
+    assert [c.key for c in masked.ready] == ["jid001"] and masked.refreshed == {}
+    handled = {"jid001": masked.ready[0].observation}
+    # A label flipped in a large catalogue whose time was kept: it is read whole.
+    _edit_in_place(catalog, WHOLE_SAMPLE_BYTES, b"\1")
+    flipped = _changes(folder, handled)
+    assert [c.key for c in flipped.ready] == ["jid001"] and flipped.refreshed == {}

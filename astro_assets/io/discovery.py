@@ -39,9 +39,15 @@ TRUTH_SUFFIXES = (".truth.npz", ".truth.json")
 SAMPLE_BYTES = 64 * 1024
 """Bytes :func:`content_sample` reads at each of its three places in a large file."""
 WHOLE_SAMPLE_BYTES = 256 * 1024
-"""Files up to this size are sampled whole (``psfcat.csv``: an edit anywhere is seen)."""
+"""Files up to this size are sampled whole; ``psfcat.csv`` is always read whole."""
 MAX_REMEMBERED_INCOMPLETE = 5000
 """Incomplete job folders a cursor remembers; more are examined again, in turn."""
+INCOMPLETE_RECHECK_SECONDS = 600.0
+"""How long an incomplete job folder is passed over at most, even if its own time is unchanged.
+
+Some file systems (s3fs and other FUSE mounts, SMB) do not update a folder's modification time
+when a file is added, so the time alone could pass a folder over forever.
+"""
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,9 @@ class Observation:
 
     ``digest`` covers every file's name, size, times and inode: cheap to take, it changes with
     any change, also of metadata alone (``chmod``, ``touch``, a copy). ``sample`` covers every
-    file's name, size and sampled content (:func:`job_folder_sample`): it is read only when the
-    digest changed, to tell a new content from new metadata. A single file has neither
-    (``""``).
+    file's name, size and content, sampled for a large image, whose modification time it also
+    holds (:func:`job_folder_sample`): it is read only when the digest changed, to tell a new
+    content from new metadata. A single file has neither (``""``).
     """
 
     size: int
@@ -140,9 +146,10 @@ class Discovery:
         The new inputs whose files were examined (against a scan's ``limit``).
     resume_after : str or None
         The new input to resume after, or None when every new input was examined.
-    incomplete : dict of partition key to int
+    incomplete : dict of partition key to (int, int)
         The new job folders found lacking a file (or holding one twice), each with the folder's
-        own modification time: passed over until it changes (a file added or removed).
+        own modification time and when it was found so (ns since the epoch): passed over until
+        that time changes (a file added or removed), ``INCOMPLETE_RECHECK_SECONDS`` at most.
     """
 
     ready: tuple[Candidate, ...]
@@ -157,7 +164,7 @@ class Discovery:
     error: str | None = None
     examined: int = 0
     resume_after: str | None = None
-    incomplete: dict[str, int] = field(default_factory=dict)
+    incomplete: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -204,8 +211,9 @@ class ScanState:
         When each registered input found missing was first found so (ns since the epoch).
     new_after : str or None
         The new input the last scan for new inputs stopped at, when it could not examine all.
-    incomplete : dict of partition key to int
-        New job folders found incomplete, with the folder's modification time then.
+    incomplete : dict of partition key to (int, int)
+        New job folders found incomplete, with the folder's modification time then and when
+        they were found so.
     device : int or None
         The device number (``st_dev``) of the incoming folder when last listed.
     """
@@ -215,7 +223,7 @@ class ScanState:
     resume_after: str | None = None
     missing_since: dict[str, int] = field(default_factory=dict)
     new_after: str | None = None
-    incomplete: dict[str, int] = field(default_factory=dict)
+    incomplete: dict[str, tuple[int, int]] = field(default_factory=dict)
     device: int | None = None
 
     def to_json(self) -> str:
@@ -248,7 +256,7 @@ class ScanState:
                 resume_after=resume if isinstance(resume := raw.get("resume_after"), str) else None,
                 missing_since=_times(raw.get("missing_since")),
                 new_after=new if isinstance(new := raw.get("new_after"), str) else None,
-                incomplete=_times(raw.get("incomplete")),
+                incomplete=_incomplete(raw.get("incomplete")),
                 device=device if isinstance(device := raw.get("device"), int) else None,
             )
         except (ValueError, TypeError, AttributeError):
@@ -261,6 +269,18 @@ def _observations(values: Mapping[str, Iterable[int | str]]) -> dict[str, Observ
 
 def _times(values: Mapping[str, int] | None) -> dict[str, int]:
     return {str(key): int(value) for key, value in (values or {}).items()}
+
+
+def _incomplete(values: Mapping[str, int | Sequence[int]] | None) -> dict[str, tuple[int, int]]:
+    """Remembered incomplete folders; one of an earlier cursor (its time alone) is examined."""
+    remembered: dict[str, tuple[int, int]] = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, int):
+            remembered[str(key)] = (value, 0)
+        else:
+            mtime_ns, since_ns = value
+            remembered[str(key)] = (int(mtime_ns), int(since_ns))
+    return remembered
 
 
 def observe_file(path: Path) -> Observation:
@@ -834,8 +854,9 @@ def scan_paired_darks(
 class IncompleteFolder(str):
     """Why a job folder is not complete: a file missing, or one present twice.
 
-    Only adding or removing a file mends it, and either changes the folder's own modification
-    time, so the folder need not be examined again until that changes.
+    Only adding or removing a file mends it, and on a local file system either changes the
+    folder's own modification time, so the folder need not be examined again soon unless that
+    changes; a link's target appearing elsewhere changes no time of the folder.
     """
 
 
@@ -873,21 +894,23 @@ def job_folder_state(folder: Path) -> Observation | str:
     )
 
 
-def content_sample(path: Path) -> str:
+def content_sample(path: Path, *, whole: bool = False) -> str:
     """A cheap identity of a file's content: its size and its bytes, or samples of them.
 
-    A file of up to ``WHOLE_SAMPLE_BYTES`` is read whole; a larger one at its start, middle and
-    end, ``SAMPLE_BYTES`` at each, as :func:`~astro_assets.io.ser.ser_fingerprint` reads a
-    video. It changes when other content replaces the file (an image of the same size, a
-    catalogue edited) and not when the file is touched, its mode or owner changed or it is
-    copied.
+    A file of up to ``WHOLE_SAMPLE_BYTES`` is read whole, as is any file with ``whole``; a
+    larger one at its start, middle and end, ``SAMPLE_BYTES`` at each, as
+    :func:`~astro_assets.io.ser.ser_fingerprint` reads a video. It changes when other content
+    replaces the file (an image of another size or other sampled bytes, a catalogue edited)
+    and not when the file is touched, its mode or owner changed or it is copied; an edit of a
+    large file between the samples is not seen.
     """
     digest = hashlib.blake2b(digest_size=8)
     with path.open("rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         digest.update(f"{size}\0".encode())
-        if size <= WHOLE_SAMPLE_BYTES:
-            digest.update(handle.read())
+        if whole or size <= WHOLE_SAMPLE_BYTES:
+            while chunk := handle.read(1024 * 1024):
+                digest.update(chunk)
         else:
             for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
                 handle.seek(offset)
@@ -896,7 +919,14 @@ def content_sample(path: Path) -> str:
 
 
 def job_folder_sample(folder: Path) -> str:
-    """A digest of every job file's name and :func:`content_sample`: the folder's content.
+    """A digest of every job file's name and content: what tells new content from new metadata.
+
+    ``psfcat.csv`` is read whole (it is small, and a label flipped anywhere in it matters). An
+    image is sampled (:func:`content_sample`), which misses an edit between the samples (a
+    region masked in place), so its modification time is part of the digest too: only a change
+    that keeps every image's size and modification time (``chmod``, ``mv``, ``cp -p``, a
+    restore) is told apart by the content, and a ``touch`` or plain copy of an image counts as
+    a change, costing a run at worst rather than leaving a stale tensor.
 
     Raises
     ------
@@ -906,36 +936,62 @@ def job_folder_sample(folder: Path) -> str:
         If a file is present twice.
     """
     digest = hashlib.blake2b(digest_size=8)
-    for path in sorted(job_file_paths(folder).values(), key=lambda path: path.name):
-        digest.update(f"{path.name}\0{content_sample(path)}\n".encode())
+    for role, path in sorted(job_file_paths(folder).items(), key=lambda item: item[1].name):
+        if role == "catalog":
+            identity = content_sample(path, whole=True)
+        else:
+            # Taken before the read: a write in between shows as a changed time next scan.
+            identity = f"{path.stat().st_mtime_ns}\0{content_sample(path)}"
+        digest.update(f"{path.name}\0{identity}\n".encode())
     return digest.hexdigest()
 
 
 def _remembered_incomplete(
-    items: Sequence[tuple[str, Path]], incomplete: Mapping[str, int]
-) -> tuple[list[tuple[str, Path]], dict[str, int], list[str]]:
+    items: Sequence[tuple[str, Path]], incomplete: Mapping[str, tuple[int, int]], now_ns: int
+) -> tuple[list[tuple[str, Path]], dict[str, tuple[int, int]], list[str]]:
     """The ``items`` to examine, and those passed over: incomplete, and unchanged since.
 
-    The folders passed over are returned with their modification time and a message each.
+    A folder is passed over while its modification time is the one remembered and it was found
+    incomplete less than ``INCOMPLETE_RECHECK_SECONDS`` ago. The folders passed over are
+    returned with what is remembered of them and a message each.
     """
     todo: list[tuple[str, Path]] = []
-    kept: dict[str, int] = {}
+    kept: dict[str, tuple[int, int]] = {}
     messages: list[str] = []
     for key, path in items:
         if key in incomplete:
+            remembered_ns, since_ns = incomplete[key]
             try:
                 mtime_ns = path.stat().st_mtime_ns
             except OSError:
                 mtime_ns = None
-            if mtime_ns == incomplete[key]:
-                kept[key] = mtime_ns
+            # A clock set back makes the age negative: examined again, not passed over for long.
+            if mtime_ns == remembered_ns and 0 <= now_ns - since_ns < (
+                INCOMPLETE_RECHECK_SECONDS * 1e9
+            ):
+                kept[key] = incomplete[key]
                 messages.append(
                     f"job folder {path} is still incomplete (no file added or removed since it "
-                    "was found lacking one); it is examined again once one is"
+                    "was found lacking one); it is examined again once one is, or within "
+                    f"{INCOMPLETE_RECHECK_SECONDS / 60:.0f} minutes"
                 )
                 continue
         todo.append((key, path))
     return todo, kept, messages
+
+
+def _holds_link(folder: Path) -> bool:
+    """Whether ``folder`` is a link or holds one, or cannot be listed to tell.
+
+    A link's target may appear later, on another disk, changing no time of the folder.
+    """
+    try:
+        if folder.is_symlink():
+            return True
+        with os.scandir(folder) as entries:
+            return any(entry.is_symlink() for entry in entries)
+    except OSError:
+        return True
 
 
 def scan_job_folders(
@@ -964,11 +1020,13 @@ def scan_job_folders(
     is not), so a sensor stays inside its time budget with thousands of folders: those in
     ``pending`` are examined first, then the others in name order from after ``resume_after``
     and round again (the scan's ``resume_after`` says where to go on). A folder in
-    ``incomplete`` (key to the folder's own modification time, the scan's ``incomplete`` of an
-    earlier scan) is passed over, uncounted, while that time is unchanged; a folder is
-    remembered so once it lacks a file (or holds one twice) and was not modified for
-    ``settle_seconds`` (a coarse clock may not show a file added just after it was looked at),
-    ``MAX_REMEMBERED_INCOMPLETE`` at most.
+    ``incomplete`` (key to the folder's own modification time and when it was found
+    incomplete, the scan's ``incomplete`` of an earlier scan) is passed over, uncounted, while
+    that time is unchanged, for ``INCOMPLETE_RECHECK_SECONDS`` at most (a file system may not
+    update a folder's time). A folder is remembered so once it lacks a file (or holds one
+    twice), was not modified for ``settle_seconds`` (a coarse clock may not show a file added
+    just after it was looked at) and holds no link (whose target may appear without the
+    folder changing), ``MAX_REMEMBERED_INCOMPLETE`` at most.
     """
     known = set(known_keys)
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -1009,7 +1067,7 @@ def scan_job_folders(
     again = [key for key in sorted(by_key) if key in pending]
     in_turn = _in_turn(sorted(by_key.keys() - pending.keys()), resume_after)
     items, next_incomplete, passed_over = _remembered_incomplete(
-        [(key, by_key[key]) for key in again + in_turn], incomplete or {}
+        [(key, by_key[key]) for key in again + in_turn], incomplete or {}, now_ns
     )
     turn = [key for key, _ in items if key not in pending]
     turn_limit = None if limit is None else max(0, limit - (len(items) - len(turn)))
@@ -1022,8 +1080,9 @@ def scan_job_folders(
             isinstance(state, IncompleteFolder)
             and now_ns - folder_mtime_ns >= settle_seconds * 1e9
             and len(next_incomplete) < MAX_REMEMBERED_INCOMPLETE
+            and not _holds_link(path)
         ):
-            next_incomplete[path.name] = folder_mtime_ns
+            next_incomplete[path.name] = (folder_mtime_ns, now_ns)
         return state
 
     scanned = _scan(

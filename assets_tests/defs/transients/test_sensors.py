@@ -318,6 +318,57 @@ def test_new_folders_that_stay_incomplete_hold_up_no_other_folder(
     assert sorted(json.loads(added.cursor)["incomplete"]) == ["a_wait0", "a_wait2"]
 
 
+def test_an_incomplete_folder_is_registered_though_its_own_time_never_changes(
+    instance, data_store, layout, tmp_path
+):
+    # A catalogue linked into an archive that has no file yet, and a folder on a file system
+    # that keeps no folder times (s3fs, SMB): neither folder's time changes when it completes.
+    linked = _job(layout.incoming_jobs, "jid170", missing="psfcat.csv")
+    (linked / "psfcat.csv").symlink_to(tmp_path / "archive" / "psfcat.csv")
+    quiet = _job(layout.incoming_jobs, "jid171", missing="psfcat.csv")
+    for folder in (linked, quiet):
+        _age(folder)
+    first = _tick_applying(instance, data_store)
+    assert first.dynamic_partitions_requests == []
+    assert list(json.loads(first.cursor)["incomplete"]) == ["jid171"]
+    (tmp_path / "archive").mkdir()
+    for catalog in (tmp_path / "archive" / "psfcat.csv", quiet / "psfcat.csv"):
+        catalog.write_bytes(b"x" * 32)
+        _age(catalog)
+    remembered, _ = json.loads(first.cursor)["incomplete"]["jid171"]
+    os.utime(quiet, ns=(remembered, remembered))
+    second = _tick_applying(instance, data_store, first.cursor)
+    assert list(second.dynamic_partitions_requests[0].partition_keys) == ["jid170"]
+    # Passed over while remembered, the quiet one is examined again once that is old.
+    state = json.loads(second.cursor)
+    shift = int(discovery.INCOMPLETE_RECHECK_SECONDS * 1e9)
+    state["incomplete"] = {k: [t, since - shift] for k, (t, since) in state["incomplete"].items()}
+    third = _tick_applying(instance, data_store, json.dumps(state))
+    assert list(third.dynamic_partitions_requests[0].partition_keys) == ["jid171"]
+    assert json.loads(third.cursor)["incomplete"] == {}
+
+
+def test_an_edit_between_the_samples_of_an_image_runs_the_job(instance, data_store, layout):
+    folder = _job(layout.incoming_jobs, "jid180")
+    difference = folder / JOB_FILES["difference"]
+    difference.write_bytes(b"x" * (4 << 20))
+    _age(difference)
+    cursor = _tick_applying(instance, data_store).cursor
+    assert _tick_applying(instance, data_store, cursor).run_requests == []
+    # A satellite trail masked in place: same size, bytes changed only between the samples.
+    with difference.open("r+b") as handle:
+        handle.seek(1 << 20)
+        handle.write(b"\0" * 4096)
+    _age(difference, 60)
+    runs = []
+    for _ in range(2):
+        result = _tick_applying(instance, data_store, cursor)
+        cursor = result.cursor
+        runs.extend(result.run_requests)
+    assert [r.partition_key for r in runs] == ["jid180"]
+    assert runs[0].run_key.startswith("changed:jid180:")
+
+
 def test_metadata_changes_alone_run_no_job_but_new_content_does(
     instance, data_store, layout, tmp_path
 ):

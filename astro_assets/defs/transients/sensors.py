@@ -9,6 +9,7 @@ import dagster as dg
 from astro_assets.defs.transients.jobs import job_tensors_job
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.discovery import (
+    INCOMPLETE_RECHECK_SECONDS,
     VANISH_GRACE_SECONDS,
     Candidate,
     ScanState,
@@ -49,10 +50,12 @@ def _modified_after_last_run(instance: dg.DagsterInstance, job: Candidate) -> bo
         "Registers each new, complete job folder under data/incoming/jobs (all five files "
         "present and no longer changing) as a jids partition, and requests one job_tensors run "
         "for the folders found in a tick; requests a job_tensors run of a registered job whose "
-        "files' content changed (psfcat.csv edited, an image replaced; not a touch, chmod or "
-        f"identical copy); at most {MAX_FOLDERS_PER_TICK} folders examined per tick, new ones "
-        f"first in turn and at least {RESERVED_FOR_REGISTERED} registered ones in turn; an "
-        "incomplete folder is examined again once a file is added to or removed from it. "
+        "files changed (psfcat.csv edited, an image replaced or modified; not a chmod, an "
+        "identical copy keeping the images' times or a touch of psfcat.csv alone); at most "
+        f"{MAX_FOLDERS_PER_TICK} folders examined per tick, new ones first in turn and at least "
+        f"{RESERVED_FOR_REGISTERED} registered ones in turn; an incomplete folder is examined "
+        "again once a file is added to or removed from it, or after "
+        f"{INCOMPLETE_RECHECK_SECONDS / 60:.0f} minutes. "
         f"Removes the partition of a job whose folder was missing for "
         f"{VANISH_GRACE_SECONDS:.0f} s, unless data/incoming/jobs is missing, unreadable, "
         "lists no job at all or is on another device than before (a disk not mounted)."
@@ -62,10 +65,12 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     """Register new jobs, run changed ones again and remove the partitions of removed ones.
 
     A change of a file's name, size, modification or change time or inode
-    (:func:`~astro_assets.io.discovery.job_folder_state`) has the files' content sampled
-    (:func:`~astro_assets.io.discovery.job_folder_sample`); the job runs again only when the
-    sample differs from the one kept, so a ``touch``, ``chmod -R`` or a copy of the same files
-    runs nothing.
+    (:func:`~astro_assets.io.discovery.job_folder_state`) has the files' content read
+    (:func:`~astro_assets.io.discovery.job_folder_sample`: ``psfcat.csv`` whole, the images
+    sampled, with their modification times); the job runs again only when that differs from
+    what was kept, so ``chmod -R``, ``mv`` or ``cp -p`` of the same files runs nothing, while a
+    ``touch`` or plain copy of an image runs the job (an edit between an image's samples would
+    otherwise go unseen).
     """
     folder = data_store.layout.incoming_jobs
     known = context.instance.get_dynamic_partitions(jids_partitions.name)
