@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -11,6 +13,8 @@ from astro_assets.io.fits import (
     JOB_FILES,
     AmbiguousJobFileError,
     FitsFormatError,
+    IncompleteFileError,
+    IncompleteFitsError,
     MissingJobFileError,
     image_shape,
     is_job_complete,
@@ -158,22 +162,54 @@ def test_no_image_hdu(tmp_path):
 
 def test_non_fits_file(tmp_path):
     (tmp_path / "junk.fits").write_bytes(b"this is not FITS" * 200)
-    with pytest.raises(FitsFormatError, match=r"junk\.fits: not a readable FITS file"):
+    with pytest.raises(FitsFormatError, match=r"junk\.fits: not a readable FITS file") as raised:
         read_image(tmp_path / "junk.fits")
+    # Not FITS at all is no copy in progress.
+    assert not isinstance(raised.value, IncompleteFileError)
 
 
-def test_empty_file(tmp_path):
-    (tmp_path / "empty.fits").write_bytes(b"")
-    with pytest.raises(FitsFormatError, match=r"empty\.fits"):
-        read_image(tmp_path / "empty.fits")
+@pytest.mark.parametrize("name", ["empty.fits", "empty.fits.gz"])
+def test_empty_file(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(IncompleteFitsError) as raised:
+        image_shape(tmp_path / name)
+    assert isinstance(raised.value, FitsFormatError)
+    assert str(raised.value) == (
+        f"{tmp_path / name} is empty; the file looks incomplete (still being copied?): wait "
+        "until the copy has finished, or copy it again"
+    )
 
 
 def test_truncated_file(tmp_path):
     fits.PrimaryHDU(_image((100, 80))).writeto(tmp_path / "full.fits")
     content = (tmp_path / "full.fits").read_bytes()
     (tmp_path / "cut.fits").write_bytes(content[: len(content) - 5000])
-    with pytest.raises(FitsFormatError, match=r"cut\.fits: File may have been truncated"):
+    with pytest.raises(
+        IncompleteFitsError,
+        match=r"cut\.fits: File may have been truncated.*; the file looks incomplete \(still "
+        r"being copied\?\)",
+    ):
         read_image(tmp_path / "cut.fits")
+
+
+@pytest.mark.parametrize("cut", [10, 1000, 2879])
+def test_a_header_cut_short_is_incomplete(tmp_path, cut):
+    fits.PrimaryHDU(_image((100, 80))).writeto(tmp_path / "full.fits")
+    (tmp_path / "cut.fits").write_bytes((tmp_path / "full.fits").read_bytes()[:cut])
+    with pytest.raises(IncompleteFitsError, match=r"cut\.fits: not a readable FITS file"):
+        read_image(tmp_path / "cut.fits")
+
+
+def test_a_gzip_stream_cut_short_is_incomplete_and_a_corrupt_one_is_not(tmp_path):
+    fits.PrimaryHDU(_image((100, 80))).writeto(tmp_path / "full.fits")
+    packed = gzip.compress((tmp_path / "full.fits").read_bytes())
+    (tmp_path / "cut.fits.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(IncompleteFitsError, match=r"cut\.fits\.gz: not a readable FITS file"):
+        read_image(tmp_path / "cut.fits.gz")
+    (tmp_path / "junk.fits.gz").write_bytes(packed[:10] + b"\xff" * 2000)
+    with pytest.raises(FitsFormatError) as raised:
+        read_image(tmp_path / "junk.fits.gz")
+    assert not isinstance(raised.value, IncompleteFileError)
 
 
 def test_missing_file(tmp_path):

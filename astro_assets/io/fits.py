@@ -14,8 +14,10 @@ Each image may also be gzip-compressed (``.fits.gz``).
 
 from __future__ import annotations
 
+import gzip
 import os
 import warnings
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -33,6 +35,8 @@ __all__ = [
     "JOB_FILES",
     "AmbiguousJobFileError",
     "FitsFormatError",
+    "IncompleteFileError",
+    "IncompleteFitsError",
     "MissingJobFileError",
     "image_shape",
     "is_job_complete",
@@ -56,10 +60,34 @@ IMAGE_ROLES: tuple[str, ...] = ("science", "reference", "difference", "score")
 
 _SCALING_KEYWORDS = ("BSCALE", "BZERO", "BLANK")
 _TRUNCATION_MESSAGE = "File may have been truncated"
+_FITS_BLOCK = 2880
+_FITS_START = b"SIMPLE  ="
+_GZIP_MAGIC = b"\x1f\x8b"
+
+INCOMPLETE_ADVICE = (
+    "the file looks incomplete (still being copied?): wait until the copy has finished, or "
+    "copy it again"
+)
+"""What an :class:`IncompleteFileError` says to do."""
 
 
 class FitsFormatError(ValueError):
     """A file that is not a readable FITS file holding one 2-D image."""
+
+
+class IncompleteFileError(ValueError):
+    """A file that is empty or ends early, most likely while it is still being copied.
+
+    ``cp`` empties its target, then fills it: for a while the file is empty, then cut short.
+    Such a file says nothing about the data it will hold, unlike a file found bad; the
+    subclasses are also the format error of their kind, so that handlers of that error catch
+    them.
+    """
+
+
+class IncompleteFitsError(IncompleteFileError, FitsFormatError):
+    """A FITS file that is empty or cut short (a truncated data unit or header, a gzip stream
+    without its end)."""
 
 
 class MissingJobFileError(FileNotFoundError):
@@ -146,11 +174,17 @@ def _open(path: Path, *, memmap: bool) -> tuple[fits.HDUList, list[warnings.Warn
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such FITS file")
+    if path.stat().st_size == 0:
+        raise IncompleteFitsError(f"{path} is empty; {INCOMPLETE_ADVICE}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             hdul = fits.open(path, memmap=memmap, lazy_load_hdus=False)
-        except (OSError, ValueError, TypeError, EOFError) as err:
+        except (OSError, ValueError, TypeError, EOFError, zlib.error) as err:
+            if not (isinstance(err, OSError) and err.errno is not None) and _looks_cut(path):
+                raise IncompleteFitsError(
+                    f"{path}: not a readable FITS file ({err}); {INCOMPLETE_ADVICE}"
+                ) from err
             raise FitsFormatError(
                 f"{path}: not a readable FITS file ({err}); check that the file is complete "
                 "(not still being copied) and really is FITS"
@@ -158,10 +192,32 @@ def _open(path: Path, *, memmap: bool) -> tuple[fits.HDUList, list[warnings.Warn
     truncated = [w for w in caught if _TRUNCATION_MESSAGE in str(w.message)]
     if truncated:
         hdul.close()
-        raise FitsFormatError(
-            f"{path}: {truncated[0].message}; the file is incomplete, copy it again"
-        )
+        raise IncompleteFitsError(f"{path}: {truncated[0].message}; {INCOMPLETE_ADVICE}")
     return hdul, caught
+
+
+def _looks_cut(path: Path) -> bool:
+    """Whether a FITS file that astropy could not open looks cut short rather than corrupt.
+
+    A gzip stream that ends before its end marker, or an uncompressed file that starts as FITS
+    but whose length is no whole number of 2880-byte blocks (the standard's unit, so a header
+    cut while it is copied): both are what a copy in progress leaves. Read only after a
+    failure, so the whole gzip stream is read at most once, and only for a broken file.
+    """
+    try:
+        with path.open("rb") as stream:
+            start = stream.read(len(_FITS_START))
+        if start.startswith(_GZIP_MAGIC):
+            with gzip.open(path, "rb") as stream:
+                while stream.read(1 << 20):
+                    pass
+            return False
+        return start == _FITS_START and path.stat().st_size % _FITS_BLOCK != 0
+    except EOFError:
+        return True
+    except (OSError, ValueError, zlib.error):
+        # Unreadable, or gzip data that is corrupt rather than cut: not evidence of a copy.
+        return False
 
 
 def _reemit(caught: list[warnings.WarningMessage]) -> None:
@@ -177,7 +233,7 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
     Raises
     ------
     FitsFormatError
-        As :func:`read_image`.
+        As :func:`read_image`; :class:`IncompleteFitsError` for an empty or cut file.
     """
     path = Path(path)
     hdul, caught = _open(path, memmap=True)
@@ -218,8 +274,9 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]
     FileNotFoundError
         If ``path`` does not exist.
     FitsFormatError
-        If the file is not FITS, is truncated, holds no image HDU or several that cannot be told
-        apart, or its image is not 2-D.
+        If the file is not FITS, holds no image HDU or several that cannot be told apart, or its
+        image is not 2-D; :class:`IncompleteFitsError` (a subclass) if it is empty or cut short,
+        as while it is still being copied.
     """
     path = Path(path)
     hdul, caught = _open(path, memmap=True)

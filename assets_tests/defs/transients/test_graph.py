@@ -1,6 +1,8 @@
 """The transient dataset graph materialized in a test instance, from generated job folders."""
 
 import json
+import os
+import time
 
 import dagster as dg
 import numpy as np
@@ -12,11 +14,15 @@ from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
 from astro_assets.defs.transients.partitions import jids_partitions
-from astro_assets.io.fits import FitsFormatError, MissingJobFileError
+from astro_assets.io.fits import FitsFormatError, IncompleteFitsError, MissingJobFileError
 from astro_assets.materialize import materialize_selection, run_failures
 from astro_assets.samples import generate_jobs, read_truth
 from astro_assets.science.transients import croissant as croissant_science
-from astro_assets.science.transients.candidates import PsfcatFormatError, read_index_csv
+from astro_assets.science.transients.candidates import (
+    IncompletePsfcatError,
+    PsfcatFormatError,
+    read_index_csv,
+)
 from astro_assets.science.transients.croissant import read_candidates, validate_croissant
 
 ASSETS = list(transients_defs.assets) + list(transients_defs.asset_checks)
@@ -29,6 +35,14 @@ def jobs(layout, instance) -> list[str]:
     jids = [folder.name for folder in folders]
     instance.add_dynamic_partitions("jids", jids)
     return jids
+
+
+def _settle(layout, *jids: str) -> None:
+    """Date the jobs' files back past the settle time, as files copied a while ago."""
+    past = time.time() - 2 * transient_assets.SETTLE_SECONDS
+    for jid in jids:
+        for path in (layout.incoming_jobs / jid).iterdir():
+            os.utime(path, (past, past))
 
 
 def _defs(data_store) -> dg.Definitions:
@@ -269,6 +283,7 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     fits.writeto(difference, np.full(shape, np.nan, np.float32), overwrite=True)
     science = layout.incoming_jobs / jobs[3] / "bkg_subbed_science_image.fits"
     science.write_bytes(b"not a FITS file at all" * 200)
+    _settle(layout, jobs[1], jobs[3])
     outcome = materialize_selection(
         instance,
         selection="job_tensors",
@@ -281,7 +296,8 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     prefix = (
         "job_tensors: JobTensorError: 2 of 5 job(s) failed (a job whose files were found bad "
         "keeps neither tensor nor candidates, so master_index leaves it out; one whose files "
-        "could not be read keeps its earlier ones; the other 3 were written and are "
+        "could not be read, look incomplete or are still being written keeps its earlier "
+        "ones; the other 3 were written and are "
         f"recorded as materialized): job {jobs[1]}: NoFinitePixelsError: {difference} "
         "(difference channel): all 16384 pixels of the (128, 128) image are NaN or infinite; "
         "there is nothing to normalize: check the input image or drop this job; "
@@ -327,13 +343,15 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
 
 def test_a_job_with_one_failure_chains_its_error(instance, data_store, layout, jobs):
     (layout.incoming_jobs / jobs[4] / "psfcat.csv").write_text("id,x\n1,2\n")
+    _settle(layout, jobs[4])
     result = _range_run(instance, data_store, jobs)
     assert not result.success
     (failure,) = run_failures(result)
     assert failure.startswith(
         "job_tensors: JobTensorError: 1 of 5 job(s) failed (a job whose files were found bad "
         "keeps neither tensor nor candidates, so master_index leaves it out; one whose files "
-        "could not be read keeps its earlier ones; the other 4 were written and are "
+        "could not be read, look incomplete or are still being written keeps its earlier "
+        "ones; the other 4 were written and are "
         f"recorded as materialized): job {jobs[4]}: PsfcatFormatError: "
     )
     assert "lacks column(s)" in failure
@@ -405,6 +423,7 @@ def test_a_failed_job_keeps_neither_its_earlier_tensor_nor_its_earlier_candidate
         (folder / source.name).write_bytes(source.read_bytes())
     catalog = folder / "psfcat.csv"
     catalog.write_text("id,x\n1,2\n")
+    _settle(layout, jobs[0])
     written = []
     real = transient_assets.write_job_tensor
 
@@ -549,8 +568,14 @@ def test_only_data_errors_read_from_the_files_remove_a_jobs_products():
 
     assert transient_assets.inputs_found_bad(PsfcatFormatError("bad header"))
     assert transient_assets.inputs_found_bad(
-        raised_from(FitsFormatError("not FITS"), OSError("Empty or corrupt FITS file"))
+        raised_from(FitsFormatError("not FITS"), OSError("No SIMPLE card found"))
     )
+    # An empty or cut file is what a copy in progress leaves: the earlier products stay.
+    assert not transient_assets.inputs_found_bad(
+        raised_from(IncompleteFitsError("empty"), OSError("Empty or corrupt FITS file"))
+    )
+    assert not transient_assets.inputs_found_bad(IncompleteFitsError("truncated"))
+    assert not transient_assets.inputs_found_bad(IncompletePsfcatError("last line cut"))
     # A FITS file the system could not read is wrapped as a format error too.
     assert not transient_assets.inputs_found_bad(
         raised_from(FitsFormatError("not readable"), OSError(5, "Input/output error"))
@@ -560,13 +585,113 @@ def test_only_data_errors_read_from_the_files_remove_a_jobs_products():
     assert not transient_assets.inputs_found_bad(RuntimeError("unexpected"))
 
 
+def test_files_being_copied_again_keep_a_jobs_earlier_products(instance, data_store, layout, jobs):
+    assert _materialize_all(instance, data_store).succeeded
+    products = {
+        jid: (
+            layout.job_tensor_file(jid).read_bytes(),
+            (layout.dataset_dir / "candidates" / f"{jid}.csv").read_bytes(),
+        )
+        for jid in jobs
+    }
+    # cp empties each target, then fills it: caught half-way, the files are empty or cut.
+    science = layout.incoming_jobs / jobs[0] / "bkg_subbed_science_image.fits"
+    science.write_bytes(science.read_bytes()[: science.stat().st_size // 2])
+    (layout.incoming_jobs / jobs[1] / "psfcat.csv").write_bytes(b"")
+    catalog = layout.incoming_jobs / jobs[2] / "psfcat.csv"
+    text = catalog.read_text()
+    catalog.write_text(text[: text.rindex(",")])
+    (layout.incoming_jobs / jobs[3] / "scorrimage_masked.fits").write_bytes(b"")
+    # Dated back: the files' contents alone tell that they are incomplete.
+    _settle(layout, *jobs)
+    outcome = materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    )
+    assert not outcome.succeeded
+    (failure,) = outcome.failures[outcome.runs[0][0]]
+    assert "4 of 5 job(s) failed" in failure
+    errors = ["IncompleteFitsError", "IncompletePsfcatError", "IncompletePsfcatError"]
+    for jid, error in zip(jobs[:4], [*errors, "IncompleteFitsError"], strict=True):
+        start = failure.index(f"job {jid}: {error}: ")
+        message = failure[start:].split("; job ")[0]
+        assert "the file looks incomplete (still being copied?)" in message, message
+        assert message.endswith(f"({transient_assets.KEPT_NOTE})"), message
+    assert "still lists the removed" not in failure
+    for jid in jobs:
+        assert products[jid] == (
+            layout.job_tensor_file(jid).read_bytes(),
+            (layout.dataset_dir / "candidates" / f"{jid}.csv").read_bytes(),
+        )
+
+
+def test_a_bad_file_still_being_written_keeps_a_jobs_earlier_products(
+    instance, data_store, layout, jobs
+):
+    assert _materialize_all(instance, data_store).succeeded
+    catalog = layout.incoming_jobs / jobs[0] / "psfcat.csv"
+    catalog.write_text("id,x\n1,2\n")
+    outcome = materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    )
+    assert not outcome.succeeded
+    (failure,) = outcome.failures[outcome.runs[0][0]]
+    assert (
+        f"job {jobs[0]}: PsfcatFormatError: {catalog} lacks column(s)" in failure
+        and "(its files are still being written: psfcat.csv was modified " in failure
+        and f"{transient_assets.KEPT_NOTE}; {transient_assets.WRITING_NOTE})" in failure
+    ), failure
+    assert layout.job_tensor_file(jobs[0]).exists()
+    assert (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
+    # Once the file has settled, the same catalogue is found bad and the products go.
+    _settle(layout, jobs[0])
+    assert not materialize_selection(
+        instance,
+        selection="job_tensors",
+        defs=_defs(data_store),
+        resources={"data_store": data_store},
+    ).succeeded
+    assert not layout.job_tensor_file(jobs[0]).exists()
+    assert not (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
+
+
+def test_files_changed_or_modified_lately_are_still_being_written(tmp_path):
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "a.fits").write_bytes(b"x" * 10)
+    (folder / "psfcat.csv").write_text("id\n")
+    now = time.time_ns()
+    past = time.time() - 2 * transient_assets.SETTLE_SECONDS
+    for path in folder.iterdir():
+        os.utime(path, (past, past))
+    before = transient_assets._file_stats(folder)
+    assert transient_assets._still_written(folder, before, now) is None
+    (folder / "a.fits").write_bytes(b"x" * 20)
+    os.utime(folder / "a.fits", (past, past))
+    assert transient_assets._still_written(folder, before, now) == (
+        "a.fits changed while the job was processed"
+    )
+    (folder / "b.fits").write_bytes(b"")
+    before = transient_assets._file_stats(folder)
+    assert transient_assets._still_written(folder, before, now).startswith(
+        "b.fits was modified 0 s ago, less than the 30 s"
+    )
+    assert transient_assets.SETTLE_SECONDS == 30
+
+
 def test_the_failure_message_names_ten_jobs_and_counts_the_rest():
     failed = {f"j{n:02d}": ValueError(f"bad {n}") for n in range(12)}
     message = transient_assets._job_failures(failed, 13)
     assert message.startswith(
         "12 of 13 job(s) failed (a job whose files were found bad keeps neither tensor nor "
-        "candidates, so master_index leaves it out; one whose files could not be read keeps its "
-        "earlier ones; the other 1 was written and is recorded as materialized): "
+        "candidates, so master_index leaves it out; one whose files could not be read, look "
+        "incomplete or are still being written keeps its earlier ones; the other 1 was written "
+        "and is recorded as materialized): "
         "job j00: ValueError: bad 0; "
     )
     assert "j09: ValueError: bad 9; and 2 more (each logged as an error in the run)" in message

@@ -11,6 +11,7 @@ from astro_assets.science.transients.candidates import (
     MASTER_INDEX_COLUMNS,
     PSFCAT_COLUMNS,
     SEED_INDEX_COLUMNS,
+    IncompletePsfcatError,
     PsfcatFormatError,
     build_master_index,
     read_index_csv,
@@ -241,8 +242,40 @@ def test_header_only_gives_an_empty_table(tmp_path):
 def test_empty_file(tmp_path):
     path = tmp_path / "psfcat.csv"
     path.write_text("")
-    with pytest.raises(PsfcatFormatError, match="is empty"):
+    # What cp leaves at first: an incomplete file, still a format error for its handlers.
+    with pytest.raises(
+        IncompletePsfcatError, match="is empty; the file looks incomplete"
+    ) as raised:
         read_psfcat(path, jid="j", image_shape=(8, 8))
+    assert isinstance(raised.value, PsfcatFormatError)
+
+
+def test_a_cut_last_line_is_incomplete(tmp_path):
+    path = tmp_path / "psfcat.csv"
+    whole = "\n".join([HEADER, _row(1), _row(2, match=123456)])
+    path.write_text(whole[: whole.rindex(",")])
+    with pytest.raises(IncompletePsfcatError) as raised:
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+    assert str(raised.value) == (
+        f"{path}: the last line ends without a line break after 13 of the header's 14 fields; "
+        "the file looks incomplete (still being copied?): wait until the copy has finished, or "
+        "copy it again"
+    )
+
+
+def test_a_file_cut_inside_a_utf8_character_is_incomplete(tmp_path):
+    path = tmp_path / "psfcat.csv"
+    text = "\n".join([HEADER + ",note", _row(1) + ",ok", _row(2) + ",d\u00e9tection"])
+    data = text.encode()
+    path.write_bytes(data[: data.index("\u00e9".encode()) + 1])
+    with pytest.raises(IncompletePsfcatError, match="ends inside a UTF-8 character"):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
+def test_a_whole_last_line_without_a_line_break_is_read(tmp_path):
+    path = tmp_path / "psfcat.csv"
+    path.write_text("\n".join([HEADER, _row(1), _row(2)]))
+    assert list(read_psfcat(path, jid="j", image_shape=(64, 64))["id"]) == [1, 2]
 
 
 def test_unsafe_job_id_and_bad_shape(tmp_path):

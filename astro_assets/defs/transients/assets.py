@@ -2,8 +2,12 @@
 
 import datetime as dt
 import hashlib
+import inspect
 import json
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -20,10 +24,12 @@ from dagster._core.definitions.data_version import (
 from astro_assets.defs.previews import path_value
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.atomic import atomic_path, atomic_write_text
+from astro_assets.io.discovery import is_settled
 from astro_assets.io.fits import (
     IMAGE_ROLES,
     AmbiguousJobFileError,
     FitsFormatError,
+    IncompleteFileError,
     image_shape,
     job_file_paths,
 )
@@ -89,10 +95,16 @@ BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
 )
 """The errors that mean a job's files were read and found bad (or its tensor just written is
 malformed): such a job's earlier tensor and candidates no longer describe its files and are
-removed. Any other error, above all an ``OSError`` (a missing folder or file, which
-``MissingJobFileError`` is, a permission refused, a mount gone, a full disk), says nothing about
-the data: the job fails, and its last good tensor and candidates are kept. See
-:func:`inputs_found_bad`."""
+removed, unless its files are still being written (:func:`_still_written`). Any other error,
+above all an ``OSError`` (a missing folder or file, which ``MissingJobFileError`` is, a
+permission refused, a mount gone, a full disk), and an :class:`IncompleteFileError` (an empty
+or cut FITS file or catalogue, as ``cp`` leaves while it copies), says nothing about the data:
+the job fails, and its last good tensor and candidates are kept. See :func:`inputs_found_bad`."""
+
+SETTLE_SECONDS: float = inspect.signature(is_settled).parameters["settle_seconds"].default
+"""A job file modified less than this long ago may still be being written: the discovery's
+settle time (its default, as it names no constant), after which the sensors take a file as
+complete."""
 
 
 def inputs_found_bad(error: BaseException) -> bool:
@@ -106,12 +118,14 @@ def inputs_found_bad(error: BaseException) -> bool:
     Returns
     -------
     bool
-        True for an instance of one of :data:`BAD_INPUT_ERRORS` that is no ``OSError`` and was
-        not raised from an operating system error (an ``OSError`` with an errno: a FITS file
-        that could not be read at all is wrapped as ``FitsFormatError`` too); False otherwise,
-        so that an error of unknown kind keeps the job's earlier products.
+        True for an instance of one of :data:`BAD_INPUT_ERRORS` that is no ``OSError``, no
+        :class:`IncompleteFileError` (a file empty or cut short, most likely still being
+        copied, is a format error too) and was not raised from an operating system error (an
+        ``OSError`` with an errno: a FITS file that could not be read at all is wrapped as
+        ``FitsFormatError`` too); False otherwise, so that an error of unknown kind keeps the
+        job's earlier products.
     """
-    if not isinstance(error, BAD_INPUT_ERRORS) or isinstance(error, OSError):
+    if not isinstance(error, BAD_INPUT_ERRORS) or isinstance(error, (OSError, IncompleteFileError)):
         return False
     cause = error.__cause__
     while cause is not None:
@@ -129,24 +143,90 @@ MAX_LISTED_FAILURES = 10
 KEPT_NOTE = "its earlier tensor and candidates are kept"
 """Said of a failed job whose files could not be read, when it has earlier products."""
 
+WRITING_NOTE = "materialize job_tensors for this job again once the copy has finished"
+"""Said of a failed job whose files are still being written."""
+
+FileStats = dict[str, tuple[int, int]]
+"""A job folder's files: name -> (size in bytes, modification time in ns)."""
+
+
+def _file_stats(job_dir: Path) -> FileStats:
+    """The size and modification time of each file in ``job_dir``; empty if it is unreadable."""
+    stats: FileStats = {}
+    try:
+        with os.scandir(job_dir) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file():
+                        info = entry.stat()
+                        stats[entry.name] = (info.st_size, info.st_mtime_ns)
+                except OSError:
+                    # Removed since the listing: the comparison with the earlier look tells.
+                    continue
+    except OSError:
+        return {}
+    return stats
+
+
+def _still_written(job_dir: Path, before: FileStats, now_ns: int | None = None) -> str | None:
+    """Why a job's files look still being written, or None when they look settled.
+
+    Parameters
+    ----------
+    job_dir : pathlib.Path
+        The job folder.
+    before : dict
+        :func:`_file_stats` of the folder when the job's processing began.
+    now_ns : int, optional
+        The time to judge at, in ns since the epoch; now by default.
+
+    Returns
+    -------
+    str or None
+        A file added, removed, or whose size or modification time changed since ``before``,
+        or a file modified less than :data:`SETTLE_SECONDS` ago: what was read may be a copy
+        in progress, not the job's data, so the job's earlier products must stay.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    after = _file_stats(job_dir)
+    changed = sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+    if changed:
+        return f"{', '.join(changed)} changed while the job was processed"
+    recent = {
+        name: (now_ns - mtime_ns) / 1e9
+        for name, (_, mtime_ns) in after.items()
+        if now_ns - mtime_ns < SETTLE_SECONDS * 1e9
+    }
+    if recent:
+        name = min(recent, key=recent.__getitem__)
+        return (
+            f"{name} was modified {max(recent[name], 0.0):.0f} s ago, less than the "
+            f"{SETTLE_SECONDS:g} s after which a file is taken as complete"
+        )
+    return None
+
 
 def _job_failures(
     failed: dict[str, Exception],
     total: int,
-    kept: frozenset[str] | set[str] = frozenset(),
+    kept: Mapping[str, str] | None = None,
     still_published: list[str] | None = None,
 ) -> str:
     """One line naming the first failed jobs with their errors (which name the file and what
     to do), then how many more failed.
 
-    ``kept`` are the failed jobs whose earlier tensor and candidates were kept (their files
-    could not be read); ``still_published`` the removed jobs that the published master index
-    still lists.
+    ``kept`` maps the failed jobs whose earlier tensor and candidates were kept (their files
+    could not be read, looked incomplete or were still being written) to the note said of
+    them; ``still_published`` lists the removed jobs that the published master index still
+    lists.
     """
+    kept = kept or {}
     written = total - len(failed)
     listing = "; ".join(
         f"job {jid}: {type(error).__name__}: {' '.join(str(error).splitlines())}"
-        + (f" ({KEPT_NOTE})" if jid in kept else "")
+        + (f" ({kept[jid]})" if jid in kept else "")
         for jid, error in list(failed.items())[:MAX_LISTED_FAILURES]
     )
     more = len(failed) - MAX_LISTED_FAILURES
@@ -161,15 +241,16 @@ def _job_failures(
         )
     removed = (
         "a job whose files were found bad keeps neither tensor nor candidates, so master_index "
-        "leaves it out; one whose files could not be read keeps its earlier ones"
+        "leaves it out; one whose files could not be read, look incomplete or are still being "
+        "written keeps its earlier ones"
     )
     if written == 1:
-        kept = "the other 1 was written and is recorded as materialized"
+        recorded = "the other 1 was written and is recorded as materialized"
     elif written:
-        kept = f"the other {written} were written and are recorded as materialized"
+        recorded = f"the other {written} were written and are recorded as materialized"
     else:
-        kept = "no job was written"
-    return f"{len(failed)} of {total} job(s) failed ({removed}; {kept}): {listing}"
+        recorded = "no job was written"
+    return f"{len(failed)} of {total} job(s) failed ({removed}; {recorded}): {listing}"
 
 
 def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataFrame"]:
@@ -288,8 +369,15 @@ def job_tensors(
       another image. Should the published ``master_index.csv`` still list the job, the error
       says so: materialize ``master_index`` again to leave it out, or fix the job;
     - its files could not be read (a folder or file missing, say while it is copied again, a
-      permission refused, a mount gone, a full disk, or any error of another kind): they are
-      kept as they were, the last good ones, and the error says so.
+      permission refused, a mount gone, a full disk, or any error of another kind), or look
+      incomplete (:class:`~astro_assets.io.fits.IncompleteFileError`: an empty or truncated
+      FITS file, an empty ``psfcat.csv`` or one whose last line is cut, as ``cp`` leaves while
+      it copies): they are kept as they were, the last good ones, and the error says so;
+    - its files were found bad but are still being written: before removing anything, the
+      job's files are looked at again, and when one was added, removed or changed in size or
+      modification time since the job began, or was modified less than
+      :data:`SETTLE_SECONDS` ago, what was read may be a copy in progress: the products are
+      kept and the error says the files are still being written.
 
     When every job succeeds, the run records one materialization per job and the blocking
     check ``job_tensors_in_unit_range`` runs on them. When a job fails, the step fails and that
@@ -305,23 +393,35 @@ def job_tensors(
     jids = context.partition_keys
     written: dict[str, dict] = {}
     failed: dict[str, Exception] = {}
-    kept: set[str] = set()
+    kept: dict[str, str] = {}
     removed: list[str] = []
+    started: dict[str, FileStats] = {}
 
     def fail(jid: str, error: Exception) -> None:
         failed[jid] = error
+        has_products = data_store.layout.job_tensor_file(jid).exists()
+        writing = None
         if inputs_found_bad(error):
-            _remove_job_products(data_store, jid)
-            removed.append(jid)
-            context.log.error(f"{jid}: {type(error).__name__}: {error}")
-            return
+            # A malformed tensor is this run's own output, wrong whatever its inputs were.
+            if not isinstance(error, MalformedTensorError):
+                writing = _still_written(data_store.layout.job_dir(jid), started.get(jid, {}))
+            if writing is None:
+                _remove_job_products(data_store, jid)
+                removed.append(jid)
+                context.log.error(f"{jid}: {type(error).__name__}: {error}")
+                return
         # Nothing was learnt about the job's data: its last good products stay published.
-        if data_store.layout.job_tensor_file(jid).exists():
-            kept.add(jid)
-        note = f" ({KEPT_NOTE})" if jid in kept else ""
+        if writing is not None:
+            kept[jid] = f"its files are still being written: {writing}; " + (
+                f"{KEPT_NOTE}; {WRITING_NOTE}" if has_products else WRITING_NOTE
+            )
+        elif has_products:
+            kept[jid] = KEPT_NOTE
+        note = f" ({kept[jid]})" if jid in kept else ""
         context.log.error(f"{jid}: {type(error).__name__}: {error}{note}")
 
     for jid in jids:
+        started[jid] = _file_stats(data_store.layout.job_dir(jid))
         try:
             result, candidates = _write_job(data_store, jid)
         except Exception as error:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from astro_assets.io.atomic import atomic_path
+from astro_assets.io.fits import INCOMPLETE_ADVICE, IncompleteFileError
 from astro_assets.io.paths import check_key
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "MASTER_INDEX_COLUMNS",
     "PSFCAT_COLUMNS",
     "SEED_INDEX_COLUMNS",
+    "IncompletePsfcatError",
     "PsfcatFormatError",
     "build_master_index",
     "read_index_csv",
@@ -98,8 +100,58 @@ _INT64_RANGE = (-(2**63), 2**63 - 1)
 _EXACT_FLOAT_LIMIT = 2**53
 
 
+# The end of the file read to tell whether its last line was cut: far more than a line.
+_TAIL_BYTES = 64 * 1024
+
+
 class PsfcatFormatError(ValueError):
     """A ``psfcat.csv`` that does not follow the contract."""
+
+
+class IncompletePsfcatError(IncompleteFileError, PsfcatFormatError):
+    """A ``psfcat.csv`` that is empty or whose last line is cut, as while it is being copied."""
+
+
+def _check_complete(path: Path) -> None:
+    """Raise :class:`IncompletePsfcatError` for an empty file or one whose last line is cut.
+
+    A line is taken as cut when the file does not end with a line break and its last line has
+    fewer fields than the header or ends inside a UTF-8 character: a whole last line without a
+    final line break is common and read. Fields are counted on the bytes, as the delimiter is
+    ASCII and a cut may split a UTF-8 character; the catalogue's fields are numbers, never
+    quoted text with commas.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise IncompletePsfcatError(
+            f"{path} is empty; {INCOMPLETE_ADVICE} (it needs the header line "
+            f"{','.join(PSFCAT_COLUMNS)})"
+        )
+    with path.open("rb") as stream:
+        header = stream.readline()
+        if header.endswith(b"\n") and size > len(header):
+            stream.seek(max(len(header), size - _TAIL_BYTES))
+            tail = stream.read()
+        else:
+            # A header alone: a cut one lacks columns, which read_psfcat says.
+            return
+    if tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.rsplit(b"\n", 1)[-1]
+    if last.count(b",") < header.count(b","):
+        raise IncompletePsfcatError(
+            f"{path}: the last line ends without a line break after "
+            f"{last.count(b',') + 1} of the header's {header.count(b',') + 1} fields; "
+            f"{INCOMPLETE_ADVICE}"
+        )
+    try:
+        last.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.end == len(last) and err.reason == "unexpected end of data":
+            raise IncompletePsfcatError(
+                f"{path}: the file ends inside a UTF-8 character, without a line break; "
+                f"{INCOMPLETE_ADVICE}"
+            ) from None
 
 
 def _row_reference(index: int) -> str:
@@ -214,7 +266,9 @@ def read_psfcat(
         Missing columns (all listed), a non-numeric value (column and row named), an id that
         is not a whole number or lies outside the int64 range, a missing or non-finite
         ``id``/``x``/``y``, a ``label`` other than 0 or 1, repeated ids, or a file that is not
-        UTF-8 (the first offending line named).
+        UTF-8 (the first offending line named); :class:`IncompletePsfcatError` (a subclass)
+        for an empty file or one whose last line is cut (no final line break and fewer fields
+        than the header), as while it is still being copied.
     FileNotFoundError
         If ``path`` does not exist.
     """
@@ -225,6 +279,7 @@ def read_psfcat(
         raise ValueError(f"image_shape must be (H, W) with H, W >= 1, got {tuple(image_shape)}")
     height, width = (int(n) for n in image_shape)
     path = Path(path)
+    _check_complete(path)
     try:
         # index_col=False: with a delimiter at the end of each data line (one field more than
         # the header), pandas would otherwise move the first column, id, into the index. It
