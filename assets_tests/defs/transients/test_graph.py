@@ -60,13 +60,18 @@ def _check_results(instance) -> dict[str, list[bool]]:
     return results
 
 
-def _materialize_all(instance, data_store):
+def _selected(instance, data_store, selection):
+    """``selection`` of every registered job as ``astro-assets materialize`` runs it."""
     return materialize_selection(
         instance,
-        selection="*croissant_metadata",
+        selection=selection,
         defs=_defs(data_store),
         resources={"data_store": data_store},
     )
+
+
+def _materialize_all(instance, data_store):
+    return _selected(instance, data_store, "*croissant_metadata")
 
 
 def test_truth_round_trips_through_tensors_index_and_croissant(instance, data_store, layout, jobs):
@@ -111,9 +116,7 @@ def test_rebuilding_without_changes_is_a_patch_and_adding_jobs_is_minor(
     assert _materialize_all(instance, data_store).succeeded
     dataset = layout.dataset_dir
     select = "croissant_metadata"
-    assert materialize_selection(
-        instance, selection=select, defs=_defs(data_store), resources={"data_store": data_store}
-    ).succeeded
+    assert _selected(instance, data_store, select).succeeded
     assert json.loads((dataset / "croissant.json").read_text())["version"] == "1.0.0"
     more = generate_jobs(layout.incoming_jobs, N_JOBS + 3, size=128, seed=11)[N_JOBS:]
     instance.add_dynamic_partitions("jids", [folder.name for folder in more])
@@ -158,12 +161,7 @@ def test_a_broken_tensor_fails_the_blocking_check(instance, data_store, layout, 
 def test_a_broken_index_fails_its_check_and_blocks_croissant(
     instance, data_store, layout, jobs, monkeypatch
 ):
-    outcome = materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    )
+    outcome = _selected(instance, data_store, "job_tensors")
     assert outcome.succeeded
     real = transient_assets.build_master_index
 
@@ -218,12 +216,7 @@ def test_numeric_job_ids_keep_their_leading_zeros_and_the_version_holds(
     assert table["jid"].tolist() == index["jid"].tolist()
     # Rebuilding identical data keeps the version (a "changed" split of 1 vs "001" bumped it).
     for _ in range(2):
-        again = materialize_selection(
-            instance,
-            selection="croissant_metadata",
-            defs=_defs(data_store),
-            resources={"data_store": data_store},
-        )
+        again = _selected(instance, data_store, "croissant_metadata")
         assert again.succeeded, again.lines()
         assert json.loads((dataset / "croissant.json").read_text())["version"] == "1.0.0"
 
@@ -284,12 +277,7 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     science = layout.incoming_jobs / jobs[3] / "bkg_subbed_science_image.fits"
     science.write_bytes(b"not a FITS file at all" * 200)
     _settle(layout, jobs[1], jobs[3])
-    outcome = materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    )
+    outcome = _selected(instance, data_store, "job_tensors")
     assert not outcome.succeeded
     # One line, the project's error, naming every bad job with its file and what to do.
     (failure,) = outcome.failures[outcome.runs[0][0]]
@@ -323,12 +311,7 @@ def test_bad_jobs_in_a_range_fail_together_and_the_good_ones_are_written_and_rec
     # Fixing the jobs and running again covers them all; a written job's record carries the
     # version tags of a successful run's, so that staleness treats it alike.
     generate_jobs(layout.incoming_jobs, N_JOBS, size=128, seed=11)
-    assert materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    ).succeeded
+    assert _selected(instance, data_store, "job_tensors").succeeded
     assert _partition_status(instance, jobs) == (jobs, [])
     latest = instance.fetch_materializations(
         dg.AssetRecordsFilter(
@@ -604,12 +587,7 @@ def test_files_being_copied_again_keep_a_jobs_earlier_products(instance, data_st
     (layout.incoming_jobs / jobs[3] / "scorrimage_masked.fits").write_bytes(b"")
     # Dated back: the files' contents alone tell that they are incomplete.
     _settle(layout, *jobs)
-    outcome = materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    )
+    outcome = _selected(instance, data_store, "job_tensors")
     assert not outcome.succeeded
     (failure,) = outcome.failures[outcome.runs[0][0]]
     assert "4 of 5 job(s) failed" in failure
@@ -633,12 +611,7 @@ def test_a_bad_file_still_being_written_keeps_a_jobs_earlier_products(
     assert _materialize_all(instance, data_store).succeeded
     catalog = layout.incoming_jobs / jobs[0] / "psfcat.csv"
     catalog.write_text("id,x\n1,2\n")
-    outcome = materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    )
+    outcome = _selected(instance, data_store, "job_tensors")
     assert not outcome.succeeded
     (failure,) = outcome.failures[outcome.runs[0][0]]
     assert (
@@ -650,12 +623,7 @@ def test_a_bad_file_still_being_written_keeps_a_jobs_earlier_products(
     assert (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
     # Once the file has settled, the same catalogue is found bad and the products go.
     _settle(layout, jobs[0])
-    assert not materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    ).succeeded
+    assert not _selected(instance, data_store, "job_tensors").succeeded
     assert not layout.job_tensor_file(jobs[0]).exists()
     assert not (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
 
@@ -733,12 +701,7 @@ def test_a_two_valued_image_is_not_a_flat_channel(instance, data_store, layout, 
     binary = np.zeros(shape, np.float32)
     binary[:, shape[1] // 2 :] = 100.0
     fits.writeto(score, binary, overwrite=True)
-    outcome = materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    )
+    outcome = _selected(instance, data_store, "job_tensors")
     assert outcome.succeeded, outcome.lines()
     assert set(np.unique(np.load(layout.job_tensor_file(jobs[1]))[..., 3])) == {0.0, 1.0}
     assert outcome.warnings == {}
@@ -756,12 +719,7 @@ def test_a_constant_or_all_zero_image_warns_naming_the_job_and_channel(
     constant = np.full(shape, 12.5, np.float32)
     constant[:4] = np.nan
     fits.writeto(score, constant, overwrite=True)
-    outcome = materialize_selection(
-        instance,
-        selection="job_tensors",
-        defs=_defs(data_store),
-        resources={"data_store": data_store},
-    )
+    outcome = _selected(instance, data_store, "job_tensors")
     # A warning, not an error: the run and the later assets go on.
     assert outcome.succeeded, outcome.lines()
     run_id = outcome.runs[0][0]
