@@ -10,7 +10,6 @@ from astro_assets.io.discovery import (
     WHOLE_SAMPLE_BYTES,
     Observation,
     ScanState,
-    check_new_key,
     confirm_vanished,
     content_sample,
     find_ser_for_key,
@@ -24,7 +23,7 @@ from astro_assets.io.discovery import (
     scan_ser_files,
 )
 from astro_assets.io.fits import JOB_FILES
-from astro_assets.io.paths import UnsafePathError
+from astro_assets.io.paths import UnsafePathError, check_key
 
 
 def _write(path: Path, size: int, age_s: float | None = None) -> Path:
@@ -246,7 +245,7 @@ def test_new_keys_a_command_line_or_dagster_would_misread_are_refused(tmp_path: 
         "range of partitions; rename the file, e.g. to 'sun.2.ser'",
     )
     with pytest.raises(UnsafePathError, match="begins with '-'"):
-        check_new_key("-x")
+        check_key("-x", new=True)
 
 
 def test_scan_changes_reports_settled_changes_in_turn(tmp_path: Path):

@@ -26,8 +26,6 @@ from astro_assets.io.fits import AmbiguousJobFileError, MissingJobFileError, job
 from astro_assets.io.paths import UnsafePathError, check_key, sanitize_key
 
 SER_SUFFIXES = frozenset({".ser"})
-PARTITION_RANGE_SEPARATOR = "..."
-"""Dagster's UI selects a range of partitions as ``first...last``, so no key may hold it."""
 IGNORED_NAMES = frozenset({"lost+found"})
 """System folders an incoming folder may hold (a file system's root); never inputs."""
 PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", "~")
@@ -371,22 +369,6 @@ def is_settled(
     return (now_ns - observation.mtime_ns) >= settle_seconds * 1e9
 
 
-def check_new_key(key: str) -> str:
-    """Return ``key`` if a new partition may take it, else raise ``UnsafePathError``.
-
-    Beyond :func:`~astro_assets.io.paths.check_key` for a new key (letters, digits, ``.``,
-    ``_``, ``-``, no leading dot or ``-``: no whitespace, path separator, control character or
-    command-line option), a new key may not hold ``...``, which Dagster's UI reads as a range of
-    partitions. Keys registered before these rules stay valid: only new ones are refused.
-    """
-    check_key(key, new=True)
-    if PARTITION_RANGE_SEPARATOR in key:
-        raise UnsafePathError(
-            f"partition key {key!r} holds '...', which Dagster reads as a range of partitions"
-        )
-    return key
-
-
 def confirm_vanished(
     vanished: Iterable[str],
     missing_since: Mapping[str, int],
@@ -443,6 +425,71 @@ def guard_removals(
     )
 
 
+@dataclass(frozen=True)
+class Removals:
+    """What a sensor's tick does about the registered inputs its scan found missing.
+
+    Attributes
+    ----------
+    gone : tuple of str
+        The keys whose partitions are removed now, sorted.
+    missing_since : dict of partition key to int
+        The missing keys kept for now, with when each was first found missing.
+    device : int or None
+        The device number to record for the incoming folder.
+    held_back : str or None
+        Why no input is removed now (the folder is on another device than before), if so.
+    """
+
+    gone: tuple[str, ...]
+    missing_since: dict[str, int]
+    device: int | None
+    held_back: str | None
+
+
+def plan_removals(folder: Path, discovery: Discovery, state: ScanState) -> Removals:
+    """The registered inputs a sensor removes this tick (:func:`guard_removals`,
+    :func:`confirm_vanished`)."""
+    device, held_back = guard_removals(folder, discovery.vanished, state.device)
+    gone, missing_since = confirm_vanished(
+        () if held_back else discovery.vanished, state.missing_since
+    )
+    return Removals(gone, missing_since, device, held_back)
+
+
+def next_scan_state(
+    state: ScanState,
+    discovery: Discovery,
+    changes: Changes,
+    removals: Removals,
+    handled: Mapping[str, Observation],
+) -> ScanState:
+    """The cursor a sensor's tick leaves for the next one.
+
+    ``handled`` holds the states of the changed inputs the tick handled (ran, or found needing
+    no run); those of the new inputs registered and of the inputs only ``refreshed`` are added.
+    Only the registered inputs still on disk, unreachable or missing but kept keep a state, so
+    that the cursor does not grow with every input ever removed.
+    """
+    kept = {*discovery.present, *discovery.unavailable, *removals.missing_since}
+    if removals.held_back:
+        kept.update(discovery.vanished)
+    return ScanState(
+        pending={**discovery.pending, **changes.pending},
+        handled={
+            **{key: obs for key, obs in state.handled.items() if key in kept},
+            **changes.refreshed,
+            **{c.key: c.observation for c in discovery.ready},
+            **handled,
+        },
+        resume_after=changes.resume_after,
+        missing_since=removals.missing_since,
+        new_after=discovery.resume_after,
+        incomplete=discovery.incomplete,
+        device=removals.device,
+    )
+
+
 MAX_QUOTED_MESSAGES = 3
 """Messages :func:`not_used_message` quotes; a sensor's log has them all."""
 
@@ -478,7 +525,7 @@ def _suggested_name(name: str, suffix: str = "", *, taken: Iterable[str] = ()) -
     """
     try:
         key = re.sub(r"\.{2,}", ".", sanitize_key(name)).strip(".")
-        check_new_key(key)
+        check_key(key, new=True)
     except UnsafePathError:
         return ""
     if key in set(taken):
@@ -566,16 +613,25 @@ def _nothing_listed(folder: Path, what: str, known: set[str]) -> Discovery:
 def _is_beside(name: str, stems: set[str]) -> bool:
     """Whether ``name`` is a file kept beside an input (``<stem>.truth.npz``, a capture log).
 
-    Its name is then one of ``stems`` followed by a dot and more.
+    Its name is then one of ``stems`` followed by a dot and more, or it is ground truth
+    (``TRUTH_SUFFIXES``) of any input.
     """
-    return any(name[:i] in stems for i, char in enumerate(name) if char == "." and i > 0)
-
-
-def _partial_message(name: str, folder: Path) -> str:
-    return (
-        f"{name!r} in {folder}: still being written? (a partial download or temporary file); "
-        "it is used once renamed to its final name"
+    return name.endswith(TRUTH_SUFFIXES) or any(
+        name[:i] in stems for i, char in enumerate(name) if char == "." and i > 0
     )
+
+
+def _not_input(entry: _Entry, folder: Path, reason: str) -> str:
+    """Why an entry that is no input is skipped: unreachable, still being written, or
+    ``reason`` (what it is instead and what to do)."""
+    if entry.unreachable:
+        return entry.problem(folder)
+    if is_partial_name(entry.name):
+        return (
+            f"{entry.name!r} in {folder}: still being written? (a partial download or temporary "
+            "file); it is used once renamed to its final name"
+        )
+    return f"{entry.name!r} in {folder}: {reason}"
 
 
 def _observe_or_problem(
@@ -729,22 +785,21 @@ def scan_ser_files(
                 by_key.setdefault(ser_key_for(entry.path), []).append(entry.path)
             except UnsafePathError as error:
                 rejected.append(str(error))
-        elif _is_beside(entry.name, stems | known) or entry.name.endswith(TRUTH_SUFFIXES):
+        elif _is_beside(entry.name, stems | known):
             continue
-        elif entry.unreachable:
-            skipped.append(entry.problem(folder))
         elif entry.kind == "dir":
             skipped.append(
                 f"folder {entry.name!r} in {folder}: videos are read only directly in "
                 f"{folder.name}/, not in folders inside it; move them up to register them"
             )
-        elif is_partial_name(entry.name):
-            skipped.append(_partial_message(entry.name, folder))
         else:
             skipped.append(
-                f"{entry.name!r} in {folder}: not a file ending in .ser, so not a video to "
-                "register; move it out of the folder (or, if it is a SER video, give it the "
-                ".ser extension)"
+                _not_input(
+                    entry,
+                    folder,
+                    "not a file ending in .ser, so not a video to register; move it out of the "
+                    "folder (or, if it is a SER video, give it the .ser extension)",
+                )
             )
     taken = known | by_key.keys() | unavailable
     items = []
@@ -757,7 +812,7 @@ def scan_ser_files(
             present[key] = paths[0]
         else:
             try:
-                items.append((check_new_key(key), paths[0]))
+                items.append((check_key(key, new=True), paths[0]))
             except UnsafePathError as error:
                 rejected.append(
                     f"video {paths[0].name!r}: {error}; rename the file"
@@ -1010,11 +1065,12 @@ def scan_job_folders(
     A folder counts only when all five contract files are present and non-empty and none of them
     changed since the previous scan (or for ``settle_seconds``); one that is not complete is
     reported in ``skipped`` with the files it lacks. Its name is its partition key and is never
-    rewritten: a name that is not a safe key (:func:`check_new_key`) is reported in ``rejected``.
-    A file directly in ``folder`` is reported in ``skipped``, unless it is named after a job
-    folder, present or registered (``<jid>.truth.json``); hidden entries and ``lost+found`` are
-    passed over, and a link to a folder that cannot be reached is ``unavailable``. ``folder`` is
-    listed once; ``present`` and ``vanished`` say which registered jobs still have their folder.
+    rewritten: a name that is not a safe new key (:func:`~astro_assets.io.paths.check_key`) is
+    reported in ``rejected``. A file directly in ``folder`` is reported in ``skipped``, unless it
+    is named after a job folder, present or registered (``<jid>.truth.json``); hidden entries and
+    ``lost+found`` are passed over, and a link to a folder that cannot be reached is
+    ``unavailable``. ``folder`` is listed once; ``present`` and ``vanished`` say which
+    registered jobs still have their folder.
 
     ``limit`` bounds the new folders examined per scan (listing names is cheap; checking files
     is not), so a sensor stays inside its time budget with thousands of folders: those in
@@ -1046,22 +1102,20 @@ def scan_job_folders(
                 present[entry.name] = entry.path
                 continue
             try:
-                by_key[check_new_key(entry.name)] = entry.path
+                by_key[check_key(entry.name, new=True)] = entry.path
             except UnsafePathError as error:
                 rejected.append(
                     f"job folder {entry.name!r}: {error}; rename the folder"
                     + _suggested_name(entry.name, taken=taken)
                 )
-        elif _is_beside(entry.name, folders | known) or entry.name.endswith(TRUTH_SUFFIXES):
-            continue
-        elif entry.unreachable:
-            skipped.append(entry.problem(folder))
-        elif is_partial_name(entry.name):
-            skipped.append(_partial_message(entry.name, folder))
-        else:
+        elif not _is_beside(entry.name, folders | known):
             skipped.append(
-                f"{entry.name!r} in {folder}: not a folder, so not a job; a job is a folder "
-                "holding the four FITS images and psfcat.csv: move the file out of the folder"
+                _not_input(
+                    entry,
+                    folder,
+                    "not a folder, so not a job; a job is a folder holding the four FITS "
+                    "images and psfcat.csv: move the file out of the folder",
+                )
             )
     # A folder seen changing gets its second look first: that look registers it.
     again = [key for key in sorted(by_key) if key in pending]

@@ -16,6 +16,8 @@ DEFAULT_DATA_ROOT = "data"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+PARTITION_RANGE_SEPARATOR = "..."
+"""Dagster's UI selects a range of partitions as ``first...last``, so no new key may hold it."""
 
 
 class UnsafePathError(ValueError):
@@ -46,9 +48,10 @@ def sanitize_key(name: str) -> str:
 def check_key(key: str, *, new: bool = False) -> str:
     """Return ``key`` unchanged if it is a safe partition key, else raise ``UnsafePathError``.
 
-    With ``new``, for a key about to be registered, a leading ``-`` is refused too: a command
-    line reads it as an option (``--partition -rf``). Keys registered before that rule stay
-    readable, so the paths of an existing partition are resolved without it.
+    With ``new``, for a key about to be registered, a leading ``-`` is refused too, as a command
+    line reads it as an option (``--partition -rf``), and so is ``...``, which Dagster's UI reads
+    as a range of partitions. Keys registered before these rules stay readable, so the paths of
+    an existing partition are resolved without them.
     """
     if not _SAFE_KEY.match(key) or key in {".", ".."}:
         raise UnsafePathError(
@@ -58,6 +61,10 @@ def check_key(key: str, *, new: bool = False) -> str:
     if new and key.startswith("-"):
         raise UnsafePathError(
             f"partition key {key!r} begins with '-', which a command line reads as an option"
+        )
+    if new and PARTITION_RANGE_SEPARATOR in key:
+        raise UnsafePathError(
+            f"partition key {key!r} holds '...', which Dagster reads as a range of partitions"
         )
     return key
 

@@ -2,6 +2,8 @@
 again when another capture replaces it, and remove the partition of a video that was removed."""
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,10 +13,14 @@ from astro_assets.defs.flatfield.partitions import ser_files_partitions
 from astro_assets.io.discovery import (
     VANISH_GRACE_SECONDS,
     Candidate,
+    Changes,
+    Discovery,
+    Observation,
+    Removals,
     ScanState,
-    confirm_vanished,
-    guard_removals,
+    next_scan_state,
     not_used_message,
+    plan_removals,
     scan_changes,
     scan_paired_darks,
     scan_ser_files,
@@ -58,6 +64,68 @@ def _rerun_key(layout: DataLayout, video: Candidate, *, seen_before: bool) -> st
     return f"replaced:{changed}:{fingerprint[:16]}" if fingerprint != recorded else None
 
 
+def unlisted_result(context: dg.SensorEvaluationContext, discovery: Discovery) -> dg.SensorResult:
+    """The result of a tick whose incoming folder was not listed: its cursor is kept unchanged,
+    as what is on that disk is unknown until it is back."""
+    return dg.SensorResult(
+        cursor=context.cursor,
+        skip_reason=discovery.error or not_used_message((), (), warnings=discovery.warnings),
+    )
+
+
+def plan_tick(
+    context: dg.SensorEvaluationContext,
+    folder: Path,
+    state: ScanState,
+    discovery: Discovery,
+    changes: Changes,
+) -> Removals:
+    """Log what the scans could not use, and the registered inputs this tick removes."""
+    removals = plan_removals(folder, discovery, state)
+    if removals.held_back:
+        context.log.warning(removals.held_back)
+    for message in discovery.rejected:
+        context.log.warning(message)
+    for message in discovery.skipped + changes.skipped:
+        context.log.info(f"skipped {message}")
+    return removals
+
+
+def tick_result(
+    partitions: dg.DynamicPartitionsDefinition,
+    state: ScanState,
+    discovery: Discovery,
+    changes: Changes,
+    removals: Removals,
+    *,
+    run_requests: list[dg.RunRequest],
+    handled: Mapping[str, Observation],
+) -> dg.SensorResult:
+    """A tick's result: its runs, the partitions added and removed and the next cursor
+    (:func:`~astro_assets.io.discovery.next_scan_state`, with ``handled``), and, when it runs
+    nothing, why."""
+    new_keys = [candidate.key for candidate in discovery.ready]
+    gone = list(removals.gone)
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=(
+            ([partitions.build_add_request(new_keys)] if new_keys else [])
+            + ([partitions.build_delete_request(gone)] if gone else [])
+        ),
+        cursor=next_scan_state(state, discovery, changes, removals, handled).to_json(),
+        skip_reason=(
+            None
+            if run_requests
+            else not_used_message(
+                discovery.rejected,
+                discovery.skipped + changes.skipped,
+                removed=gone,
+                warnings=discovery.warnings + ((removals.held_back,) if removals.held_back else ()),
+            )
+        ),
+    )
+
+
 @dg.sensor(
     job=flatfield_job,
     minimum_interval_seconds=30,
@@ -81,35 +149,19 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
     for message in discovery.warnings:
         context.log.warning(message)
     if not discovery.listed:
-        # What is on that disk is unknown: the state is kept for when it is back.
-        return dg.SensorResult(
-            cursor=context.cursor,
-            skip_reason=discovery.error or not_used_message((), (), warnings=discovery.warnings),
-        )
+        return unlisted_result(context, discovery)
     changes = scan_changes(discovery.present, handled=state.handled, pending=state.pending)
-    device, moved = guard_removals(layout.incoming_ser, discovery.vanished, state.device)
-    warnings = discovery.warnings + ((moved,) if moved else ())
-    if moved:
-        context.log.warning(moved)
-    gone, missing_since = confirm_vanished(() if moved else discovery.vanished, state.missing_since)
-    for message in discovery.rejected:
-        context.log.warning(message)
-    for message in discovery.skipped + changes.skipped:
-        context.log.info(f"skipped {message}")
-    if gone:
+    removals = plan_tick(context, layout.incoming_ser, state, discovery, changes)
+    if removals.gone:
         context.log.info(
-            f"videos {', '.join(gone)} were removed from {layout.incoming_ser}: their "
+            f"videos {', '.join(removals.gone)} were removed from {layout.incoming_ser}: their "
             "partitions are removed (their products stay on disk)."
         )
     run_requests = [
         dg.RunRequest(partition_key=candidate.key, run_key=candidate.run_key)
         for candidate in discovery.ready
     ]
-    kept = {*discovery.present, *discovery.unavailable, *missing_since}
-    if moved:
-        kept.update(discovery.vanished)
-    handled = {key: obs for key, obs in state.handled.items() if key in kept}
-    handled.update({c.key: c.observation for c in discovery.ready})
+    handled: dict[str, Observation] = {}
     for video in changes.ready:
         try:
             run_key = _rerun_key(layout, video, seen_before=video.key in state.handled)
@@ -124,29 +176,14 @@ def ser_files_sensor(context: dg.SensorEvaluationContext, data_store: DataStore)
                 f"{video.key!r}: its flat-field run is requested again."
             )
             run_requests.append(dg.RunRequest(partition_key=video.key, run_key=run_key))
-    new_keys = [candidate.key for candidate in discovery.ready]
-    return dg.SensorResult(
+    return tick_result(
+        ser_files_partitions,
+        state,
+        discovery,
+        changes,
+        removals,
         run_requests=run_requests,
-        dynamic_partitions_requests=(
-            ([ser_files_partitions.build_add_request(new_keys)] if new_keys else [])
-            + ([ser_files_partitions.build_delete_request(list(gone))] if gone else [])
-        ),
-        cursor=ScanState(
-            pending={**discovery.pending, **changes.pending},
-            handled=handled,
-            missing_since=missing_since,
-            device=device,
-        ).to_json(),
-        skip_reason=(
-            None
-            if run_requests
-            else not_used_message(
-                discovery.rejected,
-                discovery.skipped + changes.skipped,
-                removed=gone,
-                warnings=warnings,
-            )
-        ),
+        handled=handled,
     )
 
 

@@ -6,6 +6,7 @@ import hashlib
 
 import dagster as dg
 
+from astro_assets.defs.flatfield.sensors import plan_tick, tick_result, unlisted_result
 from astro_assets.defs.transients.jobs import job_tensors_job
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.discovery import (
@@ -13,11 +14,8 @@ from astro_assets.io.discovery import (
     VANISH_GRACE_SECONDS,
     Candidate,
     ScanState,
-    confirm_vanished,
-    guard_removals,
     job_folder_sample,
     job_folder_state,
-    not_used_message,
     scan_changes,
     scan_job_folders,
 )
@@ -86,11 +84,7 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     for message in discovery.warnings:
         context.log.warning(message)
     if not discovery.listed:
-        # What is on that disk is unknown: the state is kept for when it is back.
-        return dg.SensorResult(
-            cursor=context.cursor,
-            skip_reason=discovery.error or not_used_message((), (), warnings=discovery.warnings),
-        )
+        return unlisted_result(context, discovery)
     changes = scan_changes(
         discovery.present,
         handled=state.handled,
@@ -100,19 +94,11 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
         limit=MAX_FOLDERS_PER_TICK - discovery.examined,
         resume_after=state.resume_after,
     )
-    device, moved = guard_removals(folder, discovery.vanished, state.device)
-    warnings = discovery.warnings + ((moved,) if moved else ())
-    if moved:
-        context.log.warning(moved)
-    gone, missing_since = confirm_vanished(() if moved else discovery.vanished, state.missing_since)
-    for message in discovery.rejected:
-        context.log.warning(message)
-    for message in discovery.skipped + changes.skipped:
-        context.log.info(f"skipped {message}")
+    removals = plan_tick(context, folder, state, discovery, changes)
     # The jobs are run in one range, which a job without its folder would fail.
-    if gone:
+    if removals.gone:
         context.log.info(
-            f"job folders {', '.join(gone)} were removed: their partitions are removed "
+            f"job folders {', '.join(removals.gone)} were removed: their partitions are removed "
             "(their products stay on disk)."
         )
     new_keys = [candidate.key for candidate in discovery.ready]
@@ -140,36 +126,12 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
     for job in changed:
         context.log.info(f"job folder {job.key} changed: its job_tensors run is requested again.")
         run_requests.append(dg.RunRequest(partition_key=job.key, run_key=f"changed:{job.run_key}"))
-    kept = {*discovery.present, *discovery.unavailable, *missing_since}
-    if moved:
-        kept.update(discovery.vanished)
-    handled = {key: obs for key, obs in state.handled.items() if key in kept}
-    handled.update(changes.refreshed)
-    handled.update({c.key: c.observation for c in discovery.ready + changes.ready})
-    cursor = ScanState(
-        pending={**discovery.pending, **changes.pending},
-        handled=handled,
-        resume_after=changes.resume_after,
-        missing_since=missing_since,
-        new_after=discovery.resume_after,
-        incomplete=discovery.incomplete,
-        device=device,
-    )
-    return dg.SensorResult(
+    return tick_result(
+        jids_partitions,
+        state,
+        discovery,
+        changes,
+        removals,
         run_requests=run_requests,
-        dynamic_partitions_requests=(
-            ([jids_partitions.build_add_request(new_keys)] if new_keys else [])
-            + ([jids_partitions.build_delete_request(list(gone))] if gone else [])
-        ),
-        cursor=cursor.to_json(),
-        skip_reason=(
-            None
-            if run_requests
-            else not_used_message(
-                discovery.rejected,
-                discovery.skipped + changes.skipped,
-                removed=gone,
-                warnings=warnings,
-            )
-        ),
+        handled={job.key: job.observation for job in changes.ready},
     )
