@@ -65,12 +65,18 @@ def catalog(context: dg.AssetExecutionContext) -> int:
         raise CatalogError(f"{context.partition_key}.fits is not FITS; copy it again") from error
 
 
+def _materialize_videos(defs: dg.Definitions, keys: list[str]):
+    """Materialize ``defs`` over the ``videos`` partitions ``keys``: the outcome and its lines,
+    without their run ids."""
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("videos", keys)
+        outcome = materialize_selection(instance, defs=defs, resources={})
+    return outcome, [line.strip().split(" (run")[0] for line in outcome.lines()]
+
+
 def test_a_failed_step_shows_the_error_its_code_raised_not_the_library_error_below_it():
     defs = dg.Definitions(assets=[catalog])
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("videos", ["broken", "refused"])
-        outcome = materialize_selection(instance, defs=defs, resources={})
-    lines = [line.strip().split(" (run")[0] for line in outcome.lines()]
+    outcome, lines = _materialize_videos(defs, ["broken", "refused"])
     assert lines == [
         "FAILED catalog [videos/broken]",
         "catalog: CatalogError: broken.fits is not FITS; copy it again",
@@ -100,10 +106,7 @@ def calibrated() -> int:
 
 def test_a_failed_blocking_check_is_reported_once_by_its_own_line():
     defs = dg.Definitions(assets=[flat, calibrated], asset_checks=[flat_is_positive])
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("videos", ["calm", "broken"])
-        outcome = materialize_selection(instance, defs=defs, resources={})
-    lines = [line.strip().split(" (run")[0] for line in outcome.lines()]
+    outcome, lines = _materialize_videos(defs, ["calm", "broken"])
     # Not Dagster's "flat_flat_is_positive: DagsterAssetCheckFailedError: 1 blocking asset
     # check failed" beside it: the check's line already names the check and the reason.
     assert lines == [

@@ -144,10 +144,21 @@ def test_document_structure(dataset):
     assert [row["splits/name"] for row in splits["data"]] == ["train", "validation", "test"]
 
 
-@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
-def test_numeric_job_ids_and_19_digit_ids_come_back_exact_through_mlcroissant(tmp_path):
+def _published_records(folder, frames, splits) -> list[dict]:
+    """The ``candidates`` records that mlcroissant reads from ``frames`` published in ``folder``."""
     import mlcroissant as mlc
 
+    index = build_master_index(frames, splits)
+    write_master_index(index, folder / "master_index.csv", folder / "master_index.parquet")
+    write_croissant(
+        folder / "croissant.json",
+        build_croissant(folder, folder / "master_index.csv", **BUILD_ARGS),
+    )
+    return list(mlc.Dataset(jsonld=str(folder / "croissant.json")).records(record_set="candidates"))
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_numeric_job_ids_and_19_digit_ids_come_back_exact_through_mlcroissant(tmp_path):
     header = "id,x,y,sharpness,roundness1,roundness2,npix,peak,flux,mag,daofind_mag,flags"
     candids = [1234567890123456790, 1234567890123456791]
     (tmp_path / "images").mkdir()
@@ -158,15 +169,7 @@ def test_numeric_job_ids_and_19_digit_ids_come_back_exact_through_mlcroissant(tm
         )
         frames.append(read_psfcat(tmp_path / f"{jid}.csv", jid=jid, image_shape=(8, 8)))
         np.save(tmp_path / "images" / f"{jid}.npy", np.zeros((8, 8, 4), np.float32))
-    index = build_master_index(frames, {"000678": "train", "12345": "test"})
-    write_master_index(index, tmp_path / "master_index.csv", tmp_path / "master_index.parquet")
-    write_croissant(
-        tmp_path / "croissant.json",
-        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS),
-    )
-    records = list(
-        mlc.Dataset(jsonld=str(tmp_path / "croissant.json")).records(record_set="candidates")
-    )
+    records = _published_records(tmp_path, frames, {"000678": "train", "12345": "test"})
     assert [r["candidates/jid"] for r in records] == [b"000678", b"12345"]
     assert [r["candidates/id"] for r in records] == candids
     assert [r["candidates/match"] for r in records] == [candid + 7 for candid in candids]
@@ -230,8 +233,6 @@ def test_a_twin_that_is_missing_or_differs_from_the_csv_is_refused(dataset, tmp_
 
 @pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
 def test_a_19_digit_match_beside_an_empty_one_comes_back_exact_through_mlcroissant(tmp_path):
-    import mlcroissant as mlc
-
     from astro_assets.science.transients.croissant import read_candidates
 
     header = "id,x,y,sharpness,roundness1,roundness2,npix,peak,flux,mag,daofind_mag,flags"
@@ -246,15 +247,7 @@ def test_a_19_digit_match_beside_an_empty_one_comes_back_exact_through_mlcroissa
     frame = read_psfcat(tmp_path / "psfcat.csv", jid="000678", image_shape=(8, 8))
     (tmp_path / "images").mkdir()
     np.save(tmp_path / "images" / "000678.npy", np.zeros((8, 8, 4), np.float32))
-    index = build_master_index([frame], {"000678": "train"})
-    write_master_index(index, tmp_path / "master_index.csv", tmp_path / "master_index.parquet")
-    write_croissant(
-        tmp_path / "croissant.json",
-        build_croissant(tmp_path, tmp_path / "master_index.csv", **BUILD_ARGS),
-    )
-    records = list(
-        mlc.Dataset(jsonld=str(tmp_path / "croissant.json")).records(record_set="candidates")
-    )
+    records = _published_records(tmp_path, [frame], {"000678": "train"})
     assert [r["candidates/match"] for r in records] == matches
     assert [r["candidates/id"] for r in records] == ids
     table = read_candidates(tmp_path / "croissant.json")

@@ -268,12 +268,15 @@ def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataF
     files = job_file_paths(layout.job_dir(jid))
     images = {role: files[role] for role in IMAGE_ROLES}
     # write_job_tensor refuses images whose shapes differ from the science image's.
-    candidates = read_psfcat(files["catalog"], jid=jid, image_shape=image_shape(images["science"]))
+    science_shape = image_shape(images["science"])
+    candidates = read_psfcat(files["catalog"], jid=jid, image_shape=science_shape)
     tensor_replaced = False
     try:
         with atomic_path(candidates_file(data_store, jid)) as tmp:
             candidates.to_csv(tmp, index=False)
-            result = write_job_tensor(layout.job_tensor_file(jid), images)
+            result = write_job_tensor(
+                layout.job_tensor_file(jid), images, known_shapes={"science": science_shape}
+            )
             tensor_replaced = True
     except BaseException:
         if tensor_replaced:

@@ -28,20 +28,36 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _recorded_flat_channels(instance: dg.DagsterInstance, jid: str) -> dict[str, str]:
-    """The ``flat_channels`` that ``job_tensors`` recorded for a job's latest materialization.
+def _recorded_flat_channels(
+    instance: dg.DagsterInstance, jids: list[str]
+) -> dict[str, dict[str, str]]:
+    """The ``flat_channels`` that ``job_tensors`` recorded for each job's latest materialization.
 
     The writer decides from the images (their range, ZScale's limits), which the tensor no
     longer shows: a two-valued image normalizes to the same 0 and 1 as a flat one. So the check
     reports what the writer found, by the one rule of ``TensorResult.flat_channels``.
+
+    Returns
+    -------
+    dict
+        Job id -> channel -> reason, in ``jids``' order, for the jobs with a flat channel.
     """
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=job_tensors.key, asset_partitions=[jid]), limit=1
-    ).records
-    if not records:
+    # Two queries for the whole run, not one per job: a backfill checks thousands of jobs.
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        job_tensors.key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(jids)
+    )
+    if not latest:
         return {}
-    value = records[0].asset_materialization.metadata.get("flat_channels")
-    return dict(value.value) if value is not None else {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=job_tensors.key, storage_ids=list(latest.values())),
+        limit=len(latest),
+    ).records
+    recorded = {}
+    for record in records:
+        value = record.asset_materialization.metadata.get("flat_channels")
+        if value is not None and value.value:
+            recorded[record.partition_key] = dict(value.value)
+    return {jid: recorded[jid] for jid in jids if jid in recorded}
 
 
 @dg.asset_check(
@@ -59,14 +75,11 @@ def job_tensors_in_unit_range(
     # A malformed tensor is an error that blocks, a flat channel only a warning (Dagster blocks
     # on severity ERROR alone).
     problems = {}
-    flat = {}
     for jid in context.partition_keys:
         found = tensor_problems(data_store.layout.job_tensor_file(jid))
         if found:
             problems[jid] = found
-        reasons = _recorded_flat_channels(context.instance, jid)
-        if reasons:
-            flat[jid] = reasons
+    flat = _recorded_flat_channels(context.instance, context.partition_keys)
     checked = len(context.partition_keys)
     parts = []
     if problems:

@@ -156,6 +156,7 @@ def write_job_tensor(
     *,
     n_samples: int = 1000,
     contrast: float = 0.25,
+    known_shapes: Mapping[str, tuple[int, int]] | None = None,
 ) -> TensorResult:
     """Write the (H, W, 4) float32 ZScale tensor of one job, atomically.
 
@@ -170,6 +171,9 @@ def write_job_tensor(
         modified). All four must have the same shape (H, W).
     n_samples, contrast
         ZScale parameters, see :func:`~astro_assets.science.transients.zscale.zscale_limits`.
+    known_shapes : mapping, optional
+        Channel name -> shape the caller already read from that image's FITS header, which is
+        then not read again (opening a ``.fits.gz`` decompresses the whole file).
 
     Returns
     -------
@@ -199,7 +203,11 @@ def write_job_tensor(
             f"images must have exactly the channels {list(CHANNELS)}; missing {missing}, "
             f"unknown {unknown}"
         )
-    shapes = {name: _shape_of(images[name]) for name in CHANNELS}
+    known_shapes = known_shapes or {}
+    shapes = {
+        name: tuple(known_shapes[name]) if name in known_shapes else _shape_of(images[name])
+        for name in CHANNELS
+    }
     for name, shape in shapes.items():
         if len(shape) != 2:
             raise ValueError(f"channel {name!r} must be a 2-D image, got shape {shape}")
