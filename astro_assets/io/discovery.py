@@ -30,6 +30,9 @@ IGNORED_NAMES = frozenset({"lost+found"})
 """System folders an incoming folder may hold (a file system's root); never inputs."""
 PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", "~")
 """Name endings of files a browser, a download tool or an editor is still writing."""
+SETTLE_SECONDS = 30.0
+"""An input unchanged between two looks, or not modified for this long, is taken as complete
+(a copy in progress keeps changing its size or modification time)."""
 VANISH_GRACE_SECONDS = 60.0
 """How long a registered input must stay missing before a sensor removes its partition."""
 TRUTH_SUFFIXES = (".truth.npz", ".truth.json")
@@ -356,7 +359,7 @@ def is_settled(
     previous: Observation | None,
     *,
     now_ns: int | None = None,
-    settle_seconds: float = 30.0,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> bool:
     """True when an input has stopped changing.
 
@@ -735,7 +738,7 @@ def scan_ser_files(
     *,
     known_keys: Iterable[str],
     pending: Mapping[str, Observation],
-    settle_seconds: float = 30.0,
+    settle_seconds: float = SETTLE_SECONDS,
     now_ns: int | None = None,
     limit: int | None = None,
 ) -> Discovery:
@@ -847,7 +850,7 @@ def scan_paired_darks(
     handled: Mapping[str, Observation],
     pending: Mapping[str, Observation],
     kept: Mapping[str, Path] | None = None,
-    settle_seconds: float = 30.0,
+    settle_seconds: float = SETTLE_SECONDS,
     now_ns: int | None = None,
 ) -> Discovery:
     """Find the dark videos of the videos' partitions that are new or changed.
@@ -1054,7 +1057,7 @@ def scan_job_folders(
     *,
     known_keys: Iterable[str],
     pending: Mapping[str, Observation],
-    settle_seconds: float = 30.0,
+    settle_seconds: float = SETTLE_SECONDS,
     now_ns: int | None = None,
     limit: int | None = None,
     resume_after: str | None = None,
@@ -1171,7 +1174,7 @@ def scan_changes(
     pending: Mapping[str, Observation],
     observe: Callable[[Path], Observation | str] = observe_file,
     sample: Callable[[Path], str] | None = None,
-    settle_seconds: float = 30.0,
+    settle_seconds: float = SETTLE_SECONDS,
     now_ns: int | None = None,
     limit: int | None = None,
     resume_after: str | None = None,

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import hashlib
-import inspect
 import json
 import os
 import time
@@ -24,7 +23,7 @@ from dagster._core.definitions.data_version import (
 from astro_assets.defs.previews import path_value
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.atomic import atomic_path, atomic_write_text
-from astro_assets.io.discovery import is_settled
+from astro_assets.io.discovery import SETTLE_SECONDS
 from astro_assets.io.fits import (
     IMAGE_ROLES,
     AmbiguousJobFileError,
@@ -100,11 +99,6 @@ above all an ``OSError`` (a missing folder or file, which ``MissingJobFileError`
 permission refused, a mount gone, a full disk), and an :class:`IncompleteFileError` (an empty
 or cut FITS file or catalogue, as ``cp`` leaves while it copies), says nothing about the data:
 the job fails, and its last good tensor and candidates are kept. See :func:`inputs_found_bad`."""
-
-SETTLE_SECONDS: float = inspect.signature(is_settled).parameters["settle_seconds"].default
-"""A job file modified less than this long ago may still be being written: the discovery's
-settle time (its default, as it names no constant), after which the sensors take a file as
-complete."""
 
 
 def inputs_found_bad(error: BaseException) -> bool:
