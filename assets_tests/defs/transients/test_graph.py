@@ -453,6 +453,20 @@ def test_a_failed_job_keeps_neither_its_earlier_tensor_nor_its_earlier_candidate
             "again to leave them out, or fix the job" in evaluation.description
         ), evaluation.description
     assert len(stale.get_asset_check_evaluations()) == 2
+    # Croissant is not published again over an index that names the removed tensor.
+    published = {
+        name: (layout.dataset_dir / name).read_bytes()
+        for name in ("croissant.json", "published_splits.json")
+    }
+    refused = _selected(instance, data_store, "croissant_metadata")
+    assert not refused.succeeded
+    (refusal,) = refused.failures[refused.runs[0][0]]
+    assert (
+        f"master_index.csv: image files missing for 1 job(s): {jobs[0]} ({image}); materialize "
+        "master_index again to leave them out, or fix the job; croissant.json and the published "
+        "version were left as they were" in refusal
+    ), refusal
+    assert {name: (layout.dataset_dir / name).read_bytes() for name in published} == published
     result = dg.materialize(
         ASSETS,
         instance=instance,

@@ -37,6 +37,8 @@ from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import (
     PsfcatFormatError,
     build_master_index,
+    missing_image_jobs,
+    missing_images_problem,
     read_index_csv,
     read_psfcat,
     write_master_index,
@@ -607,8 +609,18 @@ def croissant_metadata(
     from astro_assets.science.transients import croissant
 
     dataset = data_store.layout.dataset_dir
-    index = read_index_csv(dataset / INDEX_CSV, usecols=["jid", "split"]).drop_duplicates()
-    membership = dict(zip(index["jid"], index["split"], strict=True))
+    index = read_index_csv(dataset / INDEX_CSV, usecols=["jid", "split", "image_filename"])
+    # A tensor removed after the index was written (its job's files were found bad) would be
+    # published under a new version that names a missing file: refuse before writing anything.
+    absent = missing_image_jobs(index, dataset)
+    if absent:
+        raise dg.Failure(
+            description=f"{INDEX_CSV}: {missing_images_problem(absent)}; {CROISSANT_FILE} and "
+            "the published version were left as they were",
+            metadata={"jobs_without_image": list(absent)},
+        )
+    jobs = index[["jid", "split"]].drop_duplicates()
+    membership = dict(zip(jobs["jid"], jobs["split"], strict=True))
     published = dataset / PUBLISHED_SPLITS_FILE
     previous = json.loads(published.read_text()) if published.exists() else {}
     index_sha256 = hashlib.sha256((dataset / INDEX_CSV).read_bytes()).hexdigest()

@@ -18,7 +18,12 @@ from astro_assets.defs.transients.assets import (
 )
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.resources.storage import DataStore
-from astro_assets.science.transients.candidates import MASTER_INDEX_COLUMNS, read_index_csv
+from astro_assets.science.transients.candidates import (
+    MASTER_INDEX_COLUMNS,
+    missing_image_jobs,
+    missing_images_problem,
+    read_index_csv,
+)
 from astro_assets.science.transients.splits import SPLITS
 from astro_assets.science.transients.tensors import tensor_problems
 
@@ -126,35 +131,8 @@ def index_problems(index: "pd.DataFrame", dataset_dir: Path) -> list[str]:
         problems.append(f"jobs in more than one split: {', '.join(leaking[:20])}")
     absent = missing_image_jobs(index, dataset_dir)
     if absent:
-        problems.append(_missing_images_problem(absent))
+        problems.append(missing_images_problem(absent))
     return problems
-
-
-def missing_image_jobs(index: "pd.DataFrame", dataset_dir: Path) -> dict[str, str]:
-    """The jobs of ``index`` whose ``image_filename`` is not a file in ``dataset_dir``.
-
-    Returns
-    -------
-    dict
-        Job id -> its missing image file, in the index's order: a job whose files were found
-        bad since the index was written (``job_tensors`` removed its tensor), or a deleted
-        tensor.
-    """
-    pairs = index[["jid", "image_filename"]].drop_duplicates()
-    return {
-        jid: filename
-        for jid, filename in zip(pairs["jid"], pairs["image_filename"], strict=True)
-        if not (dataset_dir / filename).is_file()
-    }
-
-
-def _missing_images_problem(absent: dict[str, str]) -> str:
-    listing = ", ".join(f"{jid} ({filename})" for jid, filename in list(absent.items())[:20])
-    more = f" and {len(absent) - 20} more" if len(absent) > 20 else ""
-    return (
-        f"image files missing for {len(absent)} job(s): {listing}{more}; materialize "
-        "master_index again to leave them out, or fix the job"
-    )
 
 
 @dg.asset_check(
@@ -209,7 +187,7 @@ def croissant_valid(data_store: DataStore) -> dg.AssetCheckResult:
     wrong = [
         *(f"static error: {error}" for error in report.static_errors),
         *(f"dynamic error: {error}" for error in report.dynamic_errors),
-        *([_missing_images_problem(absent)] if absent else []),
+        *([missing_images_problem(absent)] if absent else []),
     ]
     if report.ok and candidates != rows:
         wrong.append(f"{candidates} candidate record(s) for {rows} row(s) of {INDEX_CSV}")

@@ -471,6 +471,34 @@ def read_index_csv(
     return frame
 
 
+def missing_image_jobs(index: pd.DataFrame, dataset_dir: Path) -> dict[str, str]:
+    """The jobs of ``index`` whose ``image_filename`` is not a file in ``dataset_dir``.
+
+    Returns
+    -------
+    dict
+        Job id -> its missing image file, in the index's order: a job whose files were found
+        bad since the index was written (``job_tensors`` removed its tensor), or a deleted
+        tensor.
+    """
+    pairs = index[["jid", "image_filename"]].drop_duplicates()
+    return {
+        jid: filename
+        for jid, filename in zip(pairs["jid"], pairs["image_filename"], strict=True)
+        if not (dataset_dir / filename).is_file()
+    }
+
+
+def missing_images_problem(absent: dict[str, str]) -> str:
+    """What is wrong and what to do, for :func:`missing_image_jobs`' answer (20 jobs named)."""
+    listing = ", ".join(f"{jid} ({filename})" for jid, filename in list(absent.items())[:20])
+    more = f" and {len(absent) - 20} more" if len(absent) > 20 else ""
+    return (
+        f"image files missing for {len(absent)} job(s): {listing}{more}; materialize "
+        "master_index again to leave them out, or fix the job"
+    )
+
+
 def build_master_index(frames: Sequence[pd.DataFrame], splits: Mapping[str, str]) -> pd.DataFrame:
     """Concatenate the jobs' candidate tables into the master index.
 
