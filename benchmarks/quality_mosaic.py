@@ -195,6 +195,19 @@ FINDINGS = """Findings (2026-11-24, 2 cores x86_64):
   and beyond its lit part the fill's ratio stands at its median. Filling the ratio in its
   ratio to its own radial profile near the limb (as unguided regions are filled) did not
   help (2.04 -> 2.03 % over the same pixels, offline).
+- Estimating each plane's scene on the sensor's grid (twice as fine as the plane's, so
+  that the step back to each frame is half as long) was tried and not kept (2026-11-25). On
+  a dust-free synthetic planet it takes the plane's prediction of the limb's toe (5-30 % of
+  the bright level) from 34 % rms (27 % too bright on average) to 6.4 % (nearest sample of
+  each frame) and cuts the planet's flat rms in dust here from 2.26 to 1.73-1.78 % (offline
+  on the same inputs; 1.77 %, maximum 8.7 %, through the graph with nearest samples; small
+  Sun 1.09 -> 0.96 %, mono unchanged). But what the fill gains depends as much on where the
+  guide's filter is fitted as on the grid: made, and the filter fitted, only in the row
+  bands of the limb's regions, a second synthetic planet (256 x 192, 30 frames, 40 px
+  drift, a 90 % spot on the limb) went from 4.4 to 2.6 % with bilinear samples (7.6 % with
+  nearest ones) while the unit scene with a 2 px limb went from 0.22 to 0.52 %; made over
+  the whole plane, that scene went to 0.16 % and the second planet from 4.1 to 4.3 %, and
+  the prediction cost four times as much (640 x 480 plane, 100 frames: 1.3 -> 5.3 s).
 - Still left: on seed 1 of the f/10 donuts, a 61 px donut 1 % deep that the mosaic does not
   find (0.90 of the donuts' area covered; the flat's rms error in dust 0.69 against 0.50 %).
 """
