@@ -16,9 +16,11 @@ from astro_assets.science.flatfield.flatfield import (
     apply_flat,
     estimate_black_level,
     saturated_fraction,
+    sky_black_level,
     synthesize_flat,
     synthesize_plane_flats,
 )
+from astro_assets.science.flatfield.levels import target_level
 
 DUST = (
     DustSpec(x=30.0, y=25.0, diameter_px=14.0, depth=0.25, kind="disc"),
@@ -129,6 +131,31 @@ def test_sky_estimate_fails_when_the_target_fills_the_frame() -> None:
     filled = median[20:50, 20:70]
     with pytest.raises(ValueError, match="fills the frame"):
         estimate_black_level(filled)
+
+
+def test_deep_shadows_on_a_disc_that_fills_the_frame_are_not_its_sky() -> None:
+    _, truth = sun()
+    median, _ = noiseless(truth)
+    filled = median[20:50, 20:70]
+    yy, xx = np.indices(filled.shape)
+    # Two near-opaque spots inside the disc, 4 % of the frame: the darkest pixels, but enclosed
+    # by the target, while the sky runs out of the frame.
+    spots = ((yy - 10) ** 2 + (xx - 14) ** 2 <= 9) | ((yy - 20) ** 2 + (xx - 36) ** 2 <= 9)
+    shadowed = np.where(spots, 0.3 * filled, filled)
+    assert np.mean(spots) > 0.03
+    assert sky_black_level(shadowed) is None
+    with pytest.raises(ValueError, match="reaching the frame's edge"):
+        estimate_black_level(shadowed)
+    # The same spots beside a sky: the sky's level, not theirs.
+    frames, planet_truth = planet()
+    with_sky = np.median(frames, axis=0)
+    level = target_level(with_sky)
+    on_disc = np.argwhere(with_sky > 0.8 * level)
+    row, col = on_disc[len(on_disc) // 2]
+    spot = (np.indices(with_sky.shape) - np.array([row, col])[:, None, None]) ** 2
+    shadowed_planet = np.where(spot.sum(axis=0) <= 9, 0.05 * with_sky, with_sky)
+    estimate = estimate_black_level(shadowed_planet)
+    assert abs(estimate - planet_truth.black_level_adu) < 1.0 + planet_truth.params.read_noise_adu
 
 
 def test_off_target_saturated_and_opaque_pixels_are_forced_to_one() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+from scipy import ndimage
 
 from astro_assets.science.compiled import compiled
 from astro_assets.science.flatfield.levels import dark_threshold, target_level
@@ -170,10 +171,11 @@ def estimate_black_level(median: np.ndarray, params: FlatParams = FlatParams()) 
     """Estimate the pedestal from the sky (the dark part of the frame around a disc).
 
     Sky pixels are those below ``low + dark_fraction * (high - low)``, with ``low`` and ``high``
-    the median's 0.1th percentile and its bright level (``levels.target_level``). The estimate
-    is their median. Scattered light makes the sky slightly brighter than the true pedestal, so
-    this is an upper bound of ``b`` (it deepens the estimated dust a little, never the
-    opposite).
+    the median's 0.1th percentile and its bright level (``levels.target_level``), in connected
+    parts that reach the frame's edge (a dark patch enclosed by the target is a shadow on it).
+    The estimate is their median. Scattered light makes the sky slightly brighter than the true
+    pedestal, so this is an upper bound of ``b`` (it deepens the estimated dust a little, never
+    the opposite).
 
     Parameters
     ----------
@@ -229,15 +231,29 @@ def _sky_pixels(data: np.ndarray, params: FlatParams) -> tuple[np.ndarray | None
             "the median is flat (no contrast), so sky and target cannot be told apart; pass "
             "black_level_mode='value' with a measured pedestal."
         )
-    sky = data <= threshold
+    sky = _reaching_the_edge(data <= threshold)
     fraction = float(np.mean(sky))
     if fraction < _MIN_SKY_FRACTION:
         return None, (
-            f"only {fraction:.2%} of the frame is sky (below {threshold:.4g}); the target fills "
-            "the frame, so the black level cannot be estimated from the sky. Pass "
-            "black_level_mode='value' with a pedestal from a dark frame, or 'none'."
+            f"only {fraction:.2%} of the frame is sky (below {threshold:.4g} and reaching the "
+            "frame's edge); the target fills the frame, so the black level cannot be estimated "
+            "from the sky. Pass black_level_mode='value' with a pedestal from a dark frame, or "
+            "'none'."
         )
     return sky, ""
+
+
+def _reaching_the_edge(dark: np.ndarray) -> np.ndarray:
+    """The connected parts of ``dark`` (bool, (H, W)) that touch the frame's edge.
+
+    The sky lies around the target and runs out of the frame; a dark patch enclosed by the
+    target is a shadow on it (near-opaque dust on a disc that fills the frame), whose level is
+    not the pedestal.
+    """
+    labels, _ = ndimage.label(dark)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.unique(edge[edge > 0])
+    return np.isin(labels, touching)
 
 
 def _resolve_black_level(median: np.ndarray, params: FlatParams) -> float:
