@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -330,3 +332,48 @@ def test_read_candidates_refuses_a_missing_file(tmp_path):
 
     with pytest.raises(CroissantError, match="materialize croissant_metadata"):
         read_candidates(tmp_path / "croissant.json")
+
+
+def _readme_python_block(containing: str) -> str:
+    """The README's ```python block that holds ``containing``."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    matching = [block for block in blocks if containing in block]
+    assert len(matching) == 1, f"expected one README python block with {containing!r}"
+    return matching[0]
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_readme_pytorch_snippet_runs_on_an_index_with_a_candidate_outside_its_image(
+    tmp_path, monkeypatch
+):
+    dataset_dir = tmp_path / "data" / "dataset"
+    jobs = generate_jobs(tmp_path / "jobs", 2, size=64, seed=5)
+    frames = []
+    for job in jobs:
+        paths = job_file_paths(job)
+        if job == jobs[0]:
+            header, first, *rest = paths["catalog"].read_text().splitlines()
+            cells = first.split(",")
+            cells[header.split(",").index("x")] = "84.0"  # 20 px right of the 64 px wide image
+            paths["catalog"].write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+        result = write_job_tensor(
+            dataset_dir / "images" / f"{job.name}.npy", {r: paths[r] for r in IMAGE_ROLES}
+        )
+        frames.append(read_psfcat(paths["catalog"], jid=job.name, image_shape=result.shape[:2]))
+    index = build_master_index(frames, {job.name: "train" for job in jobs})
+    assert index["in_image"].tolist().count(False) == 1
+    write_master_index(
+        index, dataset_dir / "master_index.csv", dataset_dir / "master_index.parquet"
+    )
+    write_croissant(
+        dataset_dir / "croissant.json",
+        build_croissant(dataset_dir, dataset_dir / "master_index.csv", **BUILD_ARGS),
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(_readme_python_block("CutoutDataset("), namespace)
+    inside = int(index["in_image"].sum())
+    assert len(namespace["train"]) == inside
+    assert tuple(namespace["cutouts"].shape) == (min(64, inside), 5, 64, 64)
+    assert namespace["labels"].tolist() == index.loc[index["in_image"], "label"].tolist()[:64]

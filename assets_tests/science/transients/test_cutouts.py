@@ -308,3 +308,18 @@ def test_in_image_and_drop_outside_image(tmp_path):
     assert n_dropped == 2
     assert kept.index.tolist() == [1, 2, 3, 4, 5, 7, 8, 9]
     pd.testing.assert_frame_equal(index, original)
+
+
+def test_an_item_outside_its_image_says_to_filter_on_in_image(tmp_path):
+    index = write_jobs(tmp_path)  # 40 rows x 30 columns
+    index.loc[2, "x"] = 50.0
+    dataset = CutoutDataset(index, tmp_path, cutout_size=16)
+    expected = (
+        f"Candidate 2 of the index (job 'job0', x=50.0, y={index.loc[2, 'y']}) lies outside "
+        "its 30 x 40 image, so it has no cutout; build the dataset from the candidates inside "
+        'their image: index[index["in_image"]] (or drop_outside_image(index, dataset_dir)).'
+    )
+    with pytest.raises(ValueError) as raised:
+        dataset[2]
+    assert str(raised.value) == expected
+    assert dataset[1][0].shape == (5, 16, 16)

@@ -149,6 +149,9 @@ class CutoutDataset(Dataset):
     index : pandas.DataFrame
         Rows of ``master_index.csv`` (columns ``jid, x, y, image_filename`` and
         :data:`FEATURE_COLUMNS`; ``label`` optional: NaN labels when absent). Not modified.
+        Every candidate must lie inside its image: the master index also lists those outside
+        it (``in_image`` False), so select ``index[index["in_image"]]`` first; an item outside
+        its image raises ``ValueError`` saying so.
     dataset_dir : path-like
         Directory that ``image_filename`` is relative to.
     cutout_size : int
@@ -260,6 +263,17 @@ class CutoutDataset(Dataset):
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tensor = self.tensor(self.paths[position])
+        height, width = tensor.shape[:2]
+        x, y = self.xs[position], self.ys[position]
+        if not (0 <= candidate_pixel(x) < width and 0 <= candidate_pixel(y) < height):
+            # The master index keeps such candidates (in_image False), so a dataset built from
+            # an unfiltered index meets them; the remedy is on the caller's side.
+            raise ValueError(
+                f"Candidate {position} of the index (job {self.jids[position]!r}, x={x}, y={y}) "
+                f"lies outside its {width} x {height} image, so it has no cutout; build the "
+                "dataset from the candidates inside their image: "
+                'index[index["in_image"]] (or drop_outside_image(index, dataset_dir)).'
+            )
         # An odd window keeps the candidate's pixel fixed under rotation; cropping it back to
         # cutout_size keeps that pixel at index cutout_size // 2.
         window = self.cutout_size | 1 if self.augment else self.cutout_size
