@@ -61,6 +61,22 @@ def test_what_cannot_be_used_is_reported_with_what_to_do_and_the_rest_registered
     assert "jid002 is missing 1 file(s): psfcat.csv; add them" in skipped[1]
 
 
+def test_a_job_of_fpack_images_is_registered_and_two_forms_of_one_image_are_skipped(
+    instance, layout
+):
+    for name in JOB_FILES.values():
+        _file(layout.incoming_jobs / "fz" / (name + ".fz" if name.endswith(".fits") else name))
+    _job(layout.incoming_jobs, "twice")
+    _file(layout.incoming_jobs / "twice" / "diffimage_masked.fits.fz")
+    report = register_new_inputs(instance, layout, watch_seconds=0.0)
+    assert report.added["jids"] == ["fz"]
+    assert report.skipped == [
+        f"{layout.incoming_jobs / 'twice'}: both diffimage_masked.fits and "
+        "diffimage_masked.fits.fz exist; keep only one of them so it is clear which image the "
+        "job uses"
+    ]
+
+
 def test_an_input_ready_at_the_first_look_is_added_once(instance, layout):
     _file(layout.incoming_ser / "old.ser")
     _file(layout.incoming_ser / "fresh.ser", age_s=None)

@@ -239,10 +239,55 @@ def test_job_file_paths_names_every_missing_file(tmp_path):
     _write_job(tmp_path / "jid1")
     (tmp_path / "jid1" / JOB_FILES["difference"]).unlink()
     (tmp_path / "jid1" / JOB_FILES["catalog"]).unlink()
-    with pytest.raises(MissingJobFileError, match=r"missing 2 file\(s\): diffimage_masked\.fits"):
+    with pytest.raises(MissingJobFileError) as raised:
         job_file_paths(tmp_path / "jid1")
-    with pytest.raises(MissingJobFileError, match=r"psfcat\.csv"):
+    assert str(raised.value) == (
+        f"job folder {tmp_path / 'jid1'} is missing 2 file(s): diffimage_masked.fits (or "
+        ".fits.gz or .fits.fz), psfcat.csv; add them (or wait until the copy has finished)"
+    )
+    assert not is_job_complete(tmp_path / "jid1")
+
+
+def _write_fpack(path, data):
+    # GZIP_2 without quantization is lossless for float data, so the pixels can be compared.
+    compressed = fits.CompImageHDU(data, compression_type="GZIP_2", quantize_level=0.0)
+    fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(path)
+
+
+def test_job_file_paths_accepts_fpack_fits_fz_and_its_image_is_read(tmp_path):
+    _write_job(tmp_path / "jid1")
+    science = tmp_path / "jid1" / JOB_FILES["science"]
+    science.unlink()
+    data = np.random.default_rng(4).normal(100.0, 5.0, (12, 9)).astype(np.float32)
+    _write_fpack(science.with_name(science.name + ".fz"), data)
+    paths = job_file_paths(tmp_path / "jid1")
+    assert paths["science"].name == "bkg_subbed_science_image.fits.fz"
+    assert paths["reference"].name == "awaicgen_output_mosaic_image_resampled.fits"
+    assert is_job_complete(tmp_path / "jid1")
+    image, info = read_image(paths["science"])
+    np.testing.assert_array_equal(image, data)
+    assert info["hdu_index"] == 1 and info["shape"] == (12, 9)
+    assert image_shape(paths["science"]) == (12, 9)
+
+
+def test_two_forms_of_the_same_image_are_ambiguous_fits_fz_included(tmp_path):
+    _write_job(tmp_path / "jid1")
+    score = tmp_path / "jid1" / JOB_FILES["score"]
+    _write_fpack(score.with_name(score.name + ".fz"), _image((4, 4)))
+    with pytest.raises(AmbiguousJobFileError) as raised:
         job_file_paths(tmp_path / "jid1")
+    assert str(raised.value) == (
+        f"{tmp_path / 'jid1'}: both scorrimage_masked.fits and scorrimage_masked.fits.fz exist; "
+        "keep only one of them so it is clear which image the job uses"
+    )
+    fits.PrimaryHDU(_image((4, 4))).writeto(score.with_name(score.name + ".gz"))
+    with pytest.raises(AmbiguousJobFileError) as raised:
+        job_file_paths(tmp_path / "jid1")
+    assert str(raised.value) == (
+        f"{tmp_path / 'jid1'}: all of scorrimage_masked.fits, scorrimage_masked.fits.gz and "
+        "scorrimage_masked.fits.fz exist; keep only one of them so it is clear which image the "
+        "job uses"
+    )
     assert not is_job_complete(tmp_path / "jid1")
 
 

@@ -922,9 +922,9 @@ def job_folder_state(folder: Path) -> Observation | str:
     """What is seen of a complete job folder, or why it is not one.
 
     Complete means all five contract files present, none ambiguous (``.fits`` beside
-    ``.fits.gz``: an :class:`IncompleteFolder` reason, as is a missing file) and none empty (a
-    file of zero bytes is still being created). The observation holds the total size, the
-    newest modification time (for settling) and a digest of every file's name, size,
+    ``.fits.gz`` or ``.fits.fz``: an :class:`IncompleteFolder` reason, as is a missing file) and
+    none empty (a file of zero bytes is still being created). The observation holds the total
+    size, the newest modification time (for settling) and a digest of every file's name, size,
     modification and change times and inode, so that any change is seen, also one of metadata
     alone: whether the content changed is for :func:`job_folder_sample` to tell.
     """

@@ -9,7 +9,9 @@ grid and the candidate catalog extracted from the difference image::
     <jid>/scorrimage_masked.fits                        score
     <jid>/psfcat.csv                                    catalog
 
-Each image may also be gzip-compressed (``.fits.gz``).
+Each image may also be gzip-compressed (``.fits.gz``) or tile-compressed by fpack
+(``.fits.fz``, the image in a compressed extension), as survey archives serve them:
+:data:`IMAGE_SUFFIXES`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_ROLES",
+    "IMAGE_SUFFIXES",
     "JOB_FILES",
     "AmbiguousJobFileError",
     "FitsFormatError",
@@ -57,6 +60,10 @@ JOB_FILES: Mapping[str, str] = MappingProxyType(
 
 IMAGE_ROLES: tuple[str, ...] = ("science", "reference", "difference", "score")
 """The roles in ``JOB_FILES`` that are FITS images, in tensor channel order."""
+
+IMAGE_SUFFIXES: tuple[str, ...] = ("", ".gz", ".fz")
+"""What may follow an image's ``.fits`` name: nothing, gzip (``.fits.gz``) or fpack
+(``.fits.fz``); a job holds one of these forms of each image."""
 
 _SCALING_KEYWORDS = ("BSCALE", "BZERO", "BLANK")
 _TRUNCATION_MESSAGE = "File may have been truncated"
@@ -95,7 +102,8 @@ class MissingJobFileError(FileNotFoundError):
 
 
 class AmbiguousJobFileError(ValueError):
-    """A job folder that holds both ``name.fits`` and ``name.fits.gz`` for the same image."""
+    """A job folder that holds two forms of the same image (``name.fits``, ``name.fits.gz``,
+    ``name.fits.fz``)."""
 
 
 def _extname(hdu: Any) -> str:
@@ -258,7 +266,8 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]
     Parameters
     ----------
     path : path-like
-        ``.fits`` or gzip-compressed ``.fits.gz`` file.
+        ``.fits`` file, gzip-compressed ``.fits.gz`` or fpack tile-compressed ``.fits.fz``
+        (its compressed extension is read as an IMAGE extension).
 
     Returns
     -------
@@ -309,16 +318,29 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]
     return image, info
 
 
-def _find_one(job_dir: Path, name: str) -> Path | None:
-    """``name`` or, for FITS images, ``name + '.gz'`` inside ``job_dir``; None if neither."""
-    candidates = [job_dir / name]
+def accepted_names(name: str) -> tuple[str, ...]:
+    """The file names a job file ``name`` may have: for a FITS image each of
+    :data:`IMAGE_SUFFIXES` after it, else ``name`` alone."""
     if name.endswith(".fits"):
-        candidates.append(job_dir / f"{name}.gz")
-    present = [path for path in candidates if path.is_file()]
+        return tuple(name + suffix for suffix in IMAGE_SUFFIXES)
+    return (name,)
+
+
+def describe_accepted(name: str) -> str:
+    """``name`` with its other accepted forms, as a message names a missing file."""
+    others = [form.removeprefix(name.removesuffix(".fits")) for form in accepted_names(name)[1:]]
+    return name + (f" (or {' or '.join(others)})" if others else "")
+
+
+def _find_one(job_dir: Path, name: str) -> Path | None:
+    """The one accepted form of ``name`` inside ``job_dir`` (:func:`accepted_names`); None if
+    there is none."""
+    present = [job_dir / form for form in accepted_names(name) if (job_dir / form).is_file()]
     if len(present) > 1:
+        listed = " and ".join([", ".join(path.name for path in present[:-1]), present[-1].name])
         raise AmbiguousJobFileError(
-            f"{job_dir}: both {present[0].name} and {present[1].name} exist; keep only one of "
-            "them so it is clear which image the job uses"
+            f"{job_dir}: {'both' if len(present) == 2 else 'all of'} {listed} exist; keep "
+            "only one of them so it is clear which image the job uses"
         )
     return present[0] if present else None
 
@@ -334,15 +356,15 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
     Returns
     -------
     dict
-        Role (the keys of ``JOB_FILES``) -> existing file path; images may end in ``.fits`` or
-        ``.fits.gz``.
+        Role (the keys of ``JOB_FILES``) -> existing file path; images may end in ``.fits``,
+        ``.fits.gz`` or ``.fits.fz``.
 
     Raises
     ------
     MissingJobFileError
         If the folder does not exist or lacks any file; the message names every missing file.
     AmbiguousJobFileError
-        If an image exists both plain and gzip-compressed.
+        If an image exists in two forms (say plain and gzip-compressed).
     """
     job_dir = Path(job_dir)
     if not job_dir.is_dir():
@@ -355,7 +377,7 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
     for role, name in JOB_FILES.items():
         found = _find_one(job_dir, name)
         if found is None:
-            missing.append(name + (" (or .gz)" if name.endswith(".fits") else ""))
+            missing.append(describe_accepted(name))
         else:
             paths[role] = found
     if missing:

@@ -14,7 +14,13 @@ from astro_assets.cli import main
 from astro_assets.defs.transients import assets as transient_assets
 from astro_assets.defs.transients import defs as transients_defs
 from astro_assets.defs.transients.partitions import jids_partitions
-from astro_assets.io.fits import FitsFormatError, IncompleteFitsError, MissingJobFileError
+from astro_assets.io.fits import (
+    IMAGE_ROLES,
+    FitsFormatError,
+    IncompleteFitsError,
+    MissingJobFileError,
+    job_file_paths,
+)
 from astro_assets.materialize import materialize_selection, run_failures
 from astro_assets.samples import generate_jobs, read_truth
 from astro_assets.science.transients import croissant as croissant_science
@@ -24,6 +30,7 @@ from astro_assets.science.transients.candidates import (
     read_index_csv,
 )
 from astro_assets.science.transients.croissant import read_candidates, validate_croissant
+from astro_assets.science.transients.tensors import write_job_tensor
 
 ASSETS = list(transients_defs.assets) + list(transients_defs.asset_checks)
 N_JOBS = 5
@@ -899,3 +906,25 @@ def test_an_invalid_croissant_fails_its_check_and_blocks_training(
     )
     assert result.asset_materializations_for_node("cnn_model") == []
     assert not (layout.models_dir / "cnn_model").exists()
+
+
+def test_a_job_of_fpack_images_gives_the_tensor_of_its_plain_images(
+    instance, data_store, layout, jobs, tmp_path
+):
+    folder = layout.incoming_jobs / jobs[0]
+    plain = job_file_paths(folder)
+    expected = tmp_path / "expected.npy"
+    write_job_tensor(expected, {role: plain[role] for role in IMAGE_ROLES})
+    for role in IMAGE_ROLES:
+        with fits.open(plain[role]) as hdul:
+            data, header = hdul[0].data, hdul[0].header
+        # GZIP_2 without quantization is lossless, so the tensor must be the same to the bit.
+        compressed = fits.CompImageHDU(
+            data, header=header, compression_type="GZIP_2", quantize_level=0.0
+        )
+        fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(f"{plain[role]}.fz")
+        plain[role].unlink()
+    _settle(layout, jobs[0])
+    outcome = _selected(instance, data_store, "job_tensors")
+    assert outcome.succeeded, outcome.lines()
+    np.testing.assert_array_equal(np.load(layout.job_tensor_file(jobs[0])), np.load(expected))

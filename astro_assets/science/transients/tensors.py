@@ -166,9 +166,9 @@ def write_job_tensor(
         Destination ``.npy`` file; parent folders are created; an existing file is replaced
         only once the new one is complete.
     images : mapping
-        Exactly the keys of ``CHANNELS``; each value a FITS path (``.fits``/``.fits.gz``, read
-        with :func:`astro_assets.io.fits.read_image`) or a 2-D array of any real dtype (not
-        modified). All four must have the same shape (H, W).
+        Exactly the keys of ``CHANNELS``; each value a FITS path (``.fits``, ``.fits.gz`` or
+        ``.fits.fz``, read with :func:`astro_assets.io.fits.read_image`) or a 2-D array of any
+        real dtype (not modified). All four must have the same shape (H, W).
     n_samples, contrast
         ZScale parameters, see :func:`~astro_assets.science.transients.zscale.zscale_limits`.
     known_shapes : mapping, optional
