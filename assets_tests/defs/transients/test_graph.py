@@ -928,3 +928,71 @@ def test_a_job_of_fpack_images_gives_the_tensor_of_its_plain_images(
     outcome = _selected(instance, data_store, "job_tensors")
     assert outcome.succeeded, outcome.lines()
     np.testing.assert_array_equal(np.load(layout.job_tensor_file(jobs[0])), np.load(expected))
+
+
+def _epochs(layout, instance) -> list[str]:
+    """Eight jobs named as two epochs of four fields: ``field<a-d>_e<1-2>``."""
+    folders = generate_jobs(layout.incoming_jobs, 8, size=64, seed=23)
+    jids = [f"field{field}_e{epoch}" for field in "abcd" for epoch in (1, 2)]
+    for folder, jid in zip(folders, jids, strict=True):
+        folder.rename(folder.with_name(jid))
+    instance.add_dynamic_partitions("jids", jids)
+    return jids
+
+
+def _index_with_config(instance, data_store, config):
+    return dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"data_store": data_store},
+        selection=["master_index", "croissant_metadata"],
+        run_config={"ops": {"master_index": {"config": config}}},
+        raise_on_error=False,
+    )
+
+
+def test_split_group_pattern_keeps_the_epochs_of_a_field_in_one_split_and_bumps_major(
+    instance, data_store, layout
+):
+    _epochs(layout, instance)
+    assert _materialize_all(instance, data_store).succeeded
+    dataset = layout.dataset_dir
+    by_job = read_index_csv(dataset / "master_index.csv").groupby("jid")["split"].first()
+    # Job by job, the two epochs of field b (and of c) land in different splits: a leak.
+    assert by_job["fieldb_e1"] != by_job["fieldb_e2"]
+    assert json.loads((dataset / "croissant.json").read_text())["version"] == "1.0.0"
+
+    result = _index_with_config(instance, data_store, {"split_group_pattern": r"^(field\w)_e\d+$"})
+    assert result.success
+    index = read_index_csv(dataset / "master_index.csv")
+    assert index.groupby("jid")["split"].first().to_dict() == {
+        "fielda_e1": "train",
+        "fielda_e2": "train",
+        "fieldb_e1": "train",
+        "fieldb_e2": "train",
+        "fieldc_e1": "test",
+        "fieldc_e2": "test",
+        "fieldd_e1": "validation",
+        "fieldd_e2": "validation",
+    }
+    metadata = result.asset_materializations_for_node("master_index")[0].metadata
+    assert metadata["split_groups"].value == 4
+    assert metadata["split_group_pattern"].value == r"^(field\w)_e\d+$"
+    # A published job changed split: a major version.
+    assert json.loads((dataset / "croissant.json").read_text())["version"] == "2.0.0"
+
+
+def test_a_split_group_pattern_that_groups_nothing_fails_and_keeps_the_index(
+    instance, data_store, layout
+):
+    _epochs(layout, instance)
+    assert _materialize_all(instance, data_store).succeeded
+    before = (layout.dataset_dir / "master_index.csv").read_bytes()
+    result = _index_with_config(instance, data_store, {"split_group_pattern": r"_epoch(\d+)"})
+    assert not result.success
+    assert run_failures(result) == [
+        "master_index: ValueError: split_group_pattern '_epoch(\\\\d+)' matches none of the 8 "
+        "job ids (e.g. 'fielda_e1', 'fielda_e2', 'fieldb_e1'), so it groups nothing; correct "
+        "the pattern, or leave it unset to split job by job"
+    ]
+    assert (layout.dataset_dir / "master_index.csv").read_bytes() == before

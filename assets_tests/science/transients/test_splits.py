@@ -11,6 +11,7 @@ from astro_assets.science.transients.splits import (
     assign_split,
     hash_fraction,
     split_counts,
+    split_groups,
     split_table,
 )
 
@@ -111,3 +112,86 @@ def test_input_is_not_modified():
     before = list(jids)
     split_table(jids)
     assert jids == before
+
+
+EPOCHS = [f"ztf_f714_c05_q2_e{i}" for i in range(1, 4)] + [
+    f"ztf_f{field}_c01_q1_e{epoch}" for field in (300, 301, 302, 303) for epoch in (1, 2)
+]
+FIELD_OF_EPOCH = r"^(.+)_e\d+$"
+
+
+def test_without_groups_the_splits_are_those_published_before_groups_existed():
+    # Pinned: a dataset published with job-by-job splits keeps them when groups are unset.
+    assert split_table([*EPOCHS, "jid001", "jid002", "jid003"]) == {
+        "jid001": "train",
+        "jid002": "train",
+        "jid003": "train",
+        "ztf_f300_c01_q1_e1": "test",
+        "ztf_f300_c01_q1_e2": "test",
+        "ztf_f301_c01_q1_e1": "validation",
+        "ztf_f301_c01_q1_e2": "test",
+        "ztf_f302_c01_q1_e1": "validation",
+        "ztf_f302_c01_q1_e2": "train",
+        "ztf_f303_c01_q1_e1": "train",
+        "ztf_f303_c01_q1_e2": "validation",
+        "ztf_f714_c05_q2_e1": "test",
+        "ztf_f714_c05_q2_e2": "train",
+        "ztf_f714_c05_q2_e3": "test",
+    }
+    assert split_table(["a", "b", "c"]) == {"a": "train", "b": "test", "c": "validation"}
+    assert split_table(EPOCHS, groups=None) == split_table(EPOCHS)
+
+
+def test_split_groups_names_each_job_by_the_first_group_or_the_whole_match():
+    assert split_groups([*EPOCHS[:2], "jid001"], FIELD_OF_EPOCH) == {
+        "ztf_f714_c05_q2_e1": "ztf_f714_c05_q2",
+        "ztf_f714_c05_q2_e2": "ztf_f714_c05_q2",
+        "jid001": "jid001",
+    }
+    assert split_groups(["ztf_f714_c05_q2_e1", "ztf_f300_c01_q1_e2"], r"f\d+") == {
+        "ztf_f714_c05_q2_e1": "f714",
+        "ztf_f300_c01_q1_e2": "f300",
+    }
+
+
+def test_the_jobs_of_a_group_take_the_split_of_the_groups_key():
+    groups = split_groups([*EPOCHS, *_jids(20)], FIELD_OF_EPOCH)
+    table = split_table([*EPOCHS, *_jids(20)], seed=4, groups=groups, ensure_nonempty=False)
+    for jid in EPOCHS:
+        field = jid.rsplit("_e", 1)[0]
+        assert table[jid] == assign_split(field, seed=4), jid
+    for jid in _jids(20):
+        assert table[jid] == assign_split(jid, seed=4)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_small_grouped_dataset_gets_every_split_by_moving_whole_groups(seed):
+    groups = split_groups(EPOCHS, FIELD_OF_EPOCH)
+    table = split_table(EPOCHS, seed=seed, groups=groups)
+    assert all(count >= 1 for count in split_counts(table).values())
+    for field in set(groups.values()):
+        assert len({table[jid] for jid, key in groups.items() if key == field}) == 1
+
+
+def test_a_bad_group_pattern_says_what_is_wrong():
+    with pytest.raises(ValueError) as raised:
+        split_groups(EPOCHS, "(unclosed")
+    assert str(raised.value) == (
+        "split_group_pattern '(unclosed' is not a valid regular expression (missing ), "
+        "unterminated subpattern at position 0); write a Python regular expression, e.g. "
+        "'^(.+)_e\\d+$' to group the epochs '<field>_e1', '<field>_e2', ..."
+    )
+    with pytest.raises(ValueError) as raised:
+        split_groups(EPOCHS, r"_epoch(\d+)$")
+    assert str(raised.value) == (
+        "split_group_pattern '_epoch(\\\\d+)$' matches none of the 11 job ids (e.g. "
+        "'ztf_f300_c01_q1_e1', 'ztf_f300_c01_q1_e2', 'ztf_f301_c01_q1_e1'), so it groups "
+        "nothing; correct the pattern, or leave it unset to split job by job"
+    )
+    with pytest.raises(ValueError) as raised:
+        split_groups(EPOCHS, r"^(x?)ztf")
+    assert str(raised.value) == (
+        "split_group_pattern '^(x?)ztf' names an empty group for job 'ztf_f714_c05_q2_e1': "
+        "every job matched so would share one group; make the pattern (or its first group) "
+        "capture the part of the id that names the field"
+    )

@@ -43,7 +43,7 @@ from astro_assets.science.transients.candidates import (
     read_psfcat,
     write_master_index,
 )
-from astro_assets.science.transients.splits import split_counts, split_table
+from astro_assets.science.transients.splits import split_counts, split_groups, split_table
 from astro_assets.science.transients.tensors import (
     CHANNELS,
     ImageShapeMismatchError,
@@ -502,6 +502,14 @@ class MasterIndexConfig(dg.Config):
     train_fraction: float = 0.7
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
+    split_group_pattern: str | None = pydantic.Field(
+        default=None,
+        description="Regular expression on the job id whose first group (or whole match) names "
+        "a group of jobs kept in one split: repeated epochs or overlapping fields share stars "
+        "and artefacts, which would leak from train into test. E.g. '^(.+)_e\\d+$' keeps "
+        "'<field>_e1', '<field>_e2', ... together; a job it does not match is its own group. "
+        "Unset: job by job.",
+    )
 
 
 def _table_schema(index: "pd.DataFrame") -> dg.TableSchema:
@@ -522,7 +530,8 @@ def master_index(
     """One row per candidate of every job: ``master_index.csv`` (+ ``.parquet``).
 
     The seed's columns, then ``split`` (train / validation / test, assigned per job by a seeded
-    hash of the jid, never per candidate) and ``in_image``.
+    hash of the jid, never per candidate; with ``split_group_pattern``, per group of jobs, by
+    the hash of the group's key) and ``in_image``.
     """
     registered = context.instance.get_dynamic_partitions(jids_partitions.name)
     present = [jid for jid in registered if candidates_file(data_store, jid).exists()]
@@ -536,10 +545,16 @@ def master_index(
             f"{len(missing)} registered job(s) have no tensors yet and are left out: "
             f"{', '.join(missing[:20])}"
         )
+    groups = (
+        None
+        if config.split_group_pattern is None
+        else split_groups(present, config.split_group_pattern)
+    )
     splits = split_table(
         present,
         seed=config.split_seed,
         fractions=(config.train_fraction, config.validation_fraction, config.test_fraction),
+        groups=groups,
     )
     frames = [read_index_csv(candidates_file(data_store, jid)) for jid in present]
     index = build_master_index(frames, splits)
@@ -564,6 +579,8 @@ def master_index(
             "jobs": len(present),
             "jobs_left_out": dg.MetadataValue.json(missing),
             "jobs_per_split": dg.MetadataValue.json(split_counts(splits)),
+            "split_group_pattern": config.split_group_pattern or "none (job by job)",
+            "split_groups": len(set(groups.values())) if groups is not None else len(present),
             "rows_per_split_and_label": dg.MetadataValue.json(counts),
             "real_fraction": float(index["label"].mean()),
             "dagster/column_schema": _table_schema(index),

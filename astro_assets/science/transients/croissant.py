@@ -124,8 +124,10 @@ DEFAULT_RAI: Mapping[str, str | list[str]] = {
         "stored as float32; NaN and infinite pixels become 0.",
         "Catalog rows are validated (all columns numeric, positions finite, labels 0 or 1); "
         "candidates outside the image are kept with in_image = false.",
-        "Jobs are assigned to train/validation/test by a seeded SHA-256 hash of the job id, "
-        "never by candidate, so candidates sharing images never cross splits.",
+        "Jobs are assigned to train/validation/test by a seeded SHA-256 hash of the job id "
+        "(of the group the job id names when the index was built with a split_group_pattern, "
+        "so that repeated epochs of a field share a split), never by candidate, so candidates "
+        "sharing images never cross splits.",
     ],
     "data_annotation_protocol": [
         "Labels are taken from the label column of each job's psfcat.csv: 1 when the "
