@@ -521,3 +521,38 @@ def test_an_edit_between_the_samples_of_a_large_file_is_a_change(tmp_path: Path)
     _edit_in_place(catalog, WHOLE_SAMPLE_BYTES, b"\1")
     flipped = _changes(folder, handled)
     assert [c.key for c in flipped.ready] == ["jid001"] and flipped.refreshed == {}
+
+
+def _partial_message(folder: Path, name: str) -> str:
+    return (
+        f"job folder {folder} holds {name}: still being written? (a partial download or "
+        "temporary file of a job file); the job is used once the file has its final name: wait "
+        "until the download has finished, or remove the partial file"
+    )
+
+
+def test_a_job_file_still_downloading_holds_its_folder_back_as_a_partial_download(
+    tmp_path: Path,
+):
+    # A science image whose download has not finished: not "missing", still being written.
+    downloading = _job(tmp_path, "jid001", missing=JOB_FILES["science"])
+    _write(downloading / f"{JOB_FILES['science']}.part", 16, age_s=3600)
+    # A complete job with a new download of its catalogue in progress beside it.
+    renewing = _job(tmp_path, "jid002")
+    _write(renewing / f"{JOB_FILES['catalog']}.crdownload", 4, age_s=3600)
+    # Partial files of something else do not hold a job back.
+    other = _job(tmp_path, "jid003")
+    _write(other / "notes.txt.part", 4, age_s=3600)
+    result = scan_job_folders(tmp_path, known_keys=[], pending={})
+    assert [c.key for c in result.ready] == ["jid003"]
+    assert result.skipped == (
+        _partial_message(downloading, "bkg_subbed_science_image.fits.part"),
+        _partial_message(renewing, "psfcat.csv.crdownload"),
+    )
+    # A registered job whose catalogue is downloaded again is not run until it is renamed.
+    handled = {"jid002": Observation(0, 0)}
+    changes = scan_changes(
+        {"jid002": renewing}, handled=handled, pending={}, observe=job_folder_state
+    )
+    assert changes.ready == ()
+    assert changes.skipped == (_partial_message(renewing, "psfcat.csv.crdownload"),)

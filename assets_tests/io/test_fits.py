@@ -16,6 +16,7 @@ from astro_assets.io.fits import (
     IncompleteFileError,
     IncompleteFitsError,
     MissingJobFileError,
+    PartialJobFileError,
     image_shape,
     is_job_complete,
     job_file_paths,
@@ -309,3 +310,25 @@ def test_zero_byte_file_is_not_complete(tmp_path):
     _write_job(tmp_path / "jid1")
     (tmp_path / "jid1" / JOB_FILES["catalog"]).write_bytes(b"")
     assert not is_job_complete(tmp_path / "jid1")
+
+
+@pytest.mark.parametrize(
+    "partial", ["psfcat.csv.crdownload", "scorrimage_masked.fits.gz.PART", "psfcat.csv~"]
+)
+def test_a_job_file_under_a_partial_download_name_is_refused_as_still_being_written(
+    tmp_path, partial
+):
+    _write_job(tmp_path / "jid1")
+    (tmp_path / "jid1" / partial).write_bytes(b"x")
+    with pytest.raises(PartialJobFileError) as raised:
+        job_file_paths(tmp_path / "jid1")
+    assert str(raised.value) == (
+        f"job folder {tmp_path / 'jid1'} holds {partial}: still being written? (a partial "
+        "download or temporary file of a job file); the job is used once the file has its "
+        "final name: wait until the download has finished, or remove the partial file"
+    )
+    assert isinstance(raised.value, IncompleteFileError)
+    assert not is_job_complete(tmp_path / "jid1")
+    (tmp_path / "jid1" / partial).unlink()
+    (tmp_path / "jid1" / "psfcat.txt.part").write_bytes(b"x")
+    assert set(job_file_paths(tmp_path / "jid1")) == set(JOB_FILES)

@@ -22,14 +22,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from astro_assets.io.fits import AmbiguousJobFileError, MissingJobFileError, job_file_paths
+from astro_assets.io.fits import (
+    PARTIAL_SUFFIXES,
+    AmbiguousJobFileError,
+    MissingJobFileError,
+    PartialJobFileError,
+    job_file_paths,
+)
 from astro_assets.io.paths import UnsafePathError, check_key, sanitize_key
 
 SER_SUFFIXES = frozenset({".ser"})
 IGNORED_NAMES = frozenset({"lost+found"})
 """System folders an incoming folder may hold (a file system's root); never inputs."""
-PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", "~")
-"""Name endings of files a browser, a download tool or an editor is still writing."""
 SETTLE_SECONDS = 30.0
 """An input unchanged between two looks, or not modified for this long, is taken as complete
 (a copy in progress keeps changing its size or modification time)."""
@@ -650,7 +654,7 @@ def _sample_or_problem(sample: Callable[[Path], str], path: Path) -> tuple[str, 
     """``sample(path)`` and None, or ``""`` and why it could not be taken."""
     try:
         return sample(path), None
-    except (OSError, AmbiguousJobFileError) as error:
+    except (OSError, AmbiguousJobFileError, PartialJobFileError) as error:
         # A file removed, or one added beside it, between its stat and its read.
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         return "", f"{path} could not be read ({reason}); it is tried again later"
@@ -930,7 +934,7 @@ def job_folder_state(folder: Path) -> Observation | str:
     """
     try:
         paths = job_file_paths(folder)
-    except (MissingJobFileError, AmbiguousJobFileError) as error:
+    except (MissingJobFileError, AmbiguousJobFileError, PartialJobFileError) as error:
         return IncompleteFolder(error)
     stats = {path.name: path.stat() for path in paths.values()}
     empty = [name for name, stat in stats.items() if stat.st_size == 0]

@@ -36,11 +36,13 @@ __all__ = [
     "IMAGE_ROLES",
     "IMAGE_SUFFIXES",
     "JOB_FILES",
+    "PARTIAL_SUFFIXES",
     "AmbiguousJobFileError",
     "FitsFormatError",
     "IncompleteFileError",
     "IncompleteFitsError",
     "MissingJobFileError",
+    "PartialJobFileError",
     "image_shape",
     "is_job_complete",
     "job_file_paths",
@@ -64,6 +66,10 @@ IMAGE_ROLES: tuple[str, ...] = ("science", "reference", "difference", "score")
 IMAGE_SUFFIXES: tuple[str, ...] = ("", ".gz", ".fz")
 """What may follow an image's ``.fits`` name: nothing, gzip (``.fits.gz``) or fpack
 (``.fits.fz``); a job holds one of these forms of each image."""
+
+PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".crdownload", ".download", ".tmp", "~")
+"""Endings (any case) of a file still being written under a temporary name: browsers' and
+download tools' partial downloads, editors' and copy tools' temporaries."""
 
 _SCALING_KEYWORDS = ("BSCALE", "BZERO", "BLANK")
 _TRUNCATION_MESSAGE = "File may have been truncated"
@@ -99,6 +105,12 @@ class IncompleteFitsError(IncompleteFileError, FitsFormatError):
 
 class MissingJobFileError(FileNotFoundError):
     """A job folder that lacks one or more of the contract files."""
+
+
+class PartialJobFileError(IncompleteFileError):
+    """A job folder holding a job file still being written under a temporary name
+    (``psfcat.csv.crdownload``, ``bkg_subbed_science_image.fits.part``), beside its final name
+    or in its place: a download in progress, whose content says nothing of the job yet."""
 
 
 class AmbiguousJobFileError(ValueError):
@@ -345,6 +357,20 @@ def _find_one(job_dir: Path, name: str) -> Path | None:
     return present[0] if present else None
 
 
+def _partial_job_files(job_dir: Path) -> list[str]:
+    """The names in ``job_dir`` that are an accepted name of a job file followed by one of
+    :data:`PARTIAL_SUFFIXES` (files or folders: Safari downloads into a ``.download`` folder)."""
+    accepted = {form for name in JOB_FILES.values() for form in accepted_names(name)}
+    partial = []
+    for entry in os.listdir(job_dir):
+        lowered = entry.lower()
+        for suffix in PARTIAL_SUFFIXES:
+            if lowered.endswith(suffix) and entry[: -len(suffix)] in accepted:
+                partial.append(entry)
+                break
+    return sorted(partial)
+
+
 def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Resolve the five contract files of a job folder.
 
@@ -363,6 +389,9 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
     ------
     MissingJobFileError
         If the folder does not exist or lacks any file; the message names every missing file.
+    PartialJobFileError
+        If a job file is still being written under a temporary name (its name followed by one
+        of :data:`PARTIAL_SUFFIXES`), whether or not the final name exists too.
     AmbiguousJobFileError
         If an image exists in two forms (say plain and gzip-compressed).
     """
@@ -371,6 +400,13 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
         raise MissingJobFileError(
             f"job folder {job_dir} does not exist or is not a folder; it must hold "
             f"{', '.join(JOB_FILES.values())}"
+        )
+    partial = _partial_job_files(job_dir)
+    if partial:
+        raise PartialJobFileError(
+            f"job folder {job_dir} holds {', '.join(partial)}: still being written? (a partial "
+            "download or temporary file of a job file); the job is used once the file has its "
+            "final name: wait until the download has finished, or remove the partial file"
         )
     paths: dict[str, Path] = {}
     missing: list[str] = []

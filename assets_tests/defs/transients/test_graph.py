@@ -996,3 +996,24 @@ def test_a_split_group_pattern_that_groups_nothing_fails_and_keeps_the_index(
         "the pattern, or leave it unset to split job by job"
     ]
     assert (layout.dataset_dir / "master_index.csv").read_bytes() == before
+
+
+def test_a_job_whose_catalogue_is_downloaded_again_keeps_its_products_and_says_so(
+    instance, data_store, layout, jobs
+):
+    assert _selected(instance, data_store, "job_tensors").succeeded
+    tensor = layout.job_tensor_file(jobs[0]).read_bytes()
+    folder = layout.incoming_jobs / jobs[0]
+    (folder / "psfcat.csv.crdownload").write_text("id,x")
+    _settle(layout, jobs[0])
+    outcome = _selected(instance, data_store, "job_tensors")
+    assert not outcome.succeeded
+    (failure,) = outcome.failures[outcome.runs[0][0]]
+    assert failure.endswith(
+        f"job {jobs[0]}: PartialJobFileError: job folder {folder} holds psfcat.csv.crdownload: "
+        "still being written? (a partial download or temporary file of a job file); the job is "
+        "used once the file has its final name: wait until the download has finished, or "
+        f"remove the partial file ({transient_assets.KEPT_NOTE})"
+    ), failure
+    assert layout.job_tensor_file(jobs[0]).read_bytes() == tensor
+    assert (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
