@@ -63,6 +63,33 @@ def test_candidates_outside_the_image_are_kept_and_flagged(tmp_path):
     assert frame["in_image"].tolist() == [True, True, False, False, False]
 
 
+def test_column_names_are_matched_whatever_their_case_and_surrounding_spaces(tmp_path):
+    rows = [_row(1, 10.25, 20.5, 1, 7), _row(2, 3.0, 4.0, 0, -1, mag="")]
+    expected = read_psfcat(_write(tmp_path, *rows), jid="j", image_shape=(64, 96))
+    # As IRAF- and SExtractor-style exports write them, with an extra column in mixed case.
+    header = ",".join(
+        f" {name.upper()} " if k % 2 else name.upper() for k, name in enumerate(PSFCAT_COLUMNS)
+    )
+    upper = _write(
+        tmp_path,
+        *[f"{row},a" for row in rows],
+        header=f"{header},Comment",
+        name="upper.csv",
+    )
+    pd.testing.assert_frame_equal(read_psfcat(upper, jid="j", image_shape=(64, 96)), expected)
+
+
+def test_two_header_fields_naming_one_column_are_refused_naming_them(tmp_path):
+    path = _write(tmp_path, f"{_row(1)},1,5", header=f"{HEADER},ID,Label ")
+    with pytest.raises(PsfcatFormatError) as raised:
+        read_psfcat(path, jid="j", image_shape=(64, 96))
+    assert str(raised.value) == (
+        f"{path}: header fields that differ only by case or spaces name the same column "
+        "('id' and 'ID'; 'label' and 'Label '), so which one holds it cannot be told; rename "
+        "or remove all but one"
+    )
+
+
 def test_missing_columns_are_all_listed(tmp_path):
     header = HEADER.replace("roundness2,", "").replace(",label", "")
     path = _write(tmp_path, header=header)

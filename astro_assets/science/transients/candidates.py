@@ -237,6 +237,34 @@ def _integer_ids(
     return pd.Series(values, dtype=np.int64 if required else "Int64")
 
 
+def _named_columns(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The columns ``PSFCAT_COLUMNS`` of ``raw``, found whatever their case and surrounding
+    spaces (``ID, X, Y`` as IRAF- and SExtractor-style exports write them), named as there.
+
+    Raises
+    ------
+    PsfcatFormatError
+        If a column is missing (all of them listed), or several header fields name the same
+        column (``id`` and ``ID``): which one holds it cannot be told.
+    """
+    found: dict[str, list[str]] = {}
+    for column in raw.columns:
+        found.setdefault(str(column).strip().lower(), []).append(column)
+    missing = [name for name in PSFCAT_COLUMNS if name not in found]
+    if missing:
+        raise PsfcatFormatError(
+            f"{path} lacks column(s) {missing}; the header must contain {','.join(PSFCAT_COLUMNS)}"
+        )
+    clashes = [found[name] for name in PSFCAT_COLUMNS if len(found[name]) > 1]
+    if clashes:
+        listing = "; ".join(" and ".join(repr(column) for column in clash) for clash in clashes)
+        raise PsfcatFormatError(
+            f"{path}: header fields that differ only by case or spaces name the same column "
+            f"({listing}), so which one holds it cannot be told; rename or remove all but one"
+        )
+    return raw[[found[name][0] for name in PSFCAT_COLUMNS]].set_axis(list(PSFCAT_COLUMNS), axis=1)
+
+
 def read_psfcat(
     path: str | os.PathLike[str], *, jid: str, image_shape: Sequence[int]
 ) -> pd.DataFrame:
@@ -246,7 +274,9 @@ def read_psfcat(
     ----------
     path : path-like
         The CSV file, UTF-8 (header line, then one line per candidate; a delimiter at the end
-        of every data line is tolerated). Extra columns are ignored.
+        of every data line is tolerated). Column names are matched whatever their case and
+        surrounding spaces (``ID``, `` X``), unless two of them name the same column. Extra
+        columns are ignored.
     jid : str
         Job id; a safe path component (letters, digits, ``.``, ``_``, ``-``).
     image_shape : (H, W)
@@ -263,7 +293,8 @@ def read_psfcat(
     Raises
     ------
     PsfcatFormatError
-        Missing columns (all listed), a non-numeric value (column and row named), an id that
+        Missing columns (all listed), header fields naming the same column (``id`` and
+        ``ID``), a non-numeric value (column and row named), an id that
         is not a whole number or lies outside the int64 range, a missing or non-finite
         ``id``/``x``/``y``, a ``label`` other than 0 or 1, repeated ids, or a file that is not
         UTF-8 (the first offending line named); :class:`IncompletePsfcatError` (a subclass)
@@ -305,11 +336,7 @@ def read_psfcat(
         ) from err
     except UnicodeDecodeError as err:
         raise PsfcatFormatError(_not_utf8_message(path)) from err
-    missing = [name for name in PSFCAT_COLUMNS if name not in raw.columns]
-    if missing:
-        raise PsfcatFormatError(
-            f"{path} lacks column(s) {missing}; the header must contain {','.join(PSFCAT_COLUMNS)}"
-        )
+    raw = _named_columns(raw, path)
     frame = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     for name in PSFCAT_COLUMNS:
         text = raw[name].str.strip()
