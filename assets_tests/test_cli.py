@@ -76,6 +76,44 @@ def test_samples_ingest_materialize_record_runs_in_the_project_instance(project)
         assert instance.get_dynamic_partitions("ser_files") == videos
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_packaged_instance_settings_are_the_projects_dagster_yaml():
+    from astro_assets.cli import INSTANCE_SETTINGS
+
+    assert (REPO_ROOT / "dagster.yaml").read_text(encoding="utf-8") == INSTANCE_SETTINGS
+
+
+def test_a_command_run_outside_the_checkout_gets_the_projects_instance_settings(tmp_path):
+    from astro_assets.cli import INSTANCE_SETTINGS
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data" / "incoming" / "jobs").mkdir(parents=True)
+    result = cli(elsewhere, "ingest", "--watch-seconds", "0")
+    assert result.returncode == 0, result.stderr
+    assert "No dagster instance configuration file" not in result.stderr
+    home = elsewhere / ".dagster_home"
+    assert (home / "dagster.yaml").read_text() == INSTANCE_SETTINGS
+    assert not [p.name for p in home.iterdir() if p.name.startswith(".dagster.yaml.")]
+    # A user's own settings stay.
+    (home / "dagster.yaml").write_text(YAML)
+    assert cli(elsewhere, "ingest", "--watch-seconds", "0").returncode == 0
+    assert (home / "dagster.yaml").read_text() == YAML
+
+
+def test_a_partition_for_a_selection_without_partitioned_assets_is_refused(project):
+    result = cli(project, "materialize", "--select", "master_index", "--partition", "night_0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "astro-assets materialize: error: --partition 'night_0' was given, but the selection "
+        "'master_index' holds no partitioned asset (master_index); leave out --partition to run "
+        "it, or select partitioned assets (ser_median and the flat-field chain: a video's key; "
+        "job_tensors: a job's key)"
+    )
+    assert not (project / "data" / "dataset").exists()
+
+
 def test_materialize_refuses_an_unregistered_partition(project):
     result = cli(project, "materialize", "--select", "ser_median", "--partition", "nope")
     assert result.returncode == 2

@@ -8,28 +8,57 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from astro_assets.io.atomic import atomic_create_text
 
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 PROJECT_INSTANCE_YAML = "dagster.yaml"
 
+INSTANCE_SETTINGS = """\
+# Instance settings only. `make` and `astro-assets` copy this file into $DAGSTER_HOME
+# (default ./.dagster_home), whose SQLite databases hold runs, event logs and schedules.
+# astro_assets/cli.py ships a copy (INSTANCE_SETTINGS) for commands run outside the checkout;
+# edit both (a test keeps them identical).
+telemetry:
+  enabled: false
+
+concurrency:
+  runs:
+    # Two cores: more parallel runs only compete for them.
+    max_concurrent_runs: 2
+  pools:
+    # Only the "gemini" pool exists (steps calling the Gemini API): one request at a time.
+    default_limit: 1
+    granularity: op
+
+run_retries:
+  enabled: true
+  max_retries: 1
+"""
+"""The project's ``dagster.yaml``, shipped with the package so that a command run outside the
+checkout gets it too (a test keeps the two identical)."""
+
 
 def ensure_dagster_home() -> Path:
-    """Use ``$DAGSTER_HOME``, or ``./.dagster_home`` holding a copy of ``./dagster.yaml``."""
+    """Use ``$DAGSTER_HOME`` (default ``./.dagster_home``), giving it the project's instance
+    settings when it has no ``dagster.yaml``.
+
+    The settings are ``./dagster.yaml`` when the command runs in a checkout (edited there, they
+    are what ``make`` copies too), else :data:`INSTANCE_SETTINGS`. A ``dagster.yaml`` already in
+    the home is never replaced, and the new one is written atomically.
+    """
     home = Path(os.environ.get(DAGSTER_HOME_ENV) or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / PROJECT_INSTANCE_YAML
-    project_yaml = Path.cwd() / PROJECT_INSTANCE_YAML
-    if (
-        not instance_yaml.exists()
-        and project_yaml.is_file()
-        and project_yaml.resolve() != instance_yaml
-    ):
-        shutil.copyfile(project_yaml, instance_yaml)
+    if not instance_yaml.exists():
+        project_yaml = Path.cwd() / PROJECT_INSTANCE_YAML
+        in_checkout = project_yaml.is_file() and project_yaml.resolve() != instance_yaml
+        settings = project_yaml.read_text(encoding="utf-8") if in_checkout else INSTANCE_SETTINGS
+        atomic_create_text(instance_yaml, settings)
     os.environ[DAGSTER_HOME_ENV] = str(home)
     return home
 
@@ -96,7 +125,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     scores = score_candidates(args.model, args.dataset, device=args.device)
     write_scores(scores, args.out)
-    print(f"scored {len(scores)} candidates -> {args.out}")
+    outside = int(scores["score"].isna().sum())
+    if outside:
+        print(
+            f"scored {len(scores) - outside} of {len(scores)} candidates -> {args.out}; "
+            f"{outside} lie outside their image and have an empty score (in_image False)"
+        )
+    else:
+        print(f"scored {len(scores)} candidates -> {args.out}")
     return 0
 
 

@@ -186,6 +186,15 @@ def materialize_selection(
     graph = defs.resolve_asset_graph()
     keys = _selected_keys(graph, selection)
     partitioned, unpartitioned = _partition_groups(defs, keys)
+    if partition is not None and not partitioned:
+        # Running the selection anyway would do something else than asked, and exit 0.
+        names = ", ".join(key.to_user_string() for key in unpartitioned)
+        raise ValueError(
+            f"--partition {partition!r} was given, but the selection {selection or '*'!r} holds "
+            f"no partitioned asset ({names}); leave out --partition to run it, or select "
+            "partitioned assets (ser_median and the flat-field chain: a video's key; "
+            "job_tensors: a job's key)"
+        )
     everything = [*defs.assets, *(defs.asset_checks or [])]
     run_resources = resources if resources is not None else dict(defs.resources or {})
     outcome = MaterializeOutcome()

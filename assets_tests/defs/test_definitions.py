@@ -99,6 +99,14 @@ def test_sensors_schedules_and_jobs():
         assert defs.resolve_job_def(name) is not None
 
 
+def test_schedules_run_at_their_times_in_utc_whatever_the_hosts_time_zone():
+    schedules = {s.name: s for s in defs.schedules}
+    assert {name: (s.cron_schedule, s.execution_timezone) for name, s in schedules.items()} == {
+        "dataset_nightly": ("0 2 * * *", "UTC"),
+        "cnn_model_weekly": ("0 3 * * 0", "UTC"),
+    }
+
+
 def test_resources_are_bound():
     assert set(defs.resources) == {"data_store", "dust_eye"}
 

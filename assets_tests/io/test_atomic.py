@@ -10,6 +10,7 @@ import pytest
 
 from astro_assets.io.atomic import (
     STALE_PARTIAL_SECONDS,
+    atomic_create_text,
     atomic_path,
     atomic_write_bytes,
     atomic_write_text,
@@ -150,3 +151,26 @@ def test_partial_listing_of_a_missing_folder_is_empty(tmp_path: Path):
 def test_grace_period_must_be_a_non_negative_number(tmp_path: Path, bad: float):
     with pytest.raises(ValueError, match="older_than_s must be >= 0"):
         remove_stale_partials(tmp_path / "t.csv", older_than_s=bad)
+
+
+def test_atomic_create_writes_a_new_file_and_never_replaces_one(tmp_path: Path):
+    target = tmp_path / "home" / "dagster.yaml"
+    assert atomic_create_text(target, "telemetry: off\n") is True
+    assert target.read_text() == "telemetry: off\n"
+    assert atomic_create_text(target, "other\n") is False
+    assert target.read_text() == "telemetry: off\n"
+    assert [p.name for p in target.parent.iterdir()] == ["dagster.yaml"]
+
+
+def test_atomic_create_leaves_a_file_that_appears_meanwhile(tmp_path: Path, monkeypatch):
+    target = tmp_path / "dagster.yaml"
+    real_link = os.link
+
+    def someone_else_first(src, dst):
+        Path(dst).write_text("the user's\n")
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", someone_else_first)
+    assert atomic_create_text(target, "ours\n") is False
+    assert target.read_text() == "the user's\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["dagster.yaml"]

@@ -174,3 +174,40 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``target`` atomically and return the target path."""
     return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_create_text(target: str | os.PathLike[str], text: str) -> bool:
+    """Write UTF-8 ``text`` to ``target`` atomically unless ``target`` exists; never replace it.
+
+    The content is written to a temporary sibling and hard-linked to ``target``, which fails
+    when a file appeared there meanwhile, so a file someone else wrote is never overwritten and
+    no reader sees a half-written one. On a file system without hard links (FAT, some network
+    shares) the sibling is renamed into place after a last look for ``target``.
+
+    Returns
+    -------
+    bool
+        True when ``target`` was written, False when it already existed (left as it was).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return False
+    tmp = _create_partial(target)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError:
+            if target.exists():
+                return False
+            os.replace(tmp, target)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,6 +64,28 @@ def test_candidates_outside_their_image_get_nan(exported):
     assert len(scores) == len(index)
     assert np.isnan(scores.loc[2, "score"])
     assert np.isfinite(scores["score"].drop(index=2)).all()
+
+
+def test_the_score_command_counts_the_candidates_left_without_a_score(exported, tmp_path, capsys):
+    from astro_assets.cli import main
+
+    index, root, _, model_dir = exported
+    dataset = tmp_path / "dataset"
+    shutil.copytree(root / "images", dataset / "images")
+    shifted = index.copy()
+    shifted.loc[[2, 5], "x"] = 40.5  # column 41 of a 40-pixel-wide image
+    shifted.to_csv(dataset / "master_index.csv", index=False)
+    out = tmp_path / "scores.csv"
+    argv = ["score", "--model", str(model_dir), "--dataset", str(dataset), "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == (
+        f"scored {len(index) - 2} of {len(index)} candidates -> {out}; 2 lie outside their "
+        "image and have an empty score (in_image False)\n"
+    )
+    assert pd.read_csv(out)["score"].isna().tolist() == [k in (2, 5) for k in range(len(index))]
+    index.to_csv(dataset / "master_index.csv", index=False)
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == f"scored {len(index)} candidates -> {out}\n"
 
 
 def test_write_scores_round_trip_and_validation(exported, tmp_path):

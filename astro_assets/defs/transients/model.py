@@ -181,6 +181,8 @@ cnn_model_weekly = dg.ScheduleDefinition(
     name="cnn_model_weekly",
     job=cnn_model_job,
     cron_schedule="0 3 * * 0",
+    # Explicit: without it the daemon's local time applies, which moves with its host.
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Retrains the model every Sunday at 03:00 (not on every new job).",
+    description="Retrains the model every Sunday at 03:00 UTC (not on every new job).",
 )
