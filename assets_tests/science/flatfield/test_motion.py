@@ -132,6 +132,58 @@ def test_keeps_the_sensor_shadow_and_drops_the_scene_feature():
     np.testing.assert_array_equal(kept, dust)
 
 
+def test_dust_on_a_dark_scene_feature_shown_by_each_frame_is_left_undecided():
+    # A 12 % shadow on the scene's dark lane, which stays in the median along the drift: the
+    # median adds the lane's deficit to the shadow's, so the ratio shows less than half of
+    # it, as it would show a feature's residue; each frame still shows the shadow whole.
+    column = 80.0
+    dust = (SPOT[0], column, 4.0, 0.12)
+    frames, shifts, median, _ = _video(drift_px=30.0, dust=dust)
+    shadow = _disc(median.shape, *dust[:3])
+    kept, (verdict,) = sensor_fixed_test(shadow, median, frames, shifts, black_level=0.0)
+    assert verdict.verdict == motion.UNDECIDED_DARK_SCENE
+    assert verdict.fixed_deficit == pytest.approx(dust[3], abs=0.01)
+    assert verdict.fixed_deficit < 0.5 * verdict.median_deficit
+    np.testing.assert_array_equal(kept, shadow)
+    # Dwarfed by the lane's own deficit, a shallower one is rejected with the feature.
+    faint = (SPOT[0], column, 4.0, 0.05)
+    frames, shifts, median, _ = _video(drift_px=30.0, dust=faint)
+    kept, (verdict,) = sensor_fixed_test(shadow, median, frames, shifts, black_level=0.0)
+    assert verdict.verdict == "scene" and not kept.any()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_residues_of_sunspots_under_differential_seeing_are_not_taken_for_dust(seed):
+    # Seeing bends each frame differently, so the prediction misses the sunspots and the
+    # granulation by a fraction of their contrast, and the ratio of medians keeps residues as
+    # deep as dust that the frames, each against its own prediction, do not show.
+    params = SolarVideoParams(
+        width=384,
+        height=288,
+        n_frames=40,
+        drift_px=60.0,
+        jitter_px=0.8,
+        n_sunspots=4,
+        seeing_warp_px=1.5,
+        dust=(),
+        seed=seed,
+    )
+    frames, truth = synthesize_frames_array(params)
+    median = temporal_median(frames)
+    detection = detect_dust(median, DustDetectionParams())
+    drift = estimate_drift(frames, exclude=detection.core)
+    separated = separate_sensor_fixed(
+        detection.core,
+        median,
+        [frames[i] for i in drift.frames_used],
+        drift.shifts,
+        black_level=truth.black_level_adu,
+        registered=drift.registered,
+    )
+    assert separated.ratio_searched
+    assert not separated.core.any(), [v for v in separated.verdicts if v.kept]
+
+
 def test_a_crescent_is_looked_up_at_its_own_pixel_nearest_its_centroid():
     # The centroid of a crescent lies outside it: records looked up by their centroid would
     # miss their own region (a reviewer's drop, the shadows new to the ratio).

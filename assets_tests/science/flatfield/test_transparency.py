@@ -134,8 +134,8 @@ def test_gains_within_the_tolerance_of_one_divide_nothing():
         divided_by_transparency(frames, divisors[:2])
 
 
-@pytest.mark.parametrize(("seed", "fake_shadows_without_it"), [(0, True), (2, False)])
-def test_clouds_no_longer_show_shadows_that_are_not_there(seed, fake_shadows_without_it):
+@pytest.mark.parametrize("seed", [0, 2])
+def test_clouds_no_longer_show_shadows_that_are_not_there(seed):
     frames, truth = _video(CLOUDY, seed=seed)
     median = temporal_median(frames)
     candidates = detect_dust(median).core
@@ -161,11 +161,12 @@ def test_clouds_no_longer_show_shadows_that_are_not_there(seed, fake_shadows_wit
     np.testing.assert_allclose(corrected.transparency.gains, CLOUDY, rtol=3e-3)
     assert np.count_nonzero(corrected.core & apart_from_dust) <= 0.01 * dust.sum()
     assert np.count_nonzero(corrected.core & dust) >= 0.5 * dust.sum()
-    # What the correction prevents, on the seed whose clouds show it: without it, shadows
-    # that are not there. On seed 2 neither path finds any.
-    if fake_shadows_without_it:
-        uncorrected = separated(False)
-        assert np.count_nonzero(uncorrected.core & apart_from_dust) > 0.2 * dust.sum()
+    # Without the correction, the clouds leave residues in the ratio of the medians as deep as
+    # dust on seed 0 (a fifth of the dust's area outside it); no frame, set against its own
+    # prediction, shows them, as a cloud dims a shadow and its surroundings alike, so none
+    # is kept.
+    uncorrected = separated(False)
+    assert np.count_nonzero(uncorrected.core & apart_from_dust) <= 0.01 * dust.sum()
 
 
 def test_a_target_crossing_a_vignetted_field_is_not_taken_for_a_change_of_transparency():

@@ -109,6 +109,11 @@ UNDECIDED_SIGNAL = f"{UNDECIDED}: no deficit against its surroundings in the med
 UNDECIDED_UNREGISTERED = (
     f"{UNDECIDED}: the frames could not be registered, so how the target moved is unknown"
 )
+UNDECIDED_DARK_SCENE = (
+    f"{UNDECIDED}: each frame shows it fixed on the sensor, but the ratio shows less than "
+    "min_deficit_ratio of its deficit in the median (dust on a dark part of the scene, or "
+    "the residue of a scene feature)"
+)
 SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and in the ratio"
 DROPPED_UNDECIDED = "dropped, keep_undecided is off: "
 DROPPED_BY_HAND = "dropped by hand: "
@@ -160,8 +165,12 @@ class MotionTestParams:
         every side that it moved (:func:`_moved_on_every_side`). In (0, 1].
     min_deficit_ratio : float
         A candidate is confirmed as sensor-fixed when its deficit against the scene prediction
-        is at least this fraction of its deficit in the median; below, it moved with the scene
-        and is rejected. In (0, 1).
+        is at least this fraction of its deficit in the median (and each frame shows it,
+        ``min_lit_fraction``); below, it moved with the scene and is rejected, unless each
+        frame shows it whole and the ratio at least half this fraction: then the scene's own
+        deficit there (dust on a planet's belt smeared along the drift) or a feature's
+        residue could explain it, and it is left undecided (``UNDECIDED_DARK_SCENE``). In
+        (0, 1).
     ratio_search : bool
         Also look for shadows in the ratio of the median to its dust-free prediction
         (:func:`find_shadows_in_ratio`), where the scene's texture no longer hides faint ones.
@@ -230,8 +239,12 @@ class MotionTestParams:
         each frame's ratio there stays near 1 (on synthetic drifting Suns with 2.1 px rms of
         differential seeing, 0.42 and 0.43 % of the frame taken for dust on two seeds of three
         before this test, 0.15 and 0.03 % after). Where
-        too few frames light a shadow's surroundings to tell, it is kept. 0 turns the test
-        off. In [0, 1).
+        too few frames light a shadow's surroundings to tell, it is kept. The motion test
+        asks the same of every candidate it confirms, wherever it lies: where seeing bends
+        the frames or the texture evolves, the prediction misses sunspots and granulation by
+        a fraction of their contrast, and the ratio of the medians keeps residues as deep as
+        dust that no frame, set against its own prediction, shows. 0 turns the test off. In
+        [0, 1).
     guide_holdout_px : int
         Width, in pixels, of the ring of clean pixels around each region of the mask that
         :func:`inpainting_guide` holds out to judge whether the region is filled better along
@@ -1847,26 +1860,20 @@ def _judge(
     # other pixels, by the frames that put it elsewhere on the sensor.
     blocked = np.zeros((height, width), dtype=bool)
     blocked[window] = near
-    # The ratio seen frame by frame is only consulted where the median shows no deficit.
     windowed = _predicted_median(
-        frames,
-        offsets,
-        window,
-        (height, width),
-        params,
-        blocked,
-        black_level=None if median_deficit > 0 else black_level,
+        frames, offsets, window, (height, width), params, blocked, black_level=black_level
     )
     observed, predicted = windowed.observed, windowed.predicted
+    lit_deficit = (
+        math.nan
+        if windowed.lit_ratio is None
+        else _deficit_where_known(windowed.lit_ratio, candidate, around & (labels[window] == 0))
+    )
 
     def in_each_frame(fixed: float = math.nan) -> MotionVerdict:
         # No deficit to compare with in the median (its surroundings lie off the target, or
         # the eye's candidate is no darker than them there): each frame that lights the
         # candidate still shows whether the sensor dims it.
-        lit_deficit = math.nan
-        if windowed.lit_ratio is not None:
-            ring_lit = around & (labels[window] == 0)
-            lit_deficit = _deficit_where_known(windowed.lit_ratio, candidate, ring_lit)
         if math.isnan(lit_deficit):
             return verdict(UNDECIDED_SIGNAL, median_deficit, fixed)
         if lit_deficit >= params.min_ratio_depth:
@@ -1894,9 +1901,35 @@ def _judge(
         return verdict(SHALLOW, median_deficit, fixed)
     if not median_deficit > 0:
         return in_each_frame(fixed)
+    # Dust dims each frame that lights it as much as it dims the median. A scene feature
+    # that the prediction misses by a fraction of its contrast (seeing, evolving texture)
+    # leaves a residue in the ratio of medians that each frame, set against its own
+    # prediction, does not show.
+    in_each = math.isnan(lit_deficit) or not _not_in_each_frame(
+        lit_deficit, fixed, params.min_lit_fraction
+    )
     if fixed >= params.min_deficit_ratio * median_deficit:
-        return verdict(SENSOR, median_deficit, fixed)
+        return verdict(SENSOR if in_each else SCENE, median_deficit, fixed)
+    # Shallower in the ratio than in the median, as a feature's residue is, but shown by
+    # each frame, as dust on a dark part of the scene is (a planet's belt smeared by the
+    # drift): the test cannot tell which. Only where the target moved enough for the
+    # candidate's size: otherwise most frames predict its pixels from frames that put the
+    # same part of the scene there, and neither deficit is measured apart from it.
+    if (
+        in_each
+        and overlap <= params.max_overlap_fraction
+        and not math.isnan(lit_deficit)
+        and fixed >= params.min_ratio_depth
+        and fixed >= _CONFLICT_FRACTION * params.min_deficit_ratio * median_deficit
+    ):
+        return verdict(UNDECIDED_DARK_SCENE, median_deficit, fixed)
     return verdict(SCENE, median_deficit, fixed)
+
+
+_CONFLICT_FRACTION = 0.5
+"""A candidate shown by each frame but shallower in the ratio than ``min_deficit_ratio`` of
+its deficit in the median is left undecided down to this fraction of that share; below, the
+scene's own deficit dwarfs it (a deep feature's residue) and it is rejected."""
 
 
 _MIN_SIDE_PX = 20
@@ -2377,7 +2410,10 @@ def _deep_shadows(
         if fixed_deficit < _DEEP_MIN_CONTRAST * depth:
             continue
         lit_deficit = _lit_deficit(lit, window, shadow, ring)
-        if _not_in_each_frame(lit_deficit, fixed_deficit, min_lit_fraction):
+        # Without surroundings (a corner the limb crossed), its depth is what each frame
+        # must show.
+        shown = depth if math.isnan(fixed_deficit) else fixed_deficit
+        if _not_in_each_frame(lit_deficit, shown, min_lit_fraction):
             continue
         found[window] |= shadow
         rows, cols = np.nonzero(shadow)
