@@ -525,9 +525,9 @@ def test_an_edit_between_the_samples_of_a_large_file_is_a_change(tmp_path: Path)
 
 def _partial_message(folder: Path, name: str) -> str:
     return (
-        f"job folder {folder} holds {name}: still being written? (a partial download or "
-        "temporary file of a job file); the job is used once the file has its final name: wait "
-        "until the download has finished, or remove the partial file"
+        f"job folder {folder} holds {name}: still being written? (a partial download of a job "
+        "file); the job is used once the file has its final name: wait until the download has "
+        "finished, or remove the partial file"
     )
 
 

@@ -313,7 +313,7 @@ def test_zero_byte_file_is_not_complete(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "partial", ["psfcat.csv.crdownload", "scorrimage_masked.fits.gz.PART", "psfcat.csv~"]
+    "partial", ["psfcat.csv.crdownload", "scorrimage_masked.fits.gz.PART", "psfcat.csv.download"]
 )
 def test_a_job_file_under_a_partial_download_name_is_refused_as_still_being_written(
     tmp_path, partial
@@ -324,11 +324,20 @@ def test_a_job_file_under_a_partial_download_name_is_refused_as_still_being_writ
         job_file_paths(tmp_path / "jid1")
     assert str(raised.value) == (
         f"job folder {tmp_path / 'jid1'} holds {partial}: still being written? (a partial "
-        "download or temporary file of a job file); the job is used once the file has its "
-        "final name: wait until the download has finished, or remove the partial file"
+        "download of a job file); the job is used once the file has its final name: wait "
+        "until the download has finished, or remove the partial file"
     )
     assert isinstance(raised.value, IncompleteFileError)
     assert not is_job_complete(tmp_path / "jid1")
     (tmp_path / "jid1" / partial).unlink()
     (tmp_path / "jid1" / "psfcat.txt.part").write_bytes(b"x")
     assert set(job_file_paths(tmp_path / "jid1")) == set(JOB_FILES)
+
+
+def test_an_editors_backup_beside_a_job_file_does_not_hold_the_job_back(tmp_path):
+    # An editor leaves psfcat.csv~ behind for good after a hand edit of a label.
+    _write_job(tmp_path / "jid1")
+    for leftover in ("psfcat.csv~", "psfcat.csv.tmp"):
+        (tmp_path / "jid1" / leftover).write_bytes(b"x")
+    assert set(job_file_paths(tmp_path / "jid1")) == set(JOB_FILES)
+    assert is_job_complete(tmp_path / "jid1")

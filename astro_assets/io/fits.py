@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from astropy.io import fits
 
 __all__ = [
+    "DOWNLOAD_SUFFIXES",
     "IMAGE_ROLES",
     "IMAGE_SUFFIXES",
     "JOB_FILES",
@@ -67,9 +68,15 @@ IMAGE_SUFFIXES: tuple[str, ...] = ("", ".gz", ".fz")
 """What may follow an image's ``.fits`` name: nothing, gzip (``.fits.gz``) or fpack
 (``.fits.fz``); a job holds one of these forms of each image."""
 
-PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".crdownload", ".download", ".tmp", "~")
-"""Endings (any case) of a file still being written under a temporary name: browsers' and
-download tools' partial downloads, editors' and copy tools' temporaries."""
+DOWNLOAD_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".crdownload", ".download")
+"""Endings (any case) of a download still in progress: browsers' and download tools' partial
+files, renamed to the final name when complete."""
+
+PARTIAL_SUFFIXES: tuple[str, ...] = (*DOWNLOAD_SUFFIXES, ".tmp", "~")
+"""Endings (any case) of a file still being written under a temporary name: partial
+downloads, editors' and copy tools' temporaries. Beside a job file only
+:data:`DOWNLOAD_SUFFIXES` hold the job back: an editor leaves ``psfcat.csv~`` behind for good
+after a hand edit."""
 
 _SCALING_KEYWORDS = ("BSCALE", "BZERO", "BLANK")
 _TRUNCATION_MESSAGE = "File may have been truncated"
@@ -359,12 +366,12 @@ def _find_one(job_dir: Path, name: str) -> Path | None:
 
 def _partial_job_files(job_dir: Path) -> list[str]:
     """The names in ``job_dir`` that are an accepted name of a job file followed by one of
-    :data:`PARTIAL_SUFFIXES` (files or folders: Safari downloads into a ``.download`` folder)."""
+    :data:`DOWNLOAD_SUFFIXES` (files or folders: Safari downloads into a ``.download`` folder)."""
     accepted = {form for name in JOB_FILES.values() for form in accepted_names(name)}
     partial = []
     for entry in os.listdir(job_dir):
         lowered = entry.lower()
-        for suffix in PARTIAL_SUFFIXES:
+        for suffix in DOWNLOAD_SUFFIXES:
             if lowered.endswith(suffix) and entry[: -len(suffix)] in accepted:
                 partial.append(entry)
                 break
@@ -390,8 +397,8 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
     MissingJobFileError
         If the folder does not exist or lacks any file; the message names every missing file.
     PartialJobFileError
-        If a job file is still being written under a temporary name (its name followed by one
-        of :data:`PARTIAL_SUFFIXES`), whether or not the final name exists too.
+        If a job file is still being downloaded under a temporary name (its name followed by
+        one of :data:`DOWNLOAD_SUFFIXES`), whether or not the final name exists too.
     AmbiguousJobFileError
         If an image exists in two forms (say plain and gzip-compressed).
     """
@@ -405,7 +412,7 @@ def job_file_paths(job_dir: str | os.PathLike[str]) -> dict[str, Path]:
     if partial:
         raise PartialJobFileError(
             f"job folder {job_dir} holds {', '.join(partial)}: still being written? (a partial "
-            "download or temporary file of a job file); the job is used once the file has its "
+            "download of a job file); the job is used once the file has its "
             "final name: wait until the download has finished, or remove the partial file"
         )
     paths: dict[str, Path] = {}

@@ -1011,8 +1011,8 @@ def test_a_job_whose_catalogue_is_downloaded_again_keeps_its_products_and_says_s
     (failure,) = outcome.failures[outcome.runs[0][0]]
     assert failure.endswith(
         f"job {jobs[0]}: PartialJobFileError: job folder {folder} holds psfcat.csv.crdownload: "
-        "still being written? (a partial download or temporary file of a job file); the job is "
-        "used once the file has its final name: wait until the download has finished, or "
+        "still being written? (a partial download of a job file); the job is used once the file "
+        "has its final name: wait until the download has finished, or "
         f"remove the partial file ({transient_assets.KEPT_NOTE})"
     ), failure
     assert layout.job_tensor_file(jobs[0]).read_bytes() == tensor
