@@ -31,7 +31,8 @@ browser:
 services:
 	bash scripts/install_services.sh
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# Order-only: written when missing, never over an instance's own settings.
+$(DAGSTER_HOME)/dagster.yaml: | dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 

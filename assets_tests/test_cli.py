@@ -102,6 +102,26 @@ def test_a_command_run_outside_the_checkout_gets_the_projects_instance_settings(
     assert (home / "dagster.yaml").read_text() == YAML
 
 
+def test_make_writes_the_instance_settings_only_where_there_are_none(tmp_path):
+    # An instance's own settings, older than the project's file, stay: make copies only into a
+    # DAGSTER_HOME that has none.
+    def planned(home: Path) -> str:
+        target = home / "dagster.yaml"
+        return subprocess.run(
+            ["make", "-n", "-C", str(REPO_ROOT), f"DAGSTER_HOME={home}", str(target)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "dagster.yaml").write_text(YAML)
+    os.utime(own / "dagster.yaml", (0, 0))
+    assert "cp dagster.yaml" not in planned(own)
+    assert f"cp dagster.yaml {tmp_path / 'new' / 'dagster.yaml'}" in planned(tmp_path / "new")
+
+
 def test_a_partition_for_a_selection_without_partitioned_assets_is_refused(project):
     result = cli(project, "materialize", "--select", "master_index", "--partition", "night_0")
     assert result.returncode == 2
