@@ -184,6 +184,34 @@ def test_residues_of_sunspots_under_differential_seeing_are_not_taken_for_dust(s
     assert not separated.core.any(), [v for v in separated.verdicts if v.kept]
 
 
+def test_a_deep_shadow_without_surroundings_must_show_its_depth_in_each_frame():
+    # The prediction is known in one corner only (a limb crossed it midway), and a shadow 70 %
+    # deep fills it: no ring to measure it against, in the ratio or frame by frame.
+    size = 64
+    model = np.full((size, size), np.nan)
+    model[:20, :20] = 1000.0
+    image = model * 0.3
+    share = np.full((size, size), 0.5)
+    unshown = np.ones((size, size))
+    shown = np.where(np.isfinite(model), 0.3, 1.0)
+
+    def found(lit_ratio):
+        mask, _ = motion._deep_shadows(
+            image,
+            model,
+            0.5,
+            DustDetectionParams(),
+            min_wide_depth=1.0,
+            exclude=np.zeros((size, size), dtype=bool),
+            lit=(lit_ratio, share),
+            min_lit_fraction=0.5,
+        )
+        return int(np.count_nonzero(mask))
+
+    assert found(unshown) == 0
+    assert found(shown) == 400
+
+
 def test_a_crescent_is_looked_up_at_its_own_pixel_nearest_its_centroid():
     # The centroid of a crescent lies outside it: records looked up by their centroid would
     # miss their own region (a reviewer's drop, the shadows new to the ratio).

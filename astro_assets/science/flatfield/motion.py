@@ -110,7 +110,7 @@ UNDECIDED_UNREGISTERED = (
     f"{UNDECIDED}: the frames could not be registered, so how the target moved is unknown"
 )
 UNDECIDED_DARK_SCENE = (
-    f"{UNDECIDED}: each frame shows it fixed on the sensor, but the ratio shows less than "
+    f"{UNDECIDED}: each frame shows its deficit in the ratio, but the ratio shows less than "
     "min_deficit_ratio of its deficit in the median (dust on a dark part of the scene, or "
     "the residue of a scene feature)"
 )
@@ -167,9 +167,13 @@ class MotionTestParams:
         A candidate is confirmed as sensor-fixed when its deficit against the scene prediction
         is at least this fraction of its deficit in the median (and each frame shows it,
         ``min_lit_fraction``); below, it moved with the scene and is rejected, unless each
-        frame shows it whole and the ratio at least half this fraction: then the scene's own
-        deficit there (dust on a planet's belt smeared along the drift) or a feature's
-        residue could explain it, and it is left undecided (``UNDECIDED_DARK_SCENE``). In
+        frame shows at least ``min_lit_fraction`` of its deficit in the ratio, the ratio at
+        least half this fraction of the median's deficit and at least ``min_ratio_depth``,
+        and the target moved enough for its size (``max_overlap_fraction``): then the
+        scene's own deficit there (dust on a planet's belt smeared along the drift) or a
+        feature's residue could explain it, and it is left undecided
+        (``UNDECIDED_DARK_SCENE``). Below half, a residue of the scene's deficit that every
+        frame shares (the prediction slightly blurred at a deep sunspot) is as likely. In
         (0, 1).
     ratio_search : bool
         Also look for shadows in the ratio of the median to its dust-free prediction
@@ -2284,14 +2288,24 @@ def _lit_deficit(
 ) -> float:
     """The deficit of ``shadow`` against ``ring`` (both bool over ``window``) in the ratio
     seen frame by frame, ``lit`` holding it and the share of the frames lighting each pixel
-    (``DustFreePrediction.lit_ratio`` and ``lit_share``); NaN when ``lit`` is None or when
-    the share is at least ``_MIXED_SHARE`` over half of the shadow."""
+    (``DustFreePrediction.lit_ratio`` and ``lit_share``); against 1 where the ring cannot
+    be measured. NaN when ``lit`` is None, when the share is at least ``_MIXED_SHARE`` over
+    half of the shadow, or when the ratio is known over less than ``_MIN_LIT_KNOWN`` of it."""
     if lit is None:
         return math.nan
     ratio, share = lit
     if not np.nanmedian(share[window][shadow]) < _MIXED_SHARE:
         return math.nan
-    return _deficit_where_known(ratio[window], shadow, ring)
+    deficit = _deficit_where_known(ratio[window], shadow, ring)
+    if not math.isnan(deficit):
+        return deficit
+    # No surroundings to fit a plane to (a corner the limb crossed): a dust-free frame's light
+    # is its prediction's, so the ratio stands at 1 beside a shadow.
+    values = ratio[window][shadow]
+    known = np.isfinite(values)
+    if known.mean() < _MIN_LIT_KNOWN:
+        return math.nan
+    return 1.0 - float(np.median(values[known]))
 
 
 def _deficit_where_known(values: np.ndarray, shadow: np.ndarray, ring: np.ndarray) -> float:
