@@ -982,6 +982,16 @@ def test_split_group_pattern_keeps_the_epochs_of_a_field_in_one_split_and_bumps_
     assert json.loads((dataset / "croissant.json").read_text())["version"] == "2.0.0"
 
 
+def test_an_empty_split_group_pattern_splits_job_by_job(instance, data_store, layout):
+    # An empty value (a template variable left unset) is no pattern at all.
+    _epochs(layout, instance)
+    assert _materialize_all(instance, data_store).succeeded
+    before = (layout.dataset_dir / "master_index.csv").read_bytes()
+    result = _index_with_config(instance, data_store, {"split_group_pattern": ""})
+    assert result.success
+    assert (layout.dataset_dir / "master_index.csv").read_bytes() == before
+
+
 def test_a_split_group_pattern_that_groups_nothing_fails_and_keeps_the_index(
     instance, data_store, layout
 ):
@@ -991,7 +1001,7 @@ def test_a_split_group_pattern_that_groups_nothing_fails_and_keeps_the_index(
     result = _index_with_config(instance, data_store, {"split_group_pattern": r"_epoch(\d+)"})
     assert not result.success
     assert run_failures(result) == [
-        "master_index: ValueError: split_group_pattern '_epoch(\\\\d+)' matches none of the 8 "
+        "master_index: ValueError: split_group_pattern '_epoch(\\d+)' matches none of the 8 "
         "job ids (e.g. 'fielda_e1', 'fielda_e2', 'fieldb_e1'), so it groups nothing; correct "
         "the pattern, or leave it unset to split job by job"
     ]

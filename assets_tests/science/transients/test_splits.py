@@ -154,6 +154,16 @@ def test_split_groups_names_each_job_by_the_first_group_or_the_whole_match():
     }
 
 
+def test_each_branch_of_an_alternation_may_name_the_group():
+    pattern = r"^(.+)_e\d+$|^(.+)-v\d+$"
+    assert split_groups(["fa_e1", "fa_e2", "fb-v1", "fb-v2"], pattern) == {
+        "fa_e1": "fa",
+        "fa_e2": "fa",
+        "fb-v1": "fb",
+        "fb-v2": "fb",
+    }
+
+
 def test_the_jobs_of_a_group_take_the_split_of_the_groups_key():
     groups = split_groups([*EPOCHS, *_jids(20)], FIELD_OF_EPOCH)
     table = split_table([*EPOCHS, *_jids(20)], seed=4, groups=groups, ensure_nonempty=False)
@@ -184,7 +194,7 @@ def test_a_bad_group_pattern_says_what_is_wrong():
     with pytest.raises(ValueError) as raised:
         split_groups(EPOCHS, r"_epoch(\d+)$")
     assert str(raised.value) == (
-        "split_group_pattern '_epoch(\\\\d+)$' matches none of the 11 job ids (e.g. "
+        "split_group_pattern '_epoch(\\d+)$' matches none of the 11 job ids (e.g. "
         "'ztf_f300_c01_q1_e1', 'ztf_f300_c01_q1_e2', 'ztf_f301_c01_q1_e1'), so it groups "
         "nothing; correct the pattern, or leave it unset to split job by job"
     )

@@ -504,11 +504,11 @@ class MasterIndexConfig(dg.Config):
     test_fraction: float = 0.15
     split_group_pattern: str | None = pydantic.Field(
         default=None,
-        description="Regular expression on the job id whose first group (or whole match) names "
-        "a group of jobs kept in one split: repeated epochs or overlapping fields share stars "
-        "and artefacts, which would leak from train into test. E.g. '^(.+)_e\\d+$' keeps "
-        "'<field>_e1', '<field>_e2', ... together; a job it does not match is its own group. "
-        "Unset: job by job.",
+        description="Regular expression on the job id whose first group taking part in the "
+        "match (or the whole match) names a group of jobs kept in one split: repeated epochs "
+        "or overlapping fields share stars and artefacts, which would leak from train into "
+        "test. E.g. '^(.+)_e\\d+$' keeps '<field>_e1', '<field>_e2', ... together; a job it "
+        "does not match is its own group. Unset or empty: job by job.",
     )
 
 
@@ -547,7 +547,7 @@ def master_index(
         )
     groups = (
         None
-        if config.split_group_pattern is None
+        if not config.split_group_pattern
         else split_groups(present, config.split_group_pattern)
     )
     splits = split_table(

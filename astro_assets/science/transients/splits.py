@@ -102,8 +102,9 @@ def _distance_to_interval(u: float, low: float, high: float) -> float:
 def split_groups(jids: Iterable[str], pattern: str) -> dict[str, str]:
     """The group of each job, named by a regular expression on its id.
 
-    The group's key is the first capturing group of the pattern's first match in the job id
-    (:func:`re.search`), or the whole match when the pattern has no group: with
+    The group's key is the first capturing group that took part in the pattern's first match
+    in the job id (:func:`re.search`; so each branch of ``a(..)|b(..)`` may capture its own),
+    or the whole match when the pattern has no group: with
     ``r"^(.+)_e\\d+$"``, ``ztf_f714_c05_q2_e1`` and ``ztf_f714_c05_q2_e2`` form the group
     ``ztf_f714_c05_q2``. A job id the pattern does not match is a group of its own, keyed by
     the id.
@@ -131,7 +132,7 @@ def split_groups(jids: Iterable[str], pattern: str) -> dict[str, str]:
         compiled = re.compile(pattern)
     except re.error as err:
         raise ValueError(
-            f"split_group_pattern {pattern!r} is not a valid regular expression ({err}); "
+            f"split_group_pattern '{pattern}' is not a valid regular expression ({err}); "
             "write a Python regular expression, e.g. '^(.+)_e\\d+$' to group the epochs "
             "'<field>_e1', '<field>_e2', ..."
         ) from err
@@ -143,10 +144,13 @@ def split_groups(jids: Iterable[str], pattern: str) -> dict[str, str]:
             groups[jid] = jid
             continue
         matched += 1
-        key = found.group(1) if compiled.groups else found.group(0)
+        if compiled.groups:
+            key = next((part for part in found.groups() if part is not None), "")
+        else:
+            key = found.group(0)
         if not key:
             raise ValueError(
-                f"split_group_pattern {pattern!r} names an empty group for job {jid!r}: "
+                f"split_group_pattern '{pattern}' names an empty group for job {jid!r}: "
                 "every job matched so would share one group; make the pattern (or its first "
                 "group) capture the part of the id that names the field"
             )
@@ -154,7 +158,7 @@ def split_groups(jids: Iterable[str], pattern: str) -> dict[str, str]:
     if groups and not matched:
         examples = ", ".join(repr(jid) for jid in sorted(groups)[:3])
         raise ValueError(
-            f"split_group_pattern {pattern!r} matches none of the {len(groups)} job ids "
+            f"split_group_pattern '{pattern}' matches none of the {len(groups)} job ids "
             f"(e.g. {examples}), so it groups nothing; correct the pattern, or leave it unset "
             "to split job by job"
         )
