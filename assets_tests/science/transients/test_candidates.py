@@ -84,9 +84,17 @@ def test_two_header_fields_naming_one_column_are_refused_naming_them(tmp_path):
     with pytest.raises(PsfcatFormatError) as raised:
         read_psfcat(path, jid="j", image_shape=(64, 96))
     assert str(raised.value) == (
-        f"{path}: header fields that differ only by case or spaces name the same column "
-        "('id' and 'ID'; 'label' and 'Label '), so which one holds it cannot be told; rename "
-        "or remove all but one"
+        f"{path}: header fields that are equal or differ only by case or spaces name the same "
+        "column ('id' and 'ID'; 'label' and 'Label '), so which one holds it cannot be told; "
+        "rename or remove all but one"
+    )
+    repeated = _write(tmp_path, f"{_row(1)},7", header=f"{HEADER},x", name="repeated.csv")
+    with pytest.raises(PsfcatFormatError) as raised:
+        read_psfcat(repeated, jid="j", image_shape=(64, 96))
+    assert str(raised.value) == (
+        f"{repeated}: header fields that are equal or differ only by case or spaces name the "
+        "same column ('x' and 'x'), so which one holds it cannot be told; rename or remove all "
+        "but one"
     )
 
 

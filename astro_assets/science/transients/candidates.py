@@ -245,7 +245,7 @@ def _named_columns(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     ------
     PsfcatFormatError
         If a column is missing (all of them listed), or several header fields name the same
-        column (``id`` and ``ID``): which one holds it cannot be told.
+        column (``id`` and ``ID``, or ``x`` twice): which one holds it cannot be told.
     """
     found: dict[str, list[str]] = {}
     for column in raw.columns:
@@ -259,7 +259,8 @@ def _named_columns(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     if clashes:
         listing = "; ".join(" and ".join(repr(column) for column in clash) for clash in clashes)
         raise PsfcatFormatError(
-            f"{path}: header fields that differ only by case or spaces name the same column "
+            f"{path}: header fields that are equal or differ only by case or spaces name the "
+            "same column "
             f"({listing}), so which one holds it cannot be told; rename or remove all but one"
         )
     return raw[[found[name][0] for name in PSFCAT_COLUMNS]].set_axis(list(PSFCAT_COLUMNS), axis=1)
@@ -336,6 +337,11 @@ def read_psfcat(
         ) from err
     except UnicodeDecodeError as err:
         raise PsfcatFormatError(_not_utf8_message(path)) from err
+    # pandas renames a repeated header field (x, x -> x, x.1): the header as written tells.
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    if len(header) == len(raw.columns):
+        raw = raw.set_axis(header, axis=1)
     raw = _named_columns(raw, path)
     frame = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     for name in PSFCAT_COLUMNS:
