@@ -313,13 +313,15 @@ def test_in_image_and_drop_outside_image(tmp_path):
 def test_an_item_outside_its_image_says_to_filter_on_in_image(tmp_path):
     index = write_jobs(tmp_path)  # 40 rows x 30 columns
     index.loc[2, "x"] = 50.0
-    dataset = CutoutDataset(index, tmp_path, cutout_size=16)
+    # Built from a part of the index (a split), item 1 is the index's row 2.
+    dataset = CutoutDataset(index.iloc[1:], tmp_path, cutout_size=16)
     expected = (
-        f"Candidate 2 of the index (job 'job0', x=50.0, y={index.loc[2, 'y']}) lies outside "
-        "its 30 x 40 image, so it has no cutout; build the dataset from the candidates inside "
-        'their image: index[index["in_image"]] (or drop_outside_image(index, dataset_dir)).'
+        f"Item 1 of the dataset (row 2 of its index, job 'job0', x=50.0, "
+        f"y={index.loc[2, 'y']}) lies outside its 30 x 40 image, so it has no cutout; build the "
+        'dataset from the candidates inside their image: index[index["in_image"]] (or '
+        "drop_outside_image(index, dataset_dir))."
     )
     with pytest.raises(ValueError) as raised:
-        dataset[2]
+        dataset[1]
     assert str(raised.value) == expected
-    assert dataset[1][0].shape == (5, 16, 16)
+    assert dataset[0][0].shape == (5, 16, 16)

@@ -199,6 +199,7 @@ class CutoutDataset(Dataset):
         self.max_open_tensors = int(max_open_tensors)
         self.epoch = 0
         self.jids = index["jid"].astype(str).to_numpy()
+        self.row_labels = index.index.tolist()
         self.xs = index["x"].to_numpy(dtype=np.float64)
         self.ys = index["y"].to_numpy(dtype=np.float64)
         bad = ~(np.isfinite(self.xs) & np.isfinite(self.ys))
@@ -269,8 +270,9 @@ class CutoutDataset(Dataset):
             # The master index keeps such candidates (in_image False), so a dataset built from
             # an unfiltered index meets them; the remedy is on the caller's side.
             raise ValueError(
-                f"Candidate {position} of the index (job {self.jids[position]!r}, x={x}, y={y}) "
-                f"lies outside its {width} x {height} image, so it has no cutout; build the "
+                f"Item {position} of the dataset (row {self.row_labels[position]!r} of its index, "
+                f"job {self.jids[position]!r}, x={x}, y={y}) lies outside its {width} x {height} "
+                "image, so it has no cutout; build the "
                 "dataset from the candidates inside their image: "
                 'index[index["in_image"]] (or drop_outside_image(index, dataset_dir)).'
             )
