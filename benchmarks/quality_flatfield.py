@@ -328,6 +328,12 @@ LIMITS = """What limits the classical detector on these videos:
   rms in dust unchanged (0.68 %). The same cut finds a 10 % deep shadow on an 8-bit Bayer
   video that its threads hid (README, the classical eye). The other 41 videos' detections
   differ by at most 6 px, all off the dust.
+- Candidates confirmed frame by frame (2026-11-25, `motion._judge`): on this grid only the
+  small Sun moved. The 211 px tail above is no longer kept: precision 0.92 -> 1.00,
+  false-positive area 0.045 -> 0.001 %, IoU 0.79 -> 0.84; the flat rms in dust is unchanged
+  (0.67 %). Every other row is the same to the digit as the code before; the rows of the f/10
+  donuts drifting (false-positive area 0.575 -> 0.590 %) and of the tracked Sun with sunspots
+  (2.645 -> 3.083 %) had been recorded before an earlier change and are updated here.
 - Sunspots, and with drift their smeared remnants, stay in the median and look like dust. The
   motion test judges each candidate in a prediction whose scene estimate leaves the
   candidate's own pixels out, so a shadow fixed on the sensor cannot darken it while a scene

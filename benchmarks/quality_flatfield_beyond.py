@@ -107,6 +107,21 @@ LARGE_LAYOUT = (
 
 FINDINGS = """Findings (2026-11-22, 2 cores x86_64, 24 GiB):
 
+- Candidates confirmed frame by frame (2026-11-25, `motion._judge`): a candidate the ratio
+  of the medians shows is kept only if each frame, set against its own prediction, shows at
+  least `min_lit_fraction` of its deficit; one each frame shows but the ratio less than
+  `min_deficit_ratio` of the median's deficit (down to half of that) is left undecided.
+  Sets 1 (lunar), 8 (clouds) and 9 (seeing) run again with it. With the transparency not
+  divided out, the clouds' residues went: 4 frames at 30 % precision 0.74 -> 0.88, core
+  outside the dust 0.197 -> 0.072 %; 10 frames at 60 % 0.80 -> 0.98, 0.154 -> 0.012 %; every
+  frame at 30-100 % 0.95 -> 1.00, 0.030 -> 0.000 %; 30 of 40 frames at 40 % flat rms in dust
+  2.37 -> 2.14 %. With it divided out (the default) only the haze moved (0.57 -> 0.56 %).
+  Lunar texture: one candidate of one f/10 seed is now undecided, every score the same.
+  Seeing 2.5 px rms: precision 0.92 -> 0.95, core outside the dust 0.048 -> 0.028 %, masked
+  5.00 -> 4.79 %; the other seeing rows did not move. The other sets, run with the first form
+  of the change (before the no-surroundings check and the gate on the drift), matched the
+  table to the digit but for the sensor-defect rows with dust (flat rms 0.55 -> 0.54 %,
+  0.56 -> 0.55 %), left as recorded.
 - A monochrome median's guided regions are filled in the ratio above the pedestal where the
   prediction is lit (2026-11-24), as a colour plane's were: flat rms in dust on the planet in
   phase 0.97 -> 0.90 % (60 degrees), 1.05 -> 1.02 % (100), 1.90 -> 1.75 % (140), over 100
