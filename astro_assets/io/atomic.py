@@ -154,14 +154,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = _create_partial(target)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())
+        _seal(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     remove_stale_partials(target)
+
+
+def _seal(tmp: Path) -> None:
+    """Flush a finished temporary file to the disk and give it a new file's permissions, so
+    that the name it is moved to never shows a partial file or a private mode."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
@@ -195,11 +201,8 @@ def atomic_create_text(target: str | os.PathLike[str], text: str) -> bool:
         return False
     tmp = _create_partial(target)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())
+        tmp.write_bytes(text.encode("utf-8"))
+        _seal(tmp)
         try:
             os.link(tmp, target)
         except FileExistsError:

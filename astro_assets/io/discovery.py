@@ -781,18 +781,19 @@ def scan_ser_files(
     by_key: dict[str, list[Path]] = {}
     unavailable: set[str] = set()
     videos = [entry for entry in entries if is_video_name(entry.name)]
-    stems = {Path(entry.name).stem for entry in videos}
+    beside = {Path(entry.name).stem for entry in videos} | known
     for entry in entries:
-        if is_video_name(entry.name) and entry.unreachable:
+        is_video = is_video_name(entry.name)
+        if is_video and entry.unreachable:
             if (key := _key_or_none(entry.path)) is not None:
                 unavailable.add(key)
             skipped.append(entry.problem(folder))
-        elif is_video_name(entry.name) and entry.kind == "file":
+        elif is_video and entry.kind == "file":
             try:
                 by_key.setdefault(ser_key_for(entry.path), []).append(entry.path)
             except UnsafePathError as error:
                 rejected.append(str(error))
-        elif _is_beside(entry.name, stems | known):
+        elif _is_beside(entry.name, beside):
             continue
         elif entry.kind == "dir":
             skipped.append(
@@ -1065,7 +1066,7 @@ def scan_job_folders(
     now_ns: int | None = None,
     limit: int | None = None,
     resume_after: str | None = None,
-    incomplete: Mapping[str, int] | None = None,
+    incomplete: Mapping[str, tuple[int, int]] | None = None,
 ) -> Discovery:
     """Find new, complete and settled job folders under ``folder``, and registered ones gone.
 
@@ -1103,6 +1104,7 @@ def scan_job_folders(
     folders = {entry.name for entry in entries if entry.kind == "dir"}
     unreachable = {entry.name for entry in entries if entry.unreachable}
     taken = known | folders | unreachable
+    beside = folders | known
     for entry in entries:
         if entry.kind == "dir":
             if entry.name in known:
@@ -1115,7 +1117,7 @@ def scan_job_folders(
                     f"job folder {entry.name!r}: {error}; rename the folder"
                     + _suggested_name(entry.name, taken=taken)
                 )
-        elif not _is_beside(entry.name, folders | known):
+        elif not _is_beside(entry.name, beside):
             skipped.append(
                 _not_input(
                     entry,

@@ -364,15 +364,18 @@ def _find_one(job_dir: Path, name: str) -> Path | None:
     return present[0] if present else None
 
 
+_ACCEPTED_NAMES = frozenset(form for name in JOB_FILES.values() for form in accepted_names(name))
+"""Every name a job file may have."""
+
+
 def _partial_job_files(job_dir: Path) -> list[str]:
     """The names in ``job_dir`` that are an accepted name of a job file followed by one of
     :data:`DOWNLOAD_SUFFIXES` (files or folders: Safari downloads into a ``.download`` folder)."""
-    accepted = {form for name in JOB_FILES.values() for form in accepted_names(name)}
     partial = []
     for entry in os.listdir(job_dir):
         lowered = entry.lower()
         for suffix in DOWNLOAD_SUFFIXES:
-            if lowered.endswith(suffix) and entry[: -len(suffix)] in accepted:
+            if lowered.endswith(suffix) and entry[: -len(suffix)] in _ACCEPTED_NAMES:
                 partial.append(entry)
                 break
     return sorted(partial)

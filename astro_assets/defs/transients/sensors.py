@@ -6,7 +6,7 @@ import hashlib
 
 import dagster as dg
 
-from astro_assets.defs.flatfield.sensors import plan_tick, tick_result, unlisted_result
+from astro_assets.defs.scans import plan_tick, tick_result, unlisted_result
 from astro_assets.defs.transients.jobs import job_tensors_job
 from astro_assets.defs.transients.partitions import jids_partitions
 from astro_assets.io.discovery import (
@@ -81,8 +81,6 @@ def jids_sensor(context: dg.SensorEvaluationContext, data_store: DataStore) -> d
         resume_after=state.new_after,
         incomplete=state.incomplete,
     )
-    for message in discovery.warnings:
-        context.log.warning(message)
     if not discovery.listed:
         return unlisted_result(context, discovery)
     changes = scan_changes(

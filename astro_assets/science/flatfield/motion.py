@@ -1909,9 +1909,7 @@ def _judge(
     # that the prediction misses by a fraction of its contrast (seeing, evolving texture)
     # leaves a residue in the ratio of medians that each frame, set against its own
     # prediction, does not show.
-    in_each = math.isnan(lit_deficit) or not _not_in_each_frame(
-        lit_deficit, fixed, params.min_lit_fraction
-    )
+    in_each = not _not_in_each_frame(lit_deficit, fixed, params.min_lit_fraction)
     if fixed >= params.min_deficit_ratio * median_deficit:
         return verdict(SENSOR if in_each else SCENE, median_deficit, fixed)
     # Shallower in the ratio than in the median, as a feature's residue is, but shown by
