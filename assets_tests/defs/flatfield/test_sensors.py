@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets_tests.defs.sensor_ticks import age, later
 from astro_assets.defs.flatfield.assets import DARK_CHOICE_FILE, SOURCE_RECORD_FILE
 from astro_assets.defs.flatfield.sensors import paired_darks_sensor, ser_files_sensor
-from astro_assets.io.discovery import VANISH_GRACE_SECONDS
 from astro_assets.io.ser import ser_fingerprint
 
 
@@ -26,14 +26,6 @@ def _tick(instance, data_store, cursor=None) -> dg.SensorResult:
         instance=instance, cursor=cursor, resources={"data_store": data_store}
     )
     return ser_files_sensor(context)
-
-
-def _later(cursor: str) -> str:
-    """``cursor`` as a tick a grace period later finds it: what was missing, missing so long."""
-    state = json.loads(cursor)
-    shift = int(VANISH_GRACE_SECONDS * 1e9)
-    state["missing_since"] = {k: v - shift for k, v in state["missing_since"].items()}
-    return json.dumps(state)
 
 
 def test_new_file_adds_a_partition_and_requests_its_run(instance, data_store, layout):
@@ -158,7 +150,7 @@ def test_a_removed_video_loses_its_partition_unless_the_whole_folder_is_gone(
     instance.add_dynamic_partitions("ser_files", ["sun", "Moon_2"])
     first = _tick(instance, data_store)
     assert first.dynamic_partitions_requests == []
-    result = _tick(instance, data_store, cursor=_later(first.cursor))
+    result = _tick(instance, data_store, cursor=later(first.cursor))
     (deleted,) = result.dynamic_partitions_requests
     assert isinstance(deleted, dg.DeleteDynamicPartitionsRequest)
     assert list(deleted.partition_keys) == ["sun"]
@@ -178,7 +170,7 @@ def test_an_unmounted_folder_of_videos_keeps_every_partition(instance, data_stor
     first = _tick(instance, data_store)
     shutil.rmtree(layout.incoming_ser)
     layout.incoming_ser.mkdir()
-    for cursor in (first.cursor, _later(first.cursor)):
+    for cursor in (first.cursor, later(first.cursor)):
         result = _tick(instance, data_store, cursor=cursor)
         assert result.dynamic_partitions_requests == []
         assert "holds no video although 2 are registered" in result.skip_reason.skip_message
@@ -194,17 +186,12 @@ def test_a_video_behind_a_broken_link_is_unavailable_not_removed(
     assert sorted(r.partition_key for r in first.run_requests) == ["moon", "sun"]
     instance.add_dynamic_partitions("ser_files", ["moon", "sun"])
     other.parent.rename(tmp_path / "unmounted")
-    result = _tick(instance, data_store, cursor=_later(first.cursor))
+    result = _tick(instance, data_store, cursor=later(first.cursor))
     assert result.dynamic_partitions_requests == []
     message = result.skip_reason.skip_message
     assert f"link to {other} is broken (its disk not mounted?)" in message
     assert ".ser extension" not in message
     assert set(json.loads(result.cursor)["handled"]) == {"moon", "sun"}
-
-
-def _age(path: Path, age_s: float) -> None:
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(age_s * 1e9)))
 
 
 def _record_median(layout, key: str, video: Path) -> None:
@@ -251,7 +238,7 @@ def test_swapping_back_and_forth_between_captures_runs_each_swap(instance, data_
     run_keys = []
     for step, content in enumerate([b"\2" * 80, b"\1" * 80, b"\2" * 80]):
         video.write_bytes(content)
-        _age(video, 4000 - step * 100)
+        age(video, 4000 - step * 100)
         result = _tick(instance, data_store, cursor=cursor)
         cursor = result.cursor
         run_keys.extend(r.run_key for r in result.run_requests)
@@ -270,7 +257,7 @@ def test_a_video_whose_median_never_succeeded_is_run_again_when_it_changes(
     instance.add_dynamic_partitions("ser_files", ["saturn"])
     with video.open("ab") as handle:
         handle.write(b"\0" * 100_000)
-    _age(video, 60)
+    age(video, 60)
     completed = _tick(instance, data_store, cursor=first.cursor)
     (request,) = completed.run_requests
     assert request.partition_key == "saturn" and request.run_key != registered.run_key
@@ -303,7 +290,7 @@ def test_swapping_captures_that_keep_their_times_runs_each_swap(
     # `mv` and `cp -p` keep a capture's size and time: A -> B -> A -> B repeat both.
     captures = [_ser(tmp_path, "a.ser", size=80, age_s=5000), _ser(tmp_path, "b.ser", size=80)]
     captures[0].write_bytes(b"\1" * 80)
-    _age(captures[0], 5000)
+    age(captures[0], 5000)
     video = layout.incoming_ser / "jupiter.ser"
     layout.incoming_ser.mkdir(parents=True, exist_ok=True)
     shutil.copy2(captures[0], video)
@@ -342,7 +329,7 @@ def test_no_video_is_removed_while_its_folder_is_on_another_device(
     first = _tick(instance, data_store)
     (layout.incoming_ser / "sun.ser").unlink()
     monkeypatch.setattr(discovery, "folder_device", lambda folder: 4242)
-    for cursor in (first.cursor, _later(first.cursor)):
+    for cursor in (first.cursor, later(first.cursor)):
         result = _tick(instance, data_store, cursor=cursor)
         assert result.dynamic_partitions_requests == []
         assert "on another device than before" in result.skip_reason.skip_message

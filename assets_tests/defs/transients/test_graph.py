@@ -591,13 +591,7 @@ def test_only_data_errors_read_from_the_files_remove_a_jobs_products():
 
 def test_files_being_copied_again_keep_a_jobs_earlier_products(instance, data_store, layout, jobs):
     assert _materialize_all(instance, data_store).succeeded
-    products = {
-        jid: (
-            layout.job_tensor_file(jid).read_bytes(),
-            (layout.dataset_dir / "candidates" / f"{jid}.csv").read_bytes(),
-        )
-        for jid in jobs
-    }
+    products = _products(layout, jobs)
     # cp empties each target, then fills it: caught half-way, the files are empty or cut.
     science = layout.incoming_jobs / jobs[0] / "bkg_subbed_science_image.fits"
     science.write_bytes(science.read_bytes()[: science.stat().st_size // 2])
@@ -619,11 +613,7 @@ def test_files_being_copied_again_keep_a_jobs_earlier_products(instance, data_st
         assert "the file looks incomplete (still being copied?)" in message, message
         assert message.endswith(f"({transient_assets.KEPT_NOTE})"), message
     assert "still lists the removed" not in failure
-    for jid in jobs:
-        assert products[jid] == (
-            layout.job_tensor_file(jid).read_bytes(),
-            (layout.dataset_dir / "candidates" / f"{jid}.csv").read_bytes(),
-        )
+    assert _products(layout, jobs) == products
 
 
 def test_a_bad_file_still_being_written_keeps_a_jobs_earlier_products(

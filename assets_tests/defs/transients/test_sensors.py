@@ -5,11 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets_tests.defs.sensor_ticks import age, later
 from astro_assets.defs.transients import sensors as transients_sensors
 from astro_assets.defs.transients.sensors import jids_sensor
 from astro_assets.ingest import register_new_inputs
 from astro_assets.io import discovery
-from astro_assets.io.discovery import VANISH_GRACE_SECONDS
 from astro_assets.io.fits import JOB_FILES
 
 
@@ -32,14 +32,6 @@ def _tick(instance, data_store, cursor=None) -> dg.SensorResult:
         instance=instance, cursor=cursor, resources={"data_store": data_store}
     )
     return jids_sensor(context)
-
-
-def _later(cursor: str) -> str:
-    """``cursor`` as a tick a grace period later finds it: what was missing, missing so long."""
-    state = json.loads(cursor)
-    shift = int(VANISH_GRACE_SECONDS * 1e9)
-    state["missing_since"] = {k: v - shift for k, v in state["missing_since"].items()}
-    return json.dumps(state)
 
 
 def test_complete_folders_become_partitions_in_one_range_run(instance, data_store, layout):
@@ -98,7 +90,7 @@ def test_a_removed_folder_loses_its_partition_unless_the_whole_folder_is_gone(
     assert list(added.partition_keys) == ["jid042"]
     instance.add_dynamic_partitions("jids", ["jid042"])
     assert _tick(instance, data_store, cursor=first.cursor).dynamic_partitions_requests == []
-    result = _tick(instance, data_store, cursor=_later(first.cursor))
+    result = _tick(instance, data_store, cursor=later(first.cursor))
     (deleted,) = result.dynamic_partitions_requests
     assert isinstance(deleted, dg.DeleteDynamicPartitionsRequest)
     assert list(deleted.partition_keys) == ["jid041"]
@@ -124,11 +116,6 @@ def test_ingest_removes_the_partition_of_a_removed_job_folder(instance, layout):
     assert "removed  jids/jid050 (its folder is gone; its products stay on disk)" in second.lines()
 
 
-def _age(path: Path, age_s: float = 3600) -> None:
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(age_s * 1e9)))
-
-
 def test_a_registered_job_whose_files_change_is_run_again(instance, data_store, layout):
     folder = _job(layout.incoming_jobs, "jid060")
     first = _tick(instance, data_store)
@@ -138,7 +125,7 @@ def test_a_registered_job_whose_files_change_is_run_again(instance, data_store, 
     # psfcat.csv edited: the job's partition runs again, once, with the new state in its key.
     with (folder / "psfcat.csv").open("ab") as handle:
         handle.write(b"\n1,2,3")
-    _age(folder / "psfcat.csv", 60)
+    age(folder / "psfcat.csv", 60)
     edited = _tick(instance, data_store, cursor=quiet.cursor)
     (request,) = edited.run_requests
     assert request.partition_key == "jid060"
@@ -213,7 +200,7 @@ def test_the_jobs_folder_is_listed_once_per_tick(instance, data_store, layout, m
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", counting_scandir)
-    result = _tick(instance, data_store, cursor=_later(first.cursor))
+    result = _tick(instance, data_store, cursor=later(first.cursor))
     assert listed == [str(layout.incoming_jobs)]
     assert list(result.dynamic_partitions_requests[0].partition_keys) == ["jid102"]
 
@@ -226,7 +213,7 @@ def test_an_empty_jobs_folder_removes_nothing_and_warns(instance, data_store, la
     first = _tick(instance, data_store)
     shutil.rmtree(layout.incoming_jobs)
     (layout.incoming_jobs / "lost+found").mkdir(parents=True)
-    for cursor in (first.cursor, _later(first.cursor)):
+    for cursor in (first.cursor, later(first.cursor)):
         result = _tick(instance, data_store, cursor=cursor)
         assert result.dynamic_partitions_requests == []
         assert "not mounted" in result.skip_reason.skip_message
@@ -241,7 +228,7 @@ def test_a_broken_link_to_a_job_folder_keeps_its_partition(instance, data_store,
     first = _tick(instance, data_store)
     instance.add_dynamic_partitions("jids", ["jid120", "jid121"])
     other.rename(tmp_path / "unmounted")
-    for cursor in (first.cursor, _later(first.cursor)):
+    for cursor in (first.cursor, later(first.cursor)):
         result = _tick(instance, data_store, cursor=cursor)
         assert result.dynamic_partitions_requests == []
         assert "is broken (its disk not mounted?)" in result.skip_reason.skip_message
@@ -260,7 +247,7 @@ def test_an_image_replaced_by_one_of_the_same_size_and_an_older_time_is_a_change
     assert quiet.run_requests == []
     replacement = tmp_path / "new.fits"
     replacement.write_bytes(b"y" * 32)
-    _age(replacement, 7200)
+    age(replacement, 7200)
     os.replace(replacement, folder / JOB_FILES["science"])
     replaced = _tick(instance, data_store, cursor=quiet.cursor)
     (request,) = replaced.run_requests
@@ -287,10 +274,10 @@ def test_new_folders_that_stay_incomplete_hold_up_no_other_folder(
     # As many folders as a tick examines wait for their psfcat.csv; they sort first.
     waiting = [_job(layout.incoming_jobs, f"a_wait{i}", missing="psfcat.csv") for i in range(3)]
     for folder in waiting:
-        _age(folder)
+        age(folder)
     _job(layout.incoming_jobs, "b_complete")
     (registered / "psfcat.csv").write_bytes(b"y" * 40)
-    _age(registered / "psfcat.csv")
+    age(registered / "psfcat.csv")
     runs: list[str] = []
     for _ in range(2):
         result = _tick_applying(instance, data_store, cursor)
@@ -312,7 +299,7 @@ def test_new_folders_that_stay_incomplete_hold_up_no_other_folder(
     # ...until a file is added to one: its folder's time changes.
     catalog = waiting[1] / "psfcat.csv"
     catalog.write_bytes(b"x" * 32)
-    _age(catalog)
+    age(catalog)
     added = _tick_applying(instance, data_store, quiet.cursor)
     assert list(added.dynamic_partitions_requests[0].partition_keys) == ["a_wait1"]
     assert sorted(json.loads(added.cursor)["incomplete"]) == ["a_wait0", "a_wait2"]
@@ -327,14 +314,14 @@ def test_an_incomplete_folder_is_registered_though_its_own_time_never_changes(
     (linked / "psfcat.csv").symlink_to(tmp_path / "archive" / "psfcat.csv")
     quiet = _job(layout.incoming_jobs, "jid171", missing="psfcat.csv")
     for folder in (linked, quiet):
-        _age(folder)
+        age(folder)
     first = _tick_applying(instance, data_store)
     assert first.dynamic_partitions_requests == []
     assert list(json.loads(first.cursor)["incomplete"]) == ["jid171"]
     (tmp_path / "archive").mkdir()
     for catalog in (tmp_path / "archive" / "psfcat.csv", quiet / "psfcat.csv"):
         catalog.write_bytes(b"x" * 32)
-        _age(catalog)
+        age(catalog)
     remembered, _ = json.loads(first.cursor)["incomplete"]["jid171"]
     os.utime(quiet, ns=(remembered, remembered))
     second = _tick_applying(instance, data_store, first.cursor)
@@ -352,14 +339,14 @@ def test_an_edit_between_the_samples_of_an_image_runs_the_job(instance, data_sto
     folder = _job(layout.incoming_jobs, "jid180")
     difference = folder / JOB_FILES["difference"]
     difference.write_bytes(b"x" * (4 << 20))
-    _age(difference)
+    age(difference)
     cursor = _tick_applying(instance, data_store).cursor
     assert _tick_applying(instance, data_store, cursor).run_requests == []
     # A satellite trail masked in place: same size, bytes changed only between the samples.
     with difference.open("r+b") as handle:
         handle.seek(1 << 20)
         handle.write(b"\0" * 4096)
-    _age(difference, 60)
+    age(difference, 60)
     runs = []
     for _ in range(2):
         result = _tick_applying(instance, data_store, cursor)
@@ -420,7 +407,7 @@ def test_a_job_handled_before_digests_were_kept_gets_one_without_a_run(
     # The image moved in keeps the folder's size and newest time: only the new state sees it.
     replacement = tmp_path / "new.fits"
     replacement.write_bytes(b"z" * 32)
-    _age(replacement, 7200)
+    age(replacement, 7200)
     os.replace(replacement, folder / JOB_FILES["science"])
     (request,) = _tick(instance, data_store, upgraded.cursor).run_requests
     assert request.partition_key == "jid150"
@@ -436,7 +423,7 @@ def test_no_job_is_removed_while_the_jobs_folder_is_on_another_device(
     # The disk unmounted, and the mount point holds one folder of its own by the same name.
     shutil.rmtree(layout.incoming_jobs / "jid161")
     monkeypatch.setattr(discovery, "folder_device", lambda folder: 4242)
-    for cursor in (first.cursor, _later(first.cursor)):
+    for cursor in (first.cursor, later(first.cursor)):
         result = _tick(instance, data_store, cursor)
         assert result.dynamic_partitions_requests == []
         assert "on another device than before" in result.skip_reason.skip_message
@@ -445,5 +432,5 @@ def test_no_job_is_removed_while_the_jobs_folder_is_on_another_device(
     # Back on its own disk, the missing folder is removed after its grace period.
     monkeypatch.undo()
     second = _tick(instance, data_store, result.cursor)
-    (deleted,) = _tick(instance, data_store, _later(second.cursor)).dynamic_partitions_requests
+    (deleted,) = _tick(instance, data_store, later(second.cursor)).dynamic_partitions_requests
     assert list(deleted.partition_keys) == ["jid161"]

@@ -146,7 +146,8 @@ def test_deep_shadows_on_a_disc_that_fills_the_frame_are_not_its_sky() -> None:
     assert sky_black_level(shadowed) is None
     with pytest.raises(ValueError, match="reaching the frame's edge"):
         estimate_black_level(shadowed)
-    # The same spots beside a sky: the sky's level, not theirs.
+    # Beside a sky that runs out of the frame, the sky is still measured (a guard for the
+    # edge rule: a spot this small could not move the estimate either way).
     frames, planet_truth = planet()
     with_sky = np.median(frames, axis=0)
     level = target_level(with_sky)

@@ -145,8 +145,10 @@ def test_dust_on_a_dark_scene_feature_shown_by_each_frame_is_left_undecided():
     assert verdict.fixed_deficit == pytest.approx(dust[3], abs=0.01)
     assert verdict.fixed_deficit < 0.5 * verdict.median_deficit
     np.testing.assert_array_equal(kept, shadow)
-    # Dwarfed by the lane's own deficit, a shallower one is rejected with the feature.
-    faint = (SPOT[0], column, 4.0, 0.05)
+    # Dwarfed by the lane's own deficit, a shallower one is rejected with the feature: a 3 %
+    # shadow shows 0.15-0.17 of the median's deficit in the ratio on seeds 0-7, well below
+    # half of min_deficit_ratio (0.25), where a 5 % one stands at 0.23-0.26.
+    faint = (SPOT[0], column, 4.0, 0.03)
     frames, shifts, median, _ = _video(drift_px=30.0, dust=faint)
     kept, (verdict,) = sensor_fixed_test(shadow, median, frames, shifts, black_level=0.0)
     assert verdict.verdict == "scene" and not kept.any()
