@@ -527,11 +527,37 @@ def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layo
     assert metadata["black_level"].value == pytest.approx(20000, rel=0.01)
 
 
+def test_a_tracked_video_shaken_by_the_seeing_confirms_its_dust_by_the_outlines(
+    instance, data_store, layout
+):
+    # 0.3 px of shake: each shadow's outline stays on the sensor while the scene's move.
+    tracked = dataclasses.replace(DUSTY, drift_px=0.0, jitter_px=0.3)
+    layout.incoming_ser.mkdir(parents=True)
+    write_sample_video(layout.incoming_ser / "tracked.ser", tracked)
+    result = _materialize(instance, data_store, "tracked", selection=["ser_median", "dust_mask"])
+    assert result.success
+    assert _check_evaluation(result, "dust_mask_candidates_confirmed").passed is True
+    mask = read_tiff(layout.flatfield_file("tracked", "dust_mask.tiff"))
+    assert all(mask[int(spec.y), int(spec.x)] == 1.0 for spec in DUSTY.dust)
+    record = json.loads(layout.flatfield_file("tracked", "dust_mask.json").read_text())
+    at_dust = [
+        v
+        for v in record["motion_test"]
+        if any(
+            abs(v["centroid_x"] - spec.x) < 3 and abs(v["centroid_y"] - spec.y) < 3
+            for spec in DUSTY.dust
+        )
+    ]
+    assert len(at_dust) == len(DUSTY.dust)
+    assert all(v["verdict"] == "sensor" and v["outline_fixed_local"] > 0.9 for v in at_dust)
+
+
 def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_confirmed(
     instance, data_store, layout
 ):
-    # The target stays put: each shadow could be a sunspot, which a flat would correct away.
-    tracked = dataclasses.replace(DUSTY, drift_px=0.0, jitter_px=0.3)
+    # The target stays put, not even shaken by the seeing: each shadow could be a sunspot,
+    # which a flat would correct away.
+    tracked = dataclasses.replace(DUSTY, drift_px=0.0, jitter_px=0.0)
     layout.incoming_ser.mkdir(parents=True)
     write_sample_video(layout.incoming_ser / "tracked.ser", tracked)
     selection = ["ser_median", "dust_mask"]

@@ -70,10 +70,12 @@ def _video(
     dust=DUST,
     texture=0.06,
     transmission=None,
+    jitter_px=0.4,
 ):
     """Frames of a scene drifting along x by ``drift_px`` in total, seen through a sensor with
     one dust shadow ``dust`` (row, column, radius, depth), or the given ``transmission`` map;
-    the scene holds one dark feature and a texture of ``texture`` rms. Returns frames, shifts,
+    the scene holds one dark feature and a texture of ``texture`` rms, and jitters by
+    ``jitter_px`` across the drift. Returns frames, shifts,
     median, and the core mask (the dust disc and the feature's position in the median)."""
     rng = np.random.default_rng(seed)
     margin = int(drift_px) + 8
@@ -89,7 +91,9 @@ def _video(
         transmission = np.where(
             _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius), 1 - dust_depth, 1.0
         )
-    frames, shifts, median = _drifting(canvas, margin, drift_px, n_frames, rng, transmission)
+    frames, shifts, median = _drifting(
+        canvas, margin, drift_px, n_frames, rng, transmission, jitter_px
+    )
     middle = shifts[n_frames // 2]
     core = _disc((HEIGHT, WIDTH), dust_row, dust_col, dust_radius) | _disc(
         (HEIGHT, WIDTH), spot_row + middle[0], spot_col + middle[1], spot_radius
@@ -237,18 +241,40 @@ def test_a_crescent_is_looked_up_at_its_own_pixel_nearest_its_centroid():
 
 def test_a_shadow_larger_than_the_drift_allows_is_kept_undecided():
     frames, shifts, median, core = _video(drift_px=6.0)
-    kept, verdicts = sensor_fixed_test(core, median, frames, shifts)
+    kept, verdicts = sensor_fixed_test(
+        core, median, frames, shifts, MotionTestParams(outline_test=False)
+    )
     np.testing.assert_array_equal(kept, core)
     assert {v.verdict for v in verdicts} == {
         "undecided: the target moved too little compared with this shadow's size"
     }
     assert all(v.overlap_fraction > 0.35 for v in verdicts)
+    assert all(np.isnan(v.outline_fixed) for v in verdicts)
+
+
+def test_the_seeing_shake_tells_dust_from_a_feature_the_drift_cannot():
+    # The same video: 6 px of drift, 0.4 px of shake across it. The dust's outline stays on
+    # the sensor, the feature's follows each frame.
+    frames, shifts, median, core = _video(drift_px=6.0)
+    kept, (dust, feature) = sensor_fixed_test(core, median, frames, shifts)
+    assert dust.verdict == motion.SENSOR and feature.verdict == motion.SCENE
+    assert dust.outline_fixed > 0.9 and dust.outline_fixed_local > 0.9
+    assert abs(feature.outline_fixed) < 0.1 and abs(feature.outline_fixed_local) < 0.1
+    np.testing.assert_array_equal(kept, _disc(median.shape, *DUST[:3]))
+
+
+def test_without_a_shake_the_outline_decides_nothing():
+    # Shifts along one axis only say nothing of an outline's other half.
+    frames, shifts, median, core = _video(drift_px=6.0, jitter_px=0.0)
+    _, verdicts = sensor_fixed_test(core, median, frames, shifts)
+    assert all(v.undecided and np.isnan(v.outline_fixed) for v in verdicts)
     assert all(v.undecided and v.kept for v in verdicts)
 
 
 def test_without_keep_undecided_only_confirmed_shadows_stay():
-    # Over a 6 px drift neither the shadow nor the scene's lane can be told apart: both go.
-    frames, shifts, median, core = _video(drift_px=6.0)
+    # Over a 6 px drift without a shake across it neither the shadow nor the scene's lane
+    # can be told apart: both go.
+    frames, shifts, median, core = _video(drift_px=6.0, jitter_px=0.0)
     strict = MotionTestParams(keep_undecided=False)
     kept, verdicts = sensor_fixed_test(core, median, frames, shifts, strict)
     assert not kept.any()
@@ -277,7 +303,8 @@ def test_a_verdict_dropped_by_hand_is_neither_kept_nor_undecided():
 def test_a_scene_feature_longer_than_the_drift_is_dropped_when_its_rim_shows_it_moved():
     # Over a 16 px drift, the lane is 55 px long in the median and the shadow 26 px across:
     # no frame sees most of their part of the scene through other pixels. Along its rim the
-    # lane's deficit is gone from the ratio on every side (it moved); the shadow's is not.
+    # lane's deficit is gone from the ratio on every side (it moved); the shadow's is not,
+    # and its outline stays on the sensor as the scene shakes.
     shadow_spec = (22.0, 24.0, 13.0, 0.2)
     drift = 16.0
     frames, shifts, median, _ = _video(drift_px=drift, seed=9, dust=shadow_spec)
@@ -292,7 +319,7 @@ def test_a_scene_feature_longer_than_the_drift_is_dropped_when_its_rim_shows_it_
     dust = _verdict_at(verdicts, *shadow_spec[:2])
     assert feature.extent_px > 3 * drift and feature.verdict == "scene"
     assert abs(feature.fixed_deficit) < 0.05 * feature.median_deficit
-    assert dust.verdict == "undecided: the target moved too little compared with this shadow's size"
+    assert dust.verdict == "sensor" and dust.outline_fixed > 0.9
     np.testing.assert_array_equal(kept, shadow)
 
 

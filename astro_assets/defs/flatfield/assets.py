@@ -882,7 +882,7 @@ def _raw_pixels(record: dict, cell: int) -> dict:
     group_name="flatfield",
     automation_condition=when_stale,
     deps=[ser_median],
-    code_version="3",
+    code_version="4",
     kinds={"numpy", "tiff"},
     pool="gemini",
     retry_policy=EYE_RETRY_POLICY,

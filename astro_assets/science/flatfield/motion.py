@@ -22,9 +22,13 @@ estimate leaves the candidate's own pixels out: a shadow fixed on the sensor the
 it, however large, while a scene feature is still seen, through other pixels, by the frames
 that put it elsewhere on the sensor. A candidate whose part of the scene too few frames see
 through other pixels (one almost as long as the drift) is known only along its rim: it is
-rejected when the rim shows on every side that it moved, else left undecided and kept, as are
-candidates where too few frames cover the scene. The test reads small windows around the
-candidates only.
+rejected when the rim shows on every side that it moved, else judged by its outline, as are
+candidates where too few frames cover the scene: however little the target drifted, the seeing
+shakes the scene by fractions of a pixel to pixels from frame to frame. A shadow's outline
+stays where it is on the sensor while the scene's edges follow each frame's shift, so each
+pixel's response to the shift (:func:`_outline_fixed_shares`) tells how much of the
+candidate's outline is fixed on the sensor. What the outline does not decide is left undecided
+and kept. The test reads small windows around the candidates only.
 
 In the ratio the texture of the scene has cancelled, so shadows too faint to stand out of the
 texture left in the median stand out of the ratio's noise: :func:`find_shadows_in_ratio`
@@ -301,6 +305,14 @@ class MotionTestParams:
         cloud, a blank frame) are left out of the comparisons: their noise, divided by the
         gain, grows as their light falls, and a cloud that covers a frame only in part leaves
         no single gain right. At least 2 frames are kept. 0 keeps every frame. In [0, 1).
+    outline_test : bool
+        Judge a candidate the target moved too little for (a tracked video), or whose part of
+        the scene too few frames cover, by its outline: as the seeing shakes the scene from
+        frame to frame, the outline of a shadow stays on the sensor while a scene feature's
+        follows each frame's shift (:func:`_outline_fixed_shares`). It is confirmed when at
+        least two thirds of its outline stayed, against the shifts of the whole frame and
+        against those of its own surroundings alike, and rejected when at most a third did
+        against both; otherwise it stays undecided. False leaves all of them undecided.
     """
 
     motion_test: bool = True
@@ -323,6 +335,7 @@ class MotionTestParams:
     gain_iterations: int = 1
     transparency_correction: bool = True
     min_frame_transparency: float = 0.5
+    outline_test: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_overlap_fraction <= 0.5:
@@ -404,6 +417,12 @@ class MotionVerdict:
         ``DROPPED_UNDECIDED + "undecided: ..."`` (rejected: ``keep_undecided`` is off), or
         ``DROPPED_BY_HAND`` followed by any of those (rejected by a reviewer, see
         ``science.flatfield.edits``).
+    outline_fixed, outline_fixed_local : float
+        Share of the candidate's outline that stayed on the sensor while the seeing shook the
+        scene, against the shifts of the whole frame and against those of the candidate's
+        surroundings (:func:`_outline_fixed_shares`): about 1 for dust, about 0 for a scene
+        feature. NaN where not measured: the outline is read only for a candidate the target
+        moved too little for, or whose scene too few frames cover.
     """
 
     centroid_y: float
@@ -416,6 +435,8 @@ class MotionVerdict:
     median_deficit: float
     fixed_deficit: float
     verdict: str
+    outline_fixed: float = math.nan
+    outline_fixed_local: float = math.nan
 
     @property
     def kept(self) -> bool:
@@ -1828,7 +1849,12 @@ def _judge(
         else math.nan
     )
 
-    def verdict(text: str, median_deficit: float = math.nan, fixed: float = math.nan):
+    def verdict(
+        text: str,
+        median_deficit: float = math.nan,
+        fixed: float = math.nan,
+        outline: tuple[float, float] = (math.nan, math.nan),
+    ):
         return MotionVerdict(
             centroid_y=centroid_y,
             centroid_x=centroid_x,
@@ -1840,6 +1866,8 @@ def _judge(
             median_deficit=median_deficit,
             fixed_deficit=fixed,
             verdict=text,
+            outline_fixed=outline[0],
+            outline_fixed_local=outline[1],
         )
 
     ring_px = max(3, math.ceil(diameter / 2))
@@ -1896,7 +1924,27 @@ def _judge(
         ):
             return verdict(SCENE, median_deficit, _deficit(ratio, candidate & known, ring & known))
         too_large = overlap > params.max_overlap_fraction
-        return verdict(UNDECIDED_SIZE if too_large else UNDECIDED_COVERAGE, median_deficit)
+        undecided = UNDECIDED_SIZE if too_large else UNDECIDED_COVERAGE
+        if not params.outline_test:
+            return verdict(undecided, median_deficit)
+        free = labels[window] == 0
+        # A dark candidate lies below the target's level itself; the sky does, beside it.
+        off_target = (local <= on_target) & free
+        outline = _outline_fixed_shares(
+            frames,
+            offsets,
+            window,
+            candidate,
+            ring,
+            ~ndimage.binary_dilation(off_target, iterations=_OUTLINE_WIDTH_PX),
+            free,
+            0.0 if black_level is None else black_level,
+        )
+        if all(share >= _OUTLINE_SENSOR_SHARE for share in outline):
+            return verdict(SENSOR, median_deficit, outline=outline)
+        if all(share <= _OUTLINE_SCENE_SHARE for share in outline):
+            return verdict(SCENE, median_deficit, outline=outline)
+        return verdict(undecided, median_deficit, outline=outline)
     fixed = _deficit(ratio, candidate & known, ring & known)
     # Correcting a shadow shallower than the flat's own accuracy adds more error than it
     # removes; a donut filled to its hole can look shallow in the median, hence both.
@@ -1936,6 +1984,174 @@ scene's own deficit dwarfs it (a deep feature's residue) and it is rejected."""
 
 _MIN_SIDE_PX = 20
 """Known pixels a side of a partly known candidate needs for its deficits to be measured."""
+
+
+_OUTLINE_SENSOR_SHARE = 2.0 / 3.0
+"""A candidate at least this share of whose outline stayed on the sensor is dust."""
+_OUTLINE_SCENE_SHARE = 1.0 / 3.0
+"""A candidate at most this share of whose outline stayed on the sensor moved with the scene."""
+_OUTLINE_WIDTH_PX = 3
+"""The outline is read this far inside and outside the candidate's edge, pixels; the target's
+own edge (a limb) is kept this far away."""
+_OUTLINE_SMOOTHING_PX = 1.5
+"""Sigma of the Gaussian that softens the candidate's mask into the template of its edge."""
+_OUTLINE_MAX_SHIFT_PX = 3.0
+"""Only frames within this distance of the median shift are read: the response of a pixel to
+the shift is linear over a fraction of an edge's width, and the seeing's shake is what is
+measured, not a drift."""
+_OUTLINE_MIN_FRAMES = 8
+"""Fewest frames the outline is read from."""
+_OUTLINE_MIN_SHAKE_PX = 0.1
+"""Least rms of the shifts along their narrower axis for the outline to be read: below, the
+registration's own error (hundredths of a pixel) is a good part of the shake."""
+_OUTLINE_MIN_PX = 16
+"""Fewest pixels of outline, and of surroundings, a measurement needs."""
+_OUTLINE_MIN_RELIABILITY = 0.75
+"""Least share of the variance of the surroundings' shifts that is not their measurement
+noise: noisy shifts flatten each pixel's response to them, which makes a scene feature look
+fixed."""
+
+
+def _outline_fixed_shares(
+    frames: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    window: tuple[slice, slice],
+    candidate: np.ndarray,
+    ring: np.ndarray,
+    on_target: np.ndarray,
+    free: np.ndarray,
+    black_level: float,
+) -> tuple[float, float]:
+    """Share of a candidate's outline that stays on the sensor while the scene shakes.
+
+    Let ``L_k = log(frame_k - black_level)`` in the window and ``c_k`` each frame's shift
+    about the mean. For small shifts a scene that moves by ``c_k`` changes each pixel by
+    ``-c_k . grad S``, while what is fixed on the sensor does not change, so the slope ``b``
+    of each pixel's ``L_k`` regressed on ``c_k`` is ``-grad S`` and ``b + grad mean(L)`` is
+    the gradient of the fixed part alone. Projected on the template of the candidate's edge
+    (its mask softened by a Gaussian), that fixed part's contrast over the mean image's is
+    the share returned: 1 when the whole edge is fixed (dust), 0 when it moved (a sunspot),
+    whatever texture lies across the edge, since texture moves and drops out of the fixed
+    part. The projection is taken over the band of ``_OUTLINE_WIDTH_PX`` on either side of
+    the candidate's edge, on the target.
+
+    The shifts are taken twice: those of the whole frame (``offsets``), and those of the
+    candidate's surroundings, measured from ``ring`` by linearized (Lucas-Kanade)
+    registration, which follow the local bending of differential seeing that the whole
+    frame's shift misses. A shift that does not follow the scene at the candidate, or is
+    measured with noise, flattens the slopes and raises the share of a scene feature, never
+    that of dust, so a decision needs both shares on the same side.
+
+    Parameters
+    ----------
+    frames : sequence of np.ndarray
+        (H, W) frames on the sensor's grid, as for :func:`sensor_fixed_test`.
+    offsets : np.ndarray
+        (len(frames), 2) float64, each frame's shift (dy, dx) of the scene, pixels.
+    window : tuple of slice
+        The candidate's window in the frames.
+    candidate, ring : np.ndarray
+        (h, w) bool in the window: the candidate, and its surroundings on the target.
+    on_target : np.ndarray
+        (h, w) bool in the window: pixels far enough from the target's edge to read the
+        outline on.
+    free : np.ndarray
+        (h, w) bool in the window: pixels of no candidate.
+    black_level : float
+        The frames' pedestal, ADU.
+
+    Returns
+    -------
+    tuple of float
+        The share against the whole frame's shifts and against the surroundings'; NaN where
+        not measurable: fewer than ``_OUTLINE_MIN_FRAMES`` frames within
+        ``_OUTLINE_MAX_SHIFT_PX`` of the median shift, shifts of less than
+        ``_OUTLINE_MIN_SHAKE_PX`` rms along an axis, too few lit pixels of outline or of
+        surroundings, a mean image that shows no deficit along the outline, or (for the
+        second) shifts of the surroundings less than ``_OUTLINE_MIN_RELIABILITY`` signal.
+    """
+    unmeasured = (math.nan, math.nan)
+    centre = np.median(offsets, axis=0)
+    near = np.flatnonzero(np.hypot(*(offsets - centre).T) <= _OUTLINE_MAX_SHIFT_PX)
+    if near.size < _OUTLINE_MIN_FRAMES:
+        return unmeasured
+    shifts = offsets[near] - offsets[near].mean(axis=0)
+    if not _shaken(shifts):
+        return unmeasured
+    light = np.stack([np.asarray(frames[i][window], dtype=np.float64) for i in near])
+    light -= black_level
+    always_lit = np.all(light > 0, axis=0)
+    # A gradient reads each pixel's neighbours: all of them must be lit in every frame.
+    lit = ndimage.binary_erosion(always_lit, structure=np.ones((3, 3), dtype=bool))
+    band = ndimage.binary_dilation(candidate, iterations=_OUTLINE_WIDTH_PX) & ~(
+        ndimage.binary_erosion(candidate, iterations=_OUTLINE_WIDTH_PX)
+    )
+    outline = band & (free | candidate) & on_target & lit
+    surroundings = ring & lit
+    if min(np.count_nonzero(outline), np.count_nonzero(surroundings)) < _OUTLINE_MIN_PX:
+        return unmeasured
+    logs = np.log(np.where(always_lit, light, 1.0))
+    # Each frame's own transparency and exposure scale it as a whole.
+    logs -= np.median(logs[:, surroundings], axis=1)[:, np.newaxis, np.newaxis]
+    mean = logs.mean(axis=0)
+    residuals = logs - mean
+    gradient = np.stack(np.gradient(mean))
+    template = np.stack(
+        np.gradient(ndimage.gaussian_filter(candidate.astype(np.float64), _OUTLINE_SMOOTHING_PX))
+    )
+    seen = float(np.sum(gradient[:, outline] * template[:, outline]))
+    # The template rises into the candidate; the light of a dark candidate falls into it.
+    if not seen < 0:
+        return unmeasured
+    on_outline = residuals[:, outline]
+
+    def fixed_share(frame_shifts: np.ndarray) -> float:
+        centred = frame_shifts - frame_shifts.mean(axis=0)
+        slopes = np.linalg.solve(centred.T @ centred, centred.T @ on_outline)
+        fixed = slopes + gradient[:, outline]
+        return float(np.sum(fixed * template[:, outline]) / seen)
+
+    local = _shifts_of(residuals[:, surroundings], gradient[:, surroundings])
+    return fixed_share(shifts), math.nan if local is None else fixed_share(local)
+
+
+def _shaken(shifts: np.ndarray) -> bool:
+    """Whether (n, 2) centred shifts spread by at least ``_OUTLINE_MIN_SHAKE_PX`` rms along
+    every direction."""
+    return bool(np.linalg.eigvalsh(shifts.T @ shifts / len(shifts))[0] >= _OUTLINE_MIN_SHAKE_PX**2)
+
+
+def _shifts_of(residuals: np.ndarray, gradient: np.ndarray) -> np.ndarray | None:
+    """Each frame's shift of a patch of the scene, by linearized (Lucas-Kanade) registration.
+
+    Parameters
+    ----------
+    residuals : np.ndarray
+        (n_frames, n_px) each frame's log light minus the mean over frames.
+    gradient : np.ndarray
+        (2, n_px) the gradient (d/dy, d/dx) of that mean.
+
+    Returns
+    -------
+    np.ndarray or None
+        (n_frames, 2) shifts (dy, dx), pixels; None when the patch's texture does not fix
+        them: a singular system, shifts that do not spread by ``_OUTLINE_MIN_SHAKE_PX``, or
+        shifts whose measurement noise is more than ``1 - _OUTLINE_MIN_RELIABILITY`` of
+        their variance.
+    """
+    normal = gradient @ gradient.T
+    if not np.linalg.det(normal) > 1e-12 * np.trace(normal) ** 2:
+        return None
+    shifts = -np.linalg.solve(normal, gradient @ residuals.T).T
+    centred = shifts - shifts.mean(axis=0)
+    if not _shaken(centred):
+        return None
+    left = residuals + shifts @ gradient
+    noise = np.linalg.inv(normal) * float(np.mean(left**2))
+    spread = centred.T @ centred / len(centred)
+    if np.trace(noise) > (1.0 - _OUTLINE_MIN_RELIABILITY) * np.trace(spread):
+        return None
+    return shifts
 
 
 def _moved_on_every_side(
