@@ -368,6 +368,8 @@ def test_a_shadow_found_in_the_ratio_and_dropped_by_hand_is_recorded_as_dropped(
     assert metadata["found_in_ratio_count"].value == 0
     assert metadata["ratio_search_skipped_for_motion"].value is False
     assert metadata["ratio_moved_with_scene_count"].value == 0
+    # A limb-darkened Sun: only its outermost ring lies below 0.4 of the bright level.
+    assert 0.0 < metadata["unsearched_target_fraction"].value < 0.1
 
 
 def test_blank_and_cloudy_frames_are_left_out_and_dimmed_ones_divided_by_their_gain(

@@ -12,6 +12,7 @@ from astro_assets.science.flatfield.levels import (
     signal_spread,
     target_level,
     typical_spread,
+    unsearched_fraction,
     with_signal,
 )
 
@@ -176,3 +177,16 @@ def test_with_fewer_than_two_frames_passing_every_frame_is_kept(spreads) -> None
 def test_bad_spreads_are_refused(spreads, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         with_signal(np.array(spreads), **kwargs)
+
+
+def test_the_lit_target_below_the_detectors_level_is_reported_unsearched() -> None:
+    # A Moon at half phase: a bright half at 1000 ADU, a terminator zone at 300 ADU (lit, but
+    # under 0.4 of the bright level), the sky at 100 ADU of pedestal.
+    image = np.full((100, 100), 100.0)
+    image[:, :50] = 1000.0
+    image[:, 50:70] = 300.0
+    assert unsearched_fraction(image, 0.4) == pytest.approx(20 / 70)
+    assert unsearched_fraction(image, 0.25) == 0.0
+    assert unsearched_fraction(np.full((4, 4), 7.0), 0.4) == 0.0
+    with pytest.raises(ValueError, match="dark_fraction"):
+        unsearched_fraction(image, 1.0)

@@ -84,6 +84,7 @@ from astro_assets.science.flatfield.levels import (
     coverage_verdict,
     dark_threshold,
     lit_fraction,
+    unsearched_fraction,
 )
 from astro_assets.science.flatfield.matching import match_histogram
 from astro_assets.science.flatfield.median import (
@@ -134,6 +135,9 @@ MEDIAN_FILE = "ser_median.tiff"
 DROPPED_OVERLAY_COLOR = (0, 140, 255)
 """Colour of the candidates dropped by the motion test in ``dust_mask_overlay.png``."""
 UNDECIDED_OVERLAY_COLOR = (255, 230, 0)
+UNSEARCHED_WARN_FRACTION = 0.1
+"""Share of the lit target below the detector's ``dark_fraction`` above which ``dust_mask``
+warns that dust there is not searched."""
 """Colour of the candidates kept without the video showing them fixed on the sensor."""
 SOURCE_RECORD_FILE = "source.json"
 MASK_FILE = "dust_mask.tiff"
@@ -1086,6 +1090,17 @@ def dust_mask(
                 "looked for. Review the overlay, or capture more frames with the mount "
                 "drifting by a few times the diameter of the largest shadow."
             )
+        unsearched = unsearched_fraction(view, classical.detection.dark_fraction)
+        if unsearched > UNSEARCHED_WARN_FRACTION and choice.model.backend_name == (
+            classical.backend_name
+        ):
+            context.log.warning(
+                f"{unsearched:.0%} of the lit target lies below dark_fraction "
+                f"({classical.detection.dark_fraction:g}) of its bright level, where the "
+                "classical eye does not look for dust (a terminator, maria, a planet's limb "
+                "darkening, a deeply vignetted corner): dust there is neither found nor "
+                "corrected. Lower dark_fraction in the dust_mask config to search there."
+            )
         cell_mask = mask_to_cells(mask, color)
         guide = inpainting_guide(
             separated, cell_mask, view, params=motion_params, detection=classical.detection
@@ -1186,6 +1201,7 @@ def dust_mask(
                 "motion_test": _json(motion),
                 "ratio_searched": separated.ratio_searched,
                 "ratio_search_skipped_for_motion": search_skipped,
+                "unsearched_target_fraction": unsearched,
                 "prediction_black_level": separated.black_level,
                 "dark_subtracted": dark is not None,
                 "ratio_texture_left": (

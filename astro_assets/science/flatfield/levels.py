@@ -20,6 +20,7 @@ __all__ = [
     "signal_spread",
     "target_level",
     "typical_spread",
+    "unsearched_fraction",
     "with_signal",
 ]
 
@@ -231,6 +232,48 @@ def lit_fraction(
     elif not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold}.")
     return float(np.count_nonzero(values > threshold) / values.size)
+
+
+def unsearched_fraction(image: np.ndarray, dark_fraction: float) -> float:
+    """Share of the lit target too dark for the dust detector to search.
+
+    The detector looks for dust only where the median is above ``dark_fraction`` of its bright
+    level (:func:`target_level`); a lunar terminator, maria, a planet's limb darkening or a
+    corner vignetted deep lie below it while still lit (above :func:`dark_threshold` at
+    ``LIT_DARK_FRACTION``), and dust there is neither found nor corrected.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        The temporal median, finite values in ADU, any shape; not modified.
+    dark_fraction : float
+        The detector's ``dark_fraction``, in [0, 1).
+
+    Returns
+    -------
+    float
+        In [0, 1]: the lit pixels at or below the detector's level over all lit pixels; 0 for
+        an image without contrast.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is empty or ``dark_fraction`` lies outside [0, 1).
+    """
+    values = np.ravel(image)
+    if values.size == 0:
+        raise ValueError("unsearched_fraction needs at least one value.")
+    if not 0.0 <= dark_fraction < 1.0:
+        raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
+    lit_level = dark_threshold(values, LIT_DARK_FRACTION)
+    if lit_level is None:
+        return 0.0
+    lit = values > lit_level
+    lit_count = np.count_nonzero(lit)
+    if lit_count == 0:
+        return 0.0
+    searched = values > dark_fraction * target_level(values)
+    return float(np.count_nonzero(lit & ~searched) / lit_count)
 
 
 def coverage_verdict(
