@@ -552,6 +552,10 @@ def test_a_tracked_video_shaken_by_the_seeing_confirms_its_dust_by_the_outlines(
     ]
     assert len(at_dust) == len(DUSTY.dust)
     assert all(v["verdict"] == "sensor" and v["outline_fixed_local"] > 0.9 for v in at_dust)
+    # The drift alone could not tell, which is said, but not as a warning.
+    logged = [entry for entry in instance.all_logs(result.run_id) if entry.step_key == "dust_mask"]
+    drift_notes = [entry for entry in logged if "moved only" in entry.user_message]
+    assert drift_notes and all(entry.level == logging.INFO for entry in drift_notes)
 
 
 def test_a_tracked_video_warns_that_its_dust_is_unconfirmed_and_can_keep_only_confirmed(

@@ -1077,7 +1077,13 @@ def dust_mask(
             registration_px=registration_px,
         )
         recorded_closure_px = closure_px if np.isfinite(closure_px) else None
-        if not drift_ok:
+        by_outline = sum(np.isfinite(verdict.outline_fixed) for verdict in verdicts)
+        if not drift_ok and by_outline and not (undecided or unconfirmed_dropped):
+            context.log.info(
+                f"{drift_message} Here the seeing's shake decided each of them by its outline "
+                "(outline_fixed in motion_test)."
+            )
+        elif not drift_ok:
             context.log.warning(drift_message)
         search_skipped = separated.too_little_motion
         cut_as_clean_px = separated.cut_as_clean * cell * cell
