@@ -555,14 +555,51 @@ def test_frame_count_too_large_uses_the_whole_frames_present(tmp_path):
         assert any("only 4 whole frames" in w and "38 bytes" in w for w in video.warnings)
 
 
-def test_frame_count_too_small_trusts_the_header_and_warns(tmp_path):
+def test_frame_count_too_small_gives_way_to_the_frames_the_size_holds(tmp_path):
     frames = smooth_frames(5, 4, 6, top=4095)
     path = write_ser(tmp_path / "v.ser", frames, frame_count=3)
     with open_ser(path) as video:
-        assert video.n_frames == 3
-        np.testing.assert_array_equal(video.frames, frames[:3])
+        assert video.header.frame_count == 3
+        assert video.n_frames == 5
+        np.testing.assert_array_equal(video.frames, frames)
         assert video.timestamps is None
-        assert any("room for 2 more whole frames" in w for w in video.warnings)
+        assert any(
+            "FrameCount is 3" in w and "exactly 5 frames, without a time-stamp trailer" in w
+            for w in video.warnings
+        )
+
+
+@pytest.mark.parametrize(("count", "declared"), [(31, 20), (40, 39)])
+def test_frame_count_too_small_with_a_trailer_keeps_frames_and_timestamps(
+    tmp_path, count, declared
+):
+    # A capture program that did not update the header's count: every frame and its time
+    # stamp are there, and the trailer starts after the last frame, not the declared one.
+    frames = smooth_frames(count, 4, 6, top=4095)
+    times = frame_times(count)
+    path = write_ser(tmp_path / "v.ser", frames, frame_count=declared, timestamps=times)
+    with open_ser(path) as video:
+        assert video.n_frames == count
+        np.testing.assert_array_equal(video.frames, frames)
+        np.testing.assert_array_equal(video.timestamps, times)
+        assert video.warnings == (
+            f"header FrameCount is {declared} but the {count * (48 + 8)} bytes after the "
+            f"header hold exactly {count} frames and a trailer of {count} time stamps; using "
+            f"{count} frames (the file size wins over the header's count, which the capture "
+            "program did not update).",
+        )
+
+
+def test_frame_count_too_small_is_trusted_where_the_size_fits_two_counts(tmp_path):
+    # 4 frames of 8 bytes and 4 time stamps are 64 bytes, as are 8 frames without them:
+    # the size cannot tell, so the header's count is kept, with the warning it had.
+    frames = (np.arange(4 * 2 * 4, dtype=np.uint8).reshape(4, 2, 4) * 7) + 3
+    path = write_ser(tmp_path / "v.ser", frames, frame_count=2, timestamps=frame_times(4))
+    with open_ser(path) as video:
+        assert video.n_frames == 2
+        np.testing.assert_array_equal(video.frames, frames[:2])
+        assert video.timestamps is None
+        assert any("room for 6 more whole frames" in w for w in video.warnings)
 
 
 def test_16_bit_data_under_an_8_bit_header_is_named_in_a_warning(tmp_path):

@@ -27,8 +27,9 @@ recording every tolerated quirk in :attr:`SerVideo.warnings`:
   Siril, PIPP) write 0 for little-endian pixel data and 1 for big-endian, the reverse of the
   specification's wording. The flag is therefore only a hint; the byte order of 16-bit data is
   detected from the pixels (the true order gives a far smoother image than the swapped one).
-- ``FrameCount`` may be 0 (interrupted capture) or larger than the data (truncated copy); the
-  file size decides how many whole frames are used.
+- ``FrameCount`` may be 0 (interrupted capture), larger than the data (truncated copy) or
+  smaller (a header the capture program did not update); the file size decides how many whole
+  frames are used, and where the time-stamp trailer begins.
 - ``PixelDepthPerPlane`` does not say how the data use the container: 12-bit data are stored
   either LSB-aligned (values below 4096) or shifted up (multiples of 16). The real range is
   measured from every value of a few whole sampled frames; where those values cannot tell the
@@ -596,7 +597,9 @@ def _locate_frames(
 
     The file size wins over ``FrameCount``: a header count of 0 (or negative) is replaced by
     the number of whole frames present; a count larger than the data is cut to the whole frames
-    present. A trailer is read only when exactly ``8 * n_frames`` bytes follow the frames.
+    present; a count smaller than the data is replaced by the one count the data fit exactly,
+    with or without a trailer (:func:`_count_from_size`), and trusted where they fit none or
+    several. A trailer is read only when exactly ``8 * n_frames`` bytes follow the frames.
     """
     data_bytes = file_size - HEADER_SIZE
     whole_frames = data_bytes // frame_bytes
@@ -633,6 +636,21 @@ def _locate_frames(
         return n_frames, None, warnings
     else:
         n_frames = declared
+        extra = data_bytes - declared * frame_bytes
+        if extra not in (0, 8 * declared):
+            counted = _count_from_size(data_bytes, frame_bytes, declared, header.pixel_depth)
+            if counted is not None:
+                n_frames, with_trailer = counted
+                held = (
+                    f"{n_frames} frames and a trailer of {n_frames} time stamps"
+                    if with_trailer
+                    else f"{n_frames} frames, without a time-stamp trailer"
+                )
+                warnings.append(
+                    f"header FrameCount is {declared} but the {data_bytes} bytes after the "
+                    f"header hold exactly {held}; using {n_frames} frames (the file size wins "
+                    "over the header's count, which the capture program did not update)."
+                )
 
     trailer_offset = HEADER_SIZE + n_frames * frame_bytes
     extra = file_size - trailer_offset
@@ -666,6 +684,39 @@ def _locate_frames(
                 "PixelDepthPerPlane to 16."
             )
     return n_frames, None, warnings
+
+
+def _count_from_size(
+    data_bytes: int, frame_bytes: int, declared: int, pixel_depth: int
+) -> tuple[int, bool] | None:
+    """The number of frames the bytes after the header hold exactly, and whether a trailer of
+    one time stamp per frame follows them; None when that number is not one and larger than
+    ``declared``, the header's count, which the data do not fit.
+
+    ``data_bytes`` is either ``n * frame_bytes`` (no trailer) or ``n * (frame_bytes + 8)`` (a
+    trailer) for one ``n``: a capture program that did not update the header's count (30
+    frames and 30 time stamps under a count of 20). Where both readings fit with different
+    counts, or the only one that fits would drop frames the header declares, the header is
+    trusted. So it is where an 8-bit header's frames of two bytes per sample would explain
+    the size just as well (16-bit data under a damaged PixelDepthPerPlane: the count is then
+    right and the depth wrong, which a warning names).
+    """
+    counts = {
+        (data_bytes // size, size != frame_bytes)
+        for size in (frame_bytes, frame_bytes + 8)
+        if data_bytes % size == 0
+    }
+    if len(counts) != 1:
+        return None
+    ((count, with_trailer),) = counts
+    if count <= declared:
+        return None
+    if pixel_depth <= 8 and data_bytes in (
+        2 * declared * frame_bytes,
+        2 * declared * frame_bytes + 8 * declared,
+    ):
+        return None
+    return count, with_trailer
 
 
 def _is_clean_trailer(path: Path, offset: int, count: int) -> bool:
