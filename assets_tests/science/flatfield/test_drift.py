@@ -425,10 +425,70 @@ def test_the_verdict_gives_the_closure_on_the_grid_its_limit_is_on() -> None:
         drift_verdict(60.0, [10.0], registration_px=0.5)
 
 
-def test_two_frames_cannot_be_checked_and_count_as_registered() -> None:
-    # Their one pair measured the other way round mirrors the first measurement.
+def test_two_frames_cannot_be_checked_and_say_so() -> None:
+    # Their one pair measured the other way round mirrors the first measurement: not refuted,
+    # so registered, but the estimate and the verdict say that nothing checked it.
     estimate = estimate_drift(_noise(2))
     assert np.isnan(estimate.closure_px) and estimate.registered
+    assert not estimate.closure_checked
+    assert estimate_drift(_noise(3)).closure_checked
+    ok, message = drift_verdict(60.0, [10.0], closure_px=estimate.closure_px)
+    assert ok and "between two frames only, which no other pair of frames can check" in message
+    _, checked = drift_verdict(60.0, [10.0], closure_px=0.2)
+    _, not_given = drift_verdict(60.0, [10.0])
+    assert "two frames only" not in checked and "two frames only" not in not_given
+
+
+def _two_frames_of_a_textureless_sun(seed: int):
+    """Two frames of a Sun filling the frame, without texture: its two sunspots are what the
+    frames share, and the mean of the two frames (their median) holds each at both places."""
+    return synthesize_frames_array(
+        SolarVideoParams(
+            width=320,
+            height=240,
+            n_frames=2,
+            drift_px=48.0,
+            n_sunspots=2,
+            n_dust=3,
+            texture_contrast=0.0,
+            disk_radius_frac=1.2,
+            seed=seed,
+        )
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 2, 4])
+def test_two_frames_whose_exclusion_blanks_the_sunspots_are_registered_without_it(seed) -> None:
+    # As dust_mask does: the eye looks at the median of the two frames, their mean, and takes
+    # each sunspot at both of its places for dust. Blanked there, the frames share too little:
+    # the registration with the exclusion read 0-13 px of the 48 px drift.
+    frames, truth = _two_frames_of_a_textureless_sun(seed)
+    core = detect_dust(np.median(frames.astype(np.float32), axis=0)).core
+    spots_in_core = sum(
+        bool(core[round(spot.y + dy), round(spot.x + dx)])
+        for spot in truth.sunspots
+        for dy, dx in truth.shifts
+        if 0 <= spot.y + dy < 240 and 0 <= spot.x + dx < 320
+    )
+    assert spots_in_core >= 3
+    estimate = estimate_drift(frames, exclude=core)
+    np.testing.assert_allclose(estimate.shifts[1], truth.shifts[1] - truth.shifts[0], atol=0.5)
+    assert estimate.exclusion_dropped and not estimate.closure_checked
+
+
+def test_two_frames_keep_the_exclusion_where_the_registration_without_it_holds_to_the_dust():
+    # Here the frames without the exclusion are held at zero shift by the dust, and the
+    # exclusion leaves the scene's texture to follow.
+    frames, truth = synthesize_frames_array(
+        SolarVideoParams(
+            width=320, height=240, n_frames=2, drift_px=48.0, n_sunspots=2, n_dust=3, seed=3
+        )
+    )
+    core = detect_dust(np.median(frames.astype(np.float32), axis=0)).core
+    assert np.hypot(*estimate_drift(frames).shifts[1]) < 1.0
+    estimate = estimate_drift(frames, exclude=core)
+    np.testing.assert_allclose(estimate.shifts[1], truth.shifts[1] - truth.shifts[0], atol=0.5)
+    assert not estimate.exclusion_dropped
 
 
 def test_sampling_is_bounded_and_includes_the_ends() -> None:
