@@ -141,6 +141,53 @@ def test_materialize_refuses_an_unregistered_partition(project):
     assert "Traceback" not in result.stderr
 
 
+def test_a_partition_without_a_selection_runs_the_assets_partitioned_by_its_set(project):
+    # A video's key is no job's: the default selection (everything) ran job_tensors for it
+    # too and was refused with "not registered in 'jids'", although ingest registered it.
+    ser = project / "data" / "incoming" / "ser"
+    ser.mkdir(parents=True)
+    (ser / "broken.ser").write_bytes(b"not a ser file at all" * 20)
+    assert cli(project, "ingest", "--watch-seconds", "0").returncode == 0
+    result = cli(project, "materialize", "--partition", "broken")
+    assert result.returncode == 1, result.stderr
+    assert "FAILED ser_median, dust_mask, inpainted" in result.stdout
+    assert "[ser_files/broken]" in result.stdout
+    assert "jids" not in result.stdout + result.stderr
+    # A selection given names what to run: a job's assets for a video's key are refused.
+    named = cli(project, "materialize", "--select", "job_tensors", "--partition", "broken")
+    assert named.returncode == 2
+    assert "partition 'broken' is not registered in 'jids'" in named.stderr
+    unknown = cli(project, "materialize", "--partition", "nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines()[-1] == (
+        "astro-assets materialize: error: partition 'nope' is registered in none of "
+        "'jids', 'ser_files': run `astro-assets ingest` first if it is a new video or job "
+        "folder, or check the key (a video's is its file's stem, a job's its folder's name)"
+    )
+
+
+def test_a_partition_registered_as_a_video_and_a_job_selects_both_and_says_so():
+    from astro_assets.cli import selection_holding_partition
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("ser_files", ["sun", "night_1"])
+        instance.add_dynamic_partitions("jids", ["night_1"])
+        video, note = selection_holding_partition(instance, "sun")
+        assert note is None
+        assert video == (
+            "key:ser_median or key:dust_mask or key:inpainted or key:matched_inpaint or "
+            "key:final_flatfield or key:calibrated_video"
+        )
+        both, note = selection_holding_partition(instance, "night_1")
+        assert both == f"key:job_tensors or {video}"
+        assert note == (
+            "partition 'night_1' is registered in 'jids' and 'ser_files': running the assets "
+            "of both (jids: job_tensors; ser_files: ser_median, dust_mask, inpainted, "
+            "matched_inpaint, final_flatfield, calibrated_video); give --select to run only "
+            "one of them"
+        )
+
+
 def test_materialize_exits_non_zero_when_a_run_fails(project):
     ser = project / "data" / "incoming" / "ser"
     ser.mkdir(parents=True)

@@ -107,6 +107,69 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def selection_holding_partition(instance, partition: str, defs=None) -> tuple[str, str | None]:
+    """The selection ``materialize --partition KEY`` runs without ``--select``: the assets
+    whose dynamic partitions have ``partition`` registered; and a line for the user when more
+    than one set of partitions has it (a video and a job of the same name), else None.
+
+    Everything would hold assets of every set, and a video's key is no job's: the run of
+    ``job_tensors`` for it would be refused although ``ingest`` registered the video. The
+    unpartitioned assets downstream (``master_index`` ...) are left out: they cover every
+    job, not the one asked for.
+
+    Parameters
+    ----------
+    instance : dagster.DagsterInstance
+        Where the partitions are registered.
+    partition : str
+        The key given with ``--partition``.
+    defs : dagster.Definitions, optional
+        The code location's definitions (default: this project's).
+
+    Returns
+    -------
+    selection : str
+        Dagster asset-selection syntax naming those assets (``key:A or key:B ...``).
+    note : str or None
+        Says which sets hold the key, when more than one does.
+
+    Raises
+    ------
+    ValueError
+        When no set of partitions has the key registered: it names the sets, and says to run
+        ``astro-assets ingest`` or to check the key.
+    """
+    import dagster as dg
+
+    if defs is None:
+        from astro_assets.definitions import defs
+    graph = defs.resolve_asset_graph()
+    by_set: dict[str, list[str]] = {}
+    for key in graph.toposorted_asset_keys:
+        node = graph.get(key)
+        if node.is_materializable and isinstance(
+            node.partitions_def, dg.DynamicPartitionsDefinition
+        ):
+            by_set.setdefault(node.partitions_def.name, []).append(key.to_user_string())
+    holding = [name for name in by_set if partition in instance.get_dynamic_partitions(name)]
+    if not holding:
+        raise ValueError(
+            f"partition {partition!r} is registered in none of {', '.join(map(repr, by_set))}: "
+            "run `astro-assets ingest` first if it is a new video or job folder, or check the "
+            "key (a video's is its file's stem, a job's its folder's name)"
+        )
+    assets = [asset for name in holding for asset in by_set[name]]
+    selection = " or ".join(f"key:{asset}" for asset in assets)
+    note = None
+    if len(holding) > 1:
+        runs = "; ".join(f"{name}: {', '.join(by_set[name])}" for name in holding)
+        note = (
+            f"partition {partition!r} is registered in {' and '.join(map(repr, holding))}: "
+            f"running the assets of both ({runs}); give --select to run only one of them"
+        )
+    return selection, note
+
+
 def cmd_materialize(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -114,7 +177,12 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
-    outcome = materialize_selection(instance, selection=args.select, partition=args.partition)
+    selection = args.select
+    if args.partition is not None and not selection:
+        selection, note = selection_holding_partition(instance, args.partition)
+        if note:
+            print(note)
+    outcome = materialize_selection(instance, selection=selection, partition=args.partition)
     for line in outcome.lines():
         print(line)
     return 0 if outcome.succeeded else 1
@@ -168,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--select",
         default=None,
         help="Dagster asset selection (e.g. 'ser_median', 'group:flatfield', '*final_flatfield'); "
-        "default: everything",
+        "default: everything, or with --partition the assets partitioned by the set that has "
+        "that key registered (a video's: the flat-field chain; a job's: job_tensors)",
     )
     materialize.add_argument(
         "--partition",
