@@ -263,6 +263,38 @@ def test_the_seeing_shake_tells_dust_from_a_feature_the_drift_cannot():
     np.testing.assert_array_equal(kept, _disc(median.shape, *DUST[:3]))
 
 
+def test_a_shadow_merged_with_a_scene_feature_is_left_undecided_by_its_outline():
+    # A tracked scene shaken by 0.6 px rms along both axes: a dark bar of the scene and a dust
+    # disc touching its end make one candidate. Most of its outline moves, the disc's arc
+    # does not: dropping the candidate would drop the dust with the bar.
+    rng = np.random.default_rng(3)
+    margin = 8
+    canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.06)
+    rows, cols = np.indices(canvas.shape)
+    bar = (np.abs(rows - 56 - margin) <= 5) & (np.abs(cols - 80 - margin) <= 30)
+    canvas = np.where(bar, canvas * 0.7, canvas)
+    dust = _disc((HEIGHT, WIDTH), 56.0, 44.0, 7.0)
+    shifts = rng.normal(0.0, 0.6, (24, 2))
+    frames = [
+        (
+            ndimage.shift(canvas, shift, order=1)[margin:-margin, margin:-margin]
+            * np.where(dust, 0.75, 1.0)
+            + rng.normal(0.0, 5.0, (HEIGHT, WIDTH))
+        ).astype(np.float32)
+        for shift in shifts
+    ]
+    median = np.median(np.stack(frames), axis=0)
+    rows, cols = np.indices((HEIGHT, WIDTH))
+    core = dust | ((np.abs(rows - 56) <= 5) & (np.abs(cols - 80) <= 30))
+    kept, (merged,) = sensor_fixed_test(core, median, frames, shifts)
+    assert merged.verdict == motion.UNDECIDED_MIXED_OUTLINE
+    assert merged.outline_fixed < 1 / 3 and merged.outline_fixed_local < 1 / 3
+    np.testing.assert_array_equal(kept, core)
+    # The bar alone moves with the scene on every side and is dropped.
+    _, (alone,) = sensor_fixed_test(core & ~dust, median, frames, shifts)
+    assert alone.verdict == motion.SCENE
+
+
 def test_without_a_shake_the_outline_decides_nothing():
     # Shifts along one axis only say nothing of an outline's other half.
     frames, shifts, median, core = _video(drift_px=6.0, jitter_px=0.0)

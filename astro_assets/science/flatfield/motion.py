@@ -118,6 +118,10 @@ UNDECIDED_DARK_SCENE = (
     "min_deficit_ratio of its deficit in the median (dust on a dark part of the scene, or "
     "the residue of a scene feature)"
 )
+UNDECIDED_MIXED_OUTLINE = (
+    f"{UNDECIDED}: most of its outline moved with the scene, but a part of it stayed on the "
+    "sensor (a shadow merged with a scene feature)"
+)
 SHALLOW = "too shallow: its deficit is below min_ratio_depth in the median and in the ratio"
 DROPPED_UNDECIDED = "dropped, keep_undecided is off: "
 DROPPED_BY_HAND = "dropped by hand: "
@@ -1940,11 +1944,14 @@ def _judge(
             free,
             0.0 if black_level is None else black_level,
         )
-        if all(share >= _OUTLINE_SENSOR_SHARE for share in outline):
-            return verdict(SENSOR, median_deficit, outline=outline)
-        if all(share <= _OUTLINE_SCENE_SHARE for share in outline):
-            return verdict(SCENE, median_deficit, outline=outline)
-        return verdict(undecided, median_deficit, outline=outline)
+        shares = (outline.whole, outline.whole_local)
+        if all(share >= _OUTLINE_SENSOR_SHARE for share in shares):
+            return verdict(SENSOR, median_deficit, outline=shares)
+        if all(share <= _OUTLINE_SCENE_SHARE for share in shares):
+            if min(outline.most, outline.most_local) >= _OUTLINE_MIXED_SHARE:
+                return verdict(UNDECIDED_MIXED_OUTLINE, median_deficit, outline=shares)
+            return verdict(SCENE, median_deficit, outline=shares)
+        return verdict(undecided, median_deficit, outline=shares)
     fixed = _deficit(ratio, candidate & known, ring & known)
     # Correcting a shadow shallower than the flat's own accuracy adds more error than it
     # removes; a donut filled to its hole can look shallow in the median, hence both.
@@ -2006,10 +2013,29 @@ _OUTLINE_MIN_SHAKE_PX = 0.1
 registration's own error (hundredths of a pixel) is a good part of the shake."""
 _OUTLINE_MIN_PX = 16
 """Fewest pixels of outline, and of surroundings, a measurement needs."""
+_OUTLINE_MIXED_SHARE = 0.5
+"""A candidate whose outline moved as a whole but one part of which stayed on the sensor by at
+least this share is left undecided: a shadow merged with a sunspot may fill only part of a
+part of the outline."""
+_OUTLINE_PARTS_ACROSS = 3
+"""The outline's parts are squares of the candidate's equivalent diameter over this, whose
+shares are also measured: a candidate that merges a shadow with a scene feature shows a fixed
+part on a moving outline."""
+_OUTLINE_PART_WIDTHS = 3
+"""...and at least this many outline widths across (``_OUTLINE_WIDTH_PX``)."""
 _OUTLINE_MIN_RELIABILITY = 0.75
 """Least share of the variance of the surroundings' shifts that is not their measurement
 noise: noisy shifts flatten each pixel's response to them, which makes a scene feature look
 fixed."""
+
+
+class OutlineShares(NamedTuple):
+    """What :func:`_outline_fixed_shares` measured; NaN where not measured."""
+
+    whole: float = math.nan
+    whole_local: float = math.nan
+    most: float = math.nan
+    most_local: float = math.nan
 
 
 def _outline_fixed_shares(
@@ -2021,7 +2047,7 @@ def _outline_fixed_shares(
     on_target: np.ndarray,
     free: np.ndarray,
     black_level: float,
-) -> tuple[float, float]:
+) -> OutlineShares:
     """Share of a candidate's outline that stays on the sensor while the scene shakes.
 
     Let ``L_k = log(frame_k - black_level)`` in the window and ``c_k`` each frame's shift
@@ -2062,15 +2088,18 @@ def _outline_fixed_shares(
 
     Returns
     -------
-    tuple of float
-        The share against the whole frame's shifts and against the surroundings'; NaN where
-        not measurable: fewer than ``_OUTLINE_MIN_FRAMES`` frames within
+    OutlineShares
+        The share over the whole outline and the largest over its parts (squares of a third
+        of the candidate's equivalent diameter, at least ``_OUTLINE_PART_WIDTHS`` outline
+        widths; only the parts holding at least half their even share of the edge's
+        contrast), each against the whole frame's shifts and against the
+        surroundings'; NaN where not measurable: fewer than ``_OUTLINE_MIN_FRAMES`` frames within
         ``_OUTLINE_MAX_SHIFT_PX`` of the median shift, shifts of less than
         ``_OUTLINE_MIN_SHAKE_PX`` rms along an axis, too few lit pixels of outline or of
         surroundings, a mean image that shows no deficit along the outline, or (for the
         second) shifts of the surroundings less than ``_OUTLINE_MIN_RELIABILITY`` signal.
     """
-    unmeasured = (math.nan, math.nan)
+    unmeasured = OutlineShares()
     centre = np.median(offsets, axis=0)
     near = np.flatnonzero(np.hypot(*(offsets - centre).T) <= _OUTLINE_MAX_SHIFT_PX)
     if near.size < _OUTLINE_MIN_FRAMES:
@@ -2105,14 +2134,31 @@ def _outline_fixed_shares(
         return unmeasured
     on_outline = residuals[:, outline]
 
-    def fixed_share(frame_shifts: np.ndarray) -> float:
+    seen_at = np.sum(gradient[:, outline] * template[:, outline], axis=0)
+    rows, cols = np.nonzero(outline)
+    side = max(
+        _OUTLINE_PART_WIDTHS * _OUTLINE_WIDTH_PX,
+        round(2.0 * math.sqrt(np.count_nonzero(candidate) / math.pi) / _OUTLINE_PARTS_ACROSS),
+    )
+    _, part = np.unique((rows // side) * outline.shape[1] + cols // side, return_inverse=True)
+    seen_in = np.bincount(part, weights=seen_at)
+    # A part holding little of the edge's contrast says little: its share is noise.
+    weighed = seen_in <= seen / (2 * seen_in.size)
+
+    def fixed_shares(frame_shifts: np.ndarray | None) -> tuple[float, float]:
+        if frame_shifts is None:
+            return math.nan, math.nan
         centred = frame_shifts - frame_shifts.mean(axis=0)
         slopes = np.linalg.solve(centred.T @ centred, centred.T @ on_outline)
-        fixed = slopes + gradient[:, outline]
-        return float(np.sum(fixed * template[:, outline]) / seen)
+        fixed_at = np.sum((slopes + gradient[:, outline]) * template[:, outline], axis=0)
+        fixed_in = np.bincount(part, weights=fixed_at, minlength=seen_in.size)
+        return float(fixed_at.sum() / seen), float(np.max(fixed_in[weighed] / seen_in[weighed]))
 
-    local = _shifts_of(residuals[:, surroundings], gradient[:, surroundings])
-    return fixed_share(shifts), math.nan if local is None else fixed_share(local)
+    whole, most = fixed_shares(shifts)
+    whole_local, most_local = fixed_shares(
+        _shifts_of(residuals[:, surroundings], gradient[:, surroundings])
+    )
+    return OutlineShares(whole, whole_local, most, most_local)
 
 
 def _shaken(shifts: np.ndarray) -> bool:
