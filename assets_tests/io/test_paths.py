@@ -1,8 +1,18 @@
+import os
 from pathlib import Path
 
 import pytest
 
-from astro_assets.io.paths import DataLayout, UnsafePathError, check_key, sanitize_key
+from astro_assets.io.atomic import atomic_path
+from astro_assets.io.paths import (
+    MAX_KEY_BYTES,
+    NAME_MAX_BYTES,
+    DataLayout,
+    UnsafePathError,
+    check_key,
+    derived_names,
+    sanitize_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -69,3 +79,37 @@ def test_layout_refuses_symlink_escape(tmp_path: Path):
     (root / "flatfield" / "evil").symlink_to(tmp_path)
     with pytest.raises(UnsafePathError, match="escapes the data root"):
         DataLayout(root).resolve("flatfield", "evil", "x")
+
+
+def test_a_new_key_is_refused_when_a_file_named_after_it_would_not_fit(tmp_path: Path):
+    longest = "k" * MAX_KEY_BYTES
+    assert check_key(longest, new=True) == longest
+    with pytest.raises(UnsafePathError, match=r"is 222 bytes long, more than the 221 a key may"):
+        check_key(longest + "k", new=True)
+    # A partition registered before the rule still resolves to its files.
+    assert check_key(longest + "k") == longest + "k"
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_the_key_limit_is_the_one_the_file_system_sets_on_atomic_writes(tmp_path: Path, suffix):
+    # The longest name a key makes is the temporary file of an atomic write: written for real,
+    # it fits for the longest key allowed and is refused one byte further.
+    assert os.pathconf(tmp_path, "PC_NAME_MAX") == NAME_MAX_BYTES
+    for key in ("k" * MAX_KEY_BYTES, "k" * (MAX_KEY_BYTES + 1)):
+        fits = len(key) <= MAX_KEY_BYTES
+        target = tmp_path / f"{key}{suffix}"
+        if fits:
+            with atomic_path(target) as tmp:
+                assert len(tmp.name) == len(derived_names(key)[-1]) == NAME_MAX_BYTES
+                tmp.write_bytes(b"x")
+            assert target.read_bytes() == b"x"
+        else:
+            with pytest.raises(OSError, match="File name too long"), atomic_path(target) as tmp:
+                tmp.write_bytes(b"x")
+    assert derived_names("jid001") == (
+        "jid001",
+        "jid001.npy",
+        "jid001.csv",
+        ".jid001.npy.0000000000000000.partial.npy",
+        ".jid001.csv.0000000000000000.partial.csv",
+    )

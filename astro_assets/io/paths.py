@@ -1,7 +1,8 @@
 """The data-root layout: every path the product reads or writes is resolved here.
 
 Partition keys become path components, so they are sanitized to ``[A-Za-z0-9._-]`` and every
-resolved path is checked to stay inside the data root.
+resolved path is checked to stay inside the data root. A new key is at most
+:data:`MAX_KEY_BYTES` long, so that every file named after it fits a file name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,43 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 PARTITION_RANGE_SEPARATOR = "..."
 """Dagster's UI selects a range of partitions as ``first...last``, so no new key may hold it."""
+
+NAME_MAX_BYTES = 255
+"""The longest file or folder name, in bytes, that Linux (ext4, XFS, tmpfs, NFS) and macOS
+accept."""
+
+JOB_PRODUCT_SUFFIXES = (".npy", ".csv")
+"""A job's products named after its key: ``images/<jid>.npy`` and ``candidates/<jid>.csv``."""
+
+# Mirrors io.atomic: a product is written as ``.<name>.<16 hex digits>.partial<suffix>`` first
+# (a test holds the two together).
+_PARTIAL_TOKEN_HEX_DIGITS = 16
+
+
+def _partial_name(name: str, token: str = "0" * _PARTIAL_TOKEN_HEX_DIGITS) -> str:
+    """The name of the temporary file an atomic write of ``name`` goes through (its random
+    token is ``token``)."""
+    return f".{name}.{token}.partial{Path(name).suffix}"
+
+
+def derived_names(key: str) -> tuple[str, ...]:
+    """Every file or folder name the product derives from a partition key, longest last.
+
+    A video's key names its flat-field folder ``flatfield/<key>/``, whose files all have fixed
+    names. A job's key names its folder ``incoming/jobs/<jid>/``, its tensor
+    ``images/<jid>.npy`` and candidates ``candidates/<jid>.csv``, and the temporary files these
+    two are written through (``.<jid>.npy.<16 hex digits>.partial.npy``). A key does not say
+    which kind it is, so both kinds' names are listed.
+    """
+    products = [f"{key}{suffix}" for suffix in JOB_PRODUCT_SUFFIXES]
+    names = [key, *products, *(_partial_name(name) for name in products)]
+    return tuple(sorted(names, key=lambda name: len(name.encode("utf-8"))))
+
+
+# Measured on a one-byte key, as a name made of a suffix alone (".npy") has no suffix.
+MAX_KEY_BYTES = NAME_MAX_BYTES - (len(derived_names("k")[-1].encode("utf-8")) - 1)
+"""The longest new partition key, in bytes (221): the longest name derived from a key
+(:func:`derived_names`) must fit in :data:`NAME_MAX_BYTES`."""
 
 
 class UnsafePathError(ValueError):
@@ -50,8 +88,9 @@ def check_key(key: str, *, new: bool = False) -> str:
 
     With ``new``, for a key about to be registered, a leading ``-`` is refused too, as a command
     line reads it as an option (``--partition -rf``), and so is ``...``, which Dagster's UI reads
-    as a range of partitions. Keys registered before these rules stay readable, so the paths of
-    an existing partition are resolved without them.
+    as a range of partitions, and so is a key longer than :data:`MAX_KEY_BYTES`, as a file
+    named after it would not fit (:func:`check_key_length`). Keys registered before these rules
+    stay readable, so the paths of an existing partition are resolved without them.
     """
     if not _SAFE_KEY.match(key) or key in {".", ".."}:
         raise UnsafePathError(
@@ -65,6 +104,34 @@ def check_key(key: str, *, new: bool = False) -> str:
     if new and PARTITION_RANGE_SEPARATOR in key:
         raise UnsafePathError(
             f"partition key {key!r} holds '...', which Dagster reads as a range of partitions"
+        )
+    if new:
+        check_key_length(key)
+    return key
+
+
+def check_key_length(key: str) -> str:
+    """Return ``key`` unchanged if every name derived from it fits a file name, else raise.
+
+    A key longer than :data:`MAX_KEY_BYTES` would make a file name (:func:`derived_names`)
+    longer than the :data:`NAME_MAX_BYTES` a file system accepts, so that every run of its
+    partition would fail. :func:`check_key` applies this to new keys; a key registered before
+    the rule is refused by the assets that would write such a name, with the same message.
+
+    Raises
+    ------
+    UnsafePathError
+        If ``key`` is longer than :data:`MAX_KEY_BYTES`; the message gives the limit.
+    """
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        longest = len(derived_names(key)[-1].encode("utf-8"))
+        example = _partial_name("<key>.npy", "<16 hex digits>")
+        raise UnsafePathError(
+            f"partition key {key[:24]!r}... is {size} bytes long, more than the {MAX_KEY_BYTES} "
+            f"a key may have: the files named after it, such as {example!r} ({longest} bytes "
+            f"here), must fit the {NAME_MAX_BYTES}-byte limit on a file name, so it needs a name "
+            f"of at most {MAX_KEY_BYTES} characters"
         )
     return key
 
@@ -118,6 +185,15 @@ class DataLayout:
 
     def job_tensor_file(self, jid: str) -> Path:
         return self.dataset_images_dir / f"{check_key(jid)}.npy"
+
+    def job_candidates_file(self, jid: str) -> Path:
+        return self.resolve("dataset", "candidates") / f"{check_key(jid)}.csv"
+
+    @property
+    def withdrawn_dir(self) -> Path:
+        """Where ``master_index`` moves the products of removed jobs: outside the published
+        dataset folder, so that shipping that folder does not ship them."""
+        return self.resolve("withdrawn")
 
     def job_dir(self, jid: str) -> Path:
         return self.incoming_jobs / check_key(jid)

@@ -1,7 +1,9 @@
 """The transient dataset graph materialized in a test instance, from generated job folders."""
 
 import json
+import logging
 import os
+import shutil
 import time
 
 import dagster as dg
@@ -1017,3 +1019,119 @@ def test_a_job_whose_catalogue_is_downloaded_again_keeps_its_products_and_says_s
     ), failure
     assert layout.job_tensor_file(jobs[0]).read_bytes() == tensor
     assert (layout.dataset_dir / "candidates" / f"{jobs[0]}.csv").exists()
+
+
+def test_jobs_named_too_long_for_their_files_fail_alone_and_the_others_are_recorded(
+    instance, data_store, layout, jobs
+):
+    # Registered before keys were limited: 230 bytes fit the folder and the tensor's name but
+    # not the temporary files; 252 bytes do not fit images/<jid>.npy either.
+    long_jids = ["m_" + "X" * 228, "n_" + "Y" * 250]
+    for jid in long_jids:
+        shutil.copytree(layout.incoming_jobs / jobs[0], layout.incoming_jobs / jid)
+    instance.add_dynamic_partitions("jids", long_jids)
+    _settle(layout, *jobs, *long_jids)
+    result = _range_run(instance, data_store, [*jobs, *long_jids])
+    assert not result.success
+    (failure,) = run_failures(result)
+    assert "2 of 7 job(s) failed" in failure
+    assert "the other 5 were written and are recorded as materialized" in failure
+    for jid in long_jids:
+        assert (
+            f"job {jid}: UnsafePathError: partition key {jid[:24]!r}... is {len(jid)} bytes "
+            "long, more than the 221 a key may have"
+        ) in failure
+    assert failure.count("so it needs a name of at most 221 characters: rename the job folder") == 2
+    assert _partition_status(instance, [*jobs, *long_jids]) == (sorted(jobs), sorted(long_jids))
+    for jid in jobs:
+        assert layout.job_tensor_file(jid).is_file()
+
+
+def test_a_job_whose_products_cannot_be_removed_fails_alone(
+    instance, data_store, layout, jobs, monkeypatch
+):
+    (layout.incoming_jobs / jobs[1] / "psfcat.csv").write_text("id,x\n1,2\n")
+    _settle(layout, *jobs)
+    real = transient_assets._remove_job_products
+
+    def refused(data_store, jid):
+        if jid == jobs[1]:
+            raise PermissionError(13, "Permission denied", str(layout.job_tensor_file(jid)))
+        real(data_store, jid)
+
+    monkeypatch.setattr(transient_assets, "_remove_job_products", refused)
+    result = _range_run(instance, data_store, jobs)
+    assert not result.success
+    (failure,) = run_failures(result)
+    assert "1 of 5 job(s) failed" in failure
+    assert f"job {jobs[1]}: PsfcatFormatError: " in failure
+    assert _partition_status(instance, jobs) == ([j for j in jobs if j != jobs[1]], [jobs[1]])
+
+
+def test_labels_that_disagree_with_match_are_published_as_given_and_counted(
+    instance, data_store, layout, jobs
+):
+    # Labels vetted by eye: every label of one job flipped, its match column unchanged.
+    catalog = layout.incoming_jobs / jobs[2] / "psfcat.csv"
+    table = pd.read_csv(catalog, dtype=str)
+    table["label"] = (1 - table["label"].astype(int)).astype(str)
+    table.to_csv(catalog, index=False)
+    _settle(layout, jobs[2])
+    assert _materialize_all(instance, data_store).succeeded
+    index = read_index_csv(layout.dataset_dir / "master_index.csv")
+    flipped = index[index["jid"] == jobs[2]]
+    assert len(flipped) > 0
+    assert flipped["label"].tolist() == table["label"].astype(int).tolist()
+    metadata = instance.get_latest_materialization_event(
+        transient_assets.master_index.key
+    ).asset_materialization.metadata
+    assert metadata["labels_disagreeing_with_match"].value == len(flipped)
+    assert metadata["jobs_with_labels_disagreeing_with_match"].value == {jobs[2]: len(flipped)}
+    warnings = [
+        entry.user_message
+        for run in instance.get_runs()
+        for entry in instance.all_logs(run.run_id)
+        if entry.level == logging.WARNING
+    ]
+    assert any(
+        f"{len(flipped)} candidate(s) in 1 job(s) have a label that disagrees" in message
+        and f"{jobs[2]} ({len(flipped)})" in message
+        for message in warnings
+    ), warnings
+    jsonld = json.loads((layout.dataset_dir / "croissant.json").read_text())
+    (protocol,) = [value for key, value in jsonld.items() if key.endswith("dataAnnotationProtocol")]
+    assert "taken as given" in str(protocol)
+
+
+def test_a_removed_jobs_products_leave_the_published_folder_for_withdrawn(
+    instance, data_store, layout, jobs
+):
+    assert _materialize_all(instance, data_store).succeeded
+    removed = jobs[2]
+    tensor = layout.job_tensor_file(removed).read_bytes()
+    candidates = (layout.dataset_dir / "candidates" / f"{removed}.csv").read_bytes()
+    shutil.rmtree(layout.incoming_jobs / removed)
+    instance.delete_dynamic_partition("jids", removed)
+    assert _selected(instance, data_store, "key:master_index or key:croissant_metadata").succeeded
+    kept = [jid for jid in jobs if jid != removed]
+    index = read_index_csv(layout.dataset_dir / "master_index.csv")
+    assert sorted(index["jid"].unique()) == kept
+    # The FileSet images/*.npy matches exactly the tensors the index lists ...
+    assert sorted(path.name for path in layout.dataset_images_dir.iterdir()) == [
+        f"{jid}.npy" for jid in kept
+    ]
+    assert not (layout.dataset_dir / "candidates" / f"{removed}.csv").exists()
+    # ... and nothing was lost.
+    withdrawn = layout.root / "withdrawn"
+    assert (withdrawn / "images" / f"{removed}.npy").read_bytes() == tensor
+    assert (withdrawn / "candidates" / f"{removed}.csv").read_bytes() == candidates
+    metadata = instance.get_latest_materialization_event(
+        transient_assets.master_index.key
+    ).asset_materialization.metadata
+    assert metadata["removed_jobs_withdrawn"].value == [removed]
+    assert metadata["removed_jobs_not_withdrawn"].value == []
+    croissant_metadata = instance.get_latest_materialization_event(
+        transient_assets.croissant_metadata.key
+    ).asset_materialization.metadata
+    assert croissant_metadata["images_not_in_index"].value == []
+    assert validate_croissant(layout.dataset_dir / "croissant.json", base_dir=layout.dataset_dir).ok

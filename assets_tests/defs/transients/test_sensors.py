@@ -434,3 +434,20 @@ def test_no_job_is_removed_while_the_jobs_folder_is_on_another_device(
     second = _tick(instance, data_store, result.cursor)
     (deleted,) = _tick(instance, data_store, later(second.cursor)).dynamic_partitions_requests
     assert list(deleted.partition_keys) == ["jid161"]
+
+
+def test_a_folder_named_too_long_for_its_files_is_refused_with_the_limit(
+    instance, data_store, layout
+):
+    long_jid = "n_" + "Y" * 250
+    for jid in ["a_first", long_jid, "z_last"]:
+        _job(layout.incoming_jobs, jid)
+    result = _tick(instance, data_store)
+    (request,) = result.dynamic_partitions_requests
+    assert list(request.partition_keys) == ["a_first", "z_last"]
+    registered = register_new_inputs(instance, data_store.layout, watch_seconds=0)
+    assert long_jid not in instance.get_dynamic_partitions("jids")
+    assert any(
+        "more than the 221 a key may have" in message and "rename the folder" in message
+        for message in registered.rejected
+    ), registered

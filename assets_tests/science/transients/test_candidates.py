@@ -14,6 +14,7 @@ from astro_assets.science.transients.candidates import (
     IncompletePsfcatError,
     PsfcatFormatError,
     build_master_index,
+    label_match_disagreements,
     read_index_csv,
     read_psfcat,
     write_master_index,
@@ -269,6 +270,40 @@ def test_a_catalog_that_is_not_utf8_names_the_file_line_and_encoding(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("encoding", "said", "iconv_name"),
+    [
+        ("utf-16", "UTF-16", "UTF-16"),  # with a byte-order mark, as Excel and PowerShell write
+        ("utf-16-le", "UTF-16 little-endian without a byte-order mark", "UTF-16LE"),
+        ("utf-16-be", "UTF-16 big-endian without a byte-order mark", "UTF-16BE"),
+        ("utf-32", "UTF-32", "UTF-32"),
+    ],
+)
+def test_a_utf16_catalog_is_a_format_error_not_an_incomplete_file(
+    tmp_path, encoding, said, iconv_name
+):
+    path = tmp_path / "psfcat.csv"
+    # A final line break, and one without: either way its lines must not look cut by a copy.
+    for text in ("\n".join([HEADER, _row(1), _row(2)]) + "\n", "\n".join([HEADER, _row(1)])):
+        path.write_bytes(text.encode(encoding))
+        with pytest.raises(PsfcatFormatError) as raised:
+            read_psfcat(path, jid="j", image_shape=(64, 64))
+        assert not isinstance(raised.value, IncompletePsfcatError)
+        assert str(raised.value) == (
+            f"{path} is not UTF-8 (it is {said}); the catalog must be UTF-8 text (plain ASCII "
+            f"is UTF-8): convert it, e.g. with `iconv -f {iconv_name} -t UTF-8 psfcat.csv > "
+            "psfcat-utf8.csv`, then put the converted file in its place"
+        )
+
+
+def test_a_catalog_cut_to_nul_bytes_still_looks_incomplete(tmp_path):
+    # A download that preallocates its file leaves NUL bytes where the data is still to come.
+    path = tmp_path / "psfcat.csv"
+    path.write_bytes(("\n".join([HEADER, _row(1)]) + "\n").encode() + b"\x00" * 200)
+    with pytest.raises(IncompletePsfcatError):
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+
+
 def test_header_only_gives_an_empty_table(tmp_path):
     frame = read_psfcat(_write(tmp_path), jid="j", image_shape=(8, 8))
     assert len(frame) == 0 and list(frame.columns) == [*SEED_INDEX_COLUMNS, "in_image"]
@@ -391,3 +426,70 @@ def test_an_index_value_of_the_wrong_type_is_refused_naming_the_file(tmp_path):
         read_index_csv(path)
     assert str(error.value).startswith(f"{path}: ")
     assert "materialize master_index again" in str(error.value)
+
+
+def test_labels_disagreeing_with_the_matching_rule_are_counted_per_job(tmp_path):
+    agree = read_psfcat(
+        _write(tmp_path, _row(1, label=1, match=7), _row(2, label=0, match=-1), name="a.csv"),
+        jid="a",
+        image_shape=(64, 64),
+    )
+    # Vetted by eye: a matched candidate called bogus, an unmatched one called real; a
+    # candidate without a match is not judged.
+    vetted = read_psfcat(
+        _write(
+            tmp_path,
+            _row(1, label=0, match=7),
+            _row(2, label=1, match=-1),
+            _row(3, label=1, match=""),
+            _row(4, label=1, match=0),
+            name="b.csv",
+        ),
+        jid="b",
+        image_shape=(64, 64),
+    )
+    index = build_master_index([vetted, agree], {"a": "train", "b": "test"})
+    before = index.copy()
+    assert label_match_disagreements(index) == {"b": 2}
+    assert label_match_disagreements(agree) == {}
+    pd.testing.assert_frame_equal(index, before)
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (
+            "# psfcat from photutils\n" + HEADER + "\n" + _row(1) + "\n",
+            "its first line, '# psfcat from photutils', looks like a comment: the header must "
+            "be the first line; remove the comment line(s) above it",
+        ),
+        (
+            (HEADER + "\n" + _row(1) + "\n").replace(",", ";"),
+            "its header is separated by semicolons, not commas: export the catalog with "
+            "commas as the delimiter",
+        ),
+        (
+            (HEADER + "\n" + _row(1) + "\n").replace(",", "\t"),
+            "its header is separated by tabs, not commas: export the catalog with commas as "
+            "the delimiter",
+        ),
+    ],
+    ids=["comment", "semicolons", "tabs"],
+)
+def test_a_header_that_names_no_column_says_the_likely_cause(tmp_path, text, cause):
+    path = tmp_path / "psfcat.csv"
+    path.write_text(text)
+    with pytest.raises(PsfcatFormatError) as raised:
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+    assert cause in str(raised.value)
+
+
+def test_another_spelling_of_a_missing_value_is_refused_naming_the_accepted_ones(tmp_path):
+    path = _write(tmp_path, _row(1), _row(2, mag="N/A"))
+    with pytest.raises(PsfcatFormatError) as raised:
+        read_psfcat(path, jid="j", image_shape=(64, 64))
+    assert str(raised.value) == (
+        f"{path}: column 'mag', row 1 (file line 3): 'N/A' is not a number (1 such value(s) "
+        "in this column); a missing value is written as an empty cell or nan, not 'N/A'; fix "
+        "the catalog"
+    )

@@ -1,6 +1,7 @@
 """The AI-ready transient dataset: per-job tensors, the master index and its Croissant record."""
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -33,10 +34,12 @@ from astro_assets.io.fits import (
     job_file_paths,
 )
 from astro_assets.io.images import thumbnail_markdown
+from astro_assets.io.paths import UnsafePathError, check_key_length
 from astro_assets.resources.storage import DataStore
 from astro_assets.science.transients.candidates import (
     PsfcatFormatError,
     build_master_index,
+    label_match_disagreements,
     missing_image_jobs,
     missing_images_problem,
     read_index_csv,
@@ -58,15 +61,14 @@ if TYPE_CHECKING:
     # steps that use it import it.
     import pandas as pd
 
-CANDIDATES_DIR = "candidates"
 INDEX_CSV = "master_index.csv"
 INDEX_PARQUET = "master_index.parquet"
 CROISSANT_FILE = "croissant.json"
 PUBLISHED_SPLITS_FILE = "published_splits.json"
 
 
-def candidates_file(data_store: DataStore, jid: str):
-    return data_store.layout.dataset_dir / CANDIDATES_DIR / f"{jid}.csv"
+def candidates_file(data_store: DataStore, jid: str) -> Path:
+    return data_store.layout.job_candidates_file(jid)
 
 
 def _channel_strip(tensor: np.ndarray, max_side: int = 64) -> np.ndarray:
@@ -261,6 +263,14 @@ def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataF
     would otherwise be paired with the earlier catalogue.
     """
     layout = data_store.layout
+    # A key registered before keys were limited would fail at the first file named after it.
+    try:
+        check_key_length(jid)
+    except UnsafePathError as error:
+        raise UnsafePathError(
+            f"{error}: rename the job folder (the partition of this name is removed once its "
+            "folder is gone, and the new name is registered)"
+        ) from None
     files = job_file_paths(layout.job_dir(jid))
     images = {role: files[role] for role in IMAGE_ROLES}
     # write_job_tensor refuses images whose shapes differ from the science image's.
@@ -279,6 +289,17 @@ def _write_job(data_store: DataStore, jid: str) -> tuple[TensorResult, "pd.DataF
             _remove_job_products(data_store, jid)
         raise
     return result, candidates
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name longer than the file system allows (no file can
+    have it); other errors, such as a permission refused, are raised."""
+    try:
+        return path.exists()
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return False
+        raise
 
 
 def _remove_job_products(data_store: DataStore, jid: str) -> None:
@@ -398,7 +419,19 @@ def job_tensors(
 
     def fail(jid: str, error: Exception) -> None:
         failed[jid] = error
-        has_products = data_store.layout.job_tensor_file(jid).exists()
+        try:
+            settle_failed_job(jid, error)
+        except OSError as products_error:
+            # Looking at or removing its products failed too (a mount gone, a name the file
+            # system refuses): the job is failed all the same, and the other jobs go on.
+            context.log.error(
+                f"{jid}: {type(error).__name__}: {error} (its earlier tensor and candidates "
+                f"could not be examined: {type(products_error).__name__}: {products_error})"
+            )
+
+    def settle_failed_job(jid: str, error: Exception) -> None:
+        """Remove or keep a failed job's products by :func:`inputs_found_bad`, and log it."""
+        has_products = _exists(data_store.layout.job_tensor_file(jid))
         writing = None
         if inputs_found_bad(error):
             # A malformed tensor is this run's own output, wrong whatever its inputs were.
@@ -495,6 +528,77 @@ def job_tensors(
     )
 
 
+def _product_names(folder: Path, suffix: str) -> list[str]:
+    """The names of the files ending in ``suffix`` in ``folder``, sorted; hidden ones (the
+    temporary files of writes at work) left out; none when the folder does not exist."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(
+                entry.name
+                for entry in entries
+                if not entry.name.startswith(".")
+                and entry.name.endswith(suffix)
+                and entry.is_file()
+            )
+    except FileNotFoundError:
+        return []
+
+
+def _withdraw_removed_jobs(
+    context: dg.AssetExecutionContext, data_store: DataStore
+) -> tuple[list[str], list[str]]:
+    """Move the tensors and candidates of jobs no longer registered out of the dataset folder.
+
+    A job whose folder was removed loses its partition, but its ``images/<jid>.npy`` and
+    ``candidates/<jid>.csv`` stayed in the published folder, where the Croissant FileSet
+    ``images/*.npy`` matched the tensor and anyone shipping the folder shipped the removed
+    job. They are moved, not deleted, to ``withdrawn/images/`` and ``withdrawn/candidates/``
+    under the data root (a later withdrawal of the same job replaces them there). Only jobs
+    that are no registered partition are moved: a registered job's products stay wherever
+    the index stands, as ``job_tensors`` may be writing them while this runs.
+
+    Returns
+    -------
+    (list of str, list of str)
+        The jobs whose products were moved, and those whose products could not be moved (each
+        logged with its error).
+    """
+    layout = data_store.layout
+    found: dict[str, list[Path]] = {}
+    for folder, suffix in (
+        (layout.dataset_images_dir, ".npy"),
+        (layout.dataset_dir / "candidates", ".csv"),
+    ):
+        for name in _product_names(folder, suffix):
+            found.setdefault(name[: -len(suffix)], []).append(folder / name)
+    # Read after the listing: a job registered, then written while this runs, is among them.
+    registered = set(context.instance.get_dynamic_partitions(jids_partitions.name))
+    moved: list[str] = []
+    not_moved: list[str] = []
+    for jid in sorted(found.keys() - registered):
+        try:
+            for path in found[jid]:
+                target = layout.withdrawn_dir / path.parent.name / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        except OSError as error:
+            not_moved.append(jid)
+            context.log.warning(
+                f"{jid}: a removed job's product could not be moved out of the published "
+                f"dataset folder ({type(error).__name__}: {error}); it is still in "
+                f"{path.parent}: move it out by hand, or it ships with the folder"
+            )
+            continue
+        moved.append(jid)
+    if moved:
+        context.log.info(
+            f"{len(moved)} removed job(s) had products in the published dataset folder, moved "
+            f"to {layout.withdrawn_dir} (nothing deleted): {', '.join(moved[:20])}"
+            + (", ..." if len(moved) > 20 else "")
+        )
+    return moved, not_moved
+
+
 class MasterIndexConfig(dg.Config):
     split_seed: int = pydantic.Field(
         default=0, description="Seed of the hash assigning jobs to splits."
@@ -532,6 +636,10 @@ def master_index(
     The seed's columns, then ``split`` (train / validation / test, assigned per job by a seeded
     hash of the jid, never per candidate; with ``split_group_pattern``, per group of jobs, by
     the hash of the group's key) and ``in_image``.
+
+    The tensors and candidates of jobs whose partition was removed (their folder deleted) are
+    then moved out of the published dataset folder into ``withdrawn/`` under the data root
+    (:func:`_withdraw_removed_jobs`), so that ``images/`` holds no removed job's tensor.
     """
     registered = context.instance.get_dynamic_partitions(jids_partitions.name)
     present = [jid for jid in registered if candidates_file(data_store, jid).exists()]
@@ -570,6 +678,19 @@ def master_index(
         )
     dataset = data_store.layout.dataset_dir
     write_master_index(index, dataset / INDEX_CSV, dataset / INDEX_PARQUET)
+    withdrawn, not_withdrawn = _withdraw_removed_jobs(context, data_store)
+    disagreements = label_match_disagreements(index)
+    if disagreements:
+        # Labels are the catalogues' own and published as given (vetted by eye, say); where
+        # they do not follow the matching rule the Croissant text describes, the user is told.
+        listing = ", ".join(f"{jid} ({n})" for jid, n in list(disagreements.items())[:20])
+        more = f" and {len(disagreements) - 20} more" if len(disagreements) > 20 else ""
+        context.log.warning(
+            f"{sum(disagreements.values())} candidate(s) in {len(disagreements)} job(s) have a "
+            f"label that disagrees with their match column (label 1 when match >= 0, else 0): "
+            f"{listing}{more}; the labels are published as psfcat.csv gives them: check those "
+            "catalogues if they were meant to be labelled by matching"
+        )
     counts = (
         index.groupby(["split", "label"]).size().rename("rows").reset_index().to_dict("records")
     )
@@ -578,11 +699,15 @@ def master_index(
             "rows": len(index),
             "jobs": len(present),
             "jobs_left_out": dg.MetadataValue.json(missing),
+            "removed_jobs_withdrawn": dg.MetadataValue.json(withdrawn),
+            "removed_jobs_not_withdrawn": dg.MetadataValue.json(not_withdrawn),
             "jobs_per_split": dg.MetadataValue.json(split_counts(splits)),
             "split_group_pattern": config.split_group_pattern or "none (job by job)",
             "split_groups": len(set(groups.values())) if groups is not None else len(present),
             "rows_per_split_and_label": dg.MetadataValue.json(counts),
             "real_fraction": float(index["label"].mean()),
+            "labels_disagreeing_with_match": sum(disagreements.values()),
+            "jobs_with_labels_disagreeing_with_match": dg.MetadataValue.json(disagreements),
             "dagster/column_schema": _table_schema(index),
             "dagster/row_count": len(index),
             "path": path_value(dataset / INDEX_CSV),
@@ -608,7 +733,7 @@ class CroissantConfig(dg.Config):
 @dg.asset(
     group_name="transients",
     deps=[master_index],
-    code_version="3",
+    code_version="4",
     kinds={"json"},
 )
 def croissant_metadata(
@@ -663,6 +788,21 @@ def croissant_metadata(
         rai=rai,
     )
     target = croissant.write_croissant(dataset / CROISSANT_FILE, jsonld)
+    # The FileSet's images/*.npy matches every tensor there: say which ones no row lists (a
+    # job whose catalogue has no candidate, or a removed job's tensor that could not be moved).
+    listed = set(index["image_filename"])
+    unlisted = [
+        f"images/{name}"
+        for name in _product_names(data_store.layout.dataset_images_dir, ".npy")
+        if f"images/{name}" not in listed
+    ]
+    if unlisted:
+        context.log.warning(
+            f"{len(unlisted)} tensor(s) in {data_store.layout.dataset_images_dir} are matched by "
+            f"the FileSet images/*.npy but listed by no row of {INDEX_CSV}: "
+            f"{', '.join(unlisted[:20])}{', ...' if len(unlisted) > 20 else ''}; a job without "
+            "candidates has no row; any other file there is not part of the dataset: move it out"
+        )
     atomic_write_text(
         published,
         json.dumps(
@@ -676,6 +816,7 @@ def croissant_metadata(
             "conforms_to": jsonld.get("conformsTo", ""),
             "license": config.license,
             "record_sets": dg.MetadataValue.json([rs["@id"] for rs in jsonld.get("recordSet", [])]),
+            "images_not_in_index": dg.MetadataValue.json(unlisted),
             "path": path_value(target),
         }
     )

@@ -49,6 +49,7 @@ __all__ = [
     "IncompletePsfcatError",
     "PsfcatFormatError",
     "build_master_index",
+    "label_match_disagreements",
     "read_index_csv",
     "read_psfcat",
     "write_master_index",
@@ -94,6 +95,9 @@ _INDEX_DTYPES: Mapping[str, object] = {
 """The type of every column of the master index and of a job's candidates table."""
 _REQUIRED_FINITE = ("x", "y")
 _MISSING_TOKENS = frozenset({"", "nan"})
+# Spellings of a missing value that other tools write; refused (the contract has one), but
+# named as such in the error.
+_OTHER_MISSING_SPELLINGS = frozenset({"na", "n/a", "null", "none", "-", "?"})
 _DIGITS = re.compile(r"[+-]?[0-9]+")
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 # Integral values written as floats ("12.0") are exact in float64 up to 2**53.
@@ -102,6 +106,8 @@ _EXACT_FLOAT_LIMIT = 2**53
 
 # The end of the file read to tell whether its last line was cut: far more than a line.
 _TAIL_BYTES = 64 * 1024
+# The start of the file read to tell a UTF-16 or UTF-32 one: within the header line.
+_ENCODING_SNIFF_BYTES = 64
 
 
 class PsfcatFormatError(ValueError):
@@ -128,6 +134,10 @@ def _check_complete(path: Path) -> None:
             f"{','.join(PSFCAT_COLUMNS)})"
         )
     with path.open("rb") as stream:
+        start = stream.read(_ENCODING_SNIFF_BYTES)
+        # UTF-16's line break is two bytes: its lines would look cut, as by a copy.
+        _check_not_wide_encoding(path, start)
+        stream.seek(0)
         header = stream.readline()
         if header.endswith(b"\n") and size > len(header):
             stream.seek(max(len(header), size - _TAIL_BYTES))
@@ -152,6 +162,56 @@ def _check_complete(path: Path) -> None:
                 f"{path}: the file ends inside a UTF-8 character, without a line break; "
                 f"{INCOMPLETE_ADVICE}"
             ) from None
+
+
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32", "UTF-32"),
+    (b"\xff\xfe", "UTF-16", "UTF-16"),
+    (b"\xfe\xff", "UTF-16", "UTF-16"),
+)
+"""Byte-order marks of the wide encodings: (mark, encoding, name for iconv), UTF-32 first as
+its little-endian mark begins with UTF-16's."""
+
+
+def _wide_encoding(start: bytes) -> tuple[str, str] | None:
+    """The wide encoding that the first bytes of a file are in, as (encoding, iconv name).
+
+    A byte-order mark tells; without one, text of ASCII characters in UTF-16 has a NUL byte at
+    every other position (odd ones for little-endian, even ones for big-endian), which UTF-8
+    text never has. None when neither is seen.
+    """
+    for mark, encoding, iconv_name in _WIDE_BOMS:
+        if start.startswith(mark):
+            return encoding, iconv_name
+    pairs = len(start) // 2
+    if pairs < 2:
+        return None
+    even, odd = start[0 : 2 * pairs : 2], start[1 : 2 * pairs : 2]
+    if odd.count(0) == pairs and even.count(0) == 0:
+        return "UTF-16 little-endian without a byte-order mark", "UTF-16LE"
+    if even.count(0) == pairs and odd.count(0) == 0:
+        return "UTF-16 big-endian without a byte-order mark", "UTF-16BE"
+    return None
+
+
+def _check_not_wide_encoding(path: Path, start: bytes) -> None:
+    """Raise :class:`PsfcatFormatError` for a catalogue saved as UTF-16 or UTF-32.
+
+    Spreadsheets ("Unicode Text") and PowerShell write UTF-16 by default. Read as UTF-8, its
+    two-byte line breaks would make the file look cut short, as while it is copied, and the
+    job would keep its earlier products for ever; it is a format error instead, as a Latin-1
+    catalogue's is.
+    """
+    found = _wide_encoding(start)
+    if found is None:
+        return
+    encoding, iconv_name = found
+    raise PsfcatFormatError(
+        f"{path} is not UTF-8 (it is {encoding}); the catalog must be UTF-8 text (plain ASCII "
+        f"is UTF-8): convert it, e.g. with `iconv -f {iconv_name} -t UTF-8 psfcat.csv > "
+        "psfcat-utf8.csv`, then put the converted file in its place"
+    )
 
 
 def _row_reference(index: int) -> str:
@@ -253,7 +313,8 @@ def _named_columns(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [name for name in PSFCAT_COLUMNS if name not in found]
     if missing:
         raise PsfcatFormatError(
-            f"{path} lacks column(s) {missing}; the header must contain {','.join(PSFCAT_COLUMNS)}"
+            f"{path} lacks column(s) {missing}; the header must contain "
+            f"{','.join(PSFCAT_COLUMNS)}{_hint_clause(_header_hint(path))}"
         )
     clashes = [found[name] for name in PSFCAT_COLUMNS if len(found[name]) > 1]
     if clashes:
@@ -360,9 +421,15 @@ def read_psfcat(
         bad = values.isna() & ~text.str.lower().isin(_MISSING_TOKENS)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            cell = raw[name].iloc[row]
+            missing_hint = (
+                f"; a missing value is written as an empty cell or nan, not {cell.strip()!r}"
+                if cell.strip().lower() in _OTHER_MISSING_SPELLINGS
+                else ""
+            )
             raise PsfcatFormatError(
-                f"{path}: column {name!r}, {_row_reference(row)}: {raw[name].iloc[row]!r} is "
-                f"not a number ({int(bad.sum())} such value(s) in this column); fix the catalog"
+                f"{path}: column {name!r}, {_row_reference(row)}: {cell!r} is not a number "
+                f"({int(bad.sum())} such value(s) in this column){missing_hint}; fix the catalog"
             )
         frame[name] = values
     for name in _REQUIRED_FINITE:
@@ -414,10 +481,42 @@ def _check_extra_fields_are_empty(path: Path) -> None:
         for number, row in enumerate(rows, start=2):
             extra = [cell for cell in row[width:] if cell.strip()]
             if extra:
+                hint = _header_hint(path)
                 raise PsfcatFormatError(
                     f"{path}: file line {number} has {len(row)} fields but the header names "
-                    f"{width} (extra: {extra[:3]}); quote fields that contain commas"
+                    f"{width} (extra: {extra[:3]}); " + (hint or "quote fields that contain commas")
                 )
+
+
+def _header_hint(path: Path) -> str:
+    """The likely cause of a header that does not name the columns, or ``""``.
+
+    A comment line above the header (``# psfcat from photutils``) makes the comment the
+    header; a file separated by semicolons or tabs (a spreadsheet's export in some locales)
+    makes each line one field.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if first.startswith("#"):
+        return (
+            f"its first line, {first[:60]!r}, looks like a comment: the header must be the "
+            "first line; remove the comment line(s) above it"
+        )
+    if "," not in first:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
+            if delimiter in first:
+                return (
+                    f"its header is separated by {name}, not commas: export the catalog with "
+                    "commas as the delimiter"
+                )
+    return ""
+
+
+def _hint_clause(hint: str) -> str:
+    return f" ({hint})" if hint else ""
 
 
 def _not_utf8_message(path: Path) -> str:
@@ -530,6 +629,35 @@ def missing_images_problem(absent: dict[str, str]) -> str:
         f"image files missing for {len(absent)} job(s): {listing}{more}; materialize "
         "master_index again to leave them out, or fix the job"
     )
+
+
+def label_match_disagreements(index: pd.DataFrame) -> dict[str, int]:
+    """Per job, the candidates whose label disagrees with the position-matching rule.
+
+    Catalogues labelled by matching candidates to known transients by position (as the sample
+    generator does) set ``label`` to 1 when ``match >= 0`` and to 0 otherwise. Labels are the
+    catalogue's own and are published as given; this says where they do not follow that rule
+    (labels vetted by eye, or a column exported out of step).
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        With the columns ``jid``, ``match`` (nullable integers) and ``label`` (0 or 1), as
+        :func:`build_master_index` or :func:`read_psfcat` give.
+
+    Returns
+    -------
+    dict
+        Job id -> number of its candidates whose ``label`` is not ``int(match >= 0)``, for
+        the jobs with at least one, in job order. A candidate without a ``match`` (empty) is
+        not counted: the rule says nothing of it.
+    """
+    match = index["match"]
+    known = match.notna().to_numpy()
+    matched = (match.fillna(-1) >= 0).to_numpy(dtype=bool)
+    disagree = known & (matched != (index["label"].to_numpy() == 1))
+    counts = index.loc[disagree, "jid"].value_counts(sort=False)
+    return {str(jid): int(counts[jid]) for jid in sorted(counts.index)}
 
 
 def build_master_index(frames: Sequence[pd.DataFrame], splits: Mapping[str, str]) -> pd.DataFrame:

@@ -130,15 +130,20 @@ DEFAULT_RAI: Mapping[str, str | list[str]] = {
         "sharing images never cross splits.",
     ],
     "data_annotation_protocol": [
-        "Labels are taken from the label column of each job's psfcat.csv: 1 when the "
-        "candidate was matched by position to a known transient (match >= 0), else 0. "
-        "No visual vetting was added by this pipeline."
+        "Labels are taken as given from the label column of each job's psfcat.csv (1 = real, "
+        "0 = bogus); this pipeline checks only that each is 0 or 1 and adds no vetting of its "
+        "own. Catalogues labelled by position matching set label 1 when the candidate was "
+        "matched to a known transient (match >= 0) and 0 otherwise, as the pipeline's "
+        "synthetic sample jobs are labelled; a label that disagrees with its match column "
+        "(vetted by eye, say) is kept as given, and the master index's build reports how many "
+        "do."
     ],
     "data_biases": [
         "The class ratio is the natural one of the catalogs (bogus outnumber real); rebalance "
         "in the loss or the sampler, not by editing the index.",
-        "Real transients missing from the list used for matching are labelled bogus, and "
-        "faint real transients below the detection threshold are absent.",
+        "Where labels come from position matching, real transients missing from the list "
+        "used for matching are labelled bogus; faint real transients below the detection "
+        "threshold are absent.",
         "Splits are by job; observing conditions (seeing, depth, field density) are not "
         "stratified across splits.",
     ],
