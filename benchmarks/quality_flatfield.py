@@ -125,13 +125,13 @@ def classical_flat(
     line_defects: str = "ratio",
     motion: MotionTestParams | None = None,
 ) -> dict:
-    """The classical pipeline on (n, h, w) frames with a known black level: the core after the
-    motion test, the expanded mask, the flat (``FlatResult``), the motion result, the drift
-    and the timings of its steps. As ``ser_median`` and ``dust_mask`` do, the median leaves
-    out frames without signal, the drift is sampled from the frames it kept, and the median of
-    8-bit frames is interpolated within its level, unless ``interpolate_levels`` is False;
-    ``line_defects`` is the ``inpainted`` config's, ``motion`` the ``dust_mask`` config's
-    motion test (its defaults when None)."""
+    """The classical pipeline on (n, h, w) frames with a known black level: the eye's
+    candidates, the core after the motion test, the expanded mask, the flat (``FlatResult``),
+    the motion result, the drift and the timings of its steps. As ``ser_median`` and
+    ``dust_mask`` do, the median leaves out frames without signal, the drift is sampled from the
+    frames it kept, and the median of 8-bit frames is interpolated within its level, unless
+    ``interpolate_levels`` is False; ``line_defects`` is the ``inpainted`` config's,
+    ``motion`` the ``dust_mask`` config's motion test (its defaults when None)."""
     timings = {}
     start = time.perf_counter()
     kept = screen_frames(frames).kept
@@ -181,6 +181,7 @@ def classical_flat(
         median, matched, mask, FlatParams(black_level_mode="value", black_level=black_level)
     )
     return {
+        "candidates": detection.core,
         "core": core,
         "mask": mask,
         "flat": flat,
