@@ -316,7 +316,8 @@ class MotionTestParams:
         follows each frame's shift (:func:`_outline_fixed_shares`). It is confirmed when at
         least two thirds of its outline stayed, against the shifts of the whole frame and
         against those of its own surroundings alike, and rejected when at most a third did
-        against both; otherwise it stays undecided. False leaves all of them undecided.
+        against both, unless a part of its outline stayed at least half (a shadow merged with
+        a sunspot); otherwise it stays undecided. False leaves all of them undecided.
     """
 
     motion_test: bool = True
