@@ -295,6 +295,31 @@ def test_a_shadow_merged_with_a_scene_feature_is_left_undecided_by_its_outline()
     assert alone.verdict == motion.SCENE
 
 
+def test_dust_on_a_texture_darker_under_it_is_not_dropped_by_its_outline():
+    # 5 % deep dust on a 12 % rms texture that happens to be dark under it: the texture moves,
+    # so it adds nothing to the outline's fixed part but much to the mean image's edge (share
+    # about 0.2). Set against the edge of a shadow as deep as the candidate, the fixed part
+    # is too large for a scene feature.
+    rng = np.random.default_rng(7)
+    margin = 8
+    canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.12)
+    dust = _disc((HEIGHT, WIDTH), 48.0, 64.0, 6.0)
+    shifts = rng.normal(0.0, 1.0, (40, 2))
+    frames = [
+        (
+            ndimage.shift(canvas, shift, order=1)[margin:-margin, margin:-margin]
+            * np.where(dust, 0.95, 1.0)
+            + rng.normal(0.0, 5.0, (HEIGHT, WIDTH))
+        ).astype(np.float32)
+        for shift in shifts
+    ]
+    median = np.median(np.stack(frames), axis=0)
+    kept, (verdict,) = sensor_fixed_test(dust, median, frames, shifts)
+    assert verdict.outline_fixed < 1 / 3 and verdict.outline_fixed_local < 1 / 3
+    assert verdict.verdict == motion.UNDECIDED_SIZE
+    np.testing.assert_array_equal(kept, dust)
+
+
 def test_without_a_shake_the_outline_decides_nothing():
     # Shifts along one axis only say nothing of an outline's other half.
     frames, shifts, median, core = _video(drift_px=6.0, jitter_px=0.0)

@@ -1080,7 +1080,8 @@ def dust_mask(
         by_outline = sum(np.isfinite(verdict.outline_fixed) for verdict in verdicts)
         if not drift_ok and by_outline and not (undecided or unconfirmed_dropped):
             context.log.info(
-                f"{drift_message} Here the seeing's shake decided each of them by its outline "
+                f"{drift_message} Here the motion test decided every candidate, those too "
+                "large for the drift by their outlines as the seeing shook the scene "
                 "(outline_fixed in motion_test)."
             )
         elif not drift_ok:
