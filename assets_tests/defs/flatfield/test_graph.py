@@ -529,6 +529,29 @@ def test_a_high_pedestal_left_in_the_flat_is_reported(instance, data_store, layo
     assert metadata["black_level"].value == pytest.approx(20000, rel=0.01)
 
 
+def test_a_turning_field_is_recorded_and_its_candidates_are_left_undecided(
+    instance, data_store, layout
+):
+    # An alt-az mount turning the field 4 degrees over the video: registered by shifts alone,
+    # the scene's far parts lie pixels off, and their residues would pass for dust.
+    from assets_tests.science.flatfield.test_drift import _turning_video
+
+    frames, _, _ = _turning_video(4.0, 0.0)
+    layout.incoming_ser.mkdir(parents=True)
+    write_ser(layout.incoming_ser / "turning.ser", frames, depth=16)
+    result = _materialize(instance, data_store, "turning", selection=["ser_median", "dust_mask"])
+    assert result.success
+    metadata = result.asset_materializations_for_node("dust_mask")[0].metadata
+    assert metadata["drift_registered"].value is False
+    assert metadata["drift_rotation_deg"].value == pytest.approx(4.0, rel=0.1)
+    assert "the field rotated by" in metadata["drift_verdict"].value
+    record = json.loads(layout.flatfield_file("turning", "dust_mask.json").read_text())
+    assert record["drift_rotation_px"] == pytest.approx(metadata["drift_rotation_px"].value)
+    assert all(v["verdict"].startswith("undecided") for v in record["motion_test"])
+    evaluation = _check_evaluation(result, "dust_mask_candidates_confirmed")
+    assert evaluation.passed is False and "rotated" in evaluation.description
+
+
 def test_a_tracked_video_shaken_by_the_seeing_confirms_its_dust_by_the_outlines(
     instance, data_store, layout
 ):

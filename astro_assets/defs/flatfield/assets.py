@@ -1075,7 +1075,12 @@ def dust_mask(
             registered=drift.registered,
             closure_px=closure_px,
             registration_px=registration_px,
+            field_rotated=drift.field_rotated,
+            rotation_deg=drift.rotation_deg,
+            rotation_px=cell * drift.rotation_px,
         )
+        rotation_deg = drift.rotation_deg if np.isfinite(drift.rotation_deg) else None
+        rotation_px = cell * drift.rotation_px if np.isfinite(drift.rotation_px) else None
         recorded_closure_px = closure_px if np.isfinite(closure_px) else None
         by_outline = sum(np.isfinite(verdict.outline_fixed) for verdict in verdicts)
         if not drift_ok and by_outline and not (undecided or unconfirmed_dropped):
@@ -1149,6 +1154,8 @@ def dust_mask(
                     "drift_static_pattern_removed": drift.static_pattern_removed,
                     "drift_exclusion_dropped": drift.exclusion_dropped,
                     "drift_smoothed_for_seeing": drift.smoothed_for_seeing,
+                    "drift_rotation_deg": rotation_deg,
+                    "drift_rotation_px": rotation_px,
                     "frame_transparency": transparency,
                     "prediction_black_level": separated.black_level,
                     "motion_tested": motion_params.motion_test,
@@ -1193,6 +1200,8 @@ def dust_mask(
                 "drift_static_pattern_removed": drift.static_pattern_removed,
                 "drift_exclusion_dropped": drift.exclusion_dropped,
                 "drift_smoothed_for_seeing": drift.smoothed_for_seeing,
+                "drift_rotation_deg": rotation_deg,
+                "drift_rotation_px": rotation_px,
                 "frame_transparency": _json(transparency),
                 "line_defects_found": dg.MetadataValue.json(
                     {

@@ -164,9 +164,9 @@ def dust_mask_candidates_confirmed(
     elif undecided and not record.get("drift_registered", True):
         advice = (
             f"{len(undecided)} of {len(verdicts)} candidates are kept undecided: the frames "
-            "could not be registered (dust_mask's drift_verdict says why), so none could be "
-            "shown fixed on the sensor. Review them on dust_mask_overlay.png, or capture "
-            "brighter frames."
+            "could not be registered (dust_mask's drift_verdict says why: a target too faint "
+            "or noisy, or a field that rotated), so none could be shown fixed on the sensor. "
+            "Review them on dust_mask_overlay.png and do what drift_verdict says."
         )
     elif undecided:
         advice = (
