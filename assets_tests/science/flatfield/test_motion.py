@@ -116,6 +116,21 @@ def _drifting(canvas, margin, drift_px, n_frames, rng, transmission=1.0, jitter_
     return frames, shifts, np.median(np.stack(frames), axis=0)
 
 
+def _shaken(canvas, margin, transmission, shake_px, n_frames, rng):
+    """Frames of a tracked ``canvas`` shaken by ``shake_px`` rms along both axes, cropped by
+    ``margin``, through ``transmission``, with noise of 5 ADU rms; returns frames, shifts and
+    their median."""
+    shifts = rng.normal(0.0, shake_px, (n_frames, 2))
+    frames = [
+        (
+            ndimage.shift(canvas, shift, order=1)[margin:-margin, margin:-margin] * transmission
+            + rng.normal(0.0, 5.0, transmission.shape)
+        ).astype(np.float32)
+        for shift in shifts
+    ]
+    return frames, shifts, np.median(np.stack(frames), axis=0)
+
+
 def _verdict_at(verdicts, row, col):
     return min(verdicts, key=lambda v: np.hypot(v.centroid_y - row, v.centroid_x - col))
 
@@ -274,16 +289,7 @@ def test_a_shadow_merged_with_a_scene_feature_is_left_undecided_by_its_outline()
     bar = (np.abs(rows - 56 - margin) <= 5) & (np.abs(cols - 80 - margin) <= 30)
     canvas = np.where(bar, canvas * 0.7, canvas)
     dust = _disc((HEIGHT, WIDTH), 56.0, 44.0, 7.0)
-    shifts = rng.normal(0.0, 0.6, (24, 2))
-    frames = [
-        (
-            ndimage.shift(canvas, shift, order=1)[margin:-margin, margin:-margin]
-            * np.where(dust, 0.75, 1.0)
-            + rng.normal(0.0, 5.0, (HEIGHT, WIDTH))
-        ).astype(np.float32)
-        for shift in shifts
-    ]
-    median = np.median(np.stack(frames), axis=0)
+    frames, shifts, median = _shaken(canvas, margin, np.where(dust, 0.75, 1.0), 0.6, 24, rng)
     rows, cols = np.indices((HEIGHT, WIDTH))
     core = dust | ((np.abs(rows - 56) <= 5) & (np.abs(cols - 80) <= 30))
     kept, (merged,) = sensor_fixed_test(core, median, frames, shifts)
@@ -304,16 +310,7 @@ def test_dust_on_a_texture_darker_under_it_is_not_dropped_by_its_outline():
     margin = 8
     canvas = _scene(rng, (HEIGHT + 2 * margin, WIDTH + 2 * margin), 0.12)
     dust = _disc((HEIGHT, WIDTH), 48.0, 64.0, 6.0)
-    shifts = rng.normal(0.0, 1.0, (40, 2))
-    frames = [
-        (
-            ndimage.shift(canvas, shift, order=1)[margin:-margin, margin:-margin]
-            * np.where(dust, 0.95, 1.0)
-            + rng.normal(0.0, 5.0, (HEIGHT, WIDTH))
-        ).astype(np.float32)
-        for shift in shifts
-    ]
-    median = np.median(np.stack(frames), axis=0)
+    frames, shifts, median = _shaken(canvas, margin, np.where(dust, 0.95, 1.0), 1.0, 40, rng)
     kept, (verdict,) = sensor_fixed_test(dust, median, frames, shifts)
     assert verdict.outline_fixed < 1 / 3 and verdict.outline_fixed_local < 1 / 3
     assert verdict.verdict == motion.UNDECIDED_SIZE
