@@ -1079,9 +1079,9 @@ def dust_mask(
             rotation_deg=drift.rotation_deg,
             rotation_px=cell * drift.rotation_px,
         )
-        rotation_deg = drift.rotation_deg if np.isfinite(drift.rotation_deg) else None
-        rotation_px = cell * drift.rotation_px if np.isfinite(drift.rotation_px) else None
-        recorded_closure_px = closure_px if np.isfinite(closure_px) else None
+        rotation_deg = _finite_or_none(drift.rotation_deg)
+        rotation_px = _finite_or_none(cell * drift.rotation_px)
+        recorded_closure_px = _finite_or_none(closure_px)
         by_outline = sum(np.isfinite(verdict.outline_fixed) for verdict in verdicts)
         if not drift_ok and by_outline and not (undecided or unconfirmed_dropped):
             context.log.info(
@@ -1220,9 +1220,7 @@ def dust_mask(
                 "unsearched_target_fraction": unsearched,
                 "prediction_black_level": separated.black_level,
                 "dark_subtracted": dark is not None,
-                "ratio_texture_left": (
-                    float(separated.texture_left) if np.isfinite(separated.texture_left) else None
-                ),
+                "ratio_texture_left": _finite_or_none(separated.texture_left),
                 "found_in_ratio_count": found_in_ratio_kept,
                 "cut_as_clean_px": cut_as_clean_px,
                 "found_in_ratio": _json(from_ratio),
@@ -1245,6 +1243,11 @@ def dust_mask(
 
 
 _EDIT_FIELDS = ("drop_regions_at", "add_dust_discs")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """``value`` as a float for the metadata, None where it was not measured (NaN)."""
+    return float(value) if np.isfinite(value) else None
 
 
 def _transparency_record(separated: MotionResult, drift: DriftEstimate) -> dict:

@@ -156,7 +156,9 @@ def with_signal(spreads: np.ndarray, min_fraction: float = MIN_SIGNAL_FRACTION) 
     return kept
 
 
-def dark_threshold(values: np.ndarray, dark_fraction: float) -> float | None:
+def dark_threshold(
+    values: np.ndarray, dark_fraction: float, *, level: float | None = None
+) -> float | None:
     """``low + dark_fraction * (high - low)``: below it a pixel is sky (or too dark to measure
     a flat on), with ``low`` the 0.1th percentile of ``values`` (the pedestal, the sky) and
     ``high`` their :func:`target_level`.
@@ -167,6 +169,8 @@ def dark_threshold(values: np.ndarray, dark_fraction: float) -> float | None:
         Finite pixel values, any shape, in ADU; not modified.
     dark_fraction : float
         In [0, 1).
+    level : float, optional
+        ``values``' :func:`target_level`, when the caller has it already.
 
     Returns
     -------
@@ -181,7 +185,7 @@ def dark_threshold(values: np.ndarray, dark_fraction: float) -> float | None:
     """
     if not 0.0 <= dark_fraction < 1.0:
         raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
-    high = target_level(values)
+    high = target_level(values) if level is None else level
     low = float(np.percentile(values, 0.1))
     if not high > low:
         return None
@@ -265,14 +269,15 @@ def unsearched_fraction(image: np.ndarray, dark_fraction: float) -> float:
         raise ValueError("unsearched_fraction needs at least one value.")
     if not 0.0 <= dark_fraction < 1.0:
         raise ValueError(f"dark_fraction must lie in [0, 1), got {dark_fraction}.")
-    lit_level = dark_threshold(values, LIT_DARK_FRACTION)
+    level = target_level(values)
+    lit_level = dark_threshold(values, LIT_DARK_FRACTION, level=level)
     if lit_level is None:
         return 0.0
     lit = values > lit_level
     lit_count = np.count_nonzero(lit)
     if lit_count == 0:
         return 0.0
-    searched = values > dark_fraction * target_level(values)
+    searched = values > dark_fraction * level
     return float(np.count_nonzero(lit & ~searched) / lit_count)
 
 

@@ -2076,6 +2076,12 @@ def _outline_fixed_shares(
     measured with noise, flattens the slopes and raises the share of a scene feature, never
     that of dust, so a decision needs both shares on the same side.
 
+    Texture across the edge moves, so it adds nothing to the fixed part, but the mean image's
+    edge holds it: dust on a texture darker under it than around it reads a share below 1
+    (5 % deep dust on a 12 % rms texture read 0.2 on one seed). So the fixed part is also
+    set against the edge of a shadow as deep as the candidate's deficit in the median,
+    ``log(1 - deficit * template)``, which texture does not touch.
+
     Parameters
     ----------
     frames : sequence of np.ndarray
@@ -2095,12 +2101,6 @@ def _outline_fixed_shares(
         The frames' pedestal, ADU.
     deficit : float
         The candidate's deficit in the median, in (0, 1).
-
-    Texture across the edge moves, so it adds nothing to the fixed part, but the mean image's
-    edge holds it: dust on a texture darker under it than around it reads a share below 1
-    (5 % deep dust on a 12 % rms texture read 0.2 on one seed). So the fixed part is also
-    set against the edge of a shadow as deep as the candidate's deficit in the median,
-    ``log(1 - deficit * template)``, which texture does not touch.
 
     Returns
     -------
@@ -2148,13 +2148,12 @@ def _outline_fixed_shares(
     shadow = float(
         np.sum(np.stack(np.gradient(np.log1p(-deficit * soft)))[:, outline] * template[:, outline])
     )
-    seen = float(np.sum(gradient[:, outline] * template[:, outline]))
+    seen_at = np.sum(gradient[:, outline] * template[:, outline], axis=0)
+    seen = float(seen_at.sum())
     # The template rises into the candidate; the light of a dark candidate falls into it.
     if not seen < 0:
         return unmeasured
     on_outline = residuals[:, outline]
-
-    seen_at = np.sum(gradient[:, outline] * template[:, outline], axis=0)
     rows, cols = np.nonzero(outline)
     side = max(
         _OUTLINE_PART_WIDTHS * _OUTLINE_WIDTH_PX,
